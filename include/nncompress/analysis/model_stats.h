@@ -1,0 +1,47 @@
+#pragma once
+// Parameter and multiply-accumulate counts per layer and for the whole model.
+//
+// Params: elements of every weight tensor (initializers and tensors held in Constant nodes),
+// except int64/bool/string tensors, which are shape constants, axes and masks, not weights.
+// A tensor read by several nodes counts once in the total.
+// MACs, for one sample (symbolic dimensions such as the batch count as 1):
+//   Conv           out_elements * (C_in / group) * prod(kernel)
+//   ConvTranspose  in_elements  * (C_out / group) * prod(kernel)
+//   Gemm           M * N * K
+//   MatMul         out_elements * K
+// (and their quantized forms: QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger).
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc {
+
+struct LayerStats {
+  const Node* node = nullptr;
+  int64_t params = 0;                 // elements of this node's weight inputs
+  std::optional<int64_t> macs;        // nullopt: op has MACs but shapes are unknown
+  bool has_macs_rule = false;         // the op is one we count MACs for
+  std::optional<Shape> weight_shape;  // shape of the main weight, when there is one
+};
+
+struct ModelStats {
+  std::vector<LayerStats> layers;  // nodes with weights or MACs, in topological order
+  int64_t params = 0;
+  int64_t macs = 0;
+  int64_t layers_with_unknown_macs = 0;
+  std::map<std::string, int64_t> weight_bytes_by_dtype;
+  std::map<std::string, int64_t> op_histogram;  // "Conv" or "domain.Op" -> count
+};
+
+bool isWeightTensor(const Tensor& tensor);
+// Shape with symbolic or unknown dims read as 1 (one sample); nullopt if rank is unknown.
+std::optional<Shape> oneSampleShape(const Value& value);
+// MACs of one node, or nullopt if the op has no MAC rule or its shapes are unknown.
+std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule = nullptr);
+ModelStats computeModelStats(const Graph& graph);
+
+}  // namespace nnc

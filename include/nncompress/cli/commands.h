@@ -1,0 +1,32 @@
+#pragma once
+// One function per subcommand, taking plain option structs (CLI11 stays in app.cc).
+
+#include <string>
+
+#include "nncompress/ir/status.h"
+
+namespace nnc::cli {
+
+struct ReportOptions {
+  std::string model_path;
+  bool json = false;
+};
+Status runReport(const ReportOptions& options);
+
+}  // namespace nnc::cli
+
+namespace nnc::cli {
+
+struct ConvertOptions {
+  std::string model_path;
+  std::string output_path;
+  int64_t external_data_threshold = 0;  // bytes; 0 keeps all weights inside the .onnx
+  bool json = false;
+};
+// Load and re-export (normalising the file, or moving weights to/from external data).
+Status runConvert(const ConvertOptions& options);
+
+// Refuses an output path that is the input itself (nncompress never overwrites its input).
+Status checkOutputIsNotInput(const std::string& input, const std::string& output);
+
+}  // namespace nnc::cli

@@ -1,0 +1,28 @@
+#pragma once
+// `nncompress report`: what a model is made of, for people (aligned table) and scripts (JSON,
+// schema in docs/report-json.md).
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "nncompress/analysis/model_stats.h"
+#include "nncompress/ir/graph.h"
+
+namespace nnc {
+
+struct ReportInput {
+  const Model* model = nullptr;
+  std::string path;
+  int64_t file_bytes = 0;
+  int64_t external_data_bytes = 0;
+  std::string shape_inference_note;
+};
+
+nlohmann::ordered_json modelReportJson(const ReportInput& input, const ModelStats& stats);
+std::string modelReportText(const ReportInput& input, const ModelStats& stats);
+
+// "1.23 M" style numbers for people.
+std::string humanCount(double value);
+std::string humanBytes(double bytes);
+
+}  // namespace nnc

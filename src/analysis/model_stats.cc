@@ -1,0 +1,149 @@
+#include "nncompress/analysis/model_stats.h"
+
+#include <functional>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace nnc {
+namespace {
+
+int64_t product(const Shape& s, size_t from = 0) {
+  int64_t p = 1;
+  for (size_t i = from; i < s.size(); ++i) p *= s[i];
+  return p;
+}
+
+std::optional<Shape> inputShape(const Node& n, size_t i) {
+  const Value* v = n.input(i);
+  if (!v) return std::nullopt;
+  return oneSampleShape(*v);
+}
+std::optional<Shape> outputShape(const Node& n, size_t i = 0) {
+  const Value* v = n.output(i);
+  if (!v) return std::nullopt;
+  return oneSampleShape(*v);
+}
+
+// out_elements * (weight elements / C_out): every output element reads one filter slice.
+std::optional<int64_t> convMacs(const Node& n, size_t weight_index) {
+  auto w = inputShape(n, weight_index);
+  auto y = outputShape(n);
+  if (!w || !y || w->empty() || (*w)[0] == 0) return std::nullopt;
+  return product(*y) * (product(*w) / (*w)[0]);
+}
+
+// in_elements * (weight elements / C_in): every input element scatters one filter slice.
+std::optional<int64_t> convTransposeMacs(const Node& n) {
+  auto w = inputShape(n, 1);
+  auto x = inputShape(n, 0);
+  if (!w || !x || w->empty() || (*w)[0] == 0) return std::nullopt;
+  return product(*x) * (product(*w) / (*w)[0]);
+}
+
+std::optional<int64_t> gemmMacs(const Node& n) {
+  auto a = inputShape(n, 0);
+  auto y = outputShape(n);
+  if (!a || !y || a->size() != 2) return std::nullopt;
+  const int64_t k = n.intAttr("transA", 0) ? (*a)[0] : (*a)[1];
+  return product(*y) * k;
+}
+
+std::optional<int64_t> matmulMacs(const Node& n, size_t a_index) {
+  auto a = inputShape(n, a_index);
+  auto y = outputShape(n);
+  if (!a || !y || a->empty()) return std::nullopt;
+  return product(*y) * a->back();
+}
+
+using MacRule = std::function<std::optional<int64_t>(const Node&)>;
+
+const std::unordered_map<std::string, MacRule>& macRules() {
+  static const std::unordered_map<std::string, MacRule> rules = {
+      {"Conv", [](const Node& n) { return convMacs(n, 1); }},
+      {"ConvInteger", [](const Node& n) { return convMacs(n, 1); }},
+      {"QLinearConv", [](const Node& n) { return convMacs(n, 3); }},
+      {"ConvTranspose", convTransposeMacs},
+      {"Gemm", gemmMacs},
+      {"MatMul", [](const Node& n) { return matmulMacs(n, 0); }},
+      {"MatMulInteger", [](const Node& n) { return matmulMacs(n, 0); }},
+      {"QLinearMatMul", [](const Node& n) { return matmulMacs(n, 0); }},
+  };
+  return rules;
+}
+
+// The input that holds a node's main weight, for the weight-shape column.
+int mainWeightInput(const Node& n) {
+  if (n.isOp("QLinearConv") || n.isOp("QLinearMatMul")) return 3;
+  if (n.isOp("Conv") || n.isOp("ConvTranspose") || n.isOp("Gemm") || n.isOp("MatMul") ||
+      n.isOp("ConvInteger") || n.isOp("MatMulInteger") || n.isOp("PRelu"))
+    return 1;
+  return -1;
+}
+
+}  // namespace
+
+bool isWeightTensor(const Tensor& t) {
+  return t.dtype() != DType::kInt64 && t.dtype() != DType::kBool && t.dtype() != DType::kString &&
+         t.dtype() != DType::kUndefined;
+}
+
+std::optional<Shape> oneSampleShape(const Value& value) {
+  if (const Tensor* t = value.constantData()) return t->shape();
+  const auto& shape = value.type().shape;
+  if (!shape) return std::nullopt;
+  Shape s;
+  for (const Dim& d : *shape) s.push_back(d.isKnown() ? d.value : 1);
+  return s;
+}
+
+std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule) {
+  if (has_rule) *has_rule = false;
+  if (!node.isDefaultDomain()) return std::nullopt;
+  auto it = macRules().find(node.opType());
+  if (it == macRules().end()) return std::nullopt;
+  if (has_rule) *has_rule = true;
+  return it->second(node);
+}
+
+ModelStats computeModelStats(const Graph& graph) {
+  ModelStats stats;
+  std::unordered_set<const Tensor*> counted;
+  auto countTensor = [&](const Tensor* t) {
+    if (!t || !isWeightTensor(*t) || !counted.insert(t).second) return;
+    stats.params += t->numel();
+    stats.weight_bytes_by_dtype[dtypeName(t->dtype())] += static_cast<int64_t>(t->byteSize());
+  };
+  auto order = graph.topologicalOrder();
+  std::vector<const Node*> nodes;
+  if (order.isOk()) {
+    for (const Node* n : order.value()) nodes.push_back(n);
+  } else {
+    for (const auto& n : graph.nodes()) nodes.push_back(n.get());
+  }
+  for (const Node* n : nodes) {
+    const std::string key = n->isDefaultDomain() ? n->opType() : n->domain() + "." + n->opType();
+    ++stats.op_histogram[key];
+    if (n->isOp("Constant")) continue;  // its tensor is counted where it is read
+    LayerStats layer;
+    layer.node = n;
+    for (const Value* in : n->inputs()) {
+      const Tensor* t = in ? in->constantData() : nullptr;
+      if (t && isWeightTensor(*t)) {
+        layer.params += t->numel();
+        countTensor(t);
+      }
+    }
+    const int w = mainWeightInput(*n);
+    if (w >= 0 && n->input(w) && n->input(w)->constantData())
+      layer.weight_shape = n->input(w)->constantData()->shape();
+    layer.macs = nodeMacs(*n, &layer.has_macs_rule);
+    if (layer.has_macs_rule && !layer.macs) ++stats.layers_with_unknown_macs;
+    if (layer.macs) stats.macs += *layer.macs;
+    if (layer.params > 0 || layer.has_macs_rule) stats.layers.push_back(layer);
+  }
+  // Weights not read by any node (or only by graph outputs) still count towards the total.
+  for (const auto& v : graph.values()) countTensor(v->initializer());
+  return stats;
+}
+
+}  // namespace nnc

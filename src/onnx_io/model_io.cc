@@ -1,0 +1,213 @@
+#include "nncompress/onnx_io/model_io.h"
+
+#include <fcntl.h>
+#include <google/protobuf/io/zero_copy_stream_impl.h>
+#include <onnx/checker.h>
+#include <onnx/shape_inference/implementation.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "nncompress/onnx_io/file_util.h"
+#include "proto_convert.h"
+
+namespace nnc {
+
+using namespace onnx_io_internal;
+
+namespace {
+
+// Tensors up to this size keep their data in the proto handed to shape inference: shape
+// constants, axes and the like, which data propagation needs. Larger ones (weights) go in with
+// dims only, which is all inference reads from them.
+constexpr int64_t kShapeInferenceDataLimit = 4096;
+
+Status finishLoad(onnx::ModelProto& proto, const std::filesystem::path& base_dir,
+                  const LoadOptions& options, LoadedModelInfo* info, Model* out) {
+  int64_t external = 0;
+  auto model = modelFromProto(proto, base_dir, &external);
+  if (!model.isOk()) return model.status();
+  proto.Clear();
+  if (info) info->external_data_bytes = external;
+  if (options.infer_shapes) {
+    Status s = inferShapes(model.value());
+    if (info) {
+      info->shape_inference_ran = s.isOk();
+      if (!s.isOk()) info->shape_inference_note = s.message();
+    }
+  }
+  *out = std::move(model).value();
+  return Status::ok();
+}
+
+Status writeProto(const onnx::ModelProto& proto, const std::filesystem::path& path) {
+  if (proto.ByteSizeLong() > static_cast<size_t>(INT32_MAX))
+    return invalidArgument("the model is over 2 GiB: save it with external data (--external-data)");
+  return writeFileAtomically(path, [&](int fd) -> Status {
+    google::protobuf::io::FileOutputStream stream(fd);
+    const bool ok = proto.SerializeToZeroCopyStream(&stream) && stream.Flush();
+    if (!ok) return ioError(std::string("write failed: ") + std::strerror(stream.GetErrno()));
+    return Status::ok();
+  });
+}
+
+// Moves large initializers into <path>.data. Offsets are aligned so runtimes may mmap them.
+Status writeExternalData(onnx::ModelProto& proto, const std::filesystem::path& path,
+                         int64_t threshold) {
+  const std::string data_name = path.filename().string() + ".data";
+  const std::filesystem::path data_path = path.parent_path().empty()
+                                              ? std::filesystem::path(data_name)
+                                              : path.parent_path() / data_name;
+  std::vector<onnx::TensorProto*> moved;
+  for (auto& t : *proto.mutable_graph()->mutable_initializer())
+    if (t.has_raw_data() && static_cast<int64_t>(t.raw_data().size()) >= threshold)
+      moved.push_back(&t);
+  if (moved.empty()) return Status::ok();
+  return writeFileAtomically(data_path, [&](int fd) -> Status {
+    int64_t offset = 0;
+    for (onnx::TensorProto* t : moved) {
+      const int64_t padded = (offset + 63) / 64 * 64;
+      const std::string pad(static_cast<size_t>(padded - offset), '\0');
+      for (const std::string* chunk : {&pad, &t->raw_data()}) {
+        size_t done = 0;
+        while (done < chunk->size()) {
+          const ssize_t n = ::write(fd, chunk->data() + done, chunk->size() - done);
+          if (n < 0 && errno == EINTR) continue;
+          if (n < 0)
+            return ioError("write failed on '" + data_path.string() + "': " + std::strerror(errno));
+          done += static_cast<size_t>(n);
+        }
+      }
+      const int64_t length = static_cast<int64_t>(t->raw_data().size());
+      t->clear_raw_data();
+      t->set_data_location(onnx::TensorProto::EXTERNAL);
+      auto add = [&](const char* k, const std::string& v) {
+        auto* e = t->add_external_data();
+        e->set_key(k);
+        e->set_value(v);
+      };
+      add("location", data_name);
+      add("offset", std::to_string(padded));
+      add("length", std::to_string(length));
+      offset = padded + length;
+    }
+    return Status::ok();
+  });
+}
+
+Status saveImpl(Model& model, bool release, const std::filesystem::path& path,
+                const SaveOptions& options) {
+  onnx::ModelProto proto;
+  modelToProto(model, release, &proto);
+  int64_t threshold = options.external_data_threshold;
+  if (threshold <= 0 && proto.ByteSizeLong() > static_cast<size_t>(INT32_MAX)) threshold = 1024;
+  if (threshold > 0) NNC_RETURN_IF_ERROR(writeExternalData(proto, path, threshold));
+  return writeProto(proto, path);
+}
+
+}  // namespace
+
+StatusOr<Model> loadModel(const std::filesystem::path& path, const LoadOptions& options,
+                          LoadedModelInfo* info) {
+  NNC_RETURN_IF_ERROR(checkReadableFile(path));
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ioError(std::string("cannot open: ") + std::strerror(errno));
+  onnx::ModelProto proto;
+  bool parsed;
+  {
+    google::protobuf::io::FileInputStream stream(fd);
+    parsed = proto.ParseFromZeroCopyStream(&stream);
+  }
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  ::close(fd);
+  if (!parsed)
+    return invalidModel(
+        "not a valid ONNX model: protobuf parsing failed (truncated or not an .onnx file?)");
+  if (info) info->file_bytes = size;
+  Model model;
+  NNC_RETURN_IF_ERROR(finishLoad(proto, path.parent_path(), options, info, &model));
+  return model;
+}
+
+StatusOr<Model> parseModel(const std::string& bytes, const std::filesystem::path& base_dir,
+                           const LoadOptions& options, LoadedModelInfo* info) {
+  onnx::ModelProto proto;
+  if (bytes.empty()) return invalidModel("file is empty");
+  if (!proto.ParseFromString(bytes))
+    return invalidModel("not a valid ONNX model: protobuf parsing failed");
+  if (info) info->file_bytes = static_cast<int64_t>(bytes.size());
+  Model model;
+  NNC_RETURN_IF_ERROR(finishLoad(proto, base_dir, options, info, &model));
+  return model;
+}
+
+Status saveModel(const Model& model, const std::filesystem::path& path,
+                 const SaveOptions& options) {
+  // Without `release` the model is only read; the cast lets both paths share one converter.
+  return saveImpl(const_cast<Model&>(model), /*release=*/false, path, options);
+}
+
+Status saveModelConsuming(Model& model, const std::filesystem::path& path,
+                          const SaveOptions& options) {
+  return saveImpl(model, /*release=*/true, path, options);
+}
+
+StatusOr<std::string> serializeModel(const Model& model) {
+  onnx::ModelProto proto;
+  modelToProto(const_cast<Model&>(model), /*release=*/false, &proto);
+  std::string out;
+  if (!proto.SerializeToString(&out)) return internalError("protobuf serialization failed");
+  return out;
+}
+
+Status checkModelFile(const std::filesystem::path& path) {
+  try {
+    onnx::checker::check_model(path.string());
+  } catch (const std::exception& e) {
+    return invalidModel(std::string("ONNX checker: ") + e.what());
+  }
+  return Status::ok();
+}
+
+Status inferShapes(Model& model) {
+  onnx::ModelProto proto;
+  {
+    // Shape-only copy: no large tensor data, and no value_info so every type is re-derived.
+    // Big weights are parked outside the model while it is converted, then put back.
+    std::vector<std::pair<Tensor*, std::string>> parked;
+    for (const auto& v : model.graph->values()) {
+      Tensor* t = v->mutableInitializer();
+      if (t && static_cast<int64_t>(t->byteSize()) > kShapeInferenceDataLimit)
+        parked.emplace_back(t, t->releaseBytes());
+    }
+    modelToProto(model, /*release=*/false, &proto);
+    for (auto& [t, bytes] : parked) t->mutableBytes() = std::move(bytes);
+    for (auto& t : *proto.mutable_graph()->mutable_initializer())
+      if (t.has_raw_data() && t.raw_data().empty()) t.clear_raw_data();
+    proto.mutable_graph()->clear_value_info();
+  }
+  try {
+    onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict_mode=*/0, /*data_prop=*/true);
+    onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), opts);
+  } catch (const std::exception& e) {
+    return invalidModel(std::string("ONNX shape inference failed: ") + e.what());
+  }
+  Graph& graph = *model.graph;
+  auto apply = [&](const onnx::ValueInfoProto& vi) {
+    Value* v = graph.findValue(vi.name());
+    if (!v || v->isInitializer() || v->isGraphInput()) return;
+    ValueType inferred = valueTypeFromProto(vi.type());
+    if (!inferred.isTensor() || inferred.dtype == DType::kUndefined) return;
+    ValueType current = v->type();
+    // Keep what the file said where inference knows less (e.g. unknown ops).
+    if (current.isTensor() && current.shape && !inferred.shape) inferred.shape = current.shape;
+    if (!current.denotation.empty()) inferred.denotation = current.denotation;
+    v->setType(std::move(inferred));
+  };
+  for (const auto& vi : proto.graph().value_info()) apply(vi);
+  for (const auto& vi : proto.graph().output()) apply(vi);
+  return Status::ok();
+}
+
+}  // namespace nnc

@@ -1,0 +1,28 @@
+#pragma once
+// Internal to onnx_io: conversions between ONNX protos and IR objects.
+
+#include <onnx/onnx_pb.h>
+
+#include <filesystem>
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc::onnx_io_internal {
+
+// Converts a TensorProto (raw, typed or external data) to a Tensor. `proto` may be consumed
+// (raw_data is moved out). External data is read relative to `base_dir`.
+StatusOr<Tensor> tensorFromProto(onnx::TensorProto& proto, const std::filesystem::path& base_dir,
+                                 int64_t* external_bytes_read);
+// Writes a tensor into `proto` as raw_data (strings as string_data). With `release`, the
+// tensor's bytes are moved into the proto.
+void tensorToProto(Tensor& tensor, bool release, onnx::TensorProto* proto);
+
+ValueType valueTypeFromProto(const onnx::TypeProto& type);
+void valueTypeToProto(const ValueType& type, onnx::TypeProto* proto);
+
+StatusOr<Model> modelFromProto(onnx::ModelProto& proto, const std::filesystem::path& base_dir,
+                               int64_t* external_bytes_read);
+// With `release`, tensor bytes move out of `model` (which is then left without weights).
+void modelToProto(Model& model, bool release, onnx::ModelProto* proto);
+
+}  // namespace nnc::onnx_io_internal

@@ -1,0 +1,101 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "nncompress/analysis/model_stats.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "test_util.h"
+
+namespace nnc {
+namespace {
+
+// Conv 2->3 (3x3, pad 1) on 5x5, then Flatten, then Gemm 75->4, plus an int64 shape constant.
+Model makeModel() {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32,
+              std::vector<Dim>{Dim::symbol("N"), Dim::known(2), Dim::known(5), Dim::known(5)}});
+  g.addInput(x);
+  Value* w = g.addInitializer("w", Tensor(DType::kFloat32, {3, 2, 3, 3}));
+  Value* b = g.addInitializer("b", Tensor(DType::kFloat32, {3}));
+  Node* conv = g.addNode("Conv", {x, w, b}, {"c"});
+  conv->output()->setType({DType::kFloat32, std::vector<Dim>{Dim::symbol("N"), Dim::known(3),
+                                                             Dim::known(5), Dim::known(5)}});
+  Value* shape = g.addInitializer("shape", Tensor::fromVector<int64_t>({2}, {-1, 75}));
+  Node* reshape = g.addNode("Reshape", {conv->output(), shape}, {"r"});
+  reshape->output()->setType({DType::kFloat32, std::vector<Dim>{Dim::symbol("N"), Dim::known(75)}});
+  Value* fc = g.addInitializer("fc", Tensor(DType::kFloat32, {4, 75}));
+  Node* gemm = g.addNode("Gemm", {reshape->output(), fc}, {"y"});
+  gemm->setAttribute(Attribute::makeInt("transB", 1));
+  gemm->output()->setType({DType::kFloat32, std::vector<Dim>{Dim::symbol("N"), Dim::known(4)}});
+  g.addOutput(gemm->output());
+  return m;
+}
+
+TEST(ModelStatsTest, CountsParamsAndMacsByTheDocumentedFormulas) {
+  Model m = makeModel();
+  ModelStats s = computeModelStats(*m.graph);
+  EXPECT_EQ(s.params, 3 * 2 * 3 * 3 + 3 + 4 * 75);  // int64 shape constant excluded
+  const int64_t conv_macs = (3 * 5 * 5) * (2 * 3 * 3);
+  const int64_t gemm_macs = 4 * 75;
+  EXPECT_EQ(s.macs, conv_macs + gemm_macs);
+  ASSERT_EQ(s.layers.size(), 2u);
+  EXPECT_EQ(*s.layers[0].macs, conv_macs);
+  EXPECT_EQ(s.layers[0].params, 57);
+  EXPECT_EQ(*s.layers[0].weight_shape, (Shape{3, 2, 3, 3}));
+  EXPECT_EQ(s.op_histogram.at("Reshape"), 1);
+  EXPECT_EQ(s.weight_bytes_by_dtype.at("float32"), 4 * (54 + 3 + 300));
+  EXPECT_EQ(s.weight_bytes_by_dtype.count("int64"), 0u);
+}
+
+TEST(ModelStatsTest, GroupedConvAndSharedWeightsCountOnce) {
+  Model m;
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32,
+              std::vector<Dim>{Dim::known(1), Dim::known(4), Dim::known(8), Dim::known(8)}});
+  g.addInput(x);
+  Value* w = g.addInitializer("w", Tensor(DType::kFloat32, {4, 2, 3, 3}));  // group 2
+  Node* c1 = g.addNode("Conv", {x, w}, {"c1"});
+  c1->setAttribute(Attribute::makeInt("group", 2));
+  c1->output()->setType({DType::kFloat32, std::vector<Dim>{Dim::known(1), Dim::known(4),
+                                                           Dim::known(8), Dim::known(8)}});
+  Node* c2 = g.addNode("Conv", {c1->output(), w}, {"c2"});  // same weight again
+  c2->setAttribute(Attribute::makeInt("group", 2));
+  c2->output()->setType(c1->output()->type());
+  g.addOutput(c2->output());
+  ModelStats s = computeModelStats(g);
+  EXPECT_EQ(s.params, 72);
+  EXPECT_EQ(s.macs, 2 * (4 * 8 * 8) * (2 * 3 * 3));
+}
+
+TEST(ModelStatsTest, UnknownShapesAreCountedAsUnknownNotZero) {
+  Model m = makeModel();
+  m.graph->findValue("c")->setType({DType::kFloat32, std::nullopt});
+  ModelStats s = computeModelStats(*m.graph);
+  EXPECT_EQ(s.layers_with_unknown_macs, 1);
+  EXPECT_FALSE(s.layers[0].macs.has_value());
+}
+
+// The committed fixtures: params equal the weight elements in the file, MACs equal what the
+// training script computed with torch hooks.
+TEST(ModelStatsTest, FixturesMatchTrainingScriptCounts) {
+  const auto index = testing::sourcePath("models/fixtures.json");
+  ASSERT_TRUE(std::filesystem::exists(index)) << index;
+  const auto fixtures = nlohmann::json::parse(testing::readText(index));
+  ASSERT_GE(fixtures.size(), 5u);
+  for (const auto& f : fixtures) {
+    const auto path = testing::sourcePath("models/" + f["file"].get<std::string>());
+    auto model = loadModel(path);
+    ASSERT_TRUE(model.isOk()) << path << ": " << model.status().toString();
+    ModelStats s = computeModelStats(*model->graph);
+    EXPECT_EQ(s.params, f["params"].get<int64_t>()) << path;
+    EXPECT_EQ(s.macs, f["macs"].get<int64_t>()) << path;
+    EXPECT_EQ(s.layers_with_unknown_macs, 0) << path;
+  }
+}
+
+}  // namespace
+}  // namespace nnc

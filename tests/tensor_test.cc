@@ -1,0 +1,84 @@
+#include <gtest/gtest.h>
+
+#include <Eigen/Core>
+
+#include "nncompress/ir/tensor.h"
+
+namespace nnc {
+namespace {
+
+TEST(TensorTest, FromBytesChecksSize) {
+  EXPECT_TRUE(Tensor::fromBytes(DType::kFloat32, {2, 3}, std::string(24, '\0')).isOk());
+  auto bad = Tensor::fromBytes(DType::kFloat32, {2, 3}, std::string(20, '\0'));
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("needs 24 bytes but has 20"), std::string::npos);
+  EXPECT_TRUE(Tensor::fromBytes(DType::kInt4, {3}, std::string(2, '\0')).isOk());  // 3 nibbles
+  EXPECT_FALSE(Tensor::fromBytes(DType::kInt4, {3}, std::string(3, '\0')).isOk());
+}
+
+TEST(TensorTest, GatherAlongEachAxis) {
+  // 2 x 3 x 2, values 0..11.
+  std::vector<float> v(12);
+  for (int i = 0; i < 12; ++i) v[i] = static_cast<float>(i);
+  Tensor t = Tensor::fromVector<float>({2, 3, 2}, v);
+  const std::vector<int64_t> keep1 = {2, 0};
+  auto g1 = t.gather(1, keep1);
+  ASSERT_TRUE(g1.isOk());
+  EXPECT_EQ(g1->shape(), (Shape{2, 2, 2}));
+  const std::vector<float> want1 = {4, 5, 0, 1, 10, 11, 6, 7};
+  EXPECT_EQ(std::vector<float>(g1->data<float>().begin(), g1->data<float>().end()), want1);
+  const std::vector<int64_t> keep0 = {1};
+  auto g0 = t.gather(0, keep0);
+  ASSERT_TRUE(g0.isOk());
+  EXPECT_EQ(g0->data<float>()[0], 6.f);
+  const std::vector<int64_t> keep_last = {1};
+  auto g2 = t.gather(-1, keep_last);
+  ASSERT_TRUE(g2.isOk());
+  EXPECT_EQ(g2->shape(), (Shape{2, 3, 1}));
+  EXPECT_EQ(g2->data<float>()[2], 5.f);
+  const std::vector<int64_t> out_of_range = {3};
+  EXPECT_FALSE(t.gather(1, out_of_range).isOk());
+  EXPECT_FALSE(t.gather(3, keep0).isOk());
+}
+
+TEST(TensorTest, GatherPackedInt4) {
+  Tensor t(DType::kInt4, {2, 3});
+  const int values[6] = {-8, -1, 0, 1, 7, 3};
+  for (int i = 0; i < 6; ++i) setPackedNibble(t.mutableBytes(), i, values[i]);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(t.elementAsDouble(i), values[i]);
+  const std::vector<int64_t> keep = {2, 1};
+  auto g = t.gather(1, keep);
+  ASSERT_TRUE(g.isOk());
+  EXPECT_EQ(g->byteSize(), 2u);
+  const int want[4] = {0, -1, 3, 7};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(g->elementAsDouble(i), want[i]) << "at " << i;
+}
+
+TEST(TensorTest, TypedAccessAndEigenView) {
+  Tensor t = Tensor::fromVector<float>({2, 3}, {1, 2, 3, 4, 5, 6});
+  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> m(
+      t.data<float>().data(), t.dim(0), t.numel() / t.dim(0));
+  EXPECT_EQ(m(1, 2), 6.f);
+  EXPECT_FLOAT_EQ(m.row(0).cwiseAbs().sum(), 6.f);
+  EXPECT_DEATH((void)t.data<int64_t>(), "wrong dtype");
+}
+
+TEST(TensorTest, HalfAndIntegerWidening) {
+  Tensor h(DType::kFloat16, {2});
+  uint16_t bits[2] = {0x3c00, 0xc000};  // 1.0, -2.0
+  std::memcpy(h.mutableBytes().data(), bits, 4);
+  EXPECT_EQ(h.elementAsDouble(0), 1.0);
+  EXPECT_EQ(h.elementAsDouble(1), -2.0);
+  Tensor i = Tensor::fromVector<int32_t>({3}, {1, -2, 3});
+  EXPECT_EQ(i.toInt64Vector(), (std::vector<int64_t>{1, -2, 3}));
+}
+
+TEST(TensorTest, ShapeNumelRejectsNegativeAndOverflow) {
+  EXPECT_EQ(shapeNumel({}), 1);
+  EXPECT_EQ(shapeNumel({2, 0, 5}), 0);
+  EXPECT_EQ(shapeNumel({-1, 3}), -1);
+  EXPECT_EQ(shapeNumel({1ll << 40, 1ll << 40}), -1);
+}
+
+}  // namespace
+}  // namespace nnc
