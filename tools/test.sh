@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test: formatting check, the Release build's test suite, then the whole suite again
+# under AddressSanitizer + UndefinedBehaviorSanitizer. Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+bash tools/bootstrap.sh
+
+echo "== formatting (clang-format, .clang-format)"
+unformatted=$(git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep -c "error:" || true)
+if [ "$unformatted" != "0" ]; then
+  git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep "error:" | head -20
+  echo "formatting check failed: run clang-format -i on the files above"
+  exit 1
+fi
+
+echo "== Release build and tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$jobs"
+(cd build && ctest -j"$jobs" --output-on-failure)
+
+echo "== ASan + UBSan build and tests"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNC_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest -j"$jobs" --output-on-failure)
