@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include "nncompress/ir/printer.h"
+#include "nncompress/ir/shape_fold.h"
 #include "nncompress/ir/verify.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -291,6 +292,67 @@ TEST(OnnxIoTest, ConsumingSaveWritesTheSameFile) {
   ASSERT_TRUE(saveModel(*a, dir / "a.onnx").isOk());
   ASSERT_TRUE(saveModelConsuming(*b, dir / "b.onnx").isOk());
   EXPECT_EQ(testing::readText(dir / "a.onnx"), testing::readText(dir / "b.onnx"));
+}
+
+}  // namespace
+}  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// The channel split torch exports for x.chunk(2, dim=1): the slice end is computed at run time
+// from Shape. ONNX 1.12's data propagation does not carry it through Div; our folding does.
+const char* kChunkModel = R"(
+  <ir_version: 8, opset_import: ["" : 13]>
+  split (float[N, 4, 3, 3] x) => (y)
+  {
+    s = Shape (x)
+    idx = Constant <value = int64[1] {1}> ()
+    c = Gather <axis = 0> (s, idx)
+    two = Constant <value = int64[1] {2}> ()
+    half = Div (c, two)
+    zero = Constant <value = int64[1] {0}> ()
+    axis = Constant <value = int64[1] {1}> ()
+    y = Slice (x, zero, half, axis)
+  }
+)";
+
+TEST(ShapeFoldTest, ChannelSplitSliceGetsAStaticChannelCount) {
+  auto model = loadText(kChunkModel);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  const Graph& g = *model->graph;
+  EXPECT_EQ(g.findValue("y")->type().toString(), "float32[N,2,3,3]");
+  auto folded = foldShapeComputations(g);
+  // Shape of x is not static (N), so `s` is not folded, but Gather picks the static channel.
+  EXPECT_EQ(folded.count(g.findValue("s")), 0u);
+  ASSERT_EQ(folded.count(g.findValue("half")), 1u);
+  EXPECT_EQ(folded.at(g.findValue("half")).toInt64Vector(), (std::vector<int64_t>{2}));
+  // The model itself is unchanged: the folded nodes are still there.
+  EXPECT_EQ(g.numNodes(), 8u);
+}
+
+TEST(ShapeFoldTest, FoldsReshapeTargetsAndLeavesFloatMathAlone) {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    r (float[2, 3, 4] x) => (y, f)
+    {
+      s = Shape (x)
+      i0 = Constant <value = int64[1] {0}> ()
+      n = Gather <axis = 0> (s, i0)
+      m1 = Constant <value = int64[1] {-1}> ()
+      target = Concat <axis = 0> (n, m1)
+      y = Reshape (x, target)
+      f = Add (x, x)
+    }
+  )";
+  auto model = loadText(text);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  const Graph& g = *model->graph;
+  auto folded = foldShapeComputations(g);
+  ASSERT_EQ(folded.count(g.findValue("target")), 1u);
+  EXPECT_EQ(folded.at(g.findValue("target")).toInt64Vector(), (std::vector<int64_t>{2, -1}));
+  EXPECT_EQ(folded.count(g.findValue("f")), 0u);
+  EXPECT_EQ(g.findValue("y")->type().toString(), "float32[2,12]");
 }
 
 }  // namespace

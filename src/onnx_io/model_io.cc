@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "nncompress/ir/shape_fold.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "proto_convert.h"
 
@@ -170,29 +171,48 @@ Status checkModelFile(const std::filesystem::path& path) {
   return Status::ok();
 }
 
-Status inferShapes(Model& model) {
+namespace {
+
+// Shape-only copy of the model for ONNX shape inference: no large tensor data (weights go in
+// with dims only), no value_info (so every type is re-derived), and values we folded ourselves
+// turned into initializers in place of the nodes that compute them.
+onnx::ModelProto shapeInferenceProto(Model& model,
+                                     const std::unordered_map<const Value*, Tensor>& folded) {
   onnx::ModelProto proto;
-  {
-    // Shape-only copy: no large tensor data, and no value_info so every type is re-derived.
-    // Big weights are parked outside the model while it is converted, then put back.
-    std::vector<std::pair<Tensor*, std::string>> parked;
-    for (const auto& v : model.graph->values()) {
-      Tensor* t = v->mutableInitializer();
-      if (t && static_cast<int64_t>(t->byteSize()) > kShapeInferenceDataLimit)
-        parked.emplace_back(t, t->releaseBytes());
-    }
-    modelToProto(model, /*release=*/false, &proto);
-    for (auto& [t, bytes] : parked) t->mutableBytes() = std::move(bytes);
-    for (auto& t : *proto.mutable_graph()->mutable_initializer())
-      if (t.has_raw_data() && t.raw_data().empty()) t.clear_raw_data();
-    proto.mutable_graph()->clear_value_info();
+  std::vector<std::pair<Tensor*, std::string>> parked;
+  for (const auto& v : model.graph->values()) {
+    Tensor* t = v->mutableInitializer();
+    if (t && static_cast<int64_t>(t->byteSize()) > kShapeInferenceDataLimit)
+      parked.emplace_back(t, t->releaseBytes());
   }
-  try {
-    onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict_mode=*/0, /*data_prop=*/true);
-    onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), opts);
-  } catch (const std::exception& e) {
-    return invalidModel(std::string("ONNX shape inference failed: ") + e.what());
+  modelToProto(model, /*release=*/false, &proto);
+  for (auto& [t, bytes] : parked) t->mutableBytes() = std::move(bytes);
+  onnx::GraphProto* g = proto.mutable_graph();
+  for (auto& t : *g->mutable_initializer())
+    if (t.has_raw_data() && t.raw_data().empty()) t.clear_raw_data();
+  g->clear_value_info();
+  if (folded.empty()) return proto;
+  std::unordered_map<std::string, const Tensor*> by_name;
+  for (const auto& [v, t] : folded) by_name[v->name()] = &t;
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> kept;
+  for (auto& n : *g->mutable_node()) {
+    const bool replaced = n.output_size() == 1 && by_name.count(n.output(0));
+    if (!replaced) kept.Add()->Swap(&n);
   }
+  g->mutable_node()->Swap(&kept);
+  for (const auto& [name, t] : by_name) {
+    auto* init = g->add_initializer();
+    init->set_name(name);
+    Tensor copy = *t;
+    tensorToProto(copy, /*release=*/true, init);
+  }
+  if (proto.ir_version() < 4) proto.set_ir_version(4);  // initializers need not be inputs
+  return proto;
+}
+
+}  // namespace
+
+Status inferShapes(Model& model) {
   Graph& graph = *model.graph;
   auto apply = [&](const onnx::ValueInfoProto& vi) {
     Value* v = graph.findValue(vi.name());
@@ -205,8 +225,25 @@ Status inferShapes(Model& model) {
     if (!current.denotation.empty()) inferred.denotation = current.denotation;
     v->setType(std::move(inferred));
   };
-  for (const auto& vi : proto.graph().value_info()) apply(vi);
-  for (const auto& vi : proto.graph().output()) apply(vi);
+  // Round 1 is plain ONNX inference. Each later round folds the shape subgraphs whose inputs
+  // became static and infers again, until nothing new folds.
+  std::unordered_map<const Value*, Tensor> folded;
+  constexpr int kMaxRounds = 4;
+  for (int round = 0; round < kMaxRounds; ++round) {
+    onnx::ModelProto proto = shapeInferenceProto(model, folded);
+    try {
+      onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict_mode=*/0, /*data_prop=*/true);
+      onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), opts);
+    } catch (const std::exception& e) {
+      if (round == 0) return invalidModel(std::string("ONNX shape inference failed: ") + e.what());
+      break;  // keep what earlier rounds found
+    }
+    for (const auto& vi : proto.graph().value_info()) apply(vi);
+    for (const auto& vi : proto.graph().output()) apply(vi);
+    auto next = foldShapeComputations(graph);
+    if (next.size() <= folded.size()) break;
+    folded = std::move(next);
+  }
   return Status::ok();
 }
 

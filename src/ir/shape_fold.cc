@@ -1,0 +1,271 @@
+#include "nncompress/ir/shape_fold.h"
+
+#include <algorithm>
+#include <functional>
+#include <limits>
+#include <string>
+
+namespace nnc {
+namespace {
+
+constexpr int64_t kMaxFoldedElements = 64;
+
+// A small int64 array with a shape: the only kind of data shape subgraphs carry. Elements may be
+// unknown (kUnknown), as the batch entry of Shape(x) is when the batch is symbolic; Gather and
+// Slice can still pick the known ones.
+constexpr int64_t kUnknown = std::numeric_limits<int64_t>::min();
+struct IntArray {
+  Shape shape;
+  std::vector<int64_t> data;
+  bool fullyKnown() const { return std::find(data.begin(), data.end(), kUnknown) == data.end(); }
+};
+
+using Known = std::unordered_map<const Value*, IntArray>;
+using FoldFn = std::function<std::optional<IntArray>(const Node&, const Known&)>;
+
+const IntArray* known(const Node& n, size_t i, const Known& k) {
+  const Value* v = n.input(i);
+  if (!v) return nullptr;
+  auto it = k.find(v);
+  return it == k.end() ? nullptr : &it->second;
+}
+
+int64_t normaliseIndex(int64_t i, int64_t size) { return i < 0 ? i + size : i; }
+
+std::optional<IntArray> foldShape(const Node& n, const Known&) {
+  const Value* x = n.input(0);
+  if (!x || !x->type().shape) return std::nullopt;
+  Shape dims;
+  for (const Dim& d : *x->type().shape) dims.push_back(d.isKnown() ? d.value : kUnknown);
+  const Shape* shape = &dims;
+  const int64_t rank = static_cast<int64_t>(shape->size());
+  int64_t start = std::clamp<int64_t>(normaliseIndex(n.intAttr("start", 0), rank), 0, rank);
+  int64_t end = std::clamp<int64_t>(normaliseIndex(n.intAttr("end", rank), rank), 0, rank);
+  IntArray out;
+  for (int64_t i = start; i < end; ++i) out.data.push_back((*shape)[i]);
+  out.shape = {static_cast<int64_t>(out.data.size())};
+  return out;
+}
+
+std::optional<IntArray> foldSize(const Node& n, const Known&) {
+  const Value* x = n.input(0);
+  auto shape = x ? x->staticShape() : std::nullopt;
+  if (!shape) return std::nullopt;
+  return IntArray{{}, {shapeNumel(*shape)}};
+}
+
+std::optional<IntArray> foldIdentity(const Node& n, const Known& k) {
+  const IntArray* a = known(n, 0, k);
+  return a ? std::optional<IntArray>(*a) : std::nullopt;
+}
+
+std::optional<IntArray> foldCast(const Node& n, const Known& k) {
+  const int64_t to = n.intAttr("to", 0);
+  if (to != static_cast<int64_t>(DType::kInt64) && to != static_cast<int64_t>(DType::kInt32))
+    return std::nullopt;
+  return foldIdentity(n, k);
+}
+
+// Gather on a 1-D (or scalar-indexed) array along axis 0.
+std::optional<IntArray> foldGather(const Node& n, const Known& k) {
+  const IntArray* data = known(n, 0, k);
+  const IntArray* idx = known(n, 1, k);
+  if (!data || !idx || data->shape.size() != 1 || n.intAttr("axis", 0) != 0) return std::nullopt;
+  IntArray out{idx->shape, {}};
+  const int64_t size = data->shape[0];
+  for (int64_t i : idx->data) {
+    i = normaliseIndex(i, size);
+    if (i < 0 || i >= size) return std::nullopt;
+    out.data.push_back(data->data[i]);
+  }
+  return out;
+}
+
+std::vector<int64_t> axesOf(const Node& n, const Known& k) {
+  if (const IntArray* axes = known(n, 1, k)) return axes->data;
+  return n.intsAttr("axes");
+}
+
+std::optional<IntArray> foldUnsqueeze(const Node& n, const Known& k) {
+  const IntArray* a = known(n, 0, k);
+  if (!a) return std::nullopt;
+  std::vector<int64_t> axes = axesOf(n, k);
+  const int64_t out_rank = static_cast<int64_t>(a->shape.size() + axes.size());
+  for (int64_t& ax : axes) ax = normaliseIndex(ax, out_rank);
+  std::sort(axes.begin(), axes.end());
+  IntArray out{a->shape, a->data};
+  for (int64_t ax : axes) {
+    if (ax < 0 || ax > static_cast<int64_t>(out.shape.size())) return std::nullopt;
+    out.shape.insert(out.shape.begin() + ax, 1);
+  }
+  return out;
+}
+
+std::optional<IntArray> foldSqueeze(const Node& n, const Known& k) {
+  const IntArray* a = known(n, 0, k);
+  if (!a) return std::nullopt;
+  std::vector<int64_t> axes = axesOf(n, k);
+  const int64_t rank = static_cast<int64_t>(a->shape.size());
+  IntArray out{{}, a->data};
+  for (int64_t d = 0; d < rank; ++d) {
+    bool drop = axes.empty() ? a->shape[d] == 1 : false;
+    for (int64_t ax : axes) drop |= normaliseIndex(ax, rank) == d;
+    if (!drop) out.shape.push_back(a->shape[d]);
+  }
+  return out;
+}
+
+std::optional<IntArray> foldConcat(const Node& n, const Known& k) {
+  IntArray out{{0}, {}};
+  for (size_t i = 0; i < n.numInputs(); ++i) {
+    const IntArray* a = known(n, i, k);
+    if (!a || a->shape.size() != 1) return std::nullopt;
+    out.data.insert(out.data.end(), a->data.begin(), a->data.end());
+  }
+  out.shape[0] = static_cast<int64_t>(out.data.size());
+  return out;
+}
+
+// Elementwise on equal shapes or with a one-element operand (the cases shape code produces).
+std::optional<IntArray> foldBinary(const Node& n, const Known& k,
+                                   int64_t (*op)(int64_t, int64_t, bool*)) {
+  const IntArray* a = known(n, 0, k);
+  const IntArray* b = known(n, 1, k);
+  if (!a || !b) return std::nullopt;
+  const bool a_scalar = a->data.size() == 1, b_scalar = b->data.size() == 1;
+  if (!(a->shape == b->shape || a_scalar || b_scalar)) return std::nullopt;
+  const IntArray& big = (a_scalar && !b_scalar) ? *b : *a;
+  IntArray out{
+      big.shape.size() >= (a_scalar ? b->shape.size() : a->shape.size()) ? big.shape : a->shape,
+      {}};
+  const size_t count = std::max(a->data.size(), b->data.size());
+  bool ok = true;
+  for (size_t i = 0; i < count; ++i) {
+    const int64_t x = a->data[a_scalar ? 0 : i], y = b->data[b_scalar ? 0 : i];
+    out.data.push_back(x == kUnknown || y == kUnknown ? kUnknown : op(x, y, &ok));
+  }
+  if (!ok) return std::nullopt;
+  return out;
+}
+
+std::optional<IntArray> foldSlice(const Node& n, const Known& k) {
+  const IntArray* a = known(n, 0, k);
+  if (!a || a->shape.size() != 1) return std::nullopt;
+  std::vector<int64_t> starts, ends, steps;
+  if (n.numInputs() >= 3) {
+    const IntArray* s = known(n, 1, k);
+    const IntArray* e = known(n, 2, k);
+    if (!s || !e || s->data.size() != 1 || e->data.size() != 1) return std::nullopt;
+    if (!s->fullyKnown() || !e->fullyKnown()) return std::nullopt;
+    if (const IntArray* axes = known(n, 3, k);
+        axes && (axes->data.size() != 1 || normaliseIndex(axes->data[0], 1) != 0))
+      return std::nullopt;
+    if (n.input(3) && !known(n, 3, k)) return std::nullopt;
+    if (n.input(4) && !known(n, 4, k)) return std::nullopt;
+    starts = s->data;
+    ends = e->data;
+    steps = n.input(4) ? known(n, 4, k)->data : std::vector<int64_t>{1};
+  } else {
+    starts = n.intsAttr("starts");
+    ends = n.intsAttr("ends");
+    steps = {1};
+    if (starts.size() != 1 || ends.size() != 1) return std::nullopt;
+  }
+  const int64_t size = a->shape[0], step = steps.at(0);
+  if (step == 0) return std::nullopt;
+  auto clampIndex = [&](int64_t i, bool is_end) {
+    i = normaliseIndex(i, size);
+    return step > 0 ? std::clamp<int64_t>(i, 0, size) : std::clamp<int64_t>(i, -1, size - 1);
+    (void)is_end;
+  };
+  const int64_t start = clampIndex(starts[0], false), end = clampIndex(ends[0], true);
+  IntArray out{{0}, {}};
+  for (int64_t i = start; step > 0 ? i < end : i > end; i += step) out.data.push_back(a->data[i]);
+  out.shape[0] = static_cast<int64_t>(out.data.size());
+  return out;
+}
+
+const std::unordered_map<std::string, FoldFn>& foldRules() {
+  static const std::unordered_map<std::string, FoldFn> rules = {
+      {"Shape", foldShape},
+      {"Size", foldSize},
+      {"Identity", foldIdentity},
+      {"Cast", foldCast},
+      {"Gather", foldGather},
+      {"Unsqueeze", foldUnsqueeze},
+      {"Squeeze", foldSqueeze},
+      {"Concat", foldConcat},
+      {"Slice", foldSlice},
+      {"Add",
+       [](const Node& n, const Known& k) {
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool*) { return a + b; });
+       }},
+      {"Sub",
+       [](const Node& n, const Known& k) {
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool*) { return a - b; });
+       }},
+      {"Mul",
+       [](const Node& n, const Known& k) {
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool*) { return a * b; });
+       }},
+      {"Div",
+       [](const Node& n, const Known& k) {
+         // ONNX integer Div truncates toward zero, as C++ does.
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool* ok) {
+           if (b == 0) *ok = false;
+           return b == 0 ? 0 : a / b;
+         });
+       }},
+  };
+  return rules;
+}
+
+bool isShapeDType(DType d) { return d == DType::kInt64 || d == DType::kInt32; }
+
+}  // namespace
+
+std::unordered_map<const Value*, Tensor> foldShapeComputations(const Graph& graph) {
+  Known k;
+  std::unordered_map<const Value*, Tensor> folded;
+  auto order = graph.topologicalOrder();
+  if (!order.isOk()) return folded;
+  auto seed = [&](const Value* v) {
+    if (!v || k.count(v)) return;
+    const Tensor* t = v->constantData();
+    if (t && isShapeDType(t->dtype()) && t->numel() <= kMaxFoldedElements)
+      k[v] = IntArray{t->shape(), t->toInt64Vector()};
+  };
+  for (const Node* n : order.value()) {
+    for (const Value* in : n->inputs()) seed(in);
+    if (!n->isDefaultDomain() || n->numOutputs() != 1 || !n->output()) continue;
+    auto rule = foldRules().find(n->opType());
+    if (rule == foldRules().end()) continue;
+    // Arithmetic only on integer data: a float Add is not a shape computation.
+    const Value* out = n->output();
+    if (n->opType() != "Shape" && n->opType() != "Size" && n->opType() != "Cast" &&
+        out->dtype() != DType::kUndefined && !isShapeDType(out->dtype()))
+      continue;
+    std::optional<IntArray> value = rule->second(*n, k);
+    if (!value || static_cast<int64_t>(value->data.size()) > kMaxFoldedElements) continue;
+    if (shapeNumel(value->shape) != static_cast<int64_t>(value->data.size())) continue;
+    const bool complete = value->fullyKnown();
+    k[out] = *value;
+    if (!complete) continue;  // partial values help later nodes but are not results
+    DType dtype = DType::kInt64;
+    if (n->opType() == "Cast")
+      dtype = static_cast<DType>(n->intAttr("to", 7));
+    else if (out->dtype() == DType::kInt32)
+      dtype = DType::kInt32;
+    Tensor t(dtype, value->shape);
+    for (size_t i = 0; i < value->data.size(); ++i) {
+      if (dtype == DType::kInt64)
+        t.mutableData<int64_t>()[i] = value->data[i];
+      else
+        t.mutableData<int32_t>()[i] = static_cast<int32_t>(value->data[i]);
+    }
+    folded.emplace(out, std::move(t));
+  }
+  return folded;
+}
+
+}  // namespace nnc
