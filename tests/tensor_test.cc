@@ -1,8 +1,7 @@
 #include <gtest/gtest.h>
 
-#include <Eigen/Core>
-
 #include "nncompress/ir/tensor.h"
+#include "nncompress/ir/tensor_eigen.h"
 
 namespace nnc {
 namespace {
@@ -56,10 +55,14 @@ TEST(TensorTest, GatherPackedInt4) {
 
 TEST(TensorTest, TypedAccessAndEigenView) {
   Tensor t = Tensor::fromVector<float>({2, 3}, {1, 2, 3, 4, 5, 6});
-  Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> m(
-      t.data<float>().data(), t.dim(0), t.numel() / t.dim(0));
+  auto m = matrixView(t);
   EXPECT_EQ(m(1, 2), 6.f);
   EXPECT_FLOAT_EQ(m.row(0).cwiseAbs().sum(), 6.f);
+  mutableMatrixView(t).row(1) *= 2.f;  // writes through to the tensor
+  EXPECT_EQ(t.data<float>()[5], 12.f);
+  Tensor w(DType::kFloat32, {4, 2, 3, 3});  // Conv weight: one row per output channel
+  EXPECT_EQ(matrixView(w).rows(), 4);
+  EXPECT_EQ(matrixView(w).cols(), 18);
   EXPECT_DEATH((void)t.data<int64_t>(), "wrong dtype");
 }
 
