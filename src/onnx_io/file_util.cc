@@ -40,7 +40,10 @@ Status writeFileAtomically(const std::filesystem::path& path,
     return ioError("output directory '" + dir.string() + "' does not exist");
   if (std::filesystem::is_directory(path, ec))
     return ioError("output path '" + path.string() + "' is a directory");
-  std::string tmpl = (dir / ("." + path.filename().string() + ".tmp.XXXXXX")).string();
+  // Hidden temp name beside the target, so the final rename stays on one filesystem.
+  std::string temp_name = ".";
+  temp_name.append(path.filename().string()).append(".tmp.XXXXXX");
+  std::string tmpl = (dir / temp_name).string();
   const int fd = ::mkstemp(tmpl.data());
   if (fd < 0)
     return ioError("cannot create a file in '" + dir.string() + "': " + std::strerror(errno));
