@@ -1,0 +1,58 @@
+#pragma once
+// Runs an IR graph on the CPU. A plan is built once (kernel per node, constants bound, the last
+// use of every intermediate found) and reused for every batch; intermediates are freed right
+// after their last consumer, so memory is bounded by the widest point of the graph.
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "nncompress/exec/kernel.h"
+
+namespace nnc::exec {
+
+struct ExecutorOptions {
+  int num_threads = 0;  // 0: every core
+};
+
+// Sees every intermediate tensor as it is produced (for feature-map statistics and calibration).
+// The tensor is only valid during the call.
+using Observer = std::function<void(const Value& value, const Tensor& tensor)>;
+
+class Executor {
+ public:
+  // Fails (kUnsupported, naming every op without a kernel) before any work when the model uses
+  // ops we cannot run.
+  static StatusOr<std::unique_ptr<Executor>> create(const Model& model,
+                                                    const ExecutorOptions& options = {});
+  ~Executor();
+
+  // The graph inputs to feed (initializers listed as inputs excluded), in order.
+  const std::vector<const Value*>& inputs() const { return inputs_; }
+  const std::vector<const Value*>& outputs() const { return outputs_; }
+
+  // Runs one batch; `inputs` in the order of inputs(). Returns the graph outputs.
+  StatusOr<std::vector<Tensor>> run(std::vector<Tensor> inputs, const Observer& observer = {});
+
+  int numThreads() const { return ctx_.num_threads; }
+
+ private:
+  struct Step;
+  Executor() = default;
+
+  const Model* model_ = nullptr;
+  std::vector<const Value*> inputs_;
+  std::vector<const Value*> outputs_;
+  std::vector<Step> steps_;
+  std::vector<const Tensor*> constant_slots_;  // per slot: constant data, or nullptr
+  std::vector<int> input_slots_;
+  std::vector<int> output_slots_;
+  std::vector<const Value*> slot_values_;
+  size_t num_slots_ = 0;
+  RunContext ctx_;
+};
+
+// Checks, without building kernels, which ops of the model have no kernel.
+std::vector<std::string> unsupportedOps(const Model& model);
+
+}  // namespace nnc::exec

@@ -1,0 +1,60 @@
+#pragma once
+// Kernels: one object per node, built once when a plan is made (attributes parsed, constant
+// weights pre-packed), then run on every batch. Each op type has a factory in the registry; an
+// op without one is reported before any work starts.
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc::exec {
+
+struct RunContext {
+  int num_threads = 1;  // parallelism a kernel may use
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  // `inputs` has one entry per node input (nullptr for an omitted optional input); `outputs`
+  // one per node output, to be assigned by the kernel (dtype and shape included).
+  virtual Status run(std::span<const Tensor* const> inputs, std::span<Tensor> outputs,
+                     const RunContext& ctx) = 0;
+};
+
+// What a factory sees: the node (attributes; constant inputs via input(i)->constantData())
+// and the opset of its domain.
+struct KernelBuildContext {
+  const Node& node;
+  int64_t opset = 0;
+};
+
+using KernelFactory = std::function<StatusOr<std::unique_ptr<Kernel>>(const KernelBuildContext&)>;
+
+// A kernel from a plain function, for ops with nothing to prepare.
+using KernelFn =
+    std::function<Status(std::span<const Tensor* const>, std::span<Tensor>, const RunContext&)>;
+std::unique_ptr<Kernel> makeFunctionKernel(KernelFn fn);
+
+class KernelRegistry {
+ public:
+  // The registry with every built-in kernel (default ONNX domain).
+  static const KernelRegistry& builtin();
+
+  void add(const std::string& op_type, KernelFactory factory);
+  // Shorthand for stateless ops: the factory reads attributes and returns a function.
+  void addFunction(const std::string& op_type,
+                   std::function<StatusOr<KernelFn>(const KernelBuildContext&)> make);
+  const KernelFactory* find(const Node& node) const;
+  std::vector<std::string> opTypes() const;
+
+ private:
+  std::unordered_map<std::string, KernelFactory> factories_;
+};
+
+}  // namespace nnc::exec

@@ -1,0 +1,354 @@
+// Conv and ConvTranspose (1-D and 2-D), as im2col / col2im around an Eigen GEMM per
+// (sample, group), with direct loops for depthwise convolutions and a no-copy path for 1x1.
+//   Conv:          Y[n, g*Mg + m, p] = sum_k W[g*Mg + m, k] * col_{n,g}[k, p] + B[m]
+//   ConvTranspose: col_{n,g} = W_g^T X_{n,g}, then scatter-add col into Y (col2im)
+
+#include <Eigen/Core>
+#include <algorithm>
+
+#include "kernel_util.h"
+#include "kernels.h"
+
+namespace nnc::exec {
+namespace {
+
+using MatrixRM = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapRM = Eigen::Map<MatrixRM>;
+using ConstMapRM = Eigen::Map<const MatrixRM>;
+
+// 2-D geometry; 1-D convolutions are 2-D with height 1.
+struct ConvGeometry {
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1;
+  int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+};
+
+struct ConvAttrs {
+  std::string auto_pad = "NOTSET";
+  std::vector<int64_t> kernel_shape, strides, dilations, pads, output_padding, output_shape;
+  int64_t group = 1;
+
+  static ConvAttrs from(const Node& n) {
+    ConvAttrs a;
+    a.auto_pad = n.stringAttr("auto_pad", "NOTSET");
+    a.kernel_shape = n.intsAttr("kernel_shape");
+    a.strides = n.intsAttr("strides");
+    a.dilations = n.intsAttr("dilations");
+    a.pads = n.intsAttr("pads");
+    a.output_padding = n.intsAttr("output_padding");
+    a.output_shape = n.intsAttr("output_shape");
+    a.group = n.intAttr("group", 1);
+    return a;
+  }
+};
+
+int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
+  return i < v.size() ? v[i] : fallback;
+}
+
+// Spatial dims (1 or 2) of an input and kernel, padded to 2 with a leading 1.
+Status spatialDims(const Shape& x, const Shape& w, int64_t& ih, int64_t& iw, int64_t& kh,
+                   int64_t& kw) {
+  if (x.size() != w.size() || x.size() < 3 || x.size() > 4)
+    return unsupported("only 1-D and 2-D convolutions are supported (input " + shapeToString(x) +
+                       ", weight " + shapeToString(w) + ")");
+  const bool one_d = x.size() == 3;
+  ih = one_d ? 1 : x[2];
+  iw = x.back();
+  kh = one_d ? 1 : w[2];
+  kw = w.back();
+  return Status::ok();
+}
+
+// Forward conv padding for one axis; returns the output size.
+StatusOr<int64_t> convAxis(const ConvAttrs& a, size_t axis, int64_t in, int64_t k, int64_t stride,
+                           int64_t dilation, int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
+  const int64_t extent = (k - 1) * dilation + 1;
+  if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
+    const int64_t out = (in + stride - 1) / stride;
+    const int64_t total = std::max<int64_t>(0, (out - 1) * stride + extent - in);
+    pad_begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    pad_end = total - pad_begin;
+    return out;
+  }
+  if (a.auto_pad == "VALID") {
+    pad_begin = pad_end = 0;
+  } else {
+    pad_begin = at(a.pads, axis, 0);
+    pad_end = at(a.pads, axis + rank, 0);
+  }
+  const int64_t span = in + pad_begin + pad_end - extent;
+  if (span < 0) return shapeMismatch("convolution kernel is larger than the padded input");
+  return span / stride + 1;
+}
+
+// col[(c*kh + i)*kw + j, oh*ow_size + ow] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] (0 outside).
+void im2col(const float* x, int64_t channels, int64_t ih, int64_t iw, const ConvGeometry& g,
+            int64_t oh, int64_t ow, float* col, const RunContext& ctx) {
+  const int64_t rows = channels * g.kh * g.kw;
+  parallelFor(rows, ctx, oh * ow, [&](int64_t r) {
+    const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+    const float* xc = x + c * ih * iw;
+    float* dst = col + r * oh * ow;
+    for (int64_t y = 0; y < oh; ++y) {
+      const int64_t sy = y * g.sh - g.pad_top + i * g.dh;
+      float* row = dst + y * ow;
+      if (sy < 0 || sy >= ih) {
+        std::fill(row, row + ow, 0.f);
+        continue;
+      }
+      const float* src = xc + sy * iw;
+      const int64_t off = j * g.dw - g.pad_left;
+      if (g.sw == 1) {
+        // Contiguous: copy the in-range span, zero the edges.
+        const int64_t lo = std::clamp<int64_t>(-off, 0, ow),
+                      hi = std::clamp<int64_t>(iw - off, 0, ow);
+        std::fill(row, row + lo, 0.f);
+        if (hi > lo) std::copy(src + lo + off, src + hi + off, row + lo);
+        std::fill(row + std::max(lo, hi), row + ow, 0.f);
+      } else {
+        for (int64_t xo = 0; xo < ow; ++xo) {
+          const int64_t sx = xo * g.sw + off;
+          row[xo] = (sx >= 0 && sx < iw) ? src[sx] : 0.f;
+        }
+      }
+    }
+  });
+}
+
+class ConvKernel : public Kernel {
+ public:
+  explicit ConvKernel(ConvAttrs attrs) : attrs_(std::move(attrs)) {}
+
+  Status run(std::span<const Tensor* const> in, std::span<Tensor> out,
+             const RunContext& ctx) override {
+    NNC_RETURN_IF_ERROR(requireInput(in, 0, "X"));
+    NNC_RETURN_IF_ERROR(requireInput(in, 1, "W"));
+    const Tensor& x = *in[0];
+    const Tensor& w = *in[1];
+    const Tensor* b = in.size() > 2 ? in[2] : nullptr;
+    NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, "Conv input"));
+    NNC_RETURN_IF_ERROR(requireDType(w, DType::kFloat32, "Conv weight"));
+    int64_t ih, iw, kh, kw;
+    NNC_RETURN_IF_ERROR(spatialDims(x.shape(), w.shape(), ih, iw, kh, kw));
+    const int64_t n = x.dim(0), c = x.dim(1), m = w.dim(0), groups = attrs_.group;
+    if (groups <= 0 || c % groups || m % groups || w.dim(1) != c / groups)
+      return shapeMismatch("Conv weight " + shapeToString(w.shape()) + " does not fit input " +
+                           shapeToString(x.shape()) + " with group " + std::to_string(groups));
+    const bool one_d = x.rank() == 3;
+    const int64_t rank = one_d ? 1 : 2;
+    ConvGeometry g;
+    g.kh = kh;
+    g.kw = kw;
+    g.sh = one_d ? 1 : at(attrs_.strides, 0, 1);
+    g.sw = at(attrs_.strides, rank - 1, 1);
+    g.dh = one_d ? 1 : at(attrs_.dilations, 0, 1);
+    g.dw = at(attrs_.dilations, rank - 1, 1);
+    int64_t oh = 1, ow;
+    if (!one_d) {
+      NNC_ASSIGN_OR_RETURN(oh,
+                           convAxis(attrs_, 0, ih, kh, g.sh, g.dh, rank, g.pad_top, g.pad_bottom));
+    }
+    NNC_ASSIGN_OR_RETURN(
+        ow, convAxis(attrs_, rank - 1, iw, kw, g.sw, g.dw, rank, g.pad_left, g.pad_right));
+    if (b && (b->numel() != m || b->dtype() != DType::kFloat32))
+      return shapeMismatch("Conv bias must be float32[" + std::to_string(m) + "]");
+
+    Shape out_shape = one_d ? Shape{n, m, ow} : Shape{n, m, oh, ow};
+    Tensor y(DType::kFloat32, out_shape);
+    const int64_t cg = c / groups, mg = m / groups, p = oh * ow, k = cg * kh * kw;
+    const float* xd = x.data<float>().data();
+    const float* wd = w.data<float>().data();
+    float* yd = y.mutableData<float>().data();
+    const bool depthwise = groups == c && cg == 1;
+    if (depthwise) {
+      depthwiseConv(xd, wd, yd, n, c, mg, ih, iw, oh, ow, g, ctx);
+    } else {
+      const bool pointwise = kh == 1 && kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 &&
+                             g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
+      const int64_t items = n * groups;
+      // Many small GEMMs: one per thread. Few large ones: Eigen threads each GEMM.
+      const bool per_item_threads = ctx.num_threads > 1 && items >= ctx.num_threads;
+      Eigen::setNbThreads(per_item_threads ? 1 : ctx.num_threads);
+      RunContext inner = ctx;
+      if (per_item_threads) inner.num_threads = 1;
+      auto work = [&](int64_t item) {
+        const int64_t s = item / groups, gi = item % groups;
+        const float* xs = xd + (s * c + gi * cg) * ih * iw;
+        std::vector<float> col;
+        const float* colp = xs;
+        if (!pointwise) {
+          col.resize(static_cast<size_t>(k * p));
+          im2col(xs, cg, ih, iw, g, oh, ow, col.data(), inner);
+          colp = col.data();
+        }
+        MapRM ys(yd + (s * m + gi * mg) * p, mg, p);
+        ys.noalias() = ConstMapRM(wd + gi * mg * k, mg, k) * ConstMapRM(colp, k, p);
+      };
+      if (per_item_threads) {
+#pragma omp parallel for num_threads(ctx.num_threads) schedule(dynamic)
+        for (int64_t item = 0; item < items; ++item) work(item);
+      } else {
+        for (int64_t item = 0; item < items; ++item) work(item);
+      }
+    }
+    if (b) {
+      const float* bd = b->data<float>().data();
+      parallelFor(n * m, ctx, p, [&](int64_t i) {
+        float* row = yd + i * p;
+        const float bias = bd[i % m];
+        for (int64_t j = 0; j < p; ++j) row[j] += bias;
+      });
+    }
+    out[0] = std::move(y);
+    return Status::ok();
+  }
+
+ private:
+  // One filter (or `mult` filters) per input channel: a direct loop beats im2col here.
+  static void depthwiseConv(const float* x, const float* w, float* y, int64_t n, int64_t c,
+                            int64_t mult, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
+                            const ConvGeometry& g, const RunContext& ctx) {
+    const int64_t m = c * mult;
+    parallelFor(n * m, ctx, oh * ow * g.kh * g.kw, [&](int64_t item) {
+      const int64_t s = item / m, oc = item % m, ic = oc / mult;
+      const float* xc = x + (s * c + ic) * ih * iw;
+      const float* wk = w + oc * g.kh * g.kw;
+      float* yc = y + item * oh * ow;
+      for (int64_t yo = 0; yo < oh; ++yo) {
+        for (int64_t xo = 0; xo < ow; ++xo) {
+          float acc = 0.f;
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t sy = yo * g.sh - g.pad_top + i * g.dh;
+            if (sy < 0 || sy >= ih) continue;
+            const float* row = xc + sy * iw;
+            for (int64_t j = 0; j < g.kw; ++j) {
+              const int64_t sx = xo * g.sw - g.pad_left + j * g.dw;
+              if (sx >= 0 && sx < iw) acc += row[sx] * wk[i * g.kw + j];
+            }
+          }
+          yc[yo * ow + xo] = acc;
+        }
+      }
+    });
+  }
+
+  ConvAttrs attrs_;
+};
+
+class ConvTransposeKernel : public Kernel {
+ public:
+  explicit ConvTransposeKernel(ConvAttrs attrs) : attrs_(std::move(attrs)) {}
+
+  Status run(std::span<const Tensor* const> in, std::span<Tensor> out,
+             const RunContext& ctx) override {
+    NNC_RETURN_IF_ERROR(requireInput(in, 0, "X"));
+    NNC_RETURN_IF_ERROR(requireInput(in, 1, "W"));
+    const Tensor& x = *in[0];
+    const Tensor& w = *in[1];
+    const Tensor* b = in.size() > 2 ? in[2] : nullptr;
+    NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, "ConvTranspose input"));
+    NNC_RETURN_IF_ERROR(requireDType(w, DType::kFloat32, "ConvTranspose weight"));
+    int64_t ih, iw, kh, kw;
+    NNC_RETURN_IF_ERROR(spatialDims(x.shape(), w.shape(), ih, iw, kh, kw));
+    const int64_t n = x.dim(0), c = x.dim(1), groups = attrs_.group;
+    if (groups <= 0 || c % groups || w.dim(0) != c)
+      return shapeMismatch("ConvTranspose weight " + shapeToString(w.shape()) +
+                           " does not fit input " + shapeToString(x.shape()));
+    const int64_t mg = w.dim(1), m = mg * groups, cg = c / groups;
+    const bool one_d = x.rank() == 3;
+    const int64_t rank = one_d ? 1 : 2;
+    ConvGeometry g;
+    g.kh = kh;
+    g.kw = kw;
+    g.sh = one_d ? 1 : at(attrs_.strides, 0, 1);
+    g.sw = at(attrs_.strides, rank - 1, 1);
+    g.dh = one_d ? 1 : at(attrs_.dilations, 0, 1);
+    g.dw = at(attrs_.dilations, rank - 1, 1);
+    auto axis = [&](size_t a, int64_t in_size, int64_t k, int64_t stride, int64_t dil, int64_t& pb,
+                    int64_t& pe) -> int64_t {
+      const int64_t extent = (k - 1) * dil + 1, opad = at(attrs_.output_padding, a, 0);
+      const int64_t full = stride * (in_size - 1) + opad + extent;
+      int64_t target = -1;
+      if (!attrs_.output_shape.empty()) {
+        target = attrs_.output_shape[attrs_.output_shape.size() - rank + a];
+      } else if (attrs_.auto_pad == "SAME_UPPER" || attrs_.auto_pad == "SAME_LOWER") {
+        target = in_size * stride;
+      }
+      if (target >= 0) {
+        // A target beyond the full extent leaves zeros at the end (as ONNX Runtime does).
+        const int64_t total = std::max<int64_t>(0, full - target);
+        if (attrs_.auto_pad == "SAME_LOWER") {
+          pb = total - total / 2;
+          pe = total / 2;
+        } else {
+          pb = total / 2;
+          pe = total - total / 2;
+        }
+        return target;
+      }
+      pb = attrs_.auto_pad == "VALID" ? 0 : at(attrs_.pads, a, 0);
+      pe = attrs_.auto_pad == "VALID" ? 0 : at(attrs_.pads, a + rank, 0);
+      return full - pb - pe;
+    };
+    int64_t oh = 1;
+    if (!one_d) oh = axis(0, ih, kh, g.sh, g.dh, g.pad_top, g.pad_bottom);
+    const int64_t ow = axis(rank - 1, iw, kw, g.sw, g.dw, g.pad_left, g.pad_right);
+    if (oh <= 0 || ow <= 0) return shapeMismatch("ConvTranspose output would be empty");
+    Tensor y(DType::kFloat32, one_d ? Shape{n, m, ow} : Shape{n, m, oh, ow});
+    const int64_t kk = mg * kh * kw, pin = ih * iw;
+    const float* xd = x.data<float>().data();
+    const float* wd = w.data<float>().data();
+    float* yd = y.mutableData<float>().data();
+    Eigen::setNbThreads(ctx.num_threads);
+    std::vector<float> col(static_cast<size_t>(kk * pin));
+    for (int64_t s = 0; s < n; ++s) {
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        // col[kk, pin] = W_g^T [kk, cg] * X_g [cg, pin]
+        MapRM colm(col.data(), kk, pin);
+        colm.noalias() = ConstMapRM(wd + gi * cg * kk, cg, kk).transpose() *
+                         ConstMapRM(xd + (s * c + gi * cg) * pin, cg, pin);
+        float* ys = yd + (s * m + gi * mg) * oh * ow;
+        parallelFor(mg, ctx, kh * kw * pin, [&](int64_t oc) {
+          float* yc = ys + oc * oh * ow;
+          for (int64_t i = 0; i < kh; ++i)
+            for (int64_t j = 0; j < kw; ++j) {
+              const float* row = col.data() + ((oc * kh + i) * kw + j) * pin;
+              for (int64_t yi = 0; yi < ih; ++yi) {
+                const int64_t oy = yi * g.sh - g.pad_top + i * g.dh;
+                if (oy < 0 || oy >= oh) continue;
+                for (int64_t xi = 0; xi < iw; ++xi) {
+                  const int64_t ox = xi * g.sw - g.pad_left + j * g.dw;
+                  if (ox >= 0 && ox < ow) yc[oy * ow + ox] += row[yi * iw + xi];
+                }
+              }
+            }
+        });
+      }
+    }
+    if (b) {
+      if (b->numel() != m) return shapeMismatch("ConvTranspose bias size mismatch");
+      const float* bd = b->data<float>().data();
+      const int64_t p = oh * ow;
+      for (int64_t i = 0; i < n * m; ++i)
+        for (int64_t j = 0; j < p; ++j) yd[i * p + j] += bd[i % m];
+    }
+    out[0] = std::move(y);
+    return Status::ok();
+  }
+
+ private:
+  ConvAttrs attrs_;
+};
+
+}  // namespace
+
+void registerConvKernels(KernelRegistry& r) {
+  r.add("Conv", [](const KernelBuildContext& ctx) -> StatusOr<std::unique_ptr<Kernel>> {
+    return std::unique_ptr<Kernel>(new ConvKernel(ConvAttrs::from(ctx.node)));
+  });
+  r.add("ConvTranspose", [](const KernelBuildContext& ctx) -> StatusOr<std::unique_ptr<Kernel>> {
+    return std::unique_ptr<Kernel>(new ConvTransposeKernel(ConvAttrs::from(ctx.node)));
+  });
+}
+
+}  // namespace nnc::exec

@@ -1,0 +1,71 @@
+#pragma once
+// Shared helpers for kernels: argument checks, broadcasting, parallel loops.
+
+#include <omp.h>
+
+#include <string>
+
+#include "nncompress/exec/kernel.h"
+
+namespace nnc::exec {
+
+// Fails unless input i is present (not omitted).
+inline Status requireInput(std::span<const Tensor* const> in, size_t i, const char* what) {
+  if (i >= in.size() || !in[i]) return invalidModel(std::string("missing input: ") + what);
+  return Status::ok();
+}
+
+inline Status requireDType(const Tensor& t, DType dtype, const char* what) {
+  if (t.dtype() != dtype)
+    return unsupported(std::string(what) + " must be " + dtypeName(dtype) + ", got " +
+                       dtypeName(t.dtype()));
+  return Status::ok();
+}
+
+// Numpy-style broadcast of two shapes.
+inline StatusOr<Shape> broadcastShapes(const Shape& a, const Shape& b) {
+  const size_t rank = std::max(a.size(), b.size());
+  Shape out(rank);
+  for (size_t i = 0; i < rank; ++i) {
+    const int64_t da = i < rank - a.size() ? 1 : a[i - (rank - a.size())];
+    const int64_t db = i < rank - b.size() ? 1 : b[i - (rank - b.size())];
+    if (da != db && da != 1 && db != 1)
+      return shapeMismatch("cannot broadcast " + shapeToString(a) + " with " + shapeToString(b));
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+// Strides (in elements) of `shape` read as if broadcast to `out` (0 along broadcast axes).
+inline std::vector<int64_t> broadcastStrides(const Shape& shape, const Shape& out) {
+  std::vector<int64_t> strides(out.size(), 0);
+  int64_t stride = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    const size_t o = i + (out.size() - shape.size());
+    strides[o] = shape[i] == 1 ? 0 : stride;
+    stride *= shape[i];
+  }
+  return strides;
+}
+
+// Splits [0, n) over the run's threads when the work is big enough to pay for it.
+template <typename Fn>
+void parallelFor(int64_t n, const RunContext& ctx, int64_t work_per_item, Fn&& fn) {
+  const bool parallel = ctx.num_threads > 1 && n > 1 && n * work_per_item > (1 << 15);
+  if (!parallel) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+#pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
+// Normalises a possibly negative axis; fails when out of range.
+inline StatusOr<int> normaliseAxis(int64_t axis, int rank) {
+  if (axis < -rank || axis >= rank)
+    return invalidModel("axis " + std::to_string(axis) + " out of range for rank " +
+                        std::to_string(rank));
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+}  // namespace nnc::exec
