@@ -322,7 +322,7 @@ TEST(ShapeFoldTest, ChannelSplitSliceGetsAStaticChannelCount) {
   ASSERT_TRUE(model.isOk()) << model.status().toString();
   const Graph& g = *model->graph;
   EXPECT_EQ(g.findValue("y")->type().toString(), "float32[N,2,3,3]");
-  auto folded = foldShapeComputations(g);
+  auto folded = foldShapeComputations(g).values;
   // Shape of x is not static (N), so `s` is not folded, but Gather picks the static channel.
   EXPECT_EQ(folded.count(g.findValue("s")), 0u);
   ASSERT_EQ(folded.count(g.findValue("half")), 1u);
@@ -348,11 +348,39 @@ TEST(ShapeFoldTest, FoldsReshapeTargetsAndLeavesFloatMathAlone) {
   auto model = loadText(text);
   ASSERT_TRUE(model.isOk()) << model.status().toString();
   const Graph& g = *model->graph;
-  auto folded = foldShapeComputations(g);
+  auto folded = foldShapeComputations(g).values;
   ASSERT_EQ(folded.count(g.findValue("target")), 1u);
   EXPECT_EQ(folded.at(g.findValue("target")).toInt64Vector(), (std::vector<int64_t>{2, -1}));
   EXPECT_EQ(folded.count(g.findValue("f")), 0u);
   EXPECT_EQ(g.findValue("y")->type().toString(), "float32[2,12]");
+}
+
+}  // namespace
+}  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// torch's x.view(x.size(0), -1) with a symbolic batch: the target [N, -1] resolves to [N, 64],
+// and the Gemm after it gets a static feature count (so its MACs are known).
+TEST(ShapeFoldTest, SymbolicBatchReshapeResolves) {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    v (float[N, 64, 1, 1] x, float[10, 64] w) => (y)
+    {
+      s = Shape (x)
+      i0 = Constant <value = int64[1] {0}> ()
+      n = Gather <axis = 0> (s, i0)
+      m1 = Constant <value = int64[1] {-1}> ()
+      target = Concat <axis = 0> (n, m1)
+      flat = Reshape (x, target)
+      y = Gemm <transB = 1> (flat, w)
+    }
+  )";
+  auto model = loadText(text);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  EXPECT_EQ(model->graph->findValue("flat")->type().toString(), "float32[N,64]");
+  EXPECT_EQ(model->graph->findValue("y")->type().toString(), "float32[N,10]");
 }
 
 }  // namespace

@@ -11,14 +11,36 @@ namespace {
 constexpr int64_t kMaxFoldedElements = 64;
 
 // A small int64 array with a shape: the only kind of data shape subgraphs carry. Elements may be
-// unknown (kUnknown), as the batch entry of Shape(x) is when the batch is symbolic; Gather and
-// Slice can still pick the known ones.
+// unknown, as the batch entry of Shape(x) is when the batch is symbolic: kUnknown, or a symbol
+// code naming the symbolic dim it equals ("N"), which lets Reshape targets like [N, -1] resolve.
+// Gather, Slice, Concat and friends carry both through; arithmetic on them gives kUnknown.
 constexpr int64_t kUnknown = std::numeric_limits<int64_t>::min();
+constexpr int64_t kSymbolBase = kUnknown + 1;  // symbol i is kSymbolBase + i
+constexpr int64_t kMaxSymbols = 1 << 20;
+bool isValue(int64_t v) { return v >= kSymbolBase + kMaxSymbols; }
+
 struct IntArray {
   Shape shape;
   std::vector<int64_t> data;
-  bool fullyKnown() const { return std::find(data.begin(), data.end(), kUnknown) == data.end(); }
+  bool fullyKnown() const { return std::all_of(data.begin(), data.end(), isValue); }
 };
+
+// Symbol names <-> codes, for one folding run.
+struct Symbols {
+  std::vector<std::string> names;
+  int64_t code(const std::string& name) {
+    for (size_t i = 0; i < names.size(); ++i)
+      if (names[i] == name) return kSymbolBase + static_cast<int64_t>(i);
+    if (names.size() >= static_cast<size_t>(kMaxSymbols)) return kUnknown;
+    names.push_back(name);
+    return kSymbolBase + static_cast<int64_t>(names.size() - 1);
+  }
+  const std::string* name(int64_t v) const {
+    if (v < kSymbolBase || isValue(v)) return nullptr;
+    return &names[static_cast<size_t>(v - kSymbolBase)];
+  }
+};
+thread_local Symbols* current_symbols = nullptr;
 
 using Known = std::unordered_map<const Value*, IntArray>;
 using FoldFn = std::function<std::optional<IntArray>(const Node&, const Known&)>;
@@ -36,7 +58,14 @@ std::optional<IntArray> foldShape(const Node& n, const Known&) {
   const Value* x = n.input(0);
   if (!x || !x->type().shape) return std::nullopt;
   Shape dims;
-  for (const Dim& d : *x->type().shape) dims.push_back(d.isKnown() ? d.value : kUnknown);
+  for (const Dim& d : *x->type().shape) {
+    if (d.isKnown())
+      dims.push_back(d.value);
+    else if (!d.param.empty() && current_symbols)
+      dims.push_back(current_symbols->code(d.param));
+    else
+      dims.push_back(kUnknown);
+  }
   const Shape* shape = &dims;
   const int64_t rank = static_cast<int64_t>(shape->size());
   int64_t start = std::clamp<int64_t>(normaliseIndex(n.intAttr("start", 0), rank), 0, rank);
@@ -142,7 +171,7 @@ std::optional<IntArray> foldBinary(const Node& n, const Known& k,
   bool ok = true;
   for (size_t i = 0; i < count; ++i) {
     const int64_t x = a->data[a_scalar ? 0 : i], y = b->data[b_scalar ? 0 : i];
-    out.data.push_back(x == kUnknown || y == kUnknown ? kUnknown : op(x, y, &ok));
+    out.data.push_back(!isValue(x) || !isValue(y) ? kUnknown : op(x, y, &ok));
   }
   if (!ok) return std::nullopt;
   return out;
@@ -224,11 +253,93 @@ bool isShapeDType(DType d) { return d == DType::kInt64 || d == DType::kInt32; }
 
 }  // namespace
 
-std::unordered_map<const Value*, Tensor> foldShapeComputations(const Graph& graph) {
+namespace {
+
+// Output type of Reshape(x, target) when the target holds symbols: [N, -1] of x [N, 64, 1, 1]
+// is [N, 64], because the symbolic factors cancel. nullopt when it cannot be proven.
+std::optional<ValueType> reshapeType(const Node& n, const IntArray& target,
+                                     const Symbols& symbols) {
+  const Value* x = n.input(0);
+  if (!x || !x->type().shape || target.shape.size() != 1) return std::nullopt;
+  const auto& in_dims = *x->type().shape;
+  const bool allow_zero = n.intAttr("allowzero", 0) != 0;
+  std::vector<Dim> out;
+  int infer_at = -1;
+  for (size_t i = 0; i < target.data.size(); ++i) {
+    const int64_t t = target.data[i];
+    if (t == 0 && !allow_zero) {
+      if (i >= in_dims.size()) return std::nullopt;
+      out.push_back(in_dims[i]);
+    } else if (t == -1) {
+      if (infer_at >= 0) return std::nullopt;
+      infer_at = static_cast<int>(i);
+      out.push_back(Dim{});
+    } else if (isValue(t)) {
+      if (t < 0) return std::nullopt;
+      out.push_back(Dim::known(t));
+    } else if (const std::string* name = symbols.name(t)) {
+      out.push_back(Dim::symbol(*name));
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (infer_at >= 0) {
+    // Known product and symbol multiset of the input, divided by those of the other outputs.
+    int64_t num = 1, den = 1;
+    std::vector<std::string> syms;
+    for (const Dim& d : in_dims) {
+      if (d.isKnown())
+        num *= d.value;
+      else if (!d.param.empty())
+        syms.push_back(d.param);
+      else
+        return std::nullopt;
+    }
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (static_cast<int>(i) == infer_at) continue;
+      const Dim& d = out[i];
+      if (d.isKnown()) {
+        den *= d.value;
+      } else {
+        auto it = std::find(syms.begin(), syms.end(), d.param);
+        if (d.param.empty() || it == syms.end()) return std::nullopt;
+        syms.erase(it);
+      }
+    }
+    if (!syms.empty() || den == 0 || num % den != 0) return std::nullopt;
+    out[infer_at] = Dim::known(num / den);
+  }
+  ValueType type = n.output()->type();
+  type.dtype = x->dtype();
+  type.shape = std::move(out);
+  return type;
+}
+
+bool moreSpecific(const ValueType& candidate, const ValueType& current) {
+  if (!candidate.shape) return false;
+  if (!current.shape) return true;
+  if (current.shape->size() != candidate.shape->size()) return false;
+  int gained = 0;
+  for (size_t i = 0; i < current.shape->size(); ++i) {
+    const Dim &c = (*current.shape)[i], &d = (*candidate.shape)[i];
+    if (c.isKnown() && !(d == c)) return false;  // never contradict a known dim
+    if (!c.isKnown() && (d.isKnown() || (c.param.empty() && !d.param.empty()))) ++gained;
+  }
+  return gained > 0;
+}
+
+}  // namespace
+
+ShapeFoldResult foldShapeComputations(const Graph& graph) {
   Known k;
-  std::unordered_map<const Value*, Tensor> folded;
+  Symbols symbols;
+  current_symbols = &symbols;
+  ShapeFoldResult result;
   auto order = graph.topologicalOrder();
-  if (!order.isOk()) return folded;
+  if (!order.isOk()) {
+    current_symbols = nullptr;
+    return result;
+  }
   auto seed = [&](const Value* v) {
     if (!v || k.count(v)) return;
     const Tensor* t = v->constantData();
@@ -238,10 +349,19 @@ std::unordered_map<const Value*, Tensor> foldShapeComputations(const Graph& grap
   for (const Node* n : order.value()) {
     for (const Value* in : n->inputs()) seed(in);
     if (!n->isDefaultDomain() || n->numOutputs() != 1 || !n->output()) continue;
+    const Value* out = n->output();
+    if (n->opType() == "Reshape") {
+      const IntArray* target = known(*n, 1, k);
+      if (target) {
+        auto type = reshapeType(*n, *target, symbols);
+        if (type && moreSpecific(*type, out->type()))
+          result.refined_types.emplace(out, std::move(*type));
+      }
+      continue;
+    }
     auto rule = foldRules().find(n->opType());
     if (rule == foldRules().end()) continue;
     // Arithmetic only on integer data: a float Add is not a shape computation.
-    const Value* out = n->output();
     if (n->opType() != "Shape" && n->opType() != "Size" && n->opType() != "Cast" &&
         out->dtype() != DType::kUndefined && !isShapeDType(out->dtype()))
       continue;
@@ -263,9 +383,10 @@ std::unordered_map<const Value*, Tensor> foldShapeComputations(const Graph& grap
       else
         t.mutableData<int32_t>()[i] = static_cast<int32_t>(value->data[i]);
     }
-    folded.emplace(out, std::move(t));
+    result.values.emplace(out, std::move(t));
   }
-  return folded;
+  current_symbols = nullptr;
+  return result;
 }
 
 }  // namespace nnc

@@ -6,6 +6,7 @@
 #include <onnx/shape_inference/implementation.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -176,8 +177,8 @@ namespace {
 // Shape-only copy of the model for ONNX shape inference: no large tensor data (weights go in
 // with dims only), no value_info (so every type is re-derived), and values we folded ourselves
 // turned into initializers in place of the nodes that compute them.
-onnx::ModelProto shapeInferenceProto(Model& model,
-                                     const std::unordered_map<const Value*, Tensor>& folded) {
+onnx::ModelProto shapeInferenceProto(Model& model, const ShapeFoldResult& fold) {
+  const auto& folded = fold.values;
   onnx::ModelProto proto;
   std::vector<std::pair<Tensor*, std::string>> parked;
   for (const auto& v : model.graph->values()) {
@@ -191,6 +192,12 @@ onnx::ModelProto shapeInferenceProto(Model& model,
   for (auto& t : *g->mutable_initializer())
     if (t.has_raw_data() && t.raw_data().empty()) t.clear_raw_data();
   g->clear_value_info();
+  // Types we derived ourselves go in as value_info: ONNX keeps them and builds on them.
+  for (const auto& [v, type] : fold.refined_types) {
+    auto* vi = g->add_value_info();
+    vi->set_name(v->name());
+    valueTypeToProto(type, vi->mutable_type());
+  }
   if (folded.empty()) return proto;
   std::unordered_map<std::string, const Tensor*> by_name;
   for (const auto& [v, t] : folded) by_name[v->name()] = &t;
@@ -210,6 +217,57 @@ onnx::ModelProto shapeInferenceProto(Model& model,
   return proto;
 }
 
+// Robustness guard (found by fuzz/loader_fuzzer.cc): libonnx's shape inference functions assume
+// the ONNX checker has already validated each node against its schema (required attributes
+// present, attribute types right, input/output counts in range) and crash (null dereference,
+// out-of-range access) on nodes that break those rules, e.g. a Scan without num_scan_inputs.
+// We do not run the full checker (it rejects unknown ops we carry through), so every node with
+// a registered schema, in the main graph and in subgraphs, is checked with OpSchema::Verify
+// first; a node that fails means inference is skipped, with the reason as its note.
+using OpsetMap = std::unordered_map<std::string, int64_t>;
+
+Status verifyNodesForInference(const onnx::GraphProto& g, const OpsetMap& opsets) {
+  for (const auto& n : g.node()) {
+    const std::string domain = n.domain() == "ai.onnx" ? "" : n.domain();
+    auto it = opsets.find(domain);
+    if (it != opsets.end() && it->second > 0) {
+      const int version = static_cast<int>(std::min<int64_t>(it->second, INT32_MAX));
+      if (const onnx::OpSchema* schema =
+              onnx::OpSchemaRegistry::Schema(n.op_type(), version, domain)) {
+        try {
+          schema->Verify(n);
+        } catch (const std::exception& e) {
+          return invalidModel("ONNX shape inference skipped: node '" + n.name() + "' (" +
+                              n.op_type() + ") does not match its schema: " + e.what());
+        }
+      }
+    }
+    for (const auto& a : n.attribute()) {
+      if (a.has_g()) NNC_RETURN_IF_ERROR(verifyNodesForInference(a.g(), opsets));
+      for (const auto& sub : a.graphs()) NNC_RETURN_IF_ERROR(verifyNodesForInference(sub, opsets));
+    }
+  }
+  return Status::ok();
+}
+
+Status verifyNodesForInference(const onnx::ModelProto& proto) {
+  auto opsetMap = [](const auto& imports) {
+    OpsetMap opsets;
+    for (const auto& op : imports)
+      opsets[op.domain() == "ai.onnx" ? "" : op.domain()] = op.version();
+    return opsets;
+  };
+  NNC_RETURN_IF_ERROR(verifyNodesForInference(proto.graph(), opsetMap(proto.opset_import())));
+  // Model-local function bodies are inferred too (when called), with their own opset imports.
+  for (const auto& f : proto.functions()) {
+    onnx::GraphProto body;
+    *body.mutable_node() = f.node();
+    Status s = verifyNodesForInference(body, opsetMap(f.opset_import()));
+    if (!s.isOk()) return s.withContext("function '" + f.name() + "'");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status inferShapes(Model& model) {
@@ -227,10 +285,11 @@ Status inferShapes(Model& model) {
   };
   // Round 1 is plain ONNX inference. Each later round folds the shape subgraphs whose inputs
   // became static and infers again, until nothing new folds.
-  std::unordered_map<const Value*, Tensor> folded;
+  ShapeFoldResult folded;
   constexpr int kMaxRounds = 4;
   for (int round = 0; round < kMaxRounds; ++round) {
     onnx::ModelProto proto = shapeInferenceProto(model, folded);
+    if (round == 0) NNC_RETURN_IF_ERROR(verifyNodesForInference(proto));  // see above
     try {
       onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict_mode=*/0, /*data_prop=*/true);
       onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), opts);
@@ -240,8 +299,11 @@ Status inferShapes(Model& model) {
     }
     for (const auto& vi : proto.graph().value_info()) apply(vi);
     for (const auto& vi : proto.graph().output()) apply(vi);
-    auto next = foldShapeComputations(graph);
-    if (next.size() <= folded.size()) break;
+    ShapeFoldResult next = foldShapeComputations(graph);
+    for (const auto& [v, type] : next.refined_types) graph.findValue(v->name())->setType(type);
+    if (next.values.size() <= folded.values.size() && next.refined_types.empty()) break;
+    // Refinements are now in the IR types; keep them as hints for the next round too.
+    for (auto& [v, type] : folded.refined_types) next.refined_types.try_emplace(v, type);
     folded = std::move(next);
   }
   return Status::ok();

@@ -12,8 +12,14 @@
 
 namespace nnc {
 
-// Folded int64/int32 values by the value they are the content of. Includes only values produced
-// by nodes (not initializers), and only small tensors (shape-like data).
-std::unordered_map<const Value*, Tensor> foldShapeComputations(const Graph& graph);
+struct ShapeFoldResult {
+  // Fully known int64/int32 contents of values produced by nodes (small, shape-like tensors).
+  std::unordered_map<const Value*, Tensor> values;
+  // Better types for Reshape outputs whose target mixes numbers and symbolic dims, e.g.
+  // x.view(x.size(0), -1): Reshape(x [N,64,1,1], [N, -1]) is [N, 64].
+  std::unordered_map<const Value*, ValueType> refined_types;
+};
+
+ShapeFoldResult foldShapeComputations(const Graph& graph);
 
 }  // namespace nnc
