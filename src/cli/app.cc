@@ -66,6 +66,8 @@ int run(int argc, char** argv) {
       "report", "Inspect a model: inputs/outputs, ops, per-layer params and MACs, totals");
   report_cmd->add_option("MODEL", report.model_path, "The .onnx file to inspect")->required();
   report_cmd->add_flag("--json", report.json, "Print one JSON object (docs/report-json.md)");
+  report_cmd->add_flag("--prunable", report.prunable,
+                       "Also list prunable channel groups and why other layers are not prunable");
   report_cmd->footer(kExitCodeHelp);
 
   ConvertOptions convert;

@@ -1,4 +1,5 @@
 #include <iostream>
+#include <optional>
 
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -13,10 +14,19 @@ Status runReport(const ReportOptions& options) {
   const ModelStats stats = computeModelStats(*model->graph);
   ReportInput input{&model.value(), options.model_path, info.file_bytes, info.external_data_bytes,
                     info.shape_inference_note};
+  std::optional<ChannelAnalysis> channels;
+  if (options.prunable) channels = analyzeChannels(*model->graph);
   if (options.json) {
-    std::cout << modelReportJson(input, stats).dump(2) << "\n";
+    auto j = modelReportJson(input, stats);
+    if (channels) {
+      auto p = prunableJson(*channels);
+      j["groups"] = p["groups"];
+      j["barriers"] = p["barriers"];
+    }
+    std::cout << j.dump(2) << "\n";
   } else {
     std::cout << modelReportText(input, stats);
+    if (channels) std::cout << prunableText(*channels);
   }
   return Status::ok();
 }

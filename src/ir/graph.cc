@@ -54,6 +54,9 @@ const Tensor* Value::constantData() const {
     const Attribute* a = producer_->findAttribute("value");
     if (a && a->kind == AttrKind::kTensor && !a->tensors.empty()) return &a->tensors.front();
   }
+  // Exporters deduplicate equal weights as Identity(initializer): still a constant.
+  if (producer_ && producer_->isOp("Identity") && producer_->input(0))
+    return producer_->input(0)->constantData();
   return nullptr;
 }
 

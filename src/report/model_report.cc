@@ -196,4 +196,74 @@ std::string modelReportText(const ReportInput& in, const ModelStats& stats) {
   return os.str();
 }
 
+nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
+  auto groups = nlohmann::ordered_json::array();
+  for (const ChannelGroup& g : a.groups) {
+    nlohmann::ordered_json j;
+    j["id"] = g.id;
+    j["channels"] = g.channels;
+    j["prunable"] = g.prunable;
+    j["reason"] = g.reason;
+    j["macs"] = g.macs;
+    j["macs_share"] = a.total_macs > 0 ? static_cast<double>(g.macs) / a.total_macs : 0.0;
+    j["params"] = g.params;
+    auto sources = nlohmann::ordered_json::array();
+    for (const Node* n : g.sources) sources.push_back(layerName(n));
+    j["sources"] = sources;
+    auto members = nlohmann::ordered_json::array();
+    for (const GroupMember& m : g.members) {
+      nlohmann::ordered_json mj;
+      mj["tensor"] = m.value->name();
+      mj["axis"] = m.axis;
+      mj["role"] = memberRoleName(m.role);
+      if (m.node) mj["node"] = layerName(m.node);
+      if (!m.mapping.isIdentity())
+        mj["mapping"] = {
+            {"offset", m.mapping.outer_offset + m.mapping.inner_offset * m.mapping.repeat},
+            {"repeat", m.mapping.repeat}};
+      members.push_back(mj);
+    }
+    j["members"] = members;
+    groups.push_back(j);
+  }
+  auto barriers = nlohmann::ordered_json::array();
+  for (const ChannelBarrier& b : a.barriers)
+    barriers.push_back({{"layer", b.node ? layerName(b.node) : "(graph)"},
+                        {"tensor", b.value},
+                        {"reason", b.reason}});
+  return {{"groups", groups}, {"barriers", barriers}};
+}
+
+std::string prunableText(const ChannelAnalysis& a) {
+  std::ostringstream os;
+  int prunable = 0;
+  int64_t prunable_macs = 0;
+  for (const ChannelGroup& g : a.groups)
+    if (g.prunable) ++prunable, prunable_macs += g.macs;
+  os << "\nChannel groups: " << a.groups.size() << " (" << prunable << " prunable)\n";
+  std::vector<std::vector<std::string>> rows = {
+      {"id", "channels", "MACs %", "members", "sources", "prunable"}};
+  for (const ChannelGroup& g : a.groups) {
+    char share[16];
+    std::snprintf(share, sizeof share, "%.1f",
+                  a.total_macs > 0 ? 100.0 * g.macs / a.total_macs : 0.0);
+    std::string sources;
+    for (size_t i = 0; i < g.sources.size() && i < 3; ++i)
+      sources += (i ? ", " : "") + layerName(g.sources[i]);
+    if (g.sources.size() > 3) sources += ", +" + std::to_string(g.sources.size() - 3);
+    rows.push_back({std::to_string(g.id), std::to_string(g.channels), share,
+                    std::to_string(g.members.size()), sources,
+                    g.prunable ? "yes" : "no: " + g.reason});
+  }
+  os << renderTable(rows, {true, true, true, true, false, false});
+  if (!a.barriers.empty()) {
+    os << "\nNot prunable (barriers):\n";
+    for (const ChannelBarrier& b : a.barriers)
+      os << "  "
+         << (b.node ? layerName(b.node) + " (" + b.node->opType() + ")" : std::string("(graph)"))
+         << ": " << b.reason << "\n";
+  }
+  return os.str();
+}
+
 }  // namespace nnc

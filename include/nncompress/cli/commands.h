@@ -10,6 +10,7 @@ namespace nnc::cli {
 struct ReportOptions {
   std::string model_path;
   bool json = false;
+  bool prunable = false;  // add channel groups and barriers
 };
 Status runReport(const ReportOptions& options);
 

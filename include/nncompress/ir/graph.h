@@ -72,8 +72,9 @@ class Value {
   Tensor* mutableInitializer() { return initializer_.get(); }
   void setInitializer(Tensor tensor);
 
-  // Data known before run time: an initializer, or the output of a Constant node with a `value`
-  // tensor. Weights held in Constant nodes are weights too. nullptr when not constant.
+  // Data known before run time: an initializer, the output of a Constant node with a `value`
+  // tensor, or Identity of either. Weights held in Constant nodes are weights too. nullptr when
+  // not constant.
   const Tensor* constantData() const;
 
   // True when the original file listed this value in graph.value_info (kept on export).

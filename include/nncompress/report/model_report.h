@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "nncompress/analysis/channel_groups.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/ir/graph.h"
 
@@ -20,6 +21,10 @@ struct ReportInput {
 
 nlohmann::ordered_json modelReportJson(const ReportInput& input, const ModelStats& stats);
 std::string modelReportText(const ReportInput& input, const ModelStats& stats);
+
+// Channel groups and barriers (`report --prunable`).
+nlohmann::ordered_json prunableJson(const ChannelAnalysis& analysis);
+std::string prunableText(const ChannelAnalysis& analysis);
 
 // "1.23 M" style numbers for people.
 std::string humanCount(double value);

@@ -1,0 +1,82 @@
+#pragma once
+// Dependency analysis (METHODS.md, method 1): which convolution channels can be removed together.
+//
+// A slot is (value, axis): the channel axis of an activation, or an axis of a weight. Each op's
+// rule only declares couplings between slots (same channels, Concat offsets, Flatten repeats) or
+// freezes a slot with a reason. Slots joined by `same` form a channel space (union-find). A space
+// that contains a producer (the output-channel axis of a Conv, Gemm, ... weight) is the root of
+// a channel group; the group reaches further through offset/repeat edges (into Concat outputs and
+// flattened features) with an index mapping. A group is prunable only if nothing it reaches is
+// frozen and no other producer shares its channels through a composed space. No rule means a
+// barrier, never a guess.
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc {
+
+// Member index of group channel c: outer_offset + (inner_offset + c) * repeat + r, r < repeat.
+struct ChannelMapping {
+  int64_t outer_offset = 0;
+  int64_t inner_offset = 0;
+  int64_t repeat = 1;
+  bool isIdentity() const { return outer_offset == 0 && inner_offset == 0 && repeat == 1; }
+  // The member indices for a list of group channels, in order.
+  std::vector<int64_t> indices(const std::vector<int64_t>& channels) const;
+  bool operator==(const ChannelMapping&) const = default;
+};
+
+enum class MemberRole {
+  kProducer,    // weight axis that creates the channels (Conv/Gemm output channels)
+  kConsumer,    // weight axis that reads them (Conv input channels, Gemm input features)
+  kParameter,   // per-channel parameter (bias, BatchNorm scale/mean/var, PRelu slope)
+  kActivation,  // an intermediate tensor carrying the channels
+};
+const char* memberRoleName(MemberRole role);
+
+struct GroupMember {
+  const Value* value = nullptr;
+  int axis = 1;
+  ChannelMapping mapping;
+  MemberRole role = MemberRole::kActivation;
+  const Node* node = nullptr;  // the node that reads (or, for activations, produces) it
+};
+
+struct ChannelGroup {
+  int id = 0;
+  int64_t channels = 0;
+  std::vector<const Node*> sources;  // layers whose output channels these are
+  std::vector<GroupMember> members;
+  bool prunable = true;
+  std::string reason;  // why not prunable
+  int64_t macs = 0;    // MACs proportional to this group's channel count (one sample)
+  int64_t params = 0;  // weight elements proportional to it
+  // Nodes whose attributes depend on the channel count (depthwise Conv `group`).
+  std::vector<const Node*> group_attr_nodes;
+  // Reshape nodes whose constant target holds a feature count derived from these channels.
+  std::vector<const Node*> reshape_nodes;
+};
+
+// A layer that cannot be pruned, and why (for `report --prunable`).
+struct ChannelBarrier {
+  const Node* node = nullptr;  // nullptr for graph inputs/outputs
+  std::string value;
+  std::string reason;
+};
+
+struct ChannelAnalysis {
+  std::vector<ChannelGroup> groups;
+  std::vector<ChannelBarrier> barriers;
+  int64_t total_macs = 0;
+};
+
+// Needs static channel dims (run shape inference first: loadModel does).
+ChannelAnalysis analyzeChannels(const Graph& graph);
+
+// Op types that have a channel rule (the rest are barriers).
+std::vector<std::string> channelRuleOps();
+
+}  // namespace nnc

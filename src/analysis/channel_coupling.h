@@ -1,0 +1,69 @@
+#pragma once
+// Internal to analysis: the coupling builder that channel rules talk to.
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "nncompress/analysis/channel_groups.h"
+
+namespace nnc::analysis_internal {
+
+struct SlotInfo {
+  const Value* value = nullptr;
+  int axis = 0;
+  int64_t size = -1;  // channel count along the axis, -1 if unknown
+};
+
+struct Edge {
+  int from_slot;  // the part (Concat input) or the channel side (before Flatten)
+  int to_slot;    // the whole (Concat output) or the feature side
+  int64_t offset = 0;
+  int64_t repeat = 1;
+};
+
+class CouplingBuilder {
+ public:
+  // The channel axis (1) of a floating-point activation of rank >= 2; nullopt for shape
+  // tensors, scalars and the like, which carry no channels.
+  std::optional<int> activation(const Value* v);
+  // An axis of a constant weight read by `node`; nullopt if the input is not constant.
+  std::optional<int> weight(const Node& node, size_t input, int axis, MemberRole role);
+  void same(int a, int b);
+  void offset(int part, int whole, int64_t off) { edges_.push_back({part, whole, off, 1}); }
+  void repeat(int channels, int features, int64_t k) {
+    edges_.push_back({channels, features, 0, k});
+  }
+  void freeze(int slot, const std::string& why, const Node* node);
+  // Freezes the channel slots of every float input and output of the node.
+  void freezeNode(const Node& node, const std::string& why);
+  void groupAttr(int slot, const Node& node) { group_attr_nodes_.push_back({slot, &node}); }
+  void reshapeConstant(int slot, const Node& node) { reshape_nodes_.push_back({slot, &node}); }
+  int64_t sizeOf(int slot) const { return slots_[slot].size; }
+
+  // Results, read by the analyzer.
+  std::vector<SlotInfo> slots_;
+  std::vector<int> parent_;
+  std::vector<Edge> edges_;
+  std::vector<std::pair<int, GroupMember>> members_;
+  std::vector<std::pair<int, const Node*>> producers_;
+  std::vector<std::tuple<int, std::string, const Node*>> frozen_;
+  std::vector<std::pair<int, const Node*>> group_attr_nodes_;
+  std::vector<std::pair<int, const Node*>> reshape_nodes_;
+
+  int find(int s) {
+    while (parent_[s] != s) s = parent_[s] = parent_[parent_[s]];
+    return s;
+  }
+
+ private:
+  int slot(const Value* v, int axis, int64_t size);
+  std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
+};
+
+using ChannelRule = std::function<void(const Node&, CouplingBuilder&)>;
+const std::unordered_map<std::string, ChannelRule>& channelRules();
+
+}  // namespace nnc::analysis_internal

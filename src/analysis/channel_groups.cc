@@ -1,0 +1,190 @@
+#include "nncompress/analysis/channel_groups.h"
+
+#include <map>
+#include <queue>
+#include <set>
+
+#include "channel_coupling.h"
+#include "nncompress/analysis/model_stats.h"
+
+namespace nnc {
+
+using analysis_internal::channelRules;
+using analysis_internal::CouplingBuilder;
+
+std::vector<int64_t> ChannelMapping::indices(const std::vector<int64_t>& channels) const {
+  std::vector<int64_t> out;
+  out.reserve(channels.size() * repeat);
+  for (int64_t c : channels)
+    for (int64_t r = 0; r < repeat; ++r)
+      out.push_back(outer_offset + (inner_offset + c) * repeat + r);
+  return out;
+}
+
+const char* memberRoleName(MemberRole role) {
+  switch (role) {
+    case MemberRole::kProducer:
+      return "producer";
+    case MemberRole::kConsumer:
+      return "consumer";
+    case MemberRole::kParameter:
+      return "parameter";
+    case MemberRole::kActivation:
+      return "activation";
+  }
+  return "?";
+}
+
+std::vector<std::string> channelRuleOps() {
+  std::vector<std::string> ops;
+  for (const auto& [op, rule] : channelRules()) ops.push_back(op);
+  std::sort(ops.begin(), ops.end());
+  return ops;
+}
+
+namespace {
+
+std::string nodeLabel(const Node* n) {
+  if (!n) return "graph";
+  return n->opType() + " '" +
+         (n->name().empty() ? (n->output(0) ? n->output(0)->name() : "?") : n->name()) + "'";
+}
+
+// Mapping of a part seen through an edge into the whole.
+ChannelMapping through(const ChannelMapping& m, const analysis_internal::Edge& e) {
+  ChannelMapping out = m;
+  if (e.repeat != 1) {
+    out.outer_offset *= e.repeat;
+    out.repeat *= e.repeat;
+  }
+  out.outer_offset += e.offset;
+  return out;
+}
+
+}  // namespace
+
+ChannelAnalysis analyzeChannels(const Graph& graph) {
+  ChannelAnalysis result;
+  CouplingBuilder b;
+  auto order = graph.topologicalOrder();
+  if (!order.isOk()) return result;
+
+  for (const Node* n : order.value()) {
+    auto rule = n->isDefaultDomain() ? channelRules().find(n->opType()) : channelRules().end();
+    if (rule == channelRules().end()) {
+      b.freezeNode(*n, "no channel rule for " +
+                           (n->isDefaultDomain() ? n->opType() : n->domain() + "." + n->opType()));
+      continue;
+    }
+    rule->second(*n, b);
+  }
+  for (const Value* v : graph.inputs())
+    if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
+  for (const Value* v : graph.outputs())
+    if (auto s = b.activation(v)) b.freeze(*s, "graph output '" + v->name() + "'", nullptr);
+
+  // Per class: members, producers, frozen reasons, sizes, outgoing/incoming edges.
+  const int num_slots = static_cast<int>(b.slots_.size());
+  std::map<int, std::vector<GroupMember>> members;
+  std::map<int, std::vector<const Node*>> producers;
+  std::map<int, std::vector<std::pair<std::string, const Node*>>> frozen;
+  std::map<int, std::set<int64_t>> sizes;
+  std::map<int, std::vector<analysis_internal::Edge>> out_edges;
+  std::set<int> composed;  // classes that are the target of an edge
+  for (int s = 0; s < num_slots; ++s) sizes[b.find(s)].insert(b.slots_[s].size);
+  for (auto& [s, m] : b.members_) members[b.find(s)].push_back(m);
+  for (auto& [s, n] : b.producers_) producers[b.find(s)].push_back(n);
+  for (auto& [s, why, n] : b.frozen_) frozen[b.find(s)].push_back({why, n});
+  for (const auto& e : b.edges_) {
+    out_edges[b.find(e.from_slot)].push_back(e);
+    composed.insert(b.find(e.to_slot));
+  }
+
+  auto classProblem = [&](int cls) -> std::string {
+    if (frozen.count(cls)) return frozen[cls].front().first;
+    if (sizes[cls].size() > 1)
+      return "tensors that must share channels have different channel counts";
+    return "";
+  };
+
+  const ModelStats stats = computeModelStats(graph);
+  result.total_macs = stats.macs;
+  std::map<const Node*, int64_t> node_macs;
+  for (const LayerStats& l : stats.layers)
+    if (l.macs) node_macs[l.node] = *l.macs;
+
+  int next_id = 0;
+  for (const auto& [root, prods] : producers) {
+    ChannelGroup g;
+    g.id = next_id++;
+    g.channels = *sizes[root].begin();
+    g.sources = prods;
+    std::string problem = classProblem(root);
+    if (problem.empty() && composed.count(root))
+      problem = "its channels are also made by Concat/Flatten of other layers";
+    // Walk from the root through Concat offsets and Flatten repeats.
+    std::map<int, ChannelMapping> reached{{root, ChannelMapping{}}};
+    std::queue<int> todo;
+    todo.push(root);
+    while (!todo.empty()) {
+      const int cls = todo.front();
+      todo.pop();
+      for (const auto& e : out_edges[cls]) {
+        const int to = b.find(e.to_slot);
+        const ChannelMapping m = through(reached[cls], e);
+        auto [it, inserted] = reached.emplace(to, m);
+        if (!inserted) {
+          if (!(it->second == m) && problem.empty())
+            problem = "its channels reach one tensor along two paths";
+          continue;
+        }
+        if (problem.empty()) {
+          const std::string p = classProblem(to);
+          if (!p.empty())
+            problem = p;
+          else if (producers.count(to))
+            problem = "it is concatenated with channels that " + nodeLabel(producers[to].front()) +
+                      " also makes";
+        }
+        todo.push(to);
+      }
+    }
+    for (const auto& [cls, mapping] : reached) {
+      for (GroupMember m : members[cls]) {
+        m.mapping = mapping;
+        g.members.push_back(m);
+      }
+    }
+    for (const auto& [slot, node] : b.group_attr_nodes_)
+      if (reached.count(b.find(slot))) g.group_attr_nodes.push_back(node);
+    for (const auto& [slot, node] : b.reshape_nodes_)
+      if (reached.count(b.find(slot))) g.reshape_nodes.push_back(node);
+    g.prunable = problem.empty();
+    g.reason = problem;
+    // MACs and params proportional to the channel count.
+    std::set<std::pair<const Value*, int>> seen_weights;
+    std::map<const Node*, double> node_fraction;
+    for (const GroupMember& m : g.members) {
+      if (m.role == MemberRole::kActivation) continue;
+      const Tensor* t = m.value->constantData();
+      const double fraction = static_cast<double>(g.channels * m.mapping.repeat) / t->dim(m.axis);
+      if (seen_weights.insert({m.value, m.axis}).second)
+        g.params += static_cast<int64_t>(t->numel() * fraction);
+      if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
+        node_fraction[m.node] = std::max(node_fraction[m.node], fraction);
+    }
+    for (const auto& [node, fraction] : node_fraction)
+      if (node_macs.count(node)) g.macs += static_cast<int64_t>(node_macs[node] * fraction);
+    result.groups.push_back(std::move(g));
+  }
+
+  // Barriers: every frozen slot, once per (node, reason).
+  std::set<std::pair<const Node*, std::string>> seen;
+  for (auto& [s, why, n] : b.frozen_) {
+    if (!seen.insert({n, why}).second) continue;
+    result.barriers.push_back({n, b.slots_[s].value->name(), why});
+  }
+  return result;
+}
+
+}  // namespace nnc
