@@ -83,6 +83,27 @@ int run(int argc, char** argv) {
   convert_cmd->add_flag("--json", convert.json, "Print one JSON object");
   convert_cmd->footer(kExitCodeHelp);
 
+  PruneOptions prune;
+  CLI::App* prune_cmd = app.add_subcommand("prune",
+                                           "Remove convolution channels (whole channel groups stay "
+                                           "consistent) and write a smaller model");
+  prune_cmd->add_option("MODEL", prune.model_path, "The .onnx file to prune")->required();
+  prune_cmd->add_option("-o,--output", prune.output_path, "Where to write the pruned model")
+      ->required();
+  prune_cmd->add_option("--method", prune.method, "Channel importance criterion: l1, l2, random")
+      ->capture_default_str();
+  prune_cmd
+      ->add_option("--ratio", prune.ratio, "Fraction of each prunable group's channels to remove")
+      ->required()
+      ->check(CLI::Range(0.0, 0.999));
+  prune_cmd->add_option("--round-to", prune.round_to, "Keep channel counts multiples of N")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  prune_cmd->add_option("--exclude", prune.exclude, "Layer names whose channel groups stay whole");
+  prune_cmd->add_option("--seed", prune.seed, "Seed for --method random")->capture_default_str();
+  prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
+  prune_cmd->footer(kExitCodeHelp);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -95,6 +116,7 @@ int run(int argc, char** argv) {
   try {
     if (report_cmd->parsed()) status = runReport(report);
     if (convert_cmd->parsed()) status = runConvert(convert);
+    if (prune_cmd->parsed()) status = runPrune(prune);
   } catch (const std::exception& e) {
     status = internalError(std::string("unexpected exception: ") + e.what());
   }

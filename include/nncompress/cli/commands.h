@@ -2,6 +2,7 @@
 // One function per subcommand, taking plain option structs (CLI11 stays in app.cc).
 
 #include <string>
+#include <vector>
 
 #include "nncompress/ir/status.h"
 
@@ -29,5 +30,21 @@ Status runConvert(const ConvertOptions& options);
 
 // Refuses an output path that is the input itself (nncompress never overwrites its input).
 Status checkOutputIsNotInput(const std::string& input, const std::string& output);
+
+}  // namespace nnc::cli
+
+namespace nnc::cli {
+
+struct PruneOptions {
+  std::string model_path;
+  std::string output_path;
+  std::string method = "l1";
+  double ratio = -1;  // required for now
+  int64_t round_to = 1;
+  std::vector<std::string> exclude;
+  uint64_t seed = 0;
+  bool json = false;
+};
+Status runPrune(const PruneOptions& options);
 
 }  // namespace nnc::cli

@@ -1,0 +1,24 @@
+#pragma once
+// Pruning surgery (METHODS.md, method 1, stage 3): apply a keep-list per channel group to every
+// member: weights are gathered along their channel axis (with the group's Concat/Flatten index
+// mapping), depthwise Conv `group` and Reshape shape constants follow the new channel counts,
+// weights shared between layers are first given one copy per layer. Then shapes are re-inferred
+// and the graph verified.
+
+#include <vector>
+
+#include "nncompress/analysis/channel_groups.h"
+
+namespace nnc {
+
+struct GroupKeep {
+  int group_id = 0;
+  std::vector<int64_t> keep;  // channel indices to keep, ascending
+};
+
+// `analysis` must describe `model` as it is now. Fails (and leaves the model unchanged) when a
+// keep-list names a group that is not prunable, is empty, or is out of range.
+Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
+                           const std::vector<GroupKeep>& keeps);
+
+}  // namespace nnc
