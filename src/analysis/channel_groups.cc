@@ -178,6 +178,15 @@ ChannelAnalysis analyzeChannels(const Graph& graph) {
     result.groups.push_back(std::move(g));
   }
 
+  std::set<const Node*> shrinkable;
+  for (const ChannelGroup& g : result.groups)
+    if (g.prunable)
+      for (const GroupMember& m : g.members)
+        if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
+          shrinkable.insert(m.node);
+  for (const Node* n : shrinkable)
+    if (node_macs.count(n)) result.prunable_macs += node_macs[n];
+
   // Barriers: every frozen slot, once per (node, reason).
   std::set<std::pair<const Node*, std::string>> seen;
   for (auto& [s, why, n] : b.frozen_) {

@@ -20,6 +20,7 @@ Status runReport(const ReportOptions& options) {
     auto j = modelReportJson(input, stats);
     if (channels) {
       auto p = prunableJson(*channels);
+      j["prunable_macs_share"] = p["prunable_macs_share"];
       j["groups"] = p["groups"];
       j["barriers"] = p["barriers"];
     }

@@ -231,16 +231,18 @@ nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
     barriers.push_back({{"layer", b.node ? layerName(b.node) : "(graph)"},
                         {"tensor", b.value},
                         {"reason", b.reason}});
-  return {{"groups", groups}, {"barriers", barriers}};
+  const double share = a.total_macs > 0 ? static_cast<double>(a.prunable_macs) / a.total_macs : 0.0;
+  return {{"prunable_macs_share", share}, {"groups", groups}, {"barriers", barriers}};
 }
 
 std::string prunableText(const ChannelAnalysis& a) {
   std::ostringstream os;
   int prunable = 0;
-  int64_t prunable_macs = 0;
   for (const ChannelGroup& g : a.groups)
-    if (g.prunable) ++prunable, prunable_macs += g.macs;
-  os << "\nChannel groups: " << a.groups.size() << " (" << prunable << " prunable)\n";
+    if (g.prunable) ++prunable;
+  os << "\nChannel groups: " << a.groups.size() << " (" << prunable
+     << " prunable; the layers they shrink hold "
+     << (a.total_macs > 0 ? 100 * a.prunable_macs / a.total_macs : 0) << "% of MACs)\n";
   std::vector<std::vector<std::string>> rows = {
       {"id", "channels", "MACs %", "members", "sources", "prunable"}};
   for (const ChannelGroup& g : a.groups) {

@@ -71,6 +71,8 @@ struct ChannelAnalysis {
   std::vector<ChannelGroup> groups;
   std::vector<ChannelBarrier> barriers;
   int64_t total_macs = 0;
+  // MACs of the layers that at least one prunable group shrinks (input or output side).
+  int64_t prunable_macs = 0;
 };
 
 // Needs static channel dims (run shape inference first: loadModel does).
