@@ -5,7 +5,9 @@
 #   bench/load_save.sh [MODEL.onnx] [RUNS]
 # Default MODEL: build/torchvision/resnet50.onnx, exported (random weights) by
 # tools/export_torchvision.py when missing (needs Debian python3-torch + python3-torchvision).
-# Targets (issue 2): load+save at most 1.5x the baseline's time, peak RSS at most 2.5x file size.
+# Targets: load+save at most 1.5x the baseline's time and peak RSS at most 2.5x the file size
+# (issue 2); prune --ratio 0.5 within 2x of load+save, peak RSS at most 2.5x the file size
+# (issue 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-build/torchvision/resnet50.onnx}
@@ -33,6 +35,7 @@ measure() {
 measure baseline "$baseline" "$model" "$tmp/out_pb.onnx"
 measure loadsave "$bin" -q convert "$model" -o "$tmp/out_nnc.onnx"
 measure load "$bin" -q report "$model"
+measure prune "$bin" -q prune "$model" -o "$tmp/out_pruned.onnx" --ratio 0.5
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 base_s=$(cut -d' ' -f1 "$tmp/baseline" | median)
@@ -51,4 +54,9 @@ echo "|---|---|---|---|---|"
 row baseline "protobuf parse + serialize (baseline)"
 row loadsave "nncompress convert (load + save)"
 row load "nncompress report (load only)"
+row prune "nncompress prune --ratio 0.5"
+ls_s=$(cut -d' ' -f1 "$tmp/loadsave" | median)
+pr_s=$(cut -d' ' -f1 "$tmp/prune" | median)
+echo
+awk -v p="$pr_s" -v l="$ls_s" 'BEGIN { printf "prune / load+save time: %.2fx\n", (l > 0 ? p / l : 0) }'
 cmp -s "$tmp/out_pb.onnx" "$tmp/out_nnc.onnx" && echo && echo "(the two outputs are byte-identical)" || true
