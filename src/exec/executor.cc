@@ -17,6 +17,28 @@ struct Executor::Step {
 
 Executor::~Executor() = default;
 
+namespace {
+
+// The tensor of a Constant node that uses value_float(s) / value_int(s) / value_string(s)
+// instead of a `value` tensor.
+StatusOr<Tensor> constantNodeValue(const Node& n) {
+  for (const Attribute& a : n.attributes()) {
+    if (a.name == "value_float") return Tensor::fromVector<float>({}, {a.f});
+    if (a.name == "value_floats")
+      return Tensor::fromVector<float>({static_cast<int64_t>(a.floats.size())}, a.floats);
+    if (a.name == "value_int") return Tensor::fromVector<int64_t>({}, {a.i});
+    if (a.name == "value_ints")
+      return Tensor::fromVector<int64_t>({static_cast<int64_t>(a.ints.size())}, a.ints);
+    if (a.name == "value_string") return Tensor::fromStrings({}, {a.s});
+    if (a.name == "value_strings")
+      return Tensor::fromStrings({static_cast<int64_t>(a.strings.size())}, a.strings);
+  }
+  return unsupported("Constant node '" + n.name() +
+                     "' has no value the executor can read (sparse_value?)");
+}
+
+}  // namespace
+
 std::vector<std::string> unsupportedOps(const Model& model) {
   std::set<std::string> missing;
   const KernelRegistry& registry = KernelRegistry::builtin();
@@ -58,7 +80,15 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(const Model& model,
   }
   const KernelRegistry& registry = KernelRegistry::builtin();
   for (const Node* n : order) {
-    if (n->isOp("Constant")) continue;  // its output is a constant slot
+    if (n->isOp("Constant")) {  // its output is a constant slot
+      if (n->output(0) && !n->output(0)->constantData()) {
+        NNC_ASSIGN_OR_RETURN(Tensor t, constantNodeValue(*n));
+        ex->owned_constants_.push_back(std::make_unique<Tensor>(std::move(t)));
+        const int slot = slotFor(n->output(0));
+        ex->constant_slots_[slot] = ex->owned_constants_.back().get();
+      }
+      continue;
+    }
     Step step;
     step.node = n;
     const int64_t opset = model.opsetVersion(n->domain());

@@ -44,7 +44,8 @@ class Executor {
   std::vector<const Value*> inputs_;
   std::vector<const Value*> outputs_;
   std::vector<Step> steps_;
-  std::vector<const Tensor*> constant_slots_;  // per slot: constant data, or nullptr
+  std::vector<const Tensor*> constant_slots_;             // per slot: constant data, or nullptr
+  std::vector<std::unique_ptr<Tensor>> owned_constants_;  // Constant nodes without a `value`
   std::vector<int> input_slots_;
   std::vector<int> output_slots_;
   std::vector<const Value*> slot_values_;

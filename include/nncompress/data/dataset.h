@@ -1,0 +1,50 @@
+#pragma once
+// Dataset readers: one SPEC (a path) -> a stream of float32 NCHW batches, plus integer labels.
+// The format is recognised from the content (magic bytes), not the file name:
+//   IDX (MNIST, Fashion-MNIST; gzip too), .npy (v1-v3, C order; gzip too), a folder of ONNX
+//   TensorProto .pb files (test_data_set layout), a folder of images (PNG, JPEG, BMP, GIF, PNM;
+//   optionally one subfolder per class), or a single image or TensorProto file.
+// Errors name the file and the problem: kIoError when a file is missing or unreadable,
+// kInvalidArgument when the content is not a recognised format or shapes do not fit together.
+// See docs/data-spec.md.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nncompress/data/preprocess.h"
+#include "nncompress/ir/status.h"
+#include "nncompress/ir/tensor.h"
+
+namespace nnc::data {
+
+// One dataset. Batches are read on demand (images are decoded per batch), so memory stays
+// bounded for large folders. Not thread-safe: use one reader per thread.
+class SampleReader {
+ public:
+  virtual ~SampleReader() = default;
+  // Number of samples, known when the reader is opened.
+  virtual int64_t size() const = 0;
+  // Shape of one preprocessed sample, e.g. {1, 28, 28}.
+  virtual Shape sampleShape() const = 0;
+  // float32 tensor [count, ...sampleShape()] of samples start .. start+count-1.
+  virtual StatusOr<Tensor> readBatch(int64_t start, int64_t count) = 0;
+  // Labels that come with the data: the class index of each image in a folder with one
+  // subfolder per class (classes sorted by name). nullopt for other formats.
+  virtual std::optional<std::vector<int64_t>> labels() const { return std::nullopt; }
+  // Class names, in label order, when labels() comes from class subfolders.
+  virtual std::vector<std::string> classNames() const { return {}; }
+  // One line for logs, e.g. "IDX uint8 10000 x [1,28,28] (gzip)".
+  virtual std::string description() const = 0;
+};
+
+StatusOr<std::unique_ptr<SampleReader>> openData(const std::string& spec,
+                                                 const Preprocess& preprocess = {});
+
+// Integer labels from an IDX file (gzip too), a .npy or TensorProto .pb of integers (shape [N]
+// or [N, 1]), a text file with one integer per line, or an image folder with class subfolders.
+StatusOr<std::vector<int64_t>> readLabels(const std::string& spec);
+
+}  // namespace nnc::data
