@@ -49,6 +49,23 @@ void setUpLogging(int verbosity) {
   spdlog::set_default_logger(logger);
 }
 
+void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels) {
+  cmd->add_option(
+         "--data", d.data,
+         "Input samples: IDX file (.gz too), .npy, folder of TensorProto .pb, or image folder "
+         "(docs/data-spec.md)")
+      ->required();
+  if (with_labels)
+    cmd->add_option("--labels", d.labels, "Labels: IDX, .npy, text file (one integer per line)");
+  cmd->add_option("--scale", d.scale,
+                  "Multiply raw values (default 1/255 for 8-bit data, 1 for float)");
+  cmd->add_option("--mean", d.mean, "Subtract after scaling: m or m,m,m");
+  cmd->add_option("--std", d.std, "Divide after the mean: s or s,s,s");
+  cmd->add_option("--size", d.size, "Resize images to HxW (or N: shorter side)");
+  cmd->add_option("--center-crop", d.center_crop, "Crop HxW from the center after resizing");
+  cmd->add_option("--channels", d.channels, "rgb, bgr or grey");
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -104,6 +121,37 @@ int run(int argc, char** argv) {
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
   prune_cmd->footer(kExitCodeHelp);
 
+  EvalCommandOptions eval;
+  CLI::App* eval_cmd = app.add_subcommand(
+      "eval", "Accuracy on labelled data and fidelity against a reference model");
+  eval_cmd->add_option("MODEL", eval.model_path, "The .onnx file to evaluate")->required();
+  addDataOptions(eval_cmd, eval.data, true);
+  eval_cmd->add_option(
+      "--reference", eval.reference_path,
+      "Original model: report top-1 agreement, cosine similarity and SQNR against it");
+  eval_cmd->add_option("--limit", eval.limit, "Use only the first N samples");
+  eval_cmd->add_option("--batch", eval.batch, "Samples per batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  eval_cmd->add_option("--threads", eval.threads, "Threads (0: every core)")->capture_default_str();
+  eval_cmd->add_flag("--json", eval.json,
+                     "Print one JSON object (top1, top5, count, images_per_second, ...)");
+  eval_cmd->footer(kExitCodeHelp);
+
+  RunCommandOptions run_opts;
+  CLI::App* run_cmd = app.add_subcommand(
+      "run", "Run a model on data and write each output as .npy files (<output>_<batch>.npy)");
+  run_cmd->add_option("MODEL", run_opts.model_path, "The .onnx file to run")->required();
+  addDataOptions(run_cmd, run_opts.data, false);
+  run_cmd->add_option("--output-dir", run_opts.output_dir, "Folder for the .npy files")->required();
+  run_cmd->add_option("--limit", run_opts.limit, "Use only the first N samples");
+  run_cmd->add_option("--batch", run_opts.batch, "Samples per batch (one file per batch)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  run_cmd->add_option("--threads", run_opts.threads, "Threads (0: every core)")
+      ->capture_default_str();
+  run_cmd->footer(kExitCodeHelp);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -117,6 +165,8 @@ int run(int argc, char** argv) {
     if (report_cmd->parsed()) status = runReport(report);
     if (convert_cmd->parsed()) status = runConvert(convert);
     if (prune_cmd->parsed()) status = runPrune(prune);
+    if (eval_cmd->parsed()) status = runEval(eval);
+    if (run_cmd->parsed()) status = runRun(run_opts);
   } catch (const std::exception& e) {
     status = internalError(std::string("unexpected exception: ") + e.what());
   }

@@ -48,3 +48,35 @@ struct PruneOptions {
 Status runPrune(const PruneOptions& options);
 
 }  // namespace nnc::cli
+
+namespace nnc::cli {
+
+// --data SPEC and the preprocessing flags shared by every command that reads data.
+struct DataOptions {
+  std::string data;
+  std::string labels;
+  std::string scale, mean, std, size, center_crop, channels;
+};
+
+struct EvalCommandOptions {
+  std::string model_path;
+  DataOptions data;
+  std::string reference_path;
+  int64_t limit = -1;
+  int64_t batch = 32;
+  int threads = 0;
+  bool json = false;
+};
+Status runEval(const EvalCommandOptions& options);
+
+struct RunCommandOptions {
+  std::string model_path;
+  DataOptions data;
+  std::string output_dir;
+  int64_t limit = -1;
+  int64_t batch = 32;
+  int threads = 0;
+};
+Status runRun(const RunCommandOptions& options);
+
+}  // namespace nnc::cli

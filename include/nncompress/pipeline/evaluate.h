@@ -1,0 +1,46 @@
+#pragma once
+// Running a model over a dataset: accuracy against labels and fidelity against a reference
+// model, streamed batch by batch (memory does not grow with the dataset).
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "nncompress/data/dataset.h"
+#include "nncompress/exec/executor.h"
+
+namespace nnc {
+
+struct EvalOptions {
+  int64_t limit = -1;  // samples to use; -1: all
+  int64_t batch = 32;
+  // Called after each batch with (samples done, total).
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+struct EvalResult {
+  int64_t count = 0;
+  std::optional<double> top1, top5;  // with labels
+  double images_per_second = 0;
+  // With a reference model: share of samples whose top-1 class agrees, mean per-sample cosine
+  // similarity of the first outputs, and their signal-to-quantization-noise ratio in dB.
+  std::optional<double> agreement, cosine, sqnr_db;
+};
+
+// The batch size to use with this model: `requested`, unless the model's input fixes the batch
+// dimension (e.g. 1), which then wins.
+int64_t effectiveBatch(const exec::Executor& executor, int64_t requested);
+
+// Checks that samples of `reader` fit the model's single float input (apart from the batch).
+Status checkDataFitsModel(const exec::Executor& executor, const data::SampleReader& reader);
+
+StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
+                              const std::vector<int64_t>* labels, exec::Executor* reference,
+                              const EvalOptions& options);
+
+// Runs the model and hands every batch's outputs to `sink` (batch index, first sample, outputs).
+Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalOptions& options,
+                  const std::function<Status(int64_t, int64_t, std::vector<Tensor>&)>& sink);
+
+}  // namespace nnc

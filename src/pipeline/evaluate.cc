@@ -1,0 +1,151 @@
+#include "nncompress/pipeline/evaluate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+namespace nnc {
+namespace {
+
+// Top-k classes of row `r` of a [N, classes] float tensor.
+std::vector<int64_t> topK(const float* row, int64_t classes, int k) {
+  std::vector<int64_t> idx(classes);
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::min<int>(k, static_cast<int>(classes));
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return row[a] > row[b] || (row[a] == row[b] && a < b);
+  });
+  idx.resize(k);
+  return idx;
+}
+
+}  // namespace
+
+int64_t effectiveBatch(const exec::Executor& executor, int64_t requested) {
+  const Value* in = executor.inputs().front();
+  if (in->type().shape && !in->type().shape->empty() && (*in->type().shape)[0].isKnown())
+    return (*in->type().shape)[0].value;
+  return std::max<int64_t>(1, requested);
+}
+
+Status checkDataFitsModel(const exec::Executor& executor, const data::SampleReader& reader) {
+  if (executor.inputs().size() != 1)
+    return unsupported("the model has " + std::to_string(executor.inputs().size()) +
+                       " inputs; --data feeds models with exactly one input");
+  const Value* in = executor.inputs().front();
+  if (in->dtype() != DType::kFloat32)
+    return unsupported(std::string("the model input '") + in->name() + "' is " +
+                       dtypeName(in->dtype()) + "; --data gives float32");
+  const Shape sample = reader.sampleShape();
+  if (in->type().shape) {
+    const auto& dims = *in->type().shape;
+    bool fits = dims.size() == sample.size() + 1;
+    for (size_t i = 0; fits && i < sample.size(); ++i)
+      if (dims[i + 1].isKnown() && dims[i + 1].value != sample[i]) fits = false;
+    if (!fits)
+      return invalidArgument("samples of shape " + shapeToString(sample) +
+                             " do not fit the model input '" + in->name() + "' " +
+                             in->type().toString() + " (see --size, --center-crop, --channels)");
+  }
+  return Status::ok();
+}
+
+Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalOptions& options,
+                  const std::function<Status(int64_t, int64_t, std::vector<Tensor>&)>& sink) {
+  NNC_RETURN_IF_ERROR(checkDataFitsModel(model, reader));
+  const int64_t total = options.limit >= 0 ? std::min(options.limit, reader.size()) : reader.size();
+  const int64_t batch = effectiveBatch(model, options.batch);
+  int64_t index = 0;
+  for (int64_t start = 0; start < total; start += batch, ++index) {
+    const int64_t count = std::min(batch, total - start);
+    if (count != batch && batch != options.batch && model.inputs().front()->type().shape &&
+        (*model.inputs().front()->type().shape)[0].isKnown())
+      break;  // a fixed-batch model cannot take the short tail
+    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, count));
+    std::vector<Tensor> inputs;
+    inputs.push_back(std::move(x));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, model.run(std::move(inputs)));
+    NNC_RETURN_IF_ERROR(sink(index, start, outputs));
+    if (options.progress) options.progress(start + count, total);
+  }
+  return Status::ok();
+}
+
+StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
+                              const std::vector<int64_t>* labels, exec::Executor* reference,
+                              const EvalOptions& options) {
+  if (labels &&
+      static_cast<int64_t>(labels->size()) <
+          std::min<int64_t>(reader.size(), options.limit < 0 ? reader.size() : options.limit))
+    return invalidArgument("there are " + std::to_string(labels->size()) + " labels for " +
+                           std::to_string(reader.size()) + " samples");
+  EvalResult r;
+  int64_t top1 = 0, top5 = 0, agree = 0;
+  double cosine_sum = 0, signal = 0, noise = 0;
+  double model_seconds = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  Status st = runBatches(
+      model, reader, options, [&](int64_t, int64_t start, std::vector<Tensor>& outputs) -> Status {
+        model_seconds +=
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const Tensor& y = outputs.front();
+        if (y.dtype() != DType::kFloat32 || y.rank() < 1)
+          return unsupported("the first output is not a float tensor");
+        const int64_t n = y.dim(0);
+        const int64_t per_sample = n ? y.numel() / n : 0;
+        const float* yd = y.data<float>().data();
+        std::optional<std::vector<Tensor>> ref_out;
+        if (reference) {
+          NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, n));
+          std::vector<Tensor> in;
+          in.push_back(std::move(x));
+          NNC_ASSIGN_OR_RETURN(ref_out, reference->run(std::move(in)));
+          if (ref_out->front().shape() != y.shape())
+            return invalidArgument(
+                "the reference model's output " + shapeToString(ref_out->front().shape()) +
+                " differs in shape from the model's " + shapeToString(y.shape()));
+        }
+        for (int64_t i = 0; i < n; ++i) {
+          const float* row = yd + i * per_sample;
+          if (labels) {
+            const auto best = topK(row, per_sample, 5);
+            const int64_t label = (*labels)[start + i];
+            if (!best.empty() && best[0] == label) ++top1;
+            if (std::find(best.begin(), best.end(), label) != best.end()) ++top5;
+          }
+          if (ref_out) {
+            const float* ref = ref_out->front().data<float>().data() + i * per_sample;
+            if (topK(row, per_sample, 1) == topK(ref, per_sample, 1)) ++agree;
+            double dot = 0, na = 0, nb = 0;
+            for (int64_t j = 0; j < per_sample; ++j) {
+              dot += double(row[j]) * ref[j];
+              na += double(row[j]) * row[j];
+              nb += double(ref[j]) * ref[j];
+              signal += double(ref[j]) * ref[j];
+              noise += (double(row[j]) - ref[j]) * (double(row[j]) - ref[j]);
+            }
+            cosine_sum += (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
+          }
+        }
+        r.count += n;
+        t0 = std::chrono::steady_clock::now();
+        return Status::ok();
+      });
+  if (!st.isOk()) return st;
+  if (r.count == 0) return invalidArgument("no samples were evaluated");
+  r.images_per_second = model_seconds > 0 ? r.count / model_seconds : 0;
+  if (labels) {
+    r.top1 = double(top1) / r.count;
+    r.top5 = double(top5) / r.count;
+  }
+  if (reference) {
+    r.agreement = double(agree) / r.count;
+    r.cosine = cosine_sum / r.count;
+    r.sqnr_db =
+        noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
+  }
+  return r;
+}
+
+}  // namespace nnc
