@@ -37,6 +37,8 @@ struct Symbols {
   }
   const std::string* name(int64_t v) const {
     if (v < kSymbolBase || isValue(v)) return nullptr;
+    // A constant from the file may hold any int64, symbol codes too (found by fuzz/).
+    if (static_cast<uint64_t>(v - kSymbolBase) >= names.size()) return nullptr;
     return &names[static_cast<size_t>(v - kSymbolBase)];
   }
 };
@@ -79,8 +81,9 @@ std::optional<IntArray> foldShape(const Node& n, const Known&) {
 std::optional<IntArray> foldSize(const Node& n, const Known&) {
   const Value* x = n.input(0);
   auto shape = x ? x->staticShape() : std::nullopt;
-  if (!shape) return std::nullopt;
-  return IntArray{{}, {shapeNumel(*shape)}};
+  const int64_t numel = shape ? shapeNumel(*shape) : -1;
+  if (numel < 0) return std::nullopt;  // -1: overflow, which would read as Reshape's -1
+  return IntArray{{}, {numel}};
 }
 
 std::optional<IntArray> foldIdentity(const Node& n, const Known& k) {
@@ -161,6 +164,7 @@ std::optional<IntArray> foldBinary(const Node& n, const Known& k,
   const IntArray* a = known(n, 0, k);
   const IntArray* b = known(n, 1, k);
   if (!a || !b) return std::nullopt;
+  if (a->data.empty() || b->data.empty()) return std::nullopt;  // [1] op [0] read b[0] (fuzz/)
   const bool a_scalar = a->data.size() == 1, b_scalar = b->data.size() == 1;
   if (!(a->shape == b->shape || a_scalar || b_scalar)) return std::nullopt;
   const IntArray& big = (a_scalar && !b_scalar) ? *b : *a;
@@ -171,7 +175,14 @@ std::optional<IntArray> foldBinary(const Node& n, const Known& k,
   bool ok = true;
   for (size_t i = 0; i < count; ++i) {
     const int64_t x = a->data[a_scalar ? 0 : i], y = b->data[b_scalar ? 0 : i];
-    out.data.push_back(!isValue(x) || !isValue(y) ? kUnknown : op(x, y, &ok));
+    if (!isValue(x) || !isValue(y)) {
+      out.data.push_back(kUnknown);
+      continue;
+    }
+    // Ops report int64 overflow through `ok`; a result in the symbol range is no value either.
+    const int64_t r = op(x, y, &ok);
+    if (!isValue(r)) ok = false;
+    out.data.push_back(r);
   }
   if (!ok) return std::nullopt;
   return out;
@@ -227,15 +238,27 @@ const std::unordered_map<std::string, FoldFn>& foldRules() {
       {"Slice", foldSlice},
       {"Add",
        [](const Node& n, const Known& k) {
-         return foldBinary(n, k, [](int64_t a, int64_t b, bool*) { return a + b; });
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool* ok) {
+           int64_t r = 0;
+           if (__builtin_add_overflow(a, b, &r)) *ok = false;
+           return r;
+         });
        }},
       {"Sub",
        [](const Node& n, const Known& k) {
-         return foldBinary(n, k, [](int64_t a, int64_t b, bool*) { return a - b; });
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool* ok) {
+           int64_t r = 0;
+           if (__builtin_sub_overflow(a, b, &r)) *ok = false;
+           return r;
+         });
        }},
       {"Mul",
        [](const Node& n, const Known& k) {
-         return foldBinary(n, k, [](int64_t a, int64_t b, bool*) { return a * b; });
+         return foldBinary(n, k, [](int64_t a, int64_t b, bool* ok) {
+           int64_t r = 0;
+           if (__builtin_mul_overflow(a, b, &r)) *ok = false;
+           return r;
+         });
        }},
       {"Div",
        [](const Node& n, const Known& k) {
@@ -288,18 +311,19 @@ std::optional<ValueType> reshapeType(const Node& n, const IntArray& target,
     int64_t num = 1, den = 1;
     std::vector<std::string> syms;
     for (const Dim& d : in_dims) {
-      if (d.isKnown())
-        num *= d.value;
-      else if (!d.param.empty())
+      if (d.isKnown()) {
+        if (__builtin_mul_overflow(num, d.value, &num)) return std::nullopt;  // huge dims (fuzz/)
+      } else if (!d.param.empty()) {
         syms.push_back(d.param);
-      else
+      } else {
         return std::nullopt;
+      }
     }
     for (size_t i = 0; i < out.size(); ++i) {
       if (static_cast<int>(i) == infer_at) continue;
       const Dim& d = out[i];
       if (d.isKnown()) {
-        den *= d.value;
+        if (__builtin_mul_overflow(den, d.value, &den)) return std::nullopt;
       } else {
         auto it = std::find(syms.begin(), syms.end(), d.param);
         if (d.param.empty() || it == syms.end()) return std::nullopt;

@@ -233,9 +233,13 @@ Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Gra
       if (!created.isOk()) return created.status();
       v = created.value();
     }
-    const ValueType input_type = v->type();
+    // Found by fuzz/loader_fuzzer.cc: a graph input declared as a sequence/optional/map but
+    // backed by a (tensor) initializer used to keep the non-tensor type, leaving an initializer
+    // whose type disagrees with its data (verifyModel then failed). Such a file is malformed.
+    if (v->isGraphInput() && !v->type().isTensor())
+      return invalidModel("graph input '" + init.name() +
+                          "' has a non-tensor type but an initializer (a tensor)");
     v->setInitializer(std::move(tensor).value());
-    if (v->isGraphInput() && !input_type.isTensor()) v->setType(input_type);
     // Free the proto's copy of anything not moved (typed fields) as we go.
     init.Clear();
   }

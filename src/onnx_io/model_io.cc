@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 #include "nncompress/ir/shape_fold.h"
 #include "nncompress/onnx_io/file_util.h"
@@ -217,6 +219,125 @@ onnx::ModelProto shapeInferenceProto(Model& model, const ShapeFoldResult& fold) 
   return proto;
 }
 
+// Robustness guards (found by fuzz/ and a schema-driven probe): some libonnx 1.12 inference and
+// data propagation functions index shape dims or vectors without checking ranks or attribute
+// ranges, so a malformed model (e.g. LayerNormalization on a scalar) crashes the process inside
+// libonnx, even for nodes that pass OpSchema::Verify. Each guard wraps the registered function
+// of every version of one op and runs first: input that breaks the op's spec throws an
+// InferenceError, which ONNX (non-strict mode) records and then skips the node, as for any
+// inference error; input that is merely unknown where the function needs it makes the wrapper
+// return without inferring. Installed once, before the first inference.
+// Guard: true = run the original function, false = infer nothing for this node.
+using InferenceGuard = bool (*)(onnx::InferenceContext&);
+
+int64_t inputRank(onnx::InferenceContext& ctx, size_t i) {  // -1: absent or unknown
+  const onnx::TypeProto* t = i < ctx.getNumInputs() ? ctx.getInputType(i) : nullptr;
+  if (!t || !t->has_tensor_type() || !t->tensor_type().has_shape()) return -1;
+  return t->tensor_type().shape().dim_size();
+}
+
+bool guardLayerNormalization(onnx::InferenceContext& ctx) {  // indexes dim(axis) unchecked
+  const int64_t rank = inputRank(ctx, 0), axis = onnx::getAttribute(ctx, "axis", -1);
+  if (rank >= 0 && (axis < -rank || axis >= rank))
+    fail_shape_inference("LayerNormalization axis ", axis, " is out of range for rank ", rank);
+  return true;
+}
+bool guardGatherND(onnx::InferenceContext& ctx) {  // negative batch_dims indexes dim(<0)
+  if (onnx::getAttribute(ctx, "batch_dims", 0) < 0)
+    fail_shape_inference("GatherND batch_dims must not be negative");
+  return true;
+}
+bool guardConvTranspose(onnx::InferenceContext& ctx) {  // reads W dims by X's rank
+  const int64_t x = inputRank(ctx, 0), w = inputRank(ctx, 1);
+  if (x >= 0 && w >= 0 && x != w)
+    fail_shape_inference("ConvTranspose weight rank ", w, " differs from input rank ", x);
+  return true;
+}
+bool guardMaxUnpool(onnx::InferenceContext& ctx) {  // without output_shape reads I's dim(1)
+  if (ctx.getNumInputs() >= 3) return true;
+  const int64_t i = inputRank(ctx, 1);
+  if (i >= 0 && i < 2) fail_shape_inference("MaxUnpool indices need rank >= 2, not ", i);
+  return i >= 2;
+}
+bool guardSTFT(onnx::InferenceContext& ctx) {  // reads signal dim(1)
+  const int64_t rank = inputRank(ctx, 0);
+  if (rank >= 0 && rank < 2) fail_shape_inference("STFT signal needs rank 3, not ", rank);
+  return true;
+}
+bool guardSplitToSequence(onnx::InferenceContext& ctx) {  // divides by a scalar split
+  const onnx::TensorProto* t = ctx.getNumInputs() > 1 ? ctx.getInputData(1) : nullptr;
+  if (!t || t->dims_size() != 0) return true;
+  int64_t split = 1;
+  if (t->data_type() == onnx::TensorProto::INT64 && t->int64_data_size() == 1) {
+    split = t->int64_data(0);
+  } else if (t->data_type() == onnx::TensorProto::INT32 && t->int32_data_size() == 1) {
+    split = t->int32_data(0);
+  } else if (t->data_type() == onnx::TensorProto::INT64 && t->raw_data().size() == 8) {
+    std::memcpy(&split, t->raw_data().data(), 8);
+  } else if (t->data_type() == onnx::TensorProto::INT32 && t->raw_data().size() == 4) {
+    int32_t v;
+    std::memcpy(&v, t->raw_data().data(), 4);
+    split = v;
+  }
+  if (split <= 0) fail_shape_inference("SplitToSequence scalar split must be positive");
+  return true;
+}
+
+// Data propagation (the values of shape tensors) of Add/Sub/Mul/Div reads dim(0) of an empty
+// operand when the other has one element: propagate nothing then.
+bool guardMathDataPropagation(onnx::DataPropagationContext& ctx) {
+  for (size_t i = 0; i < std::min<size_t>(ctx.getNumInputs(), 2); ++i) {
+    const onnx::TensorShapeProto* data = ctx.getInputData(i);
+    if (data && data->dim_size() == 0) return false;
+  }
+  return true;
+}
+
+// Calls fn on every registered version of an ONNX-domain op. The registry owns non-const
+// schemas but only hands out const pointers.
+template <typename Fn>
+void forEachSchemaVersion(const char* op, Fn fn) {
+  const int max_version =
+      onnx::OpSchemaRegistry::DomainToVersionRange::Instance().Map().at(onnx::ONNX_DOMAIN).second;
+  std::unordered_set<const onnx::OpSchema*> done;
+  for (int v = 1; v <= max_version; ++v) {
+    auto* schema = const_cast<onnx::OpSchema*>(onnx::OpSchemaRegistry::Schema(op, v));
+    if (schema && done.insert(schema).second) fn(*schema);
+  }
+}
+
+void installInferenceGuards() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const std::pair<const char*, InferenceGuard> guards[] = {
+        {"LayerNormalization", guardLayerNormalization},
+        {"GatherND", guardGatherND},
+        {"ConvTranspose", guardConvTranspose},
+        {"MaxUnpool", guardMaxUnpool},
+        {"STFT", guardSTFT},
+        {"SplitToSequence", guardSplitToSequence}};
+    for (const auto& entry : guards) {
+      const InferenceGuard guard = entry.second;  // a plain variable: lambdas capture it
+      forEachSchemaVersion(entry.first, [guard](onnx::OpSchema& schema) {
+        onnx::InferenceFunction original = schema.GetTypeAndShapeInferenceFunction();
+        if (!original) return;
+        schema.TypeAndShapeInferenceFunction([original, guard](onnx::InferenceContext& ctx) {
+          if (guard(ctx)) original(ctx);
+        });
+      });
+    }
+    for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+      forEachSchemaVersion(op, [](onnx::OpSchema& schema) {
+        onnx::DataPropagationFunction original = schema.GetDataPropagationFunction();
+        if (!original || !schema.has_data_propagation_function()) return;
+        schema.PartialDataPropagationFunction([original](onnx::DataPropagationContext& ctx) {
+          if (guardMathDataPropagation(ctx)) original(ctx);
+        });
+      });
+    }
+  });
+}
+
 // Robustness guard (found by fuzz/loader_fuzzer.cc): libonnx's shape inference functions assume
 // the ONNX checker has already validated each node against its schema (required attributes
 // present, attribute types right, input/output counts in range) and crash (null dereference,
@@ -237,8 +358,9 @@ Status verifyNodesForInference(const onnx::GraphProto& g, const OpsetMap& opsets
         try {
           schema->Verify(n);
         } catch (const std::exception& e) {
-          return invalidModel("ONNX shape inference skipped: node '" + n.name() + "' (" +
-                              n.op_type() + ") does not match its schema: " + e.what());
+          const std::string label = n.name().empty() ? "" : "'" + n.name() + "' ";
+          return invalidModel("ONNX shape inference skipped: node " + label + "(" + n.op_type() +
+                              ") does not match its schema: " + e.what());
         }
       }
     }
@@ -289,7 +411,10 @@ Status inferShapes(Model& model) {
   constexpr int kMaxRounds = 4;
   for (int round = 0; round < kMaxRounds; ++round) {
     onnx::ModelProto proto = shapeInferenceProto(model, folded);
-    if (round == 0) NNC_RETURN_IF_ERROR(verifyNodesForInference(proto));  // see above
+    if (round == 0) {  // robustness guards, see above
+      NNC_RETURN_IF_ERROR(verifyNodesForInference(proto));
+      installInferenceGuards();
+    }
     try {
       onnx::ShapeInferenceOptions opts(/*check_type=*/false, /*strict_mode=*/0, /*data_prop=*/true);
       onnx::shape_inference::InferShapes(proto, onnx::OpSchemaRegistry::Instance(), opts);

@@ -87,8 +87,9 @@ StatusOr<Tensor> tensorFromProto(TensorProto& proto, const std::filesystem::path
   }
   const int bits = dtypeBits(dtype);
   if (bits == 0) return unsupported(label + " has data type " + dtypeName(dtype));
-  // Guard the multiplication below against absurd shapes from malformed files.
-  if (numel > std::numeric_limits<int64_t>::max() / 16)
+  // Guard the multiplication below (storageBytes: numel * bits) against absurd shapes from
+  // malformed files. Widest dtype is complex128 = 128 bits (was /16: overflowed, found by fuzz/).
+  if (numel > std::numeric_limits<int64_t>::max() / 128)
     return invalidModel(label + " is too large: " + shapeToString(shape));
   const int64_t expected = storageBytes(dtype, numel);
   const std::string data_label = label + " (" + dtypeName(dtype) + shapeToString(shape) + ")";
