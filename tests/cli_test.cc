@@ -137,7 +137,9 @@ TEST_P(CliBadInputTest, ReportAndConvertFailCleanly) {
   EXPECT_NE(convert.err.find(c.message), std::string::npos) << convert.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "out.onnx"));
   EXPECT_EQ(dir.fileCount(), files_before) << "a temp or output file was left behind";
-  if (input_existed) EXPECT_EQ(testing::readText(input), input_before) << "input was modified";
+  if (input_existed) {
+    EXPECT_EQ(testing::readText(input), input_before) << "input was modified";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(BadInputs, CliBadInputTest, ::testing::ValuesIn(kBadInputs),

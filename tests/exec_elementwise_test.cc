@@ -49,6 +49,10 @@ struct ShapePair {
   Shape a, b;
 };
 
+void PrintTo(const ShapePair& p, std::ostream* os) {
+  *os << shapeToString(p.a) << "_" << shapeToString(p.b);
+}
+
 class BroadcastBinaryTest : public ::testing::TestWithParam<ShapePair> {};
 
 TEST_P(BroadcastBinaryTest, MatchesNaiveReferenceAndWritesEveryElement) {
@@ -102,7 +106,14 @@ INSTANTIATE_TEST_SUITE_P(
                       ShapePair{{4, 64, 32, 32}, {64, 1, 1}},  // big per-channel (parallel)
                       ShapePair{{3, 50000}, {50000}},          // long runs split in blocks
                       ShapePair{{50000, 3}, {50000, 1}},       // many short runs
-                      ShapePair{{70000}, {70000}}));           // big same shape
+                      ShapePair{{70000}, {70000}}),            // big same shape
+    [](const auto& info) {
+      std::string name = std::to_string(info.index) + "_" + shapeToString(info.param.a) + "_" +
+                         shapeToString(info.param.b);
+      for (char& c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+      return name;
+    });
 
 TEST(BroadcastPlanTest, FastPathsBecomeSimpleRuns) {
   const Shape x{2, 16, 9, 9}, c{16, 1, 1}, s{};

@@ -66,7 +66,9 @@ TEST(ExecModelsTest, ObserversSeeEveryIntermediateAndPlansAreReusable) {
     ++seen[v.name()];
     // Batch-major intermediates carry the 8 samples (weights passed through Identity do not).
     const auto& shape = v.type().shape;
-    if (shape && !shape->empty() && (*shape)[0].param == "N") EXPECT_EQ(t.dim(0), 8) << v.name();
+    if (shape && !shape->empty() && (*shape)[0].param == "N") {
+      EXPECT_EQ(t.dim(0), 8) << v.name();
+    }
   });
   ASSERT_TRUE(first.isOk());
   int node_outputs = 0;

@@ -243,7 +243,9 @@ TEST(OnnxIoTest, GarbageAndTruncatedBytes) {
   // Every truncation is rejected or loads into a graph that verifies: never a crash.
   for (size_t len = 1; len < good.size(); len += 7) {
     auto m = parseModel(good.substr(0, len));
-    if (m.isOk()) EXPECT_TRUE(verifyModel(*m).isOk()) << "truncated at " << len;
+    if (m.isOk()) {
+      EXPECT_TRUE(verifyModel(*m).isOk()) << "truncated at " << len;
+    }
   }
 }
 
