@@ -3,11 +3,11 @@
 # same run, 1 and 2 threads, batch 1 and 8. Prints a markdown table of images/s and the ratio
 # (ours / ORT). Models: the fixtures in models/ and torchvision ResNet-18 at 224x224 (random
 # weights, dynamic batch; exported by tools/export_torchvision.py when missing).
-#   bench/exec_vs_ort.sh [SECONDS_PER_CELL]
+#   bench/exec_vs_ort.sh [SECONDS_PER_CELL]      (NNC_BIN=build-native/nncompress for a -march=native build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-3}
-bin=build/nncompress
+bin=${NNC_BIN:-build/nncompress}
 [ -x "$bin" ] || { echo "build first: cmake --build build" >&2; exit 2; }
 tv=build/torchvision
 if [ ! -f "$tv/resnet18_dyn/resnet18.onnx" ]; then

@@ -174,10 +174,12 @@ class ConvKernel : public Kernel {
       auto work = [&](int64_t item) {
         const int64_t s = item / groups, gi = item % groups;
         const float* xs = xd + (s * c + gi * cg) * ih * iw;
-        std::vector<float> col;
+        // One im2col buffer per thread, reused across items, layers and batches: a fresh
+        // allocation per item costs more than the copy itself on small images.
+        thread_local std::vector<float> col;
         const float* colp = xs;
         if (!pointwise) {
-          col.resize(static_cast<size_t>(k * p));
+          if (col.size() < static_cast<size_t>(k * p)) col.resize(static_cast<size_t>(k * p));
           im2col(xs, cg, ih, iw, g, oh, ow, col.data(), inner);
           colp = col.data();
         }
