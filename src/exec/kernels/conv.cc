@@ -22,6 +22,10 @@ struct ConvGeometry {
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
 };
 
+int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
+  return i < v.size() ? v[i] : fallback;
+}
+
 struct ConvAttrs {
   std::string auto_pad = "NOTSET";
   std::vector<int64_t> kernel_shape, strides, dilations, pads, output_padding, output_shape;
@@ -39,11 +43,20 @@ struct ConvAttrs {
     a.group = n.intAttr("group", 1);
     return a;
   }
-};
 
-int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
-  return i < v.size() ? v[i] : fallback;
-}
+  // Kernel, strides and dilations as 2-D geometry (padding is computed per op).
+  ConvGeometry geometry(bool one_d, int64_t kh, int64_t kw) const {
+    const size_t last = one_d ? 0 : 1;
+    ConvGeometry g;
+    g.kh = kh;
+    g.kw = kw;
+    g.sh = one_d ? 1 : at(strides, 0, 1);
+    g.sw = at(strides, last, 1);
+    g.dh = one_d ? 1 : at(dilations, 0, 1);
+    g.dw = at(dilations, last, 1);
+    return g;
+  }
+};
 
 // Spatial dims (1 or 2) of an input and kernel, padded to 2 with a leading 1.
 Status spatialDims(const Shape& x, const Shape& w, int64_t& ih, int64_t& iw, int64_t& kh,
@@ -136,13 +149,7 @@ class ConvKernel : public Kernel {
                            shapeToString(x.shape()) + " with group " + std::to_string(groups));
     const bool one_d = x.rank() == 3;
     const int64_t rank = one_d ? 1 : 2;
-    ConvGeometry g;
-    g.kh = kh;
-    g.kw = kw;
-    g.sh = one_d ? 1 : at(attrs_.strides, 0, 1);
-    g.sw = at(attrs_.strides, rank - 1, 1);
-    g.dh = one_d ? 1 : at(attrs_.dilations, 0, 1);
-    g.dw = at(attrs_.dilations, rank - 1, 1);
+    ConvGeometry g = attrs_.geometry(one_d, kh, kw);
     int64_t oh = 1, ow;
     if (!one_d) {
       NNC_ASSIGN_OR_RETURN(oh,
@@ -259,13 +266,7 @@ class ConvTransposeKernel : public Kernel {
     const int64_t mg = w.dim(1), m = mg * groups, cg = c / groups;
     const bool one_d = x.rank() == 3;
     const int64_t rank = one_d ? 1 : 2;
-    ConvGeometry g;
-    g.kh = kh;
-    g.kw = kw;
-    g.sh = one_d ? 1 : at(attrs_.strides, 0, 1);
-    g.sw = at(attrs_.strides, rank - 1, 1);
-    g.dh = one_d ? 1 : at(attrs_.dilations, 0, 1);
-    g.dw = at(attrs_.dilations, rank - 1, 1);
+    ConvGeometry g = attrs_.geometry(one_d, kh, kw);
     auto axis = [&](size_t a, int64_t in_size, int64_t k, int64_t stride, int64_t dil, int64_t& pb,
                     int64_t& pe) -> int64_t {
       const int64_t extent = (k - 1) * dil + 1, opad = at(attrs_.output_padding, a, 0);
