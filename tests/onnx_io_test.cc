@@ -387,3 +387,25 @@ TEST(ShapeFoldTest, SymbolicBatchReshapeResolves) {
 
 }  // namespace
 }  // namespace nnc
+
+namespace nnc {
+namespace {
+using testing::sourcePath;
+
+TEST(OnnxIoTest, CloneIsDeepAndKeepsTypes) {
+  auto model = loadModel(sourcePath("models/resnet.onnx"));
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  auto copy = cloneModel(*model);
+  ASSERT_TRUE(copy.isOk()) << copy.status().toString();
+  EXPECT_EQ(printModel(*model), printModel(*copy));
+  for (const auto& v : model->graph->values())
+    EXPECT_EQ(copy->graph->findValue(v->name())->type(), v->type()) << v->name();
+  // Changing the copy leaves the original alone.
+  Value* weight = copy->graph->initializers().front();
+  const std::string before = model->graph->findValue(weight->name())->initializer()->bytes();
+  weight->mutableInitializer()->mutableBytes()[0] ^= 0x55;
+  EXPECT_EQ(model->graph->findValue(weight->name())->initializer()->bytes(), before);
+}
+
+}  // namespace
+}  // namespace nnc
