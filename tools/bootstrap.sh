@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(cmake g++ make clang-format clang-14 libclang-rt-14-dev
   libonnx-dev libprotobuf-dev protobuf-compiler libeigen3-dev libcli11-dev libspdlog-dev
   libgtest-dev libgmock-dev nlohmann-json3-dev libstb-dev zlib1g-dev pkg-config libbenchmark-dev
-  libonnx-testdata dataset-fashion-mnist python3-skimage time)
+  libonnx-testdata dataset-fashion-mnist python3-skimage time chromium)
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()

@@ -85,6 +85,8 @@ int run(int argc, char** argv) {
   report_cmd->add_flag("--json", report.json, "Print one JSON object (docs/report-json.md)");
   report_cmd->add_flag("--prunable", report.prunable,
                        "Also list prunable channel groups and why other layers are not prunable");
+  report_cmd->add_option("--report", report.html_path,
+                         "Also write a self-contained HTML report (charts, sortable tables) here");
   report_cmd->footer(kExitCodeHelp);
 
   ConvertOptions convert;

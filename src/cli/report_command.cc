@@ -2,12 +2,15 @@
 #include <optional>
 
 #include "nncompress/cli/commands.h"
+#include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/report/model_report.h"
 
 namespace nnc::cli {
 
 Status runReport(const ReportOptions& options) {
+  if (!options.html_path.empty())
+    NNC_RETURN_IF_ERROR(checkOutputIsNotInput(options.model_path, options.html_path));
   LoadedModelInfo info;
   auto model = loadModel(options.model_path, {}, &info);
   if (!model.isOk()) return model.status().withContext(options.model_path);
@@ -15,7 +18,13 @@ Status runReport(const ReportOptions& options) {
   ReportInput input{&model.value(), options.model_path, info.file_bytes, info.external_data_bytes,
                     info.shape_inference_note};
   std::optional<ChannelAnalysis> channels;
-  if (options.prunable) channels = analyzeChannels(*model->graph);
+  if (options.prunable || !options.html_path.empty()) channels = analyzeChannels(*model->graph);
+  if (!options.html_path.empty()) {
+    Status written =
+        writeStringAtomically(options.html_path, modelReportHtml(input, stats, &channels.value()));
+    if (!written.isOk()) return written.withContext(options.html_path);
+    if (!options.prunable) channels.reset();
+  }
   if (options.json) {
     auto j = modelReportJson(input, stats);
     if (channels) {

@@ -27,20 +27,6 @@ nlohmann::ordered_json ioJson(const Value* v) {
   return j;
 }
 
-std::string layerName(const Node* n) {
-  if (!n->name().empty()) return n->name();
-  return n->output(0) ? n->output(0)->name() : "(unnamed)";
-}
-
-std::string opsetsText(const Model& m) {
-  std::string s;
-  for (const auto& op : m.opset_imports) {
-    if (!s.empty()) s += ", ";
-    s += (op.domain.empty() ? "ai.onnx" : op.domain) + " " + std::to_string(op.version);
-  }
-  return s;
-}
-
 // Column-aligned table: the first row is the header; numeric columns right-aligned.
 std::string renderTable(const std::vector<std::vector<std::string>>& rows,
                         const std::vector<bool>& right_align) {
@@ -67,6 +53,20 @@ std::string renderTable(const std::vector<std::vector<std::string>>& rows,
 }
 
 }  // namespace
+
+std::string opsetsText(const Model& m) {
+  std::string s;
+  for (const auto& op : m.opset_imports) {
+    if (!s.empty()) s += ", ";
+    s += (op.domain.empty() ? "ai.onnx" : op.domain) + " " + std::to_string(op.version);
+  }
+  return s;
+}
+
+std::string layerName(const Node* n) {
+  if (!n->name().empty()) return n->name();
+  return n->output(0) ? n->output(0)->name() : "(unnamed)";
+}
 
 std::string humanCount(double v) {
   char buf[32];

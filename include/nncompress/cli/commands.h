@@ -12,6 +12,7 @@ struct ReportOptions {
   std::string model_path;
   bool json = false;
   bool prunable = false;  // add channel groups and barriers
+  std::string html_path;  // --report out.html (always includes the channel groups)
 };
 Status runReport(const ReportOptions& options);
 

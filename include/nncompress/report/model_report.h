@@ -26,6 +26,16 @@ std::string modelReportText(const ReportInput& input, const ModelStats& stats);
 nlohmann::ordered_json prunableJson(const ChannelAnalysis& analysis);
 std::string prunableText(const ChannelAnalysis& analysis);
 
+// The whole report as one self-contained HTML page (`report --report out.html`): summary, op
+// histogram, per-layer params/MACs charts and a sortable table, and with `channels` the channel
+// groups (prunable or not, and why).
+std::string modelReportHtml(const ReportInput& input, const ModelStats& stats,
+                            const ChannelAnalysis* channels);
+
+// A node's name for people: its name, or its first output's name when it has none.
+std::string layerName(const Node* node);
+std::string opsetsText(const Model& model);
+
 // "1.23 M" style numbers for people.
 std::string humanCount(double value);
 std::string humanBytes(double bytes);
