@@ -1,0 +1,86 @@
+#pragma once
+// Accuracy- and size-targeted compression (METHODS.md, method 3) as a controller over abstract
+// actions: prune a step (contribution-driven, with recovery), quantize with per-layer weight bits,
+// measure quality and size. The controller only decides; the actions do the work. That keeps
+// its decisions testable without models and lets the CLI plug in the real pruner and quantizer.
+//
+// Decisions:
+// 1. baseline quality Q0; precision demand: quality >= Q0 - max_drop.
+// 2. The drop that 8-bit quantization alone costs (measured once on the original) is reserved,
+//    so pruning cannot spend the whole budget and leave none for quantization.
+// 3. Prune in steps of `step_fraction` of the remaining prunable channels while the pruned model
+//    meets the demand plus the reserve; a failed step is retried at half the size down to
+//    `min_step_fraction`, then pruning stops. Accepted models are checkpoints.
+// 4. Quantize the last checkpoint with 8-bit weights. If it misses the precision demand, fall back
+//    to earlier checkpoints. If it misses the size demand, measure each layer's sensitivity
+//    (quality with that layer alone at low bits), and lower the least sensitive layers to
+//    `low_bits` in rounds, as few as the size demand needs (sizes are measured, not estimated);
+//    when a round misses the precision demand, fewer layers / earlier checkpoints are tried.
+// 5. The result is the smallest model that met the precision demand; `met` says whether it also
+//    met the size demand. Every candidate measured is a step in the trajectory.
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc {
+
+struct CompressTargets {
+  double max_drop = 0.01;      // allowed quality drop (fraction, e.g. 0.01 = 1 point of accuracy)
+  int64_t max_bytes = 0;       // size demand; 0: none (prune and 8-bit quantize only)
+  double step_fraction = 0.1;  // share of the remaining prunable channels per prune step
+  double min_step_fraction = 0.025;  // below this a failed step ends pruning
+  int max_prune_steps = 40;
+  int low_bits = 4;   // weight bits for the least sensitive layers when 8 bits are too big
+  bool prune = true;  // false: quantize only
+  bool quantize = true;
+};
+
+// Weight bits per quantizable layer (by layer name); layers not listed use 8.
+using BitPlan = std::map<std::string, int>;
+
+struct CompressActions {
+  // Higher is better: top-1 accuracy with labels, top-1 agreement with the original without.
+  std::function<StatusOr<double>(const Model&)> quality;
+  // The model with `fraction` of its remaining prunable channels removed and recovered.
+  // kTargetNotMet when nothing is left to prune.
+  std::function<StatusOr<Model>(const Model&, double fraction)> prune;
+  // Layers the quantizer would quantize, in graph order.
+  std::function<std::vector<std::string>(const Model&)> quantizable_layers;
+  std::function<StatusOr<Model>(const Model&, const BitPlan& bits)> quantize;
+  // Bytes of the model as it would be written.
+  std::function<StatusOr<int64_t>(const Model&)> size;
+  // One line per decision (for logs and progress).
+  std::function<void(const std::string&)> log;
+};
+
+struct CompressStep {
+  std::string kind;         // "baseline", "prune", "quantize", "sensitivity"
+  std::string description;  // e.g. "prune 10% of remaining channels"
+  int64_t bytes = 0;
+  double quality = 0;
+  bool accepted = false;  // met the demands it was measured against
+};
+
+struct CompressResult {
+  double baseline_quality = 0;
+  int64_t baseline_bytes = 0;
+  std::vector<CompressStep> steps;
+  // The smallest model that met the precision demand; nullopt when no compressed model did.
+  std::optional<Model> best;
+  double best_quality = 0;
+  int64_t best_bytes = 0;
+  bool met_size = false;  // best (or, without one, the original) fits the size demand
+  BitPlan best_bits;      // empty when `best` is not quantized
+  bool best_quantized = false;
+  std::map<std::string, double> sensitivity;  // quality drop per layer at low bits
+};
+
+StatusOr<CompressResult> compressModel(const Model& original, const CompressTargets& targets,
+                                       const CompressActions& actions);
+
+}  // namespace nnc

@@ -1,0 +1,237 @@
+#include "nncompress/pipeline/compress.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+
+namespace nnc {
+namespace {
+
+std::string percentText(double fraction) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g%%", 100 * fraction);
+  return buf;
+}
+
+std::string qualityText(double q) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", q);
+  return buf;
+}
+
+class Controller {
+ public:
+  Controller(const CompressTargets& targets, const CompressActions& actions)
+      : targets_(targets), actions_(actions) {}
+
+  StatusOr<CompressResult> run(const Model& original) {
+    NNC_ASSIGN_OR_RETURN(result_.baseline_quality, actions_.quality(original));
+    NNC_ASSIGN_OR_RETURN(result_.baseline_bytes, actions_.size(original));
+    demand_ = result_.baseline_quality - targets_.max_drop;
+    record("baseline", "original model", result_.baseline_bytes, result_.baseline_quality, true);
+    result_.best_quality = result_.baseline_quality;
+    result_.best_bytes = result_.baseline_bytes;
+    log("baseline quality " + qualityText(result_.baseline_quality) + ", demand >= " +
+        qualityText(demand_) + ", size " + std::to_string(result_.baseline_bytes) + " bytes");
+
+    double reserve = 0;
+    if (targets_.quantize) {
+      NNC_ASSIGN_OR_RETURN(Model q8, actions_.quantize(original, {}));
+      NNC_ASSIGN_OR_RETURN(double q, actions_.quality(q8));
+      NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(q8));
+      reserve = std::max(0.0, result_.baseline_quality - q);
+      record("quantize", "8-bit weights on the original (measures the reserve)", bytes, q,
+             q >= demand_);
+      log("8-bit quantization alone costs " + qualityText(reserve) +
+          "; pruning keeps that much in reserve");
+      // The reserve must leave pruning some room, or nothing would ever be pruned.
+      reserve = std::min(reserve, 0.5 * targets_.max_drop);
+      if (q >= demand_) offer(std::move(q8), q, bytes, true, {});
+    }
+
+    std::deque<Model> owned;  // pointer-stable storage for checkpoints
+    std::vector<Checkpoint> checkpoints = {
+        {&original, result_.baseline_quality, result_.baseline_bytes}};
+    if (targets_.prune) NNC_RETURN_IF_ERROR(prunePhase(reserve, owned, checkpoints));
+    if (targets_.quantize) NNC_RETURN_IF_ERROR(quantizePhase(checkpoints));
+    // Pruned models met the demand too (with the reserve to spare); one may still be the
+    // smallest, e.g. when quantization was not asked for or missed the demand everywhere.
+    if (!owned.empty()) {
+      const Checkpoint last = checkpoints.back();
+      offer(std::move(owned.back()), last.quality, last.bytes, false, {});
+    }
+    result_.met_size = targets_.max_bytes <= 0 || result_.best_bytes <= targets_.max_bytes;
+    return std::move(result_);
+  }
+
+ private:
+  struct Checkpoint {
+    const Model* model;
+    double quality;
+    int64_t bytes;
+  };
+
+  Status prunePhase(double reserve, std::deque<Model>& owned,
+                    std::vector<Checkpoint>& checkpoints) {
+    double fraction = targets_.step_fraction;
+    for (int step = 0; step < targets_.max_prune_steps; ++step) {
+      auto candidate = actions_.prune(*checkpoints.back().model, fraction);
+      if (!candidate.isOk()) {
+        if (candidate.status().code() == StatusCode::kTargetNotMet) {
+          log("nothing left to prune");
+          break;
+        }
+        return candidate.status();
+      }
+      NNC_ASSIGN_OR_RETURN(double q, actions_.quality(*candidate));
+      NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(*candidate));
+      const bool ok = q >= demand_ + reserve;
+      record("prune", "remove " + percentText(fraction) + " of the remaining channels", bytes, q,
+             ok);
+      if (ok) {
+        log("pruned " + percentText(fraction) + ": quality " + qualityText(q) + ", " +
+            std::to_string(bytes) + " bytes");
+        owned.push_back(std::move(candidate).value());
+        checkpoints.push_back({&owned.back(), q, bytes});
+      } else {
+        fraction /= 2;
+        log("step missed the demand (quality " + qualityText(q) + "); step now " +
+            percentText(fraction));
+        if (fraction < targets_.min_step_fraction) break;
+      }
+    }
+    return Status::ok();
+  }
+
+  Status quantizePhase(const std::vector<Checkpoint>& checkpoints) {
+    // At most this many checkpoints get a sensitivity analysis (it costs one evaluation per
+    // layer); later checkpoints are smaller, so they are tried first.
+    int sensitivity_budget = 3;
+    for (size_t i = checkpoints.size(); i-- > 0;) {
+      const Model& base = *checkpoints[i].model;
+      const std::string where = i == 0 ? "the original" : "prune checkpoint " + std::to_string(i);
+      NNC_ASSIGN_OR_RETURN(Model q8, actions_.quantize(base, {}));
+      NNC_ASSIGN_OR_RETURN(double q8_quality, actions_.quality(q8));
+      NNC_ASSIGN_OR_RETURN(int64_t q8_bytes, actions_.size(q8));
+      const bool q8_ok = q8_quality >= demand_;
+      record("quantize", "8-bit weights on " + where, q8_bytes, q8_quality, q8_ok);
+      if (!q8_ok) {
+        log("8-bit " + where + " misses the demand (quality " + qualityText(q8_quality) + ")");
+        continue;
+      }
+      offer(std::move(q8), q8_quality, q8_bytes, true, {});
+      if (targets_.max_bytes <= 0 || q8_bytes <= targets_.max_bytes) return Status::ok();
+      if (sensitivity_budget-- <= 0) break;
+
+      // Sensitivity: quality with one layer alone at low bits.
+      const std::vector<std::string> layers = actions_.quantizable_layers(base);
+      std::vector<std::pair<double, std::string>> order;
+      for (const std::string& layer : layers) {
+        NNC_ASSIGN_OR_RETURN(Model m, actions_.quantize(base, {{layer, targets_.low_bits}}));
+        NNC_ASSIGN_OR_RETURN(double q, actions_.quality(m));
+        order.emplace_back(q8_quality - q, layer);
+        result_.sensitivity[layer] = q8_quality - q;
+      }
+      record("sensitivity",
+             std::to_string(layers.size()) + " layers at " + std::to_string(targets_.low_bits) +
+                 " bits on " + where,
+             q8_bytes, q8_quality, true);
+      std::stable_sort(order.begin(), order.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      auto planOf = [&](size_t k) {
+        BitPlan plan;
+        for (size_t j = 0; j < k; ++j) plan[order[j].second] = targets_.low_bits;
+        return plan;
+      };
+      // Fewest low-bit layers that meet the size demand (size falls as layers are added).
+      size_t lo = 1, hi = order.size();
+      std::optional<int64_t> hi_bytes;
+      while (lo < hi) {
+        const size_t mid = (lo + hi) / 2;
+        NNC_ASSIGN_OR_RETURN(Model m, actions_.quantize(base, planOf(mid)));
+        NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(m));
+        if (bytes <= targets_.max_bytes)
+          hi = mid;
+        else
+          lo = mid + 1;
+      }
+      // Rounds: from the fewest layers that fit, and if that misses the precision demand the
+      // result stays the best smaller-than-8-bit model found so far.
+      const size_t k = hi;
+      BitPlan plan = planOf(k);
+      NNC_ASSIGN_OR_RETURN(Model m, actions_.quantize(base, plan));
+      NNC_ASSIGN_OR_RETURN(double q, actions_.quality(m));
+      NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(m));
+      const bool ok = q >= demand_;
+      record("quantize",
+             std::to_string(k) + " least sensitive layers at " + std::to_string(targets_.low_bits) +
+                 " bits on " + where,
+             bytes, q, ok && bytes <= targets_.max_bytes);
+      if (ok) {
+        offer(std::move(m), q, bytes, true, plan);
+        if (bytes <= targets_.max_bytes) return Status::ok();
+      } else {
+        // Too many layers at low bits for the precision demand: the most layers that still
+        // hold it (quality falls as layers are added) give the smallest model that does.
+        size_t good = 0, bad = k;
+        while (bad - good > 1) {
+          const size_t mid = (good + bad) / 2;
+          BitPlan partial = planOf(mid);
+          NNC_ASSIGN_OR_RETURN(Model pm, actions_.quantize(base, partial));
+          NNC_ASSIGN_OR_RETURN(double pq, actions_.quality(pm));
+          NNC_ASSIGN_OR_RETURN(int64_t pbytes, actions_.size(pm));
+          record("quantize",
+                 std::to_string(mid) + " least sensitive layers at " +
+                     std::to_string(targets_.low_bits) + " bits on " + where,
+                 pbytes, pq, false);
+          if (pq >= demand_) {
+            good = mid;
+            offer(std::move(pm), pq, pbytes, true, partial);
+          } else {
+            bad = mid;
+          }
+        }
+      }
+    }
+    return Status::ok();
+  }
+
+  // A candidate that met the precision demand: keep it if it is the smallest so far.
+  void offer(Model&& model, double quality, int64_t bytes, bool quantized, BitPlan bits) {
+    if (result_.best && bytes >= result_.best_bytes) return;
+    if (!result_.best && bytes >= result_.baseline_bytes) return;
+    result_.best = std::move(model);
+    result_.best_quality = quality;
+    result_.best_bytes = bytes;
+    result_.best_quantized = quantized;
+    result_.best_bits = std::move(bits);
+  }
+
+  void record(const std::string& kind, const std::string& description, int64_t bytes,
+              double quality, bool accepted) {
+    result_.steps.push_back({kind, description, bytes, quality, accepted});
+  }
+  void log(const std::string& line) {
+    if (actions_.log) actions_.log(line);
+  }
+
+  const CompressTargets& targets_;
+  const CompressActions& actions_;
+  CompressResult result_;
+  double demand_ = 0;
+};
+
+}  // namespace
+
+StatusOr<CompressResult> compressModel(const Model& original, const CompressTargets& targets,
+                                       const CompressActions& actions) {
+  if (!actions.quality || !actions.size || (targets.prune && !actions.prune) ||
+      (targets.quantize && (!actions.quantize || !actions.quantizable_layers)))
+    return invalidArgument("compressModel: an action the targets need is missing");
+  if (!(targets.step_fraction > 0 && targets.step_fraction < 1))
+    return invalidArgument("compressModel: step_fraction must be in (0, 1)");
+  Controller controller(targets, actions);
+  return controller.run(original);
+}
+
+}  // namespace nnc

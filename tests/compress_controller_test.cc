@@ -1,0 +1,196 @@
+// The compress controller's decisions, on a simulated model whose quality and size follow known
+// formulas (so every expected decision can be worked out by hand).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "nncompress/pipeline/compress.h"
+
+namespace nnc {
+namespace {
+
+// A simulated model: the fraction of channels left and the weight bits per layer, kept in the
+// model's metadata (so the controller handles real Model objects).
+struct SimState {
+  double remaining = 1;
+  bool quantized = false;
+  BitPlan bits;
+};
+
+Model makeModel(const SimState& s) {
+  Model m;
+  m.metadata_props.push_back({"remaining", std::to_string(s.remaining)});
+  m.metadata_props.push_back({"quantized", s.quantized ? "1" : "0"});
+  for (const auto& [layer, b] : s.bits)
+    m.metadata_props.push_back({"bits:" + layer, std::to_string(b)});
+  return m;
+}
+
+SimState stateOf(const Model& m) {
+  SimState s;
+  for (const auto& [k, v] : m.metadata_props) {
+    if (k == "remaining") s.remaining = std::stod(v);
+    if (k == "quantized") s.quantized = v == "1";
+    if (k.rfind("bits:", 0) == 0) s.bits[k.substr(5)] = std::stoi(v);
+  }
+  return s;
+}
+
+// Five layers: weights (in elements, before pruning) and the quality each loses at 4 bits.
+struct Layer {
+  const char* name;
+  double weights;
+  double low_bit_loss;
+};
+constexpr Layer kLayers[] = {{"conv0", 1000, 0.020},
+                             {"conv1", 4000, 0.001},
+                             {"conv2", 4000, 0.003},
+                             {"conv3", 8000, 0.0005},
+                             {"fc", 500, 0.010}};
+
+struct Sim {
+  double prune_loss_scale = 0.2;  // quality lost: scale * (1 - remaining)^2
+  double int8_loss = 0.002;
+  int quality_calls = 0;
+
+  CompressActions actions() {
+    CompressActions a;
+    a.quality = [this](const Model& m) -> StatusOr<double> {
+      ++quality_calls;
+      const SimState s = stateOf(m);
+      double q = 0.9 - prune_loss_scale * std::pow(1 - s.remaining, 2);
+      if (s.quantized) {
+        q -= int8_loss;
+        for (const Layer& l : kLayers)
+          if (s.bits.count(l.name) && s.bits.at(l.name) < 8) q -= l.low_bit_loss;
+      }
+      return q;
+    };
+    a.size = [](const Model& m) -> StatusOr<int64_t> {
+      const SimState s = stateOf(m);
+      double bytes = 100;  // graph overhead
+      for (const Layer& l : kLayers) {
+        double per_weight = 4;
+        if (s.quantized) per_weight = s.bits.count(l.name) ? s.bits.at(l.name) / 8.0 : 1;
+        bytes += l.weights * s.remaining * per_weight;
+      }
+      return static_cast<int64_t>(std::llround(bytes));
+    };
+    a.prune = [](const Model& m, double fraction) -> StatusOr<Model> {
+      SimState s = stateOf(m);
+      if (s.remaining < 0.1) return Status(StatusCode::kTargetNotMet, "nothing left");
+      s.remaining *= 1 - fraction;
+      return makeModel(s);
+    };
+    a.quantizable_layers = [](const Model&) {
+      std::vector<std::string> names;
+      for (const Layer& l : kLayers) names.push_back(l.name);
+      return names;
+    };
+    a.quantize = [](const Model& m, const BitPlan& bits) -> StatusOr<Model> {
+      SimState s = stateOf(m);
+      s.quantized = true;
+      s.bits = bits;
+      return makeModel(s);
+    };
+    return a;
+  }
+};
+
+TEST(CompressControllerTest, PrunesWithinTheDemandMinusTheQuantizationReserve) {
+  Sim sim;
+  CompressTargets t;
+  t.max_drop = 0.01;
+  auto r = compressModel(makeModel({}), t, sim.actions());
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_DOUBLE_EQ(r->baseline_quality, 0.9);
+  ASSERT_TRUE(r->best.has_value());
+  EXPECT_GE(r->best_quality, 0.9 - 0.01 - 1e-12);
+  EXPECT_TRUE(r->best_quantized);
+  EXPECT_TRUE(r->best_bits.empty());  // no size demand: 8 bits everywhere
+  // Pruning stopped where the next step would have cost more than 0.01 - 0.002 (the reserve):
+  // 0.2 (1 - r)^2 <= 0.008  <=>  r >= 0.8. Every accepted prune step respects that bound.
+  const double remaining = stateOf(*r->best).remaining;
+  EXPECT_GE(remaining, 0.8 - 1e-9);
+  EXPECT_LT(remaining, 0.83);  // and it got close to it (steps halve down to 2.5%)
+  for (const CompressStep& s : r->steps)
+    if (s.kind == "prune" && s.accepted) {
+      EXPECT_GE(s.quality, 0.9 - 0.008 - 1e-12);
+    }
+  EXPECT_TRUE(r->met_size);
+}
+
+TEST(CompressControllerTest, LowersTheLeastSensitiveLayersUntilTheSizeFits) {
+  Sim sim;
+  sim.prune_loss_scale = 1e9;  // any pruning breaks the demand: quantization does all the work
+  CompressTargets t;
+  t.max_drop = 0.01;
+  // 8-bit size: 100 + 17500 = 17600 bytes. Halving conv3 (least sensitive, 8000 weights) gives
+  // 13600; adding conv1 (next least sensitive) gives 11600.
+  t.max_bytes = 12000;
+  auto r = compressModel(makeModel({}), t, sim.actions());
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  ASSERT_TRUE(r->best.has_value());
+  EXPECT_TRUE(r->met_size);
+  EXPECT_EQ(r->best_bytes, 11600);
+  EXPECT_EQ(r->best_bits, (BitPlan{{"conv1", 4}, {"conv3", 4}}));
+  EXPECT_NEAR(r->best_quality, 0.9 - 0.002 - 0.001 - 0.0005, 1e-12);
+  ASSERT_EQ(r->sensitivity.size(), 5u);
+  EXPECT_NEAR(r->sensitivity.at("conv0"), 0.020, 1e-12);
+  EXPECT_NEAR(r->sensitivity.at("conv3"), 0.0005, 1e-12);
+}
+
+TEST(CompressControllerTest, ImpossibleSizeKeepsTheSmallestModelThatHeldPrecision) {
+  Sim sim;
+  sim.prune_loss_scale = 1e9;
+  CompressTargets t;
+  t.max_drop = 0.01;
+  t.max_bytes = 500;  // even every layer at 4 bits (8850 bytes) is far bigger
+  auto r = compressModel(makeModel({}), t, sim.actions());
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_FALSE(r->met_size);
+  ASSERT_TRUE(r->best.has_value());
+  // All five layers at 4 bits lose 0.0345 > 0.01. The most layers that hold the demand (low-bit
+  // loss <= 0.008): conv3, conv1, conv2 (0.0045); adding fc would make it 0.0145.
+  EXPECT_EQ(r->best_bits, (BitPlan{{"conv1", 4}, {"conv2", 4}, {"conv3", 4}}));
+  EXPECT_NEAR(r->best_quality, 0.9 - 0.002 - 0.0045, 1e-12);
+  // Bytes: overhead 100, conv0 and fc at 8 bits (1000 + 500), conv1..3 at 4 bits (2000+2000+4000).
+  EXPECT_EQ(r->best_bytes, 100 + 1000 + 500 + 2000 + 2000 + 4000);
+}
+
+TEST(CompressControllerTest, NothingMeetsTheDemand) {
+  Sim sim;
+  sim.prune_loss_scale = 1e9;
+  sim.int8_loss = 0.5;  // even 8 bits breaks it
+  CompressTargets t;
+  t.max_drop = 0.01;
+  t.max_bytes = 1000;
+  auto r = compressModel(makeModel({}), t, sim.actions());
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_FALSE(r->best.has_value());
+  EXPECT_FALSE(r->met_size);
+}
+
+TEST(CompressControllerTest, PruneOnlyKeepsTheLastCheckpoint) {
+  Sim sim;
+  CompressTargets t;
+  t.max_drop = 0.02;
+  t.quantize = false;
+  auto r = compressModel(makeModel({}), t, sim.actions());
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  ASSERT_TRUE(r->best.has_value());
+  EXPECT_FALSE(r->best_quantized);
+  // No reserve without quantization: 0.2 (1 - r)^2 <= 0.02  <=>  r >= 0.6838.
+  const double remaining = stateOf(*r->best).remaining;
+  EXPECT_GE(remaining, 0.6837);
+  EXPECT_LT(remaining, 0.72);
+}
+
+TEST(CompressControllerTest, RejectsMissingActions) {
+  CompressActions none;
+  EXPECT_EQ(compressModel(makeModel({}), {}, none).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace nnc
