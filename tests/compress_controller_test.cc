@@ -114,6 +114,11 @@ TEST(CompressControllerTest, PrunesWithinTheDemandMinusTheQuantizationReserve) {
   const double remaining = stateOf(*r->best).remaining;
   EXPECT_GE(remaining, 0.8 - 1e-9);
   EXPECT_LT(remaining, 0.83);  // and it got close to it (steps halve down to 2.5%)
+  // The recorded prune steps replay to the same model.
+  double replayed = 1;
+  for (double f : r->best_prune_fractions) replayed *= 1 - f;
+  EXPECT_NEAR(replayed, remaining, 1e-6);
+  EXPECT_FALSE(r->best_prune_fractions.empty());
   for (const CompressStep& s : r->steps)
     if (s.kind == "prune" && s.accepted) {
       EXPECT_GE(s.quality, 0.9 - 0.008 - 1e-12);

@@ -46,7 +46,7 @@ class Controller {
           "; pruning keeps that much in reserve");
       // The reserve must leave pruning some room, or nothing would ever be pruned.
       reserve = std::min(reserve, 0.5 * targets_.max_drop);
-      if (q >= demand_) offer(std::move(q8), q, bytes, true, {});
+      if (q >= demand_) offer(std::move(q8), q, bytes, true, {}, {});
     }
 
     std::deque<Model> owned;  // pointer-stable storage for checkpoints
@@ -57,8 +57,8 @@ class Controller {
     // Pruned models met the demand too (with the reserve to spare); one may still be the
     // smallest, e.g. when quantization was not asked for or missed the demand everywhere.
     if (!owned.empty()) {
-      const Checkpoint last = checkpoints.back();
-      offer(std::move(owned.back()), last.quality, last.bytes, false, {});
+      const Checkpoint& last = checkpoints.back();
+      offer(std::move(owned.back()), last.quality, last.bytes, false, {}, last.fractions);
     }
     result_.met_size = targets_.max_bytes <= 0 || result_.best_bytes <= targets_.max_bytes;
     return std::move(result_);
@@ -69,6 +69,7 @@ class Controller {
     const Model* model;
     double quality;
     int64_t bytes;
+    std::vector<double> fractions;  // the prune steps that led here
   };
 
   Status prunePhase(double reserve, std::deque<Model>& owned,
@@ -92,7 +93,9 @@ class Controller {
         log("pruned " + percentText(fraction) + ": quality " + qualityText(q) + ", " +
             std::to_string(bytes) + " bytes");
         owned.push_back(std::move(candidate).value());
-        checkpoints.push_back({&owned.back(), q, bytes});
+        std::vector<double> path = checkpoints.back().fractions;
+        path.push_back(fraction);
+        checkpoints.push_back({&owned.back(), q, bytes, std::move(path)});
       } else {
         fraction /= 2;
         log("step missed the demand (quality " + qualityText(q) + "); step now " +
@@ -119,7 +122,7 @@ class Controller {
         log("8-bit " + where + " misses the demand (quality " + qualityText(q8_quality) + ")");
         continue;
       }
-      offer(std::move(q8), q8_quality, q8_bytes, true, {});
+      offer(std::move(q8), q8_quality, q8_bytes, true, {}, checkpoints[i].fractions);
       if (targets_.max_bytes <= 0 || q8_bytes <= targets_.max_bytes) return Status::ok();
       if (sensitivity_budget-- <= 0) break;
 
@@ -168,7 +171,7 @@ class Controller {
                  " bits on " + where,
              bytes, q, ok && bytes <= targets_.max_bytes);
       if (ok) {
-        offer(std::move(m), q, bytes, true, plan);
+        offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions);
         if (bytes <= targets_.max_bytes) return Status::ok();
       } else {
         // Too many layers at low bits for the precision demand: the most layers that still
@@ -186,7 +189,7 @@ class Controller {
                  pbytes, pq, false);
           if (pq >= demand_) {
             good = mid;
-            offer(std::move(pm), pq, pbytes, true, partial);
+            offer(std::move(pm), pq, pbytes, true, partial, checkpoints[i].fractions);
           } else {
             bad = mid;
           }
@@ -197,7 +200,8 @@ class Controller {
   }
 
   // A candidate that met the precision demand: keep it if it is the smallest so far.
-  void offer(Model&& model, double quality, int64_t bytes, bool quantized, BitPlan bits) {
+  void offer(Model&& model, double quality, int64_t bytes, bool quantized, BitPlan bits,
+             std::vector<double> prune_fractions) {
     if (result_.best && bytes >= result_.best_bytes) return;
     if (!result_.best && bytes >= result_.baseline_bytes) return;
     result_.best = std::move(model);
@@ -205,6 +209,7 @@ class Controller {
     result_.best_bytes = bytes;
     result_.best_quantized = quantized;
     result_.best_bits = std::move(bits);
+    result_.best_prune_fractions = std::move(prune_fractions);
   }
 
   void record(const std::string& kind, const std::string& description, int64_t bytes,

@@ -77,6 +77,8 @@ struct CompressResult {
   bool met_size = false;  // best (or, without one, the original) fits the size demand
   BitPlan best_bits;      // empty when `best` is not quantized
   bool best_quantized = false;
+  // The prune steps (fractions of the remaining channels) that led to `best`, for recipes.
+  std::vector<double> best_prune_fractions;
   std::map<std::string, double> sensitivity;  // quality drop per layer at low bits
 };
 
