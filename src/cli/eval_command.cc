@@ -5,6 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "data_options.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -13,30 +14,6 @@
 
 namespace nnc::cli {
 namespace {
-
-StatusOr<data::Preprocess> preprocessFrom(const DataOptions& o) {
-  data::Preprocess p;
-  const std::pair<const char*, const std::string*> flags[] = {{"scale", &o.scale},
-                                                              {"mean", &o.mean},
-                                                              {"std", &o.std},
-                                                              {"size", &o.size},
-                                                              {"center-crop", &o.center_crop},
-                                                              {"channels", &o.channels}};
-  for (const auto& [name, value] : flags) {
-    if (value->empty()) continue;
-    Status s = data::setPreprocessOption(p, name, *value);
-    if (!s.isOk()) return invalidArgument("--" + std::string(name) + ": " + s.message());
-  }
-  return p;
-}
-
-StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o) {
-  NNC_ASSIGN_OR_RETURN(data::Preprocess pre, preprocessFrom(o));
-  auto reader = data::openData(o.data, pre);
-  if (!reader.isOk()) return reader.status().withContext(o.data);
-  spdlog::info("data: {}", (*reader)->description());
-  return reader;
-}
 
 StatusOr<std::unique_ptr<exec::Executor>> openModel(const std::string& path, int threads,
                                                     Model& storage) {
@@ -67,14 +44,7 @@ Status runEval(const EvalCommandOptions& o) {
     NNC_ASSIGN_OR_RETURN(ref_ex, openModel(o.reference_path, o.threads, reference));
   }
   NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data));
-  std::optional<std::vector<int64_t>> labels;
-  if (!o.data.labels.empty()) {
-    auto l = data::readLabels(o.data.labels);
-    if (!l.isOk()) return l.status().withContext(o.data.labels);
-    labels = std::move(l).value();
-  } else if (auto own = reader->labels()) {
-    labels = *own;  // class-per-subfolder image folders
-  }
+  NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels, openLabels(o.data, *reader));
   Progress progress("eval");
   EvalOptions eo;
   eo.limit = o.limit;

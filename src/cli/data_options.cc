@@ -1,0 +1,41 @@
+#include "data_options.h"
+
+#include <spdlog/spdlog.h>
+
+namespace nnc::cli {
+
+StatusOr<data::Preprocess> preprocessFrom(const DataOptions& o) {
+  data::Preprocess p;
+  const std::pair<const char*, const std::string*> flags[] = {{"scale", &o.scale},
+                                                              {"mean", &o.mean},
+                                                              {"std", &o.std},
+                                                              {"size", &o.size},
+                                                              {"center-crop", &o.center_crop},
+                                                              {"channels", &o.channels}};
+  for (const auto& [name, value] : flags) {
+    if (value->empty()) continue;
+    Status s = data::setPreprocessOption(p, name, *value);
+    if (!s.isOk()) return invalidArgument("--" + std::string(name) + ": " + s.message());
+  }
+  return p;
+}
+
+StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, const char* role) {
+  NNC_ASSIGN_OR_RETURN(data::Preprocess pre, preprocessFrom(o));
+  auto reader = data::openData(o.data, pre);
+  if (!reader.isOk()) return reader.status().withContext(o.data);
+  spdlog::info("{}: {}", role, (*reader)->description());
+  return reader;
+}
+
+StatusOr<std::optional<std::vector<int64_t>>> openLabels(const DataOptions& o,
+                                                         const data::SampleReader& reader) {
+  if (!o.labels.empty()) {
+    auto l = data::readLabels(o.labels);
+    if (!l.isOk()) return l.status().withContext(o.labels);
+    return std::optional<std::vector<int64_t>>(std::move(l).value());
+  }
+  return reader.labels();
+}
+
+}  // namespace nnc::cli

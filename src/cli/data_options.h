@@ -1,0 +1,22 @@
+#pragma once
+// --data/--labels and the preprocessing flags, shared by every command that reads samples.
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "nncompress/cli/commands.h"
+#include "nncompress/data/dataset.h"
+
+namespace nnc::cli {
+
+StatusOr<data::Preprocess> preprocessFrom(const DataOptions& options);
+// Opens options.data with the preprocessing flags; logs what it found. `role` names it in logs
+// ("data", "calibration data").
+StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& options,
+                                                         const char* role = "data");
+// Labels from --labels, else those that come with the data (class subfolders), else nullopt.
+StatusOr<std::optional<std::vector<int64_t>>> openLabels(const DataOptions& options,
+                                                         const data::SampleReader& reader);
+
+}  // namespace nnc::cli
