@@ -95,9 +95,8 @@ void foldInto(Graph& graph, Node& layer, Node& bn, int64_t channels) {
   if (layer.isOp("Gemm")) layer.setAttribute(Attribute::makeFloat("beta", 1.f));
 
   const std::string base = layer.name().empty() ? layer.output(0)->name() : layer.name();
-  Value* new_w = graph.addInitializer(base + "_W_bnfold", std::move(w));
-  Value* new_b =
-      graph.addInitializer(base + "_B_bnfold", Tensor::fromVector<float>({channels}, bias));
+  Value* new_w = graph.addInitializer(base + "_W", std::move(w));
+  Value* new_b = graph.addInitializer(base + "_B", Tensor::fromVector<float>({channels}, bias));
   Value* old_w = layer.input(1);
   Value* old_b = layer.input(2);
   layer.setInput(1, new_w);

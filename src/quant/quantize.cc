@@ -77,18 +77,48 @@ WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel
     qd[i] = int8_t(std::clamp<float>(std::nearbyint(wd[i] / scale[c]), -qmax, qmax));
   }
   (void)outer;
-  Value* qv = g.addInitializer(base + "_quantized", std::move(q));
+  Value* qv = g.addInitializer(base + "_q", std::move(q));
   Tensor s = per_channel ? Tensor::fromVector<float>({channels}, scale)
                          : Tensor::fromVector<float>({}, {scale[0]});
   Tensor z = per_channel ? Tensor(DType::kInt8, {channels}) : Tensor(DType::kInt8, {});
-  Value* sv = g.addInitializer(base + "_scale", std::move(s));
-  Value* zv = g.addInitializer(base + "_zero_point", std::move(z));
-  Node* dq = g.addNode("DequantizeLinear", {qv, sv, zv}, {base + "_dequantized"});
-  dq->setName(base + "_DequantizeLinear");
+  Value* sv = g.addInitializer(base + "_s", std::move(s));
+  Value* zv = g.addInitializer(base + "_z", std::move(z));
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv, zv}, {base + "_dq"});
   if (per_channel) dq->setAttribute(Attribute::makeInt("axis", axis));
   setType(dq->output(0), DType::kFloat32, layer.input(1));
   const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
   return {dq->output(0), *mn, *mx};
+}
+
+// int4 symmetric weights with one scale per output channel (opset 21 per-axis DequantizeLinear):
+// used when a layer's whole reduction fits in one block.
+WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::string& base) {
+  const Tensor& w = *constFloat(layer.input(1));
+  const int axis = outputChannelAxis(layer);
+  int64_t inner = 1;
+  for (int d = axis + 1; d < w.rank(); ++d) inner *= w.dim(d);
+  const int64_t channels = w.dim(axis);
+  const auto wd = w.data<float>();
+  std::vector<float> scale(channels, 0.f);
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int64_t c = (i / inner) % channels;
+    scale[c] = std::max(scale[c], std::abs(wd[i]));
+  }
+  for (float& s : scale) s = s > 0 ? s / 7.f : 1.f;
+  Tensor q(DType::kInt4, w.shape());
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const float v = std::nearbyint(wd[i] / scale[(i / inner) % channels]);
+    setPackedNibble(q.mutableBytes(), i, int(std::clamp(v, -7.f, 7.f)));
+  }
+  Value* qv = g.addInitializer(base + "_q", std::move(q));
+  const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
+  WeightQuant out{nullptr, *mn, *mx};
+  Value* sv = g.addInitializer(base + "_s", Tensor::fromVector<float>({channels}, scale));
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dq"});
+  dq->setAttribute(Attribute::makeInt("axis", axis));
+  setType(dq->output(0), DType::kFloat32, layer.input(1));
+  out.dequantized = dq->output(0);
+  return out;
 }
 
 // int4 symmetric weights, blocked along the input axis (opset 21 DequantizeLinear block_size).
@@ -107,6 +137,7 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
   }
   const int64_t rows = shape2d[0], cols = shape2d[1];
   const int64_t k = shape2d[axis];
+  if (k <= block_size) return quantizeWeightPerChannelInt4(g, layer, base);
   const int64_t blocks = (k + block_size - 1) / block_size;
   Shape scale_shape = shape2d;
   scale_shape[axis] = blocks;
@@ -125,12 +156,11 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
       const float v = std::nearbyint(wd[r * cols + c] / scale[blockOf(r, c)]);
       setPackedNibble(q.mutableBytes(), r * cols + c, int(std::clamp(v, -7.f, 7.f)));
     }
-  Value* qv = g.addInitializer(base + "_quantized", std::move(q));
+  Value* qv = g.addInitializer(base + "_q", std::move(q));
   const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
   WeightQuant out{nullptr, *mn, *mx};
-  Value* sv = g.addInitializer(base + "_scale", Tensor::fromVector<float>(scale_shape, scale));
-  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dequantized"});
-  dq->setName(base + "_DequantizeLinear");
+  Value* sv = g.addInitializer(base + "_s", Tensor::fromVector<float>(scale_shape, scale));
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dq"});
   dq->setAttribute(Attribute::makeInt("axis", axis));
   dq->setAttribute(Attribute::makeInt("block_size", block_size));
   setType(dq->output(0), DType::kFloat32, nullptr);
@@ -138,8 +168,7 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
   if (layer.isOp("Conv")) {
     Value* shape = g.addInitializer(base + "_shape",
                                     Tensor::fromVector<int64_t>({int64_t(w.rank())}, w.shape()));
-    Node* reshape = g.addNode("Reshape", {dq->output(0), shape}, {base + "_reshaped"});
-    reshape->setName(base + "_Reshape");
+    Node* reshape = g.addNode("Reshape", {dq->output(0), shape}, {base + "_r"});
     setType(reshape->output(0), DType::kFloat32, layer.input(1));
     out.dequantized = reshape->output(0);
   }
@@ -220,7 +249,10 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
       matched.insert(exclude.count(name) ? name : n->output(0)->name());
       continue;
     }
-    if (!feeds_layer[n] && !options.quantize_last) continue;
+    // Weight-only quantization keeps activations float, so the classifier's weights shrink too.
+    const bool keep_last_float =
+        !options.quantize_last && options.format != QuantFormat::kWeightsOnly;
+    if (!feeds_layer[n] && keep_last_float) continue;
     QuantTarget t{n, name, {}};
     if (n->input(0) && n->input(0)->dtype() != DType::kUInt8)
       t.activation_inputs.push_back(n->input(0)->name());

@@ -95,7 +95,7 @@ struct QuantizeCommandOptions {
   int64_t calib_size = 512;
   std::string calib_method = "minmax";
   double percentile = 99.99;
-  int64_t block_size = 32;
+  int64_t block_size = 64;
   bool bias_correction = false;
   bool equalize = false;
   bool quantize_last = false;

@@ -31,7 +31,7 @@ struct QuantizeOptions {
   int act_bits = 8;
   bool per_channel = true;
   bool symmetric_activations = false;  // false: asymmetric uint8
-  int64_t block_size = 32;             // int4 weights: elements per block along the input axis
+  int64_t block_size = 64;             // int4 weights: elements per block along the input axis
   std::vector<std::string> exclude;    // node names or output names
   bool quantize_last = false;
 };
