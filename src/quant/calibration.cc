@@ -88,6 +88,10 @@ void TensorHistogram::add(std::span<const float> values) {
   const double to_bin = kHistogramBins / (2 * half_range_);
   for (float v : values) {
     if (!std::isfinite(v)) continue;
+    if (v == 0.f) {  // kept apart: exact in every quantizer, and a ReLU spike that would
+      ++zeros_;      // dominate the entropy search
+      continue;
+    }
     const int b = std::clamp(int((v + half_range_) * to_bin), 0, kHistogramBins - 1);
     bins_[b] += 1;
   }
@@ -98,40 +102,50 @@ Range TensorHistogram::clipTo(double threshold) const {
   return {float(std::max(double(min_), -threshold)), float(std::min(double(max_), threshold))};
 }
 
+std::vector<double> TensorHistogram::binsWithZeros() const {
+  std::vector<double> all = bins_;
+  all[kHistogramBins / 2] += double(zeros_);
+  return all;
+}
+
 Range TensorHistogram::percentileRange(double percentile) const {
+  const std::vector<double> bins = binsWithZeros();
   double total = 0;
-  for (double b : bins_) total += b;
+  for (double b : bins) total += b;
   const double width = 2 * half_range_ / kHistogramBins;
   const double tail = total * (100.0 - percentile) / 100.0;
   double cum = 0;
   int lo_bin = 0;
   for (; lo_bin < kHistogramBins; ++lo_bin) {
-    cum += bins_[lo_bin];
+    cum += bins[lo_bin];
     if (cum > tail) break;
   }
   cum = 0;
   int hi_bin = kHistogramBins - 1;
   for (; hi_bin >= 0; --hi_bin) {
-    cum += bins_[hi_bin];
+    cum += bins[hi_bin];
     if (cum > tail) break;
   }
   const double lo = -half_range_ + lo_bin * width, hi = -half_range_ + (hi_bin + 1) * width;
   return {float(std::max(double(min_), lo)), float(std::min(double(max_), hi))};
 }
 
-double TensorHistogram::entropyThreshold(int levels) const {
-  const int n = kHistogramBins / 2;
-  std::vector<double> abs_bins(n);
-  for (int k = 0; k < n; ++k) abs_bins[k] = bins_[n + k] + bins_[n - 1 - k];
-  const double width = half_range_ / n;
+namespace {
+
+// TensorRT's search: the number of leading bins i (>= levels) whose clipped distribution P (the
+// tail beyond bin i added to bin i - 1) is best approximated, in KL divergence, by its
+// quantization Q to `levels` levels (each level's mass spread over its non-empty bins).
+int bestKlBins(const std::vector<double>& hist, int levels) {
+  const int n = static_cast<int>(hist.size());
+  if (n <= levels) return n;
   double best_kl = std::numeric_limits<double>::infinity();
   int best_i = n;
   std::vector<double> p, q;
   double outliers = 0;
-  for (int k = levels; k < n; ++k) outliers += abs_bins[k];
+  for (int k = levels; k < n; ++k) outliers += hist[k];
   for (int i = levels; i <= n; ++i) {
-    if (i > levels) outliers -= abs_bins[i - 1];
-    p.assign(abs_bins.begin(), abs_bins.begin() + i);
+    if (i > levels) outliers -= hist[i - 1];
+    p.assign(hist.begin(), hist.begin() + i);
     p[i - 1] += outliers;
     q.assign(i, 0.0);
     for (int j = 0; j < levels; ++j) {
@@ -139,12 +153,12 @@ double TensorHistogram::entropyThreshold(int levels) const {
       double sum = 0;
       int nonzero = 0;
       for (int k = start; k < end; ++k) {
-        sum += abs_bins[k];
-        nonzero += abs_bins[k] != 0;
+        sum += hist[k];
+        nonzero += hist[k] != 0;
       }
       if (nonzero == 0) continue;
       for (int k = start; k < end; ++k)
-        if (abs_bins[k] != 0) q[k] = sum / nonzero;
+        if (hist[k] != 0) q[k] = sum / nonzero;
     }
     double p_sum = 0, q_sum = 0;
     for (int k = 0; k < i; ++k) p_sum += p[k], q_sum += q[k];
@@ -157,23 +171,44 @@ double TensorHistogram::entropyThreshold(int levels) const {
     }
     if (kl < best_kl) best_kl = kl, best_i = i;
   }
-  return (best_i + 0.5) * width;
+  return best_i;
+}
+
+}  // namespace
+
+Range TensorHistogram::entropyRange(bool symmetric, int bits) const {
+  const int n = kHistogramBins / 2;
+  const double width = half_range_ / n;
+  if (symmetric) {  // |x|, 2^(bits-1) levels
+    std::vector<double> abs_bins(n);
+    for (int k = 0; k < n; ++k) abs_bins[k] = bins_[n + k] + bins_[n - 1 - k];
+    return clipTo((bestKlBins(abs_bins, 1 << (bits - 1)) + 0.5) * width);
+  }
+  // Asymmetric: the range starts at min; search its upper end with 2^bits levels.
+  const int first = std::clamp(int((min_ + half_range_) / width), 0, kHistogramBins - 1);
+  std::vector<double> tail(bins_.begin() + first, bins_.end());
+  const int i = bestKlBins(tail, 1 << bits);
+  const double hi = -half_range_ + (first + i + 0.5) * width;
+  return {min_, float(std::min(double(max_), hi))};
 }
 
 double TensorHistogram::mseThreshold(bool symmetric, int bits) const {
+  const std::vector<double> bins = binsWithZeros();
   const int n = kHistogramBins / 2;
   const double width = half_range_ / n;
   const double amax = std::max(std::abs(double(min_)), std::abs(double(max_)));
   double best_err = std::numeric_limits<double>::infinity(), best_t = amax;
-  for (int step = 1; step <= 200; ++step) {
-    const double t = amax * step / 200.0;
+  std::vector<double> candidates;
+  for (int step = 1; step <= 200; ++step) candidates.push_back(amax * step / 200.0);
+  for (double t = amax; t > 4 * width; t *= 0.95) candidates.push_back(t);
+  for (const double t : candidates) {
     const QParams qp = chooseQParams(clipTo(t), symmetric, bits);
     double err = 0;
     for (int b = 0; b < kHistogramBins; ++b) {
-      if (bins_[b] == 0) continue;
+      if (bins[b] == 0) continue;
       const double c = -half_range_ + (b + 0.5) * width;
       const double d = c - fakeQuantize(float(c), qp);
-      err += bins_[b] * d * d;
+      err += bins[b] * d * d;
     }
     if (err < best_err) best_err = err, best_t = t;
   }
@@ -188,10 +223,8 @@ Range TensorHistogram::range(CalibMethod method, bool symmetric, int bits,
       return {min_, max_};
     case CalibMethod::kPercentile:
       return percentileRange(percentile);
-    case CalibMethod::kEntropy: {
-      const int levels = (!symmetric && min_ >= 0) ? (1 << bits) : (1 << (bits - 1));
-      return clipTo(entropyThreshold(levels));
-    }
+    case CalibMethod::kEntropy:
+      return entropyRange(symmetric, bits);
     case CalibMethod::kMse:
       return clipTo(mseThreshold(symmetric, bits));
   }

@@ -80,10 +80,9 @@ WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel
   Value* qv = g.addInitializer(base + "_q", std::move(q));
   Tensor s = per_channel ? Tensor::fromVector<float>({channels}, scale)
                          : Tensor::fromVector<float>({}, {scale[0]});
-  Tensor z = per_channel ? Tensor(DType::kInt8, {channels}) : Tensor(DType::kInt8, {});
+  // No zero point: symmetric weights (the input's int8 type says how to read them).
   Value* sv = g.addInitializer(base + "_s", std::move(s));
-  Value* zv = g.addInitializer(base + "_z", std::move(z));
-  Node* dq = g.addNode("DequantizeLinear", {qv, sv, zv}, {base + "_dq"});
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dq"});
   if (per_channel) dq->setAttribute(Attribute::makeInt("axis", axis));
   setType(dq->output(0), DType::kFloat32, layer.input(1));
   const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
@@ -249,12 +248,11 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
       matched.insert(exclude.count(name) ? name : n->output(0)->name());
       continue;
     }
-    // Weight-only quantization keeps activations float, so the classifier's weights shrink too.
-    const bool keep_last_float =
-        !options.quantize_last && options.format != QuantFormat::kWeightsOnly;
-    if (!feeds_layer[n] && keep_last_float) continue;
+    // The last layers (the classifier) keep float activations unless asked; their weights are
+    // still stored as int8 (per-channel weight error is small next to activation error there).
+    const bool float_activations = !feeds_layer[n] && !options.quantize_last;
     QuantTarget t{n, name, {}};
-    if (n->input(0) && n->input(0)->dtype() != DType::kUInt8)
+    if (!float_activations && n->input(0) && n->input(0)->dtype() != DType::kUInt8)
       t.activation_inputs.push_back(n->input(0)->name());
     targets.push_back(std::move(t));
   }
@@ -313,17 +311,18 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
           if (r == activation_ranges.end())
             return internalError("no calibration range for activation '" + a + "'");
           const QParams qp = chooseQParams(r->second, options.symmetric_activations, 8);
+          // Short generated names: on small models the names of Q/DQ pairs are a visible share
+          // of the file. The QuantizeLinear's input still names the tensor.
+          const std::string base = "act" + std::to_string(dequantized.size());
           Value* x = g.findValue(a);
-          Value* s = scalarInit(g, a + "_scale", Tensor::fromVector<float>({}, {qp.scale}));
+          Value* s = scalarInit(g, base + "_s", Tensor::fromVector<float>({}, {qp.scale}));
           Tensor zt =
               options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
           if (!options.symmetric_activations) zt.mutableData<uint8_t>()[0] = uint8_t(qp.zero_point);
-          Value* z = scalarInit(g, a + "_zero_point", std::move(zt));
-          Node* q = g.addNode("QuantizeLinear", {x, s, z}, {a + "_quantized"});
-          q->setName(a + "_QuantizeLinear");
+          Value* z = scalarInit(g, base + "_z", std::move(zt));
+          Node* q = g.addNode("QuantizeLinear", {x, s, z}, {base + "_q"});
           setType(q->output(0), options.symmetric_activations ? DType::kInt8 : DType::kUInt8, x);
-          Node* dq = g.addNode("DequantizeLinear", {q->output(0), s, z}, {a + "_dequantized"});
-          dq->setName(a + "_DequantizeLinear");
+          Node* dq = g.addNode("DequantizeLinear", {q->output(0), s, z}, {base + "_dq"});
           setType(dq->output(0), DType::kFloat32, x);
           found = dequantized.emplace(a, dq->output(0)).first;
           act_scale[a] = qp.scale;

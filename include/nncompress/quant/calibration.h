@@ -8,9 +8,11 @@
 // calibration images. Methods (given the histogram):
 //   minmax      [min, max]
 //   percentile  the p-th and (100-p)-th percentiles (default p = 99.99)
-//   entropy     the |x| threshold T minimising KL(P || Q) between the clipped reference
-//               distribution P and its quantized version Q (TensorRT's calibrator; 128 levels
-//               for signed data, 256 for non-negative data with asymmetric quantization)
+//   entropy     (exact zeros left out: they are exact after quantization) the |x| threshold T
+//   minimising KL(P || Q) between the clipped reference
+//               distribution P and its quantized version Q (TensorRT's calibrator; symmetric:
+//               |x| with 128 levels; asymmetric: the range starts at min and only its upper
+//               end is searched, with 256 levels)
 //   mse         the threshold minimising the expected squared quantization error of the
 //               histogram (rounding plus clipping), searched over a grid of thresholds
 // A threshold T clips to [max(min, -T), min(max, T)].
@@ -53,20 +55,24 @@ class TensorHistogram {
   float min() const { return min_; }
   float max() const { return max_; }
   double halfRange() const { return half_range_; }
+  // Counts of non-zero values per bin; exact zeros are counted apart.
   const std::vector<double>& bins() const { return bins_; }
+  int64_t zeros() const { return zeros_; }
   // The clipping range this method picks.
   Range range(CalibMethod method, bool symmetric, int bits, double percentile = 99.99) const;
 
  private:
   Range percentileRange(double percentile) const;
-  double entropyThreshold(int levels) const;
+  Range entropyRange(bool symmetric, int bits) const;
   double mseThreshold(bool symmetric, int bits) const;
   Range clipTo(double threshold) const;
+  std::vector<double> binsWithZeros() const;
 
   std::vector<double> bins_;
   double half_range_ = 0;  // bins cover [-half_range_, half_range_]
   float min_ = 0, max_ = 0;
   int64_t count_ = 0;
+  int64_t zeros_ = 0;  // exact zeros, not in bins_
 };
 
 struct CalibrationOptions {

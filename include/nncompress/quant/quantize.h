@@ -8,7 +8,7 @@
 // The bias stays float. One Q/DQ pair per activation tensor is shared by all its quantized
 // consumers, so a tensor read by several layers (a Concat output, a residual branch) has one
 // scale. Layers whose output reaches a graph output without another quantizable layer in
-// between (the classifier) stay float unless `quantize_last`.
+// between (the classifier) keep float activations (int8 weights) unless `quantize_last`.
 // Weight-only: only the weights are stored as integers (int8, or int4 packed two per byte with
 // a blocked DequantizeLinear, opset 21).
 
