@@ -154,6 +154,51 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->footer(kExitCodeHelp);
 
+  QuantizeCommandOptions quant;
+  CLI::App* quant_cmd = app.add_subcommand(
+      "quantize", "Post-training quantization: int8/int4 weights, calibrated activations");
+  quant_cmd->add_option("MODEL", quant.model_path, "The .onnx file to quantize")->required();
+  quant_cmd->add_option("-o,--output", quant.output_path, "Where to write the quantized model")
+      ->required();
+  quant_cmd->add_option("--format", quant.format, "qdq, qoperator, weights-only or integer")
+      ->capture_default_str();
+  quant_cmd->add_option("--weight-bits", quant.weight_bits, "8 or 4")->capture_default_str();
+  quant_cmd->add_option("--act-bits", quant.act_bits, "8, 4 or 2")->capture_default_str();
+  quant_cmd->add_flag("--per-tensor", quant.per_tensor, "One weight scale per layer");
+  quant_cmd->add_flag("--symmetric-activations", quant.symmetric_activations,
+                      "int8 activations with zero point 0 (default: asymmetric uint8)");
+  quant_cmd->add_option("--calib", quant.calib.data,
+                        "Calibration samples (data SPEC, e.g. training images)");
+  quant_cmd->add_option("--scale", quant.calib.scale,
+                        "Multiply raw values (default 1/255 for 8-bit)");
+  quant_cmd->add_option("--mean", quant.calib.mean, "Subtract after scaling: m or m,m,m");
+  quant_cmd->add_option("--std", quant.calib.std, "Divide after the mean: s or s,s,s");
+  quant_cmd->add_option("--size", quant.calib.size, "Resize images to HxW (or N: shorter side)");
+  quant_cmd->add_option("--center-crop", quant.calib.center_crop, "Crop HxW after resizing");
+  quant_cmd->add_option("--channels", quant.calib.channels, "rgb, bgr or grey");
+  quant_cmd->add_option("--calib-size", quant.calib_size, "Calibration samples to use")
+      ->capture_default_str();
+  quant_cmd->add_option("--calib-method", quant.calib_method, "minmax, percentile, entropy, mse")
+      ->capture_default_str();
+  quant_cmd->add_option("--percentile", quant.percentile, "For --calib-method percentile")
+      ->capture_default_str();
+  quant_cmd
+      ->add_option("--block-size", quant.block_size, "int4 weights: block along the input axis")
+      ->capture_default_str();
+  quant_cmd->add_flag("--bias-correction", quant.bias_correction,
+                      "Correct biases for the mean output shift (Nagel et al. 2019)");
+  quant_cmd->add_flag("--equalize", quant.equalize, "Cross-layer equalisation first");
+  quant_cmd->add_flag("--quantize-last", quant.quantize_last,
+                      "Also quantize the last layer (the classifier stays float by default)");
+  quant_cmd->add_option("--exclude", quant.exclude, "Layer names to keep in float");
+  quant_cmd
+      ->add_option("--sqnr-samples", quant.sqnr_samples,
+                   "Calibration samples for the per-layer SQNR table (0: skip)")
+      ->capture_default_str();
+  quant_cmd->add_option("--threads", quant.threads, "Threads (0: every core)");
+  quant_cmd->add_flag("--json", quant.json, "Print one JSON object (before, after, layers, ...)");
+  quant_cmd->footer(kExitCodeHelp);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -169,6 +214,7 @@ int run(int argc, char** argv) {
     if (prune_cmd->parsed()) status = runPrune(prune);
     if (eval_cmd->parsed()) status = runEval(eval);
     if (run_cmd->parsed()) status = runRun(run_opts);
+    if (quant_cmd->parsed()) status = runQuantize(quant);
   } catch (const std::exception& e) {
     status = internalError(std::string("unexpected exception: ") + e.what());
   }

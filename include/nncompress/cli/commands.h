@@ -81,3 +81,30 @@ struct RunCommandOptions {
 Status runRun(const RunCommandOptions& options);
 
 }  // namespace nnc::cli
+
+namespace nnc::cli {
+
+struct QuantizeCommandOptions {
+  std::string model_path;
+  std::string output_path;
+  std::string format = "qdq";
+  int weight_bits = 8;
+  int act_bits = 8;
+  bool per_tensor = false;
+  bool symmetric_activations = false;
+  DataOptions calib;  // calib.data is --calib SPEC
+  int64_t calib_size = 512;
+  std::string calib_method = "minmax";
+  double percentile = 99.99;
+  int64_t block_size = 64;
+  bool bias_correction = false;
+  bool equalize = false;
+  bool quantize_last = false;
+  std::vector<std::string> exclude;
+  int64_t sqnr_samples = 256;
+  int threads = 0;
+  bool json = false;
+};
+Status runQuantize(const QuantizeCommandOptions& options);
+
+}  // namespace nnc::cli

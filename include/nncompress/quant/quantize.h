@@ -1,0 +1,73 @@
+#pragma once
+// Post-training quantization of a float model (after BatchNorm folding).
+//
+// QDQ (the ONNX Runtime / TensorRT default): every quantized layer (Conv, Gemm, MatMul with a
+// constant weight) reads
+//   x  -> QuantizeLinear(s_x, z_x) -> DequantizeLinear -> layer
+//   W_q (int8 initializer) -> DequantizeLinear(s_w[c], axis = output channel) -> layer
+// The bias stays float. One Q/DQ pair per activation tensor is shared by all its quantized
+// consumers, so a tensor read by several layers (a Concat output, a residual branch) has one
+// scale. Layers whose output reaches a graph output without another quantizable layer in
+// between (the classifier) keep float activations (int8 weights) unless `quantize_last`.
+// Weight-only: only the weights are stored as integers (int8, or int4 packed two per byte with
+// a blocked DequantizeLinear, opset 21).
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nncompress/ir/graph.h"
+#include "nncompress/quant/calibration.h"
+
+namespace nnc::quant {
+
+enum class QuantFormat { kQdq, kQOperator, kWeightsOnly, kInteger };
+StatusOr<QuantFormat> parseQuantFormat(const std::string& name);
+const char* quantFormatName(QuantFormat format);
+
+struct QuantizeOptions {
+  QuantFormat format = QuantFormat::kQdq;
+  int weight_bits = 8;
+  int act_bits = 8;
+  bool per_channel = true;
+  bool symmetric_activations = false;  // false: asymmetric uint8
+  int64_t block_size = 64;             // int4 weights: elements per block along the input axis
+  std::vector<std::string> exclude;    // node names or output names
+  bool quantize_last = false;
+};
+
+// A layer chosen for quantization, with the name of its activation input.
+struct QuantTarget {
+  Node* node = nullptr;
+  std::string name;  // node name, or its output's name when unnamed
+  std::vector<std::string> activation_inputs;
+};
+
+// Layers to quantize (graph order). Fails when an --exclude name matches no node.
+StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
+                                                 const QuantizeOptions& options);
+
+struct QuantizedLayer {
+  std::string name;
+  std::string op;
+  int weight_bits = 0;  // 0: float
+  int act_bits = 0;
+  float weight_scale_min = 0, weight_scale_max = 0;
+  float act_scale = 0;
+  std::string output;  // the layer's output value (for the SQNR table)
+};
+
+// Rewrites `model` in place. `activation_ranges` must hold every activation input of the
+// targets (unless the format is weight-only).
+StatusOr<std::vector<QuantizedLayer>> quantizeModel(
+    Model& model, const std::vector<QuantTarget>& targets,
+    const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options);
+
+// Signal-to-quantization-noise ratio (dB) of named values of `quantized` against `reference`
+// on the first `limit` samples (values present in both models).
+StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, const Model& quantized,
+                                                    data::SampleReader& reader,
+                                                    const std::vector<std::string>& values,
+                                                    int64_t limit, int64_t batch, int threads);
+
+}  // namespace nnc::quant

@@ -1,0 +1,224 @@
+// nncompress quantize: BatchNorm folding, activation calibration and QDQ / weight-only export,
+// with a per-layer table (bits, scales, SQNR of each layer's output against float).
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "nncompress/analysis/model_stats.h"
+#include "nncompress/cli/commands.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/bn_fold.h"
+#include "nncompress/quant/calibration.h"
+#include "nncompress/quant/quantize.h"
+#include "nncompress/report/model_report.h"
+
+namespace nnc::cli {
+namespace {
+
+struct Totals {
+  int64_t params = 0, macs = 0, file_bytes = 0;
+  nlohmann::ordered_json json() const {
+    return {{"params", params}, {"macs", macs}, {"file_bytes", file_bytes}};
+  }
+};
+
+Totals totalsOf(const Model& m, int64_t file_bytes) {
+  const ModelStats s = computeModelStats(*m.graph);
+  return {s.params, s.macs, file_bytes};
+}
+
+StatusOr<std::unique_ptr<data::SampleReader>> openCalibration(const DataOptions& o) {
+  data::Preprocess p;
+  const std::pair<const char*, const std::string*> flags[] = {{"scale", &o.scale},
+                                                              {"mean", &o.mean},
+                                                              {"std", &o.std},
+                                                              {"size", &o.size},
+                                                              {"center-crop", &o.center_crop},
+                                                              {"channels", &o.channels}};
+  for (const auto& [name, value] : flags) {
+    if (value->empty()) continue;
+    Status s = data::setPreprocessOption(p, name, *value);
+    if (!s.isOk()) return invalidArgument("--" + std::string(name) + ": " + s.message());
+  }
+  auto reader = data::openData(o.data, p);
+  if (!reader.isOk()) return reader.status().withContext(o.data);
+  spdlog::info("calibration data: {}", (*reader)->description());
+  return reader;
+}
+
+nlohmann::ordered_json number(double v) {
+  if (std::isinf(v)) return "inf";
+  if (std::isnan(v)) return nullptr;
+  return v;
+}
+
+}  // namespace
+
+Status runQuantize(const QuantizeCommandOptions& o) {
+  NNC_ASSIGN_OR_RETURN(const quant::QuantFormat format, quant::parseQuantFormat(o.format));
+  NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(o.calib_method));
+  if (o.weight_bits != 8 && o.weight_bits != 4)
+    return invalidArgument("--weight-bits must be 8 or 4");
+  if (o.act_bits != 8 && o.act_bits != 4 && o.act_bits != 2)
+    return invalidArgument("--act-bits must be 8, 4 or 2");
+  const bool needs_calib = format != quant::QuantFormat::kWeightsOnly;
+  if (needs_calib && o.calib.data.empty())
+    return invalidArgument("--format " + o.format +
+                           " quantizes activations and needs calibration data: add --calib SPEC "
+                           "(e.g. a sample of the training set), or use --format weights-only");
+  if (o.bias_correction && o.calib.data.empty())
+    return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
+  if (o.equalize) return unsupported("--equalize is not implemented yet");
+  if (o.bias_correction) return unsupported("--bias-correction is not implemented yet");
+  if (o.calib_size <= 0 && o.calib_size != -1)
+    return invalidArgument("--calib-size must be positive (or -1 for all samples)");
+  NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
+
+  LoadedModelInfo info;
+  auto loaded = loadModel(o.model_path, {}, &info);
+  if (!loaded.isOk()) return loaded.status().withContext(o.model_path);
+  Model model = std::move(loaded).value();
+  const Totals before = totalsOf(model, info.file_bytes + info.external_data_bytes);
+
+  auto folded = quant::foldBatchNorms(*model.graph);
+  if (!folded.isOk()) return folded.status().withContext(o.model_path);
+  for (const auto& f : *folded) spdlog::info("folded {} into {}", f.batchnorm, f.into);
+
+  quant::QuantizeOptions qo;
+  qo.format = format;
+  qo.weight_bits = o.weight_bits;
+  qo.act_bits = o.act_bits;
+  qo.per_channel = !o.per_tensor;
+  qo.symmetric_activations = o.symmetric_activations;
+  qo.block_size = o.block_size;
+  qo.exclude = o.exclude;
+  qo.quantize_last = o.quantize_last;
+  auto targets = quant::selectTargets(*model.graph, qo);
+  if (!targets.isOk()) return targets.status();
+
+  std::unique_ptr<data::SampleReader> reader;
+  if (!o.calib.data.empty()) {
+    NNC_ASSIGN_OR_RETURN(reader, openCalibration(o.calib));
+  }
+  std::map<std::string, quant::Range> ranges;
+  if (needs_calib) {
+    std::vector<std::string> names;
+    for (const auto& t : *targets)
+      for (const auto& a : t.activation_inputs) names.push_back(a);
+    quant::CalibrationOptions co;
+    co.calib_size = o.calib_size;
+    co.threads = o.threads;
+    auto hist = quant::collectHistograms(model, *reader, names, co);
+    if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
+    for (const auto& [name, h] : *hist)
+      ranges[name] = h.range(method, o.symmetric_activations, 8, o.percentile);
+    spdlog::info(
+        "calibrated {} activations on {} samples ({})", ranges.size(),
+        std::min<int64_t>(o.calib_size < 0 ? reader->size() : o.calib_size, reader->size()),
+        o.calib_method);
+  }
+  auto reference = cloneModel(model);
+  if (!reference.isOk()) return reference.status().withContext(o.model_path);
+  auto layers = quant::quantizeModel(model, *targets, ranges, qo);
+  if (!layers.isOk()) return layers.status().withContext(o.model_path);
+
+  std::map<std::string, double> sqnr;
+  if (reader && o.sqnr_samples > 0) {
+    std::vector<std::string> outputs;
+    for (const auto& l : *layers) outputs.push_back(l.output);
+    for (const Value* v : model.graph->outputs()) outputs.push_back(v->name());
+    auto s = quant::measureSqnr(*reference, model, *reader, outputs, o.sqnr_samples, 32, o.threads);
+    if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
+    sqnr = std::move(s).value();
+  }
+
+  Totals after = totalsOf(model, 0);
+  const int64_t opset = model.opsetVersion("");
+  Status saved = saveModelConsuming(model, o.output_path);
+  if (!saved.isOk()) return saved.withContext(o.output_path);
+  std::error_code ec;
+  after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
+  if (opset <= 17) {
+    Status checked = checkModelFile(o.output_path);
+    if (!checked.isOk())
+      return internalError("the quantized model fails the ONNX checker: " + checked.message())
+          .withContext(o.output_path);
+  }
+  auto sqnrOf = [&](const std::string& v) {
+    auto it = sqnr.find(v);
+    return it == sqnr.end() ? std::nan("") : it->second;
+  };
+  double output_sqnr = std::nan("");
+  if (!sqnr.empty()) {
+    auto ref_outputs = reference->graph->outputs();
+    if (!ref_outputs.empty()) output_sqnr = sqnrOf(ref_outputs[0]->name());
+  }
+
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["output"] = o.output_path;
+    j["format"] = o.format;
+    j["weight_bits"] = o.weight_bits;
+    j["act_bits"] = needs_calib ? o.act_bits : 32;
+    j["per_channel"] = !o.per_tensor;
+    if (needs_calib) {
+      j["calib_method"] = o.calib_method;
+      j["calib_size"] = o.calib_size;
+    }
+    j["before"] = before.json();
+    j["after"] = after.json();
+    j["opset"] = opset;
+    j["batchnorms_folded"] = folded->size();
+    j["output_sqnr_db"] = number(output_sqnr);
+    auto arr = nlohmann::ordered_json::array();
+    for (const auto& l : *layers) {
+      nlohmann::ordered_json lj;
+      lj["name"] = l.name;
+      lj["op"] = l.op;
+      lj["weight_bits"] = l.weight_bits;
+      lj["act_bits"] = l.act_bits;
+      lj["weight_scale_min"] = l.weight_scale_min;
+      lj["weight_scale_max"] = l.weight_scale_max;
+      if (l.act_bits) lj["act_scale"] = l.act_scale;
+      lj["sqnr_db"] = number(sqnrOf(l.output));
+      arr.push_back(lj);
+    }
+    j["layers"] = arr;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf(
+        "Quantized %zu layers (%s, weights int%d %s%s), folded %zu BatchNorms\n\n", layers->size(),
+        o.format.c_str(), o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
+        needs_calib ? (", activations uint8, " + o.calib_method).c_str() : "", folded->size());
+    std::printf("  %-34s %-6s %5s %5s  %-21s %10s %9s\n", "layer", "op", "w", "act",
+                "weight scale range", "act scale", "SQNR dB");
+    for (const auto& l : *layers) {
+      char range[64], act[32], s[32];
+      std::snprintf(range, sizeof range, "%.2e..%.2e", l.weight_scale_min, l.weight_scale_max);
+      std::snprintf(act, sizeof act, "%.3e", l.act_scale);
+      const double q = sqnrOf(l.output);
+      std::snprintf(s, sizeof s, "%.1f", q);
+      std::printf("  %-34s %-6s %5d %5s  %-21s %10s %9s\n", l.name.c_str(), l.op.c_str(),
+                  l.weight_bits, l.act_bits ? std::to_string(l.act_bits).c_str() : "float", range,
+                  l.act_bits ? act : "-", std::isnan(q) ? "-" : s);
+    }
+    if (!std::isnan(output_sqnr)) std::printf("\n  model output SQNR: %.1f dB\n", output_sqnr);
+    std::printf("\n             before        after\n");
+    auto line = [&](const char* label, int64_t b, int64_t a, bool bytes) {
+      const std::string bs = bytes ? humanBytes(double(b)) : humanCount(double(b));
+      const std::string as = bytes ? humanBytes(double(a)) : humanCount(double(a));
+      std::printf("  %-10s %-13s %-13s\n", label, bs.c_str(), as.c_str());
+    };
+    line("params", before.params, after.params, false);
+    line("MACs", before.macs, after.macs, false);
+    line("file", before.file_bytes, after.file_bytes, true);
+    std::printf("\nwrote %s\n", o.output_path.c_str());
+  }
+  return Status::ok();
+}
+
+}  // namespace nnc::cli

@@ -1,0 +1,388 @@
+#include "nncompress/quant/quantize.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "nncompress/exec/executor.h"
+
+namespace nnc::quant {
+namespace {
+
+bool isQuantizableOp(const Node& n) { return n.isOp("Conv") || n.isOp("Gemm") || n.isOp("MatMul"); }
+
+std::string displayName(const Node& n) { return n.name().empty() ? n.output(0)->name() : n.name(); }
+
+const Tensor* constFloat(const Value* v) {
+  if (v == nullptr) return nullptr;
+  const Tensor* t = v->constantData();
+  return t != nullptr && t->dtype() == DType::kFloat32 ? t : nullptr;
+}
+
+// Axis of the weight that indexes output channels, or -1 when the layer cannot take a quantized
+// weight.
+int outputChannelAxis(const Node& n) {
+  const Tensor* w = constFloat(n.input(1));
+  if (w == nullptr) return -1;
+  if (n.isOp("Conv")) return w->rank() >= 3 ? 0 : -1;
+  if (n.isOp("Gemm")) return w->rank() == 2 ? (n.intAttr("transB", 0) ? 0 : 1) : -1;
+  if (n.isOp("MatMul")) return w->rank() == 2 ? 1 : -1;
+  return -1;
+}
+
+// Axis along which a weight's input features run (the reduction axis).
+int inputAxis(const Node& n) {
+  if (n.isOp("Conv")) return 1;
+  if (n.isOp("Gemm")) return n.intAttr("transB", 0) ? 1 : 0;
+  return 0;  // MatMul [K, N]
+}
+
+Value* scalarInit(Graph& g, const std::string& name, Tensor t) { return g.addInitializer(name, t); }
+
+void setType(Value* v, DType dtype, const Value* like) {
+  ValueType t = like ? like->type() : ValueType{};
+  t.dtype = dtype;
+  v->setType(t);
+}
+
+struct WeightQuant {
+  Value* dequantized = nullptr;
+  float scale_min = 0, scale_max = 0;
+};
+
+// int8 (per-channel or per-tensor) symmetric weights behind a DequantizeLinear.
+WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel, int bits,
+                               const std::string& base) {
+  const Tensor& w = *constFloat(layer.input(1));
+  const int64_t channels = per_channel ? w.dim(axis) : 1;
+  int64_t inner = 1;
+  for (int d = axis + 1; d < w.rank(); ++d) inner *= w.dim(d);
+  const int64_t outer = w.numel() / (w.dim(axis) * inner);
+  const auto wd = w.data<float>();
+  const int qmax = (1 << (bits - 1)) - 1;
+  std::vector<float> amax(channels, 0.f);
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int64_t c = per_channel ? (i / inner) % w.dim(axis) : 0;
+    amax[c] = std::max(amax[c], std::abs(wd[i]));
+  }
+  std::vector<float> scale(channels);
+  for (int64_t c = 0; c < channels; ++c) scale[c] = amax[c] > 0 ? amax[c] / qmax : 1.f;
+  Tensor q(DType::kInt8, w.shape());
+  auto qd = q.mutableData<int8_t>();
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int64_t c = per_channel ? (i / inner) % w.dim(axis) : 0;
+    qd[i] = int8_t(std::clamp<float>(std::nearbyint(wd[i] / scale[c]), -qmax, qmax));
+  }
+  (void)outer;
+  Value* qv = g.addInitializer(base + "_q", std::move(q));
+  Tensor s = per_channel ? Tensor::fromVector<float>({channels}, scale)
+                         : Tensor::fromVector<float>({}, {scale[0]});
+  // No zero point: symmetric weights (the input's int8 type says how to read them).
+  Value* sv = g.addInitializer(base + "_s", std::move(s));
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dq"});
+  if (per_channel) dq->setAttribute(Attribute::makeInt("axis", axis));
+  setType(dq->output(0), DType::kFloat32, layer.input(1));
+  const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
+  return {dq->output(0), *mn, *mx};
+}
+
+// int4 symmetric weights with one scale per output channel (opset 21 per-axis DequantizeLinear):
+// used when a layer's whole reduction fits in one block.
+WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::string& base) {
+  const Tensor& w = *constFloat(layer.input(1));
+  const int axis = outputChannelAxis(layer);
+  int64_t inner = 1;
+  for (int d = axis + 1; d < w.rank(); ++d) inner *= w.dim(d);
+  const int64_t channels = w.dim(axis);
+  const auto wd = w.data<float>();
+  std::vector<float> scale(channels, 0.f);
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int64_t c = (i / inner) % channels;
+    scale[c] = std::max(scale[c], std::abs(wd[i]));
+  }
+  for (float& s : scale) s = s > 0 ? s / 7.f : 1.f;
+  Tensor q(DType::kInt4, w.shape());
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const float v = std::nearbyint(wd[i] / scale[(i / inner) % channels]);
+    setPackedNibble(q.mutableBytes(), i, int(std::clamp(v, -7.f, 7.f)));
+  }
+  Value* qv = g.addInitializer(base + "_q", std::move(q));
+  const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
+  WeightQuant out{nullptr, *mn, *mx};
+  Value* sv = g.addInitializer(base + "_s", Tensor::fromVector<float>({channels}, scale));
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dq"});
+  dq->setAttribute(Attribute::makeInt("axis", axis));
+  setType(dq->output(0), DType::kFloat32, layer.input(1));
+  out.dequantized = dq->output(0);
+  return out;
+}
+
+// int4 symmetric weights, blocked along the input axis (opset 21 DequantizeLinear block_size).
+// Conv weights [O, I, kh, kw] are stored as [O, I*kh*kw] so blocks run over the whole reduction
+// and reshaped back after dequantization.
+WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const std::string& base) {
+  const Tensor& w = *constFloat(layer.input(1));
+  Shape shape2d;
+  int axis;  // blocked axis of the 2-D form
+  if (layer.isOp("Conv")) {
+    shape2d = {w.dim(0), w.numel() / w.dim(0)};
+    axis = 1;
+  } else {
+    shape2d = w.shape();
+    axis = inputAxis(layer);
+  }
+  const int64_t rows = shape2d[0], cols = shape2d[1];
+  const int64_t k = shape2d[axis];
+  if (k <= block_size) return quantizeWeightPerChannelInt4(g, layer, base);
+  const int64_t blocks = (k + block_size - 1) / block_size;
+  Shape scale_shape = shape2d;
+  scale_shape[axis] = blocks;
+  const auto wd = w.data<float>();
+  auto blockOf = [&](int64_t r, int64_t c) {
+    return axis == 1 ? r * blocks + c / block_size : (r / block_size) * cols + c;
+  };
+  std::vector<float> scale(shapeNumel(scale_shape), 0.f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      scale[blockOf(r, c)] = std::max(scale[blockOf(r, c)], std::abs(wd[r * cols + c]));
+  for (float& s : scale) s = s > 0 ? s / 7.f : 1.f;
+  Tensor q(DType::kInt4, shape2d);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = std::nearbyint(wd[r * cols + c] / scale[blockOf(r, c)]);
+      setPackedNibble(q.mutableBytes(), r * cols + c, int(std::clamp(v, -7.f, 7.f)));
+    }
+  Value* qv = g.addInitializer(base + "_q", std::move(q));
+  const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
+  WeightQuant out{nullptr, *mn, *mx};
+  Value* sv = g.addInitializer(base + "_s", Tensor::fromVector<float>(scale_shape, scale));
+  Node* dq = g.addNode("DequantizeLinear", {qv, sv}, {base + "_dq"});
+  dq->setAttribute(Attribute::makeInt("axis", axis));
+  dq->setAttribute(Attribute::makeInt("block_size", block_size));
+  setType(dq->output(0), DType::kFloat32, nullptr);
+  out.dequantized = dq->output(0);
+  if (layer.isOp("Conv")) {
+    Value* shape = g.addInitializer(base + "_shape",
+                                    Tensor::fromVector<int64_t>({int64_t(w.rank())}, w.shape()));
+    Node* reshape = g.addNode("Reshape", {dq->output(0), shape}, {base + "_r"});
+    setType(reshape->output(0), DType::kFloat32, layer.input(1));
+    out.dequantized = reshape->output(0);
+  }
+  return out;
+}
+
+// Ops whose attributes changed between opset 13 and 21 in ways a plain version bump breaks.
+bool blocksOpsetUpgrade(const Node& n) {
+  static const std::set<std::string> kChanged = {
+      "ReduceMean", "ReduceMax",    "ReduceMin",       "ReduceProd",     "ReduceL1",
+      "ReduceL2",   "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"};
+  return n.isDefaultDomain() && kChanged.count(n.opType()) && n.hasAttribute("axes");
+}
+
+Status requireOpset(Model& model, int64_t needed, const std::string& why) {
+  const int64_t have = model.opsetVersion("");
+  if (have >= needed) return Status::ok();
+  if (have < 13)
+    return unsupported("the model's opset " + std::to_string(have) + " is below 13; " + why +
+                       " needs opset " + std::to_string(needed) +
+                       " (convert the model to opset 13 first)");
+  for (const auto& n : model.graph->nodes())
+    if (blocksOpsetUpgrade(*n))
+      return unsupported(why + " needs opset " + std::to_string(needed) + " but node '" +
+                         displayName(*n) + "' (" + n->opType() +
+                         ") would change meaning when the opset is raised");
+  for (auto& o : model.opset_imports)
+    if (o.domain.empty() || o.domain == "ai.onnx") o.version = needed;
+  spdlog::info("raised the model's opset from {} to {} ({})", have, needed, why);
+  return Status::ok();
+}
+
+}  // namespace
+
+StatusOr<QuantFormat> parseQuantFormat(const std::string& name) {
+  if (name == "qdq") return QuantFormat::kQdq;
+  if (name == "qoperator") return QuantFormat::kQOperator;
+  if (name == "weights-only") return QuantFormat::kWeightsOnly;
+  if (name == "integer") return QuantFormat::kInteger;
+  return invalidArgument("unknown --format '" + name +
+                         "' (expected qdq, qoperator, weights-only or integer)");
+}
+
+const char* quantFormatName(QuantFormat format) {
+  switch (format) {
+    case QuantFormat::kQdq:
+      return "qdq";
+    case QuantFormat::kQOperator:
+      return "qoperator";
+    case QuantFormat::kWeightsOnly:
+      return "weights-only";
+    case QuantFormat::kInteger:
+      return "integer";
+  }
+  return "?";
+}
+
+StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
+                                                 const QuantizeOptions& options) {
+  std::set<std::string> exclude(options.exclude.begin(), options.exclude.end());
+  std::set<std::string> matched;
+  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, graph.topologicalOrder());
+  // A layer is "last" when no quantizable layer reads (transitively) from its output.
+  std::map<const Node*, bool> feeds_layer;
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    bool any = false;
+    for (const Value* out : (*it)->outputs()) {
+      if (out == nullptr) continue;
+      for (const Use& u : out->uses()) any = any || isQuantizableOp(*u.node) || feeds_layer[u.node];
+    }
+    feeds_layer[*it] = any;
+  }
+  std::vector<QuantTarget> targets;
+  for (Node* n : order) {
+    if (!isQuantizableOp(*n) || outputChannelAxis(*n) < 0) continue;
+    const std::string name = displayName(*n);
+    if (exclude.count(name) || exclude.count(n->output(0)->name())) {
+      matched.insert(exclude.count(name) ? name : n->output(0)->name());
+      continue;
+    }
+    // The last layers (the classifier) keep float activations unless asked; their weights are
+    // still stored as int8 (per-channel weight error is small next to activation error there).
+    const bool float_activations = !feeds_layer[n] && !options.quantize_last;
+    QuantTarget t{n, name, {}};
+    if (!float_activations && n->input(0) && n->input(0)->dtype() != DType::kUInt8)
+      t.activation_inputs.push_back(n->input(0)->name());
+    targets.push_back(std::move(t));
+  }
+  for (const std::string& e : exclude) {
+    if (matched.count(e)) continue;
+    bool exists = false;
+    for (const auto& n : graph.nodes())
+      exists = exists || n->name() == e || (n->output(0) && n->output(0)->name() == e);
+    if (!exists) return invalidArgument("--exclude '" + e + "' names no layer of the model");
+  }
+  return targets;
+}
+
+StatusOr<std::vector<QuantizedLayer>> quantizeModel(
+    Model& model, const std::vector<QuantTarget>& targets,
+    const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options) {
+  if (options.weight_bits != 8 && options.weight_bits != 4)
+    return invalidArgument("--weight-bits must be 8 or 4");
+  if (options.act_bits != 8)
+    return unsupported("--act-bits " + std::to_string(options.act_bits) +
+                       ": QDQ activations support 8 bits (ONNX QuantizeLinear types are 8-bit "
+                       "below opset 21)");
+  if (options.format != QuantFormat::kQdq && options.format != QuantFormat::kWeightsOnly)
+    return unsupported(std::string("--format ") + quantFormatName(options.format) +
+                       " is not implemented yet (use qdq or weights-only)");
+  const bool int4 = options.weight_bits == 4;
+  if (int4) {
+    NNC_RETURN_IF_ERROR(requireOpset(model, 21, "int4 weights (blocked DequantizeLinear)"));
+  } else if (options.per_channel) {
+    NNC_RETURN_IF_ERROR(requireOpset(model, 13, "per-channel DequantizeLinear"));
+  } else {
+    NNC_RETURN_IF_ERROR(requireOpset(model, 10, "QuantizeLinear/DequantizeLinear"));
+  }
+  Graph& g = *model.graph;
+  const bool quantize_acts = options.format != QuantFormat::kWeightsOnly;
+  std::map<std::string, Value*> dequantized;  // activation -> its shared DQ output
+  std::map<std::string, float> act_scale;
+  std::vector<QuantizedLayer> layers;
+  for (const QuantTarget& t : targets) {
+    Node& n = *t.node;
+    QuantizedLayer info{t.name, n.opType(), options.weight_bits, 0, 0, 0, 0, n.output(0)->name()};
+    const std::string wbase = n.input(1)->name();
+    Value* old_w = n.input(1);
+    const WeightQuant wq =
+        int4 ? quantizeWeightInt4(g, n, options.block_size, wbase)
+             : quantizeWeightInt8(g, n, outputChannelAxis(n), options.per_channel, 8, wbase);
+    n.setInput(1, wq.dequantized);
+    if (!old_w->hasUses() && old_w->isInitializer() && !old_w->isGraphInput()) g.eraseValue(old_w);
+    info.weight_scale_min = wq.scale_min;
+    info.weight_scale_max = wq.scale_max;
+    if (quantize_acts) {
+      for (const std::string& a : t.activation_inputs) {
+        auto found = dequantized.find(a);
+        if (found == dequantized.end()) {
+          auto r = activation_ranges.find(a);
+          if (r == activation_ranges.end())
+            return internalError("no calibration range for activation '" + a + "'");
+          const QParams qp = chooseQParams(r->second, options.symmetric_activations, 8);
+          // Short generated names: on small models the names of Q/DQ pairs are a visible share
+          // of the file. The QuantizeLinear's input still names the tensor.
+          const std::string base = "act" + std::to_string(dequantized.size());
+          Value* x = g.findValue(a);
+          Value* s = scalarInit(g, base + "_s", Tensor::fromVector<float>({}, {qp.scale}));
+          Tensor zt =
+              options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
+          if (!options.symmetric_activations) zt.mutableData<uint8_t>()[0] = uint8_t(qp.zero_point);
+          Value* z = scalarInit(g, base + "_z", std::move(zt));
+          Node* q = g.addNode("QuantizeLinear", {x, s, z}, {base + "_q"});
+          setType(q->output(0), options.symmetric_activations ? DType::kInt8 : DType::kUInt8, x);
+          Node* dq = g.addNode("DequantizeLinear", {q->output(0), s, z}, {base + "_dq"});
+          setType(dq->output(0), DType::kFloat32, x);
+          found = dequantized.emplace(a, dq->output(0)).first;
+          act_scale[a] = qp.scale;
+        }
+        for (size_t i = 0; i < n.numInputs(); ++i)
+          if (n.input(i) && n.input(i)->name() == a) n.setInput(i, found->second);
+        info.act_bits = 8;
+        info.act_scale = act_scale[a];
+      }
+    }
+    layers.push_back(info);
+  }
+  g.removeDeadNodes();
+  NNC_RETURN_IF_ERROR(g.sortTopologically());
+  return layers;
+}
+
+StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, const Model& quantized,
+                                                    data::SampleReader& reader,
+                                                    const std::vector<std::string>& values,
+                                                    int64_t limit, int64_t batch, int threads) {
+  exec::ExecutorOptions eo;
+  eo.num_threads = threads;
+  NNC_ASSIGN_OR_RETURN(auto ref, exec::Executor::create(reference, eo));
+  NNC_ASSIGN_OR_RETURN(auto quant, exec::Executor::create(quantized, eo));
+  const std::set<std::string> wanted(values.begin(), values.end());
+  std::map<std::string, std::pair<double, double>> energy;  // signal, noise
+  std::map<std::string, Tensor> ref_batch;
+  const int64_t total = std::min(limit < 0 ? reader.size() : limit, reader.size());
+  for (int64_t start = 0; start < total; start += batch) {
+    const int64_t count = std::min(batch, total - start);
+    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, count));
+    ref_batch.clear();
+    std::vector<Tensor> feeds{x};
+    NNC_ASSIGN_OR_RETURN(auto r_out,
+                         ref->run(std::move(feeds), [&](const Value& v, const Tensor& t) {
+                           if (wanted.count(v.name()) && t.dtype() == DType::kFloat32)
+                             ref_batch[v.name()] = t;
+                         }));
+    (void)r_out;
+    std::vector<Tensor> qfeeds{std::move(x)};
+    NNC_ASSIGN_OR_RETURN(auto q_out, quant->run(std::move(qfeeds), [&](const Value& v,
+                                                                       const Tensor& t) {
+      auto it = ref_batch.find(v.name());
+      if (it == ref_batch.end() || t.dtype() != DType::kFloat32 || t.numel() != it->second.numel())
+        return;
+      auto& [signal, noise] = energy[v.name()];
+      const auto a = it->second.data<float>(), b = t.data<float>();
+      for (size_t i = 0; i < a.size(); ++i) {
+        signal += double(a[i]) * a[i];
+        noise += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+      }
+    }));
+    (void)q_out;
+  }
+  std::map<std::string, double> sqnr;
+  for (const auto& [name, e] : energy)
+    sqnr[name] = e.second > 0 ? 10 * std::log10(e.first / e.second)
+                              : std::numeric_limits<double>::infinity();
+  return sqnr;
+}
+
+}  // namespace nnc::quant

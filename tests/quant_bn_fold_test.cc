@@ -1,0 +1,194 @@
+// BatchNorm folding: golden before/after structure (including cases where it must not fire) and
+// numerical equivalence on small graphs and on the resnet fixture.
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "nncompress/exec/executor.h"
+#include "nncompress/ir/verify.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/bn_fold.h"
+#include "test_util.h"
+
+namespace nnc {
+namespace {
+
+Tensor randomTensor(Shape shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  Tensor t(DType::kFloat32, std::move(shape));
+  for (float& x : t.mutableData<float>()) x = d(rng);
+  return t;
+}
+
+std::string opList(const Graph& g) {
+  std::string s;
+  for (const auto& n : g.nodes()) s += (s.empty() ? "" : ",") + n->opType();
+  return s;
+}
+
+enum class Variant { kPlain, kTwoUses, kTraining, kBnIsOutput, kFedWeight, kNoBias };
+
+// x[2,4,5,5] -> layer -> BN -> Relu -> y. `layer` is Conv, ConvTranspose (group 2) or Gemm.
+Model makeModel(const std::string& layer, Variant variant, bool trans_b = true) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  const bool gemm = layer == "Gemm";
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32, std::vector<Dim>{Dim::known(2), Dim::known(gemm ? 6 : 4),
+                                                Dim::known(5), Dim::known(5)}});
+  if (gemm) x->setType({DType::kFloat32, std::vector<Dim>{Dim::known(2), Dim::known(6)}});
+  g.addInput(x);
+  const int64_t c = 6;
+  Shape w_shape = layer == "Conv"            ? Shape{c, 4, 3, 3}
+                  : layer == "ConvTranspose" ? Shape{4, c / 2, 3, 3}
+                  : trans_b                  ? Shape{c, 6}
+                                             : Shape{6, c};
+  Value* w;
+  if (variant == Variant::kFedWeight) {
+    w = g.createValue("w").value();
+    g.addInput(w);
+  } else {
+    w = g.addInitializer("w", randomTensor(w_shape, 1));
+  }
+  std::vector<Value*> inputs = {x, w};
+  if (variant != Variant::kNoBias) inputs.push_back(g.addInitializer("b", randomTensor({c}, 2)));
+  Node* l = g.addNode(layer, inputs, {"z"});
+  l->setName("layer");
+  if (layer == "ConvTranspose") l->setAttribute(Attribute::makeInt("group", 2));
+  if (layer == "Conv") l->setAttribute(Attribute::makeInts("pads", {1, 1, 1, 1}));
+  if (gemm) {
+    l->setAttribute(Attribute::makeInt("transB", trans_b ? 1 : 0));
+    l->setAttribute(Attribute::makeFloat("beta", 0.5f));
+  }
+  Node* bn = g.addNode("BatchNormalization",
+                       {l->output(0), g.addInitializer("gamma", randomTensor({c}, 3, -2.f, 2.f)),
+                        g.addInitializer("beta", randomTensor({c}, 4)),
+                        g.addInitializer("mean", randomTensor({c}, 5)),
+                        g.addInitializer("var", randomTensor({c}, 6, 0.1f, 2.f))},
+                       {"bn_out"});
+  bn->setName("bn");
+  if (variant == Variant::kTraining) bn->setAttribute(Attribute::makeInt("training_mode", 1));
+  Node* relu = g.addNode("Relu", {bn->output(0)}, {"y"});
+  g.addOutput(relu->output(0));
+  if (variant == Variant::kTwoUses)
+    g.addOutput(g.addNode("Neg", {l->output(0)}, {"z2"})->output(0));
+  if (variant == Variant::kBnIsOutput) g.addOutput(bn->output(0));
+  return m;
+}
+
+std::vector<Tensor> run(const Model& m, const Tensor& x) {
+  auto ex = exec::Executor::create(m);
+  EXPECT_TRUE(ex.isOk()) << ex.status().message();
+  auto out = (*ex)->run({x});
+  EXPECT_TRUE(out.isOk()) << out.status().message();
+  return *out;
+}
+
+double maxDiff(const Tensor& a, const Tensor& b) {
+  EXPECT_EQ(a.shape(), b.shape());
+  double d = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    d = std::max(d, std::abs(double(a.data<float>()[i]) - b.data<float>()[i]));
+  return d;
+}
+
+struct FoldCase {
+  std::string layer;
+  bool trans_b;
+  Variant variant;
+};
+
+class FoldFires : public ::testing::TestWithParam<FoldCase> {};
+
+TEST_P(FoldFires, GoldenStructureAndSameOutputs) {
+  const FoldCase& p = GetParam();
+  Model before = makeModel(p.layer, p.variant, p.trans_b);
+  Model after = makeModel(p.layer, p.variant, p.trans_b);
+  auto folded = quant::foldBatchNorms(*after.graph);
+  ASSERT_TRUE(folded.isOk()) << folded.status().message();
+  ASSERT_EQ(folded->size(), 1u);
+  EXPECT_EQ((*folded)[0].batchnorm, "bn");
+  EXPECT_EQ((*folded)[0].into, "layer");
+  EXPECT_EQ(opList(*after.graph), p.layer + ",Relu");
+  EXPECT_TRUE(verifyModel(after).isOk());
+  // BN parameters and the old weights are gone; the layer has a bias.
+  EXPECT_EQ(after.graph->findValue("gamma"), nullptr);
+  EXPECT_EQ(after.graph->findValue("w"), nullptr);
+  EXPECT_EQ(after.graph->nodes()[0]->numInputs(), 3u);
+  const Tensor x = randomTensor(p.layer == "Gemm" ? Shape{2, 6} : Shape{2, 4, 5, 5}, 9);
+  EXPECT_LT(maxDiff(run(before, x)[0], run(after, x)[0]), 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layers, FoldFires,
+                         ::testing::Values(FoldCase{"Conv", true, Variant::kPlain},
+                                           FoldCase{"Conv", true, Variant::kNoBias},
+                                           FoldCase{"ConvTranspose", true, Variant::kPlain},
+                                           FoldCase{"Gemm", true, Variant::kPlain},
+                                           FoldCase{"Gemm", false, Variant::kPlain},
+                                           FoldCase{"Gemm", true, Variant::kNoBias}),
+                         [](const auto& info) {
+                           return info.param.layer + (info.param.trans_b ? "" : "NoTransB") +
+                                  (info.param.variant == Variant::kNoBias ? "NoBias" : "");
+                         });
+
+class FoldMustNotFire : public ::testing::TestWithParam<Variant> {};
+
+TEST_P(FoldMustNotFire, GraphUnchanged) {
+  Model m = makeModel("Conv", GetParam());
+  const std::string ops = opList(*m.graph);
+  auto folded = quant::foldBatchNorms(*m.graph);
+  ASSERT_TRUE(folded.isOk());
+  EXPECT_TRUE(folded->empty());
+  EXPECT_EQ(opList(*m.graph), ops);
+  EXPECT_NE(m.graph->findValue("gamma"), nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, FoldMustNotFire,
+                         ::testing::Values(Variant::kTwoUses, Variant::kTraining,
+                                           Variant::kBnIsOutput, Variant::kFedWeight));
+
+TEST(FoldBatchNorm, BnAfterNonLayerDoesNotFire) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  g.addInput(x);
+  Node* relu = g.addNode("Relu", {x}, {"r"});
+  Node* bn = g.addNode(
+      "BatchNormalization",
+      {relu->output(0), g.addInitializer("s", randomTensor({4}, 1)),
+       g.addInitializer("b", randomTensor({4}, 2)), g.addInitializer("m", randomTensor({4}, 3)),
+       g.addInitializer("v", randomTensor({4}, 4, 0.5f, 1.f))},
+      {"y"});
+  g.addOutput(bn->output(0));
+  auto folded = quant::foldBatchNorms(g);
+  ASSERT_TRUE(folded.isOk());
+  EXPECT_TRUE(folded->empty());
+  EXPECT_EQ(g.numNodes(), 2u);
+}
+
+TEST(FoldBatchNorm, ResnetFixtureSameOutputs) {
+  const auto path = testing::sourcePath("models/resnet.onnx");
+  auto before = loadModel(path);
+  auto after = loadModel(path);
+  ASSERT_TRUE(before.isOk() && after.isOk());
+  quant::FoldBatchNormPass pass;
+  auto changed = pass.run(*after);
+  ASSERT_TRUE(changed.isOk() && *changed);
+  int bns = 0;
+  for (const auto& n : after->graph->nodes()) bns += n->isOp("BatchNormalization");
+  EXPECT_EQ(bns, 0);
+  EXPECT_TRUE(verifyModel(*after).isOk());
+  const Tensor x = randomTensor({4, 1, 28, 28}, 11, -1.f, 2.f);
+  EXPECT_LT(maxDiff(run(*before, x)[0], run(*after, x)[0]), 1e-3);
+  // And the folded model still passes the ONNX checker.
+  testing::TempDir dir;
+  ASSERT_TRUE(saveModel(*after, dir / "f.onnx").isOk());
+  EXPECT_TRUE(checkModelFile(dir / "f.onnx").isOk());
+}
+
+}  // namespace
+}  // namespace nnc
