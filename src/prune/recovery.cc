@@ -16,8 +16,10 @@
 // the unpruned model's output of the same node (surgery keeps node output names). For a Conv, x
 // is the im2col patch of one output position (Cin*kh*kw features, pads/strides/dilations
 // respected); positions are a fixed random subset per image. Layers are refit level by level
-// (level = number of refit layers on the longest path above), each level one calibration pass
-// that runs the truncated pruned and original models on the same batch.
+// (level = number of refit layers on the longest path above): one pass of the original model
+// records every layer's targets (kept channels, sampled positions) in unnamed temporary files,
+// then each level is one pass of the pruned model, truncated after the level's inputs, with
+// every earlier level already refit. Memory: one batch plus F^2 + F*M doubles per layer.
 
 #include "nncompress/prune/recovery.h"
 
@@ -25,11 +27,13 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <numeric>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "least_squares.h"
 #include "nncompress/exec/executor.h"
@@ -283,17 +287,58 @@ namespace {
 
 enum class LayerKind { kConv, kGemm, kMatMul };
 
+// The original model's outputs of one layer on the calibration samples, restricted to what the
+// regression uses: written once, read back in the same order in the layer's pass. An unnamed
+// temporary file (removed when closed), so memory does not grow with the sample count and the
+// original model runs once instead of once per level.
+class TargetFile {
+ public:
+  TargetFile() = default;
+  TargetFile(TargetFile&& other) noexcept
+      : file_(std::exchange(other.file_, nullptr)), reading_(other.reading_) {}
+  TargetFile& operator=(TargetFile&&) = delete;
+  TargetFile(const TargetFile&) = delete;
+  TargetFile& operator=(const TargetFile&) = delete;
+  ~TargetFile() {
+    if (file_) std::fclose(file_);
+  }
+  Status write(const std::vector<float>& values) {
+    if (!file_ && !(file_ = std::tmpfile()))
+      return ioError("cannot create a temporary file for calibration targets");
+    if (std::fwrite(values.data(), sizeof(float), values.size(), file_) != values.size())
+      return ioError("cannot write calibration targets to a temporary file (disk full?)");
+    return Status::ok();
+  }
+  Status read(std::vector<float>& values) {
+    if (!file_) return internalError("calibration targets were not recorded");
+    if (!reading_) {
+      if (std::fflush(file_) != 0 || std::fseek(file_, 0, SEEK_SET) != 0)
+        return ioError("cannot read back calibration targets");
+      reading_ = true;
+    }
+    if (std::fread(values.data(), sizeof(float), values.size(), file_) != values.size())
+      return internalError("calibration targets ended early");
+    return Status::ok();
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+  bool reading_ = false;
+};
+
 struct RefitLayer {
   Node* node = nullptr;            // in the pruned model
   const Node* original = nullptr;  // the same layer in the original model
   LayerKind kind = LayerKind::kConv;
   int level = 0;
-  std::vector<int64_t> keep;  // original output channels this layer still computes
-  bool bias = false;          // a ones column in the design matrix
-  lsq::MatrixD w0;            // features x outputs: the weights after surgery
-  float alpha = 1, beta = 1;  // Gemm
-  bool trans_b = false;       // Gemm
+  std::vector<int64_t> keep;     // original output channels this layer still computes
+  bool bias = false;             // a ones column in the design matrix
+  lsq::MatrixD w0;               // features x outputs: the weights after surgery
+  float alpha = 1, beta = 1;     // Gemm
+  bool trans_b = false;          // Gemm
+  int64_t out_h = 1, out_w = 1;  // Conv output size (from the original's output)
   std::unique_ptr<lsq::NormalEquations> equations;
+  TargetFile targets;
 };
 
 int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
@@ -471,53 +516,91 @@ StatusOr<lsq::PatchGeometry> convGeometry(const Node& n, const Shape& x, const S
   return g;
 }
 
-// Appends one batch's rows: the pruned model's layer input `x`, the original's output `y`.
-Status accumulate(RefitLayer& layer, const Tensor& x, const Tensor& y, int64_t first_sample,
+// Output positions of one image used for a Conv layer (all, or a seeded random subset).
+std::vector<int64_t> positionsOf(int64_t total, int64_t image, const LeastSquaresOptions& o) {
+  const int64_t count =
+      o.max_positions_per_image > 0 ? std::min(total, o.max_positions_per_image) : total;
+  return lsq::samplePositions(total, count, o.seed, static_cast<uint64_t>(image));
+}
+
+// Records one batch of the original layer's outputs `y` as target rows (kept channels, sampled
+// positions), in the order accumulate() will build the matching design rows.
+Status recordTargets(RefitLayer& layer, const Tensor& y, int64_t first_sample,
+                     const LeastSquaresOptions& options) {
+  if (y.dtype() != DType::kFloat32 || y.rank() < 2)
+    return unsupported("layer '" + layerName(*layer.node) + "': only float32 outputs are refit");
+  const int64_t m = layer.w0.cols();
+  const float* yd = y.data<float>().data();
+  std::vector<float> rows;
+  if (layer.kind == LayerKind::kConv) {
+    if (y.rank() != 3 && y.rank() != 4) return internalError("Conv output rank");
+    const int64_t n = y.dim(0), m_orig = y.dim(1);
+    layer.out_h = y.rank() == 4 ? y.dim(2) : 1;
+    layer.out_w = y.shape().back();
+    const int64_t p = layer.out_h * layer.out_w;
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t pix : positionsOf(p, first_sample + s, options))
+        for (int64_t o = 0; o < m; ++o) rows.push_back(yd[(s * m_orig + layer.keep[o]) * p + pix]);
+  } else {
+    const int64_t m_orig = y.dim(y.rank() - 1), count = y.numel() / m_orig;
+    rows.reserve(count * m);
+    for (int64_t r = 0; r < count; ++r)
+      for (int64_t o = 0; o < m; ++o) rows.push_back(yd[r * m_orig + layer.keep[o]]);
+  }
+  return layer.targets.write(rows);
+}
+
+// Adds one batch: design rows from the pruned model's layer input `x`, targets read back.
+Status accumulate(RefitLayer& layer, const Tensor& x, int64_t first_sample,
                   const LeastSquaresOptions& options, int threads) {
-  if (x.dtype() != DType::kFloat32 || y.dtype() != DType::kFloat32)
-    return unsupported("layer '" + layerName(*layer.node) + "': only float32 is refit");
+  if (x.dtype() != DType::kFloat32)
+    return unsupported("layer '" + layerName(*layer.node) + "': only float32 inputs are refit");
   const int64_t f = layer.w0.rows(), m = layer.w0.cols();
   const int64_t plain = f - (layer.bias ? 1 : 0);  // features without the ones column
-  const int64_t m_orig =
-      layer.original->output(0) ? y.dim(layer.kind == LayerKind::kConv ? 1 : y.rank() - 1) : 0;
   const float* xd = x.data<float>().data();
-  const float* yd = y.data<float>().data();
-  lsq::MatrixD xs, ts;
+  lsq::MatrixD xs;
   if (layer.kind == LayerKind::kConv) {
-    NNC_ASSIGN_OR_RETURN(lsq::PatchGeometry g, convGeometry(*layer.node, x.shape(), y.shape()));
+    Shape y_shape = x.shape();
+    y_shape[1] = m;
+    if (y_shape.size() == 4) y_shape[2] = layer.out_h;
+    y_shape.back() = layer.out_w;
+    NNC_ASSIGN_OR_RETURN(lsq::PatchGeometry g, convGeometry(*layer.node, x.shape(), y_shape));
     if (g.patchSize() != plain) return internalError("Conv patch size mismatch");
     const int64_t n = x.dim(0), p = g.oh * g.ow;
-    const int64_t per_image =
-        options.max_positions_per_image > 0 ? std::min(p, options.max_positions_per_image) : p;
     std::vector<std::vector<int64_t>> positions(n);
-    for (int64_t s = 0; s < n; ++s)
-      positions[s] = lsq::samplePositions(p, per_image, options.seed, first_sample + s);
-    const int64_t rows = n * per_image;
+    std::vector<int64_t> offset(n + 1, 0);
+    for (int64_t s = 0; s < n; ++s) {
+      positions[s] = positionsOf(p, first_sample + s, options);
+      offset[s + 1] = offset[s] + static_cast<int64_t>(positions[s].size());
+    }
+    const int64_t rows = offset[n];
     xs.resize(rows, f);
-    ts.resize(rows, m);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows * f > (1 << 16))
     for (int64_t s = 0; s < n; ++s) {
       const float* xi = xd + s * g.channels * g.ih * g.iw;
-      for (int64_t q = 0; q < per_image; ++q) {
-        const int64_t r = s * per_image + q, pix = positions[s][q];
-        lsq::convPatch(xi, g, pix, xs.data() + r, rows);
+      for (size_t q = 0; q < positions[s].size(); ++q) {
+        const int64_t r = offset[s] + static_cast<int64_t>(q);
+        lsq::convPatch(xi, g, positions[s][q], xs.data() + r, rows);
         xs(r, f - 1) = 1.0;
-        for (int64_t o = 0; o < m; ++o) ts(r, o) = yd[(s * m_orig + layer.keep[o]) * p + pix];
       }
     }
   } else {
-    if (x.rank() < 2 || x.dim(x.rank() - 1) != plain || y.numel() / m_orig != x.numel() / plain)
+    if (x.rank() < 2 || x.dim(x.rank() - 1) != plain)
       return shapeMismatch("layer '" + layerName(*layer.node) + "': input " +
-                           shapeToString(x.shape()) + " does not fit");
+                           shapeToString(x.shape()) + " does not fit its weight");
     const int64_t rows = x.numel() / plain;
     xs.resize(rows, f);
-    ts.resize(rows, m);
     for (int64_t r = 0; r < rows; ++r) {
       for (int64_t i = 0; i < plain; ++i) xs(r, i) = xd[r * plain + i];
       if (layer.bias) xs(r, f - 1) = 1.0;
-      for (int64_t o = 0; o < m; ++o) ts(r, o) = yd[r * m_orig + layer.keep[o]];
     }
   }
+  std::vector<float> t(static_cast<size_t>(xs.rows() * m));
+  NNC_RETURN_IF_ERROR(layer.targets.read(t));
+  const lsq::MatrixD ts =
+      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+          t.data(), xs.rows(), m)
+          .cast<double>();
   Eigen::setNbThreads(threads);
   layer.equations->add(xs, ts);
   return Status::ok();
@@ -609,24 +692,37 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
   }
 
   std::vector<LayerRecovery> results;
+  if (layers.empty()) return results;
+
+  // One pass of the original model records every layer's targets.
+  {
+    std::vector<std::string> targets;
+    for (const RefitLayer& l : layers) targets.push_back(l.original->output(0)->name());
+    NNC_ASSIGN_OR_RETURN(Runner original_run, Runner::make(original, targets, threads));
+    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(batch));
+      for (size_t i = 0; i < layers.size(); ++i)
+        NNC_RETURN_IF_ERROR(recordTargets(layers[i], ys[original_run.slot[i]], first, options)
+                                .withContext("layer '" + layerName(*layers[i].node) + "'"));
+      return Status::ok();
+    }));
+  }
+
+  // Then one pass of the pruned model per level, with every earlier level already refit.
   for (int level = 0; level < levels; ++level) {
     std::vector<RefitLayer*> now;
-    std::vector<std::string> inputs, targets;
+    std::vector<std::string> inputs;
     for (RefitLayer& l : layers) {
       if (l.level != level) continue;
       now.push_back(&l);
       inputs.push_back(l.node->input(0)->name());
-      targets.push_back(l.original->output(0)->name());
     }
     if (now.empty()) continue;
     NNC_ASSIGN_OR_RETURN(Runner pruned_run, Runner::make(pruned, inputs, threads));
-    NNC_ASSIGN_OR_RETURN(Runner original_run, Runner::make(original, targets, threads));
     NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
       NNC_ASSIGN_OR_RETURN(std::vector<Tensor> xs, pruned_run.run(batch));
-      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(batch));
       for (size_t i = 0; i < now.size(); ++i)
-        NNC_RETURN_IF_ERROR(accumulate(*now[i], xs[pruned_run.slot[i]], ys[original_run.slot[i]],
-                                       first, options, threads)
+        NNC_RETURN_IF_ERROR(accumulate(*now[i], xs[pruned_run.slot[i]], first, options, threads)
                                 .withContext("layer '" + layerName(*now[i]->node) + "'"));
       return Status::ok();
     }));
