@@ -49,12 +49,12 @@ void setUpLogging(int verbosity) {
   spdlog::set_default_logger(logger);
 }
 
-void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels) {
+void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool required = true) {
   cmd->add_option(
          "--data", d.data,
          "Input samples: IDX file (.gz too), .npy, folder of TensorProto .pb, or image folder "
          "(docs/data-spec.md)")
-      ->required();
+      ->required(required);
   if (with_labels)
     cmd->add_option("--labels", d.labels, "Labels: IDX, .npy, text file (one integer per line)");
   cmd->add_option("--scale", d.scale,
@@ -109,17 +109,70 @@ int run(int argc, char** argv) {
   prune_cmd->add_option("MODEL", prune.model_path, "The .onnx file to prune")->required();
   prune_cmd->add_option("-o,--output", prune.output_path, "Where to write the pruned model")
       ->required();
-  prune_cmd->add_option("--method", prune.method, "Channel importance criterion: l1, l2, random")
+  prune_cmd
+      ->add_option("--method", prune.method,
+                   "Channel importance criterion: l1, l2, bn-gamma, fpgm, random, "
+                   "similarity-chain, activation, contribution (the last two need --data)")
+      ->capture_default_str();
+  auto* ratio = prune_cmd
+                    ->add_option("--ratio", prune.ratio,
+                                 "Fraction of channels to remove (of each group with uniform "
+                                 "allocation, of all prunable channels otherwise)")
+                    ->check(CLI::Range(0.0, 0.999));
+  auto* target_macs = prune_cmd
+                          ->add_option("--target-macs", prune.target_macs,
+                                       "Keep this fraction of the model's MACs (e.g. 0.5)")
+                          ->check(CLI::Range(0.001, 1.0));
+  auto* target_params = prune_cmd
+                            ->add_option("--target-params", prune.target_params,
+                                         "Keep this fraction of the model's parameters")
+                            ->check(CLI::Range(0.001, 1.0));
+  ratio->excludes(target_macs)->excludes(target_params);
+  target_macs->excludes(target_params);
+  prune_cmd
+      ->add_option("--allocation", prune.allocation,
+                   "How many channels each group keeps: uniform, global (ranking across groups), "
+                   "sensitivity (measured per group on --data)")
       ->capture_default_str();
   prune_cmd
-      ->add_option("--ratio", prune.ratio, "Fraction of each prunable group's channels to remove")
-      ->required()
-      ->check(CLI::Range(0.0, 0.999));
+      ->add_option("--floor", prune.floor,
+                   "Every group keeps at least this fraction of its channels (global, "
+                   "sensitivity, MACs/params targets)")
+      ->check(CLI::Range(0.0, 0.999))
+      ->capture_default_str();
   prune_cmd->add_option("--round-to", prune.round_to, "Keep channel counts multiples of N")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   prune_cmd->add_option("--exclude", prune.exclude, "Layer names whose channel groups stay whole");
   prune_cmd->add_option("--seed", prune.seed, "Seed for --method random")->capture_default_str();
+  prune_cmd
+      ->add_option("--alpha", prune.alpha,
+                   "activation: weight of activeness against substitutability")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  prune_cmd
+      ->add_option("--chain-importance", prune.chain_importance,
+                   "similarity-chain: criterion choosing the first unit to clip")
+      ->capture_default_str();
+  prune_cmd
+      ->add_option("--chain-distance", prune.chain_distance,
+                   "similarity-chain difference degree: weights or features (needs --data)")
+      ->capture_default_str();
+  prune_cmd->add_flag("--merge", prune.merge,
+                      "similarity-chain: fold each removed unit into its nearest kept twin");
+  addDataOptions(prune_cmd, prune.data, true, false);
+  prune_cmd->add_option("--calib-size", prune.calib_size, "Calibration samples to use from --data")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  prune_cmd->add_option("--batch", prune.batch, "Calibration batch size")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  prune_cmd->add_option("--threads", prune.threads, "Worker threads (0: every core)");
+  prune_cmd
+      ->add_option("--recover", prune.recover,
+                   "Recovery after pruning: none, bn (BatchNorm statistics), lsq (least-squares "
+                   "reconstruction of the consumer layers); bn and lsq need --data")
+      ->capture_default_str();
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
   prune_cmd->footer(kExitCodeHelp);
 

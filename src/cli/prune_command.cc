@@ -1,3 +1,6 @@
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -6,8 +9,12 @@
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
+#include "nncompress/prune/feature_stats.h"
+#include "nncompress/prune/recovery.h"
 #include "nncompress/report/model_report.h"
+#include "progress.h"
 
 namespace nnc::cli {
 namespace {
@@ -30,56 +37,208 @@ std::string percent(int64_t after, int64_t before) {
   return buf;
 }
 
+StatusOr<std::unique_ptr<data::SampleReader>> openCalibration(const DataOptions& o) {
+  data::Preprocess p;
+  const std::pair<const char*, const std::string*> flags[] = {{"scale", &o.scale},
+                                                              {"mean", &o.mean},
+                                                              {"std", &o.std},
+                                                              {"size", &o.size},
+                                                              {"center-crop", &o.center_crop},
+                                                              {"channels", &o.channels}};
+  for (const auto& [name, value] : flags) {
+    if (value->empty()) continue;
+    Status s = data::setPreprocessOption(p, name, *value);
+    if (!s.isOk()) return invalidArgument("--" + std::string(name) + ": " + s.message());
+  }
+  auto reader = data::openData(o.data, p);
+  if (!reader.isOk()) return reader.status().withContext(o.data);
+  spdlog::info("calibration data: {}", (*reader)->description());
+  return reader;
+}
+
+std::string layerName(const Node* n) {
+  return n->name().empty() ? n->output(0)->name() : n->name();
+}
+
 }  // namespace
 
 Status runPrune(const PruneOptions& o) {
-  if (o.ratio < 0)
-    return invalidArgument("prune needs --ratio R (fraction of each group's channels to remove)");
+  const int targets = (o.ratio >= 0) + (o.target_macs >= 0) + (o.target_params >= 0);
+  if (targets != 1)
+    return invalidArgument(
+        "prune needs exactly one of --ratio R (fraction of channels to remove), --target-macs F "
+        "or --target-params F (fraction of MACs / params to keep)");
+  NNC_ASSIGN_OR_RETURN(AllocationMode mode, parseAllocationMode(o.allocation));
+  NNC_ASSIGN_OR_RETURN(const CriterionInfo* info, findCriterion(o.method));
+  if (o.recover != "none" && o.recover != "bn" && o.recover != "lsq")
+    return invalidArgument("unknown --recover '" + o.recover + "' (none, bn, lsq)");
+  const bool has_data = !o.data.data.empty();
+  StatsNeeds needs = info->needs;
+  if (o.method == "similarity-chain" && o.chain_distance == "features") needs.cosine = true;
+  if (o.method == "similarity-chain" && o.merge) needs.cosine = needs.cosine || has_data;
+  auto needData = [&](const std::string& what) {
+    return invalidArgument(what +
+                           " needs calibration samples: add --data SPEC (e.g. the training "
+                           "images) and the preprocessing flags the model expects");
+  };
+  if ((needs.cosine || needs.consumers) && !has_data) return needData("--method " + o.method);
+  if (mode == AllocationMode::kSensitivity && !has_data)
+    return needData("--allocation sensitivity");
+  if (o.recover != "none" && !has_data) return needData("--recover " + o.recover);
+  if (o.merge && o.method != "similarity-chain")
+    return invalidArgument("--merge is only supported by --method similarity-chain");
   NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
-  NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion(o.method, o.seed));
-  LoadedModelInfo info;
-  auto loaded = loadModel(o.model_path, {}, &info);
+
+  LoadedModelInfo load_info;
+  auto loaded = loadModel(o.model_path, {}, &load_info);
   if (!loaded.isOk()) return loaded.status().withContext(o.model_path);
   Model model = std::move(loaded).value();
-  const Totals before = totalsOf(model, info.file_bytes + info.external_data_bytes);
-
+  const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(*model.graph);
-  UniformPlanOptions plan_options;
-  plan_options.ratio = o.ratio;
-  plan_options.round_to = o.round_to;
-  plan_options.exclude = o.exclude;
-  NNC_ASSIGN_OR_RETURN(std::vector<GroupKeep> plan,
-                       planUniformPruning(analysis, *criterion, plan_options));
   for (const std::string& name : o.exclude) {
     bool found = false;
     for (const auto& n : model.graph->nodes())
       if (n->name() == name || (n->output(0) && n->output(0)->name() == name)) found = true;
     if (!found) return invalidArgument("--exclude '" + name + "' names no layer of the model");
   }
-  Status pruned = applyChannelPruning(model, analysis, plan);
-  if (!pruned.isOk()) return pruned.withContext(o.model_path);
+
+  std::unique_ptr<data::SampleReader> reader;
+  CalibrationSource calibration;
+  if (has_data) {
+    NNC_ASSIGN_OR_RETURN(reader, openCalibration(o.data));
+    calibration.reader = reader.get();
+    calibration.count = std::min(o.calib_size, reader->size());
+    calibration.batch = o.batch;
+    calibration.num_threads = o.threads;
+  }
+
+  FeatureStats stats;
+  CriterionOptions copts;
+  copts.seed = o.seed;
+  copts.alpha = o.alpha;
+  copts.chain_importance = o.chain_importance;
+  copts.chain_distance = o.chain_distance;
+  if (needs.cosine || needs.consumers) {
+    Progress progress("calibration statistics");
+    auto collected = collectFeatureStats(model, statsRequestsFor(analysis, needs), calibration,
+                                         [&](int64_t d, int64_t t) { progress.update(d, t); });
+    if (!collected.isOk()) return collected.status().withContext(o.model_path);
+    stats = std::move(collected).value();
+    copts.stats = &stats;
+  }
+  NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion(o.method, copts));
+
+  AllocationOptions ao;
+  ao.mode = mode;
+  if (o.ratio >= 0) ao.ratio = o.ratio;
+  if (o.target_macs >= 0) ao.target_macs = o.target_macs;
+  if (o.target_params >= 0) ao.target_params = o.target_params;
+  ao.round_to = o.round_to;
+  ao.exclude = o.exclude;
+  ao.floor = o.floor;
+  ao.log = [](const std::string& line) { spdlog::info("{}", line); };
+  auto allocated =
+      allocateChannels(model, analysis, *criterion, ao, has_data ? &calibration : nullptr);
+  if (!allocated.isOk()) return allocated.status().withContext(o.model_path);
+  const AllocationResult& alloc = *allocated;
+  if (!alloc.target_met)
+    return Status(StatusCode::kTargetNotMet,
+                  "the target cannot be met: even with every group at its floor (--floor " +
+                      std::to_string(o.floor) + ") the model keeps " +
+                      std::to_string(alloc.macs_after) + " MACs, " +
+                      std::to_string(alloc.params_after) + " params");
+
+  NNC_ASSIGN_OR_RETURN(Model pruned, cloneModel(model));
+  const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned.graph);
+  std::vector<MergeRecord> merges;
+  if (o.merge) {
+    auto m = criterion->mergeRemoved(pruned_analysis, alloc.plan);
+    if (!m.isOk()) return m.status().withContext(o.model_path);
+    merges = std::move(m).value();
+  }
+  Status surgery = applyChannelPruning(pruned, pruned_analysis, alloc.plan);
+  if (!surgery.isOk()) return surgery.withContext(o.model_path);
+
+  auto recovery_json = nlohmann::ordered_json::object();
+  recovery_json["mode"] = o.recover;
+  if (o.recover == "bn") {
+    spdlog::info("recovery: re-estimating BatchNorm statistics on {} samples", calibration.count);
+    Status s = reestimateBatchNorm(pruned, calibration);
+    if (!s.isOk()) return s.withContext("BatchNorm re-estimation");
+  } else if (o.recover == "lsq") {
+    spdlog::info("recovery: least-squares reconstruction on {} samples", calibration.count);
+    auto layers = reconstructLeastSquares(model, pruned, analysis, alloc.plan, calibration);
+    if (!layers.isOk()) return layers.status().withContext("least-squares reconstruction");
+    auto arr = nlohmann::ordered_json::array();
+    for (const LayerRecovery& l : *layers)
+      arr.push_back(
+          {{"layer", l.layer}, {"error_before", l.error_before}, {"error_after", l.error_after}});
+    recovery_json["layers"] = arr;
+  }
+  if (o.recover != "none") recovery_json["calibration_samples"] = calibration.count;
 
   auto groups = nlohmann::ordered_json::array();
   int prunable = 0;
   for (const ChannelGroup& g : analysis.groups) {
     if (g.prunable) ++prunable;
-    int64_t after = g.channels;
-    for (const GroupKeep& k : plan)
-      if (k.group_id == g.id) after = static_cast<int64_t>(k.keep.size());
+    const GroupKeep* keep = nullptr;
+    for (const GroupKeep& k : alloc.plan)
+      if (k.group_id == g.id) keep = &k;
     nlohmann::ordered_json j;
     j["id"] = g.id;
     auto sources = nlohmann::ordered_json::array();
-    for (const Node* n : g.sources)
-      sources.push_back(n->name().empty() ? n->output(0)->name() : n->name());
+    for (const Node* n : g.sources) sources.push_back(layerName(n));
     j["sources"] = sources;
     j["channels_before"] = g.channels;
-    j["channels_after"] = after;
+    j["channels_after"] = keep ? static_cast<int64_t>(keep->keep.size()) : g.channels;
     j["prunable"] = g.prunable;
     if (!g.prunable) j["reason"] = g.reason;
+    if (g.prunable && groupExcluded(g, o.exclude)) j["excluded"] = true;
+    std::vector<int64_t> removed;
+    if (keep) {
+      std::vector<bool> kept(g.channels, false);
+      for (int64_t c : keep->keep) kept[c] = true;
+      for (int64_t c = 0; c < g.channels; ++c)
+        if (!kept[c]) removed.push_back(c);
+    }
+    j["removed"] = removed;
+    auto sc = alloc.scores.find(g.id);
+    if (sc != alloc.scores.end() && !sc->second.empty()) {
+      const auto& s = sc->second;
+      double kept_min = 1e300, removed_max = -1e300, sum = 0;
+      for (int64_t c = 0; c < g.channels; ++c) {
+        sum += s[c];
+        const bool is_removed = std::binary_search(removed.begin(), removed.end(), c);
+        if (is_removed)
+          removed_max = std::max(removed_max, s[c]);
+        else
+          kept_min = std::min(kept_min, s[c]);
+      }
+      nlohmann::ordered_json summary;
+      summary["min"] = *std::min_element(s.begin(), s.end());
+      summary["max"] = *std::max_element(s.begin(), s.end());
+      summary["mean"] = sum / s.size();
+      if (!removed.empty()) summary["removed_max"] = removed_max;
+      if (kept_min < 1e300) summary["kept_min"] = kept_min;
+      j["scores"] = summary;
+    }
+    auto sens = alloc.sensitivity.find(g.id);
+    if (sens != alloc.sensitivity.end()) {
+      auto arr = nlohmann::ordered_json::array();
+      for (const SensitivityPoint& p : sens->second)
+        arr.push_back({{"ratio", p.ratio}, {"loss", p.loss}});
+      j["sensitivity"] = arr;
+    }
+    auto merged = nlohmann::ordered_json::array();
+    for (const MergeRecord& m : merges)
+      if (m.group_id == g.id)
+        merged.push_back({{"removed", m.removed}, {"into", m.into}, {"scale", m.scale}});
+    if (!merged.empty()) j["merged"] = merged;
     groups.push_back(j);
   }
-  Totals after = totalsOf(model, 0);
-  Status saved = saveModelConsuming(model, o.output_path);
+
+  Totals after = totalsOf(pruned, 0);
+  Status saved = saveModelConsuming(pruned, o.output_path);
   if (!saved.isOk()) return saved.withContext(o.output_path);
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
@@ -88,17 +247,26 @@ Status runPrune(const PruneOptions& o) {
     nlohmann::ordered_json j;
     j["output"] = o.output_path;
     j["method"] = criterion->name();
-    j["ratio"] = o.ratio;
+    j["allocation"] = o.allocation;
+    if (o.ratio >= 0) j["ratio"] = o.ratio;
+    if (o.target_macs >= 0) j["target_macs"] = o.target_macs;
+    if (o.target_params >= 0) j["target_params"] = o.target_params;
+    if (mode == AllocationMode::kUniform) j["uniform_ratio"] = alloc.uniform_ratio;
     j["before"] = before.json();
     j["after"] = after.json();
-    j["groups_pruned"] = plan.size();
+    j["macs_kept"] = before.macs ? double(after.macs) / before.macs : 1.0;
+    j["params_kept"] = before.params ? double(after.params) / before.params : 1.0;
+    if (has_data) j["calibration_samples"] = calibration.count;
+    j["recovery"] = recovery_json;
+    j["groups_pruned"] = alloc.plan.size();
     j["groups"] = groups;
     std::cout << j.dump(2) << "\n";
   } else {
-    std::cout << "Pruned " << plan.size() << " of " << analysis.groups.size() << " channel groups ("
-              << prunable << " prunable) with " << criterion->name() << ", ratio " << o.ratio
-              << "\n\n";
-    std::cout << "             before        after         change\n";
+    std::cout << "Pruned " << alloc.plan.size() << " of " << analysis.groups.size()
+              << " channel groups (" << prunable << " prunable) with " << criterion->name() << ", "
+              << o.allocation << " allocation";
+    if (o.recover != "none") std::cout << ", recovery " << o.recover;
+    std::cout << "\n\n             before        after         change\n";
     auto line = [&](const char* label, int64_t b, int64_t a, bool bytes) {
       const std::string bs = bytes ? humanBytes(double(b)) : humanCount(double(b));
       const std::string as = bytes ? humanBytes(double(a)) : humanCount(double(a));
@@ -108,6 +276,7 @@ Status runPrune(const PruneOptions& o) {
     line("params", before.params, after.params, false);
     line("MACs", before.macs, after.macs, false);
     line("file", before.file_bytes, after.file_bytes, true);
+    std::fflush(stdout);
     std::cout << "\nwrote " << o.output_path << "\n";
   }
   return Status::ok();

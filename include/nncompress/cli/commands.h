@@ -36,22 +36,6 @@ Status checkOutputIsNotInput(const std::string& input, const std::string& output
 
 namespace nnc::cli {
 
-struct PruneOptions {
-  std::string model_path;
-  std::string output_path;
-  std::string method = "l1";
-  double ratio = -1;  // required for now
-  int64_t round_to = 1;
-  std::vector<std::string> exclude;
-  uint64_t seed = 0;
-  bool json = false;
-};
-Status runPrune(const PruneOptions& options);
-
-}  // namespace nnc::cli
-
-namespace nnc::cli {
-
 // --data SPEC and the preprocessing flags shared by every command that reads data.
 struct DataOptions {
   std::string data;
@@ -106,5 +90,31 @@ struct QuantizeCommandOptions {
   bool json = false;
 };
 Status runQuantize(const QuantizeCommandOptions& options);
+
+struct PruneOptions {
+  std::string model_path;
+  std::string output_path;
+  std::string method = "l1";
+  // Exactly one target (negative: not given).
+  double ratio = -1;          // fraction of channels to remove
+  double target_macs = -1;    // fraction of MACs to keep
+  double target_params = -1;  // fraction of params to keep
+  std::string allocation = "uniform";
+  double floor = 0.1;
+  int64_t round_to = 1;
+  std::vector<std::string> exclude;
+  uint64_t seed = 0;
+  double alpha = 0.5;
+  std::string chain_importance = "l2";
+  std::string chain_distance = "weights";
+  bool merge = false;
+  DataOptions data;  // calibration samples (data-driven methods, sensitivity, recovery)
+  int64_t calib_size = 1024;
+  int64_t batch = 64;
+  int threads = 0;
+  std::string recover = "none";
+  bool json = false;
+};
+Status runPrune(const PruneOptions& options);
 
 }  // namespace nnc::cli

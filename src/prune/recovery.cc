@@ -1,0 +1,744 @@
+// Recovery after pruning, without gradients (METHODS.md, method 3 step 3).
+//
+// BatchNorm re-estimation: for every BatchNormalization, mean_c and var_c of its input over
+// (N, H, W) of the calibration samples. Per batch a two-pass mean and M2 in double, merged with
+// Chan et al.'s parallel update, so no cancellation and O(C) memory. BNs are visited in levels
+// (level = number of BNs on the longest path above): a pass computes the statistics of one level
+// with every earlier level already updated, so the result is exact, as if each BN had been
+// re-estimated one after the other. The single-pass variant (`sequential = false`) measures every
+// BN with its upstream BNs' old statistics; on the resnet fixture pruned 50% (l1) it is clearly
+// worse than the exact one (see tests/recovery_test.cc, BatchNormSequentialBeatsSinglePass).
+//
+// Least-squares reconstruction (He et al. 2017, ThiNet): for a layer y = W x + b whose input
+// lost channels, on calibration data
+//     min_{W', b'} sum_positions | y_orig[kept outputs] - (W' x_pruned + b') |^2 + ridge
+// where x_pruned is the pruned model's input to the layer (upstream already refit) and y_orig
+// the unpruned model's output of the same node (surgery keeps node output names). For a Conv, x
+// is the im2col patch of one output position (Cin*kh*kw features, pads/strides/dilations
+// respected); positions are a fixed random subset per image. Layers are refit level by level
+// (level = number of refit layers on the longest path above): one pass of the original model
+// records every layer's targets (kept channels, sampled positions) in unnamed temporary files,
+// then each level is one pass of the pruned model, truncated after the level's inputs, with
+// every earlier level already refit. Memory: one batch plus F^2 + F*M doubles per layer.
+
+#include "nncompress/prune/recovery.h"
+
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <numeric>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+#include "least_squares.h"
+#include "nncompress/exec/executor.h"
+#include "nncompress/onnx_io/model_io.h"
+
+namespace nnc {
+namespace {
+
+Status checkCalibration(const CalibrationSource& c) {
+  if (!c.reader) return invalidArgument("calibration: no data reader");
+  if (c.count <= 0) return invalidArgument("calibration: the sample count must be positive");
+  if (c.batch <= 0) return invalidArgument("calibration: the batch size must be positive");
+  if (c.reader->size() <= 0) return invalidArgument("calibration: the data set is empty");
+  return Status::ok();
+}
+
+int threadsOf(const CalibrationSource& c) {
+  return c.num_threads > 0 ? c.num_threads : omp_get_num_procs();
+}
+
+// Calls fn(first sample, batch) for the calibration batches, in order.
+Status forEachBatch(const CalibrationSource& c,
+                    const std::function<Status(int64_t, const Tensor&)>& fn) {
+  const int64_t total = std::min(c.count, c.reader->size());
+  for (int64_t first = 0; first < total; first += c.batch) {
+    const int64_t n = std::min(c.batch, total - first);
+    NNC_ASSIGN_OR_RETURN(Tensor batch, c.reader->readBatch(first, n));
+    NNC_RETURN_IF_ERROR(fn(first, batch)
+                            .withContext("calibration samples " + std::to_string(first) + ".." +
+                                         std::to_string(first + n - 1)));
+  }
+  return Status::ok();
+}
+
+// A copy of `model` whose graph outputs are `outputs` (value names) and that computes nothing
+// else: a calibration pass stops at the layers it measures.
+StatusOr<Model> truncatedCopy(const Model& model, const std::vector<std::string>& outputs) {
+  if (outputs.empty()) return internalError("truncatedCopy: no outputs");
+  NNC_ASSIGN_OR_RETURN(Model copy, cloneModel(model));
+  Graph& g = *copy.graph;
+  std::vector<Value*> values;
+  for (const std::string& name : outputs) {
+    Value* v = g.findValue(name);
+    if (!v) return internalError("value '" + name + "' missing from the model copy");
+    values.push_back(v);
+  }
+  // Graph outputs cannot be removed, only replaced: surplus slots repeat the last value.
+  const size_t slots = g.outputs().size();
+  for (size_t i = 0; i < std::max(slots, values.size()); ++i) {
+    Value* v = values[std::min(i, values.size() - 1)];
+    if (i < slots)
+      g.setOutput(i, v);
+    else
+      g.addOutput(v);
+  }
+  g.removeDeadNodes();
+  return copy;
+}
+
+// A truncated model and its executor; several requests may name the same value.
+struct Runner {
+  std::unique_ptr<Model> model;  // stable address: the executor points into it
+  std::unique_ptr<exec::Executor> executor;
+  std::vector<std::string> outputs;  // distinct
+  std::vector<size_t> slot;          // per request: index into outputs
+
+  static StatusOr<Runner> make(const Model& from, const std::vector<std::string>& requests,
+                               int threads) {
+    Runner r;
+    for (const std::string& name : requests) {
+      auto it = std::find(r.outputs.begin(), r.outputs.end(), name);
+      r.slot.push_back(it - r.outputs.begin());
+      if (it == r.outputs.end()) r.outputs.push_back(name);
+    }
+    NNC_ASSIGN_OR_RETURN(Model copy, truncatedCopy(from, r.outputs));
+    r.model = std::make_unique<Model>(std::move(copy));
+    NNC_ASSIGN_OR_RETURN(r.executor, exec::Executor::create(*r.model, {threads}));
+    if (r.executor->inputs().size() != 1)
+      return unsupported("calibration needs a model with one input, this one has " +
+                         std::to_string(r.executor->inputs().size()));
+    return r;
+  }
+  // One tensor per distinct output (index with `slot`); graph output slots beyond those are
+  // repeats of the last one and are ignored.
+  StatusOr<std::vector<Tensor>> run(const Tensor& batch) {
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, executor->run({batch}));
+    out.resize(outputs.size());
+    return out;
+  }
+};
+
+// Writes `tensor` as input `index` of `node`: in place when the node is the only reader of an
+// initializer, else as a new initializer named after `base` (weights may be shared).
+void setConstantInput(Graph& graph, Node& node, size_t index, Tensor tensor,
+                      const std::string& base) {
+  Value* v = node.input(index);
+  if (v && v->isInitializer() && v->uses().size() == 1 && !v->isGraphInput() &&
+      !v->isGraphOutput()) {
+    v->setInitializer(std::move(tensor));
+    return;
+  }
+  Value* fresh = graph.addInitializer(v ? v->name() : base, std::move(tensor));
+  if (index < node.numInputs()) {
+    node.setInput(index, fresh);
+  } else {
+    while (node.numInputs() < index) node.addInput(nullptr);
+    node.addInput(fresh);
+  }
+}
+
+std::string layerName(const Node& n) {
+  return !n.name().empty() ? n.name() : (n.output(0) ? n.output(0)->name() : n.opType());
+}
+
+bool isConstant(const Value* v) { return v && v->constantData(); }
+
+// ---- BatchNorm statistics ----
+
+// Per-channel count, mean and sum of squared deviations, merged batch by batch.
+class ChannelMoments {
+ public:
+  explicit ChannelMoments(int64_t channels) : mean_(channels, 0.0), m2_(channels, 0.0) {}
+
+  Status add(const Tensor& x, int threads) {
+    if (x.dtype() != DType::kFloat32 || x.rank() < 2 ||
+        x.dim(1) != static_cast<int64_t>(mean_.size()))
+      return shapeMismatch("BatchNormalization input " + shapeToString(x.shape()) +
+                           " does not have " + std::to_string(mean_.size()) + " float channels");
+    const int64_t n = x.dim(0), c_count = x.dim(1), inner = n ? x.numel() / (n * c_count) : 0;
+    const int64_t batch_count = n * inner;
+    if (batch_count == 0) return Status::ok();
+    const float* data = x.data<float>().data();
+#pragma omp parallel for num_threads(threads) schedule(static) if (x.numel() > (1 << 16))
+    for (int64_t c = 0; c < c_count; ++c) {
+      double sum = 0;
+      for (int64_t s = 0; s < n; ++s) {
+        const float* p = data + (s * c_count + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) sum += p[i];
+      }
+      const double batch_mean = sum / batch_count;
+      double m2 = 0;
+      for (int64_t s = 0; s < n; ++s) {
+        const float* p = data + (s * c_count + c) * inner;
+        for (int64_t i = 0; i < inner; ++i) {
+          const double d = p[i] - batch_mean;
+          m2 += d * d;
+        }
+      }
+      const double total = static_cast<double>(count_ + batch_count);
+      const double delta = batch_mean - mean_[c];
+      mean_[c] += delta * batch_count / total;
+      m2_[c] += m2 + delta * delta * static_cast<double>(count_) * batch_count / total;
+    }
+    count_ += batch_count;
+    return Status::ok();
+  }
+
+  int64_t count() const { return count_; }
+  double mean(int64_t c) const { return mean_[c]; }
+  double variance(int64_t c) const { return count_ ? m2_[c] / count_ : 0.0; }
+
+ private:
+  int64_t count_ = 0;
+  std::vector<double> mean_, m2_;
+};
+
+}  // namespace
+
+Status reestimateBatchNorm(Model& model, const CalibrationSource& calibration,
+                           const BatchNormOptions& options) {
+  NNC_RETURN_IF_ERROR(checkCalibration(calibration));
+  const int threads = threadsOf(calibration);
+  Graph& graph = *model.graph;
+  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, graph.topologicalOrder());
+
+  struct Bn {
+    Node* node;
+    int level;
+  };
+  std::vector<Bn> bns;
+  std::unordered_map<const Value*, int> depth;  // BNs on the longest path above a value
+  int levels = 0;
+  for (Node* n : order) {
+    int d = 0;
+    for (const Value* in : n->inputs())
+      if (auto it = depth.find(in); in && it != depth.end()) d = std::max(d, it->second);
+    const bool is_bn = n->isOp("BatchNormalization");
+    if (is_bn) {
+      for (size_t i = 1; i < 5; ++i) {
+        const Value* p = n->input(i);
+        if (!isConstant(p) || p->constantData()->dtype() != DType::kFloat32)
+          return unsupported("BatchNormalization '" + layerName(*n) +
+                             "': scale, bias, mean and variance must be float constants");
+      }
+      bns.push_back({n, options.sequential ? d : 0});
+      levels = std::max(levels, bns.back().level + 1);
+    }
+    for (const Value* out : n->outputs())
+      if (out) depth[out] = d + (is_bn ? 1 : 0);
+  }
+
+  for (int level = 0; level < levels; ++level) {
+    std::vector<std::string> names;  // inputs measured in this pass (several BNs may share one)
+    for (const Bn& bn : bns) {
+      const std::string& name = bn.node->input(0)->name();
+      if (bn.level == level && std::find(names.begin(), names.end(), name) == names.end())
+        names.push_back(name);
+    }
+    if (names.empty()) continue;
+    std::vector<ChannelMoments> moments;
+    for (const std::string& name : names) {
+      const Node* reader = nullptr;
+      for (const Bn& bn : bns)
+        if (bn.node->input(0)->name() == name) reader = bn.node;
+      moments.emplace_back(reader->input(3)->constantData()->numel());
+    }
+    NNC_ASSIGN_OR_RETURN(Runner runner, Runner::make(model, names, threads));
+    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t, const Tensor& batch) -> Status {
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outs, runner.run(batch));
+      for (size_t i = 0; i < names.size(); ++i)
+        NNC_RETURN_IF_ERROR(moments[i].add(outs[i], threads).withContext("value " + names[i]));
+      return Status::ok();
+    }));
+    for (const Bn& bn : bns) {
+      if (bn.level != level) continue;
+      const size_t k =
+          std::find(names.begin(), names.end(), bn.node->input(0)->name()) - names.begin();
+      const ChannelMoments& m = moments[k];
+      const Tensor& old_mean = *bn.node->input(3)->constantData();
+      Tensor mean(DType::kFloat32, old_mean.shape());
+      Tensor var(DType::kFloat32, bn.node->input(4)->constantData()->shape());
+      if (mean.numel() != var.numel())
+        return invalidModel("BatchNormalization '" + layerName(*bn.node) +
+                            "': mean and variance sizes differ");
+      for (int64_t c = 0; c < mean.numel(); ++c) {
+        mean.mutableData<float>()[c] = static_cast<float>(m.mean(c));
+        var.mutableData<float>()[c] = static_cast<float>(m.variance(c));
+      }
+      const std::string base = layerName(*bn.node);
+      setConstantInput(graph, *bn.node, 3, std::move(mean), base + "_mean");
+      setConstantInput(graph, *bn.node, 4, std::move(var), base + "_var");
+    }
+  }
+  graph.removeDeadNodes();
+  return Status::ok();
+}
+
+// ---- least-squares reconstruction ----
+
+namespace {
+
+enum class LayerKind { kConv, kGemm, kMatMul };
+
+// The original model's outputs of one layer on the calibration samples, restricted to what the
+// regression uses: written once, read back in the same order in the layer's pass. An unnamed
+// temporary file (removed when closed), so memory does not grow with the sample count and the
+// original model runs once instead of once per level.
+class TargetFile {
+ public:
+  TargetFile() = default;
+  TargetFile(TargetFile&& other) noexcept
+      : file_(std::exchange(other.file_, nullptr)), reading_(other.reading_) {}
+  TargetFile& operator=(TargetFile&&) = delete;
+  TargetFile(const TargetFile&) = delete;
+  TargetFile& operator=(const TargetFile&) = delete;
+  ~TargetFile() {
+    if (file_) std::fclose(file_);
+  }
+  Status write(const std::vector<float>& values) {
+    if (!file_ && !(file_ = std::tmpfile()))
+      return ioError("cannot create a temporary file for calibration targets");
+    if (std::fwrite(values.data(), sizeof(float), values.size(), file_) != values.size())
+      return ioError("cannot write calibration targets to a temporary file (disk full?)");
+    return Status::ok();
+  }
+  Status read(std::vector<float>& values) {
+    if (!file_) return internalError("calibration targets were not recorded");
+    if (!reading_) {
+      if (std::fflush(file_) != 0 || std::fseek(file_, 0, SEEK_SET) != 0)
+        return ioError("cannot read back calibration targets");
+      reading_ = true;
+    }
+    if (std::fread(values.data(), sizeof(float), values.size(), file_) != values.size())
+      return internalError("calibration targets ended early");
+    return Status::ok();
+  }
+
+ private:
+  std::FILE* file_ = nullptr;
+  bool reading_ = false;
+};
+
+struct RefitLayer {
+  Node* node = nullptr;            // in the pruned model
+  const Node* original = nullptr;  // the same layer in the original model
+  LayerKind kind = LayerKind::kConv;
+  int level = 0;
+  std::vector<int64_t> keep;     // original output channels this layer still computes
+  bool bias = false;             // a ones column in the design matrix
+  lsq::MatrixD w0;               // features x outputs: the weights after surgery
+  float alpha = 1, beta = 1;     // Gemm
+  bool trans_b = false;          // Gemm
+  int64_t out_h = 1, out_w = 1;  // Conv output size (from the original's output)
+  std::unique_ptr<lsq::NormalEquations> equations;
+  TargetFile targets;
+};
+
+int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
+  return i < v.size() ? v[i] : fallback;
+}
+
+// The constant weight of a layer we can refit, or nullptr (then the layer is left alone).
+const Tensor* refitWeight(const Node& n, LayerKind& kind) {
+  const Tensor* w = n.input(1) && n.input(1)->constantData() ? n.input(1)->constantData() : nullptr;
+  if (!w || w->dtype() != DType::kFloat32 || !n.input(0) || n.numOutputs() < 1) return nullptr;
+  const Value* b = n.input(2);
+  if (b && (!b->constantData() || b->constantData()->dtype() != DType::kFloat32)) return nullptr;
+  if (n.isOp("Conv")) {
+    if (n.intAttr("group", 1) != 1 || (w->rank() != 3 && w->rank() != 4)) return nullptr;
+    kind = LayerKind::kConv;
+    return w;
+  }
+  if (n.isOp("Gemm")) {
+    if (n.intAttr("transA", 0) != 0 || w->rank() != 2 || n.floatAttr("alpha", 1.f) == 0.f)
+      return nullptr;
+    const int64_t m = n.intAttr("transB", 0) ? w->dim(0) : w->dim(1);
+    if (b && b->constantData()->numel() != 1 && b->constantData()->numel() != m) return nullptr;
+    kind = LayerKind::kGemm;
+    return w;
+  }
+  if (n.isOp("MatMul")) {
+    if (w->rank() != 2) return nullptr;
+    kind = LayerKind::kMatMul;
+    return w;
+  }
+  return nullptr;
+}
+
+// Input features a mixing layer reads: the length of its weight's consumer axis, or -1.
+int64_t consumedFeatures(const Node& n) {
+  const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
+  if (!w || w->rank() < 2) return -1;
+  if (n.isOp("Conv")) return w->dim(1);
+  if (n.isOp("Gemm")) return n.intAttr("transB", 0) ? w->dim(1) : w->dim(0);
+  if (n.isOp("MatMul")) return w->dim(w->rank() - 2);
+  return -1;
+}
+
+// Did the layer lose input channels (its consumer weight axis is shorter than the original's)?
+// Grouped convolutions count too: each group reads fewer channels.
+bool inputShrank(const Node& pruned, const Node* original) {
+  if (!original) return false;
+  const int64_t now = consumedFeatures(pruned);
+  return now >= 0 && now != consumedFeatures(*original);
+}
+
+// Features x outputs weights (plus a bias row) of the layer as it is now.
+void initialWeights(RefitLayer& layer) {
+  const Node& n = *layer.node;
+  const Tensor& w = *n.input(1)->constantData();
+  const Tensor* b = n.input(2) ? n.input(2)->constantData() : nullptr;
+  const float* wd = w.data<float>().data();
+  if (layer.kind == LayerKind::kConv) {
+    const int64_t m = w.dim(0), f = w.numel() / m;
+    layer.bias = true;
+    layer.w0.resize(f + 1, m);
+    for (int64_t o = 0; o < m; ++o) {
+      for (int64_t i = 0; i < f; ++i) layer.w0(i, o) = wd[o * f + i];
+      layer.w0(f, o) = b ? b->data<float>()[o] : 0.0;
+    }
+    return;
+  }
+  if (layer.kind == LayerKind::kGemm) {
+    layer.alpha = n.floatAttr("alpha", 1.f);
+    layer.beta = n.floatAttr("beta", 1.f);
+    layer.trans_b = n.intAttr("transB", 0) != 0;
+    const int64_t k = layer.trans_b ? w.dim(1) : w.dim(0), m = layer.trans_b ? w.dim(0) : w.dim(1);
+    layer.bias = layer.beta != 0.f;
+    layer.w0.resize(k + (layer.bias ? 1 : 0), m);
+    for (int64_t o = 0; o < m; ++o) {
+      for (int64_t i = 0; i < k; ++i)
+        layer.w0(i, o) = double(layer.alpha) * wd[layer.trans_b ? o * k + i : i * m + o];
+      if (layer.bias)
+        layer.w0(k, o) = b ? double(layer.beta) * b->data<float>()[b->numel() == 1 ? 0 : o] : 0.0;
+    }
+    return;
+  }
+  const int64_t k = w.dim(0), m = w.dim(1);  // MatMul: no bias
+  layer.w0.resize(k, m);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t o = 0; o < m; ++o) layer.w0(i, o) = wd[i * m + o];
+}
+
+// Writes a solution (features x outputs, bias row last) into the pruned model.
+void writeWeights(Graph& graph, RefitLayer& layer, const lsq::MatrixD& s) {
+  Node& n = *layer.node;
+  const Tensor& w = *n.input(1)->constantData();
+  Tensor nw(DType::kFloat32, w.shape());
+  float* wd = nw.mutableData<float>().data();
+  const std::string base = layerName(n);
+  if (layer.kind == LayerKind::kConv) {
+    const int64_t m = w.dim(0), f = w.numel() / m;
+    Tensor nb(DType::kFloat32, {m});
+    for (int64_t o = 0; o < m; ++o) {
+      for (int64_t i = 0; i < f; ++i) wd[o * f + i] = static_cast<float>(s(i, o));
+      nb.mutableData<float>()[o] = static_cast<float>(s(f, o));
+    }
+    setConstantInput(graph, n, 1, std::move(nw), base + "_weight");
+    setConstantInput(graph, n, 2, std::move(nb), base + "_bias");
+    return;
+  }
+  if (layer.kind == LayerKind::kGemm) {
+    const int64_t k = layer.trans_b ? w.dim(1) : w.dim(0), m = layer.trans_b ? w.dim(0) : w.dim(1);
+    for (int64_t o = 0; o < m; ++o)
+      for (int64_t i = 0; i < k; ++i)
+        wd[layer.trans_b ? o * k + i : i * m + o] = static_cast<float>(s(i, o) / layer.alpha);
+    setConstantInput(graph, n, 1, std::move(nw), base + "_weight");
+    if (layer.bias) {
+      const Tensor* old = n.input(2) ? n.input(2)->constantData() : nullptr;
+      Tensor nb(DType::kFloat32, old && old->numel() == m ? old->shape() : Shape{m});
+      for (int64_t o = 0; o < m; ++o)
+        nb.mutableData<float>()[o] = static_cast<float>(s(k, o) / layer.beta);
+      setConstantInput(graph, n, 2, std::move(nb), base + "_bias");
+    }
+    return;
+  }
+  const int64_t k = w.dim(0), m = w.dim(1);
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t o = 0; o < m; ++o) wd[i * m + o] = static_cast<float>(s(i, o));
+  setConstantInput(graph, n, 1, std::move(nw), base + "_weight");
+}
+
+// Conv geometry from the node, its (pruned) input and the original output's spatial size.
+StatusOr<lsq::PatchGeometry> convGeometry(const Node& n, const Shape& x, const Shape& y) {
+  const Tensor& w = *n.input(1)->constantData();
+  if (x.size() != w.shape().size() || y.size() != x.size())
+    return shapeMismatch("Conv '" + layerName(n) + "': input " + shapeToString(x) +
+                         " does not fit weight " + shapeToString(w.shape()));
+  const bool one_d = x.size() == 3;
+  const size_t rank = one_d ? 1 : 2;
+  lsq::PatchGeometry g;
+  g.channels = x[1];
+  if (g.channels != w.dim(1))
+    return shapeMismatch("Conv '" + layerName(n) + "': input has " + std::to_string(x[1]) +
+                         " channels, weight expects " + std::to_string(w.dim(1)));
+  g.ih = one_d ? 1 : x[2];
+  g.iw = x.back();
+  g.oh = one_d ? 1 : y[2];
+  g.ow = y.back();
+  g.kh = one_d ? 1 : w.dim(2);
+  g.kw = w.shape().back();
+  const auto strides = n.intsAttr("strides"), dilations = n.intsAttr("dilations"),
+             pads = n.intsAttr("pads");
+  const std::string auto_pad = n.stringAttr("auto_pad", "NOTSET");
+  int64_t* stride[2] = {&g.sh, &g.sw};
+  int64_t* dilation[2] = {&g.dh, &g.dw};
+  int64_t* pad[2] = {&g.pad_top, &g.pad_left};
+  const int64_t in[2] = {g.ih, g.iw}, out[2] = {g.oh, g.ow}, k[2] = {g.kh, g.kw};
+  for (size_t a = 0; a < rank; ++a) {
+    const size_t axis = one_d ? 1 : a;  // index into the 2-D arrays
+    *stride[axis] = at(strides, a, 1);
+    *dilation[axis] = at(dilations, a, 1);
+    const int64_t extent = (k[axis] - 1) * *dilation[axis] + 1;
+    int64_t begin = 0, end = 0;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int64_t total =
+          std::max<int64_t>(0, (out[axis] - 1) * *stride[axis] + extent - in[axis]);
+      begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      end = total - begin;
+    } else if (auto_pad != "VALID") {
+      begin = at(pads, a, 0);
+      end = at(pads, a + rank, 0);
+    }
+    *pad[axis] = begin;
+    const int64_t expect = (in[axis] + begin + end - extent) / *stride[axis] + 1;
+    if (expect != out[axis])
+      return shapeMismatch("Conv '" + layerName(n) + "': output size " + std::to_string(out[axis]) +
+                           " does not follow from the attributes");
+  }
+  return g;
+}
+
+// Output positions of one image used for a Conv layer (all, or a seeded random subset).
+std::vector<int64_t> positionsOf(int64_t total, int64_t image, const LeastSquaresOptions& o) {
+  const int64_t count =
+      o.max_positions_per_image > 0 ? std::min(total, o.max_positions_per_image) : total;
+  return lsq::samplePositions(total, count, o.seed, static_cast<uint64_t>(image));
+}
+
+// Records one batch of the original layer's outputs `y` as target rows (kept channels, sampled
+// positions), in the order accumulate() will build the matching design rows.
+Status recordTargets(RefitLayer& layer, const Tensor& y, int64_t first_sample,
+                     const LeastSquaresOptions& options) {
+  if (y.dtype() != DType::kFloat32 || y.rank() < 2)
+    return unsupported("layer '" + layerName(*layer.node) + "': only float32 outputs are refit");
+  const int64_t m = layer.w0.cols();
+  const float* yd = y.data<float>().data();
+  std::vector<float> rows;
+  if (layer.kind == LayerKind::kConv) {
+    if (y.rank() != 3 && y.rank() != 4) return internalError("Conv output rank");
+    const int64_t n = y.dim(0), m_orig = y.dim(1);
+    layer.out_h = y.rank() == 4 ? y.dim(2) : 1;
+    layer.out_w = y.shape().back();
+    const int64_t p = layer.out_h * layer.out_w;
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t pix : positionsOf(p, first_sample + s, options))
+        for (int64_t o = 0; o < m; ++o) rows.push_back(yd[(s * m_orig + layer.keep[o]) * p + pix]);
+  } else {
+    const int64_t m_orig = y.dim(y.rank() - 1), count = y.numel() / m_orig;
+    rows.reserve(count * m);
+    for (int64_t r = 0; r < count; ++r)
+      for (int64_t o = 0; o < m; ++o) rows.push_back(yd[r * m_orig + layer.keep[o]]);
+  }
+  return layer.targets.write(rows);
+}
+
+// Adds one batch: design rows from the pruned model's layer input `x`, targets read back.
+Status accumulate(RefitLayer& layer, const Tensor& x, int64_t first_sample,
+                  const LeastSquaresOptions& options, int threads) {
+  if (x.dtype() != DType::kFloat32)
+    return unsupported("layer '" + layerName(*layer.node) + "': only float32 inputs are refit");
+  const int64_t f = layer.w0.rows(), m = layer.w0.cols();
+  const int64_t plain = f - (layer.bias ? 1 : 0);  // features without the ones column
+  const float* xd = x.data<float>().data();
+  lsq::MatrixD xs;
+  if (layer.kind == LayerKind::kConv) {
+    Shape y_shape = x.shape();
+    y_shape[1] = m;
+    if (y_shape.size() == 4) y_shape[2] = layer.out_h;
+    y_shape.back() = layer.out_w;
+    NNC_ASSIGN_OR_RETURN(lsq::PatchGeometry g, convGeometry(*layer.node, x.shape(), y_shape));
+    if (g.patchSize() != plain) return internalError("Conv patch size mismatch");
+    const int64_t n = x.dim(0), p = g.oh * g.ow;
+    std::vector<std::vector<int64_t>> positions(n);
+    std::vector<int64_t> offset(n + 1, 0);
+    for (int64_t s = 0; s < n; ++s) {
+      positions[s] = positionsOf(p, first_sample + s, options);
+      offset[s + 1] = offset[s] + static_cast<int64_t>(positions[s].size());
+    }
+    const int64_t rows = offset[n];
+    xs.resize(rows, f);
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows * f > (1 << 16))
+    for (int64_t s = 0; s < n; ++s) {
+      const float* xi = xd + s * g.channels * g.ih * g.iw;
+      for (size_t q = 0; q < positions[s].size(); ++q) {
+        const int64_t r = offset[s] + static_cast<int64_t>(q);
+        lsq::convPatch(xi, g, positions[s][q], xs.data() + r, rows);
+        xs(r, f - 1) = 1.0;
+      }
+    }
+  } else {
+    if (x.rank() < 2 || x.dim(x.rank() - 1) != plain)
+      return shapeMismatch("layer '" + layerName(*layer.node) + "': input " +
+                           shapeToString(x.shape()) + " does not fit its weight");
+    const int64_t rows = x.numel() / plain;
+    xs.resize(rows, f);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < plain; ++i) xs(r, i) = xd[r * plain + i];
+      if (layer.bias) xs(r, f - 1) = 1.0;
+    }
+  }
+  std::vector<float> t(static_cast<size_t>(xs.rows() * m));
+  NNC_RETURN_IF_ERROR(layer.targets.read(t));
+  const lsq::MatrixD ts =
+      Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
+          t.data(), xs.rows(), m)
+          .cast<double>();
+  Eigen::setNbThreads(threads);
+  layer.equations->add(xs, ts);
+  return Status::ok();
+}
+
+}  // namespace
+
+StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& original, Model& pruned,
+                                                             const ChannelAnalysis& analysis,
+                                                             const std::vector<GroupKeep>& plan,
+                                                             const CalibrationSource& calibration,
+                                                             const LeastSquaresOptions& options) {
+  NNC_RETURN_IF_ERROR(checkCalibration(calibration));
+  if (!(options.ridge >= 0)) return invalidArgument("least squares: ridge must be >= 0");
+  const int threads = threadsOf(calibration);
+
+  // Output channels of the original layers that the plan keeps (producers of pruned groups).
+  // Keyed by the layer's output name: `analysis` may describe `original` or the copy that
+  // surgery then pruned (its producer nodes survive surgery, names unchanged).
+  std::unordered_map<std::string, std::vector<int64_t>> kept_outputs;
+  for (const GroupKeep& k : plan) {
+    if (k.group_id < 0 || k.group_id >= static_cast<int>(analysis.groups.size()))
+      return invalidArgument("no channel group " + std::to_string(k.group_id));
+    for (const GroupMember& m : analysis.groups[k.group_id].members)
+      if (m.role == MemberRole::kProducer && m.node && m.node->output(0))
+        kept_outputs[m.node->output(0)->name()] = m.mapping.indices(k.keep);
+  }
+
+  // Which layers to refit: mixing layers whose input shrank or differs from the original's
+  // (perturbed: downstream of a shrunk mixing layer). Level = refit layers on the longest path
+  // above, so layers of one level do not feed each other.
+  Graph& graph = *pruned.graph;
+  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, graph.topologicalOrder());
+  std::unordered_set<const Value*> perturbed;
+  std::unordered_map<const Value*, int> depth;
+  std::vector<RefitLayer> layers;
+  int levels = 0;
+  for (Node* n : order) {
+    int d = 0;
+    bool in_perturbed = false;
+    for (const Value* in : n->inputs()) {
+      if (!in) continue;
+      if (auto it = depth.find(in); it != depth.end()) d = std::max(d, it->second);
+      in_perturbed = in_perturbed || perturbed.count(in);
+    }
+    const Value* out0 = n->output(0);
+    const Value* orig_out = out0 ? original.graph->findValue(out0->name()) : nullptr;
+    const Node* orig = orig_out ? orig_out->producer() : nullptr;
+    if (orig && orig->opType() != n->opType()) orig = nullptr;
+    const bool shrank = inputShrank(*n, orig);
+    LayerKind kind;
+    const bool refit = (shrank || in_perturbed) && refitWeight(*n, kind) != nullptr;
+    if (refit) {
+      if (!orig)
+        return invalidArgument("layer '" + layerName(*n) +
+                               "' of the pruned model has no counterpart in the original (by "
+                               "output name): pass the model pruning started from");
+      RefitLayer layer;
+      layer.node = n;
+      layer.original = orig;
+      layer.kind = kind;
+      layer.level = d;
+      initialWeights(layer);
+      const Tensor& ow = *orig->input(1)->constantData();
+      const int64_t m_orig = kind == LayerKind::kConv ? ow.dim(0)
+                             : kind == LayerKind::kGemm
+                                 ? (orig->intAttr("transB", 0) ? ow.dim(0) : ow.dim(1))
+                                 : ow.dim(1);
+      if (auto it = kept_outputs.find(out0->name()); it != kept_outputs.end()) {
+        layer.keep = it->second;
+      } else {
+        layer.keep.resize(m_orig);
+        std::iota(layer.keep.begin(), layer.keep.end(), int64_t{0});
+      }
+      if (static_cast<int64_t>(layer.keep.size()) != layer.w0.cols())
+        return invalidArgument("layer '" + layerName(*n) + "' has " +
+                               std::to_string(layer.w0.cols()) + " outputs but the plan keeps " +
+                               std::to_string(layer.keep.size()) +
+                               ": the analysis does not describe the original model");
+      layer.equations = std::make_unique<lsq::NormalEquations>(layer.w0.rows(), layer.w0.cols());
+      layers.push_back(std::move(layer));
+      levels = std::max(levels, d + 1);
+    }
+    for (const Value* out : n->outputs()) {
+      if (!out) continue;
+      depth[out] = d + (refit ? 1 : 0);
+      if (shrank || in_perturbed) perturbed.insert(out);
+    }
+  }
+
+  std::vector<LayerRecovery> results;
+  if (layers.empty()) return results;
+
+  // One pass of the original model records every layer's targets.
+  {
+    std::vector<std::string> targets;
+    for (const RefitLayer& l : layers) targets.push_back(l.original->output(0)->name());
+    NNC_ASSIGN_OR_RETURN(Runner original_run, Runner::make(original, targets, threads));
+    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(batch));
+      for (size_t i = 0; i < layers.size(); ++i)
+        NNC_RETURN_IF_ERROR(recordTargets(layers[i], ys[original_run.slot[i]], first, options)
+                                .withContext("layer '" + layerName(*layers[i].node) + "'"));
+      return Status::ok();
+    }));
+  }
+
+  // Then one pass of the pruned model per level, with every earlier level already refit.
+  for (int level = 0; level < levels; ++level) {
+    std::vector<RefitLayer*> now;
+    std::vector<std::string> inputs;
+    for (RefitLayer& l : layers) {
+      if (l.level != level) continue;
+      now.push_back(&l);
+      inputs.push_back(l.node->input(0)->name());
+    }
+    if (now.empty()) continue;
+    NNC_ASSIGN_OR_RETURN(Runner pruned_run, Runner::make(pruned, inputs, threads));
+    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> xs, pruned_run.run(batch));
+      for (size_t i = 0; i < now.size(); ++i)
+        NNC_RETURN_IF_ERROR(accumulate(*now[i], xs[pruned_run.slot[i]], first, options, threads)
+                                .withContext("layer '" + layerName(*now[i]->node) + "'"));
+      return Status::ok();
+    }));
+    for (RefitLayer* l : now) {
+      NNC_ASSIGN_OR_RETURN(lsq::MatrixD w, l->equations->solve(l->w0, options.ridge));
+      LayerRecovery r;
+      r.layer = layerName(*l->node);
+      r.error_before = l->equations->relativeError(l->w0);
+      r.error_after = l->equations->relativeError(w);
+      writeWeights(graph, *l, w);
+      l->equations.reset();
+      results.push_back(std::move(r));
+    }
+  }
+  graph.removeDeadNodes();
+  return results;
+}
+
+}  // namespace nnc

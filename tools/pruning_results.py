@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Pruning results table: every fixture, 30/50/70% of MACs removed, every criterion, with and
+without recovery, accuracy on the 10k Fashion-MNIST TEST set (calibration from the TRAIN set).
+
+Calls the CLI only (`nncompress prune` and `nncompress eval`). Every finished run is cached as
+JSON under --cache, so the script is resumable: run it again and it continues where it stopped
+(and only rewrites the table when nothing is left, or with --table-only at any time).
+
+  /usr/bin/python3 tools/pruning_results.py                       # the whole grid (hours on 2 cores)
+  /usr/bin/python3 tools/pruning_results.py --fixtures resnet --targets 0.5   # the acceptance row
+  /usr/bin/python3 tools/pruning_results.py --table-only          # table from what is cached
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = "/usr/share/datasets/fashion-mnist"
+NORM = ["--mean", "0.2860", "--std", "0.3530"]
+TRAIN = ["--data", f"{DATA}/train-images-idx3-ubyte.gz"] + NORM
+TEST = ["--data", f"{DATA}/t10k-images-idx3-ubyte.gz",
+        "--labels", f"{DATA}/t10k-labels-idx1-ubyte.gz"] + NORM
+FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
+CRITERIA = ["random", "l1", "l2", "bn-gamma", "fpgm", "similarity-chain", "activation",
+            "contribution"]
+# (criterion, allocation) pairs beyond the uniform grid: the data-driven criteria with measured
+# per-group sensitivity.
+EXTRA = [("contribution", "sensitivity"), ("activation", "sensitivity"), ("l1", "sensitivity")]
+RECOVER = ["none", "bn", "lsq"]
+TARGETS = [0.7, 0.5, 0.3]  # fraction of MACs kept: 30 / 50 / 70 % removed
+
+
+def run(cmd, log):
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if log:
+        print(f"  {' '.join(os.path.basename(c) if i == 0 else c for i, c in enumerate(cmd))}"
+              f"  [{time.time() - t0:.0f}s, exit {p.returncode}]", file=sys.stderr)
+    return p
+
+
+def key(fixture, target, criterion, allocation, recover):
+    return f"{fixture}__{target}__{criterion}__{allocation}__{recover}"
+
+
+def evaluate(binary, model, limit):
+    cmd = [binary, "eval", model] + TEST + ["--json"]
+    if limit:
+        cmd += ["--limit", str(limit)]
+    p = run(cmd, True)
+    if p.returncode != 0:
+        return {"error": p.stderr.strip().splitlines()[-1:]}
+    return json.loads(p.stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "build", "nncompress"))
+    ap.add_argument("--cache", default=os.path.join(ROOT, "build", "pruning-results"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "pruning-results.md"))
+    ap.add_argument("--fixtures", nargs="+", default=FIXTURES)
+    ap.add_argument("--targets", nargs="+", type=float, default=TARGETS)
+    ap.add_argument("--criteria", nargs="+", default=CRITERIA)
+    ap.add_argument("--recover", nargs="+", default=RECOVER)
+    ap.add_argument("--no-extra", action="store_true", help="skip the sensitivity rows")
+    ap.add_argument("--calib-size", type=int, default=1024)
+    ap.add_argument("--limit", type=int, default=0, help="test images (0: all 10k)")
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    os.makedirs(args.cache, exist_ok=True)
+
+    configs = []
+    for fixture in args.fixtures:
+        for target in args.targets:
+            pairs = [(c, "uniform") for c in args.criteria]
+            if not args.no_extra:
+                pairs += [p for p in EXTRA if p[0] in args.criteria]
+            for recover in args.recover:
+                for criterion, allocation in pairs:
+                    configs.append((fixture, target, criterion, allocation, recover))
+
+    if not args.table_only:
+        for fixture in args.fixtures:
+            base = os.path.join(args.cache, f"{fixture}__baseline.json")
+            if not os.path.exists(base):
+                r = evaluate(args.binary, os.path.join(ROOT, "models", f"{fixture}.onnx"),
+                             args.limit)
+                json.dump(r, open(base, "w"))
+        for n, cfg in enumerate(configs):
+            path = os.path.join(args.cache, key(*cfg) + ".json")
+            if os.path.exists(path):
+                continue
+            fixture, target, criterion, allocation, recover = cfg
+            print(f"[{n + 1}/{len(configs)}] {fixture} keep {target} MACs {criterion} "
+                  f"{allocation} recover {recover}", file=sys.stderr)
+            model = os.path.join(args.cache, key(*cfg) + ".onnx")
+            cmd = [args.binary, "prune", os.path.join(ROOT, "models", f"{fixture}.onnx"), "-o",
+                   model, "--method", criterion, "--target-macs", str(target), "--allocation",
+                   allocation, "--recover", recover, "--json", "-q"]
+            if criterion in ("activation", "contribution") or allocation == "sensitivity" \
+                    or recover != "none":
+                cmd += TRAIN + ["--calib-size", str(args.calib_size)]
+            t0 = time.time()
+            p = run(cmd, True)
+            result = {"config": cfg, "prune_seconds": round(time.time() - t0, 1)}
+            if p.returncode != 0:
+                result["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
+            else:
+                pj = json.loads(p.stdout)
+                result["macs_kept"] = pj["macs_kept"]
+                result["params_kept"] = pj["params_kept"]
+                result["eval"] = evaluate(args.binary, model, args.limit)
+                os.remove(model)
+            json.dump(result, open(path, "w"))
+    write_table(args, configs)
+
+
+def write_table(args, configs):
+    lines = ["# Pruning results", "",
+             "Generated by `/usr/bin/python3 tools/pruning_results.py` (do not edit by hand).",
+             "Top-1 on the 10k Fashion-MNIST test set after pruning to the given fraction of the",
+             "fixture's MACs (`--target-macs`), calibration on the first "
+             f"{args.calib_size} training images (data-driven criteria, sensitivity, recovery).",
+             "No gradient training anywhere. Cells: top-1 % (change vs the unpruned model, "
+             "points); `-`: not run yet.", ""]
+    fixtures = []
+    for c in configs:
+        if c[0] not in fixtures:
+            fixtures.append(c[0])
+    for fixture in fixtures:
+        base_path = os.path.join(args.cache, f"{fixture}__baseline.json")
+        base = json.load(open(base_path)) if os.path.exists(base_path) else {}
+        b1 = base.get("top1")
+        lines.append(f"## {fixture} (unpruned top-1 {100 * b1:.2f}%)" if b1 else f"## {fixture}")
+        lines.append("")
+        targets = sorted({c[1] for c in configs if c[0] == fixture}, reverse=True)
+        recovers = [r for r in RECOVER if any(c[4] == r for c in configs)]
+        header = "| criterion | allocation |"
+        sep = "|---|---|"
+        for t in targets:
+            for r in recovers:
+                header += f" {100 * (1 - t):.0f}% MACs removed, {r} |"
+                sep += "---|"
+        lines += [header, sep]
+        rows = []
+        for c in configs:
+            if c[0] == fixture and (c[2], c[3]) not in rows:
+                rows.append((c[2], c[3]))
+        for criterion, allocation in rows:
+            line = f"| {criterion} | {allocation} |"
+            for t in targets:
+                for r in recovers:
+                    path = os.path.join(args.cache,
+                                        key(fixture, t, criterion, allocation, r) + ".json")
+                    cell = "-"
+                    if os.path.exists(path):
+                        res = json.load(open(path))
+                        top1 = res.get("eval", {}).get("top1")
+                        if top1 is not None and b1:
+                            cell = f"{100 * top1:.2f} ({100 * (top1 - b1):+.2f})"
+                        elif "error" in res:
+                            cell = "error"
+                    line += f" {cell} |"
+            lines.append(line)
+        lines.append("")
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
