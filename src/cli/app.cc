@@ -252,6 +252,61 @@ int run(int argc, char** argv) {
   quant_cmd->add_flag("--json", quant.json, "Print one JSON object (before, after, layers, ...)");
   quant_cmd->footer(kExitCodeHelp);
 
+  CompressCommandOptions compress;
+  CLI::App* compress_cmd = app.add_subcommand(
+      "compress",
+      "Prune while the accuracy demand holds, then quantize until the size demand holds");
+  compress_cmd->add_option("MODEL", compress.model_path, "The .onnx file to compress")->required();
+  compress_cmd->add_option("-o,--output", compress.output_path, "Where to write the result")
+      ->required();
+  addDataOptions(compress_cmd, compress.data, true);
+  compress_cmd->add_option("--calib", compress.calib,
+                           "Calibration samples (criteria, recovery, activation ranges); "
+                           "default: --data");
+  compress_cmd->add_option("--max-accuracy-drop", compress.max_accuracy_drop,
+                           "Allowed drop in percentage points: accuracy with labels, top-1 "
+                           "agreement with the original without");
+  compress_cmd->add_option("--target-size", compress.target_size,
+                           "Size demand: bytes (200000, 150K, 2MiB) or a ratio of the input "
+                           "(0.1 or 10x)");
+  compress_cmd->add_option("--recipe", compress.recipe,
+                           "Replay the steps of a recipe (JSON written by --save-recipe)");
+  compress_cmd->add_option("--save-recipe", compress.save_recipe,
+                           "Write the steps that produced the result as a recipe");
+  compress_cmd->add_option("--report", compress.html_report,
+                           "Write an HTML report (trajectory, channels, sensitivity)");
+  compress_cmd->add_flag("--keep-best", compress.keep_best,
+                         "Write the best model found even when the targets are not met");
+  compress_cmd->add_flag("--dry-run", compress.dry_run,
+                         "Say what would be done and the expected size; write nothing");
+  compress_cmd
+      ->add_option("--eval-size", compress.eval_size,
+                   "Samples of --data used to measure accuracy after each step (-1: all)")
+      ->capture_default_str();
+  compress_cmd->add_option("--calib-size", compress.calib_size, "Calibration samples")
+      ->capture_default_str();
+  compress_cmd->add_option("--method", compress.method, "Pruning criterion")->capture_default_str();
+  compress_cmd->add_option("--recover", compress.recover, "none, bn or lsq")
+      ->check(CLI::IsMember({"none", "bn", "lsq"}))
+      ->capture_default_str();
+  compress_cmd
+      ->add_option("--calib-method", compress.calib_method, "minmax, percentile, entropy or mse")
+      ->capture_default_str();
+  compress_cmd
+      ->add_option("--step", compress.step,
+                   "Share of the remaining prunable channels removed per step")
+      ->check(CLI::Range(0.001, 0.9))
+      ->capture_default_str();
+  compress_cmd->add_option("--exclude", compress.exclude, "Layers to leave alone");
+  compress_cmd->add_flag("--no-prune", compress.no_prune, "Quantize only");
+  compress_cmd->add_flag("--no-quantize", compress.no_quantize, "Prune only");
+  compress_cmd->add_option("--batch", compress.batch, "Samples per batch")->capture_default_str();
+  compress_cmd->add_option("--threads", compress.threads, "Threads (0: every core)")
+      ->capture_default_str();
+  compress_cmd->add_flag("--json", compress.json,
+                         "Print one JSON object (before, after, output, steps, accuracy_drop)");
+  compress_cmd->footer(kExitCodeHelp);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -268,6 +323,7 @@ int run(int argc, char** argv) {
     if (eval_cmd->parsed()) status = runEval(eval);
     if (run_cmd->parsed()) status = runRun(run_opts);
     if (quant_cmd->parsed()) status = runQuantize(quant);
+    if (compress_cmd->parsed()) status = runCompress(compress);
   } catch (const std::exception& e) {
     status = internalError(std::string("unexpected exception: ") + e.what());
   }

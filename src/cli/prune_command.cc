@@ -56,10 +56,6 @@ StatusOr<std::unique_ptr<data::SampleReader>> openCalibration(const DataOptions&
   return reader;
 }
 
-std::string layerName(const Node* n) {
-  return n->name().empty() ? n->output(0)->name() : n->name();
-}
-
 }  // namespace
 
 Status runPrune(const PruneOptions& o) {

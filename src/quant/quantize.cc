@@ -196,7 +196,7 @@ Status requireOpset(Model& model, int64_t needed, const std::string& why) {
                          ") would change meaning when the opset is raised");
   for (auto& o : model.opset_imports)
     if (o.domain.empty() || o.domain == "ai.onnx") o.version = needed;
-  spdlog::info("raised the model's opset from {} to {} ({})", have, needed, why);
+  spdlog::debug("raised the model's opset from {} to {} ({})", have, needed, why);
   return Status::ok();
 }
 
@@ -278,7 +278,17 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
   if (options.format != QuantFormat::kQdq && options.format != QuantFormat::kWeightsOnly)
     return unsupported(std::string("--format ") + quantFormatName(options.format) +
                        " is not implemented yet (use qdq or weights-only)");
-  const bool int4 = options.weight_bits == 4;
+  auto bitsOf = [&](const QuantTarget& t) {
+    auto it = options.layer_weight_bits.find(t.name);
+    return it == options.layer_weight_bits.end() ? options.weight_bits : it->second;
+  };
+  bool int4 = options.weight_bits == 4;
+  for (const QuantTarget& t : targets) {
+    const int bits = bitsOf(t);
+    if (bits != 8 && bits != 4)
+      return invalidArgument("layer '" + t.name + "': weight bits must be 8 or 4");
+    int4 = int4 || bits == 4;
+  }
   if (int4) {
     NNC_RETURN_IF_ERROR(requireOpset(model, 21, "int4 weights (blocked DequantizeLinear)"));
   } else if (options.per_channel) {
@@ -293,12 +303,13 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
   std::vector<QuantizedLayer> layers;
   for (const QuantTarget& t : targets) {
     Node& n = *t.node;
-    QuantizedLayer info{t.name, n.opType(), options.weight_bits, 0, 0, 0, 0, n.output(0)->name()};
+    const int bits = bitsOf(t);
+    QuantizedLayer info{t.name, n.opType(), bits, 0, 0, 0, 0, n.output(0)->name()};
     const std::string wbase = n.input(1)->name();
     Value* old_w = n.input(1);
     const WeightQuant wq =
-        int4 ? quantizeWeightInt4(g, n, options.block_size, wbase)
-             : quantizeWeightInt8(g, n, outputChannelAxis(n), options.per_channel, 8, wbase);
+        bits == 4 ? quantizeWeightInt4(g, n, options.block_size, wbase)
+                  : quantizeWeightInt8(g, n, outputChannelAxis(n), options.per_channel, 8, wbase);
     n.setInput(1, wq.dequantized);
     if (!old_w->hasUses() && old_w->isInitializer() && !old_w->isGraphInput()) g.eraseValue(old_w);
     info.weight_scale_min = wq.scale_min;

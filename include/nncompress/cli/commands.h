@@ -117,4 +117,31 @@ struct PruneOptions {
 };
 Status runPrune(const PruneOptions& options);
 
+struct CompressCommandOptions {
+  std::string model_path;
+  std::string output_path;
+  DataOptions data;   // --data/--labels: quality is measured on the first eval_size samples
+  std::string calib;  // --calib SPEC: calibration samples (default: --data)
+  double max_accuracy_drop = -1;  // percentage points
+  std::string target_size;        // BYTES[K|M|G|KiB|MiB|GiB] or RATIO (0.1, 10x)
+  std::string recipe;             // replay this recipe instead of searching
+  std::string save_recipe;        // write the recipe of the result here
+  std::string html_report;
+  bool keep_best = false;
+  bool dry_run = false;
+  bool json = false;
+  int64_t eval_size = -1;  // samples of --data used to measure quality; -1: all
+  int64_t calib_size = 512;
+  int64_t batch = 64;
+  int threads = 0;
+  std::string method = "contribution";
+  std::string recover = "lsq";
+  std::string calib_method = "percentile";
+  double step = 0.1;
+  std::vector<std::string> exclude;
+  bool no_prune = false;
+  bool no_quantize = false;
+};
+Status runCompress(const CompressCommandOptions& options);
+
 }  // namespace nnc::cli

@@ -33,6 +33,9 @@ struct QuantizeOptions {
   bool symmetric_activations = false;  // false: asymmetric uint8
   int64_t block_size = 64;             // int4 weights: elements per block along the input axis
   std::vector<std::string> exclude;    // node names or output names
+  // Weight bits of single layers (by QuantTarget::name), overriding weight_bits (mixed
+  // precision: compress lowers the least sensitive layers).
+  std::map<std::string, int> layer_weight_bits;
   bool quantize_last = false;
 };
 

@@ -1,0 +1,35 @@
+#pragma once
+// The real actions behind the compress controller (compress.h): contribution-driven pruning with
+// least-squares recovery, QDQ quantization with per-layer weight bits, quality measured on data
+// (top-1 accuracy with labels, top-1 agreement with the original without), size as written.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nncompress/data/dataset.h"
+#include "nncompress/pipeline/compress.h"
+
+namespace nnc {
+
+struct CompressSetup {
+  const Model* original = nullptr;
+  data::SampleReader* eval_data = nullptr;  // quality is measured on its first eval_size samples
+  const std::vector<int64_t>* labels = nullptr;  // nullptr: agreement with the original
+  int64_t eval_size = -1;                        // -1: all
+  data::SampleReader* calib_data = nullptr;      // criteria statistics, recovery, activation ranges
+  int64_t calib_size = 512;
+  int64_t batch = 64;
+  int threads = 0;
+  std::string criterion = "contribution";
+  std::string recovery = "lsq";  // none | bn | lsq
+  std::string calib_method = "percentile";
+  double min_group_keep = 0.1;  // every group keeps at least this share of its channels
+  std::vector<std::string> exclude;
+};
+
+// The actions hold caches (calibrated ranges per float model, reference outputs); `setup` and
+// everything it points to must outlive them.
+StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup);
+
+}  // namespace nnc

@@ -1,0 +1,298 @@
+// nncompress compress: prune while the accuracy demand holds, then quantize until the size demand
+// holds (METHODS.md, method 3); the decisions are pipeline/compress.h's, the actions
+// pipeline/compress_actions.h's. Recipes record the decisions so a run can be replayed.
+
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "data_options.h"
+#include "nncompress/analysis/model_stats.h"
+#include "nncompress/cli/commands.h"
+#include "nncompress/onnx_io/file_util.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/pipeline/compress.h"
+#include "nncompress/pipeline/compress_actions.h"
+#include "nncompress/report/compress_report.h"
+#include "nncompress/report/model_report.h"
+
+namespace nnc::cli {
+namespace {
+
+constexpr int kRecipeVersion = 1;
+
+// BYTES (optionally with a K/M/G or KiB/MiB/GiB suffix), RATIO as a fraction of the input
+// (0.1) or as a compression factor (10x).
+StatusOr<int64_t> parseTargetSize(const std::string& text, int64_t original_bytes) {
+  if (text.empty()) return int64_t{0};
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (...) {
+    used = 0;
+  }
+  std::string suffix = text.substr(used);
+  for (char& c : suffix) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (used == 0 || !(value > 0))
+    return invalidArgument("--target-size '" + text +
+                           "': expected bytes (e.g. 200000, 150K, 2MiB) or a ratio (0.1, 10x)");
+  if (suffix == "x") return static_cast<int64_t>(original_bytes / value);
+  if (suffix.empty() && value < 1) return static_cast<int64_t>(original_bytes * value);
+  const std::pair<const char*, double> units[] = {
+      {"", 1},         {"b", 1},           {"k", 1e3},           {"kb", 1e3},
+      {"m", 1e6},      {"mb", 1e6},        {"g", 1e9},           {"gb", 1e9},
+      {"kib", 1024.0}, {"mib", 1048576.0}, {"gib", 1073741824.0}};
+  for (const auto& [unit, factor] : units)
+    if (suffix == unit) return static_cast<int64_t>(value * factor);
+  return invalidArgument("--target-size '" + text + "': unknown unit '" + suffix + "'");
+}
+
+nlohmann::ordered_json totalsJson(const Model& m, int64_t bytes) {
+  const ModelStats s = computeModelStats(*m.graph);
+  return {{"params", s.params}, {"macs", s.macs}, {"file_bytes", bytes}};
+}
+
+nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResult& r) {
+  auto steps = nlohmann::ordered_json::array();
+  for (double f : r.best_prune_fractions)
+    steps.push_back({{"prune",
+                      {{"method", setup.criterion},
+                       {"allocation", "global"},
+                       {"fraction", f},
+                       {"recover", setup.recovery},
+                       {"min_group_keep", setup.min_group_keep}}}});
+  if (r.best_quantized) {
+    nlohmann::ordered_json bits = nlohmann::ordered_json::object();
+    for (const auto& [layer, b] : r.best_bits) bits[layer] = b;
+    steps.push_back({{"quantize",
+                      {{"format", "qdq"},
+                       {"weight_bits", 8},
+                       {"layer_weight_bits", bits},
+                       {"calib_method", setup.calib_method}}}});
+  }
+  return {{"nncompress_recipe", kRecipeVersion}, {"steps", steps}};
+}
+
+// Replays a recipe's steps with the same actions compress uses.
+StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe,
+                             CompressSetup& setup, std::vector<std::string>* done) {
+  if (!recipe.is_object() || recipe.value("nncompress_recipe", 0) != kRecipeVersion ||
+      !recipe.contains("steps") || !recipe["steps"].is_array())
+    return invalidArgument("not an nncompress recipe (version " + std::to_string(kRecipeVersion) +
+                           "): expected {\"nncompress_recipe\": 1, \"steps\": [...]}");
+  NNC_ASSIGN_OR_RETURN(Model current, cloneModel(original));
+  for (const auto& step : recipe["steps"]) {
+    if (step.contains("prune")) {
+      const auto& p = step["prune"];
+      setup.criterion = p.value("method", setup.criterion);
+      setup.recovery = p.value("recover", setup.recovery);
+      setup.min_group_keep = p.value("min_group_keep", setup.min_group_keep);
+      const double fraction = p.value("fraction", 0.0);
+      if (!(fraction > 0 && fraction < 1))
+        return invalidArgument("recipe prune step needs 0 < fraction < 1");
+      NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+      NNC_ASSIGN_OR_RETURN(current, actions.prune(current, fraction));
+      done->push_back("prune " + std::to_string(fraction) + " (" + setup.criterion + ", " +
+                      setup.recovery + ")");
+    } else if (step.contains("quantize")) {
+      const auto& q = step["quantize"];
+      if (q.value("format", std::string("qdq")) != "qdq")
+        return unsupported("recipe quantize steps support format qdq");
+      setup.calib_method = q.value("calib_method", setup.calib_method);
+      BitPlan bits;
+      if (q.contains("layer_weight_bits"))
+        for (const auto& [layer, b] : q["layer_weight_bits"].items()) bits[layer] = b.get<int>();
+      NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+      NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
+      done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits)");
+    } else {
+      return invalidArgument("recipe step " + step.dump() + " is neither prune nor quantize");
+    }
+  }
+  return current;
+}
+
+}  // namespace
+
+Status runCompress(const CompressCommandOptions& o) {
+  if (o.data.data.empty()) return invalidArgument("compress needs --data SPEC");
+  if (o.recipe.empty() && !(o.max_accuracy_drop >= 0))
+    return invalidArgument("compress needs --max-accuracy-drop P (percentage points, e.g. 1.0)");
+  if (o.recipe.empty() && o.target_size.empty())
+    return invalidArgument("compress needs --target-size BYTES|RATIO (e.g. 200K, 0.1 or 10x)");
+  NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
+  if (!o.html_report.empty())
+    NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.html_report));
+
+  LoadedModelInfo info;
+  auto loaded = loadModel(o.model_path, {}, &info);
+  if (!loaded.isOk()) return loaded.status().withContext(o.model_path);
+  const Model original = std::move(loaded).value();
+  NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
+  const auto original_bytes = static_cast<int64_t>(original_bytes_text.size());
+  original_bytes_text.clear();
+  NNC_ASSIGN_OR_RETURN(const int64_t max_bytes, parseTargetSize(o.target_size, original_bytes));
+
+  NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
+  NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
+                       openLabels(o.data, *eval_reader));
+  std::unique_ptr<data::SampleReader> calib_reader;
+  if (!o.calib.empty()) {
+    DataOptions calib = o.data;
+    calib.data = o.calib;
+    NNC_ASSIGN_OR_RETURN(calib_reader, openReader(calib, "calibration data"));
+  } else {
+    NNC_ASSIGN_OR_RETURN(calib_reader, openReader(o.data, "calibration data"));
+  }
+
+  CompressSetup setup;
+  setup.original = &original;
+  setup.eval_data = eval_reader.get();
+  setup.labels = labels ? &*labels : nullptr;
+  setup.eval_size = o.eval_size;
+  setup.calib_data = calib_reader.get();
+  setup.calib_size = o.calib_size;
+  setup.batch = o.batch;
+  setup.threads = o.threads;
+  setup.criterion = o.method;
+  setup.recovery = o.recover;
+  setup.calib_method = o.calib_method;
+  setup.exclude = o.exclude;
+  const char* quality_name = labels ? "accuracy" : "agreement";
+
+  if (o.dry_run) {
+    nlohmann::ordered_json j;
+    j["model"] = o.model_path;
+    j["before"] = totalsJson(original, original_bytes);
+    j["target_bytes"] = max_bytes;
+    j["expected_int8_bytes"] = original_bytes / 4;  // float32 weights become int8
+    j["quality"] = quality_name;
+    j["max_accuracy_drop"] = o.max_accuracy_drop;
+    j["plan"] = {"measure baseline " + std::string(quality_name) + " on " +
+                     std::to_string(o.eval_size) + " samples",
+                 "prune " + o.method + " steps of " + std::to_string(o.step) +
+                     " of the remaining channels with " + o.recover +
+                     " recovery while the demand holds",
+                 "quantize int8 QDQ; if larger than the target, lower the least sensitive layers "
+                 "to 4-bit weights"};
+    if (!o.recipe.empty()) j["recipe"] = o.recipe;
+    if (o.json)
+      std::cout << j.dump(2) << "\n";
+    else
+      std::cout << "Dry run: nothing is written.\n" << j.dump(2) << "\n";
+    return Status::ok();
+  }
+
+  CompressResult result;
+  std::optional<Model> output;
+  std::vector<std::string> replayed;
+  if (!o.recipe.empty()) {
+    NNC_ASSIGN_OR_RETURN(std::string text, readFile(o.recipe));
+    nlohmann::json recipe = nlohmann::json::parse(text, nullptr, false);
+    if (recipe.is_discarded()) return invalidArgument(o.recipe + ": not valid JSON");
+    auto replay = replayRecipe(original, recipe, setup, &replayed);
+    if (!replay.isOk()) return replay.status().withContext(o.recipe);
+    NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+    NNC_ASSIGN_OR_RETURN(result.baseline_quality, actions.quality(original));
+    result.baseline_bytes = original_bytes;
+    NNC_ASSIGN_OR_RETURN(result.best_quality, actions.quality(*replay));
+    NNC_ASSIGN_OR_RETURN(result.best_bytes, actions.size(*replay));
+    result.met_size = max_bytes <= 0 || result.best_bytes <= max_bytes;
+    const bool met_drop =
+        o.max_accuracy_drop < 0 ||
+        result.baseline_quality - result.best_quality <= o.max_accuracy_drop / 100;
+    if (met_drop)
+      result.best = std::move(replay).value();
+    else
+      output = std::move(replay).value();  // kept for --keep-best only
+  } else {
+    CompressTargets targets;
+    targets.max_drop = o.max_accuracy_drop / 100;
+    targets.max_bytes = max_bytes;
+    targets.step_fraction = o.step;
+    targets.prune = !o.no_prune;
+    targets.quantize = !o.no_quantize;
+    NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+    auto run = compressModel(original, targets, actions);
+    if (!run.isOk()) return run.status().withContext(o.model_path);
+    result = std::move(run).value();
+  }
+
+  const bool met = result.best.has_value() && result.met_size;
+  if (result.best) output = std::move(result.best);
+  const double drop = result.baseline_quality - result.best_quality;
+  auto ratio = [&](int64_t bytes) { return bytes > 0 ? double(original_bytes) / bytes : 0.0; };
+
+  bool written = false;
+  if (output && (met || o.keep_best)) {
+    Status saved = saveModel(*output, o.output_path);
+    if (!saved.isOk()) return saved.withContext(o.output_path);
+    written = true;
+  }
+  if (!o.save_recipe.empty() && o.recipe.empty()) {
+    Status saved = writeStringAtomically(o.save_recipe, recipeJson(setup, result).dump(2) + "\n");
+    if (!saved.isOk()) return saved.withContext(o.save_recipe);
+  }
+  if (!o.html_report.empty()) {
+    CompressReportInput report{o.model_path, original_bytes, &original, output ? &*output : nullptr,
+                               &result,      quality_name};
+    Status saved = writeStringAtomically(o.html_report, compressReportHtml(report));
+    if (!saved.isOk()) return saved.withContext(o.html_report);
+  }
+
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["output"] = written ? nlohmann::ordered_json(o.output_path) : nlohmann::ordered_json(nullptr);
+    j["met"] = met;
+    j["before"] = totalsJson(original, original_bytes);
+    if (output) j["after"] = totalsJson(*output, result.best_bytes);
+    j["quality"] = quality_name;
+    j["baseline"] = result.baseline_quality;
+    j["final"] = output ? nlohmann::ordered_json(result.best_quality) : nullptr;
+    j["accuracy_drop"] = output ? nlohmann::ordered_json(100 * drop) : nullptr;
+    j["size_ratio"] = output ? ratio(result.best_bytes) : 0.0;
+    j["target_bytes"] = max_bytes;
+    auto steps = nlohmann::ordered_json::array();
+    for (const CompressStep& s : result.steps)
+      steps.push_back({{"kind", s.kind},
+                       {"description", s.description},
+                       {"bytes", s.bytes},
+                       {"quality", s.quality},
+                       {"accepted", s.accepted}});
+    for (const std::string& s : replayed) steps.push_back({{"kind", "recipe"}, {"description", s}});
+    j["steps"] = steps;
+    if (!result.sensitivity.empty()) j["sensitivity"] = result.sensitivity;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("baseline %s %.2f%%, %s\n", quality_name, 100 * result.baseline_quality,
+                humanBytes(double(original_bytes)).c_str());
+    for (const CompressStep& s : result.steps)
+      std::printf("  %-11s %-60s %10s  %6.2f%%  %s\n", s.kind.c_str(), s.description.c_str(),
+                  humanBytes(double(s.bytes)).c_str(), 100 * s.quality, s.accepted ? "ok" : "-");
+    for (const std::string& s : replayed) std::printf("  recipe      %s\n", s.c_str());
+    if (output)
+      std::printf("result: %s %.2f%% (drop %.2f points), %s (%.1fx smaller)\n", quality_name,
+                  100 * result.best_quality, 100 * drop,
+                  humanBytes(double(result.best_bytes)).c_str(), ratio(result.best_bytes));
+    if (written) std::printf("wrote %s\n", o.output_path.c_str());
+  }
+  if (!met) {
+    std::string closest = output ? "closest: " + humanBytes(double(result.best_bytes)) + " (" +
+                                       std::to_string(ratio(result.best_bytes)).substr(0, 5) +
+                                       "x smaller) at a drop of " +
+                                       std::to_string(100 * drop).substr(0, 5) + " points"
+                                 : "no compressed model kept the accuracy demand";
+    return Status(
+        StatusCode::kTargetNotMet,
+        "targets not met (size <= " + humanBytes(double(max_bytes)) + ", drop <= " +
+            std::to_string(o.max_accuracy_drop).substr(0, 5) + " points); " + closest +
+            (written ? "; wrote it (--keep-best)" : "; nothing written (--keep-best writes it)"));
+  }
+  return Status::ok();
+}
+
+}  // namespace nnc::cli

@@ -1,0 +1,166 @@
+#include "nncompress/pipeline/compress_actions.h"
+
+#include <spdlog/spdlog.h>
+
+#include <functional>
+#include <map>
+#include <optional>
+
+#include "nncompress/analysis/channel_groups.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/pipeline/evaluate.h"
+#include "nncompress/prune/allocation.h"
+#include "nncompress/prune/criteria.h"
+#include "nncompress/prune/feature_stats.h"
+#include "nncompress/prune/recovery.h"
+#include "nncompress/quant/bn_fold.h"
+#include "nncompress/quant/calibration.h"
+#include "nncompress/quant/quantize.h"
+
+namespace nnc {
+namespace {
+
+// Identifies a float model by its weights and structure: calibrated ranges are cached per model,
+// and the controller quantizes the same checkpoint many times.
+size_t fingerprint(const Model& model) {
+  size_t h = model.graph->numNodes();
+  for (const Value* v : model.graph->initializers())
+    h = h * 1000003u ^ std::hash<std::string_view>{}(v->initializer()->bytes());
+  for (const auto& n : model.graph->nodes())
+    if (n->output(0)) h = h * 31u ^ std::hash<std::string>{}(n->output(0)->name());
+  return h;
+}
+
+struct State {
+  CompressSetup setup;
+  std::unique_ptr<exec::Executor> reference;  // the original, when quality is agreement
+  std::map<size_t, std::map<std::string, quant::Range>> ranges_by_model;
+};
+
+CalibrationSource calibrationOf(const CompressSetup& s) {
+  return {s.calib_data, s.calib_size, s.batch, s.threads};
+}
+
+StatusOr<double> measureQuality(State& state, const Model& model) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(model, {s.threads}));
+  EvalOptions options;
+  options.limit = s.eval_size;
+  options.batch = effectiveBatch(*executor, s.batch);
+  NNC_ASSIGN_OR_RETURN(EvalResult r, evaluate(*executor, *s.eval_data, s.labels,
+                                              s.labels ? nullptr : state.reference.get(), options));
+  if (s.labels) return r.top1.value_or(0);
+  return r.agreement.value_or(0);
+}
+
+StatusOr<Model> pruneStep(State& state, const Model& model, double fraction) {
+  const CompressSetup& s = state.setup;
+  const ChannelAnalysis analysis = analyzeChannels(*model.graph);
+  NNC_ASSIGN_OR_RETURN(const CriterionInfo* info, findCriterion(s.criterion));
+  const CalibrationSource calibration = calibrationOf(s);
+  std::optional<FeatureStats> stats;
+  if (info->needsData()) {
+    NNC_ASSIGN_OR_RETURN(
+        stats, collectFeatureStats(model, statsRequestsFor(analysis, info->needs), calibration));
+  }
+  CriterionOptions criterion_options;
+  criterion_options.stats = stats ? &*stats : nullptr;
+  NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion(s.criterion, criterion_options));
+  AllocationOptions allocation;
+  allocation.mode = AllocationMode::kGlobal;
+  allocation.ratio = fraction;
+  allocation.floor = s.min_group_keep;
+  allocation.exclude = s.exclude;
+  NNC_ASSIGN_OR_RETURN(AllocationResult plan,
+                       allocateChannels(model, analysis, *criterion, allocation));
+  if (plan.plan.empty()) return Status(StatusCode::kTargetNotMet, "no channel left to prune");
+
+  NNC_ASSIGN_OR_RETURN(Model pruned, cloneModel(model));
+  const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned.graph);
+  NNC_RETURN_IF_ERROR(applyChannelPruning(pruned, pruned_analysis, plan.plan));
+  if (s.recovery == "lsq") {
+    NNC_ASSIGN_OR_RETURN(auto layers,
+                         reconstructLeastSquares(model, pruned, analysis, plan.plan, calibration));
+    (void)layers;
+  } else if (s.recovery == "bn") {
+    NNC_RETURN_IF_ERROR(reestimateBatchNorm(pruned, calibration));
+  }
+  return pruned;
+}
+
+quant::QuantizeOptions quantizeOptions(const CompressSetup& s, const BitPlan& bits) {
+  quant::QuantizeOptions qo;
+  qo.format = quant::QuantFormat::kQdq;
+  qo.exclude = s.exclude;
+  qo.layer_weight_bits = bits;
+  return qo;
+}
+
+StatusOr<Model> foldedCopy(const Model& model) {
+  NNC_ASSIGN_OR_RETURN(Model copy, cloneModel(model));
+  NNC_ASSIGN_OR_RETURN(auto folded, quant::foldBatchNorms(*copy.graph));
+  (void)folded;
+  return copy;
+}
+
+StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bits) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(Model q, foldedCopy(model));
+  const quant::QuantizeOptions qo = quantizeOptions(s, bits);
+  NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*q.graph, qo));
+  const size_t key = fingerprint(model);
+  auto cached = state.ranges_by_model.find(key);
+  if (cached == state.ranges_by_model.end()) {
+    std::vector<std::string> names;
+    for (const auto& t : targets)
+      for (const auto& a : t.activation_inputs) names.push_back(a);
+    quant::CalibrationOptions co;
+    co.calib_size = s.calib_size;
+    co.batch = s.batch;
+    co.threads = s.threads;
+    NNC_ASSIGN_OR_RETURN(auto histograms, quant::collectHistograms(q, *s.calib_data, names, co));
+    NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(s.calib_method));
+    std::map<std::string, quant::Range> ranges;
+    for (const auto& [name, h] : histograms) ranges[name] = h.range(method, false, 8);
+    cached = state.ranges_by_model.emplace(key, std::move(ranges)).first;
+  }
+  NNC_ASSIGN_OR_RETURN(auto layers, quant::quantizeModel(q, targets, cached->second, qo));
+  (void)layers;
+  return q;
+}
+
+}  // namespace
+
+StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
+  if (!setup.original || !setup.eval_data || !setup.calib_data)
+    return invalidArgument("compress needs a model, evaluation data and calibration data");
+  auto state = std::make_shared<State>();
+  state->setup = setup;
+  if (!setup.labels) {
+    NNC_ASSIGN_OR_RETURN(state->reference,
+                         exec::Executor::create(*setup.original, {setup.threads}));
+  }
+  CompressActions a;
+  a.quality = [state](const Model& m) { return measureQuality(*state, m); };
+  a.size = [](const Model& m) -> StatusOr<int64_t> {
+    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
+    return static_cast<int64_t>(bytes.size());
+  };
+  a.prune = [state](const Model& m, double fraction) { return pruneStep(*state, m, fraction); };
+  a.quantizable_layers = [state](const Model& m) {
+    std::vector<std::string> names;
+    auto folded = foldedCopy(m);
+    if (!folded.isOk()) return names;
+    auto targets = quant::selectTargets(*folded->graph, quantizeOptions(state->setup, {}));
+    if (!targets.isOk()) return names;
+    for (const auto& t : *targets) names.push_back(t.name);
+    return names;
+  };
+  a.quantize = [state](const Model& m, const BitPlan& bits) {
+    return quantizeWith(*state, m, bits);
+  };
+  a.log = [](const std::string& line) { spdlog::info("compress: {}", line); };
+  return a;
+}
+
+}  // namespace nnc
