@@ -199,3 +199,45 @@ TEST(CompressControllerTest, RejectsMissingActions) {
 
 }  // namespace
 }  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// The quick measure sees a different absolute level (a subset) but the same drops: it must
+// reject clear failures on its own and leave every accepted candidate to the full measure.
+TEST(CompressControllerTest, QuickScreeningRejectsClearFailuresOnly) {
+  Sim sim;
+  CompressTargets t;
+  t.max_drop = 0.01;
+  CompressActions a = sim.actions();
+  int full_calls = 0, quick_calls = 0;
+  auto full = a.quality;
+  a.quality = [&, full](const Model& m) {
+    ++full_calls;
+    return full(m);
+  };
+  a.quick_quality = [&, full](const Model& m) -> StatusOr<double> {
+    ++quick_calls;
+    NNC_ASSIGN_OR_RETURN(double q, full(m));
+    return q + 0.03;  // the subset is easier, drops are the same
+  };
+  a.quick_margin = 0.005;
+  auto r = compressModel(makeModel({}), t, a);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  // Same decisions as without screening.
+  Sim plain;
+  auto reference = compressModel(makeModel({}), t, plain.actions());
+  ASSERT_TRUE(reference.isOk());
+  EXPECT_EQ(r->best_bytes, reference->best_bytes);
+  EXPECT_DOUBLE_EQ(r->best_quality, reference->best_quality);
+  EXPECT_GT(quick_calls, 0);
+  EXPECT_GT(r->quick_rejections, 0);
+  EXPECT_LT(full_calls, plain.quality_calls);
+  for (const CompressStep& s : r->steps)
+    if (s.accepted) {
+      EXPECT_GE(s.quality, 0.9 - 0.01 - 1e-12) << s.description;
+    }
+}
+
+}  // namespace
+}  // namespace nnc

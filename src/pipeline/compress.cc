@@ -25,6 +25,7 @@ class Controller {
       : targets_(targets), actions_(actions) {}
 
   StatusOr<CompressResult> run(const Model& original) {
+    original_ = &original;
     NNC_ASSIGN_OR_RETURN(result_.baseline_quality, actions_.quality(original));
     NNC_ASSIGN_OR_RETURN(result_.baseline_bytes, actions_.size(original));
     demand_ = result_.baseline_quality - targets_.max_drop;
@@ -84,7 +85,7 @@ class Controller {
         }
         return candidate.status();
       }
-      NNC_ASSIGN_OR_RETURN(double q, actions_.quality(*candidate));
+      NNC_ASSIGN_OR_RETURN(double q, screened(*candidate, demand_ + reserve));
       NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(*candidate));
       const bool ok = q >= demand_ + reserve;
       record("prune", "remove " + percentText(fraction) + " of the remaining channels", bytes, q,
@@ -114,7 +115,7 @@ class Controller {
       const Model& base = *checkpoints[i].model;
       const std::string where = i == 0 ? "the original" : "prune checkpoint " + std::to_string(i);
       NNC_ASSIGN_OR_RETURN(Model q8, actions_.quantize(base, {}));
-      NNC_ASSIGN_OR_RETURN(double q8_quality, actions_.quality(q8));
+      NNC_ASSIGN_OR_RETURN(double q8_quality, screened(q8, demand_));
       NNC_ASSIGN_OR_RETURN(int64_t q8_bytes, actions_.size(q8));
       const bool q8_ok = q8_quality >= demand_;
       record("quantize", "8-bit weights on " + where, q8_bytes, q8_quality, q8_ok);
@@ -125,15 +126,19 @@ class Controller {
       offer(std::move(q8), q8_quality, q8_bytes, true, {}, checkpoints[i].fractions);
       if (targets_.max_bytes <= 0 || q8_bytes <= targets_.max_bytes) return Status::ok();
       if (sensitivity_budget-- <= 0) break;
+      NNC_ASSIGN_OR_RETURN(Model q8_model, actions_.quantize(base, {}));
 
       // Sensitivity: quality with one layer alone at low bits.
       const std::vector<std::string> layers = actions_.quantizable_layers(base);
       std::vector<std::pair<double, std::string>> order;
+      // A ranking only: the quick measure (when there is one) is enough.
+      const auto& rank_quality = actions_.quick_quality ? actions_.quick_quality : actions_.quality;
+      NNC_ASSIGN_OR_RETURN(double q8_rank, rank_quality(q8_model));
       for (const std::string& layer : layers) {
         NNC_ASSIGN_OR_RETURN(Model m, actions_.quantize(base, {{layer, targets_.low_bits}}));
-        NNC_ASSIGN_OR_RETURN(double q, actions_.quality(m));
-        order.emplace_back(q8_quality - q, layer);
-        result_.sensitivity[layer] = q8_quality - q;
+        NNC_ASSIGN_OR_RETURN(double q, rank_quality(m));
+        order.emplace_back(q8_rank - q, layer);
+        result_.sensitivity[layer] = q8_rank - q;
       }
       record("sensitivity",
              std::to_string(layers.size()) + " layers at " + std::to_string(targets_.low_bits) +
@@ -163,7 +168,7 @@ class Controller {
       const size_t k = hi;
       BitPlan plan = planOf(k);
       NNC_ASSIGN_OR_RETURN(Model m, actions_.quantize(base, plan));
-      NNC_ASSIGN_OR_RETURN(double q, actions_.quality(m));
+      NNC_ASSIGN_OR_RETURN(double q, screened(m, demand_));
       NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(m));
       const bool ok = q >= demand_;
       record("quantize",
@@ -181,7 +186,7 @@ class Controller {
           const size_t mid = (good + bad) / 2;
           BitPlan partial = planOf(mid);
           NNC_ASSIGN_OR_RETURN(Model pm, actions_.quantize(base, partial));
-          NNC_ASSIGN_OR_RETURN(double pq, actions_.quality(pm));
+          NNC_ASSIGN_OR_RETURN(double pq, screened(pm, demand_));
           NNC_ASSIGN_OR_RETURN(int64_t pbytes, actions_.size(pm));
           record("quantize",
                  std::to_string(mid) + " least sensitive layers at " +
@@ -197,6 +202,27 @@ class Controller {
       }
     }
     return Status::ok();
+  }
+
+  // Quality of a candidate that must reach `threshold`. With a quick measure (a subset of the
+  // data), clear failures are rejected from it: its drop from the original, measured on the same
+  // subset, exceeds the allowed drop by more than the margin. Everything else gets the full
+  // measure, so accepted candidates are always judged on all the data.
+  StatusOr<double> screened(const Model& model, double threshold) {
+    if (actions_.quick_quality) {
+      if (!quick_baseline_) {
+        NNC_ASSIGN_OR_RETURN(double b, actions_.quick_quality(*original_));
+        quick_baseline_ = b;
+      }
+      NNC_ASSIGN_OR_RETURN(double quick, actions_.quick_quality(model));
+      const double quick_drop = *quick_baseline_ - quick;
+      const double allowed = result_.baseline_quality - threshold;
+      if (quick_drop > allowed + actions_.quick_margin) {
+        ++result_.quick_rejections;
+        return result_.baseline_quality - quick_drop;
+      }
+    }
+    return actions_.quality(model);
   }
 
   // A candidate that met the precision demand: keep it if it is the smallest so far.
@@ -224,6 +250,8 @@ class Controller {
   const CompressActions& actions_;
   CompressResult result_;
   double demand_ = 0;
+  const Model* original_ = nullptr;
+  std::optional<double> quick_baseline_;
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <optional>
@@ -41,11 +42,11 @@ CalibrationSource calibrationOf(const CompressSetup& s) {
   return {s.calib_data, s.calib_size, s.batch, s.threads};
 }
 
-StatusOr<double> measureQuality(State& state, const Model& model) {
+StatusOr<double> measureQuality(State& state, const Model& model, int64_t limit) {
   const CompressSetup& s = state.setup;
   NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(model, {s.threads}));
   EvalOptions options;
-  options.limit = s.eval_size;
+  options.limit = limit;
   options.batch = effectiveBatch(*executor, s.batch);
   NNC_ASSIGN_OR_RETURN(EvalResult r, evaluate(*executor, *s.eval_data, s.labels,
                                               s.labels ? nullptr : state.reference.get(), options));
@@ -141,7 +142,14 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
                          exec::Executor::create(*setup.original, {setup.threads}));
   }
   CompressActions a;
-  a.quality = [state](const Model& m) { return measureQuality(*state, m); };
+  a.quality = [state](const Model& m) { return measureQuality(*state, m, state->setup.eval_size); };
+  const int64_t eval_count = setup.eval_size < 0
+                                 ? setup.eval_data->size()
+                                 : std::min(setup.eval_size, setup.eval_data->size());
+  if (setup.quick_size > 0 && eval_count >= 2 * setup.quick_size)
+    a.quick_quality = [state](const Model& m) {
+      return measureQuality(*state, m, state->setup.quick_size);
+    };
   a.size = [](const Model& m) -> StatusOr<int64_t> {
     NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
     return static_cast<int64_t>(bytes.size());

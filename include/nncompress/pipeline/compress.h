@@ -54,6 +54,11 @@ struct CompressActions {
   std::function<StatusOr<Model>(const Model&, const BitPlan& bits)> quantize;
   // Bytes of the model as it would be written.
   std::function<StatusOr<int64_t>(const Model&)> size;
+  // Optional: a cheaper estimate of `quality` (e.g. on a subset of the data). Candidates whose
+  // quick drop from the original exceeds the allowed drop by more than `quick_margin` are
+  // rejected without the full measure; it also ranks layer sensitivity.
+  std::function<StatusOr<double>(const Model&)> quick_quality;
+  double quick_margin = 0.01;
   // One line per decision (for logs and progress).
   std::function<void(const std::string&)> log;
 };
@@ -80,6 +85,7 @@ struct CompressResult {
   // The prune steps (fractions of the remaining channels) that led to `best`, for recipes.
   std::vector<double> best_prune_fractions;
   std::map<std::string, double> sensitivity;  // quality drop per layer at low bits
+  int quick_rejections = 0;                   // candidates rejected by the quick measure alone
 };
 
 StatusOr<CompressResult> compressModel(const Model& original, const CompressTargets& targets,

@@ -17,7 +17,10 @@ struct CompressSetup {
   data::SampleReader* eval_data = nullptr;  // quality is measured on its first eval_size samples
   const std::vector<int64_t>* labels = nullptr;  // nullptr: agreement with the original
   int64_t eval_size = -1;                        // -1: all
-  data::SampleReader* calib_data = nullptr;      // criteria statistics, recovery, activation ranges
+  // Clear failures are screened on this many samples first (0: no screening); only used when
+  // the evaluation set is at least twice as large.
+  int64_t quick_size = 2000;
+  data::SampleReader* calib_data = nullptr;  // criteria statistics, recovery, activation ranges
   int64_t calib_size = 512;
   int64_t batch = 64;
   int threads = 0;
