@@ -1,0 +1,111 @@
+// `nncompress compress` end to end on a small fixture with few samples (the accuracy targets on
+// the full test set are measured by tools/compress_results.sh, not here).
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace nnc {
+namespace {
+
+using testing::quote;
+using testing::readText;
+using testing::runCli;
+using testing::sourcePath;
+using testing::TempDir;
+
+const std::string kData = "/usr/share/datasets/fashion-mnist/";
+
+std::string dataFlags(int eval_size, int calib_size) {
+  return " --data " + kData + "t10k-images-idx3-ubyte.gz --labels " + kData +
+         "t10k-labels-idx1-ubyte.gz --calib " + kData +
+         "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --eval-size " +
+         std::to_string(eval_size) + " --calib-size " + std::to_string(calib_size) + " --batch 50 ";
+}
+
+TEST(CompressCliTest, MeetsReachableTargetsAndReplaysItsRecipe) {
+  TempDir dir;
+  const auto out = dir / "small.onnx", recipe = dir / "recipe.json", html = dir / "r.html";
+  auto r = runCli("compress " + quote(sourcePath("models/flatten_head.onnx")) + " -o " +
+                  quote(out) + dataFlags(300, 64) +
+                  "--max-accuracy-drop 3 --target-size 4x --step 0.2 --json --save-recipe " +
+                  quote(recipe) + " --report " + quote(html));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["met"].get<bool>());
+  EXPECT_EQ(j["output"], out.string());
+  EXPECT_LE(j["accuracy_drop"].get<double>(), 3.0);
+  EXPECT_GE(j["size_ratio"].get<double>(), 4.0);
+  const int64_t before = j["before"]["file_bytes"], after = j["after"]["file_bytes"];
+  EXPECT_LE(after * 4, before);
+  EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(out)), after);
+  ASSERT_FALSE(j["steps"].empty());
+  EXPECT_EQ(j["steps"][0]["kind"], "baseline");
+  // The HTML report has the trajectory chart.
+  const std::string page = readText(html);
+  EXPECT_NE(page.find("<svg class=\"chart line-chart\""), std::string::npos);
+  EXPECT_NE(page.find("Accuracy vs size"), std::string::npos);
+
+  // Replaying the recipe gives the same model size without searching.
+  const auto replayed = dir / "replayed.onnx";
+  auto again =
+      runCli("compress " + quote(sourcePath("models/flatten_head.onnx")) + " -o " +
+             quote(replayed) + dataFlags(300, 64) + "--recipe " + quote(recipe) + " --json");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto k = nlohmann::json::parse(again.out);
+  EXPECT_EQ(k["after"]["file_bytes"], after);
+}
+
+TEST(CompressCliTest, ImpossibleTargetsExitOneAndWriteNothing) {
+  TempDir dir;
+  const auto out = dir / "small.onnx";
+  auto r =
+      runCli("compress " + quote(sourcePath("models/flatten_head.onnx")) + " -o " + quote(out) +
+             dataFlags(200, 32) + "--max-accuracy-drop 0.5 --target-size 100 --no-prune --json");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_EQ(dir.fileCount(), 0u);
+  EXPECT_NE(r.err.find("targets not met"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("closest"), std::string::npos) << r.err;
+  const auto j = nlohmann::json::parse(r.out);  // the JSON still says how close it got
+  EXPECT_FALSE(j["met"].get<bool>());
+  EXPECT_TRUE(j["output"].is_null());
+
+  // --keep-best writes the closest model anyway (and still exits 1).
+  auto kept = runCli("compress " + quote(sourcePath("models/flatten_head.onnx")) + " -o " +
+                     quote(out) + dataFlags(200, 32) +
+                     "--max-accuracy-drop 0.5 --target-size 100 --no-prune --keep-best");
+  EXPECT_EQ(kept.exit_code, 1) << kept.err;
+  EXPECT_TRUE(std::filesystem::exists(out));
+}
+
+TEST(CompressCliTest, DryRunWritesNothing) {
+  TempDir dir;
+  const auto out = dir / "small.onnx";
+  auto r = runCli("compress " + quote(sourcePath("models/resnet.onnx")) + " -o " + quote(out) +
+                  dataFlags(100, 16) + "--max-accuracy-drop 1 --target-size 0.1 --dry-run --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["before"]["file_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(j["target_bytes"].get<int64_t>(), j["before"]["file_bytes"].get<int64_t>() / 10);
+  EXPECT_EQ(dir.fileCount(), 0u);
+}
+
+TEST(CompressCliTest, UsageErrors) {
+  const std::string model = quote(sourcePath("models/flatten_head.onnx"));
+  EXPECT_EQ(runCli("compress " + model + " -o /tmp/x.onnx" + dataFlags(10, 10) +
+                   "--max-accuracy-drop 1 --target-size 12Q")
+                .exit_code,
+            2);
+  EXPECT_EQ(runCli("compress " + model + " -o /tmp/x.onnx" + dataFlags(10, 10) + "--target-size 4x")
+                .exit_code,
+            2);  // no --max-accuracy-drop
+  auto same = runCli("compress " + model + " -o " + model + dataFlags(10, 10) +
+                     "--max-accuracy-drop 1 --target-size 4x");
+  EXPECT_EQ(same.exit_code, 2) << same.err;
+}
+
+}  // namespace
+}  // namespace nnc
