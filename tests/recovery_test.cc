@@ -254,6 +254,66 @@ TEST(LeastSquaresTest, MatMulRecoversExactly) {
   EXPECT_LE(testing::relativeMaxError(runModel(pruned, data), runModel(original, data)), 1e-5);
 }
 
+// r = Relu(ConvA(x)) loses a channel (not a combination of the others: information is lost);
+// s = ConvS(r) is refit first; y = BN(ConvU(Relu(s))) + s. With residual compensation ConvU is
+// fit to the Add's output (the least-squares optimum of that error on the calibration data), so
+// the block output error there can only go down; a wrong sign or scale would raise it.
+double residualBlockError(bool compensate) {
+  Model original = emptyModel();
+  Graph& g = *original.graph;
+  Value* x = addInput(g, "x", {2, 6, 6});
+  auto conv = [&](Value* in, int64_t out, int64_t cin, const std::string& name, uint32_t seed) {
+    Node* n = g.addNode("Conv",
+                        {in, g.addInitializer(name + "_w", randomTensor({out, cin, 3, 3}, seed)),
+                         g.addInitializer(name + "_b", randomTensor({out}, seed + 1, 0.2f))},
+                        {name});
+    n->setAttribute(Attribute::makeInts("pads", {1, 1, 1, 1}));
+    return n->output(0);
+  };
+  Value* r = g.addNode("Relu", {conv(x, 4, 2, "a", 61)}, {"r"})->output(0);
+  Value* s = conv(r, 3, 4, "s", 63);
+  Value* u = conv(g.addNode("Relu", {s}, {"rs"})->output(0), 3, 3, "u", 65);
+  Tensor var = randomTensor({3}, 70);
+  for (float& v : var.mutableData<float>()) v = 0.5f + std::abs(v);
+  Node* bn =
+      g.addNode("BatchNormalization",
+                {u, g.addInitializer("bn_s", randomTensor({3}, 67)),
+                 g.addInitializer("bn_b", randomTensor({3}, 68)),
+                 g.addInitializer("bn_m", randomTensor({3}, 69)), g.addInitializer("bn_v", var)},
+                {"bn"});
+  g.addOutput(g.addNode("Add", {bn->output(0), s}, {"y"})->output(0));
+  EXPECT_TRUE(inferShapes(original).isOk());
+  const ChannelAnalysis analysis = analyzeChannels(g);
+  const ChannelGroup* group = groupOf(analysis, "a");
+  EXPECT_TRUE(group && group->prunable);
+  if (!group) return 1;
+  const std::vector<GroupKeep> plan = {{group->id, {0, 1, 3}}};
+  Model pruned = prunedCopy(original, plan);
+  const Tensor data = randomTensor({64, 2, 6, 6}, 71);
+  TensorReader reader(data);
+  LeastSquaresOptions options;
+  options.compensate_residuals = compensate;
+  auto layers = reconstructLeastSquares(original, pruned, analysis, plan,
+                                        CalibrationSource{&reader, 64, 16, 1}, options);
+  EXPECT_TRUE(layers.isOk()) << layers.status().toString();
+  EXPECT_EQ(layers->size(), 2u);  // s (level 0), u (level 1)
+  const Tensor want = runModel(original, data), got = runModel(pruned, data);
+  double err = 0, ref = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    err += std::pow(got.data<float>()[i] - want.data<float>()[i], 2);
+    ref += std::pow(want.data<float>()[i], 2);
+  }
+  return err / ref;
+}
+
+TEST(LeastSquaresTest, ResidualCompensationLowersTheBlockOutputError) {
+  const double plain = residualBlockError(false), compensated = residualBlockError(true);
+  std::printf("[ residual ] block output relative error: plain %.5f, compensated %.5f\n", plain,
+              compensated);
+  EXPECT_GT(plain, 1e-3);  // the lost channel costs something
+  EXPECT_LT(compensated, plain);
+}
+
 TEST(LeastSquaresTest, RejectsBadArguments) {
   Model original = emptyModel();
   Graph& g = *original.graph;

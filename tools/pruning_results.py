@@ -98,9 +98,9 @@ def main():
             print(f"[{n + 1}/{len(configs)}] {fixture} keep {target} MACs {criterion} "
                   f"{allocation} recover {recover}", file=sys.stderr)
             model = os.path.join(args.cache, key(*cfg) + ".onnx")
-            cmd = [args.binary, "prune", os.path.join(ROOT, "models", f"{fixture}.onnx"), "-o",
+            cmd = [args.binary, "-q", "prune", os.path.join(ROOT, "models", f"{fixture}.onnx"), "-o",
                    model, "--method", criterion, "--target-macs", str(target), "--allocation",
-                   allocation, "--recover", recover, "--json", "-q"]
+                   allocation, "--recover", recover, "--json"]
             if criterion in ("activation", "contribution") or allocation == "sensitivity" \
                     or recover != "none":
                 cmd += TRAIN + ["--calib-size", str(args.calib_size)]

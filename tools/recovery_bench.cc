@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   int64_t calib = 1024, eval_limit = 10000, positions = 64;
   int threads = 0;
   std::string save;
+  bool residual = true;
   for (int i = 3; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--ratio")
@@ -61,6 +62,8 @@ int main(int argc, char** argv) {
       threads = std::stoi(v);
     else if (k == "--save")
       save = v;
+    else if (k == "--residual")
+      residual = v == "1";
     else
       return std::fprintf(stderr, "unknown option %s\n", k.c_str()), 2;
   }
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
     LeastSquaresOptions lsq;
     lsq.ridge = ridge;
     lsq.max_positions_per_image = positions;
+    lsq.compensate_residuals = residual;
     auto layers = reconstructLeastSquares(*original, *pruned, analysis, *plan, source, lsq);
     if (!layers.isOk()) return fail(layers.status());
     for (const LayerRecovery& l : *layers)
@@ -117,6 +121,14 @@ int main(int argc, char** argv) {
     if (Status s = saveModel(*pruned, save); !s.isOk()) return fail(s);
   }
 
+  if (eval_limit == 0) {  // recovery cost only
+    std::printf(
+        "%s mode=%s ratio=%.2f calib=%lld: recovery %.2f s, peak RSS %ld MB (before "
+        "recovery %ld MB)\n",
+        model_path.c_str(), mode.c_str(), ratio, static_cast<long long>(calib), seconds,
+        rss_after / 1024, rss_before / 1024);
+    return 0;
+  }
   auto test = data::openData(std::string(kDir) + "t10k-images-idx3-ubyte.gz", pre);
   if (!test.isOk()) return fail(test.status());
   auto labels = data::readLabels(std::string(kDir) + "t10k-labels-idx1-ubyte.gz");

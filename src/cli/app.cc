@@ -135,6 +135,11 @@ int run(int argc, char** argv) {
                    "sensitivity (measured per group on --data)")
       ->capture_default_str();
   prune_cmd
+      ->add_option("--sensitivity-rule", prune.sensitivity_rule,
+                   "sensitivity allocation: cost (least summed loss per MAC saved) or threshold "
+                   "(one loss threshold for every group)")
+      ->capture_default_str();
+  prune_cmd
       ->add_option("--floor", prune.floor,
                    "Every group keeps at least this fraction of its channels (global, "
                    "sensitivity, MACs/params targets)")

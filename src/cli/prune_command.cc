@@ -132,6 +132,7 @@ Status runPrune(const PruneOptions& o) {
   ao.round_to = o.round_to;
   ao.exclude = o.exclude;
   ao.floor = o.floor;
+  ao.sensitivity_rule = o.sensitivity_rule;
   ao.log = [](const std::string& line) { spdlog::info("{}", line); };
   auto allocated =
       allocateChannels(model, analysis, *criterion, ao, has_data ? &calibration : nullptr);

@@ -90,6 +90,17 @@ double ratioForLoss(const std::vector<SensitivityPoint>& points, double tau) {
   return r0;
 }
 
+// The monotone, linearly interpolated loss curve at ratio r (0 at r = 0).
+double lossAt(const std::vector<SensitivityPoint>& points, double r) {
+  double r0 = 0, l0 = 0;
+  for (const SensitivityPoint& p : points) {
+    const double l1 = std::max(l0, p.loss);
+    if (r <= p.ratio) return p.ratio > r0 ? l0 + (r - r0) / (p.ratio - r0) * (l1 - l0) : l1;
+    r0 = p.ratio, l0 = l1;
+  }
+  return l0;
+}
+
 }  // namespace
 
 StatusOr<AllocationMode> parseAllocationMode(const std::string& name) {
@@ -130,6 +141,9 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
                              std::to_string(*t));
   if (o.round_to < 1) return invalidArgument("--round-to must be at least 1");
   if (!(o.floor >= 0 && o.floor < 1)) return invalidArgument("--floor must be in [0, 1)");
+  if (o.sensitivity_rule != "cost" && o.sensitivity_rule != "threshold")
+    return invalidArgument("unknown --sensitivity-rule '" + o.sensitivity_rule +
+                           "' (cost, threshold)");
   if (o.mode == AllocationMode::kSensitivity && (!calibration || !calibration->reader))
     return invalidArgument("--allocation sensitivity needs calibration data (--data)");
   auto log = [&](const std::string& line) {
@@ -227,6 +241,37 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
       result.sensitivity[s.group->id] = std::move(curve);
     }
   }
+  // Cost-aware rule: maximise lambda * share_g * r - loss_g(r) per group (a Lagrangian
+  // relaxation of "least total loss for the target"), share_g = the group's share of the MACs
+  // (params, channels) that the target counts; lambda searched log-uniformly.
+  double share_total = 0;
+  for (const Scored& s : groups)
+    share_total += o.target_macs     ? s.group->macs
+                   : o.target_params ? s.group->params
+                                     : s.group->channels;
+  auto costKeeps = [&](double t) {
+    KeepCounts k;
+    const double lambda = t >= 1 ? 1e300 : std::pow(10.0, -4 + 8 * t);
+    for (const Scored& s : groups) {
+      const auto& curve = result.sensitivity[s.group->id];
+      const int64_t c = s.group->channels;
+      const double share = (o.target_macs     ? s.group->macs
+                            : o.target_params ? s.group->params
+                                              : c) /
+                           std::max(1.0, share_total);
+      const double r_max = curve.empty() ? 0.0 : curve.back().ratio;
+      int64_t best_k = 0;
+      double best = 0;
+      for (int64_t removed = 1; removed <= static_cast<int64_t>(std::floor(c * r_max + 1e-9));
+           ++removed) {
+        const double r = double(removed) / c;
+        const double value = t >= 1 ? r : lambda * share * r - lossAt(curve, r);
+        if (value > best) best = value, best_k = removed;
+      }
+      k.push_back(roundKeep(std::max(s.min_keep, c - best_k), c, o.round_to));
+    }
+    return k;
+  };
   auto sensitivityKeeps = [&](double tau) {
     KeepCounts k;
     for (const Scored& s : groups) {
@@ -246,7 +291,8 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
       case AllocationMode::kGlobal:
         return globalKeeps(std::llround(t * global_order.size()));
       case AllocationMode::kSensitivity:
-        return sensitivityKeeps(t * max_loss * 1.0001);
+        return o.sensitivity_rule == "threshold" ? sensitivityKeeps(t * max_loss * 1.0001)
+                                                 : costKeeps(t);
     }
     return {};
   };

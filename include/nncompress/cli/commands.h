@@ -100,6 +100,7 @@ struct PruneOptions {
   double target_macs = -1;    // fraction of MACs to keep
   double target_params = -1;  // fraction of params to keep
   std::string allocation = "uniform";
+  std::string sensitivity_rule = "cost";
   double floor = 0.1;
   int64_t round_to = 1;
   std::vector<std::string> exclude;

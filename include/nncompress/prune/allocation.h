@@ -7,11 +7,12 @@
 //                across all groups; the lowest go first, each group keeping at least `floor` of
 //                its channels; the number removed is searched until the target holds.
 //   sensitivity  each group alone is pruned at several ratios and the relative output error of
-//                the model on calibration samples, E||y - y0||^2 / E||y0||^2, is measured; the
-//                loss curves (made monotone, linearly interpolated) then give every group the
-//                largest ratio whose loss stays under a threshold tau, and tau is searched until
-//                the target holds (least loss for the target, as in Distiller/NNI sensitivity
-//                pruning).
+//                the model on calibration samples, E||y - y0||^2 / E||y0||^2, is measured; on
+//                the loss curves (made monotone, linearly interpolated) each group then takes
+//                the ratio maximising lambda * (its share of the MACs) * ratio - loss(ratio),
+//                lambda searched until the target holds (least summed loss for the target);
+//                or, with sensitivity_rule "threshold", the largest ratio whose loss stays under
+//                a common threshold (as in Distiller/NNI sensitivity pruning).
 // The result of every candidate plan is measured exactly: the plan is applied to a copy of the
 // model and its params/MACs computed by analysis/model_stats.
 
@@ -36,6 +37,10 @@ struct AllocationOptions {
   double floor = 0.1;  // every group keeps at least this fraction (and one channel)
   std::vector<double> sensitivity_ratios = {0.25, 0.5, 0.75};
   int64_t sensitivity_samples = 256;
+  // "cost": per group maximise lambda * share * ratio - loss(ratio) (share of the MACs/params the
+  // target counts), lambda searched; "threshold": every group the largest ratio whose loss stays
+  // under a common threshold tau, tau searched.
+  std::string sensitivity_rule = "cost";
   std::function<void(const std::string&)> log;  // progress lines
 };
 

@@ -43,6 +43,10 @@ struct LeastSquaresOptions {
   // Conv layers: output positions used per image (a fixed random subset, seeded); <= 0: all.
   int64_t max_positions_per_image = 64;
   uint64_t seed = 0;
+  // A layer that feeds a residual Add (through BatchNorms only) is fit so that the Add's output
+  // matches the original's: it also absorbs the error of the other branch, when that branch is
+  // final before this layer is refit (identity shortcuts, projection shortcuts refit earlier).
+  bool compensate_residuals = true;
 };
 
 // What reconstruction did to one layer: relative squared error of its output against the
