@@ -48,10 +48,11 @@ inline std::vector<int64_t> broadcastStrides(const Shape& shape, const Shape& ou
   return strides;
 }
 
-// Splits [0, n) over the run's threads when the work is big enough to pay for it.
+// Splits [0, n) over the run's threads when the work is big enough to pay for the fork/join
+// (which costs far more than the work of a small op when other processes share the cores).
 template <typename Fn>
 void parallelFor(int64_t n, const RunContext& ctx, int64_t work_per_item, Fn&& fn) {
-  const bool parallel = ctx.num_threads > 1 && n > 1 && n * work_per_item > (1 << 15);
+  const bool parallel = ctx.num_threads > 1 && n > 1 && n * work_per_item > (1 << 18);
   if (!parallel) {
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
