@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
 
 namespace nnc::exec {
 
@@ -113,6 +114,10 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(const Model& model,
   ex->assignFrees(ex->steps_);
   ex->pool_.setPoison(options.poison_buffers);
   ex->ctx_.pool = &ex->pool_;
+  if (ex->ctx_.num_threads > 1) {
+    ex->workers_ = std::make_unique<ThreadPool>(ex->ctx_.num_threads);
+    ex->ctx_.workers = ex->workers_.get();
+  }
   if (options.fuse) NNC_RETURN_IF_ERROR(ex->buildFusedPlan());
   return ex;
 }

@@ -31,10 +31,12 @@ std::string BufferPool::take(size_t bytes) {
 }
 
 void BufferPool::give(std::string buffer) {
-  // Bounded: a pool that outgrows 1 GiB (shapes changing every batch) starts over.
-  if (held_ + buffer.size() > (size_t{1} << 30)) clear();
-  held_ += buffer.size();
+  // Bounded whatever the number of batches: a few buffers per size (kernels that do not take
+  // from the pool still give to it), and at most 1 GiB in all.
   const size_t size = buffer.size();
+  if (free_.count(size) >= 4) return;
+  if (held_ + size > (size_t{1} << 30)) clear();
+  held_ += size;
   free_.emplace(size, std::move(buffer));
 }
 

@@ -63,6 +63,7 @@ class Executor {
   size_t num_slots_ = 0;
   RunContext ctx_;
   BufferPool pool_;
+  std::unique_ptr<ThreadPool> workers_;
   std::vector<Shape> last_input_shapes_;
 };
 

@@ -32,9 +32,12 @@ class BufferPool {
   size_t held_ = 0;
 };
 
+class ThreadPool;  // src/exec/kernels/thread_pool.h
+
 struct RunContext {
-  int num_threads = 1;         // parallelism a kernel may use
-  BufferPool* pool = nullptr;  // optional; see newTensor
+  int num_threads = 1;            // parallelism a kernel may use
+  BufferPool* pool = nullptr;     // optional; see newTensor
+  ThreadPool* workers = nullptr;  // optional: parallel loops use it instead of OpenMP
 
   // A tensor whose elements the caller must all write (contents unspecified when pooled).
   Tensor newTensor(DType dtype, Shape shape) const;

@@ -220,19 +220,17 @@ class ConvKernel : public Kernel {
         if (split_columns) {
           // Column blocks of whole cache lines, one per thread.
           const int64_t chunk = ((p + threads - 1) / threads + 15) / 16 * 16;
-#pragma omp parallel for num_threads(threads) schedule(static)
-          for (int t = 0; t < threads; ++t) {
+          parallelRun(threads, ctx, [&](int64_t t) {
             const int64_t j0 = std::min<int64_t>(p, t * chunk),
                           j1 = std::min<int64_t>(p, j0 + chunk);
             if (j1 > j0) gemmColumns(j0, j1);
-          }
+          });
         } else {
           gemmColumns(0, p);
         }
       };
       if (per_item_threads) {
-#pragma omp parallel for num_threads(threads) schedule(dynamic)
-        for (int64_t item = 0; item < items; ++item) work(item, false);
+        parallelRun(items, ctx, [&](int64_t item) { work(item, false); });
       } else {
         const bool split = threads > 1 && big && p >= 32 * threads;
         for (int64_t item = 0; item < items; ++item) work(item, split);
