@@ -2,8 +2,14 @@
 
 #include <omp.h>
 
+#include <cmath>
+#include <limits>
+#include <optional>
 #include <set>
 #include <unordered_map>
+
+#include "kernels/kernels.h"
+#include "kernels/thread_pool.h"
 
 namespace nnc::exec {
 
@@ -13,6 +19,7 @@ struct Executor::Step {
   std::vector<int> input_slots;   // -1: omitted optional input
   std::vector<int> output_slots;  // -1: omitted optional output
   std::vector<int> free_after;    // slots whose last reader is this step
+  size_t unfused_index = 0;       // fused plan, no kernel of its own: steps_[unfused_index]'s
 };
 
 Executor::~Executor() = default;
@@ -104,24 +111,174 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(const Model& model,
     ex->outputs_.push_back(v), ex->output_slots_.push_back(slotFor(v));
   ex->num_slots_ = ex->slot_values_.size();
 
-  // Free each intermediate after its last reader; graph outputs and constants are never freed.
-  std::vector<int> last_reader(ex->num_slots_, -1);
-  for (size_t s = 0; s < ex->steps_.size(); ++s)
-    for (int slot : ex->steps_[s].input_slots)
+  ex->assignFrees(ex->steps_);
+  ex->pool_.setPoison(options.poison_buffers);
+  ex->ctx_.pool = &ex->pool_;
+  if (ex->ctx_.num_threads > 1) {
+    ex->workers_ = std::make_unique<ThreadPool>(ex->ctx_.num_threads);
+    ex->ctx_.workers = ex->workers_.get();
+  }
+  if (options.fuse) NNC_RETURN_IF_ERROR(ex->buildFusedPlan());
+  return ex;
+}
+
+size_t Executor::numFusedSteps() const {
+  return fused_steps_.empty() ? steps_.size() : fused_steps_.size();
+}
+
+// Frees each intermediate after its last reader; graph outputs and constants are never freed.
+void Executor::assignFrees(std::vector<Step>& steps) const {
+  std::vector<int> last_reader(num_slots_, -1);
+  for (size_t s = 0; s < steps.size(); ++s) {
+    steps[s].free_after.clear();
+    for (int slot : steps[s].input_slots)
       if (slot >= 0) last_reader[slot] = static_cast<int>(s);
-  std::vector<bool> keep(ex->num_slots_, false);
-  for (int slot : ex->output_slots_) keep[slot] = true;
-  for (size_t slot = 0; slot < ex->num_slots_; ++slot) {
-    if (keep[slot] || ex->constant_slots_[slot]) continue;
+  }
+  std::vector<bool> keep(num_slots_, false);
+  for (int slot : output_slots_) keep[slot] = true;
+  for (size_t slot = 0; slot < num_slots_; ++slot) {
+    if (keep[slot] || constant_slots_[slot]) continue;
     if (last_reader[slot] >= 0)
-      ex->steps_[last_reader[slot]].free_after.push_back(static_cast<int>(slot));
+      steps[last_reader[slot]].free_after.push_back(static_cast<int>(slot));
   }
   // Outputs nobody reads (e.g. an unused Dropout mask) are freed right after they are made.
-  for (size_t s = 0; s < ex->steps_.size(); ++s)
-    for (int slot : ex->steps_[s].output_slots)
-      if (slot >= 0 && last_reader[slot] < 0 && !keep[slot])
-        ex->steps_[s].free_after.push_back(slot);
-  return ex;
+  for (size_t s = 0; s < steps.size(); ++s)
+    for (int slot : steps[s].output_slots)
+      if (slot >= 0 && last_reader[slot] < 0 && !keep[slot]) steps[s].free_after.push_back(slot);
+}
+
+namespace {
+
+// The single consumer of node n's only output, when nothing else (graph output included) sees
+// that value: then n and the consumer can run as one kernel without anyone noticing.
+const Node* soleConsumer(const Node& n) {
+  if (n.outputs().size() != 1 || !n.output(0)) return nullptr;
+  const Value* v = n.output(0);
+  if (v->isGraphOutput() || v->uses().size() != 1) return nullptr;
+  const Use& use = v->uses()[0];
+  return use.input_index == 0 ? use.node : nullptr;
+}
+
+const Tensor* constantFloat(const Node& n, size_t i) {
+  if (i >= n.inputs().size() || !n.input(i)) return nullptr;
+  const Tensor* t = n.input(i)->constantData();
+  return t && t->dtype() == DType::kFloat32 ? t : nullptr;
+}
+
+// The epilogue that computes activation node `n` exactly as its own kernel would, if it has one.
+std::optional<Epilogue> activationEpilogue(const Node& n, int64_t opset) {
+  if (!n.isDefaultDomain() || n.outputs().size() != 1) return std::nullopt;
+  Epilogue e;
+  if (n.isOp("Relu")) {
+    e.act = Epilogue::kRelu;
+  } else if (n.isOp("LeakyRelu")) {
+    e.act = Epilogue::kLeakyRelu;
+    e.alpha = n.floatAttr("alpha", 0.01f);
+  } else if (n.isOp("Clip")) {
+    e.act = Epilogue::kClip;
+    if (opset < 11) {
+      e.lo = n.floatAttr("min", -std::numeric_limits<float>::infinity());
+      e.hi = n.floatAttr("max", std::numeric_limits<float>::infinity());
+    } else {
+      e.lo = std::numeric_limits<float>::lowest();
+      e.hi = std::numeric_limits<float>::max();
+      for (size_t i = 1; i < 3; ++i) {
+        if (i >= n.inputs().size() || !n.input(i)) continue;
+        const Tensor* t = constantFloat(n, i);
+        if (!t || t->numel() != 1) return std::nullopt;
+        (i == 1 ? e.lo : e.hi) = t->data<float>()[0];
+      }
+    }
+  } else {
+    return std::nullopt;
+  }
+  return e;
+}
+
+}  // namespace
+
+// Conv [+ BatchNormalization folded into its weights] [+ Relu/LeakyRelu/Clip in the GEMM
+// epilogue] as one step, for runs without an observer. The model is not changed.
+Status Executor::buildFusedPlan() {
+  std::unordered_map<const Value*, int> slot_of;
+  for (size_t s = 0; s < num_slots_; ++s) slot_of[slot_values_[s]] = static_cast<int>(s);
+  std::unordered_map<const Node*, size_t> step_of;
+  for (size_t s = 0; s < steps_.size(); ++s) step_of[steps_[s].node] = s;
+  std::vector<bool> absorbed(steps_.size(), false);
+  std::vector<Step> fused;
+  bool any = false;
+  for (size_t s = 0; s < steps_.size(); ++s) {
+    if (absorbed[s]) continue;
+    const Node& conv = *steps_[s].node;
+    const Tensor* w = conv.isOp("Conv") ? constantFloat(conv, 1) : nullptr;
+    const bool has_bias = conv.inputs().size() > 2 && conv.input(2);
+    const Tensor* b = has_bias ? constantFloat(conv, 2) : nullptr;
+    if (!w || w->rank() < 3 || w->rank() > 4 || (has_bias && (!b || b->numel() != w->dim(0))) ||
+        conv.outputs().size() != 1) {
+      Step copy;
+      copy.node = steps_[s].node;
+      copy.input_slots = steps_[s].input_slots;
+      copy.output_slots = steps_[s].output_slots;
+      copy.unfused_index = s;
+      fused.push_back(std::move(copy));
+      continue;
+    }
+    const int64_t m = w->dim(0), per_oc = w->numel() / std::max<int64_t>(1, m);
+    std::vector<float> weight(w->data<float>().begin(), w->data<float>().end());
+    std::vector<float> bias;
+    if (b) bias.assign(b->data<float>().begin(), b->data<float>().end());
+    const Node* last = &conv;
+    const Node* next = soleConsumer(conv);
+    if (next && next->isOp("BatchNormalization") && next->isDefaultDomain() &&
+        next->intAttr("training_mode", 0) == 0 &&
+        (next->outputs().size() == 1 || (next->outputs().size() > 1 && !next->output(1)))) {
+      const Tensor *scale = constantFloat(*next, 1), *beta = constantFloat(*next, 2),
+                   *mean = constantFloat(*next, 3), *var = constantFloat(*next, 4);
+      if (scale && beta && mean && var && scale->numel() == m && beta->numel() == m &&
+          mean->numel() == m && var->numel() == m) {
+        const float eps = next->floatAttr("epsilon", 1e-5f);
+        if (bias.empty()) bias.assign(static_cast<size_t>(m), 0.f);
+        for (int64_t oc = 0; oc < m; ++oc) {
+          const float a = scale->data<float>()[oc] / std::sqrt(var->data<float>()[oc] + eps);
+          for (int64_t j = 0; j < per_oc; ++j) weight[oc * per_oc + j] *= a;
+          bias[oc] = bias[oc] * a + (beta->data<float>()[oc] - mean->data<float>()[oc] * a);
+        }
+        absorbed[step_of.at(next)] = true;
+        last = next;
+        next = soleConsumer(*next);
+      }
+    }
+    Epilogue act;
+    if (next) {
+      if (auto e = activationEpilogue(*next, model_->opsetVersion(next->domain()))) {
+        act = *e;
+        absorbed[step_of.at(next)] = true;
+        last = next;
+      }
+    }
+    if (last == &conv) {  // nothing to fuse: keep the plain kernel
+      Step copy;
+      copy.node = steps_[s].node;
+      copy.input_slots = steps_[s].input_slots;
+      copy.output_slots = steps_[s].output_slots;
+      copy.unfused_index = s;
+      fused.push_back(std::move(copy));
+      continue;
+    }
+    Tensor wt(DType::kFloat32, w->shape());
+    std::copy(weight.begin(), weight.end(), wt.mutableData<float>().begin());
+    Step step;
+    step.node = &conv;
+    step.kernel = makeFusedConv(conv, std::move(wt), std::move(bias), act);
+    step.input_slots = {steps_[s].input_slots[0]};
+    step.output_slots = {slot_of.at(last->output(0))};
+    fused.push_back(std::move(step));
+    any = true;
+  }
+  if (!any) return Status::ok();
+  fused_steps_ = std::move(fused);
+  assignFrees(fused_steps_);
+  return Status::ok();
 }
 
 StatusOr<std::vector<Tensor>> Executor::run(std::vector<Tensor> inputs, const Observer& observer) {
@@ -140,10 +297,19 @@ StatusOr<std::vector<Tensor>> Executor::run(std::vector<Tensor> inputs, const Ob
     owned[slot] = std::move(inputs[i]);
     slots[slot] = &owned[slot];
   }
+  // Pooled buffers are kept while the input shapes stay the same (the usual case: every batch).
+  std::vector<Shape> shapes;
+  for (int slot : input_slots_) shapes.push_back(slots[slot]->shape());
+  if (shapes != last_input_shapes_) {
+    pool_.clear();
+    last_input_shapes_ = std::move(shapes);
+  }
   omp_set_num_threads(ctx_.num_threads);
   std::vector<const Tensor*> in_ptrs;
   std::vector<Tensor> outs;
-  for (Step& step : steps_) {
+  std::vector<Step>& plan = observer || fused_steps_.empty() ? steps_ : fused_steps_;
+  for (Step& step : plan) {
+    Kernel& kernel = step.kernel ? *step.kernel : *steps_[step.unfused_index].kernel;
     in_ptrs.clear();
     for (int slot : step.input_slots) {
       if (slot >= 0 && !slots[slot])
@@ -152,7 +318,7 @@ StatusOr<std::vector<Tensor>> Executor::run(std::vector<Tensor> inputs, const Ob
       in_ptrs.push_back(slot >= 0 ? slots[slot] : nullptr);
     }
     outs.assign(step.output_slots.size(), Tensor());
-    Status st = step.kernel->run(in_ptrs, outs, ctx_);
+    Status st = kernel.run(in_ptrs, outs, ctx_);
     if (!st.isOk())
       return st.withContext("node '" + step.node->name() + "' (" + step.node->opType() + ")");
     for (size_t o = 0; o < outs.size(); ++o) {
@@ -163,6 +329,8 @@ StatusOr<std::vector<Tensor>> Executor::run(std::vector<Tensor> inputs, const Ob
       if (observer) observer(*slot_values_[slot], owned[slot]);
     }
     for (int slot : step.free_after) {
+      if (owned[slot].dtype() != DType::kString && owned[slot].byteSize() > 0)
+        pool_.give(owned[slot].releaseBytes());
       owned[slot] = Tensor();
       slots[slot] = nullptr;
     }

@@ -20,6 +20,34 @@ class FunctionKernel : public Kernel {
 
 }  // namespace
 
+std::string BufferPool::take(size_t bytes) {
+  auto it = free_.find(bytes);
+  if (it == free_.end()) return std::string(bytes, '\0');
+  std::string buffer = std::move(it->second);
+  free_.erase(it);
+  held_ -= bytes;
+  if (poison_) std::fill(buffer.begin(), buffer.end(), '\xff');
+  return buffer;
+}
+
+void BufferPool::give(std::string buffer) {
+  // Bounded whatever the number of batches: a few buffers per size (kernels that do not take
+  // from the pool still give to it), and at most 1 GiB in all.
+  const size_t size = buffer.size();
+  if (free_.count(size) >= 4) return;
+  if (held_ + size > (size_t{1} << 30)) clear();
+  held_ += size;
+  free_.emplace(size, std::move(buffer));
+}
+
+Tensor RunContext::newTensor(DType dtype, Shape shape) const {
+  if (!pool || dtype == DType::kString) return Tensor(dtype, std::move(shape));
+  const auto bytes = static_cast<size_t>(storageBytes(dtype, shapeNumel(shape)));
+  auto t = Tensor::fromBytes(dtype, std::move(shape), pool->take(bytes));
+  NNC_CHECK(t.isOk(), "pooled tensor size");
+  return std::move(t).value();
+}
+
 std::unique_ptr<Kernel> makeFunctionKernel(KernelFn fn) {
   return std::make_unique<FunctionKernel>(std::move(fn));
 }

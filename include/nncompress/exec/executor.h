@@ -13,6 +13,12 @@ namespace nnc::exec {
 
 struct ExecutorOptions {
   int num_threads = 0;  // 0: every core
+  // Runs without an observer use a fused plan (Conv + BatchNormalization + activation as one
+  // kernel); runs with an observer always use the unfused plan, so every value is seen exactly.
+  bool fuse = true;
+  // Test aid: buffers reused from the pool are filled with NaN before a kernel gets them, so a
+  // kernel that leaves part of its output unwritten shows up.
+  bool poison_buffers = false;
 };
 
 // Sees every intermediate tensor as it is produced (for feature-map statistics and calibration).
@@ -35,15 +41,20 @@ class Executor {
   StatusOr<std::vector<Tensor>> run(std::vector<Tensor> inputs, const Observer& observer = {});
 
   int numThreads() const { return ctx_.num_threads; }
+  // Kernels in the plan used without an observer (fewer than nodes when ops were fused).
+  size_t numFusedSteps() const;
 
  private:
   struct Step;
   Executor() = default;
+  Status buildFusedPlan();
+  void assignFrees(std::vector<Step>& steps) const;
 
   const Model* model_ = nullptr;
   std::vector<const Value*> inputs_;
   std::vector<const Value*> outputs_;
-  std::vector<Step> steps_;
+  std::vector<Step> steps_;                               // one per node: used with an observer
+  std::vector<Step> fused_steps_;                         // empty when nothing was fused
   std::vector<const Tensor*> constant_slots_;             // per slot: constant data, or nullptr
   std::vector<std::unique_ptr<Tensor>> owned_constants_;  // Constant nodes without a `value`
   std::vector<int> input_slots_;
@@ -51,6 +62,9 @@ class Executor {
   std::vector<const Value*> slot_values_;
   size_t num_slots_ = 0;
   RunContext ctx_;
+  BufferPool pool_;
+  std::unique_ptr<ThreadPool> workers_;
+  std::vector<Shape> last_input_shapes_;
 };
 
 // Checks, without building kernels, which ops of the model have no kernel.

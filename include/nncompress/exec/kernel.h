@@ -9,13 +9,38 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 #include "nncompress/ir/graph.h"
 
 namespace nnc::exec {
 
+// Storage of freed intermediates, handed back to kernels that write every element of their
+// output: no malloc, page faults or zero fill per op once the shapes repeat across batches.
+class BufferPool {
+ public:
+  // A buffer of exactly `bytes` bytes (reused when one of that size is free; contents unspecified).
+  std::string take(size_t bytes);
+  void give(std::string buffer);
+  void clear() { free_.clear(), held_ = 0; }
+  // Test aid: reused buffers come back filled with 0xFF bytes (NaN as float).
+  void setPoison(bool poison) { poison_ = poison; }
+
+ private:
+  bool poison_ = false;
+  std::unordered_multimap<size_t, std::string> free_;
+  size_t held_ = 0;
+};
+
+class ThreadPool;  // src/exec/kernels/thread_pool.h
+
 struct RunContext {
-  int num_threads = 1;  // parallelism a kernel may use
+  int num_threads = 1;            // parallelism a kernel may use
+  BufferPool* pool = nullptr;     // optional; see newTensor
+  ThreadPool* workers = nullptr;  // optional: parallel loops use it instead of OpenMP
+
+  // A tensor whose elements the caller must all write (contents unspecified when pooled).
+  Tensor newTensor(DType dtype, Shape shape) const;
 };
 
 class Kernel {

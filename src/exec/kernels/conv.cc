@@ -6,6 +6,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 
+#include "gemm.h"
 #include "kernel_util.h"
 #include "kernels.h"
 
@@ -131,14 +132,22 @@ void im2col(const float* x, int64_t channels, int64_t ih, int64_t iw, const Conv
 class ConvKernel : public Kernel {
  public:
   explicit ConvKernel(ConvAttrs attrs) : attrs_(std::move(attrs)) {}
+  // A fused Conv: weights and bias given (BatchNormalization folded in at plan time), an
+  // activation applied in the GEMM epilogue; the kernel then takes only X.
+  ConvKernel(ConvAttrs attrs, Tensor weight, std::vector<float> bias, Epilogue act)
+      : attrs_(std::move(attrs)),
+        fused_(true),
+        fused_w_(std::move(weight)),
+        fused_b_(std::move(bias)),
+        act_(act) {}
 
   Status run(std::span<const Tensor* const> in, std::span<Tensor> out,
              const RunContext& ctx) override {
     NNC_RETURN_IF_ERROR(requireInput(in, 0, "X"));
-    NNC_RETURN_IF_ERROR(requireInput(in, 1, "W"));
+    if (!fused_) NNC_RETURN_IF_ERROR(requireInput(in, 1, "W"));
     const Tensor& x = *in[0];
-    const Tensor& w = *in[1];
-    const Tensor* b = in.size() > 2 ? in[2] : nullptr;
+    const Tensor& w = fused_ ? fused_w_ : *in[1];
+    const Tensor* b = !fused_ && in.size() > 2 ? in[2] : nullptr;
     NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, "Conv input"));
     NNC_RETURN_IF_ERROR(requireDType(w, DType::kFloat32, "Conv weight"));
     int64_t ih, iw, kh, kw;
@@ -161,24 +170,27 @@ class ConvKernel : public Kernel {
       return shapeMismatch("Conv bias must be float32[" + std::to_string(m) + "]");
 
     Shape out_shape = one_d ? Shape{n, m, ow} : Shape{n, m, oh, ow};
-    Tensor y(DType::kFloat32, out_shape);
+    Tensor y = ctx.newTensor(DType::kFloat32, out_shape);  // every element is written below
     const int64_t cg = c / groups, mg = m / groups, p = oh * ow, k = cg * kh * kw;
     const float* xd = x.data<float>().data();
     const float* wd = w.data<float>().data();
     float* yd = y.mutableData<float>().data();
-    const bool depthwise = groups == c && cg == 1;
+    Epilogue epi = act_;
+    epi.row_bias = fused_ ? (fused_b_.empty() ? nullptr : fused_b_.data())
+                          : (b ? b->data<float>().data() : nullptr);
+    const bool depthwise = groups > 1 && groups == c && cg == 1;
     if (depthwise) {
-      depthwiseConv(xd, wd, yd, n, c, mg, ih, iw, oh, ow, g, ctx);
+      depthwiseConv(xd, wd, yd, n, c, mg, ih, iw, oh, ow, g, epi, ctx);
     } else {
       const bool pointwise = kh == 1 && kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 &&
                              g.pad_left == 0 && g.pad_bottom == 0 && g.pad_right == 0;
       const int64_t items = n * groups;
-      // Many small GEMMs: one per thread. Few large ones: Eigen threads each GEMM.
-      const bool per_item_threads = ctx.num_threads > 1 && items >= ctx.num_threads;
-      Eigen::setNbThreads(per_item_threads ? 1 : ctx.num_threads);
-      RunContext inner = ctx;
-      if (per_item_threads) inner.num_threads = 1;
-      auto work = [&](int64_t item) {
+      const int threads = ctx.num_threads;
+      // Worth a parallel region only when the GEMM is big enough to pay for the fork/join.
+      const bool big = mg * k * p >= (int64_t{1} << 21);
+      // Many GEMMs: one (im2col + GEMM) per thread. Otherwise each GEMM is split by columns.
+      const bool per_item_threads = threads > 1 && items >= threads && big;
+      auto work = [&](int64_t item, bool split_columns) {
         const int64_t s = item / groups, gi = item % groups;
         const float* xs = xd + (s * c + gi * cg) * ih * iw;
         // One im2col buffer per thread, reused across items, layers and batches: a fresh
@@ -187,26 +199,42 @@ class ConvKernel : public Kernel {
         const float* colp = xs;
         if (!pointwise) {
           if (col.size() < static_cast<size_t>(k * p)) col.resize(static_cast<size_t>(k * p));
+          RunContext inner = ctx;
+          if (!split_columns) inner.num_threads = 1;
           im2col(xs, cg, ih, iw, g, oh, ow, col.data(), inner);
           colp = col.data();
         }
-        MapRM ys(yd + (s * m + gi * mg) * p, mg, p);
-        ys.noalias() = ConstMapRM(wd + gi * mg * k, mg, k) * ConstMapRM(colp, k, p);
+        Epilogue e = epi;
+        if (e.row_bias) e.row_bias += gi * mg;
+        float* ys = yd + (s * m + gi * mg) * p;
+        const float* wg = wd + gi * mg * k;
+        auto gemmColumns = [&](int64_t j0, int64_t j1) {
+          GemmArgs a;
+          a.m = mg, a.n = j1 - j0, a.k = k;
+          a.a = wg, a.lda = k;
+          a.b = colp + j0, a.ldb = p;
+          a.c = ys + j0, a.ldc = p;
+          a.threads = 1;
+          sgemm(a, e);
+        };
+        if (split_columns) {
+          // Column blocks of whole cache lines, one per thread.
+          const int64_t chunk = ((p + threads - 1) / threads + 15) / 16 * 16;
+          parallelRun(threads, ctx, [&](int64_t t) {
+            const int64_t j0 = std::min<int64_t>(p, t * chunk),
+                          j1 = std::min<int64_t>(p, j0 + chunk);
+            if (j1 > j0) gemmColumns(j0, j1);
+          });
+        } else {
+          gemmColumns(0, p);
+        }
       };
       if (per_item_threads) {
-#pragma omp parallel for num_threads(ctx.num_threads) schedule(dynamic)
-        for (int64_t item = 0; item < items; ++item) work(item);
+        parallelRun(items, ctx, [&](int64_t item) { work(item, false); });
       } else {
-        for (int64_t item = 0; item < items; ++item) work(item);
+        const bool split = threads > 1 && big && p >= 32 * threads;
+        for (int64_t item = 0; item < items; ++item) work(item, split);
       }
-    }
-    if (b) {
-      const float* bd = b->data<float>().data();
-      parallelFor(n * m, ctx, p, [&](int64_t i) {
-        float* row = yd + i * p;
-        const float bias = bd[i % m];
-        for (int64_t j = 0; j < p; ++j) row[j] += bias;
-      });
     }
     out[0] = std::move(y);
     return Status::ok();
@@ -216,32 +244,50 @@ class ConvKernel : public Kernel {
   // One filter (or `mult` filters) per input channel: a direct loop beats im2col here.
   static void depthwiseConv(const float* x, const float* w, float* y, int64_t n, int64_t c,
                             int64_t mult, int64_t ih, int64_t iw, int64_t oh, int64_t ow,
-                            const ConvGeometry& g, const RunContext& ctx) {
+                            const ConvGeometry& g, const Epilogue& epi, const RunContext& ctx) {
     const int64_t m = c * mult;
     parallelFor(n * m, ctx, oh * ow * g.kh * g.kw, [&](int64_t item) {
       const int64_t s = item / m, oc = item % m, ic = oc / mult;
       const float* xc = x + (s * c + ic) * ih * iw;
       const float* wk = w + oc * g.kh * g.kw;
       float* yc = y + item * oh * ow;
+      // Interior outputs (every tap in range) skip the bounds checks.
       for (int64_t yo = 0; yo < oh; ++yo) {
+        const int64_t sy0 = yo * g.sh - g.pad_top;
+        const bool rows_in = sy0 >= 0 && sy0 + (g.kh - 1) * g.dh < ih;
         for (int64_t xo = 0; xo < ow; ++xo) {
+          const int64_t sx0 = xo * g.sw - g.pad_left;
           float acc = 0.f;
-          for (int64_t i = 0; i < g.kh; ++i) {
-            const int64_t sy = yo * g.sh - g.pad_top + i * g.dh;
-            if (sy < 0 || sy >= ih) continue;
-            const float* row = xc + sy * iw;
-            for (int64_t j = 0; j < g.kw; ++j) {
-              const int64_t sx = xo * g.sw - g.pad_left + j * g.dw;
-              if (sx >= 0 && sx < iw) acc += row[sx] * wk[i * g.kw + j];
+          if (rows_in && sx0 >= 0 && sx0 + (g.kw - 1) * g.dw < iw) {
+            for (int64_t i = 0; i < g.kh; ++i) {
+              const float* row = xc + (sy0 + i * g.dh) * iw + sx0;
+              for (int64_t j = 0; j < g.kw; ++j) acc += row[j * g.dw] * wk[i * g.kw + j];
+            }
+          } else {
+            for (int64_t i = 0; i < g.kh; ++i) {
+              const int64_t sy = sy0 + i * g.dh;
+              if (sy < 0 || sy >= ih) continue;
+              const float* row = xc + sy * iw;
+              for (int64_t j = 0; j < g.kw; ++j) {
+                const int64_t sx = sx0 + j * g.dw;
+                if (sx >= 0 && sx < iw) acc += row[sx] * wk[i * g.kw + j];
+              }
             }
           }
           yc[yo * ow + xo] = acc;
         }
       }
+      Epilogue e = epi;
+      if (e.row_bias) e.row_bias += oc;
+      if (e.row_bias || e.act != Epilogue::kNone) applyEpilogue(yc, 1, oh * ow, oh * ow, e);
     });
   }
 
   ConvAttrs attrs_;
+  bool fused_ = false;
+  Tensor fused_w_;
+  std::vector<float> fused_b_;
+  Epilogue act_;
 };
 
 class ConvTransposeKernel : public Kernel {
@@ -344,6 +390,12 @@ class ConvTransposeKernel : public Kernel {
 };
 
 }  // namespace
+
+std::unique_ptr<Kernel> makeFusedConv(const Node& conv, Tensor weight, std::vector<float> bias,
+                                      const Epilogue& act) {
+  return std::make_unique<ConvKernel>(ConvAttrs::from(conv), std::move(weight), std::move(bias),
+                                      act);
+}
 
 void registerConvKernels(KernelRegistry& r) {
   r.add("Conv", [](const KernelBuildContext& ctx) -> StatusOr<std::unique_ptr<Kernel>> {

@@ -4,6 +4,9 @@
 #include <omp.h>
 
 #include <string>
+#include <type_traits>
+
+#include "thread_pool.h"
 
 #include "nncompress/exec/kernel.h"
 
@@ -48,16 +51,31 @@ inline std::vector<int64_t> broadcastStrides(const Shape& shape, const Shape& ou
   return strides;
 }
 
-// Splits [0, n) over the run's threads when the work is big enough to pay for it.
+// Runs fn(i) for i in [0, n) on the run's threads: the executor's blocking worker pool when
+// there is one, else OpenMP.
 template <typename Fn>
-void parallelFor(int64_t n, const RunContext& ctx, int64_t work_per_item, Fn&& fn) {
-  const bool parallel = ctx.num_threads > 1 && n > 1 && n * work_per_item > (1 << 15);
-  if (!parallel) {
-    for (int64_t i = 0; i < n; ++i) fn(i);
+void parallelRun(int64_t n, const RunContext& ctx, Fn&& fn) {
+  using F = std::remove_reference_t<Fn>;
+  if (ctx.workers) {
+    ctx.workers->run(
+        n, [](void* f, int64_t i) { (*static_cast<F*>(f))(i); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
     return;
   }
 #pragma omp parallel for num_threads(ctx.num_threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
+// Splits [0, n) over the run's threads when the work is big enough to pay for the fork/join
+// (which costs far more than the work of a small op when other processes share the cores).
+template <typename Fn>
+void parallelFor(int64_t n, const RunContext& ctx, int64_t work_per_item, Fn&& fn) {
+  const bool parallel = ctx.num_threads > 1 && n > 1 && n * work_per_item > (1 << 18);
+  if (!parallel) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  parallelRun(n, ctx, fn);
 }
 
 // Normalises a possibly negative axis; fails when out of range.

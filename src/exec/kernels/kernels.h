@@ -2,6 +2,7 @@
 // Internal to exec: one registration function per kernel file. Adding an op is one
 // registry.add() call in the file that implements it.
 
+#include "gemm.h"
 #include "nncompress/exec/kernel.h"
 
 namespace nnc::exec {
@@ -15,5 +16,10 @@ void registerTensorKernels(KernelRegistry& r);       // Concat, Split, Slice, Pa
 void registerReduceKernels(KernelRegistry& r);       // ReduceMean, ..., Softmax
 void registerResizeKernels(KernelRegistry& r);       // Resize
 void registerQuantKernels(KernelRegistry& r);        // QuantizeLinear, QLinearConv, ...
+
+// A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
+// the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.
+std::unique_ptr<Kernel> makeFusedConv(const Node& conv, Tensor weight, std::vector<float> bias,
+                                      const Epilogue& act);
 
 }  // namespace nnc::exec

@@ -2,7 +2,9 @@
 // operands promoted), both as Eigen GEMMs on row-major maps.
 
 #include <Eigen/Core>
+#include <algorithm>
 
+#include "gemm.h"
 #include "kernel_util.h"
 #include "kernels.h"
 
@@ -12,6 +14,26 @@ namespace {
 using MatrixRM = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MapRM = Eigen::Map<MatrixRM>;
 using ConstMapRM = Eigen::Map<const MatrixRM>;
+
+// One GEMM, split by column blocks over the run's threads when it is big enough.
+void gemmByColumns(GemmArgs g, const RunContext& ctx) {
+  const int threads = ctx.num_threads;
+  g.threads = 1;
+  if (threads <= 1 || g.m * g.n * g.k < (int64_t{1} << 21) || g.n < 32 * threads) {
+    sgemm(g);
+    return;
+  }
+  const int64_t chunk = ((g.n + threads - 1) / threads + 15) / 16 * 16;
+  parallelRun(threads, ctx, [&](int64_t t) {
+    const int64_t j0 = std::min<int64_t>(g.n, t * chunk), j1 = std::min<int64_t>(g.n, j0 + chunk);
+    if (j1 <= j0) return;
+    GemmArgs part = g;
+    part.n = j1 - j0;
+    part.b = g.trans_b ? g.b + j0 * g.ldb : g.b + j0;
+    part.c = g.c + j0;
+    sgemm(part);
+  });
+}
 
 StatusOr<KernelFn> makeGemm(const KernelBuildContext& b) {
   const bool trans_a = b.node.intAttr("transA", 0) != 0;
@@ -32,19 +54,14 @@ StatusOr<KernelFn> makeGemm(const KernelBuildContext& b) {
     if (k != kb)
       return shapeMismatch("Gemm inner dimensions differ: " + shapeToString(a.shape()) + " and " +
                            shapeToString(bt.shape()));
-    Tensor y(DType::kFloat32, {m, n});
+    Tensor y = ctx.newTensor(DType::kFloat32, {m, n});  // fully written by the GEMM
+    GemmArgs g;
+    g.m = m, g.n = n, g.k = k;
+    g.a = a.data<float>().data(), g.lda = a.dim(1), g.trans_a = trans_a;
+    g.b = bt.data<float>().data(), g.ldb = bt.dim(1), g.trans_b = trans_b;
+    g.c = y.mutableData<float>().data(), g.ldc = n;
+    gemmByColumns(g, ctx);
     MapRM ym(y.mutableData<float>().data(), m, n);
-    ConstMapRM am(a.data<float>().data(), a.dim(0), a.dim(1));
-    ConstMapRM bm(bt.data<float>().data(), bt.dim(0), bt.dim(1));
-    Eigen::setNbThreads(ctx.num_threads);
-    if (trans_a && trans_b)
-      ym.noalias() = am.transpose() * bm.transpose();
-    else if (trans_a)
-      ym.noalias() = am.transpose() * bm;
-    else if (trans_b)
-      ym.noalias() = am * bm.transpose();
-    else
-      ym.noalias() = am * bm;
     if (alpha != 1.f) ym *= alpha;
     const Tensor* c = in.size() > 2 ? in[2] : nullptr;
     if (c && beta != 0.f) {
@@ -88,12 +105,12 @@ Status matmul(std::span<const Tensor* const> in, std::span<Tensor> out, const Ru
   Shape out_shape = batch;
   if (a.rank() > 1) out_shape.push_back(m);
   if (b.rank() > 1) out_shape.push_back(n);
-  Tensor y(DType::kFloat32, out_shape);
+  Tensor y = ctx.newTensor(DType::kFloat32, out_shape);  // fully written by the GEMMs
   const float* ad = a.data<float>().data();
   const float* bd = b.data<float>().data();
   float* yd = y.mutableData<float>().data();
-  const bool per_batch_threads = ctx.num_threads > 1 && batches >= ctx.num_threads;
-  Eigen::setNbThreads(per_batch_threads ? 1 : ctx.num_threads);
+  const bool per_batch_threads =
+      ctx.num_threads > 1 && batches >= ctx.num_threads && batches * m * n * k >= (1 << 21);
   auto one = [&](int64_t bi) {
     int64_t ao = 0, bo = 0, rem = bi;
     for (size_t d = batch.size(); d-- > 0;) {
@@ -102,12 +119,19 @@ Status matmul(std::span<const Tensor* const> in, std::span<Tensor> out, const Ru
       ao += idx * a_strides[d];
       bo += idx * b_strides[d];
     }
-    MapRM(yd + bi * m * n, m, n).noalias() =
-        ConstMapRM(ad + ao * m * k, m, k) * ConstMapRM(bd + bo * k * n, k, n);
+    GemmArgs g;
+    g.m = m, g.n = n, g.k = k;
+    g.a = ad + ao * m * k, g.lda = k;
+    g.b = bd + bo * k * n, g.ldb = n;
+    g.c = yd + bi * m * n, g.ldc = n;
+    if (per_batch_threads) {
+      sgemm(g);
+    } else {
+      gemmByColumns(g, ctx);
+    }
   };
   if (per_batch_threads) {
-#pragma omp parallel for num_threads(ctx.num_threads)
-    for (int64_t bi = 0; bi < batches; ++bi) one(bi);
+    parallelRun(batches, ctx, one);
   } else {
     for (int64_t bi = 0; bi < batches; ++bi) one(bi);
   }
