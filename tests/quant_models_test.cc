@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 
@@ -40,9 +41,7 @@ StatusOr<Model> quantizeFixture(const std::string& name, quant::QuantizeOptions 
   NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*m.graph, options));
   std::map<std::string, quant::Range> ranges;
   if (options.format != quant::QuantFormat::kWeightsOnly) {
-    std::vector<std::string> names;
-    for (const auto& t : targets)
-      names.insert(names.end(), t.activation_inputs.begin(), t.activation_inputs.end());
+    const std::vector<std::string> names = quant::valuesToCalibrate(targets, options);
     auto reader = openSet("train-images-idx3-ubyte.gz");
     quant::CalibrationOptions co;
     co.calib_size = calib;
@@ -71,9 +70,10 @@ TEST_P(QuantExport, CheckerOrtAndSize) {
   options.weight_bits = p.weight_bits;
   auto m = quantizeFixture(p.name, options, quant::CalibMethod::kMinMax, 128);
   ASSERT_TRUE(m.isOk()) << m.status().message();
-  int dq = 0, int_weights = 0, float_conv_weights = 0;
+  int dq = 0, int_weights = 0, float_conv_weights = 0, qlinear = 0;
   for (const auto& n : m->graph->nodes()) {
     dq += n->isOp("DequantizeLinear");
+    qlinear += n->isOp("QLinearConv") || n->isOp("QLinearMatMul");
     if (n->isOp("Conv") && n->input(1)->isInitializer()) ++float_conv_weights;
   }
   for (const Value* v : m->graph->initializers())
@@ -82,6 +82,7 @@ TEST_P(QuantExport, CheckerOrtAndSize) {
   EXPECT_GT(dq, 0);
   EXPECT_GT(int_weights, 0);
   EXPECT_EQ(float_conv_weights, 0);  // every Conv reads a dequantized integer weight
+  EXPECT_EQ(qlinear > 0, p.format == quant::QuantFormat::kQOperator);
 
   testing::TempDir dir;
   const auto path = dir / "q.onnx";
@@ -125,15 +126,16 @@ std::vector<ExportCase> exportCases() {
     cases.push_back({f, quant::QuantFormat::kQdq, 8, small ? 0.46 : 0.30});
     cases.push_back({f, quant::QuantFormat::kWeightsOnly, 8, small ? 0.44 : 0.30});
     cases.push_back({f, quant::QuantFormat::kWeightsOnly, 4, small ? 0.36 : 0.18});
+    cases.push_back({f, quant::QuantFormat::kQOperator, 8, small ? 0.50 : 0.30});
   }
   return cases;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, QuantExport, ::testing::ValuesIn(exportCases()),
                          [](const auto& info) {
-                           return info.param.name + "_" +
-                                  (info.param.format == quant::QuantFormat::kQdq ? "qdq"
-                                                                                 : "weightsonly") +
+                           std::string format = quant::quantFormatName(info.param.format);
+                           std::replace(format.begin(), format.end(), '-', '_');
+                           return info.param.name + "_" + format +
                                   std::to_string(info.param.weight_bits);
                          });
 

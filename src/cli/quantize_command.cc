@@ -106,9 +106,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   }
   std::map<std::string, quant::Range> ranges;
   if (needs_calib) {
-    std::vector<std::string> names;
-    for (const auto& t : *targets)
-      for (const auto& a : t.activation_inputs) names.push_back(a);
+    const std::vector<std::string> names = quant::valuesToCalibrate(*targets, qo);
     quant::CalibrationOptions co;
     co.calib_size = o.calib_size;
     co.threads = o.threads;
@@ -128,9 +126,11 @@ Status runQuantize(const QuantizeCommandOptions& o) {
 
   std::map<std::string, double> sqnr;
   if (reader && o.sqnr_samples > 0) {
-    std::vector<std::string> outputs;
-    for (const auto& l : *layers) outputs.push_back(l.output);
-    for (const Value* v : model.graph->outputs()) outputs.push_back(v->name());
+    std::vector<quant::ValuePair> outputs;
+    for (const auto& l : *layers) outputs.emplace_back(l.output, l.quantized_output);
+    const auto& ref_outputs = reference->graph->outputs();
+    for (size_t i = 0; i < ref_outputs.size() && i < model.graph->outputs().size(); ++i)
+      outputs.emplace_back(ref_outputs[i]->name(), model.graph->outputs()[i]->name());
     auto s = quant::measureSqnr(*reference, model, *reader, outputs, o.sqnr_samples, 32, o.threads);
     if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
     sqnr = std::move(s).value();
