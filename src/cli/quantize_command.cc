@@ -73,7 +73,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
   if (o.equalize) return unsupported("--equalize is not implemented yet");
-  if (o.bias_correction) return unsupported("--bias-correction is not implemented yet");
+  if (o.bias_correction && format == quant::QuantFormat::kQOperator)
+    return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
     return invalidArgument("--calib-size must be positive (or -1 for all samples)");
   NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
@@ -124,6 +125,14 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   auto layers = quant::quantizeModel(model, *targets, ranges, qo);
   if (!layers.isOk()) return layers.status().withContext(o.model_path);
 
+  int corrected = 0;
+  if (o.bias_correction) {
+    auto c = quant::correctBiases(*reference, model, *layers, *reader,
+                                  o.calib_size < 0 ? reader->size() : o.calib_size, o.threads);
+    if (!c.isOk()) return c.status().withContext("bias correction of " + o.model_path);
+    corrected = *c;
+    spdlog::info("bias correction: corrected {} layers", corrected);
+  }
   std::map<std::string, double> sqnr;
   if (reader && o.sqnr_samples > 0) {
     std::vector<quant::ValuePair> outputs;
@@ -173,6 +182,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     j["after"] = after.json();
     j["opset"] = opset;
     j["batchnorms_folded"] = folded->size();
+    j["bias_corrected_layers"] = corrected;
     j["output_sqnr_db"] = number(output_sqnr);
     auto arr = nlohmann::ordered_json::array();
     for (const auto& l : *layers) {

@@ -78,4 +78,13 @@ StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, cons
                                                     const std::vector<ValuePair>& values,
                                                     int64_t limit, int64_t batch, int threads);
 
+// Empirical bias correction (Nagel et al. 2019): for each quantized Conv/Gemm in order, add to its
+// bias the per-channel mean of (float output - quantized output) over the first `limit`
+// calibration samples, so quantization no longer shifts each channel's mean. Each layer is
+// measured after the earlier layers were corrected. QOperator layers (int32 bias) are skipped.
+// Returns the number of layers corrected.
+StatusOr<int> correctBiases(const Model& reference, Model& quantized,
+                            const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
+                            int64_t limit, int threads);
+
 }  // namespace nnc::quant
