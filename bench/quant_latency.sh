@@ -20,7 +20,7 @@ quantize() {  # model format out extra-args...
   local model=$1 format=$2 out=$3
   shift 3
   "$BIN" -q quantize "$model" -o "$out" --format "$format" --calib "$D/train-images-idx3-ubyte.gz" \
-    --calib-size 64 --sqnr-samples 0 "$@" > /dev/null
+    --sqnr-samples 0 "$@" > /dev/null
 }
 
 echo "| model | input | float ms | QDQ int8 ms | QOperator int8 ms | QDQ speed-up | QOperator speed-up |"
@@ -37,7 +37,7 @@ row() {  # name model shape extra-args...
   /usr/bin/python3 -c "print('| $name | $shape | $f | $q | $o | %.2fx | %.2fx |' % ($f / $q, $f / $o))"
 }
 for m in vgg_bn resnet mobilenetv2 densenet flatten_head; do
-  row "$m" "models/$m.onnx" 1,1,28,28 --mean 0.2860 --std 0.3530
+  row "$m" "models/$m.onnx" 1,1,28,28 --mean 0.2860 --std 0.3530 --calib-size 64
 done
 /usr/bin/python3 tools/export_torchvision.py --models resnet18 --out "$WORK/tv" > /dev/null 2>&1
 # Calibration images for ResNet-18: Fashion-MNIST resized to 224x224, grey -> RGB.
