@@ -73,6 +73,13 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
   if (o.equalize) return unsupported("--equalize is not implemented yet");
+  // Fail before any work on what is not implemented yet.
+  if (format == quant::QuantFormat::kInteger)
+    return unsupported(
+        "--format integer is not implemented yet (use qdq, qoperator or weights-only)");
+  if (o.act_bits != 8)
+    return unsupported("--act-bits " + std::to_string(o.act_bits) +
+                       " is not implemented yet (QDQ activations are 8-bit)");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
