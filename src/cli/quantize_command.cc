@@ -73,7 +73,15 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
   if (o.equalize) return unsupported("--equalize is not implemented yet");
-  if (o.bias_correction) return unsupported("--bias-correction is not implemented yet");
+  // Fail before any work on what is not implemented yet.
+  if (format == quant::QuantFormat::kInteger)
+    return unsupported(
+        "--format integer is not implemented yet (use qdq, qoperator or weights-only)");
+  if (o.act_bits != 8)
+    return unsupported("--act-bits " + std::to_string(o.act_bits) +
+                       " is not implemented yet (QDQ activations are 8-bit)");
+  if (o.bias_correction && format == quant::QuantFormat::kQOperator)
+    return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
     return invalidArgument("--calib-size must be positive (or -1 for all samples)");
   NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
@@ -106,9 +114,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   }
   std::map<std::string, quant::Range> ranges;
   if (needs_calib) {
-    std::vector<std::string> names;
-    for (const auto& t : *targets)
-      for (const auto& a : t.activation_inputs) names.push_back(a);
+    const std::vector<std::string> names = quant::valuesToCalibrate(*targets, qo);
     quant::CalibrationOptions co;
     co.calib_size = o.calib_size;
     co.threads = o.threads;
@@ -126,11 +132,21 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   auto layers = quant::quantizeModel(model, *targets, ranges, qo);
   if (!layers.isOk()) return layers.status().withContext(o.model_path);
 
+  int corrected = 0;
+  if (o.bias_correction) {
+    auto c = quant::correctBiases(*reference, model, *layers, *reader,
+                                  o.calib_size < 0 ? reader->size() : o.calib_size, o.threads);
+    if (!c.isOk()) return c.status().withContext("bias correction of " + o.model_path);
+    corrected = *c;
+    spdlog::info("bias correction: corrected {} layers", corrected);
+  }
   std::map<std::string, double> sqnr;
   if (reader && o.sqnr_samples > 0) {
-    std::vector<std::string> outputs;
-    for (const auto& l : *layers) outputs.push_back(l.output);
-    for (const Value* v : model.graph->outputs()) outputs.push_back(v->name());
+    std::vector<quant::ValuePair> outputs;
+    for (const auto& l : *layers) outputs.emplace_back(l.output, l.quantized_output);
+    const auto& ref_outputs = reference->graph->outputs();
+    for (size_t i = 0; i < ref_outputs.size() && i < model.graph->outputs().size(); ++i)
+      outputs.emplace_back(ref_outputs[i]->name(), model.graph->outputs()[i]->name());
     auto s = quant::measureSqnr(*reference, model, *reader, outputs, o.sqnr_samples, 32, o.threads);
     if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
     sqnr = std::move(s).value();
@@ -173,6 +189,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     j["after"] = after.json();
     j["opset"] = opset;
     j["batchnorms_folded"] = folded->size();
+    j["bias_corrected_layers"] = corrected;
     j["output_sqnr_db"] = number(output_sqnr);
     auto arr = nlohmann::ordered_json::array();
     for (const auto& l : *layers) {

@@ -40,8 +40,6 @@ int inputAxis(const Node& n) {
   return 0;  // MatMul [K, N]
 }
 
-Value* scalarInit(Graph& g, const std::string& name, Tensor t) { return g.addInitializer(name, t); }
-
 void setType(Value* v, DType dtype, const Value* like) {
   ValueType t = like ? like->type() : ValueType{};
   t.dtype = dtype;
@@ -200,6 +198,143 @@ Status requireOpset(Model& model, int64_t needed, const std::string& why) {
   return Status::ok();
 }
 
+struct ActQuant {
+  Value* quantized = nullptr;    // QuantizeLinear output
+  Value* dequantized = nullptr;  // DequantizeLinear output
+  Value* scale = nullptr;
+  Value* zero_point = nullptr;
+  QParams params;
+};
+
+// One QuantizeLinear (+ DequantizeLinear) per activation, shared by all its quantized readers.
+StatusOr<ActQuant> activationQdq(Graph& g, const std::string& a,
+                                 const std::map<std::string, Range>& ranges,
+                                 const QuantizeOptions& options,
+                                 std::map<std::string, ActQuant>& made) {
+  if (auto found = made.find(a); found != made.end()) return found->second;
+  auto r = ranges.find(a);
+  if (r == ranges.end()) return internalError("no calibration range for activation '" + a + "'");
+  ActQuant out;
+  out.params = chooseQParams(r->second, options.symmetric_activations, 8);
+  // Short generated names: on small models the names of Q/DQ pairs are a visible share of the
+  // file. The QuantizeLinear's input still names the tensor.
+  const std::string base = "act" + std::to_string(made.size());
+  Value* x = g.findValue(a);
+  out.scale = g.addInitializer(base + "_s", Tensor::fromVector<float>({}, {out.params.scale}));
+  Tensor zt = options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
+  if (!options.symmetric_activations) zt.mutableData<uint8_t>()[0] = uint8_t(out.params.zero_point);
+  out.zero_point = g.addInitializer(base + "_z", std::move(zt));
+  Node* q = g.addNode("QuantizeLinear", {x, out.scale, out.zero_point}, {base + "_q"});
+  setType(q->output(0), options.symmetric_activations ? DType::kInt8 : DType::kUInt8, x);
+  out.quantized = q->output(0);
+  Node* dq =
+      g.addNode("DequantizeLinear", {q->output(0), out.scale, out.zero_point}, {base + "_dq"});
+  setType(dq->output(0), DType::kFloat32, x);
+  out.dequantized = dq->output(0);
+  made.emplace(a, out);
+  return out;
+}
+
+// QOperator: Conv -> QLinearConv, MatMul / Gemm (no transA, alpha 1) -> QLinearMatMul (+ Add of
+// the float bias), each between a shared QuantizeLinear of its input and a DequantizeLinear of
+// its output (which takes over the float output's name so every reader stays as it was).
+// Weights int8 symmetric per output channel, Conv bias int32 with scale s_x * s_w[c].
+StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
+                                             const std::map<std::string, Range>& ranges,
+                                             const QuantizeOptions& options,
+                                             std::map<std::string, ActQuant>& made) {
+  Node& n = *t.node;
+  if (n.isOp("Gemm") && (n.intAttr("transA", 0) || n.floatAttr("alpha", 1.f) != 1.f ||
+                         n.floatAttr("beta", 1.f) != 1.f))
+    return unsupported("Gemm '" + t.name + "' with transA/alpha/beta: use --format qdq");
+  NNC_ASSIGN_OR_RETURN(ActQuant in,
+                       activationQdq(g, t.activation_inputs[0], ranges, options, made));
+  Value* y = n.output(0);
+  const std::string y_name = y->name();  // y goes away with the float node
+  auto yr = ranges.find(y_name);
+  if (yr == ranges.end()) return internalError("no calibration range for output of " + t.name);
+  const QParams yq = chooseQParams(yr->second, options.symmetric_activations, 8);
+  // Weight as int8 with the output channel on axis 0 (Conv) or 1 (MatMul's [K, N]).
+  Tensor w = *constFloat(n.input(1));
+  if (n.isOp("Gemm") && n.intAttr("transB", 0)) {  // [N, K] -> [K, N]
+    Tensor wt(DType::kFloat32, {w.dim(1), w.dim(0)});
+    for (int64_t r = 0; r < w.dim(0); ++r)
+      for (int64_t c = 0; c < w.dim(1); ++c)
+        wt.mutableData<float>()[c * w.dim(0) + r] = w.data<float>()[r * w.dim(1) + c];
+    w = std::move(wt);
+  }
+  const bool conv = n.isOp("Conv");
+  const int axis = conv ? 0 : 1;
+  const int64_t channels = w.dim(axis);
+  int64_t inner = 1;
+  for (int d = axis + 1; d < w.rank(); ++d) inner *= w.dim(d);
+  std::vector<float> scale(channels, 0.f);
+  const auto wd = w.data<float>();
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int64_t c = options.per_channel ? (i / inner) % channels : 0;
+    scale[c] = std::max(scale[c], std::abs(wd[i]));
+  }
+  if (!options.per_channel) std::fill(scale.begin(), scale.end(), scale[0]);
+  for (float& v : scale) v = v > 0 ? v / 127.f : 1.f;
+  Tensor wq(DType::kInt8, w.shape());
+  for (int64_t i = 0; i < w.numel(); ++i)
+    wq.mutableData<int8_t>()[i] =
+        int8_t(std::clamp<float>(std::nearbyint(wd[i] / scale[(i / inner) % channels]), -127, 127));
+  const std::string base = n.input(1)->name();
+  Value* wv = g.addInitializer(base + "_q", std::move(wq));
+  Value* ws = g.addInitializer(base + "_s", Tensor::fromVector<float>({channels}, scale));
+  Value* wz = g.addInitializer(base + "_z", Tensor(DType::kInt8, {channels}));
+  const std::string ybase = t.name + "_quant";
+  Value* ys = g.addInitializer(ybase + "_s", Tensor::fromVector<float>({}, {yq.scale}));
+  Tensor yzt = options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
+  if (!options.symmetric_activations) yzt.mutableData<uint8_t>()[0] = uint8_t(yq.zero_point);
+  Value* yz = g.addInitializer(ybase + "_z", std::move(yzt));
+  const Tensor* bias = constFloat(n.input(2));
+  Node* qnode;
+  if (conv) {
+    std::vector<Value*> inputs = {in.quantized, in.scale, in.zero_point, wv, ws, wz, ys, yz};
+    if (bias != nullptr) {
+      Tensor b32(DType::kInt32, {channels});
+      for (int64_t c = 0; c < channels; ++c)
+        b32.mutableData<int32_t>()[c] = int32_t(
+            std::nearbyint(double(bias->data<float>()[c]) / (double(in.params.scale) * scale[c])));
+      inputs.push_back(g.addInitializer(base + "_bias_q", std::move(b32)));
+    }
+    qnode = g.addNode("QLinearConv", inputs, {ybase + "_y"});
+    for (const Attribute& a : n.attributes()) qnode->setAttribute(a);
+  } else {
+    qnode = g.addNode("QLinearMatMul", {in.quantized, in.scale, in.zero_point, wv, ws, wz, ys, yz},
+                      {ybase + "_y"});
+  }
+  qnode->setName(t.name + "_quant");
+  setType(qnode->output(0), options.symmetric_activations ? DType::kInt8 : DType::kUInt8, y);
+  Node* dq = g.addNode("DequantizeLinear", {qnode->output(0), ys, yz}, {ybase + "_dq"});
+  setType(dq->output(0), DType::kFloat32, y);
+  Value* result = dq->output(0);
+  if (!conv && bias != nullptr) {
+    Value* b = g.addInitializer(base + "_bias", *bias);
+    Node* add = g.addNode("Add", {result, b}, {ybase + "_biased"});
+    setType(add->output(0), DType::kFloat32, y);
+    result = add->output(0);
+  }
+  g.replaceAllUsesWith(y, result);
+  // A quantized layer reading this output (Conv -> Conv without an activation in between) takes
+  // the integer output directly: no DequantizeLinear -> QuantizeLinear round trip.
+  made[y_name] = ActQuant{qnode->output(0), dq->output(0), ys, yz, yq};
+  Value* old_w = n.input(1);
+  Value* old_b = n.input(2);
+  g.eraseNode(&n);
+  for (Value* v : {old_w, old_b})
+    if (v && !v->hasUses() && v->isInitializer() && !v->isGraphInput()) g.eraseValue(v);
+  QuantizedLayer info{t.name,        conv ? "QLinearConv" : "QLinearMatMul", 8, 8, 0, 0, 0, y_name,
+                      result->name()};
+  const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
+  info.weight_scale_min = *mn;
+  info.weight_scale_max = *mx;
+  info.act_scale = in.params.scale;
+  return info;
+}
+
 }  // namespace
 
 StatusOr<QuantFormat> parseQuantFormat(const std::string& name) {
@@ -266,6 +401,20 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
   return targets;
 }
 
+std::vector<std::string> valuesToCalibrate(const std::vector<QuantTarget>& targets,
+                                           const QuantizeOptions& options) {
+  std::vector<std::string> names;
+  if (options.format == QuantFormat::kWeightsOnly) return names;
+  for (const QuantTarget& t : targets) {
+    names.insert(names.end(), t.activation_inputs.begin(), t.activation_inputs.end());
+    if (options.format == QuantFormat::kQOperator && !t.activation_inputs.empty())
+      names.push_back(t.node->output(0)->name());
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
 StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     Model& model, const std::vector<QuantTarget>& targets,
     const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options) {
@@ -275,9 +424,9 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     return unsupported("--act-bits " + std::to_string(options.act_bits) +
                        ": QDQ activations support 8 bits (ONNX QuantizeLinear types are 8-bit "
                        "below opset 21)");
-  if (options.format != QuantFormat::kQdq && options.format != QuantFormat::kWeightsOnly)
+  if (options.format == QuantFormat::kInteger)
     return unsupported(std::string("--format ") + quantFormatName(options.format) +
-                       " is not implemented yet (use qdq or weights-only)");
+                       " is not implemented yet (use qdq, qoperator or weights-only)");
   auto bitsOf = [&](const QuantTarget& t) {
     auto it = options.layer_weight_bits.find(t.name);
     return it == options.layer_weight_bits.end() ? options.weight_bits : it->second;
@@ -289,6 +438,9 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
       return invalidArgument("layer '" + t.name + "': weight bits must be 8 or 4");
     int4 = int4 || bits == 4;
   }
+  if (options.format == QuantFormat::kQOperator && int4)
+    return unsupported(
+        "--format qoperator needs --weight-bits 8 (QLinearConv takes 8-bit weights)");
   if (int4) {
     NNC_RETURN_IF_ERROR(requireOpset(model, 21, "int4 weights (blocked DequantizeLinear)"));
   } else if (options.per_channel) {
@@ -298,13 +450,18 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
   }
   Graph& g = *model.graph;
   const bool quantize_acts = options.format != QuantFormat::kWeightsOnly;
-  std::map<std::string, Value*> dequantized;  // activation -> its shared DQ output
-  std::map<std::string, float> act_scale;
+  std::map<std::string, ActQuant> made;  // activation -> its shared Q/DQ
   std::vector<QuantizedLayer> layers;
   for (const QuantTarget& t : targets) {
     Node& n = *t.node;
     const int bits = bitsOf(t);
-    QuantizedLayer info{t.name, n.opType(), bits, 0, 0, 0, 0, n.output(0)->name()};
+    QuantizedLayer info{t.name, n.opType(),          bits, 0, 0, 0,
+                        0,      n.output(0)->name(), n.output(0)->name()};
+    if (options.format == QuantFormat::kQOperator && !t.activation_inputs.empty()) {
+      NNC_ASSIGN_OR_RETURN(info, writeQOperatorLayer(g, t, activation_ranges, options, made));
+      layers.push_back(info);
+      continue;
+    }
     const std::string wbase = n.input(1)->name();
     Value* old_w = n.input(1);
     const WeightQuant wq =
@@ -316,32 +473,11 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     info.weight_scale_max = wq.scale_max;
     if (quantize_acts) {
       for (const std::string& a : t.activation_inputs) {
-        auto found = dequantized.find(a);
-        if (found == dequantized.end()) {
-          auto r = activation_ranges.find(a);
-          if (r == activation_ranges.end())
-            return internalError("no calibration range for activation '" + a + "'");
-          const QParams qp = chooseQParams(r->second, options.symmetric_activations, 8);
-          // Short generated names: on small models the names of Q/DQ pairs are a visible share
-          // of the file. The QuantizeLinear's input still names the tensor.
-          const std::string base = "act" + std::to_string(dequantized.size());
-          Value* x = g.findValue(a);
-          Value* s = scalarInit(g, base + "_s", Tensor::fromVector<float>({}, {qp.scale}));
-          Tensor zt =
-              options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
-          if (!options.symmetric_activations) zt.mutableData<uint8_t>()[0] = uint8_t(qp.zero_point);
-          Value* z = scalarInit(g, base + "_z", std::move(zt));
-          Node* q = g.addNode("QuantizeLinear", {x, s, z}, {base + "_q"});
-          setType(q->output(0), options.symmetric_activations ? DType::kInt8 : DType::kUInt8, x);
-          Node* dq = g.addNode("DequantizeLinear", {q->output(0), s, z}, {base + "_dq"});
-          setType(dq->output(0), DType::kFloat32, x);
-          found = dequantized.emplace(a, dq->output(0)).first;
-          act_scale[a] = qp.scale;
-        }
+        NNC_ASSIGN_OR_RETURN(ActQuant aq, activationQdq(g, a, activation_ranges, options, made));
         for (size_t i = 0; i < n.numInputs(); ++i)
-          if (n.input(i) && n.input(i)->name() == a) n.setInput(i, found->second);
+          if (n.input(i) && n.input(i)->name() == a) n.setInput(i, aq.dequantized);
+        info.act_scale = aq.params.scale;
         info.act_bits = 8;
-        info.act_scale = act_scale[a];
       }
     }
     layers.push_back(info);
@@ -353,13 +489,14 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
 
 StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, const Model& quantized,
                                                     data::SampleReader& reader,
-                                                    const std::vector<std::string>& values,
+                                                    const std::vector<ValuePair>& values,
                                                     int64_t limit, int64_t batch, int threads) {
   exec::ExecutorOptions eo;
   eo.num_threads = threads;
   NNC_ASSIGN_OR_RETURN(auto ref, exec::Executor::create(reference, eo));
   NNC_ASSIGN_OR_RETURN(auto quant, exec::Executor::create(quantized, eo));
-  const std::set<std::string> wanted(values.begin(), values.end());
+  std::map<std::string, std::string> wanted, reference_of;  // reference name -> quantized name
+  for (const auto& [r, q] : values) wanted[r] = q, reference_of[q] = r;
   std::map<std::string, std::pair<double, double>> energy;  // signal, noise
   std::map<std::string, Tensor> ref_batch;
   const int64_t total = std::min(limit < 0 ? reader.size() : limit, reader.size());
@@ -377,10 +514,12 @@ StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, cons
     std::vector<Tensor> qfeeds{std::move(x)};
     NNC_ASSIGN_OR_RETURN(auto q_out, quant->run(std::move(qfeeds), [&](const Value& v,
                                                                        const Tensor& t) {
-      auto it = ref_batch.find(v.name());
+      auto ref_name = reference_of.find(v.name());
+      if (ref_name == reference_of.end()) return;
+      auto it = ref_batch.find(ref_name->second);
       if (it == ref_batch.end() || t.dtype() != DType::kFloat32 || t.numel() != it->second.numel())
         return;
-      auto& [signal, noise] = energy[v.name()];
+      auto& [signal, noise] = energy[ref_name->second];
       const auto a = it->second.data<float>(), b = t.data<float>();
       for (size_t i = 0; i < a.size(); ++i) {
         signal += double(a[i]) * a[i];
@@ -394,6 +533,96 @@ StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, cons
     sqnr[name] = e.second > 0 ? 10 * std::log10(e.first / e.second)
                               : std::numeric_limits<double>::infinity();
   return sqnr;
+}
+
+}  // namespace nnc::quant
+
+namespace nnc::quant {
+namespace {
+
+// Per-channel (axis 1) sums of a float tensor, added to `sums`; returns elements per channel.
+int64_t addChannelSums(const Tensor& t, std::vector<double>& sums) {
+  if (t.rank() < 2) return 0;
+  const int64_t c = t.dim(1), n = t.dim(0), inner = t.numel() / std::max<int64_t>(1, n * c);
+  if (sums.empty()) sums.assign(c, 0.0);
+  if (int64_t(sums.size()) != c) return 0;
+  const auto d = t.data<float>();
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t ch = 0; ch < c; ++ch) {
+      double s = 0;
+      const float* p = d.data() + (b * c + ch) * inner;
+      for (int64_t i = 0; i < inner; ++i) s += p[i];
+      sums[ch] += s;
+    }
+  return n * inner;
+}
+
+// Mean per channel of the named tensors over the first `limit` samples.
+StatusOr<std::map<std::string, std::vector<double>>> channelMeans(
+    const Model& model, data::SampleReader& reader, const std::set<std::string>& names,
+    int64_t limit, int threads) {
+  exec::ExecutorOptions eo;
+  eo.num_threads = threads;
+  NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
+  std::map<std::string, std::vector<double>> sums;
+  std::map<std::string, int64_t> counts;
+  const int64_t total = std::min(limit, reader.size());
+  for (int64_t start = 0; start < total; start += 32) {
+    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, std::min<int64_t>(32, total - start)));
+    std::vector<Tensor> feeds{std::move(x)};
+    NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds), [&](const Value& v, const Tensor& t) {
+      if (names.count(v.name()) && t.dtype() == DType::kFloat32)
+        counts[v.name()] += addChannelSums(t, sums[v.name()]);
+    }));
+    (void)out;
+  }
+  for (auto& [name, s] : sums)
+    for (double& v : s) v /= double(std::max<int64_t>(1, counts[name]));
+  return sums;
+}
+
+}  // namespace
+
+StatusOr<int> correctBiases(const Model& reference, Model& quantized,
+                            const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
+                            int64_t limit, int threads) {
+  std::set<std::string> ref_names;
+  for (const auto& l : layers) ref_names.insert(l.output);
+  NNC_ASSIGN_OR_RETURN(auto ref_means, channelMeans(reference, reader, ref_names, limit, threads));
+  int corrected = 0;
+  Graph& g = *quantized.graph;
+  for (const QuantizedLayer& l : layers) {  // in graph order: each sees the earlier corrections
+    Value* y = g.findValue(l.quantized_output);
+    Node* n = y ? y->producer() : nullptr;
+    if (n == nullptr || !(n->isOp("Conv") || n->isOp("Gemm"))) continue;  // QOperator: int bias
+    auto ref = ref_means.find(l.output);
+    if (ref == ref_means.end()) continue;
+    NNC_ASSIGN_OR_RETURN(auto q_means,
+                         channelMeans(quantized, reader, {l.quantized_output}, limit, threads));
+    const std::vector<double>& qm = q_means[l.quantized_output];
+    const std::vector<double>& rm = ref->second;
+    if (qm.size() != rm.size() || rm.empty()) continue;
+    const int64_t channels = int64_t(rm.size());
+    std::vector<float> bias(channels, 0.f);
+    if (const Tensor* b = constFloat(n->input(2))) {
+      if (b->numel() != channels && b->numel() != 1) continue;
+      for (int64_t c = 0; c < channels; ++c) bias[c] = b->data<float>()[b->numel() == 1 ? 0 : c];
+    }
+    const double beta = n->isOp("Gemm") ? n->floatAttr("beta", 1.f) : 1.0;
+    if (beta == 0) continue;
+    for (int64_t c = 0; c < channels; ++c) bias[c] = float(bias[c] + (rm[c] - qm[c]) / beta);
+    Value* old_b = n->input(2);
+    Value* nb =
+        g.addInitializer(l.name + "_B_corrected", Tensor::fromVector<float>({channels}, bias));
+    if (n->numInputs() > 2)
+      n->setInput(2, nb);
+    else
+      n->addInput(nb);
+    if (old_b && !old_b->hasUses() && old_b->isInitializer() && !old_b->isGraphInput())
+      g.eraseValue(old_b);
+    ++corrected;
+  }
+  return corrected;
 }
 
 }  // namespace nnc::quant

@@ -9,6 +9,8 @@
 // consumers, so a tensor read by several layers (a Concat output, a residual branch) has one
 // scale. Layers whose output reaches a graph output without another quantizable layer in
 // between (the classifier) keep float activations (int8 weights) unless `quantize_last`.
+// QOperator: QLinearConv / QLinearMatMul between a QuantizeLinear of the input and a
+// DequantizeLinear of the output (float ops in between stay float).
 // Weight-only: only the weights are stored as integers (int8, or int4 packed two per byte with
 // a blocked DequantizeLinear, opset 21).
 
@@ -50,6 +52,10 @@ struct QuantTarget {
 StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
                                                  const QuantizeOptions& options);
 
+// Activations the format needs calibration ranges for (QOperator: also the layers' outputs).
+std::vector<std::string> valuesToCalibrate(const std::vector<QuantTarget>& targets,
+                                           const QuantizeOptions& options);
+
 struct QuantizedLayer {
   std::string name;
   std::string op;
@@ -57,7 +63,8 @@ struct QuantizedLayer {
   int act_bits = 0;
   float weight_scale_min = 0, weight_scale_max = 0;
   float act_scale = 0;
-  std::string output;  // the layer's output value (for the SQNR table)
+  std::string output;            // the layer's output in the float model
+  std::string quantized_output;  // the same tensor in the quantized model
 };
 
 // Rewrites `model` in place. `activation_ranges` must hold every activation input of the
@@ -66,11 +73,21 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     Model& model, const std::vector<QuantTarget>& targets,
     const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options);
 
-// Signal-to-quantization-noise ratio (dB) of named values of `quantized` against `reference`
-// on the first `limit` samples (values present in both models).
+// Signal-to-quantization-noise ratio (dB) of tensors of `quantized` against the same tensors of
+// `reference` on the first `limit` samples, keyed by the reference name.
+using ValuePair = std::pair<std::string, std::string>;  // reference name, quantized name
 StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, const Model& quantized,
                                                     data::SampleReader& reader,
-                                                    const std::vector<std::string>& values,
+                                                    const std::vector<ValuePair>& values,
                                                     int64_t limit, int64_t batch, int threads);
+
+// Empirical bias correction (Nagel et al. 2019): for each quantized Conv/Gemm in order, add to its
+// bias the per-channel mean of (float output - quantized output) over the first `limit`
+// calibration samples, so quantization no longer shifts each channel's mean. Each layer is
+// measured after the earlier layers were corrected. QOperator layers (int32 bias) are skipped.
+// Returns the number of layers corrected.
+StatusOr<int> correctBiases(const Model& reference, Model& quantized,
+                            const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
+                            int64_t limit, int threads);
 
 }  // namespace nnc::quant
