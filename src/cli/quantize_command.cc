@@ -8,6 +8,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "data_options.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -29,25 +30,6 @@ struct Totals {
 Totals totalsOf(const Model& m, int64_t file_bytes) {
   const ModelStats s = computeModelStats(*m.graph);
   return {s.params, s.macs, file_bytes};
-}
-
-StatusOr<std::unique_ptr<data::SampleReader>> openCalibration(const DataOptions& o) {
-  data::Preprocess p;
-  const std::pair<const char*, const std::string*> flags[] = {{"scale", &o.scale},
-                                                              {"mean", &o.mean},
-                                                              {"std", &o.std},
-                                                              {"size", &o.size},
-                                                              {"center-crop", &o.center_crop},
-                                                              {"channels", &o.channels}};
-  for (const auto& [name, value] : flags) {
-    if (value->empty()) continue;
-    Status s = data::setPreprocessOption(p, name, *value);
-    if (!s.isOk()) return invalidArgument("--" + std::string(name) + ": " + s.message());
-  }
-  auto reader = data::openData(o.data, p);
-  if (!reader.isOk()) return reader.status().withContext(o.data);
-  spdlog::info("calibration data: {}", (*reader)->description());
-  return reader;
 }
 
 nlohmann::ordered_json number(double v) {
@@ -110,7 +92,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
 
   std::unique_ptr<data::SampleReader> reader;
   if (!o.calib.data.empty()) {
-    NNC_ASSIGN_OR_RETURN(reader, openCalibration(o.calib));
+    NNC_ASSIGN_OR_RETURN(reader, openReader(o.calib, "calibration data"));
   }
   std::map<std::string, quant::Range> ranges;
   if (needs_calib) {
