@@ -88,34 +88,62 @@ TEST(ReportHtmlCliTest, UnwritableOutputIsAnIoError) {
   EXPECT_NE(r.err.find("/nonexistent-dir/r.html"), std::string::npos) << r.err;
 }
 
-// Loads the page in headless Chromium and reads back the DOM after its script ran: the charts
-// must be there, the script must have finished without errors, and sorting must work.
-TEST(ReportHtmlBrowserTest, RendersInHeadlessChromiumWithoutScriptErrors) {
+// Loads a page in headless Chromium and reads back the DOM after its script ran: the charts must
+// be there, the script must have finished without errors, and sorting must work.
+void checkInChromium(const TempDir& dir, const std::filesystem::path& page, size_t min_charts,
+                     size_t min_bars) {
   const char* chromium = "/usr/bin/chromium";
   ASSERT_TRUE(std::filesystem::exists(chromium))
       << "Debian's chromium is needed for this test: run tools/bootstrap.sh";
+  const auto dom_file = dir / (page.stem().string() + ".dom.html");
+  const auto log_file = dir / (page.stem().string() + ".chromium.log");
+  const std::string cmd =
+      std::string(chromium) +
+      " --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 --user-data-dir=" +
+      quote(dir / "profile") + " --dump-dom " + quote("file://" + page.string() + "#selftest") +
+      " >" + quote(dom_file) + " 2>" + quote(log_file);
+  ASSERT_EQ(std::system(("timeout 120 " + cmd).c_str()), 0) << readText(log_file);
+  const std::string dom = readText(dom_file);
+  EXPECT_NE(dom.find("data-report-ready=\"1\""), std::string::npos)
+      << page << ": the page script did not finish";
+  const size_t errors = dom.find("data-report-errors=\"");
+  EXPECT_EQ(errors, std::string::npos) << dom.substr(errors, 300);
+  EXPECT_NE(dom.find("data-report-selftest=\"sorted\""), std::string::npos) << page;
+  EXPECT_GE(count(dom, "<svg class=\"chart"), min_charts) << page;
+  EXPECT_GE(count(dom, "<rect class=\"bar\""), min_bars) << page;
+  // Console errors (e.g. a syntax error before any handler was installed) show in the log.
+  EXPECT_EQ(readText(log_file).find("Uncaught"), std::string::npos) << page;
+}
+
+TEST(ReportHtmlBrowserTest, ModelReportRendersWithoutScriptErrors) {
   TempDir dir;
   const auto page = dir / "report.html";
   auto r =
       runCli("report " + quote(sourcePath("models/densenet.onnx")) + " --report " + quote(page));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto dom_file = dir / "dom.html";
-  const std::string cmd =
-      std::string(chromium) +
-      " --headless --no-sandbox --disable-gpu --enable-logging=stderr --v=0 --user-data-dir=" +
-      quote(dir / "profile") + " --dump-dom " + quote("file://" + page.string() + "#selftest") +
-      " >" + quote(dom_file) + " 2>" + quote(dir / "chromium.log");
-  ASSERT_EQ(std::system(("timeout 120 " + cmd).c_str()), 0) << readText(dir / "chromium.log");
-  const std::string dom = readText(dom_file);
-  EXPECT_NE(dom.find("data-report-ready=\"1\""), std::string::npos)
-      << "the page script did not finish";
-  const size_t errors = dom.find("data-report-errors=\"");
-  EXPECT_EQ(errors, std::string::npos) << dom.substr(errors, 300);
-  EXPECT_NE(dom.find("data-report-selftest=\"sorted\""), std::string::npos);
-  EXPECT_GE(count(dom, "<svg class=\"chart"), 4u);
-  EXPECT_GE(count(dom, "<rect class=\"bar\""), 20u);
-  // Console errors (e.g. a syntax error before any handler was installed) show in the log.
-  EXPECT_EQ(readText(dir / "chromium.log").find("Uncaught"), std::string::npos);
+  checkInChromium(dir, page, 4, 20);
+}
+
+const std::string kData = "/usr/share/datasets/fashion-mnist/";
+
+TEST(ReportHtmlBrowserTest, QuantizeAndCompressReportsRenderWithoutScriptErrors) {
+  TempDir dir;
+  const std::string model = quote(sourcePath("models/flatten_head.onnx"));
+  const std::string calib = " --calib " + kData + "train-images-idx3-ubyte.gz --calib-size 32 ";
+  const auto quantize_page = dir / "quantize.html";
+  auto q = runCli("quantize " + model + " -o " + quote(dir / "q.onnx") + calib +
+                  "--mean 0.2860 --std 0.3530 --report " + quote(quantize_page));
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  checkInChromium(dir, quantize_page, 1, 3);
+
+  const auto compress_page = dir / "compress.html";
+  auto c = runCli("compress " + model + " -o " + quote(dir / "c.onnx") + " --data " + kData +
+                  "t10k-images-idx3-ubyte.gz --labels " + kData + "t10k-labels-idx1-ubyte.gz" +
+                  calib + "--mean 0.2860 --std 0.3530 --eval-size 200 --step 0.3 " +
+                  "--max-accuracy-drop 3 --target-size 3x --report " + quote(compress_page));
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  checkInChromium(dir, compress_page, 2, 6);  // trajectory, channels before/after
+  EXPECT_NE(readText(compress_page).find("<svg class=\"chart line-chart\""), std::string::npos);
 }
 
 }  // namespace

@@ -255,6 +255,8 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   quant_cmd->add_option("--threads", quant.threads, "Threads (0: every core)");
   quant_cmd->add_flag("--json", quant.json, "Print one JSON object (before, after, layers, ...)");
+  quant_cmd->add_option("--report", quant.html_report,
+                        "Write an HTML report (per-layer bits, scales and SQNR)");
   quant_cmd->footer(kExitCodeHelp);
 
   CompressCommandOptions compress;

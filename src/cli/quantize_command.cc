@@ -11,10 +11,12 @@
 #include "data_options.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
+#include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/quantize.h"
+#include "nncompress/report/html.h"
 #include "nncompress/report/model_report.h"
 
 namespace nnc::cli {
@@ -154,6 +156,51 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (!sqnr.empty()) {
     auto ref_outputs = reference->graph->outputs();
     if (!ref_outputs.empty()) output_sqnr = sqnrOf(ref_outputs[0]->name());
+  }
+
+  if (!o.html_report.empty()) {
+    html::HtmlPage page("nncompress quantize: " + o.model_path);
+    page.addSection(
+        "Summary",
+        html::summaryTable(
+            {{"model", o.model_path},
+             {"output", o.output_path},
+             {"format", o.format + ", weights int" + std::to_string(o.weight_bits) +
+                            (o.per_tensor ? " per-tensor" : " per-channel") +
+                            (needs_calib ? ", activations uint8 (" + o.calib_method + ")" : "")},
+             {"size", humanBytes(double(before.file_bytes)) + " -> " +
+                          humanBytes(double(after.file_bytes))},
+             {"params",
+              humanCount(double(before.params)) + " -> " + humanCount(double(after.params))},
+             {"BatchNorms folded", std::to_string(folded->size())},
+             {"model output SQNR",
+              std::isnan(output_sqnr) ? "-" : std::to_string(output_sqnr).substr(0, 5) + " dB"}}));
+    std::vector<std::string> labels;
+    html::BarSeries sqnr_bars{"SQNR dB", {}};
+    html::Table table{{"layer", "op", "weight bits", "act bits", "weight scale min",
+                       "weight scale max", "act scale", "SQNR dB"},
+                      {},
+                      {false, false, true, true, true, true, true, true}};
+    for (const auto& l : *layers) {
+      const double q = sqnrOf(l.output);
+      labels.push_back(l.name);
+      sqnr_bars.values.push_back(std::isnan(q) || std::isinf(q) ? 0 : q);
+      char wmin[32], wmax[32], act[32], s[32];
+      std::snprintf(wmin, sizeof wmin, "%.3e", l.weight_scale_min);
+      std::snprintf(wmax, sizeof wmax, "%.3e", l.weight_scale_max);
+      std::snprintf(act, sizeof act, "%.3e", l.act_scale);
+      std::snprintf(s, sizeof s, "%.1f", q);
+      table.rows.push_back({l.name, l.op, std::to_string(l.weight_bits),
+                            l.act_bits ? std::to_string(l.act_bits) : "float", wmin, wmax,
+                            l.act_bits ? act : "-", std::isnan(q) ? "-" : s});
+    }
+    page.addSection("Per-layer error",
+                    "<p class=\"note\">SQNR of each quantized layer's output against the float "
+                    "model on calibration samples: the lowest bars are the layers that hurt.</p>" +
+                        html::barChart(labels, {sqnr_bars}, {"SQNR per layer", "dB", false}) +
+                        html::table(table));
+    Status written = writeStringAtomically(o.html_report, page.render());
+    if (!written.isOk()) return written.withContext(o.html_report);
   }
 
   if (o.json) {

@@ -87,6 +87,7 @@ struct QuantizeCommandOptions {
   std::vector<std::string> exclude;
   int64_t sqnr_samples = 256;
   int threads = 0;
+  std::string html_report;  // --report out.html
   bool json = false;
 };
 Status runQuantize(const QuantizeCommandOptions& options);
