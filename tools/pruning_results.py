@@ -26,9 +26,10 @@ TEST = ["--data", f"{DATA}/t10k-images-idx3-ubyte.gz",
 FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
 CRITERIA = ["random", "l1", "l2", "bn-gamma", "fpgm", "similarity-chain", "activation",
             "contribution"]
-# (criterion, allocation) pairs beyond the uniform grid: the data-driven criteria with measured
-# per-group sensitivity.
-EXTRA = [("contribution", "sensitivity"), ("activation", "sensitivity"), ("l1", "sensitivity")]
+# (criterion, allocation) pairs beyond the uniform grid: measured per-group sensitivity and
+# global ranking.
+EXTRA = [("contribution", "sensitivity"), ("activation", "sensitivity"), ("l1", "sensitivity"),
+         ("contribution", "global"), ("l1", "global")]
 RECOVER = ["none", "bn", "lsq"]
 TARGETS = [0.7, 0.5, 0.3]  # fraction of MACs kept: 30 / 50 / 70 % removed
 
