@@ -5,6 +5,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "data_options.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
@@ -35,25 +36,6 @@ std::string percent(int64_t after, int64_t before) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%+.1f%%", before ? 100.0 * (after - before) / before : 0.0);
   return buf;
-}
-
-StatusOr<std::unique_ptr<data::SampleReader>> openCalibration(const DataOptions& o) {
-  data::Preprocess p;
-  const std::pair<const char*, const std::string*> flags[] = {{"scale", &o.scale},
-                                                              {"mean", &o.mean},
-                                                              {"std", &o.std},
-                                                              {"size", &o.size},
-                                                              {"center-crop", &o.center_crop},
-                                                              {"channels", &o.channels}};
-  for (const auto& [name, value] : flags) {
-    if (value->empty()) continue;
-    Status s = data::setPreprocessOption(p, name, *value);
-    if (!s.isOk()) return invalidArgument("--" + std::string(name) + ": " + s.message());
-  }
-  auto reader = data::openData(o.data, p);
-  if (!reader.isOk()) return reader.status().withContext(o.data);
-  spdlog::info("calibration data: {}", (*reader)->description());
-  return reader;
 }
 
 }  // namespace
@@ -101,7 +83,7 @@ Status runPrune(const PruneOptions& o) {
   std::unique_ptr<data::SampleReader> reader;
   CalibrationSource calibration;
   if (has_data) {
-    NNC_ASSIGN_OR_RETURN(reader, openCalibration(o.data));
+    NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, "calibration data"));
     calibration.reader = reader.get();
     calibration.count = std::min(o.calib_size, reader->size());
     calibration.batch = o.batch;
