@@ -126,7 +126,7 @@ TEST(ReportHtmlBrowserTest, ModelReportRendersWithoutScriptErrors) {
 
 const std::string kData = "/usr/share/datasets/fashion-mnist/";
 
-TEST(ReportHtmlBrowserTest, QuantizeAndCompressReportsRenderWithoutScriptErrors) {
+TEST(ReportHtmlBrowserTest, PruneQuantizeAndCompressReportsRenderWithoutScriptErrors) {
   TempDir dir;
   const std::string model = quote(sourcePath("models/flatten_head.onnx"));
   const std::string calib = " --calib " + kData + "train-images-idx3-ubyte.gz --calib-size 32 ";
@@ -135,6 +135,12 @@ TEST(ReportHtmlBrowserTest, QuantizeAndCompressReportsRenderWithoutScriptErrors)
                   "--mean 0.2860 --std 0.3530 --report " + quote(quantize_page));
   ASSERT_EQ(q.exit_code, 0) << q.err;
   checkInChromium(dir, quantize_page, 1, 3);
+
+  const auto prune_page = dir / "prune.html";
+  auto p = runCli("prune " + quote(sourcePath("models/resnet.onnx")) + " -o " +
+                  quote(dir / "p.onnx") + " --target-macs 0.5 --report " + quote(prune_page));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  checkInChromium(dir, prune_page, 1, 20);  // channels before/after per layer
 
   const auto compress_page = dir / "compress.html";
   auto c = runCli("compress " + model + " -o " + quote(dir / "c.onnx") + " --data " + kData +

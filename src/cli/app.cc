@@ -179,6 +179,8 @@ int run(int argc, char** argv) {
                    "reconstruction of the consumer layers); bn and lsq need --data")
       ->capture_default_str();
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
+  prune_cmd->add_option("--report", prune.html_report,
+                        "Write an HTML report (channels per layer before/after, sensitivity)");
   prune_cmd->footer(kExitCodeHelp);
 
   EvalCommandOptions eval;

@@ -9,11 +9,14 @@
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
+#include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
 #include "nncompress/prune/feature_stats.h"
 #include "nncompress/prune/recovery.h"
+#include "nncompress/report/compress_report.h"
+#include "nncompress/report/html.h"
 #include "nncompress/report/model_report.h"
 #include "progress.h"
 
@@ -66,6 +69,8 @@ Status runPrune(const PruneOptions& o) {
   if (o.merge && o.method != "similarity-chain")
     return invalidArgument("--merge is only supported by --method similarity-chain");
   NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
+  if (!o.html_report.empty())
+    NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.html_report));
 
   LoadedModelInfo load_info;
   auto loaded = loadModel(o.model_path, {}, &load_info);
@@ -217,10 +222,75 @@ Status runPrune(const PruneOptions& o) {
   }
 
   Totals after = totalsOf(pruned, 0);
+  const std::vector<LayerChannels> channel_rows = layerChannels(model, pruned);
   Status saved = saveModelConsuming(pruned, o.output_path);
   if (!saved.isOk()) return saved.withContext(o.output_path);
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
+
+  if (!o.html_report.empty()) {
+    html::HtmlPage page("nncompress prune: " + o.model_path);
+    auto change = [](int64_t b, int64_t a, bool bytes) {
+      return (bytes ? humanBytes(double(b)) : humanCount(double(b))) + " -> " +
+             (bytes ? humanBytes(double(a)) : humanCount(double(a))) + " (" + percent(a, b) + ")";
+    };
+    page.addSection("Summary",
+                    html::summaryTable({{"model", o.model_path},
+                                        {"output", o.output_path},
+                                        {"method", criterion->name() + ", " + o.allocation +
+                                                       " allocation, recovery " + o.recover},
+                                        {"params", change(before.params, after.params, false)},
+                                        {"MACs", change(before.macs, after.macs, false)},
+                                        {"file", change(before.file_bytes, after.file_bytes, true)},
+                                        {"groups pruned", std::to_string(alloc.plan.size()) +
+                                                              " of " + std::to_string(prunable)}}));
+    std::vector<std::string> labels;
+    html::BarSeries before_bars{"before", {}}, after_bars{"after", {}};
+    html::Table layers{
+        {"layer", "channels before", "channels after", "kept %"}, {}, {false, true, true, true}};
+    for (const LayerChannels& c : channel_rows) {
+      labels.push_back(c.layer);
+      before_bars.values.push_back(double(c.before));
+      after_bars.values.push_back(double(c.after));
+      char kept[32];
+      std::snprintf(kept, sizeof kept, "%.1f", c.before ? 100.0 * c.after / c.before : 0.0);
+      layers.rows.push_back({c.layer, std::to_string(c.before), std::to_string(c.after), kept});
+    }
+    page.addSection("Channels per layer", html::barChart(labels, {before_bars, after_bars},
+                                                         {"Output channels", "channels", false}) +
+                                              html::table(layers));
+    if (!alloc.sensitivity.empty()) {
+      std::vector<html::LineSeries> curves;
+      for (const auto& [id, points] : alloc.sensitivity) {
+        html::LineSeries line{"group " + std::to_string(id), {}};
+        line.points.push_back({0, 0, "group " + std::to_string(id)});
+        for (const SensitivityPoint& p : points)
+          line.points.push_back({p.ratio, p.loss, "group " + std::to_string(id)});
+        curves.push_back(std::move(line));
+      }
+      page.addSection(
+          "Sensitivity",
+          "<p class=\"note\">Relative output error with each group alone pruned at "
+          "several ratios (calibration data).</p>" +
+              html::lineChart(curves, {"Sensitivity per group", "share of channels removed",
+                                       "relative output error", false}));
+    }
+    html::Table group_table{{"group", "sources", "channels before", "channels after", "removed"},
+                            {},
+                            {true, false, true, true, true}};
+    for (const auto& g : groups) {
+      std::string sources;
+      for (const auto& src : g["sources"])
+        sources += (sources.empty() ? "" : ", ") + src.get<std::string>();
+      group_table.rows.push_back({std::to_string(g["id"].get<int>()), sources,
+                                  std::to_string(g["channels_before"].get<int64_t>()),
+                                  std::to_string(g["channels_after"].get<int64_t>()),
+                                  std::to_string(g["removed"].size())});
+    }
+    page.addSection("Channel groups", html::table(group_table));
+    Status written = writeStringAtomically(o.html_report, page.render());
+    if (!written.isOk()) return written.withContext(o.html_report);
+  }
 
   if (o.json) {
     nlohmann::ordered_json j;

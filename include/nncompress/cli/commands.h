@@ -115,6 +115,7 @@ struct PruneOptions {
   int64_t batch = 64;
   int threads = 0;
   std::string recover = "none";
+  std::string html_report;  // --report out.html
   bool json = false;
 };
 Status runPrune(const PruneOptions& options);
