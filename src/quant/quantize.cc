@@ -455,8 +455,8 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
   for (const QuantTarget& t : targets) {
     Node& n = *t.node;
     const int bits = bitsOf(t);
-    QuantizedLayer info{t.name, n.opType(),          bits, 0, 0, 0,
-                        0,      n.output(0)->name(), n.output(0)->name()};
+    QuantizedLayer info{
+        t.name, n.opType(), bits, 0, 0, 0, 0, n.output(0)->name(), n.output(0)->name()};
     if (options.format == QuantFormat::kQOperator && !t.activation_inputs.empty()) {
       NNC_ASSIGN_OR_RETURN(info, writeQOperatorLayer(g, t, activation_ranges, options, made));
       layers.push_back(info);
