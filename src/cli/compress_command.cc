@@ -18,6 +18,7 @@
 #include "nncompress/pipeline/compress_actions.h"
 #include "nncompress/report/compress_report.h"
 #include "nncompress/report/model_report.h"
+#include "progress.h"
 
 namespace nnc::cli {
 namespace {
@@ -163,6 +164,13 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.calib_method = o.calib_method;
   setup.exclude = o.exclude;
   const char* quality_name = labels ? "accuracy" : "agreement";
+  // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
+  std::unique_ptr<Progress> progress;
+  setup.eval_progress = [&progress](int64_t done, int64_t total) {
+    if (!progress) progress = std::make_unique<Progress>(std::string("evaluating"));
+    progress->update(done, total);
+    if (done >= total) progress.reset();
+  };
 
   if (o.dry_run) {
     nlohmann::ordered_json j;

@@ -3,6 +3,7 @@
 // least-squares recovery, QDQ quantization with per-layer weight bits, quality measured on data
 // (top-1 accuracy with labels, top-1 agreement with the original without), size as written.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,8 @@ struct CompressSetup {
   std::string calib_method = "percentile";
   double min_group_keep = 0.1;  // every group keeps at least this share of its channels
   std::vector<std::string> exclude;
+  // Called after each evaluated batch (samples done, total) of every quality measurement.
+  std::function<void(int64_t, int64_t)> eval_progress;
 };
 
 // The actions hold caches (calibrated ranges per float model, reference outputs); `setup` and
