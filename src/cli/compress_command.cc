@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_options.h"
+#include "model_totals.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
@@ -50,11 +51,6 @@ StatusOr<int64_t> parseTargetSize(const std::string& text, int64_t original_byte
   for (const auto& [unit, factor] : units)
     if (suffix == unit) return static_cast<int64_t>(value * factor);
   return invalidArgument("--target-size '" + text + "': unknown unit '" + suffix + "'");
-}
-
-nlohmann::ordered_json totalsJson(const Model& m, int64_t bytes) {
-  const ModelStats s = computeModelStats(*m.graph);
-  return {{"params", s.params}, {"macs", s.macs}, {"file_bytes", bytes}};
 }
 
 nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResult& r) {
@@ -175,7 +171,7 @@ Status runCompress(const CompressCommandOptions& o) {
   if (o.dry_run) {
     nlohmann::ordered_json j;
     j["model"] = o.model_path;
-    j["before"] = totalsJson(original, original_bytes);
+    j["before"] = totalsOf(original, original_bytes).json();
     j["target_bytes"] = max_bytes;
     j["expected_int8_bytes"] = original_bytes / 4;  // float32 weights become int8
     j["quality"] = quality_name;
@@ -256,8 +252,8 @@ Status runCompress(const CompressCommandOptions& o) {
     nlohmann::ordered_json j;
     j["output"] = written ? nlohmann::ordered_json(o.output_path) : nlohmann::ordered_json(nullptr);
     j["met"] = met;
-    j["before"] = totalsJson(original, original_bytes);
-    if (output) j["after"] = totalsJson(*output, result.best_bytes);
+    j["before"] = totalsOf(original, original_bytes).json();
+    if (output) j["after"] = totalsOf(*output, result.best_bytes).json();
     j["quality"] = quality_name;
     j["baseline"] = result.baseline_quality;
     j["final"] = output ? nlohmann::ordered_json(result.best_quality) : nullptr;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "data_options.h"
+#include "model_totals.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
@@ -21,18 +22,6 @@
 
 namespace nnc::cli {
 namespace {
-
-struct Totals {
-  int64_t params = 0, macs = 0, file_bytes = 0;
-  nlohmann::ordered_json json() const {
-    return {{"params", params}, {"macs", macs}, {"file_bytes", file_bytes}};
-  }
-};
-
-Totals totalsOf(const Model& m, int64_t file_bytes) {
-  const ModelStats s = computeModelStats(*m.graph);
-  return {s.params, s.macs, file_bytes};
-}
 
 nlohmann::ordered_json number(double v) {
   if (std::isinf(v)) return "inf";
