@@ -232,3 +232,29 @@ TEST(CliTest, UnwritableOutputIsAnIoErrorWithNothingWritten) {
 
 }  // namespace
 }  // namespace nnc
+
+namespace nnc {
+namespace {
+
+TEST(RunCliTest, WritesOneNpyPerOutputAndBatch) {
+  testing::TempDir dir;
+  const auto out = dir / "outputs";
+  auto r = testing::runCli(
+      "run " + testing::quote(testing::sourcePath("models/flatten_head.onnx")) +
+      " --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --mean 0.2860 --std "
+      "0.3530 --limit 40 --batch 32 --output-dir " +
+      testing::quote(out) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["samples"], 40);
+  ASSERT_EQ(j["files"].size(), 2u);  // batches of 32 and 8
+  for (const auto& f : j["files"]) {
+    ASSERT_TRUE(std::filesystem::exists(f.get<std::string>())) << f;
+    EXPECT_GT(std::filesystem::file_size(f.get<std::string>()), 128u);
+  }
+  // The second batch holds 8 samples x 10 logits: a 128-byte-aligned header plus 320 bytes.
+  EXPECT_EQ(std::filesystem::file_size(j["files"][1].get<std::string>()), 128u + 8 * 10 * 4);
+}
+
+}  // namespace
+}  // namespace nnc

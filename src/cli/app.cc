@@ -212,6 +212,8 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->add_option("--threads", run_opts.threads, "Threads (0: every core)")
       ->capture_default_str();
+  run_cmd->add_flag("--json", run_opts.json,
+                    "Print one JSON object (output_dir, files[], samples)");
   run_cmd->footer(kExitCodeHelp);
 
   QuantizeCommandOptions quant;

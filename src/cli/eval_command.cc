@@ -103,20 +103,32 @@ Status runRun(const RunCommandOptions& o) {
   eo.limit = o.limit;
   eo.batch = o.batch;
   eo.progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
-  int64_t files = 0;
+  int64_t files = 0, samples = 0;
+  std::vector<std::string> written;
   Status st = runBatches(
       *ex, *reader, eo, [&](int64_t index, int64_t, std::vector<Tensor>& outputs) -> Status {
+        if (!outputs.empty() && outputs[0].shape().size() > 0) samples += outputs[0].shape()[0];
         for (size_t i = 0; i < outputs.size(); ++i) {
           char suffix[32];
           std::snprintf(suffix, sizeof suffix, "_%05lld.npy", static_cast<long long>(index));
           const auto path = std::filesystem::path(o.output_dir) / (stems[i] + suffix);
           NNC_RETURN_IF_ERROR(data::writeNpy(path.string(), outputs[i]));
+          written.push_back(path.string());
           ++files;
         }
         return Status::ok();
       });
   if (!st.isOk()) return st.withContext(o.model_path);
-  std::printf("wrote %lld files to %s\n", static_cast<long long>(files), o.output_dir.c_str());
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["model"] = o.model_path;
+    j["output_dir"] = o.output_dir;
+    j["samples"] = samples;
+    j["files"] = written;
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::printf("wrote %lld files to %s\n", static_cast<long long>(files), o.output_dir.c_str());
+  }
   return Status::ok();
 }
 

@@ -61,6 +61,7 @@ struct RunCommandOptions {
   int64_t limit = -1;
   int64_t batch = 32;
   int threads = 0;
+  bool json = false;
 };
 Status runRun(const RunCommandOptions& options);
 
