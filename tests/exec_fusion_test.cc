@@ -235,3 +235,39 @@ TEST(ExecFusionTest, GemmEveryIsaMatchesReference) {
 
 }  // namespace
 }  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// A value listed twice as a graph output (and a graph input passed straight through) must come
+// back whole every time: the first result is moved out of its slot, later ones are copies.
+TEST(ExecOutputsTest, RepeatedGraphOutputsAreAllFilled) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  ValueType type;
+  type.dtype = DType::kFloat32;
+  x->setType(type);
+  g.addInput(x);
+  Node* relu = g.addNode("Relu", {x}, {"y"});
+  g.addOutput(relu->output(0));
+  g.addOutput(relu->output(0));
+  g.addOutput(x);
+  auto ex = exec::Executor::create(m);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  const Tensor input = Tensor::fromVector<float>({2, 2}, {-1.f, 2.f, -3.f, 4.f});
+  auto out = (*ex)->run({input});
+  ASSERT_TRUE(out.isOk()) << out.status().toString();
+  ASSERT_EQ(out->size(), 3u);
+  const std::vector<float> relu_want = {0.f, 2.f, 0.f, 4.f};
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ((*out)[i].numel(), 4) << "output " << i;
+    const auto got = (*out)[i].data<float>();
+    EXPECT_EQ(std::vector<float>(got.begin(), got.end()), relu_want) << "output " << i;
+  }
+  EXPECT_EQ((*out)[2].bytes(), input.bytes());
+}
+
+}  // namespace
+}  // namespace nnc

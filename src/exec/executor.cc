@@ -337,13 +337,18 @@ StatusOr<std::vector<Tensor>> Executor::run(std::vector<Tensor> inputs, const Ob
   }
   std::vector<Tensor> results;
   results.reserve(output_slots_.size());
-  std::vector<bool> moved(num_slots_, false);
+  std::vector<int> first_result(num_slots_, -1);  // where a slot's value went in `results`
   for (int slot : output_slots_) {
     if (!slots[slot]) return internalError("graph output was not computed");
-    // Move owned results out; copy constants, inputs passed through, and repeated outputs.
-    const bool movable = slots[slot] == &owned[slot] && !moved[slot];
+    // Move owned results out; copy constants and inputs passed through. A value listed twice as a
+    // graph output is copied from its first result (its slot was moved out by then).
+    if (first_result[slot] >= 0) {
+      results.push_back(results[first_result[slot]]);
+      continue;
+    }
+    first_result[slot] = static_cast<int>(results.size());
+    const bool movable = slots[slot] == &owned[slot];
     results.push_back(movable ? std::move(owned[slot]) : *slots[slot]);
-    moved[slot] = true;
   }
   return results;
 }
