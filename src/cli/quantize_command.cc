@@ -46,13 +46,16 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
   if (o.equalize) return unsupported("--equalize is not implemented yet");
-  // Fail before any work on what is not implemented yet.
-  if (format == quant::QuantFormat::kInteger)
-    return unsupported(
-        "--format integer is not implemented yet (use qdq, qoperator or weights-only)");
-  if (o.act_bits != 8)
-    return unsupported("--act-bits " + std::to_string(o.act_bits) +
-                       " is not implemented yet (QDQ activations are 8-bit)");
+  // Fail before any work on combinations the formats cannot express.
+  if (o.act_bits != 8 && format != quant::QuantFormat::kQdq &&
+      format != quant::QuantFormat::kInteger)
+    return invalidArgument("--act-bits " + std::to_string(o.act_bits) +
+                           " needs --format qdq or integer");
+  if (format == quant::QuantFormat::kInteger && (o.symmetric_activations || o.weight_bits != 8))
+    return invalidArgument(
+        "--format integer needs uint8 activations and --weight-bits 8 (ConvInteger's types)");
+  if (format == quant::QuantFormat::kInteger && o.bias_correction)
+    return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
@@ -94,7 +97,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     auto hist = quant::collectHistograms(model, *reader, names, co);
     if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
     for (const auto& [name, h] : *hist)
-      ranges[name] = h.range(method, o.symmetric_activations, 8, o.percentile);
+      ranges[name] = h.range(method, o.symmetric_activations, o.act_bits, o.percentile);
     spdlog::info(
         "calibrated {} activations on {} samples ({})", ranges.size(),
         std::min<int64_t>(o.calib_size < 0 ? reader->size() : o.calib_size, reader->size()),
