@@ -139,7 +139,7 @@ struct FixedPoint {
   int64_t m = 0, offset = 0, shift = 0;
 };
 
-// m, offset, shift with min(hi, floor(max(m A + offset, lo 2^shift) / 2^shift)) == level(A) for
+// m, offset, shift with min(hi, max(lo, floor((m A + offset) / 2^shift))) == level(A) for
 // every A in [a_min, a_max], or nullopt.
 std::optional<FixedPoint> fixedPointFor(const Chain& c, int64_t ch, int64_t a_min, int64_t a_max,
                                         int lo, int hi) {
@@ -280,8 +280,8 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
       info.form = "thresholds";
       info.levels = levels;
     } else {
-      std::vector<int64_t> m(channels), offset(channels), unit(channels), floor_v(channels),
-          hi_v(channels);
+      std::vector<int64_t> m(channels), offset(channels), unit(channels), bias_v(channels),
+          lo_v(channels), hi_v(channels);
       bool ok = true;
       for (int64_t ch = 0; ch < channels && ok; ++ch) {
         const int lo = levelOf(c, ch, a_min[ch]), hi = levelOf(c, ch, a_max[ch]);
@@ -289,9 +289,11 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
         ok = fp.has_value();
         if (!ok) break;
         m[ch] = fp->m;
-        offset[ch] = fp->offset;
         unit[ch] = int64_t(1) << fp->shift;
-        floor_v[ch] = int64_t(lo) << fp->shift;
+        const __int128 lowest = __int128(fp->m) * a_min[ch] + fp->offset;
+        bias_v[ch] = lowest >= 0 ? 0 : int64_t((-lowest + unit[ch] - 1) / unit[ch]);
+        offset[ch] = fp->offset + bias_v[ch] * unit[ch];
+        lo_v[ch] = lo;
         hi_v[ch] = hi;
         info.max_shift = std::max<int>(info.max_shift, int(fp->shift));
       }
@@ -304,17 +306,23 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
       Node* mul = g.addNode("Mul", {a64->output(0), channelConst(g, base + "_m", m, spatial)},
                             {base + "_scaled"});
       setType(mul->output(0), DType::kInt64, acc);
+      // offset + bias_c 2^S makes the dividend >= 0 over the reachable range, where integer Div
+      // (truncating) is floor; bias_c is subtracted from the (small) quotient. Clamping the
+      // dividend instead (Max on values >= 2^31) gives wrong results in ONNX Runtime 1.30.
       Node* add = g.addNode("Add", {mul->output(0), channelConst(g, base + "_o", offset, spatial)},
                             {base + "_offset"});
       setType(add->output(0), DType::kInt64, acc);
-      // Max first: the dividend is then >= 0, where integer Div (truncating) is floor.
-      Node* mx = g.addNode("Max", {add->output(0), channelConst(g, base + "_lo", floor_v, spatial)},
-                           {base + "_floor"});
-      setType(mx->output(0), DType::kInt64, acc);
-      Node* dv = g.addNode("Div", {mx->output(0), channelConst(g, base + "_unit", unit, spatial)},
+      Node* dv = g.addNode("Div", {add->output(0), channelConst(g, base + "_unit", unit, spatial)},
                            {base + "_div"});
       setType(dv->output(0), DType::kInt64, acc);
-      Node* mn = g.addNode("Min", {dv->output(0), channelConst(g, base + "_hi", hi_v, spatial)},
+      Node* sub =
+          g.addNode("Sub", {dv->output(0), channelConst(g, base + "_bias", bias_v, spatial)},
+                    {base + "_floor"});
+      setType(sub->output(0), DType::kInt64, acc);
+      Node* mx = g.addNode("Max", {sub->output(0), channelConst(g, base + "_lo", lo_v, spatial)},
+                           {base + "_low"});
+      setType(mx->output(0), DType::kInt64, acc);
+      Node* mn = g.addNode("Min", {mx->output(0), channelConst(g, base + "_hi", hi_v, spatial)},
                            {base + "_clamped"});
       setType(mn->output(0), DType::kInt64, acc);
       out = cast(g, mn->output(0), DType::kUInt8, base + "_q", acc)->output(0);

@@ -7,8 +7,8 @@
 // After:
 //   x_q, W_q -> ConvInteger(z_x) -> A (int32, exact accumulator)
 //     act_bits <= 4: q = #{ j : A >= T[c][j] }   (Unsqueeze, GreaterOrEqual, Cast, ReduceSum, Cast)
-//     act_bits == 8: q = min(hi, floor(max(m_c A + o_c, lo 2^S_c) / 2^S_c))   (int64 Mul, Add, Max,
-//                    Div, Min, Cast)
+//     act_bits == 8: q = min(hi, max(lo, (m_c A + o_c + K_c 2^S_c) / 2^S_c - K_c))   (int64 Mul,
+//                    Add, Div, Sub, Max, Min, Cast; K_c makes the dividend >= 0, so Div floors)
 // With y(A) = s_x s_w[c] A + b[c] evaluated in double, passed through the chain's clamps
 // (Relu, Clip, the k-bit Clip) and q = clip(rne(y / s_a) + z_a, 0, 255), q is a non-decreasing
 // function of A (s_x, s_w > 0; a BatchNorm's negative gamma lives in the sign of W_q), so it is
