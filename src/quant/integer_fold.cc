@@ -250,7 +250,7 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
     setType(ci->output(0), DType::kInt32, conv->output(0));
     Value* acc = ci->output(0);
     Value* out = nullptr;
-    IntegerLayer info{name, "", c.x_q->name(), "", 0, 0};
+    IntegerLayer info{name, "", c.x_q->name(), "", "", 0, 0};
     if (act_bits <= 4) {
       const int levels = (1 << act_bits) - 1;
       std::vector<int32_t> t(channels * levels);
@@ -330,6 +330,7 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
     }
     g.replaceAllUsesWith(c.q_out, out);
     info.output = out->name();
+    info.replaced = c.q_out->name();
     result.folded.push_back(info);
     spdlog::info("integer: {} -> ConvInteger + {} ({})", name, info.form,
                  info.form == "thresholds" ? std::to_string(info.levels) + " thresholds/channel"

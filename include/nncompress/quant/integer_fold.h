@@ -29,12 +29,13 @@
 namespace nnc::quant {
 
 struct IntegerLayer {
-  std::string name;    // the Conv's node name (or output name)
-  std::string form;    // "thresholds" or "multiplier"
-  std::string input;   // uint8 input value (a QuantizeLinear output)
-  std::string output;  // uint8 output value of the integer chain
-  int levels = 0;      // thresholds per channel (thresholds form)
-  int max_shift = 0;   // largest S_c (multiplier form)
+  std::string name;      // the Conv's node name (or output name)
+  std::string form;      // "thresholds" or "multiplier"
+  std::string input;     // uint8 input value (a QuantizeLinear output)
+  std::string output;    // uint8 output value of the integer chain
+  std::string replaced;  // the QuantizeLinear output it replaces (a value of the QDQ model)
+  int levels = 0;        // thresholds per channel (thresholds form)
+  int max_shift = 0;     // largest S_c (multiplier form)
 };
 
 struct IntegerFoldResult {
