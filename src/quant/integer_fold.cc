@@ -30,6 +30,9 @@ struct Chain {
   std::vector<double> s_w;                        // per output channel
   std::vector<double> bias;                       // per output channel (0 when absent)
   std::vector<std::pair<double, double>> clamps;  // Relu / Clip bounds, in order
+  // MaxPool / Flatten between the Conv and the quantizer: they commute with the chain's
+  // per-channel non-decreasing map to integers, so they are replayed on the uint8 result.
+  std::vector<const Node*> layout;
   double s_a = 1;
   int z_a = 0;
 };
@@ -94,7 +97,7 @@ std::optional<std::string> matchChain(Node* conv, Chain& c) {
       c.q_out = u->output(0);
       return std::nullopt;
     }
-    if (depth >= 4) return "too many ops between the Conv and its quantizer";
+    if (depth >= 6) return "too many ops between the Conv and its quantizer";
     const double inf = std::numeric_limits<double>::infinity();
     if (u->isOp("Relu")) {
       c.clamps.emplace_back(0.0, inf);
@@ -107,6 +110,10 @@ std::optional<std::string> matchChain(Node* conv, Chain& c) {
         (i == 1 ? lo : hi) = t->data<float>()[0];
       }
       c.clamps.emplace_back(lo, hi);
+    } else if ((u->isOp("MaxPool") &&
+                (u->numOutputs() == 1 || u->output(1) == nullptr || !u->output(1)->hasUses())) ||
+               u->isOp("Flatten")) {
+      c.layout.push_back(u);
     } else {
       return "output goes through " + u->opType() + " before its quantizer";
     }
@@ -327,6 +334,12 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
       setType(mn->output(0), DType::kInt64, acc);
       out = cast(g, mn->output(0), DType::kUInt8, base + "_q", acc)->output(0);
       info.form = "multiplier";
+    }
+    for (const Node* op : c.layout) {  // MaxPool / Flatten on the integers
+      Node* again = g.addNode(op->opType(), {out}, {base + "_" + op->opType()});
+      for (const Attribute& a : op->attributes()) again->setAttribute(a);
+      setType(again->output(0), DType::kUInt8, op->output(0));
+      out = again->output(0);
     }
     g.replaceAllUsesWith(c.q_out, out);
     info.output = out->name();
