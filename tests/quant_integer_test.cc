@@ -20,6 +20,7 @@
 #include "nncompress/quant/integer_fold.h"
 #include "nncompress/quant/quantize.h"
 #include "ort_util.h"
+#include "test_util.h"
 
 namespace nnc {
 namespace {
@@ -333,6 +334,54 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, IntegerExport,
                          [](const auto& info) {
                            return info.param.fixture + "_a" + std::to_string(info.param.act_bits);
                          });
+
+// --act-bits 4 in QDQ: every activation quantizer's integers stay on the 16-level grid and use it.
+TEST(ActBits, QdqActivationsStayOnTheKBitGrid) {
+  auto built = build("resnet", 4);
+  ASSERT_TRUE(built.isOk()) << built.status().message();
+  std::set<std::string> quantized;
+  int clips = 0;
+  for (const auto& n : built->qdq.graph->nodes()) {
+    if (!n->isOp("QuantizeLinear")) continue;
+    quantized.insert(n->output(0)->name());
+    clips += n->input(0)->producer() && n->input(0)->producer()->isOp("Clip");
+  }
+  EXPECT_EQ(clips, int(quantized.size()));
+  auto got = capture(built->qdq, quantized, 0, 16);
+  ASSERT_EQ(got.size(), quantized.size());
+  for (const auto& [name, t] : got) {
+    std::set<int> levels;
+    for (uint8_t v : t.data<uint8_t>()) levels.insert(v);
+    EXPECT_LE(*levels.rbegin(), 15) << name;
+    EXPECT_GE(levels.size(), 8u) << name;
+  }
+}
+
+TEST(QuantizeCli, IntegerFormatAndActBitsFlags) {
+  testing::TempDir dir;
+  const std::string model = testing::quote(testing::sourcePath("models/resnet.onnx"));
+  const std::string calib = std::string(" --calib ") + kData +
+                            "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size "
+                            "32 --sqnr-samples 0 -o ";
+  auto r = testing::runCli("quantize " + model + " --format integer --act-bits 4 --json" + calib +
+                           testing::quote(dir / "i.onnx"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["format"], "integer");
+  EXPECT_EQ(j["act_bits"], 4);
+  int folded = 0;
+  for (const auto& l : j["layers"]) {
+    folded += l["op"] == "ConvInteger";
+    if (l["op"] != "Gemm") EXPECT_EQ(l["act_bits"], 4) << l["name"];
+  }
+  EXPECT_EQ(folded, 5);
+  for (const char* bad : {" --format qoperator --act-bits 4", " --format integer --weight-bits 4",
+                          " --format integer --symmetric-activations", " --act-bits 3"}) {
+    auto b = testing::runCli("quantize " + model + bad + calib + testing::quote(dir / "b.onnx"));
+    EXPECT_EQ(b.exit_code, 2) << bad << ": " << b.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "b.onnx")) << bad;
+  }
+}
 
 TEST(IntegerFold, RefusesBadActBitsAndOldOpset) {
   Model m;

@@ -29,6 +29,11 @@ nlohmann::ordered_json number(double v) {
   return v;
 }
 
+// "uint8", or "4-bit (uint8)" for k-bit activations stored in uint8.
+std::string actLabel(int bits) {
+  return bits == 8 ? "uint8" : std::to_string(bits) + "-bit (uint8)";
+}
+
 }  // namespace
 
 Status runQuantize(const QuantizeCommandOptions& o) {
@@ -159,7 +164,9 @@ Status runQuantize(const QuantizeCommandOptions& o) {
              {"output", o.output_path},
              {"format", o.format + ", weights int" + std::to_string(o.weight_bits) +
                             (o.per_tensor ? " per-tensor" : " per-channel") +
-                            (needs_calib ? ", activations uint8 (" + o.calib_method + ")" : "")},
+                            (needs_calib ? ", activations " + actLabel(o.act_bits) + " (" +
+                                               o.calib_method + ")"
+                                         : "")},
              {"size", humanBytes(double(before.file_bytes)) + " -> " +
                           humanBytes(double(after.file_bytes))},
              {"params",
@@ -231,7 +238,9 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     std::printf(
         "Quantized %zu layers (%s, weights int%d %s%s), folded %zu BatchNorms\n\n", layers->size(),
         o.format.c_str(), o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
-        needs_calib ? (", activations uint8, " + o.calib_method).c_str() : "", folded->size());
+        needs_calib ? (", activations " + actLabel(o.act_bits) + ", " + o.calib_method).c_str()
+                    : "",
+        folded->size());
     std::printf("  %-34s %-6s %5s %5s  %-21s %10s %9s\n", "layer", "op", "w", "act",
                 "weight scale range", "act scale", "SQNR dB");
     for (const auto& l : *layers) {
