@@ -249,6 +249,14 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
         a_min[ch] += std::min(lo, hi);
         a_max[ch] += std::max(lo, hi);
       }
+    bool fits_int32 = true;
+    for (int64_t ch = 0; ch < channels; ++ch)
+      fits_int32 = fits_int32 && a_min[ch] > std::numeric_limits<int32_t>::min() &&
+                   a_max[ch] < std::numeric_limits<int32_t>::max();
+    if (!fits_int32) {
+      result.skipped.emplace_back(name, "its accumulator may overflow int32");
+      continue;
+    }
     const std::string base = name + "_int";
     std::vector<Value*> conv_in = {c.x_q, c.w_q};
     if (c.x_zero) conv_in.push_back(c.x_zero);
