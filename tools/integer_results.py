@@ -47,13 +47,21 @@ def main():
     tmp = tempfile.mkdtemp()
     labels = idx(f"{D}/t10k-labels-idx1-ubyte.gz").astype(np.int64)
     x = ((idx(f"{D}/t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0 - 0.2860) / 0.3530)
-    np.save(f"{tmp}/x.npy", x.reshape(-1, 1, 28, 28).astype(np.float32))
+    # Chunks of 1,000 images: the thresholds form expands each folded layer's accumulator
+    # 2^k - 1 times (GreaterOrEqual), too much memory for one 10k batch.
+    x = x.reshape(-1, 1, 28, 28).astype(np.float32)
+    chunks = list(range(0, len(x), 1000))
+    for c in chunks:
+        np.save(f"{tmp}/x{c}.npy", x[c:c + 1000])
 
     def predictions(model, opt_level="all"):
-        out = json.loads(run(["node", f"{ROOT}/tools/ort/run.js", model, "--input",
-                              f"{tmp}/x.npy", "--out-dir", f"{tmp}/out", "--threads", "1",
-                              "--opt-level", opt_level]))
-        logits = np.load(out["outputs"][0]["file"])
+        parts = []
+        for c in chunks:
+            out = json.loads(run(["node", f"{ROOT}/tools/ort/run.js", model, "--input",
+                                  f"{tmp}/x{c}.npy", "--out-dir", f"{tmp}/out", "--threads", "1",
+                                  "--opt-level", opt_level]))
+            parts.append(np.load(out["outputs"][0]["file"]))
+        logits = np.concatenate(parts)
         assert logits.shape == (len(labels), 10), logits.shape
         return logits.argmax(axis=1)
 
