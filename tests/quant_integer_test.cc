@@ -383,6 +383,33 @@ TEST(QuantizeCli, IntegerFormatAndActBitsFlags) {
   }
 }
 
+// Where it must not fire: a Conv whose output reaches a residual Add (or a shortcut Conv whose
+// output does) stays QDQ, reading the integer tensors through DequantizeLinear.
+TEST(IntegerFold, ResidualOutputsStayQdq) {
+  auto built = build("resnet", 8);
+  ASSERT_TRUE(built.isOk()) << built.status().message();
+  std::set<std::string> folded, skipped;
+  for (const auto& f : built->fold.folded) folded.insert(f.name);
+  for (const auto& [name, why] : built->fold.skipped) {
+    skipped.insert(name);
+    if (name.find("conv2") != std::string::npos)
+      EXPECT_NE(why.find("Add"), std::string::npos) << name << ": " << why;
+  }
+  EXPECT_EQ(folded,
+            (std::set<std::string>{"/stem/stem.0/Conv", "/layer1/conv1/Conv", "/layer2/conv1/Conv",
+                                   "/layer3/conv1/Conv", "/layer4/conv1/Conv"}));
+  EXPECT_EQ(skipped.size(), 6u);
+  int float_convs = 0;
+  for (const auto& n : built->integer.graph->nodes()) {
+    if (!n->isOp("Conv")) continue;
+    ++float_convs;
+    EXPECT_TRUE(skipped.count(n->name())) << n->name();
+    ASSERT_NE(n->input(0)->producer(), nullptr);
+    EXPECT_TRUE(n->input(0)->producer()->isOp("DequantizeLinear")) << n->name();
+  }
+  EXPECT_EQ(float_convs, 6);
+}
+
 TEST(IntegerFold, RefusesBadActBitsAndOldOpset) {
   Model m;
   m.opset_imports.push_back({"", 13});
