@@ -1,6 +1,6 @@
 // The direct convolution (src/exec/kernels/direct_conv.h) of every instruction set this CPU has,
-// against a plain double-precision loop, on random shapes: groups, strides, asymmetric pads,
-// dilations, batch > 1, bias or none, each activation; output pre-filled with NaN.
+// and the depthwise one, against a plain double-precision loop, on random shapes: groups, strides,
+// asymmetric pads, dilations, batch > 1, bias or none, each activation; output pre-filled with NaN.
 
 #include <gtest/gtest.h>
 
@@ -34,6 +34,8 @@ double activate(double v, const Epilogue& e) {
   return v;
 }
 
+// Depthwise when groups == c (then m is a multiple of c and sh == sw): directDepthwiseConv, else
+// directConv.
 void checkCase(const Case& t, GemmIsa isa, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   const int64_t cg = t.c / t.groups, mg = t.m / t.groups, k = cg * t.kh * t.kw;
@@ -50,11 +52,16 @@ void checkCase(const Case& t, GemmIsa isa, std::mt19937& rng) {
   Epilogue e;
   e.act = t.act;
   e.lo = -0.5f, e.hi = 0.75f, e.alpha = 0.1f;
-  const PackedConvWeights packed =
-      packConvWeightsForIsa(isa, w.data(), t.bias ? b.data() : nullptr, t.m, t.groups, k);
   std::vector<float> y(t.n * t.m * s.oh * s.ow, std::numeric_limits<float>::quiet_NaN());
   RunContext ctx;
-  directConv(x.data(), s, packed, e, y.data(), ctx);
+  if (t.groups == t.c) {
+    directDepthwiseConv(isa, x.data(), s, w.data(), t.bias ? b.data() : nullptr, t.m, e, y.data(),
+                        ctx);
+  } else {
+    const PackedConvWeights packed =
+        packConvWeightsForIsa(isa, w.data(), t.bias ? b.data() : nullptr, t.m, t.groups, k);
+    directConv(x.data(), s, packed, e, y.data(), ctx);
+  }
   for (int64_t sn = 0; sn < t.n; ++sn)
     for (int64_t oc = 0; oc < t.m; ++oc)
       for (int64_t oy = 0; oy < s.oh; ++oy)
@@ -88,6 +95,10 @@ TEST(DirectConvTest, EveryIsaMatchesReference) {
       {1, 4, 12, 10, 5, 1, 3, 3, 1, 1, 2, 3, 2, 3, 2, 3, true, Epilogue::kNone},       // dilation
       {2, 3, 1, 40, 17, 1, 1, 5, 1, 2, 1, 1, 0, 2, 0, 1, true, Epilogue::kRelu},       // 1-D
       {1, 2, 30, 31, 3, 1, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, true, Epilogue::kRelu},       // stem
+      {2, 16, 14, 14, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true, Epilogue::kClip},    // depthwise
+      {2, 64, 14, 14, 64, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, true, Epilogue::kRelu},
+      {3, 5, 19, 37, 10, 5, 3, 5, 3, 3, 2, 1, 2, 0, 1, 2, false, Epilogue::kLeakyRelu},
+      {1, 7, 5, 3, 21, 7, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0, true, Epilogue::kNone},
   };
   std::mt19937 rng(11);
   std::vector<Case> cases = fixed;
@@ -97,9 +108,11 @@ TEST(DirectConvTest, EveryIsaMatchesReference) {
     t.groups = 1 + pick(rng) % 3;
     t.n = 1 + pick(rng) % 3;
     t.c = t.groups * (1 + pick(rng) % 5);
+    if (r % 4 == 3) t.groups = t.c;  // depthwise
     t.m = t.groups * (1 + pick(rng) % 20);
     t.kh = 1 + pick(rng) % 4, t.kw = 1 + pick(rng) % 4;
     t.sh = 1 + pick(rng) % 3, t.sw = 1 + pick(rng) % 3;
+    if (t.groups == t.c) t.sw = t.sh;  // the depthwise kernel's precondition
     t.dh = 1 + pick(rng) % 2, t.dw = 1 + pick(rng) % 2;
     t.pt = pick(rng) % 3, t.pl = pick(rng) % 3, t.pb = pick(rng) % 3, t.pr = pick(rng) % 3;
     t.ih = (t.kh - 1) * t.dh + 1 + pick(rng) % 20;

@@ -156,7 +156,7 @@ class ConvKernel : public Kernel {
         fused_b_(std::move(bias)),
         act_(act) {}
 
-  // 2-D (or 1-D) convolutions that are not depthwise go to the direct kernel.
+  // Every 2-D (or 1-D) convolution goes to the direct kernels.
   static bool useDirect(const ConvGeometry& g) {
     return directConvEnabled() && g.pad_top >= 0 && g.pad_left >= 0 && g.pad_bottom >= 0 &&
            g.pad_right >= 0;
@@ -212,14 +212,16 @@ class ConvKernel : public Kernel {
     epi.row_bias = fused_ ? (fused_b_.empty() ? nullptr : fused_b_.data())
                           : (b ? b->data<float>().data() : nullptr);
     const bool depthwise = groups > 1 && groups == c && cg == 1;
+    DirectConvShape ds;
+    ds.n = n, ds.c = c, ds.ih = ih, ds.iw = iw;
+    ds.kh = kh, ds.kw = kw, ds.sh = g.sh, ds.sw = g.sw, ds.dh = g.dh, ds.dw = g.dw;
+    ds.pad_top = g.pad_top, ds.pad_left = g.pad_left, ds.pad_bottom = g.pad_bottom;
+    ds.pad_right = g.pad_right, ds.oh = oh, ds.ow = ow;
     if (!depthwise && useDirect(g)) {
       const PackedConvWeights& pw = packed(w, b, m, groups, k);
-      DirectConvShape ds;
-      ds.n = n, ds.c = c, ds.ih = ih, ds.iw = iw;
-      ds.kh = kh, ds.kw = kw, ds.sh = g.sh, ds.sw = g.sw, ds.dh = g.dh, ds.dw = g.dw;
-      ds.pad_top = g.pad_top, ds.pad_left = g.pad_left, ds.pad_bottom = g.pad_bottom;
-      ds.pad_right = g.pad_right, ds.oh = oh, ds.ow = ow;
       directConv(xd, ds, pw, act_, yd, ctx);
+    } else if (depthwise && useDirect(g) && g.sh == g.sw) {
+      directDepthwiseConv(xd, ds, wd, epi.row_bias, m, act_, yd, ctx);
     } else if (depthwise) {
       depthwiseConv(xd, wd, yd, n, c, mg, ih, iw, oh, ow, g, epi, ctx);
     } else {

@@ -22,25 +22,38 @@ struct ConvDirectArgs {
   const float* w = nullptr;       // packed weights [groups][blocks][k][block]
   const float* bias = nullptr;    // packed bias [groups][blocks][block] (zeros when none)
   const int64_t* taps = nullptr;  // k offsets into one group's input: (c*xh + i*dh)*xw + j*dw
-  int64_t k = 0;                  // cg * kh * kw
-  float* y = nullptr;             // output [n, m, oh, ow]
+  // (depthwisePlanes: raw weights [m, kh*kw] in w, raw bias [m] or nullptr in bias)
+  int64_t k = 0;       // cg * kh * kw
+  float* y = nullptr;  // output [n, m, oh, ow]
   int64_t m = 0, groups = 1, blocks = 1, oh = 0, ow = 0, sh = 1, sw = 1;
   Epilogue act;  // activation only (the bias comes from `bias`)
 };
 
-// Output rows [row_begin, row_end) of the rows enumerated as (sample, group, block, oy).
-// `block` of the packed weights must be convDirectBlock(isa).
+// rows: output rows [row_begin, row_end) of the rows enumerated as (sample, group, block, oy);
+// `block` of the packed weights must be block() of the same ISA.
+// depthwisePlanes: a depthwise convolution (groups == c, m = c * multiplier, sh == sw) of the
+// output planes [plane_begin, plane_end) enumerated as (sample, oc). Each plane is computed as if
+// its rows were as wide as the padded input's (xw), so output position q = oy*xw + ox reads
+// x[q*sw + tap]: one vector covers consecutive positions across rows; the columns past ow are
+// dropped when the plane is copied from `scratch` (oh*xw + block() floats) to y. Reads past the
+// padded input's end: the caller leaves (sh*xw + block()*sw) * 2 floats of slack after it.
 namespace conv_direct_baseline {
 int block();
 void rows(const ConvDirectArgs& a, int64_t row_begin, int64_t row_end);
+void depthwisePlanes(const ConvDirectArgs& a, float* scratch, int64_t plane_begin,
+                     int64_t plane_end);
 }  // namespace conv_direct_baseline
 namespace conv_direct_avx2 {
 int block();
 void rows(const ConvDirectArgs& a, int64_t row_begin, int64_t row_end);
+void depthwisePlanes(const ConvDirectArgs& a, float* scratch, int64_t plane_begin,
+                     int64_t plane_end);
 }  // namespace conv_direct_avx2
 namespace conv_direct_avx512 {
 int block();
 void rows(const ConvDirectArgs& a, int64_t row_begin, int64_t row_end);
+void depthwisePlanes(const ConvDirectArgs& a, float* scratch, int64_t plane_begin,
+                     int64_t plane_end);
 }  // namespace conv_direct_avx512
 
 }  // namespace nnc::exec

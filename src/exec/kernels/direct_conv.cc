@@ -9,21 +9,26 @@ namespace {
 
 using RowsFn = void (*)(const ConvDirectArgs&, int64_t, int64_t);
 
+using PlanesFn = void (*)(const ConvDirectArgs&, float*, int64_t, int64_t);
+
 struct DirectIsa {
   int block;
   RowsFn rows;
+  PlanesFn depthwise;
 };
 
 DirectIsa isaKernels(GemmIsa isa) {
   switch (isa) {
     case GemmIsa::kAvx512:
-      return {conv_direct_avx512::block(), conv_direct_avx512::rows};
+      return {conv_direct_avx512::block(), conv_direct_avx512::rows,
+              conv_direct_avx512::depthwisePlanes};
     case GemmIsa::kAvx2:
-      return {conv_direct_avx2::block(), conv_direct_avx2::rows};
+      return {conv_direct_avx2::block(), conv_direct_avx2::rows, conv_direct_avx2::depthwisePlanes};
     case GemmIsa::kBaseline:
       break;
   }
-  return {conv_direct_baseline::block(), conv_direct_baseline::rows};
+  return {conv_direct_baseline::block(), conv_direct_baseline::rows,
+          conv_direct_baseline::depthwisePlanes};
 }
 
 }  // namespace
@@ -54,29 +59,36 @@ PackedConvWeights packConvWeightsForIsa(GemmIsa isa, const float* w, const float
   return p;
 }
 
+namespace {
+
+// The zero-padded copy of the input (a ninth of an im2col for 3x3) so no tap needs a bounds check,
+// followed by `slack` zero floats; the input itself when neither is needed.
+const float* padInput(const float* x, const DirectConvShape& s, int64_t slack,
+                      const RunContext& ctx) {
+  const int64_t xh = s.ih + s.pad_top + s.pad_bottom, xw = s.iw + s.pad_left + s.pad_right;
+  if (xh == s.ih && xw == s.iw && slack == 0) return x;
+  thread_local std::vector<float> padded;
+  const size_t size = static_cast<size_t>(s.n * s.c * xh * xw);
+  padded.resize(size + static_cast<size_t>(slack));
+  float* const base = padded.data();  // (the workers' thread_local is another vector)
+  std::fill(base + size, base + size + slack, 0.f);
+  parallelFor(s.n * s.c, ctx, xh * xw, [&](int64_t plane) {
+    // One memset per plane and one copy per row: these planes are small, calls are the cost.
+    float* dst = base + plane * xh * xw;
+    const float* src = x + plane * s.ih * s.iw;
+    std::fill(dst, dst + xh * xw, 0.f);
+    for (int64_t r = 0; r < s.ih; ++r)
+      std::copy(src + r * s.iw, src + (r + 1) * s.iw, dst + (s.pad_top + r) * xw + s.pad_left);
+  });
+  return base;
+}
+
+}  // namespace
+
 void directConv(const float* x, const DirectConvShape& s, const PackedConvWeights& packed,
                 const Epilogue& act, float* y, const RunContext& ctx) {
   const int64_t xh = s.ih + s.pad_top + s.pad_bottom, xw = s.iw + s.pad_left + s.pad_right;
-  const float* xp = x;
-  // Zero-padded copy of the input (a ninth of an im2col for 3x3), so no tap needs a bounds check.
-  thread_local std::vector<float> padded;
-  if (xh != s.ih || xw != s.iw) {
-    padded.resize(static_cast<size_t>(s.n * s.c * xh * xw));
-    float* const base = padded.data();  // (the workers' thread_local is another vector)
-    parallelFor(s.n * s.c, ctx, xh * xw, [&](int64_t plane) {
-      float* dst = base + plane * xh * xw;
-      const float* src = x + plane * s.ih * s.iw;
-      std::fill(dst, dst + s.pad_top * xw, 0.f);
-      for (int64_t r = 0; r < s.ih; ++r) {
-        float* row = dst + (s.pad_top + r) * xw;
-        std::fill(row, row + s.pad_left, 0.f);
-        std::copy(src + r * s.iw, src + (r + 1) * s.iw, row + s.pad_left);
-        std::fill(row + s.pad_left + s.iw, row + xw, 0.f);
-      }
-      std::fill(dst + (s.pad_top + s.ih) * xw, dst + xh * xw, 0.f);
-    });
-    xp = base;
-  }
+  const float* xp = padInput(x, s, 0, ctx);
   const int64_t cg = s.c / packed.groups;
   std::vector<int64_t> taps(static_cast<size_t>(packed.k));
   for (int64_t c = 0, t = 0; c < cg; ++c)
@@ -98,6 +110,35 @@ void directConv(const float* x, const DirectConvShape& s, const PackedConvWeight
   const RowsFn rows = isaKernels(packed.isa).rows;
   const int64_t total = s.n * packed.groups * packed.blocks * a.oh;
   parallelFor(total, ctx, packed.k * a.ow * packed.block, [&](int64_t r) { rows(a, r, r + 1); });
+}
+
+void directDepthwiseConv(GemmIsa isa, const float* x, const DirectConvShape& s, const float* w,
+                         const float* bias, int64_t m, const Epilogue& act, float* y,
+                         const RunContext& ctx) {
+  const DirectIsa kernels = isaKernels(isa);
+  ConvDirectArgs a;
+  a.c = s.c, a.xh = s.ih + s.pad_top + s.pad_bottom, a.xw = s.iw + s.pad_left + s.pad_right;
+  a.x = padInput(x, s, (s.sh * a.xw + kernels.block * s.sw) * 2, ctx);
+  std::vector<int64_t> taps;
+  for (int64_t i = 0; i < s.kh; ++i)
+    for (int64_t j = 0; j < s.kw; ++j) taps.push_back(i * s.dh * a.xw + j * s.dw);
+  a.taps = taps.data(), a.k = s.kh * s.kw;
+  a.w = w, a.bias = bias, a.y = y, a.m = m, a.groups = s.c;
+  a.oh = s.oh, a.ow = s.ow, a.sh = s.sh, a.sw = s.sw;
+  a.act = act;
+  a.act.row_bias = a.act.col_bias = nullptr;
+  const size_t scratch_size = static_cast<size_t>(a.oh * a.xw + kernels.block);
+  parallelFor(s.n * m, ctx, a.k * a.oh * a.xw, [&](int64_t plane) {
+    thread_local std::vector<float> scratch;
+    if (scratch.size() < scratch_size) scratch.resize(scratch_size);
+    kernels.depthwise(a, scratch.data(), plane, plane + 1);
+  });
+}
+
+void directDepthwiseConv(const float* x, const DirectConvShape& s, const float* w,
+                         const float* bias, int64_t m, const Epilogue& act, float* y,
+                         const RunContext& ctx) {
+  directDepthwiseConv(bestGemmIsa(), x, s, w, bias, m, act, y, ctx);
 }
 
 }  // namespace nnc::exec

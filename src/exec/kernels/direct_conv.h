@@ -33,4 +33,13 @@ struct DirectConvShape {
 void directConv(const float* x, const DirectConvShape& shape, const PackedConvWeights& packed,
                 const Epilogue& act, float* y, const RunContext& ctx);
 
+// A depthwise convolution (groups == c, m = c * multiplier, sh == sw): raw weights [m, 1, kh, kw],
+// bias [m] or nullptr. With the best instruction set of this CPU, or a given one (tests).
+void directDepthwiseConv(const float* x, const DirectConvShape& shape, const float* w,
+                         const float* bias, int64_t m, const Epilogue& act, float* y,
+                         const RunContext& ctx);
+void directDepthwiseConv(GemmIsa isa, const float* x, const DirectConvShape& shape, const float* w,
+                         const float* bias, int64_t m, const Epilogue& act, float* y,
+                         const RunContext& ctx);
+
 }  // namespace nnc::exec
