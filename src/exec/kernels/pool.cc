@@ -184,6 +184,20 @@ bool simpleMaxPool(const T* x, T* y, int64_t planes, const PoolGeometry& g, cons
   parallelFor(planes, ctx, oh * ow * kh * kw, [&](int64_t p) {
     const T* xp = x + p * ih * iw;
     T* yp = y + p * oh * ow;
+    if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {  // the usual 2x2/2 (taps in window order)
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const T *r0 = xp + 2 * oy * iw, *r1 = r0 + iw;
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          T best = std::numeric_limits<T>::lowest();
+          best = r0[2 * ox] > best ? r0[2 * ox] : best;
+          best = r0[2 * ox + 1] > best ? r0[2 * ox + 1] : best;
+          best = r1[2 * ox] > best ? r1[2 * ox] : best;
+          best = r1[2 * ox + 1] > best ? r1[2 * ox + 1] : best;
+          yp[oy * ow + ox] = best;
+        }
+      }
+      return;
+    }
     for (int64_t oy = 0; oy < oh; ++oy)
       for (int64_t ox = 0; ox < ow; ++ox) {
         const T* win = xp + oy * sh * iw + ox * sw;
