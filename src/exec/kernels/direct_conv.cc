@@ -85,19 +85,37 @@ const float* padInput(const float* x, const DirectConvShape& s, int64_t slack,
 
 }  // namespace
 
+namespace {
+
+// Runs fn(sample, ctx) for every sample: whole samples per thread when there are enough of them
+// (each pads into its own buffer), else one sample after the other with the threads inside it.
+// Sample by sample, the padded input and the output stay in cache; a padded copy of the whole
+// batch did not at batch 8.
+template <typename Fn>
+void forEachSample(int64_t n, int64_t work_per_sample, const RunContext& ctx, Fn&& fn) {
+  if (ctx.num_threads > 1 && n >= ctx.num_threads) {
+    RunContext serial = ctx;
+    serial.num_threads = 1;
+    parallelFor(n, ctx, work_per_sample, [&](int64_t sample) { fn(sample, serial); });
+  } else {
+    for (int64_t sample = 0; sample < n; ++sample) fn(sample, ctx);
+  }
+}
+
+}  // namespace
+
 void directConv(const float* x, const DirectConvShape& s, const PackedConvWeights& packed,
                 const Epilogue& act, float* y, const RunContext& ctx) {
   const int64_t xh = s.ih + s.pad_top + s.pad_bottom, xw = s.iw + s.pad_left + s.pad_right;
-  const float* xp = padInput(x, s, 0, ctx);
   const int64_t cg = s.c / packed.groups;
   std::vector<int64_t> taps(static_cast<size_t>(packed.k));
   for (int64_t c = 0, t = 0; c < cg; ++c)
     for (int64_t i = 0; i < s.kh; ++i)
       for (int64_t j = 0; j < s.kw; ++j) taps[t++] = (c * xh + i * s.dh) * xw + j * s.dw;
   ConvDirectArgs a;
-  a.x = xp, a.c = s.c, a.xh = xh, a.xw = xw;
+  a.c = s.c, a.xh = xh, a.xw = xw;
   a.w = packed.w.data(), a.bias = packed.bias.data(), a.taps = taps.data(), a.k = packed.k;
-  a.y = y, a.m = packed.m, a.groups = packed.groups, a.blocks = packed.blocks;
+  a.m = packed.m, a.groups = packed.groups, a.blocks = packed.blocks;
   a.oh = s.oh, a.ow = s.ow, a.sh = s.sh, a.sw = s.sw;
   a.act = act;
   a.act.row_bias = a.act.col_bias = nullptr;
@@ -108,8 +126,17 @@ void directConv(const float* x, const DirectConvShape& s, const PackedConvWeight
     for (int64_t c = 0; c < cg; ++c) taps[c] = c * a.xw;
   }
   const RowsFn rows = isaKernels(packed.isa).rows;
-  const int64_t total = s.n * packed.groups * packed.blocks * a.oh;
-  parallelFor(total, ctx, packed.k * a.ow * packed.block, [&](int64_t r) { rows(a, r, r + 1); });
+  const int64_t rows_per_sample = packed.groups * packed.blocks * a.oh;
+  const int64_t work_per_row = packed.k * a.ow * packed.block;
+  DirectConvShape one = s;
+  one.n = 1;
+  forEachSample(
+      s.n, rows_per_sample * work_per_row, ctx, [&](int64_t sample, const RunContext& inner) {
+        ConvDirectArgs as = a;
+        as.x = padInput(x + sample * s.c * s.ih * s.iw, one, 0, inner);
+        as.y = y + sample * packed.m * s.oh * s.ow;
+        parallelFor(rows_per_sample, inner, work_per_row, [&](int64_t r) { rows(as, r, r + 1); });
+      });
 }
 
 void directDepthwiseConv(GemmIsa isa, const float* x, const DirectConvShape& s, const float* w,
@@ -118,20 +145,28 @@ void directDepthwiseConv(GemmIsa isa, const float* x, const DirectConvShape& s, 
   const DirectIsa kernels = isaKernels(isa);
   ConvDirectArgs a;
   a.c = s.c, a.xh = s.ih + s.pad_top + s.pad_bottom, a.xw = s.iw + s.pad_left + s.pad_right;
-  a.x = padInput(x, s, (s.sh * a.xw + kernels.block * s.sw) * 2, ctx);
   std::vector<int64_t> taps;
   for (int64_t i = 0; i < s.kh; ++i)
     for (int64_t j = 0; j < s.kw; ++j) taps.push_back(i * s.dh * a.xw + j * s.dw);
   a.taps = taps.data(), a.k = s.kh * s.kw;
-  a.w = w, a.bias = bias, a.y = y, a.m = m, a.groups = s.c;
+  a.w = w, a.bias = bias, a.m = m, a.groups = s.c;
   a.oh = s.oh, a.ow = s.ow, a.sh = s.sh, a.sw = s.sw;
   a.act = act;
   a.act.row_bias = a.act.col_bias = nullptr;
   const size_t scratch_size = static_cast<size_t>(a.oh * a.xw + kernels.block);
-  parallelFor(s.n * m, ctx, a.k * a.oh * a.xw, [&](int64_t plane) {
-    thread_local std::vector<float> scratch;
-    if (scratch.size() < scratch_size) scratch.resize(scratch_size);
-    kernels.depthwise(a, scratch.data(), plane, plane + 1);
+  const int64_t work_per_plane = a.k * a.oh * a.xw,
+                slack = (s.sh * a.xw + kernels.block * s.sw) * 2;
+  DirectConvShape one = s;
+  one.n = 1;
+  forEachSample(s.n, m * work_per_plane, ctx, [&](int64_t sample, const RunContext& inner) {
+    ConvDirectArgs as = a;
+    as.x = padInput(x + sample * s.c * s.ih * s.iw, one, slack, inner);
+    as.y = y + sample * m * s.oh * s.ow;
+    parallelFor(m, inner, work_per_plane, [&](int64_t plane) {
+      thread_local std::vector<float> scratch;
+      if (scratch.size() < scratch_size) scratch.resize(scratch_size);
+      kernels.depthwise(as, scratch.data(), plane, plane + 1);
+    });
   });
 }
 
