@@ -1,5 +1,7 @@
-// Conv and ConvTranspose (1-D and 2-D), as im2col / col2im around an Eigen GEMM per
-// (sample, group), with direct loops for depthwise convolutions and a no-copy path for 1x1.
+// Conv and ConvTranspose (1-D and 2-D). Conv runs the direct kernels of direct_conv.h (packed
+// weights, vectorised over output channels; depthwise vectorised along rows); the im2col + Eigen
+// GEMM path per (sample, group) below remains for what they do not take (negative pads, depthwise
+// with unequal strides) and for NNC_CONV=im2col. ConvTranspose is col2im around a GEMM.
 //   Conv:          Y[n, g*Mg + m, p] = sum_k W[g*Mg + m, k] * col_{n,g}[k, p] + B[m]
 //   ConvTranspose: col_{n,g} = W_g^T X_{n,g}, then scatter-add col into Y (col2im)
 
