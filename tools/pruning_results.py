@@ -47,14 +47,33 @@ def key(fixture, target, criterion, allocation, recover):
     return f"{fixture}__{target}__{criterion}__{allocation}__{recover}"
 
 
-def evaluate(binary, model, limit):
-    cmd = [binary, "eval", model] + TEST + ["--json"]
+def evaluate(binary, model, limit, threads):
+    cmd = [binary, "eval", model] + TEST + ["--json", "--threads", str(threads)]
     if limit:
         cmd += ["--limit", str(limit)]
     p = run(cmd, True)
     if p.returncode != 0:
         return {"error": p.stderr.strip().splitlines()[-1:]}
     return json.loads(p.stdout)
+
+
+def save(obj, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def cached(path):
+    """A finished run. Failed runs are stored too (the table shows them) but run again on resume:
+    a crash, a kill or a full disk must not stay in the table as the method's result."""
+    if not os.path.exists(path):
+        return False
+    try:
+        res = json.load(open(path))
+    except ValueError:
+        return False
+    return "error" not in res or res.get("exit") == 1  # exit 1: the target cannot be met
 
 
 def main():
@@ -70,6 +89,7 @@ def main():
     ap.add_argument("--no-extra", action="store_true", help="skip the sensitivity rows")
     ap.add_argument("--calib-size", type=int, default=1024)
     ap.add_argument("--limit", type=int, default=0, help="test images (0: all 10k)")
+    ap.add_argument("--threads", type=int, default=0, help="worker threads (0: every core)")
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.cache, exist_ok=True)
@@ -87,13 +107,13 @@ def main():
     if not args.table_only:
         for fixture in args.fixtures:
             base = os.path.join(args.cache, f"{fixture}__baseline.json")
-            if not os.path.exists(base):
+            if not cached(base):
                 r = evaluate(args.binary, os.path.join(ROOT, "models", f"{fixture}.onnx"),
-                             args.limit)
-                json.dump(r, open(base, "w"))
+                             args.limit, args.threads)
+                save(r, base)
         for n, cfg in enumerate(configs):
             path = os.path.join(args.cache, key(*cfg) + ".json")
-            if os.path.exists(path):
+            if cached(path):
                 continue
             fixture, target, criterion, allocation, recover = cfg
             print(f"[{n + 1}/{len(configs)}] {fixture} keep {target} MACs {criterion} "
@@ -101,7 +121,7 @@ def main():
             model = os.path.join(args.cache, key(*cfg) + ".onnx")
             cmd = [args.binary, "-q", "prune", os.path.join(ROOT, "models", f"{fixture}.onnx"), "-o",
                    model, "--method", criterion, "--target-macs", str(target), "--allocation",
-                   allocation, "--recover", recover, "--json"]
+                   allocation, "--recover", recover, "--json", "--threads", str(args.threads)]
             if criterion in ("activation", "contribution") or allocation == "sensitivity" \
                     or recover != "none":
                 cmd += TRAIN + ["--calib-size", str(args.calib_size)]
@@ -109,14 +129,17 @@ def main():
             p = run(cmd, True)
             result = {"config": cfg, "prune_seconds": round(time.time() - t0, 1)}
             if p.returncode != 0:
+                result["exit"] = p.returncode
                 result["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
             else:
                 pj = json.loads(p.stdout)
                 result["macs_kept"] = pj["macs_kept"]
                 result["params_kept"] = pj["params_kept"]
-                result["eval"] = evaluate(args.binary, model, args.limit)
+                result["eval"] = evaluate(args.binary, model, args.limit, args.threads)
+                if "error" in result["eval"]:
+                    result["error"] = "eval: " + " ".join(result["eval"]["error"])
                 os.remove(model)
-            json.dump(result, open(path, "w"))
+            save(result, path)
     write_table(args, configs)
 
 
@@ -127,7 +150,9 @@ def write_table(args, configs):
              "fixture's MACs (`--target-macs`), calibration on the first "
              f"{args.calib_size} training images (data-driven criteria, sensitivity, recovery).",
              "No gradient training anywhere. Cells: top-1 % (change vs the unpruned model, "
-             "points); `-`: not run yet.", ""]
+             "points); `-`: not run yet; unreachable: the model cannot be pruned that far with",
+             "every prunable group at its floor (`--floor`, default 0.1); error: the run failed",
+             "(it is retried when the script is run again).", ""]
     fixtures = []
     for c in configs:
         if c[0] not in fixtures:
@@ -163,6 +188,8 @@ def write_table(args, configs):
                         top1 = res.get("eval", {}).get("top1")
                         if top1 is not None and b1:
                             cell = f"{100 * top1:.2f} ({100 * (top1 - b1):+.2f})"
+                        elif res.get("exit") == 1:
+                            cell = "unreachable"
                         elif "error" in res:
                             cell = "error"
                     line += f" {cell} |"
