@@ -26,10 +26,12 @@ TEST = ["--data", f"{DATA}/t10k-images-idx3-ubyte.gz",
 FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
 CRITERIA = ["random", "l1", "l2", "bn-gamma", "fpgm", "similarity-chain", "activation",
             "contribution"]
-# (criterion, allocation) pairs beyond the uniform grid: measured per-group sensitivity and
-# global ranking.
-EXTRA = [("contribution", "sensitivity"), ("activation", "sensitivity"), ("l1", "sensitivity"),
-         ("contribution", "global"), ("l1", "global")]
+# Rows beyond the uniform one-shot grid, "criterion:allocation[:steps]": global ranking, pruning
+# in steps with recovery after each (`prune --steps`, only with recovery), measured per-group
+# sensitivity.
+EXTRA = ["contribution:global", "l1:global", "random:global", "contribution:global:4",
+         "l1:global:4", "random:global:4", "contribution:sensitivity", "activation:sensitivity",
+         "l1:sensitivity"]
 RECOVER = ["none", "bn", "lsq"]
 TARGETS = [0.7, 0.5, 0.3]  # fraction of MACs kept: 30 / 50 / 70 % removed
 
@@ -43,8 +45,14 @@ def run(cmd, log):
     return p
 
 
-def key(fixture, target, criterion, allocation, recover):
-    return f"{fixture}__{target}__{criterion}__{allocation}__{recover}"
+def key(fixture, target, criterion, allocation, recover, steps=1):
+    k = f"{fixture}__{target}__{criterion}__{allocation}__{recover}"
+    return k if steps == 1 else f"{k}__s{steps}"
+
+
+def parse_extra(spec):
+    parts = spec.split(":")
+    return parts[0], parts[1], int(parts[2]) if len(parts) > 2 else 1
 
 
 def evaluate(binary, model, limit, threads):
@@ -86,7 +94,9 @@ def main():
     ap.add_argument("--targets", nargs="+", type=float, default=TARGETS)
     ap.add_argument("--criteria", nargs="+", default=CRITERIA)
     ap.add_argument("--recover", nargs="+", default=RECOVER)
-    ap.add_argument("--no-extra", action="store_true", help="skip the sensitivity rows")
+    ap.add_argument("--extra", nargs="*", default=EXTRA,
+                    help="extra rows, criterion:allocation[:steps] (default: %(default)s)")
+    ap.add_argument("--no-extra", action="store_true", help="no extra rows")
     ap.add_argument("--calib-size", type=int, default=1024)
     ap.add_argument("--limit", type=int, default=0, help="test images (0: all 10k)")
     ap.add_argument("--threads", type=int, default=0, help="worker threads (0: every core)")
@@ -97,12 +107,14 @@ def main():
     configs = []
     for fixture in args.fixtures:
         for target in args.targets:
-            pairs = [(c, "uniform") for c in args.criteria]
+            rows = [(c, "uniform", 1) for c in args.criteria]
             if not args.no_extra:
-                pairs += [p for p in EXTRA if p[0] in args.criteria]
+                rows += [parse_extra(e) for e in args.extra]
             for recover in args.recover:
-                for criterion, allocation in pairs:
-                    configs.append((fixture, target, criterion, allocation, recover))
+                for criterion, allocation, steps in rows:
+                    if steps > 1 and recover == "none":
+                        continue  # steps exist to recover after each
+                    configs.append((fixture, target, criterion, allocation, recover, steps))
 
     if not args.table_only:
         for fixture in args.fixtures:
@@ -115,13 +127,15 @@ def main():
             path = os.path.join(args.cache, key(*cfg) + ".json")
             if cached(path):
                 continue
-            fixture, target, criterion, allocation, recover = cfg
+            fixture, target, criterion, allocation, recover, steps = cfg
             print(f"[{n + 1}/{len(configs)}] {fixture} keep {target} MACs {criterion} "
-                  f"{allocation} recover {recover}", file=sys.stderr)
+                  f"{allocation} recover {recover} steps {steps}", file=sys.stderr)
             model = os.path.join(args.cache, key(*cfg) + ".onnx")
             cmd = [args.binary, "-q", "prune", os.path.join(ROOT, "models", f"{fixture}.onnx"), "-o",
                    model, "--method", criterion, "--target-macs", str(target), "--allocation",
                    allocation, "--recover", recover, "--json", "--threads", str(args.threads)]
+            if steps > 1:
+                cmd += ["--steps", str(steps)]
             if criterion in ("activation", "contribution") or allocation == "sensitivity" \
                     or recover != "none":
                 cmd += TRAIN + ["--calib-size", str(args.calib_size)]
@@ -152,7 +166,10 @@ def write_table(args, configs):
              "No gradient training anywhere. Cells: top-1 % (change vs the unpruned model, "
              "points); `-`: not run yet; unreachable: the model cannot be pruned that far with",
              "every prunable group at its floor (`--floor`, default 0.1); error: the run failed",
-             "(it is retried when the script is run again).", ""]
+             "(it is retried when the script is run again).",
+             "Allocation `global, N steps`: `prune --steps N`, the target reached in N steps, each",
+             "re-scored on the model recovered after the step before (least squares against the",
+             "unpruned model's outputs).", ""]
     fixtures = []
     for c in configs:
         if c[0] not in fixtures:
@@ -174,15 +191,16 @@ def write_table(args, configs):
         lines += [header, sep]
         rows = []
         for c in configs:
-            if c[0] == fixture and (c[2], c[3]) not in rows:
-                rows.append((c[2], c[3]))
-        for criterion, allocation in rows:
-            line = f"| {criterion} | {allocation} |"
+            if c[0] == fixture and (c[2], c[3], c[5]) not in rows:
+                rows.append((c[2], c[3], c[5]))
+        for criterion, allocation, steps in rows:
+            label = allocation if steps == 1 else f"{allocation}, {steps} steps"
+            line = f"| {criterion} | {label} |"
             for t in targets:
                 for r in recovers:
                     path = os.path.join(args.cache,
-                                        key(fixture, t, criterion, allocation, r) + ".json")
-                    cell = "-"
+                                        key(fixture, t, criterion, allocation, r, steps) + ".json")
+                    cell = "-" if steps == 1 or r != "none" else "n/a"
                     if os.path.exists(path):
                         res = json.load(open(path))
                         top1 = res.get("eval", {}).get("top1")
