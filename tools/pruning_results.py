@@ -26,13 +26,13 @@ TEST = ["--data", f"{DATA}/t10k-images-idx3-ubyte.gz",
 FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
 CRITERIA = ["random", "l1", "l2", "bn-gamma", "fpgm", "similarity-chain", "activation",
             "contribution"]
-# Rows beyond the uniform one-shot grid, "criterion:allocation[:steps]": global ranking, pruning
-# in steps with recovery after each (`prune --steps`, only with recovery), measured per-group
-# sensitivity.
+# Rows beyond the uniform one-shot grid, "criterion:allocation[:steps]", run with recovery only:
+# global ranking in one step and in 4 steps with recovery after each (`prune --steps`), the best
+# configuration measured on resnet and random / l1 with the same settings. Measured per-group
+# sensitivity ("contribution:sensitivity", ...) is slower; pass it with --extra.
 EXTRA = ["contribution:global", "l1:global", "random:global", "contribution:global:4",
-         "l1:global:4", "random:global:4", "contribution:sensitivity", "activation:sensitivity",
-         "l1:sensitivity"]
-RECOVER = ["none", "bn", "lsq"]
+         "l1:global:4", "random:global:4"]
+RECOVER = ["none", "bn", "lsq"]  # --recover choices; the default grid: none and lsq
 TARGETS = [0.7, 0.5, 0.3]  # fraction of MACs kept: 30 / 50 / 70 % removed
 
 
@@ -93,7 +93,7 @@ def main():
     ap.add_argument("--fixtures", nargs="+", default=FIXTURES)
     ap.add_argument("--targets", nargs="+", type=float, default=TARGETS)
     ap.add_argument("--criteria", nargs="+", default=CRITERIA)
-    ap.add_argument("--recover", nargs="+", default=RECOVER)
+    ap.add_argument("--recover", nargs="+", default=["none", "lsq"], choices=RECOVER)
     ap.add_argument("--extra", nargs="*", default=EXTRA,
                     help="extra rows, criterion:allocation[:steps] (default: %(default)s)")
     ap.add_argument("--no-extra", action="store_true", help="no extra rows")
@@ -112,8 +112,9 @@ def main():
                 rows += [parse_extra(e) for e in args.extra]
             for recover in args.recover:
                 for criterion, allocation, steps in rows:
-                    if steps > 1 and recover == "none":
-                        continue  # steps exist to recover after each
+                    if (criterion, allocation, steps) != (criterion, "uniform", 1) \
+                            and recover == "none":
+                        continue  # the extra rows compare recovered models
                     configs.append((fixture, target, criterion, allocation, recover, steps))
 
     if not args.table_only:
@@ -169,7 +170,11 @@ def write_table(args, configs):
              "(it is retried when the script is run again).",
              "Allocation `global, N steps`: `prune --steps N`, the target reached in N steps, each",
              "re-scored on the model recovered after the step before (least squares against the",
-             "unpruned model's outputs).", ""]
+             "unpruned model's outputs). Rows other than uniform are run with recovery only (n/a).",
+             "Reproduce one cell: `nncompress prune models/F.onnx -o out.onnx --method M",
+             "--target-macs T --allocation A --recover R [--steps N] --data "
+             "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size "
+             f"{args.calib_size}`, then `nncompress eval out.onnx` on the test set.", ""]
     fixtures = []
     for c in configs:
         if c[0] not in fixtures:
@@ -200,7 +205,8 @@ def write_table(args, configs):
                 for r in recovers:
                     path = os.path.join(args.cache,
                                         key(fixture, t, criterion, allocation, r, steps) + ".json")
-                    cell = "-" if steps == 1 or r != "none" else "n/a"
+                    cell = "-" if (allocation == "uniform" and steps == 1) or r != "none" \
+                        else "n/a"
                     if os.path.exists(path):
                         res = json.load(open(path))
                         top1 = res.get("eval", {}).get("top1")
