@@ -153,7 +153,8 @@ def main():
                 result["eval"] = evaluate(args.binary, model, args.limit, args.threads)
                 if "error" in result["eval"]:
                     result["error"] = "eval: " + " ".join(result["eval"]["error"])
-                os.remove(model)
+                if os.path.exists(model):
+                    os.remove(model)
             save(result, path)
     write_table(args, configs)
 
