@@ -90,8 +90,11 @@ TEST(AllocationTest, FloorHoldsAndImpossibleTargetIsReported) {
   o.floor = 0.25;
   auto r = allocateChannels(m, a, **l1, o);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
-  for (const ChannelGroup& g : a.groups)
-    if (g.prunable) EXPECT_GE(keptOf(*r, g), std::ceil(0.25 * g.channels)) << "group " << g.id;
+  for (const ChannelGroup& g : a.groups) {
+    if (g.prunable) {
+      EXPECT_GE(keptOf(*r, g), std::ceil(0.25 * g.channels)) << "group " << g.id;
+    }
+  }
   o.target_macs = 0.01;  // below what the floor allows
   auto impossible = allocateChannels(m, a, **l1, o);
   ASSERT_TRUE(impossible.isOk());

@@ -26,11 +26,13 @@ TEST = ["--data", f"{DATA}/t10k-images-idx3-ubyte.gz",
 FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
 CRITERIA = ["random", "l1", "l2", "bn-gamma", "fpgm", "similarity-chain", "activation",
             "contribution"]
-# (criterion, allocation) pairs beyond the uniform grid: measured per-group sensitivity and
-# global ranking.
-EXTRA = [("contribution", "sensitivity"), ("activation", "sensitivity"), ("l1", "sensitivity"),
-         ("contribution", "global"), ("l1", "global")]
-RECOVER = ["none", "bn", "lsq"]
+# Rows beyond the uniform one-shot grid, "criterion:allocation[:steps]", run with recovery only:
+# global ranking in one step and in 4 steps with recovery after each (`prune --steps`), the best
+# configuration measured on resnet and random / l1 with the same settings. Measured per-group
+# sensitivity ("contribution:sensitivity", ...) is slower; pass it with --extra.
+EXTRA = ["contribution:global", "l1:global", "random:global", "contribution:global:4",
+         "l1:global:4", "random:global:4"]
+RECOVER = ["none", "bn", "lsq"]  # --recover choices; the default grid: none and lsq
 TARGETS = [0.7, 0.5, 0.3]  # fraction of MACs kept: 30 / 50 / 70 % removed
 
 
@@ -43,18 +45,43 @@ def run(cmd, log):
     return p
 
 
-def key(fixture, target, criterion, allocation, recover):
-    return f"{fixture}__{target}__{criterion}__{allocation}__{recover}"
+def key(fixture, target, criterion, allocation, recover, steps=1):
+    k = f"{fixture}__{target}__{criterion}__{allocation}__{recover}"
+    return k if steps == 1 else f"{k}__s{steps}"
 
 
-def evaluate(binary, model, limit):
-    cmd = [binary, "eval", model] + TEST + ["--json"]
+def parse_extra(spec):
+    parts = spec.split(":")
+    return parts[0], parts[1], int(parts[2]) if len(parts) > 2 else 1
+
+
+def evaluate(binary, model, limit, threads):
+    cmd = [binary, "eval", model] + TEST + ["--json", "--threads", str(threads)]
     if limit:
         cmd += ["--limit", str(limit)]
     p = run(cmd, True)
     if p.returncode != 0:
         return {"error": p.stderr.strip().splitlines()[-1:]}
     return json.loads(p.stdout)
+
+
+def save(obj, path):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.replace(tmp, path)
+
+
+def cached(path):
+    """A finished run. Failed runs are stored too (the table shows them) but run again on resume:
+    a crash, a kill or a full disk must not stay in the table as the method's result."""
+    if not os.path.exists(path):
+        return False
+    try:
+        res = json.load(open(path))
+    except ValueError:
+        return False
+    return "error" not in res or res.get("exit") == 1  # exit 1: the target cannot be met
 
 
 def main():
@@ -66,10 +93,13 @@ def main():
     ap.add_argument("--fixtures", nargs="+", default=FIXTURES)
     ap.add_argument("--targets", nargs="+", type=float, default=TARGETS)
     ap.add_argument("--criteria", nargs="+", default=CRITERIA)
-    ap.add_argument("--recover", nargs="+", default=RECOVER)
-    ap.add_argument("--no-extra", action="store_true", help="skip the sensitivity rows")
+    ap.add_argument("--recover", nargs="+", default=["none", "lsq"], choices=RECOVER)
+    ap.add_argument("--extra", nargs="*", default=EXTRA,
+                    help="extra rows, criterion:allocation[:steps] (default: %(default)s)")
+    ap.add_argument("--no-extra", action="store_true", help="no extra rows")
     ap.add_argument("--calib-size", type=int, default=1024)
     ap.add_argument("--limit", type=int, default=0, help="test images (0: all 10k)")
+    ap.add_argument("--threads", type=int, default=0, help="worker threads (0: every core)")
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     os.makedirs(args.cache, exist_ok=True)
@@ -77,31 +107,36 @@ def main():
     configs = []
     for fixture in args.fixtures:
         for target in args.targets:
-            pairs = [(c, "uniform") for c in args.criteria]
+            rows = [(c, "uniform", 1) for c in args.criteria]
             if not args.no_extra:
-                pairs += [p for p in EXTRA if p[0] in args.criteria]
+                rows += [parse_extra(e) for e in args.extra]
             for recover in args.recover:
-                for criterion, allocation in pairs:
-                    configs.append((fixture, target, criterion, allocation, recover))
+                for criterion, allocation, steps in rows:
+                    if (criterion, allocation, steps) != (criterion, "uniform", 1) \
+                            and recover == "none":
+                        continue  # the extra rows compare recovered models
+                    configs.append((fixture, target, criterion, allocation, recover, steps))
 
     if not args.table_only:
         for fixture in args.fixtures:
             base = os.path.join(args.cache, f"{fixture}__baseline.json")
-            if not os.path.exists(base):
+            if not cached(base):
                 r = evaluate(args.binary, os.path.join(ROOT, "models", f"{fixture}.onnx"),
-                             args.limit)
-                json.dump(r, open(base, "w"))
+                             args.limit, args.threads)
+                save(r, base)
         for n, cfg in enumerate(configs):
             path = os.path.join(args.cache, key(*cfg) + ".json")
-            if os.path.exists(path):
+            if cached(path):
                 continue
-            fixture, target, criterion, allocation, recover = cfg
+            fixture, target, criterion, allocation, recover, steps = cfg
             print(f"[{n + 1}/{len(configs)}] {fixture} keep {target} MACs {criterion} "
-                  f"{allocation} recover {recover}", file=sys.stderr)
+                  f"{allocation} recover {recover} steps {steps}", file=sys.stderr)
             model = os.path.join(args.cache, key(*cfg) + ".onnx")
             cmd = [args.binary, "-q", "prune", os.path.join(ROOT, "models", f"{fixture}.onnx"), "-o",
                    model, "--method", criterion, "--target-macs", str(target), "--allocation",
-                   allocation, "--recover", recover, "--json"]
+                   allocation, "--recover", recover, "--json", "--threads", str(args.threads)]
+            if steps > 1:
+                cmd += ["--steps", str(steps)]
             if criterion in ("activation", "contribution") or allocation == "sensitivity" \
                     or recover != "none":
                 cmd += TRAIN + ["--calib-size", str(args.calib_size)]
@@ -109,14 +144,18 @@ def main():
             p = run(cmd, True)
             result = {"config": cfg, "prune_seconds": round(time.time() - t0, 1)}
             if p.returncode != 0:
+                result["exit"] = p.returncode
                 result["error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
             else:
                 pj = json.loads(p.stdout)
                 result["macs_kept"] = pj["macs_kept"]
                 result["params_kept"] = pj["params_kept"]
-                result["eval"] = evaluate(args.binary, model, args.limit)
-                os.remove(model)
-            json.dump(result, open(path, "w"))
+                result["eval"] = evaluate(args.binary, model, args.limit, args.threads)
+                if "error" in result["eval"]:
+                    result["error"] = "eval: " + " ".join(result["eval"]["error"])
+                if os.path.exists(model):
+                    os.remove(model)
+            save(result, path)
     write_table(args, configs)
 
 
@@ -127,7 +166,16 @@ def write_table(args, configs):
              "fixture's MACs (`--target-macs`), calibration on the first "
              f"{args.calib_size} training images (data-driven criteria, sensitivity, recovery).",
              "No gradient training anywhere. Cells: top-1 % (change vs the unpruned model, "
-             "points); `-`: not run yet.", ""]
+             "points); `-`: not run yet; unreachable: the model cannot be pruned that far with",
+             "every prunable group at its floor (`--floor`, default 0.1); error: the run failed",
+             "(it is retried when the script is run again).",
+             "Allocation `global, N steps`: `prune --steps N`, the target reached in N steps, each",
+             "re-scored on the model recovered after the step before (least squares against the",
+             "unpruned model's outputs). Rows other than uniform are run with recovery only (n/a).",
+             "Reproduce one cell: `nncompress prune models/F.onnx -o out.onnx --method M",
+             "--target-macs T --allocation A --recover R [--steps N] --data "
+             "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size "
+             f"{args.calib_size}`, then `nncompress eval out.onnx` on the test set.", ""]
     fixtures = []
     for c in configs:
         if c[0] not in fixtures:
@@ -149,20 +197,24 @@ def write_table(args, configs):
         lines += [header, sep]
         rows = []
         for c in configs:
-            if c[0] == fixture and (c[2], c[3]) not in rows:
-                rows.append((c[2], c[3]))
-        for criterion, allocation in rows:
-            line = f"| {criterion} | {allocation} |"
+            if c[0] == fixture and (c[2], c[3], c[5]) not in rows:
+                rows.append((c[2], c[3], c[5]))
+        for criterion, allocation, steps in rows:
+            label = allocation if steps == 1 else f"{allocation}, {steps} steps"
+            line = f"| {criterion} | {label} |"
             for t in targets:
                 for r in recovers:
                     path = os.path.join(args.cache,
-                                        key(fixture, t, criterion, allocation, r) + ".json")
-                    cell = "-"
+                                        key(fixture, t, criterion, allocation, r, steps) + ".json")
+                    cell = "-" if (allocation == "uniform" and steps == 1) or r != "none" \
+                        else "n/a"
                     if os.path.exists(path):
                         res = json.load(open(path))
                         top1 = res.get("eval", {}).get("top1")
                         if top1 is not None and b1:
                             cell = f"{100 * top1:.2f} ({100 * (top1 - b1):+.2f})"
+                        elif res.get("exit") == 1:
+                            cell = "unreachable"
                         elif "error" in res:
                             cell = "error"
                     line += f" {cell} |"

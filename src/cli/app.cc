@@ -176,7 +176,22 @@ int run(int argc, char** argv) {
   prune_cmd
       ->add_option("--recover", prune.recover,
                    "Recovery after pruning: none, bn (BatchNorm statistics), lsq (least-squares "
-                   "reconstruction of the consumer layers); bn and lsq need --data")
+                   "reconstruction of the consumer layers), or several in order joined by '+' "
+                   "(bn+lsq); bn and lsq need --data")
+      ->capture_default_str();
+  prune_cmd
+      ->add_option("--steps", prune.steps,
+                   "Reach the target in N steps, re-scoring and recovering after each")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  prune_cmd
+      ->add_option("--recover-reference", prune.recover_reference,
+                   "With --steps: least squares matches the original model (original) or the "
+                   "previous step's (previous)")
+      ->capture_default_str();
+  prune_cmd
+      ->add_option("--ridge", prune.ridge, "Least-squares ridge, relative to the Gram diagonal")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
   prune_cmd->add_option("--report", prune.html_report,

@@ -15,6 +15,7 @@
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
 #include "nncompress/prune/feature_stats.h"
+#include "nncompress/prune/iterative.h"
 #include "nncompress/prune/recovery.h"
 #include "nncompress/report/compress_report.h"
 #include "nncompress/report/html.h"
@@ -40,8 +41,9 @@ Status runPrune(const PruneOptions& o) {
         "or --target-params F (fraction of MACs / params to keep)");
   NNC_ASSIGN_OR_RETURN(AllocationMode mode, parseAllocationMode(o.allocation));
   NNC_ASSIGN_OR_RETURN(const CriterionInfo* info, findCriterion(o.method));
-  if (o.recover != "none" && o.recover != "bn" && o.recover != "lsq")
-    return invalidArgument("unknown --recover '" + o.recover + "' (none, bn, lsq)");
+  NNC_RETURN_IF_ERROR(checkRecoveryMode(o.recover));
+  NNC_ASSIGN_OR_RETURN(RecoveryReference reference, parseRecoveryReference(o.recover_reference));
+  if (o.steps > 1 && o.merge) return invalidArgument("--merge works with --steps 1 only");
   const bool has_data = !o.data.data.empty();
   StatsNeeds needs = info->needs;
   if (o.method == "similarity-chain" && o.chain_distance == "features") needs.cosine = true;
@@ -84,23 +86,24 @@ Status runPrune(const PruneOptions& o) {
     calibration.num_threads = o.threads;
   }
 
-  FeatureStats stats;
-  CriterionOptions copts;
-  copts.seed = o.seed;
-  copts.alpha = o.alpha;
-  copts.chain_importance = o.chain_importance;
-  copts.chain_distance = o.chain_distance;
-  if (needs.cosine || needs.consumers) {
-    Progress progress("calibration statistics");
-    auto collected = collectFeatureStats(model, statsRequestsFor(analysis, needs), calibration,
-                                         [&](int64_t d, int64_t t) { progress.update(d, t); });
-    if (!collected.isOk()) return collected.status().withContext(o.model_path);
-    stats = std::move(collected).value();
-    copts.stats = &stats;
-  }
-  NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion(o.method, copts));
-
-  AllocationOptions ao;
+  IterativePruneOptions io;
+  io.steps = o.steps;
+  io.recovery = o.recover;
+  io.reference = reference;
+  io.least_squares.ridge = o.ridge;
+  io.log = [](const std::string& line) { spdlog::info("prune: {}", line); };
+  PruneStepOptions& so = io.step;
+  so.criterion = o.method;
+  so.criterion_options.seed = o.seed;
+  so.criterion_options.alpha = o.alpha;
+  so.criterion_options.chain_importance = o.chain_importance;
+  so.criterion_options.chain_distance = o.chain_distance;
+  so.extra_needs = needs;
+  so.merge = o.merge;
+  so.calibration = has_data ? &calibration : nullptr;
+  Progress progress("calibration statistics");
+  so.stats_progress = [&](int64_t d, int64_t t) { progress.update(d, t); };
+  AllocationOptions& ao = so.allocation;
   ao.mode = mode;
   if (o.ratio >= 0) ao.ratio = o.ratio;
   if (o.target_macs >= 0) ao.target_macs = o.target_macs;
@@ -110,45 +113,41 @@ Status runPrune(const PruneOptions& o) {
   ao.floor = o.floor;
   ao.sensitivity_rule = o.sensitivity_rule;
   ao.log = [](const std::string& line) { spdlog::info("{}", line); };
-  auto allocated =
-      allocateChannels(model, analysis, *criterion, ao, has_data ? &calibration : nullptr);
-  if (!allocated.isOk()) return allocated.status().withContext(o.model_path);
-  const AllocationResult& alloc = *allocated;
+  if (o.recover != "none")
+    spdlog::info("recovery: {} on {} samples{}", o.recover, calibration.count,
+                 o.steps > 1 ? " after each of " + std::to_string(o.steps) + " steps" : "");
+  auto run = pruneIteratively(model, analysis, io);
+  if (!run.isOk()) return run.status().withContext(o.model_path);
+  IterativePruneResult& result = *run;
+  const AllocationResult& alloc = result.allocation;
   if (!alloc.target_met)
     return Status(StatusCode::kTargetNotMet,
                   "the target cannot be met: even with every group at its floor (--floor " +
                       std::to_string(o.floor) + ") the model keeps " +
                       std::to_string(alloc.macs_after) + " MACs, " +
                       std::to_string(alloc.params_after) + " params");
-
-  NNC_ASSIGN_OR_RETURN(Model pruned, cloneModel(model));
-  const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned.graph);
-  std::vector<MergeRecord> merges;
-  if (o.merge) {
-    auto m = criterion->mergeRemoved(pruned_analysis, alloc.plan);
-    if (!m.isOk()) return m.status().withContext(o.model_path);
-    merges = std::move(m).value();
-  }
-  Status surgery = applyChannelPruning(pruned, pruned_analysis, alloc.plan);
-  if (!surgery.isOk()) return surgery.withContext(o.model_path);
+  Model pruned = std::move(result.pruned);
+  const std::vector<MergeRecord>& merges = result.merges;
 
   auto recovery_json = nlohmann::ordered_json::object();
   recovery_json["mode"] = o.recover;
-  if (o.recover == "bn") {
-    spdlog::info("recovery: re-estimating BatchNorm statistics on {} samples", calibration.count);
-    Status s = reestimateBatchNorm(pruned, calibration);
-    if (!s.isOk()) return s.withContext("BatchNorm re-estimation");
-  } else if (o.recover == "lsq") {
-    spdlog::info("recovery: least-squares reconstruction on {} samples", calibration.count);
-    auto layers = reconstructLeastSquares(model, pruned, analysis, alloc.plan, calibration);
-    if (!layers.isOk()) return layers.status().withContext("least-squares reconstruction");
+  if (o.recover.find("lsq") != std::string::npos) {
     auto arr = nlohmann::ordered_json::array();
-    for (const LayerRecovery& l : *layers)
+    for (const LayerRecovery& l : result.layers)
       arr.push_back(
           {{"layer", l.layer}, {"error_before", l.error_before}, {"error_after", l.error_after}});
     recovery_json["layers"] = arr;
   }
   if (o.recover != "none") recovery_json["calibration_samples"] = calibration.count;
+  if (o.steps > 1) {
+    recovery_json["reference"] = o.recover_reference;
+    auto steps = nlohmann::ordered_json::array();
+    for (const StepRecord& r : result.steps)
+      steps.push_back(
+          {{"step", r.step},
+           {"macs_kept", alloc.macs_before ? double(r.macs_after) / alloc.macs_before : 1.0}});
+    recovery_json["steps"] = steps;
+  }
 
   auto groups = nlohmann::ordered_json::array();
   int prunable = 0;
@@ -226,7 +225,7 @@ Status runPrune(const PruneOptions& o) {
     page.addSection("Summary",
                     html::summaryTable({{"model", o.model_path},
                                         {"output", o.output_path},
-                                        {"method", criterion->name() + ", " + o.allocation +
+                                        {"method", o.method + ", " + o.allocation +
                                                        " allocation, recovery " + o.recover},
                                         {"params", change(before.params, after.params, false)},
                                         {"MACs", change(before.macs, after.macs, false)},
@@ -284,7 +283,7 @@ Status runPrune(const PruneOptions& o) {
   if (o.json) {
     nlohmann::ordered_json j;
     j["output"] = o.output_path;
-    j["method"] = criterion->name();
+    j["method"] = o.method;
     j["allocation"] = o.allocation;
     if (o.ratio >= 0) j["ratio"] = o.ratio;
     if (o.target_macs >= 0) j["target_macs"] = o.target_macs;
@@ -301,7 +300,7 @@ Status runPrune(const PruneOptions& o) {
     std::cout << j.dump(2) << "\n";
   } else {
     std::cout << "Pruned " << alloc.plan.size() << " of " << analysis.groups.size()
-              << " channel groups (" << prunable << " prunable) with " << criterion->name() << ", "
+              << " channel groups (" << prunable << " prunable) with " << o.method << ", "
               << o.allocation << " allocation";
     if (o.recover != "none") std::cout << ", recovery " << o.recover;
     std::cout << "\n\n             before        after         change\n";

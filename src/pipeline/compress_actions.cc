@@ -13,6 +13,7 @@
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
 #include "nncompress/prune/feature_stats.h"
+#include "nncompress/prune/iterative.h"
 #include "nncompress/prune/recovery.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
@@ -55,39 +56,29 @@ StatusOr<double> measureQuality(State& state, const Model& model, int64_t limit)
   return r.agreement.value_or(0);
 }
 
-StatusOr<Model> pruneStep(State& state, const Model& model, double fraction) {
+// One global-allocation step of `fraction` of the prunable channels, recovered against `model`
+// (prune/iterative.h: the same step `nncompress prune --steps` takes).
+StatusOr<Model> pruneAndRecover(State& state, const Model& model, double fraction) {
   const CompressSetup& s = state.setup;
   const ChannelAnalysis analysis = analyzeChannels(*model.graph);
-  NNC_ASSIGN_OR_RETURN(const CriterionInfo* info, findCriterion(s.criterion));
   const CalibrationSource calibration = calibrationOf(s);
-  std::optional<FeatureStats> stats;
-  if (info->needsData()) {
-    NNC_ASSIGN_OR_RETURN(
-        stats, collectFeatureStats(model, statsRequestsFor(analysis, info->needs), calibration));
-  }
-  CriterionOptions criterion_options;
-  criterion_options.stats = stats ? &*stats : nullptr;
-  NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion(s.criterion, criterion_options));
-  AllocationOptions allocation;
-  allocation.mode = AllocationMode::kGlobal;
-  allocation.ratio = fraction;
-  allocation.floor = s.min_group_keep;
-  allocation.exclude = s.exclude;
-  NNC_ASSIGN_OR_RETURN(AllocationResult plan,
-                       allocateChannels(model, analysis, *criterion, allocation));
-  if (plan.plan.empty()) return Status(StatusCode::kTargetNotMet, "no channel left to prune");
-
-  NNC_ASSIGN_OR_RETURN(Model pruned, cloneModel(model));
-  const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned.graph);
-  NNC_RETURN_IF_ERROR(applyChannelPruning(pruned, pruned_analysis, plan.plan));
-  if (s.recovery == "lsq") {
+  PruneStepOptions step;
+  step.criterion = s.criterion;
+  step.calibration = &calibration;
+  step.allocation.mode = AllocationMode::kGlobal;
+  step.allocation.ratio = fraction;
+  step.allocation.floor = s.min_group_keep;
+  step.allocation.exclude = s.exclude;
+  NNC_ASSIGN_OR_RETURN(PruneStepResult pruned, pruneStep(model, analysis, step));
+  if (pruned.allocation.plan.empty())
+    return Status(StatusCode::kTargetNotMet, "no channel left to prune");
+  if (s.recovery != "none") {
     NNC_ASSIGN_OR_RETURN(auto layers,
-                         reconstructLeastSquares(model, pruned, analysis, plan.plan, calibration));
+                         recoverPruned(model, pruned.pruned, analysis, pruned.allocation.plan,
+                                       s.recovery, calibration));
     (void)layers;
-  } else if (s.recovery == "bn") {
-    NNC_RETURN_IF_ERROR(reestimateBatchNorm(pruned, calibration));
   }
-  return pruned;
+  return std::move(pruned.pruned);
 }
 
 quant::QuantizeOptions quantizeOptions(const CompressSetup& s, const BitPlan& bits) {
@@ -155,7 +146,9 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
     NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
     return static_cast<int64_t>(bytes.size());
   };
-  a.prune = [state](const Model& m, double fraction) { return pruneStep(*state, m, fraction); };
+  a.prune = [state](const Model& m, double fraction) {
+    return pruneAndRecover(*state, m, fraction);
+  };
   a.quantizable_layers = [state](const Model& m) {
     std::vector<std::string> names;
     auto folded = foldedCopy(m);

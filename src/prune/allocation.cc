@@ -163,7 +163,9 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
     result.scores[g.id] = scores;
     // With an explicit uniform --ratio the floor is one channel (the ratio is the user's).
     const double floor = (o.mode == AllocationMode::kUniform && o.ratio) ? 0.0 : o.floor;
-    const int64_t min_keep = std::max<int64_t>(1, std::ceil(floor * g.channels - 1e-9));
+    int64_t min_keep = std::max<int64_t>(1, std::ceil(floor * g.channels - 1e-9));
+    if (auto it = o.min_keep.find(g.id); it != o.min_keep.end())
+      min_keep = std::min(g.channels, std::max(min_keep, it->second));
     groups.push_back({&g, std::move(scores), min_keep});
     total_channels += g.channels;
   }

@@ -116,7 +116,10 @@ struct PruneOptions {
   int64_t batch = 64;
   int threads = 0;
   std::string recover = "none";
-  std::string html_report;  // --report out.html
+  int steps = 1;                               // prune in N steps, recovering after each
+  std::string recover_reference = "original";  // original | previous (steps > 1)
+  double ridge = 1e-3;                         // least-squares ridge (relative)
+  std::string html_report;                     // --report out.html
   bool json = false;
 };
 Status runPrune(const PruneOptions& options);

@@ -35,6 +35,9 @@ struct AllocationOptions {
   int64_t round_to = 1;
   std::vector<std::string> exclude;
   double floor = 0.1;  // every group keeps at least this fraction (and one channel)
+  // Per group id: channels the group keeps at least, on top of `floor` (pruning in steps keeps
+  // the floor of the group's original width).
+  std::map<int, int64_t> min_keep;
   std::vector<double> sensitivity_ratios = {0.25, 0.5, 0.75};
   int64_t sensitivity_samples = 256;
   // "cost": per group maximise lambda * share * ratio - loss(ratio) (share of the MACs/params the
