@@ -372,7 +372,9 @@ TEST(QuantizeCli, IntegerFormatAndActBitsFlags) {
   int folded = 0;
   for (const auto& l : j["layers"]) {
     folded += l["op"] == "ConvInteger";
-    if (l["op"] != "Gemm") EXPECT_EQ(l["act_bits"], 4) << l["name"];
+    if (l["op"] != "Gemm") {
+      EXPECT_EQ(l["act_bits"], 4) << l["name"];
+    }
   }
   EXPECT_EQ(folded, 5);
   for (const char* bad : {" --format qoperator --act-bits 4", " --format integer --weight-bits 4",
@@ -392,8 +394,9 @@ TEST(IntegerFold, ResidualOutputsStayQdq) {
   for (const auto& f : built->fold.folded) folded.insert(f.name);
   for (const auto& [name, why] : built->fold.skipped) {
     skipped.insert(name);
-    if (name.find("conv2") != std::string::npos)
+    if (name.find("conv2") != std::string::npos) {
       EXPECT_NE(why.find("Add"), std::string::npos) << name << ": " << why;
+    }
   }
   EXPECT_EQ(folded,
             (std::set<std::string>{"/stem/stem.0/Conv", "/layer1/conv1/Conv", "/layer2/conv1/Conv",
