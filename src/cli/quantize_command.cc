@@ -16,6 +16,7 @@
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
+#include "nncompress/quant/compact.h"
 #include "nncompress/quant/quantize.h"
 #include "nncompress/report/html.h"
 #include "nncompress/report/model_report.h"
@@ -125,6 +126,9 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     sqnr = std::move(s).value();
   }
 
+  // After SQNR and bias correction, which find tensors by name.
+  auto compacted = quant::compactModel(model, {o.keep_names});
+  if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
   Totals after = totalsOf(model, 0);
   const int64_t opset = model.opsetVersion("");
   Status saved = saveModelConsuming(model, o.output_path);

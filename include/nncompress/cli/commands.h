@@ -85,6 +85,7 @@ struct QuantizeCommandOptions {
   bool bias_correction = false;
   bool equalize = false;
   bool quantize_last = false;
+  bool keep_names = false;  // keep node/value names (default: short generated names)
   std::vector<std::string> exclude;
   int64_t sqnr_samples = 256;
   int threads = 0;

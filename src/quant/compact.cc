@@ -1,0 +1,184 @@
+#include "nncompress/quant/compact.h"
+
+#include <map>
+#include <set>
+#include <tuple>
+
+namespace nnc::quant {
+namespace {
+
+bool hasSubgraph(const Node& n) {
+  if (!n.implicitInputs().empty()) return true;
+  for (const Attribute& a : n.attributes())
+    if (a.kind == AttrKind::kGraph || a.kind == AttrKind::kGraphs) return true;
+  return false;
+}
+
+// A Constant holding one `value` tensor whose output is not a graph output becomes an
+// initializer named like its output.
+int constantsToInitializers(Graph& g) {
+  std::vector<Node*> constants;
+  for (const auto& n : g.nodes())
+    if (n->isOp("Constant") && n->numOutputs() == 1 && n->attributes().size() == 1 &&
+        n->attributes()[0].name == "value" && n->attributes()[0].kind == AttrKind::kTensor &&
+        n->attributes()[0].tensors.size() == 1 && !n->output(0)->isGraphOutput())
+      constants.push_back(n.get());
+  for (Node* n : constants) {
+    Value* y = n->output(0);
+    Value* init = g.addInitializer(y->name() + "_c", n->attributes()[0].tensors[0]);
+    init->setType(y->type());
+    g.replaceAllUsesWith(y, init);
+    g.eraseNode(n);
+  }
+  return int(constants.size());
+}
+
+// Initializers with equal contents become one (the first in initializer order).
+int shareInitializers(Graph& g) {
+  std::map<std::tuple<DType, Shape, std::string>, Value*> seen;
+  int shared = 0;
+  for (Value* v : g.initializers()) {
+    if (v->isGraphInput() || v->isGraphOutput()) continue;  // overridable / named by the user
+    const Tensor& t = *v->initializer();
+    auto [it, inserted] = seen.emplace(std::make_tuple(t.dtype(), t.shape(), t.bytes()), v);
+    if (inserted) continue;
+    g.replaceAllUsesWith(v, it->second);
+    g.eraseValue(v);
+    ++shared;
+  }
+  return shared;
+}
+
+bool allEqual(const std::vector<int64_t>& v, int64_t x) {
+  for (int64_t e : v)
+    if (e != x) return false;
+  return true;
+}
+
+int dropDefaultAttributes(Graph& g) {
+  int dropped = 0;
+  for (const auto& n : g.nodes()) {
+    const bool conv = n->isOp("Conv"), qconv = n->isOp("QLinearConv");
+    if (!conv && !qconv) continue;
+    auto drop = [&](std::string_view name) { dropped += n->removeAttribute(name) ? 1 : 0; };
+    const Attribute* a;
+    if ((a = n->findAttribute("strides")) && a->kind == AttrKind::kInts && allEqual(a->ints, 1))
+      drop("strides");
+    if ((a = n->findAttribute("dilations")) && a->kind == AttrKind::kInts && allEqual(a->ints, 1))
+      drop("dilations");
+    if (n->stringAttr("auto_pad", "NOTSET") == "NOTSET" && (a = n->findAttribute("pads")) &&
+        a->kind == AttrKind::kInts && allEqual(a->ints, 0))
+      drop("pads");
+    if ((a = n->findAttribute("group")) && a->kind == AttrKind::kInt && a->i == 1) drop("group");
+    // kernel_shape is optional ("If not present, should be inferred from input W").
+    const Value* w = n->input(qconv ? 3 : 1);
+    const std::optional<Shape> ws = w ? w->staticShape() : std::nullopt;
+    const Tensor* wt = w ? w->constantData() : nullptr;
+    const Shape* shape = wt ? &wt->shape() : (ws ? &*ws : nullptr);
+    if ((a = n->findAttribute("kernel_shape")) && a->kind == AttrKind::kInts && shape &&
+        shape->size() == a->ints.size() + 2 &&
+        std::equal(a->ints.begin(), a->ints.end(), shape->begin() + 2))
+      drop("kernel_shape");
+  }
+  return dropped;
+}
+
+std::string base36(uint64_t i) {
+  static const char* kDigits = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string s;
+  do {
+    s.insert(s.begin(), kDigits[i % 36]);
+    i /= 36;
+  } while (i > 0);
+  return s;
+}
+
+// The IR has no rename, so the graph is rebuilt with the new names (same nodes, same order).
+StatusOr<int> shortenNames(Model& model) {
+  const Graph& g = *model.graph;
+  for (const auto& n : g.nodes())
+    if (hasSubgraph(*n)) return 0;
+  if (!g.sparseInitializers().empty() || !g.quantizationAnnotations().empty()) return 0;
+  std::set<std::string> taken;  // every current name: a new name never shadows an old one
+  for (const auto& v : g.values()) taken.insert(v->name());
+  uint64_t next = 0;
+  int renamed = 0;
+  auto newName = [&](const Value* v) {
+    if (v->isGraphInput() || v->isGraphOutput()) return v->name();
+    std::string name;
+    do name = base36(next++);
+    while (taken.count(name));
+    ++renamed;
+    return name;
+  };
+  auto copyFacts = [](const Value* from, Value* to) {
+    to->setType(from->type());
+    to->setListedInValueInfo(from->listedInValueInfo());
+    to->setDocString(from->docString());
+  };
+  auto out = std::make_unique<Graph>();
+  out->setName(g.name());
+  out->setDocString(g.docString());
+  std::map<const Value*, Value*> map;
+  for (Value* v : g.inputs()) {
+    NNC_ASSIGN_OR_RETURN(Value * nv, out->createValue(v->name()));
+    copyFacts(v, nv);
+    if (v->isInitializer()) nv->setInitializer(*v->initializer());
+    out->addInput(nv);
+    map[v] = nv;
+  }
+  for (Value* v : g.initializers()) {
+    if (map.count(v)) continue;
+    Value* nv = out->addInitializer(newName(v), *v->initializer());
+    copyFacts(v, nv);
+    map[v] = nv;
+  }
+  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, g.topologicalOrder());
+  for (Node* n : order) {
+    std::vector<Value*> inputs;
+    for (Value* v : n->inputs()) {
+      if (v != nullptr && !map.count(v))
+        return internalError("compact: value '" + v->name() + "' has no producer");
+      inputs.push_back(v ? map[v] : nullptr);
+    }
+    std::vector<std::string> names;
+    for (Value* v : n->outputs()) names.push_back(v ? newName(v) : "");
+    Node* nn = out->addNode(n->opType(), inputs, names, n->domain());
+    nn->setName(n->name());
+    nn->setDocString(n->docString());
+    for (const Attribute& a : n->attributes()) nn->setAttribute(a);
+    for (size_t i = 0; i < n->numOutputs(); ++i)
+      if (Value* v = n->output(i)) {
+        copyFacts(v, nn->output(i));
+        map[v] = nn->output(i);
+      }
+  }
+  for (Value* v : g.outputs()) {
+    if (!map.count(v)) return internalError("compact: graph output '" + v->name() + "' is lost");
+    out->addOutput(map[v]);
+  }
+  model.graph = std::move(out);
+  return renamed;
+}
+
+}  // namespace
+
+StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options) {
+  Graph& g = *model.graph;
+  CompactStats stats;
+  stats.constants_to_initializers = constantsToInitializers(g);
+  stats.initializers_shared = shareInitializers(g);
+  stats.attributes_dropped = dropDefaultAttributes(g);
+  if (!options.keep_names) {
+    for (const auto& n : g.nodes()) {
+      n->setName("");
+      n->setDocString("");
+    }
+    for (const auto& v : g.values()) v->setDocString("");
+    g.setDocString("");
+    NNC_ASSIGN_OR_RETURN(stats.values_renamed, shortenNames(model));
+  }
+  return stats;
+}
+
+}  // namespace nnc::quant
