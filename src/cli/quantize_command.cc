@@ -69,6 +69,11 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   auto folded = quant::foldBatchNorms(*model.graph);
   if (!folded.isOk()) return folded.status().withContext(o.model_path);
   for (const auto& f : *folded) spdlog::info("folded {} into {}", f.batchnorm, f.into);
+  auto rest = quant::foldRemainingBatchNorms(*model.graph, o.weight_bits == 8);
+  if (!rest.isOk()) return rest.status().withContext(o.model_path);
+  for (const auto& f : *rest)
+    spdlog::info("folded {} into {} (through its Relu)", f.batchnorm, f.into);
+  folded->insert(folded->end(), rest->begin(), rest->end());
 
   quant::QuantizeOptions qo;
   qo.format = format;
@@ -127,7 +132,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   }
 
   // After SQNR and bias correction, which find tensors by name.
-  auto compacted = quant::compactModel(model, {o.keep_names});
+  auto compacted = quant::compactModel(model, {o.keep_names, !o.fp32_storage});
   if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
   Totals after = totalsOf(model, 0);
   const int64_t opset = model.opsetVersion("");

@@ -1,6 +1,8 @@
 #include "nncompress/quant/compact.h"
 
+#include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -81,6 +83,74 @@ int dropDefaultAttributes(Graph& g) {
       drop("kernel_shape");
   }
   return dropped;
+}
+
+// float -> IEEE half, round to nearest even; nullopt when the value is not a normal half (or 0).
+std::optional<uint16_t> toHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000);
+  const uint32_t mag = x & 0x7fffffff;
+  if (mag == 0) return sign;
+  const int32_t exp = int32_t(mag >> 23) - 127 + 15;
+  if (exp <= 0 || exp >= 31) return std::nullopt;  // subnormal, overflow, inf or nan
+  uint32_t mant = mag & 0x7fffff;
+  uint32_t h = (uint32_t(exp) << 10) | (mant >> 13);
+  const uint32_t rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;  // may carry into the exponent: fine
+  if (h >= 0x7c00) return std::nullopt;
+  return uint16_t(sign | h);
+}
+
+// A float32 initializer of at least kMinHalfElements values read only as a bias (Conv/Gemm input
+// 2), as an operand of Add/Mul/Sub (BatchNorm rewritten as Mul/Add) or as the scale of a
+// DequantizeLinear of a constant weight becomes float16 + Cast(to float). Those values set a
+// per-channel offset or a per-channel step; float16's relative error (2^-11) is far below the
+// int8/int4 quantization step they sit next to. Constant weights themselves are never touched.
+constexpr int64_t kMinHalfElements = 8;
+
+bool halfStorageUse(const Use& u) {
+  const Node& n = *u.node;
+  if (u.input_index == 2 && (n.isOp("Conv") || n.isOp("ConvTranspose") || n.isOp("Gemm")))
+    return true;
+  if (n.isOp("Add") || n.isOp("Mul") || n.isOp("Sub")) return true;
+  if (u.input_index == 1 && n.isOp("DequantizeLinear")) {
+    const Value* q = n.input(0);
+    return q != nullptr && q->isInitializer();
+  }
+  return false;
+}
+
+int halfPrecisionStorage(Graph& g) {
+  int converted = 0;
+  for (Value* v : g.initializers()) {
+    const Tensor& t = *v->initializer();
+    if (t.dtype() != DType::kFloat32 || t.numel() < kMinHalfElements) continue;
+    if (v->isGraphInput() || v->isGraphOutput() || !v->hasUses()) continue;
+    bool ok = true;
+    for (const Use& u : v->uses()) ok = ok && halfStorageUse(u);
+    if (!ok) continue;
+    Tensor half(DType::kFloat16, t.shape());
+    const auto fd = t.data<float>();
+    for (int64_t i = 0; i < t.numel() && ok; ++i) {
+      const auto h = toHalf(fd[i]);
+      ok = h.has_value();
+      if (ok) std::memcpy(half.mutableBytes().data() + 2 * i, &*h, 2);
+    }
+    if (!ok) continue;
+    Value* stored = g.addInitializer(v->name() + "_h", std::move(half));
+    Node* cast = g.addNode("Cast", {stored}, {v->name() + "_f"});
+    cast->setAttribute(Attribute::makeInt("to", 1));  // FLOAT
+    ValueType type = v->type();
+    type.dtype = DType::kFloat32;
+    type.shape = std::vector<Dim>();
+    for (int64_t d : t.shape()) type.shape->push_back(Dim::known(d));
+    cast->output(0)->setType(type);
+    g.replaceAllUsesWith(v, cast->output(0));
+    g.eraseValue(v);
+    ++converted;
+  }
+  return converted;
 }
 
 std::string base36(uint64_t i) {
@@ -169,6 +239,10 @@ StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options)
   stats.constants_to_initializers = constantsToInitializers(g);
   stats.initializers_shared = shareInitializers(g);
   stats.attributes_dropped = dropDefaultAttributes(g);
+  if (options.float16_storage) {
+    stats.stored_as_float16 = halfPrecisionStorage(g);
+    NNC_RETURN_IF_ERROR(g.sortTopologically());
+  }
   if (!options.keep_names) {
     for (const auto& n : g.nodes()) {
       n->setName("");

@@ -134,7 +134,12 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
   }
   const int64_t rows = shape2d[0], cols = shape2d[1];
   const int64_t k = shape2d[axis];
-  if (k <= block_size) return quantizeWeightPerChannelInt4(g, layer, base);
+  // Blocks of about block_size that split the reduction evenly: round(k / block_size) of them,
+  // one per output channel (no blocking) when that is 1, so a reduction slightly longer than
+  // a block does not pay a whole scale per channel for a short tail block.
+  const int64_t wanted = std::max<int64_t>(1, (k + block_size / 2) / block_size);
+  if (wanted == 1) return quantizeWeightPerChannelInt4(g, layer, base);
+  block_size = (k + wanted - 1) / wanted;
   const int64_t blocks = (k + block_size - 1) / block_size;
   Shape scale_shape = shape2d;
   scale_shape[axis] = blocks;

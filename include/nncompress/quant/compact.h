@@ -10,6 +10,9 @@
 //   group 1, kernel_shape = the weight's spatial dims) are dropped
 //   node names and doc strings are dropped; internal values get short generated names
 //   ("0", "1", ..., base 36) in graph order. Graph inputs and outputs keep their names.
+//   float32 biases, per-channel Mul/Add vectors and weight scales (>= 8 values) are stored as
+//   float16 and cast back to float32 in the graph (their rounding, relative 2^-11, is far below
+//   the int8/int4 steps next to them)
 // `keep_names` keeps node and value names (and doc strings); the other steps still apply.
 // Nothing is renamed when a node carries a subgraph (its body refers to outer names).
 
@@ -19,6 +22,9 @@ namespace nnc::quant {
 
 struct CompactOptions {
   bool keep_names = false;
+  // Biases, BatchNorm-derived per-channel vectors and weight scales stored as float16 + Cast
+  // (see halfPrecisionStorage in compact.cc).
+  bool float16_storage = true;
 };
 
 struct CompactStats {
@@ -26,6 +32,7 @@ struct CompactStats {
   int initializers_shared = 0;  // duplicates removed
   int attributes_dropped = 0;
   int values_renamed = 0;
+  int stored_as_float16 = 0;
 };
 
 StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options = {});
