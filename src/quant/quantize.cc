@@ -288,7 +288,9 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   const std::string base = n.input(1)->name();
   Value* wv = g.addInitializer(base + "_q", std::move(wq));
   Value* ws = g.addInitializer(base + "_s", Tensor::fromVector<float>({channels}, scale));
-  Value* wz = g.addInitializer(base + "_z", Tensor(DType::kInt8, {channels}));
+  // One scalar zero point (symmetric weights): QLinearConv / QLinearMatMul take a scalar or one
+  // per channel, and a scalar costs 1 byte instead of one per output channel.
+  Value* wz = g.addInitializer(base + "_z", Tensor(DType::kInt8, {}));
   const std::string ybase = t.name + "_quant";
   Value* ys = g.addInitializer(ybase + "_s", Tensor::fromVector<float>({}, {yq.scale}));
   Tensor yzt = options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
