@@ -15,6 +15,7 @@
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/compact.h"
+#include "nncompress/quant/equalize.h"
 #include "nncompress/quant/quantize.h"
 #include "ort_util.h"
 
@@ -304,6 +305,50 @@ TEST(QuantCompact, KeepsOutputsAndInterface) {
       EXPECT_LT(testing::relativeMaxError(expected, got), 2e-3);
     else
       EXPECT_EQ(expected, got);
+  }
+}
+
+// Cross-layer equalisation is exact in float: mobilenetv2 (Conv -> Clip(0, 6) -> depthwise Conv
+// and Conv -> Relu -> Conv in its SE blocks) and densenet (Conv -> Relu -> Conv) give the same
+// logits, while the depthwise layers' per-channel weight ranges get closer to each other.
+TEST(QuantEqualize, FloatOutputsUnchangedAndRangesEqualized) {
+  auto reader = openSet("t10k-images-idx3-ubyte.gz");
+  auto x = reader->readBatch(0, 32);
+  ASSERT_TRUE(x.isOk());
+  for (const char* name : {"mobilenetv2", "densenet"}) {
+    auto m = loadModel(testing::sourcePath(std::string("models/") + name + ".onnx"));
+    ASSERT_TRUE(m.isOk());
+    ASSERT_TRUE(quant::foldBatchNorms(*m->graph).isOk());
+    ASSERT_TRUE(quant::foldRemainingBatchNorms(*m->graph).isOk());
+    const Tensor expected = runFloat(*m, *x);
+    // Spread of per-channel ranges (max / min of max |W[c]|) of every depthwise Conv.
+    auto worstSpread = [](const Graph& g) {
+      double worst = 0;
+      for (const auto& n : g.nodes()) {
+        const Tensor* w = n->isOp("Conv") ? n->input(1)->constantData() : nullptr;
+        if (w == nullptr || n->intAttr("group", 1) == 1 || w->dim(1) != 1) continue;
+        const int64_t c = w->dim(0), per = w->numel() / c;
+        double lo = 1e30, hi = 0;
+        for (int64_t i = 0; i < c; ++i) {
+          double r = 0;
+          for (int64_t j = 0; j < per; ++j)
+            r = std::max<double>(r, std::abs(w->data<float>()[i * per + j]));
+          if (r > 0) lo = std::min(lo, r), hi = std::max(hi, r);
+        }
+        worst = std::max(worst, hi / lo);
+      }
+      return worst;
+    };
+    const double spread_before = worstSpread(*m->graph);
+    auto stats = quant::equalizeLayers(*m->graph);
+    ASSERT_TRUE(stats.isOk()) << stats.status().message();
+    EXPECT_GT(stats->pairs, 5) << name;
+    EXPECT_LT(testing::relativeMaxError(expected, runFloat(*m, *x)), 1e-5) << name;
+    if (std::string(name) == "mobilenetv2") {
+      EXPECT_GT(stats->clips_rewritten, 0);
+      EXPECT_LT(worstSpread(*m->graph), spread_before / 1.5)
+          << "before " << spread_before << " after " << worstSpread(*m->graph);
+    }
   }
 }
 

@@ -17,6 +17,7 @@
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/compact.h"
+#include "nncompress/quant/equalize.h"
 #include "nncompress/quant/quantize.h"
 #include "nncompress/report/html.h"
 #include "nncompress/report/model_report.h"
@@ -46,7 +47,6 @@ Status runQuantize(const QuantizeCommandOptions& o) {
                            "(e.g. a sample of the training set), or use --format weights-only");
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
-  if (o.equalize) return unsupported("--equalize is not implemented yet");
   // Fail before any work on what is not implemented yet.
   if (format == quant::QuantFormat::kInteger)
     return unsupported(
@@ -74,6 +74,12 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   for (const auto& f : *rest)
     spdlog::info("folded {} into {} (through its Relu)", f.batchnorm, f.into);
   folded->insert(folded->end(), rest->begin(), rest->end());
+  if (o.equalize) {
+    auto eq = quant::equalizeLayers(*model.graph);
+    if (!eq.isOk()) return eq.status().withContext(o.model_path);
+    spdlog::info("equalized {} layer pairs in {} sweeps ({} Clip bounds made per-channel)",
+                 eq->pairs, eq->sweeps, eq->clips_rewritten);
+  }
 
   quant::QuantizeOptions qo;
   qo.format = format;
