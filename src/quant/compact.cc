@@ -60,6 +60,18 @@ bool allEqual(const std::vector<int64_t>& v, int64_t x) {
 int dropDefaultAttributes(Graph& g) {
   int dropped = 0;
   for (const auto& n : g.nodes()) {
+    if (n->isOp("Gemm") || n->isOp("Flatten")) {
+      std::vector<std::string> defaults;
+      for (const Attribute& a : n->attributes()) {
+        const bool is_default =
+            (a.kind == AttrKind::kFloat && (a.name == "alpha" || a.name == "beta") && a.f == 1.f) ||
+            (a.kind == AttrKind::kInt && (a.name == "transA" || a.name == "transB") && a.i == 0) ||
+            (a.kind == AttrKind::kInt && a.name == "axis" && a.i == 1);
+        if (is_default) defaults.push_back(a.name);
+      }
+      for (const std::string& name : defaults) dropped += n->removeAttribute(name) ? 1 : 0;
+      continue;
+    }
     const bool conv = n->isOp("Conv"), qconv = n->isOp("QLinearConv");
     if (!conv && !qconv) continue;
     auto drop = [&](std::string_view name) { dropped += n->removeAttribute(name) ? 1 : 0; };
@@ -117,6 +129,11 @@ bool halfStorageUse(const Use& u) {
   if (u.input_index == 1 && n.isOp("DequantizeLinear")) {
     const Value* q = n.input(0);
     return q != nullptr && q->isInitializer();
+  }
+  // The per-channel weight scale of QLinearConv / QLinearMatMul (input 4, next to the weight).
+  if (u.input_index == 4 && (n.isOp("QLinearConv") || n.isOp("QLinearMatMul"))) {
+    const Value* w = n.input(3);
+    return w != nullptr && w->isInitializer();
   }
   return false;
 }

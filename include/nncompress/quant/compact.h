@@ -7,7 +7,8 @@
 //   initializers with equal dtype, shape and bytes  become one (Clip bounds, activation scales
 //                                        and zero points calibrated to the same range, ...)
 //   Conv / QLinearConv attributes equal to their ONNX default (strides 1, dilations 1, pads 0,
-//   group 1, kernel_shape = the weight's spatial dims) are dropped
+//   group 1, kernel_shape = the weight's spatial dims), Gemm's alpha/beta 1 and transA/transB 0,
+//   Flatten's axis 1 are dropped
 //   node names and doc strings are dropped; internal values get short generated names
 //   ("0", "1", ..., base 36) in graph order. Graph inputs and outputs keep their names.
 //   float32 biases, per-channel Mul/Add vectors and weight scales (>= 8 values) are stored as
