@@ -128,7 +128,7 @@ std::vector<ExportCase> exportCases() {
     // Issue 6 targets: int8 files <= 30% of the float file, int4 weight-only <= 18%. File size is
     // deterministic (no calibration data enters it except a few scalars), so these are exact
     // checks. The tightest (tools/quant_results.py): mobilenetv2 QOperator 28.9%, qdq 28.3%,
-    // densenet qdq 27.4%, int4 17.5%.
+    // densenet qdq 27.4%, int4 17.4%.
     cases.push_back({f, quant::QuantFormat::kQdq, 8, 0.30});
     cases.push_back({f, quant::QuantFormat::kWeightsOnly, 8, 0.30});
     cases.push_back({f, quant::QuantFormat::kWeightsOnly, 4, 0.18});
