@@ -349,6 +349,61 @@ TEST(QuantEqualize, FloatOutputsUnchangedAndRangesEqualized) {
   }
 }
 
+// x -> Conv1 -> Clip(lo, 6) -> Conv2 -> y with channel ranges far apart: with lo = 0 the pair is
+// equalised (Clip -> Relu + Min(per-channel bound)) and outputs stay the same; with lo = -1 the
+// scale would not commute with the Clip, so nothing changes.
+Model makeClipPair(float lo) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32,
+              std::vector<Dim>{Dim::known(2), Dim::known(3), Dim::known(6), Dim::known(6)}});
+  g.addInput(x);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  Tensor w1(DType::kFloat32, {4, 3, 3, 3}), w2(DType::kFloat32, {5, 4, 1, 1});
+  for (int64_t i = 0; i < w1.numel(); ++i) w1.mutableData<float>()[i] = u(rng) * (1 + 9 * (i / 27));
+  for (float& v : w2.mutableData<float>()) v = u(rng);
+  Node* c1 =
+      g.addNode("Conv",
+                {x, g.addInitializer("w1", std::move(w1)),
+                 g.addInitializer("b1", Tensor::fromVector<float>({4}, {0.1f, -0.2f, 0.3f, 0.f}))},
+                {"h"});
+  Node* clip =
+      g.addNode("Clip",
+                {c1->output(0), g.addInitializer("lo", Tensor::fromVector<float>({}, {lo})),
+                 g.addInitializer("hi", Tensor::fromVector<float>({}, {6.f}))},
+                {"a"});
+  clip->output(0)->setType(x->type());
+  Node* c2 = g.addNode("Conv", {clip->output(0), g.addInitializer("w2", std::move(w2))}, {"y"});
+  g.addOutput(c2->output(0));
+  return m;
+}
+
+TEST(QuantEqualize, ClipPairFiresOnlyWhenExact) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  Tensor x(DType::kFloat32, {2, 3, 6, 6});
+  for (float& v : x.mutableData<float>()) v = u(rng);
+  for (float lo : {0.f, -1.f}) {
+    Model before = makeClipPair(lo), after = makeClipPair(lo);
+    auto stats = quant::equalizeLayers(*after.graph);
+    ASSERT_TRUE(stats.isOk()) << stats.status().message();
+    std::string ops;
+    for (const auto& n : after.graph->nodes()) ops += n->opType() + ",";
+    if (lo == 0.f) {
+      EXPECT_EQ(stats->pairs, 1);
+      EXPECT_EQ(stats->clips_rewritten, 1);
+      EXPECT_EQ(ops, "Conv,Relu,Min,Conv,");
+    } else {
+      EXPECT_EQ(stats->pairs, 0);
+      EXPECT_EQ(ops, "Conv,Clip,Conv,");
+    }
+    EXPECT_LT(testing::relativeMaxError(runFloat(before, x), runFloat(after, x)), 1e-5) << lo;
+  }
+}
+
 // The CLI writes the small form by default; --keep-names and --fp32-storage give it up.
 TEST(QuantizeCli, CompactByDefaultKeepNamesOnRequest) {
   testing::TempDir dir;
