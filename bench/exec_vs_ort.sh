@@ -5,6 +5,11 @@
 # weights, dynamic batch; exported by tools/export_torchvision.py when missing). Each cell runs
 # ours and ORT alternately REPEATS times and reports the medians (the ratio is the median of the
 # per-repeat ratios), so a burst of load from other processes hits both sides alike.
+# Both sides are measured with the same statistic: batch / median wall time of one run (ORT:
+# tools/ort/bench.js; ours: `eval --json` batch_ms_median, the executor run without data reading).
+# A median drops the runs during which another process had the core, which a total-time
+# throughput does not. The last column is eval's own throughput (total time, data reading
+# included) for reference.
 # Then peak RSS of `nncompress eval` over 1,000 and over 10,000 Fashion-MNIST test images.
 #   bench/exec_vs_ort.sh [SECONDS_PER_CELL] [REPEATS]
 #   (NNC_BIN=build-native/nncompress for a -march=native build)
@@ -27,13 +32,13 @@ declare -a models=(models/vgg_bn.onnx models/resnet.onnx models/mobilenetv2.onnx
 
 echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $repeats repeats per cell"
 echo
-echo "| model | threads | batch | nncompress img/s | ONNX Runtime img/s | ratio |"
-echo "|---|---|---|---|---|---|"
+echo "| model | threads | batch | nncompress img/s | ONNX Runtime img/s | ratio | nncompress eval throughput img/s |"
+echo "|---|---|---|---|---|---|---|"
 for m in "${models[@]}"; do
   if [[ $m == *resnet18* ]]; then sample="3,224,224"; else sample="1,28,28"; fi
   for threads in 1 2; do
     for batch in 1 8; do
-      ours_all=() ort_all=()
+      ours_all=() ort_all=() thr_all=()
       for ((r = 0; r < repeats; ++r)); do
         ort_ips=$(node tools/ort/bench.js "$m" --shape "$batch,$sample" --threads "$threads" \
           --iters $((batch == 1 ? 40 : 10)) --warmup 3 | field images_per_second)
@@ -44,15 +49,17 @@ for m in "${models[@]}"; do
 import numpy as np
 np.save('$tmp/x.npy', np.random.default_rng(0).standard_normal(($count,) + tuple(int(v) for v in '$sample'.split(',')), dtype=np.float32))"
         fi
-        ours_ips=$("$bin" -q eval "$m" --data "$tmp/x.npy" --batch "$batch" --threads "$threads" --json |
-          field images_per_second)
-        ours_all+=("$ours_ips") ort_all+=("$ort_ips")
+        "$bin" -q eval "$m" --data "$tmp/x.npy" --batch "$batch" --threads "$threads" --json >"$tmp/eval.json"
+        ours_ips=$(/usr/bin/python3 -c "
+import json; j = json.load(open('$tmp/eval.json')); print($batch * 1000 / j['batch_ms_median'])")
+        ours_all+=("$ours_ips") ort_all+=("$ort_ips") thr_all+=("$(field images_per_second <"$tmp/eval.json")")
       done
       /usr/bin/python3 -c "
 import statistics as s
 ours = [$(IFS=,; echo "${ours_all[*]}")]; ort = [$(IFS=,; echo "${ort_all[*]}")]
+thr = [$(IFS=,; echo "${thr_all[*]}")]
 ratio = s.median(o / r for o, r in zip(ours, ort))
-print(f'| $(basename "$m") | $threads | $batch | {s.median(ours):.1f} | {s.median(ort):.1f} | {ratio:.2f}x |')"
+print(f'| $(basename "$m") | $threads | $batch | {s.median(ours):.1f} | {s.median(ort):.1f} | {ratio:.2f}x | {s.median(thr):.1f} |')"
     done
   done
 done

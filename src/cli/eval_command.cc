@@ -60,6 +60,7 @@ Status runEval(const EvalCommandOptions& o) {
     if (r.top1) j["top1"] = *r.top1;
     if (r.top5) j["top5"] = *r.top5;
     j["images_per_second"] = r.images_per_second;
+    j["batch_ms_median"] = r.batch_ms_median;
     if (ref_ex) {
       j["reference"] = o.reference_path;
       j["agreement"] = number(r.agreement);

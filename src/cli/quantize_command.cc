@@ -31,6 +31,11 @@ nlohmann::ordered_json number(double v) {
   return v;
 }
 
+// "uint8", or "4-bit (uint8)" for k-bit activations stored in uint8.
+std::string actLabel(int bits) {
+  return bits == 8 ? "uint8" : std::to_string(bits) + "-bit (uint8)";
+}
+
 }  // namespace
 
 Status runQuantize(const QuantizeCommandOptions& o) {
@@ -47,13 +52,16 @@ Status runQuantize(const QuantizeCommandOptions& o) {
                            "(e.g. a sample of the training set), or use --format weights-only");
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
-  // Fail before any work on what is not implemented yet.
-  if (format == quant::QuantFormat::kInteger)
-    return unsupported(
-        "--format integer is not implemented yet (use qdq, qoperator or weights-only)");
-  if (o.act_bits != 8)
-    return unsupported("--act-bits " + std::to_string(o.act_bits) +
-                       " is not implemented yet (QDQ activations are 8-bit)");
+  // Fail before any work on combinations the formats cannot express.
+  if (o.act_bits != 8 && format != quant::QuantFormat::kQdq &&
+      format != quant::QuantFormat::kInteger)
+    return invalidArgument("--act-bits " + std::to_string(o.act_bits) +
+                           " needs --format qdq or integer");
+  if (format == quant::QuantFormat::kInteger && (o.symmetric_activations || o.weight_bits != 8))
+    return invalidArgument(
+        "--format integer needs uint8 activations and --weight-bits 8 (ConvInteger's types)");
+  if (format == quant::QuantFormat::kInteger && o.bias_correction)
+    return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
@@ -106,7 +114,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     auto hist = quant::collectHistograms(model, *reader, names, co);
     if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
     for (const auto& [name, h] : *hist)
-      ranges[name] = h.range(method, o.symmetric_activations, 8, o.percentile);
+      ranges[name] = h.range(method, o.symmetric_activations, o.act_bits, o.percentile);
     spdlog::info(
         "calibrated {} activations on {} samples ({})", ranges.size(),
         std::min<int64_t>(o.calib_size < 0 ? reader->size() : o.calib_size, reader->size()),
@@ -138,7 +146,9 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   }
 
   // After SQNR and bias correction, which find tensors by name.
-  auto compacted = quant::compactModel(model, {o.keep_names, !o.fp32_storage});
+  // Integer-only models keep float32 constants: their outputs must stay bit-identical.
+  auto compacted = quant::compactModel(
+      model, {o.keep_names, !o.fp32_storage && format != quant::QuantFormat::kInteger});
   if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
   Totals after = totalsOf(model, 0);
   const int64_t opset = model.opsetVersion("");
@@ -171,7 +181,9 @@ Status runQuantize(const QuantizeCommandOptions& o) {
              {"output", o.output_path},
              {"format", o.format + ", weights int" + std::to_string(o.weight_bits) +
                             (o.per_tensor ? " per-tensor" : " per-channel") +
-                            (needs_calib ? ", activations uint8 (" + o.calib_method + ")" : "")},
+                            (needs_calib ? ", activations " + actLabel(o.act_bits) + " (" +
+                                               o.calib_method + ")"
+                                         : "")},
              {"size", humanBytes(double(before.file_bytes)) + " -> " +
                           humanBytes(double(after.file_bytes))},
              {"params",
@@ -243,7 +255,9 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     std::printf(
         "Quantized %zu layers (%s, weights int%d %s%s), folded %zu BatchNorms\n\n", layers->size(),
         o.format.c_str(), o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
-        needs_calib ? (", activations uint8, " + o.calib_method).c_str() : "", folded->size());
+        needs_calib ? (", activations " + actLabel(o.act_bits) + ", " + o.calib_method).c_str()
+                    : "",
+        folded->size());
     std::printf("  %-34s %-6s %5s %5s  %-21s %10s %9s\n", "layer", "op", "w", "act",
                 "weight scale range", "act scale", "SQNR dB");
     for (const auto& l : *layers) {

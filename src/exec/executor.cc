@@ -206,6 +206,15 @@ Status Executor::buildFusedPlan() {
   for (size_t s = 0; s < steps_.size(); ++s) step_of[steps_[s].node] = s;
   std::vector<bool> absorbed(steps_.size(), false);
   std::vector<Step> fused;
+  // A step of the unfused plan kept as it is: it runs steps_[s]'s kernel.
+  auto keepPlainStep = [&](size_t s) {
+    Step copy;
+    copy.node = steps_[s].node;
+    copy.input_slots = steps_[s].input_slots;
+    copy.output_slots = steps_[s].output_slots;
+    copy.unfused_index = s;
+    fused.push_back(std::move(copy));
+  };
   bool any = false;
   for (size_t s = 0; s < steps_.size(); ++s) {
     if (absorbed[s]) continue;
@@ -215,12 +224,7 @@ Status Executor::buildFusedPlan() {
     const Tensor* b = has_bias ? constantFloat(conv, 2) : nullptr;
     if (!w || w->rank() < 3 || w->rank() > 4 || (has_bias && (!b || b->numel() != w->dim(0))) ||
         conv.outputs().size() != 1) {
-      Step copy;
-      copy.node = steps_[s].node;
-      copy.input_slots = steps_[s].input_slots;
-      copy.output_slots = steps_[s].output_slots;
-      copy.unfused_index = s;
-      fused.push_back(std::move(copy));
+      keepPlainStep(s);
       continue;
     }
     const int64_t m = w->dim(0), per_oc = w->numel() / std::max<int64_t>(1, m);
@@ -257,12 +261,7 @@ Status Executor::buildFusedPlan() {
       }
     }
     if (last == &conv) {  // nothing to fuse: keep the plain kernel
-      Step copy;
-      copy.node = steps_[s].node;
-      copy.input_slots = steps_[s].input_slots;
-      copy.output_slots = steps_[s].output_slots;
-      copy.unfused_index = s;
-      fused.push_back(std::move(copy));
+      keepPlainStep(s);
       continue;
     }
     Tensor wt(DType::kFloat32, w->shape());

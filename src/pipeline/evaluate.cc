@@ -65,7 +65,11 @@ Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalO
     NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, count));
     std::vector<Tensor> inputs;
     inputs.push_back(std::move(x));
+    const auto run_start = std::chrono::steady_clock::now();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, model.run(std::move(inputs)));
+    if (options.run_seconds && count == batch)
+      options.run_seconds->push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count());
     NNC_RETURN_IF_ERROR(sink(index, start, outputs));
     if (options.progress) options.progress(start + count, total);
   }
@@ -84,9 +88,13 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
   int64_t top1 = 0, top5 = 0, agree = 0;
   double cosine_sum = 0, signal = 0, noise = 0;
   double model_seconds = 0;
+  std::vector<double> run_seconds;
+  EvalOptions run_options = options;
+  run_options.run_seconds = &run_seconds;
   auto t0 = std::chrono::steady_clock::now();
   Status st = runBatches(
-      model, reader, options, [&](int64_t, int64_t start, std::vector<Tensor>& outputs) -> Status {
+      model, reader, run_options,
+      [&](int64_t, int64_t start, std::vector<Tensor>& outputs) -> Status {
         model_seconds +=
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         const Tensor& y = outputs.front();
@@ -135,6 +143,14 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
   if (!st.isOk()) return st;
   if (r.count == 0) return invalidArgument("no samples were evaluated");
   r.images_per_second = model_seconds > 0 ? r.count / model_seconds : 0;
+  if (!run_seconds.empty()) {
+    const size_t mid = run_seconds.size() / 2;
+    std::nth_element(run_seconds.begin(), run_seconds.begin() + mid, run_seconds.end());
+    double median = run_seconds[mid];
+    if (run_seconds.size() % 2 == 0)
+      median = (median + *std::max_element(run_seconds.begin(), run_seconds.begin() + mid)) / 2;
+    r.batch_ms_median = 1000 * median;
+  }
   if (labels) {
     r.top1 = double(top1) / r.count;
     r.top5 = double(top5) / r.count;

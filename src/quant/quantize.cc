@@ -10,6 +10,7 @@
 #include <set>
 
 #include "nncompress/exec/executor.h"
+#include "nncompress/quant/integer_fold.h"
 
 namespace nnc::quant {
 namespace {
@@ -213,6 +214,17 @@ struct ActQuant {
   QParams params;
 };
 
+// Clip(x, s (qmin - z), s (qmax - z)): values QuantizeLinear maps into [qmin, qmax].
+Value* clipToGrid(Graph& g, Value* x, const QParams& p, const std::string& base) {
+  const float lo = p.scale * float(p.qmin - p.zero_point);
+  const float hi = p.scale * float(p.qmax - p.zero_point);
+  Value* lov = g.addInitializer(base + "_lo", Tensor::fromVector<float>({}, {lo}));
+  Value* hiv = g.addInitializer(base + "_hi", Tensor::fromVector<float>({}, {hi}));
+  Node* clip = g.addNode("Clip", {x, lov, hiv}, {base + "_clip"});
+  setType(clip->output(0), DType::kFloat32, x);
+  return clip->output(0);
+}
+
 // One QuantizeLinear (+ DequantizeLinear) per activation, shared by all its quantized readers.
 StatusOr<ActQuant> activationQdq(Graph& g, const std::string& a,
                                  const std::map<std::string, Range>& ranges,
@@ -222,16 +234,19 @@ StatusOr<ActQuant> activationQdq(Graph& g, const std::string& a,
   auto r = ranges.find(a);
   if (r == ranges.end()) return internalError("no calibration range for activation '" + a + "'");
   ActQuant out;
-  out.params = chooseQParams(r->second, options.symmetric_activations, 8);
+  out.params = chooseQParams(r->second, options.symmetric_activations, options.act_bits);
   // Short generated names: on small models the names of Q/DQ pairs are a visible share of the
   // file. The QuantizeLinear's input still names the tensor.
   const std::string base = "act" + std::to_string(made.size());
   Value* x = g.findValue(a);
+  // k-bit activations in 8-bit storage (QuantizeLinear saturates to the 8-bit range only): a
+  // float Clip to the k-bit grid's range first.
+  Value* x_in = options.act_bits < 8 ? clipToGrid(g, x, out.params, base) : x;
   out.scale = g.addInitializer(base + "_s", Tensor::fromVector<float>({}, {out.params.scale}));
   Tensor zt = options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
   if (!options.symmetric_activations) zt.mutableData<uint8_t>()[0] = uint8_t(out.params.zero_point);
   out.zero_point = g.addInitializer(base + "_z", std::move(zt));
-  Node* q = g.addNode("QuantizeLinear", {x, out.scale, out.zero_point}, {base + "_q"});
+  Node* q = g.addNode("QuantizeLinear", {x_in, out.scale, out.zero_point}, {base + "_q"});
   setType(q->output(0), options.symmetric_activations ? DType::kInt8 : DType::kUInt8, x);
   out.quantized = q->output(0);
   Node* dq =
@@ -467,13 +482,13 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options) {
   if (options.weight_bits != 8 && options.weight_bits != 4)
     return invalidArgument("--weight-bits must be 8 or 4");
-  if (options.act_bits != 8)
+  if (options.act_bits != 8 && options.act_bits != 4 && options.act_bits != 2)
+    return invalidArgument("--act-bits must be 8, 4 or 2");
+  if (options.act_bits != 8 && options.format == QuantFormat::kQOperator)
     return unsupported("--act-bits " + std::to_string(options.act_bits) +
-                       ": QDQ activations support 8 bits (ONNX QuantizeLinear types are 8-bit "
-                       "below opset 21)");
+                       " needs --format qdq or integer (QLinearConv outputs are 8-bit)");
   if (options.format == QuantFormat::kInteger)
-    return unsupported(std::string("--format ") + quantFormatName(options.format) +
-                       " is not implemented yet (use qdq, qoperator or weights-only)");
+    return quantizeInteger(model, targets, activation_ranges, options);
   auto bitsOf = [&](const QuantTarget& t) {
     auto it = options.layer_weight_bits.find(t.name);
     return it == options.layer_weight_bits.end() ? options.weight_bits : it->second;
@@ -524,7 +539,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
         for (size_t i = 0; i < n.numInputs(); ++i)
           if (n.input(i) && n.input(i)->name() == a) n.setInput(i, aq.dequantized);
         info.act_scale = aq.params.scale;
-        info.act_bits = 8;
+        info.act_bits = options.act_bits;
       }
     }
     layers.push_back(info);

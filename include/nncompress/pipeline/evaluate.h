@@ -17,12 +17,18 @@ struct EvalOptions {
   int64_t batch = 32;
   // Called after each batch with (samples done, total).
   std::function<void(int64_t, int64_t)> progress;
+  // When set, receives the wall time in seconds of each executor run on a full batch (no data
+  // reading), e.g. for a median that load from other processes barely moves.
+  std::vector<double>* run_seconds = nullptr;
 };
 
 struct EvalResult {
   int64_t count = 0;
   std::optional<double> top1, top5;  // with labels
-  double images_per_second = 0;
+  double images_per_second = 0;  // samples / seconds spent reading batches and running the model
+  // Median wall time of one executor run on a full batch (ms), the statistic ONNX Runtime's
+  // tools/ort/bench.js reports; 0 when no batch was full.
+  double batch_ms_median = 0;
   // With a reference model: share of samples whose top-1 class agrees, mean per-sample cosine
   // similarity of the first outputs, and their signal-to-quantization-noise ratio in dB.
   std::optional<double> agreement, cosine, sqnr_db;

@@ -1,11 +1,16 @@
-// Conv and ConvTranspose (1-D and 2-D), as im2col / col2im around an Eigen GEMM per
-// (sample, group), with direct loops for depthwise convolutions and a no-copy path for 1x1.
+// Conv and ConvTranspose (1-D and 2-D). Conv runs the direct kernels of direct_conv.h (packed
+// weights, vectorised over output channels; depthwise vectorised along rows); the im2col + Eigen
+// GEMM path per (sample, group) below remains for what they do not take (negative pads, depthwise
+// with unequal strides) and for NNC_CONV=im2col. ConvTranspose is col2im around a GEMM.
 //   Conv:          Y[n, g*Mg + m, p] = sum_k W[g*Mg + m, k] * col_{n,g}[k, p] + B[m]
 //   ConvTranspose: col_{n,g} = W_g^T X_{n,g}, then scatter-add col into Y (col2im)
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
+#include "direct_conv.h"
 #include "gemm.h"
 #include "kernel_util.h"
 #include "kernels.h"
@@ -129,9 +134,21 @@ void im2col(const float* x, int64_t channels, int64_t ih, int64_t iw, const Conv
   });
 }
 
+// The direct kernel (direct_conv.h) unless NNC_CONV=im2col asks for im2col + GEMM everywhere
+// (for benchmarks and tests).
+bool directConvEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("NNC_CONV");
+    return !env || std::string(env) != "im2col";
+  }();
+  return enabled;
+}
+
 class ConvKernel : public Kernel {
  public:
-  explicit ConvKernel(ConvAttrs attrs) : attrs_(std::move(attrs)) {}
+  // An unfused Conv; constant W and B are remembered so their packing is done once.
+  ConvKernel(ConvAttrs attrs, const Tensor* constant_w, const Tensor* constant_b)
+      : attrs_(std::move(attrs)), constant_w_(constant_w), constant_b_(constant_b) {}
   // A fused Conv: weights and bias given (BatchNormalization folded in at plan time), an
   // activation applied in the GEMM epilogue; the kernel then takes only X.
   ConvKernel(ConvAttrs attrs, Tensor weight, std::vector<float> bias, Epilogue act)
@@ -140,6 +157,24 @@ class ConvKernel : public Kernel {
         fused_w_(std::move(weight)),
         fused_b_(std::move(bias)),
         act_(act) {}
+
+  // Every 2-D (or 1-D) convolution goes to the direct kernels.
+  static bool useDirect(const ConvGeometry& g) {
+    return directConvEnabled() && g.pad_top >= 0 && g.pad_left >= 0 && g.pad_bottom >= 0 &&
+           g.pad_right >= 0;
+  }
+
+  // The packed weights for this run: made once for constant (or fused) weights, else per run.
+  const PackedConvWeights& packed(const Tensor& w, const Tensor* b, int64_t m, int64_t groups,
+                                  int64_t k) {
+    const bool cacheable = fused_ || (&w == constant_w_ && b == constant_b_);
+    if (cacheable && packed_cacheable_) return packed_;
+    const float* bias = fused_ ? (fused_b_.empty() ? nullptr : fused_b_.data())
+                               : (b ? b->data<float>().data() : nullptr);
+    packed_ = packConvWeights(w.data<float>().data(), bias, m, groups, k);
+    packed_cacheable_ = cacheable;
+    return packed_;
+  }
 
   Status run(std::span<const Tensor* const> in, std::span<Tensor> out,
              const RunContext& ctx) override {
@@ -179,7 +214,17 @@ class ConvKernel : public Kernel {
     epi.row_bias = fused_ ? (fused_b_.empty() ? nullptr : fused_b_.data())
                           : (b ? b->data<float>().data() : nullptr);
     const bool depthwise = groups > 1 && groups == c && cg == 1;
-    if (depthwise) {
+    DirectConvShape ds;
+    ds.n = n, ds.c = c, ds.ih = ih, ds.iw = iw;
+    ds.kh = kh, ds.kw = kw, ds.sh = g.sh, ds.sw = g.sw, ds.dh = g.dh, ds.dw = g.dw;
+    ds.pad_top = g.pad_top, ds.pad_left = g.pad_left, ds.pad_bottom = g.pad_bottom;
+    ds.pad_right = g.pad_right, ds.oh = oh, ds.ow = ow;
+    if (!depthwise && useDirect(g)) {
+      const PackedConvWeights& pw = packed(w, b, m, groups, k);
+      directConv(xd, ds, pw, act_, yd, ctx);
+    } else if (depthwise && useDirect(g) && g.sh == g.sw) {
+      directDepthwiseConv(xd, ds, wd, epi.row_bias, m, act_, yd, ctx);
+    } else if (depthwise) {
       depthwiseConv(xd, wd, yd, n, c, mg, ih, iw, oh, ow, g, epi, ctx);
     } else {
       const bool pointwise = kh == 1 && kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 &&
@@ -288,6 +333,10 @@ class ConvKernel : public Kernel {
   Tensor fused_w_;
   std::vector<float> fused_b_;
   Epilogue act_;
+  const Tensor* constant_w_ = nullptr;  // the node's W / B when they are initializers
+  const Tensor* constant_b_ = nullptr;
+  PackedConvWeights packed_;
+  bool packed_cacheable_ = false;
 };
 
 class ConvTransposeKernel : public Kernel {
@@ -399,7 +448,13 @@ std::unique_ptr<Kernel> makeFusedConv(const Node& conv, Tensor weight, std::vect
 
 void registerConvKernels(KernelRegistry& r) {
   r.add("Conv", [](const KernelBuildContext& ctx) -> StatusOr<std::unique_ptr<Kernel>> {
-    return std::unique_ptr<Kernel>(new ConvKernel(ConvAttrs::from(ctx.node)));
+    const Node& n = ctx.node;
+    const Tensor* w = n.inputs().size() > 1 && n.input(1) ? n.input(1)->constantData() : nullptr;
+    const Tensor* b = n.inputs().size() > 2 && n.input(2) ? n.input(2)->constantData() : nullptr;
+    const bool has_b = n.inputs().size() > 2 && n.input(2);
+    // Only remember B when it is constant too (or absent), so a cached packing is always valid.
+    if (has_b && !b) w = nullptr;
+    return std::unique_ptr<Kernel>(new ConvKernel(ConvAttrs::from(n), w, b));
   });
   r.add("ConvTranspose", [](const KernelBuildContext& ctx) -> StatusOr<std::unique_ptr<Kernel>> {
     return std::unique_ptr<Kernel>(new ConvTransposeKernel(ConvAttrs::from(ctx.node)));

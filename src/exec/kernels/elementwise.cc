@@ -232,7 +232,7 @@ StatusOr<Tensor> applyBinary(const Tensor& a, const Tensor& b, const RunContext&
     using T = decltype(tag);
     if constexpr (Op::template ok<T>) {
       using R = decltype(op(T{}, T{}));
-      y = Tensor(DTypeOf<R>::value, plan.out_shape);
+      y = ctx.newTensor(DTypeOf<R>::value, plan.out_shape);  // every element is written
       broadcastBinary(plan, a.data<T>().data(), b.data<T>().data(), y.mutableData<R>().data(), ctx,
                       op);
       return Status::ok();
@@ -558,7 +558,7 @@ StatusOr<Tensor> applyUnary(const Tensor& x, const RunContext& ctx, const char* 
     using T = decltype(tag);
     if constexpr (Op::template ok<T>) {
       using R = decltype(op(T{}));
-      y = Tensor(DTypeOf<R>::value, x.shape());
+      y = ctx.newTensor(DTypeOf<R>::value, x.shape());  // every element is written
       const T* xd = x.data<T>().data();
       R* yd = y.mutableData<R>().data();
       if constexpr (HasEigen<Op, T> && std::is_same_v<R, T>) {
@@ -695,7 +695,7 @@ StatusOr<KernelFn> makeClip(const KernelBuildContext& b) {
       }
       if (tmin) lo = tmin->data<T>()[0];
       if (tmax) hi = tmax->data<T>()[0];
-      Tensor y(x.dtype(), x.shape());
+      Tensor y = ctx.newTensor(x.dtype(), x.shape());  // every element is written
       unaryMap(x.data<T>().data(), y.mutableData<T>().data(), x.numel(), ctx, [lo, hi](T v) {
         const T t = v < lo ? lo : v;
         return t > hi ? hi : t;

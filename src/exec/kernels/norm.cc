@@ -33,7 +33,7 @@ StatusOr<KernelFn> makeBatchNorm(const KernelBuildContext& b) {
       mul[i] = scale[i] / std::sqrt(var[i] + eps);
       add[i] = bias[i] - mean[i] * mul[i];
     }
-    Tensor y(DType::kFloat32, x.shape());
+    Tensor y = ctx.newTensor(DType::kFloat32, x.shape());  // every element is written
     const float* xd = x.data<float>().data();
     float* yd = y.mutableData<float>().data();
     parallelFor(n * c, ctx, inner, [&](int64_t i) {

@@ -170,9 +170,53 @@ void accumulateRow(const T* row, T* acc, const PoolGeometry& g, const AxisTaps& 
   for (int64_t ow = plan.ib; ow < g.out[2]; ++ow) border(ow);
 }
 
+// 2-D max pooling whose windows all lie inside the input (no padding, no dilation, no ceil-mode
+// overhang) and without indices: one loop per plane. The small planes of CNN classifiers made the
+// general row-by-row path cost more per row than the maxima themselves.
+template <typename T>
+bool simpleMaxPool(const T* x, T* y, int64_t planes, const PoolGeometry& g, const RunContext& ctx) {
+  for (int a = 0; a < 3; ++a)
+    if (g.pb[a] || g.pe[a] || g.d[a] != 1 || (g.out[a] - 1) * g.s[a] + g.k[a] > g.in[a])
+      return false;
+  if (g.in[0] != 1 || g.k[0] != 1) return false;
+  const int64_t ih = g.in[1], iw = g.in[2], oh = g.out[1], ow = g.out[2];
+  const int64_t kh = g.k[1], kw = g.k[2], sh = g.s[1], sw = g.s[2];
+  parallelFor(planes, ctx, oh * ow * kh * kw, [&](int64_t p) {
+    const T* xp = x + p * ih * iw;
+    T* yp = y + p * oh * ow;
+    if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {  // the usual 2x2/2 (taps in window order)
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        const T *r0 = xp + 2 * oy * iw, *r1 = r0 + iw;
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          T best = std::numeric_limits<T>::lowest();
+          best = r0[2 * ox] > best ? r0[2 * ox] : best;
+          best = r0[2 * ox + 1] > best ? r0[2 * ox + 1] : best;
+          best = r1[2 * ox] > best ? r1[2 * ox] : best;
+          best = r1[2 * ox + 1] > best ? r1[2 * ox + 1] : best;
+          yp[oy * ow + ox] = best;
+        }
+      }
+      return;
+    }
+    for (int64_t oy = 0; oy < oh; ++oy)
+      for (int64_t ox = 0; ox < ow; ++ox) {
+        const T* win = xp + oy * sh * iw + ox * sw;
+        T best = std::numeric_limits<T>::lowest();  // as the general path: NaN never wins
+        for (int64_t i = 0; i < kh; ++i)
+          for (int64_t j = 0; j < kw; ++j) {
+            const T v = win[i * iw + j];
+            best = v > best ? v : best;
+          }
+        yp[oy * ow + ox] = best;
+      }
+  });
+  return true;
+}
+
 template <typename T>
 void maxPool(const T* x, T* y, int64_t* indices, int64_t planes, const PoolGeometry& g,
              bool column_major, const RunContext& ctx) {
+  if (!indices && simpleMaxPool(x, y, planes, g, ctx)) return;
   const int64_t in_plane = g.in[0] * g.in[1] * g.in[2];
   const AxisTaps t0 = axisTaps(g, 0), t1 = axisTaps(g, 1), t2 = axisTaps(g, 2);
   const RowPlan plan = rowPlan(g);
@@ -280,7 +324,7 @@ class PoolKernel : public Kernel {
     Shape os = {x.dim(0), x.dim(1)};
     for (int i = 3 - (x.rank() - 2); i < 3; ++i) os.push_back(g.out[i]);
     const int64_t planes = x.dim(0) * x.dim(1);
-    Tensor y(x.dtype(), os);
+    Tensor y = ctx.newTensor(x.dtype(), os);  // every element is written
     Tensor indices;
     const bool want_indices = a_.kind == PoolKind::kMax && out.size() > 1;
     if (want_indices) indices = Tensor(DType::kInt64, os);
@@ -363,7 +407,13 @@ void globalPool(const T* x, T* y, int64_t planes, int64_t size, PoolKind kind, f
     }
     double acc = 0;
     if (kind == PoolKind::kAverage) {
-      for (int64_t i = 0; i < size; ++i) acc += xp[i];
+      // Four partial sums: one chain of dependent double adds was most of this op's time.
+      double part[4] = {0, 0, 0, 0};
+      int64_t i = 0;
+      for (; i + 4 <= size; i += 4)
+        for (int j = 0; j < 4; ++j) part[j] += xp[i + j];
+      for (; i < size; ++i) part[0] += xp[i];
+      acc = (part[0] + part[1]) + (part[2] + part[3]);
       y[p] = static_cast<T>(size > 0 ? acc / double(size) : 0.0);
     } else if (p_norm == 2.f) {
       for (int64_t i = 0; i < size; ++i) acc += double(xp[i]) * xp[i];
@@ -387,7 +437,7 @@ StatusOr<KernelFn> makeGlobalPool(const KernelBuildContext& b, PoolKind kind) {
     os[0] = x.dim(0);
     os[1] = x.dim(1);
     const int64_t planes = x.dim(0) * x.dim(1), size = planes ? x.numel() / planes : 0;
-    Tensor y(x.dtype(), os);
+    Tensor y = ctx.newTensor(x.dtype(), os);  // every element is written
     if (x.dtype() == DType::kFloat32)
       globalPool(x.data<float>().data(), y.mutableData<float>().data(), planes, size, kind, p_norm,
                  ctx);

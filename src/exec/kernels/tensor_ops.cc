@@ -75,7 +75,7 @@ StatusOr<KernelFn> makeConcat(const KernelBuildContext& b) {
                              shapeToString(first.shape()) + " on axis " + std::to_string(axis));
       os[axis] += t->dim(axis);
     }
-    Tensor y(first.dtype(), os);
+    Tensor y = ctx.newTensor(first.dtype(), os);  // every element is written
     const int64_t outer = product(os, 0, axis);
     if (outer > 0 && y.numel() > 0) {
       const int64_t row = y.numel() / outer;
