@@ -190,5 +190,79 @@ TEST(FoldBatchNorm, ResnetFixtureSameOutputs) {
   EXPECT_TRUE(checkModelFile(dir / "f.onnx").isOk());
 }
 
+// Pre-activation BN (DenseNet): x -> Concat(x, x) -> BN -> Relu -> Conv (group 2) -> y.
+enum class PreAct { kPositive, kNegativeGamma, kReluTwoReaders, kNotIntoNext };
+
+Model makePreActivation(PreAct variant) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32,
+              std::vector<Dim>{Dim::known(2), Dim::known(4), Dim::known(5), Dim::known(5)}});
+  g.addInput(x);
+  Node* cat = g.addNode("Concat", {x, x}, {"cat"});
+  cat->setAttribute(Attribute::makeInt("axis", 1));
+  cat->output(0)->setType({DType::kFloat32, std::vector<Dim>{Dim::known(2), Dim::known(8),
+                                                             Dim::known(5), Dim::known(5)}});
+  Tensor gamma = randomTensor({8}, 3, 0.5f, 2.f);
+  if (variant == PreAct::kNegativeGamma) gamma.mutableData<float>()[5] = -0.7f;
+  Node* bn = g.addNode("BatchNormalization",
+                       {cat->output(0), g.addInitializer("gamma", std::move(gamma)),
+                        g.addInitializer("beta", randomTensor({8}, 4)),
+                        g.addInitializer("mean", randomTensor({8}, 5)),
+                        g.addInitializer("var", randomTensor({8}, 6, 0.1f, 2.f))},
+                       {"bn_out"});
+  bn->setName("bn");
+  Node* relu = g.addNode("Relu", {bn->output(0)}, {"r"});
+  Node* conv = g.addNode("Conv",
+                         {relu->output(0), g.addInitializer("w", randomTensor({6, 4, 3, 3}, 7)),
+                          g.addInitializer("b", randomTensor({6}, 8))},
+                         {"y"});
+  conv->setName("conv");
+  conv->setAttribute(Attribute::makeInt("group", 2));
+  conv->setAttribute(Attribute::makeInts("pads", {1, 1, 1, 1}));
+  g.addOutput(conv->output(0));
+  if (variant == PreAct::kReluTwoReaders) g.addOutput(relu->output(0));
+  return m;
+}
+
+class RemainingBatchNorm : public ::testing::TestWithParam<PreAct> {};
+
+TEST_P(RemainingBatchNorm, GoldenStructureAndSameOutputs) {
+  const PreAct v = GetParam();
+  Model before = makePreActivation(v);
+  Model after = makePreActivation(v);
+  ASSERT_TRUE(quant::foldBatchNorms(*after.graph)->empty());  // nothing before the BN to fold into
+  auto done = quant::foldRemainingBatchNorms(*after.graph, v != PreAct::kNotIntoNext);
+  ASSERT_TRUE(done.isOk()) << done.status().message();
+  ASSERT_EQ(done->size(), 1u);
+  const bool into_conv = v == PreAct::kPositive;
+  EXPECT_EQ((*done)[0].into, into_conv ? "conv" : "Mul/Add");
+  EXPECT_EQ(opList(*after.graph), into_conv ? "Concat,Add,Relu,Conv" : "Concat,Mul,Add,Relu,Conv");
+  EXPECT_TRUE(verifyModel(after).isOk());
+  EXPECT_EQ(after.graph->findValue("gamma"), nullptr);
+  const Tensor x = randomTensor({2, 4, 5, 5}, 9);
+  const auto a = run(before, x), b = run(after, x);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_LT(maxDiff(a[i], b[i]), 1e-5) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(PreActivation, RemainingBatchNorm,
+                         ::testing::Values(PreAct::kPositive, PreAct::kNegativeGamma,
+                                           PreAct::kReluTwoReaders, PreAct::kNotIntoNext),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case PreAct::kPositive:
+                               return std::string("IntoConv");
+                             case PreAct::kNegativeGamma:
+                               return std::string("NegativeGammaMulAdd");
+                             case PreAct::kReluTwoReaders:
+                               return std::string("ReluTwoReadersMulAdd");
+                             default:
+                               return std::string("NotIntoNextMulAdd");
+                           }
+                         });
+
 }  // namespace
 }  // namespace nnc

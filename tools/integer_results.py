@@ -83,7 +83,10 @@ def main():
             for fmt in ("qdq", "integer"):
                 path = f"{tmp}/{fixture}_{fmt}_{bits}.onnx"
                 j = json.loads(run([a.binary, "quantize", f"models/{fixture}.onnx", "-o", path,
-                                    "--format", fmt, "--act-bits", bits, "--json"] + calib))
+                                    "--format", fmt, "--act-bits", bits, "--json",
+                                    # float32 biases and scales in both: the integer model
+                                    # replaces exactly this QDQ chain
+                                    "--fp32-storage"] + calib))
                 info[fmt] = j
                 preds[fmt] = predictions(path)
                 if fmt == "qdq":

@@ -17,6 +17,15 @@ CONFIGS = [  # (label, quantize args, evaluate accuracy); args None: built from 
     ("qoperator int8 (best qdq method)", None, True),
     ("weights-only int4", ["--format", "weights-only", "--weight-bits", "4"], True),
     ("qdq int4 w + int8 act (best qdq method)", None, "resnet"),
+    # Cross-layer equalisation on the depthwise-separable fixture.
+    ("qdq int8 minmax + equalize", ["--format", "qdq", "--calib-method", "minmax", "--equalize"],
+     "mobilenetv2"),
+    ("qdq int8 percentile + equalize", ["--format", "qdq", "--calib-method", "percentile",
+                                        "--equalize"], "mobilenetv2"),
+    ("qdq int8 per-tensor minmax", ["--format", "qdq", "--per-tensor", "--calib-method", "minmax"],
+     "mobilenetv2"),
+    ("qdq int8 per-tensor minmax + equalize", ["--format", "qdq", "--per-tensor", "--calib-method",
+                                               "minmax", "--equalize"], "mobilenetv2"),
 ]
 # Slower extras (--all): MSE, per-tensor, weight-only int8, bias correction.
 EXTRA = [

@@ -267,6 +267,10 @@ int run(int argc, char** argv) {
   quant_cmd->add_flag("--equalize", quant.equalize, "Cross-layer equalisation first");
   quant_cmd->add_flag("--quantize-last", quant.quantize_last,
                       "Also quantize the last layer (the classifier stays float by default)");
+  quant_cmd->add_flag("--keep-names", quant.keep_names,
+                      "Keep node and value names (default: short generated names, smaller file)");
+  quant_cmd->add_flag("--fp32-storage", quant.fp32_storage,
+                      "Store biases and scales as float32 (default: float16 + Cast, smaller file)");
   quant_cmd->add_option("--exclude", quant.exclude, "Layer names to keep in float");
   quant_cmd
       ->add_option("--sqnr-samples", quant.sqnr_samples,

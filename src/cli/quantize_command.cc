@@ -16,6 +16,8 @@
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
+#include "nncompress/quant/compact.h"
+#include "nncompress/quant/equalize.h"
 #include "nncompress/quant/quantize.h"
 #include "nncompress/report/html.h"
 #include "nncompress/report/model_report.h"
@@ -50,7 +52,6 @@ Status runQuantize(const QuantizeCommandOptions& o) {
                            "(e.g. a sample of the training set), or use --format weights-only");
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
-  if (o.equalize) return unsupported("--equalize is not implemented yet");
   // Fail before any work on combinations the formats cannot express.
   if (o.act_bits != 8 && format != quant::QuantFormat::kQdq &&
       format != quant::QuantFormat::kInteger)
@@ -76,6 +77,20 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   auto folded = quant::foldBatchNorms(*model.graph);
   if (!folded.isOk()) return folded.status().withContext(o.model_path);
   for (const auto& f : *folded) spdlog::info("folded {} into {}", f.batchnorm, f.into);
+  // Through the Relu into the next layer only for 8-bit weights and activations: the rescaled
+  // channels share int4 weight blocks / a 4-bit activation grid otherwise (densenet --act-bits 4
+  // QDQ top-1 0.888 -> 0.856 that way).
+  auto rest = quant::foldRemainingBatchNorms(*model.graph, o.weight_bits == 8 && o.act_bits == 8);
+  if (!rest.isOk()) return rest.status().withContext(o.model_path);
+  for (const auto& f : *rest)
+    spdlog::info("folded {} into {} (through its Relu)", f.batchnorm, f.into);
+  folded->insert(folded->end(), rest->begin(), rest->end());
+  if (o.equalize) {
+    auto eq = quant::equalizeLayers(*model.graph);
+    if (!eq.isOk()) return eq.status().withContext(o.model_path);
+    spdlog::info("equalized {} layer pairs in {} sweeps ({} Clip bounds made per-channel)",
+                 eq->pairs, eq->sweeps, eq->clips_rewritten);
+  }
 
   quant::QuantizeOptions qo;
   qo.format = format;
@@ -133,6 +148,11 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     sqnr = std::move(s).value();
   }
 
+  // After SQNR and bias correction, which find tensors by name.
+  // Integer-only models keep float32 constants: their outputs must stay bit-identical.
+  auto compacted = quant::compactModel(
+      model, {o.keep_names, !o.fp32_storage && format != quant::QuantFormat::kInteger});
+  if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
   Totals after = totalsOf(model, 0);
   const int64_t opset = model.opsetVersion("");
   Status saved = saveModelConsuming(model, o.output_path);

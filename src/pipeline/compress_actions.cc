@@ -37,6 +37,10 @@ struct State {
   CompressSetup setup;
   std::unique_ptr<exec::Executor> reference;  // the original, when quality is agreement
   std::map<size_t, std::map<std::string, quant::Range>> ranges_by_model;
+  // The BN-folded copy of the last checkpoint asked for: the controller quantizes one pruned
+  // checkpoint many times (and lists its layers), so it is folded once.
+  size_t folded_key = 0;
+  std::optional<Model> folded;
 };
 
 CalibrationSource calibrationOf(const CompressSetup& s) {
@@ -96,12 +100,23 @@ StatusOr<Model> foldedCopy(const Model& model) {
   return copy;
 }
 
+StatusOr<const Model*> foldedOf(State& state, const Model& model, size_t key) {
+  if (!state.folded || state.folded_key != key) {
+    state.folded.reset();
+    NNC_ASSIGN_OR_RETURN(Model copy, foldedCopy(model));
+    state.folded = std::move(copy);
+    state.folded_key = key;
+  }
+  return &*state.folded;
+}
+
 StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bits) {
   const CompressSetup& s = state.setup;
-  NNC_ASSIGN_OR_RETURN(Model q, foldedCopy(model));
+  const size_t key = fingerprint(model);
+  NNC_ASSIGN_OR_RETURN(const Model* folded, foldedOf(state, model, key));
+  NNC_ASSIGN_OR_RETURN(Model q, cloneModel(*folded));
   const quant::QuantizeOptions qo = quantizeOptions(s, bits);
   NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*q.graph, qo));
-  const size_t key = fingerprint(model);
   auto cached = state.ranges_by_model.find(key);
   if (cached == state.ranges_by_model.end()) {
     std::vector<std::string> names;
@@ -151,9 +166,9 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
   };
   a.quantizable_layers = [state](const Model& m) {
     std::vector<std::string> names;
-    auto folded = foldedCopy(m);
+    auto folded = foldedOf(*state, m, fingerprint(m));
     if (!folded.isOk()) return names;
-    auto targets = quant::selectTargets(*folded->graph, quantizeOptions(state->setup, {}));
+    auto targets = quant::selectTargets(*(*folded)->graph, quantizeOptions(state->setup, {}));
     if (!targets.isOk()) return names;
     for (const auto& t : *targets) names.push_back(t.name);
     return names;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <optional>
 
 namespace nnc::quant {
 namespace {
@@ -134,6 +135,171 @@ StatusOr<std::vector<FoldedBatchNorm>> foldBatchNorms(Graph& graph) {
   }
   graph.removeDeadNodes();  // Constant nodes that held BN statistics
   return folded;
+}
+
+namespace {
+
+struct BnAffine {
+  std::vector<double> k, shift;  // y = k x + shift
+  std::vector<double> beta, mean;
+};
+
+// k and shift of an inference-mode BN with constant float statistics, or nullopt.
+std::optional<BnAffine> bnAffine(const Node& bn) {
+  if (bn.intAttr("training_mode", 0) != 0 || bn.numInputs() < 5) return std::nullopt;
+  for (size_t i = 1; i < bn.numOutputs(); ++i)
+    if (bn.output(i) != nullptr && (bn.output(i)->hasUses() || bn.output(i)->isGraphOutput()))
+      return std::nullopt;
+  const Tensor* p[4];
+  for (int i = 0; i < 4; ++i) {
+    p[i] = constFloat(bn.input(i + 1));
+    if (p[i] == nullptr || p[i]->numel() != p[0]->numel()) return std::nullopt;
+  }
+  const int64_t c = p[0]->numel();
+  const double eps = bn.floatAttr("epsilon", 1e-5f);
+  BnAffine a;
+  for (int64_t i = 0; i < c; ++i) {
+    const double k = p[0]->data<float>()[i] / std::sqrt(double(p[3]->data<float>()[i]) + eps);
+    a.k.push_back(k);
+    a.beta.push_back(p[1]->data<float>()[i]);
+    a.mean.push_back(p[2]->data<float>()[i]);
+    a.shift.push_back(a.beta.back() - k * a.mean.back());
+  }
+  return a;
+}
+
+Value* onlyReader(const Value* v, Node** reader) {
+  if (v == nullptr || v->uses().size() != 1 || v->isGraphOutput()) return nullptr;
+  *reader = v->uses()[0].node;
+  return (*reader)->output(0);
+}
+
+// The layer that receives BN's scale through Relu and per-channel pools (see the header), with
+// `channels` input channels; nullptr when there is none.
+Node* layerAfterRelu(const Node& bn, int64_t channels) {
+  Node* relu = nullptr;
+  Value* cur = onlyReader(bn.output(0), &relu);
+  if (cur == nullptr || !relu->isOp("Relu")) return nullptr;
+  for (int steps = 0; steps < 8; ++steps) {
+    if (cur == nullptr || cur->uses().size() != 1 || cur->isGraphOutput()) return nullptr;
+    Node* next = cur->uses()[0].node;
+    if (cur->uses()[0].input_index != 0) return nullptr;
+    const bool pool = next->isOp("MaxPool") || next->isOp("AveragePool") ||
+                      next->isOp("GlobalAveragePool") || next->isOp("GlobalMaxPool");
+    if (pool) {
+      for (size_t i = 1; i < next->numOutputs(); ++i)
+        if (next->output(i) && next->output(i)->hasUses()) return nullptr;
+      cur = next->output(0);
+      continue;
+    }
+    if (next->isOp("Flatten")) {  // [N, C, 1, 1] -> [N, C] keeps channel c at feature c
+      const auto& shape = cur->type().shape;
+      if (next->intAttr("axis", 1) != 1 || !shape || shape->size() < 2) return nullptr;
+      for (size_t d = 2; d < shape->size(); ++d)
+        if ((*shape)[d].value != 1) return nullptr;
+      cur = next->output(0);
+      continue;
+    }
+    const Tensor* w = constFloat(next->input(1));
+    if (w == nullptr) return nullptr;
+    if (next->isOp("Conv") && w->rank() >= 3 && w->dim(1) * next->intAttr("group", 1) == channels)
+      return next;
+    if (next->isOp("Gemm") && w->rank() == 2 && next->intAttr("transA", 0) == 0 &&
+        w->dim(next->intAttr("transB", 0) ? 1 : 0) == channels)
+      return next;
+    return nullptr;
+  }
+  return nullptr;
+}
+
+// W'[:, c] = k_c W[:, c] along the layer's input-channel axis.
+void scaleInputChannels(Graph& graph, Node& layer, const std::vector<double>& k) {
+  Tensor w = *constFloat(layer.input(1));
+  auto wd = w.mutableData<float>();
+  if (layer.isOp("Conv")) {
+    const int64_t groups = layer.intAttr("group", 1), out = w.dim(0), in_g = w.dim(1);
+    const int64_t spatial = w.numel() / (out * in_g), out_g = out / groups;
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in_g; ++i) {
+        const double kc = k[(o / out_g) * in_g + i];
+        for (int64_t s = 0; s < spatial; ++s) {
+          float& x = wd[(o * in_g + i) * spatial + s];
+          x = float(x * kc);
+        }
+      }
+  } else {
+    const bool trans_b = layer.intAttr("transB", 0) != 0;
+    for (int64_t r = 0; r < w.dim(0); ++r)
+      for (int64_t c = 0; c < w.dim(1); ++c) {
+        float& x = wd[r * w.dim(1) + c];
+        x = float(x * k[trans_b ? c : r]);
+      }
+  }
+  Value* old_w = layer.input(1);
+  layer.setInput(1, graph.addInitializer(old_w->name() + "_s", std::move(w)));
+  if (!old_w->hasUses() && old_w->isInitializer() && !old_w->isGraphInput())
+    graph.eraseValue(old_w);
+}
+
+Tensor channelVector(const std::vector<double>& v, size_t rank) {
+  Shape shape(std::max<size_t>(rank, 2) - 1, 1);
+  shape[0] = int64_t(v.size());
+  std::vector<float> f(v.begin(), v.end());
+  return Tensor::fromVector<float>(shape, f);
+}
+
+}  // namespace
+
+StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(Graph& graph, bool into_next_layer) {
+  std::vector<FoldedBatchNorm> done;
+  std::vector<Node*> bns;
+  for (const auto& n : graph.nodes())
+    if (n->isOp("BatchNormalization")) bns.push_back(n.get());
+  for (Node* bn : bns) {
+    const Value* x = bn->input(0);
+    if (bn->output(0)->isGraphOutput()) continue;  // its name is the model's output name
+    const auto& shape = x ? x->type().shape : std::nullopt;
+    if (!shape || shape->size() < 2) continue;
+    const auto affine = bnAffine(*bn);
+    if (!affine) continue;
+    const int64_t channels = int64_t(affine->k.size());
+    const auto& d1 = (*shape)[1];
+    if (d1.isKnown() && d1.value != channels) continue;
+    const std::string name = displayName(*bn);
+    bool positive = true;
+    std::vector<double> add(channels);
+    for (int64_t c = 0; c < channels; ++c) {
+      positive = positive && affine->k[c] > 1e-12;
+      add[c] = positive ? affine->beta[c] / affine->k[c] - affine->mean[c] : 0;
+      positive = positive && std::isfinite(add[c]);
+    }
+    Node* layer = positive && into_next_layer ? layerAfterRelu(*bn, channels) : nullptr;
+    Value* y = bn->output(0);
+    Value* result;
+    if (layer != nullptr) {
+      scaleInputChannels(graph, *layer, affine->k);
+      Value* b = graph.addInitializer(name + "_shift", channelVector(add, shape->size()));
+      Node* a = graph.insertNodeBefore(bn, "Add", {bn->input(0), b}, {y->name() + "_a"});
+      result = a->output(0);
+      done.push_back({name, displayName(*layer)});
+    } else {
+      Value* k = graph.addInitializer(name + "_k", channelVector(affine->k, shape->size()));
+      Value* b = graph.addInitializer(name + "_b", channelVector(affine->shift, shape->size()));
+      Node* mul = graph.insertNodeBefore(bn, "Mul", {bn->input(0), k}, {y->name() + "_m"});
+      mul->output(0)->setType(y->type());
+      Node* a = graph.insertNodeBefore(bn, "Add", {mul->output(0), b}, {y->name() + "_a"});
+      result = a->output(0);
+      done.push_back({name, "Mul/Add"});
+    }
+    result->setType(y->type());
+    graph.replaceAllUsesWith(y, result);
+    std::vector<Value*> params(bn->inputs().begin() + 1, bn->inputs().end());
+    graph.eraseNode(bn);
+    for (Value* v : params)
+      if (v && v->isInitializer() && !v->hasUses() && !v->isGraphInput()) graph.eraseValue(v);
+  }
+  graph.removeDeadNodes();
+  return done;
 }
 
 StatusOr<bool> FoldBatchNormPass::run(Model& model) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
+#include <optional>
 #include <set>
 
 #include "nncompress/exec/executor.h"
@@ -135,7 +137,12 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
   }
   const int64_t rows = shape2d[0], cols = shape2d[1];
   const int64_t k = shape2d[axis];
-  if (k <= block_size) return quantizeWeightPerChannelInt4(g, layer, base);
+  // Blocks of about block_size that split the reduction evenly: round(k / block_size) of them,
+  // one per output channel (no blocking) when that is 1, so a reduction slightly longer than
+  // a block does not pay a whole scale per channel for a short tail block.
+  const int64_t wanted = std::max<int64_t>(1, (k + block_size / 2) / block_size);
+  if (wanted == 1) return quantizeWeightPerChannelInt4(g, layer, base);
+  block_size = (k + wanted - 1) / wanted;
   const int64_t blocks = (k + block_size - 1) / block_size;
   Shape scale_shape = shape2d;
   scale_shape[axis] = blocks;
@@ -250,6 +257,35 @@ StatusOr<ActQuant> activationQdq(Graph& g, const std::string& a,
   return out;
 }
 
+std::optional<float> constScalar(const Value* v) {
+  const Tensor* t = constFloat(v);
+  if (t == nullptr || t->numel() != 1) return std::nullopt;
+  return t->data<float>()[0];
+}
+
+// The Relu or Clip(0, M) reading a Conv's output that its QLinearConv can absorb (see
+// writeQOperatorLayer), or nullptr.
+Node* fusableActivation(const Node& conv, const std::map<std::string, Range>& ranges,
+                        const QuantizeOptions& options) {
+  const Value* y = conv.output(0);
+  if (options.symmetric_activations || y->uses().size() != 1 || y->isGraphOutput()) return nullptr;
+  Node* act = y->uses()[0].node;
+  if (act->output(0) == nullptr || act->output(0)->isGraphOutput()) return nullptr;
+  float upper = std::numeric_limits<float>::infinity();
+  if (act->isOp("Clip")) {
+    if (act->numInputs() < 3) return nullptr;
+    const auto lo = constScalar(act->input(1)), hi = constScalar(act->input(2));
+    if (!lo || !hi || *lo != 0.f) return nullptr;
+    upper = *hi;
+  } else if (!act->isOp("Relu")) {
+    return nullptr;
+  }
+  auto r = ranges.find(act->output(0)->name());
+  if (r == ranges.end() || r->second.lo < 0 || r->second.hi > upper) return nullptr;
+  if (chooseQParams(r->second, false, 8).zero_point != 0) return nullptr;
+  return act;
+}
+
 // QOperator: Conv -> QLinearConv, MatMul / Gemm (no transA, alpha 1) -> QLinearMatMul (+ Add of
 // the float bias), each between a shared QuantizeLinear of its input and a DequantizeLinear of
 // its output (which takes over the float output's name so every reader stays as it was).
@@ -265,7 +301,12 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   NNC_ASSIGN_OR_RETURN(ActQuant in,
                        activationQdq(g, t.activation_inputs[0], ranges, options, made));
   Value* y = n.output(0);
-  const std::string y_name = y->name();  // y goes away with the float node
+  // A Relu / Clip(0, M) after a QLinearConv folds into its output quantization when the
+  // activation's calibrated range starts at 0 (zero point 0) and ends at or below M: saturation to
+  // [0, 255] then clips exactly as the activation did, and the next layer reads the integer output
+  // directly (no DequantizeLinear -> Clip -> QuantizeLinear).
+  Node* fused = n.isOp("Conv") ? fusableActivation(n, ranges, options) : nullptr;
+  const std::string y_name = fused ? fused->output(0)->name() : y->name();
   auto yr = ranges.find(y_name);
   if (yr == ranges.end()) return internalError("no calibration range for output of " + t.name);
   const QParams yq = chooseQParams(yr->second, options.symmetric_activations, 8);
@@ -298,7 +339,9 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   const std::string base = n.input(1)->name();
   Value* wv = g.addInitializer(base + "_q", std::move(wq));
   Value* ws = g.addInitializer(base + "_s", Tensor::fromVector<float>({channels}, scale));
-  Value* wz = g.addInitializer(base + "_z", Tensor(DType::kInt8, {channels}));
+  // One scalar zero point (symmetric weights): QLinearConv / QLinearMatMul take a scalar or one
+  // per channel, and a scalar costs 1 byte instead of one per output channel.
+  Value* wz = g.addInitializer(base + "_z", Tensor(DType::kInt8, {}));
   const std::string ybase = t.name + "_quant";
   Value* ys = g.addInitializer(ybase + "_s", Tensor::fromVector<float>({}, {yq.scale}));
   Tensor yzt = options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
@@ -331,6 +374,10 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
     Node* add = g.addNode("Add", {result, b}, {ybase + "_biased"});
     setType(add->output(0), DType::kFloat32, y);
     result = add->output(0);
+  }
+  if (fused) {
+    g.replaceAllUsesWith(fused->output(0), result);
+    g.eraseNode(fused);
   }
   g.replaceAllUsesWith(y, result);
   // A quantized layer reading this output (Conv -> Conv without an activation in between) takes

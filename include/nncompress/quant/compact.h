@@ -1,0 +1,41 @@
+#pragma once
+// Makes an exported model small without changing what it computes. On small CNNs the graph
+// structure (long exporter names such as "/blocks/blocks.3/block/block.6/fc1/Conv_output_0",
+// one Constant node per Clip bound, duplicated scales) is 10-20% of a quantized file.
+//
+//   Constant(value = t) -> y             becomes an initializer y = t
+//   initializers with equal dtype, shape and bytes  become one (Clip bounds, activation scales
+//                                        and zero points calibrated to the same range, ...)
+//   Conv / QLinearConv attributes equal to their ONNX default (strides 1, dilations 1, pads 0,
+//   group 1, kernel_shape = the weight's spatial dims), Gemm's alpha/beta 1 and transA/transB 0,
+//   Flatten's axis 1 are dropped
+//   node names and doc strings are dropped; internal values get short generated names
+//   ("0", "1", ..., base 36) in graph order. Graph inputs and outputs keep their names.
+//   float32 biases, per-channel Mul/Add vectors and weight scales (>= 8 values) are stored as
+//   float16 and cast back to float32 in the graph (their rounding, relative 2^-11, is far below
+//   the int8/int4 steps next to them)
+// `keep_names` keeps node and value names (and doc strings); the other steps still apply.
+// Nothing is renamed when a node carries a subgraph (its body refers to outer names).
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc::quant {
+
+struct CompactOptions {
+  bool keep_names = false;
+  // Biases, BatchNorm-derived per-channel vectors and weight scales stored as float16 + Cast
+  // (see halfPrecisionStorage in compact.cc).
+  bool float16_storage = true;
+};
+
+struct CompactStats {
+  int constants_to_initializers = 0;
+  int initializers_shared = 0;  // duplicates removed
+  int attributes_dropped = 0;
+  int values_renamed = 0;
+  int stored_as_float16 = 0;
+};
+
+StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options = {});
+
+}  // namespace nnc::quant

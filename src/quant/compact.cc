@@ -1,0 +1,275 @@
+#include "nncompress/quant/compact.h"
+
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+namespace nnc::quant {
+namespace {
+
+bool hasSubgraph(const Node& n) {
+  if (!n.implicitInputs().empty()) return true;
+  for (const Attribute& a : n.attributes())
+    if (a.kind == AttrKind::kGraph || a.kind == AttrKind::kGraphs) return true;
+  return false;
+}
+
+// A Constant holding one `value` tensor whose output is not a graph output becomes an
+// initializer named like its output.
+int constantsToInitializers(Graph& g) {
+  std::vector<Node*> constants;
+  for (const auto& n : g.nodes())
+    if (n->isOp("Constant") && n->numOutputs() == 1 && n->attributes().size() == 1 &&
+        n->attributes()[0].name == "value" && n->attributes()[0].kind == AttrKind::kTensor &&
+        n->attributes()[0].tensors.size() == 1 && !n->output(0)->isGraphOutput())
+      constants.push_back(n.get());
+  for (Node* n : constants) {
+    Value* y = n->output(0);
+    Value* init = g.addInitializer(y->name() + "_c", n->attributes()[0].tensors[0]);
+    init->setType(y->type());
+    g.replaceAllUsesWith(y, init);
+    g.eraseNode(n);
+  }
+  return int(constants.size());
+}
+
+// Initializers with equal contents become one (the first in initializer order).
+int shareInitializers(Graph& g) {
+  std::map<std::tuple<DType, Shape, std::string>, Value*> seen;
+  int shared = 0;
+  for (Value* v : g.initializers()) {
+    if (v->isGraphInput() || v->isGraphOutput()) continue;  // overridable / named by the user
+    const Tensor& t = *v->initializer();
+    auto [it, inserted] = seen.emplace(std::make_tuple(t.dtype(), t.shape(), t.bytes()), v);
+    if (inserted) continue;
+    g.replaceAllUsesWith(v, it->second);
+    g.eraseValue(v);
+    ++shared;
+  }
+  return shared;
+}
+
+bool allEqual(const std::vector<int64_t>& v, int64_t x) {
+  for (int64_t e : v)
+    if (e != x) return false;
+  return true;
+}
+
+int dropDefaultAttributes(Graph& g) {
+  int dropped = 0;
+  for (const auto& n : g.nodes()) {
+    if (n->isOp("Gemm") || n->isOp("Flatten")) {
+      std::vector<std::string> defaults;
+      for (const Attribute& a : n->attributes()) {
+        const bool is_default =
+            (a.kind == AttrKind::kFloat && (a.name == "alpha" || a.name == "beta") && a.f == 1.f) ||
+            (a.kind == AttrKind::kInt && (a.name == "transA" || a.name == "transB") && a.i == 0) ||
+            (a.kind == AttrKind::kInt && a.name == "axis" && a.i == 1);
+        if (is_default) defaults.push_back(a.name);
+      }
+      for (const std::string& name : defaults) dropped += n->removeAttribute(name) ? 1 : 0;
+      continue;
+    }
+    const bool conv = n->isOp("Conv"), qconv = n->isOp("QLinearConv");
+    if (!conv && !qconv) continue;
+    auto drop = [&](std::string_view name) { dropped += n->removeAttribute(name) ? 1 : 0; };
+    const Attribute* a;
+    if ((a = n->findAttribute("strides")) && a->kind == AttrKind::kInts && allEqual(a->ints, 1))
+      drop("strides");
+    if ((a = n->findAttribute("dilations")) && a->kind == AttrKind::kInts && allEqual(a->ints, 1))
+      drop("dilations");
+    if (n->stringAttr("auto_pad", "NOTSET") == "NOTSET" && (a = n->findAttribute("pads")) &&
+        a->kind == AttrKind::kInts && allEqual(a->ints, 0))
+      drop("pads");
+    if ((a = n->findAttribute("group")) && a->kind == AttrKind::kInt && a->i == 1) drop("group");
+    // kernel_shape is optional ("If not present, should be inferred from input W").
+    const Value* w = n->input(qconv ? 3 : 1);
+    const std::optional<Shape> ws = w ? w->staticShape() : std::nullopt;
+    const Tensor* wt = w ? w->constantData() : nullptr;
+    const Shape* shape = wt ? &wt->shape() : (ws ? &*ws : nullptr);
+    if ((a = n->findAttribute("kernel_shape")) && a->kind == AttrKind::kInts && shape &&
+        shape->size() == a->ints.size() + 2 &&
+        std::equal(a->ints.begin(), a->ints.end(), shape->begin() + 2))
+      drop("kernel_shape");
+  }
+  return dropped;
+}
+
+// float -> IEEE half, round to nearest even; nullopt when the value is not a normal half (or 0).
+std::optional<uint16_t> toHalf(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000);
+  const uint32_t mag = x & 0x7fffffff;
+  if (mag == 0) return sign;
+  const int32_t exp = int32_t(mag >> 23) - 127 + 15;
+  if (exp <= 0 || exp >= 31) return std::nullopt;  // subnormal, overflow, inf or nan
+  uint32_t mant = mag & 0x7fffff;
+  uint32_t h = (uint32_t(exp) << 10) | (mant >> 13);
+  const uint32_t rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;  // may carry into the exponent: fine
+  if (h >= 0x7c00) return std::nullopt;
+  return uint16_t(sign | h);
+}
+
+// A float32 initializer of at least kMinHalfElements values read only as a bias (Conv/Gemm input
+// 2), as an operand of Add/Mul/Sub (BatchNorm rewritten as Mul/Add) or as the scale of a
+// DequantizeLinear of a constant weight becomes float16 + Cast(to float). Those values set a
+// per-channel offset or a per-channel step; float16's relative error (2^-11) is far below the
+// int8/int4 quantization step they sit next to. Constant weights themselves are never touched.
+constexpr int64_t kMinHalfElements = 8;
+
+bool halfStorageUse(const Use& u) {
+  const Node& n = *u.node;
+  if (u.input_index == 2 && (n.isOp("Conv") || n.isOp("ConvTranspose") || n.isOp("Gemm")))
+    return true;
+  if (n.isOp("Add") || n.isOp("Mul") || n.isOp("Sub")) return true;
+  if (u.input_index == 1 && n.isOp("DequantizeLinear")) {
+    const Value* q = n.input(0);
+    return q != nullptr && q->isInitializer();
+  }
+  // The per-channel weight scale of QLinearConv / QLinearMatMul (input 4, next to the weight).
+  if (u.input_index == 4 && (n.isOp("QLinearConv") || n.isOp("QLinearMatMul"))) {
+    const Value* w = n.input(3);
+    return w != nullptr && w->isInitializer();
+  }
+  return false;
+}
+
+int halfPrecisionStorage(Graph& g) {
+  int converted = 0;
+  for (Value* v : g.initializers()) {
+    const Tensor& t = *v->initializer();
+    if (t.dtype() != DType::kFloat32 || t.numel() < kMinHalfElements) continue;
+    if (v->isGraphInput() || v->isGraphOutput() || !v->hasUses()) continue;
+    bool ok = true;
+    for (const Use& u : v->uses()) ok = ok && halfStorageUse(u);
+    if (!ok) continue;
+    Tensor half(DType::kFloat16, t.shape());
+    const auto fd = t.data<float>();
+    for (int64_t i = 0; i < t.numel() && ok; ++i) {
+      const auto h = toHalf(fd[i]);
+      ok = h.has_value();
+      if (ok) std::memcpy(half.mutableBytes().data() + 2 * i, &*h, 2);
+    }
+    if (!ok) continue;
+    Value* stored = g.addInitializer(v->name() + "_h", std::move(half));
+    Node* cast = g.addNode("Cast", {stored}, {v->name() + "_f"});
+    cast->setAttribute(Attribute::makeInt("to", 1));  // FLOAT
+    ValueType type = v->type();
+    type.dtype = DType::kFloat32;
+    type.shape = std::vector<Dim>();
+    for (int64_t d : t.shape()) type.shape->push_back(Dim::known(d));
+    cast->output(0)->setType(type);
+    g.replaceAllUsesWith(v, cast->output(0));
+    g.eraseValue(v);
+    ++converted;
+  }
+  return converted;
+}
+
+std::string base36(uint64_t i) {
+  static const char* kDigits = "0123456789abcdefghijklmnopqrstuvwxyz";
+  std::string s;
+  do {
+    s.insert(s.begin(), kDigits[i % 36]);
+    i /= 36;
+  } while (i > 0);
+  return s;
+}
+
+// The IR has no rename, so the graph is rebuilt with the new names (same nodes, same order).
+StatusOr<int> shortenNames(Model& model) {
+  const Graph& g = *model.graph;
+  for (const auto& n : g.nodes())
+    if (hasSubgraph(*n)) return 0;
+  if (!g.sparseInitializers().empty() || !g.quantizationAnnotations().empty()) return 0;
+  std::set<std::string> taken;  // every current name: a new name never shadows an old one
+  for (const auto& v : g.values()) taken.insert(v->name());
+  uint64_t next = 0;
+  int renamed = 0;
+  auto newName = [&](const Value* v) {
+    if (v->isGraphInput() || v->isGraphOutput()) return v->name();
+    std::string name;
+    do name = base36(next++);
+    while (taken.count(name));
+    ++renamed;
+    return name;
+  };
+  auto copyFacts = [](const Value* from, Value* to) {
+    to->setType(from->type());
+    to->setListedInValueInfo(from->listedInValueInfo());
+    to->setDocString(from->docString());
+  };
+  auto out = std::make_unique<Graph>();
+  out->setName(g.name());
+  out->setDocString(g.docString());
+  std::map<const Value*, Value*> map;
+  for (Value* v : g.inputs()) {
+    NNC_ASSIGN_OR_RETURN(Value * nv, out->createValue(v->name()));
+    copyFacts(v, nv);
+    if (v->isInitializer()) nv->setInitializer(*v->initializer());
+    out->addInput(nv);
+    map[v] = nv;
+  }
+  for (Value* v : g.initializers()) {
+    if (map.count(v)) continue;
+    Value* nv = out->addInitializer(newName(v), *v->initializer());
+    copyFacts(v, nv);
+    map[v] = nv;
+  }
+  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, g.topologicalOrder());
+  for (Node* n : order) {
+    std::vector<Value*> inputs;
+    for (Value* v : n->inputs()) {
+      if (v != nullptr && !map.count(v))
+        return internalError("compact: value '" + v->name() + "' has no producer");
+      inputs.push_back(v ? map[v] : nullptr);
+    }
+    std::vector<std::string> names;
+    for (Value* v : n->outputs()) names.push_back(v ? newName(v) : "");
+    Node* nn = out->addNode(n->opType(), inputs, names, n->domain());
+    nn->setName(n->name());
+    nn->setDocString(n->docString());
+    for (const Attribute& a : n->attributes()) nn->setAttribute(a);
+    for (size_t i = 0; i < n->numOutputs(); ++i)
+      if (Value* v = n->output(i)) {
+        copyFacts(v, nn->output(i));
+        map[v] = nn->output(i);
+      }
+  }
+  for (Value* v : g.outputs()) {
+    if (!map.count(v)) return internalError("compact: graph output '" + v->name() + "' is lost");
+    out->addOutput(map[v]);
+  }
+  model.graph = std::move(out);
+  return renamed;
+}
+
+}  // namespace
+
+StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options) {
+  Graph& g = *model.graph;
+  CompactStats stats;
+  stats.constants_to_initializers = constantsToInitializers(g);
+  stats.initializers_shared = shareInitializers(g);
+  stats.attributes_dropped = dropDefaultAttributes(g);
+  if (options.float16_storage) {
+    stats.stored_as_float16 = halfPrecisionStorage(g);
+    NNC_RETURN_IF_ERROR(g.sortTopologically());
+  }
+  if (!options.keep_names) {
+    for (const auto& n : g.nodes()) {
+      n->setName("");
+      n->setDocString("");
+    }
+    for (const auto& v : g.values()) v->setDocString("");
+    g.setDocString("");
+    NNC_ASSIGN_OR_RETURN(stats.values_renamed, shortenNames(model));
+  }
+  return stats;
+}
+
+}  // namespace nnc::quant
