@@ -294,8 +294,11 @@ TEST(QuantCompact, KeepsOutputsAndInterface) {
     for (const auto& n : m->graph->nodes()) {
       EXPECT_TRUE(n->name().empty());
       EXPECT_FALSE(n->isOp("Constant"));
-      for (const Value* v : n->outputs())
-        if (!v->isGraphOutput()) EXPECT_LE(v->name().size(), 2u) << v->name();
+      for (const Value* v : n->outputs()) {
+        if (!v->isGraphOutput()) {
+          EXPECT_LE(v->name().size(), 2u) << v->name();
+        }
+      }
     }
     const Tensor got = runFloat(*m, *x);
     if (fp16)
