@@ -56,6 +56,17 @@ TEST(CompressCliTest, MeetsReachableTargetsAndReplaysItsRecipe) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   const auto k = nlohmann::json::parse(again.out);
   EXPECT_EQ(k["after"]["file_bytes"], after);
+
+  // The written file is compacted (short names); --keep-names keeps the exporter's names, so the
+  // same recipe writes a larger file, and the reported size is still the file's.
+  const auto named = dir / "named.onnx";
+  auto with_names =
+      runCli("compress " + quote(sourcePath("models/flatten_head.onnx")) + " -o " + quote(named) +
+             dataFlags(300, 64) + "--recipe " + quote(recipe) + " --keep-names --json");
+  ASSERT_EQ(with_names.exit_code, 0) << with_names.err;
+  const int64_t named_bytes = nlohmann::json::parse(with_names.out)["after"]["file_bytes"];
+  EXPECT_GT(named_bytes, after);
+  EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(named)), named_bytes);
 }
 
 TEST(CompressCliTest, ImpossibleTargetsExitOneAndWriteNothing) {

@@ -307,6 +307,9 @@ int run(int argc, char** argv) {
                            "Write an HTML report (trajectory, channels, sensitivity)");
   compress_cmd->add_flag("--keep-best", compress.keep_best,
                          "Write the best model found even when the targets are not met");
+  compress_cmd->add_flag(
+      "--keep-names", compress.keep_names,
+      "Keep node and value names (default: short generated names, smaller file)");
   compress_cmd->add_flag("--dry-run", compress.dry_run,
                          "Say what would be done and the expected size; write nothing");
   compress_cmd

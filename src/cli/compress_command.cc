@@ -159,6 +159,7 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.recovery = o.recover;
   setup.calib_method = o.calib_method;
   setup.exclude = o.exclude;
+  setup.keep_names = o.keep_names;
   const char* quality_name = labels ? "accuracy" : "agreement";
   // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
   std::unique_ptr<Progress> progress;
@@ -233,7 +234,10 @@ Status runCompress(const CompressCommandOptions& o) {
 
   bool written = false;
   if (output && (met || o.keep_best)) {
-    Status saved = saveModel(*output, o.output_path);
+    // The report below compares layers by name, so the compacted copy is only what is written.
+    auto exported = exportedForm(*output, o.keep_names);
+    if (!exported.isOk()) return exported.status().withContext(o.output_path);
+    Status saved = saveModelConsuming(*exported, o.output_path);
     if (!saved.isOk()) return saved.withContext(o.output_path);
     written = true;
   }

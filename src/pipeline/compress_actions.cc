@@ -17,6 +17,7 @@
 #include "nncompress/prune/recovery.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
+#include "nncompress/quant/compact.h"
 #include "nncompress/quant/quantize.h"
 
 namespace nnc {
@@ -139,6 +140,15 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
 
 }  // namespace
 
+StatusOr<Model> exportedForm(const Model& model, bool keep_names) {
+  NNC_ASSIGN_OR_RETURN(Model out, cloneModel(model));
+  quant::CompactOptions options;
+  options.keep_names = keep_names;
+  options.float16_storage = false;  // the accuracy compress measured must be the file's
+  NNC_RETURN_IF_ERROR(quant::compactModel(out, options).status());
+  return out;
+}
+
 StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
   if (!setup.original || !setup.eval_data || !setup.calib_data)
     return invalidArgument("compress needs a model, evaluation data and calibration data");
@@ -157,8 +167,9 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
     a.quick_quality = [state](const Model& m) {
       return measureQuality(*state, m, state->setup.quick_size);
     };
-  a.size = [](const Model& m) -> StatusOr<int64_t> {
-    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
+  a.size = [keep_names = setup.keep_names](const Model& m) -> StatusOr<int64_t> {
+    NNC_ASSIGN_OR_RETURN(Model exported, exportedForm(m, keep_names));
+    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(exported));
     return static_cast<int64_t>(bytes.size());
   };
   a.prune = [state](const Model& m, double fraction) {

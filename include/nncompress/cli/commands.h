@@ -137,6 +137,7 @@ struct CompressCommandOptions {
   std::string save_recipe;        // write the recipe of the result here
   std::string html_report;
   bool keep_best = false;
+  bool keep_names = false;  // keep node/value names in the written file
   bool dry_run = false;
   bool json = false;
   int64_t eval_size = -1;  // samples of --data used to measure quality; -1: all

@@ -30,9 +30,16 @@ struct CompressSetup {
   std::string calib_method = "percentile";
   double min_group_keep = 0.1;  // every group keeps at least this share of its channels
   std::vector<std::string> exclude;
+  // The written file keeps node and value names (otherwise short generated names, as quantize).
+  bool keep_names = false;
   // Called after each evaluated batch (samples done, total) of every quality measurement.
   std::function<void(int64_t, int64_t)> eval_progress;
 };
+
+// The form compress writes (and whose size it measures): `model` compacted (Constants as shared
+// initializers, default attributes dropped, short names unless keep_names). Computes exactly what
+// `model` computes: weights and biases keep their storage type.
+StatusOr<Model> exportedForm(const Model& model, bool keep_names);
 
 // The actions hold caches (calibrated ranges per float model, reference outputs); `setup` and
 // everything it points to must outlive them.
