@@ -1,10 +1,25 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 namespace nnc::exec {
 namespace {
 thread_local bool in_job = false;
+
+// Polls `ready` for up to `limit`; true when it held before the time ran out.
+template <typename Ready>
+bool spinUntil(Ready ready, std::chrono::microseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    if ((i & 63) == 63) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::yield();  // lets another process have the core if it needs it
+    }
+  }
+}
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -52,8 +67,12 @@ void ThreadPool::run(int64_t n, void (*fn)(void*, int64_t), void* arg) {
   }
   work_cv_.notify_all();
   drain(n, fn, arg);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_ = false;  // late workers skip this job
+  }
+  spinUntil([this] { return participants_.load(std::memory_order_acquire) == 0; }, kSpin);
   std::unique_lock<std::mutex> lock(mu_);
-  open_ = false;  // late workers skip this job
   done_cv_.wait(lock, [this] { return participants_ == 0; });
   fn_ = nullptr, arg_ = nullptr;
 }
@@ -64,6 +83,8 @@ void ThreadPool::workerLoop() {
     void (*fn)(void*, int64_t);
     void* arg;
     int64_t n;
+    // The next job usually comes within microseconds: poll before sleeping.
+    spinUntil([&] { return generation_.load(std::memory_order_acquire) != seen; }, kSpin);
     {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
