@@ -10,6 +10,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
+#include "nncompress/ir/batch_norm.h"
 
 namespace nnc::exec {
 
@@ -160,9 +161,7 @@ const Node* soleConsumer(const Node& n) {
 }
 
 const Tensor* constantFloat(const Node& n, size_t i) {
-  if (i >= n.inputs().size() || !n.input(i)) return nullptr;
-  const Tensor* t = n.input(i)->constantData();
-  return t && t->dtype() == DType::kFloat32 ? t : nullptr;
+  return i < n.inputs().size() ? constantFloat32(n.input(i)) : nullptr;
 }
 
 // The epilogue that computes activation node `n` exactly as its own kernel would, if it has one.
@@ -233,19 +232,14 @@ Status Executor::buildFusedPlan() {
     if (b) bias.assign(b->data<float>().begin(), b->data<float>().end());
     const Node* last = &conv;
     const Node* next = soleConsumer(conv);
-    if (next && next->isOp("BatchNormalization") && next->isDefaultDomain() &&
-        next->intAttr("training_mode", 0) == 0 &&
-        (next->outputs().size() == 1 || (next->outputs().size() > 1 && !next->output(1)))) {
-      const Tensor *scale = constantFloat(*next, 1), *beta = constantFloat(*next, 2),
-                   *mean = constantFloat(*next, 3), *var = constantFloat(*next, 4);
-      if (scale && beta && mean && var && scale->numel() == m && beta->numel() == m &&
-          mean->numel() == m && var->numel() == m) {
-        const float eps = next->floatAttr("epsilon", 1e-5f);
+    if (next && next->isOp("BatchNormalization")) {
+      if (auto bn = batchNormAffine(*next, m)) {
         if (bias.empty()) bias.assign(static_cast<size_t>(m), 0.f);
         for (int64_t oc = 0; oc < m; ++oc) {
-          const float a = scale->data<float>()[oc] / std::sqrt(var->data<float>()[oc] + eps);
-          for (int64_t j = 0; j < per_oc; ++j) weight[oc * per_oc + j] *= a;
-          bias[oc] = bias[oc] * a + (beta->data<float>()[oc] - mean->data<float>()[oc] * a);
+          const double a = bn->scale[oc];
+          for (int64_t j = 0; j < per_oc; ++j)
+            weight[oc * per_oc + j] = static_cast<float>(weight[oc * per_oc + j] * a);
+          bias[oc] = static_cast<float>(bias[oc] * a + bn->shift[oc]);
         }
         absorbed[step_of.at(next)] = true;
         last = next;

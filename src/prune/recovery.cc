@@ -46,6 +46,7 @@
 
 #include "least_squares.h"
 #include "nncompress/exec/executor.h"
+#include "nncompress/ir/batch_norm.h"
 #include "nncompress/onnx_io/model_io.h"
 
 namespace nnc {
@@ -539,14 +540,9 @@ void findResidual(RefitLayer& layer) {
   while (v && v->uses().size() == 1 && !v->isGraphOutput()) {
     const Node* u = v->uses()[0].node;
     if (u->isOp("BatchNormalization") && u->input(0) == v && u->numOutputs() == 1) {
-      const Tensor* gamma = u->input(1) ? u->input(1)->constantData() : nullptr;
-      const Tensor* var = u->input(4) ? u->input(4)->constantData() : nullptr;
-      if (!gamma || !var || gamma->dtype() != DType::kFloat32 || var->dtype() != DType::kFloat32 ||
-          gamma->numel() != m || var->numel() != m)
-        return;
-      const double eps = u->floatAttr("epsilon", 1e-5f);
-      for (int64_t o = 0; o < m; ++o)
-        scale[o] *= gamma->data<float>()[o] / std::sqrt(double(var->data<float>()[o]) + eps);
+      const auto bn = batchNormAffine(*u, m);
+      if (!bn) return;
+      for (int64_t o = 0; o < m; ++o) scale[o] *= bn->scale[o];
       v = u->output(0);
       continue;
     }

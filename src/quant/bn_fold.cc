@@ -5,14 +5,10 @@
 #include <cmath>
 #include <optional>
 
+#include "nncompress/ir/batch_norm.h"
+
 namespace nnc::quant {
 namespace {
-
-const Tensor* constFloat(const Value* v) {
-  if (v == nullptr) return nullptr;
-  const Tensor* t = v->constantData();
-  return t != nullptr && t->dtype() == DType::kFloat32 ? t : nullptr;
-}
 
 std::string displayName(const Node& n) { return n.name().empty() ? n.output(0)->name() : n.name(); }
 
@@ -22,13 +18,9 @@ int64_t foldableChannels(const Node& layer, const Node& bn) {
   const Value* z = layer.output(0);
   if (layer.numOutputs() != 1 || z->uses().size() != 1 || z->isGraphOutput()) return -1;
   if (bn.input(0) != z || bn.output(0)->isGraphOutput()) return -1;
-  for (size_t i = 1; i < bn.numOutputs(); ++i)
-    if (bn.output(i) != nullptr && (bn.output(i)->hasUses() || bn.output(i)->isGraphOutput()))
-      return -1;
-  if (bn.intAttr("training_mode", 0) != 0) return -1;
-  const Tensor* w = constFloat(layer.input(1));
+  const Tensor* w = constantFloat32(layer.input(1));
   if (w == nullptr) return -1;
-  if (layer.input(2) != nullptr && constFloat(layer.input(2)) == nullptr) return -1;
+  if (layer.input(2) != nullptr && constantFloat32(layer.input(2)) == nullptr) return -1;
   int64_t channels = -1;
   if (layer.isOp("Conv")) {
     if (w->rank() < 3) return -1;
@@ -39,29 +31,20 @@ int64_t foldableChannels(const Node& layer, const Node& bn) {
   } else if (layer.isOp("Gemm")) {
     if (w->rank() != 2 || layer.intAttr("transA", 0) != 0) return -1;
     channels = layer.intAttr("transB", 0) ? w->dim(0) : w->dim(1);
-    if (const Tensor* c = constFloat(layer.input(2));
+    if (const Tensor* c = constantFloat32(layer.input(2));
         c && c->numel() != 1 && c->numel() != channels)
       return -1;
   } else {
     return -1;
   }
-  for (int i = 1; i <= 4; ++i) {
-    const Tensor* p = constFloat(bn.input(i));
-    if (p == nullptr || p->numel() != channels) return -1;
-  }
-  return channels;
+  return batchNormAffine(bn, channels) ? channels : -1;
 }
 
 void foldInto(Graph& graph, Node& layer, Node& bn, int64_t channels) {
-  const auto gamma = constFloat(bn.input(1))->data<float>();
-  const auto beta = constFloat(bn.input(2))->data<float>();
-  const auto mean = constFloat(bn.input(3))->data<float>();
-  const auto var = constFloat(bn.input(4))->data<float>();
-  const double eps = bn.floatAttr("epsilon", 1e-5f);
-  std::vector<double> k(channels);
-  for (int64_t c = 0; c < channels; ++c) k[c] = gamma[c] / std::sqrt(double(var[c]) + eps);
+  const BatchNormAffine affine = *batchNormAffine(bn, channels);  // checked by foldableChannels
+  const std::vector<double>& k = affine.scale;
 
-  Tensor w = *constFloat(layer.input(1));
+  Tensor w = *constantFloat32(layer.input(1));
   auto wd = w.mutableData<float>();
   if (layer.isOp("Conv")) {
     const int64_t per = w.numel() / channels;
@@ -87,12 +70,12 @@ void foldInto(Graph& graph, Node& layer, Node& bn, int64_t channels) {
       }
   }
   std::vector<float> bias(channels, 0.f);
-  if (const Tensor* b = constFloat(layer.input(2))) {
+  if (const Tensor* b = constantFloat32(layer.input(2))) {
     const auto bd = b->data<float>();
     const double scale = layer.isOp("Gemm") ? layer.floatAttr("beta", 1.f) : 1.0;
     for (int64_t c = 0; c < channels; ++c) bias[c] = float(scale * bd[b->numel() == 1 ? 0 : c]);
   }
-  for (int64_t c = 0; c < channels; ++c) bias[c] = float(k[c] * (bias[c] - mean[c]) + beta[c]);
+  for (int64_t c = 0; c < channels; ++c) bias[c] = float(k[c] * bias[c] + affine.shift[c]);
   if (layer.isOp("Gemm")) layer.setAttribute(Attribute::makeFloat("beta", 1.f));
 
   const std::string base = layer.name().empty() ? layer.output(0)->name() : layer.name();
@@ -139,35 +122,6 @@ StatusOr<std::vector<FoldedBatchNorm>> foldBatchNorms(Graph& graph) {
 
 namespace {
 
-struct BnAffine {
-  std::vector<double> k, shift;  // y = k x + shift
-  std::vector<double> beta, mean;
-};
-
-// k and shift of an inference-mode BN with constant float statistics, or nullopt.
-std::optional<BnAffine> bnAffine(const Node& bn) {
-  if (bn.intAttr("training_mode", 0) != 0 || bn.numInputs() < 5) return std::nullopt;
-  for (size_t i = 1; i < bn.numOutputs(); ++i)
-    if (bn.output(i) != nullptr && (bn.output(i)->hasUses() || bn.output(i)->isGraphOutput()))
-      return std::nullopt;
-  const Tensor* p[4];
-  for (int i = 0; i < 4; ++i) {
-    p[i] = constFloat(bn.input(i + 1));
-    if (p[i] == nullptr || p[i]->numel() != p[0]->numel()) return std::nullopt;
-  }
-  const int64_t c = p[0]->numel();
-  const double eps = bn.floatAttr("epsilon", 1e-5f);
-  BnAffine a;
-  for (int64_t i = 0; i < c; ++i) {
-    const double k = p[0]->data<float>()[i] / std::sqrt(double(p[3]->data<float>()[i]) + eps);
-    a.k.push_back(k);
-    a.beta.push_back(p[1]->data<float>()[i]);
-    a.mean.push_back(p[2]->data<float>()[i]);
-    a.shift.push_back(a.beta.back() - k * a.mean.back());
-  }
-  return a;
-}
-
 Value* onlyReader(const Value* v, Node** reader) {
   if (v == nullptr || v->uses().size() != 1 || v->isGraphOutput()) return nullptr;
   *reader = v->uses()[0].node;
@@ -200,7 +154,7 @@ Node* layerAfterRelu(const Node& bn, int64_t channels) {
       cur = next->output(0);
       continue;
     }
-    const Tensor* w = constFloat(next->input(1));
+    const Tensor* w = constantFloat32(next->input(1));
     if (w == nullptr) return nullptr;
     if (next->isOp("Conv") && w->rank() >= 3 && w->dim(1) * next->intAttr("group", 1) == channels)
       return next;
@@ -214,7 +168,7 @@ Node* layerAfterRelu(const Node& bn, int64_t channels) {
 
 // W'[:, c] = k_c W[:, c] along the layer's input-channel axis.
 void scaleInputChannels(Graph& graph, Node& layer, const std::vector<double>& k) {
-  Tensor w = *constFloat(layer.input(1));
+  Tensor w = *constantFloat32(layer.input(1));
   auto wd = w.mutableData<float>();
   if (layer.isOp("Conv")) {
     const int64_t groups = layer.intAttr("group", 1), out = w.dim(0), in_g = w.dim(1);
@@ -260,30 +214,30 @@ StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(Graph& graph, boo
     if (bn->output(0)->isGraphOutput()) continue;  // its name is the model's output name
     const auto& shape = x ? x->type().shape : std::nullopt;
     if (!shape || shape->size() < 2) continue;
-    const auto affine = bnAffine(*bn);
+    const auto affine = batchNormAffine(*bn);
     if (!affine) continue;
-    const int64_t channels = int64_t(affine->k.size());
+    const int64_t channels = affine->channels();
     const auto& d1 = (*shape)[1];
     if (d1.isKnown() && d1.value != channels) continue;
     const std::string name = displayName(*bn);
     bool positive = true;
     std::vector<double> add(channels);
     for (int64_t c = 0; c < channels; ++c) {
-      positive = positive && affine->k[c] > 1e-12;
-      add[c] = positive ? affine->beta[c] / affine->k[c] - affine->mean[c] : 0;
+      positive = positive && affine->scale[c] > 1e-12;
+      add[c] = positive ? affine->shift[c] / affine->scale[c] : 0;
       positive = positive && std::isfinite(add[c]);
     }
     Node* layer = positive && into_next_layer ? layerAfterRelu(*bn, channels) : nullptr;
     Value* y = bn->output(0);
     Value* result;
     if (layer != nullptr) {
-      scaleInputChannels(graph, *layer, affine->k);
+      scaleInputChannels(graph, *layer, affine->scale);
       Value* b = graph.addInitializer(name + "_shift", channelVector(add, shape->size()));
       Node* a = graph.insertNodeBefore(bn, "Add", {bn->input(0), b}, {y->name() + "_a"});
       result = a->output(0);
       done.push_back({name, displayName(*layer)});
     } else {
-      Value* k = graph.addInitializer(name + "_k", channelVector(affine->k, shape->size()));
+      Value* k = graph.addInitializer(name + "_k", channelVector(affine->scale, shape->size()));
       Value* b = graph.addInitializer(name + "_b", channelVector(affine->shift, shape->size()));
       Node* mul = graph.insertNodeBefore(bn, "Mul", {bn->input(0), k}, {y->name() + "_m"});
       mul->output(0)->setType(y->type());

@@ -4,17 +4,13 @@
 #include <cmath>
 #include <map>
 
+#include "nncompress/ir/batch_norm.h"
+
 namespace nnc::quant {
 namespace {
 
-const Tensor* constFloat(const Value* v) {
-  if (v == nullptr) return nullptr;
-  const Tensor* t = v->constantData();
-  return t != nullptr && t->dtype() == DType::kFloat32 ? t : nullptr;
-}
-
 std::optional<float> scalarOf(const Value* v) {
-  const Tensor* t = constFloat(v);
+  const Tensor* t = constantFloat32(v);
   if (t == nullptr || t->numel() != 1) return std::nullopt;
   return t->data<float>()[0];
 }
@@ -34,9 +30,9 @@ struct Pair {
 };
 
 bool isConvWithConstWeight(const Node& n) {
-  const Tensor* w = constFloat(n.input(1));
+  const Tensor* w = constantFloat32(n.input(1));
   if (!n.isOp("Conv") || w == nullptr || w->rank() < 3) return false;
-  return n.input(2) == nullptr || constFloat(n.input(2)) != nullptr;
+  return n.input(2) == nullptr || constantFloat32(n.input(2)) != nullptr;
 }
 
 std::vector<Pair> findPairs(const Graph& g) {
@@ -65,8 +61,8 @@ std::vector<Pair> findPairs(const Graph& g) {
     if (second == nullptr || !isConvWithConstWeight(*second) || second->input(0) == nullptr)
       continue;
     if (second->input(0) != (p.act ? p.act->output(0) : n->output(0))) continue;
-    const Tensor& w1 = *constFloat(n->input(1));
-    const Tensor& w2 = *constFloat(second->input(1));
+    const Tensor& w1 = *constantFloat32(n->input(1));
+    const Tensor& w2 = *constantFloat32(second->input(1));
     p.channels = w1.dim(0);
     if (w2.dim(1) * second->intAttr("group", 1) != p.channels) continue;
     p.second = second;
@@ -117,8 +113,8 @@ void replaceInput(Graph& g, Node& n, size_t index, Tensor t) {
 
 // One equalisation step of a pair; returns the largest |s_i - 1|.
 double equalizePair(Graph& g, Pair& p) {
-  Tensor w1 = *constFloat(p.first->input(1));
-  Tensor w2 = *constFloat(p.second->input(1));
+  Tensor w1 = *constantFloat32(p.first->input(1));
+  Tensor w2 = *constantFloat32(p.second->input(1));
   const int64_t groups = p.second->intAttr("group", 1);
   const std::vector<double> r1 = outputRanges(w1), r2 = inputRanges(w2, groups, p.channels);
   std::vector<double> s(p.channels, 1.0);
@@ -137,7 +133,7 @@ double equalizePair(Graph& g, Pair& p) {
   forInputChannels(w2, groups, [&](int64_t c, int64_t idx) { w2d[idx] = float(w2d[idx] * s[c]); });
   replaceInput(g, *p.first, 1, std::move(w1));
   replaceInput(g, *p.second, 1, std::move(w2));
-  if (const Tensor* b = constFloat(p.first->input(2))) {
+  if (const Tensor* b = constantFloat32(p.first->input(2))) {
     Tensor nb = *b;
     auto bd = nb.mutableData<float>();
     for (int64_t i = 0; i < p.channels && i < nb.numel(); ++i) bd[i] = float(bd[i] / s[i]);

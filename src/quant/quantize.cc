@@ -10,6 +10,7 @@
 #include <set>
 
 #include "nncompress/exec/executor.h"
+#include "nncompress/ir/batch_norm.h"
 #include "nncompress/quant/integer_fold.h"
 
 namespace nnc::quant {
@@ -19,16 +20,10 @@ bool isQuantizableOp(const Node& n) { return n.isOp("Conv") || n.isOp("Gemm") ||
 
 std::string displayName(const Node& n) { return n.name().empty() ? n.output(0)->name() : n.name(); }
 
-const Tensor* constFloat(const Value* v) {
-  if (v == nullptr) return nullptr;
-  const Tensor* t = v->constantData();
-  return t != nullptr && t->dtype() == DType::kFloat32 ? t : nullptr;
-}
-
 // Axis of the weight that indexes output channels, or -1 when the layer cannot take a quantized
 // weight.
 int outputChannelAxis(const Node& n) {
-  const Tensor* w = constFloat(n.input(1));
+  const Tensor* w = constantFloat32(n.input(1));
   if (w == nullptr) return -1;
   if (n.isOp("Conv")) return w->rank() >= 3 ? 0 : -1;
   if (n.isOp("Gemm")) return w->rank() == 2 ? (n.intAttr("transB", 0) ? 0 : 1) : -1;
@@ -57,7 +52,7 @@ struct WeightQuant {
 // int8 (per-channel or per-tensor) symmetric weights behind a DequantizeLinear.
 WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel, int bits,
                                const std::string& base) {
-  const Tensor& w = *constFloat(layer.input(1));
+  const Tensor& w = *constantFloat32(layer.input(1));
   const int64_t channels = per_channel ? w.dim(axis) : 1;
   int64_t inner = 1;
   for (int d = axis + 1; d < w.rank(); ++d) inner *= w.dim(d);
@@ -93,7 +88,7 @@ WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel
 // int4 symmetric weights with one scale per output channel (opset 21 per-axis DequantizeLinear):
 // used when a layer's whole reduction fits in one block.
 WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::string& base) {
-  const Tensor& w = *constFloat(layer.input(1));
+  const Tensor& w = *constantFloat32(layer.input(1));
   const int axis = outputChannelAxis(layer);
   int64_t inner = 1;
   for (int d = axis + 1; d < w.rank(); ++d) inner *= w.dim(d);
@@ -125,7 +120,7 @@ WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::strin
 // Conv weights [O, I, kh, kw] are stored as [O, I*kh*kw] so blocks run over the whole reduction
 // and reshaped back after dequantization.
 WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const std::string& base) {
-  const Tensor& w = *constFloat(layer.input(1));
+  const Tensor& w = *constantFloat32(layer.input(1));
   Shape shape2d;
   int axis;  // blocked axis of the 2-D form
   if (layer.isOp("Conv")) {
@@ -258,7 +253,7 @@ StatusOr<ActQuant> activationQdq(Graph& g, const std::string& a,
 }
 
 std::optional<float> constScalar(const Value* v) {
-  const Tensor* t = constFloat(v);
+  const Tensor* t = constantFloat32(v);
   if (t == nullptr || t->numel() != 1) return std::nullopt;
   return t->data<float>()[0];
 }
@@ -311,7 +306,7 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   if (yr == ranges.end()) return internalError("no calibration range for output of " + t.name);
   const QParams yq = chooseQParams(yr->second, options.symmetric_activations, 8);
   // Weight as int8 with the output channel on axis 0 (Conv) or 1 (MatMul's [K, N]).
-  Tensor w = *constFloat(n.input(1));
+  Tensor w = *constantFloat32(n.input(1));
   if (n.isOp("Gemm") && n.intAttr("transB", 0)) {  // [N, K] -> [K, N]
     Tensor wt(DType::kFloat32, {w.dim(1), w.dim(0)});
     for (int64_t r = 0; r < w.dim(0); ++r)
@@ -347,7 +342,7 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   Tensor yzt = options.symmetric_activations ? Tensor(DType::kInt8, {}) : Tensor(DType::kUInt8, {});
   if (!options.symmetric_activations) yzt.mutableData<uint8_t>()[0] = uint8_t(yq.zero_point);
   Value* yz = g.addInitializer(ybase + "_z", std::move(yzt));
-  const Tensor* bias = constFloat(n.input(2));
+  const Tensor* bias = constantFloat32(n.input(2));
   Node* qnode;
   if (conv) {
     std::vector<Value*> inputs = {in.quantized, in.scale, in.zero_point, wv, ws, wz, ys, yz};
@@ -666,7 +661,7 @@ StatusOr<int> correctBiases(const Model& reference, Model& quantized,
     if (qm.size() != rm.size() || rm.empty()) continue;
     const int64_t channels = int64_t(rm.size());
     std::vector<float> bias(channels, 0.f);
-    if (const Tensor* b = constFloat(n->input(2))) {
+    if (const Tensor* b = constantFloat32(n->input(2))) {
       if (b->numel() != channels && b->numel() != 1) continue;
       for (int64_t c = 0; c < channels; ++c) bias[c] = b->data<float>()[b->numel() == 1 ? 0 : c];
     }
