@@ -11,9 +11,11 @@ and the folded layer count. Writes a markdown table to stdout (docs/quantize.md 
 usage: /usr/bin/python3 tools/integer_results.py [--binary build/nncompress] [--act-bits 8,4]
                                                 [--calib-method percentile] [--fixtures a,b]
 """
-import argparse, gzip, json, os, subprocess, sys, tempfile
+import argparse, json, os, subprocess, sys, tempfile
 
 import numpy as np
+
+from ort_accuracy import idx  # IDX reader shared with the ORT accuracy script (same folder)
 
 D = "/usr/share/datasets/fashion-mnist"
 NORM = ["--mean", "0.2860", "--std", "0.3530"]
@@ -26,14 +28,6 @@ def run(cmd):
     if r.returncode != 0:
         sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr}")
     return r.stdout
-
-
-def idx(path):
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    dims = raw[3]
-    shape = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
 def main():
