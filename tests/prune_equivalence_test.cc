@@ -12,11 +12,13 @@
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/criteria.h"
 #include "ort_util.h"
+#include "prune_oracle.h"
 
 namespace nnc {
 namespace {
 
 using testing::TempDir;
+using testing::zeroConsumerSlices;
 
 const char* kFixtures[] = {"vgg_bn", "resnet", "mobilenetv2", "densenet", "flatten_head"};
 const char* kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
@@ -30,32 +32,6 @@ Tensor fashionBatch(int64_t count) {
   auto batch = (*reader)->readBatch(0, count);
   EXPECT_TRUE(batch.isOk());
   return std::move(batch).value();
-}
-
-int inputIndexOf(const Node& n, const Value* v) {
-  for (size_t i = 0; i < n.numInputs(); ++i)
-    if (n.input(i) == v) return static_cast<int>(i);
-  return -1;
-}
-
-// Zeroes, in a private copy per consumer, the slices that read the dropped channels.
-void zeroConsumerSlices(Graph& g, const ChannelGroup& group, const std::vector<int64_t>& dropped) {
-  for (const GroupMember& m : group.members) {
-    if (m.role != MemberRole::kConsumer) continue;
-    Node* node = const_cast<Node*>(m.node);
-    const int index = inputIndexOf(*node, m.value);
-    ASSERT_GE(index, 0);
-    Tensor t = *m.value->constantData();
-    const Shape& s = t.shape();
-    int64_t outer = 1, inner = 1;
-    for (int a = 0; a < m.axis; ++a) outer *= s[a];
-    for (int a = m.axis + 1; a < t.rank(); ++a) inner *= s[a];
-    auto data = t.mutableData<float>();
-    for (int64_t idx : m.mapping.indices(dropped))
-      for (int64_t o = 0; o < outer; ++o)
-        std::fill_n(data.data() + (o * s[m.axis] + idx) * inner, inner, 0.f);
-    node->setInput(index, g.addInitializer(m.value->name() + "_zeroed", std::move(t)));
-  }
 }
 
 TEST(PruneEquivalenceTest, EveryPrunableGroupOfEveryFixture) {
