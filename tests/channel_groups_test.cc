@@ -57,7 +57,7 @@ TEST(ChannelRulesTest, ConvBatchNormConvFormsOneGroup) {
       init("w1", {4, 2, 3, 3}) + ", " + init("b1", {4}) + ", " + init("s", {4}) + ", " +
           init("bb", {4}) + ", " + init("mu", {4}) + ", " + init("var", {4}) + ", " +
           init("w2", {3, 4, 1, 1}));
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* g = groupOf(a, "a");
   ASSERT_NE(g, nullptr);
   EXPECT_TRUE(g->prunable) << g->reason;
@@ -79,7 +79,7 @@ TEST(ChannelRulesTest, ResidualAddCouplesBothProducers) {
       "a = Conv (x, w1)\n b = Conv (x, w2)\n s = Add (a, b)\n y = Conv (s, w3)", "float[1,2,4,4] x",
       "y",
       init("w1", {3, 2, 1, 1}) + ", " + init("w2", {3, 2, 1, 1}) + ", " + init("w3", {2, 3, 1, 1}));
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* g = groupOf(a, "a");
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(g->sources.size(), 2u);
@@ -94,7 +94,7 @@ TEST(ChannelRulesTest, ConcatGivesEachPartItsOffset) {
            "float[1,2,4,4] x", "y",
            init("wa", {4, 2, 1, 1}) + ", " + init("wb", {6, 2, 1, 1}) + ", " +
                init("wc", {3, 10, 1, 1}));
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* ga = groupOf(a, "a");
   const ChannelGroup* gb = groupOf(a, "b");
   ASSERT_TRUE(ga && gb);
@@ -113,7 +113,7 @@ TEST(ChannelRulesTest, ConcatGivesEachPartItsOffset) {
 TEST(ChannelRulesTest, FlattenRepeatsEachChannelOverItsSpatialBlock) {
   Model m = load("a = Conv (x, w)\n f = Flatten <axis = 1> (a)\n y = Gemm <transB = 1> (f, fc)",
                  "float[1,1,2,2] x", "y", init("w", {3, 1, 1, 1}) + ", " + init("fc", {5, 12}));
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* g = groupOf(a, "a");
   ASSERT_NE(g, nullptr);
   EXPECT_TRUE(g->prunable) << g->reason;
@@ -132,7 +132,7 @@ TEST(ChannelRulesTest, DepthwiseConvJoinsItsInputGroupAndFollowsIt) {
       "a = Conv (x, w1)\n d = Conv <group = 4> (a, wd)\n y = Conv (d, w2)", "float[1,2,4,4] x", "y",
       init("w1", {4, 2, 1, 1}) + ", " + init("wd", {4, 1, 3, 3}) + ", " + init("w2", {2, 4, 1, 1}));
   // Pads keep 4x4; shapes do not matter for grouping.
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* g = groupOf(a, "a");
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(groupOf(a, "d"), g);
@@ -151,7 +151,7 @@ TEST(ChannelRulesTest, SqueezeExcitationMulJoinsTheMainPath) {
       "float[1,2,4,4] x", "y",
       init("w1", {4, 2, 1, 1}) + ", " + init("ws1", {2, 4, 1, 1}) + ", " +
           init("ws2", {4, 2, 1, 1}) + ", " + init("w2", {3, 4, 1, 1}));
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* g = groupOf(a, "a");
   ASSERT_NE(g, nullptr);
   EXPECT_EQ(groupOf(a, "s2"), g);  // the SE expand conv makes the same channels
@@ -192,7 +192,7 @@ TEST_P(ChannelBarrierTest, GroupIsNotPrunable) {
   std::string inits = init("w", {4, 2, 1, 1}) + ", " + init("wg", {4, 2, 1, 1});
   if (std::string(c.inits).size()) inits += std::string(", ") + c.inits;
   Model m = load(c.body, "float[1,2,4,4] x", "y", inits);
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* g = groupOf(a, "a");
   ASSERT_NE(g, nullptr);
   EXPECT_FALSE(g->prunable);

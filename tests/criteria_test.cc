@@ -99,7 +99,7 @@ std::vector<int64_t> removedAt(const std::vector<double>& scores, int64_t remove
 // D(2,0) = 0.987, so c3 = 3, and c4 = 0. Plain l2 would clip 1, 2, 0 (u3 is the largest).
 TEST(SimilarityChainTest, ClipsTheChainOfNearestUnits) {
   Model m = twoConvModel("3, 0, 0, 1, 0, 2, 3.5, 0.4", "1, 1, 1, 1", "1,4,1,1");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup& g = unitGroup(a);
   ASSERT_TRUE(g.prunable) << g.reason;
   auto chain = makeCriterion("similarity-chain", CriterionOptions{});
@@ -130,7 +130,7 @@ TEST(SimilarityChainTest, OrderFollowsNearestPrevious) {
 // scale * w2[:, 1] into w2[:, 2]; without data scale = 1, so w2 becomes (1, 1, 2, 1).
 TEST(SimilarityChainTest, MergeAddsConsumerWeightsIntoTheTwin) {
   Model m = twoConvModel("3, 0, 0, 1, 0, 2, 3.5, 0.4", "1, 1, 1, 1", "1,4,1,1");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   auto chain = makeCriterion("similarity-chain", CriterionOptions{});
   ASSERT_TRUE((*chain)->score(unitGroup(a)).isOk());
   auto merged = (*chain)->mergeRemoved(a, {{unitGroup(a).id, {0, 2, 3}}});
@@ -153,7 +153,7 @@ TEST(SimilarityChainTest, MergeAddsConsumerWeightsIntoTheTwin) {
 // (l2 on the weights would drop u0 and u1, the smallest rows.)
 TEST(ActivationCriterionTest, ActivenessAndSubstitutability) {
   Model m = twoConvModel("1, 0, 0, 1, 2, 0, 1, 1", "1, 1, 1, 1", "1,4,1,1");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup& g = unitGroup(a);
   auto src = groupFeatureSource(g);
   ASSERT_TRUE(src.has_value());
@@ -180,7 +180,7 @@ TEST(ActivationCriterionTest, ActivenessAndSubstitutability) {
 //   c = 2 * 30 = 60, 1 * 30 = 30, 0.61 * 120 = 73.2, 0.1 * 100 = 10 -> removing 2 drops u3, u1.
 TEST(ContributionCriterionTest, OneByOneConsumer) {
   Model m = twoConvModel("1, 0, 0, 1, 2, 0, 1, 1", "1, 1, 0.6, 0.1, 1, 0, 0.5, 0.3", "2,4,1,1");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup& g = unitGroup(a);
   const FeatureStats stats = statsOf(m, a, {.consumers = true});
   CriterionOptions o;
@@ -203,7 +203,7 @@ TEST(ContributionCriterionTest, KernelCrossTermsUseAutocorrelation) {
   // u0: (1, -1); u1: (1, 0); u2: (0, 0); u3: (0, 0).
   Model m = twoConvModel("1, 0, 0, 1, 2, 0, 1, 1", "1, -1, 1, 0, 0, 0, 0, 0", "1,4,1,2",
                          "<pads = [0, 1, 0, 1]>");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup& g = unitGroup(a);
   const FeatureStats stats = statsOf(m, a, {.consumers = true});
   const TensorStats* ts = stats.find(m.graph->findValue("r"));
@@ -235,7 +235,7 @@ TEST(CriteriaTest, BnGammaAndFpgmOnAGroupWithBatchNorm) {
       "<float[3,2,1,1] w1 = {1, 0, 0, 1, 1, 1}, float[3] s = {0.5, -2, 1}, float[3] b = {0, 0, 0},"
       " float[3] mu = {0, 0, 0}, float[3] v = {1, 1, 1}, float[1,3,1,1] w2 = {1, 1, 1}>\n"
       "{\n a = Conv (x, w1)\n n = BatchNormalization (a, s, b, mu, v)\n y = Conv (n, w2)\n}\n");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup& g = unitGroup(a);
   auto bn = crit("bn-gamma")->score(g);
   ASSERT_TRUE(bn.isOk());

@@ -62,7 +62,7 @@ double relativeError(const Tensor& got, const Tensor& want) {
 
 TEST(IterativePruneTest, StepsComposeIntoOnePlanOnTheOriginal) {
   Model original = loadFixture("resnet");
-  const ChannelAnalysis analysis = analyzeChannels(*original.graph);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   IterativePruneOptions o;
   o.steps = 3;
   o.step.criterion = "l1";
@@ -97,7 +97,7 @@ TEST(IterativePruneTest, StepsComposeIntoOnePlanOnTheOriginal) {
   }
   // Surgery only gathers: the stepped model equals the original pruned once by the composed plan.
   Model once = loadFixture("resnet");
-  ASSERT_TRUE(applyChannelPruning(once, analyzeChannels(*once.graph), r->allocation.plan).isOk());
+  ASSERT_TRUE(applyChannelPruning(once, analyzeChannels(once), r->allocation.plan).isOk());
   std::vector<float> pixels(3 * 784);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = std::sin(0.37 * i);
   const Tensor x = Tensor::fromVector<float>({3, 1, 28, 28}, pixels);
@@ -109,7 +109,7 @@ TEST(IterativePruneTest, StepsComposeIntoOnePlanOnTheOriginal) {
 
 TEST(IterativePruneTest, OneStepIsTheOneShotAllocation) {
   Model original = loadFixture("vgg_bn");
-  const ChannelAnalysis analysis = analyzeChannels(*original.graph);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   IterativePruneOptions o;
   o.step.criterion = "l2";
   o.step.allocation.target_params = 0.6;
@@ -129,7 +129,7 @@ TEST(IterativePruneTest, OneStepIsTheOneShotAllocation) {
 
 TEST(IterativePruneTest, RecoveryAfterEachStepAgainstEitherReference) {
   Model original = loadFixture("resnet");
-  const ChannelAnalysis analysis = analyzeChannels(*original.graph);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   auto train = fashionTrain();
   const CalibrationSource calibration{train.get(), 64, 32, 1};
   // Held-out images (beyond the calibration ones) to compare the logits on.
@@ -170,7 +170,7 @@ TEST(IterativePruneTest, RecoveryAfterEachStepAgainstEitherReference) {
 
 TEST(IterativePruneTest, RejectsBadOptions) {
   Model original = loadFixture("vgg_bn");
-  const ChannelAnalysis analysis = analyzeChannels(*original.graph);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   IterativePruneOptions o;
   o.step.allocation.target_macs = 0.5;
   o.steps = 0;

@@ -35,7 +35,7 @@ int64_t keptOf(const AllocationResult& r, const ChannelGroup& g) {
 
 TEST(AllocationTest, GlobalTargetMacsMetWithinOneChannel) {
   Model m = loadFixture("resnet");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   auto l1 = makeCriterion("l1");
   AllocationOptions o;
   o.mode = AllocationMode::kGlobal;
@@ -52,13 +52,13 @@ TEST(AllocationTest, GlobalTargetMacsMetWithinOneChannel) {
   EXPECT_GE(r->macs_after, target - one_channel);
   // Exactly what surgery gives.
   Model copy = loadFixture("resnet");
-  ASSERT_TRUE(applyChannelPruning(copy, analyzeChannels(*copy.graph), r->plan).isOk());
+  ASSERT_TRUE(applyChannelPruning(copy, analyzeChannels(copy), r->plan).isOk());
   EXPECT_EQ(computeModelStats(*copy.graph).macs, r->macs_after);
 }
 
 TEST(AllocationTest, UniformTargetParamsRoundToAndExclude) {
   Model m = loadFixture("vgg_bn");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   const ChannelGroup* first = nullptr;
   for (const ChannelGroup& g : a.groups)
     if (g.prunable && !first) first = &g;
@@ -82,7 +82,7 @@ TEST(AllocationTest, UniformTargetParamsRoundToAndExclude) {
 
 TEST(AllocationTest, FloorHoldsAndImpossibleTargetIsReported) {
   Model m = loadFixture("resnet");
-  const ChannelAnalysis a = analyzeChannels(*m.graph);
+  const ChannelAnalysis a = analyzeChannels(m);
   auto l1 = makeCriterion("l1");
   AllocationOptions o;
   o.mode = AllocationMode::kGlobal;

@@ -43,7 +43,7 @@ TEST(PruneEquivalenceTest, EveryPrunableGroupOfEveryFixture) {
     const auto path = testing::sourcePath(std::string("models/") + name + ".onnx");
     auto original = loadModel(path);
     ASSERT_TRUE(original.isOk()) << original.status().toString();
-    const ChannelAnalysis analysis = analyzeChannels(*original->graph);
+    const ChannelAnalysis analysis = analyzeChannels(*original);
     auto criterion = makeCriterion("l1");
     ASSERT_TRUE(criterion.isOk());
     for (const ChannelGroup& group : analysis.groups) {
@@ -59,12 +59,12 @@ TEST(PruneEquivalenceTest, EveryPrunableGroupOfEveryFixture) {
       // Zeroed original and pruned model, each from a fresh load (analysis is per model).
       auto zeroed = loadModel(path);
       ASSERT_TRUE(zeroed.isOk());
-      const ChannelAnalysis zeroed_analysis = analyzeChannels(*zeroed->graph);
+      const ChannelAnalysis zeroed_analysis = analyzeChannels(*zeroed);
       zeroConsumerSlices(*zeroed->graph, zeroed_analysis.groups[group.id], dropped);
       ASSERT_TRUE(verifyModel(*zeroed).isOk());
       auto pruned = loadModel(path);
       ASSERT_TRUE(pruned.isOk());
-      const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned->graph);
+      const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned);
       Status st = applyChannelPruning(*pruned, pruned_analysis, {{group.id, keep}});
       ASSERT_TRUE(st.isOk()) << st.toString();
 

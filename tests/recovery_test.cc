@@ -92,7 +92,7 @@ const ChannelGroup* groupOf(const ChannelAnalysis& a, const std::string& source_
 Model prunedCopy(const Model& original, const std::vector<GroupKeep>& plan) {
   auto copy = cloneModel(original);
   EXPECT_TRUE(copy.isOk());
-  const ChannelAnalysis analysis = analyzeChannels(*copy->graph);
+  const ChannelAnalysis analysis = analyzeChannels(*copy);
   Status st = applyChannelPruning(*copy, analysis, plan);
   EXPECT_TRUE(st.isOk()) << st.toString();
   return std::move(copy).value();
@@ -141,7 +141,7 @@ TEST_P(LeastSquaresConvTest, RecoversExactLinearCombination) {
   g.addOutput(conv2->output(0));
   ASSERT_TRUE(inferShapes(original).isOk());
 
-  const ChannelAnalysis analysis = analyzeChannels(g);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   const ChannelGroup* group = groupOf(analysis, "a");
   ASSERT_NE(group, nullptr);
   ASSERT_TRUE(group->prunable) << group->reason;
@@ -202,7 +202,7 @@ TEST(LeastSquaresTest, GemmAfterPoolingRecoversExactly) {
   gemm->setAttribute(Attribute::makeFloat("beta", 0.5f));
   g.addOutput(gemm->output(0));
   ASSERT_TRUE(inferShapes(original).isOk());
-  const ChannelAnalysis analysis = analyzeChannels(g);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   const ChannelGroup* group = groupOf(analysis, "a");
   ASSERT_NE(group, nullptr);
   ASSERT_TRUE(group->prunable) << group->reason;
@@ -236,7 +236,7 @@ TEST(LeastSquaresTest, MatMulRecoversExactly) {
                         {relu->output(0), g.addInitializer("w2", randomTensor({3, 4}, 22))}, {"y"});
   g.addOutput(mm2->output(0));
   ASSERT_TRUE(inferShapes(original).isOk());
-  const ChannelAnalysis analysis = analyzeChannels(g);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   const ChannelGroup* group = groupOf(analysis, "a");
   ASSERT_NE(group, nullptr);
   ASSERT_TRUE(group->prunable) << group->reason;
@@ -283,7 +283,7 @@ double residualBlockError(bool compensate) {
                 {"bn"});
   g.addOutput(g.addNode("Add", {bn->output(0), s}, {"y"})->output(0));
   EXPECT_TRUE(inferShapes(original).isOk());
-  const ChannelAnalysis analysis = analyzeChannels(g);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   const ChannelGroup* group = groupOf(analysis, "a");
   EXPECT_TRUE(group && group->prunable);
   if (!group) return 1;
@@ -323,7 +323,7 @@ TEST(LeastSquaresTest, RejectsBadArguments) {
   ASSERT_TRUE(inferShapes(original).isOk());
   auto copy = cloneModel(original);
   ASSERT_TRUE(copy.isOk());
-  const ChannelAnalysis analysis = analyzeChannels(g);
+  const ChannelAnalysis analysis = analyzeChannels(original);
   TensorReader reader(randomTensor({8, 6}, 2));
   auto no_data = reconstructLeastSquares(original, *copy, analysis, {}, CalibrationSource{});
   EXPECT_EQ(no_data.status().code(), StatusCode::kInvalidArgument);
@@ -487,7 +487,7 @@ TEST(RecoveryResnetTest, LeastSquaresBeatsBatchNormAndNone) {
   ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing: run tools/bootstrap.sh";
   auto original = loadModel(testing::sourcePath("models/resnet.onnx"));
   ASSERT_TRUE(original.isOk()) << original.status().toString();
-  const ChannelAnalysis analysis = analyzeChannels(*original->graph);
+  const ChannelAnalysis analysis = analyzeChannels(*original);
   auto criterion = makeCriterion("l1");
   ASSERT_TRUE(criterion.isOk());
   UniformPlanOptions plan_options;

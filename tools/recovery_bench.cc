@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   }
   auto original = loadModel(model_path);
   if (!original.isOk()) return fail(original.status());
-  const ChannelAnalysis analysis = analyzeChannels(*original->graph);
+  const ChannelAnalysis analysis = analyzeChannels(*original);
   auto criterion = makeCriterion("l1");
   if (!criterion.isOk()) return fail(criterion.status());
   UniformPlanOptions plan_options;
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   if (!plan.isOk()) return fail(plan.status());
   auto pruned = cloneModel(*original);
   if (!pruned.isOk()) return fail(pruned.status());
-  const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned->graph);  // same group ids
+  const ChannelAnalysis pruned_analysis = analyzeChannels(*pruned);  // same group ids
   if (Status s = applyChannelPruning(*pruned, pruned_analysis, *plan); !s.isOk()) return fail(s);
 
   data::Preprocess pre;

@@ -1,5 +1,5 @@
 #pragma once
-// Internal to analysis: the coupling builder that channel rules talk to.
+// Internal to analysis: the coupling builder that channel rules talk to, and the rule registry.
 
 #include <functional>
 #include <optional>
@@ -26,6 +26,10 @@ struct Edge {
 
 class CouplingBuilder {
  public:
+  explicit CouplingBuilder(int64_t opset) : opset_(opset) {}
+  // The default-domain opset the model imports: rules read attribute defaults and input
+  // positions by version.
+  int64_t opset() const { return opset_; }
   // The channel axis (1) of a floating-point activation of rank >= 2; nullopt for shape
   // tensors, scalars and the like, which carry no channels.
   std::optional<int> activation(const Value* v);
@@ -40,7 +44,8 @@ class CouplingBuilder {
   // Freezes the channel slots of every float input and output of the node.
   void freezeNode(const Node& node, const std::string& why);
   void groupAttr(int slot, const Node& node) { group_attr_nodes_.push_back({slot, &node}); }
-  void reshapeConstant(int slot, const Node& node) { reshape_nodes_.push_back({slot, &node}); }
+  // A literal in a constant shape input that spells the channel (or feature) count of `slot`.
+  void shapeLiteral(int slot, const ShapeLiteral& lit) { shape_literals_.push_back({slot, lit}); }
   int64_t sizeOf(int slot) const { return slots_[slot].size; }
 
   // Results, read by the analyzer.
@@ -51,7 +56,7 @@ class CouplingBuilder {
   std::vector<std::pair<int, const Node*>> producers_;
   std::vector<std::tuple<int, std::string, const Node*>> frozen_;
   std::vector<std::pair<int, const Node*>> group_attr_nodes_;
-  std::vector<std::pair<int, const Node*>> reshape_nodes_;
+  std::vector<std::pair<int, ShapeLiteral>> shape_literals_;
 
   int find(int s) {
     while (parent_[s] != s) s = parent_[s] = parent_[parent_[s]];
@@ -61,9 +66,29 @@ class CouplingBuilder {
  private:
   int slot(const Value* v, int axis, int64_t size);
   std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
+  int64_t opset_;
+};
+
+// A constant input of an op that runs along the channels of one of the op's activations: the
+// table every rule with weights or per-channel parameters declares, and that
+// checkChannelParameters verifies.
+struct ChannelInput {
+  int input = 0;  // node input index
+  int axis = 0;   // the input's axis along the channels
+  MemberRole role = MemberRole::kParameter;
+  bool of_output = false;             // the channels of output 0 (else of input 0)
+  int act_axis = 1;                   // the activation's axis they match (-1: its last axis)
+  const char* swap_if = nullptr;      // non-zero attribute: the input's axis is 1 - axis (transB)
+  const char* act_swap_if = nullptr;  // non-zero attribute: the activation's axis is 0 (transA)
+  const char* times = nullptr;        // attribute multiplying the length (Conv `group`)
+  bool broadcasts = false;  // numpy-broadcast against the activation: 1 or the channel count
 };
 
 using ChannelRule = std::function<void(const Node&, CouplingBuilder&)>;
-const std::unordered_map<std::string, ChannelRule>& channelRules();
+struct OpChannels {
+  ChannelRule rule;
+  std::vector<ChannelInput> inputs;  // its per-channel constant inputs (may be empty)
+};
+const std::unordered_map<std::string, OpChannels>& channelRules();
 
 }  // namespace nnc::analysis_internal

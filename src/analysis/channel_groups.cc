@@ -63,9 +63,13 @@ ChannelMapping through(const ChannelMapping& m, const analysis_internal::Edge& e
 
 }  // namespace
 
-ChannelAnalysis analyzeChannels(const Graph& graph) {
+ChannelAnalysis analyzeChannels(const Model& model) {
+  return analyzeChannels(*model.graph, model.opsetVersion(""));
+}
+
+ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   ChannelAnalysis result;
-  CouplingBuilder b;
+  CouplingBuilder b(opset);
   auto order = graph.topologicalOrder();
   if (!order.isOk()) return result;
 
@@ -76,7 +80,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph) {
                            (n->isDefaultDomain() ? n->opType() : n->domain() + "." + n->opType()));
       continue;
     }
-    rule->second(*n, b);
+    rule->second.rule(*n, b);
   }
   for (const Value* v : graph.inputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
@@ -157,8 +161,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph) {
     }
     for (const auto& [slot, node] : b.group_attr_nodes_)
       if (reached.count(b.find(slot))) g.group_attr_nodes.push_back(node);
-    for (const auto& [slot, node] : b.reshape_nodes_)
-      if (reached.count(b.find(slot))) g.reshape_nodes.push_back(node);
+    for (const auto& [slot, lit] : b.shape_literals_)
+      if (reached.count(b.find(slot))) g.shape_literals.push_back(lit);
     g.prunable = problem.empty();
     g.reason = problem;
     // MACs and params proportional to the channel count.
@@ -194,6 +198,59 @@ ChannelAnalysis analyzeChannels(const Graph& graph) {
     result.barriers.push_back({n, b.slots_[s].value->name(), why});
   }
   return result;
+}
+
+namespace {
+
+int64_t dimOf(const Value* v, int axis) {
+  if (const Tensor* t = v->constantData()) return axis < t->rank() ? t->dim(axis) : -1;
+  const auto& shape = v->type().shape;
+  if (!shape || axis >= static_cast<int>(shape->size())) return -1;
+  return (*shape)[axis].isKnown() ? (*shape)[axis].value : -1;
+}
+
+int rankOfValue(const Value* v) {
+  if (const Tensor* t = v->constantData()) return t->rank();
+  return v->type().shape ? static_cast<int>(v->type().shape->size()) : -1;
+}
+
+// "" when the entry agrees with its activation (or a size is unknown), else the mismatch.
+std::string parameterMismatch(const Node& n, const analysis_internal::ChannelInput& e) {
+  const Value* p = n.input(e.input);
+  const Value* act = e.of_output ? n.output(0) : n.input(0);
+  if (!p || !act) return "";
+  const int act_rank = rankOfValue(act), p_rank = rankOfValue(p);
+  if (act_rank < 1 || p_rank < 0) return "";
+  int act_axis = e.act_axis < 0 ? act_rank - 1 : e.act_axis;
+  if (e.act_swap_if && n.intAttr(e.act_swap_if, 0) != 0) act_axis = 0;
+  const int64_t channels = dimOf(act, act_axis);
+  if (channels < 0) return "";
+  int axis = e.swap_if && n.intAttr(e.swap_if, 0) != 0 ? 1 - e.axis : e.axis;
+  if (e.broadcasts) axis = p_rank - (act_rank - act_axis);
+  if (axis < 0) return "";  // broadcasts along the channels entirely
+  const int64_t len = dimOf(p, axis);
+  if (len < 0) return "";
+  const int64_t times = e.times ? n.intAttr(e.times, 1) : 1;
+  if (len * times == channels || (e.broadcasts && len == 1)) return "";
+  return std::string("input '") + p->name() + "' (" + memberRoleName(e.role) + ", axis " +
+         std::to_string(axis) + ") has " + std::to_string(len) +
+         (times != 1 ? " x " + std::to_string(times) : "") + " entries but '" + act->name() +
+         "' has " + std::to_string(channels) + " along axis " + std::to_string(act_axis);
+}
+
+}  // namespace
+
+Status checkChannelParameters(const Model& model) {
+  for (const auto& node : model.graph->nodes()) {
+    if (!node->isDefaultDomain()) continue;
+    auto it = channelRules().find(node->opType());
+    if (it == channelRules().end()) continue;
+    for (const auto& entry : it->second.inputs) {
+      const std::string problem = parameterMismatch(*node, entry);
+      if (!problem.empty()) return invalidModel(nodeLabel(node.get()) + ": " + problem);
+    }
+  }
+  return Status::ok();
 }
 
 }  // namespace nnc

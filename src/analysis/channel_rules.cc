@@ -89,6 +89,145 @@ std::string opLabel(const Node& n) {
   return n.opType() + (n.name().empty() ? "" : " '" + n.name() + "'");
 }
 
+bool isUsed(const Value* v) { return v && (!v->uses().empty() || v->isGraphOutput()); }
+
+// ------------------------------------------------------------------ shape tensors
+
+// Where one element of a 1-D int64 shape tensor comes from: a literal in a constant (which
+// surgery can rewrite), or dimension `axis` of Shape(of).
+struct ShapeSource {
+  enum Kind { kUnknown, kLiteral, kFromShape } kind = kUnknown;
+  int64_t literal = 0;
+  ShapeLiteral where;  // kLiteral: the constant holding it
+  const Value* of = nullptr;
+  int64_t axis = 0;
+};
+
+std::optional<int64_t> constantScalar(const Value* v) {
+  const Tensor* t = v ? v->constantData() : nullptr;
+  if (!t || t->numel() != 1) return std::nullopt;
+  return t->toInt64Vector()[0];
+}
+
+// Follows element `element` of `reader`'s input `input` back through Concat, Unsqueeze,
+// Squeeze, Cast, Identity, Gather and Slice of a Shape: the ops exporters build
+// `x.view(x.size(0), -1)` targets from.
+ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, int depth = 0) {
+  const Value* v = reader.input(input);
+  if (!v || depth > 16 || element < 0) return {};
+  if (const Tensor* t = v->constantData()) {
+    if (t->rank() > 1 || element >= t->numel()) return {};
+    if (t->dtype() != DType::kInt64 && t->dtype() != DType::kInt32) return {};
+    ShapeSource s;
+    s.kind = ShapeSource::kLiteral;
+    s.literal = t->toInt64Vector()[element];
+    s.where = {&reader, input, element, nullptr};
+    return s;
+  }
+  const Node* p = v->producer();
+  if (!p) return {};
+  const std::string& op = p->opType();
+  if (op == "Cast" || op == "Identity") return traceShapeElement(*p, 0, element, depth + 1);
+  if (op == "Unsqueeze" || op == "Squeeze") {
+    if (rankOf(p->input(0)) > 1 || rankOf(p->output(0)) > 1 || element != 0) return {};
+    return traceShapeElement(*p, 0, 0, depth + 1);
+  }
+  if (op == "Concat") {
+    for (size_t i = 0; i < p->numInputs(); ++i) {
+      auto part = staticShapeOf(p->input(i));
+      if (!part || part->size() != 1) return {};
+      if (element < (*part)[0])
+        return traceShapeElement(*p, static_cast<int>(i), element, depth + 1);
+      element -= (*part)[0];
+    }
+    return {};
+  }
+  const Node* shape = p->input(0) ? p->input(0)->producer() : nullptr;
+  auto fromShape = [&](int64_t index) -> ShapeSource {
+    if (!shape || !shape->isOp("Shape")) return {};
+    const int rank = rankOf(shape->input(0));
+    if (rank < 0) return {};
+    int64_t start = shape->intAttr("start", 0);
+    if (start < 0) start += rank;
+    if (index < 0) index += rank;
+    ShapeSource s;
+    s.kind = ShapeSource::kFromShape;
+    s.of = shape->input(0);
+    s.axis = start + index;
+    return s;
+  };
+  if (op == "Gather") {
+    const Tensor* idx = p->input(1) ? p->input(1)->constantData() : nullptr;
+    if (!idx || p->intAttr("axis", 0) != 0 || element >= idx->numel()) return {};
+    return fromShape(idx->toInt64Vector()[element]);
+  }
+  if (op == "Slice" && p->numInputs() >= 3) {
+    auto start = constantScalar(p->input(1));
+    const auto axes = p->input(3) ? constantScalar(p->input(3)) : std::optional<int64_t>(0);
+    const auto step = p->input(4) ? constantScalar(p->input(4)) : std::optional<int64_t>(1);
+    if (!start || *start < 0 || axes != 0 || step != 1) return {};
+    return fromShape(*start + element);
+  }
+  if (op == "Shape") {
+    shape = p;
+    return fromShape(element);
+  }
+  return {};
+}
+
+// Does a use of Shape(x)'s output read element `index` (the channel count)? Only Gather and
+// Slice with constant indices are known not to.
+bool useMayRead(const Use& u, int64_t index, int64_t shape_len) {
+  const Node& n = *u.node;
+  if (u.input_index != 0) return true;
+  auto norm = [&](int64_t i) { return i < 0 ? i + shape_len : i; };
+  if (n.isOp("Gather")) {
+    const Tensor* idx = n.input(1) ? n.input(1)->constantData() : nullptr;
+    if (!idx) return true;
+    for (int64_t i : idx->toInt64Vector())
+      if (norm(i) == index) return true;
+    return false;
+  }
+  if (n.isOp("Slice")) {
+    std::optional<int64_t> start, end, step = 1;
+    if (n.numInputs() >= 3) {
+      start = constantScalar(n.input(1));
+      end = constantScalar(n.input(2));
+      if (n.input(4)) step = constantScalar(n.input(4));
+    } else if (n.intsAttr("starts").size() == 1 && n.intsAttr("ends").size() == 1) {
+      start = n.intsAttr("starts")[0];
+      end = n.intsAttr("ends")[0];
+    }
+    if (!start || !end || step != 1) return true;
+    const int64_t s = std::clamp<int64_t>(norm(*start), 0, shape_len);
+    const int64_t e = std::clamp<int64_t>(norm(*end), 0, shape_len);
+    return s <= index && index < e;
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------ table-driven weights
+
+int resolvedAxis(const Node& n, int axis, const char* swap_if) {
+  return swap_if && n.intAttr(swap_if, 0) != 0 ? 1 - axis : axis;
+}
+
+// Couples every non-broadcasting entry of the op's table: weight slot with the channel slot of
+// input 0 or output 0. False when one of them is not a constant.
+bool coupleTable(const Node& n, CouplingBuilder& b, int x, int y, bool skip_consumer = false) {
+  for (const ChannelInput& e : channelRules().at(n.opType()).inputs) {
+    if (e.broadcasts || (skip_consumer && e.role == MemberRole::kConsumer)) continue;
+    if (!n.input(e.input)) {
+      if (e.role == MemberRole::kParameter) continue;  // optional bias
+      return false;
+    }
+    auto w = b.weight(n, e.input, resolvedAxis(n, e.axis, e.swap_if), e.role);
+    if (!w) return false;
+    b.same(e.of_output ? y : x, *w);
+  }
+  return true;
+}
+
 // ------------------------------------------------------------------ rules
 
 // Ops that keep the channel axis and never mix channels: X[:, c] only affects Y[:, c].
@@ -100,9 +239,28 @@ void passThrough(const Node& n, CouplingBuilder& b) {
     return;
   }
   b.same(*in, *out);
-  // Dropout's optional mask has the input's shape.
+  // Dropout's mask (a float tensor before opset 10) has the input's shape.
   for (size_t i = 1; i < n.numOutputs(); ++i)
     if (auto extra = b.activation(n.output(i))) b.same(*in, *extra);
+}
+
+// Clip: bounds are attributes before opset 11 and scalar inputs after.
+void clipRule(const Node& n, CouplingBuilder& b) {
+  for (size_t i = 1; i < n.numInputs(); ++i) {
+    const Value* bound = n.input(i);
+    if (bound && rankOf(bound) != 0 &&
+        !(staticShapeOf(bound) && shapeNumel(*staticShapeOf(bound)) == 1))
+      return b.freezeNode(n, opLabel(n) + " bound is not a scalar");
+  }
+  passThrough(n, b);
+}
+
+// Pools: per channel over space. MaxPool's Indices output (opset 8+) flattens the channel
+// index into its values.
+void poolRule(const Node& n, CouplingBuilder& b) {
+  if (isUsed(n.output(1)))
+    return b.freezeNode(n, opLabel(n) + " Indices output encodes the channel count");
+  passThrough(n, b);
 }
 
 void convRule(const Node& n, CouplingBuilder& b) {
@@ -111,21 +269,19 @@ void convRule(const Node& n, CouplingBuilder& b) {
   const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
   if (!w || w->rank() < 3) return b.freezeNode(n, opLabel(n) + " weight is not a constant tensor");
+  if (n.input(2) && !n.input(2)->constantData())
+    return b.freezeNode(n, opLabel(n) + " bias is not constant");
   const int64_t group = n.intAttr("group", 1);
   const int64_t c_in = b.sizeOf(*x);
   const int64_t c_out = w->dim(0);
   if (group == 1) {
-    b.same(*x, *b.weight(n, 1, 1, MemberRole::kConsumer));
-    b.same(*y, *b.weight(n, 1, 0, MemberRole::kProducer));
-    if (auto bias = b.weight(n, 2, 0, MemberRole::kParameter)) b.same(*y, *bias);
+    coupleTable(n, b, *x, *y);
     return;
   }
   if (group == c_in && w->dim(1) == 1 && c_out == c_in) {
     // Depthwise: input channel c makes output channel c; one channel space, `group` follows it.
-    auto wo = b.weight(n, 1, 0, MemberRole::kProducer);
     b.same(*x, *y);
-    b.same(*y, *wo);
-    if (auto bias = b.weight(n, 2, 0, MemberRole::kParameter)) b.same(*y, *bias);
+    coupleTable(n, b, *x, *y, /*skip_consumer=*/true);
     b.groupAttr(*y, n);
     return;
   }
@@ -141,9 +297,7 @@ void convTransposeRule(const Node& n, CouplingBuilder& b) {
   if (!w || w->rank() < 3) return b.freezeNode(n, opLabel(n) + " weight is not a constant tensor");
   if (n.intAttr("group", 1) != 1)
     return b.freezeNode(n, opLabel(n) + " is a grouped transposed convolution");
-  b.same(*x, *b.weight(n, 1, 0, MemberRole::kConsumer));
-  b.same(*y, *b.weight(n, 1, 1, MemberRole::kProducer));
-  if (auto bias = b.weight(n, 2, 0, MemberRole::kParameter)) b.same(*y, *bias);
+  if (!coupleTable(n, b, *x, *y)) b.freezeNode(n, opLabel(n) + " bias is not constant");
 }
 
 void gemmRule(const Node& n, CouplingBuilder& b) {
@@ -154,11 +308,12 @@ void gemmRule(const Node& n, CouplingBuilder& b) {
   if (!w || w->rank() != 2)
     return b.freezeNode(n, opLabel(n) + " weight B is not a constant matrix");
   if (n.intAttr("transA", 0)) return b.freezeNode(n, opLabel(n) + " uses transA=1");
-  const bool trans_b = n.intAttr("transB", 0) != 0;
-  b.same(*a, *b.weight(n, 1, trans_b ? 1 : 0, MemberRole::kConsumer));
-  b.same(*y, *b.weight(n, 1, trans_b ? 0 : 1, MemberRole::kProducer));
+  coupleTable(n, b, *a, *y);
+  // C broadcasts (unidirectionally from opset 7; with `broadcast=1` before): a per-output
+  // vector [N] or [1, N] is a parameter, a scalar is fine, anything else is not handled.
   if (const Value* c = n.input(2)) {
     auto cs = staticShapeOf(c);
+    const bool trans_b = n.intAttr("transB", 0) != 0;
     const int64_t n_out = trans_b ? w->dim(0) : w->dim(1);
     if (c->constantData() && cs && !cs->empty() && cs->back() == n_out &&
         shapeNumel(*cs) == n_out) {
@@ -176,22 +331,38 @@ void matmulRule(const Node& n, CouplingBuilder& b) {
   auto a = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!a || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static feature count");
-  b.same(*a, *b.weight(n, 1, 0, MemberRole::kConsumer));
-  b.same(*y, *b.weight(n, 1, 1, MemberRole::kProducer));
+  coupleTable(n, b, *a, *y);
 }
 
+// BatchNormalization: scale, B, mean, var per channel. Before opset 9 `spatial=0` makes them
+// per element; before 7 `is_test=0` and from 14 `training_mode=1` use batch statistics; the
+// training outputs (running/saved mean and variance) are not followed.
 void batchNormRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
+  if (b.opset() < 9 && n.intAttr("spatial", 1) == 0)
+    return b.freezeNode(n, opLabel(n) + " has spatial=0 (per-element parameters)");
+  if ((b.opset() < 7 && n.intAttr("is_test", 0) == 0) ||
+      (b.opset() >= 14 && n.intAttr("training_mode", 0) != 0))
+    return b.freezeNode(n, opLabel(n) + " is in training mode");
+  for (size_t i = 1; i < n.numOutputs(); ++i)
+    if (isUsed(n.output(i))) return b.freezeNode(n, opLabel(n) + " training outputs are used");
   b.same(*x, *y);
-  for (size_t i = 1; i < 5; ++i) {
-    auto p = b.weight(n, i, 0, MemberRole::kParameter);
-    if (!p) return b.freezeNode(n, opLabel(n) + " parameters are not constant");
-    b.same(*y, *p);
-  }
+  if (!coupleTable(n, b, *x, *y)) b.freezeNode(n, opLabel(n) + " parameters are not constant");
 }
 
+// InstanceNormalization: per channel over space; scale and B are per-channel parameters.
+void instanceNormRule(const Node& n, CouplingBuilder& b) {
+  auto x = b.activation(n.input(0));
+  auto y = b.activation(n.output(0));
+  if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
+  b.same(*x, *y);
+  if (!coupleTable(n, b, *x, *y)) b.freezeNode(n, opLabel(n) + " parameters are not constant");
+}
+
+// PRelu: the slope broadcasts unidirectionally against X from opset 7; before, only a single
+// shared slope is proven.
 void preluRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -200,11 +371,14 @@ void preluRule(const Node& n, CouplingBuilder& b) {
   const Tensor* slope = n.input(1) ? n.input(1)->constantData() : nullptr;
   if (!slope) return b.freezeNode(n, opLabel(n) + " slope is not constant");
   if (slope->numel() == 1) return;
-  // Broadcast against [N, C, ...]: a per-channel slope is [C, 1, ...] (rank = x rank - 1).
-  const int x_rank = rankOf(n.input(0));
-  if (slope->rank() == x_rank - 1 && slope->dim(0) == b.sizeOf(*x) &&
-      shapeNumel(slope->shape()) == slope->dim(0)) {
-    b.same(*y, *b.weight(n, 1, 0, MemberRole::kParameter));
+  if (b.opset() < 7)
+    return b.freezeNode(n, opLabel(n) + " has a non-scalar slope before opset 7 (legacy layout)");
+  const int channel_axis = slope->rank() - (rankOf(n.input(0)) - 1);
+  if (channel_axis < 0) return;  // the slope varies only along spatial axes
+  if (slope->dim(channel_axis) == 1) {
+    if (shapeNumel(slope->shape()) == 1) return;
+  } else if (slope->dim(channel_axis) == b.sizeOf(*x)) {
+    b.same(*y, *b.weight(n, 1, channel_axis, MemberRole::kParameter));
     return;
   }
   b.freezeNode(
@@ -212,8 +386,11 @@ void preluRule(const Node& n, CouplingBuilder& b) {
 }
 
 // Add, Mul, ... : each operand either carries the output's channels, broadcasts along them
-// (size 1), or is a constant per-channel parameter.
+// (size 1), or is a constant per-channel parameter. Before opset 7 Add/Sub/Mul/Div/Pow had a
+// `broadcast`/`axis` form that aligns B at `axis`: not proven here.
 void broadcastRule(const Node& n, CouplingBuilder& b) {
+  if (b.opset() < 7 && n.intAttr("broadcast", 0) != 0)
+    return b.freezeNode(n, opLabel(n) + " uses the legacy broadcast attribute (opset < 7)");
   auto y = b.activation(n.output(0));
   if (!y) {
     for (const Value* v : n.inputs())
@@ -246,6 +423,7 @@ void broadcastRule(const Node& n, CouplingBuilder& b) {
   }
 }
 
+// Concat: `axis` defaults to 1 in opset 1 and is required from 4.
 void concatRule(const Node& n, CouplingBuilder& b) {
   auto y = b.activation(n.output(0));
   if (!y) return;  // shape arithmetic, not feature maps
@@ -265,11 +443,11 @@ void concatRule(const Node& n, CouplingBuilder& b) {
   }
 }
 
+// Flatten: `axis` defaults to 1 in every version (negative from 11).
 void flattenRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
-  auto shape = n.input(0)->staticShape();
   const int rank = rankOf(n.input(0));
   int64_t axis = n.intAttr("axis", 1);
   if (axis < 0) axis += rank;
@@ -280,48 +458,71 @@ void flattenRule(const Node& n, CouplingBuilder& b) {
     if (!dim.isKnown()) return b.freezeNode(n, opLabel(n) + " input spatial size is not static");
     spatial *= dim.value;
   }
-  (void)shape;
   if (spatial == 1)
     b.same(*x, *y);
   else
     b.repeat(*x, *y, spatial);
 }
 
-// Reshape [N, C, H, W] -> [N, C*H*W] (or [N, C] when H*W == 1). Anything else mixes channels.
+int64_t knownProduct(const std::vector<Dim>& dims, size_t from) {
+  int64_t p = 1;
+  for (size_t d = from; d < dims.size(); ++d) {
+    if (!dims[d].isKnown()) return -1;
+    p *= dims[d].value;
+  }
+  return p;
+}
+
+// Reshape [N, C, H, W] -> [N, C*H*W] (or [N, C] when H*W == 1), or a reshape of the spatial
+// axes only. The target's batch entry must provably keep N, and its channel entry must follow
+// the pruned count: -1, 0 (copy, without allowzero) or a literal we rewrite (also one inside a
+// Concat with Shape-derived parts). Opset < 5 has the target as an attribute: not handled.
 void reshapeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " changes the channel layout");
+  if (b.opset() < 5) return b.freezeNode(n, opLabel(n) + " has its target as an attribute");
   const auto& xs = n.input(0)->type().shape;
   const auto& ys = n.output(0)->type().shape;
-  if (!xs || !ys) return b.freezeNode(n, opLabel(n) + " shapes are not known");
-  int64_t spatial = 1;
-  for (size_t d = 2; d < xs->size(); ++d) {
-    if (!(*xs)[d].isKnown())
-      return b.freezeNode(n, opLabel(n) + " input spatial size is not static");
-    spatial *= (*xs)[d].value;
-  }
-  const bool batch_kept = (*xs)[0] == (*ys)[0];
+  if (!xs || !ys || ys->size() < 2) return b.freezeNode(n, opLabel(n) + " shapes are not known");
+  const int64_t spatial = knownProduct(*xs, 2);
+  if (spatial < 0) return b.freezeNode(n, opLabel(n) + " input spatial size is not static");
   const int64_t c = b.sizeOf(*x);
-  if (ys->size() == 2 && batch_kept && (*ys)[1].isKnown() && (*ys)[1].value == c * spatial) {
-    if (spatial == 1)
-      b.same(*x, *y);
-    else
-      b.repeat(*x, *y, spatial);
-    b.reshapeConstant(*y, n);
-    return;
+  const bool allow_zero = n.intAttr("allowzero", 0) != 0;
+  const ShapeSource batch = traceShapeElement(n, 1, 0);
+  const ShapeSource feat = traceShapeElement(n, 1, 1);
+  auto copies = [&](const ShapeSource& s, int64_t axis) {
+    return (s.kind == ShapeSource::kLiteral && s.literal == 0 && !allow_zero) ||
+           (s.kind == ShapeSource::kFromShape && s.of == n.input(0) && s.axis == axis);
+  };
+  const bool batch_kept = (*xs)[0] == (*ys)[0] || copies(batch, 0) ||
+                          (batch.kind == ShapeSource::kLiteral && batch.literal == -1 &&
+                           knownProduct(*ys, 1) == c * spatial);
+  if (!batch_kept)
+    return b.freezeNode(n, opLabel(n) + " target does not provably keep the batch axis");
+  const bool flatten = ys->size() == 2 && (*ys)[1].isKnown() && (*ys)[1].value == c * spatial;
+  const bool spatial_only = ys->size() == xs->size() && (*ys)[1].isKnown() && (*ys)[1].value == c;
+  if (!flatten && !spatial_only)
+    return b.freezeNode(n, opLabel(n) + " reshape " + n.input(0)->type().toString() + " -> " +
+                               n.output(0)->type().toString() + " mixes channels");
+  const bool follows = (feat.kind == ShapeSource::kLiteral && feat.literal == -1) ||
+                       ((spatial_only || spatial == 1) && copies(feat, 1));
+  if (feat.kind == ShapeSource::kLiteral && feat.literal > 0) {
+    ShapeLiteral lit = feat.where;
+    lit.spells = n.output(0);
+    b.shapeLiteral(*y, lit);
+  } else if (!follows) {
+    return b.freezeNode(n,
+                        opLabel(n) + " target's channel entry is computed in a way not followed");
   }
-  if (ys->size() == xs->size() + 0 && batch_kept && (*ys)[1].isKnown() && (*ys)[1].value == c) {
-    // Channel axis untouched (e.g. spatial reshapes).
+  if (spatial_only || spatial == 1)
     b.same(*x, *y);
-    b.reshapeConstant(*y, n);
-    return;
-  }
-  b.freezeNode(n, opLabel(n) + " reshape " + n.input(0)->type().toString() + " -> " +
-                      n.output(0)->type().toString() + " mixes channels");
+  else
+    b.repeat(*x, *y, spatial);
 }
 
+// Transpose: perm defaults to reversing the axes.
 void transposeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -331,21 +532,25 @@ void transposeRule(const Node& n, CouplingBuilder& b) {
   b.freezeNode(n, opLabel(n) + " moves the channel axis");
 }
 
-std::vector<int64_t> axesInput(const Node& n, size_t index, const char* attr) {
-  if (const Value* v = n.input(index))
-    if (const Tensor* t = v->constantData()) return t->toInt64Vector();
-  return n.intsAttr(attr);
-}
-
-// Squeeze/Unsqueeze/Reduce*: fine while axes 0 and 1 stay where they are.
-void axesRule(const Node& n, CouplingBuilder& b, size_t axes_input, bool reduce) {
+// Squeeze/Unsqueeze/Reduce*: fine while axes 0 and 1 stay where they are. `axes` is an input
+// from opset `axes_input_from` (13 for Squeeze, Unsqueeze, ReduceSum; 18 for the other Reduce*).
+void axesRule(const Node& n, CouplingBuilder& b, int64_t axes_input_from, bool reduce) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
-  std::vector<int64_t> axes = axesInput(n, axes_input, "axes");
+  std::vector<int64_t> axes;
+  if (b.opset() >= axes_input_from) {
+    if (n.input(1)) {
+      const Tensor* t = n.input(1)->constantData();
+      if (!t) return b.freezeNode(n, opLabel(n) + " axes are computed at run time");
+      axes = t->toInt64Vector();
+    }
+  } else {
+    axes = n.intsAttr("axes");
+  }
+  const bool noop = reduce && b.opset() >= axes_input_from && n.intAttr("noop_with_empty_axes", 0);
+  if (axes.empty() && !noop) return b.freezeNode(n, opLabel(n) + " acts on all axes");
   const int rank = std::max(rankOf(n.input(0)), rankOf(n.output(0)));
-  if (axes.empty() && (reduce ? n.intAttr("noop_with_empty_axes", 0) == 0 : true))
-    return b.freezeNode(n, opLabel(n) + " acts on all axes");
   for (int64_t a : axes) {
     if (a < 0) a += rank;
     if (a <= 1) return b.freezeNode(n, opLabel(n) + " acts on the batch or channel axis");
@@ -356,32 +561,53 @@ void axesRule(const Node& n, CouplingBuilder& b, size_t axes_input, bool reduce)
   b.same(*x, *y);
 }
 
+// Pad: `paddings` attribute in opset 1, `pads` attribute in 2-10, an input from 11; the
+// optional `axes` input (18) says which axes the pads are for.
 void padRule(const Node& n, CouplingBuilder& b) {
-  std::vector<int64_t> pads = axesInput(n, 1, "pads");
   const int rank = rankOf(n.input(0));
-  if (n.input(1) && !n.input(1)->constantData())
-    return b.freezeNode(n, opLabel(n) + " pads are computed at run time");
-  if (n.input(3)) return b.freezeNode(n, opLabel(n) + " uses the axes input");
-  if (rank >= 2 && pads.size() == static_cast<size_t>(2 * rank) &&
-      (pads[1] != 0 || pads[1 + rank] != 0))
-    return b.freezeNode(n, opLabel(n) + " pads the channel axis");
+  std::vector<int64_t> pads, axes;
+  if (b.opset() >= 11) {
+    const Tensor* t = n.input(1) ? n.input(1)->constantData() : nullptr;
+    if (!t) return b.freezeNode(n, opLabel(n) + " pads are computed at run time");
+    pads = t->toInt64Vector();
+    if (n.input(3)) {
+      const Tensor* a = n.input(3)->constantData();
+      if (!a) return b.freezeNode(n, opLabel(n) + " axes are computed at run time");
+      axes = a->toInt64Vector();
+    }
+  } else {
+    pads = n.intsAttr(b.opset() < 2 ? "paddings" : "pads");
+  }
+  if (axes.empty())
+    for (int a = 0; a < rank; ++a) axes.push_back(a);
+  if (rank < 0 || pads.size() != 2 * axes.size())
+    return b.freezeNode(n, opLabel(n) + " pads do not match the input rank");
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+    if (a == 1 && (pads[i] != 0 || pads[i + axes.size()] != 0))
+      return b.freezeNode(n, opLabel(n) + " pads the channel axis");
+  }
   passThrough(n, b);
 }
 
+// Slice: attributes before opset 10, inputs (axes default 0..len(starts)-1) from 10.
 void sliceRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
   const int rank = rankOf(n.input(0));
   std::vector<int64_t> axes;
-  if (n.numInputs() >= 4 && n.input(3)) {
-    const Tensor* t = n.input(3)->constantData();
-    if (!t) return b.freezeNode(n, opLabel(n) + " axes are computed at run time");
-    axes = t->toInt64Vector();
-  } else if (n.numInputs() >= 3) {
-    const Tensor* starts = n.input(1) ? n.input(1)->constantData() : nullptr;
-    const int64_t count = starts ? starts->numel() : rank;
-    for (int64_t i = 0; i < count; ++i) axes.push_back(i);
+  if (b.opset() >= 10) {
+    if (n.input(3)) {
+      const Tensor* t = n.input(3)->constantData();
+      if (!t) return b.freezeNode(n, opLabel(n) + " axes are computed at run time");
+      axes = t->toInt64Vector();
+    } else {
+      auto starts = staticShapeOf(n.input(1));
+      if (!starts || starts->size() != 1)
+        return b.freezeNode(n, opLabel(n) + " starts have an unknown length");
+      for (int64_t i = 0; i < (*starts)[0]; ++i) axes.push_back(i);
+    }
   } else {
     axes = n.intsAttr("axes");
     if (axes.empty())
@@ -395,63 +621,176 @@ void sliceRule(const Node& n, CouplingBuilder& b) {
   b.same(*x, *y);
 }
 
+// Softmax/LogSoftmax/Hardmax. Before opset 13 the input is coerced to 2-D
+// [prod(d < axis), prod(d >= axis)] with axis defaulting to 1: any axis <= 1 normalises over
+// channels and space together. From 13 `axis` (default -1) is one axis.
 void softmaxRule(const Node& n, CouplingBuilder& b) {
   const int rank = rankOf(n.input(0));
-  int64_t axis = n.intAttr("axis", -1);
+  const bool coerced = b.opset() < 13;
+  int64_t axis = n.intAttr("axis", coerced ? 1 : -1);
   if (axis < 0) axis += rank;
-  if (axis == 1 || rank < 0) return b.freezeNode(n, opLabel(n) + " normalises across channels");
+  if (rank < 0) return b.freezeNode(n, opLabel(n) + " input rank is unknown");
+  if (coerced && axis <= 1)
+    return b.freezeNode(n, opLabel(n) + " (opset " + std::to_string(b.opset()) +
+                               ") normalises over channels and space together");
+  if (axis == 1) return b.freezeNode(n, opLabel(n) + " normalises across channels");
   passThrough(n, b);
 }
 
-// Ops that read only shapes or produce non-feature data: no couplings at all.
+// Resize (10: X, scales; 11/13/18/19: X, roi, scales, sizes; 18 adds `axes`) and Upsample
+// (7: `scales` attribute; 9: scales input). The channel axis must keep its size: a scale of
+// exactly 1, or a `sizes` entry that is a literal (rewritten by surgery) or Shape(X)[1].
+void resizeRule(const Node& n, CouplingBuilder& b) {
+  auto x = b.activation(n.input(0));
+  auto y = b.activation(n.output(0));
+  if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
+  const bool upsample = n.isOp("Upsample");
+  const int rank = rankOf(n.input(0));
+  int64_t pos = 1;  // the channel axis's entry in scales/sizes
+  if (!upsample && b.opset() >= 18 && !n.intsAttr("axes").empty()) {
+    const auto axes = n.intsAttr("axes");
+    pos = -1;
+    for (size_t i = 0; i < axes.size(); ++i)
+      if ((axes[i] < 0 ? axes[i] + rank : axes[i]) == 1) pos = static_cast<int64_t>(i);
+    if (pos < 0) return b.same(*x, *y);  // the channel axis is not resized
+  }
+  if (n.stringAttr("coordinate_transformation_mode", "") == "tf_crop_and_resize")
+    return b.freezeNode(n, opLabel(n) + " crops with a region of interest");
+  const int scales_input = upsample ? 1 : (b.opset() >= 11 ? 2 : 1);
+  const Value* sizes = !upsample && b.opset() >= 11 ? n.input(3) : nullptr;
+  const Tensor* sizes_t = sizes ? sizes->constantData() : nullptr;
+  if (sizes && !(sizes_t && sizes_t->numel() == 0)) {
+    if (n.stringAttr("keep_aspect_ratio_policy", "stretch") != "stretch")
+      return b.freezeNode(n, opLabel(n) + " keeps the aspect ratio across the channel axis");
+    const ShapeSource s = traceShapeElement(n, 3, pos);
+    if (s.kind == ShapeSource::kLiteral && s.literal == b.sizeOf(*x)) {
+      ShapeLiteral lit = s.where;
+      lit.spells = n.output(0);
+      b.shapeLiteral(*y, lit);
+    } else if (!(s.kind == ShapeSource::kFromShape && s.of == n.input(0) && s.axis == 1)) {
+      return b.freezeNode(n, opLabel(n) + " sizes entry for the channel axis is not followed");
+    }
+    return b.same(*x, *y);
+  }
+  std::vector<float> scales;
+  if (upsample && b.opset() < 9) {
+    if (const Attribute* a = n.findAttribute("scales")) scales = a->floats;
+  } else if (const Tensor* t =
+                 n.input(scales_input) ? n.input(scales_input)->constantData() : nullptr) {
+    if (t->dtype() == DType::kFloat32)
+      for (float f : t->data<float>()) scales.push_back(f);
+  }
+  if (pos >= static_cast<int64_t>(scales.size()))
+    return b.freezeNode(n, opLabel(n) + " scales are not a constant");
+  if (scales[pos] != 1.0f) return b.freezeNode(n, opLabel(n) + " scales the channel axis");
+  b.same(*x, *y);
+}
+
+// Shape: after pruning it reports the new channel count. Fine while no use reads element 1
+// (Gather/Slice of other elements), or `start`/`end` (opset 15) leave it out; otherwise the
+// channel count flows into arithmetic we do not follow.
+void shapeRule(const Node& n, CouplingBuilder& b) {
+  auto x = b.activation(n.input(0));
+  if (!x) return;
+  const int rank = rankOf(n.input(0));
+  int64_t start = n.intAttr("start", 0), end = n.intAttr("end", rank);
+  if (start < 0) start += rank;
+  if (end < 0) end += rank;
+  if (start > 1 || end <= 1) return;
+  const Value* out = n.output(0);
+  bool reads = out->isGraphOutput();
+  for (const Use& u : out->uses()) reads = reads || useMayRead(u, 1 - start, end - start);
+  if (reads)
+    b.freeze(*x,
+             opLabel(n) + " passes the channel count of '" + n.input(0)->name() +
+                 "' on to ops that are not followed",
+             &n);
+}
+
+// Size: the element count includes the channels.
+void sizeRule(const Node& n, CouplingBuilder& b) {
+  if (auto x = b.activation(n.input(0)))
+    b.freeze(*x, opLabel(n) + " reads the element count of '" + n.input(0)->name() + "'", &n);
+}
+
+// ConstantOfShape: a float activation whose channel count is spelled in a shape tensor.
+void constantOfShapeRule(const Node& n, CouplingBuilder& b) {
+  if (auto y = b.activation(n.output(0)))
+    b.freeze(*y, opLabel(n) + " makes a tensor whose channel count is a shape value", &n);
+}
+
+ChannelRule barrier(std::string why) {
+  return [why](const Node& n, CouplingBuilder& b) { b.freezeNode(n, opLabel(n) + " " + why); };
+}
+
+// Ops that only make non-feature data: no couplings at all.
 void noCoupling(const Node&, CouplingBuilder&) {}
+
+using R = MemberRole;
 
 }  // namespace
 
-const std::unordered_map<std::string, ChannelRule>& channelRules() {
-  static const std::unordered_map<std::string, ChannelRule> rules = [] {
-    std::unordered_map<std::string, ChannelRule> r;
-    for (const char* op : {"Relu",          "LeakyRelu",
-                           "Elu",           "Selu",
-                           "Sigmoid",       "HardSigmoid",
-                           "HardSwish",     "Tanh",
-                           "Clip",          "Softplus",
-                           "Softsign",      "Abs",
-                           "Neg",           "Exp",
-                           "Log",           "Sqrt",
-                           "Erf",           "Identity",
-                           "Dropout",       "Cast",
-                           "MaxPool",       "AveragePool",
-                           "LpPool",        "GlobalAveragePool",
-                           "GlobalMaxPool", "GlobalLpPool",
-                           "Resize",        "Upsample",
-                           "Floor",         "Ceil",
-                           "Round",         "Reciprocal",
-                           "Sign",          "InstanceNormalization"})
-      r[op] = passThrough;
+const std::unordered_map<std::string, OpChannels>& channelRules() {
+  static const std::unordered_map<std::string, OpChannels> rules = [] {
+    std::unordered_map<std::string, OpChannels> r;
+    // Elementwise on one tensor, every version: per channel.
+    for (const char* op :
+         {"Relu",     "LeakyRelu", "Elu",  "Selu",  "Sigmoid", "HardSigmoid", "HardSwish",  "Tanh",
+          "Softplus", "Softsign",  "Abs",  "Neg",   "Exp",     "Log",         "Sqrt",       "Erf",
+          "Identity", "Dropout",   "Cast", "Floor", "Ceil",    "Round",       "Reciprocal", "Sign"})
+      r[op] = {passThrough, {}};
+    r["Clip"] = {clipRule, {}};
+    for (const char* op :
+         {"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
+      r[op] = {poolRule, {}};
+    r["Resize"] = {resizeRule, {}};
+    r["Upsample"] = {resizeRule, {}};
     for (const char* op : {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"})
-      r[op] = broadcastRule;
-    r["Conv"] = convRule;
-    r["ConvTranspose"] = convTransposeRule;
-    r["Gemm"] = gemmRule;
-    r["MatMul"] = matmulRule;
-    r["BatchNormalization"] = batchNormRule;
-    r["PRelu"] = preluRule;
-    r["Concat"] = concatRule;
-    r["Flatten"] = flattenRule;
-    r["Reshape"] = reshapeRule;
-    r["Transpose"] = transposeRule;
-    r["Squeeze"] = [](const Node& n, CouplingBuilder& b) { axesRule(n, b, 1, false); };
-    r["Unsqueeze"] = [](const Node& n, CouplingBuilder& b) { axesRule(n, b, 1, false); };
-    for (const char* op : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
-                           "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"})
-      r[op] = [](const Node& n, CouplingBuilder& b) { axesRule(n, b, 1, true); };
-    r["Pad"] = padRule;
-    r["Slice"] = sliceRule;
-    r["Softmax"] = softmaxRule;
-    r["LogSoftmax"] = softmaxRule;
-    for (const char* op : {"Shape", "Size", "Constant", "ConstantOfShape", "Range"})
-      r[op] = noCoupling;
+      r[op] = {broadcastRule, {}};
+    // W [M, C/group, k...]: axis 1 (times group) reads X's channels, axis 0 makes Y's; B [M].
+    r["Conv"] = {convRule,
+                 {{1, 1, R::kConsumer, false, 1, nullptr, nullptr, "group"},
+                  {1, 0, R::kProducer, true},
+                  {2, 0, R::kParameter, true}}};
+    // W [C, M/group, k...]: axis 0 reads X's channels, axis 1 (times group) makes Y's; B [M].
+    r["ConvTranspose"] = {convTransposeRule,
+                          {{1, 0, R::kConsumer, false},
+                           {1, 1, R::kProducer, true, 1, nullptr, nullptr, "group"},
+                           {2, 0, R::kParameter, true}}};
+    // B [K, N] (transB: [N, K]); C broadcasts against Y [M, N].
+    r["Gemm"] = {gemmRule,
+                 {{1, 0, R::kConsumer, false, 1, "transB", "transA"},
+                  {1, 1, R::kProducer, true, 1, "transB"},
+                  {2, 0, R::kParameter, true, 1, nullptr, nullptr, nullptr, true}}};
+    r["MatMul"] = {matmulRule, {{1, 0, R::kConsumer, false, -1}, {1, 1, R::kProducer, true, -1}}};
+    r["BatchNormalization"] = {batchNormRule,
+                               {{1, 0, R::kParameter},
+                                {2, 0, R::kParameter},
+                                {3, 0, R::kParameter},
+                                {4, 0, R::kParameter}}};
+    r["InstanceNormalization"] = {instanceNormRule, {{1, 0, R::kParameter}, {2, 0, R::kParameter}}};
+    r["PRelu"] = {preluRule, {{1, 0, R::kParameter, false, 1, nullptr, nullptr, nullptr, true}}};
+    r["Concat"] = {concatRule, {}};
+    r["Flatten"] = {flattenRule, {}};
+    r["Reshape"] = {reshapeRule, {}};
+    r["Transpose"] = {transposeRule, {}};
+    r["Squeeze"] = {[](const Node& n, CouplingBuilder& b) { axesRule(n, b, 13, false); }, {}};
+    r["Unsqueeze"] = {[](const Node& n, CouplingBuilder& b) { axesRule(n, b, 13, false); }, {}};
+    r["ReduceSum"] = {[](const Node& n, CouplingBuilder& b) { axesRule(n, b, 13, true); }, {}};
+    for (const char* op : {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                           "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"})
+      r[op] = {[](const Node& n, CouplingBuilder& b) { axesRule(n, b, 18, true); }, {}};
+    r["Pad"] = {padRule, {}};
+    r["Slice"] = {sliceRule, {}};
+    for (const char* op : {"Softmax", "LogSoftmax", "Hardmax"}) r[op] = {softmaxRule, {}};
+    r["Shape"] = {shapeRule, {}};
+    r["Size"] = {sizeRule, {}};
+    r["ConstantOfShape"] = {constantOfShapeRule, {}};
+    for (const char* op : {"Constant", "Range"}) r[op] = {noCoupling, {}};
+    // Proven barriers, with the reason.
+    r["LRN"] = {barrier("sums squares across neighbouring channels"), {}};
+    r["GroupNormalization"] = {
+        barrier("normalises channels in groups: whole-group pruning is not implemented"), {}};
     return r;
   }();
   return rules;

@@ -68,7 +68,7 @@ Status runPrune(const PruneOptions& o) {
   if (!loaded.isOk()) return loaded.status().withContext(o.model_path);
   Model model = std::move(loaded).value();
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
-  const ChannelAnalysis analysis = analyzeChannels(*model.graph);
+  const ChannelAnalysis analysis = analyzeChannels(model);
   for (const std::string& name : o.exclude) {
     bool found = false;
     for (const auto& n : model.graph->nodes())

@@ -18,7 +18,7 @@ Status runReport(const ReportOptions& options) {
   ReportInput input{&model.value(), options.model_path, info.file_bytes, info.external_data_bytes,
                     info.shape_inference_note};
   std::optional<ChannelAnalysis> channels;
-  if (options.prunable || !options.html_path.empty()) channels = analyzeChannels(*model->graph);
+  if (options.prunable || !options.html_path.empty()) channels = analyzeChannels(*model);
   if (!options.html_path.empty()) {
     Status written =
         writeStringAtomically(options.html_path, modelReportHtml(input, stats, &channels.value()));

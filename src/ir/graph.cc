@@ -7,6 +7,14 @@ namespace nnc {
 
 // ---------------------------------------------------------------- ValueType
 
+bool ValueType::operator==(const ValueType& o) const {
+  if (dtype != o.dtype || opaque_type != o.opaque_type || denotation != o.denotation) return false;
+  if (shape.has_value() != o.shape.has_value()) return false;
+  if (!shape) return true;
+  return std::equal(shape->begin(), shape->end(), o.shape->begin(), o.shape->end(),
+                    [](const Dim& a, const Dim& b) { return a.identical(b); });
+}
+
 std::optional<Shape> ValueType::staticShape() const {
   if (!shape) return std::nullopt;
   Shape s;

@@ -65,7 +65,7 @@ StatusOr<double> measureQuality(State& state, const Model& model, int64_t limit)
 // (prune/iterative.h: the same step `nncompress prune --steps` takes).
 StatusOr<Model> pruneAndRecover(State& state, const Model& model, double fraction) {
   const CompressSetup& s = state.setup;
-  const ChannelAnalysis analysis = analyzeChannels(*model.graph);
+  const ChannelAnalysis analysis = analyzeChannels(model);
   const CalibrationSource calibration = calibrationOf(s);
   PruneStepOptions step;
   step.criterion = s.criterion;

@@ -121,7 +121,7 @@ int64_t roundKeep(int64_t keep, int64_t channels, int64_t round_to) {
 StatusOr<std::pair<int64_t, int64_t>> paramsAndMacsAfter(const Model& model,
                                                          const std::vector<GroupKeep>& plan) {
   NNC_ASSIGN_OR_RETURN(Model copy, cloneModel(model));
-  const ChannelAnalysis a = analyzeChannels(*copy.graph);
+  const ChannelAnalysis a = analyzeChannels(copy);
   NNC_RETURN_IF_ERROR(applyChannelPruning(copy, a, plan));
   const ModelStats s = computeModelStats(*copy.graph);
   return std::make_pair(s.params, s.macs);
@@ -226,7 +226,7 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
         previous_keep = keep;
         const double actual = double(c - keep) / c;
         NNC_ASSIGN_OR_RETURN(Model trial, cloneModel(model));
-        const ChannelAnalysis ta = analyzeChannels(*trial.graph);
+        const ChannelAnalysis ta = analyzeChannels(trial);
         NNC_RETURN_IF_ERROR(
             applyChannelPruning(trial, ta, {{s.group->id, topChannels(s.scores, keep)}}));
         NNC_ASSIGN_OR_RETURN(double loss, probe.loss(trial));

@@ -45,7 +45,7 @@ StatusOr<PruneStepResult> pruneStep(const Model& model, const ChannelAnalysis& a
       allocateChannels(model, analysis, *criterion, options.allocation, options.calibration));
   NNC_ASSIGN_OR_RETURN(Model pruned, cloneModel(model));
   PruneStepResult result{std::move(pruned), std::move(allocation), {}};
-  const ChannelAnalysis pruned_analysis = analyzeChannels(*result.pruned.graph);
+  const ChannelAnalysis pruned_analysis = analyzeChannels(result.pruned);
   if (options.merge) {
     NNC_ASSIGN_OR_RETURN(result.merges,
                          criterion->mergeRemoved(pruned_analysis, result.allocation.plan));
@@ -135,7 +135,7 @@ StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
   NNC_ASSIGN_OR_RETURN(Model current, cloneModel(original));
   bool all_met = true;
   for (int i = 1; i <= options.steps; ++i) {
-    const ChannelAnalysis current_analysis = analyzeChannels(*current.graph);
+    const ChannelAnalysis current_analysis = analyzeChannels(current);
     if (current_analysis.groups.size() != analysis.groups.size())
       return Status(StatusCode::kInternal, "pruning step " + std::to_string(i) +
                                                ": the channel groups changed after surgery");

@@ -1,5 +1,6 @@
 #include "nncompress/prune/surgery.h"
 
+#include <functional>
 #include <map>
 #include <set>
 
@@ -34,44 +35,54 @@ int inputIndexOf(const Node& n, const Value* v) {
   return -1;
 }
 
-}  // namespace
+std::vector<int64_t> droppedChannels(const ChannelGroup& g, const GroupKeep& k) {
+  std::vector<int64_t> dropped;
+  for (int64_t c = 0, i = 0; c < g.channels; ++c) {
+    if (i < static_cast<int64_t>(k.keep.size()) && k.keep[i] == c)
+      ++i;
+    else
+      dropped.push_back(c);
+  }
+  return dropped;
+}
 
-Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
-                           const std::vector<GroupKeep>& keeps) {
-  NNC_RETURN_IF_ERROR(validate(analysis, keeps));
-  Graph& graph = *model.graph;
+// Everything surgery will change, computed before the model is touched.
+struct Plan {
+  struct NewInput {
+    Node* node;
+    int index;
+    Tensor data;
+    bool in_place;  // the initializer is read only here: keep its name
+  };
+  std::vector<NewInput> inputs;
+  std::vector<std::pair<Node*, int64_t>> group_attrs;
+};
 
-  // 1. Each (node, input) weight that will be sliced gets its own initializer, so slicing one
-  //    layer's copy never changes another's (exporters share equal tensors, e.g. via Identity).
-  // Removed indices per (node, input) and axis, from every group: a tensor can hold several
-  // groups' channels (a Conv weight: outputs on axis 0, inputs on axis 1; a layer after a Concat:
-  // one range per part), so each axis keeps everything no group removes.
+// Removed indices per (node, input) and axis, from every group: a tensor can hold several
+// groups' channels (a Conv weight: outputs on axis 0, inputs on axis 1; a layer after a Concat:
+// one range per part), so each axis keeps everything no group removes.
+Status planWeights(const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps,
+                   Plan& plan) {
   std::map<std::pair<Node*, int>, std::map<int, std::set<int64_t>>> removed;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
-    std::vector<int64_t> dropped;
-    for (int64_t c = 0, i = 0; c < g.channels; ++c) {
-      if (i < static_cast<int64_t>(k.keep.size()) && k.keep[i] == c)
-        ++i;
-      else
-        dropped.push_back(c);
-    }
+    const std::vector<int64_t> dropped = droppedChannels(g, k);
     for (const GroupMember& m : g.members) {
       if (m.role == MemberRole::kActivation) continue;
       Node* node = const_cast<Node*>(m.node);
       const int index = inputIndexOf(*node, m.value);
-      if (index < 0) return internalError("channel analysis is stale: member not read by its node");
+      if (index < 0 || !m.value->constantData())
+        return internalError("channel analysis is stale: member not read by its node");
       auto& axis_set = removed[{node, index}][m.axis];
       for (int64_t idx : m.mapping.indices(dropped)) axis_set.insert(idx);
     }
   }
   for (auto& [key, axes] : removed) {
     auto [node, index] = key;
-    Value* v = node->input(index);
-    const bool exclusive =
-        v->isInitializer() && v->uses().size() == 1 && !v->isGraphInput() && !v->isGraphOutput();
+    const Value* v = node->input(index);
     Tensor data = *v->constantData();
     for (const auto& [axis, gone] : axes) {
+      if (axis >= data.rank()) return internalError("channel analysis is stale: axis out of range");
       std::vector<int64_t> keep;
       for (int64_t i = 0; i < data.dim(axis); ++i)
         if (!gone.count(i)) keep.push_back(i);
@@ -79,39 +90,122 @@ Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
       if (!sliced.isOk()) return sliced.status().withContext("slicing '" + v->name() + "'");
       data = std::move(sliced).value();
     }
-    if (exclusive) {
-      v->setInitializer(std::move(data));
-    } else {
-      node->setInput(index, graph.addInitializer(v->name() + "_pruned", std::move(data)));
-    }
+    const bool in_place =
+        v->isInitializer() && v->uses().size() == 1 && !v->isGraphInput() && !v->isGraphOutput();
+    plan.inputs.push_back({node, index, std::move(data), in_place});
   }
+  return Status::ok();
+}
 
-  // 2. Attributes and shape constants that spell out channel counts.
+Tensor shapeTensorLike(const Tensor& like, const std::vector<int64_t>& dims) {
+  if (like.dtype() == DType::kInt32)
+    return Tensor::fromVector<int32_t>(like.shape(),
+                                       std::vector<int32_t>(dims.begin(), dims.end()));
+  return Tensor::fromVector<int64_t>(like.shape(), dims);
+}
+
+// Depthwise `group` attributes and shape literals (Reshape targets, Resize sizes) that spell
+// channel counts. Several groups can shrink one literal (a Concat before a flatten).
+Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps,
+                  Plan& plan) {
+  std::map<const Node*, int64_t> group_attr;
+  std::map<std::tuple<const Node*, int, int64_t>, int64_t> literal_delta;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const int64_t removed = g.channels - static_cast<int64_t>(k.keep.size());
-    for (const Node* cn : g.group_attr_nodes) {
-      Node* n = const_cast<Node*>(cn);
-      n->setAttribute(Attribute::makeInt("group", n->intAttr("group", 1) - removed));
-    }
-    for (const Node* cn : g.reshape_nodes) {
-      Node* n = const_cast<Node*>(cn);
-      const Tensor* target = n->input(1) ? n->input(1)->constantData() : nullptr;
-      if (!target) continue;  // computed at run time from Shape: follows by itself
-      std::vector<int64_t> dims = target->toInt64Vector();
-      if (dims.size() < 2 || dims[1] <= 0) continue;  // -1 / 0 follow by themselves
+    for (const Node* n : g.group_attr_nodes) group_attr[n] += removed;
+    for (const ShapeLiteral& lit : g.shape_literals) {
       int64_t repeat = 1;
       for (const GroupMember& m : g.members)
-        if (m.value == n->output(0)) repeat = m.mapping.repeat;
-      dims[1] -= removed * repeat;
-      n->setInput(1, graph.addInitializer(
-                         n->input(1)->name() + "_pruned",
-                         Tensor::fromVector<int64_t>({static_cast<int64_t>(dims.size())}, dims)));
+        if (m.value == lit.spells) repeat = m.mapping.repeat;
+      literal_delta[{lit.node, lit.input, lit.element}] += removed * repeat;
     }
   }
-  graph.removeDeadNodes();
+  for (const auto& [n, removed] : group_attr)
+    plan.group_attrs.push_back({const_cast<Node*>(n), n->intAttr("group", 1) - removed});
+  // One new constant per (node, input), with every element's change.
+  std::map<std::pair<const Node*, int>, Tensor> literals;
+  for (const auto& [key, delta] : literal_delta) {
+    auto [n, input, element] = key;
+    auto it = literals.find({n, input});
+    if (it == literals.end()) {
+      const Tensor* t = n->input(input) ? n->input(input)->constantData() : nullptr;
+      if (!t) return internalError("channel analysis is stale: shape literal is not constant");
+      it = literals.emplace(std::make_pair(n, input), *t).first;
+    }
+    std::vector<int64_t> dims = it->second.toInt64Vector();
+    if (element >= static_cast<int64_t>(dims.size()) || dims[element] - delta <= 0)
+      return internalError("channel analysis is stale: shape literal out of range");
+    dims[element] -= delta;
+    it->second = shapeTensorLike(it->second, dims);
+  }
+  for (auto& [key, t] : literals)
+    plan.inputs.push_back({const_cast<Node*>(key.first), key.second, std::move(t), false});
+  return Status::ok();
+}
 
-  // 3. Every intermediate shape is stale: forget them and infer again.
+// Applies the plan, keeping what it takes to undo every step.
+class Transaction {
+ public:
+  explicit Transaction(Graph& graph) : graph_(graph) {
+    for (const auto& v : graph.values()) types_.emplace_back(v.get(), v->type());
+  }
+  ~Transaction() {
+    if (committed_) return;
+    for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) (*it)();
+    for (auto& [v, t] : types_) v->setType(std::move(t));
+  }
+  void commit() { committed_ = true; }
+
+  void apply(Plan& plan) {
+    for (Plan::NewInput& in : plan.inputs) {
+      Value* old = in.node->input(in.index);
+      if (in.in_place) {
+        auto previous = std::make_shared<Tensor>(std::move(*old->mutableInitializer()));
+        old->setInitializer(std::move(in.data));
+        undo_.push_back([old, previous] { old->setInitializer(std::move(*previous)); });
+        continue;
+      }
+      Value* added = graph_.addInitializer(old->name() + "_pruned", std::move(in.data));
+      in.node->setInput(in.index, added);
+      undo_.push_back([this, node = in.node, index = in.index, old, added] {
+        node->setInput(index, old);
+        graph_.eraseValue(added);
+      });
+    }
+    for (auto [n, group] : plan.group_attrs) {
+      const Attribute* a = n->findAttribute("group");
+      std::optional<Attribute> previous = a ? std::optional<Attribute>(*a) : std::nullopt;
+      n->setAttribute(Attribute::makeInt("group", group));
+      undo_.push_back([n, previous] {
+        if (previous)
+          n->setAttribute(*previous);
+        else
+          n->removeAttribute("group");
+      });
+    }
+  }
+
+ private:
+  Graph& graph_;
+  std::vector<std::pair<Value*, ValueType>> types_;
+  std::vector<std::function<void()>> undo_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
+                           const std::vector<GroupKeep>& keeps) {
+  NNC_RETURN_IF_ERROR(validate(analysis, keeps));
+  Graph& graph = *model.graph;
+  Plan plan;
+  NNC_RETURN_IF_ERROR(planWeights(analysis, keeps, plan));
+  NNC_RETURN_IF_ERROR(planShapes(analysis, keeps, plan));
+
+  Transaction tx(graph);
+  tx.apply(plan);
+  // Every intermediate shape is stale: forget them and infer again.
   for (const auto& v : graph.values()) {
     if (v->isGraphInput() || v->isInitializer() || v->isGraphOutput()) continue;
     ValueType t = v->type();
@@ -120,7 +214,11 @@ Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
     v->setType(t);
   }
   NNC_RETURN_IF_ERROR(inferShapes(model).withContext("re-inferring shapes after pruning"));
-  return verifyModel(model).withContext("graph invalid after pruning");
+  NNC_RETURN_IF_ERROR(verifyModel(model).withContext("graph invalid after pruning"));
+  NNC_RETURN_IF_ERROR(checkChannelParameters(model).withContext("after pruning"));
+  tx.commit();
+  graph.removeDeadNodes();
+  return Status::ok();
 }
 
 }  // namespace nnc

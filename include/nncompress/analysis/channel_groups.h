@@ -45,6 +45,16 @@ struct GroupMember {
   const Node* node = nullptr;  // the node that reads (or, for activations, produces) it
 };
 
+// A literal in a constant 1-D shape tensor that spells a count made of a group's channels: a
+// Reshape target's channel/feature entry (also inside Concat(..., constant)), a Resize `sizes`
+// entry. Surgery rewrites it to the pruned count.
+struct ShapeLiteral {
+  const Node* node = nullptr;     // the node reading the constant
+  int input = 0;                  // at this input index
+  int64_t element = 0;            // element of the 1-D constant
+  const Value* spells = nullptr;  // the activation whose axis-1 size the literal is
+};
+
 struct ChannelGroup {
   int id = 0;
   int64_t channels = 0;
@@ -56,8 +66,8 @@ struct ChannelGroup {
   int64_t params = 0;  // weight elements proportional to it
   // Nodes whose attributes depend on the channel count (depthwise Conv `group`).
   std::vector<const Node*> group_attr_nodes;
-  // Reshape nodes whose constant target holds a feature count derived from these channels.
-  std::vector<const Node*> reshape_nodes;
+  // Shape literals holding a channel or feature count derived from these channels.
+  std::vector<ShapeLiteral> shape_literals;
 };
 
 // A layer that cannot be pruned, and why (for `report --prunable`).
@@ -75,8 +85,16 @@ struct ChannelAnalysis {
   int64_t prunable_macs = 0;
 };
 
-// Needs static channel dims (run shape inference first: loadModel does).
-ChannelAnalysis analyzeChannels(const Graph& graph);
+// Needs static channel dims (run shape inference first: loadModel does). The rules read
+// attribute defaults and input positions by the model's default-domain opset.
+ChannelAnalysis analyzeChannels(const Model& model);
+ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset);
+
+// For every node whose op has per-channel inputs in the rule table (Conv/Gemm/MatMul weights,
+// biases, BatchNormalization and InstanceNormalization parameters, PRelu slope, ...): each such
+// input's length along its channel axis equals the channel count of the activation it applies
+// to, where both are known. Returns kInvalidModel naming the node and the mismatch.
+Status checkChannelParameters(const Model& model);
 
 // Op types that have a channel rule (the rest are barriers).
 std::vector<std::string> channelRuleOps();

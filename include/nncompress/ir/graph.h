@@ -24,7 +24,14 @@ struct Dim {
   int64_t value = -1;  // >= 0 when known
   std::string param;   // symbolic name when value < 0 (may be empty: unknown)
   bool isKnown() const { return value >= 0; }
-  bool operator==(const Dim&) const = default;
+  // Provably the same size: equal known values, or the same non-empty symbol. Two unknown dims
+  // are never equal (an unknown batch and an unknown -1 may differ at run time).
+  bool operator==(const Dim& o) const {
+    if (isKnown() || o.isKnown()) return value == o.value;
+    return !param.empty() && param == o.param;
+  }
+  // Spelled the same (for round trips): unknown equals unknown.
+  bool identical(const Dim& o) const { return value == o.value && param == o.param; }
   static Dim known(int64_t v) { return Dim{v, {}}; }
   static Dim symbol(std::string s) { return Dim{-1, std::move(s)}; }
 };
@@ -36,7 +43,8 @@ struct ValueType {
   std::optional<std::vector<Dim>> shape;  // nullopt: rank unknown
   std::string opaque_type;                // non-empty: serialized onnx TypeProto of a non-tensor
   std::string denotation;
-  bool operator==(const ValueType&) const = default;
+  // Structural (Dim::identical): a type read back equals the type written.
+  bool operator==(const ValueType& o) const;
   bool isTensor() const { return opaque_type.empty(); }
   // All dims known: the static shape.
   std::optional<Shape> staticShape() const;

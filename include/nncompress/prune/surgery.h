@@ -2,8 +2,9 @@
 // Pruning surgery (METHODS.md, method 1, stage 3): apply a keep-list per channel group to every
 // member: weights are gathered along their channel axis (with the group's Concat/Flatten index
 // mapping), depthwise Conv `group` and Reshape shape constants follow the new channel counts,
-// weights shared between layers are first given one copy per layer. Then shapes are re-inferred
-// and the graph verified.
+// weights shared between layers are first given one copy per layer. Then shapes are re-inferred,
+// the graph verified and every per-channel parameter checked against its channel count
+// (checkChannelParameters).
 
 #include <vector>
 
@@ -16,8 +17,10 @@ struct GroupKeep {
   std::vector<int64_t> keep;  // channel indices to keep, ascending
 };
 
-// `analysis` must describe `model` as it is now. Fails (and leaves the model unchanged) when a
-// keep-list names a group that is not prunable, is empty, or is out of range.
+// `analysis` must describe `model` as it is now. Fails when a keep-list names a group that is
+// not prunable, is empty, or is out of range, or when the pruned graph does not verify; on
+// every failure the model is left exactly as it was (all changes are planned first, applied
+// with an undo log, and rolled back unless every check passes).
 Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
                            const std::vector<GroupKeep>& keeps);
 

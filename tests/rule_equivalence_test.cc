@@ -1,0 +1,574 @@
+// One equivalence test per channel rule (issue 12): for every op in channelRuleOps(), a tiny
+// graph in which a channel group passes through the op. Either half of the group is pruned and
+// the result equals the zeroed-consumer oracle in our executor and in ONNX Runtime (relative
+// error <= 1e-5), or the op is asserted to be a barrier for that group. A registered op without
+// a case fails the coverage test.
+
+#include <gtest/gtest.h>
+#include <onnx/defs/parser.h>
+#include <onnx/onnx_pb.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "nncompress/analysis/channel_groups.h"
+#include "nncompress/exec/executor.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/prune/surgery.h"
+#include "ort_util.h"
+#include "prune_oracle.h"
+
+namespace nnc {
+namespace {
+
+using testing::TempDir;
+
+// ------------------------------------------------------------------ graph text
+
+std::string floats(int64_t n, std::mt19937& rng, float lo, float hi) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::string s;
+  for (int64_t i = 0; i < n; ++i) s += (i ? "," : "") + std::to_string(dist(rng));
+  return s;
+}
+
+std::string dims(const std::vector<int64_t>& shape, int64_t& n) {
+  std::string s;
+  n = 1;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + std::to_string(shape[i]);
+  for (int64_t d : shape) n *= d;
+  return s;
+}
+
+// A float initializer with random values in [lo, hi) (fixed seed per name).
+std::string rnd(const std::string& name, const std::vector<int64_t>& shape, float lo = -1.f,
+                float hi = 1.f) {
+  std::mt19937 rng(static_cast<unsigned>(std::hash<std::string>{}(name) % 100000 + 7));
+  int64_t n = 0;
+  const std::string d = dims(shape, n);
+  return "float[" + d + "] " + name + " = {" + floats(n, rng, lo, hi) + "}";
+}
+
+std::string ints(const std::string& name, const std::vector<int64_t>& values) {
+  std::string v;
+  for (size_t i = 0; i < values.size(); ++i) v += (i ? "," : "") + std::to_string(values[i]);
+  return "int64[" + std::to_string(values.size()) + "] " + name + " = {" + v + "}";
+}
+
+std::string flt(const std::string& name, const std::vector<float>& values) {
+  std::string v;
+  for (size_t i = 0; i < values.size(); ++i) v += (i ? "," : "") + std::to_string(values[i]);
+  return "float[" + std::to_string(values.size()) + "] " + name + " = {" + v + "}";
+}
+
+struct Case {
+  std::string name;
+  std::vector<std::string> ops;  // registered ops this case covers
+  int opset = 13;
+  std::string input = "float[1,3,6,6] x";
+  std::string body;
+  std::vector<std::string> inits;
+  std::string outputs = "y";
+  std::string group = "a";  // output of the group's source layer
+  std::string barrier;      // non-empty: the group must not be prunable, reason contains this
+};
+
+std::string modelText(const Case& c) {
+  std::string inits;
+  for (size_t i = 0; i < c.inits.size(); ++i) inits += (i ? ", " : "") + c.inits[i];
+  return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(c.opset) +
+         ", \"custom\" : 1]>\ng (" + c.input + ") => (" + c.outputs + ")\n" +
+         (inits.empty() ? "" : "<" + inits + ">\n") + "{\n" + c.body + "\n}\n";
+}
+
+StatusOr<Model> parse(const Case& c) {
+  onnx::ModelProto proto;
+  const std::string text = modelText(c);
+  onnx::OnnxParser parser(text.c_str());
+  auto st = parser.Parse(proto);
+  if (!st.IsOK()) return invalidModel(st.ErrorMessage());
+  return parseModel(proto.SerializeAsString());
+}
+
+// Conv(x) -> `ops` (reading a, writing o) -> 1x1 Conv: the usual sandwich.
+Case sandwich(std::string name, std::vector<std::string> ops, std::string body,
+              std::vector<std::string> inits = {}, int opset = 13, int64_t out_c = 4) {
+  Case c;
+  c.name = std::move(name);
+  c.ops = std::move(ops);
+  c.opset = opset;
+  c.body = "a = Conv <pads = [1, 1, 1, 1]> (x, w1, b1)\n" + body + "\ny = Conv (o, w2)";
+  c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), rnd("w2", {3, out_c, 1, 1})};
+  for (auto& i : inits) c.inits.push_back(std::move(i));
+  return c;
+}
+
+Case unary(const std::string& op, const std::string& attrs = "", bool positive = false) {
+  const std::string in = positive ? "s" : "a";
+  return sandwich(
+      op, {op},
+      (positive ? "s = Sigmoid (a)\n" : "") + std::string("o = ") + op + attrs + " (" + in + ")");
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> cs;
+  for (const char* op :
+       {"Relu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Softplus", "Softsign", "Abs",
+        "Neg", "Exp", "Erf", "Identity", "Floor", "Ceil", "Round", "Sign"})
+    cs.push_back(unary(op));
+  cs.push_back(unary("LeakyRelu", " <alpha = 0.2>"));
+  for (const char* op : {"Log", "Sqrt", "Reciprocal"}) cs.push_back(unary(op, "", true));
+  Case hs = unary("HardSwish");
+  hs.opset = 14;
+  cs.push_back(hs);
+  cs.push_back(unary("Cast", " <to = 1>"));
+  cs.push_back(sandwich("Dropout", {"Dropout"}, "o = Dropout (a)"));
+  cs.push_back(sandwich("Clip opset 13", {"Clip"}, "o = Clip (a, lo, hi)",
+                        {"float lo = {-0.3}", "float hi = {0.4}"}));
+  cs.push_back(
+      sandwich("Clip opset 9 attributes", {"Clip"}, "o = Clip <min = -0.3, max = 0.4> (a)", {}, 9));
+  // Pools.
+  cs.push_back(sandwich("MaxPool", {"MaxPool"}, "o = MaxPool <kernel_shape = [2, 2]> (a)"));
+  {
+    Case c = sandwich("MaxPool Indices used", {"MaxPool"},
+                      "o, idx = MaxPool <kernel_shape = [2, 2]> (a)");
+    c.outputs = "y, idx";
+    c.barrier = "Indices";
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("AveragePool", {"AveragePool"},
+                        "o = AveragePool <kernel_shape = [3, 3], strides = [2, 2]> (a)"));
+  cs.push_back(sandwich("LpPool", {"LpPool"}, "o = LpPool <kernel_shape = [2, 2]> (a)"));
+  for (const char* op : {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
+    cs.push_back(sandwich(op, {op}, std::string("o = ") + op + " (a)"));
+  // Resize / Upsample, every input layout.
+  cs.push_back(
+      sandwich("Resize 13 scales", {"Resize"}, "o = Resize (a, , sc)", {flt("sc", {1, 1, 2, 2})}));
+  cs.push_back(sandwich("Resize 13 sizes naming the channel count", {"Resize"},
+                        "o = Resize (a, , , sz)", {ints("sz", {1, 4, 9, 9})}));
+  {
+    Case c = sandwich("Resize 13 scaling channels", {"Resize"}, "o = Resize (a, , sc)",
+                      {flt("sc", {1, 2, 1, 1})}, 13, 8);
+    c.barrier = "scales the channel axis";
+    cs.push_back(c);
+  }
+  cs.push_back(
+      sandwich("Resize 10", {"Resize"}, "o = Resize (a, sc)", {flt("sc", {1, 1, 2, 2})}, 10));
+  cs.push_back(sandwich("Resize 11 linear", {"Resize"},
+                        "o = Resize <mode = \"linear\"> (a, roi, sc)",
+                        {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  cs.push_back(
+      sandwich("Upsample 9", {"Upsample"}, "o = Upsample (a, sc)", {flt("sc", {1, 1, 2, 2})}, 9));
+  cs.push_back(sandwich("Upsample 7 attribute", {"Upsample"},
+                        "o = Upsample <scales = [1.0, 1.0, 2.0, 2.0]> (a)", {}, 7));
+  // Broadcasting ops: a per-channel constant, and two activations.
+  for (const char* op : {"Add", "Sub", "Mul", "Max", "Min"})
+    cs.push_back(sandwich(op, {op}, std::string("o = ") + op + " (a, p)", {rnd("p", {4, 1, 1})}));
+  cs.push_back(sandwich("Div", {"Div"}, "o = Div (a, p)", {rnd("p", {4, 1, 1}, 0.5f, 2.f)}));
+  cs.push_back(sandwich("Pow", {"Pow", "Sigmoid"}, "s = Sigmoid (a)\no = Pow (s, p)",
+                        {rnd("p", {4, 1, 1}, 0.5f, 2.f)}));
+  for (const char* op : {"Sum", "Mean"})
+    cs.push_back(sandwich(op, {op}, std::string("r = Relu (a)\no = ") + op + " (a, r, p)",
+                          {rnd("p", {1, 4, 1, 1})}));
+  {
+    Case c = sandwich("Add legacy broadcast opset 6", {"Add"},
+                      "o = Add <broadcast = 1, axis = 1> (a, p)", {rnd("p", {4})}, 6);
+    c.barrier = "legacy broadcast";
+    cs.push_back(c);
+  }
+  // Layers.
+  cs.push_back(sandwich("Conv depthwise", {"Conv"}, "o = Conv <group = 4> (a, wd, bd)",
+                        {rnd("wd", {4, 1, 3, 3}), rnd("bd", {4})}));
+  {
+    Case c = sandwich("Conv grouped", {"Conv"}, "o = Conv <group = 2> (a, wg)",
+                      {rnd("wg", {4, 2, 1, 1})});
+    c.barrier = "grouped convolution";
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "ConvTranspose";
+    c.ops = {"ConvTranspose"};
+    c.body = "a = ConvTranspose <strides = [2, 2]> (x, wt, bt)\ny = Conv (a, w2)";
+    c.inits = {rnd("wt", {3, 4, 2, 2}), rnd("bt", {4}), rnd("w2", {3, 4, 1, 1})};
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "Gemm transB";
+    c.ops = {"Gemm"};
+    c.input = "float[2,6] x";
+    c.body = "a = Gemm <transB = 1> (x, g1, c1)\nr = Relu (a)\ny = Gemm (r, g2, c2)";
+    c.inits = {rnd("g1", {4, 6}), rnd("c1", {4}), rnd("g2", {4, 3}), rnd("c2", {1, 3})};
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "MatMul";
+    c.ops = {"MatMul"};
+    c.input = "float[2,6] x";
+    c.body = "a = MatMul (x, m1)\ny = MatMul (a, m2)";
+    c.inits = {rnd("m1", {6, 4}), rnd("m2", {4, 3})};
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich(
+      "BatchNormalization", {"BatchNormalization"}, "o = BatchNormalization (a, s, bb, mu, var)",
+      {rnd("s", {4}), rnd("bb", {4}), rnd("mu", {4}), rnd("var", {4}, 0.5f, 2.f)}));
+  cs.push_back(sandwich("BatchNormalization opset 7", {"BatchNormalization"},
+                        "o = BatchNormalization (a, s, bb, mu, var)",
+                        {rnd("s", {4}), rnd("bb", {4}), rnd("mu", {4}), rnd("var", {4}, 0.5f, 2.f)},
+                        7));
+  {
+    Case c = sandwich("BatchNormalization spatial=0", {"BatchNormalization"},
+                      "o = BatchNormalization <spatial = 0> (a, s, bb, mu, var)",
+                      {rnd("s", {4, 6, 6}), rnd("bb", {4, 6, 6}), rnd("mu", {4, 6, 6}),
+                       rnd("var", {4, 6, 6}, 0.5f, 2.f)},
+                      7);
+    c.barrier = "spatial=0";
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("InstanceNormalization", {"InstanceNormalization"},
+                        "o = InstanceNormalization (a, s, bb)", {rnd("s", {4}), rnd("bb", {4})}));
+  cs.push_back(sandwich("PRelu", {"PRelu"}, "o = PRelu (a, slope)", {rnd("slope", {4, 1, 1})}));
+  {
+    Case c = sandwich("LRN", {"LRN"}, "o = LRN <size = 3> (a)");
+    c.barrier = "channels";
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("GroupNormalization", {"GroupNormalization"},
+                      "o = GroupNormalization <num_groups = 2> (a, s, bb)",
+                      {rnd("s", {4}), rnd("bb", {4})}, 18);
+    c.barrier = "groups";
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("custom-domain op", {}, "o = custom.Mystery (a)");
+    c.barrier = "no channel rule";
+    cs.push_back(c);
+  }
+  // Layout ops.
+  {
+    Case c = sandwich("Concat", {"Concat"},
+                      "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\no = Concat <axis = 1> (a, a2)", {},
+                      13, 6);
+    c.inits.push_back(rnd("w3", {2, 3, 3, 3}));
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "Flatten";
+    c.ops = {"Flatten"};
+    c.body = "a = Conv <strides = [3, 3]> (x, w1, b1)\nf = Flatten (a)\ny = Gemm (f, g, c)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), rnd("g", {16, 5}), rnd("c", {5})};
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "Reshape literal target";
+    c.ops = {"Reshape"};
+    c.body = "a = Conv <strides = [3, 3]> (x, w1, b1)\nf = Reshape (a, t)\ny = Gemm (f, g, c)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), ints("t", {1, 16}), rnd("g", {16, 5}),
+               rnd("c", {5})};
+    cs.push_back(c);
+  }
+  {
+    // x.view(x.size(0), -1) as exporters write it with a literal feature count.
+    Case c;
+    c.name = "Reshape target Concat(Unsqueeze(Gather(Shape)), Constant)";
+    c.ops = {"Reshape", "Shape", "Constant", "Unsqueeze"};
+    c.input = "float[N,3,6,6] x";
+    c.body =
+        "a = Conv <strides = [3, 3]> (x, w1, b1)\nsh = Shape (a)\nn = Gather <axis = 0> (sh, "
+        "zero)\nnu = Unsqueeze (n, ax0)\nlit = Constant <value = int64[1] {16}> ()\nt = Concat "
+        "<axis = 0> (nu, lit)\nf = Reshape (a, t)\ny = Gemm (f, g, c)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}),    "int64 zero = {0}",
+               ints("ax0", {0}),        rnd("g", {16, 5}), rnd("c", {5})};
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "Reshape -1 of an unknown batch that is not the batch";
+    c.ops = {"Reshape"};
+    c.input = "float[N,3,6,6] x";
+    c.body = "a = Conv <pads = [1, 1, 1, 1]> (x, w1, b1)\no = Reshape (a, t)\ny = Conv (o, w2)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), ints("t", {-1, 4, 3, 6}),
+               rnd("w2", {3, 4, 1, 1})};
+    c.barrier = "batch";
+    cs.push_back(c);
+  }
+  cs.push_back(
+      sandwich("Transpose spatial", {"Transpose"}, "o = Transpose <perm = [0, 1, 3, 2]> (a)"));
+  {
+    Case c =
+        sandwich("Transpose default perm", {"Transpose"}, "t = Transpose (a)\no = Transpose (t)");
+    c.barrier = "moves the channel axis";
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "Squeeze then Unsqueeze (opset 13 inputs)";
+    c.ops = {"Squeeze", "Unsqueeze"};
+    c.body =
+        "a = Conv (x, w1, b1)\np = GlobalAveragePool (a)\ns = Squeeze (p, ax)\nu = Unsqueeze (s, "
+        "ax)\ny = Conv (u, w2)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), ints("ax", {2, 3}),
+               rnd("w2", {3, 4, 1, 1})};
+    cs.push_back(c);
+  }
+  {
+    Case c;
+    c.name = "Squeeze then Unsqueeze (opset 11 attributes)";
+    c.ops = {"Squeeze", "Unsqueeze"};
+    c.opset = 11;
+    c.body =
+        "a = Conv (x, w1, b1)\np = GlobalAveragePool (a)\ns = Squeeze <axes = [2, 3]> (p)\nu = "
+        "Unsqueeze <axes = [2, 3]> (s)\ny = Conv (u, w2)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), rnd("w2", {3, 4, 1, 1})};
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("ReduceSum axes input", {"ReduceSum"}, "o = ReduceSum (a, ax)",
+                        {ints("ax", {2, 3})}));
+  for (const char* op : {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1",
+                         "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp"})
+    cs.push_back(sandwich(op, {op}, std::string("o = ") + op + " <axes = [3]> (a)"));
+  {
+    Case c = sandwich("ReduceMean over channels", {"ReduceMean"}, "o = ReduceMean <axes = [1]> (a)",
+                      {}, 13, 1);
+    c.barrier = "channel axis";
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("Pad opset 13", {"Pad"}, "o = Pad (a, pads)",
+                        {ints("pads", {0, 0, 1, 2, 0, 0, 2, 1})}));
+  cs.push_back(sandwich("Pad opset 9 attribute", {"Pad"},
+                        "o = Pad <pads = [0, 0, 1, 2, 0, 0, 2, 1]> (a)", {}, 9));
+  {
+    Case c = sandwich("Pad channels opset 9", {"Pad"},
+                      "o = Pad <pads = [0, 1, 0, 0, 0, 0, 0, 0]> (a)", {}, 9, 5);
+    c.barrier = "pads the channel axis";
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("Slice opset 13", {"Slice"}, "o = Slice (a, st, en, ax)",
+                        {ints("st", {1}), ints("en", {5}), ints("ax", {2})}));
+  cs.push_back(sandwich("Slice opset 9 attributes", {"Slice"},
+                        "o = Slice <starts = [1], ends = [5], axes = [3]> (a)", {}, 9));
+  {
+    Case c = sandwich("Slice channels opset 9", {"Slice"},
+                      "o = Slice <starts = [0], ends = [2], axes = [1]> (a)", {}, 9, 2);
+    c.barrier = "slices the channel axis";
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("Softmax opset 11 default axis", {"Softmax"}, "o = Softmax (a)", {}, 11);
+    c.barrier = "channels and space together";
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("Softmax opset 13 axis -1", {"Softmax"}, "o = Softmax <axis = -1> (a)"));
+  cs.push_back(
+      sandwich("Softmax opset 11 axis 2", {"Softmax"}, "o = Softmax <axis = 2> (a)", {}, 11));
+  cs.push_back(sandwich("LogSoftmax", {"LogSoftmax"}, "o = LogSoftmax <axis = 2> (a)"));
+  cs.push_back(sandwich("Hardmax", {"Hardmax"}, "o = Hardmax (a)"));
+  {
+    Case c =
+        sandwich("LogSoftmax opset 13 axis 1", {"LogSoftmax"}, "o = LogSoftmax <axis = 1> (a)");
+    c.barrier = "across channels";
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("Size feeds arithmetic", {"Size"},
+                      "n = Size (a)\nnf = Cast <to = 1> (n)\no = Div (a, nf)");
+    c.barrier = "element count";
+    cs.push_back(c);
+  }
+  {
+    Case c =
+        sandwich("Shape feeds arithmetic", {"Shape"},
+                 "sh = Shape (a)\nk = Gather (sh, one)\nkf = Cast <to = 1> (k)\no = Div (a, kf)",
+                 {"int64 one = {1}"});
+    c.barrier = "channel count";
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("ConstantOfShape", {"ConstantOfShape"},
+                      "k = ConstantOfShape <value = float[1] {0.5}> (shp)\no = Add (a, k)",
+                      {ints("shp", {1, 4, 6, 6})});
+    c.barrier = "shape value";
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("Range beside the group", {"Range"}, "o = Relu (a)\nr = Range (s0, s1, s2)",
+                      {"int64 s0 = {0}", "int64 s1 = {5}", "int64 s2 = {1}"});
+    c.outputs = "y, r";
+    cs.push_back(c);
+  }
+  return cs;
+}
+
+// ------------------------------------------------------------------ checks
+
+// Random normal values; symbolic dims get size 2.
+Tensor randomInput(const Value* v) {
+  Shape shape;
+  for (const Dim& d : *v->type().shape) shape.push_back(d.isKnown() ? d.value : 2);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> values(shapeNumel(shape));
+  for (float& f : values) f = dist(rng);
+  return Tensor::fromVector<float>(shape, values);
+}
+
+std::vector<Tensor> runOurs(const Model& m, const Tensor& x) {
+  auto ex = exec::Executor::create(m, {1});
+  EXPECT_TRUE(ex.isOk()) << ex.status().toString();
+  if (!ex.isOk()) return {};
+  auto out = (*ex)->run({x});
+  EXPECT_TRUE(out.isOk()) << out.status().toString();
+  return out.isOk() ? std::move(out).value() : std::vector<Tensor>{};
+}
+
+const ChannelGroup* groupOf(const ChannelAnalysis& a, const std::string& source_output) {
+  for (const ChannelGroup& g : a.groups)
+    for (const Node* n : g.sources)
+      if (n->output(0)->name() == source_output) return &g;
+  return nullptr;
+}
+
+struct Counts {
+  int pruned = 0, barriers = 0, ours = 0, ort = 0;
+};
+
+void checkCase(const Case& c, const TempDir& dir, Counts& counts) {
+  SCOPED_TRACE(c.name + "\n" + modelText(c));
+  auto original = parse(c);
+  ASSERT_TRUE(original.isOk()) << original.status().toString();
+  const ChannelAnalysis analysis = analyzeChannels(*original);
+  const ChannelGroup* g = groupOf(analysis, c.group);
+  ASSERT_NE(g, nullptr);
+  if (!c.barrier.empty()) {
+    EXPECT_FALSE(g->prunable);
+    EXPECT_NE(g->reason.find(c.barrier), std::string::npos) << "reason: " << g->reason;
+    ++counts.barriers;
+    return;
+  }
+  ASSERT_TRUE(g->prunable) << g->reason;
+  std::vector<int64_t> keep, dropped;
+  for (int64_t ch = 0; ch < g->channels; ++ch) (ch % 2 ? keep : dropped).push_back(ch);
+
+  auto zeroed = parse(c);
+  auto pruned = parse(c);
+  ASSERT_TRUE(zeroed.isOk() && pruned.isOk());
+  const ChannelAnalysis za = analyzeChannels(*zeroed), pa = analyzeChannels(*pruned);
+  testing::zeroConsumerSlices(*zeroed->graph, za.groups[g->id], dropped);
+  Status st = applyChannelPruning(*pruned, pa, {{g->id, keep}});
+  ASSERT_TRUE(st.isOk()) << st.toString();
+  ASSERT_TRUE(checkChannelParameters(*pruned).isOk());
+  ++counts.pruned;
+
+  const Tensor x = randomInput(original->graph->inputs()[0]);
+  const std::string input_name = original->graph->inputs()[0]->name();
+  if (exec::unsupportedOps(*pruned).empty()) {
+    const auto want = runOurs(*zeroed, x), got = runOurs(*pruned, x);
+    ASSERT_EQ(want.size(), got.size());
+    ASSERT_FALSE(want.empty());
+    for (size_t i = 0; i < want.size(); ++i)
+      if (want[i].dtype() == DType::kFloat32) {
+        EXPECT_LE(testing::relativeMaxError(got[i], want[i]), 1e-5) << "our executor, output " << i;
+      }
+    ++counts.ours;
+  }
+  const auto zp = dir / "zeroed.onnx", pp = dir / "pruned.onnx";
+  ASSERT_TRUE(saveModel(*zeroed, zp).isOk());
+  ASSERT_TRUE(saveModel(*pruned, pp).isOk());
+  ASSERT_TRUE(checkModelFile(pp).isOk()) << checkModelFile(pp).toString();
+  auto want = testing::runOrt(zp, {{input_name, x}}, dir);
+  auto got = testing::runOrt(pp, {{input_name, x}}, dir);
+  ASSERT_TRUE(want.isOk()) << want.status().toString();
+  ASSERT_TRUE(got.isOk()) << got.status().toString();
+  ASSERT_EQ(want->size(), got->size());
+  for (size_t i = 0; i < want->size(); ++i)
+    if ((*want)[i].dtype() == DType::kFloat32) {
+      EXPECT_LE(testing::relativeMaxError((*got)[i], (*want)[i]), 1e-5) << "ORT, output " << i;
+    }
+  ++counts.ort;
+}
+
+TEST(RuleEquivalenceTest, EveryCasePrunesLikeTheOracleOrIsABarrier) {
+  ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing: run tools/bootstrap.sh";
+  TempDir dir;
+  Counts counts;
+  for (const Case& c : cases()) checkCase(c, dir, counts);
+  std::cout << "rule cases: " << counts.pruned << " pruned (" << counts.ours << " in our executor, "
+            << counts.ort << " in ONNX Runtime), " << counts.barriers << " barriers\n";
+  EXPECT_EQ(counts.ort, counts.pruned);
+  EXPECT_GT(counts.pruned, 60);
+}
+
+TEST(RuleEquivalenceTest, EveryRegisteredRuleHasACase) {
+  std::set<std::string> covered;
+  for (const Case& c : cases()) covered.insert(c.ops.begin(), c.ops.end());
+  const std::vector<std::string> ops = channelRuleOps();
+  int missing = 0;
+  for (const std::string& op : ops) {
+    if (covered.count(op)) continue;
+    ADD_FAILURE() << "channel rule for " << op << " has no equivalence case";
+    ++missing;
+  }
+  std::cout << "rule coverage: " << ops.size() - missing << " / " << ops.size() << " ops\n";
+  for (const std::string& op : covered)
+    EXPECT_TRUE(std::find(ops.begin(), ops.end(), op) != ops.end()) << op << " is not registered";
+}
+
+// ------------------------------------------------------------------ surgery and checks
+
+Case convBnConv() {
+  return sandwich("Conv BN Conv", {}, "o = BatchNormalization (a, s, bb, mu, var)",
+                  {rnd("s", {4}), rnd("bb", {4}), rnd("mu", {4}), rnd("var", {4}, 0.5f, 2.f)});
+}
+
+TEST(RuleEquivalenceTest, SurgeryLeavesTheModelUntouchedWhenItFailsLate) {
+  auto m = parse(convBnConv());
+  ASSERT_TRUE(m.isOk());
+  auto before = serializeModel(*m);
+  ASSERT_TRUE(before.isOk());
+  ChannelAnalysis a = analyzeChannels(*m);
+  const ChannelGroup* g = groupOf(a, "a");
+  ASSERT_TRUE(g && g->prunable);
+  // Forget the consumer: the producer and BatchNormalization get sliced, the next Conv still
+  // reads 4 channels, and the final check fails after every weight was already replaced.
+  ChannelGroup& bad = a.groups[g->id];
+  std::erase_if(bad.members, [](const GroupMember& m) { return m.role == MemberRole::kConsumer; });
+  Status st = applyChannelPruning(*m, a, {{bad.id, {0, 2}}});
+  ASSERT_FALSE(st.isOk());
+  auto after = serializeModel(*m);
+  ASSERT_TRUE(after.isOk());
+  EXPECT_TRUE(before.value() == after.value())
+      << "the model changed although pruning failed: " << st.toString();
+  EXPECT_TRUE(checkChannelParameters(*m).isOk());
+}
+
+TEST(RuleEquivalenceTest, CheckChannelParametersNamesTheMismatch) {
+  auto m = parse(convBnConv());
+  ASSERT_TRUE(m.isOk());
+  ASSERT_TRUE(checkChannelParameters(*m).isOk());
+  // A BatchNormalization scale for 5 channels on a 4-channel tensor.
+  m->graph->findValue("s")->setInitializer(Tensor::fromVector<float>({5}, {1, 2, 3, 4, 5}));
+  Status st = checkChannelParameters(*m);
+  ASSERT_FALSE(st.isOk());
+  EXPECT_EQ(st.code(), StatusCode::kInvalidModel);
+  EXPECT_NE(st.message().find("BatchNormalization"), std::string::npos) << st.toString();
+  EXPECT_NE(st.message().find("'s'"), std::string::npos) << st.toString();
+}
+
+TEST(RuleEquivalenceTest, UnknownDimsNeverCompareEqual) {
+  EXPECT_FALSE(Dim{} == Dim{});
+  EXPECT_FALSE(Dim::symbol("N") == Dim{});
+  EXPECT_TRUE(Dim::symbol("N") == Dim::symbol("N"));
+  EXPECT_FALSE(Dim::symbol("N") == Dim::symbol("M"));
+  EXPECT_TRUE(Dim::known(3) == Dim::known(3));
+  EXPECT_FALSE(Dim::known(3) == Dim::symbol("N"));
+  EXPECT_TRUE(Dim{}.identical(Dim{}));
+}
+
+}  // namespace
+}  // namespace nnc
