@@ -176,11 +176,17 @@ ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, in
 }
 
 // Does a use of Shape(x)'s output read element `index` (the channel count)? Only Gather and
-// Slice with constant indices are known not to.
+// Slice with constant indices are known not to; Cast and Identity pass the question on.
 bool useMayRead(const Use& u, int64_t index, int64_t shape_len) {
   const Node& n = *u.node;
   if (u.input_index != 0) return true;
   auto norm = [&](int64_t i) { return i < 0 ? i + shape_len : i; };
+  if (n.isOp("Cast") || n.isOp("Identity")) {
+    if (n.output(0)->isGraphOutput()) return true;
+    for (const Use& next : n.output(0)->uses())
+      if (useMayRead(next, index, shape_len)) return true;
+    return false;
+  }
   if (n.isOp("Gather")) {
     const Tensor* idx = n.input(1) ? n.input(1)->constantData() : nullptr;
     if (!idx) return true;
