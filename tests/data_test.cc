@@ -638,6 +638,12 @@ TEST_F(ImageFolderTest, ClassSubfoldersGiveLabels) {
 
   const Tensor all = mustRead(*reader, 0, 5);
   ASSERT_EQ(all.shape(), (Shape{5, 3, 64, 48}));
+  // --data-range 2:4 of a class folder: horse and camera, with their labels and class names.
+  auto slice = sliceData(mustOpen(path(), options({{"size", "64x48"}})), DataRange{2, 4});
+  ASSERT_TRUE(slice.isOk()) << slice.status().toString();
+  EXPECT_EQ((*slice)->labels(), (std::optional<std::vector<int64_t>>{{0, 1}}));
+  EXPECT_EQ((*slice)->classNames(), reader->classNames());
+  EXPECT_EQ(row(mustRead(**slice, 1, 1), 0), row(all, 3));
   for (int y = 0; y < 64; y += 7) {
     for (int x = 0; x < 48; x += 5) {
       EXPECT_EQ(at(all, 3, 0, y, x), at(all, 3, 1, y, x));  // camera: grey -> rgb
