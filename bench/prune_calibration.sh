@@ -20,7 +20,7 @@ measure() {  # prints "seconds peak_kb"
   cat "$tmp/time"
 }
 
-/usr/bin/python3 tools/doc_stamp.py
+/usr/bin/python3 tools/doc_stamp.py --binary "$bin"
 echo
 echo "| run | images | wall s | peak RSS MiB |"
 echo "|---|---|---|---|"

@@ -24,7 +24,7 @@ quantize() {  # model format out extra-args...
     --sqnr-samples 0 "$@" > /dev/null
 }
 
-echo "$(/usr/bin/python3 tools/doc_stamp.py) ITERS=$ITERS."
+echo "$(/usr/bin/python3 tools/doc_stamp.py --binary "$BIN") ITERS=$ITERS."
 echo
 echo "| model | input | float ms | QDQ int8 ms | QOperator int8 ms | QDQ speed-up | QOperator speed-up |"
 echo "|---|---|---|---|---|---|---|"

@@ -60,17 +60,20 @@ EOF
 )")
 done
 
+# Before the doc is truncated: the stamp's dirty flag looks at tracked files.
+stamp=$(/usr/bin/python3 tools/doc_stamp.py --binary "$bin")
+ort=$(/usr/bin/python3 tools/doc_stamp.py --ort-version)
 {
   echo "# compress results"
   echo
   echo "Written by \`tools/compress_results.sh $drop $size\` ($(nproc) cores, load average at the"
-  echo "end: $(cut -d' ' -f1-3 /proc/loadavg)). $(/usr/bin/python3 tools/doc_stamp.py)"
+  echo "end: $(cut -d' ' -f1-3 /proc/loadavg)). $stamp"
   echo "Demand: at most $drop points of top-1 accuracy lost on held-out validation images (the last"
   echo "10k Fashion-MNIST training images, \`--data train-images... --labels train-labels..."
   echo "--data-range 50000:60000\`), file size at most the original / ${size%x} (target \`$size\`)."
   echo "Calibration: the first 50k training images (\`--calib-range 0:50000\`). \`compress\` never"
   echo "sees the test set: the accuracy below is measured once, on the 10k test set, on the written"
-  echo "file by \`nncompress eval\` and by ONNX Runtime $(/usr/bin/python3 tools/doc_stamp.py --ort-version)."
+  echo "file by \`nncompress eval\` and by ONNX Runtime $ort."
   echo "The fixtures were trained on all 60k training images (models/README.md), so the validation"
   echo "images are not unseen by the float model: the drop measured there can differ from the test drop."
   echo "Exit 1 means the targets were not both met (the closest model is written with --keep-best)."

@@ -7,7 +7,7 @@ A generated table says which code made it and which ONNX Runtime checked it: the
 node_modules/onnxruntime-node/package.json. A cached result is only reused by the same build: the
 cache key is a hash of the nncompress binary (plus the ORT version when ORT measured the result).
 
-  /usr/bin/python3 tools/doc_stamp.py                      # one stamp line for a generated doc
+  /usr/bin/python3 tools/doc_stamp.py [--binary build/nncompress]   # one stamp line for a doc
   /usr/bin/python3 tools/doc_stamp.py --build-key build/nncompress   # a cache key for that build
   from doc_stamp import stamp, build_key                   # from a script in tools/ or bench/
 """
@@ -44,11 +44,14 @@ def ort_version():
         return "missing"
 
 
-def stamp():
-    """One line for the top of a generated doc or table."""
+def stamp(binary=None):
+    """One line for the top of a generated doc or table; with `binary`, also the build's hash
+    (the commit alone does not say which build a table came from). Call it before opening the
+    doc for writing: a truncated tracked file would mark the checkout dirty."""
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    return (f"Stamp: commit {git_commit()}, ONNX Runtime {ort_version()} (onnxruntime-node), "
-            f"{today} UTC.")
+    build = f", nncompress build {build_key(binary, with_ort=False)}" if binary else ""
+    return (f"Stamp: commit {git_commit()}{build}, ONNX Runtime {ort_version()} "
+            f"(onnxruntime-node), {today} UTC.")
 
 
 def build_key(binary, with_ort=True):
@@ -65,13 +68,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build-key", metavar="BINARY", help="print the cache key of this build")
     ap.add_argument("--ort-version", action="store_true", help="print the ONNX Runtime version")
+    ap.add_argument("--binary", help="stamp: also the hash of this nncompress build")
     a = ap.parse_args()
     if a.build_key:
         print(build_key(a.build_key))
     elif a.ort_version:
         print(ort_version())
     else:
-        print(stamp())
+        print(stamp(a.binary))
 
 
 if __name__ == "__main__":

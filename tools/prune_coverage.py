@@ -80,7 +80,7 @@ def main():
             print(f"{m}: {len(prunable)}/{len(groups)} prunable, MACs {pr['before']['macs']} -> "
                   f"{pr['after']['macs']}, ORT output {shape_pruned} {'ok' if ok else 'MISMATCH'}")
     lines = ["# Pruning coverage on torchvision architectures", "",
-             "Made by `tools/prune_coverage.py`. " + stamp(),
+             "Made by `tools/prune_coverage.py`. " + stamp(args.binary),
              "(random weights; each prunable channel group halved with",
              f"`nncompress prune --ratio 0.5`; the pruned model is run in ONNX Runtime {ort_version()} and its output",
              "shape compared with the original's). \"Prunable share\" is the share of MACs in layers that",
