@@ -30,6 +30,8 @@ field() { /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['$1']
 declare -a models=(models/vgg_bn.onnx models/resnet.onnx models/mobilenetv2.onnx models/densenet.onnx
   models/flatten_head.onnx "$tv/resnet18_dyn/resnet18.onnx")
 
+/usr/bin/python3 tools/doc_stamp.py --binary "$bin"
+echo
 echo "Load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; $repeats repeats per cell"
 echo
 echo "| model | threads | batch | nncompress img/s | ONNX Runtime img/s | ratio | nncompress eval throughput img/s |"

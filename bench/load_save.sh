@@ -47,6 +47,8 @@ row() {
   awk -v l="$label" -v s="$s" -v kb="$kb" -v b="$base_s" -v fb="$file_bytes" 'BEGIN {
     printf "| %s | %.2f | %.2fx | %.0f | %.2fx |\n", l, s, (b > 0 ? s / b : 0), kb / 1024, kb * 1024 / fb }'
 }
+/usr/bin/python3 tools/doc_stamp.py --binary "$bin"
+echo
 echo "Model: $model ($(awk -v b="$file_bytes" 'BEGIN{printf "%.1f MB", b/1e6}')), $runs runs each, $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
 echo "| step | median s | time vs protobuf | peak RSS MiB | RSS / file size |"

@@ -12,13 +12,16 @@ bin=${NNC_BIN:-build/nncompress}
 [ -x "$bin" ] || { echo "build first: cmake --build build --target nncompress" >&2; exit 2; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-train=(--data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530)
+train=(--data /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz --data-range 0:50000
+  --mean 0.2860 --std 0.3530)
 
 measure() {  # prints "seconds peak_kb"
   /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" >/dev/null 2>"$tmp/err" || { cat "$tmp/err" >&2; exit 1; }
   cat "$tmp/time"
 }
 
+/usr/bin/python3 tools/doc_stamp.py --binary "$bin"
+echo
 echo "| run | images | wall s | peak RSS MiB |"
 echo "|---|---|---|---|"
 for method in contribution activation; do

@@ -20,9 +20,12 @@ quantize() {  # model format out extra-args...
   local model=$1 format=$2 out=$3
   shift 3
   "$BIN" -q quantize "$model" -o "$out" --format "$format" --calib "$D/train-images-idx3-ubyte.gz" \
+    --calib-range 0:50000 \
     --sqnr-samples 0 "$@" > /dev/null
 }
 
+echo "$(/usr/bin/python3 tools/doc_stamp.py --binary "$BIN") ITERS=$ITERS."
+echo
 echo "| model | input | float ms | QDQ int8 ms | QOperator int8 ms | QDQ speed-up | QOperator speed-up |"
 echo "|---|---|---|---|---|---|---|"
 row() {  # name model shape extra-args...

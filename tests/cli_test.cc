@@ -258,3 +258,66 @@ TEST(RunCliTest, WritesOneNpyPerOutputAndBatch) {
 
 }  // namespace
 }  // namespace nnc
+
+namespace nnc {
+namespace {
+
+const std::string kFashionTest =
+    " --data /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --labels "
+    "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz --mean 0.2860 --std 0.3530";
+
+// --data-range slices the data and its labels alike: the last 100 test images are scored
+// against their own labels (misaligned labels would give about 10%).
+TEST(DataRangeCliTest, EvalOnASliceUsesTheSliceOfTheLabels) {
+  const std::string model = quote(testing::sourcePath("models/flatten_head.onnx"));
+  auto tail = runCli("eval " + model + kFashionTest + " --data-range 9900:10000 --json");
+  ASSERT_EQ(tail.exit_code, 0) << tail.err;
+  const auto j = nlohmann::json::parse(tail.out);
+  EXPECT_EQ(j["count"], 100);
+  EXPECT_GT(j["top1"].get<double>(), 0.8);
+  // 0:100 is --limit 100.
+  auto head = runCli("eval " + model + kFashionTest + " --data-range :100 --json");
+  auto limit = runCli("eval " + model + kFashionTest + " --limit 100 --json");
+  ASSERT_EQ(head.exit_code, 0) << head.err;
+  ASSERT_EQ(limit.exit_code, 0) << limit.err;
+  EXPECT_EQ(nlohmann::json::parse(head.out)["top1"], nlohmann::json::parse(limit.out)["top1"]);
+  EXPECT_EQ(nlohmann::json::parse(head.out)["count"], 100);
+}
+
+TEST(DataRangeCliTest, BadRangesAreUsageErrorsOnOneLine) {
+  testing::TempDir dir;
+  const std::string model = quote(testing::sourcePath("models/flatten_head.onnx"));
+  const struct {
+    std::string args;
+    const char* message;
+  } cases[] = {
+      {"eval " + model + kFashionTest + " --data-range 5:3", "--data-range: '5:3' is not a range"},
+      {"eval " + model + kFashionTest + " --data-range 10", "--data-range: '10' is not a range"},
+      {"eval " + model + kFashionTest + " --data-range 0:20000",
+       "t10k-images-idx3-ubyte.gz: range 0:20000 does not fit the 10000 samples"},
+      {"quantize " + model + " -o " + quote(dir / "q.onnx") +
+           " --calib /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --calib-range "
+           "9000:12000",
+       "range 9000:12000 does not fit the 10000 samples"},
+      {"quantize " + model + " -o " + quote(dir / "q.onnx") +
+           " --calib /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --calib-range x:",
+       "--calib-range: 'x:' is not a range"},
+      {"compress " + model + " -o " + quote(dir / "c.onnx") + kFashionTest +
+           " --calib-range 0:0 --max-accuracy-drop 1 --target-size 2x",
+       "--calib-range: '0:0' is not a range"},
+      {"prune " + model + " -o " + quote(dir / "p.onnx") +
+           " --ratio 0.5 --method activation --data "
+           "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --data-range 10000:",
+       "range 10000: does not fit the 10000 samples"},
+  };
+  for (const auto& c : cases) {
+    CommandResult r = runCli(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
+  }
+  EXPECT_EQ(dir.fileCount(), 0u);
+}
+
+}  // namespace
+}  // namespace nnc

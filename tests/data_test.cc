@@ -25,8 +25,11 @@ const std::string kFashion = "/usr/share/datasets/fashion-mnist/";
 const std::string kNodeData = std::string(NNC_TESTDATA_DIR) + "/node/";
 const std::string kSkimage = "/usr/lib/python3/dist-packages/skimage/data/";
 
-#define SKIP_WITHOUT(path, package) \
-  if (!fs::exists(path)) GTEST_SKIP() << (path) << " is missing: apt-get install -y " << (package)
+// Test data is installed by tools/bootstrap.sh: a missing file fails the test (never a skip
+// counted as a pass).
+#define REQUIRE_DATA(path, package)                                                          \
+  ASSERT_TRUE(fs::exists(path)) << (path) << " is missing: run tools/bootstrap.sh (apt-get " \
+                                << "install -y " << (package) << ")"
 
 std::vector<float> values(const Tensor& t) {
   auto d = t.data<float>();
@@ -119,7 +122,7 @@ const std::vector<int> kRow14 = {0,   0,   0,   0,   0,   0,   2,   4,   1,   0,
 
 TEST(IdxTest, FashionMnistT10kImagesAndLabels) {
   const std::string images = kFashion + "t10k-images-idx3-ubyte.gz";
-  SKIP_WITHOUT(images, "dataset-fashion-mnist");
+  REQUIRE_DATA(images, "dataset-fashion-mnist");
   auto reader = mustOpen(images);
   ASSERT_NE(reader, nullptr);
   EXPECT_EQ(reader->size(), 10000);
@@ -155,7 +158,7 @@ TEST(IdxTest, FashionMnistT10kImagesAndLabels) {
 
 TEST(IdxTest, NormalisationWithMeanAndStd) {
   const std::string images = kFashion + "t10k-images-idx3-ubyte.gz";
-  SKIP_WITHOUT(images, "dataset-fashion-mnist");
+  REQUIRE_DATA(images, "dataset-fashion-mnist");
   // The CLI.md example: --mean 0.2860 --std 0.3530.
   auto reader = mustOpen(images, options({{"mean", "0.2860"}, {"std", "0.3530"}}));
   ASSERT_NE(reader, nullptr);
@@ -170,7 +173,7 @@ TEST(IdxTest, NormalisationWithMeanAndStd) {
 
 TEST(IdxTest, BatchesAreConsistent) {
   const std::string images = kFashion + "t10k-images-idx3-ubyte.gz";
-  SKIP_WITHOUT(images, "dataset-fashion-mnist");
+  REQUIRE_DATA(images, "dataset-fashion-mnist");
   auto reader = mustOpen(images);
   ASSERT_NE(reader, nullptr);
   const Tensor ten = mustRead(*reader, 0, 10);
@@ -181,6 +184,53 @@ TEST(IdxTest, BatchesAreConsistent) {
   EXPECT_EQ(mustRead(*reader, 10000, 0).shape(), (Shape{0, 1, 28, 28}));
   expectError(reader->readBatch(9995, 6).status(), StatusCode::kInvalidArgument, "outside");
   expectError(reader->readBatch(-1, 1).status(), StatusCode::kInvalidArgument, "outside");
+}
+
+// --data-range: a slice reads the same samples as the whole set at the shifted index, and its
+// labels (from --labels or from class subfolders) are sliced alike.
+TEST(DataRangeTest, SliceReadsTheSameSamples) {
+  const std::string images = kFashion + "t10k-images-idx3-ubyte.gz";
+  REQUIRE_DATA(images, "dataset-fashion-mnist");
+  auto whole = mustOpen(images);
+  auto sliced = sliceData(mustOpen(images), DataRange{9990, 10000});
+  ASSERT_TRUE(sliced.isOk()) << sliced.status().toString();
+  EXPECT_EQ((*sliced)->size(), 10);
+  EXPECT_EQ((*sliced)->sampleShape(), (Shape{1, 28, 28}));
+  EXPECT_NE((*sliced)->description().find("range 9990:10000"), std::string::npos);
+  const Tensor ten = mustRead(**sliced, 0, 10);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(row(ten, i), row(mustRead(*whole, 9990 + i, 1), 0));
+  EXPECT_EQ(row(mustRead(**sliced, 3, 2), 1), row(mustRead(*whole, 9994, 1), 0));
+  expectError((*sliced)->readBatch(5, 6).status(), StatusCode::kInvalidArgument, "outside");
+
+  auto labels = readLabels(kFashion + "t10k-labels-idx1-ubyte.gz");
+  ASSERT_TRUE(labels.isOk());
+  auto tail = sliceLabels(*labels, DataRange{9990, -1});
+  ASSERT_TRUE(tail.isOk());
+  EXPECT_EQ(*tail, std::vector<int64_t>(labels->end() - 10, labels->end()));
+  EXPECT_EQ(tail->back(), 5);  // y[-1] (Python, above)
+  expectError(sliceLabels(*labels, DataRange{0, 10001}).status(), StatusCode::kInvalidArgument,
+              "does not fit the 10000 labels");
+  expectError(sliceData(mustOpen(images), DataRange{10000, -1}).status(),
+              StatusCode::kInvalidArgument, "range 10000: does not fit the 10000 samples");
+  // The whole range is the reader itself.
+  auto all = sliceData(mustOpen(images), DataRange{0, 10000});
+  ASSERT_TRUE(all.isOk());
+  EXPECT_EQ((*all)->description().find("range"), std::string::npos);
+}
+
+TEST(DataRangeTest, ParsesAAndBAndRefusesTheRest) {
+  const auto parsed = [](const std::string& text) {
+    auto r = parseDataRange(text);
+    EXPECT_TRUE(r.isOk()) << text << ": " << r.status().toString();
+    return r.isOk() ? std::pair<int64_t, int64_t>{r->begin, r->end} : std::pair<int64_t, int64_t>{};
+  };
+  EXPECT_EQ(parsed("50000:60000"), (std::pair<int64_t, int64_t>{50000, 60000}));
+  EXPECT_EQ(parsed("0:1"), (std::pair<int64_t, int64_t>{0, 1}));
+  EXPECT_EQ(parsed("100:"), (std::pair<int64_t, int64_t>{100, -1}));
+  EXPECT_EQ(parsed(":50000"), (std::pair<int64_t, int64_t>{0, 50000}));
+  for (const char* bad : {"", ":", "5", "5:5", "6:5", "-1:5", "1:-5", "a:b", "1:2:3", " 1:2",
+                          "1.5:3", "0x1:5", "99999999999999999999:1"})
+    expectError(parseDataRange(bad).status(), StatusCode::kInvalidArgument, "is not a range");
 }
 
 // IDX written by hand: uncompressed, big-endian int16 data, and 1-D labels.
@@ -218,7 +268,7 @@ TEST(IdxTest, UncompressedBigEndianTypes) {
 
 TEST(IdxTest, TruncatedGzip) {
   const std::string labels = kFashion + "t10k-labels-idx1-ubyte.gz";
-  SKIP_WITHOUT(labels, "dataset-fashion-mnist");
+  REQUIRE_DATA(labels, "dataset-fashion-mnist");
   TempDir dir;
   writeText(dir / "cut.gz", nnc::testing::readText(labels).substr(0, 1000));
   const std::string path = (dir / "cut.gz").string();
@@ -328,7 +378,7 @@ TEST(NpyTest, RejectsWhatItCannotRead) {
 //                   0.505882382392883, 0.585620880126953]; a[199, 24, 24] = 0.047712419182062205
 TEST(NpyTest, ReadsNumpyWrittenFiles) {
   const std::string lfw = kSkimage + "lfw_subset.npy";
-  SKIP_WITHOUT(lfw, "python3-skimage");
+  REQUIRE_DATA(lfw, "python3-skimage");
   auto reader = mustOpen(lfw);
   ASSERT_NE(reader, nullptr);
   EXPECT_EQ(reader->size(), 200);
@@ -396,7 +446,7 @@ TEST(NpyTest, ImagePreprocessingOnArrays) {
 
 TEST(TensorProtoTest, OnnxTestDataFolder) {
   const std::string relu = kNodeData + "test_relu/test_data_set_0";
-  SKIP_WITHOUT(relu, "libonnx-testdata");
+  REQUIRE_DATA(relu, "libonnx-testdata");
   // input_0.pb is float [3, 4, 5]; output_0.pb is the expected Relu output (ignored as data).
   auto reader = mustOpen(relu);
   ASSERT_NE(reader, nullptr);
@@ -424,7 +474,7 @@ TEST(TensorProtoTest, OnnxTestDataFolder) {
 
 TEST(TensorProtoTest, Uint8DataGetsDefaultScale) {
   const std::string dir = kNodeData + "test_add_uint8/test_data_set_0";
-  SKIP_WITHOUT(dir, "libonnx-testdata");
+  REQUIRE_DATA(dir, "libonnx-testdata");
   TempDir tmp;
   fs::copy_file(dir + "/input_0.pb", tmp / "input_0.pb");
   auto reader = mustOpen(tmp.path().string());
@@ -440,7 +490,7 @@ TEST(TensorProtoTest, Uint8DataGetsDefaultScale) {
 
 TEST(TensorProtoTest, SeveralInputsWithDifferentShapesAreAnError) {
   const std::string dir = kNodeData + "test_basic_conv_with_padding/test_data_set_0";
-  SKIP_WITHOUT(dir, "libonnx-testdata");
+  REQUIRE_DATA(dir, "libonnx-testdata");
   // x is [1, 1, 5, 5] = 0..24 (onnx/backend/test/case/node/conv.py); W is [1, 1, 3, 3].
   auto x = readTensorProtoFile(dir + "/input_0.pb");
   ASSERT_TRUE(x.isOk());
@@ -525,7 +575,7 @@ TEST(TensorProtoTest, HandEncodedFieldsAndNaturalOrder) {
 
 TEST(TensorProtoTest, NotATensorProto) {
   const std::string seq = kNodeData + "test_identity_sequence/test_data_set_0/input_0.pb";
-  SKIP_WITHOUT(seq, "libonnx-testdata");
+  REQUIRE_DATA(seq, "libonnx-testdata");
   // A SequenceProto, not a TensorProto.
   expectError(openData(seq).status(), StatusCode::kInvalidArgument, seq + ": ");
   // A scalar has no sample axis.
@@ -545,10 +595,7 @@ TEST(TensorProtoTest, NotATensorProto) {
 //   rocket.jpg 427x640 RGB (libjpeg): [0,0] = (17,33,58), [200,300] = (52,68,104)
 class ImageFolderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (!fs::exists(kSkimage + "astronaut.png"))
-      GTEST_SKIP() << "scikit-image data missing: apt-get install -y python3-skimage";
-  }
+  void SetUp() override { REQUIRE_DATA(kSkimage + "astronaut.png", "python3-skimage"); }
   // Copies skimage files into `dir`/`sub`.
   void copy(const std::string& sub, const std::vector<std::string>& files) {
     fs::create_directories(dir_ / sub);
@@ -591,6 +638,12 @@ TEST_F(ImageFolderTest, ClassSubfoldersGiveLabels) {
 
   const Tensor all = mustRead(*reader, 0, 5);
   ASSERT_EQ(all.shape(), (Shape{5, 3, 64, 48}));
+  // --data-range 2:4 of a class folder: horse and camera, with their labels and class names.
+  auto slice = sliceData(mustOpen(path(), options({{"size", "64x48"}})), DataRange{2, 4});
+  ASSERT_TRUE(slice.isOk()) << slice.status().toString();
+  EXPECT_EQ((*slice)->labels(), (std::optional<std::vector<int64_t>>{{0, 1}}));
+  EXPECT_EQ((*slice)->classNames(), reader->classNames());
+  EXPECT_EQ(row(mustRead(**slice, 1, 1), 0), row(all, 3));
   for (int y = 0; y < 64; y += 7) {
     for (int x = 0; x < 48; x += 5) {
       EXPECT_EQ(at(all, 3, 0, y, x), at(all, 3, 1, y, x));  // camera: grey -> rgb

@@ -79,6 +79,34 @@ TEST(ModelStatsTest, UnknownShapesAreCountedAsUnknownNotZero) {
   EXPECT_FALSE(s.layers[0].macs.has_value());
 }
 
+// ReLU6 as exported: Clip(x, Constant 0, Constant 6). The bounds configure the op, they are not
+// learnt weights: no params, whether held in Constant nodes or in initializers; a float
+// initializer read both as a Clip bound and as a Mul weight is a weight (counted once).
+TEST(ModelStatsTest, ClipBoundsAndOtherSettingsAreNotParams) {
+  Model m = makeModel();
+  Graph& g = *m.graph;
+  Value* y = g.findValue("y");
+  Node* lo = g.addNode("Constant", {}, {"lo"});
+  lo->setAttribute(Attribute::makeTensor("value", Tensor::fromVector<float>({}, {0.f})));
+  Value* hi = g.addInitializer("hi", Tensor::fromVector<float>({}, {6.f}));
+  Node* clip = g.addNode("Clip", {y, lo->output(), hi}, {"relu6"});
+  Value* pads = g.addInitializer("pads", Tensor::fromVector<int64_t>({4}, {0, 1, 0, 1}));
+  Value* fill = g.addInitializer("fill", Tensor::fromVector<float>({}, {0.5f}));
+  Node* pad = g.addNode("Pad", {clip->output(), pads, fill}, {"padded"});
+  g.addOutput(pad->output());
+  const int64_t weights = 3 * 2 * 3 * 3 + 3 + 4 * 75;
+  ModelStats s = computeModelStats(g);
+  EXPECT_EQ(s.params, weights);
+  EXPECT_EQ(s.weight_bytes_by_dtype.at("float32"), 4 * weights);
+  for (const LayerStats& l : s.layers) EXPECT_FALSE(l.node->isOp("Clip") || l.node->isOp("Pad"));
+
+  Value* scale = g.addInitializer("scale", Tensor::fromVector<float>({}, {2.f}));
+  Node* clip2 = g.addNode("Clip", {pad->output(), lo->output(), scale}, {"clip2"});
+  Node* mul = g.addNode("Mul", {clip2->output(), scale}, {"scaled"});
+  g.addOutput(mul->output());
+  EXPECT_EQ(computeModelStats(g).params, weights + 1);
+}
+
 // The committed fixtures: params equal the weight elements in the file, MACs equal what the
 // training script computed with torch hooks.
 TEST(ModelStatsTest, FixturesMatchTrainingScriptCounts) {

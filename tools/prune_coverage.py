@@ -19,6 +19,8 @@ import tempfile
 
 import numpy as np
 
+from doc_stamp import ort_version, stamp  # same folder
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = ("resnet18 resnet50 resnext50_32x4d mobilenet_v2 mobilenet_v3_small efficientnet_b0 "
            "densenet121 shufflenet_v2_x1_0 squeezenet1_1 googlenet regnet_y_400mf mnasnet1_0 "
@@ -78,8 +80,9 @@ def main():
             print(f"{m}: {len(prunable)}/{len(groups)} prunable, MACs {pr['before']['macs']} -> "
                   f"{pr['after']['macs']}, ORT output {shape_pruned} {'ok' if ok else 'MISMATCH'}")
     lines = ["# Pruning coverage on torchvision architectures", "",
-             "Made by `tools/prune_coverage.py` (random weights; each prunable channel group halved with",
-             "`nncompress prune --ratio 0.5`; the pruned model is run in ONNX Runtime 1.30 and its output",
+             "Made by `tools/prune_coverage.py`. " + stamp(args.binary),
+             "(random weights; each prunable channel group halved with",
+             f"`nncompress prune --ratio 0.5`; the pruned model is run in ONNX Runtime {ort_version()} and its output",
              "shape compared with the original's). \"Prunable share\" is the share of MACs in layers that",
              "at least one prunable group shrinks.", "",
              "| model | groups | prunable | prunable share of MACs | MACs before | MACs after | params before | params after | runs in ORT, same output shape |",

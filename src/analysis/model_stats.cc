@@ -1,5 +1,6 @@
 #include "nncompress/analysis/model_stats.h"
 
+#include <algorithm>
 #include <functional>
 #include <unordered_map>
 #include <unordered_set>
@@ -80,6 +81,45 @@ int mainWeightInput(const Node& n) {
   return -1;
 }
 
+// Inputs that are settings, not learnt weights (bounds, pads, scales, shapes, exponents): a
+// float tensor read there is not a parameter, e.g. the scalar Constants of ReLU6 = Clip(0, 6).
+const std::unordered_map<std::string, std::vector<size_t>>& settingInputs() {
+  static const std::unordered_map<std::string, std::vector<size_t>> table = {
+      {"Clip", {1, 2}},
+      {"Pad", {1, 2, 3}},
+      {"Resize", {1, 2, 3}},
+      {"Upsample", {1}},
+      {"Reshape", {1}},
+      {"Expand", {1}},
+      {"Tile", {1}},
+      {"Slice", {1, 2, 3, 4}},
+      {"Squeeze", {1}},
+      {"Unsqueeze", {1}},
+      {"TopK", {1}},
+      {"Range", {0, 1, 2}},
+      {"ConstantOfShape", {0}},
+      {"OneHot", {1, 2}},
+      {"Split", {1}},
+      {"Dropout", {1, 2}},
+      {"Pow", {1}},
+      {"CumSum", {1}},
+      {"ReduceSum", {1}},
+      {"ReduceMean", {1}},
+      {"ReduceMax", {1}},
+      {"ReduceMin", {1}},
+      {"ReduceProd", {1}},
+      {"ReduceL2", {1}},
+  };
+  return table;
+}
+
+bool isSettingInput(const Node& n, size_t index) {
+  if (!n.isDefaultDomain()) return false;
+  auto it = settingInputs().find(n.opType());
+  if (it == settingInputs().end()) return false;
+  return std::find(it->second.begin(), it->second.end(), index) != it->second.end();
+}
+
 }  // namespace
 
 bool isWeightTensor(const Tensor& t) {
@@ -108,6 +148,7 @@ std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule) {
 ModelStats computeModelStats(const Graph& graph) {
   ModelStats stats;
   std::unordered_set<const Tensor*> counted;
+  std::unordered_set<const Tensor*> settings;  // read at setting inputs (Clip bounds, ...)
   auto countTensor = [&](const Tensor* t) {
     if (!t || !isWeightTensor(*t) || !counted.insert(t).second) return;
     stats.params += t->numel();
@@ -126,8 +167,13 @@ ModelStats computeModelStats(const Graph& graph) {
     if (n->isOp("Constant")) continue;  // its tensor is counted where it is read
     LayerStats layer;
     layer.node = n;
-    for (const Value* in : n->inputs()) {
+    for (size_t i = 0; i < n->inputs().size(); ++i) {
+      const Value* in = n->input(i);
       const Tensor* t = in ? in->constantData() : nullptr;
+      if (t && isSettingInput(*n, i)) {
+        settings.insert(t);
+        continue;
+      }
       if (t && isWeightTensor(*t)) {
         layer.params += t->numel();
         countTensor(t);
@@ -142,7 +188,8 @@ ModelStats computeModelStats(const Graph& graph) {
     if (layer.params > 0 || layer.has_macs_rule) stats.layers.push_back(layer);
   }
   // Weights not read by any node (or only by graph outputs) still count towards the total.
-  for (const auto& v : graph.values()) countTensor(v->initializer());
+  for (const auto& v : graph.values())
+    if (!settings.count(v->initializer())) countTensor(v->initializer());
   return stats;
 }
 

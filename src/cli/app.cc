@@ -57,6 +57,9 @@ void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool requir
       ->required(required);
   if (with_labels)
     cmd->add_option("--labels", d.labels, "Labels: IDX, .npy, text file (one integer per line)");
+  cmd->add_option("--data-range", d.range,
+                  "Use samples A..B-1 of --data (and of --labels): A:B, A: or :B (e.g. "
+                  "50000:60000, training images held out for validation)");
   cmd->add_option("--scale", d.scale,
                   "Multiply raw values (default 1/255 for 8-bit data, 1 for float)");
   cmd->add_option("--mean", d.mean, "Subtract after scaling: m or m,m,m");
@@ -246,6 +249,9 @@ int run(int argc, char** argv) {
                       "int8 activations with zero point 0 (default: asymmetric uint8)");
   quant_cmd->add_option("--calib", quant.calib.data,
                         "Calibration samples (data SPEC, e.g. training images)");
+  quant.calib.range_flag = "--calib-range";
+  quant_cmd->add_option("--calib-range", quant.calib.range,
+                        "Use samples A..B-1 of --calib: A:B, A: or :B (e.g. 0:50000)");
   quant_cmd->add_option("--scale", quant.calib.scale,
                         "Multiply raw values (default 1/255 for 8-bit)");
   quant_cmd->add_option("--mean", quant.calib.mean, "Subtract after scaling: m or m,m,m");
@@ -293,6 +299,9 @@ int run(int argc, char** argv) {
   compress_cmd->add_option("--calib", compress.calib,
                            "Calibration samples (criteria, recovery, activation ranges); "
                            "default: --data");
+  compress_cmd->add_option("--calib-range", compress.calib_range,
+                           "Use samples A..B-1 of --calib (default: all of --calib, or "
+                           "--data-range when --calib is not given)");
   compress_cmd->add_option("--max-accuracy-drop", compress.max_accuracy_drop,
                            "Allowed drop in percentage points: accuracy with labels, top-1 "
                            "agreement with the original without");

@@ -134,17 +134,23 @@ Status runCompress(const CompressCommandOptions& o) {
   original_bytes_text.clear();
   NNC_ASSIGN_OR_RETURN(const int64_t max_bytes, parseTargetSize(o.target_size, original_bytes));
 
+  // --calib (default --data) sliced by --calib-range (default: all of --calib, --data-range
+  // when the calibration samples are --data's). Both ranges are checked before any data is read.
+  DataOptions calib = o.data;
+  if (!o.calib.empty()) {
+    calib.data = o.calib;
+    calib.range.clear();
+  }
+  if (!o.calib_range.empty()) {
+    calib.range = o.calib_range;
+    calib.range_flag = "--calib-range";
+  }
+  NNC_RETURN_IF_ERROR(rangeFrom(o.data).status());
+  NNC_RETURN_IF_ERROR(rangeFrom(calib).status());
   NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
                        openLabels(o.data, *eval_reader));
-  std::unique_ptr<data::SampleReader> calib_reader;
-  if (!o.calib.empty()) {
-    DataOptions calib = o.data;
-    calib.data = o.calib;
-    NNC_ASSIGN_OR_RETURN(calib_reader, openReader(calib, "calibration data"));
-  } else {
-    NNC_ASSIGN_OR_RETURN(calib_reader, openReader(o.data, "calibration data"));
-  }
+  NNC_ASSIGN_OR_RETURN(auto calib_reader, openReader(calib, "calibration data"));
 
   CompressSetup setup;
   setup.original = &original;

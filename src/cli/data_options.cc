@@ -20,9 +20,18 @@ StatusOr<data::Preprocess> preprocessFrom(const DataOptions& o) {
   return p;
 }
 
+StatusOr<std::optional<data::DataRange>> rangeFrom(const DataOptions& o) {
+  if (o.range.empty()) return std::optional<data::DataRange>();
+  auto range = data::parseDataRange(o.range);
+  if (!range.isOk()) return range.status().withContext(o.range_flag);
+  return std::optional<data::DataRange>(*range);
+}
+
 StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, const char* role) {
   NNC_ASSIGN_OR_RETURN(data::Preprocess pre, preprocessFrom(o));
+  NNC_ASSIGN_OR_RETURN(const std::optional<data::DataRange> range, rangeFrom(o));
   auto reader = data::openData(o.data, pre);
+  if (reader.isOk() && range) reader = data::sliceData(std::move(reader).value(), *range);
   if (!reader.isOk()) return reader.status().withContext(o.data);
   spdlog::info("{}: {}", role, (*reader)->description());
   return reader;
@@ -31,7 +40,9 @@ StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, c
 StatusOr<std::optional<std::vector<int64_t>>> openLabels(const DataOptions& o,
                                                          const data::SampleReader& reader) {
   if (!o.labels.empty()) {
+    NNC_ASSIGN_OR_RETURN(const std::optional<data::DataRange> range, rangeFrom(o));
     auto l = data::readLabels(o.labels);
+    if (l.isOk() && range) l = data::sliceLabels(*l, *range);
     if (!l.isOk()) return l.status().withContext(o.labels);
     return std::optional<std::vector<int64_t>>(std::move(l).value());
   }

@@ -11,11 +11,15 @@
 namespace nnc::cli {
 
 StatusOr<data::Preprocess> preprocessFrom(const DataOptions& options);
-// Opens options.data with the preprocessing flags; logs what it found. `role` names it in logs
+// --data-range (or options.range_flag) parsed; nullopt when not given.
+StatusOr<std::optional<data::DataRange>> rangeFrom(const DataOptions& options);
+// Opens options.data with the preprocessing flags, sliced to options.range; logs what it found.
+// `role` names it in logs
 // ("data", "calibration data").
 StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& options,
                                                          const char* role = "data");
-// Labels from --labels, else those that come with the data (class subfolders), else nullopt.
+// Labels from --labels (sliced to options.range like the data), else those that come with the
+// data (class subfolders), else nullopt.
 StatusOr<std::optional<std::vector<int64_t>>> openLabels(const DataOptions& options,
                                                          const data::SampleReader& reader);
 

@@ -1,6 +1,7 @@
 // ModelProto <-> Model. Loading validates what the IR relies on (names defined once, every input
 // defined, no cycles, tensor data matching its shape) and keeps the rest verbatim.
 
+#include <cstring>
 #include <unordered_set>
 
 #include "proto_convert.h"
@@ -208,6 +209,51 @@ void attributeToProto(Attribute& a, bool release, AttributeProto* p) {
   }
 }
 
+// A SparseTensorProto as the dense tensor it stands for (zeros where no value is given), so a
+// sparse initializer is an ordinary initializer the graph can read. Indices are [NNZ] linear
+// offsets or [NNZ, rank] coordinates (ONNX IR spec).
+StatusOr<Tensor> densify(onnx::SparseTensorProto& sp, const std::filesystem::path& base_dir,
+                         int64_t* external_bytes) {
+  NNC_ASSIGN_OR_RETURN(Tensor values,
+                       tensorFromProto(*sp.mutable_values(), base_dir, external_bytes));
+  NNC_ASSIGN_OR_RETURN(Tensor indices,
+                       tensorFromProto(*sp.mutable_indices(), base_dir, external_bytes));
+  const Shape dense_shape(sp.dims().begin(), sp.dims().end());
+  const int64_t element = storageBytes(values.dtype(), 1);
+  if (values.dtype() == DType::kString || element * 2 != storageBytes(values.dtype(), 2))
+    return unsupported(std::string("sparse ") + dtypeName(values.dtype()) +
+                       " values are not supported");
+  int64_t dense_numel = 1;
+  for (int64_t d : dense_shape) {
+    // Bounded so a corrupt file cannot ask for an absurd allocation (2^34 elements).
+    if (d < 0 || (d > 0 && dense_numel > (int64_t{1} << 34) / d))
+      return invalidModel("sparse tensor dims " + shapeToString(dense_shape) + " are invalid");
+    dense_numel *= d;
+  }
+  const int64_t nnz = values.numel(), rank = static_cast<int64_t>(dense_shape.size());
+  if (values.rank() != 1) return invalidModel("sparse tensor values must be 1-D");
+  const bool linear = indices.rank() == 1;
+  if (nnz > 0 && !((linear && indices.dim(0) == nnz) ||
+                   (indices.rank() == 2 && indices.dim(0) == nnz && indices.dim(1) == rank)))
+    return invalidModel("sparse tensor indices " + shapeToString(indices.shape()) + " do not fit " +
+                        std::to_string(nnz) + " values of rank " + std::to_string(rank));
+  Tensor dense(values.dtype(), dense_shape);
+  const std::vector<int64_t> index = nnz > 0 ? indices.toInt64Vector() : std::vector<int64_t>();
+  for (int64_t i = 0; i < nnz; ++i) {
+    int64_t offset = linear ? index[i] : 0;
+    for (int64_t a = 0; !linear && a < rank; ++a) {
+      const int64_t c = index[i * rank + a];
+      if (c < 0 || c >= dense_shape[a]) offset = -1;
+      if (offset >= 0) offset = offset * dense_shape[a] + c;
+    }
+    if (offset < 0 || offset >= dense.numel())
+      return invalidModel("sparse tensor index " + std::to_string(i) + " is out of range");
+    std::memcpy(dense.mutableBytes().data() + offset * element, values.bytes().data() + i * element,
+                static_cast<size_t>(element));
+  }
+  return dense;
+}
+
 Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Graph& graph,
                       int64_t* external_bytes) {
   graph.setName(gp.name());
@@ -243,8 +289,20 @@ Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Gra
     // Free the proto's copy of anything not moved (typed fields) as we go.
     init.Clear();
   }
-  for (const auto& s : gp.sparse_initializer())
-    graph.sparseInitializers().push_back(s.SerializeAsString());
+  for (auto& sparse : *gp.mutable_sparse_initializer()) {
+    const std::string name = sparse.values().name();
+    if (name.empty()) return invalidModel("a sparse initializer has no name");
+    auto tensor = densify(sparse, base_dir, external_bytes);
+    if (!tensor.isOk()) return tensor.status().withContext("sparse initializer '" + name + "'");
+    Value* v = graph.findValue(name);
+    if (v && v->isInitializer()) return invalidModel("initializer '" + name + "' is defined twice");
+    if (!v) {
+      auto created = graph.createValue(name);
+      if (!created.isOk()) return created.status();
+      v = created.value();
+    }
+    v->setInitializer(std::move(tensor).value());
+  }
   for (const auto& q : gp.quantization_annotation())
     graph.quantizationAnnotations().push_back(q.SerializeAsString());
 

@@ -2,7 +2,9 @@
 // Parameter and multiply-accumulate counts per layer and for the whole model.
 //
 // Params: elements of every weight tensor (initializers and tensors held in Constant nodes),
-// except int64/bool/string tensors, which are shape constants, axes and masks, not weights.
+// except int64/bool/string tensors, which are shape constants, axes and masks, not weights, and
+// tensors read only at setting inputs (Clip bounds, Pad values, Resize scales, Pow exponents, ...;
+// the table in model_stats.cc), which configure an op rather than hold learnt values.
 // A tensor read by several nodes counts once in the total.
 // MACs, for one sample (symbolic dimensions such as the batch count as 1):
 //   Conv           out_elements * (C_in / group) * prod(kernel)

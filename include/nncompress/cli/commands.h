@@ -40,6 +40,8 @@ namespace nnc::cli {
 struct DataOptions {
   std::string data;
   std::string labels;
+  std::string range;                        // "A:B": samples A..B-1 of data and labels
+  std::string range_flag = "--data-range";  // how `range` is spelled in errors
   std::string scale, mean, std, size, center_crop, channels;
 };
 
@@ -129,8 +131,9 @@ Status runPrune(const PruneOptions& options);
 struct CompressCommandOptions {
   std::string model_path;
   std::string output_path;
-  DataOptions data;   // --data/--labels: quality is measured on the first eval_size samples
-  std::string calib;  // --calib SPEC: calibration samples (default: --data)
+  DataOptions data;         // --data/--labels: quality is measured on the first eval_size samples
+  std::string calib;        // --calib SPEC: calibration samples (default: --data)
+  std::string calib_range;  // --calib-range A:B of --calib (default: --data-range with --data)
   double max_accuracy_drop = -1;  // percentage points
   std::string target_size;        // BYTES[K|M|G|KiB|MiB|GiB] or RATIO (0.1, 10x)
   std::string recipe;             // replay this recipe instead of searching

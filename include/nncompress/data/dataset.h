@@ -43,6 +43,22 @@ class SampleReader {
 StatusOr<std::unique_ptr<SampleReader>> openData(const std::string& spec,
                                                  const Preprocess& preprocess = {});
 
+// A slice of a dataset, samples [begin, end): `--data-range A:B` (validation images held out of
+// the training set, e.g. 50000:60000). end < 0: to the last sample.
+struct DataRange {
+  int64_t begin = 0;
+  int64_t end = -1;
+};
+// Parses "A:B", "A:" (to the end) or ":B" (from 0), with 0 <= A < B; kInvalidArgument otherwise.
+StatusOr<DataRange> parseDataRange(const std::string& text);
+// Samples [range.begin, range.end) of `reader`, numbered from 0 (its labels() too).
+// kInvalidArgument when the range does not fit in the reader's samples.
+StatusOr<std::unique_ptr<SampleReader>> sliceData(std::unique_ptr<SampleReader> reader,
+                                                  const DataRange& range);
+// The same slice of a label list (kInvalidArgument when it does not fit).
+StatusOr<std::vector<int64_t>> sliceLabels(const std::vector<int64_t>& labels,
+                                           const DataRange& range);
+
 // Integer labels from an IDX file (gzip too), a .npy or TensorProto .pb of integers (shape [N]
 // or [N, 1]), a text file with one integer per line, or an image folder with class subfolders.
 StatusOr<std::vector<int64_t>> readLabels(const std::string& spec);
