@@ -230,7 +230,7 @@ TEST(WriteGate, AcceptsAValidModelAndRunsTheSample) {
   TempDir dir;
   Model model = parse(kTwoConvs);
   WriteGateReport report;
-  ASSERT_TRUE(writeValidatedModel(model, dir / "ok.onnx", {}, true, &report).isOk());
+  ASSERT_TRUE(writeValidatedModel(model, dir / "ok.onnx", {}, {}, &report).isOk());
   EXPECT_TRUE(report.sample_run);
   EXPECT_TRUE(std::filesystem::exists(dir / "ok.onnx"));
   EXPECT_TRUE(checkModelFile(dir / "ok.onnx").isOk());

@@ -244,7 +244,7 @@ Status runCompress(const CompressCommandOptions& o) {
     // The report below compares layers by name, so the compacted copy is only what is written.
     auto exported = exportedForm(*output, o.keep_names);
     if (!exported.isOk()) return exported.status().withContext(o.output_path);
-    NNC_RETURN_IF_ERROR(writeOutputModel(*exported, o.output_path, info));
+    NNC_RETURN_IF_ERROR(writeOutputModel(*exported, o.output_path, info, &original));
     written = true;
   }
   if (!o.save_recipe.empty() && o.recipe.empty()) {

@@ -34,8 +34,10 @@ StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModel
 }
 
 Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
-                        const SaveOptions& options) {
-  Status written = writeValidatedModel(model, path, options);
+                        const Model* reference, const SaveOptions& options) {
+  WriteGateOptions gate;
+  gate.reference = reference;
+  Status written = writeValidatedModel(model, path, options, gate);
   if (written.code() == StatusCode::kInternal && !input.strict_finding.empty())
     written = invalidModel(written.message() + " (the input was invalid: " + input.strict_finding +
                            "; loaded with --no-strict)");
@@ -66,7 +68,7 @@ Status runConvert(const ConvertOptions& options) {
   }
   SaveOptions save;
   save.external_data_threshold = options.external_data_threshold;
-  NNC_RETURN_IF_ERROR(writeOutputModel(model, options.output_path, info, save));
+  NNC_RETURN_IF_ERROR(writeOutputModel(model, options.output_path, info, nullptr, save));
   std::error_code ec;
   const auto out_bytes = static_cast<int64_t>(std::filesystem::file_size(options.output_path, ec));
   if (options.json) {

@@ -209,7 +209,7 @@ Status runPrune(const PruneOptions& o) {
 
   Totals after = totalsOf(pruned, 0);
   const std::vector<LayerChannels> channel_rows = layerChannels(model, pruned);
-  NNC_RETURN_IF_ERROR(writeOutputModel(pruned, o.output_path, load_info));
+  NNC_RETURN_IF_ERROR(writeOutputModel(pruned, o.output_path, load_info, &model));
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
 

@@ -176,7 +176,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
   Totals after = totalsOf(model, 0);
   const int64_t opset = model.opsetVersion("");
-  NNC_RETURN_IF_ERROR(writeOutputModel(model, o.output_path, info));
+  NNC_RETURN_IF_ERROR(writeOutputModel(model, o.output_path, info, &*reference));
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
   auto sqnrOf = [&](const std::string& v) {

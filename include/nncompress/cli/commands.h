@@ -42,8 +42,9 @@ StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModel
 
 // Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
 // or exit 3 when the input already failed strict loading (--no-strict). Errors carry the path.
+// `reference`: the model the output was made from (see WriteGateOptions).
 Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
-                        const SaveOptions& options = {});
+                        const Model* reference, const SaveOptions& options = {});
 
 // Converts the model to `needed` when its opset is lower (ONNX's version converter), logging
 // it; `converted_from` receives the old opset then (0 when nothing was converted).

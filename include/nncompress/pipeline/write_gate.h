@@ -6,7 +6,7 @@
 //      their input has;
 //   2. every per-channel parameter's length matches its channel axis (analysis);
 //   3. when our executor runs every op: one run on a sample input (unknown dims 1 for the first
-//      axis, 32 elsewhere): outputs of the declared rank and dims, every value finite;
+//      axis, 64 elsewhere): outputs of the declared rank and dims, every value finite;
 //   4. on the serialized form (built once, then written): the ONNX checker and strict ONNX shape
 //      inference with data propagation.
 // Any finding is kInternal (exit 5: the model was built wrong), one line naming the node and
@@ -30,14 +30,24 @@ struct WriteGateReport {
   double seconds = 0;              // time spent validating (serialization excluded)
 };
 
+struct WriteGateOptions {
+  // Tensor bytes move out of the model while serializing (halves peak memory; the model is left
+  // without weights).
+  bool consume = true;
+  // The model the output was made from (same inputs). When the sample run fails with input dims
+  // we chose ourselves, it decides: if the reference runs on the same input, the output is
+  // wrong (a finding); if not, our choice of dims is (a note).
+  const Model* reference = nullptr;
+};
+
 // Steps 1-3 on the IR (the model is not changed).
-Status checkModelBeforeWrite(const Model& model, WriteGateReport* report = nullptr);
+Status checkModelBeforeWrite(const Model& model, const Model* reference = nullptr,
+                             WriteGateReport* report = nullptr);
 
 // Raises the IR version to what the model's opset needs, validates (steps 1-4) and writes the
-// model atomically. With `consume`, tensor bytes move out of `model` while serializing (halves
-// peak memory; the model is left without weights). On any failure nothing is on disk.
+// model atomically. On any failure nothing is on disk.
 Status writeValidatedModel(Model& model, const std::filesystem::path& path,
-                           const SaveOptions& options = {}, bool consume = true,
+                           const SaveOptions& options = {}, const WriteGateOptions& gate = {},
                            WriteGateReport* report = nullptr);
 
 // convertOpset (onnx_io) after giving values of unknown rank the rank they have in one sample
