@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <ostream>
 
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -34,6 +35,8 @@ const RealModel kModels[] = {
     {"ch_ppocr_mobile_v2.0_cls_infer", {1, 3, 48, 192}},
     {"ch_PP-OCRv4_rec_infer", {1, 3, 48, 320}},
 };
+
+void PrintTo(const RealModel& m, std::ostream* os) { *os << m.file; }
 
 std::filesystem::path modelPath(const RealModel& m) {
   return std::filesystem::path(NNC_SHARED_DIR) / "real-models" / (std::string(m.file) + ".onnx");

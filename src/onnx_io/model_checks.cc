@@ -347,7 +347,7 @@ Status inferStrictlyOnIr(const Model& model, std::string* note) {
   return inferStrictly(protoWithoutWeights(model));
 }
 
-Status validateProto(const onnx::ModelProto& proto, std::vector<std::string>* notes) {
+Status validateProto(onnx::ModelProto& proto, std::vector<std::string>* notes) {
   int64_t opset = -1;
   for (const auto& o : proto.opset_import())
     if (isDefaultDomain(o.domain())) opset = o.version();
@@ -364,10 +364,9 @@ Status validateProto(const onnx::ModelProto& proto, std::vector<std::string>* no
   } catch (const std::exception& e) {
     return invalidModel("ONNX checker: " + firstLine(e.what()));
   }
-  onnx::ModelProto& mutable_proto = const_cast<onnx::ModelProto&>(proto);
-  ParkedWeights parked(mutable_proto);
+  ParkedWeights parked(proto);
   onnx::ModelProto copy = proto;  // small: weights are parked
-  parked.restore(mutable_proto);
+  parked.restore(proto);
   NNC_RETURN_IF_ERROR(inferStrictly(std::move(copy)));
   if (notes) {
     if (std::string note = uncheckedOpsNote(proto); !note.empty()) notes->push_back(note);

@@ -38,6 +38,6 @@ Status checkOpsetsKnown(const Model& model);
 Status inferStrictlyOnIr(const Model& model, std::string* note);
 // The ONNX checker and strict shape inference on a proto about to be written. The proto's large
 // weights are moved out and back during the call (not copied); its content is unchanged.
-Status validateProto(const onnx::ModelProto& proto, std::vector<std::string>* notes);
+Status validateProto(onnx::ModelProto& proto, std::vector<std::string>* notes);
 
 }  // namespace nnc::onnx_io_internal
