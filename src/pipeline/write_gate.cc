@@ -94,14 +94,19 @@ std::unique_ptr<exec::Executor> sampleExecutor(const Model& model,
 bool referenceRuns(const Model* reference, std::vector<Tensor> inputs) {
   if (!reference) return false;
   std::string why_not;
-  auto executor = sampleExecutor(*reference, {}, &why_not);
+  exec::ExecutorOptions options;
+  options.fuse = false;
+  auto executor = sampleExecutor(*reference, options, &why_not);
   return executor && executor->inputs().size() == inputs.size() &&
          executor->run(std::move(inputs)).isOk();
 }
 
 Status runSample(const Model& model, const Model* reference, WriteGateReport& report) {
   std::string why_not;
-  auto executor = sampleExecutor(model, {}, &why_not);
+  // Unfused: the fused plan folds BatchNorms into copies of the conv weights (peak memory).
+  exec::ExecutorOptions options;
+  options.fuse = false;
+  auto executor = sampleExecutor(model, options, &why_not);
   bool guessed = false;
   std::vector<Tensor> inputs;
   if (executor) inputs = sampleInputs(*executor, &guessed, &why_not);
