@@ -51,9 +51,10 @@ void setUpLogging(int verbosity) {
 
 // --no-strict: a model whose declared shapes contradict its weights loads with a warning.
 void addStrictFlag(CLI::App* cmd, bool& strict) {
-  cmd->add_flag("!--no-strict", strict,
-                "Load a model whose declared shapes contradict its weights or strict ONNX shape "
-                "inference with a warning instead of refusing it (exit 3)");
+  cmd->add_flag_callback(
+      "--no-strict", [&strict] { strict = false; },
+      "Load a model whose declared shapes contradict its weights or strict ONNX shape "
+      "inference with a warning instead of refusing it (exit 3)");
 }
 
 void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool required = true) {
