@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -60,7 +61,10 @@ Status runConvert(const ConvertOptions& options) {
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(options.model_path, options.strict, &info));
   const int64_t opset_before = model.opsetVersion("");
+  // The gate's reference: the model as loaded (a copy only when converting changes it).
+  std::optional<Model> original;
   if (options.opset > 0 && options.opset != opset_before) {
+    NNC_ASSIGN_OR_RETURN(original, cloneModel(model));
     Status converted = convertModelOpset(model, options.opset);
     if (!converted.isOk()) return converted.withContext(options.model_path);
     spdlog::info("converted from opset {} to {} (IR {})", opset_before, options.opset,
@@ -68,7 +72,8 @@ Status runConvert(const ConvertOptions& options) {
   }
   SaveOptions save;
   save.external_data_threshold = options.external_data_threshold;
-  NNC_RETURN_IF_ERROR(writeOutputModel(model, options.output_path, info, nullptr, save));
+  NNC_RETURN_IF_ERROR(
+      writeOutputModel(model, options.output_path, info, original ? &*original : &model, save));
   std::error_code ec;
   const auto out_bytes = static_cast<int64_t>(std::filesystem::file_size(options.output_path, ec));
   if (options.json) {

@@ -347,6 +347,21 @@ Status inferStrictlyOnIr(const Model& model, std::string* note) {
   return inferStrictly(protoWithoutWeights(model));
 }
 
+Status checkProtoOnLoad(const onnx::ModelProto& proto) {
+  for (const auto& o : proto.opset_import())
+    if (isDefaultDomain(o.domain()) && o.version() > newestKnownOpset()) return Status::ok();
+  // The checker resolves external data against the working folder: those files are read (and
+  // checked) by the loader instead.
+  for (const auto& t : proto.graph().initializer())
+    if (t.data_location() == onnx::TensorProto::EXTERNAL) return Status::ok();
+  try {
+    onnx::checker::check_model(proto);
+  } catch (const std::exception& e) {
+    return invalidModel("ONNX checker: " + firstLine(e.what()));
+  }
+  return Status::ok();
+}
+
 Status validateProto(onnx::ModelProto& proto, std::vector<std::string>* notes) {
   int64_t opset = -1;
   for (const auto& o : proto.opset_import())

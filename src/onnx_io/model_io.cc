@@ -30,6 +30,9 @@ constexpr int64_t kShapeInferenceDataLimit = 4096;
 
 Status finishLoad(onnx::ModelProto& proto, const std::filesystem::path& base_dir,
                   const LoadOptions& options, LoadedModelInfo* info, Model* out) {
+  // The checker reads the proto before the IR takes its bytes.
+  std::string finding, note;
+  if (options.strict != StrictLoad::kOff) finding = checkProtoOnLoad(proto).message();
   int64_t external = 0;
   auto model = modelFromProto(proto, base_dir, &external);
   if (!model.isOk()) return model.status();
@@ -37,8 +40,7 @@ Status finishLoad(onnx::ModelProto& proto, const std::filesystem::path& base_dir
   if (info) info->external_data_bytes = external;
   NNC_RETURN_IF_ERROR(checkOpsetsKnown(model.value()));
   // Declared shapes are checked before inference replaces them with what it derives.
-  std::string finding, note;
-  if (options.strict != StrictLoad::kOff)
+  if (options.strict != StrictLoad::kOff && finding.empty())
     finding = inferStrictlyOnIr(model.value(), &note).message();
   if (options.infer_shapes) {
     Status s = inferShapes(model.value());

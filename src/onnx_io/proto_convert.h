@@ -34,6 +34,9 @@ void installShapeInferenceGuards();
 // model_checks.cc
 // Opsets newer than we know (kUnsupported naming the domain and version).
 Status checkOpsetsKnown(const Model& model);
+// The ONNX checker on a file's proto as loaded (skipped above libonnx's opsets and for external
+// data, which the checker would look for relative to the working folder).
+Status checkProtoOnLoad(const onnx::ModelProto& proto);
 // Strict ONNX shape inference on the model's current (declared) types; a note when it cannot.
 Status inferStrictlyOnIr(const Model& model, std::string* note);
 // The ONNX checker and strict shape inference on a proto about to be written. The proto's large

@@ -89,16 +89,19 @@ std::unique_ptr<exec::Executor> sampleExecutor(const Model& model,
   return std::move(executor).value();
 }
 
-// Whether `reference` runs on `inputs` (the output's sample), for telling a wrong output from
-// a bad choice of dims.
-bool referenceRuns(const Model* reference, std::vector<Tensor> inputs) {
-  if (!reference) return false;
+// The reference's outputs on `inputs` (the output's sample), for telling a wrong output from
+// a bad choice of dims or an input the model itself cannot take; nullopt when it cannot run.
+std::optional<std::vector<Tensor>> referenceOutputs(const Model* reference,
+                                                    std::vector<Tensor> inputs) {
+  if (!reference) return std::nullopt;
   std::string why_not;
   exec::ExecutorOptions options;
   options.fuse = false;
   auto executor = sampleExecutor(*reference, options, &why_not);
-  return executor && executor->inputs().size() == inputs.size() &&
-         executor->run(std::move(inputs)).isOk();
+  if (!executor || executor->inputs().size() != inputs.size()) return std::nullopt;
+  auto outputs = executor->run(std::move(inputs));
+  if (!outputs.isOk()) return std::nullopt;
+  return std::move(outputs).value();
 }
 
 Status runSample(const Model& model, const Model* reference, WriteGateReport& report) {
@@ -115,12 +118,12 @@ Status runSample(const Model& model, const Model* reference, WriteGateReport& re
     return Status::ok();
   }
   std::vector<Tensor> kept_inputs;
-  if (guessed && reference) kept_inputs = inputs;
+  if (reference) kept_inputs = inputs;  // small: one sample
   auto outputs = executor->run(std::move(inputs));
   if (!outputs.isOk()) {
     // With dims we chose ourselves the failure may be our choice (a pooling window larger than
     // the input), unless the model the output was made from runs on the same input.
-    if (guessed && !referenceRuns(reference, std::move(kept_inputs))) {
+    if (guessed && !referenceOutputs(reference, std::move(kept_inputs))) {
       report.notes.push_back("no sample run: with unknown input dims set to 1/64 it failed: " +
                              outputs.status().message());
       return Status::ok();
@@ -143,9 +146,18 @@ Status runSample(const Model& model, const Model* reference, WriteGateReport& re
         return internalError(outputLabel(v) + ": the sample run gives " + dimsText(got.shape()) +
                              " but its type says " + v.type().toString());
     }
-    if (auto at = firstNonFinite(got))
+    if (auto at = firstNonFinite(got)) {
+      // A model that gives inf/NaN on our sample (Log of an input below 0) is not made wrong by
+      // us if the model it was made from gives them too.
+      const auto ref = referenceOutputs(reference, kept_inputs);
+      if (ref && i < ref->size() && firstNonFinite((*ref)[i])) {
+        report.notes.push_back(outputLabel(v) +
+                               " is non-finite on the sample input, as the input model's is");
+        continue;
+      }
       return internalError(outputLabel(v) + ": the sample run gives a non-finite value at " +
                            std::to_string(*at));
+    }
   }
   return Status::ok();
 }
