@@ -49,6 +49,14 @@ void setUpLogging(int verbosity) {
   spdlog::set_default_logger(logger);
 }
 
+// --no-strict: a model whose declared shapes contradict its weights loads with a warning.
+void addStrictFlag(CLI::App* cmd, bool& strict) {
+  cmd->add_flag_callback(
+      "--no-strict", [&strict] { strict = false; },
+      "Load a model whose declared shapes contradict its weights or strict ONNX shape "
+      "inference with a warning instead of refusing it (exit 3)");
+}
+
 void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool required = true) {
   cmd->add_option(
          "--data", d.data,
@@ -102,6 +110,12 @@ int run(int argc, char** argv) {
       ->add_option("--external-data", convert.external_data_threshold,
                    "Write tensors of at least this many bytes to OUT.data beside the model")
       ->check(CLI::NonNegativeNumber);
+  convert_cmd
+      ->add_option("--opset", convert.opset,
+                   "Convert to this ai.onnx opset with ONNX's version converter (IR version "
+                   "raised as the spec requires)")
+      ->check(CLI::PositiveNumber);
+  addStrictFlag(convert_cmd, convert.strict);
   convert_cmd->add_flag("--json", convert.json, "Print one JSON object");
   convert_cmd->footer(kExitCodeHelp);
 
@@ -196,6 +210,7 @@ int run(int argc, char** argv) {
       ->add_option("--ridge", prune.ridge, "Least-squares ridge, relative to the Gram diagonal")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  addStrictFlag(prune_cmd, prune.strict);
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
   prune_cmd->add_option("--report", prune.html_report,
                         "Write an HTML report (channels per layer before/after, sensitivity)");
@@ -283,6 +298,7 @@ int run(int argc, char** argv) {
                    "Calibration samples for the per-layer SQNR table (0: skip)")
       ->capture_default_str();
   quant_cmd->add_option("--threads", quant.threads, "Threads (0: every core)");
+  addStrictFlag(quant_cmd, quant.strict);
   quant_cmd->add_flag("--json", quant.json, "Print one JSON object (before, after, layers, ...)");
   quant_cmd->add_option("--report", quant.html_report,
                         "Write an HTML report (per-layer bits, scales and SQNR)");
@@ -345,6 +361,7 @@ int run(int argc, char** argv) {
   compress_cmd->add_option("--batch", compress.batch, "Samples per batch")->capture_default_str();
   compress_cmd->add_option("--threads", compress.threads, "Threads (0: every core)")
       ->capture_default_str();
+  addStrictFlag(compress_cmd, compress.strict);
   compress_cmd->add_flag("--json", compress.json,
                          "Print one JSON object (before, after, output, steps, accuracy_drop)");
   compress_cmd->footer(kExitCodeHelp);

@@ -126,9 +126,16 @@ Status runCompress(const CompressCommandOptions& o) {
     NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.html_report));
 
   LoadedModelInfo info;
-  auto loaded = loadModel(o.model_path, {}, &info);
-  if (!loaded.isOk()) return loaded.status().withContext(o.model_path);
-  const Model original = std::move(loaded).value();
+  NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
+  // Quantization writes per-channel QDQ (opset 13); the conversion happens once, up front, so
+  // every trial and the baseline see the same model.
+  int64_t converted_from = 0;
+  if (!o.no_quantize) {
+    Status raised =
+        raiseOpsetTo(loaded, 13, "per-channel QuantizeLinear/DequantizeLinear", &converted_from);
+    if (!raised.isOk()) return raised.withContext(o.model_path);
+  }
+  const Model original = std::move(loaded);
   NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
   const auto original_bytes = static_cast<int64_t>(original_bytes_text.size());
   original_bytes_text.clear();
@@ -243,8 +250,7 @@ Status runCompress(const CompressCommandOptions& o) {
     // The report below compares layers by name, so the compacted copy is only what is written.
     auto exported = exportedForm(*output, o.keep_names);
     if (!exported.isOk()) return exported.status().withContext(o.output_path);
-    Status saved = saveModelConsuming(*exported, o.output_path);
-    if (!saved.isOk()) return saved.withContext(o.output_path);
+    NNC_RETURN_IF_ERROR(writeOutputModel(*exported, o.output_path, info, &original));
     written = true;
   }
   if (!o.save_recipe.empty() && o.recipe.empty()) {
@@ -262,6 +268,7 @@ Status runCompress(const CompressCommandOptions& o) {
     nlohmann::ordered_json j;
     j["output"] = written ? nlohmann::ordered_json(o.output_path) : nlohmann::ordered_json(nullptr);
     j["met"] = met;
+    if (converted_from) j["converted_from_opset"] = converted_from;
     j["before"] = totalsOf(original, original_bytes).json();
     if (output) j["after"] = totalsOf(*output, result.best_bytes).json();
     j["quality"] = quality_name;

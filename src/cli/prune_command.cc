@@ -64,9 +64,7 @@ Status runPrune(const PruneOptions& o) {
     NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.html_report));
 
   LoadedModelInfo load_info;
-  auto loaded = loadModel(o.model_path, {}, &load_info);
-  if (!loaded.isOk()) return loaded.status().withContext(o.model_path);
-  Model model = std::move(loaded).value();
+  NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &load_info));
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(model);
   for (const std::string& name : o.exclude) {
@@ -211,8 +209,7 @@ Status runPrune(const PruneOptions& o) {
 
   Totals after = totalsOf(pruned, 0);
   const std::vector<LayerChannels> channel_rows = layerChannels(model, pruned);
-  Status saved = saveModelConsuming(pruned, o.output_path);
-  if (!saved.isOk()) return saved.withContext(o.output_path);
+  NNC_RETURN_IF_ERROR(writeOutputModel(pruned, o.output_path, load_info, &model));
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
 

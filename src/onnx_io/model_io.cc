@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <unordered_set>
@@ -29,17 +30,33 @@ constexpr int64_t kShapeInferenceDataLimit = 4096;
 
 Status finishLoad(onnx::ModelProto& proto, const std::filesystem::path& base_dir,
                   const LoadOptions& options, LoadedModelInfo* info, Model* out) {
+  // The checker reads the proto before the IR takes its bytes.
+  std::string finding, note;
+  if (options.strict != StrictLoad::kOff) finding = checkProtoOnLoad(proto).message();
   int64_t external = 0;
   auto model = modelFromProto(proto, base_dir, &external);
   if (!model.isOk()) return model.status();
   proto.Clear();
   if (info) info->external_data_bytes = external;
+  NNC_RETURN_IF_ERROR(checkOpsetsKnown(model.value()));
+  // Declared shapes are checked before inference replaces them with what it derives.
+  if (options.strict != StrictLoad::kOff && finding.empty())
+    finding = inferStrictlyOnIr(model.value(), &note).message();
   if (options.infer_shapes) {
     Status s = inferShapes(model.value());
     if (info) {
       info->shape_inference_ran = s.isOk();
       if (!s.isOk()) info->shape_inference_note = s.message();
     }
+  }
+  if (options.strict != StrictLoad::kOff && finding.empty())
+    finding = checkWeightChannels(model.value()).message();
+  if (options.strict != StrictLoad::kOff && finding.empty())
+    finding = checkShapeInputs(model.value()).message();
+  if (!finding.empty() && options.strict == StrictLoad::kRefuse) return invalidModel(finding);
+  if (info) {
+    info->strict_finding = finding;
+    info->validation_note = note;
   }
   *out = std::move(model).value();
   return Status::ok();
@@ -57,17 +74,22 @@ Status writeProto(const onnx::ModelProto& proto, const std::filesystem::path& pa
 }
 
 // Moves large initializers into <path>.data. Offsets are aligned so runtimes may mmap them.
-Status writeExternalData(onnx::ModelProto& proto, const std::filesystem::path& path,
-                         int64_t threshold) {
+std::filesystem::path externalDataPath(const std::filesystem::path& path) {
   const std::string data_name = path.filename().string() + ".data";
-  const std::filesystem::path data_path = path.parent_path().empty()
-                                              ? std::filesystem::path(data_name)
-                                              : path.parent_path() / data_name;
+  return path.parent_path().empty() ? std::filesystem::path(data_name)
+                                    : path.parent_path() / data_name;
+}
+
+Status writeExternalData(onnx::ModelProto& proto, const std::filesystem::path& path,
+                         int64_t threshold, bool* wrote) {
+  const std::string data_name = path.filename().string() + ".data";
+  const std::filesystem::path data_path = externalDataPath(path);
   std::vector<onnx::TensorProto*> moved;
   for (auto& t : *proto.mutable_graph()->mutable_initializer())
     if (t.has_raw_data() && static_cast<int64_t>(t.raw_data().size()) >= threshold)
       moved.push_back(&t);
   if (moved.empty()) return Status::ok();
+  *wrote = true;
   return writeFileAtomically(data_path, [&](int fd) -> Status {
     int64_t offset = 0;
     for (onnx::TensorProto* t : moved) {
@@ -104,10 +126,21 @@ Status saveImpl(Model& model, bool release, const std::filesystem::path& path,
                 const SaveOptions& options) {
   onnx::ModelProto proto;
   modelToProto(model, release, &proto);
+  if (options.validate) {
+    const auto start = std::chrono::steady_clock::now();
+    Status valid = validateProto(proto, options.validation_notes);
+    if (options.validation_seconds)
+      *options.validation_seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!valid.isOk()) return internalError(valid.message());
+  }
   int64_t threshold = options.external_data_threshold;
   if (threshold <= 0 && proto.ByteSizeLong() > static_cast<size_t>(INT32_MAX)) threshold = 1024;
-  if (threshold > 0) NNC_RETURN_IF_ERROR(writeExternalData(proto, path, threshold));
-  return writeProto(proto, path);
+  bool wrote_data = false;
+  if (threshold > 0) NNC_RETURN_IF_ERROR(writeExternalData(proto, path, threshold, &wrote_data));
+  Status written = writeProto(proto, path);
+  if (!written.isOk() && wrote_data) std::filesystem::remove(externalDataPath(path));
+  return written;
 }
 
 }  // namespace
@@ -401,6 +434,13 @@ Status verifyNodesForInference(const onnx::ModelProto& proto) {
 }
 
 }  // namespace
+
+namespace onnx_io_internal {
+Status verifyNodesAgainstSchemas(const onnx::ModelProto& proto) {
+  return verifyNodesForInference(proto);
+}
+void installShapeInferenceGuards() { installInferenceGuards(); }
+}  // namespace onnx_io_internal
 
 Status inferShapes(Model& model) {
   Graph& graph = *model.graph;

@@ -4,6 +4,8 @@
 #include <onnx/onnx_pb.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "nncompress/ir/graph.h"
 
@@ -24,5 +26,21 @@ StatusOr<Model> modelFromProto(onnx::ModelProto& proto, const std::filesystem::p
                                int64_t* external_bytes_read);
 // With `release`, tensor bytes move out of `model` (which is then left without weights).
 void modelToProto(Model& model, bool release, onnx::ModelProto* proto);
+
+// Schema checks and crash guards that must precede libonnx shape inference (model_io.cc).
+Status verifyNodesAgainstSchemas(const onnx::ModelProto& proto);
+void installShapeInferenceGuards();
+
+// model_checks.cc
+// Opsets newer than we know (kUnsupported naming the domain and version).
+Status checkOpsetsKnown(const Model& model);
+// The ONNX checker on a file's proto as loaded (skipped above libonnx's opsets and for external
+// data, which the checker would look for relative to the working folder).
+Status checkProtoOnLoad(const onnx::ModelProto& proto);
+// Strict ONNX shape inference on the model's current (declared) types; a note when it cannot.
+Status inferStrictlyOnIr(const Model& model, std::string* note);
+// The ONNX checker and strict shape inference on a proto about to be written. The proto's large
+// weights are moved out and back during the call (not copied); its content is unchanged.
+Status validateProto(onnx::ModelProto& proto, std::vector<std::string>* notes);
 
 }  // namespace nnc::onnx_io_internal

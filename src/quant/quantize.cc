@@ -189,7 +189,7 @@ Status requireOpset(Model& model, int64_t needed, const std::string& why) {
   if (have < 13)
     return unsupported("the model's opset " + std::to_string(have) + " is below 13; " + why +
                        " needs opset " + std::to_string(needed) +
-                       " (convert the model to opset 13 first)");
+                       " (convert it first: convertOpset, or `nncompress convert --opset 13`)");
   for (const auto& n : model.graph->nodes())
     if (blocksOpsetUpgrade(*n))
       return unsupported(why + " needs opset " + std::to_string(needed) + " but node '" +

@@ -4,7 +4,9 @@
 #include <string>
 #include <vector>
 
+#include "nncompress/ir/graph.h"
 #include "nncompress/ir/status.h"
+#include "nncompress/onnx_io/model_io.h"
 
 namespace nnc::cli {
 
@@ -24,6 +26,8 @@ struct ConvertOptions {
   std::string model_path;
   std::string output_path;
   int64_t external_data_threshold = 0;  // bytes; 0 keeps all weights inside the .onnx
+  int64_t opset = 0;                    // --opset N: convert to this opset; 0 keeps it
+  bool strict = true;                   // --no-strict: contradicting shapes only warn
   bool json = false;
 };
 // Load and re-export (normalising the file, or moving weights to/from external data).
@@ -31,6 +35,20 @@ Status runConvert(const ConvertOptions& options);
 
 // Refuses an output path that is the input itself (nncompress never overwrites its input).
 Status checkOutputIsNotInput(const std::string& input, const std::string& output);
+
+// Loads a model for a command: strict (declared shapes that contradict the weights refuse the
+// model, exit 3) or, with --no-strict, a warning. Errors carry the path.
+StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info);
+
+// Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
+// or exit 3 when the input already failed strict loading (--no-strict). Errors carry the path.
+// `reference`: the model the output was made from (see WriteGateOptions).
+Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
+                        const Model* reference, const SaveOptions& options = {});
+
+// Converts the model to `needed` when its opset is lower (ONNX's version converter), logging
+// it; `converted_from` receives the old opset then (0 when nothing was converted).
+Status raiseOpsetTo(Model& model, int64_t needed, const std::string& why, int64_t* converted_from);
 
 }  // namespace nnc::cli
 
@@ -93,6 +111,7 @@ struct QuantizeCommandOptions {
   int64_t sqnr_samples = 256;
   int threads = 0;
   std::string html_report;  // --report out.html
+  bool strict = true;
   bool json = false;
 };
 Status runQuantize(const QuantizeCommandOptions& options);
@@ -124,6 +143,7 @@ struct PruneOptions {
   std::string recover_reference = "original";  // original | previous (steps > 1)
   double ridge = 1e-3;                         // least-squares ridge (relative)
   std::string html_report;                     // --report out.html
+  bool strict = true;
   bool json = false;
 };
 Status runPrune(const PruneOptions& options);
@@ -154,6 +174,7 @@ struct CompressCommandOptions {
   std::vector<std::string> exclude;
   bool no_prune = false;
   bool no_quantize = false;
+  bool strict = true;
 };
 Status runCompress(const CompressCommandOptions& options);
 

@@ -6,21 +6,36 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "nncompress/ir/graph.h"
 
 namespace nnc {
 
+// What loading does with a model whose declared shapes contradict its weights or what strict
+// ONNX shape inference derives: nothing (not checked), report it in
+// LoadedModelInfo::strict_finding, or refuse it (kInvalidModel, one line naming the node).
+enum class StrictLoad { kOff, kWarn, kRefuse };
+
 struct LoadOptions {
   // Run ONNX shape inference (after the ONNX checker accepted the model) so that every value
   // gets a type and, where it can be derived, a static shape.
   bool infer_shapes = true;
+  // Opsets newer than we know are refused (kUnsupported) whatever this says.
+  StrictLoad strict = StrictLoad::kOff;
 };
 
 struct SaveOptions {
   // Tensors of at least this many bytes are written to an external data file beside the model
   // (<output>.data). 0 disables external data (unless the model would exceed protobuf's 2 GiB).
   int64_t external_data_threshold = 0;
+  // Run the ONNX checker and strict shape inference (data propagation on) on the serialized model
+  // before anything is written; a finding is kInternal (the model was built wrong) and nothing
+  // is written. What could not be checked (opsets newer than libonnx, ops without a schema) is
+  // appended to `validation_notes` when given.
+  bool validate = false;
+  std::vector<std::string>* validation_notes = nullptr;
+  double* validation_seconds = nullptr;  // receives the time the validation took
 };
 
 struct LoadedModelInfo {
@@ -28,6 +43,8 @@ struct LoadedModelInfo {
   int64_t external_data_bytes = 0;  // tensor bytes read from external data files
   bool shape_inference_ran = false;
   std::string shape_inference_note;  // why inference was skipped or partial, if it was
+  std::string strict_finding;        // with StrictLoad::kWarn: what kRefuse would refuse
+  std::string validation_note;       // what the strict checks could not look at, if anything
 };
 
 // Loads MODEL from a file. Errors name the problem (the caller adds the file name).
@@ -55,6 +72,34 @@ StatusOr<Model> cloneModel(const Model& model);
 
 // Runs the ONNX checker (full check, with shape inference in strict mode off) on a file.
 Status checkModelFile(const std::filesystem::path& path);
+
+// The newest default-domain opset this build's ONNX (libonnx) has schemas for (17 for 1.12).
+int64_t newestKnownOpset();
+// The newest default-domain opset we accept on load: newestKnownOpset(), or 21, which quantize
+// itself writes for int4 weights. libonnx cannot check models above newestKnownOpset().
+inline constexpr int64_t kNewestWrittenOpset = 21;
+// The lowest IR version the ONNX spec pairs with a default-domain opset (opset 9 -> IR 4, 13 ->
+// 7, 17 -> 8, 21 -> 10).
+int64_t irVersionForOpset(int64_t opset);
+
+// Converts the model to default-domain opset `target` with ONNX's version converter (after
+// shape inference, which some adapters need), raises the IR version as the spec requires and
+// re-infers shapes. Weights are not copied. kUnsupported when the converter cannot do it.
+Status convertOpset(Model& model, int64_t target);
+
+// Declared shapes against what the weights and strict ONNX shape inference say: a conv weight
+// that reads another channel count than its input has, a declared dim inference contradicts, an
+// op whose inputs break its shape rules. kInvalidModel naming the node; ok when it cannot tell.
+Status checkShapesStrictly(const Model& model, std::string* note = nullptr);
+
+// Conv-family weights against their input's channel count (Conv, ConvInteger, QLinearConv,
+// ConvTranspose): kInvalidModel naming the node when they disagree.
+Status checkWeightChannels(const Model& model);
+// Constant (or foldable) shape inputs against the shapes they produce: a Reshape target that
+// cannot hold its input's elements, Expand's shape not broadcasting with the input, Tile
+// repeats / Pad pads / Resize scales and sizes whose length does not fit the input's rank.
+// kInvalidModel naming the node.
+Status checkShapeInputs(const Model& model);
 
 // Re-runs ONNX shape inference on the IR (after a rewrite) and updates value types.
 Status inferShapes(Model& model);

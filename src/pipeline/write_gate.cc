@@ -1,0 +1,240 @@
+#include "nncompress/pipeline/write_gate.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+
+#include "nncompress/exec/executor.h"
+
+namespace nnc {
+
+namespace {
+
+std::string nodeLabel(const Node& n) {
+  return "node '" + (n.name().empty() ? n.output(0)->name() : n.name()) + "' (" + n.opType() + ")";
+}
+
+std::string dimsText(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s + "]";
+}
+
+// ---- step 3: one run on a sample input ----
+
+// Deterministic values in [0, 1): image-like, and safe for Log/Sqrt/Pow that follow.
+void fillSample(Tensor& t, uint64_t seed) {
+  if (t.dtype() != DType::kFloat32) return;  // other inputs (ids, masks) stay zero
+  uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
+  for (float& v : t.mutableData<float>()) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    v = static_cast<float>((state >> 40) & 0xFFFFFF) / float(1 << 24);
+  }
+}
+
+std::optional<int64_t> firstNonFinite(const Tensor& t) {
+  if (t.dtype() != DType::kFloat32) return std::nullopt;
+  const auto values = t.data<float>();
+  for (size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i])) return static_cast<int64_t>(i);
+  return std::nullopt;
+}
+
+std::string outputLabel(const Value& v) {
+  return "output '" + v.name() + "'" + (v.producer() ? " of " + nodeLabel(*v.producer()) : "");
+}
+
+// Inputs for one sample run: declared dims, unknown ones 1 on the first axis (batch) and 64
+// elsewhere. Empty with `why_not` set when an input has no known rank.
+std::vector<Tensor> sampleInputs(const exec::Executor& executor, bool* guessed,
+                                 std::string* why_not) {
+  std::vector<Tensor> inputs;
+  for (const Value* in : executor.inputs()) {
+    if (!in->type().shape) {
+      *why_not = "input '" + in->name() + "' has no known rank";
+      return {};
+    }
+    Shape shape;
+    for (size_t axis = 0; axis < in->type().shape->size(); ++axis) {
+      const Dim& d = (*in->type().shape)[axis];
+      *guessed = *guessed || !d.isKnown();
+      shape.push_back(d.isKnown() ? d.value : axis == 0 ? 1 : 64);
+    }
+    inputs.emplace_back(in->dtype(), shape);
+    fillSample(inputs.back(), inputs.size());
+  }
+  return inputs;
+}
+
+// The executor for a sample run, or nullptr with the reason in `why_not`.
+std::unique_ptr<exec::Executor> sampleExecutor(const Model& model,
+                                               const exec::ExecutorOptions& options,
+                                               std::string* why_not) {
+  const std::vector<std::string> missing = exec::unsupportedOps(model);
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& op : missing) list += (list.empty() ? "" : ", ") + op;
+    *why_not = "our executor has no kernel for " + list;
+    return nullptr;
+  }
+  auto executor = exec::Executor::create(model, options);
+  if (!executor.isOk()) {
+    *why_not = executor.status().message();
+    return nullptr;
+  }
+  return std::move(executor).value();
+}
+
+// The reference's outputs on `inputs` (the output's sample), for telling a wrong output from
+// a bad choice of dims or an input the model itself cannot take; nullopt when it cannot run.
+std::optional<std::vector<Tensor>> referenceOutputs(const Model* reference,
+                                                    std::vector<Tensor> inputs) {
+  if (!reference) return std::nullopt;
+  std::string why_not;
+  exec::ExecutorOptions options;
+  options.fuse = false;
+  auto executor = sampleExecutor(*reference, options, &why_not);
+  if (!executor || executor->inputs().size() != inputs.size()) return std::nullopt;
+  auto outputs = executor->run(std::move(inputs));
+  if (!outputs.isOk()) return std::nullopt;
+  return std::move(outputs).value();
+}
+
+Status runSample(const Model& model, const Model* reference, WriteGateReport& report) {
+  std::string why_not;
+  // Unfused: the fused plan folds BatchNorms into copies of the conv weights (peak memory).
+  exec::ExecutorOptions options;
+  options.fuse = false;
+  auto executor = sampleExecutor(model, options, &why_not);
+  bool guessed = false;
+  std::vector<Tensor> inputs;
+  if (executor) inputs = sampleInputs(*executor, &guessed, &why_not);
+  if (!why_not.empty()) {
+    report.notes.push_back("no sample run: " + why_not);
+    return Status::ok();
+  }
+  std::vector<Tensor> kept_inputs;
+  if (reference) kept_inputs = inputs;  // small: one sample
+  auto outputs = executor->run(std::move(inputs));
+  if (!outputs.isOk()) {
+    // With dims we chose ourselves the failure may be our choice (a pooling window larger than
+    // the input), unless the model the output was made from runs on the same input.
+    if (guessed && !referenceOutputs(reference, std::move(kept_inputs))) {
+      report.notes.push_back("no sample run: with unknown input dims set to 1/64 it failed: " +
+                             outputs.status().message());
+      return Status::ok();
+    }
+    return internalError("sample run failed" +
+                         std::string(guessed ? " (the input model runs on the same input)" : "") +
+                         ": " + outputs.status().message());
+  }
+  report.sample_run = true;
+  const auto& declared = executor->outputs();
+  for (size_t i = 0; i < declared.size() && i < outputs->size(); ++i) {
+    const Value& v = *declared[i];
+    const Tensor& got = (*outputs)[i];
+    if (v.type().shape) {
+      const auto& dims = *v.type().shape;
+      bool agrees = dims.size() == got.shape().size();
+      for (size_t k = 0; agrees && k < dims.size(); ++k)
+        agrees = !dims[k].isKnown() || dims[k].value == got.shape()[k];
+      if (!agrees)
+        return internalError(outputLabel(v) + ": the sample run gives " + dimsText(got.shape()) +
+                             " but its type says " + v.type().toString());
+    }
+    if (auto at = firstNonFinite(got)) {
+      // A model that gives inf/NaN on our sample (Log of an input below 0) is not made wrong by
+      // us if the model it was made from gives them too.
+      const auto ref = referenceOutputs(reference, kept_inputs);
+      if (ref && i < ref->size() && firstNonFinite((*ref)[i])) {
+        report.notes.push_back(outputLabel(v) +
+                               " is non-finite on the sample input, as the input model's is");
+        continue;
+      }
+      return internalError(outputLabel(v) + ": the sample run gives a non-finite value at " +
+                           std::to_string(*at));
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+void fillRanksFromSampleRun(Model& model) {
+  exec::ExecutorOptions options;
+  options.fuse = false;
+  std::string why_not;
+  auto executor = sampleExecutor(model, options, &why_not);
+  bool guessed = false;
+  std::vector<Tensor> inputs;
+  if (executor) inputs = sampleInputs(*executor, &guessed, &why_not);
+  if (!why_not.empty()) return;
+  std::unordered_map<const Value*, int> ranks;
+  auto seen = [&](const Value& v, const Tensor& t) { ranks[&v] = t.rank(); };
+  if (!executor->run(std::move(inputs), seen).isOk()) return;
+  for (auto& [value, rank] : ranks) {
+    Value* v = model.graph->findValue(value->name());
+    if (!v || v->type().shape || !v->type().isTensor()) continue;
+    ValueType type = v->type();
+    type.shape = std::vector<Dim>(static_cast<size_t>(rank));
+    v->setType(std::move(type));
+  }
+}
+
+Status convertModelOpset(Model& model, int64_t target) {
+  bool rank_missing = false;
+  for (const auto& v : model.graph->values())
+    rank_missing = rank_missing || (v->producer() && v->type().isTensor() && !v->type().shape);
+  if (rank_missing) fillRanksFromSampleRun(model);
+  return convertOpset(model, target);
+}
+
+Status checkModelBeforeWrite(const Model& model, const Model* reference, WriteGateReport* report) {
+  WriteGateReport local;
+  WriteGateReport& r = report ? *report : local;
+  const auto start = std::chrono::steady_clock::now();
+  auto gateError = [](const Status& s) { return internalError("validation gate: " + s.message()); };
+  if (Status s = checkShapeInputs(model); !s.isOk()) return gateError(s);
+  if (Status s = checkWeightChannels(model); !s.isOk()) return gateError(s);
+  // GATE: checkChannelParameters (analysis; wired in at merge):
+  // if (Status s = checkChannelParameters(model); !s.isOk()) return gateError(s);
+  const auto sample_start = std::chrono::steady_clock::now();
+  if (Status s = runSample(model, reference, r); !s.isOk()) return gateError(s);
+  const auto end = std::chrono::steady_clock::now();
+  spdlog::debug("validation gate: IR checks {:.3f} s, sample run {:.3f} s",
+                std::chrono::duration<double>(sample_start - start).count(),
+                std::chrono::duration<double>(end - sample_start).count());
+  r.seconds += std::chrono::duration<double>(end - start).count();
+  return Status::ok();
+}
+
+Status writeValidatedModel(Model& model, const std::filesystem::path& path,
+                           const SaveOptions& options, const WriteGateOptions& gate,
+                           WriteGateReport* report) {
+  WriteGateReport local;
+  WriteGateReport& r = report ? *report : local;
+  const int64_t opset = model.opsetVersion("");
+  if (opset > 0) model.ir_version = std::max(model.ir_version, irVersionForOpset(opset));
+  NNC_RETURN_IF_ERROR(checkModelBeforeWrite(model, gate.reference, &r));
+  SaveOptions save = options;
+  save.validate = true;
+  save.validation_notes = &r.notes;
+  double proto_seconds = 0;
+  save.validation_seconds = &proto_seconds;
+  Status saved =
+      gate.consume ? saveModelConsuming(model, path, save) : saveModel(model, path, save);
+  r.seconds += proto_seconds;
+  if (saved.code() == StatusCode::kInternal)
+    return internalError("validation gate: " + saved.message());
+  NNC_RETURN_IF_ERROR(saved);
+  for (const auto& note : r.notes) spdlog::info("validation gate: {}", note);
+  spdlog::debug("validation gate: ONNX checker + strict inference {:.3f} s; gate total {:.3f} s",
+                proto_seconds, r.seconds);
+  return Status::ok();
+}
+
+}  // namespace nnc
