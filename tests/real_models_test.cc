@@ -121,12 +121,19 @@ std::string count(int64_t n) {
   if (n >= 1000) return fixed(n / 1e3, 1) + "k";
   return std::to_string(n);
 }
-// The first line of a command's stderr, for the table.
+// The first line of a text (of a command's stderr: its first error line), for the table.
 std::string firstLine(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
+  size_t start = text.find(": error: ");
+  start = start == std::string::npos ? 0 : text.rfind('\n', start) + 1;
+  std::string line = text.substr(start, text.find('\n', start) - start);
   for (char& c : line)
     if (c == '|') c = '/';
   return line.size() > 240 ? line.substr(0, 237) + "..." : line;
+}
+
+// Adds a finding to a status cell ("not run" until the first).
+void note(std::string& cell, const std::string& finding) {
+  cell = cell == "not run" ? finding : cell + "; " + finding;
 }
 
 class PrintTable : public ::testing::Environment {
@@ -139,10 +146,14 @@ class PrintTable : public ::testing::Environment {
         "prunable / all | rel. error vs oracle (ORT) | prune | quantize int8 QDQ | output "
         "cosine vs float (ORT, min) |\n");
     std::printf("|---|---|---|---|---|---|---|---|---|\n");
-    for (const auto& [model, r] : table())
-      std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", model.c_str(),
+    for (const RealModel& m : kRealModels) {
+      auto it = table().find(m.file);
+      if (it == table().end()) continue;
+      const Row& r = it->second;
+      std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.file.c_str(),
                   r.report.c_str(), r.params.c_str(), r.macs_kept.c_str(), r.groups.c_str(),
                   r.oracle.c_str(), r.prune.c_str(), r.quantize.c_str(), r.cosine.c_str());
+    }
     std::printf("[ end real models table ]\n");
   }
 };
@@ -409,10 +420,12 @@ TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
                std::to_string(j["groups"].size());
   std::printf("[ prune ] %s: params %s, MACs kept %s, groups pruned/prunable/all %s\n",
               m.file.c_str(), row.params.c_str(), row.macs_kept.c_str(), row.groups.c_str());
+  EXPECT_LT(params_after, params_before) << "pruning half the channels must shrink the model";
+  if (params_after >= params_before) note(row.prune, "params grew");
   if (prunable == 0) {
     std::string why;
     for (const auto& s : reasons) why += (why.empty() ? "" : "; ") + s;
-    row.prune = "0 prunable groups: " + firstLine(why);
+    note(row.prune, "0 prunable groups: " + firstLine(why));
   }
   // Every model has Conv -> (BN) -> activation -> Conv chains whose channels nothing else reads.
   EXPECT_GT(prunable, 0) << m.file << " has no prunable group; barriers:\n"
@@ -425,11 +438,11 @@ TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
 
   Status checked = checkModelFile(out);
   if (!checked.isOk())
-    row.prune = "written, fails the ONNX checker: " + firstLine(checked.message());
+    note(row.prune, "written, fails the ONNX checker: " + firstLine(checked.message()));
   EXPECT_TRUE(checked.isOk()) << checked.toString();
   std::string failure;
   const auto pruned = runAll(out, f, dir, failure);
-  if (!failure.empty()) row.prune = "written, " + firstLine(failure);
+  if (!failure.empty()) note(row.prune, "written, " + firstLine(failure));
   ASSERT_TRUE(failure.empty()) << failure;
 
   // The oracle: the original with the removed channels' consumer slices zeroed. The analysis
@@ -456,8 +469,8 @@ TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
       worst = std::max(worst, err);
     }
   row.oracle = sci(worst);
-  if (row.prune == "not run")
-    row.prune = worst <= kOracleTolerance ? "ok" : "WRONG: differs from the oracle";
+  if (worst > kOracleTolerance) note(row.prune, "WRONG: differs from the oracle");
+  if (row.prune == "not run") row.prune = "ok";
   std::printf("[ prune ] %s: max relative error vs the zeroed-consumer oracle in ORT %s\n",
               m.file.c_str(), row.oracle.c_str());
 }
@@ -482,14 +495,16 @@ TEST_P(RealModelsTest, QuantizeInt8QdqRunsInOrt) {
   auto j = nlohmann::json::parse(r.out, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << r.out;
   EXPECT_EQ(j.value("converted_from_opset", int64_t{-1}), 9) << "all eight models are opset 9";
+  if (j.value("converted_from_opset", int64_t{-1}) != 9)
+    note(row.quantize, "JSON lacks converted_from_opset 9");
 
   Status checked = checkModelFile(out);
   if (!checked.isOk())
-    row.quantize = "written, fails the ONNX checker: " + firstLine(checked.message());
+    note(row.quantize, "written, fails the ONNX checker: " + firstLine(checked.message()));
   EXPECT_TRUE(checked.isOk()) << checked.toString();
   std::string failure;
   const auto got = runAll(out, f, dir, failure);
-  if (!failure.empty()) row.quantize = "written, " + firstLine(failure);
+  if (!failure.empty()) note(row.quantize, "written, " + firstLine(failure));
   ASSERT_TRUE(failure.empty()) << failure;
 
   double worst = 1;
@@ -500,6 +515,7 @@ TEST_P(RealModelsTest, QuantizeInt8QdqRunsInOrt) {
       if (!std::isnan(c)) worst = std::min(worst, c);
     }
   row.cosine = fixed(worst, 4);
+  if (worst < kMinQuantCosine) note(row.quantize, "outputs far from the float model's");
   if (row.quantize == "not run") row.quantize = "ok";
   std::printf("[ quantize ] %s: min output cosine vs the float model in ORT %s\n", m.file.c_str(),
               row.cosine.c_str());

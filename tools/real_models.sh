@@ -20,7 +20,9 @@ if [ -z "$table" ]; then
   echo "real_models.sh: the suite printed no table (exit $status)" >&2
   exit 1
 fi
-failed=$(grep -c '^\[  FAILED  \] SharedRealModels' "$log" || true)
+# One line per failed test: "Suite.Test/model", without gtest's parameter dump and timing.
+failures=$(sed -n 's/^\[  FAILED  \] SharedRealModels\/RealModelsTest\.\([^,]*\),.*/\1/p' "$log" | sort -u)
+failed=$(printf '%s' "$failures" | grep -c . || true)
 passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\?\.$/\1/p' "$log")
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src include tests || echo "+changes")
 ort=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' node_modules/onnxruntime-node/package.json | head -1)
@@ -53,7 +55,7 @@ ort=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' node_modules/onnxruntime-node
   else
     echo "$failed tests of the suite fail (exit $status):"
     echo
-    grep '^\[  FAILED  \] SharedRealModels' "$log" | sed 's/^\[  FAILED  \] /- /' | sort -u
+    printf '%s\n' "$failures" | sed 's/^/- /'
   fi
 } >docs/real-models.md
 echo "wrote docs/real-models.md (suite exit $status)"

@@ -23,10 +23,12 @@ one, else a random .npy from the input shape. Exit status: 0 when there is no IN
 CRASH run, 1 otherwise. Python standard library and Debian's python3-onnx / numpy only.
 """
 import argparse
+import collections
 import concurrent.futures
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -232,6 +234,13 @@ def sweep_one(model, nncompress, timeout):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def refusal_reason(line):
+    """An error line without its file paths and quoted names, to group refusals."""
+    line = re.sub(r"^nncompress: error: ", "", line)
+    line = re.sub(r"/\S+?: ", "", line)
+    return re.sub(r"'[^']*'", "'...'", line)[:150]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     default_bin = "/work/main/build/nncompress"
@@ -265,6 +274,11 @@ def main():
     for c in classes:
         print("%-10s %8d %8d" % (c, sum(r["class"] == c and r["command"] == "prune" for r in results),
                                  sum(r["class"] == c and r["command"] == "quantize" for r in results)))
+    print("\nmost common refusals (paths and names elided):")
+    reasons = collections.Counter((r["command"], refusal_reason(r["stderr"]))
+                                  for r in results if r["class"] == "refused")
+    for (kind, reason), n in reasons.most_common(12):
+        print("%5d %-8s %s" % (n, kind, reason))
     bad = [r for r in results if r["class"] in ("INVALID", "EXIT 5", "CRASH", "messy")]
     for c in ("INVALID", "EXIT 5", "CRASH", "messy"):
         rows = [r for r in bad if r["class"] == c]
