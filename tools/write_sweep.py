@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Never write a wrong model (issue 12): run `prune --ratio 0.5` and `quantize` on every model of
-/usr/share/libonnx-testdata/data and on the torchvision exports, and classify each run:
+/usr/share/libonnx-testdata/data, the torchvision exports (tools/export_torchvision.py) and the real
+pretrained models of ../shared/real-models, and classify each run:
 
   refused      exit 1, 2, 3 or 4, one stderr line, no file left in the output folder
   messy        a refusal with several stderr lines or a file left behind
@@ -12,11 +13,12 @@
 Checks of a written file: our own loader (`nncompress report OUT --json`, which runs the ONNX
 checker), ONNX's checker with strict shape inference and data propagation (python3-onnx, when
 installed), and ONNX Runtime: tools/ort/run.js on the model's test_data_set_0 inputs (or a
-seeded random input for the torchvision exports) must run and give the original's output shapes
-(when ORT runs the original; else tools/ort/check.js must load it).
+seeded random input for the torchvision exports and ../shared/real-models) must run and give the
+original's output shapes (when ORT runs the original; else tools/ort/check.js must load it).
 
     /usr/bin/python3 tools/write_sweep.py [--nncompress build/nncompress] [--jobs 2]
-        [--timeout 120] [--torchvision build/torchvision] [--filter SUBSTRING] [--json out.json]
+        [--timeout 120] [--torchvision build/torchvision] [--shared ../shared/real-models]
+        [--filter SUBSTRING] [--json out.json]
 
 Quantize gets --calib test_data_set_0 (a folder of TensorProto .pb files) for models that have
 one, else a random .npy from the input shape. Exit status: 0 when there is no INVALID, EXIT 5 or
@@ -56,19 +58,20 @@ def run(cmd, timeout, cwd=None):
         return "timeout", "", ""
 
 
-def find_models(torchvision):
+def find_models(torchvision, shared):
     models = []
     for suite in SUITES:
         models += sorted(glob.glob(os.path.join(TESTDATA, suite, "**", "*.onnx"), recursive=True))
-    if torchvision and os.path.isdir(torchvision):
-        models += sorted(glob.glob(os.path.join(torchvision, "*.onnx")))
+    for folder in (torchvision, shared):
+        if folder and os.path.isdir(folder):
+            models += sorted(glob.glob(os.path.join(folder, "*.onnx")))
     return models
 
 
 def label(path):
     if path.startswith(TESTDATA + "/"):
         return path[len(TESTDATA) + 1:]
-    return "torchvision/" + os.path.basename(path)
+    return os.path.join(os.path.basename(os.path.dirname(path)), os.path.basename(path))
 
 
 def test_inputs(model):
@@ -78,16 +81,16 @@ def test_inputs(model):
 
 
 def random_input(model, work):
-    """A seeded random .npy for a model with one float input of static shape (torchvision)."""
+    """A seeded random .npy for a model with one float input (torchvision, real models):
+    symbolic dims become 1 for the batch axis, 64 elsewhere."""
     rc, out, _ = run(["node", os.path.join(ROOT, "tools/ort/check.js"), model], 60)
     if rc != 0:
         return None
     inputs = json.loads(out)["inputs"]
     if len(inputs) != 1 or inputs[0]["type"] != "float32":
         return None
-    dims = inputs[0]["dims"]
-    if not all(isinstance(d, int) for d in dims):
-        return None
+    dims = [d if isinstance(d, int) and d > 0 else (1 if i == 0 else 64)
+            for i, d in enumerate(inputs[0]["dims"])]
     import numpy as np
     x = np.random.default_rng(0).random(dims, dtype=np.float32)
     path = os.path.join(work, "input.npy")
@@ -251,12 +254,14 @@ def main():
     ap.add_argument("--timeout", type=int, default=120, help="seconds per command")
     ap.add_argument("--torchvision", default=os.path.join(ROOT, "build/torchvision"),
                     help="folder of tools/export_torchvision.py's exports")
+    ap.add_argument("--shared", default=os.path.join(ROOT, "../shared/real-models"),
+                    help="the real pretrained models (../shared/real-models), if present")
     ap.add_argument("--filter", default="", help="only models whose path contains this")
     ap.add_argument("--json", help="write every result here")
     args = ap.parse_args()
     if not os.access(args.nncompress, os.X_OK):
         sys.exit("no nncompress binary at %s (build it, or pass --nncompress)" % args.nncompress)
-    models = [m for m in find_models(args.torchvision) if args.filter in m]
+    models = [m for m in find_models(args.torchvision, args.shared) if args.filter in m]
     print("sweep: %d models, %s, onnx checker: %s" % (
         len(models), args.nncompress, "python3-onnx " + onnx.__version__ if onnx else
         "our loader only (python3-onnx missing)"), flush=True)
