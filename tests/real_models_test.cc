@@ -46,18 +46,19 @@ struct Photo {
 
 // Faces for the face models, then whole photos as extra inputs.
 const std::vector<Photo> kFaces = {{"astronaut.png", {25, 135, 180, 180}, "astronaut face"},
-                                   {"camera.png", {60, 150, 140, 140}, "camera face"},
+                                   {"camera.png", {70, 135, 135, 125}, "camera face"},
                                    {"chelsea.png", {}, "chelsea"},
                                    {"coffee.png", {}, "coffee"},
                                    {"rocket.jpg", {}, "rocket"}};
-const std::vector<Photo> kEyes = {{"astronaut.png", {98, 188, 32, 32}, "astronaut left eye"},
-                                  {"astronaut.png", {95, 230, 32, 32}, "astronaut right eye"},
-                                  {"camera.png", {136, 206, 30, 30}, "camera eye"},
+// Eyes cropped from the astronaut, then whole photos.
+const std::vector<Photo> kEyes = {{"astronaut.png", {90, 188, 32, 32}, "astronaut left eye"},
+                                  {"astronaut.png", {93, 228, 32, 32}, "astronaut right eye"},
+                                  {"coffee.png", {}, "coffee"},
                                   {"chelsea.png", {}, "chelsea"}};
 // Lines of text of page.png (384 x 191), then one photo.
-const std::vector<Photo> kTextLines = {{"page.png", {36, 0, 26, 384}, "page line 1"},
-                                       {"page.png", {56, 0, 26, 384}, "page line 2"},
-                                       {"page.png", {76, 0, 26, 384}, "page line 3"},
+const std::vector<Photo> kTextLines = {{"page.png", {41, 0, 20, 384}, "page line 1"},
+                                       {"page.png", {61, 0, 20, 384}, "page line 2"},
+                                       {"page.png", {81, 0, 20, 384}, "page line 3"},
                                        {"page.png", {0, 0, 34, 300}, "page title"},
                                        {"rocket.jpg", {}, "rocket"}};
 
@@ -126,6 +127,8 @@ std::string firstLine(const std::string& text) {
   size_t start = text.find(": error: ");
   start = start == std::string::npos ? 0 : text.rfind('\n', start) + 1;
   std::string line = text.substr(start, text.find('\n', start) - start);
+  for (const std::string& noise : {std::string("nncompress: error: "), kModels.string() + "/"})
+    for (size_t at; (at = line.find(noise)) != std::string::npos;) line.erase(at, noise.size());
   for (char& c : line)
     if (c == '|') c = '/';
   return line.size() > 240 ? line.substr(0, 237) + "..." : line;

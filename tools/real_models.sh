@@ -34,7 +34,7 @@ ort=$(sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' node_modules/onnxruntime-node
   echo "at commit \`$commit\` with ONNX Runtime $ort (onnxruntime-node). Do not edit by hand."
   echo
   echo "The eight models of \`../shared/real-models\` (all opset 9; see its README), each fed real"
-  echo "photographs from python3-skimage (faces: astronaut, camera; eyes cropped from them; text lines"
+  echo "photographs from python3-skimage (faces: astronaut, camera; the astronaut's eyes; text lines"
   echo "of page.png; chelsea, coffee and rocket as extra inputs), preprocessed as the README says."
   echo
   echo "- **report**: \`nncompress report MODEL --json\`: params / MACs."
