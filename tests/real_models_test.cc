@@ -1,0 +1,541 @@
+// The eight real pretrained models of ../shared/real-models (issue 12, item 6), each fed real
+// photographs (python3-skimage's images, preprocessed as that folder's README says):
+//   Report      `report --json` works and its counts are sane;
+//   Prune       `prune --ratio 0.5 --method l1` writes a model the ONNX checker and ONNX Runtime
+//               accept, with the original output shapes, that equals the zeroed-consumer oracle
+//               (tests/prune_oracle.h) built from the channels the CLI says it removed (its JSON
+//               `groups[].removed`), relative error <= 1e-4 on every output;
+//   Quantize    `quantize --calib` (int8 QDQ; the opset 9 models are converted automatically)
+//               writes a model ONNX Runtime runs, whose outputs stay close to the float model's.
+// Each test prints its part of the model's row; a full run prints the whole table at the end
+// (tools/real_models.sh turns it into docs/real-models.md).
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "nncompress/analysis/channel_groups.h"
+#include "nncompress/data/dataset.h"
+#include "nncompress/data/npy.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "ort_util.h"
+
+namespace nnc {
+namespace {
+
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+const fs::path kModels = NNC_REAL_MODELS_DIR;
+const fs::path kPhotos = "/usr/lib/python3/dist-packages/skimage/data";
+constexpr double kOracleTolerance = 1e-4;
+constexpr double kMinQuantCosine = 0.9;
+
+// A region of a photo, in its pixels; height 0 means the whole photo.
+struct Box {
+  int top = 0, left = 0, height = 0, width = 0;
+};
+struct Photo {
+  std::string file;
+  Box box;
+  std::string label;
+};
+
+// Faces for the face models, then whole photos as extra inputs.
+const std::vector<Photo> kFaces = {{"astronaut.png", {25, 135, 180, 180}, "astronaut face"},
+                                   {"camera.png", {70, 135, 135, 125}, "camera face"},
+                                   {"chelsea.png", {}, "chelsea"},
+                                   {"coffee.png", {}, "coffee"},
+                                   {"rocket.jpg", {}, "rocket"}};
+// Eyes cropped from the astronaut, then whole photos.
+const std::vector<Photo> kEyes = {{"astronaut.png", {90, 188, 32, 32}, "astronaut left eye"},
+                                  {"astronaut.png", {93, 228, 32, 32}, "astronaut right eye"},
+                                  {"coffee.png", {}, "coffee"},
+                                  {"chelsea.png", {}, "chelsea"}};
+// Lines of text of page.png (384 x 191), then one photo.
+const std::vector<Photo> kTextLines = {{"page.png", {41, 0, 20, 384}, "page line 1"},
+                                       {"page.png", {61, 0, 20, 384}, "page line 2"},
+                                       {"page.png", {81, 0, 20, 384}, "page line 3"},
+                                       {"page.png", {0, 0, 34, 300}, "page title"},
+                                       {"rocket.jpg", {}, "rocket"}};
+
+using Channels = data::Preprocess::Channels;
+const std::vector<float> kImagenetMean = {0.485f, 0.456f, 0.406f};
+const std::vector<float> kImagenetStd = {0.229f, 0.224f, 0.225f};
+
+// One model and its preprocessing (../shared/real-models/README.md).
+struct RealModel {
+  std::string file;
+  Channels channels;
+  int height, width;  // the input size (dynamic dims of PP-OCR: the README's example sizes)
+  float scale;
+  std::vector<float> mean, std;
+  const std::vector<Photo>* photos;
+};
+
+const RealModel kRealModels[] = {
+    {"fr_landmark.onnx", Channels::kGrey, 64, 64, 1.f / 256, {}, {}, &kFaces},
+    {"fr_liveness.onnx", Channels::kRgb, 128, 128, 1.f, {}, {}, &kFaces},
+    {"fr_pose.onnx", Channels::kRgb, 224, 224, 1.f / 255, kImagenetMean, kImagenetStd, &kFaces},
+    {"fr_eye.onnx", Channels::kGrey, 24, 24, 1.f / 255, {}, {}, &kEyes},
+    {"fr_age.onnx", Channels::kRgb, 64, 64, 1.f / 255, kImagenetMean, kImagenetStd, &kFaces},
+    {"fr_gender.onnx", Channels::kRgb, 64, 64, 1.f / 255, kImagenetMean, kImagenetStd, &kFaces},
+    {"ch_ppocr_mobile_v2.0_cls_infer.onnx",
+     Channels::kBgr,
+     48,
+     192,
+     1.f / 255,
+     {0.5f},
+     {0.5f},
+     &kTextLines},
+    {"ch_PP-OCRv4_rec_infer.onnx", Channels::kBgr, 48, 320, 1.f / 255, {0.5f}, {0.5f}, &kTextLines},
+};
+
+// ---------------------------------------------------------------------------------------------
+// The table: each test fills its cells; a run of the whole binary prints every row at the end.
+
+struct Row {
+  std::string report = "-";  // params / MACs, or why report failed
+  std::string params = "-", macs_kept = "-", groups = "-", oracle = "-", prune = "not run";
+  std::string quantize = "not run", cosine = "-";
+};
+std::map<std::string, Row>& table() {
+  static std::map<std::string, Row> rows;
+  return rows;
+}
+
+std::string fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+std::string sci(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.1e", v);
+  return buf;
+}
+std::string count(int64_t n) {
+  if (n >= 1000000) return fixed(n / 1e6, 2) + "M";
+  if (n >= 1000) return fixed(n / 1e3, 1) + "k";
+  return std::to_string(n);
+}
+// The first line of a text (of a command's stderr: its first error line), for the table.
+std::string firstLine(const std::string& text) {
+  size_t start = text.find(": error: ");
+  start = start == std::string::npos ? 0 : text.rfind('\n', start) + 1;
+  std::string line = text.substr(start, text.find('\n', start) - start);
+  for (const std::string& noise : {std::string("nncompress: error: "), kModels.string() + "/"})
+    for (size_t at; (at = line.find(noise)) != std::string::npos;) line.erase(at, noise.size());
+  for (char& c : line)
+    if (c == '|') c = '/';
+  return line.size() > 240 ? line.substr(0, 237) + "..." : line;
+}
+
+// Adds a finding to a status cell ("not run" until the first).
+void note(std::string& cell, const std::string& finding) {
+  cell = cell == "not run" ? finding : cell + "; " + finding;
+}
+
+class PrintTable : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (table().empty()) return;
+    std::printf("\n[ real models table ]\n");
+    std::printf(
+        "| model | report: params / MACs | prune 50%%: params | MACs kept | groups pruned / "
+        "prunable / all | rel. error vs oracle (ORT) | prune | quantize int8 QDQ | output "
+        "cosine vs float (ORT, min) |\n");
+    std::printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (const RealModel& m : kRealModels) {
+      auto it = table().find(m.file);
+      if (it == table().end()) continue;
+      const Row& r = it->second;
+      std::printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", m.file.c_str(),
+                  r.report.c_str(), r.params.c_str(), r.macs_kept.c_str(), r.groups.c_str(),
+                  r.oracle.c_str(), r.prune.c_str(), r.quantize.c_str(), r.cosine.c_str());
+    }
+    std::printf("[ end real models table ]\n");
+  }
+};
+[[maybe_unused]] const auto* const kPrintTable =
+    ::testing::AddGlobalTestEnvironment(new PrintTable);
+
+// ---------------------------------------------------------------------------------------------
+// Inputs: each photo, cropped, then preprocessed by the data readers (src/data).
+
+// [1, C, h, w] raw 0..255 values of the box, in the model's channel order.
+StatusOr<Tensor> cropPhoto(const Photo& photo, Channels channels) {
+  data::Preprocess raw;
+  raw.scale = 1.f;
+  raw.channels = channels;
+  NNC_ASSIGN_OR_RETURN(auto reader, data::openData((kPhotos / photo.file).string(), raw));
+  NNC_ASSIGN_OR_RETURN(Tensor full, reader->readBatch(0, 1));
+  if (photo.box.height == 0) return full;
+  const int64_t c = full.dim(1), h = full.dim(2), w = full.dim(3);
+  const Box& b = photo.box;
+  if (b.top + b.height > h || b.left + b.width > w)
+    return invalidArgument(photo.file + ": box outside the photo");
+  Tensor out(DType::kFloat32, Shape{1, c, b.height, b.width});
+  auto src = full.data<float>();
+  auto dst = out.mutableData<float>();
+  for (int64_t k = 0; k < c; ++k)
+    for (int64_t y = 0; y < b.height; ++y)
+      for (int64_t x = 0; x < b.width; ++x)
+        dst[(k * b.height + y) * b.width + x] = src[(k * h + b.top + y) * w + b.left + x];
+  return out;
+}
+
+// [1, C, H, W]: the crop resized and normalised as the model expects.
+StatusOr<Tensor> modelInput(const RealModel& m, const Photo& photo, const TempDir& dir) {
+  NNC_ASSIGN_OR_RETURN(Tensor crop, cropPhoto(photo, m.channels));
+  const auto file = dir / "crop.npy";
+  NNC_RETURN_IF_ERROR(data::writeNpy(file.string(), crop));
+  data::Preprocess pre;
+  pre.scale = m.scale;
+  pre.size = std::pair{m.height, m.width};
+  pre.mean = m.mean;
+  pre.std = m.std;
+  NNC_ASSIGN_OR_RETURN(auto reader, data::openData(file.string(), pre));
+  return reader->readBatch(0, 1);
+}
+
+// Samples [n_i, ...] -> [sum n_i, ...].
+Tensor concatBatch(const std::vector<Tensor>& samples) {
+  Shape shape = samples[0].shape();
+  shape[0] = 0;
+  for (const Tensor& s : samples) shape[0] += s.dim(0);
+  Tensor out(DType::kFloat32, shape);
+  auto dst = out.mutableData<float>();
+  size_t at = 0;
+  for (const Tensor& s : samples)
+    for (float v : s.data<float>()) dst[at++] = v;
+  return out;
+}
+
+// Graph inputs that are not initializers (IR 4 files list every weight as an input too).
+std::vector<const Value*> dataInputs(const Graph& g) {
+  std::vector<const Value*> inputs;
+  for (const Value* v : g.inputs())
+    if (!v->isInitializer()) inputs.push_back(v);
+  return inputs;
+}
+
+// What a test needs about one model: its input name, the batches to feed ORT (one per photo when
+// the batch dim is fixed, else one batch of every photo) and the original's outputs on them.
+struct Fixture {
+  fs::path path;
+  std::string input_name;
+  std::vector<Tensor> batches;
+  std::vector<std::vector<Tensor>> reference;  // per batch, the original's outputs in ORT
+};
+
+void prepare(const RealModel& m, const TempDir& dir, Fixture& f) {
+  ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing: run tools/bootstrap.sh";
+  ASSERT_TRUE(fs::exists(kPhotos / "astronaut.png"))
+      << kPhotos << " has no photos: apt-get install python3-skimage (tools/bootstrap.sh)";
+  f.path = kModels / m.file;
+  ASSERT_TRUE(fs::exists(f.path)) << f.path << " missing";
+  auto model = loadModel(f.path);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  const std::vector<const Value*> inputs = dataInputs(*model->graph);
+  ASSERT_EQ(inputs.size(), 1u);
+  const Value* input = inputs[0];
+  f.input_name = input->name();
+  const auto& dims = input->type().shape;
+  ASSERT_TRUE(dims && dims->size() == 4) << m.file << ": expected an NCHW input";
+  const bool batch_fixed = (*dims)[0].isKnown();
+
+  std::vector<Tensor> samples;
+  for (const Photo& p : *m.photos) {
+    auto t = modelInput(m, p, dir);
+    ASSERT_TRUE(t.isOk()) << p.label << ": " << t.status().toString();
+    samples.push_back(std::move(t).value());
+  }
+  if (batch_fixed)
+    f.batches = std::move(samples);
+  else
+    f.batches = {concatBatch(samples)};
+  for (const Tensor& b : f.batches) {
+    auto out = testing::runOrt(f.path, {{f.input_name, b}}, dir);
+    ASSERT_TRUE(out.isOk()) << "the original does not run in ORT: " << out.status().toString();
+    f.reference.push_back(std::move(out).value());
+  }
+}
+
+// Relative max error for float outputs; other dtypes must match exactly. 1 on shape mismatch.
+double outputError(const Tensor& got, const Tensor& want) {
+  if (got.shape() != want.shape() || got.dtype() != want.dtype()) return 1.0;
+  if (want.dtype() == DType::kFloat32) return testing::relativeMaxError(got, want);
+  return got.bytes() == want.bytes() ? 0.0 : 1.0;
+}
+
+double cosine(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != DType::kFloat32 || b.dtype() != DType::kFloat32)
+    return std::nan("");
+  double ab = 0, aa = 0, bb = 0;
+  const auto x = a.data<float>(), y = b.data<float>();
+  for (size_t i = 0; i < x.size(); ++i)
+    ab += double(x[i]) * y[i], aa += double(x[i]) * x[i], bb += double(y[i]) * y[i];
+  if (aa == 0 && bb == 0) return 1.0;
+  return ab / std::sqrt(aa * bb);
+}
+
+bool allFinite(const Tensor& t) {
+  if (t.dtype() != DType::kFloat32) return true;
+  for (float v : t.data<float>())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
+
+// Runs `model` in ORT on every batch; fails the test (with ORT's message) when it does not run or
+// an output's shape differs from the original's.
+std::vector<std::vector<Tensor>> runAll(const fs::path& model, const Fixture& f, const TempDir& dir,
+                                        std::string& failure) {
+  std::vector<std::vector<Tensor>> all;
+  for (size_t b = 0; b < f.batches.size(); ++b) {
+    auto out = testing::runOrt(model, {{f.input_name, f.batches[b]}}, dir);
+    if (!out.isOk()) {
+      // Without the temp paths, which make the table unreadable.
+      std::string message = out.status().message();
+      for (const std::string& p : {"onnxruntime failed on " + model.string() + ": ",
+                                   model.string() + ": ", model.string()})
+        for (size_t at; (at = message.find(p)) != std::string::npos;) message.erase(at, p.size());
+      failure = "ORT: " + message;
+      return {};
+    }
+    if (out->size() != f.reference[b].size()) {
+      failure = std::to_string(out->size()) + " outputs instead of " +
+                std::to_string(f.reference[b].size());
+      return {};
+    }
+    for (size_t o = 0; o < out->size(); ++o)
+      if ((*out)[o].shape() != f.reference[b][o].shape()) {
+        failure = "output " + std::to_string(o) + " changed shape";
+        return {};
+      }
+    all.push_back(std::move(out).value());
+  }
+  return all;
+}
+
+// Zeroes, in one copy of each consumer weight, the slices that read the removed channels of
+// every group (tests/prune_oracle.h's zeroConsumerSlices, for several groups at once: two groups
+// may feed the same weight, e.g. through a Concat).
+void zeroRemovedChannels(Graph& g, const ChannelAnalysis& analysis,
+                         const std::map<int, std::vector<int64_t>>& removed) {
+  std::map<std::pair<Node*, const Value*>, Tensor> zeroed;
+  for (const auto& [group_id, dropped] : removed) {
+    for (const GroupMember& m : analysis.groups[group_id].members) {
+      if (m.role != MemberRole::kConsumer) continue;
+      const auto key = std::pair{const_cast<Node*>(m.node), m.value};
+      auto it = zeroed.find(key);
+      if (it == zeroed.end()) it = zeroed.emplace(key, *m.value->constantData()).first;
+      Tensor& t = it->second;
+      const Shape& s = t.shape();
+      int64_t outer = 1, inner = 1;
+      for (int a = 0; a < m.axis; ++a) outer *= s[a];
+      for (int a = m.axis + 1; a < t.rank(); ++a) inner *= s[a];
+      auto data = t.mutableData<float>();
+      for (int64_t idx : m.mapping.indices(dropped))
+        for (int64_t o = 0; o < outer; ++o)
+          std::fill_n(data.data() + (o * s[m.axis] + idx) * inner, inner, 0.f);
+    }
+  }
+  int n = 0;
+  for (auto& [key, tensor] : zeroed) {
+    auto [node, value] = key;
+    for (size_t i = 0; i < node->numInputs(); ++i)
+      if (node->input(i) == value)
+        node->setInput(
+            i, g.addInitializer(value->name() + "_zeroed" + std::to_string(n++), Tensor(tensor)));
+  }
+}
+
+// gtest prints the parameter in failure messages.
+void PrintTo(const RealModel& m, std::ostream* os) { *os << m.file; }
+
+class RealModelsTest : public ::testing::TestWithParam<RealModel> {};
+
+TEST_P(RealModelsTest, Report) {
+  const RealModel& m = GetParam();
+  Row& row = table()[m.file];
+  const auto path = kModels / m.file;
+  auto r = testing::runCli("report " + testing::quote(path) + " --json");
+  if (r.exit_code != 0)
+    row.report = "exit " + std::to_string(r.exit_code) + ": " + firstLine(r.err);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  const int64_t params = j.value("params", int64_t{-1}), macs = j.value("macs", int64_t{-1});
+  const int64_t bytes = static_cast<int64_t>(fs::file_size(path));
+  row.report = count(params) + " / " + count(macs);
+  std::printf("[ report ] %s: params %lld, MACs %lld, %zu layers, file %lld bytes\n",
+              m.file.c_str(), (long long)params, (long long)macs, j["layers"].size(),
+              (long long)bytes);
+  EXPECT_EQ(j.value("file_bytes", int64_t{-1}), bytes);
+  EXPECT_GT(macs, 0);
+  // Convolutions reuse each weight at every position: MACs exceed weights. Only with a static
+  // input: PP-OCR's H and W are dynamic, and MACs are then counted per position.
+  auto model = loadModel(path);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  if (dataInputs(*model->graph).at(0)->staticShape()) {
+    EXPECT_GT(macs, params) << "convolutional model with fewer MACs than weights";
+  }
+  // float32 weights: 4 bytes each, and the weights are most of the file.
+  EXPECT_LE(params * 4, bytes) << "more float32 params than the file can hold";
+  EXPECT_GE(params * 4, bytes / 2) << "params miss most of the file's weights";
+  EXPECT_FALSE(j["layers"].empty());
+}
+
+TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
+  const RealModel& m = GetParam();
+  Row& row = table()[m.file];
+  TempDir dir;
+  Fixture f;
+  ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
+  const auto out = dir / "pruned.onnx";
+  auto r = testing::runCli("prune " + testing::quote(f.path) + " -o " + testing::quote(out) +
+                           " --ratio 0.5 --method l1 --json");
+  if (r.exit_code != 0) row.prune = "exit " + std::to_string(r.exit_code) + ": " + firstLine(r.err);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(fs::exists(out));
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+
+  std::map<int, std::vector<int64_t>> removed;
+  int prunable = 0, shrinkable = 0;
+  std::set<std::string> reasons;
+  for (const auto& g : j["groups"]) {
+    if (g["prunable"].get<bool>()) {
+      ++prunable;
+      shrinkable += g["channels_before"].get<int64_t>() >= 2;
+    } else
+      reasons.insert(g.value("reason", ""));
+    auto r_list = g["removed"].get<std::vector<int64_t>>();
+    if (!r_list.empty()) removed[g["id"].get<int>()] = std::move(r_list);
+  }
+  const int64_t params_before = j["before"]["params"], params_after = j["after"]["params"];
+  row.params = count(params_before) + " -> " + count(params_after);
+  row.macs_kept = fixed(100 * j["macs_kept"].get<double>(), 1) + "%";
+  row.groups = std::to_string(removed.size()) + " / " + std::to_string(prunable) + " / " +
+               std::to_string(j["groups"].size());
+  std::printf("[ prune ] %s: params %s, MACs kept %s, groups pruned/prunable/all %s\n",
+              m.file.c_str(), row.params.c_str(), row.macs_kept.c_str(), row.groups.c_str());
+  EXPECT_LT(params_after, params_before) << "pruning half the channels must shrink the model";
+  if (params_after >= params_before) note(row.prune, "params grew");
+  if (prunable == 0) {
+    std::string why;
+    for (const auto& s : reasons) why += (why.empty() ? "" : "; ") + s;
+    note(row.prune, "0 prunable groups: " + firstLine(why));
+  }
+  // Every model has Conv -> (BN) -> activation -> Conv chains whose channels nothing else reads.
+  EXPECT_GT(prunable, 0) << m.file << " has no prunable group; barriers:\n"
+                         << [&] {
+                              std::string s;
+                              for (const auto& x : reasons) s += "  " + x + "\n";
+                              return s;
+                            }();
+  EXPECT_EQ(removed.size(), static_cast<size_t>(shrinkable))
+      << "--ratio 0.5 halves every prunable group of two channels or more";
+
+  Status checked = checkModelFile(out);
+  if (!checked.isOk())
+    note(row.prune, "written, fails the ONNX checker: " + firstLine(checked.message()));
+  EXPECT_TRUE(checked.isOk()) << checked.toString();
+  std::string failure;
+  const auto pruned = runAll(out, f, dir, failure);
+  if (!failure.empty()) note(row.prune, "written, " + firstLine(failure));
+  ASSERT_TRUE(failure.empty()) << failure;
+
+  // The oracle: the original with the removed channels' consumer slices zeroed. The analysis
+  // here must be the CLI's (same groups, same channel counts) for the ids to mean the same.
+  auto zeroed = loadModel(f.path);
+  ASSERT_TRUE(zeroed.isOk());
+  const ChannelAnalysis analysis = analyzeChannels(*zeroed->graph);
+  ASSERT_EQ(analysis.groups.size(), j["groups"].size());
+  for (const auto& g : j["groups"])
+    ASSERT_EQ(analysis.groups[g["id"].get<int>()].channels, g["channels_before"].get<int64_t>());
+  zeroRemovedChannels(*zeroed->graph, analysis, removed);
+  const auto oracle_path = dir / "zeroed.onnx";
+  ASSERT_TRUE(saveModel(*zeroed, oracle_path).isOk());
+  const auto want = runAll(oracle_path, f, dir, failure);
+  ASSERT_TRUE(failure.empty()) << "oracle: " << failure;
+
+  double worst = 0;
+  for (size_t b = 0; b < pruned.size(); ++b)
+    for (size_t o = 0; o < pruned[b].size(); ++o) {
+      const double err = outputError(pruned[b][o], want[b][o]);
+      EXPECT_LE(err, kOracleTolerance)
+          << "batch " << b << " (" << (*m.photos)[b % m.photos->size()].label << "), output " << o
+          << ": pruned differs from the zeroed original";
+      worst = std::max(worst, err);
+    }
+  row.oracle = sci(worst);
+  if (worst > kOracleTolerance) note(row.prune, "WRONG: differs from the oracle");
+  if (row.prune == "not run") row.prune = "ok";
+  std::printf("[ prune ] %s: max relative error vs the zeroed-consumer oracle in ORT %s\n",
+              m.file.c_str(), row.oracle.c_str());
+}
+
+TEST_P(RealModelsTest, QuantizeInt8QdqRunsInOrt) {
+  const RealModel& m = GetParam();
+  Row& row = table()[m.file];
+  TempDir dir;
+  Fixture f;
+  ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
+  // Calibration: the same preprocessed photos, one .npy (float, so no further scaling).
+  std::vector<Tensor> samples;
+  for (const Tensor& b : f.batches) samples.push_back(b);
+  const auto calib = dir / "calib.npy";
+  ASSERT_TRUE(data::writeNpy(calib.string(), concatBatch(samples)).isOk());
+  const auto out = dir / "quantized.onnx";
+  auto r = testing::runCli("quantize " + testing::quote(f.path) + " -o " + testing::quote(out) +
+                           " --calib " + testing::quote(calib) + " --json");
+  if (r.exit_code != 0)
+    row.quantize = "exit " + std::to_string(r.exit_code) + ": " + firstLine(r.err);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j.value("converted_from_opset", int64_t{-1}), 9) << "all eight models are opset 9";
+  if (j.value("converted_from_opset", int64_t{-1}) != 9)
+    note(row.quantize, "JSON lacks converted_from_opset 9");
+
+  Status checked = checkModelFile(out);
+  if (!checked.isOk())
+    note(row.quantize, "written, fails the ONNX checker: " + firstLine(checked.message()));
+  EXPECT_TRUE(checked.isOk()) << checked.toString();
+  std::string failure;
+  const auto got = runAll(out, f, dir, failure);
+  if (!failure.empty()) note(row.quantize, "written, " + firstLine(failure));
+  ASSERT_TRUE(failure.empty()) << failure;
+
+  double worst = 1;
+  for (size_t b = 0; b < got.size(); ++b)
+    for (size_t o = 0; o < got[b].size(); ++o) {
+      EXPECT_TRUE(allFinite(got[b][o])) << "output " << o << " has NaN or Inf";
+      const double c = cosine(got[b][o], f.reference[b][o]);
+      if (!std::isnan(c)) worst = std::min(worst, c);
+    }
+  row.cosine = fixed(worst, 4);
+  if (worst < kMinQuantCosine) note(row.quantize, "outputs far from the float model's");
+  if (row.quantize == "not run") row.quantize = "ok";
+  std::printf("[ quantize ] %s: min output cosine vs the float model in ORT %s\n", m.file.c_str(),
+              row.cosine.c_str());
+  EXPECT_GE(worst, kMinQuantCosine) << "int8 QDQ output far from the float model's";
+}
+
+std::string paramName(const ::testing::TestParamInfo<RealModel>& info) {
+  std::string name = fs::path(info.param.file).stem().string();
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return name;
+}
+
+INSTANTIATE_TEST_SUITE_P(SharedRealModels, RealModelsTest, ::testing::ValuesIn(kRealModels),
+                         paramName);
+
+}  // namespace
+}  // namespace nnc
