@@ -454,7 +454,7 @@ TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
   // here must be the CLI's (same groups, same channel counts) for the ids to mean the same.
   auto zeroed = loadModel(f.path);
   ASSERT_TRUE(zeroed.isOk());
-  const ChannelAnalysis analysis = analyzeChannels(*zeroed->graph);
+  const ChannelAnalysis analysis = analyzeChannels(*zeroed);
   ASSERT_EQ(analysis.groups.size(), j["groups"].size());
   for (const auto& g : j["groups"])
     ASSERT_EQ(analysis.groups[g["id"].get<int>()].channels, g["channels_before"].get<int64_t>());

@@ -272,7 +272,7 @@ const Corruption kCorruptions[] = {
     {"declared_output_shape_the_run_contradicts", kTwoConvs,
      [](Model& m) {
        ValueType t = m.graph->outputs()[0]->type();
-       (*t.shape)[1] = Dim::known(5);
+       (*t.shape)[2] = Dim::known(5);  // spatial: only the sample run sees it
        m.graph->outputs()[0]->setType(t);
      },
      "output 'y'"},

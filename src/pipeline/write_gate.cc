@@ -8,6 +8,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "nncompress/analysis/channel_groups.h"
 #include "nncompress/exec/executor.h"
 
 namespace nnc {
@@ -200,8 +201,7 @@ Status checkModelBeforeWrite(const Model& model, const Model* reference, WriteGa
   auto gateError = [](const Status& s) { return internalError("validation gate: " + s.message()); };
   if (Status s = checkShapeInputs(model); !s.isOk()) return gateError(s);
   if (Status s = checkWeightChannels(model); !s.isOk()) return gateError(s);
-  // GATE: checkChannelParameters (analysis; wired in at merge):
-  // if (Status s = checkChannelParameters(model); !s.isOk()) return gateError(s);
+  if (Status s = checkChannelParameters(model); !s.isOk()) return gateError(s);
   const auto sample_start = std::chrono::steady_clock::now();
   if (Status s = runSample(model, reference, r); !s.isOk()) return gateError(s);
   const auto end = std::chrono::steady_clock::now();
