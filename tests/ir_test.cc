@@ -45,6 +45,22 @@ TEST(GraphTest, ProducerAndUsesAreLinked) {
   EXPECT_TRUE(verifyModel(s.model).isOk());
 }
 
+TEST(GraphTest, InitializersListedAsInputsBecomeConstants) {
+  SmallGraph s;
+  s.model.ir_version = 3;
+  s.g.addInput(s.w);  // the IR < 4 convention: every initializer is also an input
+  ASSERT_EQ(s.g.inputs().size(), 2u);
+  EXPECT_EQ(demoteInitializerInputs(s.model), 1u);
+  ASSERT_EQ(s.g.inputs().size(), 1u);
+  EXPECT_EQ(s.g.inputs()[0], s.x);
+  EXPECT_FALSE(s.w->isGraphInput());
+  EXPECT_TRUE(s.w->isInitializer());
+  EXPECT_EQ(s.w->uses().size(), 1u);
+  EXPECT_EQ(s.model.ir_version, 4);
+  EXPECT_TRUE(verifyModel(s.model).isOk());
+  EXPECT_EQ(demoteInitializerInputs(s.model), 0u);
+}
+
 TEST(GraphTest, ReplaceAllUsesRewiresNodesAndOutputs) {
   SmallGraph s;
   Value* conv_out = s.conv->output();

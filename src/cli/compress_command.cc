@@ -127,6 +127,8 @@ Status runCompress(const CompressCommandOptions& o) {
 
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
+  if (size_t n = demoteInitializerInputs(loaded))
+    spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
   // Quantization writes per-channel QDQ (opset 13); the conversion happens once, up front, so
   // every trial and the baseline see the same model.
   int64_t converted_from = 0;

@@ -65,6 +65,8 @@ Status runPrune(const PruneOptions& o) {
 
   LoadedModelInfo load_info;
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &load_info));
+  if (size_t n = demoteInitializerInputs(model))
+    spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(model);
   for (const std::string& name : o.exclude) {

@@ -198,6 +198,13 @@ void Graph::addInput(Value* value) {
   inputs_.push_back(value);
 }
 
+void Graph::removeInput(Value* value) {
+  auto it = std::find(inputs_.begin(), inputs_.end(), value);
+  if (it == inputs_.end()) return;
+  inputs_.erase(it);
+  value->is_graph_input_ = false;
+}
+
 void Graph::addOutput(Value* value) { outputs_.push_back(value); }
 
 void Graph::setOutput(size_t i, Value* value) {
@@ -380,6 +387,15 @@ int64_t Model::opsetVersion(std::string_view domain) const {
     if ((is_default && imp_default) || imp.domain == domain) return imp.version;
   }
   return -1;
+}
+
+size_t demoteInitializerInputs(Model& model) {
+  std::vector<Value*> demote;
+  for (Value* v : model.graph->inputs())
+    if (v->isInitializer()) demote.push_back(v);
+  for (Value* v : demote) model.graph->removeInput(v);
+  if (!demote.empty()) model.ir_version = std::max<int64_t>(model.ir_version, 4);
+  return demote.size();
 }
 
 }  // namespace nnc

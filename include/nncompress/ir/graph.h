@@ -197,6 +197,8 @@ class Graph {
   const std::vector<Value*>& inputs() const { return inputs_; }
   const std::vector<Value*>& outputs() const { return outputs_; }
   void addInput(Value* value);
+  // The value stays (with its uses); it is just no longer a graph input.
+  void removeInput(Value* value);
   void addOutput(Value* value);
   void setOutput(size_t i, Value* value);
   bool isOutput(const Value* value) const;
@@ -278,5 +280,11 @@ struct Model {
   // Opset version of a domain ("" and "ai.onnx" are the same), or -1 if not imported.
   int64_t opsetVersion(std::string_view domain = "") const;
 };
+
+// Initializers that are also listed as graph inputs (the IR < 4 convention: an input with a
+// default) become plain constants, and the IR version is raised to 4 where needed. Compression
+// changes these tensors' shapes, so feeding them would be wrong anyway; keeping them as inputs
+// would also keep the original tensor beside the pruned one. Returns how many were demoted.
+size_t demoteInitializerInputs(Model& model);
 
 }  // namespace nnc
