@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "nncompress/analysis/channel_groups.h"
@@ -47,6 +49,10 @@ class CouplingBuilder {
   // A literal in a constant shape input that spells the channel (or feature) count of `slot`.
   void shapeLiteral(int slot, const ShapeLiteral& lit) { shape_literals_.push_back({slot, lit}); }
   int64_t sizeOf(int slot) const { return slots_[slot].size; }
+  // The activations a rule looked at since the last call; the analyzer freezes the ones a
+  // node reads or writes that its rule never looked at (a rule that returns early proves
+  // nothing about them).
+  std::unordered_set<const Value*> takeSeen() { return std::exchange(seen_, {}); }
 
   // Results, read by the analyzer.
   std::vector<SlotInfo> slots_;
@@ -66,6 +72,7 @@ class CouplingBuilder {
  private:
   int slot(const Value* v, int axis, int64_t size);
   std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
+  std::unordered_set<const Value*> seen_;
   int64_t opset_;
 };
 

@@ -61,6 +61,54 @@ ChannelMapping through(const ChannelMapping& m, const analysis_internal::Edge& e
   return out;
 }
 
+// Soundness net under the rules: an activation a node reads or writes, but whose rule never
+// looked at it (a rule that returned early, e.g. a Concat whose output shape is unknown), is
+// frozen; so is every activation read inside a subgraph (If/Loop/Scan bodies are opaque).
+void freezeUnaccounted(const Node& n, const std::unordered_set<const Value*>& seen,
+                       CouplingBuilder& b) {
+  auto check = [&](const Value* v, const std::string& why) {
+    if (!v || seen.count(v)) return;
+    if (auto s = b.activation(v))
+      b.freeze(*s, nodeLabel(&n) + " " + why + " '" + v->name() + "'", &n);
+  };
+  for (const Value* v : n.inputs()) check(v, "does not prove what it does with the channels of");
+  for (const Value* v : n.outputs()) check(v, "does not prove the channels of");
+  for (const Value* v : n.implicitInputs()) {
+    if (auto s = b.activation(v))
+      b.freeze(*s, nodeLabel(&n) + " reads '" + v->name() + "' inside a subgraph", &n);
+  }
+}
+
+// Index range [first, last) a group's channels occupy in a class reached through edges.
+std::pair<int64_t, int64_t> indexRange(const ChannelMapping& m, int64_t channels) {
+  return {m.outer_offset + m.inner_offset * m.repeat,
+          m.outer_offset + (m.inner_offset + channels) * m.repeat};
+}
+
+// Two groups reaching one tensor must occupy disjoint index ranges (Concat parts); overlapping
+// ones are combined element-wise after a Flatten/Concat (e.g. Mul(flatten(a), flatten(b))), so
+// removing a channel of one would need the same feature removed from the other.
+void markOverlaps(std::vector<ChannelGroup>& groups,
+                  const std::map<int, std::vector<std::pair<int, ChannelMapping>>>& reach) {
+  for (const auto& [cls, list] : reach) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      for (size_t k = i + 1; k < list.size(); ++k) {
+        ChannelGroup& a = groups[list[i].first];
+        ChannelGroup& c = groups[list[k].first];
+        const auto ra = indexRange(list[i].second, a.channels);
+        const auto rc = indexRange(list[k].second, c.channels);
+        if (ra.first >= rc.second || rc.first >= ra.second) continue;
+        for (ChannelGroup* g : {&a, &c}) {
+          if (!g->prunable) continue;
+          g->prunable = false;
+          g->reason = "its channels are combined element-wise with those of another layer (" +
+                      nodeLabel((g == &a ? c : a).sources.front()) + ") after a Flatten or Concat";
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 
 ChannelAnalysis analyzeChannels(const Model& model) {
@@ -80,7 +128,9 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
                            (n->isDefaultDomain() ? n->opType() : n->domain() + "." + n->opType()));
       continue;
     }
+    b.takeSeen();
     rule->second.rule(*n, b);
+    freezeUnaccounted(*n, b.takeSeen(), b);
   }
   for (const Value* v : graph.inputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
@@ -118,6 +168,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (l.macs) node_macs[l.node] = *l.macs;
 
   int next_id = 0;
+  std::map<int, std::vector<std::pair<int, ChannelMapping>>> composed_reach;
   for (const auto& [root, prods] : producers) {
     ChannelGroup g;
     g.id = next_id++;
@@ -165,6 +216,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       if (reached.count(b.find(slot))) g.shape_literals.push_back(lit);
     g.prunable = problem.empty();
     g.reason = problem;
+    for (const auto& [cls, mapping] : reached)
+      if (cls != root) composed_reach[cls].push_back({g.id, mapping});
     // MACs and params proportional to the channel count.
     std::set<std::pair<const Value*, int>> seen_weights;
     std::map<const Node*, double> node_fraction;
@@ -181,6 +234,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       if (node_macs.count(node)) g.macs += static_cast<int64_t>(node_macs[node] * fraction);
     result.groups.push_back(std::move(g));
   }
+  markOverlaps(result.groups, composed_reach);
 
   std::set<const Node*> shrinkable;
   for (const ChannelGroup& g : result.groups)

@@ -26,6 +26,7 @@ std::optional<int> CouplingBuilder::activation(const Value* v) {
   if (!shape || shape->size() < 2) return std::nullopt;
   const bool fresh = !by_value_.count(v) || by_value_[v].size() < 2 || by_value_[v][1] < 0;
   const int s = slot(v, 1, (*shape)[1].isKnown() ? (*shape)[1].value : -1);
+  seen_.insert(v);
   if (fresh) {
     GroupMember m;
     m.value = v;
