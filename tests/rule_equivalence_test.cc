@@ -158,6 +158,93 @@ std::vector<Case> cases() {
   cs.push_back(sandwich("Resize 11 linear", {"Resize"},
                         "o = Resize <mode = \"linear\"> (a, roi, sc)",
                         {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  // Resize sizes built from the input's own shape, as PyTorch exports F.interpolate(size=...)
+  // at opset 11: the channel entry is Shape(X)[1], which follows the pruned count by itself.
+  {
+    Case c = sandwich(
+        "Resize 11 sizes Concat(Slice(Shape(X), 0, 2), const)",
+        {"Resize", "Shape", "Slice", "Concat"},
+        "sh = Shape (a)\nnc = Slice (sh, st, en)\nsz = Concat <axis = 0> (nc, hw)\n"
+        "o = Resize (a, roi, sc, sz)",
+        {flt("roi", {}), flt("sc", {}), ints("st", {0}), ints("en", {2}), ints("hw", {9, 9})}, 11);
+    c.input = "float[N,3,6,6] x";
+    cs.push_back(c);
+  }
+  {
+    // F.interpolate(scale_factor=2) at opset 11: spatial sizes computed in float, cast back.
+    Case c = sandwich("Resize 11 sizes Concat(Shape(X)[0:2], Cast(Floor(Shape(X)[2:4] * 2)))",
+                      {"Resize", "Shape", "Slice", "Concat", "Cast", "Floor", "Mul"},
+                      "sh = Shape (a)\nnc = Slice (sh, st, en)\nsp = Slice (sh, en, en4)\n"
+                      "spf = Cast <to = 1> (sp)\nsc2 = Mul (spf, two)\nfl = Floor (sc2)\n"
+                      "hw = Cast <to = 7> (fl)\nsz = Concat <axis = 0> (nc, hw)\n"
+                      "o = Resize (a, roi, sc, sz)",
+                      {flt("roi", {}), flt("sc", {}), ints("st", {0}), ints("en", {2}),
+                       ints("en4", {4}), flt("two", {2, 2})},
+                      11);
+    c.input = "float[N,3,6,6] x";
+    cs.push_back(c);
+  }
+  {
+    // The sizes come from Shape of another tensor of the same channel space (Relu(a)), and
+    // through a Cast to int32 and back.
+    Case c = sandwich("Resize 13 sizes from Shape of a tensor in the same channel space",
+                      {"Resize", "Shape", "Slice", "Concat", "Cast"},
+                      "r = Relu (a)\nsh = Shape (r)\nsh32 = Cast <to = 6> (sh)\n"
+                      "nc32 = Slice (sh32, st, en)\nnc = Cast <to = 7> (nc32)\n"
+                      "sz = Concat <axis = 0> (nc, hw)\no0 = Resize (a, , , sz)\no = Add (o0, r2)\n"
+                      "r2 = Resize (r, , , sz)",
+                      {ints("st", {0}), ints("en", {2}), ints("hw", {9, 9})});
+    cs.push_back(c);
+  }
+  {
+    // Shape of a tensor whose channels another Conv makes: joined with the group's space only
+    // later, by the Mul, which makes them one space.
+    Case c =
+        sandwich("Resize 13 sizes from Shape of a tensor joined later",
+                 {"Resize", "Shape", "Slice", "Concat"},
+                 "a2 = Conv (x, w3)\nsh = Shape (a2)\nnc = Slice (sh, st, en)\n"
+                 "sz = Concat <axis = 0> (nc, hw)\nr = Resize (a, , , sz)\n"
+                 "u = Resize (a2, , , sz)\no = Mul (r, u)",
+                 {ints("st", {0}), ints("en", {2}), ints("hw", {6, 6}), rnd("w3", {4, 3, 3, 3})});
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich("Resize 13 sizes from Shape of an unrelated tensor",
+                      {"Resize", "Shape", "Slice", "Concat"},
+                      "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\nsh = Shape (a2)\n"
+                      "nc = Slice (sh, st, en)\nsz = Concat <axis = 0> (nc, hw)\n"
+                      "o = Resize (a, , , sz)\ny2 = Conv (a2, w4)",
+                      {ints("st", {0}), ints("en", {2}), ints("hw", {9, 9}),
+                       rnd("w3", {4, 3, 3, 3}), rnd("w4", {2, 4, 1, 1})});
+    c.outputs = "y, y2";
+    c.barrier = "not in the same channel space";
+    cs.push_back(c);
+  }
+  {
+    // The same, seen from the other group: a2's channels must not be pruned either.
+    Case c = sandwich("Resize 13 sizes from Shape of an unrelated tensor (its group)",
+                      {"Resize", "Shape", "Slice", "Concat"},
+                      "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\nsh = Shape (a2)\n"
+                      "nc = Slice (sh, st, en)\nsz = Concat <axis = 0> (nc, hw)\n"
+                      "o = Resize (a, , , sz)\ny2 = Conv (a2, w4)",
+                      {ints("st", {0}), ints("en", {2}), ints("hw", {9, 9}),
+                       rnd("w3", {4, 3, 3, 3}), rnd("w4", {2, 4, 1, 1})});
+    c.outputs = "y, y2";
+    c.group = "a2";
+    c.barrier = "not in the same channel space";
+    cs.push_back(c);
+  }
+  {
+    // The channel entry of Shape(X) also feeds arithmetic: still a barrier.
+    Case c =
+        sandwich("Resize 13 sizes from Shape whose channel entry is also scaled",
+                 {"Resize", "Shape", "Slice", "Concat", "Mul"},
+                 "sh = Shape (a)\nnc = Slice (sh, st, en)\nnc2 = Mul (nc, k)\n"
+                 "sz = Concat <axis = 0> (nc2, hw)\no = Resize (a, , , sz)",
+                 {ints("st", {0}), ints("en", {2}), ints("k", {1, 2}), ints("hw", {9, 9})}, 13, 8);
+    c.barrier = "not followed";
+    cs.push_back(c);
+  }
   cs.push_back(
       sandwich("Upsample 9", {"Upsample"}, "o = Upsample (a, sc)", {flt("sc", {1, 1, 2, 2})}, 9));
   cs.push_back(sandwich("Upsample 7 attribute", {"Upsample"},
@@ -285,6 +372,44 @@ std::vector<Case> cases() {
         "<axis = 0> (nu, lit)\nf = Reshape (a, t)\ny = Gemm (f, g, c)";
     c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}),    "int64 zero = {0}",
                ints("ax0", {0}),        rnd("g", {16, 5}), rnd("c", {5})};
+    cs.push_back(c);
+  }
+  {
+    // The same with a Cast between Shape and Gather, computed in float so that shape inference
+    // loses the batch: the exporter's value_info names it B, not N. Only the trace proves it.
+    Case c;
+    c.name = "Reshape target Concat(Unsqueeze(Gather(Cast(Shape))), Constant)";
+    c.ops = {"Reshape", "Shape", "Cast", "Unsqueeze", "Concat"};
+    c.input = "float[N,3,6,6] x";
+    c.body =
+        "a = Conv <strides = [3, 3]> (x, w1, b1)\nsh = Shape (a)\nshf = Cast <to = 1> (sh)\n"
+        "nf = Gather <axis = 0> (shf, zero)\nn = Cast <to = 7> (nf)\nnu = Unsqueeze (n, ax0)\n"
+        "t = Concat <axis = 0> (nu, lit)\nf = Reshape (a, t)\ny = Gemm (f, g, c)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}),    "int64 zero = {0}", ints("ax0", {0}),
+               ints("lit", {16}),       rnd("g", {16, 5}), rnd("c", {5}),      "float[B,16] f"};
+    c.outputs = "float[B,5] y";
+    cs.push_back(c);
+  }
+  {
+    // Reshape of the spatial axes whose target copies batch and channels from Shape(X).
+    Case c = sandwich("Reshape target Concat(Slice(Cast(Shape(X)), 0, 2), -1)",
+                      {"Reshape", "Shape", "Cast", "Slice", "Concat", "Unsqueeze"},
+                      "sh = Shape (a)\nshf = Cast <to = 6> (sh)\nncf = Slice (shf, st, en)\n"
+                      "nc = Cast <to = 7> (ncf)\nt = Concat <axis = 0> (nc, m1)\n"
+                      "f = Reshape (a, t)\no = Unsqueeze (f, ax3)",
+                      {ints("st", {0}), ints("en", {2}), ints("m1", {-1}), ints("ax3", {3})});
+    c.input = "float[N,3,6,6] x";
+    cs.push_back(c);
+  }
+  {
+    // A cast to a narrow type does not keep shape values: not followed.
+    Case c = sandwich("Reshape target through Cast to uint8", {"Reshape", "Shape", "Cast"},
+                      "sh = Shape (a)\nsh8 = Cast <to = 2> (sh)\nnc8 = Slice (sh8, st, en)\n"
+                      "nc = Cast <to = 7> (nc8)\nt = Concat <axis = 0> (nc, m1)\n"
+                      "f = Reshape (a, t)\no = Unsqueeze (f, ax3)",
+                      {ints("st", {0}), ints("en", {2}), ints("m1", {-1}), ints("ax3", {3})});
+    c.input = "float[N,3,6,6] x";
+    c.barrier = "not followed";
     cs.push_back(c);
   }
   {

@@ -86,6 +86,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
   for (const Value* v : graph.outputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph output '" + v->name() + "'", nullptr);
+  b.resolveRequirements();
 
   // Per class: members, producers, frozen reasons, sizes, outgoing/incoming edges.
   const int num_slots = static_cast<int>(b.slots_.size());
