@@ -362,6 +362,41 @@ std::vector<Case> cases() {
     cs.push_back(c);
   }
   {
+    // SSR-Net (fr_age, fr_gender): Flatten(a) * Flatten(a2) -> Gemm. The two Convs' channels
+    // meet feature by feature, so they are one group with two sources.
+    Case c;
+    c.name = "Mul of two flattened Convs";
+    c.ops = {"Flatten", "Mul"};
+    c.body =
+        "a = Conv <strides = [3, 3]> (x, w1, b1)\na2 = Conv <strides = [3, 3]> (x, w3)\n"
+        "f1 = Flatten (a)\nf2 = Flatten (a2)\nm = Mul (f1, f2)\ny = Gemm (m, g, c)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), rnd("w3", {4, 3, 3, 3}), rnd("g", {16, 5}),
+               rnd("c", {5})};
+    cs.push_back(c);
+  }
+  {
+    // Concat(a, a2) + Concat(a3, a4) with parts of matching sizes: a with a3, a2 with a4.
+    Case c = sandwich("Add of two Concats with matching parts", {"Concat", "Add"},
+                      "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\na3 = Conv <pads = [1, 1, 1, 1]> "
+                      "(x, w4)\na4 = Conv <pads = [1, 1, 1, 1]> (x, w5)\nk1 = Concat <axis = 1> "
+                      "(a, a2)\nk2 = Concat <axis = 1> (a3, a4)\no = Add (k1, k2)",
+                      {rnd("w3", {2, 3, 3, 3}), rnd("w4", {4, 3, 3, 3}), rnd("w5", {2, 3, 3, 3})},
+                      13, 6);
+    cs.push_back(c);
+  }
+  {
+    // Concat(a[4], a2[2]) + Concat(a3[2], a4[4]): a2's channels [4, 6) overlap a4's [2, 6).
+    Case c = sandwich("Add of two Concats with overlapping parts", {"Concat", "Add"},
+                      "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\na3 = Conv <pads = [1, 1, 1, 1]> "
+                      "(x, w4)\na4 = Conv <pads = [1, 1, 1, 1]> (x, w5)\nk1 = Concat <axis = 1> "
+                      "(a, a2)\nk2 = Concat <axis = 1> (a3, a4)\no = Add (k1, k2)",
+                      {rnd("w3", {2, 3, 3, 3}), rnd("w4", {2, 3, 3, 3}), rnd("w5", {4, 3, 3, 3})},
+                      13, 6);
+    c.group = "a2";
+    c.barrier = "overlap";
+    cs.push_back(c);
+  }
+  {
     Case c;
     c.name = "Reshape literal target";
     c.ops = {"Reshape"};

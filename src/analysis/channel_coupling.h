@@ -44,6 +44,9 @@ class CouplingBuilder {
     required_.push_back({a, b, why, node});
   }
   void resolveRequirements();
+  // Two edges into one space with the same offset and repeat carry the same channels, so the
+  // spaces they come from are one (Flatten(a) * Flatten(b), Concat(a, b) + Concat(c, d)).
+  void mergeParallelEdges();
   void offset(int part, int whole, int64_t off) { edges_.push_back({part, whole, off, 1}); }
   void repeat(int channels, int features, int64_t k) {
     edges_.push_back({channels, features, 0, k});

@@ -1,5 +1,7 @@
 #include "nncompress/analysis/channel_groups.h"
 
+#include <algorithm>
+#include <limits>
 #include <map>
 #include <queue>
 #include <set>
@@ -61,6 +63,25 @@ ChannelMapping through(const ChannelMapping& m, const analysis_internal::Edge& e
   return out;
 }
 
+// Per space that edges lead into: the [begin, end) index range each distinct incoming edge
+// covers, sorted. Sizes that are unknown count as covering everything.
+std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingBuilder& b) {
+  std::map<int, std::set<std::tuple<int, int64_t, int64_t>>> edges;
+  for (const auto& e : b.edges_)
+    edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
+  std::map<int, std::vector<std::pair<int64_t, int64_t>>> ranges;
+  for (const auto& [to, in] : edges) {
+    auto& r = ranges[to];
+    for (const auto& [from, offset, repeat] : in) {
+      const int64_t size = b.slots_[from].size;
+      r.push_back(
+          {offset, size < 0 ? std::numeric_limits<int64_t>::max() : offset + size * repeat});
+    }
+    std::sort(r.begin(), r.end());
+  }
+  return ranges;
+}
+
 }  // namespace
 
 ChannelAnalysis analyzeChannels(const Model& model) {
@@ -86,6 +107,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
   for (const Value* v : graph.outputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph output '" + v->name() + "'", nullptr);
+  b.mergeParallelEdges();
   b.resolveRequirements();
 
   // Per class: members, producers, frozen reasons, sizes, outgoing/incoming edges.
@@ -105,8 +127,19 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     composed.insert(b.find(e.to_slot));
   }
 
+  // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
+  // or pruning one part would remove entries another part still fills.
+  std::map<int, std::string> overlaps;
+  for (const auto& [to, parts] : incomingRanges(b)) {
+    for (size_t i = 1; i < parts.size(); ++i)
+      if (parts[i].first < parts[i - 1].second)
+        overlaps[to] = "its channels overlap with those of another layer in '" +
+                       b.slots_[to].value->name() + "'";
+  }
+
   auto classProblem = [&](int cls) -> std::string {
     if (frozen.count(cls)) return frozen[cls].front().first;
+    if (overlaps.count(cls)) return overlaps[cls];
     if (sizes[cls].size() > 1)
       return "tensors that must share channels have different channel counts";
     return "";

@@ -2,6 +2,8 @@
 // frozen with a reason.
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "channel_coupling.h"
 
@@ -70,6 +72,20 @@ void CouplingBuilder::resolveRequirements() {
     if (find(r.a) == find(r.b)) continue;
     freeze(r.a, r.why, r.node);
     freeze(r.b, r.why, r.node);
+  }
+}
+
+void CouplingBuilder::mergeParallelEdges() {
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::map<std::tuple<int, int64_t, int64_t>, int> from;  // (to space, offset, repeat)
+    for (const Edge& e : edges_) {
+      auto [it, inserted] =
+          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat), e.from_slot);
+      if (inserted || find(it->second) == find(e.from_slot)) continue;
+      same(it->second, e.from_slot);
+      changed = true;
+    }
   }
 }
 
