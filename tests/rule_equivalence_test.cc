@@ -362,6 +362,15 @@ std::vector<Case> cases() {
     cs.push_back(c);
   }
   {
+    // PP-OCRv4: Concat(backbone features, a tensor of unknown rank) -> Conv. The output's rank
+    // is unknown, so the Conv after it cannot be followed: the Concat must not drop the group.
+    Case c = sandwich("Concat whose output rank is unknown", {"Concat", "Reshape"},
+                      "r = Reshape (x, shp)\no = Concat <axis = 1> (a, r)", {}, 13, 8);
+    c.input = "float[1,3,6,6] x, int64[K] shp";
+    c.barrier = "no static channel axis";
+    cs.push_back(c);
+  }
+  {
     // SSR-Net (fr_age, fr_gender): Flatten(a) * Flatten(a2) -> Gemm. The two Convs' channels
     // meet feature by feature, so they are one group with two sources.
     Case c;

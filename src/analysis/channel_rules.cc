@@ -551,7 +551,12 @@ void broadcastRule(const Node& n, CouplingBuilder& b) {
 // Concat: `axis` defaults to 1 in opset 1 and is required from 4.
 void concatRule(const Node& n, CouplingBuilder& b) {
   auto y = b.activation(n.output(0));
-  if (!y) return;  // shape arithmetic, not feature maps
+  if (!y) {  // shape arithmetic, unless a feature map goes in (the output's rank is unknown)
+    for (const Value* v : n.inputs())
+      if (b.activation(v))
+        return b.freezeNode(n, opLabel(n) + " output has no static channel axis");
+    return;
+  }
   const int rank = rankOf(n.output(0));
   int64_t axis = n.intAttr("axis", 1);
   if (axis < 0) axis += rank;
