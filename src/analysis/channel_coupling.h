@@ -33,11 +33,22 @@ class CouplingBuilder {
   // positions by version.
   int64_t opset() const { return opset_; }
   // The channel axis (1) of a floating-point activation of rank >= 2; nullopt for shape
-  // tensors, scalars and the like, which carry no channels.
-  std::optional<int> activation(const Value* v);
+  // tensors, scalars and the like, which carry no channels. `proven_size` is the channel count
+  // when the declared one is unknown but the calling rule proves it (first call only).
+  std::optional<int> activation(const Value* v, int64_t proven_size = -1);
   // An axis of a constant weight read by `node`; nullopt if the input is not constant.
   std::optional<int> weight(const Node& node, size_t input, int axis, MemberRole role);
   void same(int a, int b);
+  // a and b must end up in one channel space once every rule has run (a shape value taken from
+  // one tensor sizes another); otherwise both are frozen with `why`. Checked by
+  // resolveRequirements().
+  void requireSame(int a, int b, const std::string& why, const Node* node) {
+    required_.push_back({a, b, why, node});
+  }
+  void resolveRequirements();
+  // Two edges into one space with the same offset and repeat carry the same channels, so the
+  // spaces they come from are one (Flatten(a) * Flatten(b), Concat(a, b) + Concat(c, d)).
+  void mergeParallelEdges();
   void offset(int part, int whole, int64_t off) { edges_.push_back({part, whole, off, 1}); }
   void repeat(int channels, int features, int64_t k) {
     edges_.push_back({channels, features, 0, k});
@@ -71,6 +82,12 @@ class CouplingBuilder {
 
  private:
   int slot(const Value* v, int axis, int64_t size);
+  struct Requirement {
+    int a, b;
+    std::string why;
+    const Node* node;
+  };
+  std::vector<Requirement> required_;
   std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
   std::unordered_set<const Value*> seen_;
   int64_t opset_;

@@ -1,5 +1,7 @@
 #include "nncompress/analysis/channel_groups.h"
 
+#include <algorithm>
+#include <limits>
 #include <map>
 #include <queue>
 #include <set>
@@ -79,34 +81,23 @@ void freezeUnaccounted(const Node& n, const std::unordered_set<const Value*>& se
   }
 }
 
-// Index range [first, last) a group's channels occupy in a class reached through edges.
-std::pair<int64_t, int64_t> indexRange(const ChannelMapping& m, int64_t channels) {
-  return {m.outer_offset + m.inner_offset * m.repeat,
-          m.outer_offset + (m.inner_offset + channels) * m.repeat};
-}
-
-// Two groups reaching one tensor must occupy disjoint index ranges (Concat parts); overlapping
-// ones are combined element-wise after a Flatten/Concat (e.g. Mul(flatten(a), flatten(b))), so
-// removing a channel of one would need the same feature removed from the other.
-void markOverlaps(std::vector<ChannelGroup>& groups,
-                  const std::map<int, std::vector<std::pair<int, ChannelMapping>>>& reach) {
-  for (const auto& [cls, list] : reach) {
-    for (size_t i = 0; i < list.size(); ++i) {
-      for (size_t k = i + 1; k < list.size(); ++k) {
-        ChannelGroup& a = groups[list[i].first];
-        ChannelGroup& c = groups[list[k].first];
-        const auto ra = indexRange(list[i].second, a.channels);
-        const auto rc = indexRange(list[k].second, c.channels);
-        if (ra.first >= rc.second || rc.first >= ra.second) continue;
-        for (ChannelGroup* g : {&a, &c}) {
-          if (!g->prunable) continue;
-          g->prunable = false;
-          g->reason = "its channels are combined element-wise with those of another layer (" +
-                      nodeLabel((g == &a ? c : a).sources.front()) + ") after a Flatten or Concat";
-        }
-      }
+// Per space that edges lead into: the [begin, end) index range each distinct incoming edge
+// covers, sorted. Sizes that are unknown count as covering everything.
+std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingBuilder& b) {
+  std::map<int, std::set<std::tuple<int, int64_t, int64_t>>> edges;
+  for (const auto& e : b.edges_)
+    edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
+  std::map<int, std::vector<std::pair<int64_t, int64_t>>> ranges;
+  for (const auto& [to, in] : edges) {
+    auto& r = ranges[to];
+    for (const auto& [from, offset, repeat] : in) {
+      const int64_t size = b.slots_[from].size;
+      r.push_back(
+          {offset, size < 0 ? std::numeric_limits<int64_t>::max() : offset + size * repeat});
     }
+    std::sort(r.begin(), r.end());
   }
+  return ranges;
 }
 
 }  // namespace
@@ -136,6 +127,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
   for (const Value* v : graph.outputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph output '" + v->name() + "'", nullptr);
+  b.mergeParallelEdges();
+  b.resolveRequirements();
 
   // Per class: members, producers, frozen reasons, sizes, outgoing/incoming edges.
   const int num_slots = static_cast<int>(b.slots_.size());
@@ -154,8 +147,19 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     composed.insert(b.find(e.to_slot));
   }
 
+  // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
+  // or pruning one part would remove entries another part still fills.
+  std::map<int, std::string> overlaps;
+  for (const auto& [to, parts] : incomingRanges(b)) {
+    for (size_t i = 1; i < parts.size(); ++i)
+      if (parts[i].first < parts[i - 1].second)
+        overlaps[to] = "its channels overlap with those of another layer in '" +
+                       b.slots_[to].value->name() + "'";
+  }
+
   auto classProblem = [&](int cls) -> std::string {
     if (frozen.count(cls)) return frozen[cls].front().first;
+    if (overlaps.count(cls)) return overlaps[cls];
     if (sizes[cls].size() > 1)
       return "tensors that must share channels have different channel counts";
     return "";
@@ -168,7 +172,6 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (l.macs) node_macs[l.node] = *l.macs;
 
   int next_id = 0;
-  std::map<int, std::vector<std::pair<int, ChannelMapping>>> composed_reach;
   for (const auto& [root, prods] : producers) {
     ChannelGroup g;
     g.id = next_id++;
@@ -216,8 +219,6 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       if (reached.count(b.find(slot))) g.shape_literals.push_back(lit);
     g.prunable = problem.empty();
     g.reason = problem;
-    for (const auto& [cls, mapping] : reached)
-      if (cls != root) composed_reach[cls].push_back({g.id, mapping});
     // MACs and params proportional to the channel count.
     std::set<std::pair<const Value*, int>> seen_weights;
     std::map<const Node*, double> node_fraction;
@@ -234,7 +235,6 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       if (node_macs.count(node)) g.macs += static_cast<int64_t>(node_macs[node] * fraction);
     result.groups.push_back(std::move(g));
   }
-  markOverlaps(result.groups, composed_reach);
 
   std::set<const Node*> shrinkable;
   for (const ChannelGroup& g : result.groups)

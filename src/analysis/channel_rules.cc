@@ -2,6 +2,8 @@
 // frozen with a reason.
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 #include "channel_coupling.h"
 
@@ -20,12 +22,12 @@ int CouplingBuilder::slot(const Value* v, int axis, int64_t size) {
   return id;
 }
 
-std::optional<int> CouplingBuilder::activation(const Value* v) {
+std::optional<int> CouplingBuilder::activation(const Value* v, int64_t proven_size) {
   if (!v || !isFloatingPoint(v->dtype()) || v->constantData()) return std::nullopt;
   const auto& shape = v->type().shape;
   if (!shape || shape->size() < 2) return std::nullopt;
   const bool fresh = !by_value_.count(v) || by_value_[v].size() < 2 || by_value_[v][1] < 0;
-  const int s = slot(v, 1, (*shape)[1].isKnown() ? (*shape)[1].value : -1);
+  const int s = slot(v, 1, (*shape)[1].isKnown() ? (*shape)[1].value : proven_size);
   seen_.insert(v);
   if (fresh) {
     GroupMember m;
@@ -66,6 +68,28 @@ void CouplingBuilder::freeze(int slot, const std::string& why, const Node* node)
   frozen_.emplace_back(slot, why, node);
 }
 
+void CouplingBuilder::resolveRequirements() {
+  for (const Requirement& r : required_) {
+    if (find(r.a) == find(r.b)) continue;
+    freeze(r.a, r.why, r.node);
+    freeze(r.b, r.why, r.node);
+  }
+}
+
+void CouplingBuilder::mergeParallelEdges() {
+  for (bool changed = true; changed;) {
+    changed = false;
+    std::map<std::tuple<int, int64_t, int64_t>, int> from;  // (to space, offset, repeat)
+    for (const Edge& e : edges_) {
+      auto [it, inserted] =
+          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat), e.from_slot);
+      if (inserted || find(it->second) == find(e.from_slot)) continue;
+      same(it->second, e.from_slot);
+      changed = true;
+    }
+  }
+}
+
 void CouplingBuilder::freezeNode(const Node& node, const std::string& why) {
   for (const Value* v : node.inputs())
     if (auto s = activation(v)) freeze(*s, why, &node);
@@ -104,6 +128,27 @@ struct ShapeSource {
   int64_t axis = 0;
 };
 
+// Cast and Identity keep every shape value: Cast to int32, int64, float or double (exact for
+// any dimension a model has); a cast to a narrower or other type is not followed.
+bool keepsShapeValues(const Node& n) {
+  if (n.isOp("Identity")) return true;
+  if (!n.isOp("Cast")) return false;
+  const auto to = static_cast<DType>(n.intAttr("to", 0));
+  return to == DType::kInt32 || to == DType::kInt64 || to == DType::kFloat32 ||
+         to == DType::kFloat64;
+}
+
+// The Shape node `v` is computed by, looking through value-keeping Casts and Identities.
+const Node* shapeProducer(const Value* v) {
+  for (int depth = 0; v && v->producer() && depth < 16; ++depth) {
+    const Node* p = v->producer();
+    if (p->isOp("Shape")) return p;
+    if (!keepsShapeValues(*p)) return nullptr;
+    v = p->input(0);
+  }
+  return nullptr;
+}
+
 std::optional<int64_t> constantScalar(const Value* v) {
   const Tensor* t = v ? v->constantData() : nullptr;
   if (!t || t->numel() != 1) return std::nullopt;
@@ -128,7 +173,7 @@ ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, in
   const Node* p = v->producer();
   if (!p) return {};
   const std::string& op = p->opType();
-  if (op == "Cast" || op == "Identity") return traceShapeElement(*p, 0, element, depth + 1);
+  if (keepsShapeValues(*p)) return traceShapeElement(*p, 0, element, depth + 1);
   if (op == "Unsqueeze" || op == "Squeeze") {
     if (rankOf(p->input(0)) > 1 || rankOf(p->output(0)) > 1 || element != 0) return {};
     return traceShapeElement(*p, 0, 0, depth + 1);
@@ -143,9 +188,9 @@ ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, in
     }
     return {};
   }
-  const Node* shape = p->input(0) ? p->input(0)->producer() : nullptr;
+  const Node* shape = shapeProducer(p->input(0));
   auto fromShape = [&](int64_t index) -> ShapeSource {
-    if (!shape || !shape->isOp("Shape")) return {};
+    if (!shape) return {};
     const int rank = rankOf(shape->input(0));
     if (rank < 0) return {};
     int64_t start = shape->intAttr("start", 0);
@@ -176,39 +221,113 @@ ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, in
   return {};
 }
 
-// Does a use of Shape(x)'s output read element `index` (the channel count)? Only Gather and
-// Slice with constant indices are known not to; Cast and Identity pass the question on.
-bool useMayRead(const Use& u, int64_t index, int64_t shape_len) {
-  const Node& n = *u.node;
-  if (u.input_index != 0) return true;
-  auto norm = [&](int64_t i) { return i < 0 ? i + shape_len : i; };
-  if (n.isOp("Cast") || n.isOp("Identity")) {
-    if (n.output(0)->isGraphOutput()) return true;
-    for (const Use& next : n.output(0)->uses())
-      if (useMayRead(next, index, shape_len)) return true;
-    return false;
+// Where an element of a Shape output ends up: element `position` of input `input` of `node`.
+struct ShapeEntryUse {
+  const Node* node = nullptr;
+  int input = 0;
+  int64_t position = 0;
+};
+
+int64_t lengthOf(const Value* v) {
+  auto s = staticShapeOf(v);
+  if (!s || s->size() > 1) return -1;
+  return s->empty() ? 1 : (*s)[0];
+}
+
+// The [start, end) a 1-D Slice takes, normalised to a tensor of length `len`; nullopt unless
+// the bounds are constant, on axis 0, with step 1 (inputs from opset 10, attributes before).
+std::optional<std::pair<int64_t, int64_t>> sliceRange(const Node& n, int64_t len) {
+  std::optional<int64_t> start, end, axis = 0, step = 1;
+  if (n.numInputs() >= 3) {
+    start = constantScalar(n.input(1));
+    end = constantScalar(n.input(2));
+    if (n.input(3)) axis = constantScalar(n.input(3));
+    if (n.input(4)) step = constantScalar(n.input(4));
+  } else if (n.intsAttr("starts").size() == 1 && n.intsAttr("ends").size() == 1) {
+    start = n.intsAttr("starts")[0];
+    end = n.intsAttr("ends")[0];
+    if (!n.intsAttr("axes").empty()) axis = n.intsAttr("axes")[0];
   }
-  if (n.isOp("Gather")) {
-    const Tensor* idx = n.input(1) ? n.input(1)->constantData() : nullptr;
-    if (!idx) return true;
-    for (int64_t i : idx->toInt64Vector())
-      if (norm(i) == index) return true;
-    return false;
-  }
-  if (n.isOp("Slice")) {
-    std::optional<int64_t> start, end, step = 1;
-    if (n.numInputs() >= 3) {
-      start = constantScalar(n.input(1));
-      end = constantScalar(n.input(2));
-      if (n.input(4)) step = constantScalar(n.input(4));
-    } else if (n.intsAttr("starts").size() == 1 && n.intsAttr("ends").size() == 1) {
-      start = n.intsAttr("starts")[0];
-      end = n.intsAttr("ends")[0];
+  if (!start || !end || step != 1 || !(axis == 0 || axis == -1) || len < 0) return std::nullopt;
+  auto norm = [&](int64_t i) { return std::clamp<int64_t>(i < 0 ? i + len : i, 0, len); };
+  return std::make_pair(norm(*start), norm(*end));
+}
+
+// Where positions `at` of a 1-D shape tensor land in the output of the op that reads it at
+// `input`: empty when the op drops them, nullopt when the op is not a value-keeping shape op.
+using ShapeForward = std::function<std::optional<std::vector<int64_t>>(
+    const Node&, int input, const std::vector<int64_t>& at)>;
+
+const std::unordered_map<std::string, ShapeForward>& shapeForwards() {
+  using Out = std::optional<std::vector<int64_t>>;
+  static const std::unordered_map<std::string, ShapeForward> table = [] {
+    std::unordered_map<std::string, ShapeForward> t;
+    auto keep = [](const Node& n, int input, const std::vector<int64_t>& at) -> Out {
+      if (input != 0 || !keepsShapeValues(n)) return std::nullopt;
+      return at;
+    };
+    t["Cast"] = keep;
+    t["Identity"] = keep;
+    t["Gather"] = [](const Node& n, int input, const std::vector<int64_t>& at) -> Out {
+      const Tensor* idx = n.input(1) ? n.input(1)->constantData() : nullptr;
+      const int64_t len = lengthOf(n.input(0));
+      if (input != 0 || !idx || n.intAttr("axis", 0) != 0 || len < 0) return std::nullopt;
+      std::vector<int64_t> out;
+      const auto indices = idx->toInt64Vector();
+      for (size_t i = 0; i < indices.size(); ++i)
+        if (std::count(at.begin(), at.end(), indices[i] < 0 ? indices[i] + len : indices[i]))
+          out.push_back(static_cast<int64_t>(i));
+      return out;
+    };
+    t["Slice"] = [](const Node& n, int input, const std::vector<int64_t>& at) -> Out {
+      auto range = sliceRange(n, lengthOf(n.input(0)));
+      if (input != 0 || !range) return std::nullopt;
+      std::vector<int64_t> out;
+      for (int64_t p : at)
+        if (range->first <= p && p < range->second) out.push_back(p - range->first);
+      return out;
+    };
+    auto oneElement = [](const Node& n, int input, const std::vector<int64_t>& at) -> Out {
+      if (input != 0 || lengthOf(n.input(0)) != 1 || lengthOf(n.output(0)) != 1)
+        return std::nullopt;
+      return at;
+    };
+    t["Unsqueeze"] = oneElement;
+    t["Squeeze"] = oneElement;
+    t["Concat"] = [](const Node& n, int input, const std::vector<int64_t>& at) -> Out {
+      const int64_t axis = n.intAttr("axis", 0);
+      if (axis != 0 && axis != -1) return std::nullopt;
+      int64_t offset = 0;
+      for (int i = 0; i < input; ++i) {
+        const int64_t len = lengthOf(n.input(i));
+        if (len < 0) return std::nullopt;
+        offset += len;
+      }
+      std::vector<int64_t> out;
+      for (int64_t p : at) out.push_back(p + offset);
+      return out;
+    };
+    return t;
+  }();
+  return table;
+}
+
+// Follows positions `at` of `v` through value-keeping shape ops (Cast, Identity, Gather, Slice,
+// Concat, Unsqueeze, Squeeze) to the ops that use them otherwise. False when they reach a graph
+// output or the walk gives up.
+bool shapeEntryUses(const Value* v, const std::vector<int64_t>& at,
+                    std::vector<ShapeEntryUse>& sinks, int depth = 0) {
+  if (at.empty()) return true;
+  if (depth > 16 || v->isGraphOutput()) return false;
+  for (const Use& u : v->uses()) {
+    const Node& n = *u.node;
+    auto fwd = n.isDefaultDomain() ? shapeForwards().find(n.opType()) : shapeForwards().end();
+    if (fwd == shapeForwards().end()) {
+      for (int64_t p : at) sinks.push_back({&n, u.input_index, p});
+      continue;
     }
-    if (!start || !end || step != 1) return true;
-    const int64_t s = std::clamp<int64_t>(norm(*start), 0, shape_len);
-    const int64_t e = std::clamp<int64_t>(norm(*end), 0, shape_len);
-    return s <= index && index < e;
+    auto next = fwd->second(n, u.input_index, at);
+    if (!next || !shapeEntryUses(n.output(0), *next, sinks, depth + 1)) return false;
   }
   return true;
 }
@@ -433,7 +552,12 @@ void broadcastRule(const Node& n, CouplingBuilder& b) {
 // Concat: `axis` defaults to 1 in opset 1 and is required from 4.
 void concatRule(const Node& n, CouplingBuilder& b) {
   auto y = b.activation(n.output(0));
-  if (!y) return;  // shape arithmetic, not feature maps
+  if (!y) {  // shape arithmetic, unless a feature map goes in (the output's rank is unknown)
+    for (const Value* v : n.inputs())
+      if (b.activation(v))
+        return b.freezeNode(n, opLabel(n) + " output has no static channel axis");
+    return;
+  }
   const int rank = rankOf(n.output(0));
   int64_t axis = n.intAttr("axis", 1);
   if (axis < 0) axis += rank;
@@ -481,9 +605,9 @@ int64_t knownProduct(const std::vector<Dim>& dims, size_t from) {
 }
 
 // Reshape [N, C, H, W] -> [N, C*H*W] (or [N, C] when H*W == 1), or a reshape of the spatial
-// axes only. The target's batch entry must provably keep N, and its channel entry must follow
-// the pruned count: -1, 0 (copy, without allowzero) or a literal we rewrite (also one inside a
-// Concat with Shape-derived parts). Opset < 5 has the target as an attribute: not handled.
+// axes only (any rank >= 2). The target's batch entry must provably keep N, and its channel entry
+// must follow the pruned count: -1, 0 (copy, without allowzero) or a literal we rewrite (also one
+// inside a Concat with Shape-derived parts). Opset < 5 has the target as an attribute: not handled.
 void reshapeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -509,7 +633,10 @@ void reshapeRule(const Node& n, CouplingBuilder& b) {
   if (!batch_kept)
     return b.freezeNode(n, opLabel(n) + " target does not provably keep the batch axis");
   const bool flatten = ys->size() == 2 && (*ys)[1].isKnown() && (*ys)[1].value == c * spatial;
-  const bool spatial_only = ys->size() == xs->size() && (*ys)[1].isKnown() && (*ys)[1].value == c;
+  // Keeps batch and channels and regroups the spatial block ([N, C, H, W] -> [N, C, H*W]): for
+  // each (n, c) the block is contiguous in both.
+  const bool spatial_only =
+      (*ys)[1].isKnown() && (*ys)[1].value == c && knownProduct(*ys, 2) == spatial;
   if (!flatten && !spatial_only)
     return b.freezeNode(n, opLabel(n) + " reshape " + n.input(0)->type().toString() + " -> " +
                                n.output(0)->type().toString() + " mixes channels");
@@ -644,22 +771,44 @@ void softmaxRule(const Node& n, CouplingBuilder& b) {
   passThrough(n, b);
 }
 
+// The entry of Resize's scales/sizes for the channel axis: 1, or its index in the `axes`
+// attribute (opset 18); -1 when `axes` leaves the channel axis out.
+int64_t resizeChannelEntry(const Node& n, int64_t opset) {
+  const auto axes = n.intsAttr("axes");
+  if (n.isOp("Upsample") || opset < 18 || axes.empty()) return 1;
+  const int rank = rankOf(n.input(0));
+  for (size_t i = 0; i < axes.size(); ++i)
+    if ((axes[i] < 0 ? axes[i] + rank : axes[i]) == 1) return static_cast<int64_t>(i);
+  return -1;
+}
+
+// Why a shape value taken from `from` may not size the channel axis of `sized`.
+std::string otherSpaceReason(const Node& reader, const Value* from, const Value* sized) {
+  return opLabel(reader) + " sizes the channels of '" + sized->name() +
+         "' by the channel count of '" + from->name() + "', which is not in the same channel space";
+}
+
 // Resize (10: X, scales; 11/13/18/19: X, roi, scales, sizes; 18 adds `axes`) and Upsample
 // (7: `scales` attribute; 9: scales input). The channel axis must keep its size: a scale of
-// exactly 1, or a `sizes` entry that is a literal (rewritten by surgery) or Shape(X)[1].
+// exactly 1, or a `sizes` entry that is a literal (rewritten by surgery) or Shape(Z)[1] of a
+// tensor Z in X's channel space (PyTorch's `F.interpolate(size=...)` exports
+// Concat(Slice(Shape(X), 0, 2), sizes of H and W)).
 void resizeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
-  auto y = b.activation(n.output(0));
-  if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
+  if (!x) return b.freezeNode(n, opLabel(n) + " input has no static channel count");
+  // Once the channel axis is proven to keep its size, Y has X's channel count even where shape
+  // inference could not tell (sizes computed from a dynamic shape).
+  auto keepsChannels = [&]() -> std::optional<int> {
+    auto y = b.activation(n.output(0), b.sizeOf(*x));
+    if (!y) b.freezeNode(n, opLabel(n) + " output has no channel axis");
+    if (y) b.same(*x, *y);
+    return y;
+  };
   const bool upsample = n.isOp("Upsample");
-  const int rank = rankOf(n.input(0));
-  int64_t pos = 1;  // the channel axis's entry in scales/sizes
-  if (!upsample && b.opset() >= 18 && !n.intsAttr("axes").empty()) {
-    const auto axes = n.intsAttr("axes");
-    pos = -1;
-    for (size_t i = 0; i < axes.size(); ++i)
-      if ((axes[i] < 0 ? axes[i] + rank : axes[i]) == 1) pos = static_cast<int64_t>(i);
-    if (pos < 0) return b.same(*x, *y);  // the channel axis is not resized
+  const int64_t pos = resizeChannelEntry(n, b.opset());
+  if (pos < 0) {
+    keepsChannels();  // the channel axis is not resized
+    return;
   }
   if (n.stringAttr("coordinate_transformation_mode", "") == "tf_crop_and_resize")
     return b.freezeNode(n, opLabel(n) + " crops with a region of interest");
@@ -670,14 +819,20 @@ void resizeRule(const Node& n, CouplingBuilder& b) {
     if (n.stringAttr("keep_aspect_ratio_policy", "stretch") != "stretch")
       return b.freezeNode(n, opLabel(n) + " keeps the aspect ratio across the channel axis");
     const ShapeSource s = traceShapeElement(n, 3, pos);
+    const auto from =
+        s.kind == ShapeSource::kFromShape && s.axis == 1 ? b.activation(s.of) : std::nullopt;
     if (s.kind == ShapeSource::kLiteral && s.literal == b.sizeOf(*x)) {
+      auto y = keepsChannels();
       ShapeLiteral lit = s.where;
       lit.spells = n.output(0);
-      b.shapeLiteral(*y, lit);
-    } else if (!(s.kind == ShapeSource::kFromShape && s.of == n.input(0) && s.axis == 1)) {
-      return b.freezeNode(n, opLabel(n) + " sizes entry for the channel axis is not followed");
+      if (y) b.shapeLiteral(*y, lit);
+    } else if (from && b.sizeOf(*from) == b.sizeOf(*x)) {
+      if (s.of != n.input(0)) b.requireSame(*from, *x, otherSpaceReason(n, s.of, n.input(0)), &n);
+      keepsChannels();
+    } else {
+      b.freezeNode(n, opLabel(n) + " sizes entry for the channel axis is not followed");
     }
-    return b.same(*x, *y);
+    return;
   }
   std::vector<float> scales;
   if (upsample && b.opset() < 9) {
@@ -690,12 +845,29 @@ void resizeRule(const Node& n, CouplingBuilder& b) {
   if (pos >= static_cast<int64_t>(scales.size()))
     return b.freezeNode(n, opLabel(n) + " scales are not a constant");
   if (scales[pos] != 1.0f) return b.freezeNode(n, opLabel(n) + " scales the channel axis");
-  b.same(*x, *y);
+  keepsChannels();
 }
 
-// Shape: after pruning it reports the new channel count. Fine while no use reads element 1
-// (Gather/Slice of other elements), or `start`/`end` (opset 15) leave it out; otherwise the
-// channel count flows into arithmetic we do not follow.
+// Ops that take an entry of a shape value as the channel count of their input 0 (the rule of
+// each op checks the rest): the entry's input index and position, by op.
+using ChannelSizeEntry = std::function<bool(const Node&, int input, int64_t position, int64_t)>;
+const std::unordered_map<std::string, ChannelSizeEntry>& channelSizeEntries() {
+  static const std::unordered_map<std::string, ChannelSizeEntry> table{
+      {"Resize",
+       [](const Node& n, int input, int64_t position, int64_t opset) {
+         return opset >= 11 && input == 3 && position == resizeChannelEntry(n, opset);
+       }},
+      {"Reshape", [](const Node&, int input, int64_t position,
+                     int64_t opset) { return opset >= 5 && input == 1 && position == 1; }},
+  };
+  return table;
+}
+
+// Shape: after pruning it reports the new channel count. Fine while the channel entry goes
+// nowhere (Gather/Slice of other elements, or `start`/`end` (opset 15) leave it out), or only,
+// through value-keeping shape ops, into the channel entry of a Resize `sizes` or a Reshape
+// target whose input is in the same channel space; otherwise it flows into arithmetic we do not
+// follow.
 void shapeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   if (!x) return;
@@ -704,14 +876,26 @@ void shapeRule(const Node& n, CouplingBuilder& b) {
   if (start < 0) start += rank;
   if (end < 0) end += rank;
   if (start > 1 || end <= 1) return;
-  const Value* out = n.output(0);
-  bool reads = out->isGraphOutput();
-  for (const Use& u : out->uses()) reads = reads || useMayRead(u, 1 - start, end - start);
-  if (reads)
-    b.freeze(*x,
-             opLabel(n) + " passes the channel count of '" + n.input(0)->name() +
-                 "' on to ops that are not followed",
-             &n);
+  std::vector<ShapeEntryUse> uses;
+  bool followed = shapeEntryUses(n.output(0), {1 - start}, uses);
+  std::vector<std::pair<int, const Node*>> sized;
+  for (const ShapeEntryUse& u : uses) {
+    auto entry = channelSizeEntries().find(u.node->opType());
+    const bool ok = u.node->isDefaultDomain() && entry != channelSizeEntries().end() &&
+                    entry->second(*u.node, u.input, u.position, b.opset());
+    auto s = ok ? b.activation(u.node->input(0)) : std::nullopt;
+    if (!s) followed = false;
+    if (!followed) break;
+    sized.push_back({*s, u.node});
+  }
+  if (!followed)
+    return b.freeze(*x,
+                    opLabel(n) + " passes the channel count of '" + n.input(0)->name() +
+                        "' on to ops that are not followed",
+                    &n);
+  for (const auto& [s, reader] : sized)
+    if (reader->input(0) != n.input(0))
+      b.requireSame(*x, s, otherSpaceReason(*reader, n.input(0), reader->input(0)), reader);
 }
 
 // Size: the element count includes the channels.
