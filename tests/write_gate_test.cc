@@ -351,6 +351,25 @@ TEST(CliStrictLoad, NoStrictLoadsWithAWarningButTheGateStillWritesNothing) {
   EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"});
 }
 
+TEST(CliStrictLoad, EvalAndRunRefuseTheInvalidModelAndReportWarns) {
+  TempDir dir;
+  const auto in = writeModel(dir, "in.onnx", kConvReadsFiveOfThree);
+  const auto data = dir / "x.npy";
+  ASSERT_TRUE(data::writeNpy(data.string(), Tensor(DType::kFloat32, {2, 3, 8, 8})).isOk());
+  for (const std::string& cmd :
+       {"eval " + quote(in) + " --data " + quote(data),
+        "run " + quote(in) + " --data " + quote(data) + " --output-dir " + quote(dir / "outs")}) {
+    const auto r = runCli(cmd);
+    EXPECT_EQ(r.exit_code, 3) << cmd << ": " << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("(Conv)"), std::string::npos) << r.err;
+  }
+  const auto report = runCli("report " + quote(in));
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_NE(report.err.find("warning"), std::string::npos) << report.err;
+  EXPECT_NE(report.err.find("(Conv)"), std::string::npos) << report.err;
+}
+
 TEST(CliStrictLoad, Opset30Exits3) {
   for (const WritingCommand& c : kWritingCommands) {
     TempDir dir;

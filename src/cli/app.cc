@@ -231,6 +231,7 @@ int run(int argc, char** argv) {
   eval_cmd->add_option("--threads", eval.threads, "Threads (0: every core)")->capture_default_str();
   eval_cmd->add_flag("--json", eval.json,
                      "Print one JSON object (top1, top5, count, images_per_second, ...)");
+  addStrictFlag(eval_cmd, eval.strict);
   eval_cmd->footer(kExitCodeHelp);
 
   RunCommandOptions run_opts;
@@ -247,6 +248,7 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   run_cmd->add_flag("--json", run_opts.json,
                     "Print one JSON object (output_dir, files[], samples)");
+  addStrictFlag(run_cmd, run_opts.strict);
   run_cmd->footer(kExitCodeHelp);
 
   QuantizeCommandOptions quant;

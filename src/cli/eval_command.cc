@@ -16,10 +16,9 @@ namespace nnc::cli {
 namespace {
 
 StatusOr<std::unique_ptr<exec::Executor>> openModel(const std::string& path, int threads,
-                                                    Model& storage) {
-  auto model = loadModel(path);
-  if (!model.isOk()) return model.status().withContext(path);
-  storage = std::move(model).value();
+                                                    bool strict, Model& storage) {
+  LoadedModelInfo info;
+  NNC_ASSIGN_OR_RETURN(storage, loadInputModel(path, strict, &info));
   exec::ExecutorOptions eo;
   eo.num_threads = threads;
   auto ex = exec::Executor::create(storage, eo);
@@ -38,10 +37,10 @@ nlohmann::ordered_json number(const std::optional<double>& v) {
 Status runEval(const EvalCommandOptions& o) {
   if (o.data.data.empty()) return invalidArgument("eval needs --data SPEC");
   Model model, reference;
-  NNC_ASSIGN_OR_RETURN(auto ex, openModel(o.model_path, o.threads, model));
+  NNC_ASSIGN_OR_RETURN(auto ex, openModel(o.model_path, o.threads, o.strict, model));
   std::unique_ptr<exec::Executor> ref_ex;
   if (!o.reference_path.empty()) {
-    NNC_ASSIGN_OR_RETURN(ref_ex, openModel(o.reference_path, o.threads, reference));
+    NNC_ASSIGN_OR_RETURN(ref_ex, openModel(o.reference_path, o.threads, o.strict, reference));
   }
   NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels, openLabels(o.data, *reader));
@@ -86,7 +85,7 @@ Status runRun(const RunCommandOptions& o) {
   if (o.data.data.empty()) return invalidArgument("run needs --data SPEC");
   if (o.output_dir.empty()) return invalidArgument("run needs --output-dir DIR");
   Model model;
-  NNC_ASSIGN_OR_RETURN(auto ex, openModel(o.model_path, o.threads, model));
+  NNC_ASSIGN_OR_RETURN(auto ex, openModel(o.model_path, o.threads, o.strict, model));
   NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data));
   std::error_code ec;
   std::filesystem::create_directories(o.output_dir, ec);

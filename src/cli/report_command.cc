@@ -1,3 +1,5 @@
+#include <spdlog/spdlog.h>
+
 #include <iostream>
 #include <optional>
 
@@ -12,8 +14,14 @@ Status runReport(const ReportOptions& options) {
   if (!options.html_path.empty())
     NNC_RETURN_IF_ERROR(checkOutputIsNotInput(options.model_path, options.html_path));
   LoadedModelInfo info;
-  auto model = loadModel(options.model_path, {}, &info);
+  // A report describes what is there, invalid or not: strict findings are warnings here.
+  LoadOptions load;
+  load.strict = StrictLoad::kWarn;
+  auto model = loadModel(options.model_path, load, &info);
   if (!model.isOk()) return model.status().withContext(options.model_path);
+  if (!info.strict_finding.empty())
+    spdlog::warn("{}: {} (other commands refuse this model unless --no-strict)", options.model_path,
+                 info.strict_finding);
   const ModelStats stats = computeModelStats(*model->graph);
   ReportInput input{&model.value(), options.model_path, info.file_bytes, info.external_data_bytes,
                     info.shape_inference_note};

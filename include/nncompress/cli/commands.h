@@ -70,6 +70,7 @@ struct EvalCommandOptions {
   int64_t limit = -1;
   int64_t batch = 32;
   int threads = 0;
+  bool strict = true;  // refuse models whose declared shapes contradict their weights
   bool json = false;
 };
 Status runEval(const EvalCommandOptions& options);
@@ -81,6 +82,7 @@ struct RunCommandOptions {
   int64_t limit = -1;
   int64_t batch = 32;
   int threads = 0;
+  bool strict = true;  // refuse models whose declared shapes contradict their weights
   bool json = false;
 };
 Status runRun(const RunCommandOptions& options);
