@@ -105,6 +105,65 @@ std::optional<std::vector<Tensor>> referenceOutputs(const Model* reference,
   return std::move(outputs).value();
 }
 
+// The sample is ours (unknown dims, and the values of every input, shape tensors included), so
+// what goes wrong on it is a finding only if the model the output was made from does not show
+// the same on the same sample: it fails too, gives the same output shape, or non-finite values.
+class ReferenceRun {
+ public:
+  ReferenceRun(const Model* reference, std::vector<Tensor> inputs)
+      : reference_(reference), inputs_(std::move(inputs)) {}
+  bool given() const { return reference_ != nullptr; }
+  // The reference's outputs on the same sample (run once, on first use); nullptr if it fails.
+  const std::vector<Tensor>* outputs() {
+    if (!ran_) outputs_ = referenceOutputs(reference_, std::move(inputs_)), ran_ = true;
+    return outputs_ ? &*outputs_ : nullptr;
+  }
+
+ private:
+  const Model* reference_;
+  std::vector<Tensor> inputs_;
+  bool ran_ = false;
+  std::optional<std::vector<Tensor>> outputs_;
+};
+
+bool declaredShapeAgrees(const Value& v, const Tensor& got) {
+  if (!v.type().shape) return true;
+  const auto& dims = *v.type().shape;
+  bool agrees = dims.size() == got.shape().size();
+  for (size_t k = 0; agrees && k < dims.size(); ++k)
+    agrees = !dims[k].isKnown() || dims[k].value == got.shape()[k];
+  return agrees;
+}
+
+Status checkSampleOutput(const Value& v, const Tensor& got, size_t i, ReferenceRun& ref,
+                         WriteGateReport& report) {
+  if (!declaredShapeAgrees(v, got)) {
+    const auto* want = ref.outputs();
+    if (want && i < want->size() && (*want)[i].shape() == got.shape()) {
+      report.notes.push_back(outputLabel(v) + ": on the sample input its declared type " +
+                             v.type().toString() +
+                             " disagrees with the run, as in the input model");
+    } else {
+      return internalError(outputLabel(v) + ": the sample run gives " + dimsText(got.shape()) +
+                           " but its type says " + v.type().toString() +
+                           (want && i < want->size()
+                                ? " (the input model gives " + dimsText((*want)[i].shape()) + ")"
+                                : ""));
+    }
+  }
+  if (auto at = firstNonFinite(got)) {
+    const auto* want = ref.outputs();
+    if (want && i < want->size() && firstNonFinite((*want)[i])) {
+      report.notes.push_back(outputLabel(v) +
+                             " is non-finite on the sample input, as the input model's is");
+      return Status::ok();
+    }
+    return internalError(outputLabel(v) + ": the sample run gives a non-finite value at " +
+                         std::to_string(*at));
+  }
+  return Status::ok();
+}
+
 Status runSample(const Model& model, const Model* reference, WriteGateReport& report) {
   std::string why_not;
   // Unfused: the fused plan folds BatchNorms into copies of the conv weights (peak memory).
@@ -118,48 +177,25 @@ Status runSample(const Model& model, const Model* reference, WriteGateReport& re
     report.notes.push_back("no sample run: " + why_not);
     return Status::ok();
   }
-  std::vector<Tensor> kept_inputs;
-  if (reference) kept_inputs = inputs;  // small: one sample
+  ReferenceRun ref(reference, reference ? inputs : std::vector<Tensor>{});  // small: one sample
   auto outputs = executor->run(std::move(inputs));
   if (!outputs.isOk()) {
-    // With dims we chose ourselves the failure may be our choice (a pooling window larger than
-    // the input), unless the model the output was made from runs on the same input.
-    if (guessed && !referenceOutputs(reference, std::move(kept_inputs))) {
-      report.notes.push_back("no sample run: with unknown input dims set to 1/64 it failed: " +
+    // The sample may be a bad choice (a pooling window larger than the input, a shape tensor
+    // of zeros), unless the model the output was made from runs on it.
+    if (ref.given() ? ref.outputs() == nullptr : guessed) {
+      report.notes.push_back("no sample run: the input model cannot run the sample either: " +
                              outputs.status().message());
       return Status::ok();
     }
-    return internalError("sample run failed" +
-                         std::string(guessed ? " (the input model runs on the same input)" : "") +
-                         ": " + outputs.status().message());
+    return internalError(
+        "sample run failed" +
+        std::string(ref.given() ? " (the input model runs on the same input)" : "") + ": " +
+        outputs.status().message());
   }
   report.sample_run = true;
   const auto& declared = executor->outputs();
-  for (size_t i = 0; i < declared.size() && i < outputs->size(); ++i) {
-    const Value& v = *declared[i];
-    const Tensor& got = (*outputs)[i];
-    if (v.type().shape) {
-      const auto& dims = *v.type().shape;
-      bool agrees = dims.size() == got.shape().size();
-      for (size_t k = 0; agrees && k < dims.size(); ++k)
-        agrees = !dims[k].isKnown() || dims[k].value == got.shape()[k];
-      if (!agrees)
-        return internalError(outputLabel(v) + ": the sample run gives " + dimsText(got.shape()) +
-                             " but its type says " + v.type().toString());
-    }
-    if (auto at = firstNonFinite(got)) {
-      // A model that gives inf/NaN on our sample (Log of an input below 0) is not made wrong by
-      // us if the model it was made from gives them too.
-      const auto ref = referenceOutputs(reference, kept_inputs);
-      if (ref && i < ref->size() && firstNonFinite((*ref)[i])) {
-        report.notes.push_back(outputLabel(v) +
-                               " is non-finite on the sample input, as the input model's is");
-        continue;
-      }
-      return internalError(outputLabel(v) + ": the sample run gives a non-finite value at " +
-                           std::to_string(*at));
-    }
-  }
+  for (size_t i = 0; i < declared.size() && i < outputs->size(); ++i)
+    NNC_RETURN_IF_ERROR(checkSampleOutput(*declared[i], (*outputs)[i], i, ref, report));
   return Status::ok();
 }
 
