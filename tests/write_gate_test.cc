@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nncompress/cli/commands.h"
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/write_gate.h"
@@ -276,6 +277,16 @@ const Corruption kCorruptions[] = {
        m.graph->outputs()[0]->setType(t);
      },
      "output 'y'"},
+    {"output_of_an_unnamed_node_whose_first_output_is_omitted", kTwoConvs,
+     [](Model& m) {  // the finding names the node by "?": it has neither name nor output 0
+       Node* split = m.graph->addNode("Split", {m.graph->outputs()[0]}, {"", "half"});
+       split->setAttribute(Attribute::makeInt("axis", 1));
+       ValueType t{DType::kFloat32,
+                   std::vector<Dim>{Dim::known(1), Dim::known(3), Dim::known(8), Dim::known(8)}};
+       split->output(1)->setType(t);
+       m.graph->setOutput(0, split->output(1));
+     },
+     "output 'half' of node '?' (Split)"},
     {"weight_turned_nan", kTwoConvs,
      [](Model& m) {
        m.graph->findValue("w2")->mutableInitializer()->mutableData<float>()[0] = std::nanf("");
@@ -688,6 +699,41 @@ TEST(CliOutputs, CompressRecipeOfTheWrongTypesIsAUsageErrorNamingTheField) {
     EXPECT_NE(r.err.find(c.field), std::string::npos) << c.json << "\n" << r.err;
     EXPECT_FALSE(std::filesystem::exists(dir / "out.onnx")) << c.json;
   }
+}
+
+// What prune/quantize/compress do when a write after the model's fails: the model goes again,
+// with the OUT.data it wrote, but not an OUT.data it did not write.
+TEST(CliOutputs, WrittenModelIsRemovedUnlessKept) {
+  TempDir dir;
+  const auto out = dir / "out.onnx";
+  SaveOptions external;
+  external.external_data_threshold = 8;
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel written(out.string());
+    ASSERT_TRUE(written.write(model, {}, nullptr, external).isOk());
+    EXPECT_EQ(filesIn(dir), (std::vector<std::string>{"out.onnx", "out.onnx.data"}));
+  }
+  EXPECT_TRUE(filesIn(dir).empty());
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel written(out.string());
+    ASSERT_TRUE(written.write(model, {}, nullptr, external).isOk());
+    written.keep();
+  }
+  EXPECT_EQ(filesIn(dir), (std::vector<std::string>{"out.onnx", "out.onnx.data"}));
+  EXPECT_TRUE(checkModelFile(out).isOk());
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel written(out.string());
+    ASSERT_TRUE(written.write(model, {}, nullptr).isOk());  // no external data this time
+  }
+  EXPECT_EQ(filesIn(dir), std::vector<std::string>{"out.onnx.data"});
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel never_written(out.string());
+  }
+  EXPECT_EQ(filesIn(dir), std::vector<std::string>{"out.onnx.data"});
 }
 
 }  // namespace

@@ -69,8 +69,9 @@ class WrittenModel {
   bool kept_ = false;
 };
 
-// Loads a model for a command: strict (declared shapes that contradict the weights refuse the
-// model, exit 3) or, with --no-strict, a warning. Errors carry the path.
+// Loads a model for a command: strict (declared shapes that contradict the weights, or
+// per-channel parameters whose length is not their channel count, refuse the model, exit 3) or,
+// with --no-strict, a warning (LoadedModelInfo::strict_finding). Errors carry the path.
 StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info);
 
 // Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
