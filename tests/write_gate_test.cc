@@ -701,6 +701,17 @@ TEST(CliOutputs, CompressRecipeOfTheWrongTypesIsAUsageErrorNamingTheField) {
   }
 }
 
+// Relative spellings of one file are one file (the working directory is the test's).
+TEST(CliOutputs, TwoSpellingsOfOneOutputPathAreRefused) {
+  const Status same =
+      cli::checkOutputPaths("in.onnx", {{"-o", "q.onnx"}, {"--report", "./q.onnx"}});
+  EXPECT_EQ(same.code(), StatusCode::kInvalidArgument) << same.toString();
+  EXPECT_NE(same.message().find("same file as -o"), std::string::npos) << same.message();
+  const Status input = cli::checkOutputPaths("in.onnx", {{"--report", "./in.onnx"}});
+  EXPECT_EQ(input.code(), StatusCode::kInvalidArgument) << input.toString();
+  EXPECT_TRUE(cli::checkOutputPaths("in.onnx", {{"-o", "q.onnx"}, {"--report", ""}}).isOk());
+}
+
 // What prune/quantize/compress do when a write after the model's fails: the model goes again,
 // with the OUT.data it wrote, but not an OUT.data it did not write.
 TEST(CliOutputs, WrittenModelIsRemovedUnlessKept) {

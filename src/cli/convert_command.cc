@@ -30,8 +30,9 @@ namespace {
 // Where a path would land, for comparing paths of files that may not exist yet.
 std::filesystem::path resolved(const std::string& path) {
   std::error_code ec;
-  const std::filesystem::path p = std::filesystem::weakly_canonical(path, ec);
-  return ec ? std::filesystem::absolute(path, ec).lexically_normal() : p;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec).lexically_normal();
+  const std::filesystem::path p = std::filesystem::weakly_canonical(absolute, ec);
+  return ec ? absolute : p;
 }
 
 Status checkWritableLocation(const OutputPath& out) {
@@ -55,7 +56,7 @@ Status checkOutputPaths(const std::string& input, const std::vector<OutputPath>&
     if (!out.path.empty()) given.push_back(out);
   for (size_t i = 0; i < given.size(); ++i) {
     Status not_input = checkOutputIsNotInput(input, given[i].path);
-    if (!not_input.isOk())
+    if (!not_input.isOk() || resolved(given[i].path) == resolved(input))
       return invalidArgument(given[i].flag + " '" + given[i].path +
                              "' is the input model: nncompress never overwrites its input");
     for (size_t j = 0; j < i; ++j)
