@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nncompress/cli/commands.h"
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/write_gate.h"
@@ -276,6 +277,16 @@ const Corruption kCorruptions[] = {
        m.graph->outputs()[0]->setType(t);
      },
      "output 'y'"},
+    {"output_of_an_unnamed_node_whose_first_output_is_omitted", kTwoConvs,
+     [](Model& m) {  // the finding names the node by "?": it has neither name nor output 0
+       Node* split = m.graph->addNode("Split", {m.graph->outputs()[0]}, {"", "half"});
+       split->setAttribute(Attribute::makeInt("axis", 1));
+       ValueType t{DType::kFloat32,
+                   std::vector<Dim>{Dim::known(1), Dim::known(3), Dim::known(8), Dim::known(8)}};
+       split->output(1)->setType(t);
+       m.graph->setOutput(0, split->output(1));
+     },
+     "output 'half' of node '?' (Split)"},
     {"weight_turned_nan", kTwoConvs,
      [](Model& m) {
        m.graph->findValue("w2")->mutableInitializer()->mutableData<float>()[0] = std::nanf("");
@@ -538,6 +549,202 @@ TEST(CliOpset, Int4FromOpset9GoesTo21WithIr10AndRunsInOrt) {
   auto ort = testing::runOrt(out, {{"x", x}}, dir);
   ASSERT_TRUE(ort.isOk()) << ort.status().message();
   EXPECT_EQ((*ort)[0].shape(), (Shape{1, 1, 16}));
+}
+
+// A Conv with a 5-entry bias on 4 output channels: loading refuses it (the gate did, exit 5).
+const char* kBiasLongerThanChannels = R"(
+  <ir_version: 8, opset_import: ["" : 13]>
+  net (float[1, 3, 8, 8] x) => (float[1, 4, 8, 8] y)
+  <float[4, 3, 3, 3] w = {0.1}, float[5] b = {0.1}>
+  {
+    y = Conv <pads = [1, 1, 1, 1]> (x, w, b)
+  }
+)";
+
+TEST(CliStrictLoad, PerChannelParameterOfTheWrongLengthExits3NamingTheNode) {
+  for (const WritingCommand& c : kWritingCommands) {
+    TempDir dir;
+    const auto in = writeModel(dir, "in.onnx", kBiasLongerThanChannels);
+    const auto r = runCli(commandLine(c, in, dir / "out.onnx"));
+    EXPECT_EQ(r.exit_code, 3) << c.name << ": " << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find("in.onnx"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("Conv 'y'"), std::string::npos) << r.err;
+    EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"}) << c.name;
+  }
+  TempDir dir;
+  const auto in = writeModel(dir, "in.onnx", kBiasLongerThanChannels);
+  const auto r = runCli("convert " + quote(in) + " -o " + quote(dir / "out.onnx") + " --no-strict");
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Conv 'y'"), std::string::npos) << r.err;
+  EXPECT_EQ(r.exit_code, 3) << r.err;  // the gate still refuses it: the input was invalid
+  EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"});
+}
+
+// Commands with a second output (--report): every path is checked before any work, so a
+// report that cannot be written leaves no model behind.
+const WritingCommand kReportingCommands[] = {
+    {"prune", "--ratio 0.5"},
+    {"quantize", "--format weights-only"},
+};
+
+TEST(CliOutputs, ReportInAMissingDirectoryExits4AndLeavesNoModel) {
+  for (const WritingCommand& c : kReportingCommands) {
+    TempDir dir;
+    const auto in = writeModel(dir, "in.onnx", kTwoConvs);
+    const auto r = runCli(commandLine(c, in, dir / "out.onnx") + " --report " +
+                          quote(dir / "missing" / "r.html"));
+    EXPECT_EQ(r.exit_code, 4) << c.name << ": " << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << c.name << ": " << r.err;
+    EXPECT_NE(r.err.find("r.html"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+    EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"}) << c.name;
+  }
+}
+
+TEST(CliOutputs, ReportCannotBeTheInputOrTheModel) {
+  for (const WritingCommand& c : kReportingCommands) {
+    TempDir dir;
+    const auto in = writeModel(dir, "in.onnx", kTwoConvs);
+    const std::string before = testing::readText(in);
+    const auto onto_input = runCli(commandLine(c, in, dir / "out.onnx") + " --report " + quote(in));
+    EXPECT_EQ(onto_input.exit_code, 2) << c.name << ": " << onto_input.err;
+    EXPECT_EQ(lineCount(onto_input.err), 1) << onto_input.err;
+    EXPECT_NE(onto_input.err.find("--report"), std::string::npos) << onto_input.err;
+    EXPECT_EQ(testing::readText(in), before) << c.name << ": the input was overwritten";
+    const auto onto_model =
+        runCli(commandLine(c, in, dir / "out.onnx") + " --report " + quote(dir / "." / "out.onnx"));
+    EXPECT_EQ(onto_model.exit_code, 2) << c.name << ": " << onto_model.err;
+    EXPECT_EQ(lineCount(onto_model.err), 1) << onto_model.err;
+    EXPECT_NE(onto_model.err.find("same file as -o"), std::string::npos) << onto_model.err;
+    EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"}) << c.name;
+  }
+}
+
+TEST(CliOutputs, UnknownExcludeOfQuantizeNamesTheModel) {
+  TempDir dir;
+  const auto in = writeModel(dir, "in.onnx", kTwoConvs);
+  const auto r = runCli(
+      commandLine({"quantize", "--format weights-only --exclude nosuch"}, in, dir / "out.onnx"));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(lineCount(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("in.onnx: --exclude 'nosuch'"), std::string::npos) << r.err;
+  EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"});
+}
+
+// compress: --save-recipe is an output like the others, and a recipe of the wrong shape is a
+// usage error naming the file and the field (it was an uncaught JSON type error, exit 5).
+const std::string kFashion = "/usr/share/datasets/fashion-mnist/";
+std::string compressLine(const std::filesystem::path& in, const std::filesystem::path& out,
+                         const std::string& extra) {
+  return "compress " + quote(in) + " -o " + quote(out) + " --data " + kFashion +
+         "t10k-images-idx3-ubyte.gz --labels " + kFashion +
+         "t10k-labels-idx1-ubyte.gz --mean 0.2860 --std 0.3530 --eval-size 20 --calib-size 8 " +
+         extra;
+}
+
+TEST(CliOutputs, CompressChecksItsRecipePaths) {
+  TempDir dir;
+  const auto in = dir / "in.onnx";
+  std::filesystem::copy_file(testing::sourcePath("models/flatten_head.onnx"), in);
+  const std::string before = testing::readText(in);
+  const std::string targets = "--max-accuracy-drop 1 --target-size 2x ";
+  const struct {
+    std::string extra;
+    int exit_code;
+    const char* message;
+  } cases[] = {
+      {targets + "--save-recipe " + quote(in), 2, "--save-recipe"},
+      {targets + "--save-recipe " + quote(dir / "out.onnx"), 2, "same file as -o"},
+      {targets + "--report " + quote(dir / "r.html") + " --save-recipe " + quote(dir / "r.html"), 2,
+       "same file as --report"},
+      {targets + "--save-recipe " + quote(dir / "missing" / "r.json"), 4, "does not exist"},
+      {"--recipe " + quote(dir / "nosuch.json"), 4, "nosuch.json"},
+  };
+  for (const auto& c : cases) {
+    const auto r = runCli(compressLine(in, dir / "out.onnx", c.extra));
+    EXPECT_EQ(r.exit_code, c.exit_code) << c.extra << "\n" << r.err;
+    EXPECT_EQ(errorLines(r.err), 1) << c.extra << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.extra << "\n" << r.err;
+    EXPECT_EQ(filesIn(dir), std::vector<std::string>{"in.onnx"}) << c.extra;
+  }
+  EXPECT_EQ(testing::readText(in), before);
+}
+
+TEST(CliOutputs, CompressRecipeOfTheWrongTypesIsAUsageErrorNamingTheField) {
+  TempDir dir;
+  const auto in = dir / "in.onnx";
+  std::filesystem::copy_file(testing::sourcePath("models/flatten_head.onnx"), in);
+  const auto recipe = dir / "recipe.json";
+  const struct {
+    const char* json;
+    const char* field;
+  } cases[] = {
+      {R"({"nncompress_recipe": "1", "steps": []})", "nncompress_recipe"},
+      {R"({"nncompress_recipe": 1, "steps": [{"prune": {"fraction": "half"}}]})", "fraction"},
+      {R"({"nncompress_recipe": 1, "steps": [{"prune": {"fraction": 0.2, "method": 3}}]})",
+       "method"},
+      {R"({"nncompress_recipe": 1, "steps": [{"prune": [0.2]}]})", "prune"},
+      {R"({"nncompress_recipe": 1, "steps": [{"quantize": {"layer_weight_bits": {"fc": "4"}}}]})",
+       "fc"},
+      {R"({"nncompress_recipe": 1, "steps": [{"quantize": {"layer_weight_bits": [4]}}]})",
+       "layer_weight_bits"},
+  };
+  for (const auto& c : cases) {
+    testing::writeText(recipe, c.json);
+    const auto r = runCli(compressLine(in, dir / "out.onnx", "--recipe " + quote(recipe)));
+    EXPECT_EQ(r.exit_code, 2) << c.json << "\n" << r.err;
+    EXPECT_EQ(errorLines(r.err), 1) << c.json << "\n" << r.err;
+    EXPECT_NE(r.err.find("recipe.json"), std::string::npos) << c.json << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.field), std::string::npos) << c.json << "\n" << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out.onnx")) << c.json;
+  }
+}
+
+// Relative spellings of one file are one file (the working directory is the test's).
+TEST(CliOutputs, TwoSpellingsOfOneOutputPathAreRefused) {
+  const Status same =
+      cli::checkOutputPaths("in.onnx", {{"-o", "q.onnx"}, {"--report", "./q.onnx"}});
+  EXPECT_EQ(same.code(), StatusCode::kInvalidArgument) << same.toString();
+  EXPECT_NE(same.message().find("same file as -o"), std::string::npos) << same.message();
+  const Status input = cli::checkOutputPaths("in.onnx", {{"--report", "./in.onnx"}});
+  EXPECT_EQ(input.code(), StatusCode::kInvalidArgument) << input.toString();
+  EXPECT_TRUE(cli::checkOutputPaths("in.onnx", {{"-o", "q.onnx"}, {"--report", ""}}).isOk());
+}
+
+// What prune/quantize/compress do when a write after the model's fails: the model goes again,
+// with the OUT.data it wrote, but not an OUT.data it did not write.
+TEST(CliOutputs, WrittenModelIsRemovedUnlessKept) {
+  TempDir dir;
+  const auto out = dir / "out.onnx";
+  SaveOptions external;
+  external.external_data_threshold = 8;
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel written(out.string());
+    ASSERT_TRUE(written.write(model, {}, nullptr, external).isOk());
+    EXPECT_EQ(filesIn(dir), (std::vector<std::string>{"out.onnx", "out.onnx.data"}));
+  }
+  EXPECT_TRUE(filesIn(dir).empty());
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel written(out.string());
+    ASSERT_TRUE(written.write(model, {}, nullptr, external).isOk());
+    written.keep();
+  }
+  EXPECT_EQ(filesIn(dir), (std::vector<std::string>{"out.onnx", "out.onnx.data"}));
+  EXPECT_TRUE(checkModelFile(out).isOk());
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel written(out.string());
+    ASSERT_TRUE(written.write(model, {}, nullptr).isOk());  // no external data this time
+  }
+  EXPECT_EQ(filesIn(dir), std::vector<std::string>{"out.onnx.data"});
+  {
+    Model model = parse(kTwoConvs);
+    cli::WrittenModel never_written(out.string());
+  }
+  EXPECT_EQ(filesIn(dir), std::vector<std::string>{"out.onnx.data"});
 }
 
 }  // namespace

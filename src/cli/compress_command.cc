@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 #include "data_options.h"
 #include "model_totals.h"
@@ -74,35 +75,67 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
   return {{"nncompress_recipe", kRecipeVersion}, {"steps", steps}};
 }
 
+// A recipe field of the JSON type T (the fallback when absent); a wrong type is the recipe's
+// error, named by its field, not an exception.
+template <typename T>
+StatusOr<T> recipeField(const nlohmann::json& object, const char* key, T fallback) {
+  if (!object.contains(key)) return fallback;
+  const nlohmann::json& v = object[key];
+  const bool fits = std::is_same_v<T, std::string> ? v.is_string()
+                    : std::is_same_v<T, int>       ? v.is_number_integer()
+                                                   : v.is_number();
+  if (!fits)
+    return invalidArgument("recipe field '" + std::string(key) +
+                           "' has the wrong type: " + v.dump());
+  return v.get<T>();
+}
+
+// The object under `key` of a recipe step.
+StatusOr<const nlohmann::json*> recipeObject(const nlohmann::json& step, const char* key) {
+  if (!step[key].is_object())
+    return invalidArgument("recipe field '" + std::string(key) +
+                           "' must be an object: " + step[key].dump());
+  return &step[key];
+}
+
 // Replays a recipe's steps with the same actions compress uses.
 StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe,
                              CompressSetup& setup, std::vector<std::string>* done) {
-  if (!recipe.is_object() || recipe.value("nncompress_recipe", 0) != kRecipeVersion ||
-      !recipe.contains("steps") || !recipe["steps"].is_array())
+  if (!recipe.is_object() || !recipe.contains("nncompress_recipe") ||
+      !recipe["nncompress_recipe"].is_number_integer() ||
+      recipe["nncompress_recipe"].get<int>() != kRecipeVersion || !recipe.contains("steps") ||
+      !recipe["steps"].is_array())
     return invalidArgument("not an nncompress recipe (version " + std::to_string(kRecipeVersion) +
                            "): expected {\"nncompress_recipe\": 1, \"steps\": [...]}");
   NNC_ASSIGN_OR_RETURN(Model current, cloneModel(original));
   for (const auto& step : recipe["steps"]) {
-    if (step.contains("prune")) {
-      const auto& p = step["prune"];
-      setup.criterion = p.value("method", setup.criterion);
-      setup.recovery = p.value("recover", setup.recovery);
-      setup.min_group_keep = p.value("min_group_keep", setup.min_group_keep);
-      const double fraction = p.value("fraction", 0.0);
+    if (step.is_object() && step.contains("prune")) {
+      NNC_ASSIGN_OR_RETURN(const nlohmann::json* prune, recipeObject(step, "prune"));
+      const nlohmann::json& p = *prune;
+      NNC_ASSIGN_OR_RETURN(setup.criterion, recipeField(p, "method", setup.criterion));
+      NNC_ASSIGN_OR_RETURN(setup.recovery, recipeField(p, "recover", setup.recovery));
+      NNC_ASSIGN_OR_RETURN(setup.min_group_keep,
+                           recipeField(p, "min_group_keep", setup.min_group_keep));
+      NNC_ASSIGN_OR_RETURN(const double fraction, recipeField(p, "fraction", 0.0));
       if (!(fraction > 0 && fraction < 1))
         return invalidArgument("recipe prune step needs 0 < fraction < 1");
       NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
       NNC_ASSIGN_OR_RETURN(current, actions.prune(current, fraction));
       done->push_back("prune " + std::to_string(fraction) + " (" + setup.criterion + ", " +
                       setup.recovery + ")");
-    } else if (step.contains("quantize")) {
-      const auto& q = step["quantize"];
-      if (q.value("format", std::string("qdq")) != "qdq")
-        return unsupported("recipe quantize steps support format qdq");
-      setup.calib_method = q.value("calib_method", setup.calib_method);
+    } else if (step.is_object() && step.contains("quantize")) {
+      NNC_ASSIGN_OR_RETURN(const nlohmann::json* quantize, recipeObject(step, "quantize"));
+      const nlohmann::json& q = *quantize;
+      NNC_ASSIGN_OR_RETURN(const std::string format, recipeField(q, "format", std::string("qdq")));
+      if (format != "qdq") return unsupported("recipe quantize steps support format qdq");
+      NNC_ASSIGN_OR_RETURN(setup.calib_method, recipeField(q, "calib_method", setup.calib_method));
       BitPlan bits;
-      if (q.contains("layer_weight_bits"))
-        for (const auto& [layer, b] : q["layer_weight_bits"].items()) bits[layer] = b.get<int>();
+      if (q.contains("layer_weight_bits")) {
+        NNC_ASSIGN_OR_RETURN(const nlohmann::json* layers, recipeObject(q, "layer_weight_bits"));
+        for (const auto& [layer, b] : layers->items()) {
+          NNC_ASSIGN_OR_RETURN(bits[layer], recipeField(*layers, layer.c_str(), 8));
+        }
+      }
       NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
       NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
       done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits)");
@@ -121,9 +154,11 @@ Status runCompress(const CompressCommandOptions& o) {
     return invalidArgument("compress needs --max-accuracy-drop P (percentage points, e.g. 1.0)");
   if (o.recipe.empty() && o.target_size.empty())
     return invalidArgument("compress needs --target-size BYTES|RATIO (e.g. 200K, 0.1 or 10x)");
-  NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
-  if (!o.html_report.empty())
-    NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.html_report));
+  // --save-recipe is written only when searching (a replay has its recipe already).
+  NNC_RETURN_IF_ERROR(
+      checkOutputPaths(o.model_path, {{"-o", o.output_path},
+                                      {"--report", o.html_report},
+                                      {"--save-recipe", o.recipe.empty() ? o.save_recipe : ""}}));
 
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
@@ -211,7 +246,9 @@ Status runCompress(const CompressCommandOptions& o) {
   std::optional<Model> output;
   std::vector<std::string> replayed;
   if (!o.recipe.empty()) {
-    NNC_ASSIGN_OR_RETURN(std::string text, readFile(o.recipe));
+    auto read = readFile(o.recipe);
+    if (!read.isOk()) return read.status().withContext(o.recipe);
+    const std::string text = std::move(read).value();
     nlohmann::json recipe = nlohmann::json::parse(text, nullptr, false);
     if (recipe.is_discarded()) return invalidArgument(o.recipe + ": not valid JSON");
     auto replay = replayRecipe(original, recipe, setup, &replayed);
@@ -247,24 +284,39 @@ Status runCompress(const CompressCommandOptions& o) {
   const double drop = result.baseline_quality - result.best_quality;
   auto ratio = [&](int64_t bytes) { return bytes > 0 ? double(original_bytes) / bytes : 0.0; };
 
-  bool written = false;
-  if (output && (met || o.keep_best)) {
-    // The report below compares layers by name, so the compacted copy is only what is written.
-    auto exported = exportedForm(*output, o.keep_names);
-    if (!exported.isOk()) return exported.status().withContext(o.output_path);
-    NNC_RETURN_IF_ERROR(writeOutputModel(*exported, o.output_path, info, &original));
-    written = true;
-  }
-  if (!o.save_recipe.empty() && o.recipe.empty()) {
-    Status saved = writeStringAtomically(o.save_recipe, recipeJson(setup, result).dump(2) + "\n");
-    if (!saved.isOk()) return saved.withContext(o.save_recipe);
-  }
+  // The texts first, so that only their writes can fail after the model is on disk.
+  const bool save_recipe = !o.save_recipe.empty() && o.recipe.empty();
+  const std::string recipe_text = save_recipe ? recipeJson(setup, result).dump(2) + "\n" : "";
+  std::string report_html;
   if (!o.html_report.empty()) {
     CompressReportInput report{o.model_path, original_bytes, &original, output ? &*output : nullptr,
                                &result,      quality_name};
-    Status saved = writeStringAtomically(o.html_report, compressReportHtml(report));
-    if (!saved.isOk()) return saved.withContext(o.html_report);
+    report_html = compressReportHtml(report);
   }
+  bool written = false;
+  WrittenModel written_model(o.output_path);
+  if (output && (met || o.keep_best)) {
+    // The report compares layers by name, so the compacted copy is only what is written.
+    auto exported = exportedForm(*output, o.keep_names);
+    if (!exported.isOk()) return exported.status().withContext(o.output_path);
+    NNC_RETURN_IF_ERROR(written_model.write(*exported, info, &original));
+    written = true;
+  }
+  if (save_recipe) {
+    Status saved = writeStringAtomically(o.save_recipe, recipe_text);
+    if (!saved.isOk()) return saved.withContext(o.save_recipe);
+  }
+  if (!o.html_report.empty()) {
+    Status saved = writeStringAtomically(o.html_report, report_html);
+    if (!saved.isOk()) {
+      if (save_recipe) {
+        std::error_code ec;
+        std::filesystem::remove(o.save_recipe, ec);
+      }
+      return saved.withContext(o.html_report);
+    }
+  }
+  written_model.keep();
 
   if (o.json) {
     nlohmann::ordered_json j;

@@ -1,10 +1,12 @@
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "nncompress/analysis/channel_groups.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/write_gate.h"
@@ -23,11 +25,83 @@ Status checkOutputIsNotInput(const std::string& input, const std::string& output
   return Status::ok();
 }
 
+namespace {
+
+// Where a path would land, for comparing paths of files that may not exist yet.
+std::filesystem::path resolved(const std::string& path) {
+  std::error_code ec;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, ec).lexically_normal();
+  const std::filesystem::path p = std::filesystem::weakly_canonical(absolute, ec);
+  return ec ? absolute : p;
+}
+
+Status checkWritableLocation(const OutputPath& out) {
+  const std::filesystem::path path(out.path);
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : ".";
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    return ioError("output directory '" + dir.string() + "' does not exist").withContext(out.path);
+  if (std::filesystem::is_directory(path, ec))
+    return ioError("output path is a directory").withContext(out.path);
+  if (::access(dir.c_str(), W_OK) != 0)
+    return ioError("output directory '" + dir.string() + "' is not writable").withContext(out.path);
+  return Status::ok();
+}
+
+}  // namespace
+
+Status checkOutputPaths(const std::string& input, const std::vector<OutputPath>& outputs) {
+  std::vector<OutputPath> given;
+  for (const OutputPath& out : outputs)
+    if (!out.path.empty()) given.push_back(out);
+  for (size_t i = 0; i < given.size(); ++i) {
+    Status not_input = checkOutputIsNotInput(input, given[i].path);
+    if (!not_input.isOk() || resolved(given[i].path) == resolved(input))
+      return invalidArgument(given[i].flag + " '" + given[i].path +
+                             "' is the input model: nncompress never overwrites its input");
+    for (size_t j = 0; j < i; ++j)
+      if (resolved(given[i].path) == resolved(given[j].path))
+        return invalidArgument(given[i].flag + " '" + given[i].path + "' is the same file as " +
+                               given[j].flag + ": every output needs its own path");
+  }
+  for (const OutputPath& out : given) NNC_RETURN_IF_ERROR(checkWritableLocation(out));
+  return Status::ok();
+}
+
+WrittenModel::WrittenModel(std::string path) : path_(std::move(path)) {
+  std::error_code ec;
+  if (std::filesystem::exists(dataPath(), ec))
+    data_time_before_ = std::filesystem::last_write_time(dataPath(), ec);
+}
+
+WrittenModel::~WrittenModel() {
+  if (!written_ || kept_) return;
+  std::error_code ec;
+  std::filesystem::remove(path_, ec);
+  // OUT.data only when this command wrote it (a new file, or one replaced since we started).
+  if (std::filesystem::exists(dataPath(), ec) &&
+      (!data_time_before_ || std::filesystem::last_write_time(dataPath(), ec) != data_time_before_))
+    std::filesystem::remove(dataPath(), ec);
+}
+
+Status WrittenModel::write(Model& model, const LoadedModelInfo& input, const Model* reference,
+                           const SaveOptions& options) {
+  NNC_RETURN_IF_ERROR(writeOutputModel(model, path_, input, reference, options));
+  written_ = true;
+  return Status::ok();
+}
+
 StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info) {
   LoadOptions options;
   options.strict = strict ? StrictLoad::kRefuse : StrictLoad::kWarn;
   auto model = loadModel(path, options, info);
   if (!model.isOk()) return model.status().withContext(path);
+  // Per-channel parameters that do not match their channel count (a 5-entry bias on 4 output
+  // channels): an invalid input, not something the write gate should find later.
+  if (Status channels = checkChannelParameters(*model); !channels.isOk()) {
+    if (strict) return channels.withContext(path);
+    if (info->strict_finding.empty()) info->strict_finding = channels.message();
+  }
   if (!info->strict_finding.empty())
     spdlog::warn("{}: {} (loaded anyway: --no-strict)", path, info->strict_finding);
   if (!info->validation_note.empty()) spdlog::info("{}: {}", path, info->validation_note);

@@ -59,9 +59,8 @@ Status runPrune(const PruneOptions& o) {
   if (o.recover != "none" && !has_data) return needData("--recover " + o.recover);
   if (o.merge && o.method != "similarity-chain")
     return invalidArgument("--merge is only supported by --method similarity-chain");
-  NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
-  if (!o.html_report.empty())
-    NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.html_report));
+  NNC_RETURN_IF_ERROR(
+      checkOutputPaths(o.model_path, {{"-o", o.output_path}, {"--report", o.html_report}}));
 
   LoadedModelInfo load_info;
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &load_info));
@@ -211,7 +210,8 @@ Status runPrune(const PruneOptions& o) {
 
   Totals after = totalsOf(pruned, 0);
   const std::vector<LayerChannels> channel_rows = layerChannels(model, pruned);
-  NNC_RETURN_IF_ERROR(writeOutputModel(pruned, o.output_path, load_info, &model));
+  WrittenModel output(o.output_path);
+  NNC_RETURN_IF_ERROR(output.write(pruned, load_info, &model));
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
 
@@ -278,6 +278,7 @@ Status runPrune(const PruneOptions& o) {
     Status written = writeStringAtomically(o.html_report, page.render());
     if (!written.isOk()) return written.withContext(o.html_report);
   }
+  output.keep();
 
   if (o.json) {
     nlohmann::ordered_json j;

@@ -77,7 +77,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
     return invalidArgument("--calib-size must be positive (or -1 for all samples)");
-  NNC_RETURN_IF_ERROR(checkOutputIsNotInput(o.model_path, o.output_path));
+  NNC_RETURN_IF_ERROR(
+      checkOutputPaths(o.model_path, {{"-o", o.output_path}, {"--report", o.html_report}}));
 
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &info));
@@ -121,7 +122,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   qo.exclude = o.exclude;
   qo.quantize_last = o.quantize_last;
   auto targets = quant::selectTargets(*model.graph, qo);
-  if (!targets.isOk()) return targets.status();
+  if (!targets.isOk()) return targets.status().withContext(o.model_path);
 
   std::unique_ptr<data::SampleReader> reader;
   if (!o.calib.data.empty()) {
@@ -176,7 +177,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
   Totals after = totalsOf(model, 0);
   const int64_t opset = model.opsetVersion("");
-  NNC_RETURN_IF_ERROR(writeOutputModel(model, o.output_path, info, &*reference));
+  WrittenModel output(o.output_path);
+  NNC_RETURN_IF_ERROR(output.write(model, info, &*reference));
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
   auto sqnrOf = [&](const std::string& v) {
@@ -235,6 +237,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     Status written = writeStringAtomically(o.html_report, page.render());
     if (!written.isOk()) return written.withContext(o.html_report);
   }
+  output.keep();
 
   if (o.json) {
     nlohmann::ordered_json j;

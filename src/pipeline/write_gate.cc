@@ -16,7 +16,11 @@ namespace nnc {
 namespace {
 
 std::string nodeLabel(const Node& n) {
-  return "node '" + (n.name().empty() ? n.output(0)->name() : n.name()) + "' (" + n.opType() + ")";
+  return "node '" +
+         (!n.name().empty() ? n.name()
+          : n.output(0)     ? n.output(0)->name()
+                            : "?") +
+         "' (" + n.opType() + ")";
 }
 
 std::string dimsText(const std::vector<int64_t>& v) {

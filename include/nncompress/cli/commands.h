@@ -1,6 +1,8 @@
 #pragma once
 // One function per subcommand, taking plain option structs (CLI11 stays in app.cc).
 
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,8 +38,40 @@ Status runConvert(const ConvertOptions& options);
 // Refuses an output path that is the input itself (nncompress never overwrites its input).
 Status checkOutputIsNotInput(const std::string& input, const std::string& output);
 
-// Loads a model for a command: strict (declared shapes that contradict the weights refuse the
-// model, exit 3) or, with --no-strict, a warning. Errors carry the path.
+// An output file of a command and the flag that names it in errors ("-o", "--report").
+struct OutputPath {
+  std::string flag;
+  std::string path;  // empty: not asked for (skipped)
+};
+// Checks every output path before any work: none is the input and no two are the same file
+// (kInvalidArgument, exit 2), and each one's directory exists and is writable (kIoError, exit 4).
+Status checkOutputPaths(const std::string& input, const std::vector<OutputPath>& outputs);
+
+// The model a command writes, removed again (with the OUT.data this command wrote) unless kept:
+// a command that fails after writing its model (e.g. its --report) leaves nothing on disk.
+class WrittenModel {
+ public:
+  explicit WrittenModel(std::string path);
+  ~WrittenModel();
+  WrittenModel(const WrittenModel&) = delete;
+  WrittenModel& operator=(const WrittenModel&) = delete;
+  // writeOutputModel to the path.
+  Status write(Model& model, const LoadedModelInfo& input, const Model* reference,
+               const SaveOptions& options = {});
+  // Every other output is written: the model stays.
+  void keep() { kept_ = true; }
+
+ private:
+  std::string dataPath() const { return path_ + ".data"; }
+  std::string path_;
+  std::optional<std::filesystem::file_time_type> data_time_before_;
+  bool written_ = false;
+  bool kept_ = false;
+};
+
+// Loads a model for a command: strict (declared shapes that contradict the weights, or
+// per-channel parameters whose length is not their channel count, refuse the model, exit 3) or,
+// with --no-strict, a warning (LoadedModelInfo::strict_finding). Errors carry the path.
 StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info);
 
 // Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
