@@ -770,6 +770,9 @@ TEST(RuleEquivalenceTest, SurgeryLeavesTheModelUntouchedWhenItFailsLate) {
   std::erase_if(bad.members, [](const GroupMember& m) { return m.role == MemberRole::kConsumer; });
   Status st = applyChannelPruning(*m, a, {{bad.id, {0, 2}}});
   ASSERT_FALSE(st.isOk());
+  // The input's parameters were checked on load: a mismatch after pruning is our bug (exit 5).
+  EXPECT_EQ(st.code(), StatusCode::kInternal) << st.toString();
+  EXPECT_NE(st.message().find("after pruning"), std::string::npos) << st.toString();
   auto after = serializeModel(*m);
   ASSERT_TRUE(after.isOk());
   EXPECT_TRUE(before.value() == after.value())
