@@ -456,6 +456,19 @@ std::vector<Case> cases() {
     cs.push_back(c);
   }
   {
+    // Shape-15 with start/end: a negative Gather index counts from the back of Shape's output
+    // ([C, H] here: -2 is C), not from the back of the input's shape.
+    Case c = sandwich(
+        "Reshape target Concat(1, Gather(Shape<start=1, end=3>(X), -2), -1)",
+        {"Reshape", "Shape", "Concat", "Unsqueeze"},
+        "sh = Shape <start = 1, end = 3> (a)\nn = Gather <axis = 0> (sh, m2)\n"
+        "nu = Unsqueeze (n, ax0)\nt = Concat <axis = 0> (one, nu, m1)\n"
+        "f = Reshape (a, t)\no = Unsqueeze (f, ax3)",
+        {"int64 m2 = {-2}", ints("ax0", {0}), ints("one", {1}), ints("m1", {-1}), ints("ax3", {3})},
+        15);
+    cs.push_back(c);
+  }
+  {
     // A cast to a narrow type does not keep shape values: not followed.
     Case c = sandwich("Reshape target through Cast to uint8", {"Reshape", "Shape", "Cast"},
                       "sh = Shape (a)\nsh8 = Cast <to = 2> (sh)\nnc8 = Slice (sh8, st, en)\n"

@@ -193,9 +193,14 @@ ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, in
     if (!shape) return {};
     const int rank = rankOf(shape->input(0));
     if (rank < 0) return {};
-    int64_t start = shape->intAttr("start", 0);
-    if (start < 0) start += rank;
-    if (index < 0) index += rank;
+    // Shape-15 `start`/`end`: negative counts from the back; both are clamped to [0, rank].
+    auto clampAxis = [rank](int64_t a) {
+      return std::clamp<int64_t>(a < 0 ? a + rank : a, 0, rank);
+    };
+    const int64_t start = clampAxis(shape->intAttr("start", 0));
+    const int64_t end = clampAxis(shape->intAttr("end", rank));
+    if (index < 0) index += end - start;  // a negative index counts from the back of the output
+    if (index < 0 || start + index >= end) return {};
     ShapeSource s;
     s.kind = ShapeSource::kFromShape;
     s.of = shape->input(0);
