@@ -213,6 +213,33 @@ std::vector<Case> cases() {
   cs.push_back(sandwich("Resize 11 linear", {"Resize"},
                         "o = Resize <mode = \"linear\"> (a, roi, sc)",
                         {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  // At channel scale 1 every coordinate transformation keeps channel c at c (half_pixel:
+  // (c + 0.5) - 0.5; pytorch_half_pixel: the same, or 0 for one channel; align_corners:
+  // c * (C - 1) / (C - 1); asymmetric: c), except tf_half_pixel_for_nn: c + 0.5.
+  for (const char* mode : {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"})
+    for (const char* interpolation : {"linear", "cubic"})
+      cs.push_back(sandwich(std::string("Resize 11 ") + interpolation + " " + mode, {"Resize"},
+                            std::string("o = Resize <mode = \"") + interpolation +
+                                "\", coordinate_transformation_mode = \"" + mode +
+                                "\"> (a, roi, sc)",
+                            {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  for (const char* nearest : {"floor", "round_prefer_floor"})
+    cs.push_back(sandwich(std::string("Resize 11 nearest ") + nearest + " tf_half_pixel_for_nn",
+                          {"Resize"},
+                          std::string("o = Resize <coordinate_transformation_mode = "
+                                      "\"tf_half_pixel_for_nn\", nearest_mode = \"") +
+                              nearest + "\"> (a, roi, sc)",
+                          {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  for (const char* attrs : {"mode = \"linear\"", "mode = \"cubic\"", "nearest_mode = \"ceil\"",
+                            "nearest_mode = \"round_prefer_ceil\""}) {
+    Case c = sandwich(std::string("Resize 11 tf_half_pixel_for_nn ") + attrs, {"Resize"},
+                      std::string("o = Resize <coordinate_transformation_mode = "
+                                  "\"tf_half_pixel_for_nn\", ") +
+                          attrs + "> (a, roi, sc)",
+                      {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11);
+    c.barrier = "half a channel";
+    cs.push_back(c);
+  }
   // Resize sizes built from the input's own shape, as PyTorch exports F.interpolate(size=...)
   // at opset 11: the channel entry is Shape(X)[1], which follows the pruned count by itself.
   {
