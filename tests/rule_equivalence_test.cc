@@ -553,6 +553,24 @@ std::vector<Case> cases() {
     cs.push_back(c);
   }
   {
+    // One Concat target read by two Reshapes whose inputs are in different groups: the literal
+    // cannot spell both groups' pruned counts. Either group is a barrier.
+    for (const char* group : {"a", "a2"}) {
+      Case c = sandwich(std::string("Reshape target shared by two groups (group ") + group + ")",
+                        {"Reshape", "Concat"},
+                        "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\n"
+                        "t = Concat <axis = 0> (one, four, m1)\nf = Reshape (a, t)\n"
+                        "f2 = Reshape (a2, t)\no = Unsqueeze (f, ax3)\n"
+                        "o2 = Unsqueeze (f2, ax3)\ny2 = Conv (o2, w4)",
+                        {rnd("w3", {4, 3, 3, 3}), rnd("w4", {2, 4, 1, 1}), ints("one", {1}),
+                         ints("four", {4}), ints("m1", {-1}), ints("ax3", {3})});
+      c.outputs = "y, y2";
+      c.group = group;
+      c.barrier = "spells the channel count of 2 tensors";
+      cs.push_back(c);
+    }
+  }
+  {
     // A cast to a narrow type does not keep shape values: not followed.
     Case c = sandwich("Reshape target through Cast to uint8", {"Reshape", "Shape", "Cast"},
                       "sh = Shape (a)\nsh8 = Cast <to = 2> (sh)\nnc8 = Slice (sh8, st, en)\n"
