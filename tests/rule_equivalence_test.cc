@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <onnx/defs/parser.h>
 #include <onnx/onnx_pb.h>
+#include <onnx/shape_inference/implementation.h>
 
 #include <map>
 #include <random>
@@ -82,13 +83,67 @@ std::string modelText(const Case& c) {
          (inits.empty() ? "" : "<" + inits + ">\n") + "{\n" + c.body + "\n}\n";
 }
 
+// Random normal values; symbolic dims get size 2.
+Tensor randomInput(const Value* v) {
+  Shape shape;
+  for (const Dim& d : *v->type().shape) shape.push_back(d.isKnown() ? d.value : 2);
+  std::mt19937 rng(42);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> values(shapeNumel(shape));
+  for (float& f : values) f = dist(rng);
+  return Tensor::fromVector<float>(shape, values);
+}
+
+// The texts name most outputs without a type, which the ONNX checker refuses: give them the
+// types ONNX shape inference finds (on a copy, so that intermediate values stay as written), or,
+// where it finds no shape, the element type and rank our executor produces (dims left unknown,
+// as an exporter writes a dynamic output).
+void typeUntypedOutputs(onnx::ModelProto& proto) {
+  onnx::ModelProto inferred = proto;
+  try {
+    onnx::shape_inference::InferShapes(inferred);
+  } catch (const std::exception&) {
+    return;  // the strict load reports what is wrong
+  }
+  std::vector<Tensor> ran;
+  auto run = [&]() -> const std::vector<Tensor>& {
+    if (!ran.empty()) return ran;
+    auto m = parseModel(proto.SerializeAsString());
+    if (!m.isOk()) return ran;
+    auto ex = exec::Executor::create(*m, {1});
+    if (!ex.isOk()) return ran;
+    auto out = (*ex)->run({randomInput(m->graph->inputs()[0])});
+    if (out.isOk()) ran = std::move(out).value();
+    return ran;
+  };
+  auto* outputs = proto.mutable_graph()->mutable_output();
+  for (int i = 0; i < outputs->size(); ++i) {
+    onnx::ValueInfoProto& out = (*outputs)[i];
+    if (out.has_type()) continue;
+    *out.mutable_type() = inferred.graph().output(i).type();
+    auto* tensor = out.mutable_type()->mutable_tensor_type();
+    if ((tensor->has_shape() && tensor->has_elem_type()) || static_cast<int>(run().size()) <= i)
+      continue;
+    if (!tensor->has_elem_type())
+      tensor->set_elem_type(ran[i].dtype() == DType::kInt64 ? onnx::TensorProto::INT64
+                                                            : onnx::TensorProto::FLOAT);
+    if (tensor->has_shape()) continue;
+    tensor->mutable_shape();
+    for (int d = 0; d < ran[i].rank(); ++d) tensor->mutable_shape()->add_dim();
+  }
+}
+
 StatusOr<Model> parse(const Case& c) {
   onnx::ModelProto proto;
   const std::string text = modelText(c);
   onnx::OnnxParser parser(text.c_str());
   auto st = parser.Parse(proto);
   if (!st.IsOK()) return invalidModel(st.ErrorMessage());
-  return parseModel(proto.SerializeAsString());
+  typeUntypedOutputs(proto);
+  // Every crafted model is valid: load it as strictly as the CLI does.
+  LoadOptions options;
+  options.strict = StrictLoad::kRefuse;
+  return parseModel(proto.SerializeAsString(), {}, options);
 }
 
 // Conv(x) -> `ops` (reading a, writing o) -> 1x1 Conv: the usual sandwich.
@@ -158,6 +213,33 @@ std::vector<Case> cases() {
   cs.push_back(sandwich("Resize 11 linear", {"Resize"},
                         "o = Resize <mode = \"linear\"> (a, roi, sc)",
                         {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  // At channel scale 1 every coordinate transformation keeps channel c at c (half_pixel:
+  // (c + 0.5) - 0.5; pytorch_half_pixel: the same, or 0 for one channel; align_corners:
+  // c * (C - 1) / (C - 1); asymmetric: c), except tf_half_pixel_for_nn: c + 0.5.
+  for (const char* mode : {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"})
+    for (const char* interpolation : {"linear", "cubic"})
+      cs.push_back(sandwich(std::string("Resize 11 ") + interpolation + " " + mode, {"Resize"},
+                            std::string("o = Resize <mode = \"") + interpolation +
+                                "\", coordinate_transformation_mode = \"" + mode +
+                                "\"> (a, roi, sc)",
+                            {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  for (const char* nearest : {"floor", "round_prefer_floor"})
+    cs.push_back(sandwich(std::string("Resize 11 nearest ") + nearest + " tf_half_pixel_for_nn",
+                          {"Resize"},
+                          std::string("o = Resize <coordinate_transformation_mode = "
+                                      "\"tf_half_pixel_for_nn\", nearest_mode = \"") +
+                              nearest + "\"> (a, roi, sc)",
+                          {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11));
+  for (const char* attrs : {"mode = \"linear\"", "mode = \"cubic\"", "nearest_mode = \"ceil\"",
+                            "nearest_mode = \"round_prefer_ceil\""}) {
+    Case c = sandwich(std::string("Resize 11 tf_half_pixel_for_nn ") + attrs, {"Resize"},
+                      std::string("o = Resize <coordinate_transformation_mode = "
+                                  "\"tf_half_pixel_for_nn\", ") +
+                          attrs + "> (a, roi, sc)",
+                      {flt("roi", {}), flt("sc", {1, 1, 2, 2})}, 11);
+    c.barrier = "half a channel";
+    cs.push_back(c);
+  }
   // Resize sizes built from the input's own shape, as PyTorch exports F.interpolate(size=...)
   // at opset 11: the channel entry is Shape(X)[1], which follows the pruned count by itself.
   {
@@ -191,8 +273,8 @@ std::vector<Case> cases() {
                       {"Resize", "Shape", "Slice", "Concat", "Cast"},
                       "r = Relu (a)\nsh = Shape (r)\nsh32 = Cast <to = 6> (sh)\n"
                       "nc32 = Slice (sh32, st, en)\nnc = Cast <to = 7> (nc32)\n"
-                      "sz = Concat <axis = 0> (nc, hw)\no0 = Resize (a, , , sz)\no = Add (o0, r2)\n"
-                      "r2 = Resize (r, , , sz)",
+                      "sz = Concat <axis = 0> (nc, hw)\no0 = Resize (a, , , sz)\n"
+                      "r2 = Resize (r, , , sz)\no = Add (o0, r2)",
                       {ints("st", {0}), ints("en", {2}), ints("hw", {9, 9})});
     cs.push_back(c);
   }
@@ -342,6 +424,7 @@ std::vector<Case> cases() {
   }
   {
     Case c = sandwich("custom-domain op", {}, "o = custom.Mystery (a)");
+    c.outputs = "float[1,3,N,M] y";  // what Mystery returns is unknown to shape inference
     c.barrier = "no channel rule";
     cs.push_back(c);
   }
@@ -367,6 +450,7 @@ std::vector<Case> cases() {
     Case c = sandwich("Concat whose output rank is unknown", {"Concat", "Reshape"},
                       "r = Reshape (x, shp)\no = Concat <axis = 1> (a, r)", {}, 13, 8);
     c.input = "float[1,3,6,6] x, int64[K] shp";
+    c.outputs = "float[1,3,N,M] y";  // a rank the exporter knew
     c.barrier = "no static channel axis";
     cs.push_back(c);
   }
@@ -454,6 +538,37 @@ std::vector<Case> cases() {
                       {ints("st", {0}), ints("en", {2}), ints("m1", {-1}), ints("ax3", {3})});
     c.input = "float[N,3,6,6] x";
     cs.push_back(c);
+  }
+  {
+    // Shape-15 with start/end: a negative Gather index counts from the back of Shape's output
+    // ([C, H] here: -2 is C), not from the back of the input's shape.
+    Case c = sandwich(
+        "Reshape target Concat(1, Gather(Shape<start=1, end=3>(X), -2), -1)",
+        {"Reshape", "Shape", "Concat", "Unsqueeze"},
+        "sh = Shape <start = 1, end = 3> (a)\nn = Gather <axis = 0> (sh, m2)\n"
+        "nu = Unsqueeze (n, ax0)\nt = Concat <axis = 0> (one, nu, m1)\n"
+        "f = Reshape (a, t)\no = Unsqueeze (f, ax3)",
+        {"int64 m2 = {-2}", ints("ax0", {0}), ints("one", {1}), ints("m1", {-1}), ints("ax3", {3})},
+        15);
+    cs.push_back(c);
+  }
+  {
+    // One Concat target read by two Reshapes whose inputs are in different groups: the literal
+    // cannot spell both groups' pruned counts. Either group is a barrier.
+    for (const char* group : {"a", "a2"}) {
+      Case c = sandwich(std::string("Reshape target shared by two groups (group ") + group + ")",
+                        {"Reshape", "Concat"},
+                        "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\n"
+                        "t = Concat <axis = 0> (one, four, m1)\nf = Reshape (a, t)\n"
+                        "f2 = Reshape (a2, t)\no = Unsqueeze (f, ax3)\n"
+                        "o2 = Unsqueeze (f2, ax3)\ny2 = Conv (o2, w4)",
+                        {rnd("w3", {4, 3, 3, 3}), rnd("w4", {2, 4, 1, 1}), ints("one", {1}),
+                         ints("four", {4}), ints("m1", {-1}), ints("ax3", {3})});
+      c.outputs = "y, y2";
+      c.group = group;
+      c.barrier = "spells the channel count of 2 tensors";
+      cs.push_back(c);
+    }
   }
   {
     // A cast to a narrow type does not keep shape values: not followed.
@@ -585,17 +700,6 @@ std::vector<Case> cases() {
 }
 
 // ------------------------------------------------------------------ checks
-
-// Random normal values; symbolic dims get size 2.
-Tensor randomInput(const Value* v) {
-  Shape shape;
-  for (const Dim& d : *v->type().shape) shape.push_back(d.isKnown() ? d.value : 2);
-  std::mt19937 rng(42);
-  std::normal_distribution<float> dist(0.f, 1.f);
-  std::vector<float> values(shapeNumel(shape));
-  for (float& f : values) f = dist(rng);
-  return Tensor::fromVector<float>(shape, values);
-}
 
 std::vector<Tensor> runOurs(const Model& m, const Tensor& x) {
   auto ex = exec::Executor::create(m, {1});
@@ -770,6 +874,9 @@ TEST(RuleEquivalenceTest, SurgeryLeavesTheModelUntouchedWhenItFailsLate) {
   std::erase_if(bad.members, [](const GroupMember& m) { return m.role == MemberRole::kConsumer; });
   Status st = applyChannelPruning(*m, a, {{bad.id, {0, 2}}});
   ASSERT_FALSE(st.isOk());
+  // The input's parameters were checked on load: a mismatch after pruning is our bug (exit 5).
+  EXPECT_EQ(st.code(), StatusCode::kInternal) << st.toString();
+  EXPECT_NE(st.message().find("after pruning"), std::string::npos) << st.toString();
   auto after = serializeModel(*m);
   ASSERT_TRUE(after.isOk());
   EXPECT_TRUE(before.value() == after.value())

@@ -198,6 +198,58 @@ TEST(StrictLoad, DeclaredOutputShapeThatInferenceContradictsIsRefused) {
   EXPECT_EQ(lineCount(refused.status().message()), 0);
 }
 
+// Pad-18 `axes` and Resize-18 `axes` list the axes pads/scales/sizes cover: 2 pads for one axis
+// of a rank-4 input is valid.
+TEST(StrictLoad, PadsAndScalesCoverTheListedAxesNotTheRank) {
+  const char* valid[] = {
+      R"(<ir_version: 8, opset_import: ["" : 18]>
+         net (float[1, 3, 8, 8] x) => (float[1, 3, 8, 10] y)
+         <int64[2] pads = {1, 1}, int64[1] axes = {3}> {
+           y = Pad (x, pads, , axes)
+         })",
+      R"(<ir_version: 8, opset_import: ["" : 18]>
+         net (float[1, 3, 8, 8] x) => (float[1, 3, 16, 16] y) <float[2] sc = {2.0, 2.0}> {
+           y = Resize <axes = [2, 3]> (x, , sc)
+         })",
+      R"(<ir_version: 8, opset_import: ["" : 19]>
+         net (float[1, 3, 8, 8] x) => (float[1, 3, 4, 4] y) <int64[2] sz = {4, 4}> {
+           y = Resize <axes = [2, 3]> (x, , , sz)
+         })",
+  };
+  LoadOptions strict;
+  strict.strict = StrictLoad::kRefuse;
+  for (const char* text : valid) {
+    SCOPED_TRACE(text);
+    auto m = parseModel(parseProto(text).SerializeAsString(), {}, strict);
+    EXPECT_TRUE(m.isOk()) << m.status().toString();
+  }
+  // A length that disagrees with `axes` is still refused.
+  const char* wrong = R"(<ir_version: 8, opset_import: ["" : 18]>
+     net (float[1, 3, 8, 8] x) => (float[1, 3, 8, 10] y)
+     <int64[4] pads = {1, 1, 1, 1}, int64[1] axes = {3}> {
+       y = Pad (x, pads, , axes)
+     })";
+  auto refused = parseModel(parseProto(wrong).SerializeAsString(), {}, strict);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidModel);
+  EXPECT_NE(refused.status().message().find("pads has 4 values for 1 listed axes"),
+            std::string::npos)
+      << refused.status().message();
+}
+
+// A node without outputs (which --no-strict lets through) is named without reading an output.
+TEST(StrictLoad, NodeWithoutOutputsIsNamedByItsOpType) {
+  Model m = parse(R"(<ir_version: 8, opset_import: ["" : 13]>
+    net (float[1, 12] x) => (float[1, 12] y) <int64[2] target = {5, 3}> {
+      y = Relu (x)
+    })");
+  Graph& g = *m.graph;
+  g.addNode("Reshape", {g.findValue("x"), g.findValue("target")}, {});
+  const Status st = checkShapeInputs(m);
+  ASSERT_FALSE(st.isOk());
+  EXPECT_NE(st.message().find("(Reshape)"), std::string::npos) << st.message();
+}
+
 TEST(StrictLoad, OpsetNewerThanAnyKnownIsUnsupported) {
   const onnx::ModelProto proto = parseProto(kOpset30);
   auto refused = parseModel(proto.SerializeAsString());  // whatever the strictness

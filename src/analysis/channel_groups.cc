@@ -5,6 +5,7 @@
 #include <map>
 #include <queue>
 #include <set>
+#include <tuple>
 
 #include "channel_coupling.h"
 #include "nncompress/analysis/model_stats.h"
@@ -98,6 +99,26 @@ std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingB
     std::sort(r.begin(), r.end());
   }
   return ranges;
+}
+
+// A shape literal element read as the channel count of more than one tensor (a Concat target
+// shared by two Reshapes) can only be rewritten for one of them: every group that reaches it is
+// frozen. (Several groups spelling one tensor, a Concat before a flatten, share it rightly.)
+void freezeSharedShapeLiterals(std::vector<ChannelGroup>& groups) {
+  using Key = std::tuple<const Node*, int, int64_t>;
+  std::map<Key, std::set<const Value*>> spelled;
+  for (const ChannelGroup& g : groups)
+    for (const ShapeLiteral& lit : g.shape_literals)
+      spelled[{lit.node, lit.input, lit.element}].insert(lit.spells);
+  for (ChannelGroup& g : groups) {
+    for (const ShapeLiteral& lit : g.shape_literals) {
+      const auto& values = spelled[{lit.node, lit.input, lit.element}];
+      if (values.size() < 2 || !g.prunable) continue;
+      g.prunable = false;
+      g.reason = "a shape literal read by " + nodeLabel(lit.node) +
+                 " spells the channel count of " + std::to_string(values.size()) + " tensors";
+    }
+  }
 }
 
 }  // namespace
@@ -235,6 +256,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       if (node_macs.count(node)) g.macs += static_cast<int64_t>(node_macs[node] * fraction);
     result.groups.push_back(std::move(g));
   }
+
+  freezeSharedShapeLiterals(result.groups);
 
   std::set<const Node*> shrinkable;
   for (const ChannelGroup& g : result.groups)

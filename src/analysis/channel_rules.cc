@@ -193,9 +193,14 @@ ShapeSource traceShapeElement(const Node& reader, int input, int64_t element, in
     if (!shape) return {};
     const int rank = rankOf(shape->input(0));
     if (rank < 0) return {};
-    int64_t start = shape->intAttr("start", 0);
-    if (start < 0) start += rank;
-    if (index < 0) index += rank;
+    // Shape-15 `start`/`end`: negative counts from the back; both are clamped to [0, rank].
+    auto clampAxis = [rank](int64_t a) {
+      return std::clamp<int64_t>(a < 0 ? a + rank : a, 0, rank);
+    };
+    const int64_t start = clampAxis(shape->intAttr("start", 0));
+    const int64_t end = clampAxis(shape->intAttr("end", rank));
+    if (index < 0) index += end - start;  // a negative index counts from the back of the output
+    if (index < 0 || start + index >= end) return {};
     ShapeSource s;
     s.kind = ShapeSource::kFromShape;
     s.of = shape->input(0);
@@ -782,6 +787,17 @@ int64_t resizeChannelEntry(const Node& n, int64_t opset) {
   return -1;
 }
 
+// At scale 1 every coordinate transformation maps output channel c to input channel c exactly
+// (half_pixel, pytorch_half_pixel, align_corners, asymmetric; Resize-10 and Upsample are
+// asymmetric), except tf_half_pixel_for_nn (Resize-11/12): c + 0.5, which linear and cubic
+// blend with c + 1 and nearest rounding up reads as c + 1.
+bool shiftsChannelsAtScaleOne(const Node& n) {
+  if (n.stringAttr("coordinate_transformation_mode", "") != "tf_half_pixel_for_nn") return false;
+  const std::string rounding = n.stringAttr("nearest_mode", "round_prefer_floor");
+  return n.stringAttr("mode", "nearest") != "nearest" ||
+         (rounding != "floor" && rounding != "round_prefer_floor");
+}
+
 // Why a shape value taken from `from` may not size the channel axis of `sized`.
 std::string otherSpaceReason(const Node& reader, const Value* from, const Value* sized) {
   return opLabel(reader) + " sizes the channels of '" + sized->name() +
@@ -812,6 +828,8 @@ void resizeRule(const Node& n, CouplingBuilder& b) {
   }
   if (n.stringAttr("coordinate_transformation_mode", "") == "tf_crop_and_resize")
     return b.freezeNode(n, opLabel(n) + " crops with a region of interest");
+  if (shiftsChannelsAtScaleOne(n))
+    return b.freezeNode(n, opLabel(n) + " reads channels half a channel further on");
   const int scales_input = upsample ? 1 : (b.opset() >= 11 ? 2 : 1);
   const Value* sizes = !upsample && b.opset() >= 11 ? n.input(3) : nullptr;
   const Tensor* sizes_t = sizes ? sizes->constantData() : nullptr;

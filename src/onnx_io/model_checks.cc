@@ -139,7 +139,9 @@ std::optional<int64_t> knownDim(const Value* v, int axis) {
 }
 
 std::string nodeLabel(const Node& n) {
-  return "node '" + (n.name().empty() ? n.output(0)->name() : n.name()) + "' (" + n.opType() + ")";
+  const Value* out = n.output(0);  // a node may have no outputs under --no-strict
+  const std::string name = !n.name().empty() ? n.name() : out ? out->name() : std::string();
+  return "node '" + name + "' (" + n.opType() + ")";
 }
 
 std::string dimsText(const std::vector<int64_t>& v) {
@@ -150,10 +152,18 @@ std::string dimsText(const std::vector<int64_t>& v) {
 
 // Constant (or folded) shape inputs against the shapes they produce.
 
-// The data input's type and the shape-like input's values; a check returns what disagrees
-// (empty: they agree, or it cannot tell).
+// How many axes a shape-like input covers: the rank, or the length of `axes` when given.
+struct CoveredAxes {
+  int64_t count;
+  bool listed;  // by `axes`
+};
+
+// The data input's type, the shape-like input's values and how many axes they cover (the
+// length of `axes` when the op has one, else the rank); a check returns what disagrees (empty:
+// they agree, or it cannot tell).
 using ShapeInputCheck = std::string (*)(const Node&, const ValueType& data,
-                                        const std::vector<int64_t>& values);
+                                        const std::vector<int64_t>& values,
+                                        std::optional<CoveredAxes> covered);
 
 std::optional<int64_t> rankOf(const ValueType& t) {
   if (!t.shape) return std::nullopt;
@@ -163,7 +173,7 @@ std::optional<int64_t> rankOf(const ValueType& t) {
 // Reshape: the target (0 copies the input dim unless allowzero, one -1 is inferred) must hold
 // the input's element count.
 std::string checkReshapeTarget(const Node& n, const ValueType& data,
-                               const std::vector<int64_t>& target) {
+                               const std::vector<int64_t>& target, std::optional<CoveredAxes>) {
   const auto in = data.staticShape();
   if (!in) return {};
   const bool allow_zero = n.intAttr("allowzero", 0) != 0;
@@ -193,8 +203,8 @@ std::string checkReshapeTarget(const Node& n, const ValueType& data,
 }
 
 // Expand: the shape must broadcast with the input (aligned right, equal or 1).
-std::string checkExpandShape(const Node&, const ValueType& data,
-                             const std::vector<int64_t>& shape) {
+std::string checkExpandShape(const Node&, const ValueType& data, const std::vector<int64_t>& shape,
+                             std::optional<CoveredAxes>) {
   if (!data.shape) return {};
   const auto& in = *data.shape;
   const size_t n = std::min(in.size(), shape.size());
@@ -208,24 +218,28 @@ std::string checkExpandShape(const Node&, const ValueType& data,
   return {};
 }
 
-std::string checkLengthIsRank(const ValueType& data, size_t length, int64_t per_axis,
-                              const char* what) {
-  const auto rank = rankOf(data);
-  if (!rank || length == 0 || static_cast<int64_t>(length) == *rank * per_axis) return {};
-  return std::string(what) + " has " + std::to_string(length) + " values for a rank-" +
-         std::to_string(*rank) + " input";
+std::string checkLength(std::optional<CoveredAxes> axes, size_t length, int64_t per_axis,
+                        const char* what) {
+  if (!axes || length == 0 || static_cast<int64_t>(length) == axes->count * per_axis) return {};
+  return std::string(what) + " has " + std::to_string(length) + " values for " +
+         (axes->listed ? std::to_string(axes->count) + " listed axes"
+                       : "a rank-" + std::to_string(axes->count) + " input");
 }
-std::string checkTileRepeats(const Node&, const ValueType& d, const std::vector<int64_t>& v) {
-  return checkLengthIsRank(d, v.size(), 1, "repeats");
+std::string checkTileRepeats(const Node&, const ValueType&, const std::vector<int64_t>& v,
+                             std::optional<CoveredAxes> axes) {
+  return checkLength(axes, v.size(), 1, "repeats");
 }
-std::string checkPads(const Node&, const ValueType& d, const std::vector<int64_t>& v) {
-  return checkLengthIsRank(d, v.size(), 2, "pads");
+std::string checkPads(const Node&, const ValueType&, const std::vector<int64_t>& v,
+                      std::optional<CoveredAxes> axes) {
+  return checkLength(axes, v.size(), 2, "pads");
 }
-std::string checkScales(const Node&, const ValueType& d, const std::vector<int64_t>& v) {
-  return checkLengthIsRank(d, v.size(), 1, "scales");
+std::string checkScales(const Node&, const ValueType&, const std::vector<int64_t>& v,
+                        std::optional<CoveredAxes> axes) {
+  return checkLength(axes, v.size(), 1, "scales");
 }
-std::string checkSizes(const Node&, const ValueType& d, const std::vector<int64_t>& v) {
-  return checkLengthIsRank(d, v.size(), 1, "sizes");
+std::string checkSizes(const Node&, const ValueType&, const std::vector<int64_t>& v,
+                       std::optional<CoveredAxes> axes) {
+  return checkLength(axes, v.size(), 1, "sizes");
 }
 
 struct ShapeInputRule {
@@ -233,13 +247,19 @@ struct ShapeInputRule {
   int min_opset, max_opset;  // the versions in which the input is in this position
   int shape_input;
   ShapeInputCheck check;
+  int axes_input = -1;          // Pad-18: the input listing the axes `pads` covers
+  bool axes_attribute = false;  // Resize-18: the `axes` attribute lists them
 };
 constexpr int kAny = 1 << 20;
 constexpr ShapeInputRule kShapeInputRules[] = {
-    {"Reshape", 5, kAny, 1, checkReshapeTarget}, {"Expand", 8, kAny, 1, checkExpandShape},
-    {"Tile", 6, kAny, 1, checkTileRepeats},      {"Pad", 11, kAny, 1, checkPads},
-    {"Resize", 10, 10, 1, checkScales},          {"Resize", 11, kAny, 2, checkScales},
-    {"Resize", 11, kAny, 3, checkSizes},         {"Upsample", 9, 9, 1, checkScales},
+    {"Reshape", 5, kAny, 1, checkReshapeTarget},
+    {"Expand", 8, kAny, 1, checkExpandShape},
+    {"Tile", 6, kAny, 1, checkTileRepeats},
+    {"Pad", 11, kAny, 1, checkPads, 3},
+    {"Resize", 10, 10, 1, checkScales},
+    {"Resize", 11, kAny, 2, checkScales, -1, true},
+    {"Resize", 11, kAny, 3, checkSizes, -1, true},
+    {"Upsample", 9, 9, 1, checkScales},
 };
 
 // Element count of a constant or folded value (scales are float: only their length counts).
@@ -255,6 +275,22 @@ std::optional<std::vector<int64_t>> shapeInputValues(const Value* v, const Shape
   return std::vector<int64_t>(static_cast<size_t>(t->numel()), 0);  // length only
 }
 
+// The axes a shape-like input covers; nullopt when that cannot be told (an `axes` input that
+// is not constant, an input of unknown rank).
+std::optional<CoveredAxes> coveredAxes(const Node& n, const ShapeInputRule& rule,
+                                       const ValueType& data, const ShapeFoldResult& fold) {
+  if (rule.axes_attribute && n.hasAttribute("axes"))
+    return CoveredAxes{static_cast<int64_t>(n.intsAttr("axes").size()), true};
+  if (const Value* axes = rule.axes_input >= 0 ? n.input(rule.axes_input) : nullptr) {
+    const auto listed = shapeInputValues(axes, fold);
+    if (!listed) return std::nullopt;
+    return CoveredAxes{static_cast<int64_t>(listed->size()), true};
+  }
+  const auto rank = rankOf(data);
+  if (!rank) return std::nullopt;
+  return CoveredAxes{*rank, false};
+}
+
 }  // namespace
 
 Status checkShapeInputs(const Model& model) {
@@ -266,7 +302,8 @@ Status checkShapeInputs(const Model& model) {
       const Value* data = node->input(0);
       const auto values = shapeInputValues(node->input(rule.shape_input), fold);
       if (!data || !values) continue;
-      const std::string problem = rule.check(*node, data->type(), *values);
+      const std::string problem =
+          rule.check(*node, data->type(), *values, coveredAxes(*node, rule, data->type(), fold));
       if (!problem.empty()) return invalidModel(nodeLabel(*node) + ": " + problem);
     }
   }
