@@ -7,6 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "nncompress/analysis/channel_groups.h"
@@ -14,31 +17,41 @@
 
 namespace nnc::testing {
 
-inline int inputIndexOf(const Node& n, const Value* v) {
-  for (size_t i = 0; i < n.numInputs(); ++i)
-    if (n.input(i) == v) return static_cast<int>(i);
-  return -1;
+// Zeroes, in one copy of each consumer weight, the slices that read the dropped channels of
+// every listed group (two groups may feed the same weight, e.g. through a Concat).
+inline void zeroConsumerSlices(
+    Graph& g, const std::vector<std::pair<const ChannelGroup*, std::vector<int64_t>>>& drops) {
+  std::map<std::pair<Node*, const Value*>, Tensor> zeroed;
+  for (const auto& [group, dropped] : drops) {
+    for (const GroupMember& m : group->members) {
+      if (m.role != MemberRole::kConsumer) continue;
+      const auto key = std::pair{const_cast<Node*>(m.node), m.value};
+      auto it = zeroed.find(key);
+      if (it == zeroed.end()) it = zeroed.emplace(key, *m.value->constantData()).first;
+      Tensor& t = it->second;
+      const Shape& s = t.shape();
+      int64_t outer = 1, inner = 1;
+      for (int a = 0; a < m.axis; ++a) outer *= s[a];
+      for (int a = m.axis + 1; a < t.rank(); ++a) inner *= s[a];
+      auto data = t.mutableData<float>();
+      for (int64_t idx : m.mapping.indices(dropped))
+        for (int64_t o = 0; o < outer; ++o)
+          std::fill_n(data.data() + (o * s[m.axis] + idx) * inner, inner, 0.f);
+    }
+  }
+  int n = 0;
+  for (auto& [key, tensor] : zeroed) {
+    auto [node, value] = key;
+    for (size_t i = 0; i < node->numInputs(); ++i)
+      if (node->input(i) == value)
+        node->setInput(
+            i, g.addInitializer(value->name() + "_zeroed" + std::to_string(n++), Tensor(tensor)));
+  }
 }
 
-// Zeroes, in a private copy per consumer, the slices that read the dropped channels.
 inline void zeroConsumerSlices(Graph& g, const ChannelGroup& group,
                                const std::vector<int64_t>& dropped) {
-  for (const GroupMember& m : group.members) {
-    if (m.role != MemberRole::kConsumer) continue;
-    Node* node = const_cast<Node*>(m.node);
-    const int index = inputIndexOf(*node, m.value);
-    ASSERT_GE(index, 0);
-    Tensor t = *m.value->constantData();
-    const Shape& s = t.shape();
-    int64_t outer = 1, inner = 1;
-    for (int a = 0; a < m.axis; ++a) outer *= s[a];
-    for (int a = m.axis + 1; a < t.rank(); ++a) inner *= s[a];
-    auto data = t.mutableData<float>();
-    for (int64_t idx : m.mapping.indices(dropped))
-      for (int64_t o = 0; o < outer; ++o)
-        std::fill_n(data.data() + (o * s[m.axis] + idx) * inner, inner, 0.f);
-    node->setInput(index, g.addInitializer(m.value->name() + "_zeroed", std::move(t)));
-  }
+  zeroConsumerSlices(g, {{&group, dropped}});
 }
 
 }  // namespace nnc::testing

@@ -22,6 +22,7 @@
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "ort_util.h"
+#include "prune_oracle.h"
 
 namespace nnc {
 namespace {
@@ -321,37 +322,13 @@ std::vector<std::vector<Tensor>> runAll(const fs::path& model, const Fixture& f,
   return all;
 }
 
-// Zeroes, in one copy of each consumer weight, the slices that read the removed channels of
-// every group (tests/prune_oracle.h's zeroConsumerSlices, for several groups at once: two groups
-// may feed the same weight, e.g. through a Concat).
+// The oracle for every pruned group at once (tests/prune_oracle.h).
 void zeroRemovedChannels(Graph& g, const ChannelAnalysis& analysis,
                          const std::map<int, std::vector<int64_t>>& removed) {
-  std::map<std::pair<Node*, const Value*>, Tensor> zeroed;
-  for (const auto& [group_id, dropped] : removed) {
-    for (const GroupMember& m : analysis.groups[group_id].members) {
-      if (m.role != MemberRole::kConsumer) continue;
-      const auto key = std::pair{const_cast<Node*>(m.node), m.value};
-      auto it = zeroed.find(key);
-      if (it == zeroed.end()) it = zeroed.emplace(key, *m.value->constantData()).first;
-      Tensor& t = it->second;
-      const Shape& s = t.shape();
-      int64_t outer = 1, inner = 1;
-      for (int a = 0; a < m.axis; ++a) outer *= s[a];
-      for (int a = m.axis + 1; a < t.rank(); ++a) inner *= s[a];
-      auto data = t.mutableData<float>();
-      for (int64_t idx : m.mapping.indices(dropped))
-        for (int64_t o = 0; o < outer; ++o)
-          std::fill_n(data.data() + (o * s[m.axis] + idx) * inner, inner, 0.f);
-    }
-  }
-  int n = 0;
-  for (auto& [key, tensor] : zeroed) {
-    auto [node, value] = key;
-    for (size_t i = 0; i < node->numInputs(); ++i)
-      if (node->input(i) == value)
-        node->setInput(
-            i, g.addInitializer(value->name() + "_zeroed" + std::to_string(n++), Tensor(tensor)));
-  }
+  std::vector<std::pair<const ChannelGroup*, std::vector<int64_t>>> drops;
+  for (const auto& [group_id, dropped] : removed)
+    drops.push_back({&analysis.groups[group_id], dropped});
+  testing::zeroConsumerSlices(g, drops);
 }
 
 // gtest prints the parameter in failure messages.
