@@ -259,6 +259,10 @@ int run(int argc, char** argv) {
       ->required();
   quant_cmd->add_option("--format", quant.format, "qdq, qoperator, weights-only or integer")
       ->capture_default_str();
+  quant_cmd
+      ->add_option("--qdq-placement", quant.qdq_placement,
+                   "ort (Q/DQ where ONNX Runtime fuses integer kernels) or tensorrt (layer inputs)")
+      ->capture_default_str();
   quant_cmd->add_option("--weight-bits", quant.weight_bits, "8 or 4")->capture_default_str();
   quant_cmd->add_option("--act-bits", quant.act_bits, "8, 4 or 2")->capture_default_str();
   quant_cmd->add_flag("--per-tensor", quant.per_tensor, "One weight scale per layer");

@@ -52,6 +52,8 @@ std::string actLabel(int bits) {
 Status runQuantize(const QuantizeCommandOptions& o) {
   NNC_ASSIGN_OR_RETURN(const quant::QuantFormat format, quant::parseQuantFormat(o.format));
   NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(o.calib_method));
+  NNC_ASSIGN_OR_RETURN(const quant::QdqPlacement placement,
+                       quant::parseQdqPlacement(o.qdq_placement));
   if (o.weight_bits != 8 && o.weight_bits != 4)
     return invalidArgument("--weight-bits must be 8 or 4");
   if (o.act_bits != 8 && o.act_bits != 4 && o.act_bits != 2)
@@ -121,6 +123,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   qo.block_size = o.block_size;
   qo.exclude = o.exclude;
   qo.quantize_last = o.quantize_last;
+  qo.placement = placement;
   auto targets = quant::selectTargets(*model.graph, qo);
   if (!targets.isOk()) return targets.status().withContext(o.model_path);
 
@@ -246,6 +249,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     j["weight_bits"] = o.weight_bits;
     j["act_bits"] = needs_calib ? o.act_bits : 32;
     j["per_channel"] = !o.per_tensor;
+    if (format == quant::QuantFormat::kQdq) j["qdq_placement"] = o.qdq_placement;
     if (needs_calib) {
       j["calib_method"] = o.calib_method;
       j["calib_size"] = o.calib_size;

@@ -374,6 +374,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeInteger(
   NNC_RETURN_IF_ERROR(requireOpsetForInteger(model));
   QuantizeOptions qdq = options;
   qdq.format = QuantFormat::kQdq;
+  qdq.placement = QdqPlacement::kTensorRt;  // foldIntegerLayers reads the inputs-only layout
   NNC_ASSIGN_OR_RETURN(std::vector<QuantizedLayer> layers,
                        quantizeModel(model, targets, activation_ranges, qdq));
   NNC_ASSIGN_OR_RETURN(IntegerFoldResult folded, foldIntegerLayers(model, options.act_bits));

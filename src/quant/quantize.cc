@@ -467,6 +467,11 @@ std::vector<std::string> valuesToCalibrate(const std::vector<QuantTarget>& targe
     if (options.format == QuantFormat::kQOperator && !t.activation_inputs.empty())
       names.push_back(t.node->output(0)->name());
   }
+  if (!targets.empty()) {
+    const auto planned = plannedCalibrationNames(
+        planOrtQdq(*targets.front().node->graph(), targets, options));
+    names.insert(names.end(), planned.begin(), planned.end());
+  }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
@@ -506,6 +511,10 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     NNC_RETURN_IF_ERROR(requireOpset(model, 10, "QuantizeLinear/DequantizeLinear"));
   }
   Graph& g = *model.graph;
+  // ort placement: planned on the float graph, ranges of shared-scale tensors unified first.
+  const OrtQdqPlan plan = planOrtQdq(g, targets, options);
+  using RangeMap = std::map<std::string, Range>;
+  NNC_ASSIGN_OR_RETURN(const RangeMap ranges, resolvePlannedRanges(plan, activation_ranges));
   const bool quantize_acts = options.format != QuantFormat::kWeightsOnly;
   std::map<std::string, ActQuant> made;  // activation -> its shared Q/DQ
   std::vector<QuantizedLayer> layers;
@@ -515,7 +524,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     QuantizedLayer info{
         t.name, n.opType(), bits, 0, 0, 0, 0, n.output(0)->name(), n.output(0)->name()};
     if (options.format == QuantFormat::kQOperator && !t.activation_inputs.empty()) {
-      NNC_ASSIGN_OR_RETURN(info, writeQOperatorLayer(g, t, activation_ranges, options, made));
+      NNC_ASSIGN_OR_RETURN(info, writeQOperatorLayer(g, t, ranges, options, made));
       layers.push_back(info);
       continue;
     }
@@ -530,7 +539,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     info.weight_scale_max = wq.scale_max;
     if (quantize_acts) {
       for (const std::string& a : t.activation_inputs) {
-        NNC_ASSIGN_OR_RETURN(ActQuant aq, activationQdq(g, a, activation_ranges, options, made));
+        NNC_ASSIGN_OR_RETURN(ActQuant aq, activationQdq(g, a, ranges, options, made));
         for (size_t i = 0; i < n.numInputs(); ++i)
           if (n.input(i) && n.input(i)->name() == a) n.setInput(i, aq.dequantized);
         info.act_scale = aq.params.scale;
@@ -538,6 +547,14 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
       }
     }
     layers.push_back(info);
+  }
+  if (!plan.tensors.empty()) {
+    NNC_ASSIGN_OR_RETURN(const OrtQdqStats s, applyOrtQdqPlan(model, plan, ranges, options));
+    spdlog::info(
+        "ort QDQ placement: {} Q/DQ pairs, {} int32 biases ({} weight scales raised), {} "
+        "activations absorbed, {} other ops integer",
+        s.tensors, s.int32_biases, s.bias_scale_raised, s.activations_absorbed,
+        plan.integer_ops.size());
   }
   g.removeDeadNodes();
   NNC_RETURN_IF_ERROR(g.sortTopologically());

@@ -129,6 +129,7 @@ struct QuantizeCommandOptions {
   std::string model_path;
   std::string output_path;
   std::string format = "qdq";
+  std::string qdq_placement = "ort";  // ort | tensorrt
   int weight_bits = 8;
   int act_bits = 8;
   bool per_tensor = false;

@@ -20,6 +20,7 @@
 
 #include "nncompress/ir/graph.h"
 #include "nncompress/quant/calibration.h"
+#include "nncompress/quant/qdq_placement.h"
 
 namespace nnc::quant {
 
@@ -39,6 +40,8 @@ struct QuantizeOptions {
   // precision: compress lowers the least sensitive layers).
   std::map<std::string, int> layer_weight_bits;
   bool quantize_last = false;
+  // QDQ only: where the Q/DQ pairs go (qdq_placement.h).
+  QdqPlacement placement = QdqPlacement::kOrt;
 };
 
 // A layer chosen for quantization, with the name of its activation input.
@@ -52,7 +55,8 @@ struct QuantTarget {
 StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
                                                  const QuantizeOptions& options);
 
-// Activations the format needs calibration ranges for (QOperator: also the layers' outputs).
+// Activations the format needs calibration ranges for (QOperator: also the layers' outputs; QDQ
+// with the ort placement: also the outputs of the ops that become integer).
 std::vector<std::string> valuesToCalibrate(const std::vector<QuantTarget>& targets,
                                            const QuantizeOptions& options);
 
