@@ -73,8 +73,8 @@ std::optional<float> clampUpperBound(const Node& n) {
   if (n.isOp("Relu")) return std::numeric_limits<float>::infinity();
   if (!n.isOp("Clip") || n.numInputs() < 2) return std::nullopt;
   const auto lo = constScalar(n.input(1));
-  const auto hi = n.numInputs() > 2 && n.input(2) ? constScalar(n.input(2))
-                                                  : std::optional<float>(INFINITY);
+  const auto hi =
+      n.numInputs() > 2 && n.input(2) ? constScalar(n.input(2)) : std::optional<float>(INFINITY);
   if (!lo || !hi || *lo != 0.f || !(*hi > 0.f)) return std::nullopt;
   return hi;
 }
@@ -327,12 +327,11 @@ int writeInt32Bias(Graph& g, Node& n) {
   std::vector<float> bias_scales(scales.size());
   for (size_t c = 0; c < scales.size(); ++c) bias_scales[c] = s_x * scales[c];
   const std::string base = n.input(2)->name();
-  Value* bq = g.addInitializer(base + "_i32",
-                               quantizeBiasInt32(bias->data<float>(), s_x, scales));
-  Value* bs = g.addInitializer(base + "_i32s", scales.size() == 1
-                                                   ? Tensor::fromVector<float>({}, bias_scales)
-                                                   : Tensor::fromVector<float>(
-                                                         {int64_t(scales.size())}, bias_scales));
+  Value* bq = g.addInitializer(base + "_i32", quantizeBiasInt32(bias->data<float>(), s_x, scales));
+  Value* bs = g.addInitializer(
+      base + "_i32s", scales.size() == 1
+                          ? Tensor::fromVector<float>({}, bias_scales)
+                          : Tensor::fromVector<float>({int64_t(scales.size())}, bias_scales));
   Node* dq = g.addNode("DequantizeLinear", {bq, bs}, {base + "_dq"});
   if (scales.size() > 1) dq->setAttribute(Attribute::makeInt("axis", 0));
   setType(dq->output(0), DType::kFloat32, n.input(2));

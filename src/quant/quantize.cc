@@ -468,8 +468,8 @@ std::vector<std::string> valuesToCalibrate(const std::vector<QuantTarget>& targe
       names.push_back(t.node->output(0)->name());
   }
   if (!targets.empty()) {
-    const auto planned = plannedCalibrationNames(
-        planOrtQdq(*targets.front().node->graph(), targets, options));
+    const auto planned =
+        plannedCalibrationNames(planOrtQdq(*targets.front().node->graph(), targets, options));
     names.insert(names.end(), planned.begin(), planned.end());
   }
   std::sort(names.begin(), names.end());

@@ -64,9 +64,9 @@ StatusOr<std::map<std::string, Range>> resolvePlannedRanges(
     const OrtQdqPlan& plan, const std::map<std::string, Range>& ranges);
 
 struct OrtQdqStats {
-  int tensors = 0;             // Q/DQ pairs the plan added or reused
-  int int32_biases = 0;        // float biases written as int32 + DequantizeLinear
-  int bias_scale_raised = 0;   // weight channels whose scale was raised to keep the bias in int32
+  int tensors = 0;            // Q/DQ pairs the plan added or reused
+  int int32_biases = 0;       // float biases written as int32 + DequantizeLinear
+  int bias_scale_raised = 0;  // weight channels whose scale was raised to keep the bias in int32
   int activations_absorbed = 0;
 };
 
