@@ -11,6 +11,7 @@
 
 #include "nncompress/exec/executor.h"
 #include "nncompress/ir/batch_norm.h"
+#include "nncompress/quant/int32_bias.h"
 #include "nncompress/quant/integer_fold.h"
 
 namespace nnc::quant {
@@ -327,6 +328,11 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   }
   if (!options.per_channel) std::fill(scale.begin(), scale.end(), scale[0]);
   for (float& v : scale) v = v > 0 ? v / 127.f : 1.f;
+  // The int32 bias b / (s_x s_w) must fit: raise the scales of channels where it would not.
+  if (const Tensor* b = constantFloat32(n.input(2)); b && n.isOp("Conv") && b->numel() == channels)
+    if (const int raised = raiseWeightScalesForInt32Bias(b->data<float>(), in.params.scale, scale))
+      spdlog::info("{}: raised {} weight scale(s) so the int32 bias stays below 2^30", t.name,
+                   raised);
   Tensor wq(DType::kInt8, w.shape());
   for (int64_t i = 0; i < w.numel(); ++i)
     wq.mutableData<int8_t>()[i] =
@@ -347,11 +353,8 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   if (conv) {
     std::vector<Value*> inputs = {in.quantized, in.scale, in.zero_point, wv, ws, wz, ys, yz};
     if (bias != nullptr) {
-      Tensor b32(DType::kInt32, {channels});
-      for (int64_t c = 0; c < channels; ++c)
-        b32.mutableData<int32_t>()[c] = int32_t(
-            std::nearbyint(double(bias->data<float>()[c]) / (double(in.params.scale) * scale[c])));
-      inputs.push_back(g.addInitializer(base + "_bias_q", std::move(b32)));
+      inputs.push_back(g.addInitializer(
+          base + "_bias_q", quantizeBiasInt32(bias->data<float>(), in.params.scale, scale)));
     }
     qnode = g.addNode("QLinearConv", inputs, {ybase + "_y"});
     for (const Attribute& a : n.attributes()) qnode->setAttribute(a);
