@@ -379,4 +379,42 @@ StatusOr<OrtQdqStats> applyOrtQdqPlan(Model& model, const OrtQdqPlan& plan,
   return stats;
 }
 
+namespace {
+
+// The int32 initializer and scales behind a layer's bias DequantizeLinear.
+std::pair<Tensor*, const Tensor*> int32BiasParts(const Node& layer) {
+  Value* b = layer.input(2);
+  const Node* dq = b ? b->producer() : nullptr;
+  if (dq == nullptr || !dq->isOp("DequantizeLinear") || dq->numInputs() > 2) return {};
+  Value* q = dq->input(0);
+  const Tensor* s = constantFloat32(dq->input(1));
+  if (!q->isInitializer() || q->initializer()->dtype() != DType::kInt32 || s == nullptr ||
+      (s->numel() != 1 && s->numel() != q->initializer()->numel()))
+    return {};
+  return {q->mutableInitializer(), s};
+}
+
+}  // namespace
+
+std::optional<std::vector<float>> int32BiasValues(const Node& layer) {
+  const auto [q, s] = int32BiasParts(layer);
+  if (q == nullptr) return std::nullopt;
+  std::vector<float> out(q->numel());
+  for (int64_t c = 0; c < q->numel(); ++c)
+    out[c] = float(q->data<int32_t>()[c]) * s->data<float>()[s->numel() == 1 ? 0 : c];
+  return out;
+}
+
+Status setInt32Bias(Node& layer, const std::vector<float>& bias) {
+  const auto [q, s] = int32BiasParts(layer);
+  if (q == nullptr || int64_t(bias.size()) != q->numel())
+    return internalError("layer has no int32 bias of " + std::to_string(bias.size()) + " values");
+  for (int64_t c = 0; c < q->numel(); ++c) {
+    const double step = s->data<float>()[s->numel() == 1 ? 0 : c];
+    const double v = step > 0 ? std::nearbyint(bias[c] / step) : 0.0;
+    q->mutableData<int32_t>()[c] = int32_t(std::clamp(v, -kInt32BiasLimit, kInt32BiasLimit));
+  }
+  return Status::ok();
+}
+
 }  // namespace nnc::quant

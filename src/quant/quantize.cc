@@ -681,13 +681,22 @@ StatusOr<int> correctBiases(const Model& reference, Model& quantized,
     if (qm.size() != rm.size() || rm.empty()) continue;
     const int64_t channels = int64_t(rm.size());
     std::vector<float> bias(channels, 0.f);
-    if (const Tensor* b = constantFloat32(n->input(2))) {
+    const auto int32_bias = int32BiasValues(*n);  // ort placement: DequantizeLinear(int32)
+    if (int32_bias) {
+      if (int64_t(int32_bias->size()) != channels) continue;
+      bias = *int32_bias;
+    } else if (const Tensor* b = constantFloat32(n->input(2))) {
       if (b->numel() != channels && b->numel() != 1) continue;
       for (int64_t c = 0; c < channels; ++c) bias[c] = b->data<float>()[b->numel() == 1 ? 0 : c];
     }
     const double beta = n->isOp("Gemm") ? n->floatAttr("beta", 1.f) : 1.0;
     if (beta == 0) continue;
     for (int64_t c = 0; c < channels; ++c) bias[c] = float(bias[c] + (rm[c] - qm[c]) / beta);
+    if (int32_bias) {
+      NNC_RETURN_IF_ERROR(setInt32Bias(*n, bias));
+      ++corrected;
+      continue;
+    }
     Value* old_b = n->input(2);
     Value* nb =
         g.addInitializer(l.name + "_B_corrected", Tensor::fromVector<float>({channels}, bias));

@@ -23,6 +23,7 @@
 //   least one integer op (so the classifier head stays float when the last layer does).
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -75,5 +76,10 @@ struct OrtQdqStats {
 StatusOr<OrtQdqStats> applyOrtQdqPlan(Model& model, const OrtQdqPlan& plan,
                                       const std::map<std::string, Range>& ranges,
                                       const QuantizeOptions& options);
+
+// A layer's bias when it is DequantizeLinear(int32 constant, scale) (the ort layout), as floats;
+// nullopt otherwise. setInt32Bias writes new float values back onto the same int32 grid.
+std::optional<std::vector<float>> int32BiasValues(const Node& layer);
+Status setInt32Bias(Node& layer, const std::vector<float>& bias);
 
 }  // namespace nnc::quant

@@ -1,13 +1,13 @@
 #pragma once
 // Post-training quantization of a float model (after BatchNorm folding).
 //
-// QDQ (the ONNX Runtime / TensorRT default): every quantized layer (Conv, Gemm, MatMul with a
-// constant weight) reads
+// QDQ: every quantized layer (Conv, Gemm, MatMul with a constant weight) reads
 //   x  -> QuantizeLinear(s_x, z_x) -> DequantizeLinear -> layer
 //   W_q (int8 initializer) -> DequantizeLinear(s_w[c], axis = output channel) -> layer
-// The bias stays float. One Q/DQ pair per activation tensor is shared by all its quantized
-// consumers, so a tensor read by several layers (a Concat output, a residual branch) has one
-// scale. Layers whose output reaches a graph output without another quantizable layer in
+// The bias stays float (placement tensorrt; placement ort, the default, then adds output Q/DQ
+// pairs and int32 biases: qdq_placement.h). One Q/DQ pair per activation tensor is shared by all
+// its quantized consumers, so a tensor read by several layers (a Concat output, a residual branch)
+// has one scale. Layers whose output reaches a graph output without another quantizable layer in
 // between (the classifier) keep float activations (int8 weights) unless `quantize_last`.
 // QOperator: QLinearConv / QLinearMatMul between a QuantizeLinear of the input and a
 // DequantizeLinear of the output (float ops in between stay float).
@@ -88,7 +88,8 @@ StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, cons
 // Empirical bias correction (Nagel et al. 2019): for each quantized Conv/Gemm in order, add to its
 // bias the per-channel mean of (float output - quantized output) over the first `limit`
 // calibration samples, so quantization no longer shifts each channel's mean. Each layer is
-// measured after the earlier layers were corrected. QOperator layers (int32 bias) are skipped.
+// measured after the earlier layers were corrected. QOperator layers are skipped; an int32 bias
+// behind a DequantizeLinear (ort placement) is corrected on its own grid.
 // Returns the number of layers corrected.
 StatusOr<int> correctBiases(const Model& reference, Model& quantized,
                             const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
