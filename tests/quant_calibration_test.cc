@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 
 #include "nncompress/quant/calibration.h"
@@ -39,6 +40,29 @@ TEST(TensorHistogram, MinMaxIsExact) {
   const Range r = h.range(CalibMethod::kMinMax, false, 8);
   EXPECT_EQ(r.lo, -7.f);
   EXPECT_EQ(r.hi, 3.f);
+}
+
+// NaN and +-inf are counted apart and never reach min, max or the bins, also when a batch starts
+// with one or holds nothing else.
+TEST(TensorHistogram, IgnoresAndCountsNonFiniteValues) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  TensorHistogram h;
+  h.add(std::vector<float>{nan, 0.5f, -inf, -0.25f, 3.f});
+  h.add(std::vector<float>{inf, nan});
+  h.add(std::vector<float>{inf, -7.f, 0.f});
+  EXPECT_EQ(h.nonFinite(), 5);
+  EXPECT_EQ(h.count(), 5);
+  EXPECT_DOUBLE_EQ(sum(h.bins()) + double(h.zeros()), 5.0);
+  for (CalibMethod m :
+       {CalibMethod::kMinMax, CalibMethod::kPercentile, CalibMethod::kEntropy, CalibMethod::kMse}) {
+    const Range r = h.range(m, false, 8);
+    EXPECT_TRUE(std::isfinite(r.lo) && std::isfinite(r.hi)) << calibMethodName(m);
+    EXPECT_GE(r.lo, -7.f);
+    EXPECT_LE(r.hi, 3.f);
+  }
+  EXPECT_EQ(h.range(CalibMethod::kMinMax, false, 8).lo, -7.f);
+  EXPECT_EQ(h.range(CalibMethod::kMinMax, false, 8).hi, 3.f);
 }
 
 // ReLU-like data with a few huge outliers: percentile, entropy and MSE clip them, minmax not.

@@ -132,6 +132,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     NNC_ASSIGN_OR_RETURN(reader, openReader(o.calib, "calibration data"));
   }
   std::map<std::string, quant::Range> ranges;
+  int64_t non_finite = 0;  // NaN/inf values calibration left out
   if (needs_calib) {
     const std::vector<std::string> names = quant::valuesToCalibrate(*targets, qo);
     quant::CalibrationOptions co;
@@ -140,8 +141,14 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     co.batch = batchLimit(model, co.batch);
     auto hist = quant::collectHistograms(model, *reader, names, co);
     if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
-    for (const auto& [name, h] : *hist)
+    for (const auto& [name, h] : *hist) {
       ranges[name] = h.range(method, o.symmetric_activations, o.act_bits, o.percentile);
+      if (h.nonFinite() > 0) {
+        spdlog::warn("calibration: tensor '{}' had {} NaN/inf values (left out of its range)", name,
+                     h.nonFinite());
+        non_finite += h.nonFinite();
+      }
+    }
     spdlog::info(
         "calibrated {} activations on {} samples ({})", ranges.size(),
         std::min<int64_t>(o.calib_size < 0 ? reader->size() : o.calib_size, reader->size()),
@@ -253,6 +260,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     if (needs_calib) {
       j["calib_method"] = o.calib_method;
       j["calib_size"] = o.calib_size;
+      j["calib_nonfinite_values"] = non_finite;
     }
     j["before"] = before.json();
     j["after"] = after.json();

@@ -62,12 +62,18 @@ float fakeQuantize(float x, const QParams& q) {
 
 void TensorHistogram::add(std::span<const float> values) {
   if (values.empty()) return;
-  float lo = values[0], hi = values[0];
+  // NaN and +-inf (an overflowing layer, a corrupt sample) say nothing about the range: counted
+  // apart so the caller can report them, never part of min, max or the bins.
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+  int64_t finite = 0;
   for (float v : values) {
     if (!std::isfinite(v)) continue;
     lo = std::min(lo, v);
     hi = std::max(hi, v);
+    ++finite;
   }
+  non_finite_ += int64_t(values.size()) - finite;
+  if (finite == 0) return;
   if (count_ == 0) {
     min_ = lo;
     max_ = hi;
@@ -95,7 +101,7 @@ void TensorHistogram::add(std::span<const float> values) {
     const int b = std::clamp(int((v + half_range_) * to_bin), 0, kHistogramBins - 1);
     bins_[b] += 1;
   }
-  count_ += static_cast<int64_t>(values.size());
+  count_ += finite;
 }
 
 Range TensorHistogram::clipTo(double threshold) const {
@@ -265,8 +271,12 @@ StatusOr<std::map<std::string, TensorHistogram>> collectHistograms(
     NNC_ASSIGN_OR_RETURN(auto outputs, executor->run(std::move(feeds), observer));
     (void)outputs;
   }
-  for (const auto& [name, h] : histograms)
+  for (const auto& [name, h] : histograms) {
+    if (h.count() == 0 && h.nonFinite() > 0)
+      return invalidModel("calibration: every value of tensor '" + name + "' was NaN or inf (" +
+                          std::to_string(h.nonFinite()) + " values)");
     if (h.count() == 0) return internalError("calibration never saw tensor '" + name + "'");
+  }
   return histograms;
 }
 

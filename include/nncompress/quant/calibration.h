@@ -51,7 +51,8 @@ class TensorHistogram {
  public:
   static constexpr int kHistogramBins = 4096;
   void add(std::span<const float> values);
-  int64_t count() const { return count_; }
+  int64_t count() const { return count_; }           // finite values seen
+  int64_t nonFinite() const { return non_finite_; }  // NaN and +-inf values skipped
   float min() const { return min_; }
   float max() const { return max_; }
   double halfRange() const { return half_range_; }
@@ -73,6 +74,7 @@ class TensorHistogram {
   float min_ = 0, max_ = 0;
   int64_t count_ = 0;
   int64_t zeros_ = 0;  // exact zeros, not in bins_
+  int64_t non_finite_ = 0;
 };
 
 struct CalibrationOptions {
