@@ -662,6 +662,30 @@ TEST_F(ImageFolderTest, ClassSubfoldersGiveLabels) {
   EXPECT_EQ(mustRead(*grey, 1, 2).shape(), (Shape{2, 1, 224, 224}));
 }
 
+// Calibration folders (--calib): subfolders are just folders, images may also sit at the top
+// (a class folder refuses that mix), every image at any depth is a sample, and none has a label.
+TEST_F(ImageFolderTest, UnlabelledFolderIsReadRecursively) {
+  copy("", {"camera.png"});
+  copy("photos", {"coins.png"});
+  copy("photos/2024/june", {"astronaut.png"});
+  writeText(dir_ / "photos" / "notes.txt", "not an image");
+  expectError(openData(path(), options({{"size", "32x32"}})).status(), StatusCode::kInvalidArgument,
+              "both at the top");
+  auto reader = openData(path(), options({{"size", "32x32"}}), FolderLayout::kUnlabelled);
+  ASSERT_TRUE(reader.isOk()) << reader.status().toString();
+  EXPECT_EQ((*reader)->size(), 3);
+  EXPECT_FALSE((*reader)->labels().has_value());
+  EXPECT_TRUE((*reader)->classNames().empty());
+  // Sorted by path: camera.png, photos/2024/june/astronaut.png, photos/coins.png.
+  auto camera = openData((dir_ / "camera.png").string(), options({{"size", "32x32"}}));
+  ASSERT_TRUE(camera.isOk());
+  EXPECT_EQ(row(mustRead(**reader, 0, 1), 0), row(mustRead(**camera, 0, 1), 0));
+  fs::remove_all(dir_ / "photos");
+  fs::remove(dir_ / "camera.png");
+  expectError(openData(path(), {}, FolderLayout::kUnlabelled).status(),
+              StatusCode::kInvalidArgument, "no data found");
+}
+
 TEST_F(ImageFolderTest, DecodedPixelValuesAndChannels) {
   copy("", {"astronaut.png"});
   auto rgb = mustOpen(path(), options({{"scale", "1"}}));

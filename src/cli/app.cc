@@ -57,6 +57,8 @@ void addStrictFlag(CLI::App* cmd, bool& strict) {
       "inference with a warning instead of refusing it (exit 3)");
 }
 
+void addPreprocessFlags(CLI::App* cmd, DataOptions& d);
+
 void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool required = true) {
   cmd->add_option(
          "--data", d.data,
@@ -68,6 +70,11 @@ void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool requir
   cmd->add_option("--data-range", d.range,
                   "Use samples A..B-1 of --data (and of --labels): A:B, A: or :B (e.g. "
                   "50000:60000, training images held out for validation)");
+  addPreprocessFlags(cmd, d);
+}
+
+// The preprocessing flags every command that reads samples shares (docs/data-spec.md).
+void addPreprocessFlags(CLI::App* cmd, DataOptions& d) {
   cmd->add_option("--scale", d.scale,
                   "Multiply raw values (default 1/255 for 8-bit data, 1 for float)");
   cmd->add_option("--mean", d.mean, "Subtract after scaling: m or m,m,m");
@@ -269,17 +276,13 @@ int run(int argc, char** argv) {
   quant_cmd->add_flag("--symmetric-activations", quant.symmetric_activations,
                       "int8 activations with zero point 0 (default: asymmetric uint8)");
   quant_cmd->add_option("--calib", quant.calib.data,
-                        "Calibration samples (data SPEC, e.g. training images)");
+                        "Calibration samples (data SPEC, e.g. training images; an image folder "
+                        "is read recursively, unlabelled)");
+  quant.calib.unlabelled = true;
   quant.calib.range_flag = "--calib-range";
   quant_cmd->add_option("--calib-range", quant.calib.range,
                         "Use samples A..B-1 of --calib: A:B, A: or :B (e.g. 0:50000)");
-  quant_cmd->add_option("--scale", quant.calib.scale,
-                        "Multiply raw values (default 1/255 for 8-bit)");
-  quant_cmd->add_option("--mean", quant.calib.mean, "Subtract after scaling: m or m,m,m");
-  quant_cmd->add_option("--std", quant.calib.std, "Divide after the mean: s or s,s,s");
-  quant_cmd->add_option("--size", quant.calib.size, "Resize images to HxW (or N: shorter side)");
-  quant_cmd->add_option("--center-crop", quant.calib.center_crop, "Crop HxW after resizing");
-  quant_cmd->add_option("--channels", quant.calib.channels, "rgb, bgr or grey");
+  addPreprocessFlags(quant_cmd, quant.calib);
   quant_cmd->add_option("--calib-size", quant.calib_size, "Calibration samples to use")
       ->capture_default_str();
   quant_cmd->add_option("--calib-method", quant.calib_method, "minmax, percentile, entropy, mse")

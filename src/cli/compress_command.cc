@@ -184,6 +184,7 @@ Status runCompress(const CompressCommandOptions& o) {
   if (!o.calib.empty()) {
     calib.data = o.calib;
     calib.range.clear();
+    calib.unlabelled = true;  // an image folder: every image under it, subfolders not classes
   }
   if (!o.calib_range.empty()) {
     calib.range = o.calib_range;

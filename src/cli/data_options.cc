@@ -30,7 +30,9 @@ StatusOr<std::optional<data::DataRange>> rangeFrom(const DataOptions& o) {
 StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, const char* role) {
   NNC_ASSIGN_OR_RETURN(data::Preprocess pre, preprocessFrom(o));
   NNC_ASSIGN_OR_RETURN(const std::optional<data::DataRange> range, rangeFrom(o));
-  auto reader = data::openData(o.data, pre);
+  auto reader = data::openData(
+      o.data, pre,
+      o.unlabelled ? data::FolderLayout::kUnlabelled : data::FolderLayout::kClassSubfolders);
   if (reader.isOk() && range) reader = data::sliceData(std::move(reader).value(), *range);
   if (!reader.isOk()) return reader.status().withContext(o.data);
   spdlog::info("{}: {}", role, (*reader)->description());

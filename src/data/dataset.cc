@@ -79,7 +79,8 @@ std::string lowerExtension(const std::string& path) {
 }
 
 StatusOr<std::unique_ptr<SampleReader>> openDirectory(const std::string& dir,
-                                                      const Preprocess& preprocess) {
+                                                      const Preprocess& preprocess,
+                                                      FolderLayout layout) {
   // A folder with .pb files is a TensorProto folder (ONNX test_data_set_N: input_0.pb, ...
   // are the data, output_*.pb the expected outputs); anything else is an image folder.
   std::error_code ec;
@@ -94,7 +95,7 @@ StatusOr<std::unique_ptr<SampleReader>> openDirectory(const std::string& dir,
     if (name.starts_with("input_")) inputs.push_back(it->path().string());
   }
   if (ec) return ioError(dir + ": cannot list: " + ec.message());
-  if (pb_files.empty()) return openImageFolder(dir, preprocess);
+  if (pb_files.empty()) return openImageFolder(dir, preprocess, layout);
   std::vector<std::string>& files = inputs.empty() ? pb_files : inputs;
   std::sort(files.begin(), files.end(), naturalLess);
   NNC_ASSIGN_OR_RETURN(auto rows, openTensorProtoRows(std::move(files), dir));
@@ -235,9 +236,10 @@ bool naturalLess(const std::string& a, const std::string& b) {
 using internal::ByteSource;
 
 StatusOr<std::unique_ptr<SampleReader>> openData(const std::string& spec,
-                                                 const Preprocess& preprocess) {
+                                                 const Preprocess& preprocess,
+                                                 FolderLayout layout) {
   NNC_RETURN_IF_ERROR(internal::checkExists(spec));
-  if (internal::isDirectory(spec)) return internal::openDirectory(spec, preprocess);
+  if (internal::isDirectory(spec)) return internal::openDirectory(spec, preprocess, layout);
   NNC_ASSIGN_OR_RETURN(auto source, ByteSource::open(spec));
   if (source->size() == 0) return invalidArgument(spec + ": file is empty");
   const std::string head = source->head(64);

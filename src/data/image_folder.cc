@@ -333,9 +333,30 @@ StatusOr<FolderScan> scanImageFolder(const std::string& dir) {
 
 }  // namespace
 
+// Every image under `dir` at any depth, sorted by path; no classes.
+StatusOr<FolderScan> scanUnlabelledFolder(const std::string& dir) {
+  NNC_ASSIGN_OR_RETURN(std::vector<fs::path> files, listFiles(dir, /*recursive=*/true, nullptr));
+  FolderScan scan;
+  for (const fs::path& path : files) {
+    NNC_ASSIGN_OR_RETURN(auto image, probeImage(path));
+    if (image) {
+      scan.images.push_back(std::move(*image));
+    } else {
+      ++scan.skipped;
+    }
+  }
+  if (scan.images.empty())
+    return invalidArgument(dir + ": no data found: no " + std::string(kImageFormats) +
+                           " images in it or its subfolders and no .pb files");
+  return scan;
+}
+
 StatusOr<std::unique_ptr<SampleReader>> openImageFolder(const std::string& dir,
-                                                        const Preprocess& preprocess) {
-  NNC_ASSIGN_OR_RETURN(FolderScan scan, scanImageFolder(dir));
+                                                        const Preprocess& preprocess,
+                                                        FolderLayout layout) {
+  NNC_ASSIGN_OR_RETURN(FolderScan scan, layout == FolderLayout::kUnlabelled
+                                            ? scanUnlabelledFolder(dir)
+                                            : scanImageFolder(dir));
   return makeImageReader(dir, std::move(scan.images), std::move(scan.classes), preprocess,
                          scan.skipped);
 }

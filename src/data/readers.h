@@ -57,9 +57,11 @@ StatusOr<std::unique_ptr<RawRows>> openNpyRows(std::unique_ptr<ByteSource> sourc
 StatusOr<std::unique_ptr<RawRows>> openTensorProtoRows(std::vector<std::string> files,
                                                        const std::string& source);
 
-// Image files: every file in `dir`, or one subfolder per class.
-StatusOr<std::unique_ptr<SampleReader>> openImageFolder(const std::string& dir,
-                                                        const Preprocess& preprocess);
+// Image files: every file in `dir`, or one subfolder per class (kUnlabelled: every image under
+// `dir`, recursively, without labels).
+StatusOr<std::unique_ptr<SampleReader>> openImageFolder(
+    const std::string& dir, const Preprocess& preprocess,
+    FolderLayout layout = FolderLayout::kClassSubfolders);
 // Class labels of an image folder with one subfolder per class (headers only, any sizes).
 StatusOr<std::vector<int64_t>> imageFolderLabels(const std::string& dir);
 StatusOr<std::unique_ptr<SampleReader>> openImageFile(const std::string& path,

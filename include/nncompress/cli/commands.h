@@ -95,6 +95,9 @@ struct DataOptions {
   std::string range;                        // "A:B": samples A..B-1 of data and labels
   std::string range_flag = "--data-range";  // how `range` is spelled in errors
   std::string scale, mean, std, size, center_crop, channels;
+  // An image folder's subfolders are classes (--data), or just folders (--calib: every image
+  // under it, recursively, unlabelled).
+  bool unlabelled = false;
 };
 
 struct EvalCommandOptions {

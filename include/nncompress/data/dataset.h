@@ -40,8 +40,14 @@ class SampleReader {
   virtual std::string description() const = 0;
 };
 
-StatusOr<std::unique_ptr<SampleReader>> openData(const std::string& spec,
-                                                 const Preprocess& preprocess = {});
+// How a folder of images is read: one subfolder per class (the labels), or every image under it,
+// recursively, as unlabelled samples (calibration data: subfolders are just folders there, and
+// images may sit at any depth).
+enum class FolderLayout { kClassSubfolders, kUnlabelled };
+
+StatusOr<std::unique_ptr<SampleReader>> openData(
+    const std::string& spec, const Preprocess& preprocess = {},
+    FolderLayout layout = FolderLayout::kClassSubfolders);
 
 // A slice of a dataset, samples [begin, end): `--data-range A:B` (validation images held out of
 // the training set, e.g. 50000:60000). end < 0: to the last sample.
