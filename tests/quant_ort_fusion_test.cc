@@ -102,5 +102,23 @@ INSTANTIATE_TEST_SUITE_P(
         FusionCase{"flatten_head", {{"NhwcMaxPool", 2}}}, FusionCase{"densenet", {}}),
     [](const ::testing::TestParamInfo<FusionCase>& info) { return info.param.fixture; });
 
+// int4 weights (QDQ, int8 activations, the default placement) need opset 21, whose int4 type
+// the spec ties to IR version 10: the export declares both, and ORT loads and optimizes it.
+TEST(OrtFusionInt4, Int4WeightsAreOpset21WithIrVersion10) {
+  ASSERT_TRUE(
+      std::filesystem::exists(testing::sourcePath("node_modules/onnxruntime-node/package.json")));
+  testing::TempDir dir;
+  const auto out = dir / "int4.onnx";
+  auto r = quantize("resnet", out, "ort --weight-bits 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string cmd = "node " + testing::quote(testing::sourcePath("tools/ort/fused_ops.js")) +
+                          " " + testing::quote(out) + " > " + testing::quote(dir / "j.json");
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const auto j = nlohmann::json::parse(testing::readText(dir / "j.json"));
+  EXPECT_GE(j["ir_version"].get<int>(), 10);
+  EXPECT_EQ(j["opset"].get<int>(), 21);
+  EXPECT_GT(j["nodes"].get<int>(), 0);
+}
+
 }  // namespace
 }  // namespace nnc

@@ -5,7 +5,7 @@
 //
 // node tools/ort/fused_ops.js MODEL.onnx [--opt-level basic|extended|all (default all)] [--save OUT.onnx]
 //
-// Prints one JSON line: {"model","ort_version","opt_level","nodes","ops":{"QLinearConv":20,
+// Prints one JSON line: {"model","ort_version","ir_version","opset","opt_level","nodes","ops":{"QLinearConv":20,
 // "com.microsoft:QLinearAdd":8,...}} (ops of a non-default domain are prefixed with it).
 // Exit codes: 2 usage, 3 model load, 5 reading the optimized model (one stderr line).
 
@@ -60,7 +60,13 @@ async function main() {
     }
     const sorted = Object.fromEntries(Object.entries(ops).sort(([a], [b]) => a.localeCompare(b)));
     process.stdout.write(`${JSON.stringify({
-      model, ort_version: ort.env.versions.node, opt_level: optLevel, nodes: nodes.length, ops: sorted,
+      model,
+      ort_version: ort.env.versions.node,
+      ir_version: Number(decoded.irVersion),
+      opset: Number((decoded.opsetImport || []).find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0),
+      opt_level: optLevel,
+      nodes: nodes.length,
+      ops: sorted,
     })}\n`);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
