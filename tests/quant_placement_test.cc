@@ -119,16 +119,20 @@ TEST(OrtPlacement, PlansIntegerOpsSharedScalesAndAbsorbedRelus) {
   // GAP and Flatten feed only the float classifier: they stay float.
   EXPECT_EQ(ops, (std::vector<std::string>{"MaxPool", "Add"}));
   EXPECT_EQ(plan.layers.size(), 3u);  // conv1..3; the Gemm's activations stay float
+  // MaxPool: Q and DQ must agree. Its input has no other reader, so both take the pooled range.
   ASSERT_NE(findPlanned(plan, "pool"), nullptr);
-  EXPECT_EQ(findPlanned(plan, "pool")->params_of, "relu1");  // MaxPool: Q and DQ must agree
-  ASSERT_NE(findPlanned(plan, "relu2"), nullptr);            // Add's Relu absorbed: its output
+  ASSERT_NE(findPlanned(plan, "relu1"), nullptr);
+  EXPECT_EQ(findPlanned(plan, "pool")->params_of, "pool");
+  EXPECT_EQ(findPlanned(plan, "relu1")->params_of, "pool");
+  ASSERT_NE(findPlanned(plan, "relu2"), nullptr);  // Add's Relu absorbed: its output
   EXPECT_EQ(findPlanned(plan, "sum"), nullptr);
   EXPECT_EQ(findPlanned(plan, "conv1_y"), nullptr);  // conv1's Relu absorbed
   EXPECT_NE(findPlanned(plan, "conv2_y"), nullptr);  // read by the integer Add
   EXPECT_NE(findPlanned(plan, "conv3_y"), nullptr);  // a layer's output is always Q'd
   EXPECT_EQ(findPlanned(plan, "gap"), nullptr);
   const auto names = quant::plannedCalibrationNames(plan);
-  EXPECT_EQ(std::count(names.begin(), names.end(), "pool"), 0);  // shares relu1's range
+  EXPECT_EQ(std::count(names.begin(), names.end(), "relu1"), 0);  // shares the pool's range
+  EXPECT_EQ(std::count(names.begin(), names.end(), "pool"), 1);
 }
 
 TEST(OrtPlacement, DoesNotFireForOtherLayoutsAndFormats) {

@@ -184,13 +184,29 @@ OrtQdqPlan planOrtQdq(const Graph& graph, const std::vector<QuantTarget>& target
     if (data_ok) p.live.insert(n);
   }
   p.prune(graph);
-  // Tensors in graph order; a shared-scale op's output takes its input's parameters.
+  // Tensors in graph order. A shared-scale op's output takes its input's parameters; when the
+  // input has no other reader, the group takes the output's range instead (what reaches a reader:
+  // max(clip(x)) = clip(max(x)), so clipping the input at the pooled range loses nothing).
   const std::set<const Value*> quantized = p.quantizedTensors(graph);
   std::map<std::string, std::string> params_of;
+  std::set<std::string> movable;  // group sources whose group is a chain of single-reader links
   auto add = [&](const Value* v, const std::string& from) {
     if (v == nullptr || !quantized.count(v) || params_of.count(v->name())) return;
     params_of[v->name()] = from;
     plan.tensors.push_back({v->name(), from});
+    if (from == v->name()) movable.insert(from);
+  };
+  auto share = [&](const Value* x, const Value* y) {
+    const std::string src = params_of.count(x->name()) ? params_of[x->name()] : x->name();
+    if (!movable.count(src) || x->uses().size() != 1) {
+      movable.erase(src);
+      add(y, src);
+      return;
+    }
+    for (PlannedTensor& t : plan.tensors)
+      if (t.params_of == src) t.params_of = params_of[t.name] = y->name();
+    movable.erase(src);
+    add(y, y->name());
   };
   for (const Value* in : graph.inputs()) add(in, in->name());
   for (Node* n : *order) {
@@ -200,8 +216,7 @@ OrtQdqPlan planOrtQdq(const Graph& graph, const std::vector<QuantTarget>& target
     plan.integer_ops.push_back(n);
     const Value* y = p.effectiveOutput(*n);
     if (integerRule(*n)->kind == IntegerKind::kSharesInputScale)
-      add(y, params_of.count(n->input(0)->name()) ? params_of[n->input(0)->name()]
-                                                  : n->input(0)->name());
+      share(n->input(0), y);
     else
       add(y, y->name());
   }
