@@ -100,10 +100,19 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   // Through the Relu into the next layer only for 8-bit weights and activations: the rescaled
   // channels share int4 weight blocks / a 4-bit activation grid otherwise (densenet --act-bits 4
   // QDQ top-1 0.888 -> 0.856 that way).
-  auto rest = quant::foldRemainingBatchNorms(*model.graph, o.weight_bits == 8 && o.act_bits == 8);
+  // Forward only where no weight or activation grid of the next layer gets wider (measured per
+  // BN and logged); the others stay float per-channel Mul/Add.
+  quant::RemainingBatchNormOptions rbo;
+  rbo.into_next_layer = o.weight_bits == 8 && o.act_bits == 8;
+  rbo.per_channel_weights = !o.per_tensor;
+  rbo.quantized_activations = format != quant::QuantFormat::kWeightsOnly;
+  auto rest = quant::foldRemainingBatchNorms(*model.graph, rbo);
   if (!rest.isOk()) return rest.status().withContext(o.model_path);
   for (const auto& f : *rest)
-    spdlog::info("folded {} into {} (through its Relu)", f.batchnorm, f.into);
+    if (f.into == "Mul/Add")
+      spdlog::info("kept {} as a float per-channel Mul/Add", f.batchnorm);
+    else
+      spdlog::info("folded {} into {} (through its Relu)", f.batchnorm, f.into);
   folded->insert(folded->end(), rest->begin(), rest->end());
   if (o.equalize) {
     auto eq = quant::equalizeLayers(*model.graph);
