@@ -332,7 +332,7 @@ StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(
         record.act_sqnr_lost_db = activationSqnrLoss(reluRanges(*bn, channels), affine->scale);
       const bool keeps_grids = record.weight_sqnr_lost_db <= options.max_sqnr_loss_db &&
                                record.act_sqnr_lost_db <= options.max_sqnr_loss_db;
-      spdlog::info(
+      spdlog::debug(
           "BatchNormalization {}: folding it forward into {} costs {:.1f} dB weight SQNR, {:.1f} "
           "dB activation SQNR (worst channel; limit {:.1f}): {}",
           name, record.next_layer, record.weight_sqnr_lost_db, record.act_sqnr_lost_db,
