@@ -295,6 +295,10 @@ int run(int argc, char** argv) {
   quant_cmd->add_flag("--fp32-storage", quant.fp32_storage,
                       "Store biases and scales as float32 (default: float16 + Cast, smaller file)");
   quant_cmd->add_option("--exclude", quant.exclude, "Layer names to keep in float");
+  quant_cmd
+      ->add_option("--rounding", quant.rounding,
+                   "nearest, or adaround: learned rounding of the weights on --calib samples")
+      ->capture_default_str();
   quant_cmd->add_flag("--auto-exclude,!--no-auto-exclude", quant.auto_exclude,
                       "Keep the fewest, most harmful layers in float so the model output meets "
                       "--min-sqnr on calibration samples (default on; needs --calib)");

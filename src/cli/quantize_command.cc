@@ -14,6 +14,7 @@
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/adaround.h"
 #include "nncompress/quant/auto_exclude.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
@@ -112,6 +113,13 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
+  if (o.rounding != "nearest" && o.rounding != "adaround")
+    return invalidArgument("--rounding must be nearest or adaround");
+  if (o.rounding == "adaround" && o.calib.data.empty())
+    return invalidArgument("--rounding adaround learns from calibration data: add --calib SPEC");
+  if (o.rounding == "adaround" && format != quant::QuantFormat::kQdq &&
+      format != quant::QuantFormat::kWeightsOnly)
+    return invalidArgument("--rounding adaround works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
     return invalidArgument("--calib-size must be positive (or -1 for all samples)");
   NNC_RETURN_IF_ERROR(
@@ -209,6 +217,17 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   auto layers = quant::quantizeModel(model, *targets, ranges, qo);
   if (!layers.isOk()) return layers.status().withContext(o.model_path);
 
+  int adarounded = 0;
+  if (o.rounding == "adaround") {
+    quant::AdaRoundOptions ao;
+    ao.samples = std::min<int64_t>(256, o.calib_size < 0 ? reader->size() : o.calib_size);
+    ao.batch = batchLimit(model, 32);
+    ao.threads = o.threads;
+    auto a = quant::adaRoundModel(*reference, model, *layers, *reader, ao);
+    if (!a.isOk()) return a.status().withContext("AdaRound on " + o.model_path);
+    adarounded = *a;
+    spdlog::info("AdaRound: re-rounded the weights of {} of {} layers", adarounded, layers->size());
+  }
   int corrected = 0;
   if (o.bias_correction) {
     auto c = quant::correctBiases(*reference, model, *layers, *reader,
@@ -328,6 +347,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     if (converted_from) j["converted_from_opset"] = converted_from;
     j["batchnorms_folded"] = folded->size();
     j["bias_corrected_layers"] = corrected;
+    j["rounding"] = o.rounding;
+    if (o.rounding == "adaround") j["adaround_layers"] = adarounded;
     j["output_sqnr_db"] = number(output_sqnr);
     auto arr = nlohmann::ordered_json::array();
     for (const auto& l : *layers) {

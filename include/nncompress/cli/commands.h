@@ -144,8 +144,9 @@ struct QuantizeCommandOptions {
   bool keep_names = false;    // keep node/value names (default: short generated names)
   bool fp32_storage = false;  // biases and scales as float32 (default: float16 + Cast)
   std::vector<std::string> exclude;
-  bool auto_exclude = true;  // keep the most harmful layers float until --min-sqnr holds
-  double min_sqnr = 30.0;    // dB, model output against float on calibration samples
+  std::string rounding = "nearest";  // or "adaround" (learned rounding of the weights)
+  bool auto_exclude = true;          // keep the most harmful layers float until --min-sqnr holds
+  double min_sqnr = 30.0;            // dB, model output against float on calibration samples
   int64_t sqnr_samples = 256;
   int threads = 0;
   std::string html_report;  // --report out.html
