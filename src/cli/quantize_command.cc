@@ -50,11 +50,11 @@ std::string actLabel(int bits) {
 }
 
 // --auto-exclude: adds to qo.exclude the layers kept in float for the output SQNR target.
-Status autoExclude(const QuantizeCommandOptions& o, const Model& model,
+Status autoExclude(const QuantizeCommandOptions& o, double min_sqnr, const Model& model,
                    const std::map<std::string, quant::Range>& ranges, data::SampleReader& reader,
                    quant::QuantizeOptions& qo, quant::AutoExcludeResult& result) {
   quant::AutoExcludeOptions ao;
-  ao.min_sqnr_db = o.min_sqnr;
+  ao.min_sqnr_db = min_sqnr;
   ao.samples = std::min<int64_t>(64, o.calib_size < 0 ? reader.size() : o.calib_size);
   ao.batch = batchLimit(model, 32);
   ao.threads = o.threads;
@@ -65,7 +65,7 @@ Status autoExclude(const QuantizeCommandOptions& o, const Model& model,
   spdlog::info(
       "auto-exclude: output SQNR {:.1f} dB with every layer quantized, {:.1f} dB with {} "
       "kept in float (target {:.1f} dB)",
-      result.sqnr_all_db, result.sqnr_final_db, result.excluded.size(), o.min_sqnr);
+      result.sqnr_all_db, result.sqnr_final_db, result.excluded.size(), min_sqnr);
   return Status::ok();
 }
 
@@ -206,8 +206,17 @@ Status runQuantize(const QuantizeCommandOptions& o) {
         o.calib_method);
   }
   quant::AutoExcludeResult auto_excluded;
-  if (o.auto_exclude && reader) {
-    NNC_RETURN_IF_ERROR(autoExclude(o, model, ranges, *reader, qo, auto_excluded));
+  const double min_sqnr = !std::isnan(o.min_sqnr)                 ? o.min_sqnr
+                          : o.weight_bits == 8 && o.act_bits == 8 ? 30.0
+                                                                  : std::nan("");
+  const bool auto_exclude = o.auto_exclude && reader && !std::isnan(min_sqnr);
+  if (o.auto_exclude && reader && !auto_exclude)
+    spdlog::info(
+        "auto-exclude: off for {}-bit weights / {}-bit activations unless --min-sqnr is "
+        "given",
+        o.weight_bits, o.act_bits);
+  if (auto_exclude) {
+    NNC_RETURN_IF_ERROR(autoExclude(o, min_sqnr, model, ranges, *reader, qo, auto_excluded));
     auto reselected = quant::selectTargets(*model.graph, qo);
     if (!reselected.isOk()) return reselected.status().withContext(o.model_path);
     targets = std::move(reselected);
@@ -320,7 +329,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
       for (const auto& e : auto_excluded.excluded)
         kept.rows.push_back({e.name, e.op, std::to_string(e.solo_sqnr_db).substr(0, 5), e.reason});
       page.addSection("Kept in float (--auto-exclude)",
-                      "<p class=\"note\">Output SQNR target " + std::to_string(o.min_sqnr) +
+                      "<p class=\"note\">Output SQNR target " + std::to_string(min_sqnr) +
                           " dB; with every layer quantized the model reached " +
                           std::to_string(auto_excluded.sqnr_all_db) +
                           " dB. Most harmful layers first.</p>" + html::table(kept));
@@ -364,7 +373,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
       arr.push_back(lj);
     }
     j["layers"] = arr;
-    if (o.auto_exclude && reader) j["auto_exclude"] = autoExcludeJson(auto_excluded, o.min_sqnr);
+    if (auto_exclude) j["auto_exclude"] = autoExcludeJson(auto_excluded, min_sqnr);
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf(
@@ -389,7 +398,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
       std::printf(
           "\n  kept in float by --auto-exclude (output SQNR %.1f dB with every layer "
           "quantized, target %.1f dB):\n",
-          auto_excluded.sqnr_all_db, o.min_sqnr);
+          auto_excluded.sqnr_all_db, min_sqnr);
       for (const auto& e : auto_excluded.excluded)
         std::printf("  %-34s %-6s %s\n", e.name.c_str(), e.op.c_str(), e.reason.c_str());
     }
