@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "nncompress/exec/executor.h"
@@ -263,6 +265,100 @@ INSTANTIATE_TEST_SUITE_P(PreActivation, RemainingBatchNorm,
                                return std::string("NotIntoNextMulAdd");
                            }
                          });
+
+}  // namespace
+}  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// x[2,8,6,6] -> BN -> Relu -> Conv 8->16 3x3, with BN scales k_c = gamma_c / sqrt(var_c + eps)
+// log-spaced over `span` (1: all equal).
+Model makeScaledPreActivation(double span) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32,
+              std::vector<Dim>{Dim::known(2), Dim::known(8), Dim::known(6), Dim::known(6)}});
+  g.addInput(x);
+  std::vector<float> gamma(8), beta(8, 0.2f), mean(8, 0.f), var(8);
+  for (int c = 0; c < 8; ++c) {
+    gamma[c] = 1.f;
+    const double k = std::pow(span, (c % 2 ? c : 7 - c) / 7.0);  // interleaved, not sorted
+    var[c] = float(1.0 / (k * k));
+    mean[c] = float(0.1 / k);
+  }
+  Node* bn = g.addNode("BatchNormalization",
+                       {x, g.addInitializer("gamma", Tensor::fromVector<float>({8}, gamma)),
+                        g.addInitializer("beta", Tensor::fromVector<float>({8}, beta)),
+                        g.addInitializer("mean", Tensor::fromVector<float>({8}, mean)),
+                        g.addInitializer("var", Tensor::fromVector<float>({8}, var))},
+                       {"bn_out"});
+  bn->setName("bn");
+  bn->setAttribute(Attribute::makeFloat("epsilon", 0.f));
+  Node* relu = g.addNode("Relu", {bn->output(0)}, {"r"});
+  Node* conv = g.addNode("Conv",
+                         {relu->output(0), g.addInitializer("w", randomTensor({16, 8, 3, 3}, 21)),
+                          g.addInitializer("b", randomTensor({16}, 22))},
+                         {"y"});
+  conv->setName("conv");
+  conv->setAttribute(Attribute::makeInts("pads", {1, 1, 1, 1}));
+  g.addOutput(conv->output(0));
+  return m;
+}
+
+// The fold decision: equal BN scales fold forward (no grid gets wider: 0 dB lost); scales that
+// span 300x would put the conv's input channels on one weight grid and one activation grid, so
+// the BN stays a float Mul/Add. Either way the float outputs are unchanged.
+TEST(RemainingBatchNormCheck, WideScalesStayMulAddEqualScalesFold) {
+  const Tensor x = randomTensor({2, 8, 6, 6}, 23, -2.f, 2.f);
+  for (double span : {1.0, 300.0}) {
+    Model before = makeScaledPreActivation(span);
+    Model after = makeScaledPreActivation(span);
+    auto done = quant::foldRemainingBatchNorms(*after.graph, quant::RemainingBatchNormOptions{});
+    ASSERT_TRUE(done.isOk()) << done.status().message();
+    ASSERT_EQ(done->size(), 1u);
+    const auto& d = (*done)[0];
+    EXPECT_EQ(d.next_layer, "conv");
+    if (span == 1.0) {
+      EXPECT_EQ(d.into, "conv");
+      EXPECT_LT(d.weight_sqnr_lost_db, 0.05);
+      EXPECT_LT(d.act_sqnr_lost_db, 0.05);
+      EXPECT_EQ(opList(*after.graph), "Add,Relu,Conv");
+    } else {
+      EXPECT_EQ(d.into, "Mul/Add");
+      EXPECT_GT(d.weight_sqnr_lost_db, 10.0);  // the small-k channels round to zero
+      EXPECT_GT(d.act_sqnr_lost_db, 10.0);
+      EXPECT_EQ(opList(*after.graph), "Mul,Add,Relu,Conv");
+    }
+    const Tensor a = run(before, x)[0], b = run(after, x)[0];
+    double scale = 1;
+    for (float v : a.data<float>()) scale = std::max(scale, double(std::abs(v)));
+    EXPECT_LT(maxDiff(a, b), 1e-5 * scale) << span;
+  }
+}
+
+// The weight SQNR a forward fold costs is 0 for equal scales and grows with their spread.
+TEST(RemainingBatchNormCheck, WeightLossGrowsWithSpread) {
+  Model m = makeScaledPreActivation(1.0);
+  const Node* conv = nullptr;
+  for (const auto& n : m.graph->nodes())
+    if (n->isOp("Conv")) conv = n.get();
+  ASSERT_NE(conv, nullptr);
+  double last = -1;
+  for (double span : {1.0, 3.0, 30.0, 300.0}) {
+    std::vector<double> k(8);
+    for (int c = 0; c < 8; ++c) k[c] = std::pow(span, c / 7.0);
+    const double lost = quant::forwardFoldWeightSqnrLoss(*conv, k, 8, true);
+    if (span == 1.0) {
+      EXPECT_LT(lost, 0.05);
+    }
+    EXPECT_GT(lost, last) << span;
+    last = lost;
+  }
+  EXPECT_GT(last, 20.0);
+}
 
 }  // namespace
 }  // namespace nnc

@@ -3,7 +3,7 @@
 
 Developer tool only: CI never runs it; it uses the committed .onnx files.
 
-    /usr/bin/python3 tools/train_fixtures.py                 # all five
+    /usr/bin/python3 tools/train_fixtures.py                 # all six
     /usr/bin/python3 tools/train_fixtures.py --only resnet   # retrain one
     /usr/bin/python3 tools/train_fixtures.py --only vgg_bn --epochs 6
 
@@ -236,6 +236,72 @@ class DenseNet(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
+class SpreadConv2d(nn.Conv2d):
+    """Conv2d whose output channels carry a fixed gain spread over `decades` decades.
+
+    The gain is a buffer (not learnt), folded into the weight at export, so the activation
+    variance differs by up to 10^(2 decades) between the channels a Concat joins: the next BN's
+    scales gamma/sqrt(var+eps) then span >= 100x, as in real pre-activation DenseNets (0.7-341x
+    seen in the wild), which is what forward BN folding into a later conv cannot survive.
+    """
+
+    def __init__(self, *args, decades=2.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        g = torch.logspace(-decades / 2, decades / 2, self.out_channels)
+        perm = torch.randperm(self.out_channels, generator=torch.Generator().manual_seed(7))
+        self.register_buffer("gain", g[perm].reshape(-1, 1, 1, 1))
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.gain, self.bias, self.stride, self.padding,
+                        self.dilation, self.groups)
+
+
+class PreactLayer(nn.Module):
+    """Pre-activation dense layer: BN-ReLU-Conv1x1 - BN-ReLU-Conv3x3 (gain-spread), concat."""
+
+    def __init__(self, cin, growth, bottleneck=2):
+        super().__init__()
+        mid = growth * bottleneck
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, mid, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv2 = SpreadConv2d(mid, growth, 3, 1, 1, bias=False)
+
+    def forward(self, x):
+        y = self.conv1(F.relu(self.bn1(x)))
+        y = self.conv2(F.relu(self.bn2(y)))
+        return torch.cat([x, y], 1)
+
+
+class PreactDenseNet(nn.Module):
+    """Pre-activation DenseNet whose post-Concat BN scales span >= 100x (see SpreadConv2d)."""
+
+    def __init__(self, growth=12):
+        super().__init__()
+        c = 16
+        self.stem = SpreadConv2d(1, c, 3, 2, 1, bias=False)                      # 14
+        layers = []
+        for _ in range(3):
+            layers.append(PreactLayer(c, growth))
+            c += growth
+        self.block1 = nn.Sequential(*layers)
+        self.trans = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                                   nn.Conv2d(c, c // 2, 1, bias=False), nn.MaxPool2d(2))  # 7
+        c //= 2
+        layers = []
+        for _ in range(3):
+            layers.append(PreactLayer(c, growth))
+            c += growth
+        self.block2 = nn.Sequential(*layers)
+        self.final = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, 10)
+
+    def forward(self, x):
+        x = self.final(self.block2(self.trans(self.block1(self.stem(x)))))
+        return self.classifier(torch.flatten(self.pool(x), 1))
+
+
 class FlattenHead(nn.Module):
     """Convnet whose head flattens a 16x7x7 map into a Linear (Gemm)."""
 
@@ -276,6 +342,14 @@ FIXTURES = {
     "flatten_head": dict(cls=FlattenHead, keep_bn=False,
                          arch="Convnet: conv3x3 32, conv3x3 32 (MaxPool each), conv1x1 16, "
                               "Flatten 16x7x7=784 -> Gemm 64 -> Relu -> Gemm 10; BN folded"),
+    "preact_densenet": dict(cls=PreactDenseNet, keep_bn=False, holdout=10000,
+                            min_bn_scale_span=100,
+                            arch="Pre-activation DenseNet: stem conv3x3/s2 16, 2 dense blocks x3 "
+                                 "layers (growth 12, Concat), BN-ReLU-1x1 + BN-ReLU-3x3, "
+                                 "transition BN-ReLU-1x1+MaxPool, final BN-ReLU, GAP, Linear; "
+                                 "fixed per-channel gains on the stem and 3x3 convs make the "
+                                 "BN after each Concat span >= 100x in scale; BN after Concat "
+                                 "stays unfolded"),
 }
 
 
@@ -513,6 +587,19 @@ def check_export(model, m, xte, keep_bn):
     return ops, err
 
 
+def batchnorm_scale_span(m):
+    """Largest max/min ratio of gamma/sqrt(var+eps) over the BatchNormalization nodes (0: none)."""
+    init = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    span = 0.0
+    for n in m.graph.node:
+        if n.op_type != "BatchNormalization":
+            continue
+        eps = _attrs(n).get("epsilon", 1e-5)
+        k = np.abs(init[n.input[1]] / np.sqrt(init[n.input[4]] + eps))
+        span = max(span, float(k.max() / max(k.min(), 1e-30)))
+    return span
+
+
 def write_readme(entries, path):
     lines = []
     w = lines.append
@@ -578,6 +665,12 @@ def write_readme(entries, path):
     w("  be folded and stay as `BatchNormalization` nodes (8 of 14); the BN right after each 1x1")
     w("  bottleneck conv is folded into it. Its `nn.AvgPool2d(2)` exports as `Pad` (all-zero")
     w("  pads) -> `AveragePool`, as torchvision's densenet121 does.")
+    w("- `preact_densenet` (trained on the first 50k images, `holdout` 10000) is pre-activation")
+    w("  like `densenet`, but its stem and 3x3 convs multiply each output channel by a fixed gain")
+    w("  (a buffer, log-spaced over 2.5 decades, folded into the weight at export), so the BN")
+    w("  after each Concat has scales gamma/sqrt(var+eps) spanning >= 100x")
+    w("  (`batchnorm_scale_span`, checked at export): folding such a BN forward into the next")
+    w("  conv's input channels ruins that conv's per-channel int8 weight grid.")
     w("- `resnet`: the two BN that meet at a projection block's Add (bn2 and the shortcut BN)")
     w("  receive identical gradients, so their trained biases are bitwise equal and the exporter")
     w("  deduplicates them: one initializer feeds the other BN through an `Identity` node.")
@@ -600,7 +693,7 @@ def write_readme(entries, path):
     w("")
     w("```")
     w("apt-get install -y python3-torch python3-onnx dataset-fashion-mnist")
-    w("/usr/bin/python3 tools/train_fixtures.py                  # all five")
+    w("/usr/bin/python3 tools/train_fixtures.py                  # all six")
     w("/usr/bin/python3 tools/train_fixtures.py --only resnet    # retrain one (merges fixtures.json)")
     w("/usr/bin/python3 tools/train_fixtures.py --only vgg_bn --epochs 6")
     w("```")
@@ -637,11 +730,9 @@ def main():
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     names = args.only or list(FIXTURES)
-    xtr, ytr = load_split("train")
-    if args.holdout:
-        xtr, ytr = xtr[:-args.holdout], ytr[:-args.holdout]
+    xall, yall = load_split("train")
     xte, yte = load_split("t10k")
-    print("data: train %s test %s" % (tuple(xtr.shape), tuple(xte.shape)), flush=True)
+    print("data: train %s test %s" % (tuple(xall.shape), tuple(xte.shape)), flush=True)
 
     json_path = os.path.join(args.out, "fixtures.json")
     entries = {}
@@ -652,6 +743,8 @@ def main():
     t_all = time.time()
     for name in names:
         spec = FIXTURES[name]
+        holdout = spec.get("holdout", args.holdout)  # new fixtures keep the last 10k out
+        xtr, ytr = (xall[:-holdout], yall[:-holdout]) if holdout else (xall, yall)
         epochs = args.epochs or spec.get("epochs", DEFAULT_EPOCHS)
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)
@@ -663,6 +756,7 @@ def main():
         path = os.path.join(args.out, name + ".onnx")
         m = export(model, path, spec["keep_bn"])
         ops, err = check_export(model, m, xte, spec["keep_bn"])
+        span = batchnorm_scale_span(m)
         entry = {
             "name": name,
             "file": name + ".onnx",
@@ -681,6 +775,10 @@ def main():
             "file_bytes": os.path.getsize(path),
             "max_abs_err_vs_torch": float("%.3g" % err),
         }
+        if span:
+            entry["batchnorm_scale_span"] = round(span, 1)
+        if "min_bn_scale_span" in spec:
+            assert span >= spec["min_bn_scale_span"], "BN scale span %.1f" % span
         assert entry["file_bytes"] < 2 * 1024 * 1024
         entries[name] = entry
         print("   %s: top1 %.4f, onnx params %d, %d bytes, ops %s, export err %.2g (%.0fs)"

@@ -303,6 +303,17 @@ int run(int argc, char** argv) {
                       "Store biases and scales as float32 (default: float16 + Cast, smaller file)");
   quant_cmd->add_option("--exclude", quant.exclude, "Layer names to keep in float");
   quant_cmd
+      ->add_option("--rounding", quant.rounding,
+                   "nearest, or adaround: learned rounding of the weights on --calib samples")
+      ->capture_default_str();
+  quant_cmd->add_flag("--auto-exclude,!--no-auto-exclude", quant.auto_exclude,
+                      "Keep the fewest, most harmful layers in float so the model output meets "
+                      "--min-sqnr on calibration samples (default on; needs --calib)");
+  quant_cmd->add_option("--min-sqnr", quant.min_sqnr,
+                        "Output SQNR target (dB) of --auto-exclude, against float, per "
+                        "calibration sample (default 30 at 8 bits; at 4 or fewer bits "
+                        "auto-exclude runs only when this is given)");
+  quant_cmd
       ->add_option("--sqnr-samples", quant.sqnr_samples,
                    "Calibration samples for the per-layer SQNR table (0: skip)")
       ->capture_default_str();

@@ -14,6 +14,8 @@
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/adaround.h"
+#include "nncompress/quant/auto_exclude.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/compact.h"
@@ -47,6 +49,42 @@ std::string actLabel(int bits) {
   return bits == 8 ? "uint8" : std::to_string(bits) + "-bit (uint8)";
 }
 
+// --auto-exclude: adds to qo.exclude the layers kept in float for the output SQNR target.
+Status autoExclude(const QuantizeCommandOptions& o, double min_sqnr, const Model& model,
+                   const std::map<std::string, quant::Range>& ranges, data::SampleReader& reader,
+                   quant::QuantizeOptions& qo, quant::AutoExcludeResult& result) {
+  quant::AutoExcludeOptions ao;
+  ao.min_sqnr_db = min_sqnr;
+  ao.samples = std::min<int64_t>(64, o.calib_size < 0 ? reader.size() : o.calib_size);
+  ao.batch = batchLimit(model, 32);
+  ao.threads = o.threads;
+  auto chosen = quant::chooseFloatLayers(model, qo, ranges, reader, ao);
+  if (!chosen.isOk()) return chosen.status().withContext("--auto-exclude on " + o.model_path);
+  result = std::move(chosen).value();
+  for (const auto& e : result.excluded) qo.exclude.push_back(e.name);
+  spdlog::info(
+      "auto-exclude: output SQNR {:.1f} dB with every layer quantized, {:.1f} dB with {} "
+      "kept in float (target {:.1f} dB)",
+      result.sqnr_all_db, result.sqnr_final_db, result.excluded.size(), min_sqnr);
+  return Status::ok();
+}
+
+nlohmann::ordered_json autoExcludeJson(const quant::AutoExcludeResult& r, double min_sqnr) {
+  nlohmann::ordered_json j;
+  j["min_sqnr_db"] = min_sqnr;
+  j["sqnr_all_quantized_db"] = number(r.sqnr_all_db);
+  j["sqnr_db"] = number(r.sqnr_final_db);
+  j["target_met"] = r.target_met;
+  auto arr = nlohmann::ordered_json::array();
+  for (const auto& e : r.excluded)
+    arr.push_back({{"name", e.name},
+                   {"op", e.op},
+                   {"solo_sqnr_db", number(e.solo_sqnr_db)},
+                   {"reason", e.reason}});
+  j["float_layers"] = arr;
+  return j;
+}
+
 }  // namespace
 
 Status runQuantize(const QuantizeCommandOptions& o) {
@@ -77,6 +115,13 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
+  if (o.rounding != "nearest" && o.rounding != "adaround")
+    return invalidArgument("--rounding must be nearest or adaround");
+  if (o.rounding == "adaround" && o.calib.data.empty())
+    return invalidArgument("--rounding adaround learns from calibration data: add --calib SPEC");
+  if (o.rounding == "adaround" && format != quant::QuantFormat::kQdq &&
+      format != quant::QuantFormat::kWeightsOnly)
+    return invalidArgument("--rounding adaround works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
     return invalidArgument("--calib-size must be positive (or -1 for all samples)");
   NNC_RETURN_IF_ERROR(
@@ -102,10 +147,26 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   // Through the Relu into the next layer only for 8-bit weights and activations: the rescaled
   // channels share int4 weight blocks / a 4-bit activation grid otherwise (densenet --act-bits 4
   // QDQ top-1 0.888 -> 0.856 that way).
-  auto rest = quant::foldRemainingBatchNorms(*model.graph, o.weight_bits == 8 && o.act_bits == 8);
+  // Forward only where no weight or activation grid of the next layer gets wider (measured per
+  // BN and logged); the others stay float per-channel Mul/Add.
+  quant::RemainingBatchNormOptions rbo;
+  rbo.into_next_layer = o.weight_bits == 8 && o.act_bits == 8;
+  rbo.per_channel_weights = !o.per_tensor;
+  rbo.quantized_activations = format != quant::QuantFormat::kWeightsOnly;
+  auto rest = quant::foldRemainingBatchNorms(*model.graph, rbo);
   if (!rest.isOk()) return rest.status().withContext(o.model_path);
-  for (const auto& f : *rest)
-    spdlog::info("folded {} into {} (through its Relu)", f.batchnorm, f.into);
+  for (const auto& f : *rest) {
+    const std::string cost = f.next_layer.empty()
+                                 ? ""
+                                 : fmt::format(
+                                       " (folding it forward into {} would cost {:.1f} dB weight "
+                                       "SQNR, {:.1f} dB input SQNR in the worst channel)",
+                                       f.next_layer, f.weight_sqnr_lost_db, f.act_sqnr_lost_db);
+    if (f.into == "Mul/Add")
+      spdlog::info("kept {} as a float per-channel Mul/Add{}", f.batchnorm, cost);
+    else
+      spdlog::info("folded {} into {} through its Relu{}", f.batchnorm, f.into, cost);
+  }
   folded->insert(folded->end(), rest->begin(), rest->end());
   if (o.equalize) {
     auto eq = quant::equalizeLayers(*model.graph);
@@ -154,11 +215,38 @@ Status runQuantize(const QuantizeCommandOptions& o) {
         std::min<int64_t>(o.calib_size < 0 ? reader->size() : o.calib_size, reader->size()),
         o.calib_method);
   }
+  quant::AutoExcludeResult auto_excluded;
+  const double min_sqnr = !std::isnan(o.min_sqnr)                 ? o.min_sqnr
+                          : o.weight_bits == 8 && o.act_bits == 8 ? 30.0
+                                                                  : std::nan("");
+  const bool auto_exclude = o.auto_exclude && reader && !std::isnan(min_sqnr);
+  if (o.auto_exclude && reader && !auto_exclude)
+    spdlog::info(
+        "auto-exclude: off for {}-bit weights / {}-bit activations unless --min-sqnr is "
+        "given",
+        o.weight_bits, o.act_bits);
+  if (auto_exclude) {
+    NNC_RETURN_IF_ERROR(autoExclude(o, min_sqnr, model, ranges, *reader, qo, auto_excluded));
+    auto reselected = quant::selectTargets(*model.graph, qo);
+    if (!reselected.isOk()) return reselected.status().withContext(o.model_path);
+    targets = std::move(reselected);
+  }
   auto reference = cloneModel(model);
   if (!reference.isOk()) return reference.status().withContext(o.model_path);
   auto layers = quant::quantizeModel(model, *targets, ranges, qo);
   if (!layers.isOk()) return layers.status().withContext(o.model_path);
 
+  int adarounded = 0;
+  if (o.rounding == "adaround") {
+    quant::AdaRoundOptions ao;
+    ao.samples = std::min<int64_t>(256, o.calib_size < 0 ? reader->size() : o.calib_size);
+    ao.batch = batchLimit(model, 32);
+    ao.threads = o.threads;
+    auto a = quant::adaRoundModel(*reference, model, *layers, *reader, ao);
+    if (!a.isOk()) return a.status().withContext("AdaRound on " + o.model_path);
+    adarounded = *a;
+    spdlog::info("AdaRound: re-rounded the weights of {} of {} layers", adarounded, layers->size());
+  }
   int corrected = 0;
   if (o.bias_correction) {
     auto c = quant::correctBiases(*reference, model, *layers, *reader,
@@ -244,6 +332,18 @@ Status runQuantize(const QuantizeCommandOptions& o) {
                     "model on calibration samples: the lowest bars are the layers that hurt.</p>" +
                         html::barChart(labels, {sqnr_bars}, {"SQNR per layer", "dB", false}) +
                         html::table(table));
+    if (!auto_excluded.excluded.empty()) {
+      html::Table kept{{"layer", "op", "output SQNR dB when quantized alone", "why"},
+                       {},
+                       {false, false, true, false}};
+      for (const auto& e : auto_excluded.excluded)
+        kept.rows.push_back({e.name, e.op, std::to_string(e.solo_sqnr_db).substr(0, 5), e.reason});
+      page.addSection("Kept in float (--auto-exclude)",
+                      "<p class=\"note\">Output SQNR target " + std::to_string(min_sqnr) +
+                          " dB; with every layer quantized the model reached " +
+                          std::to_string(auto_excluded.sqnr_all_db) +
+                          " dB. Most harmful layers first.</p>" + html::table(kept));
+    }
     Status written = writeStringAtomically(o.html_report, page.render());
     if (!written.isOk()) return written.withContext(o.html_report);
   }
@@ -268,6 +368,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     if (converted_from) j["converted_from_opset"] = converted_from;
     j["batchnorms_folded"] = folded->size();
     j["bias_corrected_layers"] = corrected;
+    j["rounding"] = o.rounding;
+    if (o.rounding == "adaround") j["adaround_layers"] = adarounded;
     j["output_sqnr_db"] = number(output_sqnr);
     auto arr = nlohmann::ordered_json::array();
     for (const auto& l : *layers) {
@@ -283,6 +385,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
       arr.push_back(lj);
     }
     j["layers"] = arr;
+    if (auto_exclude) j["auto_exclude"] = autoExcludeJson(auto_excluded, min_sqnr);
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf(
@@ -302,6 +405,14 @@ Status runQuantize(const QuantizeCommandOptions& o) {
       std::printf("  %-34s %-6s %5d %5s  %-21s %10s %9s\n", l.name.c_str(), l.op.c_str(),
                   l.weight_bits, l.act_bits ? std::to_string(l.act_bits).c_str() : "float", range,
                   l.act_bits ? act : "-", std::isnan(q) ? "-" : s);
+    }
+    if (!auto_excluded.excluded.empty()) {
+      std::printf(
+          "\n  kept in float by --auto-exclude (output SQNR %.1f dB with every layer "
+          "quantized, target %.1f dB):\n",
+          auto_excluded.sqnr_all_db, min_sqnr);
+      for (const auto& e : auto_excluded.excluded)
+        std::printf("  %-34s %-6s %s\n", e.name.c_str(), e.op.c_str(), e.reason.c_str());
     }
     if (!std::isnan(output_sqnr)) std::printf("\n  model output SQNR: %.1f dB\n", output_sqnr);
     std::printf("\n             before        after\n");

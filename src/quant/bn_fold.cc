@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 
 #include "nncompress/ir/batch_norm.h"
@@ -195,6 +197,55 @@ void scaleInputChannels(Graph& graph, Node& layer, const std::vector<double>& k)
     graph.eraseValue(old_w);
 }
 
+// Calls f(output channel, input channel, element index) for every weight element of a Conv or
+// Gemm that layerAfterRelu accepted (input channel in the BN's channel numbering).
+template <typename F>
+void forEachWeight(const Node& layer, const Tensor& w, F f) {
+  if (layer.isOp("Conv")) {
+    const int64_t groups = layer.intAttr("group", 1), out = w.dim(0), in_g = w.dim(1);
+    const int64_t spatial = w.numel() / (out * in_g), out_g = out / groups;
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const int64_t o = i / (in_g * spatial);
+      f(o, (o / out_g) * in_g + (i / spatial) % in_g, i);
+    }
+    return;
+  }
+  const bool trans_b = layer.intAttr("transB", 0) != 0;
+  for (int64_t r = 0; r < w.dim(0); ++r)
+    for (int64_t c = 0; c < w.dim(1); ++c) f(trans_b ? r : c, trans_b ? c : r, r * w.dim(1) + c);
+}
+
+int64_t outputChannels(const Node& layer, const Tensor& w) {
+  if (layer.isOp("Conv")) return w.dim(0);
+  return layer.intAttr("transB", 0) ? w.dim(0) : w.dim(1);
+}
+
+// Range of channel c after Relu, from the BN's gamma and beta (its output is ~N(beta, gamma^2)).
+std::vector<double> reluRanges(const Node& bn, int64_t channels) {
+  const Tensor* gamma = constantFloat32(bn.input(1));
+  const Tensor* beta = constantFloat32(bn.input(2));
+  std::vector<double> r(channels, 1.0);
+  if (!gamma || !beta || gamma->numel() != channels || beta->numel() != channels) return r;
+  for (int64_t c = 0; c < channels; ++c)
+    r[c] = std::max(0.0, double(beta->data<float>()[c]) + 3 * std::abs(gamma->data<float>()[c]));
+  return r;
+}
+
+// Worst per-channel SQNR loss (dB) of a per-tensor activation grid when channel c of the Relu
+// output is divided by k_c (see the header).
+double activationSqnrLoss(const std::vector<double>& range, const std::vector<double>& k) {
+  double max_r = 0, max_rk = 0;
+  for (size_t c = 0; c < k.size(); ++c) {
+    max_r = std::max(max_r, range[c]);
+    max_rk = std::max(max_rk, range[c] / k[c]);
+  }
+  if (max_r <= 0) return 0;
+  double worst = -std::numeric_limits<double>::infinity();
+  for (size_t c = 0; c < k.size(); ++c)
+    if (range[c] > 1e-6 * max_r) worst = std::max(worst, 20 * std::log10(k[c] * max_rk / max_r));
+  return std::max(worst, 0.0);
+}
+
 Tensor channelVector(const std::vector<double>& v, size_t rank) {
   Shape shape(std::max<size_t>(rank, 2) - 1, 1);
   shape[0] = int64_t(v.size());
@@ -204,7 +255,52 @@ Tensor channelVector(const std::vector<double>& v, size_t rank) {
 
 }  // namespace
 
+double forwardFoldWeightSqnrLoss(const Node& layer, const std::vector<double>& k, int weight_bits,
+                                 bool per_channel) {
+  const Tensor* w = constantFloat32(layer.input(1));
+  if (w == nullptr) return 0;
+  const auto wd = w->data<float>();
+  const double qmax = double((1 << (weight_bits - 1)) - 1);
+  const int64_t outs = per_channel ? outputChannels(layer, *w) : 1;
+  std::vector<double> amax(outs, 0), amax_k(outs, 0), signal(outs, 0), noise(outs, 0),
+      noise_k(outs, 0);
+  forEachWeight(layer, *w, [&](int64_t o, int64_t c, int64_t i) {
+    o = per_channel ? o : 0;
+    amax[o] = std::max(amax[o], std::abs(double(wd[i])));
+    amax_k[o] = std::max(amax_k[o], std::abs(wd[i] * k[c]));
+  });
+  auto roundingError = [&](double v, double amax_o) {
+    if (amax_o <= 0) return 0.0;
+    const double s = amax_o / qmax;
+    return v - s * std::clamp(std::nearbyint(v / s), -qmax, qmax);
+  };
+  forEachWeight(layer, *w, [&](int64_t o, int64_t c, int64_t i) {
+    o = per_channel ? o : 0;
+    const double v = wd[i];
+    signal[o] += v * v;
+    noise[o] += std::pow(roundingError(v, amax[o]), 2);
+    noise_k[o] += std::pow(roundingError(v * k[c], amax_k[o]) / k[c], 2);
+  });
+  double worst = 0;
+  for (int64_t o = 0; o < outs; ++o) {
+    if (signal[o] <= 0) continue;
+    // A floor far below any float32 rounding error keeps exact grids finite.
+    const double floor = signal[o] * 1e-14;
+    worst = std::max(worst, 10 * std::log10((noise_k[o] + floor) / (noise[o] + floor)));
+  }
+  return worst;
+}
+
 StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(Graph& graph, bool into_next_layer) {
+  RemainingBatchNormOptions options;
+  options.into_next_layer = into_next_layer;
+  options.max_sqnr_loss_db = std::numeric_limits<double>::infinity();
+  return foldRemainingBatchNorms(graph, options);
+}
+
+StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(
+    Graph& graph, const RemainingBatchNormOptions& options) {
+  const bool into_next_layer = options.into_next_layer;
   std::vector<FoldedBatchNorm> done;
   std::vector<Node*> bns;
   for (const auto& n : graph.nodes())
@@ -228,6 +324,21 @@ StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(Graph& graph, boo
       positive = positive && std::isfinite(add[c]);
     }
     Node* layer = positive && into_next_layer ? layerAfterRelu(*bn, channels) : nullptr;
+    FoldedBatchNorm record{name, "Mul/Add", layer ? displayName(*layer) : "", 0, 0};
+    if (layer != nullptr && std::isfinite(options.max_sqnr_loss_db)) {
+      record.weight_sqnr_lost_db = forwardFoldWeightSqnrLoss(
+          *layer, affine->scale, options.weight_bits, options.per_channel_weights);
+      if (options.quantized_activations)
+        record.act_sqnr_lost_db = activationSqnrLoss(reluRanges(*bn, channels), affine->scale);
+      const bool keeps_grids = record.weight_sqnr_lost_db <= options.max_sqnr_loss_db &&
+                               record.act_sqnr_lost_db <= options.max_sqnr_loss_db;
+      spdlog::debug(
+          "BatchNormalization {}: folding it forward into {} costs {:.1f} dB weight SQNR, {:.1f} "
+          "dB activation SQNR (worst channel; limit {:.1f}): {}",
+          name, record.next_layer, record.weight_sqnr_lost_db, record.act_sqnr_lost_db,
+          options.max_sqnr_loss_db, keeps_grids ? "folded" : "kept as a float Mul/Add");
+      if (!keeps_grids) layer = nullptr;
+    }
     Value* y = bn->output(0);
     Value* result;
     if (layer != nullptr) {
@@ -235,7 +346,8 @@ StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(Graph& graph, boo
       Value* b = graph.addInitializer(name + "_shift", channelVector(add, shape->size()));
       Node* a = graph.insertNodeBefore(bn, "Add", {bn->input(0), b}, {y->name() + "_a"});
       result = a->output(0);
-      done.push_back({name, displayName(*layer)});
+      record.into = displayName(*layer);
+      done.push_back(record);
     } else {
       Value* k = graph.addInitializer(name + "_k", channelVector(affine->scale, shape->size()));
       Value* b = graph.addInitializer(name + "_b", channelVector(affine->shift, shape->size()));
@@ -243,7 +355,7 @@ StatusOr<std::vector<FoldedBatchNorm>> foldRemainingBatchNorms(Graph& graph, boo
       mul->output(0)->setType(y->type());
       Node* a = graph.insertNodeBefore(bn, "Add", {mul->output(0), b}, {y->name() + "_a"});
       result = a->output(0);
-      done.push_back({name, "Mul/Add"});
+      done.push_back(record);
     }
     result->setType(y->type());
     graph.replaceAllUsesWith(y, result);

@@ -2,6 +2,7 @@
 // One function per subcommand, taking plain option structs (CLI11 stays in app.cc).
 
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -148,6 +149,11 @@ struct QuantizeCommandOptions {
   bool keep_names = false;    // keep node/value names (default: short generated names)
   bool fp32_storage = false;  // biases and scales as float32 (default: float16 + Cast)
   std::vector<std::string> exclude;
+  std::string rounding = "nearest";  // or "adaround" (learned rounding of the weights)
+  bool auto_exclude = true;          // keep the most harmful layers float until --min-sqnr holds
+  // dB, model output against float on calibration samples; NaN (not given): 30 with 8-bit
+  // weights and activations, auto-exclude off at lower bits (the user asked for the loss).
+  double min_sqnr = std::numeric_limits<double>::quiet_NaN();
   int64_t sqnr_samples = 256;
   int threads = 0;
   std::string html_report;  // --report out.html

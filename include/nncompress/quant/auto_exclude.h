@@ -1,0 +1,54 @@
+#pragma once
+// Automatic float fallback: the fewest quantized layers to keep in float so that the model's
+// outputs stay within an SQNR target of the float model on calibration data.
+//
+//   1. Quantize every target (as quantizeModel will) and measure the output SQNR
+//        SQNR = min over samples s and outputs o of 10 log10(sum y_so^2 / sum (y_so - y~_so)^2)
+//      on the first `samples` calibration samples (per sample: one bad input is not averaged
+//      away). Target met: nothing is excluded.
+//   2. Otherwise measure each layer's harm alone: the output SQNR with only that layer quantized.
+//   3. Greedy, most harmful (lowest solo SQNR) first: keep layers in float one by one until the
+//      SQNR with every other layer quantized meets the target (or every layer is float).
+// The reference outputs are computed once and held for `samples` samples (bounded memory).
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nncompress/data/dataset.h"
+#include "nncompress/ir/graph.h"
+#include "nncompress/quant/calibration.h"
+#include "nncompress/quant/quantize.h"
+
+namespace nnc::quant {
+
+struct AutoExcludeOptions {
+  double min_sqnr_db = 30.0;
+  int64_t samples = 64;  // calibration samples the SQNR is measured on
+  int64_t batch = 32;
+  int threads = 0;
+};
+
+struct ExcludedLayer {
+  std::string name;
+  std::string op;
+  double solo_sqnr_db = 0;  // output SQNR when only this layer is quantized
+  std::string reason;
+};
+
+struct AutoExcludeResult {
+  double sqnr_all_db = 0;    // every target quantized
+  double sqnr_final_db = 0;  // after the exclusions
+  bool target_met = false;
+  std::vector<ExcludedLayer> excluded;  // in the order they were kept in float
+};
+
+// `float_model` is the model quantizeModel would rewrite (BatchNorms folded); it is not changed.
+// `ranges` must cover every activation the targets of `options` read.
+StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
+                                              const QuantizeOptions& options,
+                                              const std::map<std::string, Range>& ranges,
+                                              data::SampleReader& reader,
+                                              const AutoExcludeOptions& auto_options);
+
+}  // namespace nnc::quant

@@ -1,0 +1,150 @@
+#include "nncompress/quant/auto_exclude.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <set>
+
+#include "nncompress/exec/executor.h"
+#include "nncompress/onnx_io/model_io.h"
+
+namespace nnc::quant {
+namespace {
+
+// The float model's outputs on the first samples, held once for every trial.
+class OutputSqnrProbe {
+ public:
+  static StatusOr<OutputSqnrProbe> create(const Model& reference, data::SampleReader& reader,
+                                          const AutoExcludeOptions& o) {
+    OutputSqnrProbe probe(reader, o);
+    probe.total_ = std::min(o.samples, reader.size());
+    NNC_ASSIGN_OR_RETURN(probe.reference_, probe.runAll(reference));
+    return probe;
+  }
+
+  // min over samples and outputs of 10 log10(signal / noise) (+inf when every output is exact).
+  StatusOr<double> sqnr(const Model& quantized) {
+    NNC_ASSIGN_OR_RETURN(auto got, runAll(quantized));
+    double worst = std::numeric_limits<double>::infinity();
+    for (size_t b = 0; b < got.size() && b < reference_.size(); ++b)
+      for (size_t o = 0; o < got[b].size() && o < reference_[b].size(); ++o)
+        worst = std::min(worst, worstSampleSqnr(reference_[b][o], got[b][o], batch_sizes_[b]));
+    return worst;
+  }
+
+ private:
+  // Per sample when the output's first dim is the batch, else over the whole tensor.
+  static double worstSampleSqnr(const Tensor& r, const Tensor& q, int64_t batch) {
+    if (r.dtype() != DType::kFloat32 || q.dtype() != DType::kFloat32 || r.numel() != q.numel() ||
+        r.numel() == 0)
+      return std::numeric_limits<double>::infinity();
+    const int64_t rows = r.rank() > 0 && r.dim(0) == batch ? batch : 1;
+    const int64_t per = r.numel() / rows;
+    const auto rd = r.data<float>(), qd = q.data<float>();
+    double worst = std::numeric_limits<double>::infinity();
+    for (int64_t s = 0; s < rows; ++s) {
+      double signal = 0, noise = 0;
+      for (int64_t i = s * per; i < (s + 1) * per; ++i) {
+        signal += double(rd[i]) * rd[i];
+        noise += (double(rd[i]) - qd[i]) * (double(rd[i]) - qd[i]);
+      }
+      // An all-zero output says nothing about the error.
+      if (signal > 0 && noise > 0) worst = std::min(worst, 10 * std::log10(signal / noise));
+    }
+    return worst;
+  }
+
+  OutputSqnrProbe(data::SampleReader& reader, const AutoExcludeOptions& o)
+      : reader_(&reader), options_(o) {}
+
+  StatusOr<std::vector<std::vector<Tensor>>> runAll(const Model& model) {
+    exec::ExecutorOptions eo;
+    eo.num_threads = options_.threads;
+    NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
+    std::vector<std::vector<Tensor>> outputs;
+    const int64_t batch = std::max<int64_t>(1, options_.batch);
+    for (int64_t start = 0; start < total_; start += batch) {
+      const int64_t count = std::min(batch, total_ - start);
+      NNC_ASSIGN_OR_RETURN(Tensor x, reader_->readBatch(start, count));
+      if (batch_sizes_.size() < size_t(start / batch) + 1) batch_sizes_.push_back(count);
+      std::vector<Tensor> feeds{std::move(x)};
+      NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds)));
+      outputs.push_back(std::move(out));
+    }
+    return outputs;
+  }
+
+  data::SampleReader* reader_;
+  AutoExcludeOptions options_;
+  int64_t total_ = 0;
+  std::vector<int64_t> batch_sizes_;
+  std::vector<std::vector<Tensor>> reference_;
+};
+
+// Output SQNR of the float model quantized with `options` plus `extra_float` layers kept float.
+StatusOr<double> trialSqnr(const Model& float_model, QuantizeOptions options,
+                           const std::map<std::string, Range>& ranges,
+                           const std::vector<std::string>& extra_float, OutputSqnrProbe& probe) {
+  options.exclude.insert(options.exclude.end(), extra_float.begin(), extra_float.end());
+  NNC_ASSIGN_OR_RETURN(Model trial, cloneModel(float_model));
+  NNC_ASSIGN_OR_RETURN(auto targets, selectTargets(*trial.graph, options));
+  NNC_ASSIGN_OR_RETURN(auto layers, quantizeModel(trial, targets, ranges, options));
+  (void)layers;
+  return probe.sqnr(trial);
+}
+
+std::string dbText(double db) {
+  if (std::isinf(db)) return "inf";
+  char s[32];
+  std::snprintf(s, sizeof s, "%.1f", db);
+  return s;
+}
+
+}  // namespace
+
+StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
+                                              const QuantizeOptions& options,
+                                              const std::map<std::string, Range>& ranges,
+                                              data::SampleReader& reader,
+                                              const AutoExcludeOptions& auto_options) {
+  AutoExcludeResult result;
+  NNC_ASSIGN_OR_RETURN(auto probe, OutputSqnrProbe::create(float_model, reader, auto_options));
+  NNC_ASSIGN_OR_RETURN(result.sqnr_all_db, trialSqnr(float_model, options, ranges, {}, probe));
+  result.sqnr_final_db = result.sqnr_all_db;
+  result.target_met = result.sqnr_all_db >= auto_options.min_sqnr_db;
+  if (result.target_met) return result;
+
+  NNC_ASSIGN_OR_RETURN(auto targets, selectTargets(*float_model.graph, options));
+  std::vector<std::string> names;
+  for (const QuantTarget& t : targets) names.push_back(t.name);
+  // Each layer alone: every other target kept float.
+  std::vector<ExcludedLayer> harm;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    std::vector<std::string> others = names;
+    others.erase(others.begin() + int64_t(i));
+    NNC_ASSIGN_OR_RETURN(double solo, trialSqnr(float_model, options, ranges, others, probe));
+    harm.push_back({names[i], targets[i].node->opType(), solo, ""});
+  }
+  std::stable_sort(harm.begin(), harm.end(), [](const ExcludedLayer& a, const ExcludedLayer& b) {
+    return a.solo_sqnr_db < b.solo_sqnr_db;
+  });
+  std::vector<std::string> kept_float;
+  for (ExcludedLayer& layer : harm) {
+    kept_float.push_back(layer.name);
+    NNC_ASSIGN_OR_RETURN(result.sqnr_final_db,
+                         trialSqnr(float_model, options, ranges, kept_float, probe));
+    layer.reason = "quantized alone it takes the output SQNR to " + dbText(layer.solo_sqnr_db) +
+                   " dB; with it in float the model reaches " + dbText(result.sqnr_final_db) +
+                   " dB (target " + dbText(auto_options.min_sqnr_db) + ")";
+    spdlog::info("auto-exclude: keeping {} ({}) in float: {}", layer.name, layer.op, layer.reason);
+    result.excluded.push_back(layer);
+    if (result.sqnr_final_db >= auto_options.min_sqnr_db) break;
+  }
+  result.target_met = result.sqnr_final_db >= auto_options.min_sqnr_db;
+  return result;
+}
+
+}  // namespace nnc::quant
