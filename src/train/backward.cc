@@ -63,6 +63,12 @@ bool isNonDifferentiable(const Node& node) {
   return node.isDefaultDomain() && ops.count(node.opType()) > 0;
 }
 
+Tensor takeOutputGrad(const BackwardContext& c, size_t o) {
+  if (o < c.owned_output_grads.size() && c.owned_output_grads[o])
+    return std::move(*c.owned_output_grads[o]);
+  return *c.output_grads[o];
+}
+
 Tensor zeros(const Shape& shape) {
   Tensor t(DType::kFloat32, shape);  // zero-filled storage
   return t;

@@ -19,7 +19,7 @@ namespace nnc::train {
 namespace {
 
 Status reshapeBackward(const BackwardContext& c, std::span<Tensor> g) {
-  g[0] = reshaped(*c.output_grads[0], c.input_shapes[0]);
+  g[0] = reshaped(takeOutputGrad(c, 0), c.input_shapes[0]);
   return Status::ok();
 }
 
