@@ -69,8 +69,10 @@ Tensor takeOutputGrad(const BackwardContext& c, size_t o) {
   return *c.output_grads[o];
 }
 
-Tensor zeros(const Shape& shape) {
-  Tensor t(DType::kFloat32, shape);  // zero-filled storage
+Tensor zeros(const Shape& shape, const exec::RunContext* ctx) {
+  if (!ctx) return Tensor(DType::kFloat32, shape);  // zero-filled storage
+  Tensor t = ctx->newTensor(DType::kFloat32, shape);
+  std::fill_n(fdata(t), t.numel(), 0.f);
   return t;
 }
 

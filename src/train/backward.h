@@ -76,8 +76,9 @@ void registerPoolBackward(BackwardRegistry& r);         // MaxPool, AveragePool,
 // contents are dY; the caller may overwrite them (in-place dX = dY * f').
 Tensor takeOutputGrad(const BackwardContext& c, size_t o);
 
-// A float32 tensor of `shape` filled with zeros.
-Tensor zeros(const Shape& shape);
+// A float32 tensor of `shape` filled with zeros (storage from the run's buffer pool when given:
+// no fresh pages to fault in for every large gradient).
+Tensor zeros(const Shape& shape, const exec::RunContext* ctx = nullptr);
 // The same data with another shape (moves the storage).
 Tensor reshaped(Tensor t, const Shape& shape);
 const float* fdata(const Tensor& t);

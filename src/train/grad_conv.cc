@@ -371,7 +371,7 @@ Status convTransposeBackward(const BackwardContext& c, std::span<Tensor> grads) 
   const float* w = fdata(*c.inputs[1]);
   const float* dyd = fdata(dy);
   Tensor dx;
-  if (c.needs_grad[0]) dx = zeros(xs);
+  if (c.needs_grad[0]) dx = zeros(xs, &c.ctx);
   float* dxd = c.needs_grad[0] ? fdata(dx) : nullptr;
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, n));
   Partials part(threads, want_w ? shapeNumel(ws) : 0, want_b ? m : 0);

@@ -106,8 +106,8 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
   }
   const auto sa = exec::broadcastStrides(as, os), sb = exec::broadcastStrides(bs, os);
   Tensor da, db;
-  if (want_a) da = zeros(as);
-  if (want_b) db = zeros(bs);
+  if (want_a) da = zeros(as, &c.ctx);
+  if (want_b) db = zeros(bs, &c.ctx);
   float* pa = want_a ? fdata(da) : nullptr;
   float* pb = want_b ? fdata(db) : nullptr;
   std::vector<int64_t> idx(os.size(), 0);
