@@ -217,6 +217,29 @@ TEST(TrainTape, ActivationGradientsAndFakeQuant) {
   EXPECT_NEAR(tape.infer({x}).value()[0].data<float>()[2], 1.2f, 1e-6f);
 }
 
+// A smaller last batch after bigger ones (cached kernels, pooled buffers) gives the gradients a
+// fresh tape gives.
+TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
+  Model model = loadFixture("resnet");
+  auto used = GradientTape::create(model, {.num_threads = 2}).value();
+  auto fresh = GradientTape::create(model, {.num_threads = 2}).value();
+  auto step = [](GradientTape& t, const Tensor& x) {
+    auto y = t.forward({x});
+    Tensor g(DType::kFloat32, y.value()[0].shape());
+    for (int64_t i = 0; i < g.numel(); ++i) g.mutableData<float>()[i] = 0.01f * (i % 7) - 0.03f;
+    t.zeroGrad();
+    EXPECT_TRUE(t.backward({g}).isOk());
+  };
+  step(*used, randomImages(6, 1));
+  step(*used, randomImages(4, 2));
+  const Tensor last = randomImages(3, 3);
+  step(*used, last);
+  step(*fresh, last);
+  for (size_t p = 0; p < used->parameters().size(); ++p)
+    EXPECT_LT(maxAbsDiff(used->parameters()[p].grad, fresh->parameters()[p].grad), 1e-5f)
+        << used->parameters()[p].name;
+}
+
 // Taylor scores need dL/d(activation) only: no parameters, the gradient still arrives.
 TEST(TrainTape, ActivationGradientsWithoutParameters) {
   Model m = chain({"Conv", "Relu"});
