@@ -99,7 +99,8 @@ class GradientTape {
 
   // Runs one batch and records what backward() needs (replacing any previous record).
   StatusOr<std::vector<Tensor>> forward(std::vector<Tensor> inputs);
-  // Forward without recording (validation with the current weights; less memory).
+  // Forward without recording (validation with the current weights; less memory). Discards the
+  // record of a previous forward(): call backward() before infer().
   StatusOr<std::vector<Tensor>> infer(std::vector<Tensor> inputs);
   // Back-propagates from the last forward(): one gradient per graph output, same shape as that
   // output (an empty Tensor() means zero). Accumulates into parameters()[i].grad (call zeroGrad()
