@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <random>
@@ -99,13 +100,20 @@ int main(int argc, char** argv) {
     ips = imagesPerSecond(batch, iters, [&] {
       t.zeroGrad();
       auto y = t.forward({x});
+      if (!y.isOk()) {
+        std::fprintf(stderr, "%s\n", y.status().toString().c_str());
+        std::exit(3);
+      }
       std::vector<Tensor> g;
       for (const Tensor& o : y.value()) {
         Tensor d(DType::kFloat32, o.shape());
         std::fill_n(d.mutableData<float>().data(), d.numel(), 1e-3f);
         g.push_back(std::move(d));
       }
-      (void)t.backward(std::move(g));
+      if (Status st = t.backward(std::move(g)); !st.isOk()) {
+        std::fprintf(stderr, "%s\n", st.toString().c_str());
+        std::exit(3);
+      }
     });
   }
   std::printf("%s %.1f %.1f %.1f\n", mode.c_str(), ips.first, ips.second, peakRssMib());

@@ -286,6 +286,23 @@ TEST(TrainGradCheck, DataMovement) {
              {A::makeString("mode", "nearest")}});
 }
 
+TEST(TrainGradCheck, MathAndReductions) {
+  gradCheck({"Erf", {data({3, 4})}});
+  gradCheck({"Sqrt", {positive(Kind::kData, {3, 4})}});
+  gradCheck({"Exp", {data({3, 4})}});
+  gradCheck({"Log", {positive(Kind::kData, {3, 4})}});
+  gradCheck({"Neg", {data({3, 4})}});
+  gradCheck({"Pow", {positive(Kind::kData, {2, 3}), constant(floats({}, {2.f}))}});
+  gradCheck({"Pow", {positive(Kind::kData, {2, 3}), positive(Kind::kData, {3})}});
+  gradCheck({"ReduceMean", {data({2, 3, 4})}, {A::makeInts("axes", {-1})}});
+  gradCheck({"ReduceMean",
+             {data({2, 3, 4, 2})},
+             {A::makeInts("axes", {2, 3}), A::makeInt("keepdims", 0)}});
+  gradCheck({"ReduceMean", {data({2, 3, 4}), constant(ints({1}))}, {}, 18});
+  gradCheck({"ReduceSum", {data({2, 3, 4}), constant(ints({0, 2}))}, {A::makeInt("keepdims", 0)}});
+  gradCheck({"ReduceSum", {data({2, 3})}});
+}
+
 TEST(TrainGradCheck, Pooling) {
   gradCheck({"MaxPool",
              {data({2, 2, 6, 6})},

@@ -14,6 +14,7 @@ const BackwardRegistry& BackwardRegistry::builtin() {
     registerElementwiseBackward(r);
     registerTensorBackward(r);
     registerPoolBackward(r);
+    registerMathBackward(r);
     return r;
   }();
   return registry;

@@ -69,6 +69,7 @@ void registerMatMulBackward(BackwardRegistry& r);       // Gemm, MatMul
 void registerElementwiseBackward(BackwardRegistry& r);  // activations, binary ops, BN, PRelu
 void registerTensorBackward(BackwardRegistry& r);       // Concat, Split, Reshape, ..., Softmax
 void registerPoolBackward(BackwardRegistry& r);         // MaxPool, AveragePool, GlobalAveragePool
+void registerMathBackward(BackwardRegistry& r);  // Erf, Sqrt, Pow, Exp, Log, Neg, ReduceMean/Sum
 
 // ---- helpers shared by the backward files ----
 

@@ -27,7 +27,9 @@
 // Relu, LeakyRelu, PRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Softmax, LogSoftmax,
 // Add/Sub/Mul/Div (broadcasting), Concat, Split, Slice, Pad (every mode), Transpose, Resize and
 // Upsample (nearest), Expand, Tile, Gather, DepthToSpace, SpaceToDepth, MaxPool, AveragePool,
-// GlobalAveragePool, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout. Shape-only paths
+// GlobalAveragePool, Flatten, Reshape, Squeeze, Unsqueeze, Identity, Dropout; and what LayerNorm
+// and GELU decompose into: ReduceMean, ReduceSum, Pow, Sqrt, Erf, Exp, Log, Neg (torchvision
+// ResNet/MobileNet/ShuffleNet/RegNet/ConvNeXt/ViT exports all build a tape). Shape-only paths
 // (Shape, Gather on shapes, Concat of shapes...) carry no gradient and need none.
 //
 // Thread use: forward and backward use the executor's thread pool (num_threads); batch-level
