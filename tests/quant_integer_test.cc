@@ -50,6 +50,7 @@ StatusOr<Built> build(const std::string& fixture, int act_bits) {
   (void)folded;
   quant::QuantizeOptions options;
   options.act_bits = act_bits;
+  options.placement = quant::QdqPlacement::kTensorRt;  // the layout --format integer folds
   NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*m.graph, options));
   auto reader = openSet("train-images-idx3-ubyte.gz");
   quant::CalibrationOptions co;

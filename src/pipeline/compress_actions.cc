@@ -120,9 +120,11 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
   NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*q.graph, qo));
   auto cached = state.ranges_by_model.find(key);
   if (cached == state.ranges_by_model.end()) {
-    std::vector<std::string> names;
-    for (const auto& t : targets)
-      for (const auto& a : t.activation_inputs) names.push_back(a);
+    // Ranges are cached per model, for every bit plan: calibrate what the all-8-bit plan needs
+    // (a superset: int4 layers only drop output Q/DQ pairs from the ort placement).
+    quant::QuantizeOptions all8 = qo;
+    all8.layer_weight_bits.clear();
+    const std::vector<std::string> names = quant::valuesToCalibrate(targets, all8);
     quant::CalibrationOptions co;
     co.calib_size = s.calib_size;
     co.batch = s.batch;

@@ -228,9 +228,11 @@ OrtQdqPlan planOrtQdq(const Graph& graph, const std::vector<QuantTarget>& target
 }
 
 std::vector<std::string> plannedCalibrationNames(const OrtQdqPlan& plan) {
+  // Every planned tensor, shared ones too: a few more histograms, and ranges cached for one plan
+  // (compress: all layers 8-bit) then serve any plan with fewer integer layers, where a tensor
+  // that shared its range here may need its own.
   std::vector<std::string> names;
-  for (const PlannedTensor& t : plan.tensors)
-    if (t.params_of == t.name) names.push_back(t.name);
+  for (const PlannedTensor& t : plan.tensors) names.push_back(t.name);
   return names;
 }
 

@@ -56,7 +56,7 @@ struct OrtQdqPlan {
 OrtQdqPlan planOrtQdq(const Graph& graph, const std::vector<QuantTarget>& targets,
                       const QuantizeOptions& options);
 
-// Tensors of the plan that need their own calibration range.
+// Tensors of the plan to calibrate (all of them: see qdq_placement.cc).
 std::vector<std::string> plannedCalibrationNames(const OrtQdqPlan& plan);
 
 // `ranges` with every shared tensor given the range of the tensor it shares parameters with, so
