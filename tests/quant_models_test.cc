@@ -188,7 +188,8 @@ TEST(QuantizeCli, JsonFieldsAndTable) {
   const std::string model = testing::quote(testing::sourcePath("models/vgg_bn.onnx"));
   const std::string calib = std::string(" --calib ") + kData +
                             "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 "
-                            "--calib-size 64 --sqnr-samples 32 --calib-method entropy";
+                            "--calib-size 64 --sqnr-samples 32 --calib-method entropy "
+                            "--no-auto-exclude";  // every layer int8, as counted below
   auto r = testing::runCli("quantize " + model + " -o " + testing::quote(dir / "q.onnx") + calib +
                            " --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -206,6 +207,7 @@ TEST(QuantizeCli, JsonFieldsAndTable) {
     EXPECT_GT(l["sqnr_db"].get<double>(), 15.0) << l["name"];
   }
   EXPECT_EQ(j["batchnorms_folded"], 5);
+  EXPECT_FALSE(j.contains("auto_exclude"));
   auto t = testing::runCli("quantize " + model + " -o " + testing::quote(dir / "q2.onnx") + calib);
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_NE(t.out.find("SQNR dB"), std::string::npos);
@@ -230,6 +232,31 @@ TEST(QuantizeCli, PreActivationBatchNormsKeepGrids) {
   EXPECT_EQ(j["batchnorms_folded"], 8);
   EXPECT_GT(j["output_sqnr_db"].get<double>(), 25.0);
   for (const auto& l : j["layers"]) EXPECT_GT(l["sqnr_db"].get<double>(), 15.0) << l["name"];
+}
+
+// --rounding adaround re-rounds int4 weights on calibration data: the logits get closer to float
+// than with nearest rounding; bad combinations are usage errors.
+TEST(QuantizeCli, AdaRoundRaisesOutputSqnr) {
+  testing::TempDir dir;
+  const std::string cmd = "quantize " +
+                          testing::quote(testing::sourcePath("models/mobilenetv2.onnx")) +
+                          " --format weights-only --weight-bits 4 --calib " + kData +
+                          "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size 64 "
+                          "--sqnr-samples 64 --json -o ";
+  auto nearest = testing::runCli(cmd + testing::quote(dir / "a.onnx"));
+  auto learned = testing::runCli(cmd + testing::quote(dir / "b.onnx") + " --rounding adaround");
+  ASSERT_EQ(nearest.exit_code, 0) << nearest.err;
+  ASSERT_EQ(learned.exit_code, 0) << learned.err;
+  auto a = nlohmann::json::parse(nearest.out), b = nlohmann::json::parse(learned.out);
+  EXPECT_EQ(a["rounding"], "nearest");
+  EXPECT_GT(b["adaround_layers"].get<int>(), 10);
+  EXPECT_GT(b["output_sqnr_db"].get<double>(), a["output_sqnr_db"].get<double>() + 2.0);
+  EXPECT_EQ(testing::runCli(cmd + testing::quote(dir / "c.onnx") + " --rounding up").exit_code, 2);
+  EXPECT_EQ(testing::runCli(cmd + testing::quote(dir / "d.onnx") +
+                            " --rounding adaround --format qoperator --weight-bits 8")
+                .exit_code,
+            2);
+  EXPECT_FALSE(std::filesystem::exists(dir / "c.onnx"));
 }
 
 // Bias correction removes the mean shift int4 weights cause: the logits get closer to float.

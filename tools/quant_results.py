@@ -14,7 +14,7 @@ from doc_stamp import ort_version, stamp  # same folder
 
 D = "/usr/share/datasets/fashion-mnist"
 NORM = ["--mean", "0.2860", "--std", "0.3530"]
-FIXTURES = ["vgg_bn", "resnet", "mobilenetv2", "densenet", "flatten_head"]
+FIXTURES = ["vgg_bn", "resnet", "mobilenetv2", "densenet", "flatten_head", "preact_densenet"]
 CONFIGS = [  # (label, quantize args, evaluate accuracy); args None: built from the results above
     ("qdq int8 minmax", ["--format", "qdq", "--calib-method", "minmax"], True),
     ("qdq int8 percentile", ["--format", "qdq", "--calib-method", "percentile"], True),

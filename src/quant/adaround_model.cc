@@ -204,13 +204,26 @@ StatusOr<std::pair<double, double>> reRound(Model& quantized, const WeightSite& 
 
 StatusOr<int> adaRoundModel(const Model& reference, Model& quantized,
                             const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
-                            const AdaRoundOptions& options) {
+                            const AdaRoundOptions& options, AdaRoundCache* cache) {
   int done = 0;
   for (const QuantizedLayer& l : layers) {
     auto site = findSite(reference, quantized, l);
     if (!site.isOk()) {
       spdlog::debug("AdaRound skips {}: {}", l.name, site.status().message());
       continue;
+    }
+    Value* q = site->dequantize->input(0);
+    if (cache) {
+      auto hit = cache->find(l.name);
+      if (hit != cache->end() && hit->second.dtype() == q->constantData()->dtype() &&
+          hit->second.shape() == q->constantData()->shape()) {
+        site->dequantize->setInput(
+            0, quantized.graph->addInitializer(q->name() + "_ada", Tensor(hit->second)));
+        if (!q->hasUses() && q->isInitializer() && !q->isGraphInput())
+          quantized.graph->eraseValue(q);
+        ++done;
+        continue;
+      }
     }
     auto gram = inputGram(quantized, *site, reader, options);
     if (!gram.isOk()) {
@@ -220,6 +233,7 @@ StatusOr<int> adaRoundModel(const Model& reference, Model& quantized,
     NNC_ASSIGN_OR_RETURN(auto errors, reRound(quantized, *site, std::move(gram).value(), options));
     spdlog::info("AdaRound {}: output MSE {:.3e} (nearest) -> {:.3e}", l.name, errors.first,
                  errors.second);
+    if (cache) (*cache)[l.name] = *site->dequantize->input(0)->constantData();
     done += errors.second < errors.first;
   }
   return done;

@@ -131,17 +131,39 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
   std::stable_sort(harm.begin(), harm.end(), [](const ExcludedLayer& a, const ExcludedLayer& b) {
     return a.solo_sqnr_db < b.solo_sqnr_db;
   });
-  std::vector<std::string> kept_float;
-  for (ExcludedLayer& layer : harm) {
-    kept_float.push_back(layer.name);
-    NNC_ASSIGN_OR_RETURN(result.sqnr_final_db,
-                         trialSqnr(float_model, options, ranges, kept_float, probe));
+  // The shortest prefix of that order meeting the target: doubling, then bisection (the output
+  // SQNR grows with the prefix, so this is the greedy's answer in O(log L) trials).
+  if (harm.empty()) return result;
+  std::map<size_t, double> tried;  // prefix length -> output SQNR
+  auto sqnrOfPrefix = [&](size_t m) -> StatusOr<double> {
+    if (auto it = tried.find(m); it != tried.end()) return it->second;
+    std::vector<std::string> kept_float;
+    for (size_t i = 0; i < m; ++i) kept_float.push_back(harm[i].name);
+    NNC_ASSIGN_OR_RETURN(double s, trialSqnr(float_model, options, ranges, kept_float, probe));
+    spdlog::debug("auto-exclude: {} most harmful layers float: output SQNR {:.1f} dB", m, s);
+    return tried[m] = s;
+  };
+  size_t lo = 0, hi = 1;  // SQNR(lo) misses the target
+  for (;; hi = std::min(harm.size(), hi * 2)) {
+    NNC_ASSIGN_OR_RETURN(double s, sqnrOfPrefix(hi));
+    if (s >= auto_options.min_sqnr_db || hi == harm.size()) break;
+    lo = hi;
+  }
+  while (hi - lo > 1) {
+    const size_t mid = (lo + hi) / 2;
+    NNC_ASSIGN_OR_RETURN(double s, sqnrOfPrefix(mid));
+    (s >= auto_options.min_sqnr_db ? hi : lo) = mid;
+  }
+  NNC_ASSIGN_OR_RETURN(result.sqnr_final_db, sqnrOfPrefix(hi));
+  for (size_t i = 0; i < hi; ++i) {
+    ExcludedLayer layer = harm[i];
     layer.reason = "quantized alone it takes the output SQNR to " + dbText(layer.solo_sqnr_db) +
-                   " dB; with it in float the model reaches " + dbText(result.sqnr_final_db) +
-                   " dB (target " + dbText(auto_options.min_sqnr_db) + ")";
+                   " dB (number " + std::to_string(i + 1) + " of " + std::to_string(harm.size()) +
+                   " by harm); the " + std::to_string(hi) + " kept float bring the model to " +
+                   dbText(result.sqnr_final_db) + " dB (target " +
+                   dbText(auto_options.min_sqnr_db) + ")";
     spdlog::info("auto-exclude: keeping {} ({}) in float: {}", layer.name, layer.op, layer.reason);
-    result.excluded.push_back(layer);
-    if (result.sqnr_final_db >= auto_options.min_sqnr_db) break;
+    result.excluded.push_back(std::move(layer));
   }
   result.target_met = result.sqnr_final_db >= auto_options.min_sqnr_db;
   return result;

@@ -14,6 +14,8 @@
 // fractional part of W / s; the result rounds h(V) to 0 or 1.
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -56,8 +58,12 @@ double reconstructionError(const RoundingProblem& p, const Eigen::MatrixXi& q);
 // weight-only, int8 or int4, as quantizeModel wrote them) with AdaRound, layer by layer in graph
 // order, each on inputs from the model whose earlier layers are already re-rounded.
 // `reference` is the float model quantizeModel started from. Returns the layers re-rounded.
+// `cache` (optional): integer weights already learned for a layer name, reused as they are when
+// the same layer of the same float model is quantized the same way again (compress tries many
+// bit plans), and filled with what is learned.
+using AdaRoundCache = std::map<std::string, Tensor>;
 StatusOr<int> adaRoundModel(const Model& reference, Model& quantized,
                             const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
-                            const AdaRoundOptions& options);
+                            const AdaRoundOptions& options, AdaRoundCache* cache = nullptr);
 
 }  // namespace nnc::quant

@@ -7,8 +7,9 @@
 //      on the first `samples` calibration samples (per sample: one bad input is not averaged
 //      away). Target met: nothing is excluded.
 //   2. Otherwise measure each layer's harm alone: the output SQNR with only that layer quantized.
-//   3. Greedy, most harmful (lowest solo SQNR) first: keep layers in float one by one until the
-//      SQNR with every other layer quantized meets the target (or every layer is float).
+//   3. Greedy, most harmful (lowest solo SQNR) first: keep in float the shortest prefix of that
+//      order for which the SQNR with every other layer quantized meets the target (found by
+//      doubling, then bisection: O(log L) trials; every layer float always meets it).
 // The reference outputs are computed once and held for `samples` samples (bounded memory).
 
 #include <map>
