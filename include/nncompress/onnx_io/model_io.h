@@ -66,8 +66,7 @@ Status saveModelConsuming(Model& model, const std::filesystem::path& path,
                           const SaveOptions& options = {});
 StatusOr<std::string> serializeModel(const Model& model);
 
-// A deep copy (through the serialized form, so subgraphs and opaque parts come along), with the
-// value types the original had. For trials that change a model while keeping the original.
+// Model::clone() (kept for callers outside prune/ and pipeline/; new code calls clone()).
 StatusOr<Model> cloneModel(const Model& model);
 
 // Runs the ONNX checker (full check, with shape inference in strict mode off) on a file.
