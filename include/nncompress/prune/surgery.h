@@ -9,13 +9,9 @@
 #include <vector>
 
 #include "nncompress/analysis/channel_groups.h"
+#include "nncompress/analysis/plan_cost.h"
 
 namespace nnc {
-
-struct GroupKeep {
-  int group_id = 0;
-  std::vector<int64_t> keep;  // channel indices to keep, ascending
-};
 
 // `analysis` must describe `model` as it is now. Fails when a keep-list names a group that is
 // not prunable, is empty, or is out of range, or when the pruned graph does not verify; on
