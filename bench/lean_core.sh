@@ -55,7 +55,7 @@ measure() {
   local build=$1 name=$2 out=$3
   shift 3
   for _ in $(seq "$runs"); do
-    /usr/bin/time -f "%e %M" -o "$tmp/time" "$@" -o "$tmp/$build.$out" >/dev/null 2>"$tmp/err" ||
+    /usr/bin/time -f "%e %M %U %S" -o "$tmp/time" "$@" -o "$tmp/$build.$out" >/dev/null 2>"$tmp/err" ||
       { echo "$build $name failed:" >&2; cat "$tmp/err" >&2; exit 1; }
     cat "$tmp/time" >>"$tmp/$build.$name"
   done
@@ -72,24 +72,27 @@ done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 seconds() { cut -d' ' -f1 "$tmp/$1" | median; }
+cpu_seconds() { awk '{print $3 + $4}' "$tmp/$1" | median; }
 peak_kb() { cut -d' ' -f2 "$tmp/$1" | sort -n | tail -1; }
 row() {
   local name=$1 label=$2
   awk -v l="$label" -v s="$(seconds "new.$name")" -v kb="$(peak_kb "new.$name")" \
     -v bs="$(seconds "base.$name")" -v bkb="$(peak_kb "base.$name")" \
     -v c="$(seconds new.convert)" -v bc="$(seconds base.convert)" -v fb="$file_bytes" \
+    -v u="$(cpu_seconds "new.$name")" -v bu="$(cpu_seconds "base.$name")" \
+    -v uc="$(cpu_seconds new.convert)" -v buc="$(cpu_seconds base.convert)" \
     -v rss_rel="$3" 'BEGIN {
     rel = rss_rel ? sprintf("%.2fx / %.2fx", kb * 1024 / fb, bkb * 1024 / fb) : "-"
-    printf "| %s | %.2f | %.2f | %.2fx | %.2fx / %.2fx | %.0f / %.0f | %s |\n", l, s, bs, bs / s,
-      s / c, bs / bc, kb / 1024, bkb / 1024, rel }'
+    printf "| %s | %.2f | %.2f | %.2fx | %.2fx / %.2fx | %.2f / %.2f | %.2fx / %.2fx | %.0f / %.0f | %s |\n",
+      l, s, bs, bs / s, s / c, bs / bc, u, bu, u / uc, bu / buc, kb / 1024, bkb / 1024, rel }'
 }
 /usr/bin/python3 tools/doc_stamp.py --binary "$bin"
 echo
 echo "Model: $model ($(awk -v b="$file_bytes" 'BEGIN{printf "%.1f MB", b/1e6}')); baseline:" \
   "$baseline; $runs runs each (median s, max RSS), $(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
-echo "| command | new s | baseline s | speed-up | vs convert (new / base) | peak RSS MiB (new / base) | RSS / file size (new / base) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| command | new s | baseline s | speed-up | wall vs convert (new / base) | CPU s user+sys (new / base) | CPU vs convert (new / base) | peak RSS MiB (new / base) | RSS / file size (new / base) |"
+echo "|---|---|---|---|---|---|---|---|---|"
 row convert "convert" 1
 row ratio "prune --ratio 0.5 --method l1" 1
 row macs "prune --target-macs 0.5 --method l1" 1

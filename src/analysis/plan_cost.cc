@@ -166,4 +166,14 @@ PlanCost planCost(const Model& model, const ChannelAnalysis& analysis,
   return cost;
 }
 
+std::vector<ShrunkAxis> shrunkActivations(const ChannelAnalysis& analysis,
+                                          const std::vector<GroupKeep>& plan) {
+  const PlanEffects effects(analysis, plan);
+  std::vector<ShrunkAxis> out;
+  for (const auto& [value, axes] : effects.activations)
+    for (const auto& [axis, gone] : axes)
+      out.push_back({value, axis, static_cast<int64_t>(gone.size())});
+  return out;
+}
+
 }  // namespace nnc

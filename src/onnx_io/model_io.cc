@@ -476,4 +476,13 @@ Status inferShapes(Model& model) {
   return Status::ok();
 }
 
+const ShapeInference& onnxShapeInference() {
+  class OnnxShapeInference : public ShapeInference {
+   public:
+    Status infer(Model& model) const override { return inferShapes(model); }
+  };
+  static const OnnxShapeInference inference;
+  return inference;
+}
+
 }  // namespace nnc

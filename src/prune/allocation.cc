@@ -6,7 +6,6 @@
 
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/exec/executor.h"
-#include "nncompress/onnx_io/model_io.h"
 
 namespace nnc {
 namespace {
@@ -222,7 +221,7 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
         if (keep >= previous_keep) continue;
         previous_keep = keep;
         const double actual = double(c - keep) / c;
-        NNC_ASSIGN_OR_RETURN(Model trial, cloneModel(model));
+        Model trial = model.clone();
         const ChannelAnalysis ta = analyzeChannels(trial);
         NNC_RETURN_IF_ERROR(
             applyChannelPruning(trial, ta, {{s.group->id, topChannels(s.scores, keep)}}));

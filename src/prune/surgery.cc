@@ -6,7 +6,6 @@
 #include <tuple>
 
 #include "nncompress/ir/verify.h"
-#include "nncompress/onnx_io/model_io.h"
 
 namespace nnc {
 namespace {
@@ -204,10 +203,26 @@ class Transaction {
   bool committed_ = false;
 };
 
+// The new channel counts of the activations the plan shrinks (the other values keep their
+// types: no rule lets a pruned channel count reach a value outside its group).
+void shrinkActivationTypes(Graph& graph, const ChannelAnalysis& analysis,
+                           const std::vector<GroupKeep>& keeps) {
+  for (const ShrunkAxis& s : shrunkActivations(analysis, keeps)) {
+    Value* v = graph.findValue(s.value->name());
+    ValueType t = v->type();
+    if (!t.isTensor() || !t.shape || s.axis >= static_cast<int>(t.shape->size())) continue;
+    Dim& d = (*t.shape)[s.axis];
+    if (!d.isKnown()) continue;
+    d.value -= s.removed;
+    v->setType(std::move(t));
+  }
+}
+
 }  // namespace
 
 Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
-                           const std::vector<GroupKeep>& keeps) {
+                           const std::vector<GroupKeep>& keeps,
+                           const ShapeInference* shape_inference) {
   NNC_RETURN_IF_ERROR(validate(analysis, keeps));
   Graph& graph = *model.graph;
   Plan plan;
@@ -216,15 +231,18 @@ Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
 
   Transaction tx(graph);
   tx.apply(plan);
-  // Every intermediate shape is stale: forget them and infer again.
-  for (const auto& v : graph.values()) {
-    if (v->isGraphInput() || v->isInitializer() || v->isGraphOutput()) continue;
-    ValueType t = v->type();
-    if (!t.isTensor()) continue;
-    t.shape.reset();
-    v->setType(t);
+  shrinkActivationTypes(graph, analysis, keeps);
+  if (shape_inference) {  // re-derive every intermediate shape from scratch
+    for (const auto& v : graph.values()) {
+      if (v->isGraphInput() || v->isInitializer() || v->isGraphOutput()) continue;
+      ValueType t = v->type();
+      if (!t.isTensor()) continue;
+      t.shape.reset();
+      v->setType(t);
+    }
+    NNC_RETURN_IF_ERROR(
+        shape_inference->infer(model).withContext("re-inferring shapes after pruning"));
   }
-  NNC_RETURN_IF_ERROR(inferShapes(model).withContext("re-inferring shapes after pruning"));
   NNC_RETURN_IF_ERROR(verifyModel(model).withContext("graph invalid after pruning"));
   // The CLI checked the input's parameters on load: a mismatch now is our own doing.
   if (Status s = checkChannelParameters(model); !s.isOk())

@@ -29,4 +29,13 @@ struct PlanCost {
 PlanCost planCost(const Model& model, const ChannelAnalysis& analysis,
                   const std::vector<GroupKeep>& plan);
 
+// An activation axis a plan shrinks: what surgery applies to the value types itself.
+struct ShrunkAxis {
+  const Value* value = nullptr;
+  int axis = 0;
+  int64_t removed = 0;  // member indices removed (channels times the mapping's repeat)
+};
+std::vector<ShrunkAxis> shrunkActivations(const ChannelAnalysis& analysis,
+                                          const std::vector<GroupKeep>& plan);
+
 }  // namespace nnc

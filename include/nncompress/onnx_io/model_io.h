@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nncompress/ir/graph.h"
+#include "nncompress/ir/shape_inference.h"
 
 namespace nnc {
 
@@ -102,5 +103,9 @@ Status checkShapeInputs(const Model& model);
 
 // Re-runs ONNX shape inference on the IR (after a rewrite) and updates value types.
 Status inferShapes(Model& model);
+
+// inferShapes as the IR's ShapeInference interface (for prune/ and pipeline/, which do not
+// include onnx_io; the CLI hands this in).
+const ShapeInference& onnxShapeInference();
 
 }  // namespace nnc
