@@ -7,7 +7,8 @@
 # for this build and a baseline build (default: commit c1ef808, the commit before the issue,
 # built from `git archive` under build/baseline-c1ef808/). Prints a markdown table of medians
 # over RUNS runs with ratios, then checks that both builds wrote byte-identical models.
-#   bench/lean_core.sh [--baseline BINARY] [--model RESNET50.onnx] [--runs N] [--skip-compress]
+#   bench/lean_core.sh [--baseline BINARY] [--model RESNET50.onnx] [--runs N] [--compress-runs N]
+#                      [--skip-compress]
 # Targets (issue 13): prune --ratio 0.5 <= 1.3x convert's time and peak RSS <= 1.5x the file size;
 # --target-macs 0.5 <= 1.5x convert; compress >= 2x faster than the baseline, same output.
 set -euo pipefail
@@ -16,12 +17,14 @@ baseline_commit=c1ef808
 baseline=""
 model=/work/tv/resnet50.onnx
 runs=3
+compress_runs=1
 skip_compress=0
 while [ $# -gt 0 ]; do
   case $1 in
     --baseline) baseline=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
+    --compress-runs) compress_runs=$2; shift 2 ;;
     --skip-compress) skip_compress=1; shift ;;
     *) echo "usage: $0 [--baseline BINARY] [--model M.onnx] [--runs N] [--skip-compress]" >&2; exit 2 ;;
   esac
@@ -66,8 +69,8 @@ for build in new base; do
   measure "$build" convert convert.onnx "$b" -q convert "$model"
   measure "$build" ratio ratio.onnx "$b" -q prune "$model" --ratio 0.5 --method l1
   measure "$build" macs macs.onnx "$b" -q prune "$model" --target-macs 0.5 --method l1
-  [ "$skip_compress" = 1 ] || measure "$build" compress compress.onnx "$b" -q compress \
-    "${compress_args[@]}"
+  [ "$skip_compress" = 1 ] || runs=$compress_runs measure "$build" compress compress.onnx "$b" -q \
+    compress "${compress_args[@]}"
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
