@@ -6,11 +6,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
 
 #include "nncompress/analysis/model_stats.h"
+#include "nncompress/analysis/plan_cost.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/allocation.h"
+#include "nncompress/prune/surgery.h"
 #include "ort_util.h"
 
 namespace nnc {
@@ -25,6 +30,55 @@ Model loadFixture(const std::string& name) {
   auto m = loadModel(sourcePath("models/" + name + ".onnx"));
   EXPECT_TRUE(m.isOk()) << m.status().toString();
   return std::move(m).value();
+}
+
+// planCost (no surgery) against what surgery + computeModelStats give: every prunable group
+// alone at half its channels, then all of them at random widths. More models (e.g. torchvision
+// exports) can be named in NNC_PLAN_COST_MODELS, separated by ':'.
+void expectPlanCostMatchesSurgery(const Model& model, const std::string& label) {
+  const ChannelAnalysis analysis = analyzeChannels(model);
+  std::vector<std::vector<GroupKeep>> plans = {{}};
+  std::mt19937 rng(7);
+  std::vector<GroupKeep> random_plan;
+  for (const ChannelGroup& g : analysis.groups) {
+    if (!g.prunable || g.channels < 2) continue;
+    std::vector<int64_t> half;
+    for (int64_t c = 0; c < g.channels; c += 2) half.push_back(c);
+    plans.push_back({{g.id, half}});
+    std::vector<int64_t> keep;
+    for (int64_t c = 0; c < g.channels; ++c)
+      if (rng() % 3 != 0) keep.push_back(c);
+    if (keep.empty()) keep.push_back(g.channels - 1);
+    random_plan.push_back({g.id, keep});
+  }
+  plans.push_back(random_plan);
+  for (size_t i = 0; i < plans.size(); ++i) {
+    Model copy = model.clone();
+    const ChannelAnalysis copy_analysis = analyzeChannels(copy);
+    ASSERT_TRUE(applyChannelPruning(copy, copy_analysis, plans[i]).isOk())
+        << label << " plan " << i;
+    const ModelStats after = computeModelStats(*copy.graph);
+    const PlanCost cost = planCost(model, analysis, plans[i]);
+    int64_t bytes = 0;
+    for (const auto& [dtype, b] : after.weight_bytes_by_dtype) bytes += b;
+    EXPECT_EQ(cost.macs, after.macs) << label << " plan " << i;
+    EXPECT_EQ(cost.params, after.params) << label << " plan " << i;
+    EXPECT_EQ(cost.weight_bytes, bytes) << label << " plan " << i;
+  }
+}
+
+TEST(PlanCostTest, MatchesSurgeryOnEveryFixture) {
+  for (const char* name : {"resnet", "vgg_bn", "densenet", "mobilenetv2", "flatten_head"})
+    expectPlanCostMatchesSurgery(loadFixture(name), name);
+  if (const char* more = std::getenv("NNC_PLAN_COST_MODELS")) {
+    std::stringstream list(more);
+    std::string path;
+    while (std::getline(list, path, ':')) {
+      auto m = loadModel(path);
+      ASSERT_TRUE(m.isOk()) << m.status().toString();
+      expectPlanCostMatchesSurgery(*m, path);
+    }
+  }
 }
 
 int64_t keptOf(const AllocationResult& r, const ChannelGroup& g) {

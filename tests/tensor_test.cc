@@ -15,6 +15,26 @@ TEST(TensorTest, FromBytesChecksSize) {
   EXPECT_FALSE(Tensor::fromBytes(DType::kInt4, {3}, std::string(3, '\0')).isOk());
 }
 
+TEST(TensorTest, CopiesShareBytesUntilWritten) {
+  const Tensor original = Tensor::fromVector<float>({3}, {1.f, 2.f, 3.f});
+  EXPECT_FALSE(original.sharesBytes());
+  Tensor copy = original;
+  EXPECT_TRUE(copy.sharesBytes());
+  EXPECT_EQ(copy.bytes().data(), original.bytes().data());
+  copy.mutableData<float>()[1] = 20.f;  // the writer gets its own bytes
+  EXPECT_FALSE(copy.sharesBytes());
+  EXPECT_FALSE(original.sharesBytes());
+  EXPECT_EQ(original.data<float>()[1], 2.f);
+  EXPECT_EQ(copy.data<float>()[1], 20.f);
+  Tensor third = original;
+  const std::string released = third.releaseBytes();  // shared: a copy, the original keeps its own
+  EXPECT_EQ(released, original.bytes());
+  EXPECT_EQ(third.byteSize(), 0u);
+  Tensor empty;
+  EXPECT_EQ(empty.byteSize(), 0u);
+  EXPECT_TRUE(empty.bytes().empty());
+}
+
 TEST(TensorTest, GatherAlongEachAxis) {
   // 2 x 3 x 2, values 0..11.
   std::vector<float> v(12);

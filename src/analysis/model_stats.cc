@@ -14,60 +14,54 @@ int64_t product(const Shape& s, size_t from = 0) {
   return p;
 }
 
-std::optional<Shape> inputShape(const Node& n, size_t i) {
-  const Value* v = n.input(i);
-  if (!v) return std::nullopt;
-  return oneSampleShape(*v);
-}
-std::optional<Shape> outputShape(const Node& n, size_t i = 0) {
-  const Value* v = n.output(i);
-  if (!v) return std::nullopt;
-  return oneSampleShape(*v);
+const ShapeSource& modelShapes() {
+  static const ShapeSource shapes;
+  return shapes;
 }
 
 // out_elements * (weight elements / C_out): every output element reads one filter slice.
-std::optional<int64_t> convMacs(const Node& n, size_t weight_index) {
-  auto w = inputShape(n, weight_index);
-  auto y = outputShape(n);
+std::optional<int64_t> convMacs(const Node& n, const ShapeSource& s, size_t weight_index) {
+  auto w = s.input(n, weight_index);
+  auto y = s.output(n, 0);
   if (!w || !y || w->empty() || (*w)[0] == 0) return std::nullopt;
   return product(*y) * (product(*w) / (*w)[0]);
 }
 
 // in_elements * (weight elements / C_in): every input element scatters one filter slice.
-std::optional<int64_t> convTransposeMacs(const Node& n) {
-  auto w = inputShape(n, 1);
-  auto x = inputShape(n, 0);
+std::optional<int64_t> convTransposeMacs(const Node& n, const ShapeSource& s) {
+  auto w = s.input(n, 1);
+  auto x = s.input(n, 0);
   if (!w || !x || w->empty() || (*w)[0] == 0) return std::nullopt;
   return product(*x) * (product(*w) / (*w)[0]);
 }
 
-std::optional<int64_t> gemmMacs(const Node& n) {
-  auto a = inputShape(n, 0);
-  auto y = outputShape(n);
+std::optional<int64_t> gemmMacs(const Node& n, const ShapeSource& s) {
+  auto a = s.input(n, 0);
+  auto y = s.output(n, 0);
   if (!a || !y || a->size() != 2) return std::nullopt;
   const int64_t k = n.intAttr("transA", 0) ? (*a)[0] : (*a)[1];
   return product(*y) * k;
 }
 
-std::optional<int64_t> matmulMacs(const Node& n, size_t a_index) {
-  auto a = inputShape(n, a_index);
-  auto y = outputShape(n);
+std::optional<int64_t> matmulMacs(const Node& n, const ShapeSource& s, size_t a_index) {
+  auto a = s.input(n, a_index);
+  auto y = s.output(n, 0);
   if (!a || !y || a->empty()) return std::nullopt;
   return product(*y) * a->back();
 }
 
-using MacRule = std::function<std::optional<int64_t>(const Node&)>;
+using MacRule = std::function<std::optional<int64_t>(const Node&, const ShapeSource&)>;
 
 const std::unordered_map<std::string, MacRule>& macRules() {
   static const std::unordered_map<std::string, MacRule> rules = {
-      {"Conv", [](const Node& n) { return convMacs(n, 1); }},
-      {"ConvInteger", [](const Node& n) { return convMacs(n, 1); }},
-      {"QLinearConv", [](const Node& n) { return convMacs(n, 3); }},
+      {"Conv", [](const Node& n, const ShapeSource& s) { return convMacs(n, s, 1); }},
+      {"ConvInteger", [](const Node& n, const ShapeSource& s) { return convMacs(n, s, 1); }},
+      {"QLinearConv", [](const Node& n, const ShapeSource& s) { return convMacs(n, s, 3); }},
       {"ConvTranspose", convTransposeMacs},
       {"Gemm", gemmMacs},
-      {"MatMul", [](const Node& n) { return matmulMacs(n, 0); }},
-      {"MatMulInteger", [](const Node& n) { return matmulMacs(n, 0); }},
-      {"QLinearMatMul", [](const Node& n) { return matmulMacs(n, 0); }},
+      {"MatMul", [](const Node& n, const ShapeSource& s) { return matmulMacs(n, s, 0); }},
+      {"MatMulInteger", [](const Node& n, const ShapeSource& s) { return matmulMacs(n, s, 0); }},
+      {"QLinearMatMul", [](const Node& n, const ShapeSource& s) { return matmulMacs(n, s, 0); }},
   };
   return rules;
 }
@@ -113,14 +107,14 @@ const std::unordered_map<std::string, std::vector<size_t>>& settingInputs() {
   return table;
 }
 
+}  // namespace
+
 bool isSettingInput(const Node& n, size_t index) {
   if (!n.isDefaultDomain()) return false;
   auto it = settingInputs().find(n.opType());
   if (it == settingInputs().end()) return false;
   return std::find(it->second.begin(), it->second.end(), index) != it->second.end();
 }
-
-}  // namespace
 
 bool isWeightTensor(const Tensor& t) {
   return t.dtype() != DType::kInt64 && t.dtype() != DType::kBool && t.dtype() != DType::kString &&
@@ -136,13 +130,25 @@ std::optional<Shape> oneSampleShape(const Value& value) {
   return s;
 }
 
-std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule) {
+std::optional<Shape> ShapeSource::input(const Node& node, size_t i) const {
+  const Value* v = node.input(i);
+  if (!v) return std::nullopt;
+  return oneSampleShape(*v);
+}
+
+std::optional<Shape> ShapeSource::output(const Node& node, size_t i) const {
+  const Value* v = node.output(i);
+  if (!v) return std::nullopt;
+  return oneSampleShape(*v);
+}
+
+std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule, const ShapeSource* shapes) {
   if (has_rule) *has_rule = false;
   if (!node.isDefaultDomain()) return std::nullopt;
   auto it = macRules().find(node.opType());
   if (it == macRules().end()) return std::nullopt;
   if (has_rule) *has_rule = true;
-  return it->second(node);
+  return it->second(node, shapes ? *shapes : modelShapes());
 }
 
 ModelStats computeModelStats(const Graph& graph) {

@@ -211,6 +211,10 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.calib_method = o.calib_method;
   setup.exclude = o.exclude;
   setup.keep_names = o.keep_names;
+  setup.serialized_size = [](const Model& m) -> StatusOr<int64_t> {
+    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
+    return static_cast<int64_t>(bytes.size());
+  };
   const char* quality_name = labels ? "accuracy" : "agreement";
   // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
   std::unique_ptr<Progress> progress;

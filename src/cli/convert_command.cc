@@ -85,8 +85,10 @@ WrittenModel::~WrittenModel() {
 }
 
 Status WrittenModel::write(Model& model, const LoadedModelInfo& input, const Model* reference,
-                           const SaveOptions& options) {
-  NNC_RETURN_IF_ERROR(writeOutputModel(model, path_, input, reference, options));
+                           const SaveOptions& options,
+                           std::function<StatusOr<Model>()> load_reference) {
+  NNC_RETURN_IF_ERROR(
+      writeOutputModel(model, path_, input, reference, options, std::move(load_reference)));
   written_ = true;
   return Status::ok();
 }
@@ -109,9 +111,11 @@ StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModel
 }
 
 Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
-                        const Model* reference, const SaveOptions& options) {
+                        const Model* reference, const SaveOptions& options,
+                        std::function<StatusOr<Model>()> load_reference) {
   WriteGateOptions gate;
   gate.reference = reference;
+  gate.load_reference = std::move(load_reference);
   Status written = writeValidatedModel(model, path, options, gate);
   if (written.code() == StatusCode::kInternal && !input.strict_finding.empty())
     written = invalidModel(written.message() + " (the input was invalid: " + input.strict_finding +

@@ -210,8 +210,17 @@ Status runPrune(const PruneOptions& o) {
 
   Totals after = totalsOf(pruned, 0);
   const std::vector<LayerChannels> channel_rows = layerChannels(model, pruned);
+  // The input's weights are not needed any more (peak memory): the write gate reloads the file
+  // in the rare case it needs the model the output was made from.
+  model = Model{};
+  auto reload = [&]() -> StatusOr<Model> {
+    LoadedModelInfo info;
+    NNC_ASSIGN_OR_RETURN(Model reference, loadInputModel(o.model_path, o.strict, &info));
+    demoteInitializerInputs(reference);
+    return reference;
+  };
   WrittenModel output(o.output_path);
-  NNC_RETURN_IF_ERROR(output.write(pruned, load_info, &model));
+  NNC_RETURN_IF_ERROR(output.write(pruned, load_info, nullptr, {}, reload));
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
 

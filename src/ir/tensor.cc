@@ -29,7 +29,7 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
   if (dtype_ == DType::kString) {
     strings_.resize(numel_);
   } else {
-    bytes_.assign(storageBytes(dtype_, numel_), '\0');
+    bytes_ = std::make_shared<std::string>(storageBytes(dtype_, numel_), '\0');
   }
 }
 
@@ -48,8 +48,29 @@ StatusOr<Tensor> Tensor::fromBytes(DType dtype, Shape shape, std::string bytes) 
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.numel_ = n;
-  t.bytes_ = std::move(bytes);
+  t.bytes_ = std::make_shared<std::string>(std::move(bytes));
   return t;
+}
+
+const std::string& Tensor::emptyBytes() {
+  static const std::string empty;
+  return empty;
+}
+
+std::string& Tensor::mutableBytes() {
+  if (!bytes_) {
+    bytes_ = std::make_shared<std::string>();
+  } else if (bytes_.use_count() > 1) {
+    bytes_ = std::make_shared<std::string>(*bytes_);
+  }
+  return *bytes_;
+}
+
+std::string Tensor::releaseBytes() {
+  if (!bytes_) return {};
+  std::string out = bytes_.use_count() > 1 ? *bytes_ : std::move(*bytes_);
+  bytes_.reset();
+  return out;
 }
 
 Tensor Tensor::fromStrings(Shape shape, std::vector<std::string> strings) {
@@ -119,38 +140,38 @@ double Tensor::elementAsDouble(int64_t i) const {
   NNC_CHECK(i >= 0 && i < numel_, "element index out of range");
   switch (dtype_) {
     case DType::kFloat32:
-      return load<float>(bytes_, i);
+      return load<float>(bytes(), i);
     case DType::kFloat64:
-      return load<double>(bytes_, i);
+      return load<double>(bytes(), i);
     case DType::kFloat16:
-      return halfToFloat(load<uint16_t>(bytes_, i));
+      return halfToFloat(load<uint16_t>(bytes(), i));
     case DType::kBFloat16: {
-      const uint32_t bits = static_cast<uint32_t>(load<uint16_t>(bytes_, i)) << 16;
+      const uint32_t bits = static_cast<uint32_t>(load<uint16_t>(bytes(), i)) << 16;
       float f;
       std::memcpy(&f, &bits, 4);
       return f;
     }
     case DType::kUInt8:
     case DType::kBool:
-      return load<uint8_t>(bytes_, i);
+      return load<uint8_t>(bytes(), i);
     case DType::kInt8:
-      return load<int8_t>(bytes_, i);
+      return load<int8_t>(bytes(), i);
     case DType::kUInt16:
-      return load<uint16_t>(bytes_, i);
+      return load<uint16_t>(bytes(), i);
     case DType::kInt16:
-      return load<int16_t>(bytes_, i);
+      return load<int16_t>(bytes(), i);
     case DType::kInt32:
-      return load<int32_t>(bytes_, i);
+      return load<int32_t>(bytes(), i);
     case DType::kUInt32:
-      return load<uint32_t>(bytes_, i);
+      return load<uint32_t>(bytes(), i);
     case DType::kInt64:
-      return static_cast<double>(load<int64_t>(bytes_, i));
+      return static_cast<double>(load<int64_t>(bytes(), i));
     case DType::kUInt64:
-      return static_cast<double>(load<uint64_t>(bytes_, i));
+      return static_cast<double>(load<uint64_t>(bytes(), i));
     case DType::kInt4:
-      return packedNibble(bytes_, i, true);
+      return packedNibble(bytes(), i, true);
     case DType::kUInt4:
-      return packedNibble(bytes_, i, false);
+      return packedNibble(bytes(), i, false);
     default:
       NNC_CHECK(false, std::string("elementAsDouble on ") + dtypeName(dtype_));
   }
@@ -160,9 +181,9 @@ std::vector<int64_t> Tensor::toInt64Vector() const {
   std::vector<int64_t> out(numel_);
   for (int64_t i = 0; i < numel_; ++i) {
     if (dtype_ == DType::kInt64) {
-      out[i] = load<int64_t>(bytes_, i);
+      out[i] = load<int64_t>(bytes(), i);
     } else if (dtype_ == DType::kUInt64) {
-      out[i] = static_cast<int64_t>(load<uint64_t>(bytes_, i));
+      out[i] = static_cast<int64_t>(load<uint64_t>(bytes(), i));
     } else {
       out[i] = static_cast<int64_t>(elementAsDouble(i));
     }
@@ -196,20 +217,22 @@ StatusOr<Tensor> Tensor::gather(int axis, std::span<const int64_t> keep) const {
     return out;
   }
   const int bits = dtypeBits(dtype_);
+  const std::string& from = bytes();
+  std::string& to = out.mutableBytes();
   if (bits % 8 == 0) {
     const size_t block = static_cast<size_t>(inner) * (bits / 8);
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t j = 0; j < kept; ++j)
-        std::memcpy(out.bytes_.data() + (o * kept + j) * block,
-                    bytes_.data() + (o * extent + keep[j]) * block, block);
+        std::memcpy(to.data() + (o * kept + j) * block,
+                    from.data() + (o * extent + keep[j]) * block, block);
     return out;
   }
   // Packed 4-bit: element by element.
   for (int64_t o = 0; o < outer; ++o)
     for (int64_t j = 0; j < kept; ++j)
       for (int64_t i = 0; i < inner; ++i)
-        setPackedNibble(out.bytes_, (o * kept + j) * inner + i,
-                        packedNibble(bytes_, (o * extent + keep[j]) * inner + i, false));
+        setPackedNibble(to, (o * kept + j) * inner + i,
+                        packedNibble(from, (o * extent + keep[j]) * inner + i, false));
   return out;
 }
 

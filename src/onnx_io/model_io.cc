@@ -198,15 +198,7 @@ StatusOr<std::string> serializeModel(const Model& model) {
   return out;
 }
 
-StatusOr<Model> cloneModel(const Model& model) {
-  NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(model));
-  LoadOptions options;
-  options.infer_shapes = false;  // the original's types are copied below, inference is not redone
-  NNC_ASSIGN_OR_RETURN(Model copy, parseModel(bytes, {}, options));
-  for (const auto& value : copy.graph->values())
-    if (const Value* from = model.graph->findValue(value->name())) value->setType(from->type());
-  return copy;
-}
+StatusOr<Model> cloneModel(const Model& model) { return model.clone(); }
 
 Status checkModelFile(const std::filesystem::path& path) {
   try {
@@ -482,6 +474,15 @@ Status inferShapes(Model& model) {
     folded = std::move(next);
   }
   return Status::ok();
+}
+
+const ShapeInference& onnxShapeInference() {
+  class OnnxShapeInference : public ShapeInference {
+   public:
+    Status infer(Model& model) const override { return inferShapes(model); }
+  };
+  static const OnnxShapeInference inference;
+  return inference;
 }
 
 }  // namespace nnc

@@ -8,7 +8,6 @@
 #include <optional>
 
 #include "nncompress/analysis/channel_groups.h"
-#include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/evaluate.h"
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
@@ -95,7 +94,7 @@ quant::QuantizeOptions quantizeOptions(const CompressSetup& s, const BitPlan& bi
 }
 
 StatusOr<Model> foldedCopy(const Model& model) {
-  NNC_ASSIGN_OR_RETURN(Model copy, cloneModel(model));
+  Model copy = model.clone();
   NNC_ASSIGN_OR_RETURN(auto folded, quant::foldBatchNorms(*copy.graph));
   (void)folded;
   return copy;
@@ -115,7 +114,7 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
   const CompressSetup& s = state.setup;
   const size_t key = fingerprint(model);
   NNC_ASSIGN_OR_RETURN(const Model* folded, foldedOf(state, model, key));
-  NNC_ASSIGN_OR_RETURN(Model q, cloneModel(*folded));
+  Model q = folded->clone();
   const quant::QuantizeOptions qo = quantizeOptions(s, bits);
   NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*q.graph, qo));
   auto cached = state.ranges_by_model.find(key);
@@ -143,7 +142,7 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
 }  // namespace
 
 StatusOr<Model> exportedForm(const Model& model, bool keep_names) {
-  NNC_ASSIGN_OR_RETURN(Model out, cloneModel(model));
+  Model out = model.clone();
   quant::CompactOptions options;
   options.keep_names = keep_names;
   options.float16_storage = false;  // the accuracy compress measured must be the file's
@@ -152,8 +151,9 @@ StatusOr<Model> exportedForm(const Model& model, bool keep_names) {
 }
 
 StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
-  if (!setup.original || !setup.eval_data || !setup.calib_data)
-    return invalidArgument("compress needs a model, evaluation data and calibration data");
+  if (!setup.original || !setup.eval_data || !setup.calib_data || !setup.serialized_size)
+    return invalidArgument(
+        "compress needs a model, evaluation data, calibration data and a serializer");
   auto state = std::make_shared<State>();
   state->setup = setup;
   if (!setup.labels) {
@@ -169,10 +169,10 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
     a.quick_quality = [state](const Model& m) {
       return measureQuality(*state, m, state->setup.quick_size);
     };
-  a.size = [keep_names = setup.keep_names](const Model& m) -> StatusOr<int64_t> {
+  a.size = [keep_names = setup.keep_names,
+            size = setup.serialized_size](const Model& m) -> StatusOr<int64_t> {
     NNC_ASSIGN_OR_RETURN(Model exported, exportedForm(m, keep_names));
-    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(exported));
-    return static_cast<int64_t>(bytes.size());
+    return size(exported);
   };
   a.prune = [state](const Model& m, double fraction) {
     return pruneAndRecover(*state, m, fraction);

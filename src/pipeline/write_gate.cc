@@ -112,19 +112,34 @@ std::optional<std::vector<Tensor>> referenceOutputs(const Model* reference,
 // The sample is ours (unknown dims, and the values of every input, shape tensors included), so
 // what goes wrong on it is a finding only if the model the output was made from does not show
 // the same on the same sample: it fails too, gives the same output shape, or non-finite values.
+struct ReferenceSource {
+  const Model* model = nullptr;
+  std::function<StatusOr<Model>()> load;  // when model is null
+  bool given() const { return model != nullptr || static_cast<bool>(load); }
+};
+
 class ReferenceRun {
  public:
-  ReferenceRun(const Model* reference, std::vector<Tensor> inputs)
+  ReferenceRun(const ReferenceSource& reference, std::vector<Tensor> inputs)
       : reference_(reference), inputs_(std::move(inputs)) {}
-  bool given() const { return reference_ != nullptr; }
+  bool given() const { return reference_.given(); }
   // The reference's outputs on the same sample (run once, on first use); nullptr if it fails.
   const std::vector<Tensor>* outputs() {
-    if (!ran_) outputs_ = referenceOutputs(reference_, std::move(inputs_)), ran_ = true;
+    if (ran_) return outputs_ ? &*outputs_ : nullptr;
+    ran_ = true;
+    const Model* model = reference_.model;
+    if (!model && reference_.load) {
+      auto loaded = reference_.load();
+      if (loaded.isOk()) loaded_ = std::move(loaded).value();
+      model = loaded_ ? &*loaded_ : nullptr;
+    }
+    outputs_ = referenceOutputs(model, std::move(inputs_));
     return outputs_ ? &*outputs_ : nullptr;
   }
 
  private:
-  const Model* reference_;
+  ReferenceSource reference_;
+  std::optional<Model> loaded_;
   std::vector<Tensor> inputs_;
   bool ran_ = false;
   std::optional<std::vector<Tensor>> outputs_;
@@ -168,7 +183,7 @@ Status checkSampleOutput(const Value& v, const Tensor& got, size_t i, ReferenceR
   return Status::ok();
 }
 
-Status runSample(const Model& model, const Model* reference, WriteGateReport& report) {
+Status runSample(const Model& model, const ReferenceSource& reference, WriteGateReport& report) {
   std::string why_not;
   // Unfused: the fused plan folds BatchNorms into copies of the conv weights (peak memory).
   exec::ExecutorOptions options;
@@ -181,7 +196,7 @@ Status runSample(const Model& model, const Model* reference, WriteGateReport& re
     report.notes.push_back("no sample run: " + why_not);
     return Status::ok();
   }
-  ReferenceRun ref(reference, reference ? inputs : std::vector<Tensor>{});  // small: one sample
+  ReferenceRun ref(reference, reference.given() ? inputs : std::vector<Tensor>{});  // one sample
   auto outputs = executor->run(std::move(inputs));
   if (!outputs.isOk()) {
     // The sample may be a bad choice (a pooling window larger than the input, a shape tensor
@@ -234,9 +249,9 @@ Status convertModelOpset(Model& model, int64_t target) {
   return convertOpset(model, target);
 }
 
-Status checkModelBeforeWrite(const Model& model, const Model* reference, WriteGateReport* report) {
-  WriteGateReport local;
-  WriteGateReport& r = report ? *report : local;
+namespace {
+
+Status checkBeforeWrite(const Model& model, const ReferenceSource& reference, WriteGateReport& r) {
   const auto start = std::chrono::steady_clock::now();
   auto gateError = [](const Status& s) { return internalError("validation gate: " + s.message()); };
   if (Status s = checkShapeInputs(model); !s.isOk()) return gateError(s);
@@ -252,6 +267,13 @@ Status checkModelBeforeWrite(const Model& model, const Model* reference, WriteGa
   return Status::ok();
 }
 
+}  // namespace
+
+Status checkModelBeforeWrite(const Model& model, const Model* reference, WriteGateReport* report) {
+  WriteGateReport local;
+  return checkBeforeWrite(model, {reference, {}}, report ? *report : local);
+}
+
 Status writeValidatedModel(Model& model, const std::filesystem::path& path,
                            const SaveOptions& options, const WriteGateOptions& gate,
                            WriteGateReport* report) {
@@ -259,7 +281,7 @@ Status writeValidatedModel(Model& model, const std::filesystem::path& path,
   WriteGateReport& r = report ? *report : local;
   const int64_t opset = model.opsetVersion("");
   if (opset > 0) model.ir_version = std::max(model.ir_version, irVersionForOpset(opset));
-  NNC_RETURN_IF_ERROR(checkModelBeforeWrite(model, gate.reference, &r));
+  NNC_RETURN_IF_ERROR(checkBeforeWrite(model, {gate.reference, gate.load_reference}, r));
   SaveOptions save = options;
   save.validate = true;
   save.validation_notes = &r.notes;

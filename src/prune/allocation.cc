@@ -6,7 +6,6 @@
 
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/exec/executor.h"
-#include "nncompress/onnx_io/model_io.h"
 
 namespace nnc {
 namespace {
@@ -118,13 +117,10 @@ int64_t roundKeep(int64_t keep, int64_t channels, int64_t round_to) {
   return std::clamp<int64_t>(keep, 1, channels);
 }
 
-StatusOr<std::pair<int64_t, int64_t>> paramsAndMacsAfter(const Model& model,
-                                                         const std::vector<GroupKeep>& plan) {
-  NNC_ASSIGN_OR_RETURN(Model copy, cloneModel(model));
-  const ChannelAnalysis a = analyzeChannels(copy);
-  NNC_RETURN_IF_ERROR(applyChannelPruning(copy, a, plan));
-  const ModelStats s = computeModelStats(*copy.graph);
-  return std::make_pair(s.params, s.macs);
+std::pair<int64_t, int64_t> paramsAndMacsAfter(const Model& model, const ChannelAnalysis& analysis,
+                                               const std::vector<GroupKeep>& plan) {
+  const PlanCost cost = planCost(model, analysis, plan);
+  return {cost.params, cost.macs};
 }
 
 StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAnalysis& analysis,
@@ -225,7 +221,7 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
         if (keep >= previous_keep) continue;
         previous_keep = keep;
         const double actual = double(c - keep) / c;
-        NNC_ASSIGN_OR_RETURN(Model trial, cloneModel(model));
+        Model trial = model.clone();
         const ChannelAnalysis ta = analyzeChannels(trial);
         NNC_RETURN_IF_ERROR(
             applyChannelPruning(trial, ta, {{s.group->id, topChannels(s.scores, keep)}}));
@@ -304,7 +300,7 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
   auto measure = [&](const KeepCounts& k) -> StatusOr<std::pair<int64_t, int64_t>> {
     auto it = measured.find(k);
     if (it != measured.end()) return it->second;
-    NNC_ASSIGN_OR_RETURN(auto pm, paramsAndMacsAfter(model, planFor(groups, k)));
+    const auto pm = paramsAndMacsAfter(model, analysis, planFor(groups, k));
     measured[k] = pm;
     return pm;
   };

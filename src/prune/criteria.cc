@@ -18,7 +18,10 @@ bool isWeightMember(const GroupMember& m) {
 
 // The slice of member `m` that belongs to each group channel, flattened (all the member indices
 // the channel maps to, in order).
-std::vector<std::vector<float>> memberSlices(const GroupMember& m, int64_t channels) {
+// Visits the same elements in the same order without copying them: fn(c, row, length) per
+// contiguous row of channel c's slice.
+template <typename Fn>
+void forEachSliceRow(const GroupMember& m, int64_t channels, Fn fn) {
   const Tensor& t = *m.value->constantData();
   const auto data = t.data<float>();
   const Shape& s = t.shape();
@@ -26,13 +29,16 @@ std::vector<std::vector<float>> memberSlices(const GroupMember& m, int64_t chann
   for (int a = 0; a < m.axis; ++a) outer *= s[a];
   for (int a = m.axis + 1; a < t.rank(); ++a) inner *= s[a];
   const int64_t extent = s[m.axis];
-  std::vector<std::vector<float>> out(channels);
   for (int64_t c = 0; c < channels; ++c)
     for (int64_t idx : m.mapping.indices({c}))
-      for (int64_t o = 0; o < outer; ++o) {
-        const float* row = data.data() + (o * extent + idx) * inner;
-        out[c].insert(out[c].end(), row, row + inner);
-      }
+      for (int64_t o = 0; o < outer; ++o) fn(c, data.data() + (o * extent + idx) * inner, inner);
+}
+
+std::vector<std::vector<float>> memberSlices(const GroupMember& m, int64_t channels) {
+  std::vector<std::vector<float>> out(channels);
+  forEachSliceRow(m, channels, [&](int64_t c, const float* row, int64_t length) {
+    out[c].insert(out[c].end(), row, row + length);
+  });
   return out;
 }
 
@@ -87,11 +93,14 @@ class NormCriterion : public Criterion {
     for (const GroupMember& m : g.members) {
       if (!isWeightMember(m)) continue;
       std::vector<double> member(g.channels, 0.0);
-      const auto slices = memberSlices(m, g.channels);
-      for (int64_t c = 0; c < g.channels; ++c) {
-        for (float x : slices[c]) member[c] += p_ == 1 ? std::abs(x) : double(x) * x;
-        if (p_ == 2) member[c] = std::sqrt(member[c]);
-      }
+      forEachSliceRow(m, g.channels, [&](int64_t c, const float* row, int64_t length) {
+        double sum = member[c];  // one running sum per channel, in element order
+        for (int64_t i = 0; i < length; ++i)
+          sum += p_ == 1 ? std::abs(row[i]) : double(row[i]) * row[i];
+        member[c] = sum;
+      });
+      if (p_ == 2)
+        for (double& v : member) v = std::sqrt(v);
       addNormalisedByMean(total, member);
     }
     return total;

@@ -6,7 +6,6 @@
 #include <sstream>
 
 #include "nncompress/analysis/model_stats.h"
-#include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/feature_stats.h"
 #include "nncompress/prune/surgery.h"
 
@@ -43,7 +42,7 @@ StatusOr<PruneStepResult> pruneStep(const Model& model, const ChannelAnalysis& a
   NNC_ASSIGN_OR_RETURN(
       AllocationResult allocation,
       allocateChannels(model, analysis, *criterion, options.allocation, options.calibration));
-  NNC_ASSIGN_OR_RETURN(Model pruned, cloneModel(model));
+  Model pruned = model.clone();
   PruneStepResult result{std::move(pruned), std::move(allocation), {}};
   const ChannelAnalysis pruned_analysis = analyzeChannels(result.pruned);
   if (options.merge) {
@@ -132,7 +131,7 @@ StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
   }
   const bool explicit_uniform_ratio = target.mode == AllocationMode::kUniform && target.ratio;
 
-  NNC_ASSIGN_OR_RETURN(Model current, cloneModel(original));
+  Model current = original.clone();
   bool all_met = true;
   for (int i = 1; i <= options.steps; ++i) {
     const ChannelAnalysis current_analysis = analyzeChannels(current);

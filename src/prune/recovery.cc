@@ -47,7 +47,6 @@
 #include "least_squares.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/ir/batch_norm.h"
-#include "nncompress/onnx_io/model_io.h"
 
 namespace nnc {
 namespace {
@@ -82,7 +81,7 @@ Status forEachBatch(const CalibrationSource& c,
 // else: a calibration pass stops at the layers it measures.
 StatusOr<Model> truncatedCopy(const Model& model, const std::vector<std::string>& outputs) {
   if (outputs.empty()) return internalError("truncatedCopy: no outputs");
-  NNC_ASSIGN_OR_RETURN(Model copy, cloneModel(model));
+  Model copy = model.clone();
   Graph& g = *copy.graph;
   std::vector<Value*> values;
   for (const std::string& name : outputs) {

@@ -3,9 +3,9 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "nncompress/ir/verify.h"
-#include "nncompress/onnx_io/model_io.h"
 
 namespace nnc {
 namespace {
@@ -46,6 +46,16 @@ std::vector<int64_t> droppedChannels(const ChannelGroup& g, const GroupKeep& k) 
   return dropped;
 }
 
+// Orders plan entries by node creation id, not by address: new initializers are added in this
+// order, and the written file must not depend on where the heap put the nodes.
+struct ByNodeId {
+  template <typename Key>
+  bool operator()(const Key& a, const Key& b) const {
+    return std::tuple(std::get<0>(a)->id(), a) < std::tuple(std::get<0>(b)->id(), b);
+  }
+  bool operator()(const Node* a, const Node* b) const { return a->id() < b->id(); }
+};
+
 // Everything surgery will change, computed before the model is touched.
 struct Plan {
   struct NewInput {
@@ -63,7 +73,7 @@ struct Plan {
 // one range per part), so each axis keeps everything no group removes.
 Status planWeights(const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps,
                    Plan& plan) {
-  std::map<std::pair<Node*, int>, std::map<int, std::set<int64_t>>> removed;
+  std::map<std::pair<Node*, int>, std::map<int, std::set<int64_t>>, ByNodeId> removed;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const std::vector<int64_t> dropped = droppedChannels(g, k);
@@ -108,8 +118,8 @@ Tensor shapeTensorLike(const Tensor& like, const std::vector<int64_t>& dims) {
 // channel counts. Several groups can shrink one literal (a Concat before a flatten).
 Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps,
                   Plan& plan) {
-  std::map<const Node*, int64_t> group_attr;
-  std::map<std::tuple<const Node*, int, int64_t>, int64_t> literal_delta;
+  std::map<const Node*, int64_t, ByNodeId> group_attr;
+  std::map<std::tuple<const Node*, int, int64_t>, int64_t, ByNodeId> literal_delta;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const int64_t removed = g.channels - static_cast<int64_t>(k.keep.size());
@@ -124,7 +134,7 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
   for (const auto& [n, removed] : group_attr)
     plan.group_attrs.push_back({const_cast<Node*>(n), n->intAttr("group", 1) - removed});
   // One new constant per (node, input), with every element's change.
-  std::map<std::pair<const Node*, int>, Tensor> literals;
+  std::map<std::pair<const Node*, int>, Tensor, ByNodeId> literals;
   for (const auto& [key, delta] : literal_delta) {
     auto [n, input, element] = key;
     auto it = literals.find({n, input});
@@ -193,10 +203,26 @@ class Transaction {
   bool committed_ = false;
 };
 
+// The new channel counts of the activations the plan shrinks (the other values keep their
+// types: no rule lets a pruned channel count reach a value outside its group).
+void shrinkActivationTypes(Graph& graph, const ChannelAnalysis& analysis,
+                           const std::vector<GroupKeep>& keeps) {
+  for (const ShrunkAxis& s : shrunkActivations(analysis, keeps)) {
+    Value* v = graph.findValue(s.value->name());
+    ValueType t = v->type();
+    if (!t.isTensor() || !t.shape || s.axis >= static_cast<int>(t.shape->size())) continue;
+    Dim& d = (*t.shape)[s.axis];
+    if (!d.isKnown()) continue;
+    d.value -= s.removed;
+    v->setType(std::move(t));
+  }
+}
+
 }  // namespace
 
 Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
-                           const std::vector<GroupKeep>& keeps) {
+                           const std::vector<GroupKeep>& keeps,
+                           const ShapeInference* shape_inference) {
   NNC_RETURN_IF_ERROR(validate(analysis, keeps));
   Graph& graph = *model.graph;
   Plan plan;
@@ -205,15 +231,18 @@ Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
 
   Transaction tx(graph);
   tx.apply(plan);
-  // Every intermediate shape is stale: forget them and infer again.
-  for (const auto& v : graph.values()) {
-    if (v->isGraphInput() || v->isInitializer() || v->isGraphOutput()) continue;
-    ValueType t = v->type();
-    if (!t.isTensor()) continue;
-    t.shape.reset();
-    v->setType(t);
+  shrinkActivationTypes(graph, analysis, keeps);
+  if (shape_inference) {  // re-derive every intermediate shape from scratch
+    for (const auto& v : graph.values()) {
+      if (v->isGraphInput() || v->isInitializer() || v->isGraphOutput()) continue;
+      ValueType t = v->type();
+      if (!t.isTensor()) continue;
+      t.shape.reset();
+      v->setType(t);
+    }
+    NNC_RETURN_IF_ERROR(
+        shape_inference->infer(model).withContext("re-inferring shapes after pruning"));
   }
-  NNC_RETURN_IF_ERROR(inferShapes(model).withContext("re-inferring shapes after pruning"));
   NNC_RETURN_IF_ERROR(verifyModel(model).withContext("graph invalid after pruning"));
   // The CLI checked the input's parameters on load: a mismatch now is our own doing.
   if (Status s = checkChannelParameters(model); !s.isOk())

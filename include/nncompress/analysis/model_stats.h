@@ -40,10 +40,22 @@ struct ModelStats {
 };
 
 bool isWeightTensor(const Tensor& tensor);
+// True when input `index` of `node` is a setting (Clip bounds, Pad values, Reshape shape, ...),
+// not a learnt weight: its tensor is not counted as parameters.
+bool isSettingInput(const Node& node, size_t index);
 // Shape with symbolic or unknown dims read as 1 (one sample); nullopt if rank is unknown.
 std::optional<Shape> oneSampleShape(const Value& value);
+// Where the MAC rules read a node's input and output shapes: by default the model's own
+// (oneSampleShape); analysis/plan_cost overrides them with the shapes a keep-plan would give.
+class ShapeSource {
+ public:
+  virtual ~ShapeSource() = default;
+  virtual std::optional<Shape> input(const Node& node, size_t i) const;
+  virtual std::optional<Shape> output(const Node& node, size_t i) const;
+};
 // MACs of one node, or nullopt if the op has no MAC rule or its shapes are unknown.
-std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule = nullptr);
+std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule = nullptr,
+                                const ShapeSource* shapes = nullptr);
 ModelStats computeModelStats(const Graph& graph);
 
 }  // namespace nnc

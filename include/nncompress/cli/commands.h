@@ -2,6 +2,7 @@
 // One function per subcommand, taking plain option structs (CLI11 stays in app.cc).
 
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <string>
@@ -58,7 +59,8 @@ class WrittenModel {
   WrittenModel& operator=(const WrittenModel&) = delete;
   // writeOutputModel to the path.
   Status write(Model& model, const LoadedModelInfo& input, const Model* reference,
-               const SaveOptions& options = {});
+               const SaveOptions& options = {},
+               std::function<StatusOr<Model>()> load_reference = {});
   // Every other output is written: the model stays.
   void keep() { kept_ = true; }
 
@@ -78,8 +80,10 @@ StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModel
 // Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
 // or exit 3 when the input already failed strict loading (--no-strict). Errors carry the path.
 // `reference`: the model the output was made from (see WriteGateOptions).
+// `load_reference`: when `reference` is null, loads it if the gate needs it.
 Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
-                        const Model* reference, const SaveOptions& options = {});
+                        const Model* reference, const SaveOptions& options = {},
+                        std::function<StatusOr<Model>()> load_reference = {});
 
 // Converts the model to `needed` when its opset is lower (ONNX's version converter), logging
 // it; `converted_from` receives the old opset then (0 when nothing was converted).

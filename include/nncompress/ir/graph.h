@@ -279,6 +279,11 @@ struct Model {
 
   // Opset version of a domain ("" and "ai.onnx" are the same), or -1 if not imported.
   int64_t opsetVersion(std::string_view domain = "") const;
+
+  // A copy that shares tensor bytes until written (copy-on-write) and is laid out as the model
+  // would be after a save and reload (src/ir/clone.cc). Subgraphs and functions are opaque and
+  // copied as they are.
+  Model clone() const;
 };
 
 // Initializers that are also listed as graph inputs (the IR < 4 convention: an input with a

@@ -1,9 +1,12 @@
 #pragma once
 // Tensor: a dense, row-major array of one dtype. Bytes live in a std::string so that tensor data
-// read from a file can be moved in and out of protobuf messages without a copy.
+// read from a file can be moved in and out of protobuf messages without a copy. Copies share the
+// bytes (copy-on-write): copying a tensor, or cloning a whole model, copies no tensor data until
+// one of the copies is written through mutableBytes() / mutableData().
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,7 +34,7 @@ class Tensor {
   static Tensor fromVector(Shape shape, const std::vector<T>& values) {
     Tensor t(DTypeOf<T>::value, std::move(shape));
     NNC_CHECK(static_cast<int64_t>(values.size()) == t.numel(), "fromVector: size mismatch");
-    if (!values.empty()) std::memcpy(t.bytes_.data(), values.data(), t.bytes_.size());
+    if (!values.empty()) std::memcpy(t.mutableBytes().data(), values.data(), t.byteSize());
     return t;
   }
 
@@ -40,12 +43,16 @@ class Tensor {
   int rank() const { return static_cast<int>(shape_.size()); }
   int64_t dim(int axis) const { return shape_.at(axis); }
   int64_t numel() const { return numel_; }
-  size_t byteSize() const { return bytes_.size(); }
+  size_t byteSize() const { return bytes().size(); }
 
-  const std::string& bytes() const { return bytes_; }
-  std::string& mutableBytes() { return bytes_; }
-  // Moves the storage out (leaves this tensor empty of data; for zero-copy export).
-  std::string releaseBytes() { return std::move(bytes_); }
+  const std::string& bytes() const { return bytes_ ? *bytes_ : emptyBytes(); }
+  // The bytes for writing: copied first when another tensor shares them.
+  std::string& mutableBytes();
+  // Moves the storage out (leaves this tensor empty of data; for zero-copy export). Copies when
+  // the bytes are shared.
+  std::string releaseBytes();
+  // True when another tensor (a copy, or a cloned model's) shares these bytes.
+  bool sharesBytes() const { return bytes_ && bytes_.use_count() > 1; }
   const std::vector<std::string>& strings() const { return strings_; }
 
   // Checked typed access: aborts (a bug) when T does not match dtype.
@@ -54,13 +61,13 @@ class Tensor {
     NNC_CHECK(DTypeOf<T>::value == dtype_ ||
                   (sizeof(T) == 2 && (dtype_ == DType::kFloat16 || dtype_ == DType::kBFloat16)),
               std::string("typed access as wrong dtype ") + dtypeName(dtype_));
-    return {reinterpret_cast<const T*>(bytes_.data()), static_cast<size_t>(numel_)};
+    return {reinterpret_cast<const T*>(bytes().data()), static_cast<size_t>(numel_)};
   }
   template <typename T>
   std::span<T> mutableData() {
     NNC_CHECK(DTypeOf<T>::value == dtype_,
               std::string("typed access as wrong dtype ") + dtypeName(dtype_));
-    return {reinterpret_cast<T*>(bytes_.data()), static_cast<size_t>(numel_)};
+    return {reinterpret_cast<T*>(mutableBytes().data()), static_cast<size_t>(numel_)};
   }
 
   // Element i as double, for any numeric dtype (slow; for tests, printing and small constants).
@@ -73,16 +80,18 @@ class Tensor {
   StatusOr<Tensor> gather(int axis, std::span<const int64_t> keep) const;
 
   bool operator==(const Tensor& other) const {
-    return dtype_ == other.dtype_ && shape_ == other.shape_ && bytes_ == other.bytes_ &&
+    return dtype_ == other.dtype_ && shape_ == other.shape_ && bytes() == other.bytes() &&
            strings_ == other.strings_;
   }
 
  private:
+  static const std::string& emptyBytes();
+
   DType dtype_ = DType::kFloat32;
   Shape shape_;
   int64_t numel_ = 1;
-  std::string bytes_;
-  std::vector<std::string> strings_;  // only for DType::kString
+  std::shared_ptr<std::string> bytes_;  // nullptr: no bytes (empty); shared by copies
+  std::vector<std::string> strings_;    // only for DType::kString
 };
 
 // 4-bit packing, low nibble first (the ONNX layout).

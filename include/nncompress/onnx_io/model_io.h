@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nncompress/ir/graph.h"
+#include "nncompress/ir/shape_inference.h"
 
 namespace nnc {
 
@@ -66,8 +67,7 @@ Status saveModelConsuming(Model& model, const std::filesystem::path& path,
                           const SaveOptions& options = {});
 StatusOr<std::string> serializeModel(const Model& model);
 
-// A deep copy (through the serialized form, so subgraphs and opaque parts come along), with the
-// value types the original had. For trials that change a model while keeping the original.
+// Model::clone() (kept for callers outside prune/ and pipeline/; new code calls clone()).
 StatusOr<Model> cloneModel(const Model& model);
 
 // Runs the ONNX checker (full check, with shape inference in strict mode off) on a file.
@@ -103,5 +103,9 @@ Status checkShapeInputs(const Model& model);
 
 // Re-runs ONNX shape inference on the IR (after a rewrite) and updates value types.
 Status inferShapes(Model& model);
+
+// inferShapes as the IR's ShapeInference interface (for prune/ and pipeline/, which do not
+// include onnx_io; the CLI hands this in).
+const ShapeInference& onnxShapeInference();
 
 }  // namespace nnc

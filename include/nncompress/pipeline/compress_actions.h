@@ -34,6 +34,8 @@ struct CompressSetup {
   bool keep_names = false;
   // Called after each evaluated batch (samples done, total) of every quality measurement.
   std::function<void(int64_t, int64_t)> eval_progress;
+  // Bytes of a model as a file (the CLI hands in onnx_io's serializer; pipeline does not see it).
+  std::function<StatusOr<int64_t>(const Model&)> serialized_size;
 };
 
 // The form compress writes (and whose size it measures): `model` compacted (Constants as shared

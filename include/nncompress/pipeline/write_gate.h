@@ -16,6 +16,7 @@
 // accepted unchecked by the checker; a model our executor cannot run skips step 3.
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct WriteGateOptions {
   // we chose ourselves, it decides: if the reference runs on the same input, the output is
   // wrong (a finding); if not, our choice of dims is (a note).
   const Model* reference = nullptr;
+  // When `reference` is null: loads the reference on first use (a command that freed its input
+  // model before writing hands in a reload of the file; the reference is rarely needed).
+  std::function<StatusOr<Model>()> load_reference;
 };
 
 // Steps 1-3 on the IR (the model is not changed).

@@ -13,8 +13,8 @@
 //                lambda searched until the target holds (least summed loss for the target);
 //                or, with sensitivity_rule "threshold", the largest ratio whose loss stays under
 //                a common threshold (as in Distiller/NNI sensitivity pruning).
-// The result of every candidate plan is measured exactly: the plan is applied to a copy of the
-// model and its params/MACs computed by analysis/model_stats.
+// The result of every candidate plan is computed exactly from the channel groups
+// (analysis/plan_cost), without applying it.
 
 #include <map>
 #include <optional>
@@ -69,8 +69,8 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
                                             Criterion& criterion, const AllocationOptions& options,
                                             const CalibrationSource* calibration = nullptr);
 
-// Params and MACs of `model` after applying `plan` to a copy.
-StatusOr<std::pair<int64_t, int64_t>> paramsAndMacsAfter(const Model& model,
-                                                         const std::vector<GroupKeep>& plan);
+// Params and MACs of `model` after applying `plan` (analysis/plan_cost: no trial surgery).
+std::pair<int64_t, int64_t> paramsAndMacsAfter(const Model& model, const ChannelAnalysis& analysis,
+                                               const std::vector<GroupKeep>& plan);
 
 }  // namespace nnc
