@@ -359,10 +359,46 @@ std::vector<Case> cases() {
   // Layers.
   cs.push_back(sandwich("Conv depthwise", {"Conv"}, "o = Conv <group = 4> (a, wd, bd)",
                         {rnd("wd", {4, 1, 3, 3}), rnd("bd", {4})}));
+  // Grouped Conv: the input's local channel j goes in every group at once (a = conv1 output);
+  // the outputs likewise (the group whose source is the grouped Conv itself).
+  cs.push_back(sandwich("Conv grouped, input side", {"Conv"}, "o = Conv <group = 2> (a, wg)",
+                        {rnd("wg", {4, 2, 1, 1})}));
   {
-    Case c = sandwich("Conv grouped", {"Conv"}, "o = Conv <group = 2> (a, wg)",
-                      {rnd("wg", {4, 2, 1, 1})});
-    c.barrier = "grouped convolution";
+    Case c = sandwich("Conv grouped, output side", {"Conv"},
+                      "o = Conv <group = 2, pads = [1, 1, 1, 1]> (a, wg, bg)",
+                      {rnd("wg", {6, 2, 3, 3}), rnd("bg", {6})}, 13, 6);
+    c.group = "o";
+    cs.push_back(c);
+  }
+  {
+    // Two grouped Convs in a row with the same tiling: the first one's local outputs are the
+    // second one's local inputs.
+    Case c = sandwich("Conv grouped twice", {"Conv"},
+                      "g1 = Conv <group = 2> (a, wg)\no = Conv <group = 2> (g1, wh)",
+                      {rnd("wg", {4, 2, 1, 1}), rnd("wh", {4, 2, 1, 1})});
+    c.group = "g1";
+    cs.push_back(c);
+  }
+  // A residual around a grouped Conv: input and output tiles are one space.
+  cs.push_back(sandwich("Conv grouped with a residual Add", {"Conv", "Add"},
+                        "r = Conv <group = 2, pads = [1, 1, 1, 1]> (a, wg, bg)\no = Add (r, a)",
+                        {rnd("wg", {4, 2, 3, 3}), rnd("bg", {4})}));
+  {
+    // Tiles of 2 (group 2) and of 1 (group 4, two outputs per input) meet in one tensor.
+    Case c = sandwich("Conv grouped with another tiling of its input", {"Conv", "Add"},
+                      "r = Conv <group = 2> (a, wg)\ns = Conv <group = 4> (a, wq)\n"
+                      "t = Conv (s, wz)\no = Add (r, t)",
+                      {rnd("wg", {4, 2, 1, 1}), rnd("wq", {8, 1, 1, 1}), rnd("wz", {4, 8, 1, 1})});
+    c.barrier = "tiled";
+    cs.push_back(c);
+  }
+  {
+    // The grouped Conv reads a Concat: its tiles cut across the parts.
+    Case c = sandwich("Conv grouped reading a Concat", {"Conv", "Concat"},
+                      "a2 = Conv <pads = [1, 1, 1, 1]> (x, w3)\n"
+                      "k = Concat <axis = 1> (a, a2)\no = Conv <group = 2> (k, wg)",
+                      {rnd("w3", {4, 3, 3, 3}), rnd("wg", {4, 4, 1, 1})});
+    c.barrier = "tiled";
     cs.push_back(c);
   }
   {

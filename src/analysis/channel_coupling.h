@@ -24,6 +24,12 @@ struct Edge {
   int to_slot;    // the whole (Concat output) or the feature side
   int64_t offset = 0;
   int64_t repeat = 1;
+  // A tile edge (grouped convolution): local channel j of from_slot is channel
+  // t * tile_stride + j of to_slot for every t < tiles. The whole is pruned through the local
+  // space: its producers belong to the group rooted at from_slot.
+  int64_t tiles = 1;
+  int64_t tile_stride = 0;
+  bool isTile() const { return tiles != 1; }
 };
 
 class CouplingBuilder {
@@ -53,6 +59,12 @@ class CouplingBuilder {
   void repeat(int channels, int features, int64_t k) {
     edges_.push_back({channels, features, 0, k});
   }
+  void tile(int local, int whole, int64_t tiles, int64_t stride) {
+    edges_.push_back({local, whole, 0, 1, tiles, stride});
+  }
+  // A slot that no tensor axis holds (the per-group output channels of a grouped convolution);
+  // `anchor` names it in messages.
+  int virtualSlot(const Value* anchor, int64_t size);
   void freeze(int slot, const std::string& why, const Node* node);
   // Freezes the channel slots of every float input and output of the node.
   void freezeNode(const Node& node, const std::string& why);

@@ -17,10 +17,11 @@ using analysis_internal::CouplingBuilder;
 
 std::vector<int64_t> ChannelMapping::indices(const std::vector<int64_t>& channels) const {
   std::vector<int64_t> out;
-  out.reserve(channels.size() * repeat);
-  for (int64_t c : channels)
-    for (int64_t r = 0; r < repeat; ++r)
-      out.push_back(outer_offset + (inner_offset + c) * repeat + r);
+  out.reserve(channels.size() * span());
+  for (int64_t t = 0; t < tiles; ++t)
+    for (int64_t c : channels)
+      for (int64_t r = 0; r < repeat; ++r)
+        out.push_back(t * tile_stride + outer_offset + (inner_offset + c) * repeat + r);
   return out;
 }
 
@@ -53,12 +54,20 @@ std::string nodeLabel(const Node* n) {
          (n->name().empty() ? (n->output(0) ? n->output(0)->name() : "?") : n->name()) + "'";
 }
 
-// Mapping of a part seen through an edge into the whole.
-ChannelMapping through(const ChannelMapping& m, const analysis_internal::Edge& e) {
+// Mapping of a part seen through an edge into the whole; nullopt when the result is not one
+// ChannelMapping (a tile edge after anything but the identity).
+std::optional<ChannelMapping> through(const ChannelMapping& m, const analysis_internal::Edge& e) {
   ChannelMapping out = m;
+  if (e.isTile()) {
+    if (!m.isIdentity()) return std::nullopt;
+    out.tiles = e.tiles;
+    out.tile_stride = e.tile_stride;
+    return out;
+  }
   if (e.repeat != 1) {
     out.outer_offset *= e.repeat;
     out.repeat *= e.repeat;
+    out.tile_stride *= e.repeat;
   }
   out.outer_offset += e.offset;
   return out;
@@ -87,7 +96,7 @@ void freezeUnaccounted(const Node& n, const std::unordered_set<const Value*>& se
 std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingBuilder& b) {
   std::map<int, std::set<std::tuple<int, int64_t, int64_t>>> edges;
   for (const auto& e : b.edges_)
-    edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
+    if (!e.isTile()) edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
   std::map<int, std::vector<std::pair<int64_t, int64_t>>> ranges;
   for (const auto& [to, in] : edges) {
     auto& r = ranges[to];
@@ -119,6 +128,35 @@ void freezeSharedShapeLiterals(std::vector<ChannelGroup>& groups) {
                  " spells the channel count of " + std::to_string(values.size()) + " tensors";
     }
   }
+}
+
+// A space tiled from a grouped convolution's local channels is pruned through them: its
+// producers join the group rooted at the local space. It must be made that way only (one tile
+// edge, nothing else into it), or the tiles and the other parts would disagree.
+std::map<int, std::string> tileConflicts(CouplingBuilder& b,
+                                         std::map<int, std::vector<const Node*>>& producers) {
+  std::map<int, std::set<std::tuple<int, int64_t, int64_t, int64_t, int64_t>>> incoming;
+  std::map<int, int> tile_source;
+  for (const auto& e : b.edges_) {
+    const int to = b.find(e.to_slot), from = b.find(e.from_slot);
+    incoming[to].insert({from, e.offset, e.repeat, e.tiles, e.tile_stride});
+    if (e.isTile()) tile_source.emplace(to, from);
+  }
+  std::map<int, std::string> conflicts;
+  for (const auto& [to, from] : tile_source) {
+    if (to == from)
+      conflicts[to] = "the channels of '" + b.slots_[to].value->name() +
+                      "' are tiled onto themselves by a grouped convolution";
+    else if (incoming[to].size() > 1)
+      conflicts[to] = "the channels of '" + b.slots_[to].value->name() +
+                      "' are tiled by a grouped convolution and also made another way";
+    auto it = producers.find(to);
+    if (it == producers.end() || to == from) continue;
+    auto& into = producers[from];
+    into.insert(into.end(), it->second.begin(), it->second.end());
+    producers.erase(to);
+  }
+  return conflicts;
 }
 
 }  // namespace
@@ -170,7 +208,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
 
   // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
   // or pruning one part would remove entries another part still fills.
-  std::map<int, std::string> overlaps;
+  std::map<int, std::string> overlaps = tileConflicts(b, producers);
   for (const auto& [to, parts] : incomingRanges(b)) {
     for (size_t i = 1; i < parts.size(); ++i)
       if (parts[i].first < parts[i - 1].second)
@@ -210,7 +248,12 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       todo.pop();
       for (const auto& e : out_edges[cls]) {
         const int to = b.find(e.to_slot);
-        const ChannelMapping m = through(reached[cls], e);
+        const std::optional<ChannelMapping> mapped = through(reached[cls], e);
+        if (!mapped) {
+          if (problem.empty()) problem = "its channels are tiled by two grouped convolutions";
+          continue;
+        }
+        const ChannelMapping m = *mapped;
         auto [it, inserted] = reached.emplace(to, m);
         if (!inserted) {
           if (!(it->second == m) && problem.empty())
@@ -246,7 +289,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     for (const GroupMember& m : g.members) {
       if (m.role == MemberRole::kActivation) continue;
       const Tensor* t = m.value->constantData();
-      const double fraction = static_cast<double>(g.channels * m.mapping.repeat) / t->dim(m.axis);
+      const double fraction = static_cast<double>(g.channels * m.mapping.span()) / t->dim(m.axis);
       if (seen_weights.insert({m.value, m.axis}).second)
         g.params += static_cast<int64_t>(t->numel() * fraction);
       if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)

@@ -58,6 +58,13 @@ std::optional<int> CouplingBuilder::weight(const Node& node, size_t input, int a
   return s;
 }
 
+int CouplingBuilder::virtualSlot(const Value* anchor, int64_t size) {
+  const int id = static_cast<int>(slots_.size());
+  slots_.push_back({anchor, -1, size});
+  parent_.push_back(id);
+  return id;
+}
+
 void CouplingBuilder::same(int a, int b) {
   a = find(a);
   b = find(b);
@@ -79,10 +86,12 @@ void CouplingBuilder::resolveRequirements() {
 void CouplingBuilder::mergeParallelEdges() {
   for (bool changed = true; changed;) {
     changed = false;
-    std::map<std::tuple<int, int64_t, int64_t>, int> from;  // (to space, offset, repeat)
+    // (to space, offset, repeat, tiles, tile stride)
+    std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t>, int> from;
     for (const Edge& e : edges_) {
       auto [it, inserted] =
-          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat), e.from_slot);
+          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat, e.tiles, e.tile_stride),
+                       e.from_slot);
       if (inserted || find(it->second) == find(e.from_slot)) continue;
       same(it->second, e.from_slot);
       changed = true;
@@ -394,6 +403,26 @@ void poolRule(const Node& n, CouplingBuilder& b) {
   passThrough(n, b);
 }
 
+// Grouped Conv (every version): W [M, C/group, k...]; input channel g * (C/group) + j reads
+// W[:, j] for the outputs of group g only, output channel g * (M/group) + k is W row
+// g * (M/group) + k. A weight column is shared by all groups, so an input channel can only go
+// with the same local index in every group: the input is `group` tiles of the local space
+// W axis 1. The outputs are tiled the same way (a virtual local space of M/group channels), so
+// that every group keeps as many: `group` stays valid and unchanged.
+void groupedConvRule(const Node& n, CouplingBuilder& b, int x, int y, int64_t group) {
+  const Tensor* w = n.input(1)->constantData();
+  const int64_t c_in = b.sizeOf(x), c_out = w->dim(0);
+  if (group <= 0 || c_in % group != 0 || c_out % group != 0 || w->dim(1) * group != c_in)
+    return b.freezeNode(
+        n, opLabel(n) + " group=" + std::to_string(group) + " does not divide its channels");
+  if (!coupleTable(n, b, x, y, /*skip_consumer=*/true))
+    return b.freezeNode(n, opLabel(n) + " bias is not constant");
+  const int local_in = *b.weight(n, 1, 1, MemberRole::kConsumer);
+  b.tile(local_in, x, group, c_in / group);
+  const int local_out = b.virtualSlot(n.output(0), c_out / group);
+  b.tile(local_out, y, group, c_out / group);
+}
+
 void convRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -416,10 +445,8 @@ void convRule(const Node& n, CouplingBuilder& b) {
     b.groupAttr(*y, n);
     return;
   }
-  b.freezeNode(n, opLabel(n) + " is a grouped convolution (group=" + std::to_string(group) +
-                      "): its channels can only go in whole groups, which is not implemented");
+  groupedConvRule(n, b, *x, *y, group);
 }
-
 void convTransposeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));

@@ -305,6 +305,9 @@ class ContributionCriterion : public Criterion {
     bool any = false;
     for (const GroupMember& m : g.members) {
       if (!isWeightMember(m) || m.role != MemberRole::kConsumer || !m.node) continue;
+      // A grouped Conv reads local channel j from every group's input: its weight column does
+      // not line up with the statistics of one input channel. The other members score it.
+      if (m.node->isOp("Conv") && m.node->intAttr("group", 1) != 1) continue;
       const Value* x = m.node->input(0);
       const TensorStats* ts = statsFor(options_.stats, x);
       if (!ts)
@@ -353,6 +356,12 @@ class ContributionCriterion : public Criterion {
       addNormalisedByMean(total, member);
       any = true;
     }
+    // Only grouped convolutions read these channels: weight magnitude instead.
+    if (!any && std::any_of(g.members.begin(), g.members.end(), [](const GroupMember& m) {
+          return m.role == MemberRole::kConsumer && m.node && m.node->isOp("Conv") &&
+                 m.node->intAttr("group", 1) != 1;
+        }))
+      return NormCriterion(2).score(g);
     if (!any) return unsupported("contribution: group has no consumer layer with a weight");
     return total;
   }

@@ -220,7 +220,9 @@ nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
       if (!m.mapping.isIdentity())
         mj["mapping"] = {
             {"offset", m.mapping.outer_offset + m.mapping.inner_offset * m.mapping.repeat},
-            {"repeat", m.mapping.repeat}};
+            {"repeat", m.mapping.repeat},
+            {"tiles", m.mapping.tiles},
+            {"tile_stride", m.mapping.tile_stride}};
       members.push_back(mj);
     }
     j["members"] = members;

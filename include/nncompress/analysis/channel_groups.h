@@ -18,12 +18,21 @@
 
 namespace nnc {
 
-// Member index of group channel c: outer_offset + (inner_offset + c) * repeat + r, r < repeat.
+// Member index of group channel c:
+//   t * tile_stride + outer_offset + (inner_offset + c) * repeat + r,  r < repeat, t < tiles.
+// Tiles come from grouped convolutions: local channel j of a group of width `tile_stride` is
+// channel t * tile_stride + j of the full tensor, for every one of the `tiles` groups.
 struct ChannelMapping {
   int64_t outer_offset = 0;
   int64_t inner_offset = 0;
   int64_t repeat = 1;
-  bool isIdentity() const { return outer_offset == 0 && inner_offset == 0 && repeat == 1; }
+  int64_t tiles = 1;
+  int64_t tile_stride = 0;
+  bool isIdentity() const {
+    return outer_offset == 0 && inner_offset == 0 && repeat == 1 && tiles == 1;
+  }
+  // How many member indices one group channel stands for.
+  int64_t span() const { return repeat * tiles; }
   // The member indices for a list of group channels, in order.
   std::vector<int64_t> indices(const std::vector<int64_t>& channels) const;
   bool operator==(const ChannelMapping&) const = default;
