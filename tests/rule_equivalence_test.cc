@@ -166,6 +166,77 @@ Case unary(const std::string& op, const std::string& attrs = "", bool positive =
       (positive ? "s = Sigmoid (a)\n" : "") + std::string("o = ") + op + attrs + " (" + in + ")");
 }
 
+// Channels on the last axis (tokens [B, T, C], channels-last maps): a group made by a MatMul
+// with a constant [K, N] on an N-D activation, or moved there by a Transpose.
+Case tokens(std::string name, std::vector<std::string> ops, std::string body,
+            std::vector<std::string> inits = {}) {
+  Case c;
+  c.name = std::move(name);
+  c.ops = std::move(ops);
+  c.input = "float[1,5,6] x";
+  c.body = "a = MatMul (x, m1)\n" + body + "\ny = MatMul (o, m2)";
+  c.inits = {rnd("m1", {6, 4}), rnd("m2", {4, 3})};
+  for (auto& i : inits) c.inits.push_back(std::move(i));
+  return c;
+}
+
+std::vector<Case> channelsLastCases() {
+  std::vector<Case> cs;
+  cs.push_back(tokens("MatMul 3-D with a bias and Relu", {"MatMul", "Add", "Relu"},
+                      "ab = Add (a, bias)\no = Relu (ab)", {rnd("bias", {4})}));
+  // GELU as exported before opset 20: x * 0.5 * (1 + erf(x / sqrt(2))).
+  cs.push_back(tokens("GELU (Erf form) on the last axis", {"Div", "Erf", "Add", "Mul"},
+                      "d = Div (a, r2)\ne = Erf (d)\ne1 = Add (e, one)\nm = Mul (a, e1)\n"
+                      "o = Mul (m, half)",
+                      {"float r2 = {1.4142135}", "float one = {1.0}", "float half = {0.5}"}));
+  // A per-channel scale and a second activation broadcast against the last axis.
+  cs.push_back(tokens("Mul by a [C] scale and Add of a [1, 1, C] activation", {"Mul", "Add"},
+                      "s = Mul (a, g)\nv = Sigmoid (a)\no = Add (s, v)", {rnd("g", {4})}));
+  cs.push_back(tokens("Unsqueeze and Squeeze beside the last axis", {"Unsqueeze", "Squeeze"},
+                      "u = Unsqueeze (a, ax)\no = Squeeze (u, ax)", {ints("ax", {2})}));
+  cs.push_back(tokens("Softmax over the token axis", {"Softmax"}, "o = Softmax <axis = 1> (a)"));
+  {
+    Case c = tokens("Softmax over the channels on the last axis", {"Softmax"},
+                    "o = Softmax <axis = -1> (a)");
+    c.barrier = "normalises over axis 2";
+    cs.push_back(c);
+  }
+  {
+    // LayerNorm's first step: the mean over the channels mixes them.
+    Case c = tokens("ReduceMean over the last axis (LayerNorm)", {"ReduceMean", "Sub"},
+                    "mu = ReduceMean <axes = [-1]> (a)\no = Sub (a, mu)");
+    c.barrier = "reduces over axis 2";
+    cs.push_back(c);
+  }
+  {
+    // Attention scores: a times its own transpose mixes the channels.
+    Case c = tokens("MatMul of two activations", {"MatMul", "Transpose"},
+                    "t = Transpose <perm = [0, 2, 1]> (a)\ns = MatMul (a, t)\no = MatMul (s, m3)",
+                    {rnd("m3", {5, 4})});
+    c.barrier = "not an activation times a constant matrix";
+    cs.push_back(c);
+  }
+  {
+    // NCHW -> NHWC: the Conv's channels move to the last axis and a MatMul reads them.
+    Case c;
+    c.name = "Transpose NCHW to NHWC then MatMul";
+    c.ops = {"Transpose", "MatMul", "Conv"};
+    c.body =
+        "a = Conv <pads = [1, 1, 1, 1]> (x, w1, b1)\nt = Transpose <perm = [0, 2, 3, 1]> (a)"
+        "\nr = Relu (t)\ny = MatMul (r, m2)";
+    c.inits = {rnd("w1", {4, 3, 3, 3}), rnd("b1", {4}), rnd("m2", {4, 3})};
+    cs.push_back(c);
+  }
+  // And back: tokens' channels onto axis 1 of a 1-D Conv.
+  {
+    Case c = tokens("Transpose tokens to [B, C, T] then Conv", {"Transpose", "Conv"}, "");
+    c.body = "a = MatMul (x, m1)\nt = Transpose <perm = [0, 2, 1]> (a)\ny = Conv (t, wc)";
+    c.inits = {rnd("m1", {6, 4}), rnd("wc", {3, 4, 1})};
+    cs.push_back(c);
+  }
+  return cs;
+}
+
 std::vector<Case> cases() {
   std::vector<Case> cs;
   for (const char* op :
@@ -427,6 +498,7 @@ std::vector<Case> cases() {
     c.inits = {rnd("m1", {6, 4}), rnd("m2", {4, 3})};
     cs.push_back(c);
   }
+  for (Case c : channelsLastCases()) cs.push_back(std::move(c));
   cs.push_back(sandwich(
       "BatchNormalization", {"BatchNormalization"}, "o = BatchNormalization (a, s, bb, mu, var)",
       {rnd("s", {4}), rnd("bb", {4}), rnd("mu", {4}), rnd("var", {4}, 0.5f, 2.f)}));
@@ -630,12 +702,9 @@ std::vector<Case> cases() {
   }
   cs.push_back(
       sandwich("Transpose spatial", {"Transpose"}, "o = Transpose <perm = [0, 1, 3, 2]> (a)"));
-  {
-    Case c =
-        sandwich("Transpose default perm", {"Transpose"}, "t = Transpose (a)\no = Transpose (t)");
-    c.barrier = "moves the channel axis";
-    cs.push_back(c);
-  }
+  // The default perm reverses the axes: the channels go to the last axis and come back.
+  cs.push_back(
+      sandwich("Transpose default perm", {"Transpose"}, "t = Transpose (a)\no = Transpose (t)"));
   {
     Case c;
     c.name = "Squeeze then Unsqueeze (opset 13 inputs)";

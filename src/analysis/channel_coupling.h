@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -42,6 +43,14 @@ class CouplingBuilder {
   // tensors, scalars and the like, which carry no channels. `proven_size` is the channel count
   // when the declared one is unknown but the calling rule proves it (first call only).
   std::optional<int> activation(const Value* v, int64_t proven_size = -1);
+  // Any axis of a floating-point activation (negative counts from the back; axis 1 is
+  // activation()). Every node that reads or writes the value must account for such an axis,
+  // or the analyzer freezes it (accountedAxes).
+  std::optional<int> activationAxis(const Value* v, int axis);
+  // The axes other than 1 that rules looked at since the last call.
+  std::set<std::pair<const Value*, int>> takeSeenAxes() { return std::exchange(seen_axes_, {}); }
+  // Every (value, axis) slot of an activation, for axes other than 1.
+  std::vector<std::pair<int, std::pair<const Value*, int>>> otherAxisSlots() const;
   // An axis of a constant weight read by `node`; nullopt if the input is not constant.
   std::optional<int> weight(const Node& node, size_t input, int axis, MemberRole role);
   void same(int a, int b);
@@ -102,6 +111,7 @@ class CouplingBuilder {
   std::vector<Requirement> required_;
   std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
   std::unordered_set<const Value*> seen_;
+  std::set<std::pair<const Value*, int>> seen_axes_;
   int64_t opset_;
 };
 
@@ -118,6 +128,7 @@ struct ChannelInput {
   const char* act_swap_if = nullptr;  // non-zero attribute: the activation's axis is 0 (transA)
   const char* times = nullptr;        // attribute multiplying the length (Conv `group`)
   bool broadcasts = false;  // numpy-broadcast against the activation: 1 or the channel count
+  int only_rank = 0;        // non-zero: the entry applies to an input of this rank only
 };
 
 using ChannelRule = std::function<void(const Node&, CouplingBuilder&)>;

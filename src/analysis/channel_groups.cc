@@ -91,6 +91,30 @@ void freezeUnaccounted(const Node& n, const std::unordered_set<const Value*>& se
   }
 }
 
+// The same net for axes other than 1 (channels on the last axis, axes a Transpose moved):
+// every node that reads or writes the value, or reads it inside a subgraph, must have looked at
+// that axis; graph inputs and outputs keep every axis.
+void freezeUnaccountedAxes(const Graph& graph,
+                           std::map<const Node*, std::set<std::pair<const Value*, int>>>& accounted,
+                           CouplingBuilder& b) {
+  std::set<const Value*> in_subgraph;
+  for (const auto& n : graph.nodes())
+    for (const Value* v : n->implicitInputs()) in_subgraph.insert(v);
+  for (const auto& [s, key] : b.otherAxisSlots()) {
+    const auto [v, axis] = key;
+    const std::string what = "axis " + std::to_string(axis) + " of '" + v->name() + "'";
+    auto check = [&](const Node* n) {
+      if (!accounted[n].count(key))
+        b.freeze(s, nodeLabel(n) + " does not prove what it does with " + what, n);
+    };
+    if (v->producer()) check(v->producer());
+    for (const Use& u : v->uses()) check(u.node);
+    if (in_subgraph.count(v)) b.freeze(s, what + " is read inside a subgraph", nullptr);
+    if (v->isGraphInput()) b.freeze(s, "graph input '" + v->name() + "'", nullptr);
+    if (v->isGraphOutput()) b.freeze(s, "graph output '" + v->name() + "'", nullptr);
+  }
+}
+
 // Per space that edges lead into: the [begin, end) index range each distinct incoming edge
 // covers, sorted. Sizes that are unknown count as covering everything.
 std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingBuilder& b) {
@@ -171,6 +195,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   auto order = graph.topologicalOrder();
   if (!order.isOk()) return result;
 
+  std::map<const Node*, std::set<std::pair<const Value*, int>>> accounted;
   for (const Node* n : order.value()) {
     auto rule = n->isDefaultDomain() ? channelRules().find(n->opType()) : channelRules().end();
     if (rule == channelRules().end()) {
@@ -179,9 +204,12 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       continue;
     }
     b.takeSeen();
+    b.takeSeenAxes();
     rule->second.rule(*n, b);
     freezeUnaccounted(*n, b.takeSeen(), b);
+    accounted[n] = b.takeSeenAxes();
   }
+  freezeUnaccountedAxes(graph, accounted, b);
   for (const Value* v : graph.inputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
   for (const Value* v : graph.outputs())
@@ -231,6 +259,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (l.macs) node_macs[l.node] = *l.macs;
 
   int next_id = 0;
+  std::set<int> reached_by_groups;
   for (const auto& [root, prods] : producers) {
     ChannelGroup g;
     g.id = next_id++;
@@ -272,6 +301,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       }
     }
     for (const auto& [cls, mapping] : reached) {
+      reached_by_groups.insert(cls);
       for (GroupMember m : members[cls]) {
         m.mapping = mapping;
         g.members.push_back(m);
@@ -314,6 +344,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   // Barriers: every frozen slot, once per (node, reason).
   std::set<std::pair<const Node*, std::string>> seen;
   for (auto& [s, why, n] : b.frozen_) {
+    // Axes other than 1 (batch, spatial, token axes) matter only where a group reaches them.
+    if (b.slots_[s].axis != 1 && !reached_by_groups.count(b.find(s))) continue;
     if (!seen.insert({n, why}).second) continue;
     result.barriers.push_back({n, b.slots_[s].value->name(), why});
   }
@@ -341,6 +373,8 @@ std::string parameterMismatch(const Node& n, const analysis_internal::ChannelInp
   if (!p || !act) return "";
   const int act_rank = rankOfValue(act), p_rank = rankOfValue(p);
   if (act_rank < 1 || p_rank < 0) return "";
+  // Parameters are constants; a computed input (attention's K^T) is an activation.
+  if (!p->constantData() || (e.only_rank && p_rank != e.only_rank)) return "";
   int act_axis = e.act_axis < 0 ? act_rank - 1 : e.act_axis;
   if (e.act_swap_if && n.intAttr(e.act_swap_if, 0) != 0) act_axis = 0;
   const int64_t channels = dimOf(act, act_axis);

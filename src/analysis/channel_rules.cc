@@ -42,6 +42,43 @@ std::optional<int> CouplingBuilder::activation(const Value* v, int64_t proven_si
   return s;
 }
 
+std::optional<int> CouplingBuilder::activationAxis(const Value* v, int axis) {
+  if (!v || !isFloatingPoint(v->dtype()) || v->constantData()) return std::nullopt;
+  const auto& shape = v->type().shape;
+  if (!shape || shape->empty()) return std::nullopt;
+  const int rank = static_cast<int>(shape->size());
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) return std::nullopt;
+  if (axis == 1) return activation(v);
+  const bool fresh = !by_value_.count(v) || by_value_[v].size() <= static_cast<size_t>(axis) ||
+                     by_value_[v][axis] < 0;
+  const int s = slot(v, axis, (*shape)[axis].isKnown() ? (*shape)[axis].value : -1);
+  seen_axes_.insert({v, axis});
+  if (fresh) {
+    GroupMember m;
+    m.value = v;
+    m.axis = axis;
+    m.role = MemberRole::kActivation;
+    m.node = v->producer();
+    members_.push_back({s, m});
+    if (slots_[s].size < 0)
+      freeze(s, "axis " + std::to_string(axis) + " of '" + v->name() + "' is not static",
+             v->producer());
+  }
+  return s;
+}
+
+std::vector<std::pair<int, std::pair<const Value*, int>>> CouplingBuilder::otherAxisSlots() const {
+  std::vector<std::pair<int, std::pair<const Value*, int>>> out;
+  for (const auto& [v, axes] : by_value_) {
+    if (v->constantData()) continue;
+    for (size_t a = 0; a < axes.size(); ++a)
+      if (a != 1 && axes[a] >= 0) out.push_back({axes[a], {v, static_cast<int>(a)}});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::optional<int> CouplingBuilder::weight(const Node& node, size_t input, int axis,
                                            MemberRole role) {
   const Value* v = node.input(input);
@@ -370,8 +407,22 @@ bool coupleTable(const Node& n, CouplingBuilder& b, int x, int y, bool skip_cons
 
 // ------------------------------------------------------------------ rules
 
+// Axis a of x and axis a of y (every axis but 1, which the rules couple through activation())
+// carry the same indices, for tensors of one rank. Axes in `except` are left to the caller.
+void sameOtherAxes(const Value* x, const Value* y, CouplingBuilder& b,
+                   const std::vector<int>& except = {}) {
+  const int rank = rankOf(x);
+  if (rank < 0 || rank != rankOf(y)) return;
+  for (int a = 0; a < rank; ++a) {
+    if (a == 1 || std::count(except.begin(), except.end(), a)) continue;
+    auto sx = b.activationAxis(x, a), sy = b.activationAxis(y, a);
+    if (sx && sy) b.same(*sx, *sy);
+  }
+}
+
 // Ops that keep the channel axis and never mix channels: X[:, c] only affects Y[:, c].
-void passThrough(const Node& n, CouplingBuilder& b) {
+// Element-wise ops (`elementwise`) keep every other axis too; pools and Pad only axis 1.
+void passThrough(const Node& n, CouplingBuilder& b, bool elementwise = true) {
   auto out = b.activation(n.output(0));
   auto in = b.activation(n.input(0));
   if (!in || !out) {
@@ -379,9 +430,13 @@ void passThrough(const Node& n, CouplingBuilder& b) {
     return;
   }
   b.same(*in, *out);
+  if (elementwise) sameOtherAxes(n.input(0), n.output(0), b);
   // Dropout's mask (a float tensor before opset 10) has the input's shape.
   for (size_t i = 1; i < n.numOutputs(); ++i)
-    if (auto extra = b.activation(n.output(i))) b.same(*in, *extra);
+    if (auto extra = b.activation(n.output(i))) {
+      b.same(*in, *extra);
+      if (elementwise) sameOtherAxes(n.input(0), n.output(i), b);
+    }
 }
 
 // Clip: bounds are attributes before opset 11 and scalar inputs after.
@@ -400,7 +455,7 @@ void clipRule(const Node& n, CouplingBuilder& b) {
 void poolRule(const Node& n, CouplingBuilder& b) {
   if (isUsed(n.output(1)))
     return b.freezeNode(n, opLabel(n) + " Indices output encodes the channel count");
-  passThrough(n, b);
+  passThrough(n, b, /*elementwise=*/false);
 }
 
 // Grouped Conv (every version): W [M, C/group, k...]; input channel g * (C/group) + j reads
@@ -482,14 +537,24 @@ void gemmRule(const Node& n, CouplingBuilder& b) {
   }
 }
 
+// MatMul (1, 9, 13) of an activation x [..., K] (rank >= 2) and a constant W [K, N]: y [..., N];
+// the leading axes are batch axes, y[..., n] reads x[..., k] of the same position only.
 void matmulRule(const Node& n, CouplingBuilder& b) {
   const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
-  if (!w || w->rank() != 2 || rankOf(n.input(0)) != 2)
-    return b.freezeNode(n, opLabel(n) + " is not a 2-D activation times a constant matrix");
-  auto a = b.activation(n.input(0));
-  auto y = b.activation(n.output(0));
-  if (!a || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static feature count");
+  const int rank = rankOf(n.input(0));
+  if (!w || w->rank() != 2 || rank < 2 || rankOf(n.output(0)) != rank)
+    return b.freezeNode(n, opLabel(n) + " is not an activation times a constant matrix");
+  auto a = b.activationAxis(n.input(0), -1);
+  auto y = b.activationAxis(n.output(0), -1);
+  if (!a || !y || !b.activation(n.input(0)) || !b.activation(n.output(0)))
+    return b.freezeNode(n, opLabel(n) + " has tensors without a static feature count");
   coupleTable(n, b, *a, *y);
+  std::vector<int> batch;
+  for (int d = 0; d < rank - 1; ++d) {
+    if (d == 1) b.same(*b.activation(n.input(0)), *b.activation(n.output(0)));
+    batch.push_back(d);
+  }
+  sameOtherAxes(n.input(0), n.output(0), b, {rank - 1});
 }
 
 // BatchNormalization: scale, B, mean, var per channel. Before opset 9 `spatial=0` makes them
@@ -543,6 +608,38 @@ void preluRule(const Node& n, CouplingBuilder& b) {
       n, opLabel(n) + " slope shape " + shapeToString(slope->shape()) + " is not per-channel");
 }
 
+// Couples axis `axis` of Add/Mul/...'s output (slot ys) with each operand's aligned axis: an
+// operand of size 1 there broadcasts, a constant is a per-index parameter, an activation carries
+// the same indices. False when it froze the node.
+bool broadcastAxis(const Node& n, CouplingBuilder& b, int axis, int ys) {
+  const int out_rank = rankOf(n.output(0));
+  for (size_t i = 0; i < n.numInputs(); ++i) {
+    const Value* v = n.input(i);
+    if (!v) continue;
+    const int r = rankOf(v);
+    auto shape = staticShapeOf(v);
+    const int at = r - (out_rank - axis);  // where the output's axis lands in v
+    if (!shape && !v->type().shape) {
+      b.freezeNode(n, opLabel(n) + " operand rank unknown");
+      return false;
+    }
+    if (at < 0) continue;  // broadcasts along this axis entirely
+    const Dim d = v->constantData() ? Dim::known((*shape)[at]) : (*v->type().shape)[at];
+    if (d.isKnown() && d.value == 1) continue;
+    if (v->constantData()) {
+      b.same(ys, *b.weight(n, i, at, MemberRole::kParameter));
+      continue;
+    }
+    auto s = b.activationAxis(v, at);
+    if (!s) {
+      b.freezeNode(n, opLabel(n) + " operand has no static channel axis");
+      return false;
+    }
+    b.same(ys, *s);
+  }
+  return true;
+}
+
 // Add, Mul, ... : each operand either carries the output's channels, broadcasts along them
 // (size 1), or is a constant per-channel parameter. Before opset 7 Add/Sub/Mul/Div/Pow had a
 // `broadcast`/`axis` form that aligns B at `axis`: not proven here.
@@ -557,27 +654,10 @@ void broadcastRule(const Node& n, CouplingBuilder& b) {
     return;
   }
   const int out_rank = rankOf(n.output(0));
-  for (size_t i = 0; i < n.numInputs(); ++i) {
-    const Value* v = n.input(i);
-    if (!v) continue;
-    const int r = rankOf(v);
-    auto shape = staticShapeOf(v);
-    const int channel_axis = r - (out_rank - 1);  // where the output's axis 1 lands in v
-    if (!shape && !v->type().shape) return b.freezeNode(n, opLabel(n) + " operand rank unknown");
-    if (channel_axis < 0) continue;  // broadcasts along the channels entirely
-    const Dim d =
-        v->constantData() ? Dim::known((*shape)[channel_axis]) : (*v->type().shape)[channel_axis];
-    if (d.isKnown() && d.value == 1) continue;
-    if (v->constantData()) {
-      auto p = b.weight(n, i, channel_axis, MemberRole::kParameter);
-      b.same(*y, *p);
-    } else if (channel_axis == 1) {
-      auto s = b.activation(v);
-      if (!s) return b.freezeNode(n, opLabel(n) + " operand has no static channel axis");
-      b.same(*y, *s);
-    } else {
-      return b.freezeNode(n, opLabel(n) + " operand broadcasts channels in a way not handled");
-    }
+  for (int axis = 0; axis < out_rank; ++axis) {
+    auto ys = axis == 1 ? y : b.activationAxis(n.output(0), axis);
+    if (!ys) return b.freezeNode(n, opLabel(n) + " output has no static channel axis");
+    if (!broadcastAxis(n, b, axis, *ys)) return;
   }
 }
 
@@ -688,14 +768,64 @@ void reshapeRule(const Node& n, CouplingBuilder& b) {
     b.repeat(*x, *y, spatial);
 }
 
-// Transpose: perm defaults to reversing the axes.
+// Transpose (1, 13): y axis i is x axis perm[i]; perm defaults to reversing the axes. Each
+// axis keeps its indices, so a group follows its axis wherever it moves.
 void transposeRule(const Node& n, CouplingBuilder& b) {
-  auto x = b.activation(n.input(0));
-  auto y = b.activation(n.output(0));
-  if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel axis");
-  const auto perm = n.intsAttr("perm");
-  if (perm.size() >= 2 && perm[0] == 0 && perm[1] == 1) return b.same(*x, *y);
-  b.freezeNode(n, opLabel(n) + " moves the channel axis");
+  const int rank = rankOf(n.input(0));
+  if (rank < 0 || rankOf(n.output(0)) != rank)
+    return b.freezeNode(n, opLabel(n) + " has tensors without a static rank");
+  std::vector<int64_t> perm = n.intsAttr("perm");
+  if (perm.empty())
+    for (int i = rank - 1; i >= 0; --i) perm.push_back(i);
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < static_cast<int>(sorted.size()); ++i)
+    if (sorted[i] != i || static_cast<int>(perm.size()) != rank)
+      return b.freezeNode(n, opLabel(n) + " perm is not a permutation of the axes");
+  for (int i = 0; i < rank; ++i) {
+    auto sy = b.activationAxis(n.output(0), i);
+    auto sx = b.activationAxis(n.input(0), static_cast<int>(perm[i]));
+    if (!sx || !sy) return b.freezeNode(n, opLabel(n) + " has tensors without a static axis");
+    b.same(*sx, *sy);
+  }
+}
+
+// The other axes of a Squeeze/Unsqueeze/Reduce*: those not in `axes` keep their indices, in
+// order; an axis reduced over mixes its indices (a normalisation over the channels of a
+// channels-last tensor: LayerNorm's ReduceMean) and is frozen.
+void keptAxes(const Node& n, CouplingBuilder& b, std::vector<int64_t> axes, bool reduce) {
+  const bool unsqueeze = n.isOp("Unsqueeze");
+  const bool keepdims = reduce && n.intAttr("keepdims", 1) != 0;
+  const int in_rank = rankOf(n.input(0)), out_rank = rankOf(n.output(0));
+  const int listed_rank = unsqueeze ? out_rank : in_rank;
+  for (int64_t& a : axes)
+    if (a < 0) a += listed_rank;
+  auto listed = [&](int a) { return std::count(axes.begin(), axes.end(), a) > 0; };
+  if (reduce)
+    for (int64_t a : axes)
+      if (auto s = b.activationAxis(n.input(0), static_cast<int>(a)); s && a != 1)
+        b.freeze(*s,
+                 opLabel(n) + " reduces over axis " + std::to_string(a) + " of '" +
+                     n.input(0)->name() + "'",
+                 &n);
+  std::vector<std::pair<int, int>> kept;  // (input axis, output axis)
+  if (unsqueeze) {
+    for (int o = 0, i = 0; o < out_rank; ++o)
+      if (!listed(o)) kept.push_back({i++, o});
+  } else {
+    for (int a = 0, o = 0; a < in_rank; ++a) {
+      if (!listed(a))
+        kept.push_back({a, o++});
+      else if (keepdims)
+        ++o;
+    }
+  }
+  for (const auto& [in, out] : kept) {
+    if (in == 1 && out == 1) continue;  // coupled by the caller
+    auto sx = b.activationAxis(n.input(0), in);
+    auto sy = b.activationAxis(n.output(0), out);
+    if (sx && sy) b.same(*sx, *sy);
+  }
 }
 
 // Squeeze/Unsqueeze/Reduce*: fine while axes 0 and 1 stay where they are. `axes` is an input
@@ -725,6 +855,7 @@ void axesRule(const Node& n, CouplingBuilder& b, int64_t axes_input_from, bool r
   if (reduce && n.intAttr("keepdims", 1) == 0 && rankOf(n.output(0)) < 2)
     return b.freezeNode(n, opLabel(n) + " drops the channel axis");
   b.same(*x, *y);
+  keptAxes(n, b, axes, reduce);
 }
 
 // Pad: `paddings` attribute in opset 1, `pads` attribute in 2-10, an input from 11; the
@@ -753,7 +884,7 @@ void padRule(const Node& n, CouplingBuilder& b) {
     if (a == 1 && (pads[i] != 0 || pads[i + axes.size()] != 0))
       return b.freezeNode(n, opLabel(n) + " pads the channel axis");
   }
-  passThrough(n, b);
+  passThrough(n, b, /*elementwise=*/false);
 }
 
 // Slice: attributes before opset 10, inputs (axes default 0..len(starts)-1) from 10.
@@ -799,8 +930,24 @@ void softmaxRule(const Node& n, CouplingBuilder& b) {
   if (coerced && axis <= 1)
     return b.freezeNode(n, opLabel(n) + " (opset " + std::to_string(b.opset()) +
                                ") normalises over channels and space together");
-  if (axis == 1) return b.freezeNode(n, opLabel(n) + " normalises across channels");
-  passThrough(n, b);
+  // The normalised axes (from 13 `axis` only; before, every axis from `axis` on) mix; the
+  // others keep their indices.
+  std::vector<int> mixed;
+  for (int a = static_cast<int>(axis); a < (coerced ? rank : axis + 1); ++a) {
+    mixed.push_back(a);
+    if (a == 1) {
+      b.freezeNode(n, opLabel(n) + " normalises across channels");
+    } else if (auto s = b.activationAxis(n.input(0), a)) {
+      b.freeze(*s, opLabel(n) + " normalises over axis " + std::to_string(a), &n);
+    }
+  }
+  if (axis != 1) {
+    auto x = b.activation(n.input(0));
+    auto y = b.activation(n.output(0));
+    if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel axis");
+    b.same(*x, *y);
+  }
+  sameOtherAxes(n.input(0), n.output(0), b, mixed);
 }
 
 // The entry of Resize's scales/sizes for the channel axis: 1, or its index in the `axes`
@@ -974,7 +1121,7 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
          {"Relu",     "LeakyRelu", "Elu",  "Selu",  "Sigmoid", "HardSigmoid", "HardSwish",  "Tanh",
           "Softplus", "Softsign",  "Abs",  "Neg",   "Exp",     "Log",         "Sqrt",       "Erf",
           "Identity", "Dropout",   "Cast", "Floor", "Ceil",    "Round",       "Reciprocal", "Sign"})
-      r[op] = {passThrough, {}};
+      r[op] = {[](const Node& n, CouplingBuilder& b) { passThrough(n, b); }, {}};
     r["Clip"] = {clipRule, {}};
     for (const char* op :
          {"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
@@ -998,7 +1145,10 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
                  {{1, 0, R::kConsumer, false, 1, "transB", "transA"},
                   {1, 1, R::kProducer, true, 1, "transB"},
                   {2, 0, R::kParameter, true, 1, nullptr, nullptr, nullptr, true}}};
-    r["MatMul"] = {matmulRule, {{1, 0, R::kConsumer, false, -1}, {1, 1, R::kProducer, true, -1}}};
+    // B [K, N] when constant (a batched or computed B has no per-channel layout).
+    r["MatMul"] = {matmulRule,
+                   {{1, 0, R::kConsumer, false, -1, nullptr, nullptr, nullptr, false, 2},
+                    {1, 1, R::kProducer, true, -1, nullptr, nullptr, nullptr, false, 2}}};
     r["BatchNormalization"] = {batchNormRule,
                                {{1, 0, R::kParameter},
                                 {2, 0, R::kParameter},
