@@ -75,6 +75,11 @@ class CouplingBuilder {
   // `anchor` names it in messages.
   int virtualSlot(const Value* anchor, int64_t size);
   void freeze(int slot, const std::string& why, const Node* node);
+  // The node mixes the slot's channels in a way pruning only approximates (a normalisation
+  // over them): groups that reach it are marked approximate.
+  void approximate(int slot, const std::string& why, const Node* node) {
+    approximate_.emplace_back(slot, why, node);
+  }
   // Freezes the channel slots of every float input and output of the node.
   void freezeNode(const Node& node, const std::string& why);
   void groupAttr(int slot, const Node& node) { group_attr_nodes_.push_back({slot, &node}); }
@@ -93,6 +98,7 @@ class CouplingBuilder {
   std::vector<std::pair<int, GroupMember>> members_;
   std::vector<std::pair<int, const Node*>> producers_;
   std::vector<std::tuple<int, std::string, const Node*>> frozen_;
+  std::vector<std::tuple<int, std::string, const Node*>> approximate_;
   std::vector<std::pair<int, const Node*>> group_attr_nodes_;
   std::vector<std::pair<int, ShapeLiteral>> shape_literals_;
 

@@ -229,6 +229,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   for (auto& [s, m] : b.members_) members[b.find(s)].push_back(m);
   for (auto& [s, n] : b.producers_) producers[b.find(s)].push_back(n);
   for (auto& [s, why, n] : b.frozen_) frozen[b.find(s)].push_back({why, n});
+  std::map<int, std::string> approximate;
+  for (auto& [s, why, n] : b.approximate_) approximate.emplace(b.find(s), why);
   for (const auto& e : b.edges_) {
     out_edges[b.find(e.from_slot)].push_back(e);
     composed.insert(b.find(e.to_slot));
@@ -302,6 +304,10 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     }
     for (const auto& [cls, mapping] : reached) {
       reached_by_groups.insert(cls);
+      if (approximate.count(cls) && !g.approximate) {
+        g.approximate = true;
+        g.approximate_reason = approximate[cls];
+      }
       for (GroupMember m : members[cls]) {
         m.mapping = mapping;
         g.members.push_back(m);
@@ -332,14 +338,20 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
 
   freezeSharedShapeLiterals(result.groups);
 
-  std::set<const Node*> shrinkable;
-  for (const ChannelGroup& g : result.groups)
-    if (g.prunable)
-      for (const GroupMember& m : g.members)
-        if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
-          shrinkable.insert(m.node);
-  for (const Node* n : shrinkable)
-    if (node_macs.count(n)) result.prunable_macs += node_macs[n];
+  auto shrinkableMacs = [&](bool exact_only) {
+    std::set<const Node*> shrinkable;
+    for (const ChannelGroup& g : result.groups)
+      if (g.prunable && !(exact_only && g.approximate))
+        for (const GroupMember& m : g.members)
+          if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
+            shrinkable.insert(m.node);
+    int64_t macs = 0;
+    for (const Node* n : shrinkable)
+      if (node_macs.count(n)) macs += node_macs[n];
+    return macs;
+  };
+  result.prunable_macs = shrinkableMacs(false);
+  result.exact_prunable_macs = shrinkableMacs(true);
 
   // Barriers: every frozen slot, once per (node, reason).
   std::set<std::pair<const Node*, std::string>> seen;

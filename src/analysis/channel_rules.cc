@@ -790,6 +790,17 @@ void transposeRule(const Node& n, CouplingBuilder& b) {
   }
 }
 
+// LayerNorm's mean and variance as exported (ReduceMean over one axis, keepdims, then only
+// broadcast back by Sub or Add): after pruning they average over the kept channels, which only
+// approximates the original output.
+bool isNormalisationStatistic(const Node& n, bool keepdims, size_t num_axes) {
+  if (!n.isOp("ReduceMean") || !keepdims || num_axes != 1 || n.output(0)->isGraphOutput())
+    return false;
+  for (const Use& u : n.output(0)->uses())
+    if (!u.node->isDefaultDomain() || !(u.node->isOp("Sub") || u.node->isOp("Add"))) return false;
+  return !n.output(0)->uses().empty();
+}
+
 // The other axes of a Squeeze/Unsqueeze/Reduce*: those not in `axes` keep their indices, in
 // order; an axis reduced over mixes its indices (a normalisation over the channels of a
 // channels-last tensor: LayerNorm's ReduceMean) and is frozen.
@@ -802,12 +813,16 @@ void keptAxes(const Node& n, CouplingBuilder& b, std::vector<int64_t> axes, bool
     if (a < 0) a += listed_rank;
   auto listed = [&](int a) { return std::count(axes.begin(), axes.end(), a) > 0; };
   if (reduce)
-    for (int64_t a : axes)
-      if (auto s = b.activationAxis(n.input(0), static_cast<int>(a)); s && a != 1)
-        b.freeze(*s,
-                 opLabel(n) + " reduces over axis " + std::to_string(a) + " of '" +
-                     n.input(0)->name() + "'",
-                 &n);
+    for (int64_t a : axes) {
+      auto s = b.activationAxis(n.input(0), static_cast<int>(a));
+      if (!s || a == 1) continue;
+      const std::string what = opLabel(n) + " reduces over axis " + std::to_string(a) + " of '" +
+                               n.input(0)->name() + "'";
+      if (isNormalisationStatistic(n, keepdims, axes.size()))
+        b.approximate(*s, what + " (a normalisation: its statistics cover fewer channels)", &n);
+      else
+        b.freeze(*s, what, &n);
+    }
   std::vector<std::pair<int, int>> kept;  // (input axis, output axis)
   if (unsqueeze) {
     for (int o = 0, i = 0; o < out_rank; ++o)

@@ -209,6 +209,7 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.recovery = o.recover;
   setup.calib_method = o.calib_method;
   setup.exclude = o.exclude;
+  setup.exact_only = o.exact_only;
   setup.keep_names = o.keep_names;
   const char* quality_name = labels ? "accuracy" : "agreement";
   // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.

@@ -544,7 +544,8 @@ StatusOr<std::vector<GroupKeep>> planUniformPruning(const ChannelAnalysis& analy
   if (options.round_to < 1) return invalidArgument("--round-to must be at least 1");
   std::vector<GroupKeep> plan;
   for (const ChannelGroup& g : analysis.groups) {
-    if (!g.prunable || groupExcluded(g, options.exclude)) continue;
+    if (!g.prunable || groupExcluded(g, options.exclude) || (options.exact_only && g.approximate))
+      continue;
     int64_t keep = g.channels - static_cast<int64_t>(std::floor(g.channels * options.ratio));
     if (options.round_to > 1) {
       keep = (keep + options.round_to / 2) / options.round_to * options.round_to;

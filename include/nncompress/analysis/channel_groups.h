@@ -71,6 +71,11 @@ struct ChannelGroup {
   std::vector<GroupMember> members;
   bool prunable = true;
   std::string reason;  // why not prunable
+  // Pruning it changes the output beyond the removed channels' contribution: it reaches a
+  // normalisation over its channels (LayerNorm), whose statistics then cover fewer channels.
+  // Prunable, but not output-preserving; `prune --exact-only` leaves such groups whole.
+  bool approximate = false;
+  std::string approximate_reason;
   int64_t macs = 0;    // MACs proportional to this group's channel count (one sample)
   int64_t params = 0;  // weight elements proportional to it
   // Nodes whose attributes depend on the channel count (depthwise Conv `group`).
@@ -92,6 +97,8 @@ struct ChannelAnalysis {
   int64_t total_macs = 0;
   // MACs of the layers that at least one prunable group shrinks (input or output side).
   int64_t prunable_macs = 0;
+  // The same, counting exact (not approximate) groups only.
+  int64_t exact_prunable_macs = 0;
 };
 
 // Needs static channel dims (run shape inference first: loadModel does). The rules read
