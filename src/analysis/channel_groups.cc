@@ -239,6 +239,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
   // or pruning one part would remove entries another part still fills.
   std::map<int, std::string> overlaps = tileConflicts(b, producers);
+  for (const auto& [cls, why] : overlaps)
+    result.barriers.push_back({b.slots_[cls].value->producer(), b.slots_[cls].value->name(), why});
   for (const auto& [to, parts] : incomingRanges(b)) {
     for (size_t i = 1; i < parts.size(); ++i)
       if (parts[i].first < parts[i - 1].second)
