@@ -198,6 +198,9 @@ std::vector<Case> channelsLastCases() {
   cs.push_back(tokens("Unsqueeze and Squeeze beside the last axis", {"Unsqueeze", "Squeeze"},
                       "u = Unsqueeze (a, ax)\no = Squeeze (u, ax)", {ints("ax", {2})}));
   cs.push_back(tokens("Softmax over the token axis", {"Softmax"}, "o = Softmax <axis = 1> (a)"));
+  // Concat along the tokens (ViT's class token): both parts share the channels on the last axis.
+  cs.push_back(tokens("Concat along the token axis", {"Concat"},
+                      "a2 = MatMul (x, m3)\no = Concat <axis = 1> (a, a2)", {rnd("m3", {6, 4})}));
   {
     Case c = tokens("Softmax over the channels on the last axis", {"Softmax"},
                     "o = Softmax <axis = -1> (a)");

@@ -673,15 +673,29 @@ void concatRule(const Node& n, CouplingBuilder& b) {
   const int rank = rankOf(n.output(0));
   int64_t axis = n.intAttr("axis", 1);
   if (axis < 0) axis += rank;
-  int64_t off = 0;
   for (const Value* v : n.inputs()) {
-    auto s = b.activation(v);
-    if (!s) return b.freezeNode(n, opLabel(n) + " input has no static channel axis");
-    if (axis == 1) {
-      b.offset(*s, *y, off);
+    if (!b.activation(v)) return b.freezeNode(n, opLabel(n) + " input has no static channel axis");
+    if (rankOf(v) != rank) return b.freezeNode(n, opLabel(n) + " input ranks differ");
+  }
+  // Every axis: the concatenated one gives each input its offset, the others keep indices.
+  for (int a = 0; a < rank; ++a) {
+    auto ya = a == 1 ? y : b.activationAxis(n.output(0), a);
+    int64_t off = 0;
+    for (const Value* v : n.inputs()) {
+      auto s = b.activationAxis(v, a);
+      if (!s || !ya) return b.freezeNode(n, opLabel(n) + " input has no static axis " +
+                                                std::to_string(a));
+      if (a != axis) {
+        b.same(*s, *ya);
+        continue;
+      }
+      if (b.sizeOf(*s) < 0) {  // offsets unknown: this axis carries no group
+        b.freeze(*ya, opLabel(n) + " input size along axis " + std::to_string(a) + " is not static",
+                 &n);
+        continue;
+      }
+      b.offset(*s, *ya, off);
       off += b.sizeOf(*s);
-    } else {
-      b.same(*s, *y);
     }
   }
 }
