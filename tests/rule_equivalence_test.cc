@@ -252,6 +252,40 @@ std::vector<Case> channelsLastCases() {
     c.inits = {rnd("m1", {6, 4}), rnd("wc", {3, 4, 1})};
     cs.push_back(c);
   }
+  // ViT's class token: the first token of each sequence, its channels kept.
+  cs.push_back(
+      tokens("Gather a token", {"Gather"}, "o = Gather <axis = 1> (a, i0)", {"int64 i0 = {0}"}));
+  {
+    Case c = tokens("Gather along the channels", {"Gather"}, "o = Gather <axis = 2> (a, i0)",
+                    {ints("i0", {0, 1, 2, 3})});
+    c.barrier = "selects along axis 2";
+    cs.push_back(c);
+  }
+  // A constant class token broadcast over the batch and put before the tokens.
+  cs.push_back(tokens("Expand a constant token, Concat", {"Expand", "Concat"},
+                      "e = Expand (cls, shp)\no = Concat <axis = 1> (e, a)",
+                      {rnd("cls", {1, 1, 4}), ints("shp", {1, 1, 1})}));
+  {
+    Case c = tokens("Expand sizing the channels", {"Expand", "Add"},
+                    "e = Expand (one, shp)\no = Add (a, e)",
+                    {rnd("one", {1, 1, 1}), ints("shp", {1, 1, 4})});
+    c.barrier = "sizes axis 2 from its shape input";
+    cs.push_back(c);
+  }
+  // Attention's out-projection as exported: [T, B, C] -> [T * B, C] -> [T, B, C].
+  cs.push_back(tokens("Reshape keeping the last axis (literals)", {"Reshape"},
+                      "r = Reshape (a, t1)\no = Reshape (r, t2)",
+                      {ints("t1", {5, 4}), ints("t2", {1, 5, 4})}));
+  cs.push_back(tokens("Reshape keeping the last axis (-1)", {"Reshape"},
+                      "r = Reshape (a, t1)\no = Reshape (r, t2)",
+                      {ints("t1", {5, -1}), ints("t2", {1, -1, 4})}));
+  {
+    Case c = tokens("Reshape splitting the last axis", {"Reshape"},
+                    "r = Reshape (a, t1)\no = Reshape (r, t2)",
+                    {ints("t1", {1, 5, 2, 2}), ints("t2", {1, 5, 4})});
+    c.barrier = "Reshape";
+    cs.push_back(c);
+  }
   return cs;
 }
 

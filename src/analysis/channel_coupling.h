@@ -86,6 +86,15 @@ class CouplingBuilder {
   // A literal in a constant shape input that spells the channel (or feature) count of `slot`.
   void shapeLiteral(int slot, const ShapeLiteral& lit) { shape_literals_.push_back({slot, lit}); }
   int64_t sizeOf(int slot) const { return slots_[slot].size; }
+  // The contents of a small integer value known before run time: a constant, or a shape
+  // computation folded from static shapes (foldShapeComputations).
+  const Tensor* knownValue(const Value* v) const {
+    if (!v) return nullptr;
+    if (const Tensor* t = v->constantData()) return t;
+    auto it = folded_.find(v);
+    return it == folded_.end() ? nullptr : &it->second;
+  }
+  void setFolded(std::unordered_map<const Value*, Tensor> folded) { folded_ = std::move(folded); }
   // The activations a rule looked at since the last call; the analyzer freezes the ones a
   // node reads or writes that its rule never looked at (a rule that returns early proves
   // nothing about them).
@@ -118,6 +127,7 @@ class CouplingBuilder {
   std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
   std::unordered_set<const Value*> seen_;
   std::set<std::pair<const Value*, int>> seen_axes_;
+  std::unordered_map<const Value*, Tensor> folded_;
   int64_t opset_;
 };
 

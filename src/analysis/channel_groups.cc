@@ -9,6 +9,7 @@
 
 #include "channel_coupling.h"
 #include "nncompress/analysis/model_stats.h"
+#include "nncompress/ir/shape_fold.h"
 
 namespace nnc {
 
@@ -194,6 +195,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   CouplingBuilder b(opset);
   auto order = graph.topologicalOrder();
   if (!order.isOk()) return result;
+  b.setFolded(foldShapeComputations(graph).values);
 
   std::map<const Node*, std::set<std::pair<const Value*, int>>> accounted;
   for (const Node* n : order.value()) {

@@ -683,8 +683,8 @@ void concatRule(const Node& n, CouplingBuilder& b) {
     int64_t off = 0;
     for (const Value* v : n.inputs()) {
       auto s = b.activationAxis(v, a);
-      if (!s || !ya) return b.freezeNode(n, opLabel(n) + " input has no static axis " +
-                                                std::to_string(a));
+      if (!s || !ya)
+        return b.freezeNode(n, opLabel(n) + " input has no static axis " + std::to_string(a));
       if (a != axis) {
         b.same(*s, *ya);
         continue;
@@ -734,6 +734,44 @@ int64_t knownProduct(const std::vector<Dim>& dims, size_t from) {
 // axes only (any rank >= 2). The target's batch entry must provably keep N, and its channel entry
 // must follow the pruned count: -1, 0 (copy, without allowzero) or a literal we rewrite (also one
 // inside a Concat with Shape-derived parts). Opset < 5 has the target as an attribute: not handled.
+// Reshape that regroups only the leading axes and keeps the last one, [T*B, C] <-> [T, B, C]
+// (attention's out-projection as exported): element (i, c) keeps its flat index i * C + c, so
+// y[..., c] is x[..., c]. The target must spell the last entry as the literal C (rewritten by
+// surgery) with positive literals or one -1 before it, or as -1 after positive literals only.
+// Axis 1, when it is not the last, is regrouped and frozen. False when this does not apply.
+bool keepsLastAxis(const Node& n, CouplingBuilder& b, const std::vector<Dim>& xs,
+                   const std::vector<Dim>& ys) {
+  const size_t xr = xs.size(), yr = ys.size();
+  if (xr < 2 || !xs.back().isKnown() || !ys.back().isKnown() || xs.back() != ys.back())
+    return false;
+  const int64_t lead = knownProduct(std::vector<Dim>(xs.begin(), xs.end() - 1), 0);
+  if (lead < 0 || lead != knownProduct(std::vector<Dim>(ys.begin(), ys.end() - 1), 0)) return false;
+  const ShapeSource last = traceShapeElement(n, 1, static_cast<int64_t>(yr) - 1);
+  if (last.kind != ShapeSource::kLiteral ||
+      !(last.literal == xs.back().value || last.literal == -1))
+    return false;
+  int minus_ones = last.literal == -1;
+  for (size_t i = 0; i + 1 < yr; ++i) {
+    const ShapeSource e = traceShapeElement(n, 1, static_cast<int64_t>(i));
+    if (e.kind != ShapeSource::kLiteral || e.literal == 0 || e.literal < -1) return false;
+    minus_ones += e.literal == -1;
+  }
+  if (minus_ones > 1) return false;
+  auto sx = b.activationAxis(n.input(0), -1), sy = b.activationAxis(n.output(0), -1);
+  if (!sx || !sy) return false;
+  b.same(*sx, *sy);
+  if (last.literal > 0) {
+    ShapeLiteral lit = last.where;
+    lit.spells = n.output(0);
+    b.shapeLiteral(*sy, lit);
+  }
+  for (const Value* v : {n.input(0), n.output(0)})
+    if (rankOf(v) > 2)
+      if (auto s = b.activation(v))
+        b.freeze(*s, opLabel(n) + " regroups axis 1 of '" + v->name() + "'", &n);
+  return true;
+}
+
 void reshapeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -743,6 +781,8 @@ void reshapeRule(const Node& n, CouplingBuilder& b) {
   const auto& xs = n.input(0)->type().shape;
   const auto& ys = n.output(0)->type().shape;
   if (!xs || !ys || ys->size() < 2) return b.freezeNode(n, opLabel(n) + " shapes are not known");
+  const bool keeps_axis_1 = (*xs)[1].isKnown() && (*ys)[1].isKnown() && (*xs)[1] == (*ys)[1];
+  if (!keeps_axis_1 && keepsLastAxis(n, b, *xs, *ys)) return;
   const int64_t spatial = knownProduct(*xs, 2);
   if (spatial < 0) return b.freezeNode(n, opLabel(n) + " input spatial size is not static");
   const int64_t c = b.sizeOf(*x);
@@ -1131,6 +1171,60 @@ void constantOfShapeRule(const Node& n, CouplingBuilder& b) {
     b.freeze(*y, opLabel(n) + " makes a tensor whose channel count is a shape value", &n);
 }
 
+// Gather (1, 11, 13) of an activation along `axis`: y = x[:axis] + indices.shape + x[axis+1:].
+// The other axes keep their indices; the gathered axis is selected from and frozen.
+void gatherRule(const Node& n, CouplingBuilder& b) {
+  const int xr = rankOf(n.input(0)), yr = rankOf(n.output(0)), q = rankOf(n.input(1));
+  if (!b.activation(n.input(0)) && !b.activation(n.output(0))) {
+    if (xr < 1 || !isFloatingPoint(n.input(0)->dtype()) || n.input(0)->constantData()) return;
+  }
+  if (xr < 1 || yr < 0 || q < 0 || yr != xr + q - 1)
+    return b.freezeNode(n, opLabel(n) + " has tensors of unknown rank");
+  int64_t axis = n.intAttr("axis", 0);
+  if (axis < 0) axis += xr;
+  if (auto s = b.activationAxis(n.input(0), static_cast<int>(axis)))
+    b.freeze(*s, opLabel(n) + " selects along axis " + std::to_string(axis), &n);
+  for (int i = 0; i < xr; ++i) {
+    if (i == axis) continue;
+    const int out = i < axis ? i : i + q - 1;
+    auto sx = b.activationAxis(n.input(0), i), sy = b.activationAxis(n.output(0), out);
+    if (sx && sy) b.same(*sx, *sy);
+  }
+  for (int o = static_cast<int>(axis); o < axis + q; ++o)  // the indices' axes
+    if (auto s = b.activationAxis(n.output(0), o))
+      b.freeze(*s, opLabel(n) + " takes axis " + std::to_string(o) + " from its indices", &n);
+}
+
+// Expand (8, 13): x broadcast against the `shape` input. An axis where x has size > 1 and the
+// shape entry is 1 (or missing) keeps x's indices (a constant x is a per-index parameter);
+// every other output axis is sized by the shape input and frozen.
+void expandRule(const Node& n, CouplingBuilder& b) {
+  const Value* x = n.input(0);
+  const int xr = rankOf(x), yr = rankOf(n.output(0));
+  const Tensor* shape = b.knownValue(n.input(1));
+  if (!b.activation(n.output(0)) && !b.activation(x)) return;
+  if (!shape || xr < 0 || yr < 0)
+    return b.freezeNode(n, opLabel(n) + " shape is computed in a way not followed");
+  const auto entries = shape->toInt64Vector();
+  const int sl = static_cast<int>(entries.size());
+  for (int a = 0; a < yr; ++a) {
+    const int xa = a - (yr - xr), sa = a - (yr - sl);
+    auto ys = b.activationAxis(n.output(0), a);
+    if (!ys) return b.freezeNode(n, opLabel(n) + " output has no static axis");
+    const int64_t xd = xa >= 0 ? staticShapeOf(x) ? (*staticShapeOf(x))[xa] : -1 : 1;
+    const int64_t sd = sa >= 0 ? entries[sa] : 1;
+    if (xd > 1 && sd == 1) {
+      auto xs =
+          x->constantData() ? b.weight(n, 0, xa, MemberRole::kParameter) : b.activationAxis(x, xa);
+      if (xs) b.same(*ys, *xs);
+      continue;
+    }
+    b.freeze(*ys, opLabel(n) + " sizes axis " + std::to_string(a) + " from its shape input", &n);
+    if (xa >= 0 && !x->constantData())
+      if (auto xs = b.activationAxis(x, xa)) b.freeze(*xs, opLabel(n) + " broadcasts it", &n);
+  }
+}
+
 ChannelRule barrier(std::string why) {
   return [why](const Node& n, CouplingBuilder& b) { b.freezeNode(n, opLabel(n) + " " + why); };
 }
@@ -1199,6 +1293,8 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     r["Slice"] = {sliceRule, {}};
     for (const char* op : {"Softmax", "LogSoftmax", "Hardmax"}) r[op] = {softmaxRule, {}};
     r["Shape"] = {shapeRule, {}};
+    r["Gather"] = {gatherRule, {}};
+    r["Expand"] = {expandRule, {}};
     r["Size"] = {sizeRule, {}};
     r["ConstantOfShape"] = {constantOfShapeRule, {}};
     for (const char* op : {"Constant", "Range"}) r[op] = {noCoupling, {}};
