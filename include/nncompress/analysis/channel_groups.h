@@ -9,6 +9,14 @@
 // flattened features) with an index mapping. A group is prunable only if nothing it reaches is
 // frozen and no other producer shares its channels through a composed space. No rule means a
 // barrier, never a guess.
+//
+// Channels need not be on axis 1: a Transpose carries a slot to another axis, a MatMul with a
+// constant [K, N] makes channels on the last axis, and every node that reads or writes a value
+// must account for each of its axes that carries a slot, or that slot is frozen. A grouped Conv
+// tiles a local channel space over its groups (ChannelMapping::tiles): local channel j is
+// removed from every group at once, so `group` stays valid. A normalisation over a group's
+// channels (LayerNorm's ReduceMean) is an approximate coupling: the group is prunable but
+// marked approximate.
 
 #include <optional>
 #include <string>
