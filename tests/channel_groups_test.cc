@@ -172,15 +172,22 @@ const MustNotForm kBarriers[] = {
      "int64[4] shape = {1, 2, 2, 8}", "mixes channels"},
     {"unknown_op", "a = Conv (x, w)\n r = custom.Weird (a)\n y = Relu (r)", "",
      "no channel rule for custom.Weird"},
-    {"transpose_moves_channels",
-     "a = Conv (x, w)\n r = Transpose <perm = [0, 2, 1, 3]> (a)\n y = Relu (r)", "",
-     "moves the channel axis"},
+    // The Transpose carries the channels to axis 2, where the Softmax mixes them.
+    {"transpose_then_softmax_over_the_channels",
+     "a = Conv (x, w)\n r = Transpose <perm = [0, 2, 1, 3]> (a)\n s = Softmax <axis = 2> (r)\n"
+     " y = Relu (s)",
+     "", "normalises over axis 2"},
     {"softmax_over_channels", "a = Conv (x, w)\n r = Softmax <axis = 1> (a)\n y = Relu (r)", "",
      "normalises across channels"},
     {"slice_of_channels", "a = Conv (x, w)\n r = Slice (a, st, en, ax)\n y = Relu (r)",
      "int64[1] st = {0}, int64[1] en = {2}, int64[1] ax = {1}", "slices the channel axis"},
-    {"grouped_conv", "a = Conv (x, w)\n r = Conv <group = 2> (a, wg)\n y = Relu (r)", "",
-     "grouped convolution"},
+    // Tiles of 2 channels (group 2) and of 1 (group 4) in one tensor: no common local channel.
+    {"grouped_convs_with_two_tilings",
+     "a = Conv (x, w)\n r = Conv <group = 2> (a, wg)\n s = Conv <group = 4> (a, wq)\n"
+     " t = Conv (s, wz)\n y = Add (r, t)",
+     "float[8,1,1,1] wq = {1,1,1,1,1,1,1,1}, float[4,8,1,1] wz = "
+     "{1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1}",
+     "tiled"},
 };
 
 void PrintTo(const MustNotForm& c, std::ostream* os) { *os << c.name; }

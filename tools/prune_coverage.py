@@ -23,8 +23,8 @@ from doc_stamp import ort_version, stamp  # same folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT = ("resnet18 resnet50 resnext50_32x4d mobilenet_v2 mobilenet_v3_small efficientnet_b0 "
-           "densenet121 shufflenet_v2_x1_0 squeezenet1_1 googlenet regnet_y_400mf mnasnet1_0 "
-           "vgg11_bn").split()
+           "densenet121 shufflenet_v2_x1_0 squeezenet1_1 googlenet regnet_x_400mf regnet_y_400mf "
+           "mnasnet1_0 vgg11_bn convnext_tiny vit_b_16 swin_t").split()
 
 
 def run(cmd, **kw):
@@ -58,13 +58,19 @@ def main():
             dst = os.path.join(tmp, m + "_pruned.onnx")
             rep = json.loads(run([args.binary, "report", "--prunable", "--json", src]).stdout)
             pr = json.loads(run([args.binary, "prune", src, "-o", dst, "--ratio", "0.5", "--json"]).stdout)
+            approximate = any(g.get("approximate") and g["prunable"] for g in rep["groups"])
+            exact = pr
+            if approximate:  # the same with approximate groups left whole
+                exact = json.loads(run([args.binary, "prune", src, "-o", dst + ".exact.onnx", "--ratio",
+                                        "0.5", "--exact-only", "--json"]).stdout)
             shape_orig = ort_output_shape(src, tmp)
             shape_pruned = ort_output_shape(dst, tmp)
             groups = rep["groups"]
             prunable = [g for g in groups if g["prunable"]]
             ok = shape_orig == shape_pruned
-            rows.append((m, len(groups), len(prunable), rep["prunable_macs_share"], pr["before"]["macs"],
-                         pr["after"]["macs"], pr["before"]["params"], pr["after"]["params"], ok))
+            rows.append((m, len(groups), len(prunable), rep["prunable_macs_share"],
+                         rep["exact_prunable_macs_share"], pr["before"]["macs"], pr["after"]["macs"],
+                         exact["after"]["macs"], pr["before"]["params"], pr["after"]["params"], ok))
             reasons = {}
             for g in groups:
                 if g["prunable"] or g["reason"].startswith("graph output"):
@@ -84,12 +90,14 @@ def main():
              "(random weights; each prunable channel group halved with",
              f"`nncompress prune --ratio 0.5`; the pruned model is run in ONNX Runtime {ort_version()} and its output",
              "shape compared with the original's). \"Prunable share\" is the share of MACs in layers that",
-             "at least one prunable group shrinks.", "",
-             "| model | groups | prunable | prunable share of MACs | MACs before | MACs after | params before | params after | runs in ORT, same output shape |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m, g, p, share, mb, ma, pb, pa, ok in rows:
-        lines.append(f"| {m} | {g} | {p} | {share:.1%} | {mb/1e6:.1f} M | {ma/1e6:.1f} M | {pb/1e6:.2f} M | "
-                     f"{pa/1e6:.2f} M | {'yes' if ok else 'NO'} |")
+             "at least one prunable group shrinks; \"exact\" counts only groups whose pruning is",
+             "output-preserving (not through a LayerNorm over the channels, which `--exact-only` leaves",
+             "whole). \"MACs kept\" is after/before; \"exact only\" the same with `--exact-only`.", "",
+             "| model | groups | prunable | prunable share of MACs | exact share | MACs before | MACs after | MACs kept | MACs kept, exact only | params before | params after | runs in ORT, same output shape |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m, g, p, share, exact_share, mb, ma, me, pb, pa, ok in rows:
+        lines.append(f"| {m} | {g} | {p} | {share:.1%} | {exact_share:.1%} | {mb/1e6:.1f} M | {ma/1e6:.1f} M | "
+                     f"{ma/mb:.1%} | {me/mb:.1%} | {pb/1e6:.2f} M | {pa/1e6:.2f} M | {'yes' if ok else 'NO'} |")
     lines += ["", "## Known gaps: groups a human would prune that stay whole", "",
               "| model | groups | reason |", "|---|---|---|"]
     for m, n, r in gaps:

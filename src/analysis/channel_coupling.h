@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -24,6 +25,12 @@ struct Edge {
   int to_slot;    // the whole (Concat output) or the feature side
   int64_t offset = 0;
   int64_t repeat = 1;
+  // A tile edge (grouped convolution): local channel j of from_slot is channel
+  // t * tile_stride + j of to_slot for every t < tiles. The whole is pruned through the local
+  // space: its producers belong to the group rooted at from_slot.
+  int64_t tiles = 1;
+  int64_t tile_stride = 0;
+  bool isTile() const { return tiles != 1; }
 };
 
 class CouplingBuilder {
@@ -36,6 +43,14 @@ class CouplingBuilder {
   // tensors, scalars and the like, which carry no channels. `proven_size` is the channel count
   // when the declared one is unknown but the calling rule proves it (first call only).
   std::optional<int> activation(const Value* v, int64_t proven_size = -1);
+  // Any axis of a floating-point activation (negative counts from the back; axis 1 is
+  // activation()). Every node that reads or writes the value must account for such an axis,
+  // or the analyzer freezes it (accountedAxes).
+  std::optional<int> activationAxis(const Value* v, int axis);
+  // The axes other than 1 that rules looked at since the last call.
+  std::set<std::pair<const Value*, int>> takeSeenAxes() { return std::exchange(seen_axes_, {}); }
+  // Every (value, axis) slot of an activation, for axes other than 1.
+  std::vector<std::pair<int, std::pair<const Value*, int>>> otherAxisSlots() const;
   // An axis of a constant weight read by `node`; nullopt if the input is not constant.
   std::optional<int> weight(const Node& node, size_t input, int axis, MemberRole role);
   void same(int a, int b);
@@ -53,13 +68,33 @@ class CouplingBuilder {
   void repeat(int channels, int features, int64_t k) {
     edges_.push_back({channels, features, 0, k});
   }
+  void tile(int local, int whole, int64_t tiles, int64_t stride) {
+    edges_.push_back({local, whole, 0, 1, tiles, stride});
+  }
+  // A slot that no tensor axis holds (the per-group output channels of a grouped convolution);
+  // `anchor` names it in messages.
+  int virtualSlot(const Value* anchor, int64_t size);
   void freeze(int slot, const std::string& why, const Node* node);
+  // The node mixes the slot's channels in a way pruning only approximates (a normalisation
+  // over them): groups that reach it are marked approximate.
+  void approximate(int slot, const std::string& why, const Node* node) {
+    approximate_.emplace_back(slot, why, node);
+  }
   // Freezes the channel slots of every float input and output of the node.
   void freezeNode(const Node& node, const std::string& why);
   void groupAttr(int slot, const Node& node) { group_attr_nodes_.push_back({slot, &node}); }
   // A literal in a constant shape input that spells the channel (or feature) count of `slot`.
   void shapeLiteral(int slot, const ShapeLiteral& lit) { shape_literals_.push_back({slot, lit}); }
   int64_t sizeOf(int slot) const { return slots_[slot].size; }
+  // The contents of a small integer value known before run time: a constant, or a shape
+  // computation folded from static shapes (foldShapeComputations).
+  const Tensor* knownValue(const Value* v) const {
+    if (!v) return nullptr;
+    if (const Tensor* t = v->constantData()) return t;
+    auto it = folded_.find(v);
+    return it == folded_.end() ? nullptr : &it->second;
+  }
+  void setFolded(std::unordered_map<const Value*, Tensor> folded) { folded_ = std::move(folded); }
   // The activations a rule looked at since the last call; the analyzer freezes the ones a
   // node reads or writes that its rule never looked at (a rule that returns early proves
   // nothing about them).
@@ -72,6 +107,7 @@ class CouplingBuilder {
   std::vector<std::pair<int, GroupMember>> members_;
   std::vector<std::pair<int, const Node*>> producers_;
   std::vector<std::tuple<int, std::string, const Node*>> frozen_;
+  std::vector<std::tuple<int, std::string, const Node*>> approximate_;
   std::vector<std::pair<int, const Node*>> group_attr_nodes_;
   std::vector<std::pair<int, ShapeLiteral>> shape_literals_;
 
@@ -90,6 +126,8 @@ class CouplingBuilder {
   std::vector<Requirement> required_;
   std::unordered_map<const Value*, std::vector<int>> by_value_;  // slot per axis (-1 none)
   std::unordered_set<const Value*> seen_;
+  std::set<std::pair<const Value*, int>> seen_axes_;
+  std::unordered_map<const Value*, Tensor> folded_;
   int64_t opset_;
 };
 
@@ -106,6 +144,7 @@ struct ChannelInput {
   const char* act_swap_if = nullptr;  // non-zero attribute: the activation's axis is 0 (transA)
   const char* times = nullptr;        // attribute multiplying the length (Conv `group`)
   bool broadcasts = false;  // numpy-broadcast against the activation: 1 or the channel count
+  int only_rank = 0;        // non-zero: the entry applies to an input of this rank only
 };
 
 using ChannelRule = std::function<void(const Node&, CouplingBuilder&)>;

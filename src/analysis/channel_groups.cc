@@ -9,6 +9,7 @@
 
 #include "channel_coupling.h"
 #include "nncompress/analysis/model_stats.h"
+#include "nncompress/ir/shape_fold.h"
 
 namespace nnc {
 
@@ -17,10 +18,11 @@ using analysis_internal::CouplingBuilder;
 
 std::vector<int64_t> ChannelMapping::indices(const std::vector<int64_t>& channels) const {
   std::vector<int64_t> out;
-  out.reserve(channels.size() * repeat);
-  for (int64_t c : channels)
-    for (int64_t r = 0; r < repeat; ++r)
-      out.push_back(outer_offset + (inner_offset + c) * repeat + r);
+  out.reserve(channels.size() * span());
+  for (int64_t t = 0; t < tiles; ++t)
+    for (int64_t c : channels)
+      for (int64_t r = 0; r < repeat; ++r)
+        out.push_back(t * tile_stride + outer_offset + (inner_offset + c) * repeat + r);
   return out;
 }
 
@@ -53,12 +55,20 @@ std::string nodeLabel(const Node* n) {
          (n->name().empty() ? (n->output(0) ? n->output(0)->name() : "?") : n->name()) + "'";
 }
 
-// Mapping of a part seen through an edge into the whole.
-ChannelMapping through(const ChannelMapping& m, const analysis_internal::Edge& e) {
+// Mapping of a part seen through an edge into the whole; nullopt when the result is not one
+// ChannelMapping (a tile edge after anything but the identity).
+std::optional<ChannelMapping> through(const ChannelMapping& m, const analysis_internal::Edge& e) {
   ChannelMapping out = m;
+  if (e.isTile()) {
+    if (!m.isIdentity()) return std::nullopt;
+    out.tiles = e.tiles;
+    out.tile_stride = e.tile_stride;
+    return out;
+  }
   if (e.repeat != 1) {
     out.outer_offset *= e.repeat;
     out.repeat *= e.repeat;
+    out.tile_stride *= e.repeat;
   }
   out.outer_offset += e.offset;
   return out;
@@ -82,12 +92,36 @@ void freezeUnaccounted(const Node& n, const std::unordered_set<const Value*>& se
   }
 }
 
+// The same net for axes other than 1 (channels on the last axis, axes a Transpose moved):
+// every node that reads or writes the value, or reads it inside a subgraph, must have looked at
+// that axis; graph inputs and outputs keep every axis.
+void freezeUnaccountedAxes(const Graph& graph,
+                           std::map<const Node*, std::set<std::pair<const Value*, int>>>& accounted,
+                           CouplingBuilder& b) {
+  std::set<const Value*> in_subgraph;
+  for (const auto& n : graph.nodes())
+    for (const Value* v : n->implicitInputs()) in_subgraph.insert(v);
+  for (const auto& [s, key] : b.otherAxisSlots()) {
+    const auto [v, axis] = key;
+    const std::string what = "axis " + std::to_string(axis) + " of '" + v->name() + "'";
+    auto check = [&](const Node* n) {
+      if (!accounted[n].count(key))
+        b.freeze(s, nodeLabel(n) + " does not prove what it does with " + what, n);
+    };
+    if (v->producer()) check(v->producer());
+    for (const Use& u : v->uses()) check(u.node);
+    if (in_subgraph.count(v)) b.freeze(s, what + " is read inside a subgraph", nullptr);
+    if (v->isGraphInput()) b.freeze(s, "graph input '" + v->name() + "'", nullptr);
+    if (v->isGraphOutput()) b.freeze(s, "graph output '" + v->name() + "'", nullptr);
+  }
+}
+
 // Per space that edges lead into: the [begin, end) index range each distinct incoming edge
 // covers, sorted. Sizes that are unknown count as covering everything.
 std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingBuilder& b) {
   std::map<int, std::set<std::tuple<int, int64_t, int64_t>>> edges;
   for (const auto& e : b.edges_)
-    edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
+    if (!e.isTile()) edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
   std::map<int, std::vector<std::pair<int64_t, int64_t>>> ranges;
   for (const auto& [to, in] : edges) {
     auto& r = ranges[to];
@@ -121,6 +155,35 @@ void freezeSharedShapeLiterals(std::vector<ChannelGroup>& groups) {
   }
 }
 
+// A space tiled from a grouped convolution's local channels is pruned through them: its
+// producers join the group rooted at the local space. It must be made that way only (one tile
+// edge, nothing else into it), or the tiles and the other parts would disagree.
+std::map<int, std::string> tileConflicts(CouplingBuilder& b,
+                                         std::map<int, std::vector<const Node*>>& producers) {
+  std::map<int, std::set<std::tuple<int, int64_t, int64_t, int64_t, int64_t>>> incoming;
+  std::map<int, int> tile_source;
+  for (const auto& e : b.edges_) {
+    const int to = b.find(e.to_slot), from = b.find(e.from_slot);
+    incoming[to].insert({from, e.offset, e.repeat, e.tiles, e.tile_stride});
+    if (e.isTile()) tile_source.emplace(to, from);
+  }
+  std::map<int, std::string> conflicts;
+  for (const auto& [to, from] : tile_source) {
+    if (to == from)
+      conflicts[to] = "the channels of '" + b.slots_[to].value->name() +
+                      "' are tiled onto themselves by a grouped convolution";
+    else if (incoming[to].size() > 1)
+      conflicts[to] = "the channels of '" + b.slots_[to].value->name() +
+                      "' are tiled by a grouped convolution and also made another way";
+    auto it = producers.find(to);
+    if (it == producers.end() || to == from) continue;
+    auto& into = producers[from];
+    into.insert(into.end(), it->second.begin(), it->second.end());
+    producers.erase(to);
+  }
+  return conflicts;
+}
+
 }  // namespace
 
 ChannelAnalysis analyzeChannels(const Model& model) {
@@ -132,7 +195,9 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   CouplingBuilder b(opset);
   auto order = graph.topologicalOrder();
   if (!order.isOk()) return result;
+  b.setFolded(foldShapeComputations(graph).values);
 
+  std::map<const Node*, std::set<std::pair<const Value*, int>>> accounted;
   for (const Node* n : order.value()) {
     auto rule = n->isDefaultDomain() ? channelRules().find(n->opType()) : channelRules().end();
     if (rule == channelRules().end()) {
@@ -141,9 +206,12 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       continue;
     }
     b.takeSeen();
+    b.takeSeenAxes();
     rule->second.rule(*n, b);
     freezeUnaccounted(*n, b.takeSeen(), b);
+    accounted[n] = b.takeSeenAxes();
   }
+  freezeUnaccountedAxes(graph, accounted, b);
   for (const Value* v : graph.inputs())
     if (auto s = b.activation(v)) b.freeze(*s, "graph input '" + v->name() + "'", nullptr);
   for (const Value* v : graph.outputs())
@@ -163,6 +231,8 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   for (auto& [s, m] : b.members_) members[b.find(s)].push_back(m);
   for (auto& [s, n] : b.producers_) producers[b.find(s)].push_back(n);
   for (auto& [s, why, n] : b.frozen_) frozen[b.find(s)].push_back({why, n});
+  std::map<int, std::string> approximate;
+  for (auto& [s, why, n] : b.approximate_) approximate.emplace(b.find(s), why);
   for (const auto& e : b.edges_) {
     out_edges[b.find(e.from_slot)].push_back(e);
     composed.insert(b.find(e.to_slot));
@@ -170,7 +240,9 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
 
   // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
   // or pruning one part would remove entries another part still fills.
-  std::map<int, std::string> overlaps;
+  std::map<int, std::string> overlaps = tileConflicts(b, producers);
+  for (const auto& [cls, why] : overlaps)
+    result.barriers.push_back({b.slots_[cls].value->producer(), b.slots_[cls].value->name(), why});
   for (const auto& [to, parts] : incomingRanges(b)) {
     for (size_t i = 1; i < parts.size(); ++i)
       if (parts[i].first < parts[i - 1].second)
@@ -193,6 +265,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (l.macs) node_macs[l.node] = *l.macs;
 
   int next_id = 0;
+  std::set<int> reached_by_groups;
   for (const auto& [root, prods] : producers) {
     ChannelGroup g;
     g.id = next_id++;
@@ -210,7 +283,12 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       todo.pop();
       for (const auto& e : out_edges[cls]) {
         const int to = b.find(e.to_slot);
-        const ChannelMapping m = through(reached[cls], e);
+        const std::optional<ChannelMapping> mapped = through(reached[cls], e);
+        if (!mapped) {
+          if (problem.empty()) problem = "its channels are tiled by two grouped convolutions";
+          continue;
+        }
+        const ChannelMapping m = *mapped;
         auto [it, inserted] = reached.emplace(to, m);
         if (!inserted) {
           if (!(it->second == m) && problem.empty())
@@ -229,6 +307,11 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       }
     }
     for (const auto& [cls, mapping] : reached) {
+      reached_by_groups.insert(cls);
+      if (approximate.count(cls) && !g.approximate) {
+        g.approximate = true;
+        g.approximate_reason = approximate[cls];
+      }
       for (GroupMember m : members[cls]) {
         m.mapping = mapping;
         g.members.push_back(m);
@@ -246,7 +329,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     for (const GroupMember& m : g.members) {
       if (m.role == MemberRole::kActivation) continue;
       const Tensor* t = m.value->constantData();
-      const double fraction = static_cast<double>(g.channels * m.mapping.repeat) / t->dim(m.axis);
+      const double fraction = static_cast<double>(g.channels * m.mapping.span()) / t->dim(m.axis);
       if (seen_weights.insert({m.value, m.axis}).second)
         g.params += static_cast<int64_t>(t->numel() * fraction);
       if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
@@ -259,18 +342,26 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
 
   freezeSharedShapeLiterals(result.groups);
 
-  std::set<const Node*> shrinkable;
-  for (const ChannelGroup& g : result.groups)
-    if (g.prunable)
-      for (const GroupMember& m : g.members)
-        if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
-          shrinkable.insert(m.node);
-  for (const Node* n : shrinkable)
-    if (node_macs.count(n)) result.prunable_macs += node_macs[n];
+  auto shrinkableMacs = [&](bool exact_only) {
+    std::set<const Node*> shrinkable;
+    for (const ChannelGroup& g : result.groups)
+      if (g.prunable && !(exact_only && g.approximate))
+        for (const GroupMember& m : g.members)
+          if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
+            shrinkable.insert(m.node);
+    int64_t macs = 0;
+    for (const Node* n : shrinkable)
+      if (node_macs.count(n)) macs += node_macs[n];
+    return macs;
+  };
+  result.prunable_macs = shrinkableMacs(false);
+  result.exact_prunable_macs = shrinkableMacs(true);
 
   // Barriers: every frozen slot, once per (node, reason).
   std::set<std::pair<const Node*, std::string>> seen;
   for (auto& [s, why, n] : b.frozen_) {
+    // Axes other than 1 (batch, spatial, token axes) matter only where a group reaches them.
+    if (b.slots_[s].axis != 1 && !reached_by_groups.count(b.find(s))) continue;
     if (!seen.insert({n, why}).second) continue;
     result.barriers.push_back({n, b.slots_[s].value->name(), why});
   }
@@ -298,6 +389,8 @@ std::string parameterMismatch(const Node& n, const analysis_internal::ChannelInp
   if (!p || !act) return "";
   const int act_rank = rankOfValue(act), p_rank = rankOfValue(p);
   if (act_rank < 1 || p_rank < 0) return "";
+  // Parameters are constants; a computed input (attention's K^T) is an activation.
+  if (!p->constantData() || (e.only_rank && p_rank != e.only_rank)) return "";
   int act_axis = e.act_axis < 0 ? act_rank - 1 : e.act_axis;
   if (e.act_swap_if && n.intAttr(e.act_swap_if, 0) != 0) act_axis = 0;
   const int64_t channels = dimOf(act, act_axis);

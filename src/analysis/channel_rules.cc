@@ -42,6 +42,43 @@ std::optional<int> CouplingBuilder::activation(const Value* v, int64_t proven_si
   return s;
 }
 
+std::optional<int> CouplingBuilder::activationAxis(const Value* v, int axis) {
+  if (!v || !isFloatingPoint(v->dtype()) || v->constantData()) return std::nullopt;
+  const auto& shape = v->type().shape;
+  if (!shape || shape->empty()) return std::nullopt;
+  const int rank = static_cast<int>(shape->size());
+  if (axis < 0) axis += rank;
+  if (axis < 0 || axis >= rank) return std::nullopt;
+  if (axis == 1) return activation(v);
+  const bool fresh = !by_value_.count(v) || by_value_[v].size() <= static_cast<size_t>(axis) ||
+                     by_value_[v][axis] < 0;
+  const int s = slot(v, axis, (*shape)[axis].isKnown() ? (*shape)[axis].value : -1);
+  seen_axes_.insert({v, axis});
+  if (fresh) {
+    GroupMember m;
+    m.value = v;
+    m.axis = axis;
+    m.role = MemberRole::kActivation;
+    m.node = v->producer();
+    members_.push_back({s, m});
+    if (slots_[s].size < 0)
+      freeze(s, "axis " + std::to_string(axis) + " of '" + v->name() + "' is not static",
+             v->producer());
+  }
+  return s;
+}
+
+std::vector<std::pair<int, std::pair<const Value*, int>>> CouplingBuilder::otherAxisSlots() const {
+  std::vector<std::pair<int, std::pair<const Value*, int>>> out;
+  for (const auto& [v, axes] : by_value_) {
+    if (v->constantData()) continue;
+    for (size_t a = 0; a < axes.size(); ++a)
+      if (a != 1 && axes[a] >= 0) out.push_back({axes[a], {v, static_cast<int>(a)}});
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::optional<int> CouplingBuilder::weight(const Node& node, size_t input, int axis,
                                            MemberRole role) {
   const Value* v = node.input(input);
@@ -56,6 +93,13 @@ std::optional<int> CouplingBuilder::weight(const Node& node, size_t input, int a
   members_.push_back({s, m});
   if (role == MemberRole::kProducer) producers_.push_back({s, &node});
   return s;
+}
+
+int CouplingBuilder::virtualSlot(const Value* anchor, int64_t size) {
+  const int id = static_cast<int>(slots_.size());
+  slots_.push_back({anchor, -1, size});
+  parent_.push_back(id);
+  return id;
 }
 
 void CouplingBuilder::same(int a, int b) {
@@ -79,10 +123,12 @@ void CouplingBuilder::resolveRequirements() {
 void CouplingBuilder::mergeParallelEdges() {
   for (bool changed = true; changed;) {
     changed = false;
-    std::map<std::tuple<int, int64_t, int64_t>, int> from;  // (to space, offset, repeat)
+    // (to space, offset, repeat, tiles, tile stride)
+    std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t>, int> from;
     for (const Edge& e : edges_) {
       auto [it, inserted] =
-          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat), e.from_slot);
+          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat, e.tiles, e.tile_stride),
+                       e.from_slot);
       if (inserted || find(it->second) == find(e.from_slot)) continue;
       same(it->second, e.from_slot);
       changed = true;
@@ -361,8 +407,22 @@ bool coupleTable(const Node& n, CouplingBuilder& b, int x, int y, bool skip_cons
 
 // ------------------------------------------------------------------ rules
 
+// Axis a of x and axis a of y (every axis but 1, which the rules couple through activation())
+// carry the same indices, for tensors of one rank. Axes in `except` are left to the caller.
+void sameOtherAxes(const Value* x, const Value* y, CouplingBuilder& b,
+                   const std::vector<int>& except = {}) {
+  const int rank = rankOf(x);
+  if (rank < 0 || rank != rankOf(y)) return;
+  for (int a = 0; a < rank; ++a) {
+    if (a == 1 || std::count(except.begin(), except.end(), a)) continue;
+    auto sx = b.activationAxis(x, a), sy = b.activationAxis(y, a);
+    if (sx && sy) b.same(*sx, *sy);
+  }
+}
+
 // Ops that keep the channel axis and never mix channels: X[:, c] only affects Y[:, c].
-void passThrough(const Node& n, CouplingBuilder& b) {
+// Element-wise ops (`elementwise`) keep every other axis too; pools and Pad only axis 1.
+void passThrough(const Node& n, CouplingBuilder& b, bool elementwise = true) {
   auto out = b.activation(n.output(0));
   auto in = b.activation(n.input(0));
   if (!in || !out) {
@@ -370,9 +430,13 @@ void passThrough(const Node& n, CouplingBuilder& b) {
     return;
   }
   b.same(*in, *out);
+  if (elementwise) sameOtherAxes(n.input(0), n.output(0), b);
   // Dropout's mask (a float tensor before opset 10) has the input's shape.
   for (size_t i = 1; i < n.numOutputs(); ++i)
-    if (auto extra = b.activation(n.output(i))) b.same(*in, *extra);
+    if (auto extra = b.activation(n.output(i))) {
+      b.same(*in, *extra);
+      if (elementwise) sameOtherAxes(n.input(0), n.output(i), b);
+    }
 }
 
 // Clip: bounds are attributes before opset 11 and scalar inputs after.
@@ -391,7 +455,27 @@ void clipRule(const Node& n, CouplingBuilder& b) {
 void poolRule(const Node& n, CouplingBuilder& b) {
   if (isUsed(n.output(1)))
     return b.freezeNode(n, opLabel(n) + " Indices output encodes the channel count");
-  passThrough(n, b);
+  passThrough(n, b, /*elementwise=*/false);
+}
+
+// Grouped Conv (every version): W [M, C/group, k...]; input channel g * (C/group) + j reads
+// W[:, j] for the outputs of group g only, output channel g * (M/group) + k is W row
+// g * (M/group) + k. A weight column is shared by all groups, so an input channel can only go
+// with the same local index in every group: the input is `group` tiles of the local space
+// W axis 1. The outputs are tiled the same way (a virtual local space of M/group channels), so
+// that every group keeps as many: `group` stays valid and unchanged.
+void groupedConvRule(const Node& n, CouplingBuilder& b, int x, int y, int64_t group) {
+  const Tensor* w = n.input(1)->constantData();
+  const int64_t c_in = b.sizeOf(x), c_out = w->dim(0);
+  if (group <= 0 || c_in % group != 0 || c_out % group != 0 || w->dim(1) * group != c_in)
+    return b.freezeNode(
+        n, opLabel(n) + " group=" + std::to_string(group) + " does not divide its channels");
+  if (!coupleTable(n, b, x, y, /*skip_consumer=*/true))
+    return b.freezeNode(n, opLabel(n) + " bias is not constant");
+  const int local_in = *b.weight(n, 1, 1, MemberRole::kConsumer);
+  b.tile(local_in, x, group, c_in / group);
+  const int local_out = b.virtualSlot(n.output(0), c_out / group);
+  b.tile(local_out, y, group, c_out / group);
 }
 
 void convRule(const Node& n, CouplingBuilder& b) {
@@ -416,10 +500,8 @@ void convRule(const Node& n, CouplingBuilder& b) {
     b.groupAttr(*y, n);
     return;
   }
-  b.freezeNode(n, opLabel(n) + " is a grouped convolution (group=" + std::to_string(group) +
-                      "): its channels can only go in whole groups, which is not implemented");
+  groupedConvRule(n, b, *x, *y, group);
 }
-
 void convTransposeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -455,14 +537,24 @@ void gemmRule(const Node& n, CouplingBuilder& b) {
   }
 }
 
+// MatMul (1, 9, 13) of an activation x [..., K] (rank >= 2) and a constant W [K, N]: y [..., N];
+// the leading axes are batch axes, y[..., n] reads x[..., k] of the same position only.
 void matmulRule(const Node& n, CouplingBuilder& b) {
   const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
-  if (!w || w->rank() != 2 || rankOf(n.input(0)) != 2)
-    return b.freezeNode(n, opLabel(n) + " is not a 2-D activation times a constant matrix");
-  auto a = b.activation(n.input(0));
-  auto y = b.activation(n.output(0));
-  if (!a || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static feature count");
+  const int rank = rankOf(n.input(0));
+  if (!w || w->rank() != 2 || rank < 2 || rankOf(n.output(0)) != rank)
+    return b.freezeNode(n, opLabel(n) + " is not an activation times a constant matrix");
+  auto a = b.activationAxis(n.input(0), -1);
+  auto y = b.activationAxis(n.output(0), -1);
+  if (!a || !y || !b.activation(n.input(0)) || !b.activation(n.output(0)))
+    return b.freezeNode(n, opLabel(n) + " has tensors without a static feature count");
   coupleTable(n, b, *a, *y);
+  std::vector<int> batch;
+  for (int d = 0; d < rank - 1; ++d) {
+    if (d == 1) b.same(*b.activation(n.input(0)), *b.activation(n.output(0)));
+    batch.push_back(d);
+  }
+  sameOtherAxes(n.input(0), n.output(0), b, {rank - 1});
 }
 
 // BatchNormalization: scale, B, mean, var per channel. Before opset 9 `spatial=0` makes them
@@ -516,6 +608,38 @@ void preluRule(const Node& n, CouplingBuilder& b) {
       n, opLabel(n) + " slope shape " + shapeToString(slope->shape()) + " is not per-channel");
 }
 
+// Couples axis `axis` of Add/Mul/...'s output (slot ys) with each operand's aligned axis: an
+// operand of size 1 there broadcasts, a constant is a per-index parameter, an activation carries
+// the same indices. False when it froze the node.
+bool broadcastAxis(const Node& n, CouplingBuilder& b, int axis, int ys) {
+  const int out_rank = rankOf(n.output(0));
+  for (size_t i = 0; i < n.numInputs(); ++i) {
+    const Value* v = n.input(i);
+    if (!v) continue;
+    const int r = rankOf(v);
+    auto shape = staticShapeOf(v);
+    const int at = r - (out_rank - axis);  // where the output's axis lands in v
+    if (!shape && !v->type().shape) {
+      b.freezeNode(n, opLabel(n) + " operand rank unknown");
+      return false;
+    }
+    if (at < 0) continue;  // broadcasts along this axis entirely
+    const Dim d = v->constantData() ? Dim::known((*shape)[at]) : (*v->type().shape)[at];
+    if (d.isKnown() && d.value == 1) continue;
+    if (v->constantData()) {
+      b.same(ys, *b.weight(n, i, at, MemberRole::kParameter));
+      continue;
+    }
+    auto s = b.activationAxis(v, at);
+    if (!s) {
+      b.freezeNode(n, opLabel(n) + " operand has no static channel axis");
+      return false;
+    }
+    b.same(ys, *s);
+  }
+  return true;
+}
+
 // Add, Mul, ... : each operand either carries the output's channels, broadcasts along them
 // (size 1), or is a constant per-channel parameter. Before opset 7 Add/Sub/Mul/Div/Pow had a
 // `broadcast`/`axis` form that aligns B at `axis`: not proven here.
@@ -530,27 +654,10 @@ void broadcastRule(const Node& n, CouplingBuilder& b) {
     return;
   }
   const int out_rank = rankOf(n.output(0));
-  for (size_t i = 0; i < n.numInputs(); ++i) {
-    const Value* v = n.input(i);
-    if (!v) continue;
-    const int r = rankOf(v);
-    auto shape = staticShapeOf(v);
-    const int channel_axis = r - (out_rank - 1);  // where the output's axis 1 lands in v
-    if (!shape && !v->type().shape) return b.freezeNode(n, opLabel(n) + " operand rank unknown");
-    if (channel_axis < 0) continue;  // broadcasts along the channels entirely
-    const Dim d =
-        v->constantData() ? Dim::known((*shape)[channel_axis]) : (*v->type().shape)[channel_axis];
-    if (d.isKnown() && d.value == 1) continue;
-    if (v->constantData()) {
-      auto p = b.weight(n, i, channel_axis, MemberRole::kParameter);
-      b.same(*y, *p);
-    } else if (channel_axis == 1) {
-      auto s = b.activation(v);
-      if (!s) return b.freezeNode(n, opLabel(n) + " operand has no static channel axis");
-      b.same(*y, *s);
-    } else {
-      return b.freezeNode(n, opLabel(n) + " operand broadcasts channels in a way not handled");
-    }
+  for (int axis = 0; axis < out_rank; ++axis) {
+    auto ys = axis == 1 ? y : b.activationAxis(n.output(0), axis);
+    if (!ys) return b.freezeNode(n, opLabel(n) + " output has no static channel axis");
+    if (!broadcastAxis(n, b, axis, *ys)) return;
   }
 }
 
@@ -566,15 +673,29 @@ void concatRule(const Node& n, CouplingBuilder& b) {
   const int rank = rankOf(n.output(0));
   int64_t axis = n.intAttr("axis", 1);
   if (axis < 0) axis += rank;
-  int64_t off = 0;
   for (const Value* v : n.inputs()) {
-    auto s = b.activation(v);
-    if (!s) return b.freezeNode(n, opLabel(n) + " input has no static channel axis");
-    if (axis == 1) {
-      b.offset(*s, *y, off);
+    if (!b.activation(v)) return b.freezeNode(n, opLabel(n) + " input has no static channel axis");
+    if (rankOf(v) != rank) return b.freezeNode(n, opLabel(n) + " input ranks differ");
+  }
+  // Every axis: the concatenated one gives each input its offset, the others keep indices.
+  for (int a = 0; a < rank; ++a) {
+    auto ya = a == 1 ? y : b.activationAxis(n.output(0), a);
+    int64_t off = 0;
+    for (const Value* v : n.inputs()) {
+      auto s = b.activationAxis(v, a);
+      if (!s || !ya)
+        return b.freezeNode(n, opLabel(n) + " input has no static axis " + std::to_string(a));
+      if (a != axis) {
+        b.same(*s, *ya);
+        continue;
+      }
+      if (b.sizeOf(*s) < 0) {  // offsets unknown: this axis carries no group
+        b.freeze(*ya, opLabel(n) + " input size along axis " + std::to_string(a) + " is not static",
+                 &n);
+        continue;
+      }
+      b.offset(*s, *ya, off);
       off += b.sizeOf(*s);
-    } else {
-      b.same(*s, *y);
     }
   }
 }
@@ -613,6 +734,44 @@ int64_t knownProduct(const std::vector<Dim>& dims, size_t from) {
 // axes only (any rank >= 2). The target's batch entry must provably keep N, and its channel entry
 // must follow the pruned count: -1, 0 (copy, without allowzero) or a literal we rewrite (also one
 // inside a Concat with Shape-derived parts). Opset < 5 has the target as an attribute: not handled.
+// Reshape that regroups only the leading axes and keeps the last one, [T*B, C] <-> [T, B, C]
+// (attention's out-projection as exported): element (i, c) keeps its flat index i * C + c, so
+// y[..., c] is x[..., c]. The target must spell the last entry as the literal C (rewritten by
+// surgery) with positive literals or one -1 before it, or as -1 after positive literals only.
+// Axis 1, when it is not the last, is regrouped and frozen. False when this does not apply.
+bool keepsLastAxis(const Node& n, CouplingBuilder& b, const std::vector<Dim>& xs,
+                   const std::vector<Dim>& ys) {
+  const size_t xr = xs.size(), yr = ys.size();
+  if (xr < 2 || !xs.back().isKnown() || !ys.back().isKnown() || xs.back() != ys.back())
+    return false;
+  const int64_t lead = knownProduct(std::vector<Dim>(xs.begin(), xs.end() - 1), 0);
+  if (lead < 0 || lead != knownProduct(std::vector<Dim>(ys.begin(), ys.end() - 1), 0)) return false;
+  const ShapeSource last = traceShapeElement(n, 1, static_cast<int64_t>(yr) - 1);
+  if (last.kind != ShapeSource::kLiteral ||
+      !(last.literal == xs.back().value || last.literal == -1))
+    return false;
+  int minus_ones = last.literal == -1;
+  for (size_t i = 0; i + 1 < yr; ++i) {
+    const ShapeSource e = traceShapeElement(n, 1, static_cast<int64_t>(i));
+    if (e.kind != ShapeSource::kLiteral || e.literal == 0 || e.literal < -1) return false;
+    minus_ones += e.literal == -1;
+  }
+  if (minus_ones > 1) return false;
+  auto sx = b.activationAxis(n.input(0), -1), sy = b.activationAxis(n.output(0), -1);
+  if (!sx || !sy) return false;
+  b.same(*sx, *sy);
+  if (last.literal > 0) {
+    ShapeLiteral lit = last.where;
+    lit.spells = n.output(0);
+    b.shapeLiteral(*sy, lit);
+  }
+  for (const Value* v : {n.input(0), n.output(0)})
+    if (rankOf(v) > 2)
+      if (auto s = b.activation(v))
+        b.freeze(*s, opLabel(n) + " regroups axis 1 of '" + v->name() + "'", &n);
+  return true;
+}
+
 void reshapeRule(const Node& n, CouplingBuilder& b) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -622,6 +781,8 @@ void reshapeRule(const Node& n, CouplingBuilder& b) {
   const auto& xs = n.input(0)->type().shape;
   const auto& ys = n.output(0)->type().shape;
   if (!xs || !ys || ys->size() < 2) return b.freezeNode(n, opLabel(n) + " shapes are not known");
+  const bool keeps_axis_1 = (*xs)[1].isKnown() && (*ys)[1].isKnown() && (*xs)[1] == (*ys)[1];
+  if (!keeps_axis_1 && keepsLastAxis(n, b, *xs, *ys)) return;
   const int64_t spatial = knownProduct(*xs, 2);
   if (spatial < 0) return b.freezeNode(n, opLabel(n) + " input spatial size is not static");
   const int64_t c = b.sizeOf(*x);
@@ -661,14 +822,79 @@ void reshapeRule(const Node& n, CouplingBuilder& b) {
     b.repeat(*x, *y, spatial);
 }
 
-// Transpose: perm defaults to reversing the axes.
+// Transpose (1, 13): y axis i is x axis perm[i]; perm defaults to reversing the axes. Each
+// axis keeps its indices, so a group follows its axis wherever it moves.
 void transposeRule(const Node& n, CouplingBuilder& b) {
-  auto x = b.activation(n.input(0));
-  auto y = b.activation(n.output(0));
-  if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel axis");
-  const auto perm = n.intsAttr("perm");
-  if (perm.size() >= 2 && perm[0] == 0 && perm[1] == 1) return b.same(*x, *y);
-  b.freezeNode(n, opLabel(n) + " moves the channel axis");
+  const int rank = rankOf(n.input(0));
+  if (rank < 0 || rankOf(n.output(0)) != rank)
+    return b.freezeNode(n, opLabel(n) + " has tensors without a static rank");
+  std::vector<int64_t> perm = n.intsAttr("perm");
+  if (perm.empty())
+    for (int i = rank - 1; i >= 0; --i) perm.push_back(i);
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < static_cast<int>(sorted.size()); ++i)
+    if (sorted[i] != i || static_cast<int>(perm.size()) != rank)
+      return b.freezeNode(n, opLabel(n) + " perm is not a permutation of the axes");
+  for (int i = 0; i < rank; ++i) {
+    auto sy = b.activationAxis(n.output(0), i);
+    auto sx = b.activationAxis(n.input(0), static_cast<int>(perm[i]));
+    if (!sx || !sy) return b.freezeNode(n, opLabel(n) + " has tensors without a static axis");
+    b.same(*sx, *sy);
+  }
+}
+
+// LayerNorm's mean and variance as exported (ReduceMean over one axis, keepdims, then only
+// broadcast back by Sub or Add): after pruning they average over the kept channels, which only
+// approximates the original output.
+bool isNormalisationStatistic(const Node& n, bool keepdims, size_t num_axes) {
+  if (!n.isOp("ReduceMean") || !keepdims || num_axes != 1 || n.output(0)->isGraphOutput())
+    return false;
+  for (const Use& u : n.output(0)->uses())
+    if (!u.node->isDefaultDomain() || !(u.node->isOp("Sub") || u.node->isOp("Add"))) return false;
+  return !n.output(0)->uses().empty();
+}
+
+// The other axes of a Squeeze/Unsqueeze/Reduce*: those not in `axes` keep their indices, in
+// order; an axis reduced over mixes its indices (a normalisation over the channels of a
+// channels-last tensor: LayerNorm's ReduceMean) and is frozen.
+void keptAxes(const Node& n, CouplingBuilder& b, std::vector<int64_t> axes, bool reduce) {
+  const bool unsqueeze = n.isOp("Unsqueeze");
+  const bool keepdims = reduce && n.intAttr("keepdims", 1) != 0;
+  const int in_rank = rankOf(n.input(0)), out_rank = rankOf(n.output(0));
+  const int listed_rank = unsqueeze ? out_rank : in_rank;
+  for (int64_t& a : axes)
+    if (a < 0) a += listed_rank;
+  auto listed = [&](int a) { return std::count(axes.begin(), axes.end(), a) > 0; };
+  if (reduce)
+    for (int64_t a : axes) {
+      auto s = b.activationAxis(n.input(0), static_cast<int>(a));
+      if (!s || a == 1) continue;
+      const std::string what = opLabel(n) + " reduces over axis " + std::to_string(a) + " of '" +
+                               n.input(0)->name() + "'";
+      if (isNormalisationStatistic(n, keepdims, axes.size()))
+        b.approximate(*s, what + " (a normalisation: its statistics cover fewer channels)", &n);
+      else
+        b.freeze(*s, what, &n);
+    }
+  std::vector<std::pair<int, int>> kept;  // (input axis, output axis)
+  if (unsqueeze) {
+    for (int o = 0, i = 0; o < out_rank; ++o)
+      if (!listed(o)) kept.push_back({i++, o});
+  } else {
+    for (int a = 0, o = 0; a < in_rank; ++a) {
+      if (!listed(a))
+        kept.push_back({a, o++});
+      else if (keepdims)
+        ++o;
+    }
+  }
+  for (const auto& [in, out] : kept) {
+    if (in == 1 && out == 1) continue;  // coupled by the caller
+    auto sx = b.activationAxis(n.input(0), in);
+    auto sy = b.activationAxis(n.output(0), out);
+    if (sx && sy) b.same(*sx, *sy);
+  }
 }
 
 // Squeeze/Unsqueeze/Reduce*: fine while axes 0 and 1 stay where they are. `axes` is an input
@@ -698,6 +924,7 @@ void axesRule(const Node& n, CouplingBuilder& b, int64_t axes_input_from, bool r
   if (reduce && n.intAttr("keepdims", 1) == 0 && rankOf(n.output(0)) < 2)
     return b.freezeNode(n, opLabel(n) + " drops the channel axis");
   b.same(*x, *y);
+  keptAxes(n, b, axes, reduce);
 }
 
 // Pad: `paddings` attribute in opset 1, `pads` attribute in 2-10, an input from 11; the
@@ -726,7 +953,7 @@ void padRule(const Node& n, CouplingBuilder& b) {
     if (a == 1 && (pads[i] != 0 || pads[i + axes.size()] != 0))
       return b.freezeNode(n, opLabel(n) + " pads the channel axis");
   }
-  passThrough(n, b);
+  passThrough(n, b, /*elementwise=*/false);
 }
 
 // Slice: attributes before opset 10, inputs (axes default 0..len(starts)-1) from 10.
@@ -772,8 +999,24 @@ void softmaxRule(const Node& n, CouplingBuilder& b) {
   if (coerced && axis <= 1)
     return b.freezeNode(n, opLabel(n) + " (opset " + std::to_string(b.opset()) +
                                ") normalises over channels and space together");
-  if (axis == 1) return b.freezeNode(n, opLabel(n) + " normalises across channels");
-  passThrough(n, b);
+  // The normalised axes (from 13 `axis` only; before, every axis from `axis` on) mix; the
+  // others keep their indices.
+  std::vector<int> mixed;
+  for (int a = static_cast<int>(axis); a < (coerced ? rank : axis + 1); ++a) {
+    mixed.push_back(a);
+    if (a == 1) {
+      b.freezeNode(n, opLabel(n) + " normalises across channels");
+    } else if (auto s = b.activationAxis(n.input(0), a)) {
+      b.freeze(*s, opLabel(n) + " normalises over axis " + std::to_string(a), &n);
+    }
+  }
+  if (axis != 1) {
+    auto x = b.activation(n.input(0));
+    auto y = b.activation(n.output(0));
+    if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel axis");
+    b.same(*x, *y);
+  }
+  sameOtherAxes(n.input(0), n.output(0), b, mixed);
 }
 
 // The entry of Resize's scales/sizes for the channel axis: 1, or its index in the `axes`
@@ -928,6 +1171,60 @@ void constantOfShapeRule(const Node& n, CouplingBuilder& b) {
     b.freeze(*y, opLabel(n) + " makes a tensor whose channel count is a shape value", &n);
 }
 
+// Gather (1, 11, 13) of an activation along `axis`: y = x[:axis] + indices.shape + x[axis+1:].
+// The other axes keep their indices; the gathered axis is selected from and frozen.
+void gatherRule(const Node& n, CouplingBuilder& b) {
+  const int xr = rankOf(n.input(0)), yr = rankOf(n.output(0)), q = rankOf(n.input(1));
+  if (!b.activation(n.input(0)) && !b.activation(n.output(0))) {
+    if (xr < 1 || !isFloatingPoint(n.input(0)->dtype()) || n.input(0)->constantData()) return;
+  }
+  if (xr < 1 || yr < 0 || q < 0 || yr != xr + q - 1)
+    return b.freezeNode(n, opLabel(n) + " has tensors of unknown rank");
+  int64_t axis = n.intAttr("axis", 0);
+  if (axis < 0) axis += xr;
+  if (auto s = b.activationAxis(n.input(0), static_cast<int>(axis)))
+    b.freeze(*s, opLabel(n) + " selects along axis " + std::to_string(axis), &n);
+  for (int i = 0; i < xr; ++i) {
+    if (i == axis) continue;
+    const int out = i < axis ? i : i + q - 1;
+    auto sx = b.activationAxis(n.input(0), i), sy = b.activationAxis(n.output(0), out);
+    if (sx && sy) b.same(*sx, *sy);
+  }
+  for (int o = static_cast<int>(axis); o < axis + q; ++o)  // the indices' axes
+    if (auto s = b.activationAxis(n.output(0), o))
+      b.freeze(*s, opLabel(n) + " takes axis " + std::to_string(o) + " from its indices", &n);
+}
+
+// Expand (8, 13): x broadcast against the `shape` input. An axis where x has size > 1 and the
+// shape entry is 1 (or missing) keeps x's indices (a constant x is a per-index parameter);
+// every other output axis is sized by the shape input and frozen.
+void expandRule(const Node& n, CouplingBuilder& b) {
+  const Value* x = n.input(0);
+  const int xr = rankOf(x), yr = rankOf(n.output(0));
+  const Tensor* shape = b.knownValue(n.input(1));
+  if (!b.activation(n.output(0)) && !b.activation(x)) return;
+  if (!shape || xr < 0 || yr < 0)
+    return b.freezeNode(n, opLabel(n) + " shape is computed in a way not followed");
+  const auto entries = shape->toInt64Vector();
+  const int sl = static_cast<int>(entries.size());
+  for (int a = 0; a < yr; ++a) {
+    const int xa = a - (yr - xr), sa = a - (yr - sl);
+    auto ys = b.activationAxis(n.output(0), a);
+    if (!ys) return b.freezeNode(n, opLabel(n) + " output has no static axis");
+    const int64_t xd = xa >= 0 ? staticShapeOf(x) ? (*staticShapeOf(x))[xa] : -1 : 1;
+    const int64_t sd = sa >= 0 ? entries[sa] : 1;
+    if (xd > 1 && sd == 1) {
+      auto xs =
+          x->constantData() ? b.weight(n, 0, xa, MemberRole::kParameter) : b.activationAxis(x, xa);
+      if (xs) b.same(*ys, *xs);
+      continue;
+    }
+    b.freeze(*ys, opLabel(n) + " sizes axis " + std::to_string(a) + " from its shape input", &n);
+    if (xa >= 0 && !x->constantData())
+      if (auto xs = b.activationAxis(x, xa)) b.freeze(*xs, opLabel(n) + " broadcasts it", &n);
+  }
+}
+
 ChannelRule barrier(std::string why) {
   return [why](const Node& n, CouplingBuilder& b) { b.freezeNode(n, opLabel(n) + " " + why); };
 }
@@ -947,7 +1244,7 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
          {"Relu",     "LeakyRelu", "Elu",  "Selu",  "Sigmoid", "HardSigmoid", "HardSwish",  "Tanh",
           "Softplus", "Softsign",  "Abs",  "Neg",   "Exp",     "Log",         "Sqrt",       "Erf",
           "Identity", "Dropout",   "Cast", "Floor", "Ceil",    "Round",       "Reciprocal", "Sign"})
-      r[op] = {passThrough, {}};
+      r[op] = {[](const Node& n, CouplingBuilder& b) { passThrough(n, b); }, {}};
     r["Clip"] = {clipRule, {}};
     for (const char* op :
          {"MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
@@ -971,7 +1268,10 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
                  {{1, 0, R::kConsumer, false, 1, "transB", "transA"},
                   {1, 1, R::kProducer, true, 1, "transB"},
                   {2, 0, R::kParameter, true, 1, nullptr, nullptr, nullptr, true}}};
-    r["MatMul"] = {matmulRule, {{1, 0, R::kConsumer, false, -1}, {1, 1, R::kProducer, true, -1}}};
+    // B [K, N] when constant (a batched or computed B has no per-channel layout).
+    r["MatMul"] = {matmulRule,
+                   {{1, 0, R::kConsumer, false, -1, nullptr, nullptr, nullptr, false, 2},
+                    {1, 1, R::kProducer, true, -1, nullptr, nullptr, nullptr, false, 2}}};
     r["BatchNormalization"] = {batchNormRule,
                                {{1, 0, R::kParameter},
                                 {2, 0, R::kParameter},
@@ -993,6 +1293,8 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     r["Slice"] = {sliceRule, {}};
     for (const char* op : {"Softmax", "LogSoftmax", "Hardmax"}) r[op] = {softmaxRule, {}};
     r["Shape"] = {shapeRule, {}};
+    r["Gather"] = {gatherRule, {}};
+    r["Expand"] = {expandRule, {}};
     r["Size"] = {sizeRule, {}};
     r["ConstantOfShape"] = {constantOfShapeRule, {}};
     for (const char* op : {"Constant", "Range"}) r[op] = {noCoupling, {}};

@@ -173,6 +173,9 @@ int run(int argc, char** argv) {
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   prune_cmd->add_option("--exclude", prune.exclude, "Layer names whose channel groups stay whole");
+  prune_cmd->add_flag("--exact-only", prune.exact_only,
+                      "Prune only groups whose removal is output-preserving (not through a "
+                      "LayerNorm over the channels)");
   prune_cmd->add_option("--seed", prune.seed, "Seed for --method random")->capture_default_str();
   prune_cmd
       ->add_option("--alpha", prune.alpha,
@@ -376,6 +379,8 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(0.001, 0.9))
       ->capture_default_str();
   compress_cmd->add_option("--exclude", compress.exclude, "Layers to leave alone");
+  compress_cmd->add_flag("--exact-only", compress.exact_only,
+                         "Prune only output-preserving channel groups (see prune)");
   compress_cmd->add_flag("--no-prune", compress.no_prune, "Quantize only");
   compress_cmd->add_flag("--no-quantize", compress.no_quantize, "Prune only");
   compress_cmd->add_option("--batch", compress.batch, "Samples per batch")->capture_default_str();

@@ -210,6 +210,7 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.recovery = o.recover;
   setup.calib_method = o.calib_method;
   setup.exclude = o.exclude;
+  setup.exact_only = o.exact_only;
   setup.keep_names = o.keep_names;
   setup.serialized_size = [](const Model& m) -> StatusOr<int64_t> {
     NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));

@@ -109,6 +109,7 @@ Status runPrune(const PruneOptions& o) {
   if (o.target_params >= 0) ao.target_params = o.target_params;
   ao.round_to = o.round_to;
   ao.exclude = o.exclude;
+  ao.exact_only = o.exact_only;
   ao.floor = o.floor;
   ao.sensitivity_rule = o.sensitivity_rule;
   ao.log = [](const std::string& line) { spdlog::info("{}", line); };
@@ -165,6 +166,11 @@ Status runPrune(const PruneOptions& o) {
     j["prunable"] = g.prunable;
     if (!g.prunable) j["reason"] = g.reason;
     if (g.prunable && groupExcluded(g, o.exclude)) j["excluded"] = true;
+    if (g.approximate) {
+      j["approximate"] = true;
+      j["approximate_reason"] = g.approximate_reason;
+      if (g.prunable && o.exact_only) j["excluded"] = true;
+    }
     std::vector<int64_t> removed;
     if (keep) {
       std::vector<bool> kept(g.channels, false);

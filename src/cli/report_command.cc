@@ -38,6 +38,7 @@ Status runReport(const ReportOptions& options) {
     if (channels) {
       auto p = prunableJson(*channels);
       j["prunable_macs_share"] = p["prunable_macs_share"];
+      j["exact_prunable_macs_share"] = p["exact_prunable_macs_share"];
       j["groups"] = p["groups"];
       j["barriers"] = p["barriers"];
     }

@@ -73,6 +73,7 @@ StatusOr<Model> pruneAndRecover(State& state, const Model& model, double fractio
   step.allocation.ratio = fraction;
   step.allocation.floor = s.min_group_keep;
   step.allocation.exclude = s.exclude;
+  step.allocation.exact_only = s.exact_only;
   NNC_ASSIGN_OR_RETURN(PruneStepResult pruned, pruneStep(model, analysis, step));
   if (pruned.allocation.plan.empty())
     return Status(StatusCode::kTargetNotMet, "no channel left to prune");

@@ -154,7 +154,9 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
   std::vector<Scored> groups;
   int64_t total_channels = 0;
   for (const ChannelGroup& g : analysis.groups) {
-    if (!g.prunable || g.channels < 2 || groupExcluded(g, o.exclude)) continue;
+    if (!g.prunable || g.channels < 2 || groupExcluded(g, o.exclude) ||
+        (o.exact_only && g.approximate))
+      continue;
     NNC_ASSIGN_OR_RETURN(std::vector<double> scores, criterion.score(g));
     result.scores[g.id] = scores;
     // With an explicit uniform --ratio the floor is one channel (the ratio is the user's).

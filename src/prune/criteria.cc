@@ -126,6 +126,17 @@ class RandomCriterion : public Criterion {
 };
 
 // bn-gamma: score_c = sum over the group's BatchNormalizations of |gamma_c| / mean |gamma|.
+// Whether per-channel statistics of a consumer's input (taken along axis 1) line up with the
+// consumer weight's channel axis: not for a grouped Conv (it reads local channel j of every
+// group) nor for a MatMul on tokens (channels on the last axis of an N-D input).
+bool statsLineUp(const GroupMember& m) {
+  if (m.node->isOp("Conv") && m.node->intAttr("group", 1) != 1) return false;
+  const Value* x = m.node->input(0);
+  if (m.node->isOp("MatMul") && (!x || !x->type().shape || x->type().shape->size() != 2))
+    return false;
+  return true;
+}
+
 // Groups without a BatchNormalization fall back to l2.
 class BnGammaCriterion : public Criterion {
  public:
@@ -268,7 +279,9 @@ class ActivationCriterion : public Criterion {
   std::string name() const override { return "activation"; }
   StatusOr<std::vector<double>> score(const ChannelGroup& g) override {
     auto src = groupFeatureSource(g);
-    if (!src) return unsupported("activation: group has no feature map carrying its channels");
+    // Channels on another axis or tiled by a grouped Conv: no per-channel feature map
+    // statistics; weight magnitude instead.
+    if (!src) return NormCriterion(2).score(g);
     const TensorStats* ts = statsFor(options_.stats, src->value);
     if (!ts || ts->mean_cosine.empty())
       return invalidArgument("activation: no calibration statistics for '" + src->value->name() +
@@ -314,6 +327,7 @@ class ContributionCriterion : public Criterion {
     bool any = false;
     for (const GroupMember& m : g.members) {
       if (!isWeightMember(m) || m.role != MemberRole::kConsumer || !m.node) continue;
+      if (!statsLineUp(m)) continue;
       const Value* x = m.node->input(0);
       const TensorStats* ts = statsFor(options_.stats, x);
       if (!ts)
@@ -362,6 +376,11 @@ class ContributionCriterion : public Criterion {
       addNormalisedByMean(total, member);
       any = true;
     }
+    // Only such consumers read these channels: weight magnitude instead.
+    if (!any && std::any_of(g.members.begin(), g.members.end(), [](const GroupMember& m) {
+          return m.role == MemberRole::kConsumer && m.node && !statsLineUp(m);
+        }))
+      return NormCriterion(2).score(g);
     if (!any) return unsupported("contribution: group has no consumer layer with a weight");
     return total;
   }
@@ -544,7 +563,8 @@ StatusOr<std::vector<GroupKeep>> planUniformPruning(const ChannelAnalysis& analy
   if (options.round_to < 1) return invalidArgument("--round-to must be at least 1");
   std::vector<GroupKeep> plan;
   for (const ChannelGroup& g : analysis.groups) {
-    if (!g.prunable || groupExcluded(g, options.exclude)) continue;
+    if (!g.prunable || groupExcluded(g, options.exclude) || (options.exact_only && g.approximate))
+      continue;
     int64_t keep = g.channels - static_cast<int64_t>(std::floor(g.channels * options.ratio));
     if (options.round_to > 1) {
       keep = (keep + options.round_to / 2) / options.round_to * options.round_to;

@@ -125,10 +125,10 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
     const int64_t removed = g.channels - static_cast<int64_t>(k.keep.size());
     for (const Node* n : g.group_attr_nodes) group_attr[n] += removed;
     for (const ShapeLiteral& lit : g.shape_literals) {
-      int64_t repeat = 1;
+      int64_t span = 1;
       for (const GroupMember& m : g.members)
-        if (m.value == lit.spells) repeat = m.mapping.repeat;
-      literal_delta[{lit.node, lit.input, lit.element}] += removed * repeat;
+        if (m.value == lit.spells) span = m.mapping.span();
+      literal_delta[{lit.node, lit.input, lit.element}] += removed * span;
     }
   }
   for (const auto& [n, removed] : group_attr)

@@ -204,6 +204,8 @@ nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
     j["channels"] = g.channels;
     j["prunable"] = g.prunable;
     j["reason"] = g.reason;
+    j["approximate"] = g.approximate;
+    if (g.approximate) j["approximate_reason"] = g.approximate_reason;
     j["macs"] = g.macs;
     j["macs_share"] = a.total_macs > 0 ? static_cast<double>(g.macs) / a.total_macs : 0.0;
     j["params"] = g.params;
@@ -220,7 +222,9 @@ nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
       if (!m.mapping.isIdentity())
         mj["mapping"] = {
             {"offset", m.mapping.outer_offset + m.mapping.inner_offset * m.mapping.repeat},
-            {"repeat", m.mapping.repeat}};
+            {"repeat", m.mapping.repeat},
+            {"tiles", m.mapping.tiles},
+            {"tile_stride", m.mapping.tile_stride}};
       members.push_back(mj);
     }
     j["members"] = members;
@@ -232,7 +236,12 @@ nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
                         {"tensor", b.value},
                         {"reason", b.reason}});
   const double share = a.total_macs > 0 ? static_cast<double>(a.prunable_macs) / a.total_macs : 0.0;
-  return {{"prunable_macs_share", share}, {"groups", groups}, {"barriers", barriers}};
+  const double exact =
+      a.total_macs > 0 ? static_cast<double>(a.exact_prunable_macs) / a.total_macs : 0.0;
+  return {{"prunable_macs_share", share},
+          {"exact_prunable_macs_share", exact},
+          {"groups", groups},
+          {"barriers", barriers}};
 }
 
 std::string prunableText(const ChannelAnalysis& a) {
@@ -242,7 +251,9 @@ std::string prunableText(const ChannelAnalysis& a) {
     if (g.prunable) ++prunable;
   os << "\nChannel groups: " << a.groups.size() << " (" << prunable
      << " prunable; the layers they shrink hold "
-     << (a.total_macs > 0 ? 100 * a.prunable_macs / a.total_macs : 0) << "% of MACs)\n";
+     << (a.total_macs > 0 ? 100 * a.prunable_macs / a.total_macs : 0) << "% of MACs; "
+     << (a.total_macs > 0 ? 100 * a.exact_prunable_macs / a.total_macs : 0)
+     << "% through exact groups only)\n";
   std::vector<std::vector<std::string>> rows = {
       {"id", "channels", "MACs %", "members", "sources", "prunable"}};
   for (const ChannelGroup& g : a.groups) {
@@ -255,7 +266,9 @@ std::string prunableText(const ChannelAnalysis& a) {
     if (g.sources.size() > 3) sources += ", +" + std::to_string(g.sources.size() - 3);
     rows.push_back({std::to_string(g.id), std::to_string(g.channels), share,
                     std::to_string(g.members.size()), sources,
-                    g.prunable ? "yes" : "no: " + g.reason});
+                    !g.prunable     ? "no: " + g.reason
+                    : g.approximate ? "approximate: " + g.approximate_reason
+                                    : "yes"});
   }
   os << renderTable(rows, {true, true, true, true, false, false});
   if (!a.barriers.empty()) {

@@ -9,6 +9,14 @@
 // flattened features) with an index mapping. A group is prunable only if nothing it reaches is
 // frozen and no other producer shares its channels through a composed space. No rule means a
 // barrier, never a guess.
+//
+// Channels need not be on axis 1: a Transpose carries a slot to another axis, a MatMul with a
+// constant [K, N] makes channels on the last axis, and every node that reads or writes a value
+// must account for each of its axes that carries a slot, or that slot is frozen. A grouped Conv
+// tiles a local channel space over its groups (ChannelMapping::tiles): local channel j is
+// removed from every group at once, so `group` stays valid. A normalisation over a group's
+// channels (LayerNorm's ReduceMean) is an approximate coupling: the group is prunable but
+// marked approximate.
 
 #include <optional>
 #include <string>
@@ -18,12 +26,21 @@
 
 namespace nnc {
 
-// Member index of group channel c: outer_offset + (inner_offset + c) * repeat + r, r < repeat.
+// Member index of group channel c:
+//   t * tile_stride + outer_offset + (inner_offset + c) * repeat + r,  r < repeat, t < tiles.
+// Tiles come from grouped convolutions: local channel j of a group of width `tile_stride` is
+// channel t * tile_stride + j of the full tensor, for every one of the `tiles` groups.
 struct ChannelMapping {
   int64_t outer_offset = 0;
   int64_t inner_offset = 0;
   int64_t repeat = 1;
-  bool isIdentity() const { return outer_offset == 0 && inner_offset == 0 && repeat == 1; }
+  int64_t tiles = 1;
+  int64_t tile_stride = 0;
+  bool isIdentity() const {
+    return outer_offset == 0 && inner_offset == 0 && repeat == 1 && tiles == 1;
+  }
+  // How many member indices one group channel stands for.
+  int64_t span() const { return repeat * tiles; }
   // The member indices for a list of group channels, in order.
   std::vector<int64_t> indices(const std::vector<int64_t>& channels) const;
   bool operator==(const ChannelMapping&) const = default;
@@ -62,6 +79,11 @@ struct ChannelGroup {
   std::vector<GroupMember> members;
   bool prunable = true;
   std::string reason;  // why not prunable
+  // Pruning it changes the output beyond the removed channels' contribution: it reaches a
+  // normalisation over its channels (LayerNorm), whose statistics then cover fewer channels.
+  // Prunable, but not output-preserving; `prune --exact-only` leaves such groups whole.
+  bool approximate = false;
+  std::string approximate_reason;
   int64_t macs = 0;    // MACs proportional to this group's channel count (one sample)
   int64_t params = 0;  // weight elements proportional to it
   // Nodes whose attributes depend on the channel count (depthwise Conv `group`).
@@ -83,6 +105,8 @@ struct ChannelAnalysis {
   int64_t total_macs = 0;
   // MACs of the layers that at least one prunable group shrinks (input or output side).
   int64_t prunable_macs = 0;
+  // The same, counting exact (not approximate) groups only.
+  int64_t exact_prunable_macs = 0;
 };
 
 // Needs static channel dims (run shape inference first: loadModel does). The rules read

@@ -179,6 +179,7 @@ struct PruneOptions {
   double floor = 0.1;
   int64_t round_to = 1;
   std::vector<std::string> exclude;
+  bool exact_only = false;  // --exact-only: approximate groups stay whole
   uint64_t seed = 0;
   double alpha = 0.5;
   std::string chain_importance = "l2";
@@ -222,6 +223,7 @@ struct CompressCommandOptions {
   std::string calib_method = "percentile";
   double step = 0.1;
   std::vector<std::string> exclude;
+  bool exact_only = false;
   bool no_prune = false;
   bool no_quantize = false;
   bool strict = true;

@@ -30,6 +30,7 @@ struct CompressSetup {
   std::string calib_method = "percentile";
   double min_group_keep = 0.1;  // every group keeps at least this share of its channels
   std::vector<std::string> exclude;
+  bool exact_only = false;  // approximate channel groups stay whole
   // The written file keeps node and value names (otherwise short generated names, as quantize).
   bool keep_names = false;
   // Called after each evaluated batch (samples done, total) of every quality measurement.

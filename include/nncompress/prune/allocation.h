@@ -34,7 +34,8 @@ struct AllocationOptions {
   std::optional<double> ratio, target_macs, target_params;
   int64_t round_to = 1;
   std::vector<std::string> exclude;
-  double floor = 0.1;  // every group keeps at least this fraction (and one channel)
+  bool exact_only = false;  // leave approximate groups (ChannelGroup::approximate) whole
+  double floor = 0.1;       // every group keeps at least this fraction (and one channel)
   // Per group id: channels the group keeps at least, on top of `floor` (pruning in steps keeps
   // the floor of the group's original width).
   std::map<int, int64_t> min_keep;

@@ -86,6 +86,7 @@ struct UniformPlanOptions {
   double ratio = 0.5;                // fraction of each group's channels to remove
   int64_t round_to = 1;              // kept counts are multiples of this (when the group allows)
   std::vector<std::string> exclude;  // layer names whose groups stay whole
+  bool exact_only = false;           // approximate groups stay whole too
 };
 
 // Removes `ratio` of every prunable group's channels (at least one channel stays), choosing the
