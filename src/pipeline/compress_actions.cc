@@ -138,6 +138,36 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
   return q;
 }
 
+// Distillation from the original on the calibration data (compress --finetune).
+StatusOr<Model> retrainWith(State& state, const Model& model) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(Model student, cloneModel(model));
+  NNC_ASSIGN_OR_RETURN(FinetuneResult r,
+                       finetune(student, *s.original, *s.calib_data, *s.finetune));
+  (void)r;
+  return student;
+}
+
+// The BN-folded copy of `model` (what the quantizer sees) retrained with the weights of the
+// layers in `bits` fake-quantized like the quantizer will quantize them (symmetric, per output
+// channel); BatchNorm is folded first so the trained weights are the quantized ones.
+StatusOr<Model> qatWith(State& state, const Model& model, const BitPlan& bits) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(Model student, foldedCopy(model));
+  NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*student.graph, quantizeOptions(s, bits)));
+  FinetuneOptions o = *s.finetune;
+  for (const quant::QuantTarget& t : targets) {
+    auto it = bits.find(t.name);
+    if (it == bits.end() || it->second >= 8 || t.node->numInputs() < 2 || !t.node->input(1))
+      continue;
+    if (!t.node->input(1)->isInitializer()) continue;
+    o.fake_quant[t.node->input(1)->name()] = train::symmetricPerChannelWeights(it->second);
+  }
+  NNC_ASSIGN_OR_RETURN(FinetuneResult r, finetune(student, *s.original, *s.calib_data, o));
+  (void)r;
+  return student;
+}
+
 }  // namespace
 
 StatusOr<Model> exportedForm(const Model& model, bool keep_names) {
@@ -187,6 +217,11 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
   a.quantize = [state](const Model& m, const BitPlan& bits) {
     return quantizeWith(*state, m, bits);
   };
+  if (setup.finetune) {
+    a.retrain = [state](const Model& m) { return retrainWith(*state, m); };
+    if (setup.qat)
+      a.qat = [state](const Model& m, const BitPlan& bits) { return qatWith(*state, m, bits); };
+  }
   a.log = [](const std::string& line) { spdlog::info("compress: {}", line); };
   return a;
 }
