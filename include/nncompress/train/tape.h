@@ -110,8 +110,9 @@ class GradientTape {
 
   int numThreads() const;
 
+  struct Impl;  // opaque (src/train/tape_impl.h)
+
  private:
-  struct Impl;
   explicit GradientTape(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

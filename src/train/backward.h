@@ -1,0 +1,73 @@
+#pragma once
+// Internal to train: backward kernels, one registry entry per op type. A backward gets the
+// node's forward inputs and outputs that its entry asked to keep (plus the shapes of all inputs),
+// the gradients of its outputs, and writes the gradient of every input marked in needs_grad.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "nncompress/exec/kernel.h"
+
+namespace nnc::train {
+
+struct BackwardContext {
+  const Node& node;
+  int64_t opset = 0;
+  // Forward inputs: constants and parameters always; intermediates only where the entry's
+  // keep_inputs bit is set (else nullptr). Omitted optional inputs are nullptr.
+  std::span<const Tensor* const> inputs;
+  std::span<const Shape> input_shapes;          // every input (empty for omitted ones)
+  std::span<const Tensor* const> outputs;       // where keep_outputs is set, else nullptr
+  std::span<const Tensor* const> output_grads;  // dL/dY per output; nullptr: zero
+  std::span<const bool> needs_grad;             // per input
+  exec::Kernel* forward_kernel = nullptr;       // the node's forward kernel (index tracing)
+  const exec::RunContext& ctx;
+};
+
+// Writes input_grads[i] (the shape of input i, float32) for every i with needs_grad[i]; an
+// input grad left empty counts as zero. Called only when at least one output grad is present.
+using BackwardFn = Status (*)(const BackwardContext& c, std::span<Tensor> input_grads);
+// Why this node has no backward (e.g. Pad in a mode we do not differentiate), or "".
+using BackwardCheckFn = std::string (*)(const Node& node, int64_t opset);
+
+struct BackwardOp {
+  BackwardFn fn = nullptr;
+  uint32_t keep_inputs = 0;   // bit i: input i (when not constant) is kept for backward
+  uint32_t keep_outputs = 0;  // bit i: output i is kept for backward
+  BackwardCheckFn check = nullptr;
+};
+
+class BackwardRegistry {
+ public:
+  static const BackwardRegistry& builtin();
+  void add(const std::string& op_type, BackwardOp op) { ops_[op_type] = op; }
+  const BackwardOp* find(const Node& node) const;
+  std::vector<std::string> opTypes() const;
+
+ private:
+  std::vector<std::pair<std::string, BackwardOp>> sorted() const;
+  std::unordered_map<std::string, BackwardOp> ops_;
+};
+
+// Ops whose outputs carry no gradient (shape queries, comparisons, arg-max): a path through them
+// needs no backward.
+bool isNonDifferentiable(const Node& node);
+
+void registerConvBackward(BackwardRegistry& r);         // Conv, ConvTranspose
+void registerMatMulBackward(BackwardRegistry& r);       // Gemm, MatMul
+void registerElementwiseBackward(BackwardRegistry& r);  // activations, binary ops, BN, PRelu
+void registerTensorBackward(BackwardRegistry& r);       // Concat, Split, Reshape, ..., Softmax
+void registerPoolBackward(BackwardRegistry& r);         // MaxPool, AveragePool, GlobalAveragePool
+
+// ---- helpers shared by the backward files ----
+
+// A float32 tensor of `shape` filled with zeros.
+Tensor zeros(const Shape& shape);
+// The same data with another shape (moves the storage).
+Tensor reshaped(Tensor t, const Shape& shape);
+const float* fdata(const Tensor& t);
+float* fdata(Tensor& t);
+
+}  // namespace nnc::train

@@ -1,0 +1,308 @@
+// Conv and ConvTranspose backward, im2col/col2im around the executor's GEMM, samples split over
+// the threads (each thread keeps its own dW/dB, summed at the end).
+//   Conv:  col = im2col(X_{n,g}),  dW_g += dY_{n,g} col^T,  dX_{n,g} = col2im(W_g^T dY_{n,g}),
+//          dB += sum over n and positions of dY
+//   ConvTranspose: dcol = im2col(dY_{n,g}) (the forward's col2im read backwards),
+//          dX_{n,g} = W_g dcol,  dW_g += X_{n,g} dcol^T
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backward.h"
+#include "gemm.h"
+#include "kernel_util.h"
+
+namespace nnc::train {
+namespace {
+
+struct Geometry {
+  int64_t c = 0, ih = 1, iw = 1;  // image being im2col'd: channels, height, width
+  int64_t kh = 1, kw = 1, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0;
+  int64_t oh = 1, ow = 1;  // positions (columns of col)
+  int64_t rows() const { return c * kh * kw; }
+  int64_t cols() const { return oh * ow; }
+  bool identity() const {  // col == image
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && ih == oh && iw == ow;
+  }
+};
+
+int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
+  return i < v.size() ? v[i] : fallback;
+}
+
+// col[(c*kh + i)*kw + j, y*ow + x] = img[c, y*sh - pt + i*dh, x*sw - pl + j*dw] (0 outside).
+void im2col(const float* img, const Geometry& g, float* col) {
+  for (int64_t r = 0; r < g.rows(); ++r) {
+    const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+    const float* src = img + c * g.ih * g.iw;
+    float* dst = col + r * g.cols();
+    for (int64_t y = 0; y < g.oh; ++y) {
+      const int64_t sy = y * g.sh - g.pt + i * g.dh;
+      float* row = dst + y * g.ow;
+      if (sy < 0 || sy >= g.ih) {
+        std::fill(row, row + g.ow, 0.f);
+        continue;
+      }
+      const float* line = src + sy * g.iw;
+      for (int64_t x = 0; x < g.ow; ++x) {
+        const int64_t sx = x * g.sw - g.pl + j * g.dw;
+        row[x] = sx >= 0 && sx < g.iw ? line[sx] : 0.f;
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: img (zeroed here) += scatter of col.
+void col2im(const float* col, const Geometry& g, float* img) {
+  std::fill(img, img + g.c * g.ih * g.iw, 0.f);
+  for (int64_t r = 0; r < g.rows(); ++r) {
+    const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+    float* dst = img + c * g.ih * g.iw;
+    const float* src = col + r * g.cols();
+    for (int64_t y = 0; y < g.oh; ++y) {
+      const int64_t sy = y * g.sh - g.pt + i * g.dh;
+      if (sy < 0 || sy >= g.ih) continue;
+      float* line = dst + sy * g.iw;
+      const float* row = src + y * g.ow;
+      for (int64_t x = 0; x < g.ow; ++x) {
+        const int64_t sx = x * g.sw - g.pl + j * g.dw;
+        if (sx >= 0 && sx < g.iw) line[sx] += row[x];
+      }
+    }
+  }
+}
+
+// C[m, n] = A * B with row-major operands (optionally transposed), one thread.
+void gemm(int64_t m, int64_t n, int64_t k, const float* a, bool ta, const float* b, bool tb,
+          float* c) {
+  exec::GemmArgs g;
+  g.m = m, g.n = n, g.k = k;
+  g.a = a, g.lda = ta ? m : k, g.trans_a = ta;
+  g.b = b, g.ldb = tb ? k : n, g.trans_b = tb;
+  g.c = c, g.ldc = n;
+  g.threads = 1;
+  exec::sgemm(g);
+}
+
+// Per-thread partial sums of dW and dB, added up after the parallel loop.
+struct Partials {
+  std::vector<std::vector<float>> dw, db;
+  Partials(int threads, int64_t wsize, int64_t bsize)
+      : dw(threads, std::vector<float>(wsize, 0.f)), db(threads, std::vector<float>(bsize, 0.f)) {}
+  void sumInto(Tensor* w, Tensor* b) {
+    for (size_t t = 0; t < dw.size(); ++t) {
+      if (w) {
+        float* d = fdata(*w);
+        for (size_t i = 0; i < dw[t].size(); ++i) d[i] += dw[t][i];
+      }
+      if (b) {
+        float* d = fdata(*b);
+        for (size_t i = 0; i < db[t].size(); ++i) d[i] += db[t][i];
+      }
+    }
+  }
+};
+
+// Runs fn(thread, first_sample, end_sample) over contiguous sample ranges, one per thread.
+template <typename Fn>
+void perThreadSamples(int64_t n, const exec::RunContext& ctx, int threads, Fn&& fn) {
+  const int64_t chunk = (n + threads - 1) / threads;
+  exec::parallelRun(threads, ctx, [&](int64_t t) {
+    const int64_t s0 = std::min(n, t * chunk), s1 = std::min(n, s0 + chunk);
+    if (s1 > s0) fn(static_cast<int>(t), s0, s1);
+  });
+}
+
+// Forward geometry of a Conv: X [n, c, ih, iw] -> positions of dY.
+Geometry convGeometry(const Node& node, const Shape& x, const Shape& w, const Shape& y) {
+  const bool one_d = x.size() == 3;
+  const size_t rank = one_d ? 1 : 2, last = rank - 1;
+  const auto strides = node.intsAttr("strides"), dil = node.intsAttr("dilations"),
+             pads = node.intsAttr("pads");
+  const std::string auto_pad = node.stringAttr("auto_pad", "NOTSET");
+  Geometry g;
+  g.ih = one_d ? 1 : x[2], g.iw = x.back();
+  g.kh = one_d ? 1 : w[2], g.kw = w.back();
+  g.oh = one_d ? 1 : y[2], g.ow = y.back();
+  g.sh = one_d ? 1 : at(strides, 0, 1), g.sw = at(strides, last, 1);
+  g.dh = one_d ? 1 : at(dil, 0, 1), g.dw = at(dil, last, 1);
+  auto pad = [&](size_t axis, int64_t in, int64_t out, int64_t k, int64_t s, int64_t d) {
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int64_t total = std::max<int64_t>(0, (out - 1) * s + (k - 1) * d + 1 - in);
+      return auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+    }
+    return auto_pad == "VALID" ? int64_t{0} : at(pads, axis, 0);
+  };
+  if (!one_d) g.pt = pad(0, g.ih, g.oh, g.kh, g.sh, g.dh);
+  g.pl = pad(last, g.iw, g.ow, g.kw, g.sw, g.dw);
+  return g;
+}
+
+Status checkConvShapes(const BackwardContext& c) {
+  const Shape& x = c.input_shapes[0];
+  if (x.size() < 3 || x.size() > 4 || c.input_shapes[1].size() != x.size())
+    return unsupported("only 1-D and 2-D convolutions have a backward");
+  return Status::ok();
+}
+
+// One Conv gradient for samples [s0, s1) of one thread.
+struct ConvGrad {
+  const BackwardContext& c;
+  Geometry g;  // per group: g.c = input channels of a group
+  int64_t n, cin, m, groups, mg, kk, p;
+  const float *x, *w, *dy;
+  float* dx;
+  bool want_w, want_b;
+
+  void run(int t, int64_t s0, int64_t s1, Partials& part) const {
+    thread_local std::vector<float> col, dcol, tmp;
+    const bool same = g.identity();
+    if (!same && want_w) col.resize(static_cast<size_t>(kk * p));
+    if (!same && dx) dcol.resize(static_cast<size_t>(kk * p));
+    if (want_w) tmp.resize(static_cast<size_t>(mg * kk));
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const float* dys = dy + (s * m + gi * mg) * p;
+        const int64_t xoff = (s * cin + gi * g.c) * g.ih * g.iw;
+        if (want_w) {
+          const float* cols = x + xoff;
+          if (!same) im2col(x + xoff, g, col.data()), cols = col.data();
+          gemm(mg, kk, p, dys, false, cols, true, tmp.data());
+          float* acc = part.dw[t].data() + gi * mg * kk;
+          for (int64_t i = 0; i < mg * kk; ++i) acc[i] += tmp[i];
+        }
+        if (want_b)
+          for (int64_t j = 0; j < mg; ++j) {
+            float sum = 0.f;
+            for (int64_t q = 0; q < p; ++q) sum += dys[j * p + q];
+            part.db[t][gi * mg + j] += sum;
+          }
+        if (dx) {
+          float* out = same ? dx + xoff : dcol.data();
+          gemm(kk, p, mg, w + gi * mg * kk, true, dys, false, out);
+          if (!same) col2im(dcol.data(), g, dx + xoff);
+        }
+      }
+  }
+};
+
+Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
+  NNC_RETURN_IF_ERROR(checkConvShapes(c));
+  if (!c.inputs[1]) return internalError("Conv weight not available");
+  const Tensor& dy = *c.output_grads[0];
+  const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
+  const int64_t groups = c.node.intAttr("group", 1);
+  ConvGrad cg{c, convGeometry(c.node, xs, ws, dy.shape())};
+  cg.n = xs[0], cg.cin = xs[1], cg.m = ws[0], cg.groups = groups, cg.mg = cg.m / groups;
+  cg.g.c = cg.cin / groups;
+  cg.kk = cg.g.c * cg.g.kh * cg.g.kw, cg.p = cg.g.oh * cg.g.ow;
+  cg.want_w = c.needs_grad[1];
+  cg.want_b = c.needs_grad.size() > 2 && c.needs_grad[2];
+  if (cg.want_w && !c.inputs[0]) return internalError("Conv input not kept");
+  cg.x = cg.want_w ? fdata(*c.inputs[0]) : nullptr;
+  cg.w = fdata(*c.inputs[1]);
+  cg.dy = fdata(dy);
+  Tensor dx;
+  if (c.needs_grad[0]) dx = c.ctx.newTensor(DType::kFloat32, xs);
+  cg.dx = c.needs_grad[0] ? fdata(dx) : nullptr;
+  const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));
+  Partials part(threads, cg.want_w ? shapeNumel(ws) : 0, cg.want_b ? cg.m : 0);
+  perThreadSamples(cg.n, c.ctx, threads,
+                   [&](int t, int64_t s0, int64_t s1) { cg.run(t, s0, s1, part); });
+  if (cg.want_w) grads[1] = zeros(ws);
+  if (cg.want_b) grads[2] = zeros(c.input_shapes[2]);
+  part.sumInto(cg.want_w ? &grads[1] : nullptr, cg.want_b ? &grads[2] : nullptr);
+  if (c.needs_grad[0]) grads[0] = std::move(dx);
+  return Status::ok();
+}
+
+// Geometry of dY read as the image of an im2col whose columns are X's positions.
+Geometry convTransposeGeometry(const Node& node, const Shape& x, const Shape& w, const Shape& y) {
+  const bool one_d = x.size() == 3;
+  const size_t rank = one_d ? 1 : 2, last = rank - 1;
+  const auto strides = node.intsAttr("strides"), dil = node.intsAttr("dilations"),
+             pads = node.intsAttr("pads"), opads = node.intsAttr("output_padding"),
+             out_shape = node.intsAttr("output_shape");
+  const std::string auto_pad = node.stringAttr("auto_pad", "NOTSET");
+  Geometry g;
+  g.ih = one_d ? 1 : y[2], g.iw = y.back();  // the image is dY
+  g.oh = one_d ? 1 : x[2], g.ow = x.back();  // the positions are X's
+  g.kh = one_d ? 1 : w[2], g.kw = w.back();
+  g.sh = one_d ? 1 : at(strides, 0, 1), g.sw = at(strides, last, 1);
+  g.dh = one_d ? 1 : at(dil, 0, 1), g.dw = at(dil, last, 1);
+  auto pad = [&](size_t a, int64_t in, int64_t k, int64_t s, int64_t d) -> int64_t {
+    const int64_t full = s * (in - 1) + at(opads, a, 0) + (k - 1) * d + 1;
+    int64_t target = -1;
+    if (!out_shape.empty()) {
+      target = out_shape[out_shape.size() - rank + a];
+    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      target = in * s;
+    }
+    if (target >= 0) {
+      const int64_t total = std::max<int64_t>(0, full - target);
+      return auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
+    }
+    return auto_pad == "VALID" ? 0 : at(pads, a, 0);
+  };
+  if (!one_d) g.pt = pad(0, g.oh, g.kh, g.sh, g.dh);
+  g.pl = pad(last, g.ow, g.kw, g.sw, g.dw);
+  return g;
+}
+
+Status convTransposeBackward(const BackwardContext& c, std::span<Tensor> grads) {
+  NNC_RETURN_IF_ERROR(checkConvShapes(c));
+  const Tensor& dy = *c.output_grads[0];
+  const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
+  const int64_t groups = c.node.intAttr("group", 1), n = xs[0], cin = xs[1], cg = cin / groups;
+  const int64_t mg = ws[1], m = mg * groups;
+  Geometry g = convTransposeGeometry(c.node, xs, ws, dy.shape());
+  g.c = mg;
+  const int64_t kk = g.rows(), pin = g.cols(), pout = g.ih * g.iw;
+  const bool want_w = c.needs_grad[1], want_b = c.needs_grad.size() > 2 && c.needs_grad[2];
+  if (want_w && !c.inputs[0]) return internalError("ConvTranspose input not kept");
+  const float* x = want_w ? fdata(*c.inputs[0]) : nullptr;
+  const float* w = fdata(*c.inputs[1]);
+  const float* dyd = fdata(dy);
+  Tensor dx;
+  if (c.needs_grad[0]) dx = zeros(xs);
+  float* dxd = c.needs_grad[0] ? fdata(dx) : nullptr;
+  const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, n));
+  Partials part(threads, want_w ? shapeNumel(ws) : 0, want_b ? m : 0);
+  perThreadSamples(n, c.ctx, threads, [&](int t, int64_t s0, int64_t s1) {
+    std::vector<float> dcol(static_cast<size_t>(kk * pin)), tmp(static_cast<size_t>(cg * kk));
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const float* dys = dyd + (s * m + gi * mg) * pout;
+        im2col(dys, g, dcol.data());
+        if (dxd)
+          gemm(cg, pin, kk, w + gi * cg * kk, false, dcol.data(), false,
+               dxd + (s * cin + gi * cg) * pin);
+        if (want_w) {
+          gemm(cg, kk, pin, x + (s * cin + gi * cg) * pin, false, dcol.data(), true, tmp.data());
+          float* acc = part.dw[t].data() + gi * cg * kk;
+          for (int64_t i = 0; i < cg * kk; ++i) acc[i] += tmp[i];
+        }
+        if (want_b)
+          for (int64_t j = 0; j < mg; ++j) {
+            float sum = 0.f;
+            for (int64_t q = 0; q < pout; ++q) sum += dys[j * pout + q];
+            part.db[t][gi * mg + j] += sum;
+          }
+      }
+  });
+  if (want_w) grads[1] = zeros(ws);
+  if (want_b) grads[2] = zeros(c.input_shapes[2]);
+  part.sumInto(want_w ? &grads[1] : nullptr, want_b ? &grads[2] : nullptr);
+  if (dxd) grads[0] = std::move(dx);
+  return Status::ok();
+}
+
+}  // namespace
+
+void registerConvBackward(BackwardRegistry& r) {
+  r.add("Conv", {convBackward, /*keep_inputs=*/0b011, 0});  // W: an Identity output too
+  r.add("ConvTranspose", {convTransposeBackward, 0b011, 0});
+}
+
+}  // namespace nnc::train

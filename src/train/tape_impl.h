@@ -1,0 +1,81 @@
+#pragma once
+// Internal to train: the plan and record of a GradientTape (tape.cc builds the plan,
+// tape_run.cc runs forward and backward).
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "backward.h"
+#include "nncompress/train/tape.h"
+#include "thread_pool.h"
+
+namespace nnc::train {
+
+struct TapeStep {
+  const Node* node = nullptr;
+  int64_t opset = 0;
+  std::unique_ptr<exec::Kernel> kernel;
+  std::vector<int> input_slots;          // -1: omitted optional input
+  std::vector<int> output_slots;         // -1: omitted optional output
+  std::vector<int> free_after_infer;     // plan without a record
+  std::vector<int> free_after_record;    // plan with a record: kept slots are not freed
+  const BackwardOp* backward = nullptr;  // set when this step is back-propagated
+  std::vector<bool> needs_grad;          // per input
+  std::vector<int> free_after_backward;  // kept slots whose last backward reader is this step
+};
+
+struct TapeSlot {
+  const Value* value = nullptr;
+  const Tensor* constant = nullptr;  // frozen initializer or Constant data
+  int param = -1;                    // index into params, for a trainable initializer
+  bool requires_grad = false;
+  bool kept = false;       // kept from forward to backward
+  bool keep_grad = false;  // listed in keep_activation_grads
+  bool graph_output = false;
+};
+
+struct FakeQuantRecord {
+  FakeQuantFn fn;
+  std::vector<uint8_t> pass;  // STE mask of the last forward: 1 where the value was not clamped
+  Tensor quantized;           // parameters only: the quantized copy the kernels read
+};
+
+struct GradientTape::Impl {
+  const Model* model = nullptr;
+  std::vector<const Value*> inputs, outputs;
+  std::vector<int> input_slots, output_slots;
+  std::vector<TapeSlot> slots;
+  std::vector<TapeStep> steps;
+  std::vector<Parameter> params;
+  std::vector<int> param_slots;  // slot of each parameter
+  std::vector<std::unique_ptr<Tensor>> owned_constants;
+  std::unordered_map<std::string, int> slot_of_name;
+  std::unordered_map<int, FakeQuantRecord> fake_quant;  // by slot
+
+  exec::RunContext ctx;
+  exec::BufferPool pool;
+  std::unique_ptr<exec::ThreadPool> workers;
+  std::vector<Shape> last_input_shapes;
+
+  // The record of the last forward().
+  bool recorded = false;
+  std::vector<Tensor> owned;                     // per slot
+  std::vector<const Tensor*> ptrs;               // per slot
+  std::vector<std::vector<Shape>> input_shapes;  // per step with a backward
+  std::unordered_map<int, Tensor> kept_activations, kept_grads;
+
+  StatusOr<std::vector<Tensor>> run(std::vector<Tensor> inputs, bool record);
+  Status backward(std::vector<Tensor> output_grads);
+  Status bindParameters(bool record);
+  Status runStep(TapeStep& step, bool record);
+  void applyActivationFakeQuant(int slot, bool record);
+  Status backwardStep(TapeStep& step, std::vector<Tensor>& grads);
+};
+
+// Adds `g` into `dst` (moves it in when dst is empty). Shapes must match.
+Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx);
+// Quantize-dequantize `t` in place with `spec`; fills `pass` (1 where not clamped).
+Status fakeQuantize(Tensor& t, const FakeQuantSpec& spec, std::vector<uint8_t>* pass);
+
+}  // namespace nnc::train

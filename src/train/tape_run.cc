@@ -1,0 +1,274 @@
+// GradientTape: running forward (the executor's kernels, with a record of what backward needs)
+// and backward (reverse order, gradients summed per value, freed as soon as they are used).
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernel_util.h"
+#include "tape_impl.h"
+
+namespace nnc::train {
+
+Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx) {
+  if (dst.byteSize() == 0) {
+    dst = std::move(g);
+    return Status::ok();
+  }
+  if (dst.shape() != g.shape())
+    return internalError("gradient shape " + shapeToString(g.shape()) + " does not match " +
+                         shapeToString(dst.shape()));
+  float* d = fdata(dst);
+  const float* s = fdata(g);
+  const int64_t n = dst.numel(), chunk = 1 << 14;
+  exec::parallelFor((n + chunk - 1) / chunk, ctx, chunk, [&](int64_t c) {
+    const int64_t end = std::min(n, (c + 1) * chunk);
+    for (int64_t i = c * chunk; i < end; ++i) d[i] += s[i];
+  });
+  return Status::ok();
+}
+
+Status fakeQuantize(Tensor& t, const FakeQuantSpec& spec, std::vector<uint8_t>* pass) {
+  if (t.dtype() != DType::kFloat32) return invalidArgument("fake-quant needs a float32 tensor");
+  const int64_t channels = static_cast<int64_t>(spec.scales.size());
+  if (channels == 0) return invalidArgument("fake-quant spec without scales");
+  int64_t inner = t.numel(), outer = 1;
+  if (channels > 1) {
+    if (spec.axis < 0 || spec.axis >= t.rank() || t.dim(spec.axis) != channels)
+      return invalidArgument("fake-quant: " + std::to_string(channels) + " scales for axis " +
+                             std::to_string(spec.axis) + " of " + shapeToString(t.shape()));
+    inner = 1;
+    for (int d = spec.axis + 1; d < t.rank(); ++d) inner *= t.dim(d);
+    outer = t.numel() / (inner * channels);
+  }
+  float* x = fdata(t);
+  if (pass) pass->assign(static_cast<size_t>(t.numel()), 1);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const int64_t c = channels > 1 ? (i / inner) % channels : 0;
+    const float s = spec.scales[c] > 0 ? spec.scales[c] : 1e-12f;
+    const int32_t zp = spec.zero_points.empty() ? 0 : spec.zero_points[c];
+    const float q = std::nearbyint(x[i] / s) + static_cast<float>(zp);
+    const float clamped =
+        std::clamp(q, static_cast<float>(spec.qmin), static_cast<float>(spec.qmax));
+    if (pass && clamped != q) (*pass)[i] = 0;
+    x[i] = (clamped - static_cast<float>(zp)) * s;
+  }
+  (void)outer;
+  return Status::ok();
+}
+
+FakeQuantFn symmetricPerChannelWeights(int bits) {
+  return [bits](const Tensor& w) {
+    FakeQuantSpec spec;
+    spec.qmax = (1 << (bits - 1)) - 1;
+    spec.qmin = -spec.qmax;
+    const int64_t channels = w.rank() > 0 ? w.dim(0) : 1;
+    const int64_t per = channels > 0 ? w.numel() / channels : 0;
+    const float* d = w.data<float>().data();
+    for (int64_t c = 0; c < channels; ++c) {
+      float m = 0.f;
+      for (int64_t j = 0; j < per; ++j) m = std::max(m, std::abs(d[c * per + j]));
+      spec.scales.push_back(m > 0 ? m / static_cast<float>(spec.qmax) : 1.f);
+    }
+    spec.axis = 0;
+    return spec;
+  };
+}
+
+// Parameter slots point at the parameter values (or their fake-quantized copies).
+Status GradientTape::Impl::bindParameters(bool record) {
+  for (size_t p = 0; p < params.size(); ++p) {
+    const int slot = param_slots[p];
+    auto fq = fake_quant.find(slot);
+    if (fq == fake_quant.end()) {
+      ptrs[slot] = &params[p].value;
+      continue;
+    }
+    fq->second.quantized = params[p].value;
+    const FakeQuantSpec spec = fq->second.fn(params[p].value);
+    NNC_RETURN_IF_ERROR(
+        fakeQuantize(fq->second.quantized, spec, record ? &fq->second.pass : nullptr)
+            .withContext("fake-quant of '" + params[p].name + "'"));
+    ptrs[slot] = &fq->second.quantized;
+  }
+  return Status::ok();
+}
+
+Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
+  std::vector<const Tensor*> in_ptrs;
+  for (int s : step.input_slots) {
+    if (s >= 0 && !ptrs[s])
+      return internalError("value '" + slots[s].value->name() + "' read before it was computed");
+    in_ptrs.push_back(s >= 0 ? ptrs[s] : nullptr);
+  }
+  if (record && step.backward) {
+    std::vector<Shape>& shapes = input_shapes[&step - steps.data()];
+    shapes.clear();
+    for (const Tensor* t : in_ptrs) shapes.push_back(t ? t->shape() : Shape{});
+  }
+  std::vector<Tensor> outs(step.output_slots.size());
+  NNC_RETURN_IF_ERROR(
+      step.kernel->run(in_ptrs, outs, ctx)
+          .withContext("node '" + step.node->name() + "' (" + step.node->opType() + ")"));
+  for (size_t o = 0; o < outs.size(); ++o) {
+    const int s = step.output_slots[o];
+    if (s < 0) continue;
+    owned[s] = std::move(outs[o]);
+    ptrs[s] = &owned[s];
+    if (fake_quant.count(s)) {
+      FakeQuantRecord& fq = fake_quant[s];
+      const FakeQuantSpec spec = fq.fn(owned[s]);
+      NNC_RETURN_IF_ERROR(fakeQuantize(owned[s], spec, record ? &fq.pass : nullptr)
+                              .withContext("fake-quant of '" + slots[s].value->name() + "'"));
+    }
+  }
+  for (int s : record ? step.free_after_record : step.free_after_infer) {
+    if (owned[s].dtype() != DType::kString && owned[s].byteSize() > 0)
+      pool.give(owned[s].releaseBytes());
+    owned[s] = Tensor();
+    ptrs[s] = nullptr;
+  }
+  return Status::ok();
+}
+
+StatusOr<std::vector<Tensor>> GradientTape::Impl::run(std::vector<Tensor> in, bool record) {
+  if (in.size() != inputs.size())
+    return invalidArgument("the model takes " + std::to_string(inputs.size()) + " inputs, got " +
+                           std::to_string(in.size()));
+  recorded = false;
+  kept_activations.clear();
+  owned.assign(slots.size(), Tensor());
+  ptrs.assign(slots.size(), nullptr);
+  input_shapes.assign(steps.size(), {});
+  for (size_t s = 0; s < slots.size(); ++s) ptrs[s] = slots[s].constant;
+  NNC_RETURN_IF_ERROR(bindParameters(record));
+  std::vector<Shape> shapes;
+  for (size_t i = 0; i < in.size(); ++i) {
+    const Value* v = inputs[i];
+    if (v->dtype() != DType::kUndefined && in[i].dtype() != v->dtype())
+      return invalidArgument("input '" + v->name() + "' must be " + dtypeName(v->dtype()));
+    shapes.push_back(in[i].shape());
+    owned[input_slots[i]] = std::move(in[i]);
+    ptrs[input_slots[i]] = &owned[input_slots[i]];
+  }
+  if (shapes != last_input_shapes) pool.clear(), last_input_shapes = std::move(shapes);
+  omp_set_num_threads(ctx.num_threads);
+  for (TapeStep& step : steps) NNC_RETURN_IF_ERROR(runStep(step, record));
+  std::vector<Tensor> results;
+  for (int s : output_slots) {
+    if (!ptrs[s]) return internalError("graph output was not computed");
+    const bool movable = ptrs[s] == &owned[s] && !slots[s].kept && !slots[s].keep_grad;
+    results.push_back(movable ? std::move(owned[s]) : *ptrs[s]);
+    if (movable) ptrs[s] = nullptr;
+  }
+  if (record) {
+    for (size_t s = 0; s < slots.size(); ++s)
+      if (slots[s].keep_grad && ptrs[s]) kept_activations[static_cast<int>(s)] = *ptrs[s];
+  }
+  recorded = record;
+  return results;
+}
+
+Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& grads) {
+  std::vector<const Tensor*> out_grads, in_ptrs, out_ptrs;
+  for (int s : step.output_slots) {  // straight-through estimator of a fake-quantized output
+    auto fq = s >= 0 ? fake_quant.find(s) : fake_quant.end();
+    if (fq == fake_quant.end() || grads[s].numel() != static_cast<int64_t>(fq->second.pass.size()))
+      continue;
+    float* d = fdata(grads[s]);
+    for (int64_t i = 0; i < grads[s].numel(); ++i)
+      if (!fq->second.pass[i]) d[i] = 0.f;
+  }
+  bool any = false;
+  for (size_t o = 0; o < step.output_slots.size(); ++o) {
+    const int s = step.output_slots[o];
+    const bool has = s >= 0 && grads[s].byteSize() > 0;
+    out_grads.push_back(has ? &grads[s] : nullptr);
+    any |= has;
+    out_ptrs.push_back(s >= 0 && step.backward->keep_outputs >> o & 1 ? ptrs[s] : nullptr);
+  }
+  for (size_t i = 0; i < step.input_slots.size(); ++i) {
+    const int s = step.input_slots[i];
+    const bool available =
+        s >= 0 && (slots[s].constant || slots[s].param >= 0 || step.backward->keep_inputs >> i & 1);
+    in_ptrs.push_back(available ? ptrs[s] : nullptr);
+  }
+  if (any) {
+    const size_t index = &step - steps.data();
+    std::vector<Shape>& shapes = input_shapes[index];
+    std::unique_ptr<bool[]> needs(new bool[step.needs_grad.size()]);
+    for (size_t i = 0; i < step.needs_grad.size(); ++i) needs[i] = step.needs_grad[i];
+    BackwardContext c{*step.node,
+                      step.opset,
+                      in_ptrs,
+                      shapes,
+                      out_ptrs,
+                      out_grads,
+                      std::span<const bool>(needs.get(), step.needs_grad.size()),
+                      step.kernel.get(),
+                      ctx};
+    std::vector<Tensor> in_grads(step.input_slots.size());
+    NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)
+                            .withContext("backward of node '" + step.node->name() + "' (" +
+                                         step.node->opType() + ")"));
+    for (size_t i = 0; i < in_grads.size(); ++i) {
+      const int s = step.input_slots[i];
+      if (s < 0 || !step.needs_grad[i] || in_grads[i].byteSize() == 0) continue;
+      if (in_grads[i].shape() != shapes[i])
+        return internalError("backward of '" + step.node->name() + "' gave input " +
+                             std::to_string(i) + " a gradient of shape " +
+                             shapeToString(in_grads[i].shape()) + ", not " +
+                             shapeToString(shapes[i]));
+      NNC_RETURN_IF_ERROR(accumulate(grads[s], std::move(in_grads[i]), ctx));
+    }
+  }
+  for (int s : step.output_slots)
+    if (s >= 0 && !slots[s].keep_grad) grads[s] = Tensor();
+  for (int s : step.free_after_backward) {
+    if (slots[s].keep_grad) continue;
+    owned[s] = Tensor();
+    ptrs[s] = nullptr;
+  }
+  return Status::ok();
+}
+
+Status GradientTape::Impl::backward(std::vector<Tensor> output_grads) {
+  if (!recorded) return invalidArgument("backward() needs a forward() first");
+  if (output_grads.size() != output_slots.size())
+    return invalidArgument("backward() takes one gradient per graph output (" +
+                           std::to_string(output_slots.size()) + ")");
+  recorded = false;
+  kept_grads.clear();
+  omp_set_num_threads(ctx.num_threads);
+  std::vector<Tensor> grads(slots.size());
+  for (size_t o = 0; o < output_grads.size(); ++o) {
+    if (output_grads[o].byteSize() == 0) continue;
+    const int s = output_slots[o];
+    if (output_grads[o].dtype() != DType::kFloat32)
+      return invalidArgument("output gradients must be float32");
+    if (!slots[s].requires_grad) continue;
+    NNC_RETURN_IF_ERROR(accumulate(grads[s], std::move(output_grads[o]), ctx));
+  }
+  for (size_t i = steps.size(); i-- > 0;)
+    if (steps[i].backward) NNC_RETURN_IF_ERROR(backwardStep(steps[i], grads));
+  for (size_t p = 0; p < params.size(); ++p) {
+    Tensor& g = grads[param_slots[p]];
+    if (g.byteSize() == 0) continue;
+    auto fq = fake_quant.find(param_slots[p]);
+    if (fq != fake_quant.end() && fq->second.pass.size() == static_cast<size_t>(g.numel())) {
+      float* d = fdata(g);
+      for (int64_t i = 0; i < g.numel(); ++i)
+        if (!fq->second.pass[i]) d[i] = 0.f;
+    }
+    NNC_RETURN_IF_ERROR(accumulate(params[p].grad, std::move(g), ctx));
+  }
+  for (size_t s = 0; s < slots.size(); ++s)
+    if (slots[s].keep_grad && grads[s].byteSize() > 0)
+      kept_grads[static_cast<int>(s)] = std::move(grads[s]);
+  owned.clear();
+  ptrs.clear();
+  return Status::ok();
+}
+
+}  // namespace nnc::train
