@@ -386,6 +386,16 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   compress_cmd->add_option("--exclude", compress.exclude, "Layers to leave alone");
   compress_cmd->add_flag("--no-prune", compress.no_prune, "Quantize only");
+  compress_cmd->add_option("--finetune", compress.finetune_epochs,
+                           "Retrain the pruned model for EPOCHS passes over the calibration "
+                           "data (distillation from the original) before quantizing");
+  compress_cmd->add_flag("--qat", compress.qat,
+                         "With --finetune: retrain the layers lowered to 4 bits with "
+                         "fake-quantized weights before quantizing them");
+  compress_cmd
+      ->add_option("--retrain-slack", compress.retrain_slack,
+                   "With --finetune: points pruning may lose beyond the demand before retraining")
+      ->capture_default_str();
   compress_cmd->add_flag("--no-quantize", compress.no_quantize, "Prune only");
   compress_cmd->add_option("--batch", compress.batch, "Samples per batch")->capture_default_str();
   compress_cmd->add_option("--threads", compress.threads, "Threads (0: every core)")

@@ -18,7 +18,8 @@ StatusOr<FinetuneOptions> finetuneOptionsFrom(const TrainSettings& s, int epochs
   NNC_ASSIGN_OR_RETURN(o.optimizer.kind, train::parseOptimizerKind(s.optimizer));
   o.epochs = epochs;
   o.batch = s.batch;
-  o.learning_rate = s.lr > 0 ? s.lr : (o.optimizer.kind == train::OptimizerKind::kSgd ? 1e-2 : 1e-3);
+  o.learning_rate =
+      s.lr > 0 ? s.lr : (o.optimizer.kind == train::OptimizerKind::kSgd ? 1e-2 : 1e-3);
   o.optimizer.weight_decay = s.weight_decay;
   o.optimizer.max_grad_norm = s.max_grad_norm;
   o.loss.temperature = s.temperature;
@@ -58,8 +59,7 @@ StatusOr<FinetuneResult> finetuneWithProgress(Model& student, const Model& teach
   o.log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
   auto result = finetune(student, teacher, data, o);
   if (!result.isOk()) return result.status();
-  spdlog::info("finetune: {} steps, {:.0f} images/s{}{}", result->steps,
-               result->images_per_second,
+  spdlog::info("finetune: {} steps, {:.0f} images/s{}{}", result->steps, result->images_per_second,
                result->best_epoch ? ", best epoch " + std::to_string(result->best_epoch) : "",
                result->batch_norm_reestimated ? ", BatchNorm statistics re-estimated" : "");
   return result;
@@ -69,8 +69,8 @@ nlohmann::ordered_json finetuneJson(const FinetuneResult& r) {
   nlohmann::ordered_json j;
   auto epochs = nlohmann::ordered_json::array();
   for (const FinetuneEpoch& e : r.epochs) {
-    nlohmann::ordered_json x{{"epoch", e.epoch}, {"train_loss", e.train_loss},
-                             {"seconds", e.seconds}};
+    nlohmann::ordered_json x{
+        {"epoch", e.epoch}, {"train_loss", e.train_loss}, {"seconds", e.seconds}};
     if (e.val_top1) x["val_top1"] = *e.val_top1;
     if (e.val_loss) x["val_loss"] = *e.val_loss;
     epochs.push_back(x);
@@ -83,6 +83,8 @@ nlohmann::ordered_json finetuneJson(const FinetuneResult& r) {
   j["batch_norm_reestimated"] = r.batch_norm_reestimated;
   if (r.val_top1_before_bn) j["val_top1_before_bn"] = *r.val_top1_before_bn;
   if (r.val_top1_after_bn) j["val_top1_after_bn"] = *r.val_top1_after_bn;
+  if (r.loss_before_bn) j["loss_before_bn"] = *r.loss_before_bn;
+  if (r.loss_after_bn) j["loss_after_bn"] = *r.loss_after_bn;
   return j;
 }
 

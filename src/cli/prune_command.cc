@@ -6,12 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include "data_options.h"
+#include "finetune_run.h"
 #include "model_totals.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/pipeline/taylor_stats.h"
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
 #include "nncompress/prune/feature_stats.h"
@@ -20,8 +22,6 @@
 #include "nncompress/report/compress_report.h"
 #include "nncompress/report/html.h"
 #include "nncompress/report/model_report.h"
-#include "finetune_run.h"
-#include "nncompress/pipeline/taylor_stats.h"
 #include "progress.h"
 
 namespace nnc::cli {

@@ -213,7 +213,8 @@ class Controller {
                  " bits on " + where,
              bytes, q, ok && bytes <= targets_.max_bytes);
       if (ok) {
-        offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions, checkpoints[i].retrained);
+        offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions,
+              checkpoints[i].retrained);
         if (bytes <= targets_.max_bytes) return Status::ok();
       } else {
         // Too many layers at low bits for the precision demand: the most layers that still
@@ -243,7 +244,8 @@ class Controller {
   }
 
   // quantize(base, plan), from a fake-quant retrained copy of `base` when there is a qat action.
-  StatusOr<Model> quantizeTrained(const Model& base, const BitPlan& plan, const std::string& where) {
+  StatusOr<Model> quantizeTrained(const Model& base, const BitPlan& plan,
+                                  const std::string& where) {
     if (!actions_.qat || plan.empty()) return actions_.quantize(base, plan);
     log("quantization-aware training of " + where + " with " + std::to_string(plan.size()) +
         " layers at " + std::to_string(targets_.low_bits) + " bits");

@@ -154,7 +154,8 @@ StatusOr<Model> retrainWith(State& state, const Model& model) {
 StatusOr<Model> qatWith(State& state, const Model& model, const BitPlan& bits) {
   const CompressSetup& s = state.setup;
   NNC_ASSIGN_OR_RETURN(Model student, foldedCopy(model));
-  NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*student.graph, quantizeOptions(s, bits)));
+  NNC_ASSIGN_OR_RETURN(auto targets,
+                       quant::selectTargets(*student.graph, quantizeOptions(s, bits)));
   FinetuneOptions o = *s.finetune;
   for (const quant::QuantTarget& t : targets) {
     auto it = bits.find(t.name);

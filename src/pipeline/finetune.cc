@@ -323,9 +323,30 @@ class FinetuneRun {
   bool resumed_ = false;
 };
 
-// BatchNorm statistics re-estimated on the training data; with labelled validation data kept
-// only when top-1 does not drop.
-Status reestimateAfterTraining(Model& student, data::SampleReader& data,
+// Mean distillation loss of `model` against `teacher` on the first `count` samples of `reader`.
+StatusOr<double> modelDistillLoss(const Model& model, exec::Executor& teacher,
+                                  data::SampleReader& reader, int64_t count,
+                                  const FinetuneOptions& o) {
+  exec::ExecutorOptions eo;
+  eo.num_threads = o.num_threads;
+  NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
+  count = std::min(count, reader.size());
+  double sum = 0;
+  for (int64_t start = 0; start < count; start += o.batch) {
+    const int64_t n = std::min(o.batch, count - start);
+    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, n));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> t, teacher.run({x}));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> s, ex->run({x}));
+    NNC_ASSIGN_OR_RETURN(train::LossResult l, train::distillationLoss(s, t, nullptr, o.loss));
+    sum += l.loss * n;
+  }
+  return count ? sum / count : 0.0;
+}
+
+// BatchNorm statistics re-estimated on the training data, kept only when they do not make the
+// model worse: top-1 on labelled validation data, else the distillation loss against the
+// teacher on the validation data (or, without any, on the re-estimation samples).
+Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::SampleReader& data,
                                const FinetuneOptions& o, FinetuneResult& result) {
   bool has_bn = false;
   for (const auto& n : student.graph->nodes()) has_bn = has_bn || n->isOp("BatchNormalization");
@@ -333,12 +354,22 @@ Status reestimateAfterTraining(Model& student, data::SampleReader& data,
   NNC_ASSIGN_OR_RETURN(Model candidate, cloneModel(student));
   CalibrationSource calibration{&data, std::min(o.batch_norm_samples, data.size()), o.batch,
                                 o.num_threads};
-  NNC_RETURN_IF_ERROR(reestimateBatchNorm(candidate, calibration).withContext("BatchNorm "
-                                                                              "re-estimation"));
+  NNC_RETURN_IF_ERROR(reestimateBatchNorm(candidate, calibration)
+                          .withContext("BatchNorm "
+                                       "re-estimation"));
   if (o.val && o.val_labels) {
     NNC_ASSIGN_OR_RETURN(result.val_top1_before_bn, modelTop1(student, o));
     NNC_ASSIGN_OR_RETURN(result.val_top1_after_bn, modelTop1(candidate, o));
     if (*result.val_top1_after_bn < *result.val_top1_before_bn) return Status::ok();
+  } else {
+    data::SampleReader& judge = o.val ? *o.val : data;
+    const int64_t count =
+        o.val ? (o.val_limit < 0 ? o.val->size() : o.val_limit) : calibration.count;
+    NNC_ASSIGN_OR_RETURN(result.loss_before_bn,
+                         modelDistillLoss(student, teacher, judge, count, o));
+    NNC_ASSIGN_OR_RETURN(result.loss_after_bn,
+                         modelDistillLoss(candidate, teacher, judge, count, o));
+    if (*result.loss_after_bn > *result.loss_before_bn) return Status::ok();
   }
   student = std::move(candidate);
   result.batch_norm_reestimated = true;
@@ -368,7 +399,7 @@ StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::Sa
   NNC_RETURN_IF_ERROR(run.run(result));
   NNC_RETURN_IF_ERROR(tape->writeBack(student));
   if (result.stopped_early) return result;
-  NNC_RETURN_IF_ERROR(reestimateAfterTraining(student, data, options, result));
+  NNC_RETURN_IF_ERROR(reestimateAfterTraining(student, *teacher_exec, data, options, result));
   return result;
 }
 

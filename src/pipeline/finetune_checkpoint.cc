@@ -120,8 +120,8 @@ StatusOr<bool> loadCheckpoint(const std::string& dir, FinetuneCheckpoint& c) {
   Reader r(bytes);
   char magic[8];
   int64_t seed = 0, names = 0;
-  bool ok = r.pod(magic, sizeof magic) && std::memcmp(magic, kMagic, sizeof magic) == 0 &&
-            r.i64(seed);
+  bool ok =
+      r.pod(magic, sizeof magic) && std::memcmp(magic, kMagic, sizeof magic) == 0 && r.i64(seed);
   for (int64_t* v : {&c.samples, &c.batch, &c.epochs, &c.epoch, &c.step_in_epoch, &c.global_step,
                      &c.optimizer_steps, &c.best_epoch})
     ok = ok && r.i64(*v);

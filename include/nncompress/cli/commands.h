@@ -211,6 +211,9 @@ struct CompressCommandOptions {
   std::vector<std::string> exclude;
   bool no_prune = false;
   bool no_quantize = false;
+  int finetune_epochs = 0;   // --finetune E: retrain between pruning and quantization
+  bool qat = false;          // --qat: fake-quant retraining of the layers lowered to 4 bits
+  double retrain_slack = 3;  // points pruning may lose beyond the demand when retraining follows
   bool strict = true;
 };
 Status runCompress(const CompressCommandOptions& options);
