@@ -217,5 +217,23 @@ TEST(TrainTape, ActivationGradientsAndFakeQuant) {
   EXPECT_NEAR(tape.infer({x}).value()[0].data<float>()[2], 1.2f, 1e-6f);
 }
 
+// Taylor scores need dL/d(activation) only: no parameters, the gradient still arrives.
+TEST(TrainTape, ActivationGradientsWithoutParameters) {
+  Model m = chain({"Conv", "Relu"});
+  m.graph->findValue("w")->mutableInitializer()->mutableData<float>()[0] = 2.f;
+  auto tape_or = GradientTape::create(
+      m, {.num_threads = 1, .default_trainable = false, .keep_activation_grads = {"v0"}});
+  ASSERT_TRUE(tape_or.isOk()) << tape_or.status().toString();
+  GradientTape& tape = *tape_or.value();
+  EXPECT_TRUE(tape.parameters().empty());
+  ASSERT_TRUE(tape.forward({Tensor::fromVector<float>({1, 1, 1, 2}, {1.f, -1.f})}).isOk());
+  ASSERT_TRUE(tape.backward({Tensor::fromVector<float>({1, 1, 1, 2}, {3.f, 5.f})}).isOk());
+  const Tensor* g = tape.activationGrad("v0");
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->data<float>()[0], 3.f);
+  EXPECT_EQ(g->data<float>()[1], 0.f);
+  EXPECT_EQ(tape.activation("v0")->data<float>()[1], -2.f);
+}
+
 }  // namespace
 }  // namespace nnc::train

@@ -73,6 +73,7 @@ Status collectTaylorStats(const Model& model, const std::vector<const Value*>& v
   if (!calibration.reader) return invalidArgument("taylor needs calibration data");
   train::TapeOptions to;
   to.num_threads = calibration.num_threads;
+  to.default_trainable = false;  // activation gradients only
   for (const Value* v : values) to.keep_activation_grads.push_back(v->name());
   NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(model, to));
   const int64_t total = std::min(calibration.count, calibration.reader->size());

@@ -63,8 +63,16 @@ bool isNonDifferentiable(const Node& node) {
   return node.isDefaultDomain() && ops.count(node.opType()) > 0;
 }
 
-Tensor zeros(const Shape& shape) {
-  Tensor t(DType::kFloat32, shape);  // zero-filled storage
+Tensor takeOutputGrad(const BackwardContext& c, size_t o) {
+  if (o < c.owned_output_grads.size() && c.owned_output_grads[o])
+    return std::move(*c.owned_output_grads[o]);
+  return *c.output_grads[o];
+}
+
+Tensor zeros(const Shape& shape, const exec::RunContext* ctx) {
+  if (!ctx) return Tensor(DType::kFloat32, shape);  // zero-filled storage
+  Tensor t = ctx->newTensor(DType::kFloat32, shape);
+  std::fill_n(fdata(t), t.numel(), 0.f);
   return t;
 }
 

@@ -12,6 +12,11 @@
 
 namespace nnc::train {
 
+// What a backward keeps between batches (a kernel it built, a traced index map); one per step.
+struct BackwardState {
+  virtual ~BackwardState() = default;
+};
+
 struct BackwardContext {
   const Node& node;
   int64_t opset = 0;
@@ -21,9 +26,13 @@ struct BackwardContext {
   std::span<const Shape> input_shapes;          // every input (empty for omitted ones)
   std::span<const Tensor* const> outputs;       // where keep_outputs is set, else nullptr
   std::span<const Tensor* const> output_grads;  // dL/dY per output; nullptr: zero
-  std::span<const bool> needs_grad;             // per input
-  exec::Kernel* forward_kernel = nullptr;       // the node's forward kernel (index tracing)
+  // The same gradients where the backward may take them over (move out, overwrite in place):
+  // nullptr when the tape still needs that gradient afterwards.
+  std::span<Tensor* const> owned_output_grads;
+  std::span<const bool> needs_grad;        // per input
+  exec::Kernel* forward_kernel = nullptr;  // the node's forward kernel (index tracing)
   const exec::RunContext& ctx;
+  std::unique_ptr<BackwardState>* state = nullptr;  // this step's, kept across batches
 };
 
 // Writes input_grads[i] (the shape of input i, float32) for every i with needs_grad[i]; an
@@ -63,8 +72,13 @@ void registerPoolBackward(BackwardRegistry& r);         // MaxPool, AveragePool,
 
 // ---- helpers shared by the backward files ----
 
-// A float32 tensor of `shape` filled with zeros.
-Tensor zeros(const Shape& shape);
+// dY of output o as a tensor this backward owns: taken over when allowed, else a copy. The
+// contents are dY; the caller may overwrite them (in-place dX = dY * f').
+Tensor takeOutputGrad(const BackwardContext& c, size_t o);
+
+// A float32 tensor of `shape` filled with zeros (storage from the run's buffer pool when given:
+// no fresh pages to fault in for every large gradient).
+Tensor zeros(const Shape& shape, const exec::RunContext* ctx = nullptr);
 // The same data with another shape (moves the storage).
 Tensor reshaped(Tensor t, const Shape& shape);
 const float* fdata(const Tensor& t);

@@ -2,11 +2,15 @@
 // the threads (each thread keeps its own dW/dB, summed at the end).
 //   Conv:  col = im2col(X_{n,g}),  dW_g += dY_{n,g} col^T,  dX_{n,g} = col2im(W_g^T dY_{n,g}),
 //          dB += sum over n and positions of dY
+//          With stride 1, dX is itself a convolution, run by the executor's direct kernel:
+//          dX = Conv(dY, W'), W'[g*Cg + c, m, i, j] = W[g*Mg + m, c, kh-1-i, kw-1-j],
+//          pads' = (k-1)*d - pads (same dilation and groups)
 //   ConvTranspose: dcol = im2col(dY_{n,g}) (the forward's col2im read backwards),
 //          dX_{n,g} = W_g dcol,  dW_g += X_{n,g} dcol^T
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "backward.h"
@@ -27,47 +31,74 @@ struct Geometry {
   }
 };
 
+// First output column whose tap x*sw + off is at or past iw.
+inline int64_t iwLimit(const Geometry& g, int64_t off) {
+  const int64_t room = g.iw - off;  // taps x*sw < room
+  return room <= 0 ? 0 : (room + g.sw - 1) / g.sw;
+}
+
 int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
   return i < v.size() ? v[i] : fallback;
 }
 
+// Output columns [lo, hi) of a row whose taps x*sw + off land inside [0, iw).
+inline void validColumns(const Geometry& g, int64_t off, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+  hi = iwLimit(g, off);
+  lo = std::min(lo, g.ow), hi = std::clamp(hi, lo, g.ow);
+}
+
 // col[(c*kh + i)*kw + j, y*ow + x] = img[c, y*sh - pt + i*dh, x*sw - pl + j*dw] (0 outside).
-void im2col(const float* img, const Geometry& g, float* col) {
+// Plain loops, not memset/memcpy: rows are a few dozen floats, where a library call per edge and
+// per row costs more than the copy.
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void im2col(const float* img,
+                                                                          const Geometry& g,
+                                                                          float* col) {
   for (int64_t r = 0; r < g.rows(); ++r) {
     const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
     const float* src = img + c * g.ih * g.iw;
     float* dst = col + r * g.cols();
+    const int64_t off = j * g.dw - g.pl;
+    int64_t lo, hi;
+    validColumns(g, off, lo, hi);
     for (int64_t y = 0; y < g.oh; ++y) {
       const int64_t sy = y * g.sh - g.pt + i * g.dh;
       float* row = dst + y * g.ow;
       if (sy < 0 || sy >= g.ih) {
-        std::fill(row, row + g.ow, 0.f);
+        for (int64_t x = 0; x < g.ow; ++x) row[x] = 0.f;
         continue;
       }
-      const float* line = src + sy * g.iw;
-      for (int64_t x = 0; x < g.ow; ++x) {
-        const int64_t sx = x * g.sw - g.pl + j * g.dw;
-        row[x] = sx >= 0 && sx < g.iw ? line[sx] : 0.f;
+      const float* line = src + sy * g.iw + off;
+      for (int64_t x = 0; x < lo; ++x) row[x] = 0.f;
+      if (g.sw == 1) {
+        for (int64_t x = lo; x < hi; ++x) row[x] = line[x];
+      } else {
+        for (int64_t x = lo; x < hi; ++x) row[x] = line[x * g.sw];
       }
+      for (int64_t x = hi; x < g.ow; ++x) row[x] = 0.f;
     }
   }
 }
 
-// The adjoint of im2col: img (zeroed here) += scatter of col.
+// The adjoint of im2col: img = scatter-add of col (img zeroed first).
 void col2im(const float* col, const Geometry& g, float* img) {
   std::fill(img, img + g.c * g.ih * g.iw, 0.f);
   for (int64_t r = 0; r < g.rows(); ++r) {
     const int64_t c = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
     float* dst = img + c * g.ih * g.iw;
     const float* src = col + r * g.cols();
+    const int64_t off = j * g.dw - g.pl;
+    int64_t lo, hi;
+    validColumns(g, off, lo, hi);
     for (int64_t y = 0; y < g.oh; ++y) {
       const int64_t sy = y * g.sh - g.pt + i * g.dh;
       if (sy < 0 || sy >= g.ih) continue;
-      float* line = dst + sy * g.iw;
+      float* line = dst + sy * g.iw + off;
       const float* row = src + y * g.ow;
-      for (int64_t x = 0; x < g.ow; ++x) {
-        const int64_t sx = x * g.sw - g.pl + j * g.dw;
-        if (sx >= 0 && sx < g.iw) line[sx] += row[x];
+      if (g.sw == 1) {
+        for (int64_t x = lo; x < hi; ++x) line[x] += row[x];
+      } else {
+        for (int64_t x = lo; x < hi; ++x) line[x * g.sw] += row[x];
       }
     }
   }
@@ -175,7 +206,9 @@ struct ConvGrad {
         if (want_b)
           for (int64_t j = 0; j < mg; ++j) {
             float sum = 0.f;
-            for (int64_t q = 0; q < p; ++q) sum += dys[j * p + q];
+            const float* row = dys + j * p;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t q = 0; q < p; ++q) sum += row[q];
             part.db[t][gi * mg + j] += sum;
           }
         if (dx) {
@@ -186,6 +219,71 @@ struct ConvGrad {
       }
   }
 };
+
+// dX of a stride-1 Conv as a Conv of dY (the executor's direct kernel), built once per shape.
+struct DirectInputGrad : BackwardState {
+  Shape x_shape, w_shape;
+  Graph graph;
+  std::unique_ptr<exec::Kernel> kernel;
+  Tensor flipped;  // W' (rebuilt every batch: the weights train)
+};
+
+// The transposed-convolution pads, or false when the forward's geometry has no such form.
+bool directInputGradPads(const Geometry& g, std::vector<int64_t>& pads, bool one_d) {
+  if (g.sh != 1 || g.sw != 1) return false;
+  const int64_t top = (g.kh - 1) * g.dh - g.pt, left = (g.kw - 1) * g.dw - g.pl;
+  const int64_t bottom = g.ih + g.pt - g.oh, right = g.iw + g.pl - g.ow;
+  if (top < 0 || left < 0 || bottom < 0 || right < 0) return false;
+  pads = one_d ? std::vector<int64_t>{left, right} : std::vector<int64_t>{top, left, bottom, right};
+  return true;
+}
+
+StatusOr<DirectInputGrad*> directInputGrad(const BackwardContext& c, const Geometry& g,
+                                           int64_t groups) {
+  const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
+  auto* st = dynamic_cast<DirectInputGrad*>(c.state->get());
+  if (st && st->x_shape == xs && st->w_shape == ws) return st;
+  const bool one_d = xs.size() == 3;
+  std::vector<int64_t> pads;
+  if (!directInputGradPads(g, pads, one_d)) return static_cast<DirectInputGrad*>(nullptr);
+  auto fresh = std::make_unique<DirectInputGrad>();
+  fresh->x_shape = xs, fresh->w_shape = ws;
+  Graph& graph = fresh->graph;
+  Node* conv =
+      graph.addNode("Conv", {graph.createUniqueValue("dy"), graph.createUniqueValue("w")}, {"dx"});
+  conv->setAttribute(Attribute::makeInt("group", groups));
+  conv->setAttribute(Attribute::makeInts("pads", pads));
+  conv->setAttribute(Attribute::makeInts(
+      "dilations", one_d ? std::vector<int64_t>{g.dw} : std::vector<int64_t>{g.dh, g.dw}));
+  const exec::KernelFactory* factory = exec::KernelRegistry::builtin().find(*conv);
+  if (!factory) return internalError("no Conv kernel");
+  NNC_ASSIGN_OR_RETURN(fresh->kernel, (*factory)(exec::KernelBuildContext{*conv, 13}));
+  Shape flipped_shape = ws;
+  flipped_shape[0] = xs[1], flipped_shape[1] = ws[0] / groups;
+  fresh->flipped = Tensor(DType::kFloat32, flipped_shape);
+  *c.state = std::move(fresh);
+  return static_cast<DirectInputGrad*>(c.state->get());
+}
+
+Status runDirectInputGrad(const BackwardContext& c, DirectInputGrad& st, const Geometry& g,
+                          int64_t groups, Tensor& dx) {
+  const Shape& ws = c.input_shapes[1];
+  const int64_t m = ws[0], mg = m / groups, cg = ws[1], taps = g.kh * g.kw;
+  const float* w = fdata(*c.inputs[1]);
+  float* f = fdata(st.flipped);
+  for (int64_t gi = 0; gi < groups; ++gi)
+    for (int64_t mm = 0; mm < mg; ++mm)
+      for (int64_t cc = 0; cc < cg; ++cc) {
+        const float* src = w + ((gi * mg + mm) * cg + cc) * taps;
+        float* dst = f + ((gi * cg + cc) * mg + mm) * taps;
+        for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
+      }
+  const Tensor* in[] = {c.output_grads[0], &st.flipped};
+  Tensor out[1];
+  NNC_RETURN_IF_ERROR(st.kernel->run(in, out, c.ctx));
+  dx = std::move(out[0]);
+  return Status::ok();
+}
 
 Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   NNC_RETURN_IF_ERROR(checkConvShapes(c));
@@ -203,9 +301,17 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   cg.x = cg.want_w ? fdata(*c.inputs[0]) : nullptr;
   cg.w = fdata(*c.inputs[1]);
   cg.dy = fdata(dy);
+  cg.dx = nullptr;
   Tensor dx;
-  if (c.needs_grad[0]) dx = c.ctx.newTensor(DType::kFloat32, xs);
-  cg.dx = c.needs_grad[0] ? fdata(dx) : nullptr;
+  if (c.needs_grad[0]) {
+    NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, directInputGrad(c, cg.g, groups));
+    if (direct) {
+      NNC_RETURN_IF_ERROR(runDirectInputGrad(c, *direct, cg.g, groups, dx));
+    } else {
+      dx = c.ctx.newTensor(DType::kFloat32, xs);
+      cg.dx = fdata(dx);
+    }
+  }
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));
   Partials part(threads, cg.want_w ? shapeNumel(ws) : 0, cg.want_b ? cg.m : 0);
   perThreadSamples(cg.n, c.ctx, threads,
@@ -265,7 +371,7 @@ Status convTransposeBackward(const BackwardContext& c, std::span<Tensor> grads) 
   const float* w = fdata(*c.inputs[1]);
   const float* dyd = fdata(dy);
   Tensor dx;
-  if (c.needs_grad[0]) dx = zeros(xs);
+  if (c.needs_grad[0]) dx = zeros(xs, &c.ctx);
   float* dxd = c.needs_grad[0] ? fdata(dx) : nullptr;
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, n));
   Partials part(threads, want_w ? shapeNumel(ws) : 0, want_b ? m : 0);

@@ -32,11 +32,10 @@ template <From kFrom, typename Deriv>
 Status unary(const BackwardContext& c, std::span<Tensor> grads, Deriv deriv) {
   const Tensor* src = kFrom == From::kX ? c.inputs[0] : c.outputs[0];
   if (!src) return internalError("kept tensor missing");
-  const Tensor& dy = *c.output_grads[0];
-  Tensor dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
-  const float *g = fdata(dy), *v = fdata(*src);
+  Tensor dx = takeOutputGrad(c, 0);  // dX = dY * f', in place
+  const float* v = fdata(*src);
   float* d = fdata(dx);
-  forEach(dx.numel(), c.ctx, [&](int64_t i) { d[i] = g[i] * deriv(v[i]); });
+  forEach(dx.numel(), c.ctx, [&](int64_t i) { d[i] *= deriv(v[i]); });
   grads[0] = std::move(dx);
   return Status::ok();
 }
@@ -91,14 +90,15 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
   const int64_t n = dy.numel();
   if (as == os && bs == os) {  // the common case: no broadcasting, parallel
     Tensor da, db;
-    if (want_a) da = c.ctx.newTensor(DType::kFloat32, as);
     if (want_b) db = c.ctx.newTensor(DType::kFloat32, bs);
+    if (want_a) da = takeOutputGrad(c, 0);  // dA in place of dY (dB is read first)
     float* pa = want_a ? fdata(da) : nullptr;
     float* pb = want_b ? fdata(db) : nullptr;
+    if (pa) g = pa;
     forEach(n, c.ctx, [&](int64_t i) {
-      const float a = av ? av[i] : 0.f, b = bv ? bv[i] : 0.f;
-      if (pa) pa[i] = g[i] * da_of(a, b);
-      if (pb) pb[i] = g[i] * db_of(a, b);
+      const float a = av ? av[i] : 0.f, b = bv ? bv[i] : 0.f, gi = g[i];
+      if (pb) pb[i] = gi * db_of(a, b);
+      if (pa) pa[i] = gi * da_of(a, b);
     });
     if (want_a) grads[0] = std::move(da);
     if (want_b) grads[1] = std::move(db);
@@ -106,8 +106,8 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
   }
   const auto sa = exec::broadcastStrides(as, os), sb = exec::broadcastStrides(bs, os);
   Tensor da, db;
-  if (want_a) da = zeros(as);
-  if (want_b) db = zeros(bs);
+  if (want_a) da = zeros(as, &c.ctx);
+  if (want_b) db = zeros(bs, &c.ctx);
   float* pa = want_a ? fdata(da) : nullptr;
   float* pb = want_b ? fdata(db) : nullptr;
   std::vector<int64_t> idx(os.size(), 0);
@@ -151,48 +151,52 @@ Status preluBackward(const BackwardContext& c, std::span<Tensor> g) {
       [](float x, float) { return x > 0.f ? 0.f : x; });
 }
 
+// One pass per (n, c) plane: the sums for dgamma / dbeta read dY, then dX = dY * a overwrites it.
 Status batchNormBackward(const BackwardContext& c, std::span<Tensor> grads) {
-  const Tensor& dy = *c.output_grads[0];
   const Shape& xs = c.input_shapes[0];
   for (int i = 1; i <= 4; ++i)
     if (!c.inputs[i]) return internalError("BatchNormalization parameter not available");
   const float eps = c.node.floatAttr("epsilon", 1e-5f);
-  const int64_t ch = xs[1], planes = xs[0] * ch, inner = dy.numel() / std::max<int64_t>(1, planes);
+  const int64_t ch = xs[1], planes = xs[0] * ch,
+                inner = shapeNumel(xs) / std::max<int64_t>(1, planes);
   const float *gamma = fdata(*c.inputs[1]), *mean = fdata(*c.inputs[3]), *var = fdata(*c.inputs[4]);
   std::vector<float> inv(ch);
   for (int64_t k = 0; k < ch; ++k) inv[k] = 1.f / std::sqrt(var[k] + eps);
-  const float* g = fdata(dy);
-  const bool want_gamma = c.needs_grad[1], want_beta = c.needs_grad[2];
+  const bool want_x = c.needs_grad[0], want_gamma = c.needs_grad[1], want_beta = c.needs_grad[2];
   if (want_gamma && !c.inputs[0]) return internalError("BatchNormalization input not kept");
-  const float* x = c.inputs[0] ? fdata(*c.inputs[0]) : nullptr;
-  if (c.needs_grad[0]) {
-    Tensor dx = c.ctx.newTensor(DType::kFloat32, xs);
-    float* d = fdata(dx);
-    exec::parallelFor(planes, c.ctx, inner, [&](int64_t p) {
-      const float a = gamma[p % ch] * inv[p % ch];
-      for (int64_t j = 0; j < inner; ++j) d[p * inner + j] = g[p * inner + j] * a;
-    });
-    grads[0] = std::move(dx);
-  }
-  if (!want_gamma && !want_beta) return Status::ok();
-  std::vector<double> dgamma(ch, 0.0), dbeta(ch, 0.0);
-  for (int64_t p = 0; p < planes; ++p) {
+  const float* x = want_gamma ? fdata(*c.inputs[0]) : nullptr;
+  Tensor dx = want_x ? takeOutputGrad(c, 0) : Tensor();
+  const float* g = want_x ? fdata(dx) : fdata(*c.output_grads[0]);
+  float* d = want_x ? fdata(dx) : nullptr;
+  std::vector<double> plane_gx(planes), plane_g(planes);
+  exec::parallelFor(planes, c.ctx, inner, [&](int64_t p) {
     const int64_t k = p % ch;
-    double sg = 0, sgx = 0;
-    for (int64_t j = 0; j < inner; ++j) {
-      const float gv = g[p * inner + j];
-      sg += gv;
-      if (x) sgx += gv * ((x[p * inner + j] - mean[k]) * inv[k]);
+    const float* gp = g + p * inner;
+    float sg = 0, sgx = 0;
+    if (want_beta) {
+#pragma omp simd reduction(+ : sg)
+      for (int64_t j = 0; j < inner; ++j) sg += gp[j];
     }
-    dgamma[k] += sgx, dbeta[k] += sg;
-  }
-  if (want_gamma) {
-    grads[1] = zeros(c.input_shapes[1]);
-    for (int64_t k = 0; k < ch; ++k) fdata(grads[1])[k] = static_cast<float>(dgamma[k]);
-  }
-  if (want_beta) {
-    grads[2] = zeros(c.input_shapes[2]);
-    for (int64_t k = 0; k < ch; ++k) fdata(grads[2])[k] = static_cast<float>(dbeta[k]);
+    if (x) {
+      const float* xp = x + p * inner;
+      const float mk = mean[k];
+#pragma omp simd reduction(+ : sgx)
+      for (int64_t j = 0; j < inner; ++j) sgx += gp[j] * (xp[j] - mk);
+    }
+    plane_g[p] = sg, plane_gx[p] = double(sgx) * inv[k];
+    if (d) {
+      const float a = gamma[k] * inv[k];
+      for (int64_t j = 0; j < inner; ++j) d[p * inner + j] *= a;
+    }
+  });
+  if (want_x) grads[0] = std::move(dx);
+  for (int which = 1; which <= 2; ++which) {
+    if (!c.needs_grad[which]) continue;
+    const std::vector<double>& per_plane = which == 1 ? plane_gx : plane_g;
+    std::vector<double> sum(ch, 0.0);
+    for (int64_t p = 0; p < planes; ++p) sum[p % ch] += per_plane[p];
+    grads[which] = zeros(c.input_shapes[which]);
+    for (int64_t k = 0; k < ch; ++k) fdata(grads[which])[k] = static_cast<float>(sum[k]);
   }
   return Status::ok();
 }

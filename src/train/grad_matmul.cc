@@ -99,8 +99,8 @@ Status matmulBackward(const BackwardContext& c, std::span<Tensor> grads) {
   if ((want_a && !c.inputs[1]) || (want_b && !c.inputs[0]))
     return internalError("MatMul operand not kept");
   Tensor da, db;
-  if (want_a) da = zeros(c.input_shapes[0]);
-  if (want_b) db = zeros(c.input_shapes[1]);
+  if (want_a) da = zeros(c.input_shapes[0], &c.ctx);
+  if (want_b) db = zeros(c.input_shapes[1], &c.ctx);
   std::vector<float> tmp(static_cast<size_t>(std::max(m * k, k * n)));
   for (int64_t bi = 0; bi < batches; ++bi) {
     int64_t ao = 0, bo = 0, rem = bi;

@@ -4,7 +4,6 @@
 //   GlobalAveragePool: dX = dY / (H * W), broadcast
 
 #include <algorithm>
-#include <limits>
 #include <vector>
 
 #include "backward.h"
@@ -79,7 +78,7 @@ Status poolBackward(const BackwardContext& c, std::span<Tensor> grads) {
   if (kMax && !c.inputs[0]) return internalError("MaxPool input not kept");
   const float* x = kMax ? fdata(*c.inputs[0]) : nullptr;
   const float* g = fdata(dy);
-  Tensor dx = zeros(xs);
+  Tensor dx = zeros(xs, &c.ctx);
   float* d = fdata(dx);
   exec::parallelFor(planes, c.ctx, out_plane * ax[0].k * ax[1].k, [&](int64_t p) {
     const float* gp = g + p * out_plane;
@@ -91,14 +90,19 @@ Status poolBackward(const BackwardContext& c, std::span<Tensor> grads) {
         const int64_t y0 = ax[0].first[oy], ny = ax[0].count[oy];
         const int64_t x0 = ax[1].first[ox], nx = ax[1].count[ox];
         if (kMax) {
-          int64_t best = -1;
-          float m = -std::numeric_limits<float>::infinity();
+          if (ny <= 0 || nx <= 0) continue;
+          // Branch-free arg-max (first maximum): the comparisons are data-dependent coin flips.
+          int64_t best = y0 * ax[1].in + x0;
+          float m = xp[best];
           for (int64_t i = 0; i < ny; ++i)
             for (int64_t j = 0; j < nx; ++j) {
               const int64_t at = (y0 + i * ax[0].d) * ax[1].in + x0 + j * ax[1].d;
-              if (best < 0 || xp[at] > m) m = xp[at], best = at;
+              const float v = xp[at];
+              const int64_t mask = -static_cast<int64_t>(v > m);  // all ones when better
+              best = (at & mask) | (best & ~mask);
+              m = std::max(v, m);
             }
-          if (best >= 0) dp[best] += gv;
+          dp[best] += gv;
         } else {
           const int64_t count =
               include_pad ? ax[0].padded_count[oy] * ax[1].padded_count[ox] : ny * nx;

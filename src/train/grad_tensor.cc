@@ -19,7 +19,7 @@ namespace nnc::train {
 namespace {
 
 Status reshapeBackward(const BackwardContext& c, std::span<Tensor> g) {
-  g[0] = reshaped(*c.output_grads[0], c.input_shapes[0]);
+  g[0] = reshaped(takeOutputGrad(c, 0), c.input_shapes[0]);
   return Status::ok();
 }
 
@@ -66,7 +66,7 @@ Status tracedBackward(const BackwardContext& c, std::span<Tensor> g) {
   const Tensor& dy = *c.output_grads[0];
   if (static_cast<int64_t>(src.size()) != dy.numel())
     return internalError("traced map size differs from the output gradient");
-  Tensor dx = zeros(c.input_shapes[0]);
+  Tensor dx = zeros(c.input_shapes[0], &c.ctx);
   float* d = fdata(dx);
   const float* gy = fdata(dy);
   for (size_t i = 0; i < src.size(); ++i)
@@ -103,7 +103,7 @@ Status concatBackward(const BackwardContext& c, std::span<Tensor> g) {
     const Shape& xs = c.input_shapes[i];
     const int64_t len = xs.empty() ? 0 : xs[axis];
     if (c.needs_grad[i]) {
-      Tensor dx(DType::kFloat32, xs);
+      Tensor dx = c.ctx.newTensor(DType::kFloat32, xs);  // every element is copied
       for (int64_t o = 0; o < outer; ++o)
         std::copy_n(fdata(dy) + (o * total + offset) * inner, len * inner,
                     fdata(dx) + o * len * inner);
@@ -133,7 +133,7 @@ Status splitBackward(const BackwardContext& c, std::span<Tensor> g) {
   splitAround(xs, axis, outer, inner);
   const std::vector<int64_t> sizes = splitSizes(c, xs[axis], c.output_grads.size());
   if (sizes.size() != c.output_grads.size()) return internalError("Split sizes");
-  Tensor dx = zeros(xs);
+  Tensor dx = zeros(xs, &c.ctx);
   int64_t offset = 0;
   for (size_t o = 0; o < sizes.size(); ++o) {
     if (const Tensor* dy = c.output_grads[o])
@@ -161,7 +161,7 @@ Status softmaxBackward(const BackwardContext& c, std::span<Tensor> g) {
     splitAround(y.shape(), axis, outer, inner);
     len = y.dim(axis);
   }
-  Tensor dx(DType::kFloat32, y.shape());
+  Tensor dx = c.ctx.newTensor(DType::kFloat32, y.shape());  // every element is written
   const float *yv = fdata(y), *gv = fdata(dy);
   float* d = fdata(dx);
   for (int64_t o = 0; o < outer; ++o)

@@ -221,8 +221,9 @@ StatusOr<std::unique_ptr<GradientTape>> GradientTape::create(const Model& model,
                                                              const TapeOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->model = &model;
-  std::vector<std::string> names =
-      options.trainable.empty() ? defaultTrainable(model) : options.trainable;
+  std::vector<std::string> names = options.trainable.empty() && options.default_trainable
+                                       ? defaultTrainable(model)
+                                       : options.trainable;
   std::set<std::string> train(names.begin(), names.end());
   for (const std::string& name : train) {
     const Value* v = model.graph->findValue(name);

@@ -23,6 +23,7 @@ struct TapeStep {
   const BackwardOp* backward = nullptr;  // set when this step is back-propagated
   std::vector<bool> needs_grad;          // per input
   std::vector<int> free_after_backward;  // kept slots whose last backward reader is this step
+  std::unique_ptr<BackwardState> backward_state;
 };
 
 struct TapeSlot {
@@ -75,6 +76,8 @@ struct GradientTape::Impl {
 
 // Adds `g` into `dst` (moves it in when dst is empty). Shapes must match.
 Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx);
+// Gives t's storage to the run's buffer pool (t becomes empty).
+void recycle(Tensor& t, const exec::RunContext& ctx);
 // Quantize-dequantize `t` in place with `spec`; fills `pass` (1 where not clamped).
 Status fakeQuantize(Tensor& t, const FakeQuantSpec& spec, std::vector<uint8_t>* pass);
 

@@ -5,11 +5,49 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <map>
 
 #include "kernel_util.h"
 #include "tape_impl.h"
 
 namespace nnc::train {
+
+namespace {
+
+// NNC_TRAIN_PROFILE=1: seconds per (op type, forward/backward), printed at exit (for tuning).
+struct Profile {
+  bool on = std::getenv("NNC_TRAIN_PROFILE") != nullptr;
+  std::map<std::string, double> seconds;
+  ~Profile() {
+    for (const auto& [k, v] : seconds) std::fprintf(stderr, "%-28s %8.3f s\n", k.c_str(), v);
+  }
+};
+Profile& profile() {
+  static Profile p;
+  return p;
+}
+
+// The calling thread's CPU time (other processes on the cores do not count).
+double threadCpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Adds the calling thread's CPU time since construction to `op phase` when profiling.
+struct ScopedTimer {
+  const std::string* op;
+  const char* phase;
+  double t0 = profile().on ? threadCpuSeconds() : 0.0;
+  ~ScopedTimer() {
+    if (profile().on) profile().seconds[*op + phase] += threadCpuSeconds() - t0;
+  }
+};
+
+}  // namespace
 
 Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx) {
   if (dst.byteSize() == 0) {
@@ -26,7 +64,13 @@ Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx) {
     const int64_t end = std::min(n, (c + 1) * chunk);
     for (int64_t i = c * chunk; i < end; ++i) d[i] += s[i];
   });
+  recycle(g, ctx);
   return Status::ok();
+}
+
+void recycle(Tensor& t, const exec::RunContext& ctx) {
+  if (ctx.pool && t.dtype() != DType::kString && t.byteSize() > 0) ctx.pool->give(t.releaseBytes());
+  t = Tensor();
 }
 
 Status fakeQuantize(Tensor& t, const FakeQuantSpec& spec, std::vector<uint8_t>* pass) {
@@ -108,6 +152,7 @@ Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
     for (const Tensor* t : in_ptrs) shapes.push_back(t ? t->shape() : Shape{});
   }
   std::vector<Tensor> outs(step.output_slots.size());
+  ScopedTimer timer{&step.node->opType(), " fwd"};
   NNC_RETURN_IF_ERROR(
       step.kernel->run(in_ptrs, outs, ctx)
           .withContext("node '" + step.node->name() + "' (" + step.node->opType() + ")"));
@@ -172,6 +217,7 @@ StatusOr<std::vector<Tensor>> GradientTape::Impl::run(std::vector<Tensor> in, bo
 
 Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& grads) {
   std::vector<const Tensor*> out_grads, in_ptrs, out_ptrs;
+  std::vector<Tensor*> owned_grads;
   for (int s : step.output_slots) {  // straight-through estimator of a fake-quantized output
     auto fq = s >= 0 ? fake_quant.find(s) : fake_quant.end();
     if (fq == fake_quant.end() || grads[s].numel() != static_cast<int64_t>(fq->second.pass.size()))
@@ -185,6 +231,7 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
     const int s = step.output_slots[o];
     const bool has = s >= 0 && grads[s].byteSize() > 0;
     out_grads.push_back(has ? &grads[s] : nullptr);
+    owned_grads.push_back(has && !slots[s].keep_grad ? &grads[s] : nullptr);
     any |= has;
     out_ptrs.push_back(s >= 0 && step.backward->keep_outputs >> o & 1 ? ptrs[s] : nullptr);
   }
@@ -205,10 +252,13 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
                       shapes,
                       out_ptrs,
                       out_grads,
+                      owned_grads,
                       std::span<const bool>(needs.get(), step.needs_grad.size()),
                       step.kernel.get(),
-                      ctx};
+                      ctx,
+                      &step.backward_state};
     std::vector<Tensor> in_grads(step.input_slots.size());
+    ScopedTimer timer{&step.node->opType(), " bwd"};
     NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)
                             .withContext("backward of node '" + step.node->name() + "' (" +
                                          step.node->opType() + ")"));
@@ -224,10 +274,10 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
     }
   }
   for (int s : step.output_slots)
-    if (s >= 0 && !slots[s].keep_grad) grads[s] = Tensor();
+    if (s >= 0 && !slots[s].keep_grad) recycle(grads[s], ctx);
   for (int s : step.free_after_backward) {
     if (slots[s].keep_grad) continue;
-    owned[s] = Tensor();
+    recycle(owned[s], ctx);
     ptrs[s] = nullptr;
   }
   return Status::ok();
