@@ -11,6 +11,7 @@
 #include <random>
 
 #include "nncompress/analysis/channel_groups.h"
+#include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/finetune.h"
 #include "nncompress/pipeline/taylor_stats.h"
@@ -165,6 +166,45 @@ TEST(Finetune, LabelsAndBadOptionsAreChecked) {
   EXPECT_TRUE(finetune(student, teacher, train, o).isOk());
   o.epochs = 0;
   EXPECT_FALSE(finetune(student, teacher, train, o).isOk());
+}
+
+// Blocked fake quantization (FakeQuantSpec::block_size, as int4 weights with DequantizeLinear
+// block_size): w1 [8, 4] in blocks of 2 along each row; the tape's output equals the executor's
+// on a copy whose w1 was quantized by hand.
+TEST(FakeQuant, BlockedScalesMatchAHandQuantizedCopy) {
+  const Model model = mlp(11);
+  Model by_hand = mlp(11);
+  Tensor& w = *by_hand.graph->findValue("w1")->mutableInitializer();
+  auto d = w.mutableData<float>();
+  train::FakeQuantSpec spec;
+  spec.axis = 0;
+  spec.block_size = 2;
+  spec.qmin = -7;
+  spec.qmax = 7;
+  for (int64_t b = 0; b < 16; ++b) {  // 8 rows x 2 blocks of 2
+    const float m = std::max(std::abs(d[2 * b]), std::abs(d[2 * b + 1]));
+    const float scale = m / 7.f;
+    spec.scales.push_back(scale);
+    for (int64_t j = 2 * b; j < 2 * b + 2; ++j)
+      d[j] = std::clamp(std::nearbyint(d[j] / scale), -7.f, 7.f) * scale;
+  }
+  auto tape = train::GradientTape::create(model);
+  ASSERT_TRUE(tape.isOk());
+  ASSERT_TRUE((*tape)->setFakeQuant("w1", [spec](const Tensor&) { return spec; }).isOk());
+  VectorReader data = randomData(5, 9);
+  auto x = data.readBatch(0, 5);
+  auto got = (*tape)->infer({*x});
+  ASSERT_TRUE(got.isOk()) << got.status().toString();
+  auto ex = exec::Executor::create(by_hand);
+  ASSERT_TRUE(ex.isOk());
+  auto want = (*ex)->run({*x});
+  ASSERT_TRUE(want.isOk());
+  for (int64_t i = 0; i < 15; ++i)
+    EXPECT_NEAR((*got)[0].data<float>()[i], (*want)[0].data<float>()[i], 1e-5) << i;
+  // A spec whose scale count does not fit the blocks is refused.
+  spec.scales.pop_back();
+  ASSERT_TRUE((*tape)->setFakeQuant("w1", [spec](const Tensor&) { return spec; }).isOk());
+  EXPECT_FALSE((*tape)->infer({*x}).isOk());
 }
 
 // x[1,2,1,1] -> Conv w1 (4 units, 1x1) -> Relu -> Conv w2 -> Flatten -> logits [1, 2].
