@@ -12,8 +12,8 @@
 //   at the end: the best weights written into the model, BatchNorm statistics re-estimated on
 //                the training data, kept only when they do not make the model worse (top-1 on
 //                labelled validation data, else the distillation loss on the validation data or
-//                the re-estimation samples): measured on the ResNet fixture after 2 epochs, the
-//                re-estimated statistics cost 0.24 points, so they are not kept blindly
+//                the re-estimation samples): training keeps the statistics frozen, so the
+//                weights fit them, and fresh statistics can make the model worse
 //
 // Checkpoints (optional) hold the weights, the optimiser state and the position in the data; a
 // run resumed from one ends with the same weights as an uninterrupted run (same seed, same
