@@ -226,19 +226,33 @@ TEST(CompressControllerTest, RetrainingLetsPruningGoFurther) {
   EXPECT_LT(remaining, 0.55);  // below the 0.6838 pruning alone reaches
   EXPECT_GE(r->best_quality, 0.9 - 0.02);
 
-  // A retrain that wins nothing back: two tries, then only the checkpoints that met the demand
-  // without retraining remain (r >= 0.6838).
+  // A retrain that wins nothing back: after one try no earlier relaxed checkpoint would reach
+  // the demand with that gain, so only the checkpoints that met the demand without retraining
+  // remain (r >= 0.6838).
   sim.retrain_factor = 1.0;
   retrains = 0;
   auto r2 = compressModel(makeModel({}), t, a);
   ASSERT_TRUE(r2.isOk()) << r2.status().toString();
   ASSERT_TRUE(r2->best.has_value());
-  EXPECT_EQ(retrains, 2);
+  EXPECT_EQ(retrains, 1);
   EXPECT_FALSE(r2->best_retrained);
   EXPECT_GE(stateOf(*r2->best).remaining, 0.6837);
   int failed = 0;
   for (const CompressStep& s : r2->steps) failed += s.kind == "retrain" && !s.accepted;
-  EXPECT_EQ(failed, 2);
+  EXPECT_EQ(failed, 1);
+
+  // A partial gain (a retrained model keeps 80% of its pruning loss): the last checkpoint
+  // (r ~ 0.5, loss 0.05 -> 0.04) misses; the next try is the latest checkpoint whose loss the
+  // measured gain (0.01) brings within 0.02, not its near neighbour.
+  sim.retrain_factor = 0.8;
+  retrains = 0;
+  auto r3 = compressModel(makeModel({}), t, a);
+  ASSERT_TRUE(r3.isOk()) << r3.status().toString();
+  ASSERT_TRUE(r3->best.has_value());
+  EXPECT_EQ(retrains, 2);
+  EXPECT_TRUE(r3->best_retrained);
+  EXPECT_GE(r3->best_quality, 0.9 - 0.02);
+  EXPECT_LT(stateOf(*r3->best).remaining, 0.6838);  // further than pruning alone
 }
 
 // Quantization-aware training: the low-bit plan is quantized from a qat-retrained copy (here it

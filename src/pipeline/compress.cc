@@ -81,7 +81,9 @@ class Controller {
   };
 
   // Retrains the last checkpoint (then earlier ones) until one meets the demand plus the
-  // reserve; keeps only the checkpoints that meet it.
+  // reserve; keeps only the checkpoints that meet it. After a miss, the next try is the latest
+  // earlier checkpoint that the gain just measured would lift to the demand (a neighbour of
+  // nearly the same quality would miss again).
   Status retrainPhase(double reserve, std::deque<Model>& owned,
                       std::vector<Checkpoint>& checkpoints) {
     const double strict = demand_ + reserve;
@@ -89,7 +91,8 @@ class Controller {
     for (const Checkpoint& c : checkpoints)
       if (c.quality >= strict) kept.push_back(c);
     int tries = 0;
-    for (size_t i = checkpoints.size(); i-- > 1 && tries < targets_.max_retrains; ++tries) {
+    size_t i = checkpoints.size() - 1;
+    while (i >= 1 && checkpoints[i].quality < strict && tries++ < targets_.max_retrains) {
       const Checkpoint& c = checkpoints[i];
       log("retraining prune checkpoint " + std::to_string(i) + " (quality " +
           qualityText(c.quality) + ")");
@@ -99,7 +102,12 @@ class Controller {
       const bool ok = q >= strict;
       record("retrain", "distillation on prune checkpoint " + std::to_string(i), bytes, q, ok);
       log("retrained checkpoint " + std::to_string(i) + ": quality " + qualityText(q));
-      if (!ok) continue;
+      if (!ok) {
+        const double gain = q - c.quality;
+        while (--i >= 1 && checkpoints[i].quality + gain < strict) {
+        }
+        continue;
+      }
       owned.push_back(std::move(m));
       while (!kept.empty() && kept.back().bytes <= bytes) kept.pop_back();
       kept.push_back({&owned.back(), q, bytes, c.fractions, true});
