@@ -33,7 +33,7 @@ TEST = ["--data", f"{DATA}/t10k-images-idx3-ubyte.gz",
         "--labels", f"{DATA}/t10k-labels-idx1-ubyte.gz"] + NORM
 FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
 CRITERIA = ["random", "l1", "l2", "bn-gamma", "fpgm", "similarity-chain", "activation",
-            "contribution"]
+            "contribution", "taylor"]
 # Rows beyond the uniform one-shot grid, "criterion:allocation[:steps]", run with recovery only:
 # global ranking in one step and in 4 steps with recovery after each (`prune --steps`), the best
 # configuration measured on resnet and random / l1 with the same settings. Measured per-group
@@ -147,7 +147,7 @@ def main():
                    allocation, "--recover", recover, "--json", "--threads", str(args.threads)]
             if steps > 1:
                 cmd += ["--steps", str(steps)]
-            if criterion in ("activation", "contribution") or allocation == "sensitivity" \
+            if criterion in ("activation", "contribution", "taylor") or allocation == "sensitivity" \
                     or recover != "none":
                 cmd += TRAIN + ["--calib-size", str(args.calib_size)]
             t0 = time.time()

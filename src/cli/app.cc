@@ -84,6 +84,30 @@ void addPreprocessFlags(CLI::App* cmd, DataOptions& d) {
   cmd->add_option("--channels", d.channels, "rgb, bgr or grey");
 }
 
+// Training flags of finetune (prune/compress --finetune use the defaults and their --seed).
+void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
+  cmd->add_option("--batch", t.batch, "Training batch size")->capture_default_str();
+  cmd->add_option("--lr", t.lr, "Peak learning rate (default 1e-3 for adamw, 1e-2 for sgd)");
+  cmd->add_option("--optimizer", t.optimizer, "sgd (momentum 0.9) or adamw")
+      ->check(CLI::IsMember({"sgd", "adamw"}))
+      ->capture_default_str();
+  cmd->add_option("--weight-decay", t.weight_decay, "Weight decay (weights only)")
+      ->capture_default_str();
+  cmd->add_option("--temperature", t.temperature, "Distillation temperature T")
+      ->capture_default_str();
+  cmd->add_option("--label-weight", t.label_weight, "Weight of the cross-entropy with --labels")
+      ->capture_default_str();
+  cmd->add_option("--clip-grad-norm", t.max_grad_norm, "Gradient-norm clipping (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--warmup", t.warmup, "Share of the steps spent warming up the learning rate")
+      ->capture_default_str();
+  cmd->add_option("--seed", t.seed, "Seed of the sample order")->capture_default_str();
+  cmd->add_option("--threads", t.threads, "Threads (0: every core)");
+  cmd->add_flag_callback(
+      "--no-bn-reestimate", [&t] { t.reestimate_bn = false; },
+      "Keep the BatchNorm statistics as trained (default: re-estimated on the data afterwards)");
+}
+
 }  // namespace
 
 int run(int argc, char** argv) {
@@ -220,6 +244,9 @@ int run(int argc, char** argv) {
       ->add_option("--ridge", prune.ridge, "Least-squares ridge, relative to the Gram diagonal")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  prune_cmd->add_option("--finetune", prune.finetune_epochs,
+                        "Then retrain for EPOCHS passes over --data by distillation from the "
+                        "unpruned model (--labels optional)");
   addStrictFlag(prune_cmd, prune.strict);
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
   prune_cmd->add_option("--report", prune.html_report,
@@ -382,6 +409,16 @@ int run(int argc, char** argv) {
   compress_cmd->add_flag("--exact-only", compress.exact_only,
                          "Prune only output-preserving channel groups (see prune)");
   compress_cmd->add_flag("--no-prune", compress.no_prune, "Quantize only");
+  compress_cmd->add_option("--finetune", compress.finetune_epochs,
+                           "Retrain the pruned model for EPOCHS passes over the calibration "
+                           "data (distillation from the original) before quantizing");
+  compress_cmd->add_flag("--qat", compress.qat,
+                         "With --finetune: retrain the layers lowered to 4 bits with "
+                         "fake-quantized weights before quantizing them");
+  compress_cmd
+      ->add_option("--retrain-slack", compress.retrain_slack,
+                   "With --finetune: points pruning may lose beyond the demand before retraining")
+      ->capture_default_str();
   compress_cmd->add_flag("--no-quantize", compress.no_quantize, "Prune only");
   compress_cmd->add_option("--batch", compress.batch, "Samples per batch")->capture_default_str();
   compress_cmd->add_option("--threads", compress.threads, "Threads (0: every core)")
@@ -390,6 +427,29 @@ int run(int argc, char** argv) {
   compress_cmd->add_flag("--json", compress.json,
                          "Print one JSON object (before, after, output, steps, accuracy_drop)");
   compress_cmd->footer(kExitCodeHelp);
+
+  FinetuneCommandOptions finetune;
+  CLI::App* finetune_cmd = app.add_subcommand(
+      "finetune", "Retrain a compressed model by distillation from the original (the teacher)");
+  finetune_cmd->add_option("MODEL", finetune.model_path, "The .onnx file to train")->required();
+  finetune_cmd->add_option("-o,--output", finetune.output_path, "Where to write the result")
+      ->required();
+  finetune_cmd->add_option("--teacher", finetune.teacher_path, "The original model (.onnx)")
+      ->required();
+  addDataOptions(finetune_cmd, finetune.data, true);
+  finetune_cmd->add_option("--epochs", finetune.epochs, "Passes over --data")
+      ->capture_default_str();
+  finetune_cmd->add_option("--val", finetune.val,
+                           "Validation samples: the best epoch is kept (top-1 with --val-labels, "
+                           "else the distillation loss)");
+  finetune_cmd->add_option("--val-labels", finetune.val_labels, "Labels of --val");
+  finetune_cmd->add_option("--val-range", finetune.val_range, "Use samples A..B-1 of --val");
+  finetune_cmd->add_option("--checkpoint", finetune.checkpoint_dir,
+                           "Directory for checkpoints; a run resumes from the one it holds");
+  addTrainSettings(finetune_cmd, finetune.train);
+  addStrictFlag(finetune_cmd, finetune.strict);
+  finetune_cmd->add_flag("--json", finetune.json, "Print one JSON object (epochs, best epoch)");
+  finetune_cmd->footer(kExitCodeHelp);
 
   try {
     app.parse(argc, argv);
@@ -408,6 +468,7 @@ int run(int argc, char** argv) {
     if (run_cmd->parsed()) status = runRun(run_opts);
     if (quant_cmd->parsed()) status = runQuantize(quant);
     if (compress_cmd->parsed()) status = runCompress(compress);
+    if (finetune_cmd->parsed()) status = runFinetune(finetune);
   } catch (const std::exception& e) {
     status = internalError(std::string("unexpected exception: ") + e.what());
   }

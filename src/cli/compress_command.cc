@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "data_options.h"
+#include "finetune_run.h"
 #include "model_totals.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
@@ -216,6 +217,16 @@ Status runCompress(const CompressCommandOptions& o) {
     NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
     return static_cast<int64_t>(bytes.size());
   };
+  if (o.qat && o.finetune_epochs <= 0) return invalidArgument("--qat needs --finetune EPOCHS");
+  if (o.finetune_epochs < 0) return invalidArgument("--finetune must not be negative");
+  if (o.finetune_epochs > 0) {
+    TrainSettings ts;
+    ts.batch = o.batch;
+    ts.threads = o.threads;
+    NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom(ts, o.finetune_epochs));
+    setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
+    setup.qat = o.qat;
+  }
   const char* quality_name = labels ? "accuracy" : "agreement";
   // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
   std::unique_ptr<Progress> progress;
@@ -279,6 +290,7 @@ Status runCompress(const CompressCommandOptions& o) {
     targets.step_fraction = o.step;
     targets.prune = !o.no_prune;
     targets.quantize = !o.no_quantize;
+    targets.retrain_slack = o.retrain_slack / 100;
     NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
     auto run = compressModel(original, targets, actions);
     if (!run.isOk()) return run.status().withContext(o.model_path);

@@ -6,12 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include "data_options.h"
+#include "finetune_run.h"
 #include "model_totals.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/pipeline/taylor_stats.h"
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
 #include "nncompress/prune/feature_stats.h"
@@ -53,7 +55,10 @@ Status runPrune(const PruneOptions& o) {
                            " needs calibration samples: add --data SPEC (e.g. the training "
                            "images) and the preprocessing flags the model expects");
   };
-  if ((needs.cosine || needs.consumers) && !has_data) return needData("--method " + o.method);
+  if ((needs.cosine || needs.consumers || needs.gradients) && !has_data)
+    return needData("--method " + o.method);
+  if (o.finetune_epochs > 0 && !has_data) return needData("--finetune");
+  if (o.finetune_epochs < 0) return invalidArgument("--finetune must not be negative");
   if (mode == AllocationMode::kSensitivity && !has_data)
     return needData("--allocation sensitivity");
   if (o.recover != "none" && !has_data) return needData("--recover " + o.recover);
@@ -84,6 +89,10 @@ Status runPrune(const PruneOptions& o) {
     calibration.batch = o.batch;
     calibration.num_threads = o.threads;
   }
+  std::optional<std::vector<int64_t>> labels;
+  if (has_data) {
+    NNC_ASSIGN_OR_RETURN(labels, openLabels(o.data, *reader));
+  }
 
   IterativePruneOptions io;
   io.steps = o.steps;
@@ -100,6 +109,7 @@ Status runPrune(const PruneOptions& o) {
   so.extra_needs = needs;
   so.merge = o.merge;
   so.calibration = has_data ? &calibration : nullptr;
+  so.gradient_stats = taylorStatsFn(labels ? &*labels : nullptr);
   Progress progress("calibration statistics");
   so.stats_progress = [&](int64_t d, int64_t t) { progress.update(d, t); };
   AllocationOptions& ao = so.allocation;
@@ -127,6 +137,18 @@ Status runPrune(const PruneOptions& o) {
                       std::to_string(alloc.macs_after) + " MACs, " +
                       std::to_string(alloc.params_after) + " params");
   Model pruned = std::move(result.pruned);
+  std::optional<FinetuneResult> tuned;
+  if (o.finetune_epochs > 0) {
+    TrainSettings ts;
+    ts.batch = o.batch;
+    ts.seed = o.seed;
+    ts.threads = o.threads;
+    NNC_ASSIGN_OR_RETURN(FinetuneOptions fo, finetuneOptionsFrom(ts, o.finetune_epochs));
+    fo.labels = labels ? &*labels : nullptr;
+    auto r = finetuneWithProgress(pruned, model, *reader, fo);
+    if (!r.isOk()) return r.status().withContext(o.model_path);
+    tuned = std::move(r).value();
+  }
   const std::vector<MergeRecord>& merges = result.merges;
 
   auto recovery_json = nlohmann::ordered_json::object();
@@ -310,6 +332,7 @@ Status runPrune(const PruneOptions& o) {
     j["params_kept"] = before.params ? double(after.params) / before.params : 1.0;
     if (has_data) j["calibration_samples"] = calibration.count;
     j["recovery"] = recovery_json;
+    if (tuned) j["finetune"] = finetuneJson(*tuned);
     j["groups_pruned"] = alloc.plan.size();
     j["groups"] = groups;
     std::cout << j.dump(2) << "\n";

@@ -53,13 +53,19 @@ class Controller {
     std::deque<Model> owned;  // pointer-stable storage for checkpoints
     std::vector<Checkpoint> checkpoints = {
         {&original, result_.baseline_quality, result_.baseline_bytes}};
-    if (targets_.prune) NNC_RETURN_IF_ERROR(prunePhase(reserve, owned, checkpoints));
+    const bool retrains = actions_.retrain != nullptr && targets_.prune;
+    if (targets_.prune)
+      NNC_RETURN_IF_ERROR(
+          prunePhase(reserve - (retrains ? targets_.retrain_slack : 0.0), owned, checkpoints));
+    if (retrains) NNC_RETURN_IF_ERROR(retrainPhase(reserve, owned, checkpoints));
     if (targets_.quantize) NNC_RETURN_IF_ERROR(quantizePhase(checkpoints));
     // Pruned models met the demand too (with the reserve to spare); one may still be the
     // smallest, e.g. when quantization was not asked for or missed the demand everywhere.
-    if (!owned.empty()) {
+    if (checkpoints.size() > 1) {
       const Checkpoint& last = checkpoints.back();
-      offer(std::move(owned.back()), last.quality, last.bytes, false, {}, last.fractions);
+      for (Model& m : owned)
+        if (&m == last.model)
+          offer(std::move(m), last.quality, last.bytes, false, {}, last.fractions, last.retrained);
     }
     result_.met_size = targets_.max_bytes <= 0 || result_.best_bytes <= targets_.max_bytes;
     return std::move(result_);
@@ -71,7 +77,45 @@ class Controller {
     double quality;
     int64_t bytes;
     std::vector<double> fractions;  // the prune steps that led here
+    bool retrained = false;
   };
+
+  // Retrains the last checkpoint (then earlier ones) until one meets the demand plus the
+  // reserve; keeps only the checkpoints that meet it. After a miss, the next try is the latest
+  // earlier checkpoint that the gain just measured would lift to the demand (a neighbour of
+  // nearly the same quality would miss again).
+  Status retrainPhase(double reserve, std::deque<Model>& owned,
+                      std::vector<Checkpoint>& checkpoints) {
+    const double strict = demand_ + reserve;
+    std::vector<Checkpoint> kept;
+    for (const Checkpoint& c : checkpoints)
+      if (c.quality >= strict) kept.push_back(c);
+    int tries = 0;
+    size_t i = checkpoints.size() - 1;
+    while (i >= 1 && checkpoints[i].quality < strict && tries++ < targets_.max_retrains) {
+      const Checkpoint& c = checkpoints[i];
+      log("retraining prune checkpoint " + std::to_string(i) + " (quality " +
+          qualityText(c.quality) + ")");
+      NNC_ASSIGN_OR_RETURN(Model m, actions_.retrain(*c.model));
+      NNC_ASSIGN_OR_RETURN(double q, actions_.quality(m));
+      NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(m));
+      const bool ok = q >= strict;
+      record("retrain", "distillation on prune checkpoint " + std::to_string(i), bytes, q, ok);
+      log("retrained checkpoint " + std::to_string(i) + ": quality " + qualityText(q));
+      if (!ok) {
+        const double gain = q - c.quality;
+        while (--i >= 1 && checkpoints[i].quality + gain < strict) {
+        }
+        continue;
+      }
+      owned.push_back(std::move(m));
+      while (!kept.empty() && kept.back().bytes <= bytes) kept.pop_back();
+      kept.push_back({&owned.back(), q, bytes, c.fractions, true});
+      break;
+    }
+    checkpoints = std::move(kept);
+    return Status::ok();
+  }
 
   Status prunePhase(double reserve, std::deque<Model>& owned,
                     std::vector<Checkpoint>& checkpoints) {
@@ -123,7 +167,8 @@ class Controller {
         log("8-bit " + where + " misses the demand (quality " + qualityText(q8_quality) + ")");
         continue;
       }
-      offer(std::move(q8), q8_quality, q8_bytes, true, {}, checkpoints[i].fractions);
+      offer(std::move(q8), q8_quality, q8_bytes, true, {}, checkpoints[i].fractions,
+            checkpoints[i].retrained);
       if (targets_.max_bytes <= 0 || q8_bytes <= targets_.max_bytes) return Status::ok();
       if (sensitivity_budget-- <= 0) break;
       NNC_ASSIGN_OR_RETURN(Model q8_model, actions_.quantize(base, {}));
@@ -167,7 +212,7 @@ class Controller {
       // result stays the best smaller-than-8-bit model found so far.
       const size_t k = hi;
       BitPlan plan = planOf(k);
-      NNC_ASSIGN_OR_RETURN(Model m, actions_.quantize(base, plan));
+      NNC_ASSIGN_OR_RETURN(Model m, quantizeTrained(base, plan, where));
       NNC_ASSIGN_OR_RETURN(double q, screened(m, demand_));
       NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(m));
       const bool ok = q >= demand_;
@@ -176,7 +221,8 @@ class Controller {
                  " bits on " + where,
              bytes, q, ok && bytes <= targets_.max_bytes);
       if (ok) {
-        offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions);
+        offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions,
+              checkpoints[i].retrained);
         if (bytes <= targets_.max_bytes) return Status::ok();
       } else {
         // Too many layers at low bits for the precision demand: the most layers that still
@@ -194,7 +240,8 @@ class Controller {
                  pbytes, pq, false);
           if (pq >= demand_) {
             good = mid;
-            offer(std::move(pm), pq, pbytes, true, partial, checkpoints[i].fractions);
+            offer(std::move(pm), pq, pbytes, true, partial, checkpoints[i].fractions,
+                  checkpoints[i].retrained);
           } else {
             bad = mid;
           }
@@ -202,6 +249,16 @@ class Controller {
       }
     }
     return Status::ok();
+  }
+
+  // quantize(base, plan), from a fake-quant retrained copy of `base` when there is a qat action.
+  StatusOr<Model> quantizeTrained(const Model& base, const BitPlan& plan,
+                                  const std::string& where) {
+    if (!actions_.qat || plan.empty()) return actions_.quantize(base, plan);
+    log("quantization-aware training of " + where + " with " + std::to_string(plan.size()) +
+        " layers at " + std::to_string(targets_.low_bits) + " bits");
+    NNC_ASSIGN_OR_RETURN(Model trained, actions_.qat(base, plan));
+    return actions_.quantize(trained, plan);
   }
 
   // Quality of a candidate that must reach `threshold`. With a quick measure (a subset of the
@@ -227,7 +284,7 @@ class Controller {
 
   // A candidate that met the precision demand: keep it if it is the smallest so far.
   void offer(Model&& model, double quality, int64_t bytes, bool quantized, BitPlan bits,
-             std::vector<double> prune_fractions) {
+             std::vector<double> prune_fractions, bool retrained = false) {
     if (result_.best && bytes >= result_.best_bytes) return;
     if (!result_.best && bytes >= result_.baseline_bytes) return;
     result_.best = std::move(model);
@@ -236,6 +293,7 @@ class Controller {
     result_.best_quantized = quantized;
     result_.best_bits = std::move(bits);
     result_.best_prune_fractions = std::move(prune_fractions);
+    result_.best_retrained = retrained;
   }
 
   void record(const std::string& kind, const std::string& description, int64_t bytes,

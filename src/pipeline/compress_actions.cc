@@ -140,6 +140,69 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
   return q;
 }
 
+// Distillation from the original on the calibration data (compress --finetune).
+StatusOr<Model> retrainWith(State& state, const Model& model) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(Model student, cloneModel(model));
+  NNC_ASSIGN_OR_RETURN(FinetuneResult r,
+                       finetune(student, *s.original, *s.calib_data, *s.finetune));
+  (void)r;
+  return student;
+}
+
+// Fake quantization of a layer's weight as the quantizer stores it at `bits` (quantize.cc):
+// 8 bits per output channel; 4 bits in blocks of about `block_size` along the reduction of each
+// output channel (one block: per channel), symmetric, qmax = 2^(bits-1) - 1. Weights whose
+// reduction runs along axis 0 ([K, N]: Gemm without transB, MatMul) are approximated per output
+// channel when they would be blocked.
+train::FakeQuantFn weightFakeQuant(const Node& layer, int bits, int64_t block_size) {
+  const bool out_first = layer.isOp("Conv") || (layer.isOp("Gemm") && layer.intAttr("transB", 0));
+  return [out_first, bits, block_size](const Tensor& w) {
+    train::FakeQuantSpec spec;
+    spec.qmax = (1 << (bits - 1)) - 1;
+    spec.qmin = -spec.qmax;
+    const int64_t rows = out_first ? w.dim(0) : w.dim(w.rank() - 1);
+    const int64_t k = w.numel() / std::max<int64_t>(1, rows);
+    const int64_t wanted = bits == 4 ? std::max<int64_t>(1, (k + block_size / 2) / block_size) : 1;
+    const int64_t block = out_first && wanted > 1 ? (k + wanted - 1) / wanted : k;
+    const int64_t blocks = (k + block - 1) / block;
+    spec.axis = out_first ? 0 : w.rank() - 1;
+    spec.block_size = out_first && wanted > 1 ? block : 0;
+    spec.scales.assign(rows * blocks, 0.f);
+    const auto d = w.data<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const int64_t r = out_first ? i / k : i % rows;
+      const int64_t j = out_first ? i % k : 0;
+      float& s = spec.scales[r * blocks + j / block];
+      s = std::max(s, std::abs(d[i]));
+    }
+    for (float& s : spec.scales) s = s > 0 ? s / float(spec.qmax) : 1.f;
+    return spec;
+  };
+}
+
+// The BN-folded copy of `model` (what the quantizer sees) retrained with the weights of the
+// layers in `bits` fake-quantized like the quantizer will quantize them (weightFakeQuant);
+// BatchNorm is folded first so the trained weights are the quantized ones.
+StatusOr<Model> qatWith(State& state, const Model& model, const BitPlan& bits) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(Model student, foldedCopy(model));
+  NNC_ASSIGN_OR_RETURN(auto targets,
+                       quant::selectTargets(*student.graph, quantizeOptions(s, bits)));
+  FinetuneOptions o = *s.finetune;
+  const int64_t block_size = quant::QuantizeOptions{}.block_size;
+  for (const quant::QuantTarget& t : targets) {
+    auto it = bits.find(t.name);
+    if (it == bits.end() || it->second >= 8 || t.node->numInputs() < 2 || !t.node->input(1))
+      continue;
+    if (!t.node->input(1)->isInitializer()) continue;
+    o.fake_quant[t.node->input(1)->name()] = weightFakeQuant(*t.node, it->second, block_size);
+  }
+  NNC_ASSIGN_OR_RETURN(FinetuneResult r, finetune(student, *s.original, *s.calib_data, o));
+  (void)r;
+  return student;
+}
+
 }  // namespace
 
 StatusOr<Model> exportedForm(const Model& model, bool keep_names) {
@@ -190,6 +253,11 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
   a.quantize = [state](const Model& m, const BitPlan& bits) {
     return quantizeWith(*state, m, bits);
   };
+  if (setup.finetune) {
+    a.retrain = [state](const Model& m) { return retrainWith(*state, m); };
+    if (setup.qat)
+      a.qat = [state](const Model& m, const BitPlan& bits) { return qatWith(*state, m, bits); };
+  }
   a.log = [](const std::string& line) { spdlog::info("compress: {}", line); };
   return a;
 }

@@ -389,6 +389,34 @@ class ContributionCriterion : public Criterion {
   CriterionOptions options_;
 };
 
+// taylor (METHODS.md section 7, Molchanov et al. 2019): I_c = E_batches (sum_{n, p} g a)^2 on the
+// group's feature map (groupFeatureSource), g = dLoss/da from calibration batches (the
+// statistics' `taylor` field; computed above prune, see GradientStatsFn).
+class TaylorCriterion : public Criterion {
+ public:
+  explicit TaylorCriterion(const CriterionOptions& o) : options_(o) {}
+  std::string name() const override { return "taylor"; }
+  StatusOr<std::vector<double>> score(const ChannelGroup& g) override {
+    auto src = groupFeatureSource(g);
+    if (!src) return unsupported("taylor: group has no feature map carrying its channels");
+    const TensorStats* ts = statsFor(options_.stats, src->value);
+    if (!ts || ts->taylor.empty())
+      return invalidArgument("taylor: no gradient statistics for '" + src->value->name() + "'");
+    std::vector<double> s(g.channels);
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const int64_t ch = src->channel[c];
+      if (ch < 0 || ch >= static_cast<int64_t>(ts->taylor.size()))
+        return internalError("taylor: channel " + std::to_string(ch) + " outside '" +
+                             src->value->name() + "'");
+      s[c] = ts->taylor[ch];
+    }
+    return s;
+  }
+
+ private:
+  CriterionOptions options_;
+};
+
 std::vector<CriterionInfo>& registry() {
   static std::vector<CriterionInfo> r;
   return r;
@@ -444,6 +472,12 @@ void registerBuiltins() {
                });
     contrib.needs.consumers = true;
     registry().push_back(contrib);
+    CriterionInfo taylor = simple("taylor", "first-order loss change |sum g * a| (gradients)",
+                                  [](const CriterionOptions& o) -> Made {
+                                    return std::unique_ptr<Criterion>(new TaylorCriterion(o));
+                                  });
+    taylor.needs.gradients = true;
+    registry().push_back(taylor);
   });
 }
 

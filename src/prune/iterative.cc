@@ -28,14 +28,29 @@ StatusOr<PruneStepResult> pruneStep(const Model& model, const ChannelAnalysis& a
   StatsNeeds needs = info->needs;
   needs.cosine = needs.cosine || options.extra_needs.cosine;
   needs.consumers = needs.consumers || options.extra_needs.consumers;
+  needs.gradients = needs.gradients || options.extra_needs.gradients;
   CriterionOptions criterion_options = options.criterion_options;
   criterion_options.stats = nullptr;
   std::optional<FeatureStats> stats;
-  if (needs.cosine || needs.consumers) {
+  if (needs.cosine || needs.consumers || needs.gradients) {
     if (!options.calibration || !options.calibration->reader)
       return invalidArgument("criterion '" + options.criterion + "' needs calibration data");
-    NNC_ASSIGN_OR_RETURN(stats, collectFeatureStats(model, statsRequestsFor(analysis, needs),
-                                                    *options.calibration, options.stats_progress));
+    const auto requests = statsRequestsFor(analysis, needs);
+    if (needs.cosine || needs.consumers) {
+      NNC_ASSIGN_OR_RETURN(stats, collectFeatureStats(model, requests, *options.calibration,
+                                                      options.stats_progress));
+    } else {
+      stats.emplace();
+    }
+    if (needs.gradients) {
+      if (!options.gradient_stats)
+        return invalidArgument("criterion '" + options.criterion +
+                               "' needs gradients, which this caller does not provide");
+      std::vector<const Value*> values;
+      for (const TensorStatsRequest& r : requests) values.push_back(r.value);
+      NNC_RETURN_IF_ERROR(options.gradient_stats(model, values, *options.calibration, *stats)
+                              .withContext("Taylor importance"));
+    }
     criterion_options.stats = &*stats;
   }
   NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion(options.criterion, criterion_options));

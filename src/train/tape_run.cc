@@ -75,10 +75,19 @@ void recycle(Tensor& t, const exec::RunContext& ctx) {
 
 Status fakeQuantize(Tensor& t, const FakeQuantSpec& spec, std::vector<uint8_t>* pass) {
   if (t.dtype() != DType::kFloat32) return invalidArgument("fake-quant needs a float32 tensor");
-  const int64_t channels = static_cast<int64_t>(spec.scales.size());
-  if (channels == 0) return invalidArgument("fake-quant spec without scales");
-  int64_t inner = t.numel(), outer = 1;
-  if (channels > 1) {
+  if (spec.scales.empty()) return invalidArgument("fake-quant spec without scales");
+  const int64_t channels = spec.block_size > 0 && spec.axis >= 0 && spec.axis < t.rank()
+                               ? t.dim(spec.axis)
+                               : static_cast<int64_t>(spec.scales.size());
+  int64_t inner = t.numel(), outer = 1, blocks = 1;
+  if (spec.block_size > 0) {
+    inner = 1;
+    for (int d = spec.axis + 1; d < t.rank(); ++d) inner *= t.dim(d);
+    blocks = (inner + spec.block_size - 1) / spec.block_size;
+    if (static_cast<int64_t>(spec.scales.size()) != channels * blocks)
+      return invalidArgument("fake-quant: " + std::to_string(spec.scales.size()) +
+                             " block scales for " + shapeToString(t.shape()));
+  } else if (channels > 1) {
     if (spec.axis < 0 || spec.axis >= t.rank() || t.dim(spec.axis) != channels)
       return invalidArgument("fake-quant: " + std::to_string(channels) + " scales for axis " +
                              std::to_string(spec.axis) + " of " + shapeToString(t.shape()));
@@ -89,7 +98,8 @@ Status fakeQuantize(Tensor& t, const FakeQuantSpec& spec, std::vector<uint8_t>* 
   float* x = fdata(t);
   if (pass) pass->assign(static_cast<size_t>(t.numel()), 1);
   for (int64_t i = 0; i < t.numel(); ++i) {
-    const int64_t c = channels > 1 ? (i / inner) % channels : 0;
+    int64_t c = channels > 1 ? (i / inner) % channels : 0;
+    if (spec.block_size > 0) c = c * blocks + (i % inner) / spec.block_size;
     const float s = spec.scales[c] > 0 ? spec.scales[c] : 1e-12f;
     const int32_t zp = spec.zero_points.empty() ? 0 : spec.zero_points[c];
     const float q = std::nearbyint(x[i] / s) + static_cast<float>(zp);

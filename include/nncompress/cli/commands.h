@@ -190,6 +190,7 @@ struct PruneOptions {
   int64_t batch = 64;
   int threads = 0;
   std::string recover = "none";
+  int finetune_epochs = 0;                     // --finetune E: distil from the unpruned model
   int steps = 1;                               // prune in N steps, recovering after each
   std::string recover_reference = "original";  // original | previous (steps > 1)
   double ridge = 1e-3;                         // least-squares ridge (relative)
@@ -226,8 +227,40 @@ struct CompressCommandOptions {
   bool exact_only = false;
   bool no_prune = false;
   bool no_quantize = false;
+  int finetune_epochs = 0;   // --finetune E: retrain between pruning and quantization
+  bool qat = false;          // --qat: fake-quant retraining of the layers lowered to 4 bits
+  double retrain_slack = 3;  // points pruning may lose beyond the demand when retraining follows
   bool strict = true;
 };
 Status runCompress(const CompressCommandOptions& options);
+
+// Training settings shared by finetune and prune/compress --finetune.
+struct TrainSettings {
+  int64_t batch = 64;
+  double lr = -1;  // <= 0: 1e-3 for adamw, 1e-2 for sgd
+  std::string optimizer = "adamw";
+  double weight_decay = 1e-4;
+  double temperature = 4.0;
+  double label_weight = 0.5;
+  double max_grad_norm = 5.0;
+  double warmup = 0.03;  // share of the steps
+  uint64_t seed = 0;
+  int threads = 0;
+  bool reestimate_bn = true;
+};
+
+struct FinetuneCommandOptions {
+  std::string model_path;
+  std::string output_path;
+  std::string teacher_path;
+  DataOptions data;  // training samples (--labels optional)
+  std::string val, val_labels, val_range;
+  int epochs = 1;
+  TrainSettings train;
+  std::string checkpoint_dir;
+  bool strict = true;
+  bool json = false;
+};
+Status runFinetune(const FinetuneCommandOptions& options);
 
 }  // namespace nnc::cli

@@ -16,6 +16,12 @@
 //    (quality with that layer alone at low bits), and lower the least sensitive layers to
 //    `low_bits` in rounds, as few as the size demand needs (sizes are measured, not estimated);
 //    when a round misses the precision demand, fewer layers / earlier checkpoints are tried.
+// With a retrain action (compress --finetune, METHODS.md method 3: prune, retrain, quantize):
+// 3'. pruning may go `retrain_slack` below the demand (retraining will win that back); then the
+//    last checkpoint is retrained; when it misses the demand plus the reserve, earlier ones are
+//    (at most `max_retrains` in all). Checkpoints that only met the relaxed demand are dropped.
+// With a qat action (--qat): 4'. a plan with low-bit layers is quantized from a copy retrained
+//    with those layers fake-quantized (straight-through estimator).
 // 5. The result is the smallest model that met the precision demand; `met` says whether it also
 //    met the size demand. Every candidate measured is a step in the trajectory.
 
@@ -38,6 +44,8 @@ struct CompressTargets {
   int low_bits = 4;   // weight bits for the least sensitive layers when 8 bits are too big
   bool prune = true;  // false: quantize only
   bool quantize = true;
+  double retrain_slack = 0.03;  // extra drop pruning may cause when a retrain follows
+  int max_retrains = 2;
 };
 
 // Weight bits per quantizable layer (by layer name); layers not listed use 8.
@@ -59,12 +67,17 @@ struct CompressActions {
   // rejected without the full measure; it also ranks layer sensitivity.
   std::function<StatusOr<double>(const Model&)> quick_quality;
   double quick_margin = 0.01;
+  // Optional: the model retrained (fine-tuned by distillation from the original).
+  std::function<StatusOr<Model>(const Model&)> retrain;
+  // Optional: a float model retrained with the layers of `bits` fake-quantized at their bits,
+  // to be quantized with `bits` afterwards (quantization-aware training).
+  std::function<StatusOr<Model>(const Model&, const BitPlan& bits)> qat;
   // One line per decision (for logs and progress).
   std::function<void(const std::string&)> log;
 };
 
 struct CompressStep {
-  std::string kind;         // "baseline", "prune", "quantize", "sensitivity"
+  std::string kind;         // "baseline", "prune", "retrain", "quantize", "sensitivity"
   std::string description;  // e.g. "prune 10% of remaining channels"
   int64_t bytes = 0;
   double quality = 0;
@@ -84,6 +97,7 @@ struct CompressResult {
   bool best_quantized = false;
   // The prune steps (fractions of the remaining channels) that led to `best`, for recipes.
   std::vector<double> best_prune_fractions;
+  bool best_retrained = false;                // `best` comes from a retrained checkpoint
   std::map<std::string, double> sensitivity;  // quality drop per layer at low bits
   int quick_rejections = 0;                   // candidates rejected by the quick measure alone
 };

@@ -10,6 +10,7 @@
 
 #include "nncompress/data/dataset.h"
 #include "nncompress/pipeline/compress.h"
+#include "nncompress/pipeline/finetune.h"
 
 namespace nnc {
 
@@ -33,6 +34,9 @@ struct CompressSetup {
   bool exact_only = false;  // approximate channel groups stay whole
   // The written file keeps node and value names (otherwise short generated names, as quantize).
   bool keep_names = false;
+  // Retraining (compress --finetune): distillation from the original on all of calib_data.
+  std::optional<FinetuneOptions> finetune;
+  bool qat = false;  // also retrain low-bit plans with fake-quantized weights (needs finetune)
   // Called after each evaluated batch (samples done, total) of every quality measurement.
   std::function<void(int64_t, int64_t)> eval_progress;
   // Bytes of a model as a file (the CLI hands in onnx_io's serializer; pipeline does not see it).

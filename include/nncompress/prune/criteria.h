@@ -11,6 +11,7 @@
 //   similarity-chain  METHODS.md method 2 (importance start, chain of nearest difference degree)
 //   activation        METHODS.md method 4 (activeness + substitutability from feature maps)
 //   contribution      METHODS.md method 3 step 1 (energy the unit puts into the next layers)
+//   taylor            METHODS.md section 7 (first-order loss change: |sum g * a|, Molchanov 2019)
 
 #include <functional>
 #include <map>
@@ -58,7 +59,7 @@ struct CriterionInfo {
   std::string name;
   std::string description;
   StatsNeeds needs;  // calibration statistics it requires (none: weights only)
-  bool needsData() const { return needs.cosine || needs.consumers; }
+  bool needsData() const { return needs.cosine || needs.consumers || needs.gradients; }
   std::function<StatusOr<std::unique_ptr<Criterion>>(const CriterionOptions&)> make;
 };
 

@@ -41,6 +41,10 @@ struct TensorStats {
   std::vector<double> mean_std, mean_abs;
   std::vector<double> autocorr;     // [C][2 radius_h + 1][2 radius_w + 1], offset (0,0) centred
   std::vector<double> mean_cosine;  // [C * C], empty unless requested
+  // Taylor importance (METHODS.md section 7): per channel, the mean over batches of
+  // (sum over the batch's samples and positions of g * a)^2, g = dLoss/da. Filled by a
+  // GradientStatsFn (gradients are computed above prune); empty unless requested.
+  std::vector<double> taylor;
   // E_x sum_q f_c(x)[q] f_c(x)[q + (dy, dx)]; 0 outside the accumulated radius.
   double autocorrAt(int64_t c, int64_t dy, int64_t dx) const;
   double energy(int64_t c) const { return autocorrAt(c, 0, 0); }  // E_x ||f_c(x)||^2
@@ -70,7 +74,15 @@ std::optional<GroupFeatureSource> groupFeatureSource(const ChannelGroup& group);
 struct StatsNeeds {
   bool cosine = false;     // group feature maps' cosine matrix (activation, chain on features)
   bool consumers = false;  // consumer inputs' autocorrelation (contribution)
+  bool gradients = false;  // Taylor terms of the group feature maps (taylor)
 };
+
+// Fills TensorStats::taylor (and channels) in `stats` for every value of `values` (group feature
+// maps of `model`), from calibration batches. Gradients need the train module, which sits above
+// prune, so the caller (pipeline, cli) supplies this.
+using GradientStatsFn =
+    std::function<Status(const Model& model, const std::vector<const Value*>& values,
+                         const CalibrationSource& calibration, FeatureStats& stats)>;
 
 // What to observe for the prunable groups of `analysis` (merged per tensor).
 std::vector<TensorStatsRequest> statsRequestsFor(const ChannelAnalysis& analysis,

@@ -32,6 +32,7 @@ struct PruneStepOptions {
   bool merge = false;                              // similarity-chain: fold removed units
   const CalibrationSource* calibration = nullptr;  // data-driven criteria and sensitivity
   std::function<void(int64_t, int64_t)> stats_progress;
+  GradientStatsFn gradient_stats;  // criteria that need gradients (taylor)
 };
 
 struct PruneStepResult {

@@ -56,6 +56,10 @@ struct FakeQuantSpec {
   std::vector<int32_t> zero_points;  // empty: 0; else one per scale
   int axis = 0;                      // used when scales.size() > 1
   int32_t qmin = -8, qmax = 7;       // int4 symmetric by default
+  // > 0: blocked scales (as int4 weights with DequantizeLinear block_size): per index c along
+  // `axis`, the elements after it (flattened, length L) fall in blocks of block_size, and
+  // scales[c * ceil(L / block_size) + j / block_size] applies to element j of the block row.
+  int64_t block_size = 0;
 };
 // Called at every forward with the current float tensor of the value, returns the spec to use
 // (so weight scales can follow the weights as they train). Activation scales may stay fixed.

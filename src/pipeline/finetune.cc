@@ -1,0 +1,406 @@
+#include "nncompress/pipeline/finetune.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "finetune_checkpoint.h"
+#include "nncompress/exec/executor.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/prune/recovery.h"
+#include "nncompress/train/lr_schedule.h"
+
+namespace nnc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double secondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// The sample order of an epoch: a permutation drawn from (seed, epoch) alone, so a resumed run
+// sees the same order.
+std::vector<int64_t> epochOrder(int64_t samples, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(samples);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+  std::shuffle(order.begin(), order.end(), rng);
+  return order;
+}
+
+// Samples order[begin, begin + count) as one batch (read one by one: memory is one batch).
+StatusOr<Tensor> readSamples(data::SampleReader& reader, const std::vector<int64_t>& order,
+                             int64_t begin, int64_t count) {
+  Shape shape = reader.sampleShape();
+  shape.insert(shape.begin(), count);
+  Tensor batch(DType::kFloat32, shape);
+  const int64_t per = shapeNumel(reader.sampleShape());
+  auto out = batch.mutableData<float>();
+  for (int64_t i = 0; i < count; ++i) {
+    NNC_ASSIGN_OR_RETURN(Tensor one, reader.readBatch(order[begin + i], 1));
+    if (one.numel() != per) return internalError("a sample of the data changed size");
+    std::copy_n(one.data<float>().data(), per, out.data() + i * per);
+  }
+  return batch;
+}
+
+int64_t argmaxRow(std::span<const float> row) {
+  return std::max_element(row.begin(), row.end()) - row.begin();
+}
+
+// Validation metric: top-1 with labels (higher is better), else the distillation loss against
+// the teacher (lower is better). Returned as "higher is better" in `score`.
+struct ValResult {
+  std::optional<double> top1, loss;
+  double score = 0;
+};
+
+StatusOr<ValResult> validate(train::GradientTape& tape, exec::Executor& teacher,
+                             const FinetuneOptions& o) {
+  data::SampleReader& val = *o.val;
+  const int64_t total = o.val_limit < 0 ? val.size() : std::min(o.val_limit, val.size());
+  int64_t correct = 0;
+  double loss_sum = 0;
+  for (int64_t start = 0; start < total; start += o.batch) {
+    const int64_t n = std::min(o.batch, total - start);
+    NNC_ASSIGN_OR_RETURN(Tensor x, val.readBatch(start, n));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> s, tape.infer({x}));
+    if (o.val_labels) {
+      const int64_t k = s[0].numel() / n;
+      for (int64_t i = 0; i < n; ++i)
+        correct += argmaxRow(s[0].data<float>().subspan(i * k, k)) == (*o.val_labels)[start + i];
+    } else {
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> t, teacher.run({x}));
+      NNC_ASSIGN_OR_RETURN(train::LossResult l, train::distillationLoss(s, t, nullptr, o.loss));
+      loss_sum += l.loss * n;
+    }
+  }
+  ValResult r;
+  if (o.val_labels) {
+    r.top1 = total ? double(correct) / total : 0.0;
+    r.score = *r.top1;
+  } else {
+    r.loss = total ? loss_sum / total : 0.0;
+    r.score = -*r.loss;
+  }
+  return r;
+}
+
+// Top-1 of a model (after training, to decide on the BatchNorm re-estimation).
+StatusOr<double> modelTop1(const Model& model, const FinetuneOptions& o) {
+  exec::ExecutorOptions eo;
+  eo.num_threads = o.num_threads;
+  NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
+  const int64_t total = o.val_limit < 0 ? o.val->size() : std::min(o.val_limit, o.val->size());
+  int64_t correct = 0;
+  for (int64_t start = 0; start < total; start += o.batch) {
+    const int64_t n = std::min(o.batch, total - start);
+    NNC_ASSIGN_OR_RETURN(Tensor x, o.val->readBatch(start, n));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> y, ex->run({x}));
+    const int64_t k = y[0].numel() / n;
+    for (int64_t i = 0; i < n; ++i)
+      correct += argmaxRow(y[0].data<float>().subspan(i * k, k)) == (*o.val_labels)[start + i];
+  }
+  return total ? double(correct) / total : 0.0;
+}
+
+Status checkOptions(const FinetuneOptions& o, const data::SampleReader& data) {
+  if (o.epochs < 1) return invalidArgument("--epochs must be at least 1");
+  if (o.batch < 1) return invalidArgument("--batch must be at least 1");
+  if (!(o.learning_rate > 0)) return invalidArgument("--lr must be positive");
+  if (data.size() < 1) return invalidArgument("the training data is empty");
+  if (o.labels && static_cast<int64_t>(o.labels->size()) != data.size())
+    return invalidArgument(std::to_string(o.labels->size()) + " labels for " +
+                           std::to_string(data.size()) + " training samples");
+  if (o.val && o.val_labels && static_cast<int64_t>(o.val_labels->size()) < o.val->size() &&
+      (o.val_limit < 0 || static_cast<int64_t>(o.val_labels->size()) < o.val_limit))
+    return invalidArgument("fewer validation labels than validation samples");
+  return Status::ok();
+}
+
+// One fine-tuning run: the state that a checkpoint saves, and the steps.
+class FinetuneRun {
+ public:
+  FinetuneRun(const FinetuneOptions& o, data::SampleReader& data, train::GradientTape& tape,
+              exec::Executor& teacher)
+      : o_(o), data_(data), tape_(tape), teacher_(teacher) {}
+
+  Status setUp() {
+    train::OptimizerOptions oo = o_.optimizer;
+    std::vector<Tensor*> params;
+    for (train::Parameter& p : tape_.parameters()) params.push_back(&p.value);
+    optimizer_ = std::make_unique<train::Optimizer>(std::move(params), oo);
+    steps_per_epoch_ = (data_.size() + o_.batch - 1) / o_.batch;
+    schedule_.peak_lr = o_.learning_rate;
+    schedule_.total_steps = steps_per_epoch_ * o_.epochs;
+    schedule_.warmup_steps =
+        static_cast<int64_t>(std::llround(o_.warmup_fraction * schedule_.total_steps));
+    for (const auto& [name, fn] : o_.fake_quant) NNC_RETURN_IF_ERROR(tape_.setFakeQuant(name, fn));
+    if (!o_.checkpoint_dir.empty()) NNC_RETURN_IF_ERROR(resume());
+    return Status::ok();
+  }
+
+  Status run(FinetuneResult& result) {
+    result.resumed = resumed_;
+    const auto start = Clock::now();
+    int64_t session_images = 0;
+    for (; epoch_ < o_.epochs; ++epoch_, step_in_epoch_ = 0, loss_sum_ = 0) {
+      const auto epoch_start = Clock::now();
+      const std::vector<int64_t> order = epochOrder(data_.size(), o_.seed, epoch_);
+      for (; step_in_epoch_ < steps_per_epoch_; ++step_in_epoch_) {
+        if (o_.stop_after_steps >= 0 && global_step_ >= o_.stop_after_steps) {
+          result.stopped_early = true;
+          NNC_RETURN_IF_ERROR(checkpoint());
+          return Status::ok();
+        }
+        const int64_t begin = step_in_epoch_ * o_.batch;
+        const int64_t n = std::min(o_.batch, data_.size() - begin);
+        NNC_RETURN_IF_ERROR(trainStep(order, begin, n));
+        session_images += n;
+        ++global_step_;
+        report(session_images, secondsSince(start));
+        if (!o_.checkpoint_dir.empty() && o_.checkpoint_every > 0 &&
+            global_step_ % o_.checkpoint_every == 0)
+          NNC_RETURN_IF_ERROR(checkpoint());
+      }
+      NNC_RETURN_IF_ERROR(endEpoch(result, secondsSince(epoch_start)));
+    }
+    result.images_per_second = session_images / std::max(1e-9, secondsSince(start));
+    result.steps = global_step_;
+    result.best_epoch = static_cast<int>(best_epoch_);
+    if (best_epoch_ > 0) {
+      auto& params = tape_.parameters();
+      for (size_t i = 0; i < params.size(); ++i) params[i].value = best_params_[i];
+    }
+    return Status::ok();
+  }
+
+ private:
+  Status trainStep(const std::vector<int64_t>& order, int64_t begin, int64_t n) {
+    NNC_ASSIGN_OR_RETURN(Tensor x, readSamples(data_, order, begin, n));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> teacher_out, teacher_.run({x}));
+    std::vector<int64_t> labels;
+    if (o_.labels)
+      for (int64_t i = 0; i < n; ++i) labels.push_back((*o_.labels)[order[begin + i]]);
+    tape_.zeroGrad();
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> student_out, tape_.forward({std::move(x)}));
+    NNC_ASSIGN_OR_RETURN(
+        train::LossResult loss,
+        train::distillationLoss(student_out, teacher_out, o_.labels ? &labels : nullptr, o_.loss));
+    if (!std::isfinite(loss.loss))
+      return invalidArgument("the loss is not finite at step " + std::to_string(global_step_) +
+                             ": lower --lr");
+    NNC_RETURN_IF_ERROR(tape_.backward(std::move(loss.gradients)));
+    std::vector<const Tensor*> grads;
+    for (train::Parameter& p : tape_.parameters()) grads.push_back(&p.grad);
+    lr_ = schedule_.at(global_step_);
+    NNC_ASSIGN_OR_RETURN(double norm, optimizer_->step(grads, lr_));
+    (void)norm;
+    loss_sum_ += loss.loss;
+    return Status::ok();
+  }
+
+  void report(int64_t images, double seconds) {
+    if (!o_.progress) return;
+    FinetuneProgress p;
+    p.epoch = static_cast<int>(epoch_ + 1);
+    p.epochs = o_.epochs;
+    p.step = global_step_;
+    p.total_steps = schedule_.total_steps;
+    p.loss = loss_sum_ / std::max<int64_t>(1, step_in_epoch_ + 1);
+    p.learning_rate = lr_;
+    p.images_per_second = images / std::max(1e-9, seconds);
+    const int64_t left = (schedule_.total_steps - global_step_) * o_.batch;
+    p.eta_seconds = p.images_per_second > 0 ? left / p.images_per_second : 0;
+    o_.progress(p);
+  }
+
+  Status endEpoch(FinetuneResult& result, double seconds) {
+    FinetuneEpoch e;
+    e.epoch = static_cast<int>(epoch_ + 1);
+    e.train_loss = loss_sum_ / std::max<int64_t>(1, steps_per_epoch_);
+    e.seconds = seconds;
+    if (o_.val) {
+      NNC_ASSIGN_OR_RETURN(ValResult v, validate(tape_, teacher_, o_));
+      e.val_top1 = v.top1;
+      e.val_loss = v.loss;
+      if (best_epoch_ == 0 || v.score > best_metric_) {
+        best_epoch_ = e.epoch;
+        best_metric_ = v.score;
+        best_params_.clear();
+        for (const train::Parameter& p : tape_.parameters()) best_params_.push_back(p.value);
+      }
+    }
+    if (o_.log) {
+      std::string line = "epoch " + std::to_string(e.epoch) + "/" + std::to_string(o_.epochs) +
+                         ": loss " + std::to_string(e.train_loss);
+      if (e.val_top1) line += ", val top-1 " + std::to_string(*e.val_top1);
+      if (e.val_loss) line += ", val loss " + std::to_string(*e.val_loss);
+      o_.log(line + ", " + std::to_string(static_cast<int64_t>(seconds)) + " s");
+    }
+    result.epochs.push_back(e);
+    if (!o_.checkpoint_dir.empty()) {
+      ++epoch_, step_in_epoch_ = 0, loss_sum_ = 0;  // saved as "next epoch, nothing done"
+      Status s = checkpoint();
+      --epoch_;
+      return s;
+    }
+    return Status::ok();
+  }
+
+  internal::FinetuneCheckpoint identity() const {
+    internal::FinetuneCheckpoint c;
+    c.seed = o_.seed;
+    c.samples = data_.size();
+    c.batch = o_.batch;
+    c.epochs = o_.epochs;
+    for (const train::Parameter& p : tape_.parameters()) c.names.push_back(p.name);
+    return c;
+  }
+
+  Status checkpoint() {
+    internal::FinetuneCheckpoint c = identity();
+    c.epoch = epoch_;
+    c.step_in_epoch = step_in_epoch_;
+    c.global_step = global_step_;
+    c.optimizer_steps = optimizer_->steps();
+    c.epoch_loss_sum = loss_sum_;
+    c.best_epoch = best_epoch_;
+    c.best_metric = best_metric_;
+    for (const train::Parameter& p : tape_.parameters()) c.params.push_back(p.value);
+    c.state = optimizer_->stateTensors();
+    c.best_params = best_params_;
+    return internal::saveCheckpoint(o_.checkpoint_dir, c);
+  }
+
+  Status resume() {
+    internal::FinetuneCheckpoint c;
+    NNC_ASSIGN_OR_RETURN(bool found, internal::loadCheckpoint(o_.checkpoint_dir, c));
+    if (!found) return Status::ok();
+    const internal::FinetuneCheckpoint want = identity();
+    const std::string path = internal::checkpointPath(o_.checkpoint_dir);
+    if (c.seed != want.seed || c.samples != want.samples || c.batch != want.batch ||
+        c.epochs != want.epochs || c.names != want.names)
+      return invalidArgument(path +
+                             ": a checkpoint of another run (seed, data size, batch, epochs or "
+                             "parameters differ); remove it or use another --checkpoint");
+    auto& params = tape_.parameters();
+    auto& state = optimizer_->stateTensors();
+    if (c.params.size() != params.size() || c.state.size() != state.size())
+      return invalidArgument(path + ": the checkpoint does not match the model");
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (c.params[i].shape() != params[i].value.shape())
+        return invalidArgument(path + ": parameter '" + params[i].name + "' changed shape");
+      params[i].value = std::move(c.params[i]);
+    }
+    for (size_t i = 0; i < state.size(); ++i) state[i] = std::move(c.state[i]);
+    optimizer_->setSteps(c.optimizer_steps);
+    epoch_ = c.epoch, step_in_epoch_ = c.step_in_epoch, global_step_ = c.global_step;
+    loss_sum_ = c.epoch_loss_sum;
+    best_epoch_ = c.best_epoch, best_metric_ = c.best_metric;
+    best_params_ = std::move(c.best_params);
+    resumed_ = true;
+    if (o_.log)
+      o_.log("resumed from " + path + " at epoch " + std::to_string(epoch_ + 1) + ", step " +
+             std::to_string(global_step_));
+    return Status::ok();
+  }
+
+  const FinetuneOptions& o_;
+  data::SampleReader& data_;
+  train::GradientTape& tape_;
+  exec::Executor& teacher_;
+  std::unique_ptr<train::Optimizer> optimizer_;
+  train::CosineSchedule schedule_;
+  int64_t steps_per_epoch_ = 0;
+  int64_t epoch_ = 0, step_in_epoch_ = 0, global_step_ = 0;
+  double loss_sum_ = 0, lr_ = 0;
+  int64_t best_epoch_ = 0;
+  double best_metric_ = 0;
+  std::vector<Tensor> best_params_;
+  bool resumed_ = false;
+};
+
+// Mean distillation loss of `model` against `teacher` on the first `count` samples of `reader`.
+StatusOr<double> modelDistillLoss(const Model& model, exec::Executor& teacher,
+                                  data::SampleReader& reader, int64_t count,
+                                  const FinetuneOptions& o) {
+  exec::ExecutorOptions eo;
+  eo.num_threads = o.num_threads;
+  NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
+  count = std::min(count, reader.size());
+  double sum = 0;
+  for (int64_t start = 0; start < count; start += o.batch) {
+    const int64_t n = std::min(o.batch, count - start);
+    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, n));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> t, teacher.run({x}));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> s, ex->run({x}));
+    NNC_ASSIGN_OR_RETURN(train::LossResult l, train::distillationLoss(s, t, nullptr, o.loss));
+    sum += l.loss * n;
+  }
+  return count ? sum / count : 0.0;
+}
+
+// BatchNorm statistics re-estimated on the training data, kept only when they do not make the
+// model worse: top-1 on labelled validation data, else the distillation loss against the
+// teacher on the validation data (or, without any, on the re-estimation samples).
+Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::SampleReader& data,
+                               const FinetuneOptions& o, FinetuneResult& result) {
+  bool has_bn = false;
+  for (const auto& n : student.graph->nodes()) has_bn = has_bn || n->isOp("BatchNormalization");
+  if (!has_bn || !o.reestimate_batch_norm || !o.fake_quant.empty()) return Status::ok();
+  NNC_ASSIGN_OR_RETURN(Model candidate, cloneModel(student));
+  CalibrationSource calibration{&data, std::min(o.batch_norm_samples, data.size()), o.batch,
+                                o.num_threads};
+  NNC_RETURN_IF_ERROR(reestimateBatchNorm(candidate, calibration)
+                          .withContext("BatchNorm "
+                                       "re-estimation"));
+  if (o.val && o.val_labels) {
+    NNC_ASSIGN_OR_RETURN(result.val_top1_before_bn, modelTop1(student, o));
+    NNC_ASSIGN_OR_RETURN(result.val_top1_after_bn, modelTop1(candidate, o));
+    if (*result.val_top1_after_bn < *result.val_top1_before_bn) return Status::ok();
+  } else {
+    data::SampleReader& judge = o.val ? *o.val : data;
+    const int64_t count =
+        o.val ? (o.val_limit < 0 ? o.val->size() : o.val_limit) : calibration.count;
+    NNC_ASSIGN_OR_RETURN(result.loss_before_bn,
+                         modelDistillLoss(student, teacher, judge, count, o));
+    NNC_ASSIGN_OR_RETURN(result.loss_after_bn,
+                         modelDistillLoss(candidate, teacher, judge, count, o));
+    if (*result.loss_after_bn > *result.loss_before_bn) return Status::ok();
+  }
+  student = std::move(candidate);
+  result.batch_norm_reestimated = true;
+  return Status::ok();
+}
+
+}  // namespace
+
+StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::SampleReader& data,
+                                  const FinetuneOptions& options) {
+  NNC_RETURN_IF_ERROR(checkOptions(options, data));
+  exec::ExecutorOptions eo;
+  eo.num_threads = options.num_threads;
+  NNC_ASSIGN_OR_RETURN(auto teacher_exec, exec::Executor::create(teacher, eo));
+  train::TapeOptions to;
+  to.num_threads = options.num_threads;
+  NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(student, to));
+  if (tape->inputs().size() != 1 || teacher_exec->inputs().size() != 1)
+    return unsupported("fine-tuning needs models with one input");
+  if (tape->outputs().size() != teacher_exec->outputs().size())
+    return invalidArgument("the model has " + std::to_string(tape->outputs().size()) +
+                           " outputs, the teacher " +
+                           std::to_string(teacher_exec->outputs().size()));
+  FinetuneRun run(options, data, *tape, *teacher_exec);
+  NNC_RETURN_IF_ERROR(run.setUp());
+  FinetuneResult result;
+  NNC_RETURN_IF_ERROR(run.run(result));
+  NNC_RETURN_IF_ERROR(tape->writeBack(student));
+  if (result.stopped_early) return result;
+  NNC_RETURN_IF_ERROR(reestimateAfterTraining(student, *teacher_exec, data, options, result));
+  return result;
+}
+
+}  // namespace nnc

@@ -1,0 +1,127 @@
+#include "nncompress/train/distill_loss.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace nnc::train {
+namespace {
+
+// Row-wise log-softmax of logits / temperature, in double.
+std::vector<double> logSoftmax(std::span<const float> z, int64_t rows, int64_t k, double t) {
+  std::vector<double> out(z.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = z.data() + r * k;
+    double mx = -INFINITY;
+    for (int64_t j = 0; j < k; ++j) mx = std::max(mx, row[j] / t);
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) sum += std::exp(row[j] / t - mx);
+    const double log_sum = mx + std::log(sum);
+    for (int64_t j = 0; j < k; ++j) out[r * k + j] = row[j] / t - log_sum;
+  }
+  return out;
+}
+
+StatusOr<LossResult> klLoss(const Tensor& s, const Tensor& t, const std::vector<int64_t>* labels,
+                            const DistillLossOptions& o) {
+  const int64_t n = s.dim(0), k = s.dim(1);
+  const double temp = o.temperature;
+  const auto ls = logSoftmax(s.data<float>(), n, k, temp);
+  const auto lt = logSoftmax(t.data<float>(), n, k, temp);
+  LossResult r;
+  Tensor grad(DType::kFloat32, s.shape());
+  auto g = grad.mutableData<float>();
+  double kl = 0;
+  for (int64_t i = 0; i < n * k; ++i) {
+    const double pt = std::exp(lt[i]), ps = std::exp(ls[i]);
+    kl += pt * (lt[i] - ls[i]);
+    g[i] = static_cast<float>(temp * (ps - pt) / n);
+  }
+  r.distill = temp * temp * kl / n;
+  r.loss = r.distill;
+  if (labels) {
+    const auto l1 = temp == 1.0 ? ls : logSoftmax(s.data<float>(), n, k, 1.0);
+    double ce = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t y = (*labels)[i];
+      if (y < 0 || y >= k)
+        return invalidArgument("label " + std::to_string(y) + " of sample " + std::to_string(i) +
+                               " is outside the model's " + std::to_string(k) + " classes");
+      ce -= l1[i * k + y];
+      for (int64_t j = 0; j < k; ++j)
+        g[i * k + j] += static_cast<float>(o.label_weight *
+                                           (std::exp(l1[i * k + j]) - (j == y ? 1.0 : 0.0)) / n);
+    }
+    r.cross_entropy = ce / n;
+    r.loss += o.label_weight * r.cross_entropy;
+  }
+  r.gradients.push_back(std::move(grad));
+  return r;
+}
+
+LossResult mseLoss(const std::vector<Tensor>& student, const std::vector<Tensor>& teacher) {
+  LossResult r;
+  for (size_t o = 0; o < student.size(); ++o) {
+    const auto s = student[o].data<float>();
+    const auto t = teacher[o].data<float>();
+    const double count = std::max<double>(1, double(s.size()));
+    double mean = 0, var = 0;
+    for (float v : t) mean += v;
+    mean /= count;
+    for (float v : t) var += (v - mean) * (v - mean);
+    var /= count;
+    // A constant teacher output (e.g. a batch of one) has no scale: plain MSE then.
+    const double scale = var > 1e-12 ? var : 1.0;
+    Tensor grad(DType::kFloat32, student[o].shape());
+    auto g = grad.mutableData<float>();
+    double sum = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      const double d = double(s[i]) - t[i];
+      sum += d * d;
+      g[i] = static_cast<float>(2 * d / (count * scale));
+    }
+    r.distill += sum / (count * scale);
+    r.gradients.push_back(std::move(grad));
+  }
+  r.loss = r.distill;
+  return r;
+}
+
+}  // namespace
+
+bool isClassifierOutput(const std::vector<Tensor>& outputs) {
+  return outputs.size() == 1 && outputs[0].rank() == 2 && outputs[0].dim(1) > 1;
+}
+
+StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
+                                      const std::vector<Tensor>& teacher,
+                                      const std::vector<int64_t>* labels,
+                                      const DistillLossOptions& options) {
+  if (student.size() != teacher.size() || student.empty())
+    return invalidArgument("the student has " + std::to_string(student.size()) +
+                           " outputs, the teacher " + std::to_string(teacher.size()));
+  for (size_t o = 0; o < student.size(); ++o) {
+    if (student[o].shape() != teacher[o].shape())
+      return invalidArgument("output " + std::to_string(o) + ": student shape " +
+                             shapeToString(student[o].shape()) + ", teacher shape " +
+                             shapeToString(teacher[o].shape()));
+    if (student[o].dtype() != DType::kFloat32 || teacher[o].dtype() != DType::kFloat32)
+      return invalidArgument("output " + std::to_string(o) + " is not float32");
+  }
+  LossKind kind = options.kind;
+  if (kind == LossKind::kAuto)
+    kind = isClassifierOutput(student) ? LossKind::kKlDivergence : LossKind::kNormalisedMse;
+  if (kind == LossKind::kKlDivergence) {
+    if (!isClassifierOutput(student))
+      return invalidArgument("the KL loss needs one output of shape [N, classes]");
+    if (options.temperature <= 0) return invalidArgument("the temperature must be positive");
+    if (labels && static_cast<int64_t>(labels->size()) != student[0].dim(0))
+      return invalidArgument(std::to_string(labels->size()) + " labels for a batch of " +
+                             std::to_string(student[0].dim(0)));
+    return klLoss(student[0], teacher[0], labels, options);
+  }
+  if (labels) return invalidArgument("labels are only used with a classifier's logits");
+  return mseLoss(student, teacher);
+}
+
+}  // namespace nnc::train

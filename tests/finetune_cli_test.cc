@@ -1,0 +1,109 @@
+// `nncompress finetune`, `prune --finetune` and `--method taylor` end to end on a small fixture
+// with a few hundred samples (the accuracy targets on the full data are measured by
+// tools/finetune_results.py, not here). Fine-tuned models run in ONNX Runtime and compute what
+// our executor computes.
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "nncompress/data/dataset.h"
+#include "nncompress/exec/executor.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "ort_util.h"
+#include "test_util.h"
+
+namespace nnc {
+namespace {
+
+using testing::quote;
+using testing::runCli;
+using testing::sourcePath;
+using testing::TempDir;
+
+const std::string kData = "/usr/share/datasets/fashion-mnist/";
+const std::string kNorm = " --mean 0.2860 --std 0.3530 ";
+const std::string kTrain = " --data " + kData + "train-images-idx3-ubyte.gz" + kNorm;
+
+std::string fixture() { return quote(sourcePath("models/flatten_head.onnx")); }
+
+TEST(FinetuneCliTest, DistilsAPrunedModelThatRunsInOrt) {
+  TempDir dir;
+  const auto pruned = dir / "p.onnx", tuned = dir / "t.onnx";
+  ASSERT_EQ(runCli("prune " + fixture() + " -o " + quote(pruned) + " --ratio 0.5").exit_code, 0);
+  auto r = runCli("finetune " + quote(pruned) + " -o " + quote(tuned) + " --teacher " + fixture() +
+                  kTrain + "--data-range 0:320 --epochs 2 --batch 32 --val " + kData +
+                  "t10k-images-idx3-ubyte.gz --val-labels " + kData +
+                  "t10k-labels-idx1-ubyte.gz --val-range 0:200 --seed 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["output"], tuned.string());
+  EXPECT_EQ(j["samples"], 320);
+  EXPECT_FALSE(j["labels"].get<bool>());
+  const auto& f = j["finetune"];
+  ASSERT_EQ(f["epochs"].size(), 2u);
+  EXPECT_EQ(f["steps"], 20);
+  EXPECT_GE(f["best_epoch"].get<int>(), 1);
+  EXPECT_TRUE(f["epochs"][0].contains("val_top1"));
+  EXPECT_NE(r.err.find("images/s"), std::string::npos);  // progress on stderr
+
+  // The weights changed, and ONNX Runtime computes what our executor computes.
+  auto before = loadModel(pruned.string());
+  auto after = loadModel(tuned.string());
+  ASSERT_TRUE(before.isOk() && after.isOk());
+  EXPECT_NE(before->graph->initializers()[0]->initializer()->bytes(),
+            after->graph->initializers()[0]->initializer()->bytes());
+  if (!testing::ortAvailable()) GTEST_FAIL() << "onnxruntime-node is missing";
+  auto reader = data::openData(kData + "t10k-images-idx3-ubyte.gz");
+  ASSERT_TRUE(reader.isOk());
+  auto x = (*reader)->readBatch(0, 8);
+  ASSERT_TRUE(x.isOk());
+  auto ex = exec::Executor::create(*after);
+  ASSERT_TRUE(ex.isOk());
+  auto ours = (*ex)->run({*x});
+  ASSERT_TRUE(ours.isOk());
+  auto ort = testing::runOrt(tuned, {{(*ex)->inputs()[0]->name(), *x}}, dir);
+  ASSERT_TRUE(ort.isOk()) << ort.status().toString();
+  EXPECT_LT(testing::relativeMaxError((*ours)[0], (*ort)[0]), 1e-4);
+}
+
+TEST(FinetuneCliTest, PruneWithTaylorAndFinetune) {
+  TempDir dir;
+  const auto out = dir / "p.onnx";
+  auto r = runCli("prune " + fixture() + " -o " + quote(out) +
+                  " --method taylor --target-macs 0.6 --recover lsq --calib-size 128 --finetune 1" +
+                  kTrain + "--data-range 0:256 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["method"], "taylor");
+  EXPECT_LE(j["macs_kept"].get<double>(), 0.6 + 1e-9);
+  ASSERT_TRUE(j.contains("finetune"));
+  EXPECT_EQ(j["finetune"]["steps"], 4);  // 256 samples, batch 64
+}
+
+TEST(FinetuneCliTest, UsageErrors) {
+  TempDir dir;
+  const std::string out = " -o " + quote(dir / "o.onnx");
+  // No teacher, no data.
+  EXPECT_EQ(runCli("finetune " + fixture() + out + kTrain).exit_code, 2);
+  EXPECT_EQ(runCli("finetune " + fixture() + out + " --teacher " + fixture()).exit_code, 2);
+  EXPECT_EQ(runCli("finetune " + fixture() + out + " --teacher " + fixture() + kTrain +
+                   "--optimizer adam")
+                .exit_code,
+            2);
+  EXPECT_EQ(
+      runCli("finetune " + fixture() + out + " --teacher " + fixture() + kTrain + "--epochs 0")
+          .exit_code,
+      2);
+  // taylor and --finetune need data; --qat needs --finetune.
+  EXPECT_EQ(runCli("prune " + fixture() + out + " --method taylor --ratio 0.3").exit_code, 2);
+  EXPECT_EQ(runCli("prune " + fixture() + out + " --ratio 0.3 --finetune 1").exit_code, 2);
+  auto qat = runCli("compress " + fixture() + out + " --data " + kData +
+                    "t10k-images-idx3-ubyte.gz --max-accuracy-drop 1 --target-size 4x --qat");
+  EXPECT_EQ(qat.exit_code, 2) << qat.err;
+  EXPECT_NE(qat.err.find("--qat needs --finetune"), std::string::npos) << qat.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "o.onnx"));
+}
+
+}  // namespace
+}  // namespace nnc

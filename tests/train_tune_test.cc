@@ -1,0 +1,152 @@
+// Fine-tuning pieces (issue 16): the distillation loss's gradient against finite differences,
+// optimiser steps against hand-computed values, the learning-rate schedule.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+
+#include "nncompress/train/distill_loss.h"
+#include "nncompress/train/lr_schedule.h"
+#include "nncompress/train/optimizer.h"
+
+namespace nnc::train {
+namespace {
+
+// Central differences of the loss in every student element, compared with the analytic gradient.
+void expectGradientMatches(std::vector<Tensor> student, const std::vector<Tensor>& teacher,
+                           const std::vector<int64_t>* labels, const DistillLossOptions& o) {
+  auto analytic = distillationLoss(student, teacher, labels, o);
+  ASSERT_TRUE(analytic.isOk()) << analytic.status().toString();
+  const double h = 1e-2;
+  for (size_t out = 0; out < student.size(); ++out)
+    for (int64_t i = 0; i < student[out].numel(); ++i) {
+      auto data = student[out].mutableData<float>();
+      const float saved = data[i];
+      data[i] = static_cast<float>(saved + h);
+      const double up = distillationLoss(student, teacher, labels, o)->loss;
+      data[i] = static_cast<float>(saved - h);
+      const double down = distillationLoss(student, teacher, labels, o)->loss;
+      data[i] = saved;
+      const double numeric = (up - down) / (2 * h);
+      const double got = analytic->gradients[out].data<float>()[i];
+      EXPECT_NEAR(got, numeric, 1e-4 + 1e-3 * std::abs(numeric))
+          << "output " << out << " [" << i << "]";
+    }
+}
+
+TEST(DistillLoss, KlGradientMatchesFiniteDifferences) {
+  const Tensor s = Tensor::fromVector<float>({2, 3}, {0.5f, -1.0f, 2.0f, 0.1f, 0.3f, -0.7f});
+  const Tensor t = Tensor::fromVector<float>({2, 3}, {1.5f, 0.0f, -1.0f, 0.4f, 0.2f, 0.9f});
+  DistillLossOptions o;
+  o.temperature = 2.0;
+  expectGradientMatches({s}, {t}, nullptr, o);
+  const std::vector<int64_t> labels = {2, 0};
+  expectGradientMatches({s}, {t}, &labels, o);
+}
+
+TEST(DistillLoss, KlIsZeroForEqualLogitsAndMatchesHandValue) {
+  const Tensor z = Tensor::fromVector<float>({1, 2}, {0.0f, 0.0f});
+  auto same = distillationLoss({z}, {z}, nullptr);
+  ASSERT_TRUE(same.isOk());
+  EXPECT_NEAR(same->loss, 0.0, 1e-12);
+  // T = 1, teacher p = (0.5, 0.5), student z = (ln 3, 0) -> p = (0.75, 0.25):
+  // KL = 0.5 ln(0.5/0.75) + 0.5 ln(0.5/0.25) = 0.5 ln(4/3) = 0.143841...
+  const Tensor s = Tensor::fromVector<float>({1, 2}, {float(std::log(3.0)), 0.0f});
+  DistillLossOptions o;
+  o.temperature = 1.0;
+  auto r = distillationLoss({s}, {z}, nullptr, o);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NEAR(r->loss, 0.5 * std::log(4.0 / 3.0), 1e-6);
+  EXPECT_NEAR(r->gradients[0].data<float>()[0], 0.25, 1e-6);  // p_s - p_t
+  // With label 1 and lambda 0.5: + 0.5 * (-ln 0.25).
+  const std::vector<int64_t> y = {1};
+  auto rl = distillationLoss({s}, {z}, &y, o);
+  ASSERT_TRUE(rl.isOk());
+  EXPECT_NEAR(rl->loss, 0.5 * std::log(4.0 / 3.0) + 0.5 * std::log(4.0), 1e-6);
+  const std::vector<int64_t> bad = {2};
+  EXPECT_FALSE(distillationLoss({s}, {z}, &bad, o).isOk());
+}
+
+TEST(DistillLoss, NormalisedMseGradientAndValue) {
+  const Tensor s1 = Tensor::fromVector<float>({1, 2, 2}, {1, 2, 3, 4});
+  const Tensor t1 = Tensor::fromVector<float>({1, 2, 2}, {1, 1, 3, 3});
+  const Tensor s2 = Tensor::fromVector<float>({3}, {0.5f, 0.0f, -1.0f});
+  const Tensor t2 = Tensor::fromVector<float>({3}, {1.0f, 2.0f, 3.0f});
+  DistillLossOptions o;
+  expectGradientMatches({s1, s2}, {t1, t2}, nullptr, o);
+  // t1: mean 2, var 1; mse (0+1+0+1)/4 = 0.5. t2: var 2/3; mse (0.25+4+16)/3 = 6.75 -> /var.
+  auto r = distillationLoss({s1, s2}, {t1, t2}, nullptr, o);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NEAR(r->loss, 0.5 + 6.75 / (2.0 / 3.0), 1e-9);
+}
+
+TEST(Optimizer, SgdMomentumTwoStepsByHand) {
+  Tensor w = Tensor::fromVector<float>({1, 2}, {1.0f, -2.0f});  // rank 2: decayed
+  Tensor b = Tensor::fromVector<float>({1}, {0.5f});            // rank 1: not decayed
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kSgd;
+  o.momentum = 0.9;
+  o.weight_decay = 0.1;
+  o.max_grad_norm = 0;
+  Optimizer opt({&w, &b}, o);
+  const Tensor gw = Tensor::fromVector<float>({1, 2}, {0.5f, 1.0f});
+  const Tensor gb = Tensor::fromVector<float>({1}, {2.0f});
+  ASSERT_TRUE(opt.step({&gw, &gb}, 0.1).isOk());
+  // w0: g = 0.5 + 0.1*1 = 0.6, v = 0.6, w = 1 - 0.06 = 0.94
+  // w1: g = 1 + 0.1*-2 = 0.8, v = 0.8, w = -2 - 0.08 = -2.08;  b: v = 2, b = 0.5 - 0.2 = 0.3
+  EXPECT_NEAR(w.data<float>()[0], 0.94, 1e-6);
+  EXPECT_NEAR(w.data<float>()[1], -2.08, 1e-6);
+  EXPECT_NEAR(b.data<float>()[0], 0.3, 1e-6);
+  ASSERT_TRUE(opt.step({&gw, &gb}, 0.1).isOk());
+  // w0: g = 0.5 + 0.094 = 0.594, v = 0.54 + 0.594 = 1.134, w = 0.94 - 0.1134 = 0.8266
+  // b: v = 1.8 + 2 = 3.8, b = 0.3 - 0.38 = -0.08
+  EXPECT_NEAR(w.data<float>()[0], 0.8266, 1e-6);
+  EXPECT_NEAR(b.data<float>()[0], -0.08, 1e-6);
+}
+
+TEST(Optimizer, AdamWFirstStepAndClipping) {
+  Tensor w = Tensor::fromVector<float>({2, 1}, {1.0f, 2.0f});
+  OptimizerOptions o;
+  o.kind = OptimizerKind::kAdamW;
+  o.weight_decay = 0.01;
+  o.max_grad_norm = 1.0;
+  Optimizer opt({&w}, o);
+  const Tensor g = Tensor::fromVector<float>({2, 1}, {3.0f, -4.0f});  // norm 5 -> clipped to 1
+  auto norm = opt.step({&g}, 0.1);
+  ASSERT_TRUE(norm.isOk());
+  EXPECT_NEAR(*norm, 5.0, 1e-9);
+  // First Adam step: m_hat = g', v_hat = g'^2, update = sign(g') (eps negligible);
+  // w = w - 0.1 * sign - 0.1 * 0.01 * w.
+  EXPECT_NEAR(w.data<float>()[0], 1.0 - 0.1 - 0.001, 1e-6);
+  EXPECT_NEAR(w.data<float>()[1], 2.0 + 0.1 - 0.002, 1e-6);
+  // Second step, same gradient: m = 0.19 g', v = 0.001999 g'^2 -> m_hat = g', v_hat = g'^2.
+  ASSERT_TRUE(opt.step({&g}, 0.1).isOk());
+  EXPECT_NEAR(w.data<float>()[0], 0.899 - 0.1 - 0.000899, 1e-5);
+  EXPECT_EQ(opt.steps(), 2);
+}
+
+TEST(Optimizer, RejectsMismatchedGradientsAndUnknownNames) {
+  Tensor w(DType::kFloat32, {2});
+  Optimizer opt({&w}, {});
+  Tensor g(DType::kFloat32, {3});
+  EXPECT_FALSE(opt.step({&g}, 0.1).isOk());
+  EXPECT_FALSE(parseOptimizerKind("adam").isOk());
+  EXPECT_TRUE(parseOptimizerKind("sgd").isOk());
+}
+
+TEST(CosineSchedule, WarmupThenCosine) {
+  CosineSchedule s{1.0, 10, 2, 0.0};
+  EXPECT_DOUBLE_EQ(s.at(0), 0.5);
+  EXPECT_DOUBLE_EQ(s.at(1), 1.0);
+  EXPECT_DOUBLE_EQ(s.at(2), 1.0);    // start of the cosine
+  EXPECT_NEAR(s.at(6), 0.5, 1e-12);  // half way: (1 + cos(pi/2)) / 2
+  EXPECT_NEAR(s.at(4), 0.5 * (1 + std::cos(M_PI / 4)), 1e-12);
+  EXPECT_NEAR(s.at(10), 0.0, 1e-12);
+  CosineSchedule floor{2.0, 4, 0, 0.1};
+  EXPECT_NEAR(floor.at(4), 0.2, 1e-12);
+  EXPECT_NEAR(floor.at(0), 2.0, 1e-12);
+}
+
+}  // namespace
+}  // namespace nnc::train
