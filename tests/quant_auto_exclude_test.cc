@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+#include <string>
+#include <vector>
+
 #include "nncompress/data/dataset.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/auto_exclude.h"
@@ -58,30 +62,58 @@ TEST(AutoExclude, NothingExcludedWhenTheTargetHolds) {
   EXPECT_GT(r->sqnr_all_db, 20);
 }
 
-// One layer deliberately broken (its input range 1000x too wide, so int8 rounds its input to a
-// few levels) is the one, and the only one, kept in float.
-TEST(AutoExclude, PicksTheBrokenLayer) {
+// One activation tensor deliberately broken (its range 1000x too wide, so int8 rounds it to a few
+// levels): the layers that quantize it, and only those, are kept in float. With
+// --qdq-placement tensorrt only the reader (targets[2]) has a Q/DQ on it. With ort (the default)
+// the same Q/DQ pair is also the output Q/DQ of its producer (targets[1] -> Relu -> targets[2] in
+// vgg_bn), which makes the producer a QLinearConv: keeping only the reader float leaves the broken
+// pair in place, so both are kept float.
+struct BrokenCase {
+  quant::QdqPlacement placement;
+  std::vector<size_t> kept_float;  // indices into the targets
+};
+
+class AutoExcludeBroken : public ::testing::TestWithParam<BrokenCase> {};
+
+TEST_P(AutoExcludeBroken, KeepsFloatTheLayersThatQuantizeTheBrokenTensor) {
   Calibrated c = calibrateVgg();
   ASSERT_GE(c.targets.size(), 4u);
   const quant::QuantTarget& broken = c.targets[2];
   ASSERT_EQ(broken.activation_inputs.size(), 1u);
+  ASSERT_EQ(c.targets[1].node->output(0)->uses().size(), 1u);
+  ASSERT_EQ(c.targets[1].node->output(0)->uses()[0].node->output(0)->name(),
+            broken.activation_inputs[0])
+      << "vgg_bn: targets[1] -> Relu -> targets[2]";
   quant::Range& range = c.ranges[broken.activation_inputs[0]];
   range.lo *= 1000, range.hi *= 1000;
+  quant::QuantizeOptions qo;
+  qo.placement = GetParam().placement;
   quant::AutoExcludeOptions ao;
   ao.samples = 16;
   ao.min_sqnr_db = 20;
-  auto r = quant::chooseFloatLayers(c.model, {}, c.ranges, *c.reader, ao);
+  auto r = quant::chooseFloatLayers(c.model, qo, c.ranges, *c.reader, ao);
   ASSERT_TRUE(r.isOk()) << r.status().message();
   EXPECT_LT(r->sqnr_all_db, 10);
-  ASSERT_EQ(r->excluded.size(), 1u);
-  EXPECT_EQ(r->excluded[0].name, broken.name);
-  EXPECT_LT(r->excluded[0].solo_sqnr_db, 10);
-  EXPECT_FALSE(r->excluded[0].reason.empty());
+  std::set<std::string> want, got;
+  for (size_t i : GetParam().kept_float) want.insert(c.targets[i].name);
+  for (const auto& e : r->excluded) {
+    got.insert(e.name);
+    EXPECT_LT(e.solo_sqnr_db, 10) << e.name;
+    EXPECT_FALSE(e.reason.empty());
+  }
+  EXPECT_EQ(got, want);
   EXPECT_TRUE(r->target_met);
   EXPECT_GE(r->sqnr_final_db, 20);
   // The float model is left as it was: no layer quantized in it.
   for (const auto& n : c.model.graph->nodes()) EXPECT_FALSE(n->isOp("DequantizeLinear"));
 }
+
+INSTANTIATE_TEST_SUITE_P(Placements, AutoExcludeBroken,
+                         ::testing::Values(BrokenCase{quant::QdqPlacement::kTensorRt, {2}},
+                                           BrokenCase{quant::QdqPlacement::kOrt, {1, 2}}),
+                         [](const ::testing::TestParamInfo<BrokenCase>& info) {
+                           return std::string(quant::qdqPlacementName(info.param.placement));
+                         });
 
 }  // namespace
 }  // namespace nnc

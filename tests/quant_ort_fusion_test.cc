@@ -36,12 +36,16 @@ std::map<std::string, int> ortKernels(const std::filesystem::path& model,
   return counts;
 }
 
+// --no-auto-exclude: this test is about where the placement puts Q/DQ, so every layer is asked
+// to be integer. With auto-exclude on (the default) flatten_head and densenet keep their first
+// Conv float (worst-sample output SQNR 28.9 dB with every layer quantized on these 32 images,
+// target 30 dB), and a Conv kept float rightly runs as a float Conv in ORT.
 testing::CommandResult quantize(const std::string& fixture, const std::filesystem::path& out,
                                 const std::string& placement) {
   return testing::runCli(
       "-q quantize " + testing::quote(testing::sourcePath("models/" + fixture + ".onnx")) + " -o " +
       testing::quote(out) + " --qdq-placement " + placement + " --calib " + kData +
-      " --mean 0.2860 --std 0.3530 --calib-size 32 --sqnr-samples 0");
+      " --mean 0.2860 --std 0.3530 --calib-size 32 --sqnr-samples 0 --no-auto-exclude");
 }
 
 struct FusionCase {
@@ -101,6 +105,30 @@ INSTANTIATE_TEST_SUITE_P(
         FusionCase{"vgg_bn", {{"NhwcMaxPool", 3}}},
         FusionCase{"flatten_head", {{"NhwcMaxPool", 2}}}, FusionCase{"densenet", {}}),
     [](const ::testing::TestParamInfo<FusionCase>& info) { return info.param.fixture; });
+
+// With auto-exclude on (the default), exactly the Convs it keeps float run as float Convs in ORT:
+// every other Conv still gets the Q/DQ it needs to fuse, also next to a float neighbour.
+TEST(OrtFusionAutoExclude, OnlyTheConvsKeptFloatRunInFloat) {
+  ASSERT_TRUE(
+      std::filesystem::exists(testing::sourcePath("node_modules/onnxruntime-node/package.json")));
+  testing::TempDir dir;
+  const auto float_ops =
+      ortKernels(testing::sourcePath("models/flatten_head.onnx"), dir, "disable");
+  const auto out = dir / "auto.onnx";
+  auto r = testing::runCli("quantize " +
+                           testing::quote(testing::sourcePath("models/flatten_head.onnx")) +
+                           " -o " + testing::quote(out) + " --calib " + kData +
+                           " --mean 0.2860 --std 0.3530 --calib-size 32 --sqnr-samples 0 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  int float_convs = 0;
+  for (const auto& e : j["auto_exclude"]["float_layers"])
+    float_convs += e.value("op", "") == "Conv";
+  auto fused = ortKernels(out, dir, "all");
+  EXPECT_EQ(fused["Conv"], float_convs);
+  EXPECT_EQ(fused["QLinearConv"], float_ops.at("Conv") - float_convs);
+}
 
 // int4 weights (QDQ, int8 activations, the default placement) need opset 21, whose int4 type
 // the spec ties to IR version 10: the export declares both, and ORT loads and optimizes it.

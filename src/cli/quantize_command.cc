@@ -58,6 +58,7 @@ Status autoExclude(const QuantizeCommandOptions& o, double min_sqnr, const Model
   ao.samples = std::min<int64_t>(64, o.calib_size < 0 ? reader.size() : o.calib_size);
   ao.batch = batchLimit(model, 32);
   ao.threads = o.threads;
+  ao.float16_storage = !o.fp32_storage && qo.format != quant::QuantFormat::kInteger;
   auto chosen = quant::chooseFloatLayers(model, qo, ranges, reader, ao);
   if (!chosen.isOk()) return chosen.status().withContext("--auto-exclude on " + o.model_path);
   result = std::move(chosen).value();

@@ -10,6 +10,7 @@
 
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/compact.h"
 
 namespace nnc::quant {
 namespace {
@@ -87,12 +88,16 @@ class OutputSqnrProbe {
 // Output SQNR of the float model quantized with `options` plus `extra_float` layers kept float.
 StatusOr<double> trialSqnr(const Model& float_model, QuantizeOptions options,
                            const std::map<std::string, Range>& ranges,
-                           const std::vector<std::string>& extra_float, OutputSqnrProbe& probe) {
+                           const std::vector<std::string>& extra_float, OutputSqnrProbe& probe,
+                           bool float16_storage) {
   options.exclude.insert(options.exclude.end(), extra_float.begin(), extra_float.end());
   NNC_ASSIGN_OR_RETURN(Model trial, cloneModel(float_model));
   NNC_ASSIGN_OR_RETURN(auto targets, selectTargets(*trial.graph, options));
   NNC_ASSIGN_OR_RETURN(auto layers, quantizeModel(trial, targets, ranges, options));
   (void)layers;
+  // What the written file computes (float16 biases, weight scales, BN Mul/Add vectors).
+  NNC_ASSIGN_OR_RETURN(auto compacted, compactModel(trial, {true, float16_storage}));
+  (void)compacted;
   return probe.sqnr(trial);
 }
 
@@ -112,7 +117,8 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
                                               const AutoExcludeOptions& auto_options) {
   AutoExcludeResult result;
   NNC_ASSIGN_OR_RETURN(auto probe, OutputSqnrProbe::create(float_model, reader, auto_options));
-  NNC_ASSIGN_OR_RETURN(result.sqnr_all_db, trialSqnr(float_model, options, ranges, {}, probe));
+  NNC_ASSIGN_OR_RETURN(result.sqnr_all_db, trialSqnr(float_model, options, ranges, {}, probe,
+                                                     auto_options.float16_storage));
   result.sqnr_final_db = result.sqnr_all_db;
   result.target_met = result.sqnr_all_db >= auto_options.min_sqnr_db;
   if (result.target_met) return result;
@@ -125,7 +131,8 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
   for (size_t i = 0; i < targets.size(); ++i) {
     std::vector<std::string> others = names;
     others.erase(others.begin() + int64_t(i));
-    NNC_ASSIGN_OR_RETURN(double solo, trialSqnr(float_model, options, ranges, others, probe));
+    NNC_ASSIGN_OR_RETURN(double solo, trialSqnr(float_model, options, ranges, others, probe,
+                                                auto_options.float16_storage));
     harm.push_back({names[i], targets[i].node->opType(), solo, ""});
   }
   std::stable_sort(harm.begin(), harm.end(), [](const ExcludedLayer& a, const ExcludedLayer& b) {
@@ -139,7 +146,8 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
     if (auto it = tried.find(m); it != tried.end()) return it->second;
     std::vector<std::string> kept_float;
     for (size_t i = 0; i < m; ++i) kept_float.push_back(harm[i].name);
-    NNC_ASSIGN_OR_RETURN(double s, trialSqnr(float_model, options, ranges, kept_float, probe));
+    NNC_ASSIGN_OR_RETURN(double s, trialSqnr(float_model, options, ranges, kept_float, probe,
+                                             auto_options.float16_storage));
     spdlog::debug("auto-exclude: {} most harmful layers float: output SQNR {:.1f} dB", m, s);
     return tried[m] = s;
   };

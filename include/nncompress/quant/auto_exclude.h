@@ -28,6 +28,9 @@ struct AutoExcludeOptions {
   int64_t samples = 64;  // calibration samples the SQNR is measured on
   int64_t batch = 32;
   int threads = 0;
+  // Trials are measured on the model as it is written: compactModel with this float16 storage
+  // (the CLI's default; --fp32-storage turns it off).
+  bool float16_storage = true;
 };
 
 struct ExcludedLayer {
