@@ -143,7 +143,7 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
 // Distillation from the original on the calibration data (compress --finetune).
 StatusOr<Model> retrainWith(State& state, const Model& model) {
   const CompressSetup& s = state.setup;
-  NNC_ASSIGN_OR_RETURN(Model student, cloneModel(model));
+  Model student = model.clone();
   NNC_ASSIGN_OR_RETURN(FinetuneResult r,
                        finetune(student, *s.original, *s.calib_data, *s.finetune));
   (void)r;

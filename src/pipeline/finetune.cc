@@ -8,7 +8,6 @@
 
 #include "finetune_checkpoint.h"
 #include "nncompress/exec/executor.h"
-#include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/recovery.h"
 #include "nncompress/train/lr_schedule.h"
 
@@ -351,7 +350,7 @@ Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::Sa
   bool has_bn = false;
   for (const auto& n : student.graph->nodes()) has_bn = has_bn || n->isOp("BatchNormalization");
   if (!has_bn || !o.reestimate_batch_norm || !o.fake_quant.empty()) return Status::ok();
-  NNC_ASSIGN_OR_RETURN(Model candidate, cloneModel(student));
+  Model candidate = student.clone();
   CalibrationSource calibration{&data, std::min(o.batch_norm_samples, data.size()), o.batch,
                                 o.num_threads};
   NNC_RETURN_IF_ERROR(reestimateBatchNorm(candidate, calibration)
