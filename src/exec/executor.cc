@@ -25,10 +25,6 @@ struct Executor::Step {
 
 Executor::~Executor() = default;
 
-namespace {
-
-// The tensor of a Constant node that uses value_float(s) / value_int(s) / value_string(s)
-// instead of a `value` tensor.
 StatusOr<Tensor> constantNodeValue(const Node& n) {
   for (const Attribute& a : n.attributes()) {
     if (a.name == "value_float") return Tensor::fromVector<float>({}, {a.f});
@@ -44,8 +40,6 @@ StatusOr<Tensor> constantNodeValue(const Node& n) {
   return unsupported("Constant node '" + n.name() +
                      "' has no value the executor can read (sparse_value?)");
 }
-
-}  // namespace
 
 std::vector<std::string> unsupportedOps(const Model& model) {
   std::set<std::string> missing;

@@ -10,23 +10,11 @@
 #include <set>
 #include <unordered_set>
 
+#include "nncompress/exec/executor.h"
 #include "tape_impl.h"
 
 namespace nnc::train {
 namespace {
-
-// A Constant node's tensor from value_float(s) / value_int(s) (value itself is constantData()).
-StatusOr<Tensor> constantNodeValue(const Node& n) {
-  for (const Attribute& a : n.attributes()) {
-    if (a.name == "value_float") return Tensor::fromVector<float>({}, {a.f});
-    if (a.name == "value_floats")
-      return Tensor::fromVector<float>({static_cast<int64_t>(a.floats.size())}, a.floats);
-    if (a.name == "value_int") return Tensor::fromVector<int64_t>({}, {a.i});
-    if (a.name == "value_ints")
-      return Tensor::fromVector<int64_t>({static_cast<int64_t>(a.ints.size())}, a.ints);
-  }
-  return unsupported("Constant node '" + n.name() + "' has no value the tape can read");
-}
 
 // Inputs of an op that hold trainable weights (by default).
 const std::vector<int>& trainableSlots(const Node& n) {
@@ -100,7 +88,7 @@ Status buildSteps(GradientTape::Impl& t, const Model& model, const std::set<std:
     if (n->isOp("Constant")) {
       const int slot = n->output(0) ? slotFor(n->output(0)) : -1;
       if (slot >= 0 && !t.slots[slot].constant) {
-        NNC_ASSIGN_OR_RETURN(Tensor c, constantNodeValue(*n));
+        NNC_ASSIGN_OR_RETURN(Tensor c, exec::constantNodeValue(*n));
         t.owned_constants.push_back(std::make_unique<Tensor>(std::move(c)));
         t.slots[slot].constant = t.owned_constants.back().get();
       }

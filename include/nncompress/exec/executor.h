@@ -70,4 +70,8 @@ class Executor {
 // Checks, without building kernels, which ops of the model have no kernel.
 std::vector<std::string> unsupportedOps(const Model& model);
 
+// The tensor of a Constant node that uses value_float(s) / value_int(s) / value_string(s) instead
+// of a `value` tensor (which is Value::constantData()).
+StatusOr<Tensor> constantNodeValue(const Node& n);
+
 }  // namespace nnc::exec
