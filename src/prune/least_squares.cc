@@ -2,8 +2,13 @@
 
 #include <Eigen/Cholesky>
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <numeric>
 #include <random>
+#include <thread>
+
+#include "gram_band.h"
 
 namespace nnc::lsq {
 
@@ -12,11 +17,44 @@ NormalEquations::NormalEquations(int64_t features, int64_t outputs)
       cross_(MatrixD::Zero(features, outputs)),
       target_sq_(Eigen::VectorXd::Zero(outputs)) {}
 
-void NormalEquations::add(const MatrixD& x, const MatrixD& t) {
+namespace {
+
+// Columns of G per band: wide enough for efficient products, narrow enough to balance threads.
+constexpr int64_t kBandWidth = 64;
+
+// Runs task(i) for i in [0, n) on up to `threads` threads (the caller is one of them); tasks are
+// handed out in order. Plain threads that block when done: no spin-waiting, which costs whole time
+// slices when other processes share the cores.
+void runTasks(int64_t n, int threads, const std::function<void(int64_t)>& task) {
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t i; (i = next.fetch_add(1)) < n;) task(i);
+  };
+  std::vector<std::thread> helpers;
+  for (int h = 1; h < std::min<int64_t>(threads, n); ++h) helpers.emplace_back(work);
+  work();
+  for (std::thread& h : helpers) h.join();
+}
+
+}  // namespace
+
+void NormalEquations::add(const MatrixD& x, const MatrixD& t, int threads) {
   if (x.rows() == 0) return;
-  // One symmetric rank-k update (half the work of X^T X as a full product).
-  gram_.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
-  cross_.noalias() += x.transpose() * t;
+  GramUpdate u;
+  u.x = x.data();
+  u.t = t.data();
+  u.gram = gram_.data();
+  u.cross = cross_.data();
+  u.rows = x.rows();
+  u.features = features();
+  u.outputs = outputs();
+  const int64_t bands = (u.features + kBandWidth - 1) / kBandWidth;
+  // Threads only for work that pays for starting them (about 10^6 multiply-adds per thread).
+  const int64_t work = u.rows * u.features * (u.features / 2 + u.outputs);
+  const int usable = static_cast<int>(std::min<int64_t>(threads, 1 + work / (1 << 20)));
+  runTasks(bands, usable, [&](int64_t b) {
+    addGramBand(u, b * kBandWidth, std::min(u.features, (b + 1) * kBandWidth));
+  });
   target_sq_ += t.colwise().squaredNorm().transpose();
   rows_ += x.rows();
 }

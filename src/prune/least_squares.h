@@ -30,8 +30,10 @@ class NormalEquations {
   int64_t outputs() const { return cross_.cols(); }
   int64_t rows() const { return rows_; }
 
-  // Adds the rows of `x` (rows x features) with targets `t` (rows x outputs).
-  void add(const MatrixD& x, const MatrixD& t);
+  // Adds the rows of `x` (rows x features) with targets `t` (rows x outputs), on up to `threads`
+  // threads. The sums do not depend on the thread count: the work is split into fixed column
+  // bands (gram_band.h), each computed whole by one thread.
+  void add(const MatrixD& x, const MatrixD& t, int threads = 1);
 
   // The ridge solution (features x outputs), shrunk towards `w0` (same shape).
   StatusOr<MatrixD> solve(const MatrixD& w0, double ridge) const;

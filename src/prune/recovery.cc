@@ -678,8 +678,7 @@ Status accumulate(RefitLayer& layer, const Tensor& x, const Tensor* residual, in
       for (int64_t o = 0; o < m; ++o)
         ts(r, o) -= rd[residual_index[r] + o * step] * layer.inv_scale[o];
   }
-  Eigen::setNbThreads(threads);
-  layer.equations->add(xs, ts);
+  layer.equations->add(xs, ts, threads);
   return Status::ok();
 }
 
