@@ -12,17 +12,17 @@
 namespace nnc::lsq {
 namespace {
 
-MatrixD randomMatrix(int64_t rows, int64_t cols, uint32_t seed) {
+RowMatrixD randomMatrix(int64_t rows, int64_t cols, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal;
-  MatrixD m(rows, cols);
+  RowMatrixD m(rows, cols);
   for (int64_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
   return m;
 }
 
 // Bands [0, 50), [50, 130), [130, features) of one update, with `band`.
-void addInBands(void (*band)(const GramUpdate&, int64_t, int64_t), const MatrixD& x,
-                const MatrixD& t, MatrixD& gram, MatrixD& cross) {
+void addInBands(void (*band)(const GramUpdate&, int64_t, int64_t), const RowMatrixD& x,
+                const RowMatrixD& t, MatrixD& gram, MatrixD& cross) {
   GramUpdate u{x.data(), t.data(), gram.data(), cross.data(), x.rows(), x.cols(), t.cols()};
   band(u, 0, 50);
   band(u, 50, 130);
@@ -30,7 +30,7 @@ void addInBands(void (*band)(const GramUpdate&, int64_t, int64_t), const MatrixD
 }
 
 TEST(GramBandTest, EqualsTheDirectProductsWithEveryInstructionSet) {
-  const MatrixD x = randomMatrix(300, 157, 1), t = randomMatrix(300, 9, 2);
+  const RowMatrixD x = randomMatrix(300, 157, 1), t = randomMatrix(300, 9, 2);
   const MatrixD want_gram = x.transpose() * x, want_cross = x.transpose() * t;
   std::vector<void (*)(const GramUpdate&, int64_t, int64_t)> bands = {addGramBandBaseline};
   if (gramAvx2Supported()) bands.push_back(addGramBandAvx2);
@@ -49,8 +49,8 @@ TEST(NormalEquationsTest, ResultsDoNotDependOnTheThreadCount) {
   const int64_t features = 200, outputs = 7;
   NormalEquations one(features, outputs), three(features, outputs);
   for (uint32_t batch = 0; batch < 3; ++batch) {
-    const MatrixD x = randomMatrix(5000, features, 10 + batch);
-    const MatrixD t = randomMatrix(5000, outputs, 20 + batch);
+    const RowMatrixD x = randomMatrix(5000, features, 10 + batch);
+    const RowMatrixD t = randomMatrix(5000, outputs, 20 + batch);
     one.add(x, t, 1);
     three.add(x, t, 3);
   }

@@ -8,8 +8,8 @@
 
 namespace nnc::lsq {
 
-// Column-major operands: x is rows x features, t rows x outputs, gram features x features,
-// cross features x outputs (leading dimensions: the row counts).
+// x is rows x features and t rows x outputs, row-major (one design row after the other); gram
+// (features x features) and cross (features x outputs) are column-major.
 struct GramUpdate {
   const double* x = nullptr;
   const double* t = nullptr;

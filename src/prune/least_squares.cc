@@ -38,7 +38,7 @@ void runTasks(int64_t n, int threads, const std::function<void(int64_t)>& task) 
 
 }  // namespace
 
-void NormalEquations::add(const MatrixD& x, const MatrixD& t, int threads) {
+void NormalEquations::add(const RowMatrixD& x, const RowMatrixD& t, int threads) {
   if (x.rows() == 0) return;
   GramUpdate u;
   u.x = x.data();
@@ -91,8 +91,7 @@ double NormalEquations::relativeError(const MatrixD& w) const {
   return std::max(0.0, err) / total;
 }
 
-void convPatch(const float* x, const PatchGeometry& g, int64_t pixel, double* row,
-               int64_t row_stride) {
+void convPatch(const float* x, const PatchGeometry& g, int64_t pixel, double* row) {
   const int64_t oy = pixel / g.ow, ox = pixel % g.ow;
   const int64_t y0 = oy * g.sh - g.pad_top, x0 = ox * g.sw - g.pad_left;
   int64_t f = 0;
@@ -103,7 +102,7 @@ void convPatch(const float* x, const PatchGeometry& g, int64_t pixel, double* ro
       const bool row_in = sy >= 0 && sy < g.ih;
       for (int64_t j = 0; j < g.kw; ++j, ++f) {
         const int64_t sx = x0 + j * g.dw;
-        row[f * row_stride] = (row_in && sx >= 0 && sx < g.iw) ? xc[sy * g.iw + sx] : 0.0;
+        row[f] = (row_in && sx >= 0 && sx < g.iw) ? xc[sy * g.iw + sx] : 0.0;
       }
     }
   }

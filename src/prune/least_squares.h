@@ -21,6 +21,7 @@
 namespace nnc::lsq {
 
 using MatrixD = Eigen::MatrixXd;
+using RowMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 class NormalEquations {
  public:
@@ -33,7 +34,7 @@ class NormalEquations {
   // Adds the rows of `x` (rows x features) with targets `t` (rows x outputs), on up to `threads`
   // threads. The sums do not depend on the thread count: the work is split into fixed column
   // bands (gram_band.h), each computed whole by one thread.
-  void add(const MatrixD& x, const MatrixD& t, int threads = 1);
+  void add(const RowMatrixD& x, const RowMatrixD& t, int threads = 1);
 
   // The ridge solution (features x outputs), shrunk towards `w0` (same shape).
   StatusOr<MatrixD> solve(const MatrixD& w0, double ridge) const;
@@ -57,11 +58,9 @@ struct PatchGeometry {
 };
 
 // Writes the im2col patch of output position `pixel` (oy * ow + ox) of one image `x`
-// ([channels, ih, iw]) into `row` (patchSize() entries, stride `row_stride` between entries so a
-// column-major matrix row can be filled): entry (c * kh + i) * kw + j is
+// ([channels, ih, iw]) into `row` (patchSize() consecutive entries): entry (c * kh + i) * kw + j is
 // x[c, oy * sh - pad_top + i * dh, ox * sw - pad_left + j * dw], 0 outside the image.
-void convPatch(const float* x, const PatchGeometry& g, int64_t pixel, double* row,
-               int64_t row_stride);
+void convPatch(const float* x, const PatchGeometry& g, int64_t pixel, double* row);
 
 // `count` distinct positions out of `total`, ascending, drawn with a generator seeded by
 // (seed, stream); all positions when count >= total.

@@ -612,7 +612,7 @@ Status accumulate(RefitLayer& layer, const Tensor& x, const Tensor* residual, in
   const int64_t f = layer.w0.rows(), m = layer.w0.cols();
   const int64_t plain = f - (layer.bias ? 1 : 0);  // features without the ones column
   const float* xd = x.data<float>().data();
-  lsq::MatrixD xs;
+  lsq::RowMatrixD xs;  // one design row after the other: patches are written contiguously
   // Pruned residual at target row r, output o, subtracted from the recorded target below.
   std::vector<int64_t> residual_index;  // flat index of (row, output 0); outputs follow by `step`
   int64_t step = 1;
@@ -641,12 +641,11 @@ Status accumulate(RefitLayer& layer, const Tensor& x, const Tensor* residual, in
       for (int64_t s = 0; s < n; ++s)
         for (int64_t pix : positions[s]) residual_index.push_back(s * m * p + pix);
     }
-#pragma omp parallel for num_threads(threads) schedule(static) if (rows * f > (1 << 16))
     for (int64_t s = 0; s < n; ++s) {
       const float* xi = xd + s * g.channels * g.ih * g.iw;
       for (size_t q = 0; q < positions[s].size(); ++q) {
         const int64_t r = offset[s] + static_cast<int64_t>(q);
-        lsq::convPatch(xi, g, positions[s][q], xs.data() + r, rows);
+        lsq::convPatch(xi, g, positions[s][q], xs.row(r).data());
         xs(r, f - 1) = 1.0;
       }
     }
@@ -668,7 +667,7 @@ Status accumulate(RefitLayer& layer, const Tensor& x, const Tensor* residual, in
   }
   std::vector<float> t(static_cast<size_t>(xs.rows() * m));
   NNC_RETURN_IF_ERROR(layer.targets.read(t));
-  lsq::MatrixD ts =
+  lsq::RowMatrixD ts =
       Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(
           t.data(), xs.rows(), m)
           .cast<double>();
