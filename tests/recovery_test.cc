@@ -5,7 +5,10 @@
 // - BatchNorm re-estimation leaves every BN holding exactly the statistics of its input (the
 //   fixed point a sequential re-estimation must reach; the single-pass variant does not);
 // - on the resnet fixture pruned 50% per group (l1), lsq recovery restores far more accuracy and
-//   fidelity than none or bn, and the recovered model passes the ONNX checker and matches ORT.
+//   fidelity than none or bn, and the recovered model passes the ONNX checker and matches ORT;
+// - staged calibration passes (activations kept between the per-level passes) give every stage
+//   exactly the values a pass from the model input gives, and least squares writes the same
+//   weights with and without the activation cache.
 
 #include "nncompress/prune/recovery.h"
 
@@ -17,6 +20,7 @@
 #include <random>
 #include <set>
 
+#include "../src/prune/calibration_passes.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/criteria.h"
@@ -550,6 +554,84 @@ TEST(RecoveryResnetTest, LeastSquaresBeatsBatchNormAndNone) {
   ASSERT_TRUE(ort.isOk()) << ort.status().toString();
   EXPECT_EQ((*ort)[0].shape(), (Shape{32, 10}));
   EXPECT_LE(testing::relativeMaxError(runModel(lsq, *images), (*ort)[0]), 1e-4);
+}
+
+bool sameTensor(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() && a.bytes() == b.bytes();
+}
+
+TEST(StagedPassesTest, EveryStageSeesWhatAPassFromTheInputComputes) {
+  auto model = loadModel(testing::sourcePath("models/resnet.onnx"));
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  auto train = fashion("train-images-idx3-ubyte.gz");
+  const CalibrationSource source{train.get(), 160, 64, 1};  // a short last batch too
+  const std::vector<std::vector<std::string>> stages = {
+      {"/stem/stem.2/Relu_output_0"},
+      {"/layer1/Relu_output_0", "/layer1/shortcut/shortcut.1/BatchNormalization_output_0"},
+      {"/layer2/Relu_1_output_0", "/stem/stem.2/Relu_output_0"},  // one value from the cache
+      {"logits", "/layer3/Relu_output_0"}};
+  calib::StagedPasses passes(*model, stages, source, int64_t{64} << 20);
+  EXPECT_TRUE(passes.caching());
+  for (size_t k = 0; k < stages.size(); ++k) {
+    if (k == 3) {  // weights below every earlier stage's values may change between stages
+      Tensor w = *model->graph->findValue("fc.weight")->constantData();
+      for (float& x : w.mutableData<float>()) x *= 0.5f;
+      model->graph->findValue("fc.weight")->setInitializer(std::move(w));
+    }
+    auto fresh = calib::Runner::make(*model, stages[k], 1);
+    ASSERT_TRUE(fresh.isOk()) << fresh.status().toString();
+    int batches = 0;
+    Status st = passes.run(k, *model, [&](int64_t first, const std::vector<const Tensor*>& got) {
+      auto batch = train->readBatch(first, std::min<int64_t>(64, 160 - first));
+      EXPECT_TRUE(batch.isOk());
+      auto want = fresh->run(*batch);
+      EXPECT_TRUE(want.isOk());
+      EXPECT_EQ(got.size(), stages[k].size());
+      for (size_t i = 0; i < got.size(); ++i)
+        EXPECT_TRUE(sameTensor(*got[i], (*want)[fresh->slot[i]]))
+            << "stage " << k << " value " << stages[k][i] << " samples " << first;
+      ++batches;
+      return Status::ok();
+    });
+    EXPECT_TRUE(st.isOk()) << st.toString();
+    EXPECT_EQ(batches, 3);
+  }
+  // Without room for the activations, the stages run from the input.
+  EXPECT_FALSE(calib::StagedPasses(*model, stages, source, 1000).caching());
+}
+
+TEST(RecoveryResnetTest, LeastSquaresWeightsDoNotDependOnTheActivationCache) {
+  auto original = loadModel(testing::sourcePath("models/resnet.onnx"));
+  ASSERT_TRUE(original.isOk()) << original.status().toString();
+  const ChannelAnalysis analysis = analyzeChannels(*original);
+  auto criterion = makeCriterion("l1");
+  ASSERT_TRUE(criterion.isOk());
+  UniformPlanOptions plan_options;
+  plan_options.ratio = 0.3;
+  auto plan = planUniformPruning(analysis, **criterion, plan_options);
+  ASSERT_TRUE(plan.isOk());
+  auto train = fashion("train-images-idx3-ubyte.gz");
+  const CalibrationSource source{train.get(), 128, 64, 2};
+  Model cached = prunedCopy(*original, *plan), recomputed = prunedCopy(*original, *plan);
+  LeastSquaresOptions no_cache;
+  no_cache.cache_bytes = 0;
+  auto a = reconstructLeastSquares(*original, cached, analysis, *plan, source);
+  auto b = reconstructLeastSquares(*original, recomputed, analysis, *plan, source, no_cache);
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  ASSERT_GE(a->size(), 8u);
+  ASSERT_EQ(a->size(), b->size());
+  for (size_t i = 0; i < a->size(); ++i) {
+    EXPECT_EQ((*a)[i].error_before, (*b)[i].error_before) << (*a)[i].layer;
+    EXPECT_EQ((*a)[i].error_after, (*b)[i].error_after) << (*a)[i].layer;
+  }
+  int compared = 0;
+  for (const Value* v : cached.graph->initializers()) {
+    const Value* same = recomputed.graph->findValue(v->name());
+    ASSERT_NE(same, nullptr) << v->name();
+    EXPECT_TRUE(sameTensor(*v->initializer(), *same->initializer())) << v->name();
+    ++compared;
+  }
+  EXPECT_EQ(compared, static_cast<int>(recomputed.graph->initializers().size()));
 }
 
 }  // namespace

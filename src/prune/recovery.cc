@@ -44,6 +44,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "calibration_passes.h"
 #include "least_squares.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/ir/batch_norm.h"
@@ -51,88 +52,10 @@
 namespace nnc {
 namespace {
 
-Status checkCalibration(const CalibrationSource& c) {
-  if (!c.reader) return invalidArgument("calibration: no data reader");
-  if (c.count <= 0) return invalidArgument("calibration: the sample count must be positive");
-  if (c.batch <= 0) return invalidArgument("calibration: the batch size must be positive");
-  if (c.reader->size() <= 0) return invalidArgument("calibration: the data set is empty");
-  return Status::ok();
-}
-
-int threadsOf(const CalibrationSource& c) {
-  return c.num_threads > 0 ? c.num_threads : omp_get_num_procs();
-}
-
-// Calls fn(first sample, batch) for the calibration batches, in order.
-Status forEachBatch(const CalibrationSource& c,
-                    const std::function<Status(int64_t, const Tensor&)>& fn) {
-  const int64_t total = std::min(c.count, c.reader->size());
-  for (int64_t first = 0; first < total; first += c.batch) {
-    const int64_t n = std::min(c.batch, total - first);
-    NNC_ASSIGN_OR_RETURN(Tensor batch, c.reader->readBatch(first, n));
-    NNC_RETURN_IF_ERROR(fn(first, batch)
-                            .withContext("calibration samples " + std::to_string(first) + ".." +
-                                         std::to_string(first + n - 1)));
-  }
-  return Status::ok();
-}
-
-// A copy of `model` whose graph outputs are `outputs` (value names) and that computes nothing
-// else: a calibration pass stops at the layers it measures.
-StatusOr<Model> truncatedCopy(const Model& model, const std::vector<std::string>& outputs) {
-  if (outputs.empty()) return internalError("truncatedCopy: no outputs");
-  Model copy = model.clone();
-  Graph& g = *copy.graph;
-  std::vector<Value*> values;
-  for (const std::string& name : outputs) {
-    Value* v = g.findValue(name);
-    if (!v) return internalError("value '" + name + "' missing from the model copy");
-    values.push_back(v);
-  }
-  // Graph outputs cannot be removed, only replaced: surplus slots repeat the last value.
-  const size_t slots = g.outputs().size();
-  for (size_t i = 0; i < std::max(slots, values.size()); ++i) {
-    Value* v = values[std::min(i, values.size() - 1)];
-    if (i < slots)
-      g.setOutput(i, v);
-    else
-      g.addOutput(v);
-  }
-  g.removeDeadNodes();
-  return copy;
-}
-
-// A truncated model and its executor; several requests may name the same value.
-struct Runner {
-  std::unique_ptr<Model> model;  // stable address: the executor points into it
-  std::unique_ptr<exec::Executor> executor;
-  std::vector<std::string> outputs;  // distinct
-  std::vector<size_t> slot;          // per request: index into outputs
-
-  static StatusOr<Runner> make(const Model& from, const std::vector<std::string>& requests,
-                               int threads) {
-    Runner r;
-    for (const std::string& name : requests) {
-      auto it = std::find(r.outputs.begin(), r.outputs.end(), name);
-      r.slot.push_back(it - r.outputs.begin());
-      if (it == r.outputs.end()) r.outputs.push_back(name);
-    }
-    NNC_ASSIGN_OR_RETURN(Model copy, truncatedCopy(from, r.outputs));
-    r.model = std::make_unique<Model>(std::move(copy));
-    NNC_ASSIGN_OR_RETURN(r.executor, exec::Executor::create(*r.model, {threads}));
-    if (r.executor->inputs().size() != 1)
-      return unsupported("calibration needs a model with one input, this one has " +
-                         std::to_string(r.executor->inputs().size()));
-    return r;
-  }
-  // One tensor per distinct output (index with `slot`); graph output slots beyond those are
-  // repeats of the last one and are ignored.
-  StatusOr<std::vector<Tensor>> run(const Tensor& batch) {
-    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, executor->run({batch}));
-    out.resize(outputs.size());
-    return out;
-  }
-};
+using calib::checkCalibration;
+using calib::forEachBatch;
+using calib::Runner;
+using calib::threadsOf;
 
 // Writes `tensor` as input `index` of `node`: in place when the node is the only reader of an
 // initializer, else as a new initializer named after `base` (weights may be shared).
@@ -801,28 +724,31 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
     }));
   }
 
-  // Then one pass of the pruned model per level, with every earlier level already refit.
+  // Then one pass of the pruned model per level, with every earlier level already refit; each
+  // pass starts from the activations the previous ones computed (StagedPasses).
+  std::vector<std::vector<RefitLayer*>> at_level(levels);
+  std::vector<std::vector<std::string>> requests(levels);  // layer inputs, then residuals
+  for (RefitLayer& l : layers) {
+    at_level[l.level].push_back(&l);
+    requests[l.level].push_back(l.node->input(0)->name());
+  }
+  for (int level = 0; level < levels; ++level)
+    for (const RefitLayer* l : at_level[level])
+      requests[level].push_back(l->residual.empty() ? requests[level][0] : l->residual);
+  calib::StagedPasses passes(pruned, std::move(requests), calibration, options.cache_bytes);
   for (int level = 0; level < levels; ++level) {
-    std::vector<RefitLayer*> now;
-    std::vector<std::string> inputs;
-    for (RefitLayer& l : layers) {
-      if (l.level != level) continue;
-      now.push_back(&l);
-      inputs.push_back(l.node->input(0)->name());
-    }
+    const std::vector<RefitLayer*>& now = at_level[level];
     if (now.empty()) continue;
-    for (const RefitLayer* l : now) inputs.push_back(l->residual.empty() ? inputs[0] : l->residual);
-    NNC_ASSIGN_OR_RETURN(Runner pruned_run, Runner::make(pruned, inputs, threads));
     const size_t count = now.size();
-    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
-      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> xs, pruned_run.run(batch));
-      for (size_t i = 0; i < count; ++i) {
-        const Tensor* r = now[i]->residual.empty() ? nullptr : &xs[pruned_run.slot[count + i]];
-        NNC_RETURN_IF_ERROR(accumulate(*now[i], xs[pruned_run.slot[i]], r, first, options, threads)
-                                .withContext("layer '" + layerName(*now[i]->node) + "'"));
-      }
-      return Status::ok();
-    }));
+    NNC_RETURN_IF_ERROR(passes.run(
+        level, pruned, [&](int64_t first, const std::vector<const Tensor*>& xs) -> Status {
+          for (size_t i = 0; i < count; ++i) {
+            const Tensor* r = now[i]->residual.empty() ? nullptr : xs[count + i];
+            NNC_RETURN_IF_ERROR(accumulate(*now[i], *xs[i], r, first, options, threads)
+                                    .withContext("layer '" + layerName(*now[i]->node) + "'"));
+          }
+          return Status::ok();
+        }));
     for (RefitLayer* l : now) {
       NNC_ASSIGN_OR_RETURN(lsq::MatrixD w, l->equations->solve(l->w0, options.ridge));
       LayerRecovery r;

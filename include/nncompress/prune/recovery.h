@@ -47,6 +47,10 @@ struct LeastSquaresOptions {
   // matches the original's: it also absorbs the error of the other branch, when that branch is
   // final before this layer is refit (identity shortcuts, projection shortcuts refit earlier).
   bool compensate_residuals = true;
+  // Activations of the pruned model kept between the per-level calibration passes, so a pass
+  // starts where the previous ones stopped instead of at the model input; when they would take
+  // more bytes than this, every pass runs from the input (same results, more work).
+  int64_t cache_bytes = int64_t{512} << 20;
 };
 
 // What reconstruction did to one layer: relative squared error of its output against the
