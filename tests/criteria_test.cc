@@ -7,6 +7,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
+#include <random>
 
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -246,6 +247,68 @@ TEST(CriteriaTest, BnGammaAndFpgmOnAGroupWithBatchNorm) {
   ASSERT_TRUE(fpgm.isOk());
   // u2 = (1, 1) lies between u0 = (1, 0) and u1 = (0, 1): the smallest total distance.
   EXPECT_EQ(removedAt(*fpgm, 1), (std::vector<int64_t>{2}));
+}
+
+// Random samples [3, 9, 11] (odd sizes: edges on every side of every offset).
+class RandomReader : public data::SampleReader {
+ public:
+  int64_t size() const override { return 5; }
+  Shape sampleShape() const override { return {3, 9, 11}; }
+  StatusOr<Tensor> readBatch(int64_t first, int64_t count) override {
+    Tensor t(DType::kFloat32, {count, 3, 9, 11});
+    std::mt19937 rng(static_cast<uint32_t>(first));
+    std::normal_distribution<float> normal;
+    for (float& v : t.mutableData<float>()) v = normal(rng);
+    return t;
+  }
+  std::string description() const override { return "random"; }
+};
+
+// The autocorrelation, side by side per row for speed, is bit for bit the plain sum over y, then
+// x, of each offset on its own, for the specialised radii and the generic path.
+TEST(FeatureStatsTest, AutocorrelationEqualsThePlainSumPerOffset) {
+  Model m = parse(
+      "<ir_version: 8, opset_import: [\"\" : 13]>\n"
+      "g (float[N,3,9,11] x) => (r)\n{\n r = Relu (x)\n}\n");
+  const Value* r = m.graph->findValue("r");
+  RandomReader reader;
+  CalibrationSource calib;
+  calib.reader = &reader;
+  calib.count = 5;
+  calib.batch = 2;
+  calib.num_threads = 1;
+  for (const auto& [rh, rw] : std::vector<std::pair<int64_t, int64_t>>{{2, 2}, {1, 3}, {3, 5}}) {
+    TensorStatsRequest request;
+    request.value = r;
+    request.radius_h = rh;
+    request.radius_w = rw;
+    auto stats = collectFeatureStats(m, {request}, calib);
+    ASSERT_TRUE(stats.isOk()) << stats.status().toString();
+    const TensorStats* ts = stats->find(r);
+    ASSERT_NE(ts, nullptr);
+    std::vector<double> want((2 * rh + 1) * (2 * rw + 1) * 3, 0.0);
+    for (int64_t first = 0; first < 5; first += 2) {
+      const Tensor batch = reader.readBatch(first, std::min<int64_t>(2, 5 - first)).value();
+      for (int64_t i = 0; i < batch.dim(0); ++i)
+        for (int64_t c = 0; c < 3; ++c) {
+          std::vector<float> f(99);
+          for (int64_t q = 0; q < 99; ++q)
+            f[q] = std::max(0.f, batch.data<float>()[(i * 3 + c) * 99 + q]);
+          for (int64_t dy = -rh; dy <= rh; ++dy)
+            for (int64_t dx = -rw; dx <= rw; ++dx) {
+              double acc = 0;
+              for (int64_t y = std::max<int64_t>(0, -dy); y < std::min<int64_t>(9, 9 - dy); ++y)
+                for (int64_t x = std::max<int64_t>(0, -dx); x < std::min<int64_t>(11, 11 - dx); ++x)
+                  acc += double(f[y * 11 + x]) * f[(y + dy) * 11 + x + dx];
+              want[(c * (2 * rh + 1) + dy + rh) * (2 * rw + 1) + dx + rw] += acc;
+            }
+        }
+    }
+    for (double& w : want) w *= 1.0 / 5;  // as collectFeatureStats averages
+    ASSERT_EQ(ts->autocorr.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(ts->autocorr[i], want[i]) << "radius " << rh << "x" << rw << " entry " << i;
+  }
 }
 
 }  // namespace

@@ -73,6 +73,58 @@ std::vector<TensorStatsRequest> statsRequestsFor(const ChannelAnalysis& analysis
 
 namespace {
 
+// Adds to ac[(dy + rh) * (2 rw + 1) + dx + rw] the sum over y, x of f[y, x] * f[y + dy, x + dx]
+// (pairs inside the h x w map), for |dy| <= rh, |dx| <= rw; `sq` is the (0, 0) term. Each sum runs
+// over y, then x, ascending; the offsets of one dy are accumulated side by side (independent
+// chains instead of one latency-bound chain per offset), which keeps every sum's order.
+template <int kRw>
+void addRowOffsets(const float* row, const float* other, int64_t w, double* acc) {
+  double local[2 * kRw + 1];  // the running sums, in registers
+  for (int i = 0; i <= 2 * kRw; ++i) local[i] = acc[i];
+  for (int64_t x = 0; x < w; ++x) {
+    const double a = row[x];
+    for (int dx = -kRw; dx <= kRw; ++dx) {
+      const int64_t xs = x + dx;
+      if (xs >= 0 && xs < w) local[dx + kRw] += a * other[xs];
+    }
+  }
+  for (int i = 0; i <= 2 * kRw; ++i) acc[i] = local[i];
+}
+
+void addRowOffsetsAnyRadius(const float* row, const float* other, int64_t w, int64_t rw,
+                            double* acc) {
+  for (int64_t x = 0; x < w; ++x)
+    for (int64_t dx = -rw; dx <= rw; ++dx) {
+      const int64_t xs = x + dx;
+      if (xs >= 0 && xs < w) acc[dx + rw] += double(row[x]) * other[xs];
+    }
+}
+
+void addAutocorrelation(const float* f, int64_t h, int64_t w, int64_t rh, int64_t rw, double sq,
+                        double* ac) {
+  const int64_t ww = 2 * rw + 1;
+  std::vector<double> acc(ww);
+  for (int64_t dy = -rh; dy <= rh; ++dy) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t y = std::max<int64_t>(0, -dy); y < std::min(h, h - dy); ++y) {
+      const float* row = f + y * w;
+      const float* other = f + (y + dy) * w;
+      if (rw == 0)
+        addRowOffsets<0>(row, other, w, acc.data());
+      else if (rw == 1)
+        addRowOffsets<1>(row, other, w, acc.data());
+      else if (rw == 2)
+        addRowOffsets<2>(row, other, w, acc.data());
+      else if (rw == 3)
+        addRowOffsets<3>(row, other, w, acc.data());
+      else
+        addRowOffsetsAnyRadius(row, other, w, rw, acc.data());
+    }
+    for (int64_t dx = -rw; dx <= rw; ++dx)
+      ac[(dy + rh) * ww + dx + rw] += (dy == 0 && dx == 0) ? sq : acc[dx + rw];
+  }
+}
+
 // Adds one batch of tensor `t` to `s` (allocating on first sight).
 Status accumulate(const TensorStatsRequest& req, const Tensor& t, TensorStats& s) {
   if (t.dtype() != DType::kFloat32 || t.rank() < 2)
@@ -106,23 +158,7 @@ Status accumulate(const TensorStatsRequest& req, const Tensor& t, TensorStats& s
       const double mean = sum / hw;
       s.mean_std[ch] += std::sqrt(std::max(0.0, sq / hw - mean * mean));
       s.mean_abs[ch] += abs_sum / hw;
-      double* ac = s.autocorr.data() + ch * wh * ww;
-      for (int64_t dy = -s.radius_h; dy <= s.radius_h; ++dy)
-        for (int64_t dx = -s.radius_w; dx <= s.radius_w; ++dx) {
-          if (dy == 0 && dx == 0) {
-            ac[s.radius_h * ww + s.radius_w] += sq;
-            continue;
-          }
-          double acc = 0;
-          const int64_t y0 = std::max<int64_t>(0, -dy), y1 = std::min(h, h - dy);
-          const int64_t x0 = std::max<int64_t>(0, -dx), x1 = std::min(w, w - dx);
-          for (int64_t y = y0; y < y1; ++y) {
-            const float* row = f + y * w;
-            const float* shifted = f + (y + dy) * w + dx;
-            for (int64_t x = x0; x < x1; ++x) acc += double(row[x]) * shifted[x];
-          }
-          ac[(dy + s.radius_h) * ww + dx + s.radius_w] += acc;
-        }
+      addAutocorrelation(f, h, w, s.radius_h, s.radius_w, sq, s.autocorr.data() + ch * wh * ww);
     }
     if (req.cosine) {
       using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
