@@ -5,6 +5,7 @@
 #include <limits>
 #include <optional>
 
+#include "nncompress/ir/weight_layout.h"
 #include "nncompress/quant/int32_bias.h"
 #include "quantize_internal.h"
 
@@ -68,7 +69,7 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   const QParams yq = chooseQParams(yr->second, options.symmetric_activations, 8);
   // Weight as int8 with the output channel on axis 0 (Conv) or 1 (MatMul's [K, N]).
   Tensor w = *constantFloat32(n.input(1));
-  if (n.isOp("Gemm") && n.intAttr("transB", 0)) {  // [N, K] -> [K, N]
+  if (weightLayout(n)->out_axis == 0 && !n.isOp("Conv")) {  // Gemm transB: [N, K] -> [K, N]
     Tensor wt(DType::kFloat32, {w.dim(1), w.dim(0)});
     for (int64_t r = 0; r < w.dim(0); ++r)
       for (int64_t c = 0; c < w.dim(1); ++c)

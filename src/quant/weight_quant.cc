@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nncompress/ir/weight_layout.h"
 #include "quantize_internal.h"
 
 namespace nnc::quant {
@@ -9,19 +10,13 @@ namespace nnc::quant {
 // weight.
 int outputChannelAxis(const Node& n) {
   const Tensor* w = constantFloat32(n.input(1));
-  if (w == nullptr) return -1;
-  if (n.isOp("Conv")) return w->rank() >= 3 ? 0 : -1;
-  if (n.isOp("Gemm")) return w->rank() == 2 ? (n.intAttr("transB", 0) ? 0 : 1) : -1;
-  if (n.isOp("MatMul")) return w->rank() == 2 ? 1 : -1;
-  return -1;
+  if (w == nullptr || !isQuantizableOp(n)) return -1;
+  const auto layout = weightLayout(n);
+  return layout->fitsRank(w->rank()) ? layout->out_axis : -1;
 }
 
 // Axis along which a weight's input features run (the reduction axis).
-int inputAxis(const Node& n) {
-  if (n.isOp("Conv")) return 1;
-  if (n.isOp("Gemm")) return n.intAttr("transB", 0) ? 1 : 0;
-  return 0;  // MatMul [K, N]
-}
+int inputAxis(const Node& n) { return weightLayout(n)->in_axis; }
 
 // int8 (per-channel or per-tensor) symmetric weights behind a DequantizeLinear.
 WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel, int bits,
