@@ -283,7 +283,8 @@ TEST(WriteGate, AcceptsAValidModelAndRunsTheSample) {
   TempDir dir;
   Model model = parse(kTwoConvs);
   WriteGateReport report;
-  ASSERT_TRUE(writeValidatedModel(model, dir / "ok.onnx", {}, {}, &report).isOk());
+  ASSERT_TRUE(
+      writeValidatedModel(model, dir / "ok.onnx", onnxModelFormat(), {}, {}, &report).isOk());
   EXPECT_TRUE(report.sample_run);
   EXPECT_TRUE(std::filesystem::exists(dir / "ok.onnx"));
   EXPECT_TRUE(checkModelFile(dir / "ok.onnx").isOk());
@@ -363,7 +364,7 @@ TEST_P(GateRejects, WithAnInternalErrorAndNothingOnDisk) {
   c.corrupt(model);
   SaveOptions save;
   save.external_data_threshold = 16;  // a .data file must not survive either
-  Status s = writeValidatedModel(model, dir / "out.onnx", save);
+  Status s = writeValidatedModel(model, dir / "out.onnx", onnxModelFormat(), save);
   ASSERT_FALSE(s.isOk());
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.toString();
   EXPECT_NE(s.message().find(c.expected), std::string::npos) << s.message();

@@ -116,7 +116,7 @@ Status writeOutputModel(Model& model, const std::string& path, const LoadedModel
   WriteGateOptions gate;
   gate.reference = reference;
   gate.load_reference = std::move(load_reference);
-  Status written = writeValidatedModel(model, path, options, gate);
+  Status written = writeValidatedModel(model, path, onnxModelFormat(), options, gate);
   if (written.code() == StatusCode::kInternal && !input.strict_finding.empty())
     written = invalidModel(written.message() + " (the input was invalid: " + input.strict_finding +
                            "; loaded with --no-strict)");
@@ -127,7 +127,7 @@ Status raiseOpsetTo(Model& model, int64_t needed, const std::string& why, int64_
   *converted_from = 0;
   const int64_t have = model.opsetVersion("");
   if (have >= needed) return Status::ok();
-  NNC_RETURN_IF_ERROR(convertModelOpset(model, needed));
+  NNC_RETURN_IF_ERROR(convertModelOpset(model, needed, onnxModelFormat()));
   spdlog::info("converted the model from opset {} to {} (IR {}) for {}", have, needed,
                model.ir_version, why);
   *converted_from = have;
@@ -143,7 +143,7 @@ Status runConvert(const ConvertOptions& options) {
   std::optional<Model> original;
   if (options.opset > 0 && options.opset != opset_before) {
     NNC_ASSIGN_OR_RETURN(original, cloneModel(model));
-    Status converted = convertModelOpset(model, options.opset);
+    Status converted = convertModelOpset(model, options.opset, onnxModelFormat());
     if (!converted.isOk()) return converted.withContext(options.model_path);
     spdlog::info("converted from opset {} to {} (IR {})", opset_before, options.opset,
                  model.ir_version);

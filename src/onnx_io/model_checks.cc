@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "nncompress/ir/shape_fold.h"
+#include "nncompress/ir/weight_layout.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "proto_convert.h"
 
@@ -115,20 +116,6 @@ std::string uncheckedOpsNote(const onnx::ModelProto& proto) {
 
 // A conv's weight reads a channel count its input must have. Table: which input is the data,
 // which the weight, the weight axis that counts input channels, and whether `group` multiplies.
-struct WeightChannelRule {
-  const char* op;
-  int data_input;
-  int weight_input;
-  int weight_axis;
-  bool grouped;
-};
-constexpr WeightChannelRule kWeightChannelRules[] = {
-    {"Conv", 0, 1, 1, true},
-    {"ConvInteger", 0, 1, 1, true},
-    {"QLinearConv", 0, 3, 1, true},
-    {"ConvTranspose", 0, 1, 0, false},  // W is [C_in, C_out / group, k...]
-};
-
 std::optional<int64_t> knownDim(const Value* v, int axis) {
   if (!v) return std::nullopt;
   if (const Tensor* t = v->constantData(); t && axis < t->rank()) return t->dim(axis);
@@ -314,19 +301,19 @@ namespace {}  // namespace
 
 Status checkWeightChannels(const Model& model) {
   for (const auto& node : model.graph->nodes()) {
-    for (const WeightChannelRule& rule : kWeightChannelRules) {
-      if (!node->isOp(rule.op)) continue;
-      const Value* x = node->input(rule.data_input);
-      const Value* w = node->input(rule.weight_input);
-      const auto x_channels = knownDim(x, 1), w_channels = knownDim(w, rule.weight_axis);
-      if (!x_channels || !w_channels) continue;
-      const int64_t group = rule.grouped ? node->intAttr("group", 1) : 1;
-      if (*w_channels * group == *x_channels) continue;
-      return invalidModel(nodeLabel(*node) + ": weight '" + w->name() + "' reads " +
-                          std::to_string(*w_channels * group) + " input channels (" +
-                          std::to_string(*w_channels) + " x group " + std::to_string(group) +
-                          ") but input '" + x->name() + "' has " + std::to_string(*x_channels));
-    }
+    // The convolutions of the weight layout table (ir/weight_layout.h).
+    const auto layout = weightLayout(*node);
+    if (!layout || layout->matrix) continue;
+    const Value* x = node->input(layout->data_input);
+    const Value* w = node->input(layout->weight_input);
+    const auto x_channels = knownDim(x, 1), w_channels = knownDim(w, layout->in_axis);
+    if (!x_channels || !w_channels) continue;
+    const int64_t group = layout->grouped == GroupedAxis::kInput ? layout->group : 1;
+    if (*w_channels * group == *x_channels) continue;
+    return invalidModel(nodeLabel(*node) + ": weight '" + w->name() + "' reads " +
+                        std::to_string(*w_channels * group) + " input channels (" +
+                        std::to_string(*w_channels) + " x group " + std::to_string(group) +
+                        ") but input '" + x->name() + "' has " + std::to_string(*x_channels));
   }
   return Status::ok();
 }

@@ -485,4 +485,28 @@ const ShapeInference& onnxShapeInference() {
   return inference;
 }
 
+const ModelFormat& onnxModelFormat() {
+  class OnnxModelFormat : public ModelFormat {
+   public:
+    Status checkShapeInputs(const Model& model) const override {
+      return nnc::checkShapeInputs(model);
+    }
+    Status checkWeightChannels(const Model& model) const override {
+      return nnc::checkWeightChannels(model);
+    }
+    int64_t irVersionForOpset(int64_t opset) const override {
+      return nnc::irVersionForOpset(opset);
+    }
+    Status save(Model& model, const std::filesystem::path& path, const SaveOptions& options,
+                bool consume) const override {
+      return consume ? saveModelConsuming(model, path, options) : saveModel(model, path, options);
+    }
+    Status convertOpset(Model& model, int64_t target) const override {
+      return nnc::convertOpset(model, target);
+    }
+  };
+  static const OnnxModelFormat format;
+  return format;
+}
+
 }  // namespace nnc

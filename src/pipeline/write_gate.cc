@@ -241,21 +241,22 @@ void fillRanksFromSampleRun(Model& model) {
   }
 }
 
-Status convertModelOpset(Model& model, int64_t target) {
+Status convertModelOpset(Model& model, int64_t target, const ModelFormat& format) {
   bool rank_missing = false;
   for (const auto& v : model.graph->values())
     rank_missing = rank_missing || (v->producer() && v->type().isTensor() && !v->type().shape);
   if (rank_missing) fillRanksFromSampleRun(model);
-  return convertOpset(model, target);
+  return format.convertOpset(model, target);
 }
 
 namespace {
 
-Status checkBeforeWrite(const Model& model, const ReferenceSource& reference, WriteGateReport& r) {
+Status checkBeforeWrite(const Model& model, const ModelFormat& format,
+                        const ReferenceSource& reference, WriteGateReport& r) {
   const auto start = std::chrono::steady_clock::now();
   auto gateError = [](const Status& s) { return internalError("validation gate: " + s.message()); };
-  if (Status s = checkShapeInputs(model); !s.isOk()) return gateError(s);
-  if (Status s = checkWeightChannels(model); !s.isOk()) return gateError(s);
+  if (Status s = format.checkShapeInputs(model); !s.isOk()) return gateError(s);
+  if (Status s = format.checkWeightChannels(model); !s.isOk()) return gateError(s);
   if (Status s = checkChannelParameters(model); !s.isOk()) return gateError(s);
   const auto sample_start = std::chrono::steady_clock::now();
   if (Status s = runSample(model, reference, r); !s.isOk()) return gateError(s);
@@ -269,26 +270,26 @@ Status checkBeforeWrite(const Model& model, const ReferenceSource& reference, Wr
 
 }  // namespace
 
-Status checkModelBeforeWrite(const Model& model, const Model* reference, WriteGateReport* report) {
+Status checkModelBeforeWrite(const Model& model, const ModelFormat& format, const Model* reference,
+                             WriteGateReport* report) {
   WriteGateReport local;
-  return checkBeforeWrite(model, {reference, {}}, report ? *report : local);
+  return checkBeforeWrite(model, format, {reference, {}}, report ? *report : local);
 }
 
 Status writeValidatedModel(Model& model, const std::filesystem::path& path,
-                           const SaveOptions& options, const WriteGateOptions& gate,
-                           WriteGateReport* report) {
+                           const ModelFormat& format, const SaveOptions& options,
+                           const WriteGateOptions& gate, WriteGateReport* report) {
   WriteGateReport local;
   WriteGateReport& r = report ? *report : local;
   const int64_t opset = model.opsetVersion("");
-  if (opset > 0) model.ir_version = std::max(model.ir_version, irVersionForOpset(opset));
-  NNC_RETURN_IF_ERROR(checkBeforeWrite(model, {gate.reference, gate.load_reference}, r));
+  if (opset > 0) model.ir_version = std::max(model.ir_version, format.irVersionForOpset(opset));
+  NNC_RETURN_IF_ERROR(checkBeforeWrite(model, format, {gate.reference, gate.load_reference}, r));
   SaveOptions save = options;
   save.validate = true;
   save.validation_notes = &r.notes;
   double proto_seconds = 0;
   save.validation_seconds = &proto_seconds;
-  Status saved =
-      gate.consume ? saveModelConsuming(model, path, save) : saveModel(model, path, save);
+  Status saved = format.save(model, path, save, gate.consume);
   r.seconds += proto_seconds;
   if (saved.code() == StatusCode::kInternal)
     return internalError("validation gate: " + saved.message());

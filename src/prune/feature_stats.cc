@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "nncompress/exec/executor.h"
+#include "nncompress/ir/conv_geometry.h"
 
 namespace nnc {
 
@@ -59,9 +60,9 @@ std::vector<TensorStatsRequest> statsRequestsFor(const ChannelAnalysis& analysis
       int64_t rh = 0, rw = 0;
       const Tensor* w = m.value->constantData();
       if (m.node->isOp("Conv") && w && w->rank() == 4) {
-        const auto dil = m.node->intsAttr("dilations", {1, 1});
-        rh = (w->dim(2) - 1) * (dil.size() > 0 ? dil[0] : 1);
-        rw = (w->dim(3) - 1) * (dil.size() > 1 ? dil[1] : 1);
+        const ConvWindow window = ConvWindow::of(*m.node);
+        rh = (w->dim(2) - 1) * window.dilation(0);
+        rw = (w->dim(3) - 1) * window.dilation(1);
       }
       add(m.node->input(0), rh, rw, false);
     }

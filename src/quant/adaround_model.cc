@@ -9,6 +9,7 @@
 
 #include "nncompress/exec/executor.h"
 #include "nncompress/ir/batch_norm.h"
+#include "nncompress/ir/weight_layout.h"
 #include "nncompress/quant/adaround.h"
 
 namespace nnc::quant {
@@ -45,7 +46,7 @@ StatusOr<WeightSite> findSite(const Model& reference, Model& quantized, const Qu
     if (w.rank() != 4) return unsupported("AdaRound: only 2-D Conv");
     s.rows = w.dim(0), s.cols = w.numel() / w.dim(0), s.groups = s.layer->intAttr("group", 1);
   } else if (w.rank() == 2) {
-    s.k_major = !(s.layer->isOp("Gemm") && s.layer->intAttr("transB", 0));
+    s.k_major = weightLayout(*s.layer)->in_axis == 0;
     s.rows = s.k_major ? w.dim(1) : w.dim(0), s.cols = s.k_major ? w.dim(0) : w.dim(1);
     if (s.layer->isOp("Gemm") && s.layer->intAttr("transA", 0))
       return unsupported("AdaRound: Gemm with transA");

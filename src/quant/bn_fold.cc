@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "nncompress/ir/batch_norm.h"
+#include "nncompress/ir/weight_layout.h"
 
 namespace nnc::quant {
 namespace {
@@ -23,22 +24,15 @@ int64_t foldableChannels(const Node& layer, const Node& bn) {
   const Tensor* w = constantFloat32(layer.input(1));
   if (w == nullptr) return -1;
   if (layer.input(2) != nullptr && constantFloat32(layer.input(2)) == nullptr) return -1;
-  int64_t channels = -1;
-  if (layer.isOp("Conv")) {
-    if (w->rank() < 3) return -1;
-    channels = w->dim(0);
-  } else if (layer.isOp("ConvTranspose")) {
-    if (w->rank() < 3) return -1;
-    channels = w->dim(1) * layer.intAttr("group", 1);
-  } else if (layer.isOp("Gemm")) {
-    if (w->rank() != 2 || layer.intAttr("transA", 0) != 0) return -1;
-    channels = layer.intAttr("transB", 0) ? w->dim(0) : w->dim(1);
-    if (const Tensor* c = constantFloat32(layer.input(2));
-        c && c->numel() != 1 && c->numel() != channels)
-      return -1;
-  } else {
+  // Conv, ConvTranspose and Gemm (not with transA: its features are on A's axis 0).
+  const auto layout = weightLayout(layer);
+  const bool foldable_op = layer.isOp("Conv") || layer.isOp("ConvTranspose") || layer.isOp("Gemm");
+  if (!layout || !foldable_op || !layout->fitsRank(w->rank()) || layout->data_channel_axis != 1)
     return -1;
-  }
+  const int64_t channels = layout->outputChannels(w->shape());
+  if (const Tensor* c = constantFloat32(layer.input(2));
+      layer.isOp("Gemm") && c && c->numel() != 1 && c->numel() != channels)
+    return -1;
   return batchNormAffine(bn, channels) ? channels : -1;
 }
 
@@ -48,29 +42,8 @@ void foldInto(Graph& graph, Node& layer, Node& bn, int64_t channels) {
 
   Tensor w = *constantFloat32(layer.input(1));
   auto wd = w.mutableData<float>();
-  if (layer.isOp("Conv")) {
-    const int64_t per = w.numel() / channels;
-    for (int64_t c = 0; c < channels; ++c)
-      for (int64_t i = 0; i < per; ++i) wd[c * per + i] = float(wd[c * per + i] * k[c]);
-  } else if (layer.isOp("ConvTranspose")) {
-    const int64_t groups = layer.intAttr("group", 1);
-    const int64_t cin = w.dim(0), cout_g = w.dim(1), spatial = w.numel() / (cin * cout_g);
-    for (int64_t i = 0; i < cin; ++i) {
-      const int64_t g = i / (cin / groups);
-      for (int64_t j = 0; j < cout_g; ++j)
-        for (int64_t s = 0; s < spatial; ++s) {
-          float& x = wd[(i * cout_g + j) * spatial + s];
-          x = float(x * k[g * cout_g + j]);
-        }
-    }
-  } else {  // Gemm
-    const bool trans_b = layer.intAttr("transB", 0) != 0;
-    for (int64_t r = 0; r < w.dim(0); ++r)
-      for (int64_t c = 0; c < w.dim(1); ++c) {
-        float& x = wd[r * w.dim(1) + c];
-        x = float(x * k[trans_b ? r : c]);
-      }
-  }
+  weightLayout(layer)->forEachElement(
+      w.shape(), [&](int64_t out, int64_t, int64_t i) { wd[i] = float(wd[i] * k[out]); });
   std::vector<float> bias(channels, 0.f);
   if (const Tensor* b = constantFloat32(layer.input(2))) {
     const auto bd = b->data<float>();
@@ -158,10 +131,10 @@ Node* layerAfterRelu(const Node& bn, int64_t channels) {
     }
     const Tensor* w = constantFloat32(next->input(1));
     if (w == nullptr) return nullptr;
-    if (next->isOp("Conv") && w->rank() >= 3 && w->dim(1) * next->intAttr("group", 1) == channels)
-      return next;
-    if (next->isOp("Gemm") && w->rank() == 2 && next->intAttr("transA", 0) == 0 &&
-        w->dim(next->intAttr("transB", 0) ? 1 : 0) == channels)
+    const auto layout = weightLayout(*next);
+    const bool scalable_op = next->isOp("Conv") || next->isOp("Gemm");
+    if (scalable_op && layout->fitsRank(w->rank()) && layout->data_channel_axis == 1 &&
+        layout->inputChannels(w->shape()) == channels)
       return next;
     return nullptr;
   }
@@ -172,25 +145,8 @@ Node* layerAfterRelu(const Node& bn, int64_t channels) {
 void scaleInputChannels(Graph& graph, Node& layer, const std::vector<double>& k) {
   Tensor w = *constantFloat32(layer.input(1));
   auto wd = w.mutableData<float>();
-  if (layer.isOp("Conv")) {
-    const int64_t groups = layer.intAttr("group", 1), out = w.dim(0), in_g = w.dim(1);
-    const int64_t spatial = w.numel() / (out * in_g), out_g = out / groups;
-    for (int64_t o = 0; o < out; ++o)
-      for (int64_t i = 0; i < in_g; ++i) {
-        const double kc = k[(o / out_g) * in_g + i];
-        for (int64_t s = 0; s < spatial; ++s) {
-          float& x = wd[(o * in_g + i) * spatial + s];
-          x = float(x * kc);
-        }
-      }
-  } else {
-    const bool trans_b = layer.intAttr("transB", 0) != 0;
-    for (int64_t r = 0; r < w.dim(0); ++r)
-      for (int64_t c = 0; c < w.dim(1); ++c) {
-        float& x = wd[r * w.dim(1) + c];
-        x = float(x * k[trans_b ? c : r]);
-      }
-  }
+  weightLayout(layer)->forEachElement(
+      w.shape(), [&](int64_t, int64_t in, int64_t i) { wd[i] = float(wd[i] * k[in]); });
   Value* old_w = layer.input(1);
   layer.setInput(1, graph.addInitializer(old_w->name() + "_s", std::move(w)));
   if (!old_w->hasUses() && old_w->isInitializer() && !old_w->isGraphInput())
@@ -201,23 +157,11 @@ void scaleInputChannels(Graph& graph, Node& layer, const std::vector<double>& k)
 // Gemm that layerAfterRelu accepted (input channel in the BN's channel numbering).
 template <typename F>
 void forEachWeight(const Node& layer, const Tensor& w, F f) {
-  if (layer.isOp("Conv")) {
-    const int64_t groups = layer.intAttr("group", 1), out = w.dim(0), in_g = w.dim(1);
-    const int64_t spatial = w.numel() / (out * in_g), out_g = out / groups;
-    for (int64_t i = 0; i < w.numel(); ++i) {
-      const int64_t o = i / (in_g * spatial);
-      f(o, (o / out_g) * in_g + (i / spatial) % in_g, i);
-    }
-    return;
-  }
-  const bool trans_b = layer.intAttr("transB", 0) != 0;
-  for (int64_t r = 0; r < w.dim(0); ++r)
-    for (int64_t c = 0; c < w.dim(1); ++c) f(trans_b ? r : c, trans_b ? c : r, r * w.dim(1) + c);
+  weightLayout(layer)->forEachElement(w.shape(), f);
 }
 
 int64_t outputChannels(const Node& layer, const Tensor& w) {
-  if (layer.isOp("Conv")) return w.dim(0);
-  return layer.intAttr("transB", 0) ? w.dim(0) : w.dim(1);
+  return weightLayout(layer)->outputChannels(w.shape());
 }
 
 // Range of channel c after Relu, from the BN's gamma and beta (its output is ~N(beta, gamma^2)).

@@ -16,6 +16,7 @@
 #include "backward.h"
 #include "gemm.h"
 #include "kernel_util.h"
+#include "nncompress/ir/conv_geometry.h"
 
 namespace nnc::train {
 namespace {
@@ -35,10 +36,6 @@ struct Geometry {
 inline int64_t iwLimit(const Geometry& g, int64_t off) {
   const int64_t room = g.iw - off;  // taps x*sw < room
   return room <= 0 ? 0 : (room + g.sw - 1) / g.sw;
-}
-
-int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
-  return i < v.size() ? v[i] : fallback;
 }
 
 // Output columns [lo, hi) of a row whose taps x*sw + off land inside [0, iw).
@@ -149,24 +146,20 @@ void perThreadSamples(int64_t n, const exec::RunContext& ctx, int threads, Fn&& 
 Geometry convGeometry(const Node& node, const Shape& x, const Shape& w, const Shape& y) {
   const bool one_d = x.size() == 3;
   const size_t rank = one_d ? 1 : 2, last = rank - 1;
-  const auto strides = node.intsAttr("strides"), dil = node.intsAttr("dilations"),
-             pads = node.intsAttr("pads");
-  const std::string auto_pad = node.stringAttr("auto_pad", "NOTSET");
+  const ConvWindow window = ConvWindow::of(node);
   Geometry g;
   g.ih = one_d ? 1 : x[2], g.iw = x.back();
   g.kh = one_d ? 1 : w[2], g.kw = w.back();
   g.oh = one_d ? 1 : y[2], g.ow = y.back();
-  g.sh = one_d ? 1 : at(strides, 0, 1), g.sw = at(strides, last, 1);
-  g.dh = one_d ? 1 : at(dil, 0, 1), g.dw = at(dil, last, 1);
-  auto pad = [&](size_t axis, int64_t in, int64_t out, int64_t k, int64_t s, int64_t d) {
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t total = std::max<int64_t>(0, (out - 1) * s + (k - 1) * d + 1 - in);
-      return auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    }
-    return auto_pad == "VALID" ? int64_t{0} : at(pads, axis, 0);
+  g.sh = one_d ? 1 : window.stride(0), g.sw = window.stride(last);
+  g.dh = one_d ? 1 : window.dilation(0), g.dw = window.dilation(last);
+  // The forward ran with this geometry (ir/conv_geometry.h), so it is valid.
+  auto pad = [&](size_t axis, int64_t in, int64_t k) {
+    const auto a = convAxis(window, axis, rank, in, k);
+    return a.isOk() ? a->pad_begin : int64_t{0};
   };
-  if (!one_d) g.pt = pad(0, g.ih, g.oh, g.kh, g.sh, g.dh);
-  g.pl = pad(last, g.iw, g.ow, g.kw, g.sw, g.dw);
+  if (!one_d) g.pt = pad(0, g.ih, g.kh);
+  g.pl = pad(last, g.iw, g.kw);
   return g;
 }
 
@@ -327,32 +320,18 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
 Geometry convTransposeGeometry(const Node& node, const Shape& x, const Shape& w, const Shape& y) {
   const bool one_d = x.size() == 3;
   const size_t rank = one_d ? 1 : 2, last = rank - 1;
-  const auto strides = node.intsAttr("strides"), dil = node.intsAttr("dilations"),
-             pads = node.intsAttr("pads"), opads = node.intsAttr("output_padding"),
-             out_shape = node.intsAttr("output_shape");
-  const std::string auto_pad = node.stringAttr("auto_pad", "NOTSET");
+  const ConvWindow window = ConvWindow::of(node);
   Geometry g;
   g.ih = one_d ? 1 : y[2], g.iw = y.back();  // the image is dY
   g.oh = one_d ? 1 : x[2], g.ow = x.back();  // the positions are X's
   g.kh = one_d ? 1 : w[2], g.kw = w.back();
-  g.sh = one_d ? 1 : at(strides, 0, 1), g.sw = at(strides, last, 1);
-  g.dh = one_d ? 1 : at(dil, 0, 1), g.dw = at(dil, last, 1);
-  auto pad = [&](size_t a, int64_t in, int64_t k, int64_t s, int64_t d) -> int64_t {
-    const int64_t full = s * (in - 1) + at(opads, a, 0) + (k - 1) * d + 1;
-    int64_t target = -1;
-    if (!out_shape.empty()) {
-      target = out_shape[out_shape.size() - rank + a];
-    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      target = in * s;
-    }
-    if (target >= 0) {
-      const int64_t total = std::max<int64_t>(0, full - target);
-      return auto_pad == "SAME_LOWER" ? total - total / 2 : total / 2;
-    }
-    return auto_pad == "VALID" ? 0 : at(pads, a, 0);
+  g.sh = one_d ? 1 : window.stride(0), g.sw = window.stride(last);
+  g.dh = one_d ? 1 : window.dilation(0), g.dw = window.dilation(last);
+  auto pad = [&](size_t a, int64_t in, int64_t k) {
+    return convTransposeAxis(window, a, rank, in, k).pad_begin;
   };
-  if (!one_d) g.pt = pad(0, g.oh, g.kh, g.sh, g.dh);
-  g.pl = pad(last, g.ow, g.kw, g.sw, g.dw);
+  if (!one_d) g.pt = pad(0, g.oh, g.kh);
+  g.pl = pad(last, g.ow, g.kw);
   return g;
 }
 

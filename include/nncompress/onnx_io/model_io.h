@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nncompress/ir/graph.h"
+#include "nncompress/ir/model_format.h"
 #include "nncompress/ir/shape_inference.h"
 
 namespace nnc {
@@ -24,19 +25,6 @@ struct LoadOptions {
   bool infer_shapes = true;
   // Opsets newer than we know are refused (kUnsupported) whatever this says.
   StrictLoad strict = StrictLoad::kOff;
-};
-
-struct SaveOptions {
-  // Tensors of at least this many bytes are written to an external data file beside the model
-  // (<output>.data). 0 disables external data (unless the model would exceed protobuf's 2 GiB).
-  int64_t external_data_threshold = 0;
-  // Run the ONNX checker and strict shape inference (data propagation on) on the serialized model
-  // before anything is written; a finding is kInternal (the model was built wrong) and nothing
-  // is written. What could not be checked (opsets newer than libonnx, ops without a schema) is
-  // appended to `validation_notes` when given.
-  bool validate = false;
-  std::vector<std::string>* validation_notes = nullptr;
-  double* validation_seconds = nullptr;  // receives the time the validation took
 };
 
 struct LoadedModelInfo {
@@ -107,5 +95,10 @@ Status inferShapes(Model& model);
 // inferShapes as the IR's ShapeInference interface (for prune/ and pipeline/, which do not
 // include onnx_io; the CLI hands this in).
 const ShapeInference& onnxShapeInference();
+
+// The ONNX format as the IR's ModelFormat interface (for the write gate in pipeline/, which does
+// not include onnx_io; the CLI hands this in): checkShapeInputs, checkWeightChannels,
+// irVersionForOpset, saveModel / saveModelConsuming and convertOpset above.
+const ModelFormat& onnxModelFormat();
 
 }  // namespace nnc

@@ -14,6 +14,8 @@
 // What a step cannot check is said in the notes: libonnx 1.12 knows opsets up to 17 (int4
 // output, opset 21, gets steps 1-3 only); ops without an ONNX schema (custom domains) are
 // accepted unchecked by the checker; a model our executor cannot run skips step 3.
+// The file format (steps 1 and 4, writing, opset conversion) is handed in as a ModelFormat
+// (onnx_io's onnxModelFormat(), from the CLI): pipeline/ does not include onnx_io.
 
 #include <filesystem>
 #include <functional>
@@ -21,7 +23,7 @@
 #include <vector>
 
 #include "nncompress/ir/graph.h"
-#include "nncompress/onnx_io/model_io.h"
+#include "nncompress/ir/model_format.h"
 
 namespace nnc {
 
@@ -45,19 +47,19 @@ struct WriteGateOptions {
 };
 
 // Steps 1-3 on the IR (the model is not changed).
-Status checkModelBeforeWrite(const Model& model, const Model* reference = nullptr,
-                             WriteGateReport* report = nullptr);
+Status checkModelBeforeWrite(const Model& model, const ModelFormat& format,
+                             const Model* reference = nullptr, WriteGateReport* report = nullptr);
 
 // Raises the IR version to what the model's opset needs, validates (steps 1-4) and writes the
 // model atomically. On any failure nothing is on disk.
 Status writeValidatedModel(Model& model, const std::filesystem::path& path,
-                           const SaveOptions& options = {}, const WriteGateOptions& gate = {},
-                           WriteGateReport* report = nullptr);
+                           const ModelFormat& format, const SaveOptions& options = {},
+                           const WriteGateOptions& gate = {}, WriteGateReport* report = nullptr);
 
-// convertOpset (onnx_io) after giving values of unknown rank the rank they have in one sample
-// run: ONNX's version converter rewrites some ops by their input's rank (Softmax 12 -> 13) and
-// fails without it, e.g. on attention blocks whose shapes are computed at run time.
-Status convertModelOpset(Model& model, int64_t target);
+// format.convertOpset (onnx_io's convertOpset) after giving values of unknown rank the rank they
+// have in one sample run: ONNX's version converter rewrites some ops by their input's rank (Softmax
+// 12 -> 13) and fails without it, e.g. on attention blocks whose shapes are computed at run time.
+Status convertModelOpset(Model& model, int64_t target, const ModelFormat& format);
 
 // Sets the rank (dims unknown) of every value without one from a sample run of our executor;
 // does nothing when the executor cannot run the model.

@@ -14,6 +14,7 @@
 #include "gemm.h"
 #include "kernel_util.h"
 #include "kernels.h"
+#include "nncompress/ir/conv_geometry.h"
 
 namespace nnc::exec {
 namespace {
@@ -28,41 +29,20 @@ struct ConvGeometry {
   int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
 };
 
-int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
-  return i < v.size() ? v[i] : fallback;
+using ConvAttrs = ConvWindow;
+
+// Kernel, strides and dilations as 2-D geometry (padding is computed per op).
+ConvGeometry kernelGeometry(const ConvWindow& a, bool one_d, int64_t kh, int64_t kw) {
+  const size_t last = one_d ? 0 : 1;
+  ConvGeometry g;
+  g.kh = kh;
+  g.kw = kw;
+  g.sh = one_d ? 1 : a.stride(0);
+  g.sw = a.stride(last);
+  g.dh = one_d ? 1 : a.dilation(0);
+  g.dw = a.dilation(last);
+  return g;
 }
-
-struct ConvAttrs {
-  std::string auto_pad = "NOTSET";
-  std::vector<int64_t> kernel_shape, strides, dilations, pads, output_padding, output_shape;
-  int64_t group = 1;
-
-  static ConvAttrs from(const Node& n) {
-    ConvAttrs a;
-    a.auto_pad = n.stringAttr("auto_pad", "NOTSET");
-    a.kernel_shape = n.intsAttr("kernel_shape");
-    a.strides = n.intsAttr("strides");
-    a.dilations = n.intsAttr("dilations");
-    a.pads = n.intsAttr("pads");
-    a.output_padding = n.intsAttr("output_padding");
-    a.output_shape = n.intsAttr("output_shape");
-    a.group = n.intAttr("group", 1);
-    return a;
-  }
-
-  // Kernel, strides and dilations as 2-D geometry (padding is computed per op).
-  ConvGeometry geometry(bool one_d, int64_t kh, int64_t kw) const {
-    const size_t last = one_d ? 0 : 1;
-    ConvGeometry g;
-    g.kh = kh;
-    g.kw = kw;
-    g.sh = one_d ? 1 : at(strides, 0, 1);
-    g.sw = at(strides, last, 1);
-    g.dh = one_d ? 1 : at(dilations, 0, 1);
-    g.dw = at(dilations, last, 1);
-    return g;
-  }
-};
 
 // Spatial dims (1 or 2) of an input and kernel, padded to 2 with a leading 1.
 Status spatialDims(const Shape& x, const Shape& w, int64_t& ih, int64_t& iw, int64_t& kh,
@@ -78,26 +58,13 @@ Status spatialDims(const Shape& x, const Shape& w, int64_t& ih, int64_t& iw, int
   return Status::ok();
 }
 
-// Forward conv padding for one axis; returns the output size.
-StatusOr<int64_t> convAxis(const ConvAttrs& a, size_t axis, int64_t in, int64_t k, int64_t stride,
-                           int64_t dilation, int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
-  const int64_t extent = (k - 1) * dilation + 1;
-  if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-    const int64_t out = (in + stride - 1) / stride;
-    const int64_t total = std::max<int64_t>(0, (out - 1) * stride + extent - in);
-    pad_begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    pad_end = total - pad_begin;
-    return out;
-  }
-  if (a.auto_pad == "VALID") {
-    pad_begin = pad_end = 0;
-  } else {
-    pad_begin = at(a.pads, axis, 0);
-    pad_end = at(a.pads, axis + rank, 0);
-  }
-  const int64_t span = in + pad_begin + pad_end - extent;
-  if (span < 0) return shapeMismatch("convolution kernel is larger than the padded input");
-  return span / stride + 1;
+// Forward conv padding for one axis (ir/conv_geometry.h); returns the output size.
+StatusOr<int64_t> convAxisPads(const ConvWindow& a, size_t axis, int64_t in, int64_t k,
+                               int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
+  NNC_ASSIGN_OR_RETURN(const AxisGeometry g, convAxis(a, axis, rank, in, k));
+  pad_begin = g.pad_begin;
+  pad_end = g.pad_end;
+  return g.out;
 }
 
 // col[(c*kh + i)*kw + j, oh*ow_size + ow] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] (0 outside).
@@ -193,14 +160,12 @@ class ConvKernel : public Kernel {
                            shapeToString(x.shape()) + " with group " + std::to_string(groups));
     const bool one_d = x.rank() == 3;
     const int64_t rank = one_d ? 1 : 2;
-    ConvGeometry g = attrs_.geometry(one_d, kh, kw);
+    ConvGeometry g = kernelGeometry(attrs_, one_d, kh, kw);
     int64_t oh = 1, ow;
     if (!one_d) {
-      NNC_ASSIGN_OR_RETURN(oh,
-                           convAxis(attrs_, 0, ih, kh, g.sh, g.dh, rank, g.pad_top, g.pad_bottom));
+      NNC_ASSIGN_OR_RETURN(oh, convAxisPads(attrs_, 0, ih, kh, rank, g.pad_top, g.pad_bottom));
     }
-    NNC_ASSIGN_OR_RETURN(
-        ow, convAxis(attrs_, rank - 1, iw, kw, g.sw, g.dw, rank, g.pad_left, g.pad_right));
+    NNC_ASSIGN_OR_RETURN(ow, convAxisPads(attrs_, rank - 1, iw, kw, rank, g.pad_left, g.pad_right));
     if (b && (b->numel() != m || b->dtype() != DType::kFloat32))
       return shapeMismatch("Conv bias must be float32[" + std::to_string(m) + "]");
 
@@ -361,36 +326,16 @@ class ConvTransposeKernel : public Kernel {
     const int64_t mg = w.dim(1), m = mg * groups, cg = c / groups;
     const bool one_d = x.rank() == 3;
     const int64_t rank = one_d ? 1 : 2;
-    ConvGeometry g = attrs_.geometry(one_d, kh, kw);
-    auto axis = [&](size_t a, int64_t in_size, int64_t k, int64_t stride, int64_t dil, int64_t& pb,
-                    int64_t& pe) -> int64_t {
-      const int64_t extent = (k - 1) * dil + 1, opad = at(attrs_.output_padding, a, 0);
-      const int64_t full = stride * (in_size - 1) + opad + extent;
-      int64_t target = -1;
-      if (!attrs_.output_shape.empty()) {
-        target = attrs_.output_shape[attrs_.output_shape.size() - rank + a];
-      } else if (attrs_.auto_pad == "SAME_UPPER" || attrs_.auto_pad == "SAME_LOWER") {
-        target = in_size * stride;
-      }
-      if (target >= 0) {
-        // A target beyond the full extent leaves zeros at the end (as ONNX Runtime does).
-        const int64_t total = std::max<int64_t>(0, full - target);
-        if (attrs_.auto_pad == "SAME_LOWER") {
-          pb = total - total / 2;
-          pe = total / 2;
-        } else {
-          pb = total / 2;
-          pe = total - total / 2;
-        }
-        return target;
-      }
-      pb = attrs_.auto_pad == "VALID" ? 0 : at(attrs_.pads, a, 0);
-      pe = attrs_.auto_pad == "VALID" ? 0 : at(attrs_.pads, a + rank, 0);
-      return full - pb - pe;
+    ConvGeometry g = kernelGeometry(attrs_, one_d, kh, kw);
+    auto axis = [&](size_t a, int64_t in_size, int64_t k, int64_t& pb, int64_t& pe) -> int64_t {
+      const AxisGeometry ag = convTransposeAxis(attrs_, a, rank, in_size, k);
+      pb = ag.pad_begin;
+      pe = ag.pad_end;
+      return ag.out;
     };
     int64_t oh = 1;
-    if (!one_d) oh = axis(0, ih, kh, g.sh, g.dh, g.pad_top, g.pad_bottom);
-    const int64_t ow = axis(rank - 1, iw, kw, g.sw, g.dw, g.pad_left, g.pad_right);
+    if (!one_d) oh = axis(0, ih, kh, g.pad_top, g.pad_bottom);
+    const int64_t ow = axis(rank - 1, iw, kw, g.pad_left, g.pad_right);
     if (oh <= 0 || ow <= 0) return shapeMismatch("ConvTranspose output would be empty");
     Tensor y(DType::kFloat32, one_d ? Shape{n, m, ow} : Shape{n, m, oh, ow});
     const int64_t kk = mg * kh * kw, pin = ih * iw;
@@ -442,8 +387,7 @@ class ConvTransposeKernel : public Kernel {
 
 std::unique_ptr<Kernel> makeFusedConv(const Node& conv, Tensor weight, std::vector<float> bias,
                                       const Epilogue& act) {
-  return std::make_unique<ConvKernel>(ConvAttrs::from(conv), std::move(weight), std::move(bias),
-                                      act);
+  return std::make_unique<ConvKernel>(ConvAttrs::of(conv), std::move(weight), std::move(bias), act);
 }
 
 void registerConvKernels(KernelRegistry& r) {
@@ -454,10 +398,10 @@ void registerConvKernels(KernelRegistry& r) {
     const bool has_b = n.inputs().size() > 2 && n.input(2);
     // Only remember B when it is constant too (or absent), so a cached packing is always valid.
     if (has_b && !b) w = nullptr;
-    return std::unique_ptr<Kernel>(new ConvKernel(ConvAttrs::from(n), w, b));
+    return std::unique_ptr<Kernel>(new ConvKernel(ConvAttrs::of(n), w, b));
   });
   r.add("ConvTranspose", [](const KernelBuildContext& ctx) -> StatusOr<std::unique_ptr<Kernel>> {
-    return std::unique_ptr<Kernel>(new ConvTransposeKernel(ConvAttrs::from(ctx.node)));
+    return std::unique_ptr<Kernel>(new ConvTransposeKernel(ConvAttrs::of(ctx.node)));
   });
 }
 

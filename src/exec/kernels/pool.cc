@@ -13,6 +13,7 @@
 
 #include "kernel_util.h"
 #include "kernels.h"
+#include "nncompress/ir/conv_geometry.h"
 
 namespace nnc::exec {
 namespace {
@@ -21,8 +22,7 @@ enum class PoolKind { kMax, kAverage, kLp };
 
 struct PoolAttrs {
   PoolKind kind = PoolKind::kMax;
-  std::string auto_pad = "NOTSET";
-  std::vector<int64_t> kernel_shape, strides, pads, dilations;
+  ConvWindow window;  // auto_pad, kernel_shape, strides, pads, dilations
   bool ceil_mode = false;
   bool count_include_pad = false;
   int64_t storage_order = 0;
@@ -34,18 +34,14 @@ struct PoolGeometry {
   int64_t in[3], out[3], k[3], s[3], d[3], pb[3], pe[3];
 };
 
-int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
-  return i < v.size() ? v[i] : fallback;
-}
-
 StatusOr<PoolGeometry> poolGeometry(const PoolAttrs& a, const Shape& x, const char* op) {
   const int nsp = static_cast<int>(x.size()) - 2;
   if (nsp < 1 || nsp > 3)
     return unsupported(std::string(op) + " on a " + std::to_string(x.size()) +
                        "-D input (1-D to 3-D pooling is supported)");
-  if (static_cast<int>(a.kernel_shape.size()) != nsp)
+  if (static_cast<int>(a.window.kernel_shape.size()) != nsp)
     return invalidModel(std::string(op) + ": kernel_shape has " +
-                        std::to_string(a.kernel_shape.size()) + " dims for a " +
+                        std::to_string(a.window.kernel_shape.size()) + " dims for a " +
                         std::to_string(nsp) + "-D input");
   PoolGeometry g;
   const int off = 3 - nsp;
@@ -55,35 +51,15 @@ StatusOr<PoolGeometry> poolGeometry(const PoolAttrs& a, const Shape& x, const ch
   }
   for (int j = 0; j < nsp; ++j) {
     const int i = off + j;
-    const int64_t in = x[2 + j], k = a.kernel_shape[j], s = at(a.strides, j, 1),
-                  d = at(a.dilations, j, 1);
-    if (k <= 0 || s <= 0 || d <= 0)
-      return invalidModel(std::string(op) + ": kernel, strides and dilations must be positive");
-    const int64_t ext = (k - 1) * d + 1;
-    int64_t out, pb, pe;
-    if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-      out = (in + s - 1) / s;
-      const int64_t total = std::max<int64_t>(0, (out - 1) * s + ext - in);
-      pb = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      pe = total - pb;
-    } else {
-      if (a.auto_pad == "VALID") {
-        pb = pe = 0;
-      } else if (a.auto_pad == "NOTSET" || a.auto_pad.empty()) {
-        pb = at(a.pads, j, 0);
-        pe = at(a.pads, j + nsp, 0);
-        if (pb < 0 || pe < 0) return invalidModel(std::string(op) + ": negative pads");
-      } else {
-        return invalidModel(std::string(op) + ": auto_pad '" + a.auto_pad + "'");
-      }
-      const int64_t span = in + pb + pe - ext;
-      if (span < 0)
-        return shapeMismatch(std::string(op) + ": window larger than the padded input " +
-                             shapeToString(x));
-      const bool ceil = a.ceil_mode && a.auto_pad != "VALID";
-      out = (ceil ? (span + s - 1) / s : span / s) + 1;
-      if (ceil && (out - 1) * s >= in + pb) --out;
-    }
+    const int64_t in = x[2 + j], k = a.window.kernel_shape[j];
+    auto axis = convAxis(a.window, j, nsp, in, k, a.ceil_mode);
+    if (!axis.isOk())
+      return axis.status().code() == StatusCode::kShapeMismatch
+                 ? shapeMismatch(std::string(op) + ": window larger than the padded input " +
+                                 shapeToString(x))
+                 : axis.status().withContext(op);
+    const int64_t s = a.window.stride(j), d = a.window.dilation(j);
+    const int64_t out = axis->out, pb = axis->pad_begin, pe = axis->pad_end;
     g.in[i] = in;
     g.out[i] = out;
     g.k[i] = k;
@@ -379,16 +355,12 @@ StatusOr<std::unique_ptr<Kernel>> makePool(const KernelBuildContext& b, PoolKind
   PoolAttrs a;
   a.kind = kind;
   const Node& n = b.node;
-  a.auto_pad = n.stringAttr("auto_pad", "NOTSET");
-  a.kernel_shape = n.intsAttr("kernel_shape");
-  a.strides = n.intsAttr("strides");
-  a.pads = n.intsAttr("pads");
-  a.dilations = n.intsAttr("dilations");
+  a.window = ConvWindow::of(n);
   a.ceil_mode = n.intAttr("ceil_mode", 0) != 0;
   a.count_include_pad = n.intAttr("count_include_pad", 0) != 0;
   a.storage_order = n.intAttr("storage_order", 0);
   a.p = kind == PoolKind::kLp ? static_cast<float>(n.intAttr("p", 2)) : 2.f;
-  if (a.kernel_shape.empty()) return invalidModel(n.opType() + " without kernel_shape");
+  if (a.window.kernel_shape.empty()) return invalidModel(n.opType() + " without kernel_shape");
   if (kind == PoolKind::kLp && a.p <= 0) return invalidModel("LpPool: p must be positive");
   return std::unique_ptr<Kernel>(new PoolKernel(std::move(a)));
 }

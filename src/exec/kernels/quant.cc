@@ -18,6 +18,7 @@
 
 #include "kernel_util.h"
 #include "kernels.h"
+#include "nncompress/ir/conv_geometry.h"
 #include "quant_util.h"
 
 namespace nnc::exec {
@@ -363,26 +364,7 @@ Status dynamicQuantizeLinear(std::span<const Tensor* const> in, std::span<Tensor
 // ---------------------------------------------------------------------------------------------
 // Integer convolution (ConvInteger, QLinearConv)
 
-struct QConvAttrs {
-  std::string auto_pad = "NOTSET";
-  std::vector<int64_t> kernel_shape, strides, dilations, pads;
-  int64_t group = 1;
-
-  static QConvAttrs from(const Node& n) {
-    QConvAttrs a;
-    a.auto_pad = n.stringAttr("auto_pad", "NOTSET");
-    a.kernel_shape = n.intsAttr("kernel_shape");
-    a.strides = n.intsAttr("strides");
-    a.dilations = n.intsAttr("dilations");
-    a.pads = n.intsAttr("pads");
-    a.group = n.intAttr("group", 1);
-    return a;
-  }
-};
-
-int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
-  return i < v.size() ? v[i] : fallback;
-}
+using QConvAttrs = ConvWindow;
 
 // 2-D geometry of one convolution call; 1-D convolutions are 2-D with height 1.
 struct QConvGeometry {
@@ -393,29 +375,13 @@ struct QConvGeometry {
   Shape outShape() const { return one_d ? Shape{n, m, ow} : Shape{n, m, oh, ow}; }
 };
 
-StatusOr<int64_t> convAxis(const QConvAttrs& a, size_t axis, int64_t in, int64_t k, int64_t stride,
-                           int64_t dilation, int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
-  if (stride <= 0 || dilation <= 0)
-    return invalidModel("convolution strides and dilations must be positive");
-  const int64_t extent = (k - 1) * dilation + 1;
-  if (a.auto_pad == "SAME_UPPER" || a.auto_pad == "SAME_LOWER") {
-    const int64_t out = (in + stride - 1) / stride;
-    const int64_t total = std::max<int64_t>(0, (out - 1) * stride + extent - in);
-    pad_begin = a.auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-    pad_end = total - pad_begin;
-    return out;
-  }
-  if (a.auto_pad == "VALID") {
-    pad_begin = pad_end = 0;
-  } else if (a.auto_pad == "NOTSET" || a.auto_pad.empty()) {
-    pad_begin = at(a.pads, axis, 0);
-    pad_end = at(a.pads, axis + rank, 0);
-  } else {
-    return invalidModel("unknown auto_pad " + a.auto_pad);
-  }
-  const int64_t span = in + pad_begin + pad_end - extent;
-  if (span < 0) return shapeMismatch("convolution kernel is larger than the padded input");
-  return span / stride + 1;
+// One spatial axis (ir/conv_geometry.h); returns the output size.
+StatusOr<int64_t> convAxisPads(const ConvWindow& a, size_t axis, int64_t in, int64_t k,
+                               int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
+  NNC_ASSIGN_OR_RETURN(const AxisGeometry g, convAxis(a, axis, rank, in, k));
+  pad_begin = g.pad_begin;
+  pad_end = g.pad_end;
+  return g.out;
 }
 
 StatusOr<QConvGeometry> qconvGeometry(const QConvAttrs& a, const Shape& x, const Shape& w,
@@ -447,16 +413,14 @@ StatusOr<QConvGeometry> qconvGeometry(const QConvAttrs& a, const Shape& x, const
        (!g.one_d && a.kernel_shape[0] != g.kh)))
     return shapeMismatch(std::string(op) + ": kernel_shape does not match the weight " +
                          shapeToString(w));
-  g.sh = g.one_d ? 1 : at(a.strides, 0, 1);
-  g.sw = at(a.strides, rank - 1, 1);
-  g.dh = g.one_d ? 1 : at(a.dilations, 0, 1);
-  g.dw = at(a.dilations, rank - 1, 1);
+  g.sh = g.one_d ? 1 : a.stride(0);
+  g.sw = a.stride(rank - 1);
+  g.dh = g.one_d ? 1 : a.dilation(0);
+  g.dw = a.dilation(rank - 1);
   if (!g.one_d) {
-    NNC_ASSIGN_OR_RETURN(g.oh,
-                         convAxis(a, 0, g.ih, g.kh, g.sh, g.dh, rank, g.pad_top, g.pad_bottom));
+    NNC_ASSIGN_OR_RETURN(g.oh, convAxisPads(a, 0, g.ih, g.kh, rank, g.pad_top, g.pad_bottom));
   }
-  NNC_ASSIGN_OR_RETURN(
-      g.ow, convAxis(a, rank - 1, g.iw, g.kw, g.sw, g.dw, rank, g.pad_left, g.pad_right));
+  NNC_ASSIGN_OR_RETURN(g.ow, convAxisPads(a, rank - 1, g.iw, g.kw, rank, g.pad_left, g.pad_right));
   return g;
 }
 
@@ -758,7 +722,7 @@ StatusOr<std::unique_ptr<Kernel>> makeQConv(const KernelBuildContext& bc, bool q
     if (p.isOk()) packed = std::move(p).value();
   }
   return std::unique_ptr<Kernel>(
-      new QConvKernel(qlinear, QConvAttrs::from(bc.node), std::move(packed)));
+      new QConvKernel(qlinear, QConvAttrs::of(bc.node), std::move(packed)));
 }
 
 // ---------------------------------------------------------------------------------------------

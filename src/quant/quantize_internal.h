@@ -1,0 +1,84 @@
+#pragma once
+// Pieces of quantizeModel shared by its files (quantize.cc drives them): weight quantization
+// (weight_quant.cc), the shared activation Q/DQ pairs (activation_qdq.cc) and the QOperator
+// rewrite of one layer (qoperator_layer.cc). Internal to the quant module.
+
+#include <map>
+#include <string>
+
+#include "nncompress/ir/batch_norm.h"
+#include "nncompress/ir/graph.h"
+#include "nncompress/quant/calibration.h"
+#include "nncompress/quant/quantize.h"
+
+namespace nnc::quant {
+
+inline bool isQuantizableOp(const Node& n) {
+  return n.isOp("Conv") || n.isOp("Gemm") || n.isOp("MatMul");
+}
+
+inline std::string displayName(const Node& n) {
+  return n.name().empty() ? n.output(0)->name() : n.name();
+}
+
+inline void setType(Value* v, DType dtype, const Value* like) {
+  ValueType t = like ? like->type() : ValueType{};
+  t.dtype = dtype;
+  v->setType(t);
+}
+
+// ---- weight_quant.cc ----
+
+// Axis of the weight that indexes output channels, or -1 when the layer cannot take a quantized
+// weight.
+int outputChannelAxis(const Node& n);
+
+// Axis along which a weight's input features run (the reduction axis).
+int inputAxis(const Node& n);
+
+struct WeightQuant {
+  Value* dequantized = nullptr;
+  float scale_min = 0, scale_max = 0;
+};
+
+// int8 (per-channel or per-tensor) symmetric weights behind a DequantizeLinear.
+WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel, int bits,
+                               const std::string& base);
+
+// int4 symmetric weights with one scale per output channel (opset 21 per-axis DequantizeLinear):
+// used when a layer's whole reduction fits in one block.
+WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::string& base);
+
+// int4 symmetric weights, blocked along the input axis (opset 21 DequantizeLinear block_size).
+// Conv weights [O, I, kh, kw] are stored as [O, I*kh*kw] so blocks run over the whole reduction
+// and reshaped back after dequantization.
+WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const std::string& base);
+
+// ---- activation_qdq.cc ----
+
+struct ActQuant {
+  Value* quantized = nullptr;    // QuantizeLinear output
+  Value* dequantized = nullptr;  // DequantizeLinear output
+  Value* scale = nullptr;
+  Value* zero_point = nullptr;
+  QParams params;
+};
+
+// One QuantizeLinear (+ DequantizeLinear) per activation, shared by all its quantized readers.
+StatusOr<ActQuant> activationQdq(Graph& g, const std::string& a,
+                                 const std::map<std::string, Range>& ranges,
+                                 const QuantizeOptions& options,
+                                 std::map<std::string, ActQuant>& made);
+
+// ---- qoperator_layer.cc ----
+
+// QOperator: Conv -> QLinearConv, MatMul / Gemm (no transA, alpha 1) -> QLinearMatMul (+ Add of
+// the float bias), each between a shared QuantizeLinear of its input and a DequantizeLinear of
+// its output (which takes over the float output's name so every reader stays as it was).
+// Weights int8 symmetric per output channel, Conv bias int32 with scale s_x * s_w[c].
+StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
+                                             const std::map<std::string, Range>& ranges,
+                                             const QuantizeOptions& options,
+                                             std::map<std::string, ActQuant>& made);
+
+}  // namespace nnc::quant
