@@ -179,8 +179,13 @@ const MustNotForm kBarriers[] = {
      "", "normalises over axis 2"},
     {"softmax_over_channels", "a = Conv (x, w)\n r = Softmax <axis = 1> (a)\n y = Relu (r)", "",
      "normalises across channels"},
+    // A Slice of the channels is followed (an index map): the output it reaches is the barrier.
     {"slice_of_channels", "a = Conv (x, w)\n r = Slice (a, st, en, ax)\n y = Relu (r)",
-     "int64[1] st = {0}, int64[1] en = {2}, int64[1] ax = {1}", "slices the channel axis"},
+     "int64[1] st = {0}, int64[1] en = {2}, int64[1] ax = {1}", "graph output 'y'"},
+    {"slice_of_channels_with_a_step",
+     "a = Conv (x, w)\n r = Slice (a, st, en, ax, sp)\n y = Relu (r)",
+     "int64[1] st = {0}, int64[1] en = {4}, int64[1] ax = {1}, int64[1] sp = {2}",
+     "slices the channel axis"},
     // Tiles of 2 channels (group 2) and of 1 (group 4) in one tensor: no common local channel.
     {"grouped_convs_with_two_tilings",
      "a = Conv (x, w)\n r = Conv <group = 2> (a, wg)\n s = Conv <group = 4> (a, wq)\n"

@@ -183,6 +183,94 @@ Case tokens(std::string name, std::vector<std::string> ops, std::string body,
   return c;
 }
 
+// Channel shuffle (ShuffleNet): Concat, Reshape to [N, g, C/g, H, W], Transpose(0, 2, 1, 3, 4),
+// Reshape back; then torch.chunk's two Slices, bounds computed from Shape.
+const char* kShuffle =
+    "r = Reshape (c, s5)\nt = Transpose <perm = [0, 2, 1, 3, 4]> (r)\nsh = Reshape (t, s4)\n";
+const char* kChunk =
+    "shp = Shape (sh)\nci = Gather <axis = 0> (shp, one)\nc1 = Add (ci, one)\n"
+    "half = Div (c1, two)\nend = Mul (half, two)\nl = Slice (sh, zero, half, one)\n"
+    "rr = Slice (sh, half, end, one)\n";
+
+std::vector<Case> shuffleCases() {
+  std::vector<Case> cs;
+  const std::vector<std::string> shapes = {ints("s5", {1, 2, 4, 6, 6}), ints("s4", {1, 8, 6, 6}),
+                                           rnd("w3", {4, 3, 3, 3}), rnd("w4", {4, 4, 1, 1})};
+  const std::vector<std::string> chunk = {ints("one", {1}), ints("two", {2}), ints("zero", {0})};
+  auto withChunk = [&](std::vector<std::string> v) {
+    v.insert(v.end(), chunk.begin(), chunk.end());
+    return v;
+  };
+  const std::string second =
+      "b = Conv <pads = [1, 1, 1, 1]> (x, w3)\nc = Concat <axis = 1> (a, b)\n";
+  {
+    Case c = sandwich("Channel shuffle of a Concat", {"Reshape", "Transpose", "Concat"},
+                      second + kShuffle + "o = Relu (sh)", shapes, 13, 8);
+    cs.push_back(c);
+    c.name = "Channel shuffle of a Concat, the second part";
+    c.group = "b";
+    cs.push_back(c);
+  }
+  // Two ShuffleNet units: the left half passes through to the next shuffle.
+  const std::string unit2 = std::string(kChunk) +
+                            "rc = Conv (rr, w4)\nc2 = Concat <axis = 1> (l, rc)\n"
+                            "r2 = Reshape (c2, s5)\nt2 = Transpose <perm = [0, 2, 1, 3, 4]> (r2)\n"
+                            "o = Reshape (t2, s4)";
+  for (const char* group : {"a", "b", "rc"}) {
+    Case c = sandwich(std::string("ShuffleNet units, chunk by Shape arithmetic, group ") + group,
+                      {"Slice", "Shape", "Gather", "Add", "Div", "Mul"}, second + kShuffle + unit2,
+                      withChunk(shapes), 13, 8);
+    c.group = group;
+    cs.push_back(c);
+  }
+  // The same units with Split (fr_pose, PyTorch 1.7): sizes as an attribute (opset 9, 11) or
+  // an input (13).
+  const std::string split_unit =
+      "rc = Conv (rr, w4)\nc2 = Concat <axis = 1> (l, rc)\n"
+      "r2 = Reshape (c2, s5)\nt2 = Transpose <perm = [0, 2, 1, 3, 4]> (r2)\no = Reshape (t2, s4)";
+  for (int opset : {9, 11, 13}) {
+    for (const char* group : {"a", "rc"}) {
+      const std::string split = opset >= 13   ? "l, rr = Split <axis = 1> (sh, sizes)\n"
+                                : opset == 11 ? "l, rr = Split <axis = 1, split = [4, 4]> (sh)\n"
+                                              : "l, rr = Split <axis = 1> (sh)\n";
+      std::vector<std::string> inits = shapes;
+      if (opset >= 13) inits.push_back(ints("sizes", {4, 4}));
+      Case c = sandwich(
+          "ShuffleNet units with Split, opset " + std::to_string(opset) + ", group " + group,
+          {"Split"}, second + kShuffle + split + split_unit, inits, opset, 8);
+      c.group = group;
+      cs.push_back(c);
+    }
+  }
+  {
+    Case c = sandwich("Split along a spatial axis", {"Split"},
+                      "l, rr = Split <axis = 2> (a)\no = Concat <axis = 2> (l, rr)", {}, 11);
+    c.barrier = "splits axis 2";
+    cs.push_back(c);
+  }
+  {
+    // A depthwise convolution passes the shuffled channels on (ShuffleNet's downsampling unit).
+    std::vector<std::string> inits = shapes;
+    inits.push_back(rnd("wd", {8, 1, 3, 3}));
+    inits.push_back(rnd("bd", {8}));
+    Case c = sandwich("Depthwise Conv after a channel shuffle", {"Conv"},
+                      second + kShuffle + "o = Conv <group = 8, pads = [1, 1, 1, 1]> (sh, wd, bd)",
+                      inits, 13, 8);
+    cs.push_back(c);
+  }
+  {
+    Case c = sandwich(
+        "Channel shuffle with a spatial Reshape target", {"Reshape"},
+        second +
+            "r = Reshape (c, s5b)\nt = Transpose <perm = [0, 2, 1, 3, 4]> (r)\n"
+            "o = Reshape (t, s4)",
+        {ints("s5b", {1, 2, 4, 3, 12}), ints("s4", {1, 8, 6, 6}), rnd("w3", {4, 3, 3, 3})}, 13, 8);
+    c.barrier = "mixes channels";
+    cs.push_back(c);
+  }
+  return cs;
+}
+
 std::vector<Case> channelsLastCases() {
   std::vector<Case> cs;
   cs.push_back(tokens("MatMul 3-D with a bias and Relu", {"MatMul", "Add", "Relu"},
@@ -551,6 +639,7 @@ std::vector<Case> cases() {
     cs.push_back(c);
   }
   for (Case c : channelsLastCases()) cs.push_back(std::move(c));
+  for (Case c : shuffleCases()) cs.push_back(std::move(c));
   cs.push_back(sandwich(
       "BatchNormalization", {"BatchNormalization"}, "o = BatchNormalization (a, s, bb, mu, var)",
       {rnd("s", {4}), rnd("bb", {4}), rnd("mu", {4}), rnd("var", {4}, 0.5f, 2.f)}));

@@ -85,7 +85,8 @@ TEST_P(TorchvisionOracleTest, ExactGroupsHalvedMatchTheOracle) {
 
 INSTANTIATE_TEST_SUITE_P(Torchvision, TorchvisionOracleTest,
                          ::testing::Values("resnext50_32x4d", "regnet_x_400mf", "regnet_y_400mf",
-                                           "convnext_tiny", "vit_b_16", "mobilenet_v2"));
+                                           "convnext_tiny", "vit_b_16", "mobilenet_v2",
+                                           "shufflenet_v2_x1_0"));
 
 }  // namespace
 }  // namespace nnc

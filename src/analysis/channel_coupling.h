@@ -2,6 +2,7 @@
 // Internal to analysis: the coupling builder that channel rules talk to, and the rule registry.
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -30,7 +31,11 @@ struct Edge {
   // space: its producers belong to the group rooted at from_slot.
   int64_t tiles = 1;
   int64_t tile_stride = 0;
+  // An index-map edge (a channel shuffle, a Slice of the channels): index i of from_slot is
+  // index (*table)[i] of to_slot, or not in it when negative. It must be the only way into to_slot.
+  std::shared_ptr<const std::vector<int64_t>> table;
   bool isTile() const { return tiles != 1; }
+  bool isTable() const { return table != nullptr; }
 };
 
 class CouplingBuilder {
@@ -71,6 +76,10 @@ class CouplingBuilder {
   void tile(int local, int whole, int64_t tiles, int64_t stride) {
     edges_.push_back({local, whole, 0, 1, tiles, stride});
   }
+  void mapped(int from, int to, std::vector<int64_t> table) {
+    edges_.push_back(
+        {from, to, 0, 1, 1, 0, std::make_shared<const std::vector<int64_t>>(std::move(table))});
+  }
   // A slot that no tensor axis holds (the per-group output channels of a grouped convolution);
   // `anchor` names it in messages.
   int virtualSlot(const Value* anchor, int64_t size);
@@ -83,6 +92,10 @@ class CouplingBuilder {
   // Freezes the channel slots of every float input and output of the node.
   void freezeNode(const Node& node, const std::string& why);
   void groupAttr(int slot, const Node& node) { group_attr_nodes_.push_back({slot, &node}); }
+  // A producer that passes channel c on as channel c (a depthwise convolution): where its
+  // channels come from a Concat or a shuffle, the groups of the parts reach through it.
+  void passesThrough(const Node& node) { passes_through_.insert(&node); }
+  std::set<const Node*> passes_through_;
   // A literal in a constant shape input that spells the channel (or feature) count of `slot`.
   void shapeLiteral(int slot, const ShapeLiteral& lit) { shape_literals_.push_back({slot, lit}); }
   int64_t sizeOf(int slot) const { return slots_[slot].size; }
@@ -110,6 +123,9 @@ class CouplingBuilder {
   std::vector<std::tuple<int, std::string, const Node*>> approximate_;
   std::vector<std::pair<int, const Node*>> group_attr_nodes_;
   std::vector<std::pair<int, ShapeLiteral>> shape_literals_;
+  std::vector<ChannelShuffle> shuffles_;
+  std::vector<ChannelSlice> channel_slices_;
+  std::vector<ChannelSplit> channel_splits_;
 
   int find(int s) {
     while (parent_[s] != s) s = parent_[s] = parent_[parent_[s]];
@@ -146,6 +162,16 @@ struct ChannelInput {
   bool broadcasts = false;  // numpy-broadcast against the activation: 1 or the channel count
   int only_rank = 0;        // non-zero: the entry applies to an input of this rank only
 };
+
+// Channel shuffles and Slices of the channel axis (channel_shuffle.cc). Each returns false when
+// the node is not of its kind (the caller's rule then applies).
+bool channelShuffleRule(const Node& n, CouplingBuilder& b);
+bool channelSliceRule(const Node& n, CouplingBuilder& b);
+// Split (2, 11, 13, 18) along the channel axis; any other axis is a barrier.
+void splitRule(const Node& n, CouplingBuilder& b);
+// Whether input `input` of `n` only feeds, through integer ops, starts/ends of Slices that
+// channelSliceRule handles: surgery replaces those by constants, so what computes them is dead.
+bool feedsOnlyChannelSliceBounds(const Node& n, int input, const CouplingBuilder& b);
 
 using ChannelRule = std::function<void(const Node&, CouplingBuilder&)>;
 struct OpChannels {

@@ -19,6 +19,12 @@ using analysis_internal::CouplingBuilder;
 std::vector<int64_t> ChannelMapping::indices(const std::vector<int64_t>& channels) const {
   std::vector<int64_t> out;
   out.reserve(channels.size() * span());
+  if (!table.empty()) {
+    for (int64_t c : channels)
+      if (c >= 0 && c < static_cast<int64_t>(table.size()) && table[c] >= 0)
+        out.push_back(table[c]);
+    return out;
+  }
   for (int64_t t = 0; t < tiles; ++t)
     for (int64_t c : channels)
       for (int64_t r = 0; r < repeat; ++r)
@@ -55,9 +61,33 @@ std::string nodeLabel(const Node* n) {
          (n->name().empty() ? (n->output(0) ? n->output(0)->name() : "?") : n->name()) + "'";
 }
 
+// Mapping of a part seen through an index-map edge, for a group of `channels` channels: a table.
+// Nullopt where one group channel stands for several indices.
+std::optional<ChannelMapping> throughTable(const ChannelMapping& m,
+                                           const analysis_internal::Edge& e, int64_t channels) {
+  if (m.span() != 1 || (m.table.empty() && !e.isTable())) return std::nullopt;
+  const int64_t size = e.isTable() ? static_cast<int64_t>(e.table->size()) : -1;
+  ChannelMapping out;
+  for (int64_t c = 0; c < channels; ++c) {
+    const std::vector<int64_t> at = m.indices({c});
+    int64_t to = -1;
+    if (!at.empty() && e.isTable())
+      to = at[0] < size ? (*e.table)[at[0]] : -1;
+    else if (!at.empty())
+      to = at[0] + e.offset;
+    out.table.push_back(to);
+  }
+  return out;
+}
+
 // Mapping of a part seen through an edge into the whole; nullopt when the result is not one
 // ChannelMapping (a tile edge after anything but the identity).
-std::optional<ChannelMapping> through(const ChannelMapping& m, const analysis_internal::Edge& e) {
+std::optional<ChannelMapping> through(const ChannelMapping& m, const analysis_internal::Edge& e,
+                                      int64_t channels) {
+  if (e.isTable() || !m.table.empty()) {
+    if (e.isTile() || e.repeat != 1) return std::nullopt;
+    return throughTable(m, e, channels);
+  }
   ChannelMapping out = m;
   if (e.isTile()) {
     if (!m.isIdentity()) return std::nullopt;
@@ -121,7 +151,8 @@ void freezeUnaccountedAxes(const Graph& graph,
 std::map<int, std::vector<std::pair<int64_t, int64_t>>> incomingRanges(CouplingBuilder& b) {
   std::map<int, std::set<std::tuple<int, int64_t, int64_t>>> edges;
   for (const auto& e : b.edges_)
-    if (!e.isTile()) edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
+    if (!e.isTile() && !e.isTable())
+      edges[b.find(e.to_slot)].insert({b.find(e.from_slot), e.offset, e.repeat});
   std::map<int, std::vector<std::pair<int64_t, int64_t>>> ranges;
   for (const auto& [to, in] : edges) {
     auto& r = ranges[to];
@@ -160,14 +191,21 @@ void freezeSharedShapeLiterals(std::vector<ChannelGroup>& groups) {
 // edge, nothing else into it), or the tiles and the other parts would disagree.
 std::map<int, std::string> tileConflicts(CouplingBuilder& b,
                                          std::map<int, std::vector<const Node*>>& producers) {
-  std::map<int, std::set<std::tuple<int, int64_t, int64_t, int64_t, int64_t>>> incoming;
+  std::map<int, std::set<std::tuple<int, int64_t, int64_t, int64_t, int64_t, const void*>>>
+      incoming;
   std::map<int, int> tile_source;
+  std::set<int> mapped;  // spaces an index-map edge leads into
   for (const auto& e : b.edges_) {
     const int to = b.find(e.to_slot), from = b.find(e.from_slot);
-    incoming[to].insert({from, e.offset, e.repeat, e.tiles, e.tile_stride});
+    incoming[to].insert({from, e.offset, e.repeat, e.tiles, e.tile_stride, e.table.get()});
     if (e.isTile()) tile_source.emplace(to, from);
+    if (e.isTable()) mapped.insert(to);
   }
   std::map<int, std::string> conflicts;
+  for (int to : mapped)
+    if (incoming[to].size() > 1)
+      conflicts[to] = "the channels of '" + b.slots_[to].value->name() +
+                      "' are moved by a channel shuffle or slice and also made another way";
   for (const auto& [to, from] : tile_source) {
     if (to == from)
       conflicts[to] = "the channels of '" + b.slots_[to].value->name() +
@@ -241,6 +279,13 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
   // or pruning one part would remove entries another part still fills.
   std::map<int, std::string> overlaps = tileConflicts(b, producers);
+  // A composed space whose producers only pass channels through is no root: the groups of its
+  // parts reach through them.
+  for (auto it = producers.begin(); it != producers.end();) {
+    const bool passes = std::all_of(it->second.begin(), it->second.end(),
+                                    [&](const Node* n) { return b.passes_through_.count(n) > 0; });
+    it = passes && composed.count(it->first) ? producers.erase(it) : std::next(it);
+  }
   for (const auto& [cls, why] : overlaps)
     result.barriers.push_back({b.slots_[cls].value->producer(), b.slots_[cls].value->name(), why});
   for (const auto& [to, parts] : incomingRanges(b)) {
@@ -283,12 +328,19 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
       todo.pop();
       for (const auto& e : out_edges[cls]) {
         const int to = b.find(e.to_slot);
-        const std::optional<ChannelMapping> mapped = through(reached[cls], e);
+        const std::optional<ChannelMapping> mapped = through(reached[cls], e, g.channels);
         if (!mapped) {
-          if (problem.empty()) problem = "its channels are tiled by two grouped convolutions";
+          if (problem.empty())
+            problem = e.isTable() || !reached[cls].table.empty()
+                          ? "its channels are moved by a channel shuffle or slice and also "
+                            "repeated or tiled"
+                          : "its channels are tiled by two grouped convolutions";
           continue;
         }
         const ChannelMapping m = *mapped;
+        if (!m.table.empty() &&
+            std::all_of(m.table.begin(), m.table.end(), [](int64_t i) { return i < 0; }))
+          continue;  // a slice that takes none of the group's channels
         auto [it, inserted] = reached.emplace(to, m);
         if (!inserted) {
           if (!(it->second == m) && problem.empty())
@@ -326,10 +378,15 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     // MACs and params proportional to the channel count.
     std::set<std::pair<const Value*, int>> seen_weights;
     std::map<const Node*, double> node_fraction;
+    std::vector<int64_t> all_channels(g.channels);
+    for (int64_t c = 0; c < g.channels; ++c) all_channels[c] = c;
     for (const GroupMember& m : g.members) {
       if (m.role == MemberRole::kActivation) continue;
       const Tensor* t = m.value->constantData();
-      const double fraction = static_cast<double>(g.channels * m.mapping.span()) / t->dim(m.axis);
+      const int64_t indices = m.mapping.table.empty()
+                                  ? g.channels * m.mapping.span()
+                                  : static_cast<int64_t>(m.mapping.indices(all_channels).size());
+      const double fraction = static_cast<double>(indices) / t->dim(m.axis);
       if (seen_weights.insert({m.value, m.axis}).second)
         g.params += static_cast<int64_t>(t->numel() * fraction);
       if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
@@ -341,6 +398,9 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   }
 
   freezeSharedShapeLiterals(result.groups);
+  result.shuffles = b.shuffles_;
+  result.channel_slices = b.channel_slices_;
+  result.channel_splits = b.channel_splits_;
 
   auto shrinkableMacs = [&](bool exact_only) {
     std::set<const Node*> shrinkable;

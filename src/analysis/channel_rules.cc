@@ -123,12 +123,12 @@ void CouplingBuilder::resolveRequirements() {
 void CouplingBuilder::mergeParallelEdges() {
   for (bool changed = true; changed;) {
     changed = false;
-    // (to space, offset, repeat, tiles, tile stride)
-    std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t>, int> from;
+    // (to space, offset, repeat, tiles, tile stride, index map)
+    std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, const void*>, int> from;
     for (const Edge& e : edges_) {
-      auto [it, inserted] =
-          from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat, e.tiles, e.tile_stride),
-                       e.from_slot);
+      auto [it, inserted] = from.emplace(std::make_tuple(find(e.to_slot), e.offset, e.repeat,
+                                                         e.tiles, e.tile_stride, e.table.get()),
+                                         e.from_slot);
       if (inserted || find(it->second) == find(e.from_slot)) continue;
       same(it->second, e.from_slot);
       changed = true;
@@ -498,6 +498,7 @@ void convRule(const Node& n, CouplingBuilder& b) {
     b.same(*x, *y);
     coupleTable(n, b, *x, *y, /*skip_consumer=*/true);
     b.groupAttr(*y, n);
+    b.passesThrough(n);
     return;
   }
   groupedConvRule(n, b, *x, *y, group);
@@ -773,6 +774,7 @@ bool keepsLastAxis(const Node& n, CouplingBuilder& b, const std::vector<Dim>& xs
 }
 
 void reshapeRule(const Node& n, CouplingBuilder& b) {
+  if (channelShuffleRule(n, b)) return;
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
@@ -981,8 +983,10 @@ void sliceRule(const Node& n, CouplingBuilder& b) {
         axes.push_back(static_cast<int64_t>(i));
   }
   for (int64_t a : axes)
-    if ((a < 0 ? a + rank : a) == 1)
+    if ((a < 0 ? a + rank : a) == 1) {
+      if (channelSliceRule(n, b)) return;
       return b.freezeNode(n, opLabel(n) + " slices the channel axis");
+    }
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " changes the channel layout");
   b.same(*x, *y);
 }
@@ -1144,6 +1148,7 @@ void shapeRule(const Node& n, CouplingBuilder& b) {
     auto entry = channelSizeEntries().find(u.node->opType());
     const bool ok = u.node->isDefaultDomain() && entry != channelSizeEntries().end() &&
                     entry->second(*u.node, u.input, u.position, b.opset());
+    if (!ok && feedsOnlyChannelSliceBounds(*u.node, u.input, b)) continue;
     auto s = ok ? b.activation(u.node->input(0)) : std::nullopt;
     if (!s) followed = false;
     if (!followed) break;
@@ -1291,6 +1296,7 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
       r[op] = {[](const Node& n, CouplingBuilder& b) { axesRule(n, b, 18, true); }, {}};
     r["Pad"] = {padRule, {}};
     r["Slice"] = {sliceRule, {}};
+    r["Split"] = {splitRule, {}};
     for (const char* op : {"Softmax", "LogSoftmax", "Hardmax"}) r[op] = {softmaxRule, {}};
     r["Shape"] = {shapeRule, {}};
     r["Gather"] = {gatherRule, {}};

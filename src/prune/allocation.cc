@@ -22,7 +22,8 @@ std::vector<GroupKeep> planFor(const std::vector<Scored>& groups, const KeepCoun
   std::vector<GroupKeep> plan;
   for (size_t i = 0; i < groups.size(); ++i)
     if (keep[i] < groups[i].group->channels)
-      plan.push_back({groups[i].group->id, topChannels(groups[i].scores, keep[i])});
+      plan.push_back(
+          {groups[i].group->id, keepChannels(*groups[i].group, groups[i].scores, keep[i])});
   return plan;
 }
 
@@ -225,8 +226,8 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
         const double actual = double(c - keep) / c;
         Model trial = model.clone();
         const ChannelAnalysis ta = analyzeChannels(trial);
-        NNC_RETURN_IF_ERROR(
-            applyChannelPruning(trial, ta, {{s.group->id, topChannels(s.scores, keep)}}));
+        NNC_RETURN_IF_ERROR(applyChannelPruning(
+            trial, ta, {{s.group->id, keepChannels(*s.group, s.scores, keep)}}));
         NNC_ASSIGN_OR_RETURN(double loss, probe.loss(trial));
         curve.push_back({actual, loss});
         max_loss = std::max(max_loss, loss);

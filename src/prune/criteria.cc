@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -247,7 +248,8 @@ class SimilarityChainCriterion : public Criterion {
           if (rec.group_id != g->id) continue;
           const auto from = m.mapping.indices({rec.removed});
           const auto into = m.mapping.indices({rec.into});
-          for (size_t i = 0; i < from.size(); ++i)
+          // A channel moved by a shuffle and slice may be in this member without its partner.
+          for (size_t i = 0; i < std::min(from.size(), into.size()); ++i)
             for (int64_t o = 0; o < outer; ++o) {
               const float* src = data.data() + (o * s[m.axis] + from[i]) * inner;
               float* dst = data.data() + (o * s[m.axis] + into[i]) * inner;
@@ -582,6 +584,52 @@ std::vector<int64_t> topChannels(const std::vector<double>& scores, int64_t keep
   return order;
 }
 
+// Keep counts per cell proportional to the cell sizes (largest remainder), at least one each.
+std::vector<int64_t> cellShares(const std::vector<std::vector<int64_t>>& cells, int64_t channels,
+                                int64_t keep_count) {
+  std::vector<int64_t> share(cells.size());
+  std::vector<std::pair<double, size_t>> remainder;
+  int64_t given = 0;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const double exact = double(keep_count) * cells[i].size() / channels;
+    share[i] = std::max<int64_t>(1, static_cast<int64_t>(std::floor(exact)));
+    given += share[i];
+    remainder.push_back({exact - std::floor(exact), i});
+  }
+  std::stable_sort(remainder.begin(), remainder.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t r = 0; given < keep_count && r < remainder.size(); ++r) {
+    const size_t i = remainder[r].second;
+    if (share[i] < static_cast<int64_t>(cells[i].size())) ++share[i], ++given;
+  }
+  return share;
+}
+
+std::vector<int64_t> keepChannels(const ChannelGroup& group, const std::vector<double>& scores,
+                                  int64_t keep_count) {
+  // Cell of a channel: which partial members hold it.
+  std::map<std::vector<bool>, std::vector<int64_t>> by_signature;
+  for (int64_t c = 0; c < group.channels; ++c) {
+    std::vector<bool> signature;
+    for (const GroupMember& m : group.members)
+      if (!m.mapping.table.empty()) signature.push_back(m.mapping.table[c] >= 0);
+    by_signature[signature].push_back(c);
+  }
+  if (by_signature.size() < 2 || keep_count < static_cast<int64_t>(by_signature.size()))
+    return topChannels(scores, keep_count);
+  std::vector<std::vector<int64_t>> cells;
+  for (auto& [signature, channels] : by_signature) cells.push_back(std::move(channels));
+  const std::vector<int64_t> share = cellShares(cells, group.channels, keep_count);
+  std::vector<int64_t> keep;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    std::vector<double> cell_scores;
+    for (int64_t c : cells[i]) cell_scores.push_back(scores[c]);
+    for (int64_t j : topChannels(cell_scores, share[i])) keep.push_back(cells[i][j]);
+  }
+  std::sort(keep.begin(), keep.end());
+  return keep;
+}
+
 bool groupExcluded(const ChannelGroup& g, const std::vector<std::string>& exclude) {
   for (const Node* n : g.sources)
     for (const std::string& name : exclude)
@@ -607,7 +655,7 @@ StatusOr<std::vector<GroupKeep>> planUniformPruning(const ChannelAnalysis& analy
     keep = std::max<int64_t>(1, keep);
     if (keep >= g.channels) continue;
     NNC_ASSIGN_OR_RETURN(std::vector<double> scores, criterion.score(g));
-    plan.push_back({g.id, topChannels(scores, keep)});
+    plan.push_back({g.id, keepChannels(g, scores, keep)});
   }
   return plan;
 }

@@ -17,7 +17,8 @@ double TensorStats::autocorrAt(int64_t c, int64_t dy, int64_t dx) const {
 
 std::optional<GroupFeatureSource> groupFeatureSource(const ChannelGroup& group) {
   auto oneToOne = [&](const GroupMember& m) {
-    return m.role == MemberRole::kActivation && m.mapping.span() == 1 && m.axis == 1;
+    return m.role == MemberRole::kActivation && m.mapping.span() == 1 && m.axis == 1 &&
+           m.mapping.table.empty();
   };
   const GroupMember* chosen = nullptr;
   // The input of the first consumer layer, when it carries the channels one-to-one.

@@ -66,7 +66,81 @@ struct Plan {
   };
   std::vector<NewInput> inputs;
   std::vector<std::pair<Node*, int64_t>> group_attrs;
+  std::vector<std::pair<Node*, std::vector<int64_t>>> split_attrs;
+  // Channel shuffles whose input loses channels: (shuffle, gather indices into the kept input).
+  std::vector<std::pair<const ChannelShuffle*, std::vector<int64_t>>> shuffles;
 };
+
+Tensor shapeTensorLike(const Tensor& like, const std::vector<int64_t>& dims);
+
+// Removed channel indices (axis 1) of every activation the plan shrinks.
+std::map<const Value*, std::set<int64_t>> removedChannels(const ChannelAnalysis& analysis,
+                                                          const std::vector<GroupKeep>& keeps) {
+  std::map<const Value*, std::set<int64_t>> removed;
+  for (const GroupKeep& k : keeps) {
+    const ChannelGroup& g = analysis.groups[k.group_id];
+    const std::vector<int64_t> dropped = droppedChannels(g, k);
+    for (const GroupMember& m : g.members)
+      if (m.role == MemberRole::kActivation && m.axis == 1)
+        for (int64_t i : m.mapping.indices(dropped)) removed[m.value].insert(i);
+  }
+  return removed;
+}
+
+int64_t countBelow(const std::set<int64_t>& s, int64_t bound) {
+  return static_cast<int64_t>(std::distance(s.begin(), s.lower_bound(bound)));
+}
+
+// Slices of the channel axis get constant starts/ends at the pruned positions (their computed
+// bounds read the pruned channel count); a shuffle whose input shrinks becomes a Gather of the
+// kept channels in the shuffled order, which is a shuffle no longer when the groups lose
+// different channels.
+void planMovedChannels(const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps,
+                       Plan& plan) {
+  if (keeps.empty()) return;
+  const auto removed = removedChannels(analysis, keeps);
+  static const std::set<int64_t> kNone;
+  auto removedOf = [&](const Value* v) -> const std::set<int64_t>& {
+    auto it = removed.find(v);
+    return it == removed.end() ? kNone : it->second;
+  };
+  for (const ChannelSlice& s : analysis.channel_slices) {
+    const auto& gone = removedOf(s.node->input(0));
+    std::vector<int64_t> starts = s.starts.toInt64Vector(), ends = s.ends.toInt64Vector();
+    starts[s.element] = s.start - countBelow(gone, s.start);
+    ends[s.element] = s.end - countBelow(gone, s.end);
+    Node* n = const_cast<Node*>(s.node);
+    plan.inputs.push_back({n, 1, shapeTensorLike(s.starts, starts), false});
+    plan.inputs.push_back({n, 2, shapeTensorLike(s.ends, ends), false});
+  }
+  for (const ChannelSplit& s : analysis.channel_splits) {
+    const auto& gone = removedOf(s.node->input(0));
+    std::vector<int64_t> sizes;
+    for (int64_t k = 0, offset = 0; k < static_cast<int64_t>(s.sizes.size()); ++k) {
+      sizes.push_back(s.sizes[k] - countBelow(gone, offset + s.sizes[k]) +
+                      countBelow(gone, offset));
+      offset += s.sizes[k];
+    }
+    if (sizes == s.sizes) continue;
+    if (s.sizes_input)
+      plan.inputs.push_back(
+          {const_cast<Node*>(s.node), 1,
+           Tensor::fromVector<int64_t>({static_cast<int64_t>(sizes.size())}, sizes), false});
+    else
+      plan.split_attrs.push_back({const_cast<Node*>(s.node), sizes});
+  }
+  for (const ChannelShuffle& sh : analysis.shuffles) {
+    const auto& gone = removedOf(sh.input);
+    if (gone.empty()) continue;
+    std::vector<std::pair<int64_t, int64_t>> order;  // (output channel, kept input position)
+    for (int64_t i = 0, kept = 0; i < static_cast<int64_t>(sh.output_of.size()); ++i)
+      if (!gone.count(i)) order.push_back({sh.output_of[i], kept++});
+    std::sort(order.begin(), order.end());
+    std::vector<int64_t> indices;
+    for (const auto& [out, in] : order) indices.push_back(in);
+    plan.shuffles.push_back({&sh, std::move(indices)});
+  }
+}
 
 // Removed indices per (node, input) and axis, from every group: a tensor can hold several
 // groups' channels (a Conv weight: outputs on axis 0, inputs on axis 1; a layer after a Concat:
@@ -123,12 +197,19 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const int64_t removed = g.channels - static_cast<int64_t>(k.keep.size());
-    for (const Node* n : g.group_attr_nodes) group_attr[n] += removed;
-    for (const ShapeLiteral& lit : g.shape_literals) {
-      int64_t span = 1;
+    const std::vector<int64_t> dropped = droppedChannels(g, k);
+    for (const Node* n : g.group_attr_nodes) {
+      int64_t gone = removed;  // the depthwise weight's rows the group removes
       for (const GroupMember& m : g.members)
-        if (m.value == lit.spells) span = m.mapping.span();
-      literal_delta[{lit.node, lit.input, lit.element}] += removed * span;
+        if (m.node == n && m.role == MemberRole::kProducer)
+          gone = static_cast<int64_t>(m.mapping.indices(dropped).size());
+      group_attr[n] += gone;
+    }
+    for (const ShapeLiteral& lit : g.shape_literals) {
+      int64_t gone = removed;
+      for (const GroupMember& m : g.members)
+        if (m.value == lit.spells) gone = static_cast<int64_t>(m.mapping.indices(dropped).size());
+      literal_delta[{lit.node, lit.input, lit.element}] += gone;
     }
   }
   for (const auto& [n, removed] : group_attr)
@@ -167,6 +248,48 @@ class Transaction {
   }
   void commit() { committed_ = true; }
 
+  // Each shuffle's readers read a Gather of its input instead; the dead Reshapes get targets
+  // that fit the shrunk input ([N, 1, C', ...] and back), so shape inference passes them.
+  void replaceShuffles(const Plan& plan) {
+    for (const auto& [sh, indices] : plan.shuffles) {
+      Value* in = graph_.findValue(sh->input->name());
+      Value* out = graph_.findValue(sh->output->name());
+      Node* head = const_cast<Node*>(sh->head);
+      Node* tail = const_cast<Node*>(sh->tail);
+      const int rank = static_cast<int>(out->type().shape ? out->type().shape->size() : 0);
+      Value* idx = graph_.addInitializer(
+          out->name() + "_shuffle_indices",
+          Tensor::fromVector<int64_t>({static_cast<int64_t>(indices.size())}, indices));
+      Node* gather =
+          graph_.insertNodeBefore(tail, "Gather", {in, idx}, {out->name() + "_shuffled"});
+      gather->setAttribute(Attribute::makeInt("axis", 1));
+      Value* shuffled = gather->output(0);
+      shuffled->setType(out->type());
+      graph_.replaceAllUsesWith(out, shuffled);
+      std::vector<int64_t> split(rank + 1, 1), merged(rank, 1);
+      split[0] = merged[0] = 0;  // copy the batch
+      split[2] = merged[1] = -1;
+      const Value* old_split = head->input(1);
+      const Value* old_merged = tail->input(1);
+      Value* new_split = graph_.addInitializer(old_split->name() + "_pruned",
+                                               Tensor::fromVector<int64_t>({rank + 1}, split));
+      Value* new_merged = graph_.addInitializer(old_merged->name() + "_pruned",
+                                                Tensor::fromVector<int64_t>({rank}, merged));
+      head->setInput(1, new_split);
+      tail->setInput(1, new_merged);
+      undo_.push_back([this, head, tail, gather, idx, out, shuffled, old_split, old_merged,
+                       new_split, new_merged] {
+        head->setInput(1, const_cast<Value*>(old_split));
+        tail->setInput(1, const_cast<Value*>(old_merged));
+        graph_.eraseValue(new_split);
+        graph_.eraseValue(new_merged);
+        graph_.replaceAllUsesWith(shuffled, out);
+        graph_.eraseNode(gather);
+        graph_.eraseValue(idx);
+      });
+    }
+  }
+
   void apply(Plan& plan) {
     for (Plan::NewInput& in : plan.inputs) {
       Value* old = in.node->input(in.index);
@@ -181,6 +304,17 @@ class Transaction {
       undo_.push_back([this, node = in.node, index = in.index, old, added] {
         node->setInput(index, old);
         graph_.eraseValue(added);
+      });
+    }
+    for (auto& [n, sizes] : plan.split_attrs) {
+      const Attribute* a = n->findAttribute("split");
+      std::optional<Attribute> previous = a ? std::optional<Attribute>(*a) : std::nullopt;
+      n->setAttribute(Attribute::makeInts("split", sizes));
+      undo_.push_back([n, previous] {
+        if (previous)
+          n->setAttribute(*previous);
+        else
+          n->removeAttribute("split");
       });
     }
     for (auto [n, group] : plan.group_attrs) {
@@ -224,14 +358,24 @@ Status applyChannelPruning(Model& model, const ChannelAnalysis& analysis,
                            const std::vector<GroupKeep>& keeps,
                            const ShapeInference* shape_inference) {
   NNC_RETURN_IF_ERROR(validate(analysis, keeps));
+  // A tensor a shuffle and slices spread a group over could lose every channel.
+  for (const ShrunkAxis& s : shrunkActivations(analysis, keeps)) {
+    const auto& shape = s.value->type().shape;
+    if (shape && s.axis < static_cast<int>(shape->size()) && (*shape)[s.axis].isKnown() &&
+        (*shape)[s.axis].value <= s.removed)
+      return invalidArgument("the plan removes every channel of '" + s.value->name() + "'");
+  }
   Graph& graph = *model.graph;
   Plan plan;
   NNC_RETURN_IF_ERROR(planWeights(analysis, keeps, plan));
   NNC_RETURN_IF_ERROR(planShapes(analysis, keeps, plan));
 
+  planMovedChannels(analysis, keeps, plan);
+
   Transaction tx(graph);
   tx.apply(plan);
   shrinkActivationTypes(graph, analysis, keeps);
+  tx.replaceShuffles(plan);
   if (shape_inference) {  // re-derive every intermediate shape from scratch
     for (const auto& v : graph.values()) {
       if (v->isGraphInput() || v->isInitializer() || v->isGraphOutput()) continue;

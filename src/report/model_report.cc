@@ -225,6 +225,7 @@ nlohmann::ordered_json prunableJson(const ChannelAnalysis& a) {
             {"repeat", m.mapping.repeat},
             {"tiles", m.mapping.tiles},
             {"tile_stride", m.mapping.tile_stride}};
+      if (!m.mapping.table.empty()) mj["mapping"] = {{"table", m.mapping.table}};
       members.push_back(mj);
     }
     j["members"] = members;

@@ -30,17 +30,20 @@ namespace nnc {
 //   t * tile_stride + outer_offset + (inner_offset + c) * repeat + r,  r < repeat, t < tiles.
 // Tiles come from grouped convolutions: local channel j of a group of width `tile_stride` is
 // channel t * tile_stride + j of the full tensor, for every one of the `tiles` groups.
+// A non-empty `table` replaces the formula: group channel c is member index table[c], or not in
+// the member at all when table[c] < 0 (channels moved by a channel shuffle, then split).
 struct ChannelMapping {
   int64_t outer_offset = 0;
   int64_t inner_offset = 0;
   int64_t repeat = 1;
   int64_t tiles = 1;
   int64_t tile_stride = 0;
+  std::vector<int64_t> table;
   bool isIdentity() const {
-    return outer_offset == 0 && inner_offset == 0 && repeat == 1 && tiles == 1;
+    return outer_offset == 0 && inner_offset == 0 && repeat == 1 && tiles == 1 && table.empty();
   }
-  // How many member indices one group channel stands for.
-  int64_t span() const { return repeat * tiles; }
+  // How many member indices one group channel stands for (at most, with a table).
+  int64_t span() const { return table.empty() ? repeat * tiles : 1; }
   // The member indices for a list of group channels, in order.
   std::vector<int64_t> indices(const std::vector<int64_t>& channels) const;
   bool operator==(const ChannelMapping&) const = default;
@@ -99,8 +102,39 @@ struct ChannelBarrier {
   std::string reason;
 };
 
+// A channel shuffle (Reshape [N, C, ...] -> [N, g, C/g, ...], Transpose of axes 1 and 2,
+// Reshape back): output channel b * g + a is input channel a * (C/g) + b. Surgery replaces it
+// by a Gather of the kept input channels in the shuffled order, unless nothing is pruned.
+struct ChannelShuffle {
+  const Node* head = nullptr;  // the first Reshape (reads `input`)
+  const Node* tail = nullptr;  // the last Reshape (writes `output`)
+  const Value* input = nullptr;
+  const Value* output = nullptr;
+  std::vector<int64_t> output_of;  // output channel of each input channel
+};
+
+// A Slice of the channel axis with bounds known before run time (torch.chunk exports them as
+// arithmetic on Shape): surgery rewrites its starts/ends to the pruned positions as constants.
+struct ChannelSlice {
+  const Node* node = nullptr;
+  int64_t element = 0;         // entry of starts/ends for the channel axis
+  int64_t start = 0, end = 0;  // normalised to [0, C]
+  Tensor starts, ends;         // the known starts/ends inputs, every entry
+};
+
+// A Split along the channel axis: surgery rewrites its sizes (the `split` attribute before
+// opset 13, the input from 13) to the channels each part keeps.
+struct ChannelSplit {
+  const Node* node = nullptr;
+  std::vector<int64_t> sizes;
+  bool sizes_input = false;  // the sizes are input 1 (else the attribute)
+};
+
 struct ChannelAnalysis {
   std::vector<ChannelGroup> groups;
+  std::vector<ChannelShuffle> shuffles;
+  std::vector<ChannelSlice> channel_slices;
+  std::vector<ChannelSplit> channel_splits;
   std::vector<ChannelBarrier> barriers;
   int64_t total_macs = 0;
   // MACs of the layers that at least one prunable group shrinks (input or output side).

@@ -100,6 +100,12 @@ StatusOr<std::vector<GroupKeep>> planUniformPruning(const ChannelAnalysis& analy
 // Keeps the `keep_count` best channels, returned ascending.
 std::vector<int64_t> topChannels(const std::vector<double>& scores, int64_t keep_count);
 
+// The same for a group whose channels a channel shuffle and Slices spread over several tensors
+// (members with an index table that leave some channels out): each such cell of channels keeps
+// its share of `keep_count` (at least one), so that no tensor loses all its channels.
+std::vector<int64_t> keepChannels(const ChannelGroup& group, const std::vector<double>& scores,
+                                  int64_t keep_count);
+
 // True when `exclude` names one of the group's source layers (node or output name).
 bool groupExcluded(const ChannelGroup& group, const std::vector<std::string>& exclude);
 
