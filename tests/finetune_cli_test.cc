@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "nncompress/data/dataset.h"
@@ -79,6 +81,44 @@ TEST(FinetuneCliTest, PruneWithTaylorAndFinetune) {
   EXPECT_LE(j["macs_kept"].get<double>(), 0.6 + 1e-9);
   ASSERT_TRUE(j.contains("finetune"));
   EXPECT_EQ(j["finetune"]["steps"], 4);  // 256 samples, batch 64
+}
+
+// A compress recipe's retrain step (what --save-recipe records after --finetune) replays:
+// prune, distil with the recorded settings, quantize.
+TEST(FinetuneCliTest, CompressRecipeReplaysItsRetrainStep) {
+  TempDir dir;
+  const auto recipe = dir / "recipe.json", out = dir / "out.onnx";
+  {
+    std::ofstream f(recipe);
+    f << R"({"nncompress_recipe": 1, "steps": [
+      {"prune": {"method": "l1", "fraction": 0.3, "recover": "lsq"}},
+      {"retrain": {"method": "distillation", "epochs": 1, "batch": 64, "lr": 0.0005,
+                   "optimizer": "adamw", "temperature": 2}},
+      {"quantize": {"format": "qdq"}}]})";
+  }
+  auto r = runCli("compress " + fixture() + " -o " + quote(out) + " --data " + kData +
+                  "t10k-images-idx3-ubyte.gz --labels " + kData +
+                  "t10k-labels-idx1-ubyte.gz --data-range 0:200 --calib " + kData +
+                  "train-images-idx3-ubyte.gz --calib-range 0:256" + kNorm + "--recipe " +
+                  quote(recipe) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  std::vector<std::string> replayed;
+  for (const auto& s : j["steps"])
+    if (s["kind"] == "recipe") replayed.push_back(s["description"]);
+  ASSERT_EQ(replayed.size(), 3u) << r.out;
+  EXPECT_EQ(replayed[1], "retrain (distillation, 1 epochs)");
+  EXPECT_NE(r.err.find("finetune"), std::string::npos) << r.err;  // it did train
+  // A malformed retrain step is the recipe's error.
+  {
+    std::ofstream f(recipe);
+    f << R"({"nncompress_recipe": 1, "steps": [{"retrain": {"epochs": 0}}]})";
+  }
+  const auto bad_out = dir / "bad.onnx";
+  auto bad = runCli("compress " + fixture() + " -o " + quote(bad_out) + " --data " + kData +
+                    "t10k-images-idx3-ubyte.gz --calib-range 0:64 --recipe " + quote(recipe));
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(bad_out));
 }
 
 TEST(FinetuneCliTest, UsageErrors) {

@@ -187,6 +187,10 @@ TEST(TrainGradCheck, Conv) {
              {data({2, 3, 7, 7}), param({3, 1, 3, 3})},
              {A::makeInt("group", 3), A::makeInts("dilations", {2, 2}),
               A::makeInts("pads", {2, 2, 2, 2})}});
+  // 3x3 over 5 channels (weight-gradient tiles of 3 and 2 channels), 17 outputs (a partial block).
+  gradCheck({"Conv",
+             {data({2, 5, 6, 6}), param({17, 5, 3, 3}), param({17})},
+             {A::makeInts("pads", {1, 1, 1, 1})}});
   gradCheck({"Conv", {data({2, 4, 4, 4}), param({8, 4, 1, 1}), param({8})}});  // pointwise
   gradCheck({"Conv",
              {data({1, 2, 6, 5}), param({3, 2, 2, 3})},

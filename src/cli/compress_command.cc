@@ -64,6 +64,20 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
                        {"fraction", f},
                        {"recover", setup.recovery},
                        {"min_group_keep", setup.min_group_keep}}}});
+  if (r.best_retrained && setup.finetune) {  // METHODS.md method 3: retrain before quantizing
+    const FinetuneOptions& f = *setup.finetune;
+    steps.push_back(
+        {{"retrain",
+          {{"method", "distillation"},
+           {"epochs", f.epochs},
+           {"batch", f.batch},
+           {"lr", f.learning_rate},
+           {"optimizer", f.optimizer.kind == train::OptimizerKind::kSgd ? "sgd" : "adamw"},
+           {"weight_decay", f.optimizer.weight_decay},
+           {"temperature", f.loss.temperature},
+           {"warmup", f.warmup_fraction},
+           {"seed", f.seed}}}});
+  }
   if (r.best_quantized) {
     nlohmann::ordered_json bits = nlohmann::ordered_json::object();
     for (const auto& [layer, b] : r.best_bits) bits[layer] = b;
@@ -97,6 +111,30 @@ StatusOr<const nlohmann::json*> recipeObject(const nlohmann::json& step, const c
     return invalidArgument("recipe field '" + std::string(key) +
                            "' must be an object: " + step[key].dump());
   return &step[key];
+}
+
+// A recipe's retrain step: distillation from the original on the calibration data with the
+// recorded settings (over --finetune's, or the defaults).
+StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, CompressSetup& setup) {
+  if (!setup.finetune) {
+    NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, 1));
+    setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
+  }
+  FinetuneOptions& f = *setup.finetune;
+  NNC_ASSIGN_OR_RETURN(f.epochs, recipeField(r, "epochs", f.epochs));
+  NNC_ASSIGN_OR_RETURN(f.batch, recipeField(r, "batch", f.batch));
+  NNC_ASSIGN_OR_RETURN(f.learning_rate, recipeField(r, "lr", f.learning_rate));
+  NNC_ASSIGN_OR_RETURN(f.optimizer.weight_decay,
+                       recipeField(r, "weight_decay", f.optimizer.weight_decay));
+  NNC_ASSIGN_OR_RETURN(f.loss.temperature, recipeField(r, "temperature", f.loss.temperature));
+  NNC_ASSIGN_OR_RETURN(f.warmup_fraction, recipeField(r, "warmup", f.warmup_fraction));
+  NNC_ASSIGN_OR_RETURN(const std::string optimizer,
+                       recipeField(r, "optimizer", std::string("adamw")));
+  NNC_ASSIGN_OR_RETURN(f.optimizer.kind, train::parseOptimizerKind(optimizer));
+  if (!(f.epochs > 0 && f.batch > 0 && f.learning_rate > 0))
+    return invalidArgument("recipe retrain step needs epochs, batch and lr above 0");
+  NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+  return actions.retrain(current);
 }
 
 // Replays a recipe's steps with the same actions compress uses.
@@ -140,8 +178,14 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
       NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
       NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
       done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits)");
+    } else if (step.is_object() && step.contains("retrain")) {
+      NNC_ASSIGN_OR_RETURN(const nlohmann::json* retrain, recipeObject(step, "retrain"));
+      NNC_ASSIGN_OR_RETURN(current, replayRetrain(current, *retrain, setup));
+      done->push_back("retrain (distillation, " + std::to_string(setup.finetune->epochs) +
+                      " epochs)");
     } else {
-      return invalidArgument("recipe step " + step.dump() + " is neither prune nor quantize");
+      return invalidArgument("recipe step " + step.dump() +
+                             " is neither prune, retrain nor quantize");
     }
   }
   return current;

@@ -1,6 +1,7 @@
-// Conv and ConvTranspose backward, im2col/col2im around the executor's GEMM, samples split over
-// the threads (each thread keeps its own dW/dB, summed at the end).
-//   Conv:  col = im2col(X_{n,g}),  dW_g += dY_{n,g} col^T,  dX_{n,g} = col2im(W_g^T dY_{n,g}),
+// Conv and ConvTranspose backward, samples split over the threads (each thread keeps its own
+// dW/dB, summed at the end).
+//   Conv:  dW_g += dY_{n,g} im2col(X_{n,g})^T by the executor's direct weight-gradient kernel (the
+//          im2col rows are offsets into X, never built), dX_{n,g} = col2im(W_g^T dY_{n,g}),
 //          dB += sum over n and positions of dY
 //          With stride 1, dX is itself a convolution, run by the executor's direct kernel:
 //          dX = Conv(dY, W'), W'[g*Cg + c, m, i, j] = W[g*Mg + m, c, kh-1-i, kw-1-j],
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "backward.h"
+#include "direct_conv.h"
 #include "gemm.h"
 #include "kernel_util.h"
 #include "nncompress/ir/conv_geometry.h"
@@ -170,6 +172,33 @@ Status checkConvShapes(const BackwardContext& c) {
   return Status::ok();
 }
 
+// Where the weight gradient's windows read X: X itself when every window lies inside it (no
+// padding on the read side), else a zero-padded copy of hp x wp per channel.
+struct WindowSource {
+  int64_t hp = 0, wp = 0;  // rows and columns the windows span
+  bool padded = false;
+  explicit WindowSource(const Geometry& g)
+      : hp((g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1),
+        wp((g.ow - 1) * g.sw + (g.kw - 1) * g.dw + 1),
+        padded(g.pt > 0 || g.pl > 0 || hp > g.ih || wp > g.iw) {
+    if (!padded) hp = g.ih, wp = g.iw;
+  }
+};
+
+// xpad[c][r][q] = img[c][r - pt][q - pl] (0 outside), hp x wp per channel.
+void padImage(const float* img, const Geometry& g, const WindowSource& e, float* xpad) {
+  std::fill(xpad, xpad + g.c * e.hp * e.wp, 0.f);
+  const int64_t q0 = std::max<int64_t>(0, -g.pl), q1 = std::min(g.iw, e.wp - g.pl);
+  for (int64_t c = 0; c < g.c; ++c)
+    for (int64_t y = 0; y < g.ih; ++y) {
+      const int64_t r = y + g.pt;
+      if (r < 0 || r >= e.hp) continue;
+      const float* src = img + (c * g.ih + y) * g.iw;
+      float* dst = xpad + (c * e.hp + r) * e.wp + g.pl;
+      for (int64_t q = q0; q < q1; ++q) dst[q] = src[q];
+    }
+}
+
 // One Conv gradient for samples [s0, s1) of one thread.
 struct ConvGrad {
   const BackwardContext& c;
@@ -179,23 +208,78 @@ struct ConvGrad {
   float* dx;
   bool want_w, want_b;
 
+  // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
+  // output channels, each im2col row an offset into X (or its padded copy), a few samples a call.
+  void weightGradDirect(int t, int64_t s0, int64_t s1, Partials& part) const {
+    thread_local std::vector<float> xpad, packed;
+    thread_local std::vector<int64_t> pos, off;
+    const WindowSource src(g);
+    const int64_t lanes = exec::convWeightGradBlock(), blocks = (mg + lanes - 1) / lanes;
+    const int64_t plane = src.hp * src.wp, chunk = std::min<int64_t>(4, s1 - s0);
+    off.resize(static_cast<size_t>(kk));
+    for (int64_t r = 0; r < kk; ++r) {
+      const int64_t ch = r / (g.kh * g.kw), i = (r / g.kw) % g.kh, j = r % g.kw;
+      off[r] = ch * plane + i * g.dh * src.wp + j * g.dw;
+    }
+    if (src.padded) xpad.resize(static_cast<size_t>(chunk * g.c * plane));
+    packed.resize(static_cast<size_t>(blocks * chunk * p * lanes));
+    pos.resize(static_cast<size_t>(chunk * p));
+    for (int64_t b0 = s0; b0 < s1; b0 += chunk) {
+      const int64_t bn = std::min(chunk, s1 - b0);
+      const int64_t sample_stride = src.padded ? g.c * plane : cin * plane;
+      for (int64_t si = 0; si < bn; ++si)
+        for (int64_t y = 0; y < g.oh; ++y)
+          for (int64_t xx = 0; xx < g.ow; ++xx)
+            pos[(si * g.oh + y) * g.ow + xx] = si * sample_stride + y * g.sh * src.wp + xx * g.sw;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        const float* xs = x + (b0 * cin + gi * g.c) * g.ih * g.iw;
+        if (src.padded) {
+          for (int64_t si = 0; si < bn; ++si)
+            padImage(xs + si * cin * g.ih * g.iw, g, src, xpad.data() + si * g.c * plane);
+          xs = xpad.data();
+        }
+        packDy(b0, bn, gi, lanes, blocks, packed.data());
+        exec::ConvWeightGradArgs a;
+        a.d = packed.data(), a.k = bn * p, a.m = mg, a.blocks = blocks;
+        a.pos = pos.data(), a.x = xs, a.off = off.data(), a.rows = kk;
+        a.run = g.kh == 3 && g.kw == 3 && g.dw == 1 ? 9 : 1;
+        a.dw = part.dw[t].data() + gi * mg * kk;
+        exec::convWeightGrad(a);
+      }
+    }
+  }
+
+  // packed[b][si*p + q][l] = dY[b0 + si][gi*mg + b*lanes + l][q] (0 past the group's channels).
+  // Written in order (the lanes of a position together): strided stores would touch a cache line
+  // per element.
+  void packDy(int64_t b0, int64_t bn, int64_t gi, int64_t lanes, int64_t blocks,
+              float* packed) const {
+    const int64_t k = bn * p;
+    const float* rows[64];
+    for (int64_t b = 0; b < blocks; ++b) {
+      float* dst = packed + b * k * lanes;
+      const int64_t used = std::min(lanes, mg - b * lanes);
+      for (int64_t si = 0; si < bn; ++si) {
+        for (int64_t l = 0; l < used; ++l)
+          rows[l] = dy + ((b0 + si) * m + gi * mg + b * lanes + l) * p;
+        float* out = dst + si * p * lanes;
+        for (int64_t q = 0; q < p; ++q, out += lanes) {
+          for (int64_t l = 0; l < used; ++l) out[l] = rows[l][q];
+          for (int64_t l = used; l < lanes; ++l) out[l] = 0.f;
+        }
+      }
+    }
+  }
+
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
-    thread_local std::vector<float> col, dcol, tmp;
+    thread_local std::vector<float> dcol;
     const bool same = g.identity();
-    if (!same && want_w) col.resize(static_cast<size_t>(kk * p));
+    if (want_w) weightGradDirect(t, s0, s1, part);
     if (!same && dx) dcol.resize(static_cast<size_t>(kk * p));
-    if (want_w) tmp.resize(static_cast<size_t>(mg * kk));
     for (int64_t s = s0; s < s1; ++s)
       for (int64_t gi = 0; gi < groups; ++gi) {
         const float* dys = dy + (s * m + gi * mg) * p;
         const int64_t xoff = (s * cin + gi * g.c) * g.ih * g.iw;
-        if (want_w) {
-          const float* cols = x + xoff;
-          if (!same) im2col(x + xoff, g, col.data()), cols = col.data();
-          gemm(mg, kk, p, dys, false, cols, true, tmp.data());
-          float* acc = part.dw[t].data() + gi * mg * kk;
-          for (int64_t i = 0; i < mg * kk; ++i) acc[i] += tmp[i];
-        }
         if (want_b)
           for (int64_t j = 0; j < mg; ++j) {
             float sum = 0.f;

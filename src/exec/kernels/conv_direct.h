@@ -29,6 +29,23 @@ struct ConvDirectArgs {
   Epilogue act;  // activation only (the bias comes from `bias`)
 };
 
+// The weight gradient of a convolution (the training tape's Conv backward), vectorised over
+// output channels like the forward:  dw[oc, r] += sum_k D[k][oc] * x[pos[k] + off[r]]
+// D is dY packed per block of output channels, [blocks][k][block] (zero past m); pos[k] is the
+// offset of position k's window in x (sample and row included); off[r] the offset of im2col row r
+// (channel and tap) from a window. No im2col: every row is an offset into x, like `taps` above.
+struct ConvWeightGradArgs {
+  const float* d = nullptr;  // packed dY
+  int64_t k = 0, m = 0, blocks = 0;
+  const int64_t* pos = nullptr;  // [k]
+  const float* x = nullptr;
+  const int64_t* off = nullptr;  // [rows]
+  int64_t rows = 0;
+  int run =
+      1;  // 9: rows are (channel, i, j) of a 3x3 kernel, off[9c + 3i + j] = off[9c] + i*rs + j
+  float* dw = nullptr;  // [m, rows], added to
+};
+
 // rows: output rows [row_begin, row_end) of the rows enumerated as (sample, group, block, oy);
 // `block` of the packed weights must be block() of the same ISA.
 // depthwisePlanes: a depthwise convolution (groups == c, m = c * multiplier, sh == sw) of the
@@ -39,18 +56,21 @@ struct ConvDirectArgs {
 // padded input's end: the caller leaves (sh*xw + block()*sw) * 2 floats of slack after it.
 namespace conv_direct_baseline {
 int block();
+void weightGrad(const ConvWeightGradArgs& a);
 void rows(const ConvDirectArgs& a, int64_t row_begin, int64_t row_end);
 void depthwisePlanes(const ConvDirectArgs& a, float* scratch, int64_t plane_begin,
                      int64_t plane_end);
 }  // namespace conv_direct_baseline
 namespace conv_direct_avx2 {
 int block();
+void weightGrad(const ConvWeightGradArgs& a);
 void rows(const ConvDirectArgs& a, int64_t row_begin, int64_t row_end);
 void depthwisePlanes(const ConvDirectArgs& a, float* scratch, int64_t plane_begin,
                      int64_t plane_end);
 }  // namespace conv_direct_avx2
 namespace conv_direct_avx512 {
 int block();
+void weightGrad(const ConvWeightGradArgs& a);
 void rows(const ConvDirectArgs& a, int64_t row_begin, int64_t row_end);
 void depthwisePlanes(const ConvDirectArgs& a, float* scratch, int64_t plane_begin,
                      int64_t plane_end);

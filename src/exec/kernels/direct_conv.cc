@@ -11,24 +11,28 @@ using RowsFn = void (*)(const ConvDirectArgs&, int64_t, int64_t);
 
 using PlanesFn = void (*)(const ConvDirectArgs&, float*, int64_t, int64_t);
 
+using GradFn = void (*)(const ConvWeightGradArgs&);
+
 struct DirectIsa {
   int block;
   RowsFn rows;
   PlanesFn depthwise;
+  GradFn weight_grad;
 };
 
 DirectIsa isaKernels(GemmIsa isa) {
   switch (isa) {
     case GemmIsa::kAvx512:
       return {conv_direct_avx512::block(), conv_direct_avx512::rows,
-              conv_direct_avx512::depthwisePlanes};
+              conv_direct_avx512::depthwisePlanes, conv_direct_avx512::weightGrad};
     case GemmIsa::kAvx2:
-      return {conv_direct_avx2::block(), conv_direct_avx2::rows, conv_direct_avx2::depthwisePlanes};
+      return {conv_direct_avx2::block(), conv_direct_avx2::rows, conv_direct_avx2::depthwisePlanes,
+              conv_direct_avx2::weightGrad};
     case GemmIsa::kBaseline:
       break;
   }
   return {conv_direct_baseline::block(), conv_direct_baseline::rows,
-          conv_direct_baseline::depthwisePlanes};
+          conv_direct_baseline::depthwisePlanes, conv_direct_baseline::weightGrad};
 }
 
 }  // namespace
@@ -175,5 +179,9 @@ void directDepthwiseConv(const float* x, const DirectConvShape& s, const float* 
                          const RunContext& ctx) {
   directDepthwiseConv(bestGemmIsa(), x, s, w, bias, m, act, y, ctx);
 }
+
+int convWeightGradBlock() { return isaKernels(bestGemmIsa()).block; }
+
+void convWeightGrad(const ConvWeightGradArgs& a) { isaKernels(bestGemmIsa()).weight_grad(a); }
 
 }  // namespace nnc::exec

@@ -42,4 +42,9 @@ void directDepthwiseConv(GemmIsa isa, const float* x, const DirectConvShape& sha
                          const float* bias, int64_t m, const Epilogue& act, float* y,
                          const RunContext& ctx);
 
+// conv_direct.h's weight gradient with the best instruction set of this CPU (one thread), and
+// the output channels per block of its packed dY.
+int convWeightGradBlock();
+void convWeightGrad(const ConvWeightGradArgs& a);
+
 }  // namespace nnc::exec
