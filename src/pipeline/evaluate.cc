@@ -46,7 +46,8 @@ Status checkDataFitsModel(const exec::Executor& executor, const data::SampleRead
     if (!fits)
       return invalidArgument("samples of shape " + shapeToString(sample) +
                              " do not fit the model input '" + in->name() + "' " +
-                             in->type().toString() + " (resize, crop or convert the samples to fit)");
+                             in->type().toString() +
+                             " (resize, crop or convert the samples to fit)");
   }
   return Status::ok();
 }
