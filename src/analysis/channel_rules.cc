@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "channel_coupling.h"
+#include "nncompress/ir/weight_layout.h"
 
 namespace nnc::analysis_internal {
 
@@ -527,8 +528,7 @@ void gemmRule(const Node& n, CouplingBuilder& b) {
   // vector [N] or [1, N] is a parameter, a scalar is fine, anything else is not handled.
   if (const Value* c = n.input(2)) {
     auto cs = staticShapeOf(c);
-    const bool trans_b = n.intAttr("transB", 0) != 0;
-    const int64_t n_out = trans_b ? w->dim(0) : w->dim(1);
+    const int64_t n_out = weightLayout(n)->outputChannels(w->shape());
     if (c->constantData() && cs && !cs->empty() && cs->back() == n_out &&
         shapeNumel(*cs) == n_out) {
       b.same(*y, *b.weight(n, 2, static_cast<int>(cs->size()) - 1, MemberRole::kParameter));
@@ -1239,6 +1239,28 @@ void noCoupling(const Node&, CouplingBuilder&) {}
 
 using R = MemberRole;
 
+// A layer's weight and bias as channel inputs, from the weight layout table: the weight's input
+// axis reads the data's channels (times `group` when grouped), its output axis makes the
+// output's; the bias runs along the output channels (Gemm's C broadcasts against Y).
+std::vector<ChannelInput> weightInputs(std::string_view op) {
+  const OpWeightLayout& row = *opWeightLayout(op);
+  const WeightLayout& l = row.layout;
+  const int only_rank = l.matrix ? 2 : 0;
+  const auto groupIf = [&](GroupedAxis axis) {
+    return l.grouped == axis ? row.group_attr : nullptr;
+  };
+  std::vector<ChannelInput> inputs = {
+      {l.weight_input, l.in_axis, R::kConsumer, false, l.data_channel_axis,
+       row.weight_transpose_attr, row.data_transpose_attr, groupIf(GroupedAxis::kInput), false,
+       only_rank},
+      {l.weight_input, l.out_axis, R::kProducer, true, l.data_channel_axis,
+       row.weight_transpose_attr, nullptr, groupIf(GroupedAxis::kOutput), false, only_rank}};
+  if (l.bias_input >= 0)
+    inputs.push_back(
+        {l.bias_input, 0, R::kParameter, true, 1, nullptr, nullptr, nullptr, l.matrix});
+  return inputs;
+}
+
 }  // namespace
 
 const std::unordered_map<std::string, OpChannels>& channelRules() {
@@ -1258,25 +1280,13 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     r["Upsample"] = {resizeRule, {}};
     for (const char* op : {"Add", "Sub", "Mul", "Div", "Max", "Min", "Pow", "Sum", "Mean"})
       r[op] = {broadcastRule, {}};
-    // W [M, C/group, k...]: axis 1 (times group) reads X's channels, axis 0 makes Y's; B [M].
-    r["Conv"] = {convRule,
-                 {{1, 1, R::kConsumer, false, 1, nullptr, nullptr, "group"},
-                  {1, 0, R::kProducer, true},
-                  {2, 0, R::kParameter, true}}};
-    // W [C, M/group, k...]: axis 0 reads X's channels, axis 1 (times group) makes Y's; B [M].
-    r["ConvTranspose"] = {convTransposeRule,
-                          {{1, 0, R::kConsumer, false},
-                           {1, 1, R::kProducer, true, 1, nullptr, nullptr, "group"},
-                           {2, 0, R::kParameter, true}}};
-    // B [K, N] (transB: [N, K]); C broadcasts against Y [M, N].
-    r["Gemm"] = {gemmRule,
-                 {{1, 0, R::kConsumer, false, 1, "transB", "transA"},
-                  {1, 1, R::kProducer, true, 1, "transB"},
-                  {2, 0, R::kParameter, true, 1, nullptr, nullptr, nullptr, true}}};
-    // B [K, N] when constant (a batched or computed B has no per-channel layout).
-    r["MatMul"] = {matmulRule,
-                   {{1, 0, R::kConsumer, false, -1, nullptr, nullptr, nullptr, false, 2},
-                    {1, 1, R::kProducer, true, -1, nullptr, nullptr, nullptr, false, 2}}};
+    // The weights from the layout table (ir/weight_layout.h): Conv W [M, C/group, k...],
+    // ConvTranspose W [C, M/group, k...], Gemm B [K, N] (transB: [N, K]) with C broadcasting
+    // against Y [M, N], MatMul B [K, N] when constant (a batched B has no per-channel layout).
+    r["Conv"] = {convRule, weightInputs("Conv")};
+    r["ConvTranspose"] = {convTransposeRule, weightInputs("ConvTranspose")};
+    r["Gemm"] = {gemmRule, weightInputs("Gemm")};
+    r["MatMul"] = {matmulRule, weightInputs("MatMul")};
     r["BatchNormalization"] = {batchNormRule,
                                {{1, 0, R::kParameter},
                                 {2, 0, R::kParameter},

@@ -5,6 +5,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "nncompress/ir/weight_layout.h"
+
 namespace nnc {
 namespace {
 
@@ -39,7 +41,7 @@ std::optional<int64_t> gemmMacs(const Node& n, const ShapeSource& s) {
   auto a = s.input(n, 0);
   auto y = s.output(n, 0);
   if (!a || !y || a->size() != 2) return std::nullopt;
-  const int64_t k = n.intAttr("transA", 0) ? (*a)[0] : (*a)[1];
+  const int64_t k = (*a)[weightLayout(n)->data_channel_axis];  // A [M, K], transA: [K, M]
   return product(*y) * k;
 }
 

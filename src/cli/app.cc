@@ -4,7 +4,12 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <iostream>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "nncompress/cli/commands.h"
 
@@ -108,19 +113,52 @@ void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
       "Keep the BatchNorm statistics as trained (default: re-estimated on the data afterwards)");
 }
 
-}  // namespace
+// The flag of `command` that sets library option `option` (an options field such as
+// "round_to"), or "" when the command has none.
+std::string flagFor(const CLI::App& command, const std::string& option) {
+  // Options whose flag is not the field name with dashes, or that several flags set.
+  static const std::map<std::string, std::vector<std::string>> kFlags = {
+      {"calibration", {"--data", "--calib"}},
+      {"placement", {"--qdq-placement"}},
+      {"learning_rate", {"--lr"}},
+      {"checkpoint_dir", {"--checkpoint"}},
+      {"external_data_threshold", {"--external-data"}},
+  };
+  std::string dashed = "--" + option;
+  std::replace(dashed.begin(), dashed.end(), '_', '-');
+  const auto listed = kFlags.find(option);
+  for (const std::string& flag :
+       listed != kFlags.end() ? listed->second : std::vector<std::string>{dashed})
+    if (command.get_option_no_throw(flag) != nullptr) return flag;
+  return "";
+}
 
-int run(int argc, char** argv) {
-  CLI::App app{"nncompress: make ONNX models small and fast for edge devices.", "nncompress"};
-  app.footer(kExitCodeHelp);
-  app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("nncompress ") + NNC_VERSION);
-  int verbose = 0;
-  bool quiet = false;
-  app.add_flag("-v,--verbose", verbose, "More log output on stderr (repeat for more)");
-  app.add_flag("-q,--quiet", quiet, "Only errors on stderr");
+// Names the flag of the command that ran for an error about a library option: library errors
+// say "<option>: <what is wrong>" (ir/option_error.h, the option an options field); only the CLI
+// knows its flags, and it names one only when the command that ran has it.
+Status namingFlag(const Status& status, const CLI::App& command) {
+  if (status.code() != StatusCode::kInvalidArgument && status.code() != StatusCode::kUnsupported)
+    return status;
+  const std::string& message = status.message();
+  std::string named;
+  size_t start = 0;
+  while (start <= message.size()) {  // each ": "-separated segment (a context may come first)
+    size_t end = message.find(": ", start);
+    if (end == std::string::npos) end = message.size();
+    const std::string segment = message.substr(start, end - start);
+    const bool identifier =
+        !segment.empty() && std::all_of(segment.begin(), segment.end(),
+                                        [](char c) { return std::islower(c) || c == '_'; });
+    const std::string flag = identifier ? flagFor(command, segment) : "";
+    named += flag.empty() ? segment : flag;
+    if (end == message.size()) break;
+    named += ": ";
+    start = end + 2;
+  }
+  return Status(status.code(), named);
+}
 
-  ReportOptions report;
+CLI::App* addReportCommand(CLI::App& app, ReportOptions& report) {
   CLI::App* report_cmd = app.add_subcommand(
       "report", "Inspect a model: inputs/outputs, ops, per-layer params and MACs, totals");
   report_cmd->add_option("MODEL", report.model_path, "The .onnx file to inspect")->required();
@@ -130,8 +168,10 @@ int run(int argc, char** argv) {
   report_cmd->add_option("--report", report.html_path,
                          "Also write a self-contained HTML report (charts, sortable tables) here");
   report_cmd->footer(kExitCodeHelp);
+  return report_cmd;
+}
 
-  ConvertOptions convert;
+CLI::App* addConvertCommand(CLI::App& app, ConvertOptions& convert) {
   CLI::App* convert_cmd = app.add_subcommand(
       "convert", "Load and re-export a model (e.g. to move weights into external data)");
   convert_cmd->add_option("MODEL", convert.model_path, "The .onnx file to read")->required();
@@ -149,19 +189,11 @@ int run(int argc, char** argv) {
   addStrictFlag(convert_cmd, convert.strict);
   convert_cmd->add_flag("--json", convert.json, "Print one JSON object");
   convert_cmd->footer(kExitCodeHelp);
+  return convert_cmd;
+}
 
-  PruneOptions prune;
-  CLI::App* prune_cmd = app.add_subcommand("prune",
-                                           "Remove convolution channels (whole channel groups stay "
-                                           "consistent) and write a smaller model");
-  prune_cmd->add_option("MODEL", prune.model_path, "The .onnx file to prune")->required();
-  prune_cmd->add_option("-o,--output", prune.output_path, "Where to write the pruned model")
-      ->required();
-  prune_cmd
-      ->add_option("--method", prune.method,
-                   "Channel importance criterion: l1, l2, bn-gamma, fpgm, random, "
-                   "similarity-chain, activation, contribution (the last two need --data)")
-      ->capture_default_str();
+// prune: the targets (--ratio, --target-macs, --target-params) and how they are allocated.
+void addPruneTargetFlags(CLI::App* prune_cmd, PruneOptions& prune) {
   auto* ratio = prune_cmd
                     ->add_option("--ratio", prune.ratio,
                                  "Fraction of channels to remove (of each group with uniform "
@@ -200,6 +232,10 @@ int run(int argc, char** argv) {
   prune_cmd->add_flag("--exact-only", prune.exact_only,
                       "Prune only groups whose removal is output-preserving (not through a "
                       "LayerNorm over the channels)");
+}
+
+// prune: settings of the channel importance criteria.
+void addPruneMethodFlags(CLI::App* prune_cmd, PruneOptions& prune) {
   prune_cmd->add_option("--seed", prune.seed, "Seed for --method random")->capture_default_str();
   prune_cmd
       ->add_option("--alpha", prune.alpha,
@@ -216,6 +252,10 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   prune_cmd->add_flag("--merge", prune.merge,
                       "similarity-chain: fold each removed unit into its nearest kept twin");
+}
+
+// prune: calibration data, recovery after pruning and fine-tuning.
+void addPruneRecoveryFlags(CLI::App* prune_cmd, PruneOptions& prune) {
   addDataOptions(prune_cmd, prune.data, true, false);
   prune_cmd->add_option("--calib-size", prune.calib_size, "Calibration samples to use from --data")
       ->check(CLI::PositiveNumber)
@@ -247,13 +287,32 @@ int run(int argc, char** argv) {
   prune_cmd->add_option("--finetune", prune.finetune_epochs,
                         "Then retrain for EPOCHS passes over --data by distillation from the "
                         "unpruned model (--labels optional)");
+}
+
+CLI::App* addPruneCommand(CLI::App& app, PruneOptions& prune) {
+  CLI::App* prune_cmd = app.add_subcommand("prune",
+                                           "Remove convolution channels (whole channel groups stay "
+                                           "consistent) and write a smaller model");
+  prune_cmd->add_option("MODEL", prune.model_path, "The .onnx file to prune")->required();
+  prune_cmd->add_option("-o,--output", prune.output_path, "Where to write the pruned model")
+      ->required();
+  prune_cmd
+      ->add_option("--method", prune.method,
+                   "Channel importance criterion: l1, l2, bn-gamma, fpgm, random, "
+                   "similarity-chain, activation, contribution (the last two need --data)")
+      ->capture_default_str();
+  addPruneTargetFlags(prune_cmd, prune);
+  addPruneMethodFlags(prune_cmd, prune);
+  addPruneRecoveryFlags(prune_cmd, prune);
   addStrictFlag(prune_cmd, prune.strict);
   prune_cmd->add_flag("--json", prune.json, "Print one JSON object");
   prune_cmd->add_option("--report", prune.html_report,
                         "Write an HTML report (channels per layer before/after, sensitivity)");
   prune_cmd->footer(kExitCodeHelp);
+  return prune_cmd;
+}
 
-  EvalCommandOptions eval;
+CLI::App* addEvalCommand(CLI::App& app, EvalCommandOptions& eval) {
   CLI::App* eval_cmd = app.add_subcommand(
       "eval", "Accuracy on labelled data and fidelity against a reference model");
   eval_cmd->add_option("MODEL", eval.model_path, "The .onnx file to evaluate")->required();
@@ -270,8 +329,10 @@ int run(int argc, char** argv) {
                      "Print one JSON object (top1, top5, count, images_per_second, ...)");
   addStrictFlag(eval_cmd, eval.strict);
   eval_cmd->footer(kExitCodeHelp);
+  return eval_cmd;
+}
 
-  RunCommandOptions run_opts;
+CLI::App* addRunCommand(CLI::App& app, RunCommandOptions& run_opts) {
   CLI::App* run_cmd = app.add_subcommand(
       "run", "Run a model on data and write each output as .npy files (<output>_<batch>.npy)");
   run_cmd->add_option("MODEL", run_opts.model_path, "The .onnx file to run")->required();
@@ -287,8 +348,10 @@ int run(int argc, char** argv) {
                     "Print one JSON object (output_dir, files[], samples)");
   addStrictFlag(run_cmd, run_opts.strict);
   run_cmd->footer(kExitCodeHelp);
+  return run_cmd;
+}
 
-  QuantizeCommandOptions quant;
+CLI::App* addQuantizeCommand(CLI::App& app, QuantizeCommandOptions& quant) {
   CLI::App* quant_cmd = app.add_subcommand(
       "quantize", "Post-training quantization: int8/int4 weights, calibrated activations");
   quant_cmd->add_option("MODEL", quant.model_path, "The .onnx file to quantize")->required();
@@ -353,8 +416,10 @@ int run(int argc, char** argv) {
   quant_cmd->add_option("--report", quant.html_report,
                         "Write an HTML report (per-layer bits, scales and SQNR)");
   quant_cmd->footer(kExitCodeHelp);
+  return quant_cmd;
+}
 
-  CompressCommandOptions compress;
+CLI::App* addCompressCommand(CLI::App& app, CompressCommandOptions& compress) {
   CLI::App* compress_cmd = app.add_subcommand(
       "compress",
       "Prune while the accuracy demand holds, then quantize until the size demand holds");
@@ -427,8 +492,10 @@ int run(int argc, char** argv) {
   compress_cmd->add_flag("--json", compress.json,
                          "Print one JSON object (before, after, output, steps, accuracy_drop)");
   compress_cmd->footer(kExitCodeHelp);
+  return compress_cmd;
+}
 
-  FinetuneCommandOptions finetune;
+CLI::App* addFinetuneCommand(CLI::App& app, FinetuneCommandOptions& finetune) {
   CLI::App* finetune_cmd = app.add_subcommand(
       "finetune", "Retrain a compressed model by distillation from the original (the teacher)");
   finetune_cmd->add_option("MODEL", finetune.model_path, "The .onnx file to train")->required();
@@ -450,6 +517,37 @@ int run(int argc, char** argv) {
   addStrictFlag(finetune_cmd, finetune.strict);
   finetune_cmd->add_flag("--json", finetune.json, "Print one JSON object (epochs, best epoch)");
   finetune_cmd->footer(kExitCodeHelp);
+  return finetune_cmd;
+}
+
+}  // namespace
+
+int run(int argc, char** argv) {
+  CLI::App app{"nncompress: make ONNX models small and fast for edge devices.", "nncompress"};
+  app.footer(kExitCodeHelp);
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("nncompress ") + NNC_VERSION);
+  int verbose = 0;
+  bool quiet = false;
+  app.add_flag("-v,--verbose", verbose, "More log output on stderr (repeat for more)");
+  app.add_flag("-q,--quiet", quiet, "Only errors on stderr");
+
+  ReportOptions report;
+  CLI::App* report_cmd = addReportCommand(app, report);
+  ConvertOptions convert;
+  CLI::App* convert_cmd = addConvertCommand(app, convert);
+  PruneOptions prune;
+  CLI::App* prune_cmd = addPruneCommand(app, prune);
+  EvalCommandOptions eval;
+  CLI::App* eval_cmd = addEvalCommand(app, eval);
+  RunCommandOptions run_opts;
+  CLI::App* run_cmd = addRunCommand(app, run_opts);
+  QuantizeCommandOptions quant;
+  CLI::App* quant_cmd = addQuantizeCommand(app, quant);
+  CompressCommandOptions compress;
+  CLI::App* compress_cmd = addCompressCommand(app, compress);
+  FinetuneCommandOptions finetune;
+  CLI::App* finetune_cmd = addFinetuneCommand(app, finetune);
 
   try {
     app.parse(argc, argv);
@@ -472,6 +570,7 @@ int run(int argc, char** argv) {
   } catch (const std::exception& e) {
     status = internalError(std::string("unexpected exception: ") + e.what());
   }
+  for (const CLI::App* command : app.get_subcommands()) status = namingFlag(status, *command);
   if (!status.isOk()) {
     spdlog::error("{}", status.message());
     if (status.code() == StatusCode::kInternal)

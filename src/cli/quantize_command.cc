@@ -86,13 +86,8 @@ nlohmann::ordered_json autoExcludeJson(const quant::AutoExcludeResult& r, double
   return j;
 }
 
-}  // namespace
-
-Status runQuantize(const QuantizeCommandOptions& o) {
-  NNC_ASSIGN_OR_RETURN(const quant::QuantFormat format, quant::parseQuantFormat(o.format));
-  NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(o.calib_method));
-  NNC_ASSIGN_OR_RETURN(const quant::QdqPlacement placement,
-                       quant::parseQdqPlacement(o.qdq_placement));
+// Combinations the formats cannot express fail before any work.
+Status checkQuantizeOptions(const QuantizeCommandOptions& o, quant::QuantFormat format) {
   if (o.weight_bits != 8 && o.weight_bits != 4)
     return invalidArgument("--weight-bits must be 8 or 4");
   if (o.act_bits != 8 && o.act_bits != 4 && o.act_bits != 2)
@@ -104,7 +99,6 @@ Status runQuantize(const QuantizeCommandOptions& o) {
                            "(e.g. a sample of the training set), or use --format weights-only");
   if (o.bias_correction && o.calib.data.empty())
     return invalidArgument("--bias-correction needs calibration data (--calib SPEC)");
-  // Fail before any work on combinations the formats cannot express.
   if (o.act_bits != 8 && format != quant::QuantFormat::kQdq &&
       format != quant::QuantFormat::kInteger)
     return invalidArgument("--act-bits " + std::to_string(o.act_bits) +
@@ -125,6 +119,58 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     return invalidArgument("--rounding adaround works with --format qdq or weights-only");
   if (o.calib_size <= 0 && o.calib_size != -1)
     return invalidArgument("--calib-size must be positive (or -1 for all samples)");
+  return Status::ok();
+}
+
+// Folds the BatchNorms into the layers before them, then the rest forward through a Relu where
+// that costs no precision (else a float Mul/Add), and equalizes layer pairs when asked.
+StatusOr<std::vector<quant::FoldedBatchNorm>> foldBatchNormsForQuantization(
+    Model& model, const QuantizeCommandOptions& o, quant::QuantFormat format) {
+  auto folded = quant::foldBatchNorms(*model.graph);
+  if (!folded.isOk()) return folded.status();
+  for (const auto& f : *folded) spdlog::info("folded {} into {}", f.batchnorm, f.into);
+  // Through the Relu into the next layer only for 8-bit weights and activations: the rescaled
+  // channels share int4 weight blocks / a 4-bit activation grid otherwise (densenet --act-bits 4
+  // QDQ top-1 0.888 -> 0.856 that way).
+  // Forward only where no weight or activation grid of the next layer gets wider (measured per
+  // BN and logged); the others stay float per-channel Mul/Add.
+  quant::RemainingBatchNormOptions rbo;
+  rbo.into_next_layer = o.weight_bits == 8 && o.act_bits == 8;
+  rbo.per_channel_weights = !o.per_tensor;
+  rbo.quantized_activations = format != quant::QuantFormat::kWeightsOnly;
+  auto rest = quant::foldRemainingBatchNorms(*model.graph, rbo);
+  if (!rest.isOk()) return rest.status();
+  for (const auto& f : *rest) {
+    const std::string cost = f.next_layer.empty()
+                                 ? ""
+                                 : fmt::format(
+                                       " (folding it forward into {} would cost {:.1f} dB weight "
+                                       "SQNR, {:.1f} dB input SQNR in the worst channel)",
+                                       f.next_layer, f.weight_sqnr_lost_db, f.act_sqnr_lost_db);
+    if (f.into == "Mul/Add")
+      spdlog::info("kept {} as a float per-channel Mul/Add{}", f.batchnorm, cost);
+    else
+      spdlog::info("folded {} into {} through its Relu{}", f.batchnorm, f.into, cost);
+  }
+  folded->insert(folded->end(), rest->begin(), rest->end());
+  if (o.equalize) {
+    auto eq = quant::equalizeLayers(*model.graph);
+    if (!eq.isOk()) return eq.status();
+    spdlog::info("equalized {} layer pairs in {} sweeps ({} Clip bounds made per-channel)",
+                 eq->pairs, eq->sweeps, eq->clips_rewritten);
+  }
+  return std::move(folded).value();
+}
+
+}  // namespace
+
+Status runQuantize(const QuantizeCommandOptions& o) {
+  NNC_ASSIGN_OR_RETURN(const quant::QuantFormat format, quant::parseQuantFormat(o.format));
+  NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(o.calib_method));
+  NNC_ASSIGN_OR_RETURN(const quant::QdqPlacement placement,
+                       quant::parseQdqPlacement(o.qdq_placement));
+  NNC_RETURN_IF_ERROR(checkQuantizeOptions(o, format));
+  const bool needs_calib = format != quant::QuantFormat::kWeightsOnly;
   NNC_RETURN_IF_ERROR(
       checkOutputPaths(o.model_path, {{"-o", o.output_path}, {"--report", o.html_report}}));
 
@@ -142,39 +188,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
       &converted_from);
   if (!raised.isOk()) return raised.withContext(o.model_path);
 
-  auto folded = quant::foldBatchNorms(*model.graph);
+  auto folded = foldBatchNormsForQuantization(model, o, format);
   if (!folded.isOk()) return folded.status().withContext(o.model_path);
-  for (const auto& f : *folded) spdlog::info("folded {} into {}", f.batchnorm, f.into);
-  // Through the Relu into the next layer only for 8-bit weights and activations: the rescaled
-  // channels share int4 weight blocks / a 4-bit activation grid otherwise (densenet --act-bits 4
-  // QDQ top-1 0.888 -> 0.856 that way).
-  // Forward only where no weight or activation grid of the next layer gets wider (measured per
-  // BN and logged); the others stay float per-channel Mul/Add.
-  quant::RemainingBatchNormOptions rbo;
-  rbo.into_next_layer = o.weight_bits == 8 && o.act_bits == 8;
-  rbo.per_channel_weights = !o.per_tensor;
-  rbo.quantized_activations = format != quant::QuantFormat::kWeightsOnly;
-  auto rest = quant::foldRemainingBatchNorms(*model.graph, rbo);
-  if (!rest.isOk()) return rest.status().withContext(o.model_path);
-  for (const auto& f : *rest) {
-    const std::string cost = f.next_layer.empty()
-                                 ? ""
-                                 : fmt::format(
-                                       " (folding it forward into {} would cost {:.1f} dB weight "
-                                       "SQNR, {:.1f} dB input SQNR in the worst channel)",
-                                       f.next_layer, f.weight_sqnr_lost_db, f.act_sqnr_lost_db);
-    if (f.into == "Mul/Add")
-      spdlog::info("kept {} as a float per-channel Mul/Add{}", f.batchnorm, cost);
-    else
-      spdlog::info("folded {} into {} through its Relu{}", f.batchnorm, f.into, cost);
-  }
-  folded->insert(folded->end(), rest->begin(), rest->end());
-  if (o.equalize) {
-    auto eq = quant::equalizeLayers(*model.graph);
-    if (!eq.isOk()) return eq.status().withContext(o.model_path);
-    spdlog::info("equalized {} layer pairs in {} sweeps ({} Clip bounds made per-channel)",
-                 eq->pairs, eq->sweeps, eq->clips_rewritten);
-  }
 
   quant::QuantizeOptions qo;
   qo.format = format;

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <unordered_set>
 
+#include "nncompress/ir/option_error.h"
 #include "nncompress/ir/shape_fold.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "proto_convert.h"
@@ -64,7 +65,8 @@ Status finishLoad(onnx::ModelProto& proto, const std::filesystem::path& base_dir
 
 Status writeProto(const onnx::ModelProto& proto, const std::filesystem::path& path) {
   if (proto.ByteSizeLong() > static_cast<size_t>(INT32_MAX))
-    return invalidArgument("the model is over 2 GiB: save it with external data (--external-data)");
+    return invalidOption("external_data_threshold",
+                         "the model is over 2 GiB: save it with external data");
   return writeFileAtomically(path, [&](int fd) -> Status {
     google::protobuf::io::FileOutputStream stream(fd);
     const bool ok = proto.SerializeToZeroCopyStream(&stream) && stream.Flush();

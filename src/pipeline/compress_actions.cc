@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "nncompress/analysis/channel_groups.h"
+#include "nncompress/ir/weight_layout.h"
 #include "nncompress/pipeline/evaluate.h"
 #include "nncompress/prune/allocation.h"
 #include "nncompress/prune/criteria.h"
@@ -156,7 +157,8 @@ StatusOr<Model> retrainWith(State& state, const Model& model) {
 // reduction runs along axis 0 ([K, N]: Gemm without transB, MatMul) are approximated per output
 // channel when they would be blocked.
 train::FakeQuantFn weightFakeQuant(const Node& layer, int bits, int64_t block_size) {
-  const bool out_first = layer.isOp("Conv") || (layer.isOp("Gemm") && layer.intAttr("transB", 0));
+  const auto layout = weightLayout(layer);
+  const bool out_first = layout && layout->out_axis == 0;
   return [out_first, bits, block_size](const Tensor& w) {
     train::FakeQuantSpec spec;
     spec.qmax = (1 << (bits - 1)) - 1;

@@ -32,11 +32,11 @@ int64_t effectiveBatch(const exec::Executor& executor, int64_t requested) {
 Status checkDataFitsModel(const exec::Executor& executor, const data::SampleReader& reader) {
   if (executor.inputs().size() != 1)
     return unsupported("the model has " + std::to_string(executor.inputs().size()) +
-                       " inputs; --data feeds models with exactly one input");
+                       " inputs; the data feeds models with exactly one input");
   const Value* in = executor.inputs().front();
   if (in->dtype() != DType::kFloat32)
     return unsupported(std::string("the model input '") + in->name() + "' is " +
-                       dtypeName(in->dtype()) + "; --data gives float32");
+                       dtypeName(in->dtype()) + "; the data gives float32");
   const Shape sample = reader.sampleShape();
   if (in->type().shape) {
     const auto& dims = *in->type().shape;
@@ -46,7 +46,8 @@ Status checkDataFitsModel(const exec::Executor& executor, const data::SampleRead
     if (!fits)
       return invalidArgument("samples of shape " + shapeToString(sample) +
                              " do not fit the model input '" + in->name() + "' " +
-                             in->type().toString() + " (see --size, --center-crop, --channels)");
+                             in->type().toString() +
+                             " (resize, crop or convert the samples to fit)");
   }
   return Status::ok();
 }

@@ -8,6 +8,7 @@
 
 #include "finetune_checkpoint.h"
 #include "nncompress/exec/executor.h"
+#include "nncompress/ir/option_error.h"
 #include "nncompress/prune/recovery.h"
 #include "nncompress/train/lr_schedule.h"
 
@@ -106,9 +107,10 @@ StatusOr<double> modelTop1(const Model& model, const FinetuneOptions& o) {
 }
 
 Status checkOptions(const FinetuneOptions& o, const data::SampleReader& data) {
-  if (o.epochs < 1) return invalidArgument("--epochs must be at least 1");
-  if (o.batch < 1) return invalidArgument("--batch must be at least 1");
-  if (!(o.learning_rate > 0)) return invalidArgument("--lr must be positive");
+  if (o.epochs < 1) return invalidOption("epochs", "fine-tuning needs at least 1 epoch");
+  if (o.batch < 1) return invalidOption("batch", "the batch size must be at least 1");
+  if (!(o.learning_rate > 0))
+    return invalidOption("learning_rate", "the learning rate must be positive");
   if (data.size() < 1) return invalidArgument("the training data is empty");
   if (o.labels && static_cast<int64_t>(o.labels->size()) != data.size())
     return invalidArgument(std::to_string(o.labels->size()) + " labels for " +
@@ -189,8 +191,9 @@ class FinetuneRun {
         train::LossResult loss,
         train::distillationLoss(student_out, teacher_out, o_.labels ? &labels : nullptr, o_.loss));
     if (!std::isfinite(loss.loss))
-      return invalidArgument("the loss is not finite at step " + std::to_string(global_step_) +
-                             ": lower --lr");
+      return invalidOption("learning_rate", "the loss is not finite at step " +
+                                                std::to_string(global_step_) +
+                                                ": lower the learning rate");
     NNC_RETURN_IF_ERROR(tape_.backward(std::move(loss.gradients)));
     std::vector<const Tensor*> grads;
     for (train::Parameter& p : tape_.parameters()) grads.push_back(&p.grad);
@@ -282,9 +285,10 @@ class FinetuneRun {
     const std::string path = internal::checkpointPath(o_.checkpoint_dir);
     if (c.seed != want.seed || c.samples != want.samples || c.batch != want.batch ||
         c.epochs != want.epochs || c.names != want.names)
-      return invalidArgument(path +
-                             ": a checkpoint of another run (seed, data size, batch, epochs or "
-                             "parameters differ); remove it or use another --checkpoint");
+      return invalidOption("checkpoint_dir",
+                           path +
+                               ": a checkpoint of another run (seed, data size, batch, epochs or "
+                               "parameters differ); remove it or use another checkpoint directory");
     auto& params = tape_.parameters();
     auto& state = optimizer_->stateTensors();
     if (c.params.size() != params.size() || c.state.size() != state.size())

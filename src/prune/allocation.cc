@@ -6,6 +6,7 @@
 
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/exec/executor.h"
+#include "nncompress/ir/option_error.h"
 
 namespace nnc {
 namespace {
@@ -107,7 +108,8 @@ StatusOr<AllocationMode> parseAllocationMode(const std::string& name) {
   if (name == "uniform") return AllocationMode::kUniform;
   if (name == "global") return AllocationMode::kGlobal;
   if (name == "sensitivity") return AllocationMode::kSensitivity;
-  return invalidArgument("unknown --allocation '" + name + "' (uniform, global, sensitivity)");
+  return invalidOption("allocation",
+                       "unknown allocation mode '" + name + "' (uniform, global, sensitivity)");
 }
 
 int64_t roundKeep(int64_t keep, int64_t channels, int64_t round_to) {
@@ -129,20 +131,27 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
                                             const CalibrationSource* calibration) {
   const int targets = o.ratio.has_value() + o.target_macs.has_value() + o.target_params.has_value();
   if (targets != 1)
-    return invalidArgument("give exactly one of --ratio, --target-macs, --target-params");
+    return invalidOption("ratio",
+                         "give exactly one target: a pruning ratio, a MACs target or a parameter "
+                         "target");
   if (o.ratio && !(*o.ratio >= 0 && *o.ratio < 1))
-    return invalidArgument("--ratio must be in [0, 1), got " + std::to_string(*o.ratio));
-  for (const auto& t : {o.target_macs, o.target_params})
+    return invalidOption("ratio",
+                         "the pruning ratio must be in [0, 1), got " + std::to_string(*o.ratio));
+  for (const auto& [t, option] :
+       {std::pair{o.target_macs, "target_macs"}, std::pair{o.target_params, "target_params"}})
     if (t && !(*t > 0 && *t <= 1))
-      return invalidArgument("--target-macs/--target-params must be in (0, 1], got " +
-                             std::to_string(*t));
-  if (o.round_to < 1) return invalidArgument("--round-to must be at least 1");
-  if (!(o.floor >= 0 && o.floor < 1)) return invalidArgument("--floor must be in [0, 1)");
+      return invalidOption(
+          option,
+          "the MACs or parameter target must be a fraction in (0, 1], got " + std::to_string(*t));
+  if (o.round_to < 1)
+    return invalidOption("round_to", "channel counts must round to a multiple of at least 1");
+  if (!(o.floor >= 0 && o.floor < 1))
+    return invalidOption("floor", "the kept-channel floor must be a fraction in [0, 1)");
   if (o.sensitivity_rule != "cost" && o.sensitivity_rule != "threshold")
-    return invalidArgument("unknown --sensitivity-rule '" + o.sensitivity_rule +
-                           "' (cost, threshold)");
+    return invalidOption("sensitivity_rule",
+                         "unknown sensitivity rule '" + o.sensitivity_rule + "' (cost, threshold)");
   if (o.mode == AllocationMode::kSensitivity && (!calibration || !calibration->reader))
-    return invalidArgument("--allocation sensitivity needs calibration data (--data)");
+    return invalidOption("calibration", "sensitivity allocation needs calibration data");
   auto log = [&](const std::string& line) {
     if (o.log) o.log(line);
   };

@@ -8,6 +8,8 @@
 #include <numeric>
 #include <random>
 
+#include "nncompress/ir/option_error.h"
+
 namespace nnc {
 namespace {
 
@@ -237,7 +239,7 @@ class SimilarityChainCriterion : public Criterion {
         if (m.role != MemberRole::kConsumer) continue;
         Tensor* w = const_cast<Value*>(m.value)->mutableInitializer();
         if (!w || w->dtype() != DType::kFloat32)
-          return unsupported("--merge: consumer weight '" + m.value->name() +
+          return unsupported("merging pruned channels: consumer weight '" + m.value->name() +
                              "' is not a float initializer");
         const Shape s = w->shape();
         int64_t outer = 1, inner = 1;
@@ -544,7 +546,8 @@ StatusOr<std::vector<double>> unitDistances(const ChannelGroup& g, const std::st
     auto src = groupFeatureSource(g);
     const TensorStats* ts = src ? statsFor(stats, src->value) : nullptr;
     if (!ts || ts->mean_cosine.empty())
-      return invalidArgument("similarity-chain --chain-distance features needs calibration data");
+      return invalidOption("calibration",
+                           "similarity-chain distance on features needs calibration data");
     for (int64_t j = 0; j < n; ++j)
       for (int64_t k = 0; k < n; ++k)
         if (j != k) d[j * n + k] = 1.0 - ts->cosine(src->channel[j], src->channel[k]);
@@ -641,8 +644,10 @@ StatusOr<std::vector<GroupKeep>> planUniformPruning(const ChannelAnalysis& analy
                                                     Criterion& criterion,
                                                     const UniformPlanOptions& options) {
   if (!(options.ratio >= 0.0 && options.ratio < 1.0))
-    return invalidArgument("--ratio must be in [0, 1), got " + std::to_string(options.ratio));
-  if (options.round_to < 1) return invalidArgument("--round-to must be at least 1");
+    return invalidOption(
+        "ratio", "the pruning ratio must be in [0, 1), got " + std::to_string(options.ratio));
+  if (options.round_to < 1)
+    return invalidOption("round_to", "channel counts must round to a multiple of at least 1");
   std::vector<GroupKeep> plan;
   for (const ChannelGroup& g : analysis.groups) {
     if (!g.prunable || groupExcluded(g, options.exclude) || (options.exact_only && g.approximate))

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "nncompress/analysis/model_stats.h"
+#include "nncompress/ir/option_error.h"
 #include "nncompress/prune/feature_stats.h"
 #include "nncompress/prune/surgery.h"
 
@@ -108,14 +109,14 @@ StatusOr<RecoveryReference> parseRecoveryReference(const std::string& name) {
 StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
                                                 const ChannelAnalysis& analysis,
                                                 const IterativePruneOptions& options) {
-  if (options.steps < 1) return invalidArgument("--steps must be at least 1");
+  if (options.steps < 1) return invalidOption("steps", "iterative pruning needs at least 1 step");
   NNC_RETURN_IF_ERROR(checkRecoveryMode(options.recovery));
   const bool recovers = options.recovery != "none";
   const CalibrationSource* calibration = options.step.calibration;
   if (recovers && (!calibration || !calibration->reader))
     return invalidArgument("recovery needs calibration data");
   if (options.steps > 1 && options.step.merge)
-    return invalidArgument("--merge works with one step only");
+    return invalidOption("merge", "merging pruned channels works with one step only");
   auto log = [&](const std::string& line) {
     if (options.log) options.log(line);
   };

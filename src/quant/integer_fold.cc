@@ -7,6 +7,8 @@
 #include <limits>
 #include <optional>
 
+#include "nncompress/ir/option_error.h"
+
 namespace nnc::quant {
 namespace {
 
@@ -214,8 +216,9 @@ Node* cast(Graph& g, Value* in, DType to, const std::string& name, const Value* 
 Status requireOpsetForInteger(const Model& model) {
   const int64_t opset = model.opsetVersion("");
   if (opset < 13 || opset > 17)
-    return unsupported("--format integer needs a model of opset 13..17 (this one has " +
-                       std::to_string(opset) + ")");
+    return unsupportedOption("format",
+                             "the integer format needs a model of opset 13..17 (this one has " +
+                                 std::to_string(opset) + ")");
   return Status::ok();
 }
 
@@ -366,11 +369,13 @@ StatusOr<std::vector<QuantizedLayer>> quantizeInteger(
     Model& model, const std::vector<QuantTarget>& targets,
     const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options) {
   if (options.symmetric_activations)
-    return unsupported(
-        "--format integer needs asymmetric uint8 activations (ConvInteger reads "
-        "uint8 inputs): drop --symmetric-activations");
+    return unsupportedOption(
+        "symmetric_activations",
+        "the integer format needs asymmetric uint8 activations (ConvInteger reads uint8 "
+        "inputs), not symmetric ones");
   if (options.weight_bits != 8 || !options.layer_weight_bits.empty())
-    return unsupported("--format integer needs --weight-bits 8 (ConvInteger takes 8-bit weights)");
+    return unsupportedOption(
+        "weight_bits", "the integer format needs 8-bit weights (ConvInteger takes 8-bit weights)");
   NNC_RETURN_IF_ERROR(requireOpsetForInteger(model));
   QuantizeOptions qdq = options;
   qdq.format = QuantFormat::kQdq;

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "nncompress/ir/batch_norm.h"
+#include "nncompress/ir/option_error.h"
 #include "nncompress/quant/int32_bias.h"
 #include "nncompress/quant/quantize.h"
 
@@ -189,7 +190,8 @@ int weightBitsOf(const QuantTarget& t, const QuantizeOptions& options) {
 StatusOr<QdqPlacement> parseQdqPlacement(const std::string& name) {
   if (name == "ort") return QdqPlacement::kOrt;
   if (name == "tensorrt") return QdqPlacement::kTensorRt;
-  return invalidArgument("unknown --qdq-placement '" + name + "' (expected ort or tensorrt)");
+  return invalidOption("placement",
+                       "unknown QDQ placement '" + name + "' (expected ort or tensorrt)");
 }
 
 const char* qdqPlacementName(QdqPlacement placement) {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <optional>
 
+#include "nncompress/ir/option_error.h"
 #include "nncompress/ir/weight_layout.h"
 #include "nncompress/quant/int32_bias.h"
 #include "quantize_internal.h"
@@ -54,7 +55,8 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
   Node& n = *t.node;
   if (n.isOp("Gemm") && (n.intAttr("transA", 0) || n.floatAttr("alpha", 1.f) != 1.f ||
                          n.floatAttr("beta", 1.f) != 1.f))
-    return unsupported("Gemm '" + t.name + "' with transA/alpha/beta: use --format qdq");
+    return unsupportedOption("format", "the qoperator format cannot hold Gemm '" + t.name +
+                                           "' with transA/alpha/beta (the qdq format can)");
   NNC_ASSIGN_OR_RETURN(ActQuant in,
                        activationQdq(g, t.activation_inputs[0], ranges, options, made));
   Value* y = n.output(0);

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <set>
 
+#include "nncompress/ir/option_error.h"
 #include "quantize_internal.h"
 
 namespace nnc::quant {
@@ -41,7 +42,8 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
     bool exists = false;
     for (const auto& n : graph.nodes())
       exists = exists || n->name() == e || (n->output(0) && n->output(0)->name() == e);
-    if (!exists) return invalidArgument("--exclude '" + e + "' names no layer of the model");
+    if (!exists)
+      return invalidOption("exclude", "excluded layer '" + e + "' names no layer of the model");
   }
   return targets;
 }

@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 
+#include "nncompress/ir/option_error.h"
 #include "nncompress/quant/integer_fold.h"
 #include "quantize_internal.h"
 
@@ -29,7 +30,7 @@ Status requireOpset(Model& model, int64_t needed, const std::string& why) {
   if (have < 13)
     return unsupported("the model's opset " + std::to_string(have) + " is below 13; " + why +
                        " needs opset " + std::to_string(needed) +
-                       " (convert it first: convertOpset, or `nncompress convert --opset 13`)");
+                       " (convert it to opset 13 first: convertOpset)");
   for (const auto& n : model.graph->nodes())
     if (blocksOpsetUpgrade(*n))
       return unsupported(why + " needs opset " + std::to_string(needed) + " but node '" +
@@ -48,8 +49,8 @@ StatusOr<QuantFormat> parseQuantFormat(const std::string& name) {
   if (name == "qoperator") return QuantFormat::kQOperator;
   if (name == "weights-only") return QuantFormat::kWeightsOnly;
   if (name == "integer") return QuantFormat::kInteger;
-  return invalidArgument("unknown --format '" + name +
-                         "' (expected qdq, qoperator, weights-only or integer)");
+  return invalidOption("format", "unknown quantization format '" + name +
+                                     "' (expected qdq, qoperator, weights-only or integer)");
 }
 
 const char* quantFormatName(QuantFormat format) {
@@ -70,12 +71,14 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     Model& model, const std::vector<QuantTarget>& targets,
     const std::map<std::string, Range>& activation_ranges, const QuantizeOptions& options) {
   if (options.weight_bits != 8 && options.weight_bits != 4)
-    return invalidArgument("--weight-bits must be 8 or 4");
+    return invalidOption("weight_bits", "weight bits must be 8 or 4");
   if (options.act_bits != 8 && options.act_bits != 4 && options.act_bits != 2)
-    return invalidArgument("--act-bits must be 8, 4 or 2");
+    return invalidOption("act_bits", "activation bits must be 8, 4 or 2");
   if (options.act_bits != 8 && options.format == QuantFormat::kQOperator)
-    return unsupported("--act-bits " + std::to_string(options.act_bits) +
-                       " needs --format qdq or integer (QLinearConv outputs are 8-bit)");
+    return unsupportedOption(
+        "act_bits", std::to_string(options.act_bits) +
+                        "-bit activations need the qdq or integer format (QLinearConv outputs are "
+                        "8-bit)");
   if (options.format == QuantFormat::kInteger)
     return quantizeInteger(model, targets, activation_ranges, options);
   auto bitsOf = [&](const QuantTarget& t) {
@@ -90,8 +93,9 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     int4 = int4 || bits == 4;
   }
   if (options.format == QuantFormat::kQOperator && int4)
-    return unsupported(
-        "--format qoperator needs --weight-bits 8 (QLinearConv takes 8-bit weights)");
+    return unsupportedOption(
+        "weight_bits",
+        "the qoperator format needs 8-bit weights (QLinearConv takes 8-bit weights)");
   if (int4) {
     NNC_RETURN_IF_ERROR(requireOpset(model, 21, "int4 weights (blocked DequantizeLinear)"));
   } else if (options.per_channel) {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include "nncompress/ir/graph.h"
 
@@ -42,6 +43,18 @@ struct WeightLayout {
   template <typename F>
   void forEachElement(const Shape& w, F f) const;
 };
+
+// A row of the table: the layout before attributes (Gemm as if transA = transB = 0, group 1),
+// and the attributes that change it. The channel rules declare their weight couplings from it.
+struct OpWeightLayout {
+  const char* op;
+  WeightLayout layout;
+  const char* weight_transpose_attr = nullptr;  // non-zero: out and in axes swap (Gemm transB)
+  const char* data_transpose_attr = nullptr;    // non-zero: the data's channel axis is 0 (transA)
+  const char* group_attr = nullptr;             // multiplies the grouped axis (`group`)
+};
+// The row of default-domain op `op`, or nullptr.
+const OpWeightLayout* opWeightLayout(std::string_view op);
 
 // The weight layout of `n`, or nullopt when its op has none in the table (or it is not in the
 // default domain).
