@@ -334,7 +334,9 @@ int run(int argc, char** argv) {
   quant_cmd->add_option("--exclude", quant.exclude, "Layer names to keep in float");
   quant_cmd
       ->add_option("--rounding", quant.rounding,
-                   "nearest, or adaround: learned rounding of the weights on --calib samples")
+                   "balanced (nearest, each channel's rounding errors summing to under half a "
+                   "step), nearest, or adaround: learned rounding of the weights on --calib "
+                   "samples")
       ->capture_default_str();
   quant_cmd->add_flag("--auto-exclude,!--no-auto-exclude", quant.auto_exclude,
                       "Keep the fewest, most harmful layers in float so the model output meets "

@@ -116,8 +116,8 @@ Status runQuantize(const QuantizeCommandOptions& o) {
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
-  if (o.rounding != "nearest" && o.rounding != "adaround")
-    return invalidArgument("--rounding must be nearest or adaround");
+  if (o.rounding != "balanced" && o.rounding != "nearest" && o.rounding != "adaround")
+    return invalidArgument("--rounding must be balanced, nearest or adaround");
   if (o.rounding == "adaround" && o.calib.data.empty())
     return invalidArgument("--rounding adaround learns from calibration data: add --calib SPEC");
   if (o.rounding == "adaround" && format != quant::QuantFormat::kQdq &&
@@ -185,6 +185,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   qo.block_size = o.block_size;
   qo.exclude = o.exclude;
   qo.quantize_last = o.quantize_last;
+  qo.balanced_rounding = o.rounding != "nearest";
   qo.placement = placement;
   auto targets = quant::selectTargets(*model.graph, qo);
   if (!targets.isOk()) return targets.status().withContext(o.model_path);

@@ -153,8 +153,8 @@ struct QuantizeCommandOptions {
   bool keep_names = false;    // keep node/value names (default: short generated names)
   bool fp32_storage = false;  // biases and scales as float32 (default: float16 + Cast)
   std::vector<std::string> exclude;
-  std::string rounding = "nearest";  // or "adaround" (learned rounding of the weights)
-  bool auto_exclude = true;          // keep the most harmful layers float until --min-sqnr holds
+  std::string rounding = "balanced";  // "nearest", or "adaround" (learned on --calib samples)
+  bool auto_exclude = true;           // keep the most harmful layers float until --min-sqnr holds
   // dB, model output against float on calibration samples; NaN (not given): 30 with 8-bit
   // weights and activations, auto-exclude off at lower bits (the user asked for the loss).
   double min_sqnr = std::numeric_limits<double>::quiet_NaN();
