@@ -414,6 +414,11 @@ int run(int argc, char** argv) {
   compress_cmd->add_option("--finetune", compress.finetune_epochs,
                            "Retrain the pruned model for EPOCHS passes over the calibration "
                            "data (distillation from the original) before quantizing");
+  compress_cmd
+      ->add_option("--rounding", compress.rounding,
+                   "Weights of the layers lowered to 4 bits: adaround (learned on --calib "
+                   "samples, once for the chosen configuration) or balanced")
+      ->capture_default_str();
   compress_cmd->add_flag("--qat", compress.qat,
                          "With --finetune: retrain the layers lowered to 4 bits with "
                          "fake-quantized weights before quantizing them");

@@ -71,7 +71,8 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
                       {{"format", "qdq"},
                        {"weight_bits", 8},
                        {"layer_weight_bits", bits},
-                       {"calib_method", setup.calib_method}}}});
+                       {"calib_method", setup.calib_method},
+                       {"rounding", r.adaround_layers > 0 ? "adaround" : "balanced"}}}});
   }
   return {{"nncompress_recipe", kRecipeVersion}, {"steps", steps}};
 }
@@ -137,9 +138,19 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
           NNC_ASSIGN_OR_RETURN(bits[layer], recipeField(*layers, layer.c_str(), 8));
         }
       }
+      NNC_ASSIGN_OR_RETURN(const std::string rounding,
+                           recipeField(q, "rounding", std::string("balanced")));
+      if (rounding != "balanced" && rounding != "adaround")
+        return invalidArgument("recipe quantize rounding must be balanced or adaround");
       NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
-      NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
-      done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits)");
+      if (rounding == "adaround" && actions.learned_rounding) {
+        NNC_ASSIGN_OR_RETURN(auto learned, actions.learned_rounding(current, bits));
+        current = std::move(learned.first);
+      } else {
+        NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
+      }
+      done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits, " +
+                      rounding + " rounding)");
     } else {
       return invalidArgument("recipe step " + step.dump() + " is neither prune nor quantize");
     }
@@ -218,6 +229,9 @@ Status runCompress(const CompressCommandOptions& o) {
     return static_cast<int64_t>(bytes.size());
   };
   if (o.qat && o.finetune_epochs <= 0) return invalidArgument("--qat needs --finetune EPOCHS");
+  if (o.rounding != "adaround" && o.rounding != "balanced")
+    return invalidArgument("--rounding must be adaround or balanced");
+  setup.learned_rounding = o.rounding == "adaround";
   if (o.finetune_epochs < 0) return invalidArgument("--finetune must not be negative");
   if (o.finetune_epochs > 0) {
     TrainSettings ts;
@@ -359,6 +373,8 @@ Status runCompress(const CompressCommandOptions& o) {
     for (const std::string& s : replayed) steps.push_back({{"kind", "recipe"}, {"description", s}});
     j["steps"] = steps;
     if (!result.sensitivity.empty()) j["sensitivity"] = result.sensitivity;
+    j["rounding"] = result.adaround_layers > 0 ? "adaround" : "balanced";
+    j["adaround_layers"] = result.adaround_layers;
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("baseline %s %.2f%%, %s\n", quality_name, 100 * result.baseline_quality,

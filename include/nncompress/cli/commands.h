@@ -227,8 +227,9 @@ struct CompressCommandOptions {
   bool exact_only = false;
   bool no_prune = false;
   bool no_quantize = false;
-  int finetune_epochs = 0;   // --finetune E: retrain between pruning and quantization
-  bool qat = false;          // --qat: fake-quant retraining of the layers lowered to 4 bits
+  int finetune_epochs = 0;  // --finetune E: retrain between pruning and quantization
+  bool qat = false;         // --qat: fake-quant retraining of the layers lowered to 4 bits
+  std::string rounding = "adaround";  // of the 4-bit layers: adaround or balanced
   double retrain_slack = 3;  // points pruning may lose beyond the demand when retraining follows
   bool strict = true;
 };
