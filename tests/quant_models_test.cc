@@ -40,6 +40,8 @@ std::unique_ptr<data::SampleReader> openSet(const std::string& file) {
 StatusOr<Model> quantizeFixture(const std::string& name, quant::QuantizeOptions options,
                                 quant::CalibMethod method, int64_t calib = 256) {
   NNC_ASSIGN_OR_RETURN(Model m, loadModel(testing::sourcePath("models/" + name + ".onnx")));
+  // int4 needs opset 21: the version converter takes the model to 17 first (as the CLI does).
+  if (options.weight_bits == 4) NNC_RETURN_IF_ERROR(convertOpset(m, 17));
   NNC_ASSIGN_OR_RETURN(auto folded, quant::foldBatchNorms(*m.graph));
   (void)folded;
   quant::RemainingBatchNormOptions rbo;  // as the quantize command does
@@ -106,6 +108,7 @@ TEST_P(QuantExport, CheckerOrtAndSize) {
     EXPECT_TRUE(checked.isOk()) << checked.message();
   } else {
     EXPECT_EQ(opset, 21);
+    EXPECT_GE(m->ir_version, 10);  // the first IR with int4
   }
   const double ratio =
       double(std::filesystem::file_size(path)) /
@@ -151,6 +154,45 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, QuantExport, ::testing::ValuesIn(exportCases(
                            return info.param.name + "_" + format +
                                   std::to_string(info.param.weight_bits);
                          });
+
+// int4 needs opset 21. Below 17 only the version converter changes the opset: an opset-13 model
+// is refused (the caller converts it); from 17 the quantizer bumps to 21 (IR 10), unless a node
+// would change meaning (here a ReduceMean with an axes attribute, an input from opset 18).
+TEST(QuantizeOpset, Int4BumpsOnlyFromTheConvertersOpset) {
+  quant::QuantizeOptions o;
+  o.format = quant::QuantFormat::kWeightsOnly;
+  o.weight_bits = 4;
+  auto m = loadModel(testing::sourcePath("models/flatten_head.onnx"));
+  ASSERT_TRUE(m.isOk());
+  ASSERT_EQ(m->opsetVersion(""), 13);
+  auto targets = quant::selectTargets(*m->graph, o);
+  ASSERT_TRUE(targets.isOk());
+  auto refused = quant::quantizeModel(*m, *targets, {}, o);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(refused.status().message().find("convert"), std::string::npos);
+  EXPECT_EQ(m->opsetVersion(""), 13);
+  ASSERT_TRUE(convertOpset(*m, 17).isOk());
+  targets = quant::selectTargets(*m->graph, o);
+  ASSERT_TRUE(targets.isOk());
+  ASSERT_TRUE(quant::quantizeModel(*m, *targets, {}, o).isOk());
+  EXPECT_EQ(m->opsetVersion(""), 21);
+  EXPECT_GE(m->ir_version, 10);
+
+  auto r = loadModel(testing::sourcePath("models/flatten_head.onnx"));
+  ASSERT_TRUE(r.isOk());
+  ASSERT_TRUE(convertOpset(*r, 17).isOk());
+  Graph& g = *r->graph;
+  Node* mean = g.addNode("ReduceMean", {g.outputs()[0]}, {"mean"});
+  mean->setAttribute(Attribute::makeInts("axes", {1}));
+  g.addOutput(mean->output(0));
+  auto rt = quant::selectTargets(g, o);
+  ASSERT_TRUE(rt.isOk());
+  auto blocked = quant::quantizeModel(*r, *rt, {}, o);
+  EXPECT_EQ(blocked.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(blocked.status().message().find("ReduceMean"), std::string::npos)
+      << blocked.status().message();
+  EXPECT_EQ(r->opsetVersion(""), 17);
+}
 
 TEST(QuantizeSelect, LastLayerStaysFloatAndExcludeWorks) {
   auto m = loadModel(testing::sourcePath("models/flatten_head.onnx"));

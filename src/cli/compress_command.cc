@@ -176,12 +176,13 @@ Status runCompress(const CompressCommandOptions& o) {
   NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
   if (size_t n = demoteInitializerInputs(loaded))
     spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
-  // Quantization writes per-channel QDQ (opset 13); the conversion happens once, up front, so
-  // every trial and the baseline see the same model.
+  // Quantization writes per-channel QDQ (opset 13) and int4 layers (21: the version converter
+  // reaches 17, the quantizer bumps 17 -> 21); the conversion happens once, up front, so every
+  // trial and the baseline see the same model.
   int64_t converted_from = 0;
   if (!o.no_quantize) {
-    Status raised =
-        raiseOpsetTo(loaded, 13, "per-channel QuantizeLinear/DequantizeLinear", &converted_from);
+    Status raised = raiseOpsetTo(loaded, 17, "int4 and per-channel QuantizeLinear/DequantizeLinear",
+                                 &converted_from);
     if (!raised.isOk()) return raised.withContext(o.model_path);
   }
   const Model original = std::move(loaded);

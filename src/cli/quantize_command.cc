@@ -131,15 +131,19 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &info));
   const Totals before = totalsOf(model, info.file_bytes + info.external_data_bytes);
-  // Per-channel and int4 DequantizeLinear, and --format integer, need opset 13 (int4 then goes
-  // on to 21 by a version bump, which libonnx's converter cannot do); per-tensor QDQ needs 10.
-  const bool needs_13 =
-      !o.per_tensor || o.weight_bits == 4 || format == quant::QuantFormat::kInteger;
+  // Per-channel DequantizeLinear and --format integer need opset 13, per-tensor QDQ 10, int4
+  // weights 21: the version converter takes the model to 17 (the newest it knows), the quantizer
+  // bumps 17 -> 21 (quantize.cc, requireOpset).
+  const bool needs_13 = !o.per_tensor || format == quant::QuantFormat::kInteger;
   int64_t converted_from = 0;
-  Status raised = raiseOpsetTo(
-      model, needs_13 ? 13 : 10,
-      needs_13 ? "per-channel QuantizeLinear/DequantizeLinear" : "QuantizeLinear/DequantizeLinear",
-      &converted_from);
+  Status raised = raiseOpsetTo(model,
+                               o.weight_bits == 4 ? 17
+                               : needs_13         ? 13
+                                                  : 10,
+                               o.weight_bits == 4 ? "int4 weights (opset 21, bumped from 17)"
+                               : needs_13         ? "per-channel QuantizeLinear/DequantizeLinear"
+                                                  : "QuantizeLinear/DequantizeLinear",
+                               &converted_from);
   if (!raised.isOk()) return raised.withContext(o.model_path);
 
   auto folded = quant::foldBatchNorms(*model.graph);
