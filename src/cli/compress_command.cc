@@ -172,6 +172,23 @@ Status runCompress(const CompressCommandOptions& o) {
                                       {"--report", o.html_report},
                                       {"--save-recipe", o.recipe.empty() ? o.save_recipe : ""}}));
 
+  // --calib (default --data) sliced by --calib-range (default: all of --calib, --data-range
+  // when the calibration samples are --data's). Both ranges are checked before any data is read.
+  DataOptions calib = o.data;
+  if (!o.calib.empty()) {
+    calib.data = o.calib;
+    calib.range.clear();
+    calib.unlabelled = true;  // an image folder: every image under it, subfolders not classes
+  }
+  if (!o.calib_range.empty()) {
+    calib.range = o.calib_range;
+    calib.range_flag = "--calib-range";
+  }
+  NNC_RETURN_IF_ERROR(rangeFrom(o.data).status());
+  NNC_RETURN_IF_ERROR(rangeFrom(calib).status());
+  if (o.rounding != "adaround" && o.rounding != "balanced")
+    return invalidArgument("--rounding must be adaround or balanced");
+
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
   if (size_t n = demoteInitializerInputs(loaded))
@@ -191,20 +208,6 @@ Status runCompress(const CompressCommandOptions& o) {
   original_bytes_text.clear();
   NNC_ASSIGN_OR_RETURN(const int64_t max_bytes, parseTargetSize(o.target_size, original_bytes));
 
-  // --calib (default --data) sliced by --calib-range (default: all of --calib, --data-range
-  // when the calibration samples are --data's). Both ranges are checked before any data is read.
-  DataOptions calib = o.data;
-  if (!o.calib.empty()) {
-    calib.data = o.calib;
-    calib.range.clear();
-    calib.unlabelled = true;  // an image folder: every image under it, subfolders not classes
-  }
-  if (!o.calib_range.empty()) {
-    calib.range = o.calib_range;
-    calib.range_flag = "--calib-range";
-  }
-  NNC_RETURN_IF_ERROR(rangeFrom(o.data).status());
-  NNC_RETURN_IF_ERROR(rangeFrom(calib).status());
   NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
                        openLabels(o.data, *eval_reader));
@@ -230,8 +233,6 @@ Status runCompress(const CompressCommandOptions& o) {
     return static_cast<int64_t>(bytes.size());
   };
   if (o.qat && o.finetune_epochs <= 0) return invalidArgument("--qat needs --finetune EPOCHS");
-  if (o.rounding != "adaround" && o.rounding != "balanced")
-    return invalidArgument("--rounding must be adaround or balanced");
   setup.learned_rounding = o.rounding == "adaround";
   if (o.finetune_epochs < 0) return invalidArgument("--finetune must not be negative");
   if (o.finetune_epochs > 0) {
