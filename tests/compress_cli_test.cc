@@ -5,6 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
+#include "nncompress/onnx_io/model_io.h"
 #include "test_util.h"
 
 namespace nnc {
@@ -67,6 +70,50 @@ TEST(CompressCliTest, MeetsReachableTargetsAndReplaysItsRecipe) {
   const int64_t named_bytes = nlohmann::json::parse(with_names.out)["after"]["file_bytes"];
   EXPECT_GT(named_bytes, after);
   EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(named)), named_bytes);
+}
+
+// The int4 weights of a model as (element count, bytes), smallest first (compaction names them
+// by position, so names do not identify a layer across two files).
+std::vector<std::pair<int64_t, std::string>> int4Weights(const std::filesystem::path& file) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  auto m = loadModel(file);
+  EXPECT_TRUE(m.isOk()) << m.status().message();
+  if (!m.isOk()) return out;
+  for (const Value* v : m->graph->initializers())
+    if (v->dtype() == DType::kInt4)
+      out.emplace_back(v->initializer()->numel(), std::string(v->initializer()->bytes()));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A size only 4-bit layers reach: compress AdaRounds the chosen 4-bit layers once (JSON and
+// recipe say so) and their integers differ from the balanced rounding's, same size.
+TEST(CompressCliTest, LowBitLayersAreAdaRounded) {
+  TempDir dir;
+  const std::string base = "compress " + quote(sourcePath("models/flatten_head.onnx")) +
+                           dataFlags(300, 64) +
+                           "--max-accuracy-drop 3 --target-size 6x --no-prune --json -o ";
+  auto learned = runCli(base + quote(dir / "a.onnx") + " --save-recipe " + quote(dir / "r.json"));
+  auto balanced = runCli(base + quote(dir / "b.onnx") + " --rounding balanced");
+  ASSERT_EQ(learned.exit_code, 0) << learned.err;
+  ASSERT_EQ(balanced.exit_code, 0) << balanced.err;
+  const auto a = nlohmann::json::parse(learned.out), b = nlohmann::json::parse(balanced.out);
+  EXPECT_EQ(a["rounding"], "adaround");
+  EXPECT_GT(a["adaround_layers"].get<int>(), 0);
+  EXPECT_EQ(b["rounding"], "balanced");
+  EXPECT_EQ(b["adaround_layers"], 0);
+  EXPECT_EQ(a["after"]["file_bytes"], b["after"]["file_bytes"]);
+  EXPECT_NE(readText(dir / "r.json").find("\"rounding\": \"adaround\""), std::string::npos);
+  const auto wa = int4Weights(dir / "a.onnx"), wb = int4Weights(dir / "b.onnx");
+  ASSERT_FALSE(wa.empty());
+  ASSERT_EQ(wa.size(), wb.size());
+  int differ = 0;
+  for (size_t i = 0; i < wa.size(); ++i) {
+    EXPECT_EQ(wa[i].first, wb[i].first);
+    differ += wa[i].second != wb[i].second;
+  }
+  EXPECT_EQ(differ, a["adaround_layers"].get<int>());
+  EXPECT_EQ(runCli(base + quote(dir / "c.onnx") + " --rounding nearest").exit_code, 2);
 }
 
 TEST(CompressCliTest, ImpossibleTargetsExitOneAndWriteNothing) {

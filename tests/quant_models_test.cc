@@ -12,6 +12,7 @@
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/evaluate.h"
+#include "nncompress/quant/balanced_rounding.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/compact.h"
@@ -39,6 +40,8 @@ std::unique_ptr<data::SampleReader> openSet(const std::string& file) {
 StatusOr<Model> quantizeFixture(const std::string& name, quant::QuantizeOptions options,
                                 quant::CalibMethod method, int64_t calib = 256) {
   NNC_ASSIGN_OR_RETURN(Model m, loadModel(testing::sourcePath("models/" + name + ".onnx")));
+  // int4 needs opset 21: the version converter takes the model to 17 first (as the CLI does).
+  if (options.weight_bits == 4) NNC_RETURN_IF_ERROR(convertOpset(m, 17));
   NNC_ASSIGN_OR_RETURN(auto folded, quant::foldBatchNorms(*m.graph));
   (void)folded;
   quant::RemainingBatchNormOptions rbo;  // as the quantize command does
@@ -105,6 +108,7 @@ TEST_P(QuantExport, CheckerOrtAndSize) {
     EXPECT_TRUE(checked.isOk()) << checked.message();
   } else {
     EXPECT_EQ(opset, 21);
+    EXPECT_GE(m->ir_version, 10);  // the first IR with int4
   }
   const double ratio =
       double(std::filesystem::file_size(path)) /
@@ -150,6 +154,45 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, QuantExport, ::testing::ValuesIn(exportCases(
                            return info.param.name + "_" + format +
                                   std::to_string(info.param.weight_bits);
                          });
+
+// int4 needs opset 21. Below 17 only the version converter changes the opset: an opset-13 model
+// is refused (the caller converts it); from 17 the quantizer bumps to 21 (IR 10), unless a node
+// would change meaning (here a ReduceMean with an axes attribute, an input from opset 18).
+TEST(QuantizeOpset, Int4BumpsOnlyFromTheConvertersOpset) {
+  quant::QuantizeOptions o;
+  o.format = quant::QuantFormat::kWeightsOnly;
+  o.weight_bits = 4;
+  auto m = loadModel(testing::sourcePath("models/flatten_head.onnx"));
+  ASSERT_TRUE(m.isOk());
+  ASSERT_EQ(m->opsetVersion(""), 13);
+  auto targets = quant::selectTargets(*m->graph, o);
+  ASSERT_TRUE(targets.isOk());
+  auto refused = quant::quantizeModel(*m, *targets, {}, o);
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(refused.status().message().find("convert"), std::string::npos);
+  EXPECT_EQ(m->opsetVersion(""), 13);
+  ASSERT_TRUE(convertOpset(*m, 17).isOk());
+  targets = quant::selectTargets(*m->graph, o);
+  ASSERT_TRUE(targets.isOk());
+  ASSERT_TRUE(quant::quantizeModel(*m, *targets, {}, o).isOk());
+  EXPECT_EQ(m->opsetVersion(""), 21);
+  EXPECT_GE(m->ir_version, 10);
+
+  auto r = loadModel(testing::sourcePath("models/flatten_head.onnx"));
+  ASSERT_TRUE(r.isOk());
+  ASSERT_TRUE(convertOpset(*r, 17).isOk());
+  Graph& g = *r->graph;
+  Node* mean = g.addNode("ReduceMean", {g.outputs()[0]}, {"mean"});
+  mean->setAttribute(Attribute::makeInts("axes", {1}));
+  g.addOutput(mean->output(0));
+  auto rt = quant::selectTargets(g, o);
+  ASSERT_TRUE(rt.isOk());
+  auto blocked = quant::quantizeModel(*r, *rt, {}, o);
+  EXPECT_EQ(blocked.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(blocked.status().message().find("ReduceMean"), std::string::npos)
+      << blocked.status().message();
+  EXPECT_EQ(r->opsetVersion(""), 17);
+}
 
 TEST(QuantizeSelect, LastLayerStaysFloatAndExcludeWorks) {
   auto m = loadModel(testing::sourcePath("models/flatten_head.onnx"));
@@ -243,7 +286,7 @@ TEST(QuantizeCli, AdaRoundRaisesOutputSqnr) {
                           " --format weights-only --weight-bits 4 --calib " + kData +
                           "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size 64 "
                           "--sqnr-samples 64 --json -o ";
-  auto nearest = testing::runCli(cmd + testing::quote(dir / "a.onnx"));
+  auto nearest = testing::runCli(cmd + testing::quote(dir / "a.onnx") + " --rounding nearest");
   auto learned = testing::runCli(cmd + testing::quote(dir / "b.onnx") + " --rounding adaround");
   ASSERT_EQ(nearest.exit_code, 0) << nearest.err;
   ASSERT_EQ(learned.exit_code, 0) << learned.err;
@@ -259,14 +302,15 @@ TEST(QuantizeCli, AdaRoundRaisesOutputSqnr) {
   EXPECT_FALSE(std::filesystem::exists(dir / "c.onnx"));
 }
 
-// Bias correction removes the mean shift int4 weights cause: the logits get closer to float.
+// Bias correction removes the mean shift int4 weights rounded to nearest cause: the logits get
+// closer to float. (Balanced rounding, the default, removes most of that shift by itself.)
 TEST(QuantizeCli, BiasCorrectionRaisesOutputSqnr) {
   testing::TempDir dir;
-  const std::string cmd = "quantize " +
-                          testing::quote(testing::sourcePath("models/mobilenetv2.onnx")) +
-                          " --format weights-only --weight-bits 4 --calib " + kData +
-                          "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size 64 "
-                          "--sqnr-samples 64 --json -o ";
+  const std::string cmd =
+      "quantize " + testing::quote(testing::sourcePath("models/mobilenetv2.onnx")) +
+      " --rounding nearest --format weights-only --weight-bits 4 --calib " + kData +
+      "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 --calib-size 64 "
+      "--sqnr-samples 64 --json -o ";
   auto plain = testing::runCli(cmd + testing::quote(dir / "a.onnx"));
   auto corrected = testing::runCli(cmd + testing::quote(dir / "b.onnx") + " --bias-correction");
   ASSERT_EQ(plain.exit_code, 0) << plain.err;
@@ -284,6 +328,65 @@ Tensor runFloat(const Model& m, const Tensor& x) {
   auto out = (*ex)->run({x});
   EXPECT_TRUE(out.isOk()) << out.status().message();
   return out.isOk() ? (*out)[0] : Tensor();
+}
+
+// Balanced rounding keeps every channel's rounding-error sum within half a step, flipping only
+// roundings that were near half a step, and lowers the logits' error of weights-only int8 on every
+// fixture (flatten_head, 10k test images: 41.4 -> 46.2 dB; plain nearest lost 0.11 point there).
+TEST(QuantRounding, BalancedKeepsChannelSumsAndRaisesSqnr) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  const std::vector<float> scale = {0.01f, 0.02f, 0.05f, 0.1f};
+  auto row = [](int64_t i) { return i / 300; };
+  std::vector<float> w(4 * 300);  // about +-100 steps: nothing clipped
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 30 * scale[row(i)] * normal(rng);
+  const auto nearest = quant::roundWeights(w, scale, row, 127, false);
+  const auto balanced = quant::roundWeights(w, scale, row, 127, true);
+  int flipped = 0;
+  for (int64_t c = 0; c < 4; ++c) {
+    double near_sum = 0, bal_sum = 0;
+    for (int64_t i = c * 300; i < (c + 1) * 300; ++i) {
+      const double r = w[i] / scale[c];
+      EXPECT_EQ(nearest[i], int(std::clamp<double>(std::nearbyint(r), -127, 127)));
+      near_sum += nearest[i] - r;
+      bal_sum += balanced[i] - r;
+      if (balanced[i] != nearest[i]) {
+        ++flipped;
+        EXPECT_EQ(std::abs(balanced[i] - nearest[i]), 1);
+        EXPECT_GT(std::abs(r - std::floor(r) - 0.5), 0.0);
+        EXPECT_LT(std::abs(balanced[i] - r), 1.0);  // still one of the two neighbours
+      }
+    }
+    EXPECT_LE(std::abs(bal_sum), 0.5) << c;
+    EXPECT_LE(std::abs(bal_sum), std::abs(near_sum) + 1e-9) << c;
+  }
+  EXPECT_GT(flipped, 0);
+
+  auto reader = openSet("t10k-images-idx3-ubyte.gz");
+  auto x = reader->readBatch(0, 256);
+  ASSERT_TRUE(x.isOk());
+  for (const char* name : {"flatten_head", "resnet"}) {
+    auto f = loadModel(testing::sourcePath(std::string("models/") + name + ".onnx"));
+    ASSERT_TRUE(f.isOk());
+    const Tensor expected = runFloat(*f, *x);
+    auto sqnr = [&](bool balanced_rounding) {
+      quant::QuantizeOptions o;
+      o.format = quant::QuantFormat::kWeightsOnly;
+      o.balanced_rounding = balanced_rounding;
+      auto q = quantizeFixture(name, o, quant::CalibMethod::kMinMax);
+      EXPECT_TRUE(q.isOk()) << q.status().message();
+      if (!q.isOk()) return 0.0;
+      const Tensor got = runFloat(*q, *x);
+      double signal = 0, noise = 0;
+      for (int64_t i = 0; i < expected.numel(); ++i) {
+        const double e = expected.data<float>()[i], d = got.data<float>()[i] - e;
+        signal += e * e, noise += d * d;
+      }
+      return 10 * std::log10(signal / noise);
+    };
+    const double plain = sqnr(false), balanced = sqnr(true);
+    EXPECT_GT(balanced, plain + 3.0) << name << ": nearest " << plain << " dB";
+  }
 }
 
 // DenseNet's pre-activation BNs (after Concat) leave the graph: folded through their Relu into
@@ -482,9 +585,10 @@ TEST(QuantizeCli, CompactByDefaultKeepNamesOnRequest) {
   EXPECT_TRUE(any_named);
 }
 
-// Top-1 on the 10k TEST set in ONNX Runtime (calibration on 512 TRAIN images): int8 per-channel QDQ
-// with the best of minmax / entropy / percentile loses at most 0.3 points on every fixture; int4
-// weights with int8 activations lose at most 2 points on resnet.
+// Top-1 on the 10k TEST set in ONNX Runtime (calibration on 512 TRAIN images), issue 14's limits:
+// int8 per-channel QDQ (best of minmax / entropy / percentile) and weights-only int8 each lose at
+// most 0.1 point on every fixture, 0.3 on preact_densenet; int4 weights (balanced rounding) with
+// int8 activations lose at most 0.5 on resnet (nearest rounding: 1.21).
 TEST(QuantAccuracyFullDataset, EveryFixture) {
   auto labels = data::readLabels(std::string(kData) + "t10k-labels-idx1-ubyte.gz");
   ASSERT_TRUE(labels.isOk());
@@ -514,6 +618,7 @@ TEST(QuantAccuracyFullDataset, EveryFixture) {
     auto f = loadModel(testing::sourcePath(std::string("models/") + name + ".onnx"));
     ASSERT_TRUE(f.isOk());
     const double base = top1(*f);
+    const double limit = std::string(name) == "preact_densenet" ? 0.3 : 0.1;
     double best = 0;
     std::string best_method;
     for (auto method : {quant::CalibMethod::kMinMax, quant::CalibMethod::kEntropy,
@@ -525,7 +630,7 @@ TEST(QuantAccuracyFullDataset, EveryFixture) {
     }
     std::printf("%-13s float %.4f  int8 QDQ %.4f (%s)  drop %+.2f points\n", name, base, best,
                 best_method.c_str(), 100 * (base - best));
-    EXPECT_LE(100 * (base - best), 0.3) << name;
+    EXPECT_LE(100 * (base - best), limit) << name;
     quant::QuantizeOptions wo;
     wo.format = quant::QuantFormat::kWeightsOnly;
     auto w8 = quantizeFixture(name, wo, quant::CalibMethod::kMinMax);
@@ -533,7 +638,7 @@ TEST(QuantAccuracyFullDataset, EveryFixture) {
     const double w8_acc = top1(*w8);
     std::printf("%-13s weights-only int8 %.4f  drop %+.2f points\n", name, w8_acc,
                 100 * (base - w8_acc));
-    EXPECT_LE(100 * (base - w8_acc), 0.3) << name;
+    EXPECT_LE(100 * (base - w8_acc), limit) << name;
     if (std::string(name) == "resnet") {
       quant::QuantizeOptions o;
       o.weight_bits = 4;
@@ -542,7 +647,7 @@ TEST(QuantAccuracyFullDataset, EveryFixture) {
       const double acc = top1(*q);
       std::printf("resnet int4 weights + int8 activations %.4f  drop %+.2f points\n", acc,
                   100 * (base - acc));
-      EXPECT_LE(100 * (base - acc), 2.0);
+      EXPECT_LE(100 * (base - acc), 0.5);
     }
   }
 }

@@ -397,7 +397,9 @@ CLI::App* addQuantizeCommand(CLI::App& app, QuantizeCommandOptions& quant) {
   quant_cmd->add_option("--exclude", quant.exclude, "Layer names to keep in float");
   quant_cmd
       ->add_option("--rounding", quant.rounding,
-                   "nearest, or adaround: learned rounding of the weights on --calib samples")
+                   "balanced (nearest, each channel's rounding errors summing to under half a "
+                   "step), nearest, or adaround: learned rounding of the weights on --calib "
+                   "samples")
       ->capture_default_str();
   quant_cmd->add_flag("--auto-exclude,!--no-auto-exclude", quant.auto_exclude,
                       "Keep the fewest, most harmful layers in float so the model output meets "
@@ -477,6 +479,11 @@ CLI::App* addCompressCommand(CLI::App& app, CompressCommandOptions& compress) {
   compress_cmd->add_option("--finetune", compress.finetune_epochs,
                            "Retrain the pruned model for EPOCHS passes over the calibration "
                            "data (distillation from the original) before quantizing");
+  compress_cmd
+      ->add_option("--rounding", compress.rounding,
+                   "Weights of the layers lowered to 4 bits: adaround (learned on --calib "
+                   "samples, once for the chosen configuration) or balanced")
+      ->capture_default_str();
   compress_cmd->add_flag("--qat", compress.qat,
                          "With --finetune: retrain the layers lowered to 4 bits with "
                          "fake-quantized weights before quantizing them");

@@ -85,7 +85,8 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
                       {{"format", "qdq"},
                        {"weight_bits", 8},
                        {"layer_weight_bits", bits},
-                       {"calib_method", setup.calib_method}}}});
+                       {"calib_method", setup.calib_method},
+                       {"rounding", r.adaround_layers > 0 ? "adaround" : "balanced"}}}});
   }
   return {{"nncompress_recipe", kRecipeVersion}, {"steps", steps}};
 }
@@ -175,9 +176,19 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
           NNC_ASSIGN_OR_RETURN(bits[layer], recipeField(*layers, layer.c_str(), 8));
         }
       }
+      NNC_ASSIGN_OR_RETURN(const std::string rounding,
+                           recipeField(q, "rounding", std::string("balanced")));
+      if (rounding != "balanced" && rounding != "adaround")
+        return invalidArgument("recipe quantize rounding must be balanced or adaround");
       NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
-      NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
-      done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits)");
+      if (rounding == "adaround" && actions.learned_rounding) {
+        NNC_ASSIGN_OR_RETURN(auto learned, actions.learned_rounding(current, bits));
+        current = std::move(learned.first);
+      } else {
+        NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
+      }
+      done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits, " +
+                      rounding + " rounding)");
     } else if (step.is_object() && step.contains("retrain")) {
       NNC_ASSIGN_OR_RETURN(const nlohmann::json* retrain, recipeObject(step, "retrain"));
       NNC_ASSIGN_OR_RETURN(current, replayRetrain(current, *retrain, setup));
@@ -205,24 +216,6 @@ Status runCompress(const CompressCommandOptions& o) {
                                       {"--report", o.html_report},
                                       {"--save-recipe", o.recipe.empty() ? o.save_recipe : ""}}));
 
-  LoadedModelInfo info;
-  NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
-  if (size_t n = demoteInitializerInputs(loaded))
-    spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
-  // Quantization writes per-channel QDQ (opset 13); the conversion happens once, up front, so
-  // every trial and the baseline see the same model.
-  int64_t converted_from = 0;
-  if (!o.no_quantize) {
-    Status raised =
-        raiseOpsetTo(loaded, 13, "per-channel QuantizeLinear/DequantizeLinear", &converted_from);
-    if (!raised.isOk()) return raised.withContext(o.model_path);
-  }
-  const Model original = std::move(loaded);
-  NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
-  const auto original_bytes = static_cast<int64_t>(original_bytes_text.size());
-  original_bytes_text.clear();
-  NNC_ASSIGN_OR_RETURN(const int64_t max_bytes, parseTargetSize(o.target_size, original_bytes));
-
   // --calib (default --data) sliced by --calib-range (default: all of --calib, --data-range
   // when the calibration samples are --data's). Both ranges are checked before any data is read.
   DataOptions calib = o.data;
@@ -237,6 +230,28 @@ Status runCompress(const CompressCommandOptions& o) {
   }
   NNC_RETURN_IF_ERROR(rangeFrom(o.data).status());
   NNC_RETURN_IF_ERROR(rangeFrom(calib).status());
+  if (o.rounding != "adaround" && o.rounding != "balanced")
+    return invalidArgument("--rounding must be adaround or balanced");
+
+  LoadedModelInfo info;
+  NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
+  if (size_t n = demoteInitializerInputs(loaded))
+    spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
+  // Quantization writes per-channel QDQ (opset 13) and int4 layers (21: the version converter
+  // reaches 17, the quantizer bumps 17 -> 21); the conversion happens once, up front, so every
+  // trial and the baseline see the same model.
+  int64_t converted_from = 0;
+  if (!o.no_quantize) {
+    Status raised = raiseOpsetTo(loaded, 17, "int4 and per-channel QuantizeLinear/DequantizeLinear",
+                                 &converted_from);
+    if (!raised.isOk()) return raised.withContext(o.model_path);
+  }
+  const Model original = std::move(loaded);
+  NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
+  const auto original_bytes = static_cast<int64_t>(original_bytes_text.size());
+  original_bytes_text.clear();
+  NNC_ASSIGN_OR_RETURN(const int64_t max_bytes, parseTargetSize(o.target_size, original_bytes));
+
   NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
                        openLabels(o.data, *eval_reader));
@@ -262,6 +277,7 @@ Status runCompress(const CompressCommandOptions& o) {
     return static_cast<int64_t>(bytes.size());
   };
   if (o.qat && o.finetune_epochs <= 0) return invalidArgument("--qat needs --finetune EPOCHS");
+  setup.learned_rounding = o.rounding == "adaround";
   if (o.finetune_epochs < 0) return invalidArgument("--finetune must not be negative");
   if (o.finetune_epochs > 0) {
     TrainSettings ts;
@@ -403,6 +419,8 @@ Status runCompress(const CompressCommandOptions& o) {
     for (const std::string& s : replayed) steps.push_back({{"kind", "recipe"}, {"description", s}});
     j["steps"] = steps;
     if (!result.sensitivity.empty()) j["sensitivity"] = result.sensitivity;
+    j["rounding"] = result.adaround_layers > 0 ? "adaround" : "balanced";
+    j["adaround_layers"] = result.adaround_layers;
     std::cout << j.dump(2) << "\n";
   } else {
     std::printf("baseline %s %.2f%%, %s\n", quality_name, 100 * result.baseline_quality,

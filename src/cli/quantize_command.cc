@@ -110,8 +110,8 @@ Status checkQuantizeOptions(const QuantizeCommandOptions& o, quant::QuantFormat 
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
   if (o.bias_correction && format == quant::QuantFormat::kQOperator)
     return invalidArgument("--bias-correction works with --format qdq or weights-only");
-  if (o.rounding != "nearest" && o.rounding != "adaround")
-    return invalidArgument("--rounding must be nearest or adaround");
+  if (o.rounding != "balanced" && o.rounding != "nearest" && o.rounding != "adaround")
+    return invalidArgument("--rounding must be balanced, nearest or adaround");
   if (o.rounding == "adaround" && o.calib.data.empty())
     return invalidArgument("--rounding adaround learns from calibration data: add --calib SPEC");
   if (o.rounding == "adaround" && format != quant::QuantFormat::kQdq &&
@@ -177,15 +177,19 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &info));
   const Totals before = totalsOf(model, info.file_bytes + info.external_data_bytes);
-  // Per-channel and int4 DequantizeLinear, and --format integer, need opset 13 (int4 then goes
-  // on to 21 by a version bump, which libonnx's converter cannot do); per-tensor QDQ needs 10.
-  const bool needs_13 =
-      !o.per_tensor || o.weight_bits == 4 || format == quant::QuantFormat::kInteger;
+  // Per-channel DequantizeLinear and --format integer need opset 13, per-tensor QDQ 10, int4
+  // weights 21: the version converter takes the model to 17 (the newest it knows), the quantizer
+  // bumps 17 -> 21 (quantize.cc, requireOpset).
+  const bool needs_13 = !o.per_tensor || format == quant::QuantFormat::kInteger;
   int64_t converted_from = 0;
-  Status raised = raiseOpsetTo(
-      model, needs_13 ? 13 : 10,
-      needs_13 ? "per-channel QuantizeLinear/DequantizeLinear" : "QuantizeLinear/DequantizeLinear",
-      &converted_from);
+  Status raised = raiseOpsetTo(model,
+                               o.weight_bits == 4 ? 17
+                               : needs_13         ? 13
+                                                  : 10,
+                               o.weight_bits == 4 ? "int4 weights (opset 21, bumped from 17)"
+                               : needs_13         ? "per-channel QuantizeLinear/DequantizeLinear"
+                                                  : "QuantizeLinear/DequantizeLinear",
+                               &converted_from);
   if (!raised.isOk()) return raised.withContext(o.model_path);
 
   auto folded = foldBatchNormsForQuantization(model, o, format);
@@ -200,6 +204,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   qo.block_size = o.block_size;
   qo.exclude = o.exclude;
   qo.quantize_last = o.quantize_last;
+  qo.balanced_rounding = o.rounding != "nearest";
   qo.placement = placement;
   auto targets = quant::selectTargets(*model.graph, qo);
   if (!targets.isOk()) return targets.status().withContext(o.model_path);

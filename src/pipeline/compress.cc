@@ -67,6 +67,7 @@ class Controller {
         if (&m == last.model)
           offer(std::move(m), last.quality, last.bytes, false, {}, last.fractions, last.retrained);
     }
+    NNC_RETURN_IF_ERROR(learnRoundingOfBest());
     result_.met_size = targets_.max_bytes <= 0 || result_.best_bytes <= targets_.max_bytes;
     return std::move(result_);
   }
@@ -222,7 +223,7 @@ class Controller {
              bytes, q, ok && bytes <= targets_.max_bytes);
       if (ok) {
         offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions,
-              checkpoints[i].retrained);
+              checkpoints[i].retrained, actions_.qat ? nullptr : &base);
         if (bytes <= targets_.max_bytes) return Status::ok();
       } else {
         // Too many layers at low bits for the precision demand: the most layers that still
@@ -241,7 +242,7 @@ class Controller {
           if (pq >= demand_) {
             good = mid;
             offer(std::move(pm), pq, pbytes, true, partial, checkpoints[i].fractions,
-                  checkpoints[i].retrained);
+                  checkpoints[i].retrained, &base);
           } else {
             bad = mid;
           }
@@ -283,10 +284,38 @@ class Controller {
   }
 
   // A candidate that met the precision demand: keep it if it is the smallest so far.
+  // AdaRound on the chosen low-bit configuration (once: per candidate it would cost a fit per
+  // trial); kept when it meets the precision demand. Its fit lowers each layer's output error on
+  // the calibration data (a layer keeps balanced rounding otherwise), so a few evaluation samples
+  // that move either way are not a reason to drop it.
+  Status learnRoundingOfBest() {
+    if (!actions_.learned_rounding || !best_base_ || result_.best_bits.empty()) return Status::ok();
+    NNC_ASSIGN_OR_RETURN(auto learned, actions_.learned_rounding(*best_base_, result_.best_bits));
+    auto& [model, layers] = learned;
+    NNC_ASSIGN_OR_RETURN(double q, actions_.quality(model));
+    NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(model));
+    const bool meets = layers > 0 && q >= demand_;
+    record("quantize",
+           "AdaRound rounding of " + std::to_string(layers) + " layers at " +
+               std::to_string(targets_.low_bits) + " bits",
+           bytes, q, meets);
+    if (!meets) {
+      log("AdaRound (quality " + qualityText(q) + ") kept out: it misses the demand");
+      return Status::ok();
+    }
+    result_.best = std::move(model);
+    result_.best_quality = q;
+    result_.best_bytes = bytes;
+    result_.adaround_layers = layers;
+    return Status::ok();
+  }
+
   void offer(Model&& model, double quality, int64_t bytes, bool quantized, BitPlan bits,
-             std::vector<double> prune_fractions, bool retrained = false) {
+             std::vector<double> prune_fractions, bool retrained = false,
+             const Model* base = nullptr) {
     if (result_.best && bytes >= result_.best_bytes) return;
     if (!result_.best && bytes >= result_.baseline_bytes) return;
+    best_base_ = base;  // the float model `model` was quantized from (low-bit plans only)
     result_.best = std::move(model);
     result_.best_quality = quality;
     result_.best_bytes = bytes;
@@ -310,6 +339,7 @@ class Controller {
   double demand_ = 0;
   const Model* original_ = nullptr;
   std::optional<double> quick_baseline_;
+  const Model* best_base_ = nullptr;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "nncompress/prune/feature_stats.h"
 #include "nncompress/prune/iterative.h"
 #include "nncompress/prune/recovery.h"
+#include "nncompress/quant/adaround.h"
 #include "nncompress/quant/bn_fold.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/compact.h"
@@ -112,7 +113,13 @@ StatusOr<const Model*> foldedOf(State& state, const Model& model, size_t key) {
   return &*state.folded;
 }
 
-StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bits) {
+struct Quantized {
+  Model model;
+  std::vector<quant::QuantizedLayer> layers;
+  const Model* folded = nullptr;  // the float model it was quantized from
+};
+
+StatusOr<Quantized> quantizeWithLayers(State& state, const Model& model, const BitPlan& bits) {
   const CompressSetup& s = state.setup;
   const size_t key = fingerprint(model);
   NNC_ASSIGN_OR_RETURN(const Model* folded, foldedOf(state, model, key));
@@ -137,8 +144,37 @@ StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bi
     cached = state.ranges_by_model.emplace(key, std::move(ranges)).first;
   }
   NNC_ASSIGN_OR_RETURN(auto layers, quant::quantizeModel(q, targets, cached->second, qo));
-  (void)layers;
-  return q;
+  return Quantized{std::move(q), std::move(layers), folded};
+}
+
+StatusOr<Model> quantizeWith(State& state, const Model& model, const BitPlan& bits) {
+  NNC_ASSIGN_OR_RETURN(Quantized q, quantizeWithLayers(state, model, bits));
+  return std::move(q.model);
+}
+
+// quantizeWith, then AdaRound (METHODS.md section 8) on the layers `bits` lowers below 8 bits,
+// fitted on up to 256 calibration samples; the iterations scale with the samples (8 per sample,
+// 200..2000), so a small calibration set costs a short fit instead of 2000 steps per layer.
+StatusOr<std::pair<Model, int>> learnedRoundingWith(State& state, const Model& model,
+                                                    const BitPlan& bits) {
+  const CompressSetup& s = state.setup;
+  NNC_ASSIGN_OR_RETURN(Quantized q, quantizeWithLayers(state, model, bits));
+  std::vector<quant::QuantizedLayer> low;
+  for (const auto& l : q.layers)
+    if (l.weight_bits > 0 && l.weight_bits < 8) low.push_back(l);
+  if (low.empty()) return std::pair<Model, int>{std::move(q.model), 0};
+  quant::AdaRoundOptions ao;
+  const int64_t available = s.calib_data->size();
+  ao.samples =
+      std::min<int64_t>(256, s.calib_size < 0 ? available : std::min(s.calib_size, available));
+  ao.iterations = int(std::clamp<int64_t>(8 * ao.samples, 200, 2000));
+  ao.batch = std::min<int64_t>(32, s.batch);
+  ao.threads = s.threads;
+  NNC_ASSIGN_OR_RETURN(int rounded,
+                       quant::adaRoundModel(*q.folded, q.model, low, *s.calib_data, ao));
+  spdlog::info("compress: AdaRound re-rounded {} of {} low-bit layers ({} samples, {} iterations)",
+               rounded, low.size(), ao.samples, ao.iterations);
+  return std::pair<Model, int>{std::move(q.model), rounded};
 }
 
 // Distillation from the original on the calibration data (compress --finetune).
@@ -255,6 +291,10 @@ StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {
   a.quantize = [state](const Model& m, const BitPlan& bits) {
     return quantizeWith(*state, m, bits);
   };
+  if (setup.learned_rounding)
+    a.learned_rounding = [state](const Model& m, const BitPlan& bits) {
+      return learnedRoundingWith(*state, m, bits);
+    };
   if (setup.finetune) {
     a.retrain = [state](const Model& m) { return retrainWith(*state, m); };
     if (setup.qat)

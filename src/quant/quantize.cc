@@ -16,21 +16,42 @@
 namespace nnc::quant {
 namespace {
 
-// Ops whose attributes changed between opset 13 and 21 in ways a plain version bump breaks.
+// Ops that change meaning between opset 17 and 21 when only the version number is raised
+// (onnx/docs/Changelog.md): Reduce* (not ReduceSum) take axes as an input from 18, GridSample's
+// modes were renamed in 20, DFT takes its axis as an input from 20, GroupNormalization's scale
+// and bias became per channel in 21. Everything else in 18-21 only adds types or attributes
+// whose defaults keep the old meaning.
 bool blocksOpsetUpgrade(const Node& n) {
-  static const std::set<std::string> kChanged = {
+  static const std::set<std::string> kAxesAttribute = {
       "ReduceMean", "ReduceMax",    "ReduceMin",       "ReduceProd",     "ReduceL1",
       "ReduceL2",   "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"};
-  return n.isDefaultDomain() && kChanged.count(n.opType()) && n.hasAttribute("axes");
+  static const std::set<std::string> kChanged = {"DFT", "GroupNormalization"};
+  if (!n.isDefaultDomain()) return false;
+  if (kAxesAttribute.count(n.opType())) return n.hasAttribute("axes");
+  if (n.isOp("GridSample")) {
+    const std::string mode = n.stringAttr("mode", "bilinear");
+    return mode == "bilinear" || mode == "bicubic";  // "linear" / "cubic" from opset 20
+  }
+  return kChanged.count(n.opType()) > 0;
 }
 
+// The opset the version converter (libonnx 1.12) reaches; beyond it int4 is a version bump.
+constexpr int64_t kConverterOpset = 17;
+
+// Opset changes below 17 go through ONNX's version converter, which rebuilds the model (so the
+// caller converts before choosing targets: `nncompress convert`, convertModelOpset); here the
+// model must already be there. int4 needs 21, which the converter cannot reach: 17 -> 21 is a
+// plain version bump, refused when a node would change meaning (blocksOpsetUpgrade), with IR 10
+// (the first with int4).
 Status requireOpset(Model& model, int64_t needed, const std::string& why) {
   const int64_t have = model.opsetVersion("");
   if (have >= needed) return Status::ok();
-  if (have < 13)
-    return unsupported("the model's opset " + std::to_string(have) + " is below 13; " + why +
-                       " needs opset " + std::to_string(needed) +
-                       " (convert it to opset 13 first: convertOpset)");
+  const int64_t floor = needed > kConverterOpset ? kConverterOpset : needed;
+  if (have < floor)
+    return unsupported("the model's opset " + std::to_string(have) + " is below " +
+                       std::to_string(floor) + "; " + why + " needs opset " +
+                       std::to_string(needed) +
+                       " (convert it first with ONNX's version converter)");
   for (const auto& n : model.graph->nodes())
     if (blocksOpsetUpgrade(*n))
       return unsupported(why + " needs opset " + std::to_string(needed) + " but node '" +
@@ -38,6 +59,7 @@ Status requireOpset(Model& model, int64_t needed, const std::string& why) {
                          ") would change meaning when the opset is raised");
   for (auto& o : model.opset_imports)
     if (o.domain.empty() || o.domain == "ai.onnx") o.version = needed;
+  if (needed >= 21) model.ir_version = std::max<int64_t>(model.ir_version, 10);
   spdlog::debug("raised the model's opset from {} to {} ({})", have, needed, why);
   return Status::ok();
 }
@@ -124,8 +146,9 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
     const std::string wbase = n.input(1)->name();
     Value* old_w = n.input(1);
     const WeightQuant wq =
-        bits == 4 ? quantizeWeightInt4(g, n, options.block_size, wbase)
-                  : quantizeWeightInt8(g, n, outputChannelAxis(n), options.per_channel, 8, wbase);
+        bits == 4 ? quantizeWeightInt4(g, n, options.block_size, options.balanced_rounding, wbase)
+                  : quantizeWeightInt8(g, n, outputChannelAxis(n), options.per_channel, 8,
+                                       options.balanced_rounding, wbase);
     n.setInput(1, wq.dequantized);
     if (!old_w->hasUses() && old_w->isInitializer() && !old_w->isGraphInput()) g.eraseValue(old_w);
     info.weight_scale_min = wq.scale_min;

@@ -43,16 +43,18 @@ struct WeightQuant {
 
 // int8 (per-channel or per-tensor) symmetric weights behind a DequantizeLinear.
 WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel, int bits,
-                               const std::string& base);
+                               bool balanced, const std::string& base);
 
 // int4 symmetric weights with one scale per output channel (opset 21 per-axis DequantizeLinear):
 // used when a layer's whole reduction fits in one block.
-WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::string& base);
+WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, bool balanced,
+                                         const std::string& base);
 
 // int4 symmetric weights, blocked along the input axis (opset 21 DequantizeLinear block_size).
 // Conv weights [O, I, kh, kw] are stored as [O, I*kh*kw] so blocks run over the whole reduction
 // and reshaped back after dequantization.
-WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const std::string& base);
+WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, bool balanced,
+                               const std::string& base);
 
 // ---- activation_qdq.cc ----
 

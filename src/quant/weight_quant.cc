@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "nncompress/ir/weight_layout.h"
+#include "nncompress/quant/balanced_rounding.h"
 #include "quantize_internal.h"
 
 namespace nnc::quant {
@@ -20,7 +21,7 @@ int inputAxis(const Node& n) { return weightLayout(n)->in_axis; }
 
 // int8 (per-channel or per-tensor) symmetric weights behind a DequantizeLinear.
 WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel, int bits,
-                               const std::string& base) {
+                               bool balanced, const std::string& base) {
   const Tensor& w = *constantFloat32(layer.input(1));
   const int64_t channels = per_channel ? w.dim(axis) : 1;
   int64_t inner = 1;
@@ -36,11 +37,10 @@ WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel
   std::vector<float> scale(channels);
   for (int64_t c = 0; c < channels; ++c) scale[c] = amax[c] > 0 ? amax[c] / qmax : 1.f;
   Tensor q(DType::kInt8, w.shape());
-  auto qd = q.mutableData<int8_t>();
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    const int64_t c = per_channel ? (i / inner) % w.dim(axis) : 0;
-    qd[i] = int8_t(std::clamp<float>(std::nearbyint(wd[i] / scale[c]), -qmax, qmax));
-  }
+  const std::vector<int> ints = roundWeights(
+      wd, scale, [&](int64_t i) { return per_channel ? (i / inner) % w.dim(axis) : 0; }, qmax,
+      balanced);
+  std::copy(ints.begin(), ints.end(), q.mutableData<int8_t>().begin());
   (void)outer;
   Value* qv = g.addInitializer(base + "_q", std::move(q));
   Tensor s = per_channel ? Tensor::fromVector<float>({channels}, scale)
@@ -56,7 +56,8 @@ WeightQuant quantizeWeightInt8(Graph& g, Node& layer, int axis, bool per_channel
 
 // int4 symmetric weights with one scale per output channel (opset 21 per-axis DequantizeLinear):
 // used when a layer's whole reduction fits in one block.
-WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::string& base) {
+WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, bool balanced,
+                                         const std::string& base) {
   const Tensor& w = *constantFloat32(layer.input(1));
   const int axis = outputChannelAxis(layer);
   int64_t inner = 1;
@@ -70,10 +71,9 @@ WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::strin
   }
   for (float& s : scale) s = s > 0 ? s / 7.f : 1.f;
   Tensor q(DType::kInt4, w.shape());
-  for (int64_t i = 0; i < w.numel(); ++i) {
-    const float v = std::nearbyint(wd[i] / scale[(i / inner) % channels]);
-    setPackedNibble(q.mutableBytes(), i, int(std::clamp(v, -7.f, 7.f)));
-  }
+  const std::vector<int> ints = roundWeights(
+      wd, scale, [&](int64_t i) { return (i / inner) % channels; }, 7, balanced);
+  for (int64_t i = 0; i < w.numel(); ++i) setPackedNibble(q.mutableBytes(), i, ints[i]);
   Value* qv = g.addInitializer(base + "_q", std::move(q));
   const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
   WeightQuant out{nullptr, *mn, *mx};
@@ -88,7 +88,8 @@ WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, const std::strin
 // int4 symmetric weights, blocked along the input axis (opset 21 DequantizeLinear block_size).
 // Conv weights [O, I, kh, kw] are stored as [O, I*kh*kw] so blocks run over the whole reduction
 // and reshaped back after dequantization.
-WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const std::string& base) {
+WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, bool balanced,
+                               const std::string& base) {
   const Tensor& w = *constantFloat32(layer.input(1));
   Shape shape2d;
   int axis;  // blocked axis of the 2-D form
@@ -105,7 +106,7 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
   // one per output channel (no blocking) when that is 1, so a reduction slightly longer than
   // a block does not pay a whole scale per channel for a short tail block.
   const int64_t wanted = std::max<int64_t>(1, (k + block_size / 2) / block_size);
-  if (wanted == 1) return quantizeWeightPerChannelInt4(g, layer, base);
+  if (wanted == 1) return quantizeWeightPerChannelInt4(g, layer, balanced, base);
   block_size = (k + wanted - 1) / wanted;
   const int64_t blocks = (k + block_size - 1) / block_size;
   Shape scale_shape = shape2d;
@@ -120,11 +121,9 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, const 
       scale[blockOf(r, c)] = std::max(scale[blockOf(r, c)], std::abs(wd[r * cols + c]));
   for (float& s : scale) s = s > 0 ? s / 7.f : 1.f;
   Tensor q(DType::kInt4, shape2d);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const float v = std::nearbyint(wd[r * cols + c] / scale[blockOf(r, c)]);
-      setPackedNibble(q.mutableBytes(), r * cols + c, int(std::clamp(v, -7.f, 7.f)));
-    }
+  const std::vector<int> ints = roundWeights(
+      wd, scale, [&](int64_t i) { return blockOf(i / cols, i % cols); }, 7, balanced);
+  for (int64_t i = 0; i < rows * cols; ++i) setPackedNibble(q.mutableBytes(), i, ints[i]);
   Value* qv = g.addInitializer(base + "_q", std::move(q));
   const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
   WeightQuant out{nullptr, *mn, *mx};

@@ -153,8 +153,8 @@ struct QuantizeCommandOptions {
   bool keep_names = false;    // keep node/value names (default: short generated names)
   bool fp32_storage = false;  // biases and scales as float32 (default: float16 + Cast)
   std::vector<std::string> exclude;
-  std::string rounding = "nearest";  // or "adaround" (learned rounding of the weights)
-  bool auto_exclude = true;          // keep the most harmful layers float until --min-sqnr holds
+  std::string rounding = "balanced";  // "nearest", or "adaround" (learned on --calib samples)
+  bool auto_exclude = true;           // keep the most harmful layers float until --min-sqnr holds
   // dB, model output against float on calibration samples; NaN (not given): 30 with 8-bit
   // weights and activations, auto-exclude off at lower bits (the user asked for the loss).
   double min_sqnr = std::numeric_limits<double>::quiet_NaN();
@@ -227,8 +227,9 @@ struct CompressCommandOptions {
   bool exact_only = false;
   bool no_prune = false;
   bool no_quantize = false;
-  int finetune_epochs = 0;   // --finetune E: retrain between pruning and quantization
-  bool qat = false;          // --qat: fake-quant retraining of the layers lowered to 4 bits
+  int finetune_epochs = 0;  // --finetune E: retrain between pruning and quantization
+  bool qat = false;         // --qat: fake-quant retraining of the layers lowered to 4 bits
+  std::string rounding = "adaround";  // of the 4-bit layers: adaround or balanced
   double retrain_slack = 3;  // points pruning may lose beyond the demand when retraining follows
   bool strict = true;
 };

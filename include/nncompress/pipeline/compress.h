@@ -29,6 +29,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "nncompress/ir/graph.h"
@@ -72,6 +73,11 @@ struct CompressActions {
   // Optional: a float model retrained with the layers of `bits` fake-quantized at their bits,
   // to be quantized with `bits` afterwards (quantization-aware training).
   std::function<StatusOr<Model>(const Model&, const BitPlan& bits)> qat;
+  // Optional: quantize(model, bits) with the weights of the layers `bits` lowers below 8 bits
+  // re-rounded by AdaRound on calibration data, and how many layers were. Run once, on the
+  // chosen configuration (the search itself uses quantize's balanced rounding).
+  std::function<StatusOr<std::pair<Model, int>>(const Model&, const BitPlan& bits)>
+      learned_rounding;
   // One line per decision (for logs and progress).
   std::function<void(const std::string&)> log;
 };
@@ -100,6 +106,7 @@ struct CompressResult {
   bool best_retrained = false;                // `best` comes from a retrained checkpoint
   std::map<std::string, double> sensitivity;  // quality drop per layer at low bits
   int quick_rejections = 0;                   // candidates rejected by the quick measure alone
+  int adaround_layers = 0;  // low-bit layers of `best` whose weights AdaRound rounded
 };
 
 StatusOr<CompressResult> compressModel(const Model& original, const CompressTargets& targets,

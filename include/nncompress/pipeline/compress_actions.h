@@ -37,6 +37,8 @@ struct CompressSetup {
   // Retraining (compress --finetune): distillation from the original on all of calib_data.
   std::optional<FinetuneOptions> finetune;
   bool qat = false;  // also retrain low-bit plans with fake-quantized weights (needs finetune)
+  // AdaRound the low-bit layers of the chosen configuration (CompressActions::learned_rounding).
+  bool learned_rounding = true;
   // Called after each evaluated batch (samples done, total) of every quality measurement.
   std::function<void(int64_t, int64_t)> eval_progress;
   // Bytes of a model as a file (the CLI hands in onnx_io's serializer; pipeline does not see it).

@@ -40,6 +40,9 @@ struct QuantizeOptions {
   // precision: compress lowers the least sensitive layers).
   std::map<std::string, int> layer_weight_bits;
   bool quantize_last = false;
+  // Weight rounding: nearest with every channel's (int4: block's) error sum kept within half a
+  // step (balanced_rounding.h), or plain nearest.
+  bool balanced_rounding = true;
   // QDQ only: where the Q/DQ pairs go (qdq_placement.h).
   QdqPlacement placement = QdqPlacement::kOrt;
 };
