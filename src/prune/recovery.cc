@@ -39,6 +39,8 @@
 #include "least_squares.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/ir/batch_norm.h"
+#include "nncompress/ir/conv_geometry.h"
+#include "nncompress/ir/weight_layout.h"
 #include "recovery_util.h"
 
 namespace nnc {
@@ -112,10 +114,6 @@ struct RefitLayer {
   TargetFile targets;
 };
 
-int64_t at(const std::vector<int64_t>& v, size_t i, int64_t fallback) {
-  return i < v.size() ? v[i] : fallback;
-}
-
 // The constant weight of a layer we can refit, or nullptr (then the layer is left alone).
 const Tensor* refitWeight(const Node& n, LayerKind& kind) {
   const Tensor* w = n.input(1) && n.input(1)->constantData() ? n.input(1)->constantData() : nullptr;
@@ -130,7 +128,7 @@ const Tensor* refitWeight(const Node& n, LayerKind& kind) {
   if (n.isOp("Gemm")) {
     if (n.intAttr("transA", 0) != 0 || w->rank() != 2 || n.floatAttr("alpha", 1.f) == 0.f)
       return nullptr;
-    const int64_t m = n.intAttr("transB", 0) ? w->dim(0) : w->dim(1);
+    const int64_t m = weightLayout(n)->outputChannels(w->shape());
     if (b && b->constantData()->numel() != 1 && b->constantData()->numel() != m) return nullptr;
     kind = LayerKind::kGemm;
     return w;
@@ -143,14 +141,13 @@ const Tensor* refitWeight(const Node& n, LayerKind& kind) {
   return nullptr;
 }
 
-// Input features a mixing layer reads: the length of its weight's consumer axis, or -1.
+// Input features a layer we refit reads: the length of its weight's input axis (per group for
+// grouped convolutions; MatMul: the second-to-last axis of an N-D weight), or -1.
 int64_t consumedFeatures(const Node& n) {
   const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
-  if (!w || w->rank() < 2) return -1;
-  if (n.isOp("Conv")) return w->dim(1);
-  if (n.isOp("Gemm")) return n.intAttr("transB", 0) ? w->dim(1) : w->dim(0);
+  if (!w || w->rank() < 2 || !(n.isOp("Conv") || n.isOp("Gemm") || n.isOp("MatMul"))) return -1;
   if (n.isOp("MatMul")) return w->dim(w->rank() - 2);
-  return -1;
+  return w->dim(weightLayout(n)->in_axis);
 }
 
 // Did the layer lose input channels (its consumer weight axis is shorter than the original's)?
@@ -256,33 +253,20 @@ StatusOr<lsq::PatchGeometry> convGeometry(const Node& n, const Shape& x, const S
   g.ow = y.back();
   g.kh = one_d ? 1 : w.dim(2);
   g.kw = w.shape().back();
-  const auto strides = n.intsAttr("strides"), dilations = n.intsAttr("dilations"),
-             pads = n.intsAttr("pads");
-  const std::string auto_pad = n.stringAttr("auto_pad", "NOTSET");
+  const ConvWindow window = ConvWindow::of(n);
   int64_t* stride[2] = {&g.sh, &g.sw};
   int64_t* dilation[2] = {&g.dh, &g.dw};
   int64_t* pad[2] = {&g.pad_top, &g.pad_left};
   const int64_t in[2] = {g.ih, g.iw}, out[2] = {g.oh, g.ow}, k[2] = {g.kh, g.kw};
   for (size_t a = 0; a < rank; ++a) {
     const size_t axis = one_d ? 1 : a;  // index into the 2-D arrays
-    *stride[axis] = at(strides, a, 1);
-    *dilation[axis] = at(dilations, a, 1);
-    const int64_t extent = (k[axis] - 1) * *dilation[axis] + 1;
-    int64_t begin = 0, end = 0;
-    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t total =
-          std::max<int64_t>(0, (out[axis] - 1) * *stride[axis] + extent - in[axis]);
-      begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      end = total - begin;
-    } else if (auto_pad != "VALID") {
-      begin = at(pads, a, 0);
-      end = at(pads, a + rank, 0);
-    }
-    *pad[axis] = begin;
-    const int64_t expect = (in[axis] + begin + end - extent) / *stride[axis] + 1;
-    if (expect != out[axis])
+    NNC_ASSIGN_OR_RETURN(const AxisGeometry geo, convAxis(window, a, rank, in[axis], k[axis]));
+    if (geo.out != out[axis])
       return shapeMismatch("Conv '" + layerName(n) + "': output size " + std::to_string(out[axis]) +
                            " does not follow from the attributes");
+    *stride[axis] = window.stride(a);
+    *dilation[axis] = window.dilation(a);
+    *pad[axis] = geo.pad_begin;
   }
   return g;
 }
@@ -497,10 +481,7 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
       layer.level = d;
       initialWeights(layer);
       const Tensor& ow = *orig->input(1)->constantData();
-      const int64_t m_orig = kind == LayerKind::kConv ? ow.dim(0)
-                             : kind == LayerKind::kGemm
-                                 ? (orig->intAttr("transB", 0) ? ow.dim(0) : ow.dim(1))
-                                 : ow.dim(1);
+      const int64_t m_orig = weightLayout(*orig)->outputChannels(ow.shape());
       if (auto it = kept_outputs.find(out0->name()); it != kept_outputs.end()) {
         layer.keep = it->second;
       } else {
