@@ -425,9 +425,11 @@ DType foldedDType(const Node& n) {
   if (n.opType() == "Cast") return static_cast<DType>(n.intAttr("to", 7));
   if (n.opType() == "ConstantOfShape") return constantOfShapeValue(n)->dtype();
   if (n.opType() == "Equal") return DType::kBool;
+  if (n.opType() == "Shape" || n.opType() == "Size") return DType::kInt64;
   DType declared = n.output()->dtype();
-  if (declared == DType::kUndefined && n.opType() == "Where" && n.input(1))
-    declared = n.input(1)->dtype();
+  // The other rules keep their data input's type (a bool Concat stays bool).
+  const Value* data = n.input(n.opType() == "Where" ? 1 : 0);
+  if (declared == DType::kUndefined && data) declared = data->dtype();
   return isFoldDType(declared) ? declared : DType::kInt64;
 }
 
