@@ -324,7 +324,7 @@ TEST(ShapeFoldTest, ChannelSplitSliceGetsAStaticChannelCount) {
   ASSERT_TRUE(model.isOk()) << model.status().toString();
   const Graph& g = *model->graph;
   EXPECT_EQ(g.findValue("y")->type().toString(), "float32[N,2,3,3]");
-  auto folded = foldShapeComputations(g).values;
+  auto folded = foldShapeComputations(g, model->opsetVersion("")).values;
   // Shape of x is not static (N), so `s` is not folded, but Gather picks the static channel.
   EXPECT_EQ(folded.count(g.findValue("s")), 0u);
   ASSERT_EQ(folded.count(g.findValue("half")), 1u);
@@ -350,7 +350,7 @@ TEST(ShapeFoldTest, FoldsReshapeTargetsAndLeavesFloatMathAlone) {
   auto model = loadText(text);
   ASSERT_TRUE(model.isOk()) << model.status().toString();
   const Graph& g = *model->graph;
-  auto folded = foldShapeComputations(g).values;
+  auto folded = foldShapeComputations(g, model->opsetVersion("")).values;
   ASSERT_EQ(folded.count(g.findValue("target")), 1u);
   EXPECT_EQ(folded.at(g.findValue("target")).toInt64Vector(), (std::vector<int64_t>{2, -1}));
   EXPECT_EQ(folded.count(g.findValue("f")), 0u);

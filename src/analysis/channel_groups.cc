@@ -233,7 +233,7 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   CouplingBuilder b(opset);
   auto order = graph.topologicalOrder();
   if (!order.isOk()) return result;
-  b.setFolded(foldShapeComputations(graph).values);
+  b.setFolded(foldShapeComputations(graph, opset).values);
 
   std::map<const Node*, std::set<std::pair<const Value*, int>>> accounted;
   for (const Node* n : order.value()) {

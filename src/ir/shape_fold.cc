@@ -43,6 +43,11 @@ struct Symbols {
   }
 };
 thread_local Symbols* current_symbols = nullptr;
+thread_local int64_t current_opset = 0;
+
+bool isShapeDType(DType d) { return d == DType::kInt64 || d == DType::kInt32; }
+// Shape subgraphs also carry bool masks (Equal feeding Where): kept as 0/1.
+bool isFoldDType(DType d) { return isShapeDType(d) || d == DType::kBool; }
 
 using Known = std::unordered_map<const Value*, IntArray>;
 using FoldFn = std::function<std::optional<IntArray>(const Node&, const Known&)>;
@@ -225,6 +230,63 @@ std::optional<IntArray> foldSlice(const Node& n, const Known& k) {
   return out;
 }
 
+// Equal (opset 7 and later: numpy broadcasting, no `broadcast` attribute) gives 0/1, the bool
+// output kept as int; an unknown operand gives an unknown element.
+std::optional<IntArray> foldEqual(const Node& n, const Known& k) {
+  if (current_opset < 7) return std::nullopt;
+  return foldBinary(n, k, [](int64_t a, int64_t b, bool*) -> int64_t { return a == b ? 1 : 0; });
+}
+
+// Where (opset 9, 16): every operand either has the output's shape or one element.
+std::optional<IntArray> foldWhere(const Node& n, const Known& k) {
+  const IntArray* in[3] = {known(n, 0, k), known(n, 1, k), known(n, 2, k)};
+  const IntArray* big = nullptr;
+  for (const IntArray* a : in) {
+    if (!a || a->data.empty()) return std::nullopt;
+    if (a->data.size() > 1) {
+      if (big && big->shape != a->shape) return std::nullopt;
+      big = a;
+    }
+  }
+  if (!big)
+    for (const IntArray* a : in)
+      if (!big || a->shape.size() > big->shape.size()) big = a;
+  for (const IntArray* a : in)
+    if (a->shape.size() > big->shape.size()) return std::nullopt;  // [1,1] with [3]: rank grows
+  IntArray out{big->shape, {}};
+  for (size_t i = 0; i < big->data.size(); ++i) {
+    auto at = [&](const IntArray* a) { return a->data[a->data.size() == 1 ? 0 : i]; };
+    const int64_t c = at(in[0]), x = at(in[1]), y = at(in[2]);
+    if (isValue(c))
+      out.data.push_back(c != 0 ? x : y);
+    else
+      out.data.push_back(x == y && isValue(x) ? x : kUnknown);
+  }
+  return out;
+}
+
+// The one-element integer or bool `value` of ConstantOfShape (the default is float 0: no fold).
+const Tensor* constantOfShapeValue(const Node& n) {
+  const Attribute* value = n.findAttribute("value");
+  if (!value || value->kind != AttrKind::kTensor || value->tensors.size() != 1) return nullptr;
+  const Tensor& t = value->tensors[0];
+  return t.numel() == 1 && isFoldDType(t.dtype()) ? &t : nullptr;
+}
+
+// ConstantOfShape (opset 9 and later; later versions only add element types): an empty shape
+// input gives a scalar.
+std::optional<IntArray> foldConstantOfShape(const Node& n, const Known& k) {
+  const IntArray* dims = known(n, 0, k);
+  const Tensor* value = constantOfShapeValue(n);
+  if (current_opset < 9 || !dims || !value || dims->shape.size() != 1 || !dims->fullyKnown())
+    return std::nullopt;
+  int64_t numel = 1;
+  for (int64_t d : dims->data)
+    if (d < 0 || __builtin_mul_overflow(numel, d, &numel) || numel > kMaxFoldedElements)
+      return std::nullopt;
+  return IntArray{dims->data, std::vector<int64_t>(numel, value->toInt64Vector()[0])};
+}
+
 const std::unordered_map<std::string, FoldFn>& foldRules() {
   static const std::unordered_map<std::string, FoldFn> rules = {
       {"Shape", foldShape},
@@ -236,6 +298,9 @@ const std::unordered_map<std::string, FoldFn>& foldRules() {
       {"Squeeze", foldSqueeze},
       {"Concat", foldConcat},
       {"Slice", foldSlice},
+      {"Equal", foldEqual},
+      {"Where", foldWhere},
+      {"ConstantOfShape", foldConstantOfShape},
       {"Add",
        [](const Node& n, const Known& k) {
          return foldBinary(n, k, [](int64_t a, int64_t b, bool* ok) {
@@ -271,8 +336,6 @@ const std::unordered_map<std::string, FoldFn>& foldRules() {
   };
   return rules;
 }
-
-bool isShapeDType(DType d) { return d == DType::kInt64 || d == DType::kInt32; }
 
 }  // namespace
 
@@ -354,10 +417,42 @@ bool moreSpecific(const ValueType& candidate, const ValueType& current) {
 
 }  // namespace
 
-ShapeFoldResult foldShapeComputations(const Graph& graph) {
+namespace {
+
+// The element type of a folded output: Cast's `to`, ConstantOfShape's value, else the
+// declared type (int64 when inference left it undefined).
+DType foldedDType(const Node& n) {
+  if (n.opType() == "Cast") return static_cast<DType>(n.intAttr("to", 7));
+  if (n.opType() == "ConstantOfShape") return constantOfShapeValue(n)->dtype();
+  if (n.opType() == "Equal") return DType::kBool;
+  if (n.opType() == "Shape" || n.opType() == "Size") return DType::kInt64;
+  DType declared = n.output()->dtype();
+  // The other rules keep their data input's type (a bool Concat stays bool).
+  const Value* data = n.input(n.opType() == "Where" ? 1 : 0);
+  if (declared == DType::kUndefined && data) declared = data->dtype();
+  return isFoldDType(declared) ? declared : DType::kInt64;
+}
+
+Tensor toTensor(const IntArray& value, DType dtype) {
+  Tensor t(dtype, value.shape);
+  for (size_t i = 0; i < value.data.size(); ++i) {
+    if (dtype == DType::kInt64)
+      t.mutableData<int64_t>()[i] = value.data[i];
+    else if (dtype == DType::kInt32)
+      t.mutableData<int32_t>()[i] = static_cast<int32_t>(value.data[i]);
+    else
+      t.mutableData<bool>()[i] = value.data[i] != 0;
+  }
+  return t;
+}
+
+}  // namespace
+
+ShapeFoldResult foldShapeComputations(const Graph& graph, int64_t opset) {
   Known k;
   Symbols symbols;
   current_symbols = &symbols;
+  current_opset = opset;
   ShapeFoldResult result;
   auto order = graph.topologicalOrder();
   if (!order.isOk()) {
@@ -367,7 +462,7 @@ ShapeFoldResult foldShapeComputations(const Graph& graph) {
   auto seed = [&](const Value* v) {
     if (!v || k.count(v)) return;
     const Tensor* t = v->constantData();
-    if (t && isShapeDType(t->dtype()) && t->numel() <= kMaxFoldedElements)
+    if (t && isFoldDType(t->dtype()) && t->numel() <= kMaxFoldedElements)
       k[v] = IntArray{t->shape(), t->toInt64Vector()};
   };
   for (const Node* n : order.value()) {
@@ -387,7 +482,7 @@ ShapeFoldResult foldShapeComputations(const Graph& graph) {
     if (rule == foldRules().end()) continue;
     // Arithmetic only on integer data: a float Add is not a shape computation.
     if (n->opType() != "Shape" && n->opType() != "Size" && n->opType() != "Cast" &&
-        out->dtype() != DType::kUndefined && !isShapeDType(out->dtype()))
+        out->dtype() != DType::kUndefined && !isFoldDType(out->dtype()))
       continue;
     std::optional<IntArray> value = rule->second(*n, k);
     if (!value || static_cast<int64_t>(value->data.size()) > kMaxFoldedElements) continue;
@@ -395,19 +490,7 @@ ShapeFoldResult foldShapeComputations(const Graph& graph) {
     const bool complete = value->fullyKnown();
     k[out] = *value;
     if (!complete) continue;  // partial values help later nodes but are not results
-    DType dtype = DType::kInt64;
-    if (n->opType() == "Cast")
-      dtype = static_cast<DType>(n->intAttr("to", 7));
-    else if (out->dtype() == DType::kInt32)
-      dtype = DType::kInt32;
-    Tensor t(dtype, value->shape);
-    for (size_t i = 0; i < value->data.size(); ++i) {
-      if (dtype == DType::kInt64)
-        t.mutableData<int64_t>()[i] = value->data[i];
-      else
-        t.mutableData<int32_t>()[i] = static_cast<int32_t>(value->data[i]);
-    }
-    result.values.emplace(out, std::move(t));
+    result.values.emplace(out, toTensor(*value, foldedDType(*n)));
   }
   current_symbols = nullptr;
   return result;

@@ -282,7 +282,7 @@ std::optional<CoveredAxes> coveredAxes(const Node& n, const ShapeInputRule& rule
 
 Status checkShapeInputs(const Model& model) {
   const int64_t opset = model.opsetVersion("");
-  const ShapeFoldResult fold = foldShapeComputations(*model.graph);
+  const ShapeFoldResult fold = foldShapeComputations(*model.graph, opset);
   for (const auto& node : model.graph->nodes()) {
     for (const ShapeInputRule& rule : kShapeInputRules) {
       if (!node->isOp(rule.op) || opset < rule.min_opset || opset > rule.max_opset) continue;

@@ -468,7 +468,7 @@ Status inferShapes(Model& model) {
     }
     for (const auto& vi : proto.graph().value_info()) apply(vi);
     for (const auto& vi : proto.graph().output()) apply(vi);
-    ShapeFoldResult next = foldShapeComputations(graph);
+    ShapeFoldResult next = foldShapeComputations(graph, model.opsetVersion(""));
     for (const auto& [v, type] : next.refined_types) graph.findValue(v->name())->setType(type);
     if (next.values.size() <= folded.values.size() && next.refined_types.empty()) break;
     // Refinements are now in the IR types; keep them as hints for the next round too.

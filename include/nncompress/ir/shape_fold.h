@@ -20,6 +20,8 @@ struct ShapeFoldResult {
   std::unordered_map<const Value*, ValueType> refined_types;
 };
 
-ShapeFoldResult foldShapeComputations(const Graph& graph);
+// `opset` is the model's default-domain opset: ops whose meaning changed across versions are
+// folded only in the versions whose semantics this file implements (unknown, -1: not folded).
+ShapeFoldResult foldShapeComputations(const Graph& graph, int64_t opset);
 
 }  // namespace nnc
