@@ -222,21 +222,10 @@ std::map<int, std::string> tileConflicts(CouplingBuilder& b,
   return conflicts;
 }
 
-}  // namespace
-
-ChannelAnalysis analyzeChannels(const Model& model) {
-  return analyzeChannels(*model.graph, model.opsetVersion(""));
-}
-
-ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
-  ChannelAnalysis result;
-  CouplingBuilder b(opset);
-  auto order = graph.topologicalOrder();
-  if (!order.isOk()) return result;
-  b.setFolded(foldShapeComputations(graph, opset).values);
-
+// Runs every node's channel rule (freezing what no rule proves), then closes the coupling.
+void applyChannelRules(const Graph& graph, const std::vector<Node*>& order, CouplingBuilder& b) {
   std::map<const Node*, std::set<std::pair<const Value*, int>>> accounted;
-  for (const Node* n : order.value()) {
+  for (const Node* n : order) {
     auto rule = n->isDefaultDomain() ? channelRules().find(n->opType()) : channelRules().end();
     if (rule == channelRules().end()) {
       b.freezeNode(*n, "no channel rule for " +
@@ -256,52 +245,196 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
     if (auto s = b.activation(v)) b.freeze(*s, "graph output '" + v->name() + "'", nullptr);
   b.mergeParallelEdges();
   b.resolveRequirements();
+}
 
-  // Per class: members, producers, frozen reasons, sizes, outgoing/incoming edges.
-  const int num_slots = static_cast<int>(b.slots_.size());
+// Per equivalence class of channel slots: members, producers, frozen reasons, sizes,
+// outgoing/incoming edges and the conflicts that keep it from being pruned.
+struct ChannelClasses {
   std::map<int, std::vector<GroupMember>> members;
   std::map<int, std::vector<const Node*>> producers;
   std::map<int, std::vector<std::pair<std::string, const Node*>>> frozen;
   std::map<int, std::set<int64_t>> sizes;
   std::map<int, std::vector<analysis_internal::Edge>> out_edges;
   std::set<int> composed;  // classes that are the target of an edge
-  for (int s = 0; s < num_slots; ++s) sizes[b.find(s)].insert(b.slots_[s].size);
-  for (auto& [s, m] : b.members_) members[b.find(s)].push_back(m);
-  for (auto& [s, n] : b.producers_) producers[b.find(s)].push_back(n);
-  for (auto& [s, why, n] : b.frozen_) frozen[b.find(s)].push_back({why, n});
   std::map<int, std::string> approximate;
-  for (auto& [s, why, n] : b.approximate_) approximate.emplace(b.find(s), why);
-  for (const auto& e : b.edges_) {
-    out_edges[b.find(e.from_slot)].push_back(e);
-    composed.insert(b.find(e.to_slot));
-  }
+  std::map<int, std::string> overlaps;
 
-  // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
-  // or pruning one part would remove entries another part still fills.
-  std::map<int, std::string> overlaps = tileConflicts(b, producers);
-  // A composed space whose producers only pass channels through is no root: the groups of its
-  // parts reach through them.
-  for (auto it = producers.begin(); it != producers.end();) {
-    const bool passes = std::all_of(it->second.begin(), it->second.end(),
-                                    [&](const Node* n) { return b.passes_through_.count(n) > 0; });
-    it = passes && composed.count(it->first) ? producers.erase(it) : std::next(it);
-  }
-  for (const auto& [cls, why] : overlaps)
-    result.barriers.push_back({b.slots_[cls].value->producer(), b.slots_[cls].value->name(), why});
-  for (const auto& [to, parts] : incomingRanges(b)) {
-    for (size_t i = 1; i < parts.size(); ++i)
-      if (parts[i].first < parts[i - 1].second)
-        overlaps[to] = "its channels overlap with those of another layer in '" +
-                       b.slots_[to].value->name() + "'";
-  }
-
-  auto classProblem = [&](int cls) -> std::string {
+  // Why a class cannot be pruned, or "".
+  std::string problem(int cls) {
     if (frozen.count(cls)) return frozen[cls].front().first;
     if (overlaps.count(cls)) return overlaps[cls];
     if (sizes[cls].size() > 1)
       return "tensors that must share channels have different channel counts";
     return "";
-  };
+  }
+};
+
+// Gathers the classes; the tile and overlap conflicts also become barriers of `result`.
+ChannelClasses collectClasses(CouplingBuilder& b, ChannelAnalysis& result) {
+  ChannelClasses c;
+  const int num_slots = static_cast<int>(b.slots_.size());
+  for (int s = 0; s < num_slots; ++s) c.sizes[b.find(s)].insert(b.slots_[s].size);
+  for (auto& [s, m] : b.members_) c.members[b.find(s)].push_back(m);
+  for (auto& [s, n] : b.producers_) c.producers[b.find(s)].push_back(n);
+  for (auto& [s, why, n] : b.frozen_) c.frozen[b.find(s)].push_back({why, n});
+  for (auto& [s, why, n] : b.approximate_) c.approximate.emplace(b.find(s), why);
+  for (const auto& e : b.edges_) {
+    c.out_edges[b.find(e.from_slot)].push_back(e);
+    c.composed.insert(b.find(e.to_slot));
+  }
+
+  // A space made of parts (Concat, Flatten) from several spaces: the parts must not overlap,
+  // or pruning one part would remove entries another part still fills.
+  c.overlaps = tileConflicts(b, c.producers);
+  // A composed space whose producers only pass channels through is no root: the groups of its
+  // parts reach through them.
+  for (auto it = c.producers.begin(); it != c.producers.end();) {
+    const bool passes = std::all_of(it->second.begin(), it->second.end(),
+                                    [&](const Node* n) { return b.passes_through_.count(n) > 0; });
+    it = passes && c.composed.count(it->first) ? c.producers.erase(it) : std::next(it);
+  }
+  for (const auto& [cls, why] : c.overlaps)
+    result.barriers.push_back({b.slots_[cls].value->producer(), b.slots_[cls].value->name(), why});
+  for (const auto& [to, parts] : incomingRanges(b)) {
+    for (size_t i = 1; i < parts.size(); ++i)
+      if (parts[i].first < parts[i - 1].second)
+        c.overlaps[to] = "its channels overlap with those of another layer in '" +
+                         b.slots_[to].value->name() + "'";
+  }
+  return c;
+}
+
+// Walks from the root through Concat offsets and Flatten repeats, filling `reached` with the
+// mapping of each class the group reaches. Returns why the group cannot be pruned, or "".
+std::string reachFromRoot(int root, int64_t channels, CouplingBuilder& b, ChannelClasses& c,
+                          std::map<int, ChannelMapping>& reached) {
+  std::string problem = c.problem(root);
+  if (problem.empty() && c.composed.count(root))
+    problem = "its channels are also made by Concat/Flatten of other layers";
+  reached.emplace(root, ChannelMapping{});
+  std::queue<int> todo;
+  todo.push(root);
+  while (!todo.empty()) {
+    const int cls = todo.front();
+    todo.pop();
+    for (const auto& e : c.out_edges[cls]) {
+      const int to = b.find(e.to_slot);
+      const std::optional<ChannelMapping> mapped = through(reached[cls], e, channels);
+      if (!mapped) {
+        if (problem.empty())
+          problem = e.isTable() || !reached[cls].table.empty()
+                        ? "its channels are moved by a channel shuffle or slice and also "
+                          "repeated or tiled"
+                        : "its channels are tiled by two grouped convolutions";
+        continue;
+      }
+      const ChannelMapping m = *mapped;
+      if (!m.table.empty() &&
+          std::all_of(m.table.begin(), m.table.end(), [](int64_t i) { return i < 0; }))
+        continue;  // a slice that takes none of the group's channels
+      auto [it, inserted] = reached.emplace(to, m);
+      if (!inserted) {
+        if (!(it->second == m) && problem.empty())
+          problem = "its channels reach one tensor along two paths";
+        continue;
+      }
+      if (problem.empty()) {
+        const std::string p = c.problem(to);
+        if (!p.empty())
+          problem = p;
+        else if (c.producers.count(to))
+          problem = "it is concatenated with channels that " + nodeLabel(c.producers[to].front()) +
+                    " also makes";
+      }
+      todo.push(to);
+    }
+  }
+  return problem;
+}
+
+// The members, group-attribute nodes and shape literals of the classes a group reaches.
+void collectGroupMembers(const std::map<int, ChannelMapping>& reached, CouplingBuilder& b,
+                         ChannelClasses& c, ChannelGroup& g) {
+  for (const auto& [cls, mapping] : reached) {
+    if (c.approximate.count(cls) && !g.approximate) {
+      g.approximate = true;
+      g.approximate_reason = c.approximate[cls];
+    }
+    for (GroupMember m : c.members[cls]) {
+      m.mapping = mapping;
+      g.members.push_back(m);
+    }
+  }
+  for (const auto& [slot, node] : b.group_attr_nodes_)
+    if (reached.count(b.find(slot))) g.group_attr_nodes.push_back(node);
+  for (const auto& [slot, lit] : b.shape_literals_)
+    if (reached.count(b.find(slot))) g.shape_literals.push_back(lit);
+}
+
+// MACs and params of a group, proportional to the channel count.
+void countGroupCost(const std::map<const Node*, int64_t>& node_macs, ChannelGroup& g) {
+  std::set<std::pair<const Value*, int>> seen_weights;
+  std::map<const Node*, double> node_fraction;
+  std::vector<int64_t> all_channels(g.channels);
+  for (int64_t c = 0; c < g.channels; ++c) all_channels[c] = c;
+  for (const GroupMember& m : g.members) {
+    if (m.role == MemberRole::kActivation) continue;
+    const Tensor* t = m.value->constantData();
+    const int64_t indices = m.mapping.table.empty()
+                                ? g.channels * m.mapping.span()
+                                : static_cast<int64_t>(m.mapping.indices(all_channels).size());
+    const double fraction = static_cast<double>(indices) / t->dim(m.axis);
+    if (seen_weights.insert({m.value, m.axis}).second)
+      g.params += static_cast<int64_t>(t->numel() * fraction);
+    if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
+      node_fraction[m.node] = std::max(node_fraction[m.node], fraction);
+  }
+  for (const auto& [node, fraction] : node_fraction)
+    if (auto it = node_macs.find(node); it != node_macs.end())
+      g.macs += static_cast<int64_t>(it->second * fraction);
+}
+
+// MACs of the nodes some prunable group shrinks.
+int64_t shrinkableMacs(const std::vector<ChannelGroup>& groups,
+                       const std::map<const Node*, int64_t>& node_macs, bool exact_only) {
+  std::set<const Node*> shrinkable;
+  for (const ChannelGroup& g : groups)
+    if (g.prunable && !(exact_only && g.approximate))
+      for (const GroupMember& m : g.members)
+        if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
+          shrinkable.insert(m.node);
+  int64_t macs = 0;
+  for (const Node* n : shrinkable)
+    if (auto it = node_macs.find(n); it != node_macs.end()) macs += it->second;
+  return macs;
+}
+
+// Barriers: every frozen slot, once per (node, reason).
+void addFrozenBarriers(CouplingBuilder& b, const std::set<int>& reached_by_groups,
+                       ChannelAnalysis& result) {
+  std::set<std::pair<const Node*, std::string>> seen;
+  for (auto& [s, why, n] : b.frozen_) {
+    // Axes other than 1 (batch, spatial, token axes) matter only where a group reaches them.
+    if (b.slots_[s].axis != 1 && !reached_by_groups.count(b.find(s))) continue;
+    if (!seen.insert({n, why}).second) continue;
+    result.barriers.push_back({n, b.slots_[s].value->name(), why});
+  }
+}
+
+}  // namespace
+
+ChannelAnalysis analyzeChannels(const Model& model) {
+  return analyzeChannels(*model.graph, model.opsetVersion(""));
+}
+
+ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
+  ChannelAnalysis result;
+  CouplingBuilder b(opset);
+  auto order = graph.topologicalOrder();
+  if (!order.isOk()) return result;
+  b.setFolded(foldShapeComputations(graph, opset).values);
+  applyChannelRules(graph, order.value(), b);
+  ChannelClasses classes = collectClasses(b, result);
 
   const ModelStats stats = computeModelStats(graph);
   result.total_macs = stats.macs;
@@ -311,89 +444,18 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
 
   int next_id = 0;
   std::set<int> reached_by_groups;
-  for (const auto& [root, prods] : producers) {
+  for (const auto& [root, prods] : classes.producers) {
     ChannelGroup g;
     g.id = next_id++;
-    g.channels = *sizes[root].begin();
+    g.channels = *classes.sizes[root].begin();
     g.sources = prods;
-    std::string problem = classProblem(root);
-    if (problem.empty() && composed.count(root))
-      problem = "its channels are also made by Concat/Flatten of other layers";
-    // Walk from the root through Concat offsets and Flatten repeats.
-    std::map<int, ChannelMapping> reached{{root, ChannelMapping{}}};
-    std::queue<int> todo;
-    todo.push(root);
-    while (!todo.empty()) {
-      const int cls = todo.front();
-      todo.pop();
-      for (const auto& e : out_edges[cls]) {
-        const int to = b.find(e.to_slot);
-        const std::optional<ChannelMapping> mapped = through(reached[cls], e, g.channels);
-        if (!mapped) {
-          if (problem.empty())
-            problem = e.isTable() || !reached[cls].table.empty()
-                          ? "its channels are moved by a channel shuffle or slice and also "
-                            "repeated or tiled"
-                          : "its channels are tiled by two grouped convolutions";
-          continue;
-        }
-        const ChannelMapping m = *mapped;
-        if (!m.table.empty() &&
-            std::all_of(m.table.begin(), m.table.end(), [](int64_t i) { return i < 0; }))
-          continue;  // a slice that takes none of the group's channels
-        auto [it, inserted] = reached.emplace(to, m);
-        if (!inserted) {
-          if (!(it->second == m) && problem.empty())
-            problem = "its channels reach one tensor along two paths";
-          continue;
-        }
-        if (problem.empty()) {
-          const std::string p = classProblem(to);
-          if (!p.empty())
-            problem = p;
-          else if (producers.count(to))
-            problem = "it is concatenated with channels that " + nodeLabel(producers[to].front()) +
-                      " also makes";
-        }
-        todo.push(to);
-      }
-    }
-    for (const auto& [cls, mapping] : reached) {
-      reached_by_groups.insert(cls);
-      if (approximate.count(cls) && !g.approximate) {
-        g.approximate = true;
-        g.approximate_reason = approximate[cls];
-      }
-      for (GroupMember m : members[cls]) {
-        m.mapping = mapping;
-        g.members.push_back(m);
-      }
-    }
-    for (const auto& [slot, node] : b.group_attr_nodes_)
-      if (reached.count(b.find(slot))) g.group_attr_nodes.push_back(node);
-    for (const auto& [slot, lit] : b.shape_literals_)
-      if (reached.count(b.find(slot))) g.shape_literals.push_back(lit);
+    std::map<int, ChannelMapping> reached;
+    const std::string problem = reachFromRoot(root, g.channels, b, classes, reached);
+    for (const auto& [cls, mapping] : reached) reached_by_groups.insert(cls);
+    collectGroupMembers(reached, b, classes, g);
     g.prunable = problem.empty();
     g.reason = problem;
-    // MACs and params proportional to the channel count.
-    std::set<std::pair<const Value*, int>> seen_weights;
-    std::map<const Node*, double> node_fraction;
-    std::vector<int64_t> all_channels(g.channels);
-    for (int64_t c = 0; c < g.channels; ++c) all_channels[c] = c;
-    for (const GroupMember& m : g.members) {
-      if (m.role == MemberRole::kActivation) continue;
-      const Tensor* t = m.value->constantData();
-      const int64_t indices = m.mapping.table.empty()
-                                  ? g.channels * m.mapping.span()
-                                  : static_cast<int64_t>(m.mapping.indices(all_channels).size());
-      const double fraction = static_cast<double>(indices) / t->dim(m.axis);
-      if (seen_weights.insert({m.value, m.axis}).second)
-        g.params += static_cast<int64_t>(t->numel() * fraction);
-      if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
-        node_fraction[m.node] = std::max(node_fraction[m.node], fraction);
-    }
-    for (const auto& [node, fraction] : node_fraction)
-      if (node_macs.count(node)) g.macs += static_cast<int64_t>(node_macs[node] * fraction);
+    countGroupCost(node_macs, g);
     result.groups.push_back(std::move(g));
   }
 
@@ -401,30 +463,9 @@ ChannelAnalysis analyzeChannels(const Graph& graph, int64_t opset) {
   result.shuffles = b.shuffles_;
   result.channel_slices = b.channel_slices_;
   result.channel_splits = b.channel_splits_;
-
-  auto shrinkableMacs = [&](bool exact_only) {
-    std::set<const Node*> shrinkable;
-    for (const ChannelGroup& g : result.groups)
-      if (g.prunable && !(exact_only && g.approximate))
-        for (const GroupMember& m : g.members)
-          if (m.role == MemberRole::kProducer || m.role == MemberRole::kConsumer)
-            shrinkable.insert(m.node);
-    int64_t macs = 0;
-    for (const Node* n : shrinkable)
-      if (node_macs.count(n)) macs += node_macs[n];
-    return macs;
-  };
-  result.prunable_macs = shrinkableMacs(false);
-  result.exact_prunable_macs = shrinkableMacs(true);
-
-  // Barriers: every frozen slot, once per (node, reason).
-  std::set<std::pair<const Node*, std::string>> seen;
-  for (auto& [s, why, n] : b.frozen_) {
-    // Axes other than 1 (batch, spatial, token axes) matter only where a group reaches them.
-    if (b.slots_[s].axis != 1 && !reached_by_groups.count(b.find(s))) continue;
-    if (!seen.insert({n, why}).second) continue;
-    result.barriers.push_back({n, b.slots_[s].value->name(), why});
-  }
+  result.prunable_macs = shrinkableMacs(result.groups, node_macs, false);
+  result.exact_prunable_macs = shrinkableMacs(result.groups, node_macs, true);
+  addFrozenBarriers(b, reached_by_groups, result);
   return result;
 }
 

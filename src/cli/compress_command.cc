@@ -202,9 +202,26 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
   return current;
 }
 
-}  // namespace
+// What a compress run decided and wrote, for the summaries.
+struct CompressRun {
+  int64_t original_bytes = 0;
+  int64_t max_bytes = 0;
+  int64_t converted_from = 0;
+  const char* quality_name = "accuracy";
+  CompressResult result;
+  std::optional<Model> output;
+  std::vector<std::string> replayed;
+  bool met = false;
+  bool written = false;
+  double drop = 0;
 
-Status runCompress(const CompressCommandOptions& o) {
+  double ratio(int64_t bytes) const { return bytes > 0 ? double(original_bytes) / bytes : 0.0; }
+};
+
+// The usage checks that need no model, and the calibration data options: --calib (default
+// --data) sliced by --calib-range (default: all of --calib, --data-range when the calibration
+// samples are --data's). Both ranges are checked before any data is read.
+StatusOr<DataOptions> checkCompressOptions(const CompressCommandOptions& o) {
   if (o.data.data.empty()) return invalidArgument("compress needs --data SPEC");
   if (o.recipe.empty() && !(o.max_accuracy_drop >= 0))
     return invalidArgument("compress needs --max-accuracy-drop P (percentage points, e.g. 1.0)");
@@ -215,9 +232,6 @@ Status runCompress(const CompressCommandOptions& o) {
       checkOutputPaths(o.model_path, {{"-o", o.output_path},
                                       {"--report", o.html_report},
                                       {"--save-recipe", o.recipe.empty() ? o.save_recipe : ""}}));
-
-  // --calib (default --data) sliced by --calib-range (default: all of --calib, --data-range
-  // when the calibration samples are --data's). Both ranges are checked before any data is read.
   DataOptions calib = o.data;
   if (!o.calib.empty()) {
     calib.data = o.calib;
@@ -232,37 +246,28 @@ Status runCompress(const CompressCommandOptions& o) {
   NNC_RETURN_IF_ERROR(rangeFrom(calib).status());
   if (o.rounding != "adaround" && o.rounding != "balanced")
     return invalidArgument("--rounding must be adaround or balanced");
+  return calib;
+}
 
-  LoadedModelInfo info;
+// Quantization writes per-channel QDQ (opset 13) and int4 layers (21: the version converter
+// reaches 17, the quantizer bumps 17 -> 21); the conversion happens once, up front, so every
+// trial and the baseline see the same model.
+StatusOr<Model> loadCompressInput(const CompressCommandOptions& o, LoadedModelInfo& info,
+                                  int64_t& converted_from) {
   NNC_ASSIGN_OR_RETURN(Model loaded, loadInputModel(o.model_path, o.strict, &info));
   if (size_t n = demoteInitializerInputs(loaded))
     spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
-  // Quantization writes per-channel QDQ (opset 13) and int4 layers (21: the version converter
-  // reaches 17, the quantizer bumps 17 -> 21); the conversion happens once, up front, so every
-  // trial and the baseline see the same model.
-  int64_t converted_from = 0;
   if (!o.no_quantize) {
     Status raised = raiseOpsetTo(loaded, 17, "int4 and per-channel QuantizeLinear/DequantizeLinear",
                                  &converted_from);
     if (!raised.isOk()) return raised.withContext(o.model_path);
   }
-  const Model original = std::move(loaded);
-  NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
-  const auto original_bytes = static_cast<int64_t>(original_bytes_text.size());
-  original_bytes_text.clear();
-  NNC_ASSIGN_OR_RETURN(const int64_t max_bytes, parseTargetSize(o.target_size, original_bytes));
+  return loaded;
+}
 
-  NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
-  NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
-                       openLabels(o.data, *eval_reader));
-  NNC_ASSIGN_OR_RETURN(auto calib_reader, openReader(calib, "calibration data"));
-
-  CompressSetup setup;
-  setup.original = &original;
-  setup.eval_data = eval_reader.get();
-  setup.labels = labels ? &*labels : nullptr;
+// The options of the search and its actions (the readers and labels are the caller's).
+Status configureCompressSetup(const CompressCommandOptions& o, CompressSetup& setup) {
   setup.eval_size = o.eval_size;
-  setup.calib_data = calib_reader.get();
   setup.calib_size = o.calib_size;
   setup.batch = o.batch;
   setup.threads = o.threads;
@@ -287,98 +292,95 @@ Status runCompress(const CompressCommandOptions& o) {
     setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
     setup.qat = o.qat;
   }
-  const char* quality_name = labels ? "accuracy" : "agreement";
-  // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
-  std::unique_ptr<Progress> progress;
-  setup.eval_progress = [&progress](int64_t done, int64_t total) {
-    if (!progress) progress = std::make_unique<Progress>(std::string("evaluating"));
-    progress->update(done, total);
-    if (done >= total) progress.reset();
-  };
+  return Status::ok();
+}
 
-  if (o.dry_run) {
-    nlohmann::ordered_json j;
-    j["model"] = o.model_path;
-    j["before"] = totalsOf(original, original_bytes).json();
-    j["target_bytes"] = max_bytes;
-    j["expected_int8_bytes"] = original_bytes / 4;  // float32 weights become int8
-    j["quality"] = quality_name;
-    j["max_accuracy_drop"] = o.max_accuracy_drop;
-    j["plan"] = {"measure baseline " + std::string(quality_name) + " on " +
-                     std::to_string(o.eval_size) + " samples",
-                 "prune " + o.method + " steps of " + std::to_string(o.step) +
-                     " of the remaining channels with " + o.recover +
-                     " recovery while the demand holds",
-                 "quantize int8 QDQ; if larger than the target, lower the least sensitive layers "
-                 "to 4-bit weights"};
-    if (!o.recipe.empty()) j["recipe"] = o.recipe;
-    if (o.json)
-      std::cout << j.dump(2) << "\n";
-    else
-      std::cout << "Dry run: nothing is written.\n" << j.dump(2) << "\n";
-    return Status::ok();
-  }
+void printDryRun(const CompressCommandOptions& o, const Model& original, const CompressRun& run) {
+  nlohmann::ordered_json j;
+  j["model"] = o.model_path;
+  j["before"] = totalsOf(original, run.original_bytes).json();
+  j["target_bytes"] = run.max_bytes;
+  j["expected_int8_bytes"] = run.original_bytes / 4;  // float32 weights become int8
+  j["quality"] = run.quality_name;
+  j["max_accuracy_drop"] = o.max_accuracy_drop;
+  j["plan"] = {"measure baseline " + std::string(run.quality_name) + " on " +
+                   std::to_string(o.eval_size) + " samples",
+               "prune " + o.method + " steps of " + std::to_string(o.step) +
+                   " of the remaining channels with " + o.recover +
+                   " recovery while the demand holds",
+               "quantize int8 QDQ; if larger than the target, lower the least sensitive layers "
+               "to 4-bit weights"};
+  if (!o.recipe.empty()) j["recipe"] = o.recipe;
+  if (o.json)
+    std::cout << j.dump(2) << "\n";
+  else
+    std::cout << "Dry run: nothing is written.\n" << j.dump(2) << "\n";
+}
 
-  CompressResult result;
-  std::optional<Model> output;
-  std::vector<std::string> replayed;
-  if (!o.recipe.empty()) {
-    auto read = readFile(o.recipe);
-    if (!read.isOk()) return read.status().withContext(o.recipe);
-    const std::string text = std::move(read).value();
-    nlohmann::json recipe = nlohmann::json::parse(text, nullptr, false);
-    if (recipe.is_discarded()) return invalidArgument(o.recipe + ": not valid JSON");
-    auto replay = replayRecipe(original, recipe, setup, &replayed);
-    if (!replay.isOk()) return replay.status().withContext(o.recipe);
-    NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
-    NNC_ASSIGN_OR_RETURN(result.baseline_quality, actions.quality(original));
-    result.baseline_bytes = original_bytes;
-    NNC_ASSIGN_OR_RETURN(result.best_quality, actions.quality(*replay));
-    NNC_ASSIGN_OR_RETURN(result.best_bytes, actions.size(*replay));
-    result.met_size = max_bytes <= 0 || result.best_bytes <= max_bytes;
-    const bool met_drop =
-        o.max_accuracy_drop < 0 ||
-        result.baseline_quality - result.best_quality <= o.max_accuracy_drop / 100;
-    if (met_drop)
-      result.best = std::move(replay).value();
-    else
-      output = std::move(replay).value();  // kept for --keep-best only
-  } else {
-    CompressTargets targets;
-    targets.max_drop = o.max_accuracy_drop / 100;
-    targets.max_bytes = max_bytes;
-    targets.step_fraction = o.step;
-    targets.prune = !o.no_prune;
-    targets.quantize = !o.no_quantize;
-    targets.retrain_slack = o.retrain_slack / 100;
-    NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
-    auto run = compressModel(original, targets, actions);
-    if (!run.isOk()) return run.status().withContext(o.model_path);
-    result = std::move(run).value();
-  }
+// --recipe: replays the recorded decisions and measures the result against the demands.
+Status replayRecipeFile(const CompressCommandOptions& o, const Model& original,
+                        CompressSetup& setup, CompressRun& run) {
+  auto read = readFile(o.recipe);
+  if (!read.isOk()) return read.status().withContext(o.recipe);
+  const std::string text = std::move(read).value();
+  nlohmann::json recipe = nlohmann::json::parse(text, nullptr, false);
+  if (recipe.is_discarded()) return invalidArgument(o.recipe + ": not valid JSON");
+  auto replay = replayRecipe(original, recipe, setup, &run.replayed);
+  if (!replay.isOk()) return replay.status().withContext(o.recipe);
+  CompressResult& result = run.result;
+  NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+  NNC_ASSIGN_OR_RETURN(result.baseline_quality, actions.quality(original));
+  result.baseline_bytes = run.original_bytes;
+  NNC_ASSIGN_OR_RETURN(result.best_quality, actions.quality(*replay));
+  NNC_ASSIGN_OR_RETURN(result.best_bytes, actions.size(*replay));
+  result.met_size = run.max_bytes <= 0 || result.best_bytes <= run.max_bytes;
+  const bool met_drop = o.max_accuracy_drop < 0 ||
+                        result.baseline_quality - result.best_quality <= o.max_accuracy_drop / 100;
+  if (met_drop)
+    result.best = std::move(replay).value();
+  else
+    run.output = std::move(replay).value();  // kept for --keep-best only
+  return Status::ok();
+}
 
-  const bool met = result.best.has_value() && result.met_size;
-  if (result.best) output = std::move(result.best);
-  const double drop = result.baseline_quality - result.best_quality;
-  auto ratio = [&](int64_t bytes) { return bytes > 0 ? double(original_bytes) / bytes : 0.0; };
+Status searchCompression(const CompressCommandOptions& o, const Model& original,
+                         const CompressSetup& setup, CompressRun& run) {
+  CompressTargets targets;
+  targets.max_drop = o.max_accuracy_drop / 100;
+  targets.max_bytes = run.max_bytes;
+  targets.step_fraction = o.step;
+  targets.prune = !o.no_prune;
+  targets.quantize = !o.no_quantize;
+  targets.retrain_slack = o.retrain_slack / 100;
+  NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+  auto searched = compressModel(original, targets, actions);
+  if (!searched.isOk()) return searched.status().withContext(o.model_path);
+  run.result = std::move(searched).value();
+  return Status::ok();
+}
 
+// The model (when met or --keep-best), the recipe and the HTML report; nothing stays on disk
+// when one of them fails.
+Status writeCompressOutputs(const CompressCommandOptions& o, const Model& original,
+                            const LoadedModelInfo& info, const CompressSetup& setup,
+                            CompressRun& run) {
   // The texts first, so that only their writes can fail after the model is on disk.
   const bool save_recipe = !o.save_recipe.empty() && o.recipe.empty();
-  const std::string recipe_text = save_recipe ? recipeJson(setup, result).dump(2) + "\n" : "";
+  const std::string recipe_text = save_recipe ? recipeJson(setup, run.result).dump(2) + "\n" : "";
   std::string report_html;
   if (!o.html_report.empty()) {
-    CompressReportInput report{o.model_path, original_bytes, &original, output ? &*output : nullptr,
-                               &result,      quality_name};
+    CompressReportInput report{o.model_path, run.original_bytes,
+                               &original,    run.output ? &*run.output : nullptr,
+                               &run.result,  run.quality_name};
     report_html = compressReportHtml(report);
   }
-  bool written = false;
   WrittenModel written_model(o.output_path);
-  if (output && (met || o.keep_best)) {
+  if (run.output && (run.met || o.keep_best)) {
     // The report compares layers by name, so the compacted copy is only what is written.
-    auto exported = exportedForm(*output, o.keep_names);
+    auto exported = exportedForm(*run.output, o.keep_names);
     if (!exported.isOk()) return exported.status().withContext(o.output_path);
     NNC_RETURN_IF_ERROR(written_model.write(*exported, info, &original));
-    written = true;
+    run.written = true;
   }
   if (save_recipe) {
     Status saved = writeStringAtomically(o.save_recipe, recipe_text);
@@ -395,58 +397,120 @@ Status runCompress(const CompressCommandOptions& o) {
     }
   }
   written_model.keep();
+  return Status::ok();
+}
 
-  if (o.json) {
-    nlohmann::ordered_json j;
-    j["output"] = written ? nlohmann::ordered_json(o.output_path) : nlohmann::ordered_json(nullptr);
-    j["met"] = met;
-    if (converted_from) j["converted_from_opset"] = converted_from;
-    j["before"] = totalsOf(original, original_bytes).json();
-    if (output) j["after"] = totalsOf(*output, result.best_bytes).json();
-    j["quality"] = quality_name;
-    j["baseline"] = result.baseline_quality;
-    j["final"] = output ? nlohmann::ordered_json(result.best_quality) : nullptr;
-    j["accuracy_drop"] = output ? nlohmann::ordered_json(100 * drop) : nullptr;
-    j["size_ratio"] = output ? ratio(result.best_bytes) : 0.0;
-    j["target_bytes"] = max_bytes;
-    auto steps = nlohmann::ordered_json::array();
-    for (const CompressStep& s : result.steps)
-      steps.push_back({{"kind", s.kind},
-                       {"description", s.description},
-                       {"bytes", s.bytes},
-                       {"quality", s.quality},
-                       {"accepted", s.accepted}});
-    for (const std::string& s : replayed) steps.push_back({{"kind", "recipe"}, {"description", s}});
-    j["steps"] = steps;
-    if (!result.sensitivity.empty()) j["sensitivity"] = result.sensitivity;
-    j["rounding"] = result.adaround_layers > 0 ? "adaround" : "balanced";
-    j["adaround_layers"] = result.adaround_layers;
-    std::cout << j.dump(2) << "\n";
-  } else {
-    std::printf("baseline %s %.2f%%, %s\n", quality_name, 100 * result.baseline_quality,
-                humanBytes(double(original_bytes)).c_str());
-    for (const CompressStep& s : result.steps)
-      std::printf("  %-11s %-60s %10s  %6.2f%%  %s\n", s.kind.c_str(), s.description.c_str(),
-                  humanBytes(double(s.bytes)).c_str(), 100 * s.quality, s.accepted ? "ok" : "-");
-    for (const std::string& s : replayed) std::printf("  recipe      %s\n", s.c_str());
-    if (output)
-      std::printf("result: %s %.2f%% (drop %.2f points), %s (%.1fx smaller)\n", quality_name,
-                  100 * result.best_quality, 100 * drop,
-                  humanBytes(double(result.best_bytes)).c_str(), ratio(result.best_bytes));
-    if (written) std::printf("wrote %s\n", o.output_path.c_str());
+void printCompressJson(const CompressCommandOptions& o, const Model& original,
+                       const CompressRun& run) {
+  const CompressResult& result = run.result;
+  nlohmann::ordered_json j;
+  j["output"] =
+      run.written ? nlohmann::ordered_json(o.output_path) : nlohmann::ordered_json(nullptr);
+  j["met"] = run.met;
+  if (run.converted_from) j["converted_from_opset"] = run.converted_from;
+  j["before"] = totalsOf(original, run.original_bytes).json();
+  if (run.output) j["after"] = totalsOf(*run.output, result.best_bytes).json();
+  j["quality"] = run.quality_name;
+  j["baseline"] = result.baseline_quality;
+  j["final"] = run.output ? nlohmann::ordered_json(result.best_quality) : nullptr;
+  j["accuracy_drop"] = run.output ? nlohmann::ordered_json(100 * run.drop) : nullptr;
+  j["size_ratio"] = run.output ? run.ratio(result.best_bytes) : 0.0;
+  j["target_bytes"] = run.max_bytes;
+  auto steps = nlohmann::ordered_json::array();
+  for (const CompressStep& s : result.steps)
+    steps.push_back({{"kind", s.kind},
+                     {"description", s.description},
+                     {"bytes", s.bytes},
+                     {"quality", s.quality},
+                     {"accepted", s.accepted}});
+  for (const std::string& s : run.replayed)
+    steps.push_back({{"kind", "recipe"}, {"description", s}});
+  j["steps"] = steps;
+  if (!result.sensitivity.empty()) j["sensitivity"] = result.sensitivity;
+  j["rounding"] = result.adaround_layers > 0 ? "adaround" : "balanced";
+  j["adaround_layers"] = result.adaround_layers;
+  std::cout << j.dump(2) << "\n";
+}
+
+void printCompressSteps(const CompressCommandOptions& o, const CompressRun& run) {
+  const CompressResult& result = run.result;
+  std::printf("baseline %s %.2f%%, %s\n", run.quality_name, 100 * result.baseline_quality,
+              humanBytes(double(run.original_bytes)).c_str());
+  for (const CompressStep& s : result.steps)
+    std::printf("  %-11s %-60s %10s  %6.2f%%  %s\n", s.kind.c_str(), s.description.c_str(),
+                humanBytes(double(s.bytes)).c_str(), 100 * s.quality, s.accepted ? "ok" : "-");
+  for (const std::string& s : run.replayed) std::printf("  recipe      %s\n", s.c_str());
+  if (run.output)
+    std::printf("result: %s %.2f%% (drop %.2f points), %s (%.1fx smaller)\n", run.quality_name,
+                100 * result.best_quality, 100 * run.drop,
+                humanBytes(double(result.best_bytes)).c_str(), run.ratio(result.best_bytes));
+  if (run.written) std::printf("wrote %s\n", o.output_path.c_str());
+}
+
+Status targetNotMet(const CompressCommandOptions& o, const CompressRun& run) {
+  const int64_t best_bytes = run.result.best_bytes;
+  std::string closest = run.output ? "closest: " + humanBytes(double(best_bytes)) + " (" +
+                                         std::to_string(run.ratio(best_bytes)).substr(0, 5) +
+                                         "x smaller) at a drop of " +
+                                         std::to_string(100 * run.drop).substr(0, 5) + " points"
+                                   : "no compressed model kept the accuracy demand";
+  return Status(
+      StatusCode::kTargetNotMet,
+      "targets not met (size <= " + humanBytes(double(run.max_bytes)) +
+          ", drop <= " + std::to_string(o.max_accuracy_drop).substr(0, 5) + " points); " + closest +
+          (run.written ? "; wrote it (--keep-best)" : "; nothing written (--keep-best writes it)"));
+}
+
+}  // namespace
+
+Status runCompress(const CompressCommandOptions& o) {
+  NNC_ASSIGN_OR_RETURN(const DataOptions calib, checkCompressOptions(o));
+  CompressRun run;
+  LoadedModelInfo info;
+  NNC_ASSIGN_OR_RETURN(const Model original, loadCompressInput(o, info, run.converted_from));
+  NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
+  run.original_bytes = static_cast<int64_t>(original_bytes_text.size());
+  original_bytes_text.clear();
+  NNC_ASSIGN_OR_RETURN(run.max_bytes, parseTargetSize(o.target_size, run.original_bytes));
+
+  NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
+  NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
+                       openLabels(o.data, *eval_reader));
+  NNC_ASSIGN_OR_RETURN(auto calib_reader, openReader(calib, "calibration data"));
+
+  CompressSetup setup;
+  setup.original = &original;
+  setup.eval_data = eval_reader.get();
+  setup.labels = labels ? &*labels : nullptr;
+  setup.calib_data = calib_reader.get();
+  NNC_RETURN_IF_ERROR(configureCompressSetup(o, setup));
+  run.quality_name = labels ? "accuracy" : "agreement";
+  // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
+  std::unique_ptr<Progress> progress;
+  setup.eval_progress = [&progress](int64_t done, int64_t total) {
+    if (!progress) progress = std::make_unique<Progress>(std::string("evaluating"));
+    progress->update(done, total);
+    if (done >= total) progress.reset();
+  };
+
+  if (o.dry_run) {
+    printDryRun(o, original, run);
+    return Status::ok();
   }
-  if (!met) {
-    std::string closest = output ? "closest: " + humanBytes(double(result.best_bytes)) + " (" +
-                                       std::to_string(ratio(result.best_bytes)).substr(0, 5) +
-                                       "x smaller) at a drop of " +
-                                       std::to_string(100 * drop).substr(0, 5) + " points"
-                                 : "no compressed model kept the accuracy demand";
-    return Status(
-        StatusCode::kTargetNotMet,
-        "targets not met (size <= " + humanBytes(double(max_bytes)) + ", drop <= " +
-            std::to_string(o.max_accuracy_drop).substr(0, 5) + " points); " + closest +
-            (written ? "; wrote it (--keep-best)" : "; nothing written (--keep-best writes it)"));
-  }
+  if (!o.recipe.empty())
+    NNC_RETURN_IF_ERROR(replayRecipeFile(o, original, setup, run));
+  else
+    NNC_RETURN_IF_ERROR(searchCompression(o, original, setup, run));
+
+  run.met = run.result.best.has_value() && run.result.met_size;
+  if (run.result.best) run.output = std::move(run.result.best);
+  run.drop = run.result.baseline_quality - run.result.best_quality;
+  NNC_RETURN_IF_ERROR(writeCompressOutputs(o, original, info, setup, run));
+  if (o.json)
+    printCompressJson(o, original, run);
+  else
+    printCompressSteps(o, run);
+  if (!run.met) return targetNotMet(o, run);
   return Status::ok();
 }
 

@@ -162,26 +162,35 @@ StatusOr<std::vector<quant::FoldedBatchNorm>> foldBatchNormsForQuantization(
   return std::move(folded).value();
 }
 
-}  // namespace
-
-Status runQuantize(const QuantizeCommandOptions& o) {
-  NNC_ASSIGN_OR_RETURN(const quant::QuantFormat format, quant::parseQuantFormat(o.format));
-  NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(o.calib_method));
-  NNC_ASSIGN_OR_RETURN(const quant::QdqPlacement placement,
-                       quant::parseQdqPlacement(o.qdq_placement));
-  NNC_RETURN_IF_ERROR(checkQuantizeOptions(o, format));
-  const bool needs_calib = format != quant::QuantFormat::kWeightsOnly;
-  NNC_RETURN_IF_ERROR(
-      checkOutputPaths(o.model_path, {{"-o", o.output_path}, {"--report", o.html_report}}));
-
-  LoadedModelInfo info;
-  NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &info));
-  const Totals before = totalsOf(model, info.file_bytes + info.external_data_bytes);
-  // Per-channel DequantizeLinear and --format integer need opset 13, per-tensor QDQ 10, int4
-  // weights 21: the version converter takes the model to 17 (the newest it knows), the quantizer
-  // bumps 17 -> 21 (quantize.cc, requireOpset).
-  const bool needs_13 = !o.per_tensor || format == quant::QuantFormat::kInteger;
+// Everything runQuantize computes that the reports (HTML, JSON, text table) print.
+struct QuantizeRun {
+  quant::QuantFormat format = quant::QuantFormat::kQdq;
+  bool needs_calib = false;
+  Totals before, after;
+  int64_t opset = 0;
   int64_t converted_from = 0;
+  std::vector<quant::FoldedBatchNorm> folded;
+  std::vector<quant::QuantizedLayer> layers;
+  int64_t non_finite = 0;  // NaN/inf values calibration left out
+  quant::AutoExcludeResult auto_excluded;
+  double min_sqnr = std::nan("");
+  bool auto_exclude = false;
+  int adarounded = 0;
+  int corrected = 0;
+  std::map<std::string, double> sqnr;
+  double output_sqnr = std::nan("");
+
+  double sqnrOf(const std::string& v) const {
+    auto it = sqnr.find(v);
+    return it == sqnr.end() ? std::nan("") : it->second;
+  }
+};
+
+// Per-channel DequantizeLinear and --format integer need opset 13, per-tensor QDQ 10, int4
+// weights 21: the version converter takes the model to 17 (the newest it knows), the quantizer
+// bumps 17 -> 21 (quantize.cc, requireOpset).
+Status raiseOpsetForQuantization(Model& model, const QuantizeCommandOptions& o, QuantizeRun& run) {
+  const bool needs_13 = !o.per_tensor || run.format == quant::QuantFormat::kInteger;
   Status raised = raiseOpsetTo(model,
                                o.weight_bits == 4 ? 17
                                : needs_13         ? 13
@@ -189,12 +198,13 @@ Status runQuantize(const QuantizeCommandOptions& o) {
                                o.weight_bits == 4 ? "int4 weights (opset 21, bumped from 17)"
                                : needs_13         ? "per-channel QuantizeLinear/DequantizeLinear"
                                                   : "QuantizeLinear/DequantizeLinear",
-                               &converted_from);
+                               &run.converted_from);
   if (!raised.isOk()) return raised.withContext(o.model_path);
+  return Status::ok();
+}
 
-  auto folded = foldBatchNormsForQuantization(model, o, format);
-  if (!folded.isOk()) return folded.status().withContext(o.model_path);
-
+quant::QuantizeOptions quantizeOptionsOf(const QuantizeCommandOptions& o, quant::QuantFormat format,
+                                         quant::QdqPlacement placement) {
   quant::QuantizeOptions qo;
   qo.format = format;
   qo.weight_bits = o.weight_bits;
@@ -206,248 +216,315 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   qo.quantize_last = o.quantize_last;
   qo.balanced_rounding = o.rounding != "nearest";
   qo.placement = placement;
-  auto targets = quant::selectTargets(*model.graph, qo);
-  if (!targets.isOk()) return targets.status().withContext(o.model_path);
+  return qo;
+}
+
+// Activation ranges of the values the targets quantize, from calibration histograms.
+StatusOr<std::map<std::string, quant::Range>> calibrateRanges(
+    const QuantizeCommandOptions& o, quant::CalibMethod method, const Model& model,
+    const std::vector<quant::QuantTarget>& targets, const quant::QuantizeOptions& qo,
+    data::SampleReader& reader, QuantizeRun& run) {
+  std::map<std::string, quant::Range> ranges;
+  const std::vector<std::string> names = quant::valuesToCalibrate(targets, qo);
+  quant::CalibrationOptions co;
+  co.calib_size = o.calib_size;
+  co.threads = o.threads;
+  co.batch = batchLimit(model, co.batch);
+  auto hist = quant::collectHistograms(model, reader, names, co);
+  if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
+  for (const auto& [name, h] : *hist) {
+    ranges[name] = h.range(method, o.symmetric_activations, o.act_bits, o.percentile);
+    if (h.nonFinite() > 0) {
+      spdlog::warn("calibration: tensor '{}' had {} NaN/inf values (left out of its range)", name,
+                   h.nonFinite());
+      run.non_finite += h.nonFinite();
+    }
+  }
+  spdlog::info("calibrated {} activations on {} samples ({})", ranges.size(),
+               std::min<int64_t>(o.calib_size < 0 ? reader.size() : o.calib_size, reader.size()),
+               o.calib_method);
+  return ranges;
+}
+
+// --auto-exclude with its default SQNR target (30 dB at 8/8 bits, none otherwise): moves layers
+// to qo.exclude and selects the targets again.
+Status applyAutoExclude(const QuantizeCommandOptions& o, const Model& model,
+                        const std::map<std::string, quant::Range>& ranges,
+                        data::SampleReader* reader, quant::QuantizeOptions& qo,
+                        std::vector<quant::QuantTarget>& targets, QuantizeRun& run) {
+  run.min_sqnr = !std::isnan(o.min_sqnr)                 ? o.min_sqnr
+                 : o.weight_bits == 8 && o.act_bits == 8 ? 30.0
+                                                         : std::nan("");
+  run.auto_exclude = o.auto_exclude && reader && !std::isnan(run.min_sqnr);
+  if (o.auto_exclude && reader && !run.auto_exclude)
+    spdlog::info(
+        "auto-exclude: off for {}-bit weights / {}-bit activations unless --min-sqnr is "
+        "given",
+        o.weight_bits, o.act_bits);
+  if (!run.auto_exclude) return Status::ok();
+  NNC_RETURN_IF_ERROR(autoExclude(o, run.min_sqnr, model, ranges, *reader, qo, run.auto_excluded));
+  auto reselected = quant::selectTargets(*model.graph, qo);
+  if (!reselected.isOk()) return reselected.status().withContext(o.model_path);
+  targets = std::move(reselected).value();
+  return Status::ok();
+}
+
+// AdaRound and bias correction: weights re-fitted against the float reference.
+Status refineQuantizedWeights(const QuantizeCommandOptions& o, const Model& reference, Model& model,
+                              data::SampleReader* reader, QuantizeRun& run) {
+  if (o.rounding == "adaround") {
+    quant::AdaRoundOptions ao;
+    ao.samples = std::min<int64_t>(256, o.calib_size < 0 ? reader->size() : o.calib_size);
+    ao.batch = batchLimit(model, 32);
+    ao.threads = o.threads;
+    auto a = quant::adaRoundModel(reference, model, run.layers, *reader, ao);
+    if (!a.isOk()) return a.status().withContext("AdaRound on " + o.model_path);
+    run.adarounded = *a;
+    spdlog::info("AdaRound: re-rounded the weights of {} of {} layers", run.adarounded,
+                 run.layers.size());
+  }
+  if (o.bias_correction) {
+    auto c = quant::correctBiases(reference, model, run.layers, *reader,
+                                  o.calib_size < 0 ? reader->size() : o.calib_size, o.threads);
+    if (!c.isOk()) return c.status().withContext("bias correction of " + o.model_path);
+    run.corrected = *c;
+    spdlog::info("bias correction: corrected {} layers", run.corrected);
+  }
+  return Status::ok();
+}
+
+// SQNR of every quantized layer's output and of the model outputs against the float reference.
+Status measureQuantizedSqnr(const QuantizeCommandOptions& o, const Model& reference,
+                            const Model& model, data::SampleReader* reader, QuantizeRun& run) {
+  if (!reader || o.sqnr_samples <= 0) return Status::ok();
+  std::vector<quant::ValuePair> outputs;
+  for (const auto& l : run.layers) outputs.emplace_back(l.output, l.quantized_output);
+  const auto& ref_outputs = reference.graph->outputs();
+  for (size_t i = 0; i < ref_outputs.size() && i < model.graph->outputs().size(); ++i)
+    outputs.emplace_back(ref_outputs[i]->name(), model.graph->outputs()[i]->name());
+  auto s = quant::measureSqnr(reference, model, *reader, outputs, o.sqnr_samples,
+                              batchLimit(model, 32), o.threads);
+  if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
+  run.sqnr = std::move(s).value();
+  return Status::ok();
+}
+
+html::Table quantizedLayerTable(const QuantizeRun& run, html::BarSeries& sqnr_bars,
+                                std::vector<std::string>& labels) {
+  html::Table table{{"layer", "op", "weight bits", "act bits", "weight scale min",
+                     "weight scale max", "act scale", "SQNR dB"},
+                    {},
+                    {false, false, true, true, true, true, true, true}};
+  for (const auto& l : run.layers) {
+    const double q = run.sqnrOf(l.output);
+    labels.push_back(l.name);
+    sqnr_bars.values.push_back(std::isnan(q) || std::isinf(q) ? 0 : q);
+    char wmin[32], wmax[32], act[32], s[32];
+    std::snprintf(wmin, sizeof wmin, "%.3e", l.weight_scale_min);
+    std::snprintf(wmax, sizeof wmax, "%.3e", l.weight_scale_max);
+    std::snprintf(act, sizeof act, "%.3e", l.act_scale);
+    std::snprintf(s, sizeof s, "%.1f", q);
+    table.rows.push_back({l.name, l.op, std::to_string(l.weight_bits),
+                          l.act_bits ? std::to_string(l.act_bits) : "float", wmin, wmax,
+                          l.act_bits ? act : "-", std::isnan(q) ? "-" : s});
+  }
+  return table;
+}
+
+Status writeQuantizeHtml(const QuantizeCommandOptions& o, const QuantizeRun& run) {
+  html::HtmlPage page("nncompress quantize: " + o.model_path);
+  page.addSection(
+      "Summary",
+      html::summaryTable(
+          {{"model", o.model_path},
+           {"output", o.output_path},
+           {"format", o.format + ", weights int" + std::to_string(o.weight_bits) +
+                          (o.per_tensor ? " per-tensor" : " per-channel") +
+                          (run.needs_calib ? ", activations " + actLabel(o.act_bits) + " (" +
+                                                 o.calib_method + ")"
+                                           : "")},
+           {"size", humanBytes(double(run.before.file_bytes)) + " -> " +
+                        humanBytes(double(run.after.file_bytes))},
+           {"params",
+            humanCount(double(run.before.params)) + " -> " + humanCount(double(run.after.params))},
+           {"BatchNorms folded", std::to_string(run.folded.size())},
+           {"model output SQNR", std::isnan(run.output_sqnr)
+                                     ? "-"
+                                     : std::to_string(run.output_sqnr).substr(0, 5) + " dB"}}));
+  std::vector<std::string> labels;
+  html::BarSeries sqnr_bars{"SQNR dB", {}};
+  const html::Table table = quantizedLayerTable(run, sqnr_bars, labels);
+  page.addSection("Per-layer error",
+                  "<p class=\"note\">SQNR of each quantized layer's output against the float "
+                  "model on calibration samples: the lowest bars are the layers that hurt.</p>" +
+                      html::barChart(labels, {sqnr_bars}, {"SQNR per layer", "dB", false}) +
+                      html::table(table));
+  if (!run.auto_excluded.excluded.empty()) {
+    html::Table kept{{"layer", "op", "output SQNR dB when quantized alone", "why"},
+                     {},
+                     {false, false, true, false}};
+    for (const auto& e : run.auto_excluded.excluded)
+      kept.rows.push_back({e.name, e.op, std::to_string(e.solo_sqnr_db).substr(0, 5), e.reason});
+    page.addSection("Kept in float (--auto-exclude)",
+                    "<p class=\"note\">Output SQNR target " + std::to_string(run.min_sqnr) +
+                        " dB; with every layer quantized the model reached " +
+                        std::to_string(run.auto_excluded.sqnr_all_db) +
+                        " dB. Most harmful layers first.</p>" + html::table(kept));
+  }
+  Status written = writeStringAtomically(o.html_report, page.render());
+  if (!written.isOk()) return written.withContext(o.html_report);
+  return Status::ok();
+}
+
+void printQuantizeJson(const QuantizeCommandOptions& o, const QuantizeRun& run) {
+  nlohmann::ordered_json j;
+  j["output"] = o.output_path;
+  j["format"] = o.format;
+  j["weight_bits"] = o.weight_bits;
+  j["act_bits"] = run.needs_calib ? o.act_bits : 32;
+  j["per_channel"] = !o.per_tensor;
+  if (run.format == quant::QuantFormat::kQdq) j["qdq_placement"] = o.qdq_placement;
+  if (run.needs_calib) {
+    j["calib_method"] = o.calib_method;
+    j["calib_size"] = o.calib_size;
+    j["calib_nonfinite_values"] = run.non_finite;
+  }
+  j["before"] = run.before.json();
+  j["after"] = run.after.json();
+  j["opset"] = run.opset;
+  if (run.converted_from) j["converted_from_opset"] = run.converted_from;
+  j["batchnorms_folded"] = run.folded.size();
+  j["bias_corrected_layers"] = run.corrected;
+  j["rounding"] = o.rounding;
+  if (o.rounding == "adaround") j["adaround_layers"] = run.adarounded;
+  j["output_sqnr_db"] = number(run.output_sqnr);
+  auto arr = nlohmann::ordered_json::array();
+  for (const auto& l : run.layers) {
+    nlohmann::ordered_json lj;
+    lj["name"] = l.name;
+    lj["op"] = l.op;
+    lj["weight_bits"] = l.weight_bits;
+    lj["act_bits"] = l.act_bits;
+    lj["weight_scale_min"] = l.weight_scale_min;
+    lj["weight_scale_max"] = l.weight_scale_max;
+    if (l.act_bits) lj["act_scale"] = l.act_scale;
+    lj["sqnr_db"] = number(run.sqnrOf(l.output));
+    arr.push_back(lj);
+  }
+  j["layers"] = arr;
+  if (run.auto_exclude) j["auto_exclude"] = autoExcludeJson(run.auto_excluded, run.min_sqnr);
+  std::cout << j.dump(2) << "\n";
+}
+
+void printQuantizeTable(const QuantizeCommandOptions& o, const QuantizeRun& run) {
+  std::printf(
+      "Quantized %zu layers (%s, weights int%d %s%s), folded %zu BatchNorms\n\n", run.layers.size(),
+      (run.format == quant::QuantFormat::kQdq ? o.format + " " + o.qdq_placement : o.format)
+          .c_str(),
+      o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
+      run.needs_calib ? (", activations " + actLabel(o.act_bits) + ", " + o.calib_method).c_str()
+                      : "",
+      run.folded.size());
+  std::printf("  %-34s %-6s %5s %5s  %-21s %10s %9s\n", "layer", "op", "w", "act",
+              "weight scale range", "act scale", "SQNR dB");
+  for (const auto& l : run.layers) {
+    char range[64], act[32], s[32];
+    std::snprintf(range, sizeof range, "%.2e..%.2e", l.weight_scale_min, l.weight_scale_max);
+    std::snprintf(act, sizeof act, "%.3e", l.act_scale);
+    const double q = run.sqnrOf(l.output);
+    std::snprintf(s, sizeof s, "%.1f", q);
+    std::printf("  %-34s %-6s %5d %5s  %-21s %10s %9s\n", l.name.c_str(), l.op.c_str(),
+                l.weight_bits, l.act_bits ? std::to_string(l.act_bits).c_str() : "float", range,
+                l.act_bits ? act : "-", std::isnan(q) ? "-" : s);
+  }
+  if (!run.auto_excluded.excluded.empty()) {
+    std::printf(
+        "\n  kept in float by --auto-exclude (output SQNR %.1f dB with every layer "
+        "quantized, target %.1f dB):\n",
+        run.auto_excluded.sqnr_all_db, run.min_sqnr);
+    for (const auto& e : run.auto_excluded.excluded)
+      std::printf("  %-34s %-6s %s\n", e.name.c_str(), e.op.c_str(), e.reason.c_str());
+  }
+  if (!std::isnan(run.output_sqnr))
+    std::printf("\n  model output SQNR: %.1f dB\n", run.output_sqnr);
+  std::printf("\n             before        after\n");
+  auto line = [&](const char* label, int64_t b, int64_t a, bool bytes) {
+    const std::string bs = bytes ? humanBytes(double(b)) : humanCount(double(b));
+    const std::string as = bytes ? humanBytes(double(a)) : humanCount(double(a));
+    std::printf("  %-10s %-13s %-13s\n", label, bs.c_str(), as.c_str());
+  };
+  line("params", run.before.params, run.after.params, false);
+  line("MACs", run.before.macs, run.after.macs, false);
+  line("file", run.before.file_bytes, run.after.file_bytes, true);
+  std::printf("\nwrote %s\n", o.output_path.c_str());
+}
+
+}  // namespace
+
+Status runQuantize(const QuantizeCommandOptions& o) {
+  QuantizeRun run;
+  NNC_ASSIGN_OR_RETURN(run.format, quant::parseQuantFormat(o.format));
+  NNC_ASSIGN_OR_RETURN(const quant::CalibMethod method, quant::parseCalibMethod(o.calib_method));
+  NNC_ASSIGN_OR_RETURN(const quant::QdqPlacement placement,
+                       quant::parseQdqPlacement(o.qdq_placement));
+  NNC_RETURN_IF_ERROR(checkQuantizeOptions(o, run.format));
+  run.needs_calib = run.format != quant::QuantFormat::kWeightsOnly;
+  NNC_RETURN_IF_ERROR(
+      checkOutputPaths(o.model_path, {{"-o", o.output_path}, {"--report", o.html_report}}));
+
+  LoadedModelInfo info;
+  NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &info));
+  run.before = totalsOf(model, info.file_bytes + info.external_data_bytes);
+  NNC_RETURN_IF_ERROR(raiseOpsetForQuantization(model, o, run));
+
+  auto folded = foldBatchNormsForQuantization(model, o, run.format);
+  if (!folded.isOk()) return folded.status().withContext(o.model_path);
+  run.folded = std::move(folded).value();
+
+  quant::QuantizeOptions qo = quantizeOptionsOf(o, run.format, placement);
+  auto selected = quant::selectTargets(*model.graph, qo);
+  if (!selected.isOk()) return selected.status().withContext(o.model_path);
+  std::vector<quant::QuantTarget> targets = std::move(selected).value();
 
   std::unique_ptr<data::SampleReader> reader;
   if (!o.calib.data.empty()) {
     NNC_ASSIGN_OR_RETURN(reader, openReader(o.calib, "calibration data"));
   }
   std::map<std::string, quant::Range> ranges;
-  int64_t non_finite = 0;  // NaN/inf values calibration left out
-  if (needs_calib) {
-    const std::vector<std::string> names = quant::valuesToCalibrate(*targets, qo);
-    quant::CalibrationOptions co;
-    co.calib_size = o.calib_size;
-    co.threads = o.threads;
-    co.batch = batchLimit(model, co.batch);
-    auto hist = quant::collectHistograms(model, *reader, names, co);
-    if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
-    for (const auto& [name, h] : *hist) {
-      ranges[name] = h.range(method, o.symmetric_activations, o.act_bits, o.percentile);
-      if (h.nonFinite() > 0) {
-        spdlog::warn("calibration: tensor '{}' had {} NaN/inf values (left out of its range)", name,
-                     h.nonFinite());
-        non_finite += h.nonFinite();
-      }
-    }
-    spdlog::info(
-        "calibrated {} activations on {} samples ({})", ranges.size(),
-        std::min<int64_t>(o.calib_size < 0 ? reader->size() : o.calib_size, reader->size()),
-        o.calib_method);
+  if (run.needs_calib) {
+    NNC_ASSIGN_OR_RETURN(ranges, calibrateRanges(o, method, model, targets, qo, *reader, run));
   }
-  quant::AutoExcludeResult auto_excluded;
-  const double min_sqnr = !std::isnan(o.min_sqnr)                 ? o.min_sqnr
-                          : o.weight_bits == 8 && o.act_bits == 8 ? 30.0
-                                                                  : std::nan("");
-  const bool auto_exclude = o.auto_exclude && reader && !std::isnan(min_sqnr);
-  if (o.auto_exclude && reader && !auto_exclude)
-    spdlog::info(
-        "auto-exclude: off for {}-bit weights / {}-bit activations unless --min-sqnr is "
-        "given",
-        o.weight_bits, o.act_bits);
-  if (auto_exclude) {
-    NNC_RETURN_IF_ERROR(autoExclude(o, min_sqnr, model, ranges, *reader, qo, auto_excluded));
-    auto reselected = quant::selectTargets(*model.graph, qo);
-    if (!reselected.isOk()) return reselected.status().withContext(o.model_path);
-    targets = std::move(reselected);
-  }
+  NNC_RETURN_IF_ERROR(applyAutoExclude(o, model, ranges, reader.get(), qo, targets, run));
   auto reference = cloneModel(model);
   if (!reference.isOk()) return reference.status().withContext(o.model_path);
-  auto layers = quant::quantizeModel(model, *targets, ranges, qo);
+  auto layers = quant::quantizeModel(model, targets, ranges, qo);
   if (!layers.isOk()) return layers.status().withContext(o.model_path);
-
-  int adarounded = 0;
-  if (o.rounding == "adaround") {
-    quant::AdaRoundOptions ao;
-    ao.samples = std::min<int64_t>(256, o.calib_size < 0 ? reader->size() : o.calib_size);
-    ao.batch = batchLimit(model, 32);
-    ao.threads = o.threads;
-    auto a = quant::adaRoundModel(*reference, model, *layers, *reader, ao);
-    if (!a.isOk()) return a.status().withContext("AdaRound on " + o.model_path);
-    adarounded = *a;
-    spdlog::info("AdaRound: re-rounded the weights of {} of {} layers", adarounded, layers->size());
-  }
-  int corrected = 0;
-  if (o.bias_correction) {
-    auto c = quant::correctBiases(*reference, model, *layers, *reader,
-                                  o.calib_size < 0 ? reader->size() : o.calib_size, o.threads);
-    if (!c.isOk()) return c.status().withContext("bias correction of " + o.model_path);
-    corrected = *c;
-    spdlog::info("bias correction: corrected {} layers", corrected);
-  }
-  std::map<std::string, double> sqnr;
-  if (reader && o.sqnr_samples > 0) {
-    std::vector<quant::ValuePair> outputs;
-    for (const auto& l : *layers) outputs.emplace_back(l.output, l.quantized_output);
-    const auto& ref_outputs = reference->graph->outputs();
-    for (size_t i = 0; i < ref_outputs.size() && i < model.graph->outputs().size(); ++i)
-      outputs.emplace_back(ref_outputs[i]->name(), model.graph->outputs()[i]->name());
-    auto s = quant::measureSqnr(*reference, model, *reader, outputs, o.sqnr_samples,
-                                batchLimit(model, 32), o.threads);
-    if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
-    sqnr = std::move(s).value();
-  }
+  run.layers = std::move(layers).value();
+  NNC_RETURN_IF_ERROR(refineQuantizedWeights(o, *reference, model, reader.get(), run));
+  NNC_RETURN_IF_ERROR(measureQuantizedSqnr(o, *reference, model, reader.get(), run));
 
   // After SQNR and bias correction, which find tensors by name.
   // Integer-only models keep float32 constants: their outputs must stay bit-identical.
   auto compacted = quant::compactModel(
-      model, {o.keep_names, !o.fp32_storage && format != quant::QuantFormat::kInteger});
+      model, {o.keep_names, !o.fp32_storage && run.format != quant::QuantFormat::kInteger});
   if (!compacted.isOk()) return compacted.status().withContext(o.output_path);
-  Totals after = totalsOf(model, 0);
-  const int64_t opset = model.opsetVersion("");
+  run.after = totalsOf(model, 0);
+  run.opset = model.opsetVersion("");
   WrittenModel output(o.output_path);
   NNC_RETURN_IF_ERROR(output.write(model, info, &*reference));
   std::error_code ec;
-  after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
-  auto sqnrOf = [&](const std::string& v) {
-    auto it = sqnr.find(v);
-    return it == sqnr.end() ? std::nan("") : it->second;
-  };
-  double output_sqnr = std::nan("");
-  if (!sqnr.empty()) {
+  run.after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
+  if (!run.sqnr.empty()) {
     auto ref_outputs = reference->graph->outputs();
-    if (!ref_outputs.empty()) output_sqnr = sqnrOf(ref_outputs[0]->name());
+    if (!ref_outputs.empty()) run.output_sqnr = run.sqnrOf(ref_outputs[0]->name());
   }
 
-  if (!o.html_report.empty()) {
-    html::HtmlPage page("nncompress quantize: " + o.model_path);
-    page.addSection(
-        "Summary",
-        html::summaryTable(
-            {{"model", o.model_path},
-             {"output", o.output_path},
-             {"format", o.format + ", weights int" + std::to_string(o.weight_bits) +
-                            (o.per_tensor ? " per-tensor" : " per-channel") +
-                            (needs_calib ? ", activations " + actLabel(o.act_bits) + " (" +
-                                               o.calib_method + ")"
-                                         : "")},
-             {"size", humanBytes(double(before.file_bytes)) + " -> " +
-                          humanBytes(double(after.file_bytes))},
-             {"params",
-              humanCount(double(before.params)) + " -> " + humanCount(double(after.params))},
-             {"BatchNorms folded", std::to_string(folded->size())},
-             {"model output SQNR",
-              std::isnan(output_sqnr) ? "-" : std::to_string(output_sqnr).substr(0, 5) + " dB"}}));
-    std::vector<std::string> labels;
-    html::BarSeries sqnr_bars{"SQNR dB", {}};
-    html::Table table{{"layer", "op", "weight bits", "act bits", "weight scale min",
-                       "weight scale max", "act scale", "SQNR dB"},
-                      {},
-                      {false, false, true, true, true, true, true, true}};
-    for (const auto& l : *layers) {
-      const double q = sqnrOf(l.output);
-      labels.push_back(l.name);
-      sqnr_bars.values.push_back(std::isnan(q) || std::isinf(q) ? 0 : q);
-      char wmin[32], wmax[32], act[32], s[32];
-      std::snprintf(wmin, sizeof wmin, "%.3e", l.weight_scale_min);
-      std::snprintf(wmax, sizeof wmax, "%.3e", l.weight_scale_max);
-      std::snprintf(act, sizeof act, "%.3e", l.act_scale);
-      std::snprintf(s, sizeof s, "%.1f", q);
-      table.rows.push_back({l.name, l.op, std::to_string(l.weight_bits),
-                            l.act_bits ? std::to_string(l.act_bits) : "float", wmin, wmax,
-                            l.act_bits ? act : "-", std::isnan(q) ? "-" : s});
-    }
-    page.addSection("Per-layer error",
-                    "<p class=\"note\">SQNR of each quantized layer's output against the float "
-                    "model on calibration samples: the lowest bars are the layers that hurt.</p>" +
-                        html::barChart(labels, {sqnr_bars}, {"SQNR per layer", "dB", false}) +
-                        html::table(table));
-    if (!auto_excluded.excluded.empty()) {
-      html::Table kept{{"layer", "op", "output SQNR dB when quantized alone", "why"},
-                       {},
-                       {false, false, true, false}};
-      for (const auto& e : auto_excluded.excluded)
-        kept.rows.push_back({e.name, e.op, std::to_string(e.solo_sqnr_db).substr(0, 5), e.reason});
-      page.addSection("Kept in float (--auto-exclude)",
-                      "<p class=\"note\">Output SQNR target " + std::to_string(min_sqnr) +
-                          " dB; with every layer quantized the model reached " +
-                          std::to_string(auto_excluded.sqnr_all_db) +
-                          " dB. Most harmful layers first.</p>" + html::table(kept));
-    }
-    Status written = writeStringAtomically(o.html_report, page.render());
-    if (!written.isOk()) return written.withContext(o.html_report);
-  }
+  if (!o.html_report.empty()) NNC_RETURN_IF_ERROR(writeQuantizeHtml(o, run));
   output.keep();
-
-  if (o.json) {
-    nlohmann::ordered_json j;
-    j["output"] = o.output_path;
-    j["format"] = o.format;
-    j["weight_bits"] = o.weight_bits;
-    j["act_bits"] = needs_calib ? o.act_bits : 32;
-    j["per_channel"] = !o.per_tensor;
-    if (format == quant::QuantFormat::kQdq) j["qdq_placement"] = o.qdq_placement;
-    if (needs_calib) {
-      j["calib_method"] = o.calib_method;
-      j["calib_size"] = o.calib_size;
-      j["calib_nonfinite_values"] = non_finite;
-    }
-    j["before"] = before.json();
-    j["after"] = after.json();
-    j["opset"] = opset;
-    if (converted_from) j["converted_from_opset"] = converted_from;
-    j["batchnorms_folded"] = folded->size();
-    j["bias_corrected_layers"] = corrected;
-    j["rounding"] = o.rounding;
-    if (o.rounding == "adaround") j["adaround_layers"] = adarounded;
-    j["output_sqnr_db"] = number(output_sqnr);
-    auto arr = nlohmann::ordered_json::array();
-    for (const auto& l : *layers) {
-      nlohmann::ordered_json lj;
-      lj["name"] = l.name;
-      lj["op"] = l.op;
-      lj["weight_bits"] = l.weight_bits;
-      lj["act_bits"] = l.act_bits;
-      lj["weight_scale_min"] = l.weight_scale_min;
-      lj["weight_scale_max"] = l.weight_scale_max;
-      if (l.act_bits) lj["act_scale"] = l.act_scale;
-      lj["sqnr_db"] = number(sqnrOf(l.output));
-      arr.push_back(lj);
-    }
-    j["layers"] = arr;
-    if (auto_exclude) j["auto_exclude"] = autoExcludeJson(auto_excluded, min_sqnr);
-    std::cout << j.dump(2) << "\n";
-  } else {
-    std::printf(
-        "Quantized %zu layers (%s, weights int%d %s%s), folded %zu BatchNorms\n\n", layers->size(),
-        (format == quant::QuantFormat::kQdq ? o.format + " " + o.qdq_placement : o.format).c_str(),
-        o.weight_bits, o.per_tensor ? "per-tensor" : "per-channel",
-        needs_calib ? (", activations " + actLabel(o.act_bits) + ", " + o.calib_method).c_str()
-                    : "",
-        folded->size());
-    std::printf("  %-34s %-6s %5s %5s  %-21s %10s %9s\n", "layer", "op", "w", "act",
-                "weight scale range", "act scale", "SQNR dB");
-    for (const auto& l : *layers) {
-      char range[64], act[32], s[32];
-      std::snprintf(range, sizeof range, "%.2e..%.2e", l.weight_scale_min, l.weight_scale_max);
-      std::snprintf(act, sizeof act, "%.3e", l.act_scale);
-      const double q = sqnrOf(l.output);
-      std::snprintf(s, sizeof s, "%.1f", q);
-      std::printf("  %-34s %-6s %5d %5s  %-21s %10s %9s\n", l.name.c_str(), l.op.c_str(),
-                  l.weight_bits, l.act_bits ? std::to_string(l.act_bits).c_str() : "float", range,
-                  l.act_bits ? act : "-", std::isnan(q) ? "-" : s);
-    }
-    if (!auto_excluded.excluded.empty()) {
-      std::printf(
-          "\n  kept in float by --auto-exclude (output SQNR %.1f dB with every layer "
-          "quantized, target %.1f dB):\n",
-          auto_excluded.sqnr_all_db, min_sqnr);
-      for (const auto& e : auto_excluded.excluded)
-        std::printf("  %-34s %-6s %s\n", e.name.c_str(), e.op.c_str(), e.reason.c_str());
-    }
-    if (!std::isnan(output_sqnr)) std::printf("\n  model output SQNR: %.1f dB\n", output_sqnr);
-    std::printf("\n             before        after\n");
-    auto line = [&](const char* label, int64_t b, int64_t a, bool bytes) {
-      const std::string bs = bytes ? humanBytes(double(b)) : humanCount(double(b));
-      const std::string as = bytes ? humanBytes(double(a)) : humanCount(double(a));
-      std::printf("  %-10s %-13s %-13s\n", label, bs.c_str(), as.c_str());
-    };
-    line("params", before.params, after.params, false);
-    line("MACs", before.macs, after.macs, false);
-    line("file", before.file_bytes, after.file_bytes, true);
-    std::printf("\nwrote %s\n", o.output_path.c_str());
-  }
+  if (o.json)
+    printQuantizeJson(o, run);
+  else
+    printQuantizeTable(o, run);
   return Status::ok();
 }
 

@@ -126,9 +126,9 @@ std::pair<int64_t, int64_t> paramsAndMacsAfter(const Model& model, const Channel
   return {cost.params, cost.macs};
 }
 
-StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAnalysis& analysis,
-                                            Criterion& criterion, const AllocationOptions& o,
-                                            const CalibrationSource* calibration) {
+namespace {
+
+Status checkAllocationOptions(const AllocationOptions& o, const CalibrationSource* calibration) {
   const int targets = o.ratio.has_value() + o.target_macs.has_value() + o.target_params.has_value();
   if (targets != 1)
     return invalidOption("ratio",
@@ -152,123 +152,177 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
                          "unknown sensitivity rule '" + o.sensitivity_rule + "' (cost, threshold)");
   if (o.mode == AllocationMode::kSensitivity && (!calibration || !calibration->reader))
     return invalidOption("calibration", "sensitivity allocation needs calibration data");
-  auto log = [&](const std::string& line) {
-    if (o.log) o.log(line);
-  };
+  return Status::ok();
+}
 
-  AllocationResult result;
-  const ModelStats before = computeModelStats(*model.graph);
-  result.params_before = before.params;
-  result.macs_before = before.macs;
-
-  std::vector<Scored> groups;
-  int64_t total_channels = 0;
-  for (const ChannelGroup& g : analysis.groups) {
-    if (!g.prunable || g.channels < 2 || groupExcluded(g, o.exclude) ||
-        (o.exact_only && g.approximate))
-      continue;
-    NNC_ASSIGN_OR_RETURN(std::vector<double> scores, criterion.score(g));
-    result.scores[g.id] = scores;
-    // With an explicit uniform --ratio the floor is one channel (the ratio is the user's).
-    const double floor = (o.mode == AllocationMode::kUniform && o.ratio) ? 0.0 : o.floor;
-    int64_t min_keep = std::max<int64_t>(1, std::ceil(floor * g.channels - 1e-9));
-    if (auto it = o.min_keep.find(g.id); it != o.min_keep.end())
-      min_keep = std::min(g.channels, std::max(min_keep, it->second));
-    groups.push_back({&g, std::move(scores), min_keep});
-    total_channels += g.channels;
+// The state of one allocation: the scored groups, the mode's ordering or loss curves, and the
+// search for the keep counts that just meet the target.
+class ChannelAllocator {
+ public:
+  ChannelAllocator(const Model& model, const ChannelAnalysis& analysis, const AllocationOptions& o)
+      : model_(model), analysis_(analysis), o_(o) {
+    const ModelStats before = computeModelStats(*model.graph);
+    result_.params_before = before.params;
+    result_.macs_before = before.macs;
   }
 
-  auto uniformKeeps = [&](double r) {
-    KeepCounts k;
-    for (const Scored& s : groups) {
-      int64_t keep = s.group->channels - static_cast<int64_t>(std::floor(s.group->channels * r));
-      keep = std::max(keep, s.min_keep);
-      k.push_back(roundKeep(keep, s.group->channels, o.round_to));
+  // Scores the groups the options allow to prune, with each group's floor.
+  Status scoreGroups(Criterion& criterion) {
+    for (const ChannelGroup& g : analysis_.groups) {
+      if (!g.prunable || g.channels < 2 || groupExcluded(g, o_.exclude) ||
+          (o_.exact_only && g.approximate))
+        continue;
+      NNC_ASSIGN_OR_RETURN(std::vector<double> scores, criterion.score(g));
+      result_.scores[g.id] = scores;
+      // With an explicit uniform --ratio the floor is one channel (the ratio is the user's).
+      const double floor = (o_.mode == AllocationMode::kUniform && o_.ratio) ? 0.0 : o_.floor;
+      int64_t min_keep = std::max<int64_t>(1, std::ceil(floor * g.channels - 1e-9));
+      if (auto it = o_.min_keep.find(g.id); it != o_.min_keep.end())
+        min_keep = std::min(g.channels, std::max(min_keep, it->second));
+      groups_.push_back({&g, std::move(scores), min_keep});
+      total_channels_ += g.channels;
     }
-    return k;
-  };
+    return Status::ok();
+  }
 
   // Global order: channels by score / group mean, lowest first, never past a group's floor.
-  std::vector<std::pair<size_t, int64_t>> global_order;
-  if (o.mode == AllocationMode::kGlobal) {
+  void orderChannelsGlobally() {
     std::vector<std::tuple<double, size_t, int64_t>> all;
-    for (size_t i = 0; i < groups.size(); ++i) {
-      const auto& sc = groups[i].scores;
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      const auto& sc = groups_[i].scores;
       const double mean = std::accumulate(sc.begin(), sc.end(), 0.0) / sc.size();
       for (size_t c = 0; c < sc.size(); ++c)
         all.emplace_back(mean > 0 ? sc[c] / mean : sc[c], i, static_cast<int64_t>(c));
     }
     std::stable_sort(all.begin(), all.end());
-    std::vector<int64_t> removed(groups.size(), 0);
+    std::vector<int64_t> removed(groups_.size(), 0);
     for (const auto& [s, i, c] : all)
-      if (groups[i].group->channels - removed[i] > groups[i].min_keep) {
+      if (groups_[i].group->channels - removed[i] > groups_[i].min_keep) {
         ++removed[i];
-        global_order.emplace_back(i, c);
+        global_order_.emplace_back(i, c);
       }
   }
-  auto globalKeeps = [&](int64_t n) {
-    KeepCounts k;
-    std::vector<int64_t> removed(groups.size(), 0);
-    for (int64_t j = 0; j < n && j < static_cast<int64_t>(global_order.size()); ++j)
-      ++removed[global_order[j].first];
-    for (size_t i = 0; i < groups.size(); ++i)
-      k.push_back(
-          roundKeep(groups[i].group->channels - removed[i], groups[i].group->channels, o.round_to));
-    return k;
-  };
 
-  // Sensitivity curves.
-  double max_loss = 0;
-  if (o.mode == AllocationMode::kSensitivity) {
+  // Sensitivity curves: the output loss of pruning each group alone at each ratio.
+  Status measureSensitivity(const CalibrationSource& calibration) {
     NNC_ASSIGN_OR_RETURN(FidelityProbe probe,
-                         FidelityProbe::create(model, *calibration, o.sensitivity_samples));
-    for (size_t i = 0; i < groups.size(); ++i) {
-      const Scored& s = groups[i];
-      std::vector<SensitivityPoint> curve;
-      int64_t previous_keep = s.group->channels;
-      for (double r : o.sensitivity_ratios) {
-        const int64_t c = s.group->channels;
-        const int64_t keep = roundKeep(
-            std::max(s.min_keep, c - static_cast<int64_t>(std::floor(c * r))), c, o.round_to);
-        if (keep >= previous_keep) continue;
-        previous_keep = keep;
-        const double actual = double(c - keep) / c;
-        Model trial = model.clone();
-        const ChannelAnalysis ta = analyzeChannels(trial);
-        NNC_RETURN_IF_ERROR(applyChannelPruning(
-            trial, ta, {{s.group->id, keepChannels(*s.group, s.scores, keep)}}));
-        NNC_ASSIGN_OR_RETURN(double loss, probe.loss(trial));
-        curve.push_back({actual, loss});
-        max_loss = std::max(max_loss, loss);
-      }
+                         FidelityProbe::create(model_, calibration, o_.sensitivity_samples));
+    for (size_t i = 0; i < groups_.size(); ++i) {
+      const Scored& s = groups_[i];
+      NNC_ASSIGN_OR_RETURN(std::vector<SensitivityPoint> curve, sensitivityCurve(s, probe));
       std::string line = "sensitivity group " + std::to_string(s.group->id) + ":";
       for (const auto& p : curve) {
         char buf[64];
         std::snprintf(buf, sizeof buf, " %.2f->%.4g", p.ratio, p.loss);
         line += buf;
       }
-      log(line + " (" + std::to_string(i + 1) + "/" + std::to_string(groups.size()) + ")");
-      result.sensitivity[s.group->id] = std::move(curve);
+      log(line + " (" + std::to_string(i + 1) + "/" + std::to_string(groups_.size()) + ")");
+      result_.sensitivity[s.group->id] = std::move(curve);
     }
+    return Status::ok();
   }
+
+  // The keep counts that just meet the target, searched over keepsAt(t).
+  Status choose() {
+    if (o_.mode == AllocationMode::kUniform && o_.ratio) {
+      chosen_ = uniformKeeps(*o_.ratio);
+      result_.uniform_ratio = *o_.ratio;
+      return Status::ok();
+    }
+    NNC_ASSIGN_OR_RETURN(bool ok0, meets(keepsAt(0)));
+    if (ok0) {
+      chosen_ = keepsAt(0);
+      return Status::ok();
+    }
+    NNC_ASSIGN_OR_RETURN(bool ok1, meets(keepsAt(1)));
+    double lo = 0, hi = 1;
+    if (!ok1) {
+      result_.target_met = false;
+      lo = hi;
+    }
+    for (int iter = 0; iter < 40 && ok1; ++iter) {
+      const double mid = 0.5 * (lo + hi);
+      NNC_ASSIGN_OR_RETURN(bool ok, meets(keepsAt(mid)));
+      (ok ? hi : lo) = mid;
+      if (keepsAt(lo) == keepsAt(hi)) break;
+    }
+    chosen_ = keepsAt(hi);
+    if (o_.mode == AllocationMode::kUniform) result_.uniform_ratio = hi;
+    log("allocation: searched to t=" + std::to_string(hi));
+    return Status::ok();
+  }
+
+  StatusOr<AllocationResult> finish() {
+    result_.plan = planFor(groups_, chosen_);
+    NNC_ASSIGN_OR_RETURN(auto pm, measure(chosen_));
+    result_.params_after = pm.first;
+    result_.macs_after = pm.second;
+    return std::move(result_);
+  }
+
+ private:
+  void log(const std::string& line) const {
+    if (o_.log) o_.log(line);
+  }
+
+  StatusOr<std::vector<SensitivityPoint>> sensitivityCurve(const Scored& s, FidelityProbe& probe) {
+    std::vector<SensitivityPoint> curve;
+    int64_t previous_keep = s.group->channels;
+    for (double r : o_.sensitivity_ratios) {
+      const int64_t c = s.group->channels;
+      const int64_t keep = roundKeep(
+          std::max(s.min_keep, c - static_cast<int64_t>(std::floor(c * r))), c, o_.round_to);
+      if (keep >= previous_keep) continue;
+      previous_keep = keep;
+      const double actual = double(c - keep) / c;
+      Model trial = model_.clone();
+      const ChannelAnalysis ta = analyzeChannels(trial);
+      NNC_RETURN_IF_ERROR(
+          applyChannelPruning(trial, ta, {{s.group->id, keepChannels(*s.group, s.scores, keep)}}));
+      NNC_ASSIGN_OR_RETURN(double loss, probe.loss(trial));
+      curve.push_back({actual, loss});
+      max_loss_ = std::max(max_loss_, loss);
+    }
+    return curve;
+  }
+
+  KeepCounts uniformKeeps(double r) const {
+    KeepCounts k;
+    for (const Scored& s : groups_) {
+      int64_t keep = s.group->channels - static_cast<int64_t>(std::floor(s.group->channels * r));
+      keep = std::max(keep, s.min_keep);
+      k.push_back(roundKeep(keep, s.group->channels, o_.round_to));
+    }
+    return k;
+  }
+
+  KeepCounts globalKeeps(int64_t n) const {
+    KeepCounts k;
+    std::vector<int64_t> removed(groups_.size(), 0);
+    for (int64_t j = 0; j < n && j < static_cast<int64_t>(global_order_.size()); ++j)
+      ++removed[global_order_[j].first];
+    for (size_t i = 0; i < groups_.size(); ++i)
+      k.push_back(roundKeep(groups_[i].group->channels - removed[i], groups_[i].group->channels,
+                            o_.round_to));
+    return k;
+  }
+
+  // The group's share of the MACs (params, channels) that the target counts.
+  double targetShare(const ChannelGroup& g) const {
+    return o_.target_macs ? g.macs : o_.target_params ? g.params : g.channels;
+  }
+
   // Cost-aware rule: maximise lambda * share_g * r - loss_g(r) per group (a Lagrangian
-  // relaxation of "least total loss for the target"), share_g = the group's share of the MACs
-  // (params, channels) that the target counts; lambda searched log-uniformly.
-  double share_total = 0;
-  for (const Scored& s : groups)
-    share_total += o.target_macs     ? s.group->macs
-                   : o.target_params ? s.group->params
-                                     : s.group->channels;
-  auto costKeeps = [&](double t) {
+  // relaxation of "least total loss for the target"); lambda searched log-uniformly.
+  KeepCounts costKeeps(double t) {
+    double share_total = 0;
+    for (const Scored& s : groups_) share_total += targetShare(*s.group);
     KeepCounts k;
     const double lambda = t >= 1 ? 1e300 : std::pow(10.0, -4 + 8 * t);
-    for (const Scored& s : groups) {
-      const auto& curve = result.sensitivity[s.group->id];
+    for (const Scored& s : groups_) {
+      const auto& curve = result_.sensitivity[s.group->id];
       const int64_t c = s.group->channels;
-      const double share = (o.target_macs     ? s.group->macs
-                            : o.target_params ? s.group->params
-                                              : c) /
-                           std::max(1.0, share_total);
+      const double share = targetShare(*s.group) / std::max(1.0, share_total);
       const double r_max = curve.empty() ? 0.0 : curve.back().ratio;
       int64_t best_k = 0;
       double best = 0;
@@ -278,85 +332,80 @@ StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAna
         const double value = t >= 1 ? r : lambda * share * r - lossAt(curve, r);
         if (value > best) best = value, best_k = removed;
       }
-      k.push_back(roundKeep(std::max(s.min_keep, c - best_k), c, o.round_to));
+      k.push_back(roundKeep(std::max(s.min_keep, c - best_k), c, o_.round_to));
     }
     return k;
-  };
-  auto sensitivityKeeps = [&](double tau) {
+  }
+
+  KeepCounts sensitivityKeeps(double tau) {
     KeepCounts k;
-    for (const Scored& s : groups) {
-      const double r = ratioForLoss(result.sensitivity[s.group->id], tau);
+    for (const Scored& s : groups_) {
+      const double r = ratioForLoss(result_.sensitivity[s.group->id], tau);
       const int64_t c = s.group->channels;
       int64_t keep = std::max(s.min_keep, c - static_cast<int64_t>(std::floor(c * r + 1e-9)));
-      k.push_back(roundKeep(keep, c, o.round_to));
+      k.push_back(roundKeep(keep, c, o_.round_to));
     }
     return k;
-  };
+  }
 
   // keeps(t) removes more as t in [0, 1] grows.
-  auto keepsAt = [&](double t) -> KeepCounts {
-    switch (o.mode) {
+  KeepCounts keepsAt(double t) {
+    switch (o_.mode) {
       case AllocationMode::kUniform:
         return uniformKeeps(std::min(t, 0.999));
       case AllocationMode::kGlobal:
-        return globalKeeps(std::llround(t * global_order.size()));
+        return globalKeeps(std::llround(t * global_order_.size()));
       case AllocationMode::kSensitivity:
-        return o.sensitivity_rule == "threshold" ? sensitivityKeeps(t * max_loss * 1.0001)
-                                                 : costKeeps(t);
+        return o_.sensitivity_rule == "threshold" ? sensitivityKeeps(t * max_loss_ * 1.0001)
+                                                  : costKeeps(t);
     }
     return {};
-  };
+  }
+
+  StatusOr<std::pair<int64_t, int64_t>> measure(const KeepCounts& k) {
+    auto it = measured_.find(k);
+    if (it != measured_.end()) return it->second;
+    const auto pm = paramsAndMacsAfter(model_, analysis_, planFor(groups_, k));
+    measured_[k] = pm;
+    return pm;
+  }
 
   // Does a plan meet the target? Channel-count targets need no surgery.
-  std::map<KeepCounts, std::pair<int64_t, int64_t>> measured;
-  auto measure = [&](const KeepCounts& k) -> StatusOr<std::pair<int64_t, int64_t>> {
-    auto it = measured.find(k);
-    if (it != measured.end()) return it->second;
-    const auto pm = paramsAndMacsAfter(model, analysis, planFor(groups, k));
-    measured[k] = pm;
-    return pm;
-  };
-  auto meets = [&](const KeepCounts& k) -> StatusOr<bool> {
-    if (o.ratio) {
+  StatusOr<bool> meets(const KeepCounts& k) {
+    if (o_.ratio) {
       const int64_t kept = std::accumulate(k.begin(), k.end(), int64_t{0});
-      return kept <= std::llround((1.0 - *o.ratio) * total_channels);
+      return kept <= std::llround((1.0 - *o_.ratio) * total_channels_);
     }
     NNC_ASSIGN_OR_RETURN(auto pm, measure(k));
-    if (o.target_macs) return pm.second <= *o.target_macs * result.macs_before;
-    return pm.first <= *o.target_params * result.params_before;
-  };
-
-  KeepCounts chosen;
-  if (o.mode == AllocationMode::kUniform && o.ratio) {
-    chosen = uniformKeeps(*o.ratio);
-    result.uniform_ratio = *o.ratio;
-  } else {
-    NNC_ASSIGN_OR_RETURN(bool ok0, meets(keepsAt(0)));
-    if (ok0) {
-      chosen = keepsAt(0);
-    } else {
-      NNC_ASSIGN_OR_RETURN(bool ok1, meets(keepsAt(1)));
-      double lo = 0, hi = 1;
-      if (!ok1) {
-        result.target_met = false;
-        lo = hi;
-      }
-      for (int iter = 0; iter < 40 && ok1; ++iter) {
-        const double mid = 0.5 * (lo + hi);
-        NNC_ASSIGN_OR_RETURN(bool ok, meets(keepsAt(mid)));
-        (ok ? hi : lo) = mid;
-        if (keepsAt(lo) == keepsAt(hi)) break;
-      }
-      chosen = keepsAt(hi);
-      if (o.mode == AllocationMode::kUniform) result.uniform_ratio = hi;
-      log("allocation: searched to t=" + std::to_string(hi));
-    }
+    if (o_.target_macs) return pm.second <= *o_.target_macs * result_.macs_before;
+    return pm.first <= *o_.target_params * result_.params_before;
   }
-  result.plan = planFor(groups, chosen);
-  NNC_ASSIGN_OR_RETURN(auto pm, measure(chosen));
-  result.params_after = pm.first;
-  result.macs_after = pm.second;
-  return result;
+
+  const Model& model_;
+  const ChannelAnalysis& analysis_;
+  const AllocationOptions& o_;
+  AllocationResult result_;
+  std::vector<Scored> groups_;
+  int64_t total_channels_ = 0;
+  std::vector<std::pair<size_t, int64_t>> global_order_;
+  double max_loss_ = 0;
+  std::map<KeepCounts, std::pair<int64_t, int64_t>> measured_;
+  KeepCounts chosen_;
+};
+
+}  // namespace
+
+StatusOr<AllocationResult> allocateChannels(const Model& model, const ChannelAnalysis& analysis,
+                                            Criterion& criterion, const AllocationOptions& o,
+                                            const CalibrationSource* calibration) {
+  NNC_RETURN_IF_ERROR(checkAllocationOptions(o, calibration));
+  ChannelAllocator allocator(model, analysis, o);
+  NNC_RETURN_IF_ERROR(allocator.scoreGroups(criterion));
+  if (o.mode == AllocationMode::kGlobal) allocator.orderChannelsGlobally();
+  if (o.mode == AllocationMode::kSensitivity)
+    NNC_RETURN_IF_ERROR(allocator.measureSensitivity(*calibration));
+  NNC_RETURN_IF_ERROR(allocator.choose());
+  return allocator.finish();
 }
 
 }  // namespace nnc

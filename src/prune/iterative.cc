@@ -106,46 +106,112 @@ StatusOr<RecoveryReference> parseRecoveryReference(const std::string& name) {
   return invalidArgument("unknown recovery reference '" + name + "' (original, previous)");
 }
 
-StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
-                                                const ChannelAnalysis& analysis,
-                                                const IterativePruneOptions& options) {
+namespace {
+
+Status checkIterativeOptions(const IterativePruneOptions& options) {
   if (options.steps < 1) return invalidOption("steps", "iterative pruning needs at least 1 step");
   NNC_RETURN_IF_ERROR(checkRecoveryMode(options.recovery));
-  const bool recovers = options.recovery != "none";
   const CalibrationSource* calibration = options.step.calibration;
-  if (recovers && (!calibration || !calibration->reader))
+  if (options.recovery != "none" && (!calibration || !calibration->reader))
     return invalidArgument("recovery needs calibration data");
   if (options.steps > 1 && options.step.merge)
     return invalidOption("merge", "merging pruned channels works with one step only");
-  auto log = [&](const std::string& line) {
-    if (options.log) options.log(line);
-  };
+  return Status::ok();
+}
 
+StatusOr<IterativePruneResult> pruneInOneStep(const Model& original,
+                                              const ChannelAnalysis& analysis,
+                                              const IterativePruneOptions& options) {
   IterativePruneResult result;
-  if (options.steps == 1) {
-    NNC_ASSIGN_OR_RETURN(PruneStepResult step, pruneStep(original, analysis, options.step));
-    result.pruned = std::move(step.pruned);
-    result.allocation = std::move(step.allocation);
-    result.merges = std::move(step.merges);
-    if (recovers) {
-      NNC_ASSIGN_OR_RETURN(result.layers,
-                           recoverPruned(original, result.pruned, analysis, result.allocation.plan,
-                                         options.recovery, *calibration, options.least_squares));
-    }
-    result.steps.push_back({1, result.allocation.macs_after, result.allocation.params_after});
-    return result;
+  NNC_ASSIGN_OR_RETURN(PruneStepResult step, pruneStep(original, analysis, options.step));
+  result.pruned = std::move(step.pruned);
+  result.allocation = std::move(step.allocation);
+  result.merges = std::move(step.merges);
+  if (options.recovery != "none") {
+    NNC_ASSIGN_OR_RETURN(
+        result.layers,
+        recoverPruned(original, result.pruned, analysis, result.allocation.plan, options.recovery,
+                      *options.step.calibration, options.least_squares));
   }
+  result.steps.push_back({1, result.allocation.macs_after, result.allocation.params_after});
+  return result;
+}
 
+// The options of step i of N: its share of the target, relative to the model it starts from,
+// with every group's floor fixed in the original's channels.
+PruneStepOptions stepOptions(const IterativePruneOptions& options, int i,
+                             const ChannelAnalysis& analysis, const ModelStats& original_stats,
+                             const ModelStats& now) {
   const AllocationOptions& target = options.step.allocation;
+  PruneStepOptions step = options.step;
+  AllocationOptions& a = step.allocation;
+  const double share = double(i) / options.steps;
+  if (target.ratio) {
+    // Channels kept: 1 - r * i / N of the original; this step removes its share of what is left.
+    const double before = 1.0 - *target.ratio * (i - 1) / options.steps;
+    const double after = 1.0 - *target.ratio * share;
+    a.ratio = std::clamp(1.0 - after / before, 0.0, 0.999);
+  } else if (target.target_macs) {
+    const double keep = 1.0 - (1.0 - *target.target_macs) * share;
+    a.target_macs =
+        std::clamp(keep * original_stats.macs / std::max<double>(1, now.macs), 1e-3, 1.0);
+  } else if (target.target_params) {
+    const double keep = 1.0 - (1.0 - *target.target_params) * share;
+    a.target_params =
+        std::clamp(keep * original_stats.params / std::max<double>(1, now.params), 1e-3, 1.0);
+  }
+  const bool explicit_uniform_ratio = target.mode == AllocationMode::kUniform && target.ratio;
+  if (!explicit_uniform_ratio)
+    for (const ChannelGroup& g : analysis.groups)
+      a.min_keep[g.id] =
+          std::max<int64_t>(1, static_cast<int64_t>(std::ceil(target.floor * g.channels - 1e-9)));
+  return step;
+}
+
+// Cumulative keep-lists in the original's channel indices, per group id.
+using CumulativeKeeps = std::map<int, std::vector<int64_t>>;
+
+// Composes a step's plan (indices of the model it pruned) into the cumulative one.
+Status composeKeeps(const std::vector<GroupKeep>& plan, const ChannelAnalysis& current_analysis,
+                    int i, CumulativeKeeps& kept) {
+  for (const GroupKeep& k : plan) {
+    std::vector<int64_t>& cumulative = kept[k.group_id];
+    if (static_cast<int64_t>(cumulative.size()) != current_analysis.groups[k.group_id].channels)
+      return Status(StatusCode::kInternal, "pruning step " + std::to_string(i) + ": group " +
+                                               std::to_string(k.group_id) +
+                                               " does not match the original's");
+    std::vector<int64_t> next;
+    for (int64_t c : k.keep) next.push_back(cumulative[c]);
+    cumulative = std::move(next);
+  }
+  return Status::ok();
+}
+
+// The cumulative keeps as a plan on the original (the groups that lost channels).
+std::vector<GroupKeep> cumulativePlan(const ChannelAnalysis& analysis, CumulativeKeeps& kept) {
+  std::vector<GroupKeep> plan;
+  for (const ChannelGroup& g : analysis.groups)
+    if (static_cast<int64_t>(kept[g.id].size()) < g.channels) plan.push_back({g.id, kept[g.id]});
+  return plan;
+}
+
+}  // namespace
+
+StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
+                                                const ChannelAnalysis& analysis,
+                                                const IterativePruneOptions& options) {
+  NNC_RETURN_IF_ERROR(checkIterativeOptions(options));
+  if (options.steps == 1) return pruneInOneStep(original, analysis, options);
+  const bool recovers = options.recovery != "none";
+  const CalibrationSource* calibration = options.step.calibration;
+  IterativePruneResult result;
   const ModelStats original_stats = computeModelStats(*original.graph);
-  // Cumulative keep-lists in the original's channel indices, per group id.
-  std::map<int, std::vector<int64_t>> kept;
+  CumulativeKeeps kept;
   for (const ChannelGroup& g : analysis.groups) {
     std::vector<int64_t> all(g.channels);
     for (int64_t c = 0; c < g.channels; ++c) all[c] = c;
     kept[g.id] = std::move(all);
   }
-  const bool explicit_uniform_ratio = target.mode == AllocationMode::kUniform && target.ratio;
 
   Model current = original.clone();
   bool all_met = true;
@@ -154,61 +220,26 @@ StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
     if (current_analysis.groups.size() != analysis.groups.size())
       return Status(StatusCode::kInternal, "pruning step " + std::to_string(i) +
                                                ": the channel groups changed after surgery");
-    const ModelStats now = computeModelStats(*current.graph);
-    PruneStepOptions step = options.step;
-    AllocationOptions& a = step.allocation;
-    const double share = double(i) / options.steps;
-    if (target.ratio) {
-      // Channels kept: 1 - r * i / N of the original; this step removes its share of what is left.
-      const double before = 1.0 - *target.ratio * (i - 1) / options.steps;
-      const double after = 1.0 - *target.ratio * share;
-      a.ratio = std::clamp(1.0 - after / before, 0.0, 0.999);
-    } else if (target.target_macs) {
-      const double keep = 1.0 - (1.0 - *target.target_macs) * share;
-      a.target_macs =
-          std::clamp(keep * original_stats.macs / std::max<double>(1, now.macs), 1e-3, 1.0);
-    } else if (target.target_params) {
-      const double keep = 1.0 - (1.0 - *target.target_params) * share;
-      a.target_params =
-          std::clamp(keep * original_stats.params / std::max<double>(1, now.params), 1e-3, 1.0);
-    }
-    if (!explicit_uniform_ratio)
-      for (const ChannelGroup& g : analysis.groups)
-        a.min_keep[g.id] =
-            std::max<int64_t>(1, static_cast<int64_t>(std::ceil(target.floor * g.channels - 1e-9)));
-
+    const PruneStepOptions step =
+        stepOptions(options, i, analysis, original_stats, computeModelStats(*current.graph));
     NNC_ASSIGN_OR_RETURN(PruneStepResult pruned, pruneStep(current, current_analysis, step));
     all_met = all_met && pruned.allocation.target_met;
-    // Compose this step's plan (indices of `current`) into the cumulative one.
-    for (const GroupKeep& k : pruned.allocation.plan) {
-      std::vector<int64_t>& cumulative = kept[k.group_id];
-      if (static_cast<int64_t>(cumulative.size()) != current_analysis.groups[k.group_id].channels)
-        return Status(StatusCode::kInternal, "pruning step " + std::to_string(i) + ": group " +
-                                                 std::to_string(k.group_id) +
-                                                 " does not match the original's");
-      std::vector<int64_t> next;
-      for (int64_t c : k.keep) next.push_back(cumulative[c]);
-      cumulative = std::move(next);
-    }
-    if (recovers) {
-      if (options.reference == RecoveryReference::kOriginal) {
-        std::vector<GroupKeep> plan;
-        for (const ChannelGroup& g : analysis.groups)
-          if (static_cast<int64_t>(kept[g.id].size()) < g.channels)
-            plan.push_back({g.id, kept[g.id]});
-        NNC_ASSIGN_OR_RETURN(
-            result.layers, recoverPruned(original, pruned.pruned, analysis, plan, options.recovery,
-                                         *calibration, options.least_squares));
-      } else {
-        NNC_ASSIGN_OR_RETURN(result.layers, recoverPruned(current, pruned.pruned, current_analysis,
-                                                          pruned.allocation.plan, options.recovery,
-                                                          *calibration, options.least_squares));
-      }
+    NNC_RETURN_IF_ERROR(composeKeeps(pruned.allocation.plan, current_analysis, i, kept));
+    if (recovers && options.reference == RecoveryReference::kOriginal) {
+      NNC_ASSIGN_OR_RETURN(
+          result.layers,
+          recoverPruned(original, pruned.pruned, analysis, cumulativePlan(analysis, kept),
+                        options.recovery, *calibration, options.least_squares));
+    } else if (recovers) {
+      NNC_ASSIGN_OR_RETURN(result.layers, recoverPruned(current, pruned.pruned, current_analysis,
+                                                        pruned.allocation.plan, options.recovery,
+                                                        *calibration, options.least_squares));
     }
     result.steps.push_back({i, pruned.allocation.macs_after, pruned.allocation.params_after});
-    log("step " + std::to_string(i) + "/" + std::to_string(options.steps) + ": " +
-        std::to_string(pruned.allocation.plan.size()) + " groups pruned, MACs kept " +
-        std::to_string(double(pruned.allocation.macs_after) / original_stats.macs));
+    if (options.log)
+      options.log("step " + std::to_string(i) + "/" + std::to_string(options.steps) + ": " +
+                  std::to_string(pruned.allocation.plan.size()) + " groups pruned, MACs kept " +
+                  std::to_string(double(pruned.allocation.macs_after) / original_stats.macs));
     current = std::move(pruned.pruned);
   }
 
@@ -218,9 +249,7 @@ StatusOr<IterativePruneResult> pruneIteratively(const Model& original,
   result.allocation.params_after = result.steps.back().params_after;
   result.allocation.macs_after = result.steps.back().macs_after;
   result.allocation.target_met = all_met;
-  for (const ChannelGroup& g : analysis.groups)
-    if (static_cast<int64_t>(kept[g.id].size()) < g.channels)
-      result.allocation.plan.push_back({g.id, kept[g.id]});
+  result.allocation.plan = cumulativePlan(analysis, kept);
   return result;
 }
 

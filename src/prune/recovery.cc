@@ -422,20 +422,11 @@ Status accumulate(RefitLayer& layer, const Tensor& x, const Tensor* residual, in
   return Status::ok();
 }
 
-}  // namespace
-
-StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& original, Model& pruned,
-                                                             const ChannelAnalysis& analysis,
-                                                             const std::vector<GroupKeep>& plan,
-                                                             const CalibrationSource& calibration,
-                                                             const LeastSquaresOptions& options) {
-  NNC_RETURN_IF_ERROR(checkCalibration(calibration));
-  if (!(options.ridge >= 0)) return invalidArgument("least squares: ridge must be >= 0");
-  const int threads = threadsOf(calibration);
-
-  // Output channels of the original layers that the plan keeps (producers of pruned groups).
-  // Keyed by the layer's output name: `analysis` may describe `original` or the copy that
-  // surgery then pruned (its producer nodes survive surgery, names unchanged).
+// Output channels of the original layers that the plan keeps (producers of pruned groups).
+// Keyed by the layer's output name: `analysis` may describe `original` or the copy that
+// surgery then pruned (its producer nodes survive surgery, names unchanged).
+StatusOr<std::unordered_map<std::string, std::vector<int64_t>>> keptOutputsOf(
+    const ChannelAnalysis& analysis, const std::vector<GroupKeep>& plan) {
   std::unordered_map<std::string, std::vector<int64_t>> kept_outputs;
   for (const GroupKeep& k : plan) {
     if (k.group_id < 0 || k.group_id >= static_cast<int>(analysis.groups.size()))
@@ -444,22 +435,61 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
       if (m.role == MemberRole::kProducer && m.node && m.node->output(0))
         kept_outputs[m.node->output(0)->name()] = m.mapping.indices(k.keep);
   }
+  return kept_outputs;
+}
 
-  // Which layers to refit: mixing layers whose input shrank or differs from the original's
-  // (perturbed: downstream of a shrunk mixing layer). Level = refit layers on the longest path
-  // above, so layers of one level do not feed each other.
-  Graph& graph = *pruned.graph;
-  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, graph.topologicalOrder());
-  std::unordered_set<const Value*> perturbed;
-  std::unordered_map<const Value*, int> depth;
+// A layer to refit at `level`, its kept outputs checked against its pruned weight.
+StatusOr<RefitLayer> makeRefitLayer(
+    Node* n, const Node* orig, LayerKind kind, int level,
+    const std::unordered_map<std::string, std::vector<int64_t>>& kept_outputs) {
+  if (!orig)
+    return invalidArgument("layer '" + layerName(*n) +
+                           "' of the pruned model has no counterpart in the original (by "
+                           "output name): pass the model pruning started from");
+  RefitLayer layer;
+  layer.node = n;
+  layer.original = orig;
+  layer.kind = kind;
+  layer.level = level;
+  initialWeights(layer);
+  const Tensor& ow = *orig->input(1)->constantData();
+  const int64_t m_orig = weightLayout(*orig)->outputChannels(ow.shape());
+  if (auto it = kept_outputs.find(n->output(0)->name()); it != kept_outputs.end()) {
+    layer.keep = it->second;
+  } else {
+    layer.keep.resize(m_orig);
+    std::iota(layer.keep.begin(), layer.keep.end(), int64_t{0});
+  }
+  if (static_cast<int64_t>(layer.keep.size()) != layer.w0.cols())
+    return invalidArgument("layer '" + layerName(*n) + "' has " + std::to_string(layer.w0.cols()) +
+                           " outputs but the plan keeps " + std::to_string(layer.keep.size()) +
+                           ": the analysis does not describe the original model");
+  layer.equations = std::make_unique<lsq::NormalEquations>(layer.w0.rows(), layer.w0.cols());
+  return layer;
+}
+
+// The layers to refit and the level of every value (refit layers above it on the longest path).
+struct RefitPlan {
   std::vector<RefitLayer> layers;
+  std::unordered_map<const Value*, int> depth;
   int levels = 0;
+};
+
+// Which layers to refit: mixing layers whose input shrank or differs from the original's
+// (perturbed: downstream of a shrunk mixing layer). Level = refit layers on the longest path
+// above, so layers of one level do not feed each other.
+StatusOr<RefitPlan> planRefit(
+    const Model& original, Graph& graph,
+    const std::unordered_map<std::string, std::vector<int64_t>>& kept_outputs) {
+  NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, graph.topologicalOrder());
+  RefitPlan plan;
+  std::unordered_set<const Value*> perturbed;
   for (Node* n : order) {
     int d = 0;
     bool in_perturbed = false;
     for (const Value* in : n->inputs()) {
       if (!in) continue;
-      if (auto it = depth.find(in); it != depth.end()) d = std::max(d, it->second);
+      if (auto it = plan.depth.find(in); it != plan.depth.end()) d = std::max(d, it->second);
       in_perturbed = in_perturbed || perturbed.count(in);
     }
     const Value* out0 = n->output(0);
@@ -470,80 +500,65 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
     LayerKind kind;
     const bool refit = (shrank || in_perturbed) && refitWeight(*n, kind) != nullptr;
     if (refit) {
-      if (!orig)
-        return invalidArgument("layer '" + layerName(*n) +
-                               "' of the pruned model has no counterpart in the original (by "
-                               "output name): pass the model pruning started from");
-      RefitLayer layer;
-      layer.node = n;
-      layer.original = orig;
-      layer.kind = kind;
-      layer.level = d;
-      initialWeights(layer);
-      const Tensor& ow = *orig->input(1)->constantData();
-      const int64_t m_orig = weightLayout(*orig)->outputChannels(ow.shape());
-      if (auto it = kept_outputs.find(out0->name()); it != kept_outputs.end()) {
-        layer.keep = it->second;
-      } else {
-        layer.keep.resize(m_orig);
-        std::iota(layer.keep.begin(), layer.keep.end(), int64_t{0});
-      }
-      if (static_cast<int64_t>(layer.keep.size()) != layer.w0.cols())
-        return invalidArgument("layer '" + layerName(*n) + "' has " +
-                               std::to_string(layer.w0.cols()) + " outputs but the plan keeps " +
-                               std::to_string(layer.keep.size()) +
-                               ": the analysis does not describe the original model");
-      layer.equations = std::make_unique<lsq::NormalEquations>(layer.w0.rows(), layer.w0.cols());
-      layers.push_back(std::move(layer));
-      levels = std::max(levels, d + 1);
+      NNC_ASSIGN_OR_RETURN(RefitLayer layer, makeRefitLayer(n, orig, kind, d, kept_outputs));
+      plan.layers.push_back(std::move(layer));
+      plan.levels = std::max(plan.levels, d + 1);
     }
     for (const Value* out : n->outputs()) {
       if (!out) continue;
-      depth[out] = d + (refit ? 1 : 0);
+      plan.depth[out] = d + (refit ? 1 : 0);
       if (shrank || in_perturbed) perturbed.insert(out);
     }
   }
+  return plan;
+}
 
-  std::vector<LayerRecovery> results;
-  if (layers.empty()) return results;
-  // Residual compensation only where the other operand is final when the layer is refit (no
-  // refit layer of this or a later level above it) and exists in the original too.
-  for (RefitLayer& l : layers) {
-    if (!options.compensate_residuals) break;
+// Residual compensation only where the other operand is final when the layer is refit (no
+// refit layer of this or a later level above it) and exists in the original too.
+void chooseResiduals(const Model& original, const Graph& graph, RefitPlan& plan) {
+  for (RefitLayer& l : plan.layers) {
     findResidual(l);
     if (l.residual.empty()) continue;
     const Value* r = graph.findValue(l.residual);
-    auto it = depth.find(r);
-    if (!original.graph->findValue(l.residual) || (it != depth.end() && it->second > l.level)) {
+    auto it = plan.depth.find(r);
+    if (!original.graph->findValue(l.residual) ||
+        (it != plan.depth.end() && it->second > l.level)) {
       l.residual.clear();
       l.inv_scale.clear();
     }
   }
+}
 
-  // One pass of the original model records every layer's targets.
-  {
-    std::vector<std::string> targets;  // layer outputs, then residuals
-    for (const RefitLayer& l : layers) targets.push_back(l.original->output(0)->name());
-    for (const RefitLayer& l : layers)
-      targets.push_back(l.residual.empty() ? targets[0] : l.residual);
-    NNC_ASSIGN_OR_RETURN(Runner original_run, Runner::make(original, targets, threads));
-    const size_t count = layers.size();
-    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
-      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(batch));
-      for (size_t i = 0; i < count; ++i) {
-        const Tensor* r = layers[i].residual.empty() ? nullptr : &ys[original_run.slot[count + i]];
-        NNC_RETURN_IF_ERROR(recordTargets(layers[i], ys[original_run.slot[i]], r, first, options)
-                                .withContext("layer '" + layerName(*layers[i].node) + "'"));
-      }
-      return Status::ok();
-    }));
-  }
+// One pass of the original model records every layer's targets.
+Status recordAllTargets(const Model& original, std::vector<RefitLayer>& layers,
+                        const CalibrationSource& calibration, const LeastSquaresOptions& options,
+                        int threads) {
+  std::vector<std::string> targets;  // layer outputs, then residuals
+  for (const RefitLayer& l : layers) targets.push_back(l.original->output(0)->name());
+  for (const RefitLayer& l : layers)
+    targets.push_back(l.residual.empty() ? targets[0] : l.residual);
+  NNC_ASSIGN_OR_RETURN(Runner original_run, Runner::make(original, targets, threads));
+  const size_t count = layers.size();
+  return forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(batch));
+    for (size_t i = 0; i < count; ++i) {
+      const Tensor* r = layers[i].residual.empty() ? nullptr : &ys[original_run.slot[count + i]];
+      NNC_RETURN_IF_ERROR(recordTargets(layers[i], ys[original_run.slot[i]], r, first, options)
+                              .withContext("layer '" + layerName(*layers[i].node) + "'"));
+    }
+    return Status::ok();
+  });
+}
 
-  // Then one pass of the pruned model per level, with every earlier level already refit; each
-  // pass starts from the activations the previous ones computed (StagedPasses).
+// Then one pass of the pruned model per level, with every earlier level already refit; each
+// pass starts from the activations the previous ones computed (StagedPasses).
+StatusOr<std::vector<LayerRecovery>> refitByLevel(Model& pruned, RefitPlan& plan,
+                                                  const CalibrationSource& calibration,
+                                                  const LeastSquaresOptions& options, int threads) {
+  const int levels = plan.levels;
   std::vector<std::vector<RefitLayer*>> at_level(levels);
   std::vector<std::vector<std::string>> requests(levels);  // layer inputs, then residuals
-  for (RefitLayer& l : layers) {
+  for (RefitLayer& l : plan.layers) {
     at_level[l.level].push_back(&l);
     requests[l.level].push_back(l.node->input(0)->name());
   }
@@ -551,6 +566,7 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
     for (const RefitLayer* l : at_level[level])
       requests[level].push_back(l->residual.empty() ? requests[level][0] : l->residual);
   calib::StagedPasses passes(pruned, std::move(requests), calibration, options.cache_bytes);
+  std::vector<LayerRecovery> results;
   for (int level = 0; level < levels; ++level) {
     const std::vector<RefitLayer*>& now = at_level[level];
     if (now.empty()) continue;
@@ -570,11 +586,32 @@ StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& origin
       r.layer = layerName(*l->node);
       r.error_before = l->equations->relativeError(l->w0);
       r.error_after = l->equations->relativeError(w);
-      writeWeights(graph, *l, w);
+      writeWeights(*pruned.graph, *l, w);
       l->equations.reset();
       results.push_back(std::move(r));
     }
   }
+  return results;
+}
+
+}  // namespace
+
+StatusOr<std::vector<LayerRecovery>> reconstructLeastSquares(const Model& original, Model& pruned,
+                                                             const ChannelAnalysis& analysis,
+                                                             const std::vector<GroupKeep>& plan,
+                                                             const CalibrationSource& calibration,
+                                                             const LeastSquaresOptions& options) {
+  NNC_RETURN_IF_ERROR(checkCalibration(calibration));
+  if (!(options.ridge >= 0)) return invalidArgument("least squares: ridge must be >= 0");
+  const int threads = threadsOf(calibration);
+  NNC_ASSIGN_OR_RETURN(auto kept_outputs, keptOutputsOf(analysis, plan));
+  Graph& graph = *pruned.graph;
+  NNC_ASSIGN_OR_RETURN(RefitPlan refit, planRefit(original, graph, kept_outputs));
+  if (refit.layers.empty()) return std::vector<LayerRecovery>{};
+  if (options.compensate_residuals) chooseResiduals(original, graph, refit);
+  NNC_RETURN_IF_ERROR(recordAllTargets(original, refit.layers, calibration, options, threads));
+  NNC_ASSIGN_OR_RETURN(std::vector<LayerRecovery> results,
+                       refitByLevel(pruned, refit, calibration, options, threads));
   graph.removeDeadNodes();
   return results;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <variant>
 
 #include "nncompress/ir/option_error.h"
 
@@ -222,6 +223,168 @@ Status requireOpsetForInteger(const Model& model) {
   return Status::ok();
 }
 
+// Reachable int32 accumulators of one Conv per output channel (x_q in [0, 255]).
+struct Accumulators {
+  std::vector<int64_t> min, max;
+
+  bool fitInt32() const {
+    bool fits = true;
+    for (size_t ch = 0; ch < min.size(); ++ch)
+      fits = fits && min[ch] > std::numeric_limits<int32_t>::min() &&
+             max[ch] < std::numeric_limits<int32_t>::max();
+    return fits;
+  }
+};
+
+Accumulators reachableAccumulators(const Chain& c, const Tensor& w) {
+  const int64_t channels = w.dim(0), per_channel = w.numel() / channels;
+  Accumulators a{std::vector<int64_t>(channels, 0), std::vector<int64_t>(channels, 0)};
+  const auto wd = w.data<int8_t>();
+  for (int64_t ch = 0; ch < channels; ++ch)
+    for (int64_t i = 0; i < per_channel; ++i) {
+      const int64_t wv = wd[ch * per_channel + i], lo = wv * (0 - c.z_x), hi = wv * (255 - c.z_x);
+      a.min[ch] += std::min(lo, hi);
+      a.max[ch] += std::max(lo, hi);
+    }
+  return a;
+}
+
+// One Conv being rewritten: its chain, the ConvInteger accumulator and the names of new values.
+struct IntegerConv {
+  Graph& g;
+  const Chain& c;
+  const Accumulators& range;
+  std::string base;
+  int64_t channels = 0;
+  int spatial = 0;
+  Value* acc = nullptr;
+};
+
+// k-bit activations: the level is the number of per-channel thresholds the accumulator reaches.
+// Returns the uint8 output, or the reason the layer cannot be folded (before adding nodes).
+std::variant<Value*, std::string> requantizeByThresholds(IntegerConv& ic, int act_bits,
+                                                         IntegerLayer& info) {
+  Graph& g = ic.g;
+  const std::string& base = ic.base;
+  Value* acc = ic.acc;
+  const int levels = (1 << act_bits) - 1;
+  std::vector<int32_t> t(ic.channels * levels);
+  bool fits = true;
+  for (int64_t ch = 0; ch < ic.channels && fits; ++ch) {
+    fits = levelOf(ic.c, ch, ic.range.max[ch]) <= levels;
+    for (int j = 1; j <= levels; ++j)
+      t[ch * levels + j - 1] = int32_t(threshold(ic.c, ch, j, ic.range.min[ch], ic.range.max[ch]));
+  }
+  if (!fits) return "its quantizer has more than " + std::to_string(levels + 1) + " levels";
+  Value* axes = g.addInitializer(base + "_axes", Tensor::fromVector<int64_t>({1}, {-1}));
+  Node* un = g.addNode("Unsqueeze", {acc, axes}, {base + "_u"});
+  setType(un->output(0), DType::kInt32, acc, Dim::known(1));
+  Value* tv = channelConst<int32_t>(g, base + "_thresholds", t, ic.spatial, levels);
+  Node* ge = g.addNode("GreaterOrEqual", {un->output(0), tv}, {base + "_ge"});
+  setType(ge->output(0), DType::kBool, acc, Dim::known(levels));
+  Node* gi = cast(g, ge->output(0), DType::kInt32, base + "_gei", ge->output(0));
+  Node* sum = g.addNode("ReduceSum", {gi->output(0), axes}, {base + "_count"});
+  sum->setAttribute(Attribute::makeInt("keepdims", 0));
+  setType(sum->output(0), DType::kInt32, acc);
+  info.form = "thresholds";
+  info.levels = levels;
+  return cast(g, sum->output(0), DType::kUInt8, base + "_q", acc)->output(0);
+}
+
+// Per-channel integer constants of the fixed-point requantizer.
+struct FixedPointConstants {
+  std::vector<int64_t> m, offset, unit, bias, lo, hi;
+};
+
+std::optional<FixedPointConstants> fixedPointConstants(const IntegerConv& ic, IntegerLayer& info) {
+  const int64_t channels = ic.channels;
+  FixedPointConstants k{std::vector<int64_t>(channels), std::vector<int64_t>(channels),
+                        std::vector<int64_t>(channels), std::vector<int64_t>(channels),
+                        std::vector<int64_t>(channels), std::vector<int64_t>(channels)};
+  for (int64_t ch = 0; ch < channels; ++ch) {
+    const int64_t a_min = ic.range.min[ch], a_max = ic.range.max[ch];
+    const int lo = levelOf(ic.c, ch, a_min), hi = levelOf(ic.c, ch, a_max);
+    auto fp = fixedPointFor(ic.c, ch, a_min, a_max, lo, hi);
+    if (!fp.has_value()) return std::nullopt;
+    k.m[ch] = fp->m;
+    k.unit[ch] = int64_t(1) << fp->shift;
+    const __int128 lowest = __int128(fp->m) * a_min + fp->offset;
+    k.bias[ch] = lowest >= 0 ? 0 : int64_t((-lowest + k.unit[ch] - 1) / k.unit[ch]);
+    k.offset[ch] = fp->offset + k.bias[ch] * k.unit[ch];
+    k.lo[ch] = lo;
+    k.hi[ch] = hi;
+    info.max_shift = std::max<int>(info.max_shift, int(fp->shift));
+  }
+  return k;
+}
+
+// 8-bit activations: an exact fixed-point multiplier, floor-divided and clamped per channel.
+// Returns the uint8 output, or the reason the layer cannot be folded (before adding nodes).
+std::variant<Value*, std::string> requantizeByMultiplier(IntegerConv& ic, IntegerLayer& info) {
+  const std::optional<FixedPointConstants> k = fixedPointConstants(ic, info);
+  if (!k) return std::string("no exact fixed-point multiplier within int64");
+  Graph& g = ic.g;
+  const std::string& base = ic.base;
+  Value* acc = ic.acc;
+  const int spatial = ic.spatial;
+  Node* a64 = cast(g, acc, DType::kInt64, base + "_acc64", acc);
+  Node* mul = g.addNode("Mul", {a64->output(0), channelConst(g, base + "_m", k->m, spatial)},
+                        {base + "_scaled"});
+  setType(mul->output(0), DType::kInt64, acc);
+  // offset + bias_c 2^S makes the dividend >= 0 over the reachable range, where integer Div
+  // (truncating) is floor; bias_c is subtracted from the (small) quotient. Clamping the
+  // dividend instead (Max on values >= 2^31) gives wrong results in ONNX Runtime 1.30.
+  Node* add = g.addNode("Add", {mul->output(0), channelConst(g, base + "_o", k->offset, spatial)},
+                        {base + "_offset"});
+  setType(add->output(0), DType::kInt64, acc);
+  Node* dv = g.addNode("Div", {add->output(0), channelConst(g, base + "_unit", k->unit, spatial)},
+                       {base + "_div"});
+  setType(dv->output(0), DType::kInt64, acc);
+  Node* sub = g.addNode("Sub", {dv->output(0), channelConst(g, base + "_bias", k->bias, spatial)},
+                        {base + "_floor"});
+  setType(sub->output(0), DType::kInt64, acc);
+  Node* mx = g.addNode("Max", {sub->output(0), channelConst(g, base + "_lo", k->lo, spatial)},
+                       {base + "_low"});
+  setType(mx->output(0), DType::kInt64, acc);
+  Node* mn = g.addNode("Min", {mx->output(0), channelConst(g, base + "_hi", k->hi, spatial)},
+                       {base + "_clamped"});
+  setType(mn->output(0), DType::kInt64, acc);
+  info.form = "multiplier";
+  return cast(g, mn->output(0), DType::kUInt8, base + "_q", acc)->output(0);
+}
+
+// Rewrites one matched Conv chain as ConvInteger + integer requantizer; returns why not.
+std::optional<std::string> foldIntegerConv(Graph& g, Node* conv, const Chain& c, int act_bits,
+                                           IntegerLayer& info) {
+  const Tensor& w = *c.w_q->constantData();
+  const Accumulators range = reachableAccumulators(c, w);
+  if (!range.fitInt32()) return "its accumulator may overflow int32";
+  IntegerConv ic{g, c, range, info.name + "_int", w.dim(0), int(w.rank() - 2)};
+  std::vector<Value*> conv_in = {c.x_q, c.w_q};
+  if (c.x_zero) conv_in.push_back(c.x_zero);
+  Node* ci = g.addNode("ConvInteger", conv_in, {ic.base + "_acc"});
+  for (const Attribute& a : conv->attributes()) ci->setAttribute(a);
+  setType(ci->output(0), DType::kInt32, conv->output(0));
+  ic.acc = ci->output(0);
+  auto requantized =
+      act_bits <= 4 ? requantizeByThresholds(ic, act_bits, info) : requantizeByMultiplier(ic, info);
+  if (auto* why = std::get_if<std::string>(&requantized)) {
+    g.eraseNode(ci);
+    return *why;
+  }
+  Value* out = std::get<Value*>(requantized);
+  for (const Node* op : c.layout) {  // MaxPool / Flatten on the integers
+    Node* again = g.addNode(op->opType(), {out}, {ic.base + "_" + op->opType()});
+    for (const Attribute& a : op->attributes()) again->setAttribute(a);
+    setType(again->output(0), DType::kUInt8, op->output(0));
+    out = again->output(0);
+  }
+  g.replaceAllUsesWith(c.q_out, out);
+  info.output = out->name();
+  info.replaced = c.q_out->name();
+  return std::nullopt;
+}
+
 }  // namespace
 
 StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
@@ -240,121 +403,11 @@ StatusOr<IntegerFoldResult> foldIntegerLayers(Model& model, int act_bits) {
       result.skipped.emplace_back(name, *why);
       continue;
     }
-    const Tensor& w = *c.w_q->constantData();
-    const int64_t channels = w.dim(0), per_channel = w.numel() / channels;
-    const int spatial = w.rank() - 2;
-    // Reachable accumulators: x_q in [0, 255].
-    std::vector<int64_t> a_min(channels, 0), a_max(channels, 0);
-    const auto wd = w.data<int8_t>();
-    for (int64_t ch = 0; ch < channels; ++ch)
-      for (int64_t i = 0; i < per_channel; ++i) {
-        const int64_t wv = wd[ch * per_channel + i], lo = wv * (0 - c.z_x), hi = wv * (255 - c.z_x);
-        a_min[ch] += std::min(lo, hi);
-        a_max[ch] += std::max(lo, hi);
-      }
-    bool fits_int32 = true;
-    for (int64_t ch = 0; ch < channels; ++ch)
-      fits_int32 = fits_int32 && a_min[ch] > std::numeric_limits<int32_t>::min() &&
-                   a_max[ch] < std::numeric_limits<int32_t>::max();
-    if (!fits_int32) {
-      result.skipped.emplace_back(name, "its accumulator may overflow int32");
+    IntegerLayer info{name, "", c.x_q->name(), "", "", 0, 0};
+    if (auto why = foldIntegerConv(g, conv, c, act_bits, info)) {
+      result.skipped.emplace_back(name, *why);
       continue;
     }
-    const std::string base = name + "_int";
-    std::vector<Value*> conv_in = {c.x_q, c.w_q};
-    if (c.x_zero) conv_in.push_back(c.x_zero);
-    Node* ci = g.addNode("ConvInteger", conv_in, {base + "_acc"});
-    for (const Attribute& a : conv->attributes()) ci->setAttribute(a);
-    setType(ci->output(0), DType::kInt32, conv->output(0));
-    Value* acc = ci->output(0);
-    Value* out = nullptr;
-    IntegerLayer info{name, "", c.x_q->name(), "", "", 0, 0};
-    if (act_bits <= 4) {
-      const int levels = (1 << act_bits) - 1;
-      std::vector<int32_t> t(channels * levels);
-      bool fits = true;
-      for (int64_t ch = 0; ch < channels && fits; ++ch) {
-        fits = levelOf(c, ch, a_max[ch]) <= levels;
-        for (int j = 1; j <= levels; ++j)
-          t[ch * levels + j - 1] = int32_t(threshold(c, ch, j, a_min[ch], a_max[ch]));
-      }
-      if (!fits) {
-        g.eraseNode(ci);
-        result.skipped.emplace_back(
-            name, "its quantizer has more than " + std::to_string(levels + 1) + " levels");
-        continue;
-      }
-      Value* axes = g.addInitializer(base + "_axes", Tensor::fromVector<int64_t>({1}, {-1}));
-      Node* un = g.addNode("Unsqueeze", {acc, axes}, {base + "_u"});
-      setType(un->output(0), DType::kInt32, acc, Dim::known(1));
-      Value* tv = channelConst<int32_t>(g, base + "_thresholds", t, spatial, levels);
-      Node* ge = g.addNode("GreaterOrEqual", {un->output(0), tv}, {base + "_ge"});
-      setType(ge->output(0), DType::kBool, acc, Dim::known(levels));
-      Node* gi = cast(g, ge->output(0), DType::kInt32, base + "_gei", ge->output(0));
-      Node* sum = g.addNode("ReduceSum", {gi->output(0), axes}, {base + "_count"});
-      sum->setAttribute(Attribute::makeInt("keepdims", 0));
-      setType(sum->output(0), DType::kInt32, acc);
-      out = cast(g, sum->output(0), DType::kUInt8, base + "_q", acc)->output(0);
-      info.form = "thresholds";
-      info.levels = levels;
-    } else {
-      std::vector<int64_t> m(channels), offset(channels), unit(channels), bias_v(channels),
-          lo_v(channels), hi_v(channels);
-      bool ok = true;
-      for (int64_t ch = 0; ch < channels && ok; ++ch) {
-        const int lo = levelOf(c, ch, a_min[ch]), hi = levelOf(c, ch, a_max[ch]);
-        auto fp = fixedPointFor(c, ch, a_min[ch], a_max[ch], lo, hi);
-        ok = fp.has_value();
-        if (!ok) break;
-        m[ch] = fp->m;
-        unit[ch] = int64_t(1) << fp->shift;
-        const __int128 lowest = __int128(fp->m) * a_min[ch] + fp->offset;
-        bias_v[ch] = lowest >= 0 ? 0 : int64_t((-lowest + unit[ch] - 1) / unit[ch]);
-        offset[ch] = fp->offset + bias_v[ch] * unit[ch];
-        lo_v[ch] = lo;
-        hi_v[ch] = hi;
-        info.max_shift = std::max<int>(info.max_shift, int(fp->shift));
-      }
-      if (!ok) {
-        g.eraseNode(ci);
-        result.skipped.emplace_back(name, "no exact fixed-point multiplier within int64");
-        continue;
-      }
-      Node* a64 = cast(g, acc, DType::kInt64, base + "_acc64", acc);
-      Node* mul = g.addNode("Mul", {a64->output(0), channelConst(g, base + "_m", m, spatial)},
-                            {base + "_scaled"});
-      setType(mul->output(0), DType::kInt64, acc);
-      // offset + bias_c 2^S makes the dividend >= 0 over the reachable range, where integer Div
-      // (truncating) is floor; bias_c is subtracted from the (small) quotient. Clamping the
-      // dividend instead (Max on values >= 2^31) gives wrong results in ONNX Runtime 1.30.
-      Node* add = g.addNode("Add", {mul->output(0), channelConst(g, base + "_o", offset, spatial)},
-                            {base + "_offset"});
-      setType(add->output(0), DType::kInt64, acc);
-      Node* dv = g.addNode("Div", {add->output(0), channelConst(g, base + "_unit", unit, spatial)},
-                           {base + "_div"});
-      setType(dv->output(0), DType::kInt64, acc);
-      Node* sub =
-          g.addNode("Sub", {dv->output(0), channelConst(g, base + "_bias", bias_v, spatial)},
-                    {base + "_floor"});
-      setType(sub->output(0), DType::kInt64, acc);
-      Node* mx = g.addNode("Max", {sub->output(0), channelConst(g, base + "_lo", lo_v, spatial)},
-                           {base + "_low"});
-      setType(mx->output(0), DType::kInt64, acc);
-      Node* mn = g.addNode("Min", {mx->output(0), channelConst(g, base + "_hi", hi_v, spatial)},
-                           {base + "_clamped"});
-      setType(mn->output(0), DType::kInt64, acc);
-      out = cast(g, mn->output(0), DType::kUInt8, base + "_q", acc)->output(0);
-      info.form = "multiplier";
-    }
-    for (const Node* op : c.layout) {  // MaxPool / Flatten on the integers
-      Node* again = g.addNode(op->opType(), {out}, {base + "_" + op->opType()});
-      for (const Attribute& a : op->attributes()) again->setAttribute(a);
-      setType(again->output(0), DType::kUInt8, op->output(0));
-      out = again->output(0);
-    }
-    g.replaceAllUsesWith(c.q_out, out);
-    info.output = out->name();
-    info.replaced = c.q_out->name();
     result.folded.push_back(info);
     spdlog::info("integer: {} -> ConvInteger + {} ({})", name, info.form,
                  info.form == "thresholds" ? std::to_string(info.levels) + " thresholds/channel"
