@@ -102,6 +102,14 @@ Model prunedCopy(const Model& original, const std::vector<GroupKeep>& plan) {
   return std::move(copy).value();
 }
 
+// The l1 criterion's plan removing `ratio` of every prunable group's channels.
+StatusOr<std::vector<GroupKeep>> l1UniformPlan(const ChannelAnalysis& analysis, double ratio) {
+  NNC_ASSIGN_OR_RETURN(auto criterion, makeCriterion("l1"));
+  UniformPlanOptions options;
+  options.ratio = ratio;
+  return planUniformPruning(analysis, *criterion, options);
+}
+
 // Channel 2 of `w` (output axis 0) and of `b` become `factor` times channel 0.
 void makeChannelTwoScaledCopyOfZero(Tensor& w, Tensor& b, float factor) {
   const int64_t per = w.numel() / w.dim(0);
@@ -492,12 +500,8 @@ TEST(RecoveryResnetTest, LeastSquaresBeatsBatchNormAndNone) {
   auto original = loadModel(testing::sourcePath("models/resnet.onnx"));
   ASSERT_TRUE(original.isOk()) << original.status().toString();
   const ChannelAnalysis analysis = analyzeChannels(*original);
-  auto criterion = makeCriterion("l1");
-  ASSERT_TRUE(criterion.isOk());
-  UniformPlanOptions plan_options;
-  plan_options.ratio = 0.5;
-  auto plan = planUniformPruning(analysis, **criterion, plan_options);
-  ASSERT_TRUE(plan.isOk());
+  auto plan = l1UniformPlan(analysis, 0.5);
+  ASSERT_TRUE(plan.isOk()) << plan.status().toString();
   ASSERT_FALSE(plan->empty());
 
   auto train = fashion("train-images-idx3-ubyte.gz");
@@ -604,12 +608,8 @@ TEST(RecoveryResnetTest, LeastSquaresWeightsDoNotDependOnTheActivationCache) {
   auto original = loadModel(testing::sourcePath("models/resnet.onnx"));
   ASSERT_TRUE(original.isOk()) << original.status().toString();
   const ChannelAnalysis analysis = analyzeChannels(*original);
-  auto criterion = makeCriterion("l1");
-  ASSERT_TRUE(criterion.isOk());
-  UniformPlanOptions plan_options;
-  plan_options.ratio = 0.3;
-  auto plan = planUniformPruning(analysis, **criterion, plan_options);
-  ASSERT_TRUE(plan.isOk());
+  auto plan = l1UniformPlan(analysis, 0.3);
+  ASSERT_TRUE(plan.isOk()) << plan.status().toString();
   auto train = fashion("train-images-idx3-ubyte.gz");
   const CalibrationSource source{train.get(), 128, 64, 2};
   Model cached = prunedCopy(*original, *plan), recomputed = prunedCopy(*original, *plan);

@@ -58,15 +58,6 @@ Status spatialDims(const Shape& x, const Shape& w, int64_t& ih, int64_t& iw, int
   return Status::ok();
 }
 
-// Forward conv padding for one axis (ir/conv_geometry.h); returns the output size.
-StatusOr<int64_t> convAxisPads(const ConvWindow& a, size_t axis, int64_t in, int64_t k,
-                               int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
-  NNC_ASSIGN_OR_RETURN(const AxisGeometry g, convAxis(a, axis, rank, in, k));
-  pad_begin = g.pad_begin;
-  pad_end = g.pad_end;
-  return g.out;
-}
-
 // col[(c*kh + i)*kw + j, oh*ow_size + ow] = x[c, oh*sh - pt + i*dh, ow*sw - pl + j*dw] (0 outside).
 void im2col(const float* x, int64_t channels, int64_t ih, int64_t iw, const ConvGeometry& g,
             int64_t oh, int64_t ow, float* col, const RunContext& ctx) {

@@ -9,6 +9,7 @@
 #include "thread_pool.h"
 
 #include "nncompress/exec/kernel.h"
+#include "nncompress/ir/conv_geometry.h"
 
 namespace nnc::exec {
 
@@ -84,6 +85,16 @@ inline StatusOr<int> normaliseAxis(int64_t axis, int rank) {
     return invalidModel("axis " + std::to_string(axis) + " out of range for rank " +
                         std::to_string(rank));
   return static_cast<int>(axis < 0 ? axis + rank : axis);
+}
+
+// Forward conv (float and quantized) padding of one spatial axis of `rank`
+// (ir/conv_geometry.h); returns the output size.
+inline StatusOr<int64_t> convAxisPads(const ConvWindow& a, size_t axis, int64_t in, int64_t k,
+                                      int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
+  NNC_ASSIGN_OR_RETURN(const AxisGeometry g, convAxis(a, axis, rank, in, k));
+  pad_begin = g.pad_begin;
+  pad_end = g.pad_end;
+  return g.out;
 }
 
 }  // namespace nnc::exec

@@ -375,15 +375,6 @@ struct QConvGeometry {
   Shape outShape() const { return one_d ? Shape{n, m, ow} : Shape{n, m, oh, ow}; }
 };
 
-// One spatial axis (ir/conv_geometry.h); returns the output size.
-StatusOr<int64_t> convAxisPads(const ConvWindow& a, size_t axis, int64_t in, int64_t k,
-                               int64_t rank, int64_t& pad_begin, int64_t& pad_end) {
-  NNC_ASSIGN_OR_RETURN(const AxisGeometry g, convAxis(a, axis, rank, in, k));
-  pad_begin = g.pad_begin;
-  pad_end = g.pad_end;
-  return g.out;
-}
-
 StatusOr<QConvGeometry> qconvGeometry(const QConvAttrs& a, const Shape& x, const Shape& w,
                                       const char* op) {
   if (x.size() != w.size() || x.size() < 3)
