@@ -103,6 +103,83 @@ void storeAll(const std::vector<uint64_t>& values, Tensor& t, T (*cast)(uint64_t
   }
 }
 
+// The TensorProto fields this reader uses, as they appear on the wire.
+struct TensorFields {
+  std::vector<uint64_t> dims, floats, int32s, int64s, doubles, uint64s;
+  std::optional<int64_t> data_type;
+  std::optional<std::string_view> raw;
+  bool external = false;
+};
+
+// Reads one field into `f`; false when the field is malformed.
+bool readField(WireReader& wire, int field, int type, TensorFields& f) {
+  uint64_t v = 0;
+  std::string_view payload;
+  switch (field) {
+    case 1:
+      return readRepeated(wire, type, 0, f.dims);
+    case 2:
+      if (type != 0 || !wire.varint(v)) return false;
+      f.data_type = static_cast<int64_t>(v);
+      return true;
+    case 4:
+      return readRepeated(wire, type, 4, f.floats);
+    case 5:
+      return readRepeated(wire, type, 0, f.int32s);
+    case 7:
+      return readRepeated(wire, type, 0, f.int64s);
+    case 9:
+      if (type != 2 || !wire.bytes(payload)) return false;
+      f.raw = payload;
+      return true;
+    case 10:
+      return readRepeated(wire, type, 8, f.doubles);
+    case 11:
+      return readRepeated(wire, type, 0, f.uint64s);
+    case 14:
+      if (type != 0 || !wire.varint(v)) return false;
+      f.external = v == 1;
+      return true;
+    default:
+      return field != 0 && wire.skip(type);
+  }
+}
+
+// Which typed field holds the data depends on the dtype.
+const std::vector<uint64_t>& typedValues(const TensorFields& f, DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return f.floats;
+    case DType::kFloat64:
+      return f.doubles;
+    case DType::kInt64:
+      return f.int64s;
+    case DType::kUInt32:
+    case DType::kUInt64:
+      return f.uint64s;
+    default:  // int32, int16, int8, uint16, uint8, bool, float16, bfloat16
+      return f.int32s;
+  }
+}
+
+Tensor tensorFromTypedValues(const std::vector<uint64_t>& values, DType dtype, const Shape& shape) {
+  Tensor t(dtype, shape);
+  switch (dtypeBits(dtype)) {
+    case 8:
+      storeAll<uint8_t>(values, t, [](uint64_t v) { return static_cast<uint8_t>(v); });
+      break;
+    case 16:
+      storeAll<uint16_t>(values, t, [](uint64_t v) { return static_cast<uint16_t>(v); });
+      break;
+    case 32:  // float bits, int32 (sign-extended varint, truncation keeps it) or uint32
+      storeAll<uint32_t>(values, t, [](uint64_t v) { return static_cast<uint32_t>(v); });
+      break;
+    default:  // int64, uint64, double bits
+      storeAll<uint64_t>(values, t, [](uint64_t v) { return v; });
+  }
+  return t;
+}
+
 }  // namespace
 
 StatusOr<Tensor> parseTensorProto(const std::string& bytes, const std::string& source) {
@@ -110,71 +187,27 @@ StatusOr<Tensor> parseTensorProto(const std::string& bytes, const std::string& s
     return invalidArgument(source + ": not a valid TensorProto (" + why + ")");
   };
   WireReader wire(bytes.data(), bytes.size());
-  std::vector<uint64_t> dims, floats, int32s, int64s, doubles, uint64s;
-  std::optional<int64_t> data_type;
-  std::optional<std::string_view> raw;
-  bool external = false;
+  TensorFields f;
   while (!wire.done()) {
     uint64_t key = 0;
     if (!wire.varint(key)) return malformed("truncated field key");
     const int field = static_cast<int>(key >> 3);
-    const int type = static_cast<int>(key & 7);
-    bool ok = true;
-    switch (field) {
-      case 1:
-        ok = readRepeated(wire, type, 0, dims);
-        break;
-      case 2: {
-        uint64_t v = 0;
-        ok = type == 0 && wire.varint(v);
-        data_type = static_cast<int64_t>(v);
-        break;
-      }
-      case 4:
-        ok = readRepeated(wire, type, 4, floats);
-        break;
-      case 5:
-        ok = readRepeated(wire, type, 0, int32s);
-        break;
-      case 7:
-        ok = readRepeated(wire, type, 0, int64s);
-        break;
-      case 9: {
-        std::string_view payload;
-        ok = type == 2 && wire.bytes(payload);
-        raw = payload;
-        break;
-      }
-      case 10:
-        ok = readRepeated(wire, type, 8, doubles);
-        break;
-      case 11:
-        ok = readRepeated(wire, type, 0, uint64s);
-        break;
-      case 14: {
-        uint64_t v = 0;
-        ok = type == 0 && wire.varint(v);
-        external = v == 1;
-        break;
-      }
-      default:
-        ok = field != 0 && wire.skip(type);
-    }
-    if (!ok) return malformed("bad field " + std::to_string(field));
+    if (!readField(wire, field, static_cast<int>(key & 7), f))
+      return malformed("bad field " + std::to_string(field));
   }
-  if (!data_type) return malformed("no data_type");
-  if (external) {
+  if (!f.data_type) return malformed("no data_type");
+  if (f.external) {
     return invalidArgument(source + ": TensorProto keeps its data in an external file, " +
                            "which data files do not support");
   }
-  const auto dtype = dtypeFromOnnx(static_cast<int32_t>(*data_type));
+  const auto dtype = dtypeFromOnnx(static_cast<int32_t>(*f.data_type));
   if (!dtype || !internal::isConvertibleToFloat(*dtype)) {
-    return invalidArgument(source + ": TensorProto data_type " + std::to_string(*data_type) +
+    return invalidArgument(source + ": TensorProto data_type " + std::to_string(*f.data_type) +
                            (dtype ? std::string(" (") + dtypeName(*dtype) + ")" : "") +
                            " is not supported for data (numeric types only)");
   }
   Shape shape;
-  for (uint64_t d : dims) {
+  for (uint64_t d : f.dims) {
     if (d > (uint64_t{1} << 40)) return malformed("dimension out of range");
     shape.push_back(static_cast<int64_t>(d));
   }
@@ -183,57 +216,25 @@ StatusOr<Tensor> parseTensorProto(const std::string& bytes, const std::string& s
                                                *dtype, Shape(shape.begin() + 1, shape.end())) < 0))
     return malformed("dims too large");
   const int64_t numel = shapeNumel(shape);
-  if (raw) {
-    if (static_cast<int64_t>(raw->size()) != want_bytes) {
-      return invalidArgument(source + ": TensorProto " + dtypeName(*dtype) + " " +
-                             shapeToString(shape) + " needs " + std::to_string(want_bytes) +
-                             " bytes of raw_data but has " + std::to_string(raw->size()));
+  const std::string described =
+      source + ": TensorProto " + dtypeName(*dtype) + " " + shapeToString(shape);
+  if (f.raw) {
+    if (static_cast<int64_t>(f.raw->size()) != want_bytes) {
+      return invalidArgument(described + " needs " + std::to_string(want_bytes) +
+                             " bytes of raw_data but has " + std::to_string(f.raw->size()));
     }
-    std::string data(*raw);
+    std::string data(*f.raw);
     if constexpr (std::endian::native == std::endian::big) {
       internal::swapBytes(data.data(), numel, dtypeBits(*dtype) / 8);
     }
     return Tensor::fromBytes(*dtype, shape, std::move(data));
   }
-  // Typed fields: which one holds the data depends on the dtype.
-  const std::vector<uint64_t>* values = nullptr;
-  switch (*dtype) {
-    case DType::kFloat32:
-      values = &floats;
-      break;
-    case DType::kFloat64:
-      values = &doubles;
-      break;
-    case DType::kInt64:
-      values = &int64s;
-      break;
-    case DType::kUInt32:
-    case DType::kUInt64:
-      values = &uint64s;
-      break;
-    default:  // int32, int16, int8, uint16, uint8, bool, float16, bfloat16
-      values = &int32s;
-  }
-  if (static_cast<int64_t>(values->size()) != numel) {
-    return invalidArgument(source + ": TensorProto " + dtypeName(*dtype) + " " +
-                           shapeToString(shape) + " has " + std::to_string(values->size()) +
+  const std::vector<uint64_t>& values = typedValues(f, *dtype);
+  if (static_cast<int64_t>(values.size()) != numel) {
+    return invalidArgument(described + " has " + std::to_string(values.size()) +
                            " values, expected " + std::to_string(numel));
   }
-  Tensor t(*dtype, shape);
-  switch (dtypeBits(*dtype)) {
-    case 8:
-      storeAll<uint8_t>(*values, t, [](uint64_t v) { return static_cast<uint8_t>(v); });
-      break;
-    case 16:
-      storeAll<uint16_t>(*values, t, [](uint64_t v) { return static_cast<uint16_t>(v); });
-      break;
-    case 32:  // float bits, int32 (sign-extended varint, truncation keeps it) or uint32
-      storeAll<uint32_t>(*values, t, [](uint64_t v) { return static_cast<uint32_t>(v); });
-      break;
-    default:  // int64, uint64, double bits
-      storeAll<uint64_t>(*values, t, [](uint64_t v) { return v; });
-  }
-  return t;
+  return tensorFromTypedValues(values, *dtype, shape);
 }
 
 StatusOr<Tensor> readTensorProtoFile(const std::string& path) {

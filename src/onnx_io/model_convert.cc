@@ -39,6 +39,60 @@ void collectOuterReferences(const GraphProto& g, std::unordered_set<std::string>
   for (const auto& o : g.output()) visit(o.name());
 }
 
+// Old writers leave an attribute's `type` unset; infer it from the field that is present.
+AttributeProto::AttributeType inferAttributeType(const AttributeProto& a) {
+  using T = AttributeProto;
+  const std::pair<bool, T::AttributeType> present[] = {{a.has_f(), T::FLOAT},
+                                                       {a.has_i(), T::INT},
+                                                       {a.has_s(), T::STRING},
+                                                       {a.has_t(), T::TENSOR},
+                                                       {a.has_g(), T::GRAPH},
+                                                       {a.floats_size() > 0, T::FLOATS},
+                                                       {a.ints_size() > 0, T::INTS},
+                                                       {a.strings_size() > 0, T::STRINGS},
+                                                       {a.tensors_size() > 0, T::TENSORS},
+                                                       {a.graphs_size() > 0, T::GRAPHS},
+                                                       {!a.ref_attr_name().empty(), T::INT}};
+  for (const auto& [has, type] : present)
+    if (has) return type;
+  return T::UNDEFINED;
+}
+
+// The attribute kinds whose payload is kept as serialized bytes (subgraphs, sparse tensors,
+// type protos): the IR does not look inside them.
+Status opaqueAttributeFromProto(const AttributeProto& a, Attribute& out) {
+  using T = AttributeProto;
+  switch (a.type()) {
+    case T::GRAPH:
+      out.kind = AttrKind::kGraph;
+      out.opaque.push_back(a.g().SerializeAsString());
+      return Status::ok();
+    case T::SPARSE_TENSOR:
+      out.kind = AttrKind::kSparseTensor;
+      out.opaque.push_back(a.sparse_tensor().SerializeAsString());
+      return Status::ok();
+    case T::TYPE_PROTO:
+      out.kind = AttrKind::kTypeProto;
+      out.opaque.push_back(a.tp().SerializeAsString());
+      return Status::ok();
+    case T::GRAPHS:
+      out.kind = AttrKind::kGraphs;
+      for (const auto& g : a.graphs()) out.opaque.push_back(g.SerializeAsString());
+      return Status::ok();
+    case T::SPARSE_TENSORS:
+      out.kind = AttrKind::kSparseTensors;
+      for (const auto& s : a.sparse_tensors()) out.opaque.push_back(s.SerializeAsString());
+      return Status::ok();
+    case T::TYPE_PROTOS:
+      out.kind = AttrKind::kTypeProtos;
+      for (const auto& tp : a.type_protos()) out.opaque.push_back(tp.SerializeAsString());
+      return Status::ok();
+    default:
+      return invalidModel("attribute '" + a.name() + "' has unknown type " +
+                          std::to_string(a.type()));
+  }
+}
+
 StatusOr<Attribute> attributeFromProto(AttributeProto& a, const std::filesystem::path& base_dir,
                                        int64_t* external_bytes) {
   Attribute out;
@@ -46,35 +100,10 @@ StatusOr<Attribute> attributeFromProto(AttributeProto& a, const std::filesystem:
   out.ref_attr_name = a.ref_attr_name();
   out.doc_string = a.doc_string();
   using T = AttributeProto;
-  auto type = a.type();
-  if (type == T::UNDEFINED) {
-    // Old writers leave `type` unset; infer it from the field that is present.
-    if (a.has_f())
-      type = T::FLOAT;
-    else if (a.has_i())
-      type = T::INT;
-    else if (a.has_s())
-      type = T::STRING;
-    else if (a.has_t())
-      type = T::TENSOR;
-    else if (a.has_g())
-      type = T::GRAPH;
-    else if (a.floats_size())
-      type = T::FLOATS;
-    else if (a.ints_size())
-      type = T::INTS;
-    else if (a.strings_size())
-      type = T::STRINGS;
-    else if (a.tensors_size())
-      type = T::TENSORS;
-    else if (a.graphs_size())
-      type = T::GRAPHS;
-    else if (!a.ref_attr_name().empty())
-      type = T::INT;
-    else
-      return invalidModel("attribute '" + a.name() + "' has no type and no value");
-  }
-  switch (type) {
+  if (a.type() == T::UNDEFINED) a.set_type(inferAttributeType(a));
+  if (a.type() == T::UNDEFINED)
+    return invalidModel("attribute '" + a.name() + "' has no type and no value");
+  switch (a.type()) {
     case T::FLOAT:
       out.kind = AttrKind::kFloat;
       out.f = a.f();
@@ -94,18 +123,6 @@ StatusOr<Attribute> attributeFromProto(AttributeProto& a, const std::filesystem:
       out.tensors.push_back(std::move(t).value());
       break;
     }
-    case T::GRAPH:
-      out.kind = AttrKind::kGraph;
-      out.opaque.push_back(a.g().SerializeAsString());
-      break;
-    case T::SPARSE_TENSOR:
-      out.kind = AttrKind::kSparseTensor;
-      out.opaque.push_back(a.sparse_tensor().SerializeAsString());
-      break;
-    case T::TYPE_PROTO:
-      out.kind = AttrKind::kTypeProto;
-      out.opaque.push_back(a.tp().SerializeAsString());
-      break;
     case T::FLOATS:
       out.kind = AttrKind::kFloats;
       out.floats.assign(a.floats().begin(), a.floats().end());
@@ -126,20 +143,8 @@ StatusOr<Attribute> attributeFromProto(AttributeProto& a, const std::filesystem:
         out.tensors.push_back(std::move(t).value());
       }
       break;
-    case T::GRAPHS:
-      out.kind = AttrKind::kGraphs;
-      for (const auto& g : a.graphs()) out.opaque.push_back(g.SerializeAsString());
-      break;
-    case T::SPARSE_TENSORS:
-      out.kind = AttrKind::kSparseTensors;
-      for (const auto& s : a.sparse_tensors()) out.opaque.push_back(s.SerializeAsString());
-      break;
-    case T::TYPE_PROTOS:
-      out.kind = AttrKind::kTypeProtos;
-      for (const auto& tp : a.type_protos()) out.opaque.push_back(tp.SerializeAsString());
-      break;
     default:
-      return invalidModel("attribute '" + a.name() + "' has unknown type " + std::to_string(type));
+      NNC_RETURN_IF_ERROR(opaqueAttributeFromProto(a, out));
   }
   return out;
 }
@@ -254,12 +259,8 @@ StatusOr<Tensor> densify(onnx::SparseTensorProto& sp, const std::filesystem::pat
   return dense;
 }
 
-Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Graph& graph,
-                      int64_t* external_bytes) {
-  graph.setName(gp.name());
-  graph.setDocString(gp.doc_string());
-
-  // Graph inputs first, then initializers (which may also be inputs, as IR < 4 requires).
+// Graph inputs first, then initializers (which may also be inputs, as IR < 4 requires).
+Status addGraphInputs(const GraphProto& gp, Graph& graph) {
   for (const auto& in : gp.input()) {
     auto v = graph.createValue(in.name());
     if (!v.isOk()) return v.status().withContext("graph input");
@@ -267,18 +268,24 @@ Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Gra
     v.value()->setDocString(in.doc_string());
     graph.addInput(v.value());
   }
+  return Status::ok();
+}
+
+// The value an initializer named `name` attaches to: a graph input of that name or a new value.
+StatusOr<Value*> initializerValue(const std::string& name, Graph& graph) {
+  Value* v = graph.findValue(name);
+  if (v && v->isInitializer()) return invalidModel("initializer '" + name + "' is defined twice");
+  if (v) return v;
+  return graph.createValue(name);
+}
+
+Status addInitializers(GraphProto& gp, const std::filesystem::path& base_dir, Graph& graph,
+                       int64_t* external_bytes) {
   for (auto& init : *gp.mutable_initializer()) {
     if (init.name().empty()) return invalidModel("an initializer has no name");
     auto tensor = tensorFromProto(init, base_dir, external_bytes);
     if (!tensor.isOk()) return tensor.status().withContext("initializer '" + init.name() + "'");
-    Value* v = graph.findValue(init.name());
-    if (v && v->isInitializer())
-      return invalidModel("initializer '" + init.name() + "' is defined twice");
-    if (!v) {
-      auto created = graph.createValue(init.name());
-      if (!created.isOk()) return created.status();
-      v = created.value();
-    }
+    NNC_ASSIGN_OR_RETURN(Value * v, initializerValue(init.name(), graph));
     // Found by fuzz/loader_fuzzer.cc: a graph input declared as a sequence/optional/map but
     // backed by a (tensor) initializer used to keep the non-tensor type, leaving an initializer
     // whose type disagrees with its data (verifyModel then failed). Such a file is malformed.
@@ -294,75 +301,85 @@ Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Gra
     if (name.empty()) return invalidModel("a sparse initializer has no name");
     auto tensor = densify(sparse, base_dir, external_bytes);
     if (!tensor.isOk()) return tensor.status().withContext("sparse initializer '" + name + "'");
-    Value* v = graph.findValue(name);
-    if (v && v->isInitializer()) return invalidModel("initializer '" + name + "' is defined twice");
-    if (!v) {
-      auto created = graph.createValue(name);
-      if (!created.isOk()) return created.status();
-      v = created.value();
-    }
+    NNC_ASSIGN_OR_RETURN(Value * v, initializerValue(name, graph));
     v->setInitializer(std::move(tensor).value());
   }
-  for (const auto& q : gp.quantization_annotation())
-    graph.quantizationAnnotations().push_back(q.SerializeAsString());
+  return Status::ok();
+}
 
-  // Nodes: create all outputs first so inputs may refer forward (cycles are caught below).
+// One node with its outputs and attributes; inputs are connected later (they may refer forward).
+StatusOr<Node*> createNode(NodeProto& np, int index, const std::filesystem::path& base_dir,
+                           Graph& graph, int64_t* external_bytes) {
+  if (np.op_type().empty()) return invalidModel(nodeLabel(np, index) + " has no op_type");
+  std::vector<std::string> outputs;
+  for (const auto& o : np.output()) {
+    if (!o.empty() && graph.findValue(o))
+      return invalidModel(nodeLabel(np, index) + " output '" + o +
+                          "' is already defined elsewhere");
+    outputs.push_back(o);
+  }
+  Node* node = graph.addNode(np.op_type(), {}, outputs, np.domain());
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    if (!outputs[k].empty() && node->output(k)->name() != outputs[k])
+      return invalidModel(nodeLabel(np, index) + " lists output '" + outputs[k] + "' twice");
+  }
+  node->setName(np.name());
+  node->setDocString(np.doc_string());
+  for (auto& ap : *np.mutable_attribute()) {
+    auto attr = attributeFromProto(ap, base_dir, external_bytes);
+    if (!attr.isOk()) return attr.status().withContext(nodeLabel(np, index));
+    if (node->hasAttribute(attr->name))
+      return invalidModel(nodeLabel(np, index) + " has attribute '" + attr->name + "' twice");
+    node->setAttribute(std::move(attr).value());
+  }
+  return node;
+}
+
+// A node's inputs, and as implicit inputs the outer values its subgraphs read.
+Status connectNodeInputs(const NodeProto& np, int index, Graph& graph, Node* node) {
+  for (const auto& in : np.input()) {
+    if (in.empty()) {
+      node->addInput(nullptr);
+      continue;
+    }
+    Value* v = graph.findValue(in);
+    if (!v)
+      return invalidModel(nodeLabel(np, index) + " input '" + in +
+                          "' is not defined by any node, graph input or initializer");
+    node->addInput(v);
+  }
+  std::vector<std::string> outer;
+  for (const auto& a : np.attribute()) {
+    if (a.has_g()) collectOuterReferences(a.g(), {}, outer);
+    for (const auto& sub : a.graphs()) collectOuterReferences(sub, {}, outer);
+  }
+  for (const std::string& name : outer) {
+    Value* v = graph.findValue(name);
+    if (!v)
+      return invalidModel(nodeLabel(np, index) + " subgraph reads '" + name +
+                          "', which is not defined");
+    node->addImplicitInput(v);
+  }
+  return Status::ok();
+}
+
+// Nodes: create all outputs first so inputs may refer forward (cycles are caught by the sort).
+Status addNodes(GraphProto& gp, const std::filesystem::path& base_dir, Graph& graph,
+                int64_t* external_bytes) {
   std::vector<Node*> nodes;
   nodes.reserve(gp.node_size());
   for (int i = 0; i < gp.node_size(); ++i) {
-    NodeProto& np = *gp.mutable_node(i);
-    if (np.op_type().empty()) return invalidModel(nodeLabel(np, i) + " has no op_type");
-    std::vector<std::string> outputs;
-    for (const auto& o : np.output()) {
-      if (!o.empty() && graph.findValue(o))
-        return invalidModel(nodeLabel(np, i) + " output '" + o + "' is already defined elsewhere");
-      outputs.push_back(o);
-    }
-    Node* node = graph.addNode(np.op_type(), {}, outputs, np.domain());
-    for (size_t k = 0; k < outputs.size(); ++k) {
-      if (!outputs[k].empty() && node->output(k)->name() != outputs[k])
-        return invalidModel(nodeLabel(np, i) + " lists output '" + outputs[k] + "' twice");
-    }
-    node->setName(np.name());
-    node->setDocString(np.doc_string());
-    for (auto& ap : *np.mutable_attribute()) {
-      auto attr = attributeFromProto(ap, base_dir, external_bytes);
-      if (!attr.isOk()) return attr.status().withContext(nodeLabel(np, i));
-      if (node->hasAttribute(attr->name))
-        return invalidModel(nodeLabel(np, i) + " has attribute '" + attr->name + "' twice");
-      node->setAttribute(std::move(attr).value());
-    }
+    NNC_ASSIGN_OR_RETURN(Node * node,
+                         createNode(*gp.mutable_node(i), i, base_dir, graph, external_bytes));
     nodes.push_back(node);
   }
-  for (int i = 0; i < gp.node_size(); ++i) {
-    const NodeProto& np = gp.node(i);
-    Node* node = nodes[i];
-    for (const auto& in : np.input()) {
-      if (in.empty()) {
-        node->addInput(nullptr);
-        continue;
-      }
-      Value* v = graph.findValue(in);
-      if (!v)
-        return invalidModel(nodeLabel(np, i) + " input '" + in +
-                            "' is not defined by any node, graph input or initializer");
-      node->addInput(v);
-    }
-    std::vector<std::string> outer;
-    for (const auto& a : np.attribute()) {
-      if (a.has_g()) collectOuterReferences(a.g(), {}, outer);
-      for (const auto& sub : a.graphs()) collectOuterReferences(sub, {}, outer);
-    }
-    for (const std::string& name : outer) {
-      Value* v = graph.findValue(name);
-      if (!v)
-        return invalidModel(nodeLabel(np, i) + " subgraph reads '" + name +
-                            "', which is not defined");
-      node->addImplicitInput(v);
-    }
-  }
+  for (int i = 0; i < gp.node_size(); ++i)
+    NNC_RETURN_IF_ERROR(connectNodeInputs(gp.node(i), i, graph, nodes[i]));
   gp.clear_node();
+  return Status::ok();
+}
 
+Status addOutputsAndValueInfo(const GraphProto& gp, Graph& graph) {
   for (const auto& out : gp.output()) {
     Value* v = graph.findValue(out.name());
     if (!v) return invalidModel("graph output '" + out.name() + "' is not produced by any node");
@@ -378,6 +395,19 @@ Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Gra
     v->setListedInValueInfo(true);
     v->setDocString(vi.doc_string());
   }
+  return Status::ok();
+}
+
+Status graphFromProto(GraphProto& gp, const std::filesystem::path& base_dir, Graph& graph,
+                      int64_t* external_bytes) {
+  graph.setName(gp.name());
+  graph.setDocString(gp.doc_string());
+  NNC_RETURN_IF_ERROR(addGraphInputs(gp, graph));
+  NNC_RETURN_IF_ERROR(addInitializers(gp, base_dir, graph, external_bytes));
+  for (const auto& q : gp.quantization_annotation())
+    graph.quantizationAnnotations().push_back(q.SerializeAsString());
+  NNC_RETURN_IF_ERROR(addNodes(gp, base_dir, graph, external_bytes));
+  NNC_RETURN_IF_ERROR(addOutputsAndValueInfo(gp, graph));
   return graph.sortTopologically();
 }
 

@@ -1,5 +1,7 @@
 #include <fstream>
 #include <limits>
+#include <optional>
+#include <string>
 
 #include "proto_convert.h"
 
@@ -64,6 +66,49 @@ StatusOr<std::string> readExternal(const TensorProto& proto, const std::filesyst
   return bytes;
 }
 
+// The bytes of a tensor stored in the proto's typed fields (float_data, int32_data, ...), or
+// nothing when the dtype has no such field.
+std::optional<std::string> packTypedFields(const TensorProto& proto, DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return packTyped<float>(proto.float_data());
+    case DType::kComplex64:
+      return packTyped<float>(proto.float_data());
+    case DType::kFloat64:
+      return packTyped<double>(proto.double_data());
+    case DType::kComplex128:
+      return packTyped<double>(proto.double_data());
+    case DType::kInt64:
+      return packTyped<int64_t>(proto.int64_data());
+    case DType::kUInt32:
+      return packTyped<uint32_t>(proto.uint64_data());
+    case DType::kUInt64:
+      return packTyped<uint64_t>(proto.uint64_data());
+    case DType::kInt32:
+      return packTyped<int32_t>(proto.int32_data());
+    case DType::kInt16:
+      return packTyped<int16_t>(proto.int32_data());
+    case DType::kUInt16:
+    case DType::kFloat16:
+    case DType::kBFloat16:
+      return packTyped<uint16_t>(proto.int32_data());
+    case DType::kInt8:
+      return packTyped<int8_t>(proto.int32_data());
+    case DType::kUInt8:
+    case DType::kBool:
+    case DType::kFloat8E4M3FN:
+    case DType::kFloat8E4M3FNUZ:
+    case DType::kFloat8E5M2:
+    case DType::kFloat8E5M2FNUZ:
+      return packTyped<uint8_t>(proto.int32_data());
+    case DType::kInt4:
+    case DType::kUInt4:  // int32_data holds one packed byte (two values) per entry
+      return packTyped<uint8_t>(proto.int32_data());
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace
 
 StatusOr<Tensor> tensorFromProto(TensorProto& proto, const std::filesystem::path& base_dir,
@@ -103,59 +148,9 @@ StatusOr<Tensor> tensorFromProto(TensorProto& proto, const std::filesystem::path
   } else if (proto.has_raw_data()) {
     bytes.swap(*proto.mutable_raw_data());
   } else {
-    switch (dtype) {
-      case DType::kFloat32:
-        bytes = packTyped<float>(proto.float_data());
-        break;
-      case DType::kComplex64:
-        bytes = packTyped<float>(proto.float_data());
-        break;
-      case DType::kFloat64:
-        bytes = packTyped<double>(proto.double_data());
-        break;
-      case DType::kComplex128:
-        bytes = packTyped<double>(proto.double_data());
-        break;
-      case DType::kInt64:
-        bytes = packTyped<int64_t>(proto.int64_data());
-        break;
-      case DType::kUInt32:
-        bytes = packTyped<uint32_t>(proto.uint64_data());
-        break;
-      case DType::kUInt64:
-        bytes = packTyped<uint64_t>(proto.uint64_data());
-        break;
-      case DType::kInt32:
-        bytes = packTyped<int32_t>(proto.int32_data());
-        break;
-      case DType::kInt16:
-        bytes = packTyped<int16_t>(proto.int32_data());
-        break;
-      case DType::kUInt16:
-      case DType::kFloat16:
-      case DType::kBFloat16:
-        bytes = packTyped<uint16_t>(proto.int32_data());
-        break;
-      case DType::kInt8:
-        bytes = packTyped<int8_t>(proto.int32_data());
-        break;
-      case DType::kUInt8:
-      case DType::kBool:
-      case DType::kFloat8E4M3FN:
-      case DType::kFloat8E4M3FNUZ:
-      case DType::kFloat8E5M2:
-      case DType::kFloat8E5M2FNUZ:
-        bytes = packTyped<uint8_t>(proto.int32_data());
-        break;
-      case DType::kInt4:
-      case DType::kUInt4: {
-        // int32_data holds one packed byte (two values) per entry.
-        bytes = packTyped<uint8_t>(proto.int32_data());
-        break;
-      }
-      default:
-        return unsupported(data_label + " has no supported data field");
-    }
+    auto packed = packTypedFields(proto, dtype);
+    if (!packed) return unsupported(data_label + " has no supported data field");
+    bytes = std::move(*packed);
   }
   if (static_cast<int64_t>(bytes.size()) != expected)
     return invalidModel(data_label + " has " + std::to_string(bytes.size()) +

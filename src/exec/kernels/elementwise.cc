@@ -793,10 +793,10 @@ StatusOr<KernelFn> makeIsInf(const KernelBuildContext& b) {
   });
 }
 
-}  // namespace
+using K = const KernelBuildContext&;
 
-void registerElementwiseKernels(KernelRegistry& r) {
-  // Binary arithmetic, comparisons, logic.
+// Binary arithmetic, comparisons, logic and the variadic reductions.
+void registerBinaryKernels(KernelRegistry& r) {
   addBinary<AddOp>(r, "Add");
   addBinary<SubOp>(r, "Sub");
   addBinary<MulOp>(r, "Mul");
@@ -844,15 +844,12 @@ void registerElementwiseKernels(KernelRegistry& r) {
   r.addFunction("Mean", [](const KernelBuildContext&) -> StatusOr<KernelFn> {
     return withHalfAsFloat(meanKernel);
   });
+}
 
-  // Unary math.
-  addUnaryOp<ExpOp>(r, "Exp");
-  addUnaryOp<LogOp>(r, "Log");
-  addUnaryOp<SqrtOp>(r, "Sqrt");
+// Activations (with their attributes) and sign/abs/neg.
+void registerActivationKernels(KernelRegistry& r) {
   addUnaryOp<TanhOp>(r, "Tanh");
   addUnaryOp<SigmoidOp>(r, "Sigmoid");
-  addUnaryOp<NotOp>(r, "Not");
-  using K = const KernelBuildContext&;
   addUnary(r, "Relu",
            [](K) { return numberOp([](auto x) { return x > 0 ? x : decltype(x)(0); }); });
   addUnary(r, "Abs", [](K) {
@@ -890,29 +887,6 @@ void registerElementwiseKernels(KernelRegistry& r) {
     return floatOp<1>(
         [alpha](auto x) { return x > static_cast<decltype(x)>(alpha) ? x : decltype(x)(0); });
   });
-  addUnary(r, "Elu", [](K b) {
-    const float alpha = b.node.floatAttr("alpha", 1.f);
-    return floatOp([alpha](auto x) {
-      using T = decltype(x);
-      return x < 0 ? static_cast<T>(alpha) * std::expm1(x) : x;
-    });
-  });
-  addUnary(r, "Celu", [](K b) {
-    const float alpha = b.node.floatAttr("alpha", 1.f);
-    return floatOp([alpha](auto x) {
-      using T = decltype(x);
-      const T a = static_cast<T>(alpha);
-      return x > 0 ? x : a * std::expm1(x / a);
-    });
-  });
-  addUnary(r, "Selu", [](K b) {
-    const float alpha = b.node.floatAttr("alpha", 1.67326319217681884765625f);
-    const float gamma = b.node.floatAttr("gamma", 1.05070102214813232421875f);
-    return floatOp([alpha, gamma](auto x) {
-      using T = decltype(x);
-      return static_cast<T>(gamma) * (x > 0 ? x : static_cast<T>(alpha) * std::expm1(x));
-    });
-  });
   addUnary(r, "HardSigmoid", [](K b) {
     const float alpha = b.node.floatAttr("alpha", 0.2f), beta = b.node.floatAttr("beta", 0.5f);
     return floatOp<1>([alpha, beta](auto x) {
@@ -937,6 +911,33 @@ void registerElementwiseKernels(KernelRegistry& r) {
                                          : T(0);
     });
   });
+}
+
+// The exponential family: Elu, Celu, Selu, Softplus, Softsign.
+void registerExponentialActivations(KernelRegistry& r) {
+  addUnary(r, "Elu", [](K b) {
+    const float alpha = b.node.floatAttr("alpha", 1.f);
+    return floatOp([alpha](auto x) {
+      using T = decltype(x);
+      return x < 0 ? static_cast<T>(alpha) * std::expm1(x) : x;
+    });
+  });
+  addUnary(r, "Celu", [](K b) {
+    const float alpha = b.node.floatAttr("alpha", 1.f);
+    return floatOp([alpha](auto x) {
+      using T = decltype(x);
+      const T a = static_cast<T>(alpha);
+      return x > 0 ? x : a * std::expm1(x / a);
+    });
+  });
+  addUnary(r, "Selu", [](K b) {
+    const float alpha = b.node.floatAttr("alpha", 1.67326319217681884765625f);
+    const float gamma = b.node.floatAttr("gamma", 1.05070102214813232421875f);
+    return floatOp([alpha, gamma](auto x) {
+      using T = decltype(x);
+      return static_cast<T>(gamma) * (x > 0 ? x : static_cast<T>(alpha) * std::expm1(x));
+    });
+  });
   addUnary(r, "Softplus", [](K) {
     return floatOp(
         [](auto x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); });
@@ -944,6 +945,14 @@ void registerElementwiseKernels(KernelRegistry& r) {
   addUnary(r, "Softsign", [](K) {
     return floatOp<1>([](auto x) { return x / (decltype(x)(1) + std::fabs(x)); });
   });
+}
+
+// Unary math, predicates, Clip, Where and casts.
+void registerMathKernels(KernelRegistry& r) {
+  addUnaryOp<ExpOp>(r, "Exp");
+  addUnaryOp<LogOp>(r, "Log");
+  addUnaryOp<SqrtOp>(r, "Sqrt");
+  addUnaryOp<NotOp>(r, "Not");
   addUnary(r, "Reciprocal",
            [](K) { return floatOp<1>([](auto x) { return decltype(x)(1) / x; }); });
   addUnary(r, "Floor", [](K) { return floatOp<1>([](auto x) { return std::floor(x); }); });
@@ -968,6 +977,15 @@ void registerElementwiseKernels(KernelRegistry& r) {
   r.addFunction("Where", [](K) -> StatusOr<KernelFn> { return KernelFn(whereKernel); });
   r.addFunction("Cast", makeCast);
   r.addFunction("CastLike", [](K) -> StatusOr<KernelFn> { return KernelFn(castLike); });
+}
+
+}  // namespace
+
+void registerElementwiseKernels(KernelRegistry& r) {
+  registerBinaryKernels(r);
+  registerActivationKernels(r);
+  registerExponentialActivations(r);
+  registerMathKernels(r);
 }
 
 }  // namespace nnc::exec

@@ -62,7 +62,77 @@ std::array<double, 4> cubicCoeffs(double r, double a) {
           ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a};
 }
 
-// `length_resized` is in_len * scale (float) as the spec defines it for the transformations.
+// The input coordinate output index x maps to (coordinate_transformation_mode); `length_resized`
+// is in_len * scale (float) as the spec defines it for the transformations. Sets `outside` for
+// tf_crop_and_resize coordinates outside the input.
+double sourceCoordinate(Coord coord, int64_t x, int64_t in_len, int64_t out_len, double scale,
+                        double length_resized, double roi_start, double roi_end, bool& outside) {
+  const double xr = static_cast<double>(x);
+  const double last = static_cast<double>(in_len - 1);
+  switch (coord) {
+    case Coord::kHalfPixel:
+      return (xr + 0.5) / scale - 0.5;
+    case Coord::kHalfPixelSymmetric: {
+      const double adj = static_cast<double>(out_len) / length_resized;
+      const double center = static_cast<double>(in_len) / 2;
+      return center * (1 - adj) + (xr + 0.5) / scale - 0.5;
+    }
+    case Coord::kPytorchHalfPixel:
+      return length_resized > 1 ? (xr + 0.5) / scale - 0.5 : 0;
+    case Coord::kAlignCorners:
+      return length_resized == 1 ? 0 : xr * last / (length_resized - 1);
+    case Coord::kAsymmetric:
+      return xr / scale;
+    case Coord::kTfHalfPixelForNn:
+      return (xr + 0.5) / scale;
+    case Coord::kTfCropAndResize: {
+      const double xo = length_resized > 1 ? roi_start * last + xr * (roi_end - roi_start) * last /
+                                                                    (length_resized - 1)
+                                           : 0.5 * (roi_start + roi_end) * last;
+      outside = xo < 0 || xo > last;
+      return xo;
+    }
+  }
+  return 0;
+}
+
+// The input index nearest_mode picks for coordinate xo (not yet clamped).
+int64_t nearestIndex(Nearest mode, double xo, double scale) {
+  const double fl = std::floor(xo);
+  const double frac = xo - fl;
+  const auto base = static_cast<int64_t>(fl);
+  switch (mode) {
+    case Nearest::kRoundPreferFloor:
+      return frac <= 0.5 ? base : base + 1;
+    case Nearest::kRoundPreferCeil:
+      return frac < 0.5 ? base : base + 1;
+    case Nearest::kFloor:
+      return base;
+    case Nearest::kCeil:
+      return static_cast<int64_t>(std::ceil(xo));
+    case Nearest::kSimple:
+      return scale < 1 ? static_cast<int64_t>(std::ceil(xo)) : static_cast<int64_t>(xo);
+  }
+  return base;
+}
+
+// Cubic taps at base-1 .. base+2; exclude_outside zeroes the taps outside and renormalises.
+void cubicTaps(const ResizeAttrs& a, double xo, int64_t in_len, int64_t* ti, float* tw) {
+  const double fl = std::floor(xo);
+  const auto base = static_cast<int64_t>(fl);
+  const auto c = cubicCoeffs(xo - fl, a.cubic_a);
+  double sum = 0;
+  double cw[4];
+  for (int t = 0; t < 4; ++t) {
+    const int64_t i = base - 1 + t;
+    cw[t] = (a.exclude_outside && (i < 0 || i >= in_len)) ? 0 : c[t];
+    sum += cw[t];
+    ti[t] = std::clamp<int64_t>(i, 0, in_len - 1);
+  }
+  for (int t = 0; t < 4; ++t)
+    tw[t] = static_cast<float>(a.exclude_outside && sum != 0 ? cw[t] / sum : cw[t]);
+}
+
 AxisPlan planAxis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, double scale,
                   double length_resized, double roi_start, double roi_end) {
   AxisPlan p;
@@ -74,80 +144,24 @@ AxisPlan planAxis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, double 
   p.extrap.assign(out_len, 0);
   auto clampIdx = [in_len](int64_t i) { return std::clamp<int64_t>(i, 0, in_len - 1); };
   for (int64_t x = 0; x < out_len; ++x) {
-    const double xr = static_cast<double>(x);
-    double xo = 0;
-    switch (a.coord) {
-      case Coord::kHalfPixel:
-        xo = (xr + 0.5) / scale - 0.5;
-        break;
-      case Coord::kHalfPixelSymmetric: {
-        const double adj = static_cast<double>(out_len) / length_resized;
-        const double center = static_cast<double>(in_len) / 2;
-        xo = center * (1 - adj) + (xr + 0.5) / scale - 0.5;
-        break;
-      }
-      case Coord::kPytorchHalfPixel:
-        xo = length_resized > 1 ? (xr + 0.5) / scale - 0.5 : 0;
-        break;
-      case Coord::kAlignCorners:
-        xo = length_resized == 1 ? 0 : xr * (in_len - 1) / (length_resized - 1);
-        break;
-      case Coord::kAsymmetric:
-        xo = xr / scale;
-        break;
-      case Coord::kTfHalfPixelForNn:
-        xo = (xr + 0.5) / scale;
-        break;
-      case Coord::kTfCropAndResize:
-        xo = length_resized > 1 ? roi_start * (in_len - 1) + xr * (roi_end - roi_start) *
-                                                                 (in_len - 1) / (length_resized - 1)
-                                : 0.5 * (roi_start + roi_end) * (in_len - 1);
-        if (xo < 0 || xo > static_cast<double>(in_len - 1)) p.extrap[x] = 1;
-        break;
-    }
+    bool outside = false;
+    const double xo = sourceCoordinate(a.coord, x, in_len, out_len, scale, length_resized,
+                                       roi_start, roi_end, outside);
+    p.extrap[x] = outside ? 1 : 0;
     int64_t* ti = &p.idx[x * p.taps];
     float* tw = &p.w[x * p.taps];
-    const double fl = std::floor(xo);
-    const double frac = xo - fl;
-    const auto base = static_cast<int64_t>(fl);
     if (a.mode == Mode::kNearest) {
-      int64_t i = base;
-      switch (a.nearest) {
-        case Nearest::kRoundPreferFloor:
-          i = frac <= 0.5 ? base : base + 1;
-          break;
-        case Nearest::kRoundPreferCeil:
-          i = frac < 0.5 ? base : base + 1;
-          break;
-        case Nearest::kFloor:
-          i = base;
-          break;
-        case Nearest::kCeil:
-          i = static_cast<int64_t>(std::ceil(xo));
-          break;
-        case Nearest::kSimple:
-          i = scale < 1 ? static_cast<int64_t>(std::ceil(xo)) : static_cast<int64_t>(xo);
-          break;
-      }
-      ti[0] = clampIdx(i);
+      ti[0] = clampIdx(nearestIndex(a.nearest, xo, scale));
       tw[0] = 1;
     } else if (a.mode == Mode::kLinear) {
+      const double fl = std::floor(xo);
+      const auto base = static_cast<int64_t>(fl);
       ti[0] = clampIdx(base);
       ti[1] = clampIdx(base + 1);
-      tw[0] = static_cast<float>(1 - frac);
-      tw[1] = static_cast<float>(frac);
+      tw[0] = static_cast<float>(1 - (xo - fl));
+      tw[1] = static_cast<float>(xo - fl);
     } else {
-      const auto c = cubicCoeffs(frac, a.cubic_a);
-      double sum = 0;
-      double cw[4];
-      for (int t = 0; t < 4; ++t) {
-        const int64_t i = base - 1 + t;
-        cw[t] = (a.exclude_outside && (i < 0 || i >= in_len)) ? 0 : c[t];
-        sum += cw[t];
-        ti[t] = clampIdx(i);
-      }
-      for (int t = 0; t < 4; ++t)
-        tw[t] = static_cast<float>(a.exclude_outside && sum != 0 ? cw[t] / sum : cw[t]);
+      cubicTaps(a, xo, in_len, ti, tw);
     }
   }
   return p;
@@ -260,75 +274,73 @@ void weightedPass(const AxisPlan& p, int64_t outer, int64_t inner, const float* 
   });
 }
 
-// Resizes x to out_shape with one plan per axis (nullptr: axis unchanged).
-StatusOr<Tensor> resizeTensor(const ResizeAttrs& a, const Tensor& x, const Shape& out_shape,
-                              const std::vector<std::unique_ptr<AxisPlan>>& plans,
-                              const RunContext& ctx) {
+// extrapolation_value as the bits of one element of `dtype`.
+uint64_t extrapolationBits(DType dtype, double v) {
+  Tensor e(dtype, {1});
+  switch (dtype) {
+    case DType::kFloat32:
+      e.mutableData<float>()[0] = static_cast<float>(v);
+      break;
+    case DType::kFloat64:
+      e.mutableData<double>()[0] = v;
+      break;
+    case DType::kInt8:
+      e.mutableData<int8_t>()[0] = static_cast<int8_t>(v);
+      break;
+    case DType::kUInt8:
+      e.mutableData<uint8_t>()[0] = static_cast<uint8_t>(v);
+      break;
+    case DType::kInt32:
+      e.mutableData<int32_t>()[0] = static_cast<int32_t>(v);
+      break;
+    case DType::kInt64:
+      e.mutableData<int64_t>()[0] = static_cast<int64_t>(v);
+      break;
+    default:
+      break;
+  }
+  uint64_t bits = 0;
+  std::memcpy(&bits, e.bytes().data(), dtypeBits(dtype) / 8);
+  return bits;
+}
+
+template <typename U>
+void nearestGatherAs(const Tensor& x, Tensor& y, const std::vector<const AxisPlan*>& plans,
+                     uint64_t extrap_bits, const RunContext& ctx) {
+  nearestGather(x.shape(), y.shape(), plans, reinterpret_cast<const U*>(x.bytes().data()),
+                reinterpret_cast<U*>(y.mutableBytes().data()), static_cast<U>(extrap_bits), ctx);
+}
+
+Tensor nearestResize(const Tensor& x, const Shape& out_shape,
+                     const std::vector<std::unique_ptr<AxisPlan>>& plans, uint64_t extrap_bits,
+                     const RunContext& ctx) {
+  Tensor y(x.dtype(), out_shape);
+  if (y.numel() == 0) return y;
+  std::vector<const AxisPlan*> p(x.rank());
+  for (int d = 0; d < x.rank(); ++d) p[d] = plans[d].get();
+  switch (dtypeBits(x.dtype())) {
+    case 8:
+      nearestGatherAs<uint8_t>(x, y, p, extrap_bits, ctx);
+      break;
+    case 16:
+      nearestGatherAs<uint16_t>(x, y, p, extrap_bits, ctx);
+      break;
+    case 32:
+      nearestGatherAs<uint32_t>(x, y, p, extrap_bits, ctx);
+      break;
+    default:
+      nearestGatherAs<uint64_t>(x, y, p, extrap_bits, ctx);
+      break;
+  }
+  return y;
+}
+
+// Linear / cubic: separable float32 passes, the most shrinking axes first (less work for the
+// later passes).
+StatusOr<Tensor> separableResize(const Tensor& x, const Shape& out_shape,
+                                 const std::vector<std::unique_ptr<AxisPlan>>& plans, float extrap,
+                                 const RunContext& ctx) {
   const int rank = x.rank();
-  if (a.mode != Mode::kNearest && x.dtype() != DType::kFloat32)
-    return unsupported(std::string("Resize linear/cubic on ") + dtypeName(x.dtype()));
-  const int bits = dtypeBits(x.dtype());
-  if (bits != 8 && bits != 16 && bits != 32 && bits != 64)
-    return unsupported(std::string("Resize on ") + dtypeName(x.dtype()));
-  // Extrapolation value as the element's bits.
-  uint64_t extrap_bits = 0;
-  {
-    Tensor e(x.dtype(), {1});
-    const double v = a.extrapolation;
-    switch (x.dtype()) {
-      case DType::kFloat32:
-        e.mutableData<float>()[0] = static_cast<float>(v);
-        break;
-      case DType::kFloat64:
-        e.mutableData<double>()[0] = v;
-        break;
-      case DType::kInt8:
-        e.mutableData<int8_t>()[0] = static_cast<int8_t>(v);
-        break;
-      case DType::kUInt8:
-        e.mutableData<uint8_t>()[0] = static_cast<uint8_t>(v);
-        break;
-      case DType::kInt32:
-        e.mutableData<int32_t>()[0] = static_cast<int32_t>(v);
-        break;
-      case DType::kInt64:
-        e.mutableData<int64_t>()[0] = static_cast<int64_t>(v);
-        break;
-      default:
-        break;
-    }
-    std::memcpy(&extrap_bits, e.bytes().data(), bits / 8);
-  }
-  if (a.mode == Mode::kNearest) {
-    Tensor y(x.dtype(), out_shape);
-    if (y.numel() == 0) return y;
-    std::vector<const AxisPlan*> p(rank);
-    for (int d = 0; d < rank; ++d) p[d] = plans[d].get();
-    const char* src = x.bytes().data();
-    char* dst = y.mutableBytes().data();
-    switch (bits) {
-      case 8:
-        nearestGather(x.shape(), out_shape, p, reinterpret_cast<const uint8_t*>(src),
-                      reinterpret_cast<uint8_t*>(dst), static_cast<uint8_t>(extrap_bits), ctx);
-        break;
-      case 16:
-        nearestGather(x.shape(), out_shape, p, reinterpret_cast<const uint16_t*>(src),
-                      reinterpret_cast<uint16_t*>(dst), static_cast<uint16_t>(extrap_bits), ctx);
-        break;
-      case 32:
-        nearestGather(x.shape(), out_shape, p, reinterpret_cast<const uint32_t*>(src),
-                      reinterpret_cast<uint32_t*>(dst), static_cast<uint32_t>(extrap_bits), ctx);
-        break;
-      default:
-        nearestGather(x.shape(), out_shape, p, reinterpret_cast<const uint64_t*>(src),
-                      reinterpret_cast<uint64_t*>(dst), extrap_bits, ctx);
-        break;
-    }
-    return y;
-  }
-  float ev;
-  std::memcpy(&ev, &extrap_bits, 4);
-  // Separable passes, the most shrinking axes first (less work for the later passes).
   std::vector<int> order;
   for (int d = 0; d < rank; ++d)
     if (plans[d]) order.push_back(d);
@@ -348,9 +360,9 @@ StatusOr<Tensor> resizeTensor(const ResizeAttrs& a, const Tensor& x, const Shape
       const float* src = cur.data<float>().data();
       float* dst = next.mutableData<float>().data();
       if (p.taps == 2)
-        weightedPass<2>(p, outer, inner, src, dst, ev, ctx);
+        weightedPass<2>(p, outer, inner, src, dst, extrap, ctx);
       else
-        weightedPass<4>(p, outer, inner, src, dst, ev, ctx);
+        weightedPass<4>(p, outer, inner, src, dst, extrap, ctx);
     }
     cur = std::move(next);
     shape = std::move(next_shape);
@@ -359,65 +371,96 @@ StatusOr<Tensor> resizeTensor(const ResizeAttrs& a, const Tensor& x, const Shape
   return cur;
 }
 
+// Resizes x to out_shape with one plan per axis (nullptr: axis unchanged).
+StatusOr<Tensor> resizeTensor(const ResizeAttrs& a, const Tensor& x, const Shape& out_shape,
+                              const std::vector<std::unique_ptr<AxisPlan>>& plans,
+                              const RunContext& ctx) {
+  if (a.mode != Mode::kNearest && x.dtype() != DType::kFloat32)
+    return unsupported(std::string("Resize linear/cubic on ") + dtypeName(x.dtype()));
+  const int bits = dtypeBits(x.dtype());
+  if (bits != 8 && bits != 16 && bits != 32 && bits != 64)
+    return unsupported(std::string("Resize on ") + dtypeName(x.dtype()));
+  const uint64_t extrap_bits = extrapolationBits(x.dtype(), a.extrapolation);
+  if (a.mode == Mode::kNearest) return nearestResize(x, out_shape, plans, extrap_bits, ctx);
+  float extrap;
+  std::memcpy(&extrap, &extrap_bits, 4);
+  return separableResize(x, out_shape, plans, extrap, ctx);
+}
+
+// Output shape, scale and resized length per axis, from sizes or scales.
+struct ResizeGeometry {
+  Shape out_shape;
+  std::vector<double> scale, length;
+};
+
+// sizes with keep_aspect_ratio_policy not_larger / not_smaller: one scale for all `axes`.
+Status applyAspectSizes(const ResizeAttrs& a, const Tensor& x, const std::vector<int>& axes,
+                        const std::vector<int64_t>& sz, ResizeGeometry& g) {
+  const bool not_larger = a.aspect == "not_larger";
+  if (!not_larger && a.aspect != "not_smaller")
+    return invalidModel("Resize: bad keep_aspect_ratio_policy '" + a.aspect + "'");
+  double s = not_larger ? 1e300 : 0;
+  for (size_t i = 0; i < axes.size(); ++i) {
+    const double r = static_cast<double>(sz[i]) / static_cast<double>(x.dim(axes[i]));
+    s = not_larger ? std::min(s, r) : std::max(s, r);
+  }
+  for (int d : axes) {
+    g.out_shape[d] = static_cast<int64_t>(std::round(s * static_cast<double>(x.dim(d))));
+    g.scale[d] = s;
+    g.length[d] = s * static_cast<double>(x.dim(d));
+  }
+  return Status::ok();
+}
+
+StatusOr<ResizeGeometry> resizeGeometry(const ResizeAttrs& a, const Tensor& x,
+                                        const std::vector<int>& axes, const Tensor* scales,
+                                        const Tensor* sizes) {
+  const int rank = x.rank();
+  const size_t na = axes.size();
+  ResizeGeometry g{x.shape(), std::vector<double>(rank, 1.0), std::vector<double>(rank)};
+  for (int d = 0; d < rank; ++d) g.length[d] = static_cast<double>(x.dim(d));
+  if (sizes && sizes->numel() > 0) {
+    const auto sz = sizes->toInt64Vector();
+    if (sz.size() != na) return invalidModel("Resize: sizes has the wrong length");
+    if (a.aspect != "stretch") {
+      NNC_RETURN_IF_ERROR(applyAspectSizes(a, x, axes, sz, g));
+      return g;
+    }
+    for (size_t i = 0; i < na; ++i) {
+      const int d = axes[i];
+      g.out_shape[d] = sz[i];
+      g.scale[d] = x.dim(d) == 0 ? 1.0 : static_cast<double>(sz[i]) / static_cast<double>(x.dim(d));
+      g.length[d] = static_cast<double>(sz[i]);
+    }
+    return g;
+  }
+  if (!scales || scales->numel() == 0) return invalidModel("Resize needs scales or sizes");
+  if (static_cast<size_t>(scales->numel()) != na)
+    return invalidModel("Resize: scales has the wrong length");
+  for (size_t i = 0; i < na; ++i) {
+    const int d = axes[i];
+    const double s = static_cast<double>(static_cast<float>(scales->elementAsDouble(i)));
+    if (!(s > 0)) return invalidModel("Resize: scales must be positive");
+    g.scale[d] = s;
+    g.length[d] = s * static_cast<double>(x.dim(d));
+    g.out_shape[d] = static_cast<int64_t>(std::floor(g.length[d]));
+  }
+  return g;
+}
+
 // Computes output shape and per-axis plans, then resizes.
 Status runResize(const ResizeAttrs& a, const Tensor& x, const Tensor* roi, const Tensor* scales,
                  const Tensor* sizes, Out out, const RunContext& ctx) {
   const int rank = x.rank();
   // Axes the scales / sizes / roi refer to.
   std::vector<int> axes;
-  if (a.axes.empty()) {
-    for (int d = 0; d < rank; ++d) axes.push_back(d);
-  } else {
-    for (int64_t ax : a.axes) {
-      NNC_ASSIGN_OR_RETURN(int d, normaliseAxis(ax, rank));
-      axes.push_back(d);
-    }
+  for (int d = 0; a.axes.empty() && d < rank; ++d) axes.push_back(d);
+  for (int64_t ax : a.axes) {
+    NNC_ASSIGN_OR_RETURN(int d, normaliseAxis(ax, rank));
+    axes.push_back(d);
   }
   const size_t na = axes.size();
-  std::vector<double> scale(rank, 1.0), length(rank);
-  Shape out_shape = x.shape();
-  for (int d = 0; d < rank; ++d) length[d] = static_cast<double>(x.dim(d));
-  const bool use_sizes = sizes && sizes->numel() > 0;
-  if (use_sizes) {
-    const auto sz = sizes->toInt64Vector();
-    if (sz.size() != na) return invalidModel("Resize: sizes has the wrong length");
-    if (a.aspect == "stretch") {
-      for (size_t i = 0; i < na; ++i) {
-        const int d = axes[i];
-        out_shape[d] = sz[i];
-        scale[d] = x.dim(d) == 0 ? 1.0 : static_cast<double>(sz[i]) / static_cast<double>(x.dim(d));
-        length[d] = static_cast<double>(sz[i]);
-      }
-    } else {
-      const bool not_larger = a.aspect == "not_larger";
-      if (!not_larger && a.aspect != "not_smaller")
-        return invalidModel("Resize: bad keep_aspect_ratio_policy '" + a.aspect + "'");
-      double s = not_larger ? 1e300 : 0;
-      for (size_t i = 0; i < na; ++i) {
-        const double r = static_cast<double>(sz[i]) / static_cast<double>(x.dim(axes[i]));
-        s = not_larger ? std::min(s, r) : std::max(s, r);
-      }
-      for (size_t i = 0; i < na; ++i) {
-        const int d = axes[i];
-        out_shape[d] = static_cast<int64_t>(std::round(s * static_cast<double>(x.dim(d))));
-        scale[d] = s;
-        length[d] = s * static_cast<double>(x.dim(d));
-      }
-    }
-  } else if (scales && scales->numel() > 0) {
-    if (static_cast<size_t>(scales->numel()) != na)
-      return invalidModel("Resize: scales has the wrong length");
-    for (size_t i = 0; i < na; ++i) {
-      const int d = axes[i];
-      const double s = static_cast<double>(static_cast<float>(scales->elementAsDouble(i)));
-      if (!(s > 0)) return invalidModel("Resize: scales must be positive");
-      scale[d] = s;
-      length[d] = s * static_cast<double>(x.dim(d));
-      out_shape[d] = static_cast<int64_t>(std::floor(length[d]));
-    }
-  } else {
-    return invalidModel("Resize needs scales or sizes");
-  }
+  NNC_ASSIGN_OR_RETURN(ResizeGeometry g, resizeGeometry(a, x, axes, scales, sizes));
   std::vector<double> roi_start(rank, 0.0), roi_end(rank, 1.0);
   if (a.coord == Coord::kTfCropAndResize && roi && roi->numel() > 0) {
     if (static_cast<size_t>(roi->numel()) != 2 * na)
@@ -429,18 +472,18 @@ Status runResize(const ResizeAttrs& a, const Tensor& x, const Tensor* roi, const
   }
   if (a.antialias && a.mode != Mode::kNearest)
     for (int d = 0; d < rank; ++d)
-      if (scale[d] < 1) return unsupported("Resize with antialias when downsampling");
+      if (g.scale[d] < 1) return unsupported("Resize with antialias when downsampling");
   std::vector<std::unique_ptr<AxisPlan>> plans(rank);
   for (int d = 0; d < rank; ++d) {
-    const bool identity = out_shape[d] == x.dim(d) && scale[d] == 1.0 &&
+    const bool identity = g.out_shape[d] == x.dim(d) && g.scale[d] == 1.0 &&
                           a.coord != Coord::kTfCropAndResize && a.coord != Coord::kTfHalfPixelForNn;
     if (identity) continue;
-    if (out_shape[d] < 0) return invalidModel("Resize: negative output size");
-    if (x.dim(d) == 0 && out_shape[d] > 0) return invalidModel("Resize: empty input axis");
+    if (g.out_shape[d] < 0) return invalidModel("Resize: negative output size");
+    if (x.dim(d) == 0 && g.out_shape[d] > 0) return invalidModel("Resize: empty input axis");
     plans[d] = std::make_unique<AxisPlan>(
-        planAxis(a, x.dim(d), out_shape[d], scale[d], length[d], roi_start[d], roi_end[d]));
+        planAxis(a, x.dim(d), g.out_shape[d], g.scale[d], g.length[d], roi_start[d], roi_end[d]));
   }
-  NNC_ASSIGN_OR_RETURN(out[0], resizeTensor(a, x, out_shape, plans, ctx));
+  NNC_ASSIGN_OR_RETURN(out[0], resizeTensor(a, x, g.out_shape, plans, ctx));
   return Status::ok();
 }
 

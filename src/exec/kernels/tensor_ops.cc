@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include "kernel_util.h"
 #include "kernels.h"
@@ -218,20 +219,136 @@ int64_t floorMod(int64_t a, int64_t n) {
   return r < 0 ? r + n : r;
 }
 
+// The source index of padded position j on an axis of n kept elements, or -1 for the constant.
+int64_t padSource(PadMode mode, int64_t j, int64_t n) {
+  if (j >= 0 && j < n) return j;
+  switch (mode) {
+    case PadMode::kEdge:
+      return std::clamp<int64_t>(j, 0, n - 1);
+    case PadMode::kWrap:
+      return floorMod(j, n);
+    case PadMode::kReflect: {
+      if (n == 1) return 0;
+      const int64_t period = 2 * (n - 1), m = floorMod(j, period);
+      return m < n ? m : period - m;
+    }
+    default:
+      return -1;
+  }
+}
+
+// Per axis: crop (negative pads) then pad; table[a][o] = source index, or -1 for the constant.
+struct PadTables {
+  Shape out_shape;
+  std::vector<std::vector<int64_t>> table;
+};
+
+StatusOr<PadTables> padTables(PadMode mode, const std::string& mode_name, const Shape& in_shape,
+                              const std::vector<int64_t>& pb, const std::vector<int64_t>& pe) {
+  const int rank = static_cast<int>(in_shape.size());
+  PadTables t{Shape(rank), std::vector<std::vector<int64_t>>(rank)};
+  for (int a = 0; a < rank; ++a) {
+    const int64_t dim = in_shape[a], lo = std::max<int64_t>(0, -pb[a]),
+                  hi = dim - std::max<int64_t>(0, -pe[a]), n = hi - lo,
+                  before = std::max<int64_t>(0, pb[a]), after = std::max<int64_t>(0, pe[a]);
+    if (n < 0)
+      return invalidModel("Pad: negative pads remove more than axis " + std::to_string(a) +
+                          " holds");
+    t.out_shape[a] = n + before + after;
+    if (n == 0 && t.out_shape[a] > 0 && mode != PadMode::kConstant)
+      return invalidModel("Pad: cannot " + mode_name + "-pad an empty axis");
+    t.table[a].resize(t.out_shape[a]);
+    for (int64_t o = 0; o < t.out_shape[a]; ++o) {
+      const int64_t src = padSource(mode, o - before, n);
+      t.table[a][o] = src < 0 ? -1 : lo + src;
+    }
+  }
+  return t;
+}
+
+// Writes y (rank >= 1, non-empty) from x through the tables. The innermost axis is cut into
+// segments: runs of consecutive sources (one memcpy) or of padding.
+void copyPadded(const Tensor& x, Tensor& y, const PadTables& t, const std::string& value, size_t es,
+                const RunContext& ctx) {
+  const int rank = x.rank();
+  struct Segment {
+    int64_t dst, src, len;  // src -1: padding
+  };
+  std::vector<Segment> segs;
+  const auto& last = t.table[rank - 1];
+  for (int64_t o = 0; o < static_cast<int64_t>(last.size()); ++o) {
+    if (!segs.empty()) {
+      Segment& s = segs.back();
+      const bool extends = s.src < 0 ? last[o] < 0 : last[o] == s.src + s.len;
+      if (extends) {
+        ++s.len;
+        continue;
+      }
+    }
+    segs.push_back({o, last[o], 1});
+  }
+  const Shape& os = t.out_shape;
+  const std::vector<int64_t> xs = contiguousStrides(x.shape());
+  const int64_t inner = os[rank - 1], rows = y.numel() / inner;
+  const char* xd = x.bytes().data();
+  char* yd = y.mutableBytes().data();
+  parallelFor(rows, ctx, inner, [&](int64_t r) {
+    char* dst = yd + r * inner * es;
+    int64_t rem = r, off = 0;
+    bool pad_row = false;
+    for (int a = rank - 2; a >= 0; --a) {
+      const int64_t src = t.table[a][rem % os[a]];
+      rem /= os[a];
+      if (src < 0) pad_row = true;
+      off += src * xs[a];
+    }
+    if (pad_row) {
+      fillElements(dst, inner, value.data(), es);
+      return;
+    }
+    for (const Segment& s : segs) {
+      if (s.src < 0)
+        fillElements(dst + s.dst * es, s.len, value.data(), es);
+      else
+        std::memcpy(dst + s.dst * es, xd + (off + s.src) * es, s.len * es);
+    }
+  });
+}
+
+StatusOr<PadMode> parsePadMode(const std::string& name) {
+  static const std::map<std::string, PadMode> kModes = {{"constant", PadMode::kConstant},
+                                                        {"reflect", PadMode::kReflect},
+                                                        {"edge", PadMode::kEdge},
+                                                        {"wrap", PadMode::kWrap}};
+  const auto it = kModes.find(name);
+  if (it == kModes.end()) return unsupported("Pad mode '" + name + "'");
+  return it->second;
+}
+
+// Pads before/after per axis (opset 2 attribute pads/paddings; 11+ input pads; 18+ axes).
+StatusOr<std::pair<std::vector<int64_t>, std::vector<int64_t>>> padAmounts(
+    Inputs in, const std::vector<int64_t>& pads_attr, int rank) {
+  const std::vector<int64_t> pads = optionalInput(in, 1) ? readIndices(*in[1]) : pads_attr;
+  std::vector<int> axes;
+  if (const Tensor* t = optionalInput(in, 3)) {
+    NNC_ASSIGN_OR_RETURN(axes, normaliseAxes(readIndices(*t), rank, "Pad"));
+  } else {
+    for (int a = 0; a < rank; ++a) axes.push_back(a);
+  }
+  if (pads.size() != 2 * axes.size())
+    return invalidModel("Pad: " + std::to_string(pads.size()) + " pads for " +
+                        std::to_string(axes.size()) + " axes");
+  std::vector<int64_t> pb(rank, 0), pe(rank, 0);
+  for (size_t i = 0; i < axes.size(); ++i) {
+    pb[axes[i]] = pads[i];
+    pe[axes[i]] = pads[i + axes.size()];
+  }
+  return std::make_pair(pb, pe);
+}
+
 StatusOr<KernelFn> makePad(const KernelBuildContext& b) {
   const std::string mode_name = b.node.stringAttr("mode", "constant");
-  PadMode mode;
-  if (mode_name == "constant") {
-    mode = PadMode::kConstant;
-  } else if (mode_name == "reflect") {
-    mode = PadMode::kReflect;
-  } else if (mode_name == "edge") {
-    mode = PadMode::kEdge;
-  } else if (mode_name == "wrap") {
-    mode = PadMode::kWrap;
-  } else {
-    return unsupported("Pad mode '" + mode_name + "'");
-  }
+  NNC_ASSIGN_OR_RETURN(const PadMode mode, parsePadMode(mode_name));
   const std::vector<int64_t> pads_attr =
       b.node.hasAttribute("pads") ? b.node.intsAttr("pads") : b.node.intsAttr("paddings");
   const float value_attr = b.node.floatAttr("value", 0.f);
@@ -239,17 +356,7 @@ StatusOr<KernelFn> makePad(const KernelBuildContext& b) {
     NNC_RETURN_IF_ERROR(requireInput(in, 0, "data"));
     const Tensor& x = *in[0];
     NNC_ASSIGN_OR_RETURN(size_t es, movableElementSize(x.dtype(), "Pad"));
-    const int rank = x.rank();
-    const std::vector<int64_t> pads = optionalInput(in, 1) ? readIndices(*in[1]) : pads_attr;
-    std::vector<int> axes;
-    if (const Tensor* t = optionalInput(in, 3)) {
-      NNC_ASSIGN_OR_RETURN(axes, normaliseAxes(readIndices(*t), rank, "Pad"));
-    } else {
-      for (int a = 0; a < rank; ++a) axes.push_back(a);
-    }
-    if (pads.size() != 2 * axes.size())
-      return invalidModel("Pad: " + std::to_string(pads.size()) + " pads for " +
-                          std::to_string(axes.size()) + " axes");
+    NNC_ASSIGN_OR_RETURN(auto amounts, padAmounts(in, pads_attr, x.rank()));
     std::string value;
     const Tensor* cv = optionalInput(in, 2);
     if (cv && cv->numel() > 0) {
@@ -258,93 +365,13 @@ StatusOr<KernelFn> makePad(const KernelBuildContext& b) {
     } else {
       NNC_ASSIGN_OR_RETURN(value, scalarBytes(x.dtype(), value_attr));
     }
-    // Per axis: crop (negative pads) then pad; table[a][o] = source index, or -1 for the
-    // constant.
-    std::vector<int64_t> pb(rank, 0), pe(rank, 0);
-    for (size_t i = 0; i < axes.size(); ++i) {
-      pb[axes[i]] = pads[i];
-      pe[axes[i]] = pads[i + axes.size()];
-    }
-    Shape os(rank);
-    std::vector<std::vector<int64_t>> table(rank);
-    for (int a = 0; a < rank; ++a) {
-      const int64_t dim = x.dim(a), lo = std::max<int64_t>(0, -pb[a]),
-                    hi = dim - std::max<int64_t>(0, -pe[a]), n = hi - lo,
-                    before = std::max<int64_t>(0, pb[a]), after = std::max<int64_t>(0, pe[a]);
-      if (n < 0)
-        return invalidModel("Pad: negative pads remove more than axis " + std::to_string(a) +
-                            " holds");
-      os[a] = n + before + after;
-      if (n == 0 && os[a] > 0 && mode != PadMode::kConstant)
-        return invalidModel("Pad: cannot " + mode_name + "-pad an empty axis");
-      table[a].resize(os[a]);
-      for (int64_t o = 0; o < os[a]; ++o) {
-        const int64_t j = o - before;
-        int64_t src = -1;
-        if (j >= 0 && j < n) {
-          src = j;
-        } else if (mode == PadMode::kEdge) {
-          src = std::clamp<int64_t>(j, 0, n - 1);
-        } else if (mode == PadMode::kWrap) {
-          src = floorMod(j, n);
-        } else if (mode == PadMode::kReflect) {
-          if (n == 1) {
-            src = 0;
-          } else {
-            const int64_t period = 2 * (n - 1), m = floorMod(j, period);
-            src = m < n ? m : period - m;
-          }
-        }
-        table[a][o] = src < 0 ? -1 : lo + src;
-      }
-    }
-    Tensor y(x.dtype(), os);
-    if (rank == 0) {
+    NNC_ASSIGN_OR_RETURN(PadTables tables,
+                         padTables(mode, mode_name, x.shape(), amounts.first, amounts.second));
+    Tensor y(x.dtype(), tables.out_shape);
+    if (x.rank() == 0)
       y = x;
-    } else if (y.numel() > 0) {
-      // Innermost axis as segments: runs of consecutive sources (one memcpy) or of padding.
-      struct Segment {
-        int64_t dst, src, len;  // src -1: padding
-      };
-      std::vector<Segment> segs;
-      const auto& last = table[rank - 1];
-      for (int64_t o = 0; o < static_cast<int64_t>(last.size()); ++o) {
-        if (!segs.empty()) {
-          Segment& s = segs.back();
-          const bool extends = s.src < 0 ? last[o] < 0 : last[o] == s.src + s.len;
-          if (extends) {
-            ++s.len;
-            continue;
-          }
-        }
-        segs.push_back({o, last[o], 1});
-      }
-      const std::vector<int64_t> xs = contiguousStrides(x.shape());
-      const int64_t inner = os[rank - 1], rows = y.numel() / inner;
-      const char* xd = x.bytes().data();
-      char* yd = y.mutableBytes().data();
-      parallelFor(rows, ctx, inner, [&](int64_t r) {
-        char* dst = yd + r * inner * es;
-        int64_t rem = r, off = 0;
-        bool pad_row = false;
-        for (int a = rank - 2; a >= 0; --a) {
-          const int64_t src = table[a][rem % os[a]];
-          rem /= os[a];
-          if (src < 0) pad_row = true;
-          off += src * xs[a];
-        }
-        if (pad_row) {
-          fillElements(dst, inner, value.data(), es);
-          return;
-        }
-        for (const Segment& s : segs) {
-          if (s.src < 0)
-            fillElements(dst + s.dst * es, s.len, value.data(), es);
-          else
-            std::memcpy(dst + s.dst * es, xd + (off + s.src) * es, s.len * es);
-        }
-      });
-    }
+    else if (y.numel() > 0)
+      copyPadded(x, y, tables, value, es, ctx);
     out[0] = std::move(y);
     return Status::ok();
   });
