@@ -179,5 +179,8 @@ struct OpChannels {
   std::vector<ChannelInput> inputs;  // its per-channel constant inputs (may be empty)
 };
 const std::unordered_map<std::string, OpChannels>& channelRules();
+// Channels on other axes than 1 through Swin-style windows (window_rules.cc): wraps the Slice,
+// Pad, Concat, Reshape and Shape rules of the table.
+void addWindowRules(std::unordered_map<std::string, OpChannels>& rules);
 
 }  // namespace nnc::analysis_internal
