@@ -241,8 +241,8 @@ bool foldedFrontier(const Value* v, const CouplingBuilder& b,
 // entry on top (windowReshape). An entry that flows into computations not folded freezes it.
 void shapeOtherAxes(const Node& n, CouplingBuilder& b) {
   const Value* x = n.input(0);
-  if (!isActivation(x)) return;
   const int rank = rankOf(x);
+  if (!x || !isFloatingPoint(x->dtype()) || x->constantData() || rank < 0) return;
   auto clampAxis = [rank](int64_t a) { return std::clamp<int64_t>(a < 0 ? a + rank : a, 0, rank); };
   const int64_t start = clampAxis(n.intAttr("start", 0)), end = clampAxis(n.intAttr("end", rank));
   std::set<std::pair<const Node*, int>> frontier;
