@@ -54,6 +54,9 @@ class CouplingBuilder {
   std::optional<int> activationAxis(const Value* v, int axis);
   // The axes other than 1 that rules looked at since the last call.
   std::set<std::pair<const Value*, int>> takeSeenAxes() { return std::exchange(seen_axes_, {}); }
+  // Whether the current node's rule looked at axis `axis` (>= 0) of `v` so far: a wrapper
+  // (window_rules.cc) leaves such an axis to the rule it wraps.
+  bool sawAxis(const Value* v, int axis) const { return seen_axes_.count({v, axis}) > 0; }
   // Every (value, axis) slot of an activation, for axes other than 1.
   std::vector<std::pair<int, std::pair<const Value*, int>>> otherAxisSlots() const;
   // An axis of a constant weight read by `node`; nullopt if the input is not constant.

@@ -84,7 +84,7 @@ void sliceOtherAxes(const Node& n, CouplingBuilder& b) {
   auto keeps = axesSliceKeeps(n, b);
   if (!keeps) return;  // the analyzer freezes the axes nobody accounted for
   for (int a = 0; a < rankOf(x); ++a) {
-    if (a == 1) continue;
+    if (a == 1 || b.sawAxis(x, a) || b.sawAxis(y, a)) continue;  // the table's rule decided
     auto sx = b.activationAxis(x, a), sy = b.activationAxis(y, a);
     if (!sx || !sy) continue;
     if ((*keeps)[a]) {
@@ -123,7 +123,7 @@ void padOtherAxes(const Node& n, CouplingBuilder& b) {
     padded[a] = padded[a] || pads[i] != 0 || pads[i + axes.size()] != 0;
   }
   for (int a = 0; a < rank; ++a) {
-    if (a == 1) continue;
+    if (a == 1 || b.sawAxis(x, a) || b.sawAxis(y, a)) continue;  // the table's rule decided
     auto sx = b.activationAxis(x, a), sy = b.activationAxis(y, a);
     if (!sx || !sy) continue;
     if (!padded[a]) {
@@ -249,7 +249,7 @@ void shapeOtherAxes(const Node& n, CouplingBuilder& b) {
   std::set<const Value*> seen;
   const bool folded = foldedFrontier(n.output(0), b, frontier, seen);
   for (int a = 0; a < rank; ++a) {
-    if (a == 1) continue;
+    if (a == 1 || b.sawAxis(x, a)) continue;  // the table's rule decided
     auto s = b.activationAxis(x, a);
     if (!s || a < start || a >= end) continue;
     if (!folded) {

@@ -623,11 +623,13 @@ ShapeFoldResult foldShapeComputations(const Graph& graph, int64_t opset) {
     for (const Value* in : n->inputs()) seed(in);
     if (!n->isDefaultDomain() || n->numOutputs() != 1 || !n->output()) continue;
     const Value* out = n->output();
-    if (n->opType() == "Reshape" && known(*n, 0, k)) {
-      std::optional<IntArray> value = foldReshapeData(*n, k);
-      if (value && value->fullyKnown())
-        result.values.emplace(out, toTensor(*value, foldedDType(*n)));
-      if (value) k[out] = std::move(*value);
+    // Reshape of known integer data (Swin's pads: [-1, 2] pairs) folds; otherwise only its
+    // output type may be refined below.
+    std::optional<IntArray> reshaped =
+        n->opType() == "Reshape" && known(*n, 0, k) ? foldReshapeData(*n, k) : std::nullopt;
+    if (reshaped) {
+      if (reshaped->fullyKnown()) result.values.emplace(out, toTensor(*reshaped, foldedDType(*n)));
+      k[out] = std::move(*reshaped);
       continue;
     }
     if (n->opType() == "Reshape") {
