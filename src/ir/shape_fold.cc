@@ -262,9 +262,11 @@ std::optional<IntArray> foldSlice(const Node& n, const Known& k) {
   std::vector<bool> seen(rank, false);
   for (size_t i = 0; i < starts.size(); ++i) {
     const int64_t axis = normaliseIndex(axes[i], rank);
-    if (axis < 0 || axis >= rank || seen[axis] || steps[i] == 0) return std::nullopt;
+    if (axis < 0 || axis >= rank || seen[axis] || steps[i] == 0 || steps[i] == kUnknown)
+      return std::nullopt;
     seen[axis] = true;
     const int64_t dim = a->shape[axis], st = steps[i];
+    if (dim == 0) continue;  // nothing to take (and no [0, dim - 1] to clamp to)
     const int64_t lo = st > 0 ? 0 : -1, hi = st > 0 ? dim : dim - 1;
     const int64_t begin = std::clamp<int64_t>(normaliseIndex(starts[i], dim), 0, hi);
     const int64_t end = std::clamp<int64_t>(normaliseIndex(ends[i], dim), lo, hi);
@@ -272,7 +274,7 @@ std::optional<IntArray> foldSlice(const Node& n, const Known& k) {
     const int64_t abs_step = st > 0 ? st : -st;
     first[axis] = begin;
     step[axis] = st;
-    count[axis] = span <= 0 ? 0 : (span + abs_step - 1) / abs_step;
+    count[axis] = span <= 0 ? 0 : span / abs_step + (span % abs_step != 0);
   }
   IntArray out{count, {}};
   visitBox(a->shape, first, step, count, [&](int64_t flat) { out.data.push_back(a->data[flat]); });
@@ -356,10 +358,10 @@ std::optional<IntArray> foldRange(const Node& n, const Known& k) {
     return std::nullopt;
   const int64_t s = (*start)[0], l = (*limit)[0], d = (*delta)[0];
   int64_t span = 0;
-  if (__builtin_sub_overflow(d > 0 ? l : s, d > 0 ? s : l, &span) || d == kUnknown + 1)
+  if (__builtin_sub_overflow(d > 0 ? l : s, d > 0 ? s : l, &span) || d == kUnknown)
     return std::nullopt;
   const int64_t step = d > 0 ? d : -d;
-  const int64_t count = span <= 0 ? 0 : (span + step - 1) / step;
+  const int64_t count = span <= 0 ? 0 : span / step + (span % step != 0);
   if (count > kMaxFoldedElements) return std::nullopt;
   IntArray out{{count}, {}};
   for (int64_t i = 0; i < count; ++i) out.data.push_back(s + i * d);
