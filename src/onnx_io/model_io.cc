@@ -321,7 +321,8 @@ bool guardSplitToSequence(onnx::InferenceContext& ctx) {  // divides by a scalar
 }
 
 // Data propagation (the values of shape tensors) of Add/Sub/Mul/Div reads dim(0) of an empty
-// operand when the other has one element: propagate nothing then.
+// operand when the other has one element, and Slice's crashes on an empty input (a reversed
+// Slice of int64[0]): propagate nothing then.
 bool guardMathDataPropagation(onnx::DataPropagationContext& ctx) {
   for (size_t i = 0; i < std::min<size_t>(ctx.getNumInputs(), 2); ++i) {
     const onnx::TensorShapeProto* data = ctx.getInputData(i);
@@ -363,7 +364,7 @@ void installInferenceGuards() {
         });
       });
     }
-    for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+    for (const char* op : {"Add", "Sub", "Mul", "Div", "Slice"}) {
       forEachSchemaVersion(op, [](onnx::OpSchema& schema) {
         onnx::DataPropagationFunction original = schema.GetDataPropagationFunction();
         if (!original || !schema.has_data_propagation_function()) return;
