@@ -573,5 +573,84 @@ TEST(ExecTensorTest, SmallOps) {
   EXPECT_TENSOR_EQ(Tensor::fromVector<int64_t>({2, 2}, {7, 7, 7, 7}), (*cs)[0]);
 }
 
+// ScatterND against the two examples of the ONNX spec (opset 11/13/16/18 text), plus negative
+// indices, the reductions (add/mul from 16, max/min from 18) against a direct loop, and the
+// errors: an index out of range, updates of the wrong shape, a reduction its opset lacks.
+TEST(ExecTensorTest, ScatterNDMatchesTheSpecExamples) {
+  {
+    const Tensor data = Tensor::fromVector<float>({8}, {1, 2, 3, 4, 5, 6, 7, 8});
+    const Tensor idx = Tensor::fromVector<int64_t>({4, 1}, {4, 3, 1, 7});
+    const Tensor upd = Tensor::fromVector<float>({4}, {9, 10, 11, 12});
+    auto got = runOp("ScatterND", {data, idx, upd}, {}, 1, 11);
+    ASSERT_TRUE(got.isOk()) << got.status().toString();
+    const auto v = (*got)[0].data<float>();
+    EXPECT_EQ(std::vector<float>(v.begin(), v.end()),
+              (std::vector<float>{1, 11, 3, 10, 9, 6, 7, 12}));
+  }
+  const std::vector<float> a = {1, 2, 3, 4, 5, 6, 7, 8, 8, 7, 6, 5, 4, 3, 2, 1};
+  const std::vector<float> b = {8, 7, 6, 5, 4, 3, 2, 1, 1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<float> data_v;
+  for (const auto* part : {&a, &a, &b, &b}) data_v.insert(data_v.end(), part->begin(), part->end());
+  std::vector<float> upd_v;
+  for (float f : {5.f, 6.f, 7.f, 8.f, 1.f, 2.f, 3.f, 4.f})
+    for (int i = 0; i < 4; ++i) upd_v.push_back(f);
+  const Tensor data = Tensor::fromVector<float>({4, 4, 4}, data_v);
+  const Tensor upd = Tensor::fromVector<float>({2, 4, 4}, upd_v);
+  std::vector<float> want;
+  want.insert(want.end(), upd_v.begin(), upd_v.begin() + 16);
+  want.insert(want.end(), a.begin(), a.end());
+  want.insert(want.end(), upd_v.begin() + 16, upd_v.end());
+  want.insert(want.end(), b.begin(), b.end());
+  // Index 2 also spelled -2: negative entries count from the back.
+  for (int64_t second : {int64_t{2}, int64_t{-2}}) {
+    auto got = runOp("ScatterND", {data, Tensor::fromVector<int64_t>({2, 1}, {0, second}), upd}, {},
+                     1, 13);
+    ASSERT_TRUE(got.isOk()) << got.status().toString();
+    const auto v = (*got)[0].data<float>();
+    EXPECT_EQ(std::vector<float>(v.begin(), v.end()), want) << "second index " << second;
+  }
+}
+
+TEST(ExecTensorTest, ScatterNDReductionsAndErrors) {
+  std::mt19937 rng(5);
+  const Tensor data = randomTensor(DType::kFloat32, {3, 4, 2}, rng);
+  // Element tuples (k = 2 of rank 3): slices of 2; (1, 2) appears twice.
+  const Tensor idx = Tensor::fromVector<int64_t>({3, 2}, {1, 2, 0, -1, 1, 2});
+  const Tensor upd = randomTensor(DType::kFloat32, {3, 2}, rng);
+  const std::vector<std::pair<std::string, int64_t>> cases = {
+      {"add", 16}, {"mul", 16}, {"max", 18}, {"min", 18}};
+  for (const auto& [name, opset] : cases) {
+    SCOPED_TRACE(name);
+    std::vector<float> want(data.data<float>().begin(), data.data<float>().end());
+    const auto ix = idx.data<int64_t>();
+    for (int t = 0; t < 3; ++t) {
+      const int64_t i0 = ix[2 * t], i1 = ix[2 * t + 1] < 0 ? ix[2 * t + 1] + 4 : ix[2 * t + 1];
+      for (int j = 0; j < 2; ++j) {
+        float& w = want[(i0 * 4 + i1) * 2 + j];
+        const float u = upd.data<float>()[t * 2 + j];
+        w = name == "add"   ? w + u
+            : name == "mul" ? w * u
+            : name == "max" ? std::max(w, u)
+                            : std::min(w, u);
+      }
+    }
+    auto got =
+        runOp("ScatterND", {data, idx, upd}, {Attribute::makeString("reduction", name)}, 1, opset);
+    ASSERT_TRUE(got.isOk()) << got.status().toString();
+    const auto v = (*got)[0].data<float>();
+    EXPECT_EQ(std::vector<float>(v.begin(), v.end()), want);
+    // One opset earlier the reduction does not exist.
+    EXPECT_FALSE(runOp("ScatterND", {data, idx, upd}, {Attribute::makeString("reduction", name)}, 1,
+                       opset - 1)
+                     .isOk());
+  }
+  EXPECT_FALSE(
+      runOp("ScatterND",
+            {data, Tensor::fromVector<int64_t>({1, 2}, {3, 0}), Tensor(DType::kFloat32, {1, 2})},
+            {}, 1, 13)
+          .isOk());
+  EXPECT_FALSE(runOp("ScatterND", {data, idx, Tensor(DType::kFloat32, {3, 3})}, {}, 1, 13).isOk());
+}
+
 }  // namespace
 }  // namespace nnc

@@ -377,6 +377,84 @@ std::vector<Case> channelsLastCases() {
   return cs;
 }
 
+// Swin's shifted windows (window_rules.cc): tokens [1, H, W, C] with the group on the last axis,
+// made by a MatMul with a constant [3, C] and read by one with a constant [K, 3].
+Case windows(std::string name, std::vector<std::string> ops, std::string body,
+             std::vector<std::string> inits = {}, int64_t k = 4) {
+  Case c;
+  c.name = std::move(name);
+  c.ops = std::move(ops);
+  c.input = "float[1,4,4,3] x";
+  c.body = "a = MatMul (x, m1)\n" + body + "\ny = MatMul (o, m2)";
+  c.inits = {rnd("m1", {3, 4}), rnd("m2", {k, 3})};
+  for (auto& i : inits) c.inits.push_back(std::move(i));
+  return c;
+}
+
+std::vector<Case> windowCases() {
+  std::vector<Case> cs;
+  // Padding H to a multiple of the window (3) by an amount computed from Shape, then the crop.
+  cs.push_back(windows(
+      "Pad computed from Shape on H, crop Slice on H", {"Pad", "Slice", "Shape"},
+      "s = Shape (a)\nh = Gather <axis = 0> (s, i1)\nm = Mod (h, three)\n"
+      "r3 = Sub (three, m)\nph = Mod (r3, three)\nuph = Unsqueeze (ph, z)\n"
+      "pads = Concat <axis = 0> (zeros5, uph, zeros2)\np = Pad (a, pads)\n"
+      "o = Slice (p, s0, four, ax1)",
+      {"int64 i1 = {1}", "int64 three = {3}", ints("z", {0}), ints("zeros5", {0, 0, 0, 0, 0}),
+       ints("zeros2", {0, 0}), ints("s0", {0}), ints("four", {4}), ints("ax1", {1})}));
+  // torch.roll on H and W: Slices and Concats of the spatial axes.
+  cs.push_back(windows(
+      "Roll on H and W (Slice + Concat)", {"Slice", "Concat"},
+      "r1 = Slice (a, s1, big, ax1)\nr2 = Slice (a, s0, s1, ax1)\n"
+      "c = Concat <axis = 1> (r1, r2)\nq1 = Slice (c, s1, big, ax2)\n"
+      "q2 = Slice (c, s0, s1, ax2)\no = Concat <axis = 2> (q1, q2)",
+      {ints("s0", {0}), ints("s1", {1}), ints("big", {100}), ints("ax1", {1}), ints("ax2", {2})}));
+  // Window partition and reverse with targets computed from Shape; head_dim = C / 2 scales the
+  // windows and must keep the original count when C is pruned (a pinned shape value).
+  cs.push_back(windows(
+      "Window partition and reverse, targets and scale from Shape",
+      {"Reshape", "Transpose", "Shape", "Gather", "Div", "Cast", "Pow", "Mul"},
+      "s = Shape (a)\nb0 = Gather <axis = 0> (s, i0)\nc3 = Gather <axis = 0> (s, i3)\n"
+      "ub = Unsqueeze (b0, z)\nuc = Unsqueeze (c3, z)\n"
+      "t1 = Concat <axis = 0> (ub, two, two, two, two, uc)\np = Reshape (a, t1)\n"
+      "tp = Transpose <perm = [0, 1, 3, 2, 4, 5]> (p)\nnb = Mul (b0, n4)\nunb = Unsqueeze (nb, z)\n"
+      "t2 = Concat <axis = 0> (unb, four, uc)\nw = Reshape (tp, t2)\nhd = Div (c3, n2)\n"
+      "hf = Cast <to = 1> (hd)\nsc = Pow (hf, mhalf)\nws = Mul (w, sc)\n"
+      "t3 = Concat <axis = 0> (ub, two, two, two, two, uc)\nr = Reshape (ws, t3)\n"
+      "rt = Transpose <perm = [0, 1, 3, 2, 4, 5]> (r)\nt4 = Concat <axis = 0> (ub, four, four, "
+      "uc)\n"
+      "o = Reshape (rt, t4)",
+      {"int64 i0 = {0}", "int64 i3 = {3}", ints("z", {0}), ints("two", {2}), ints("four", {4}),
+       "int64 n4 = {4}", "int64 n2 = {2}", "float mhalf = {-0.5}"}));
+  // PatchMerging: four strided views of the same channels concatenated on the last axis.
+  cs.push_back(windows(
+      "PatchMerging: strided Slices, Concat of copies on the last axis", {"Slice", "Concat"},
+      "x0 = Slice (a, s00, bigs, ax12, st22)\nx1 = Slice (a, s10, bigs, ax12, st22)\n"
+      "x2 = Slice (a, s01, bigs, ax12, st22)\nx3 = Slice (a, s11, bigs, ax12, st22)\n"
+      "o = Concat <axis = -1> (x0, x1, x2, x3)",
+      {ints("s00", {0, 0}), ints("s10", {1, 0}), ints("s01", {0, 1}), ints("s11", {1, 1}),
+       ints("bigs", {100, 100}), ints("ax12", {1, 2}), ints("st22", {2, 2})},
+      16));
+  {
+    Case c =
+        windows("Slice of the channels on the last axis", {"Slice"}, "o = Slice (a, s0, two, axm)",
+                {ints("s0", {0}), ints("two", {2}), ints("axm", {-1})}, 2);
+    c.barrier = "slices axis 3";
+    cs.push_back(c);
+  }
+  {
+    // A symbolic batch: Shape(a) is not known before run time where it makes a tensor.
+    Case c =
+        windows("Shape of the tokens feeding a computation not folded", {"Shape"},
+                "s = Shape (a)\nk = ConstantOfShape <value = float[1] {0.5}> (s)\no = Relu (a)");
+    c.input = "float[N,4,4,3] x";
+    c.outputs = "y, k";
+    c.barrier = "computations not known before run time";
+    cs.push_back(c);
+  }
+  return cs;
+}
+
 std::vector<Case> cases() {
   std::vector<Case> cs;
   for (const char* op :
@@ -640,6 +718,7 @@ std::vector<Case> cases() {
   }
   for (Case c : channelsLastCases()) cs.push_back(std::move(c));
   for (Case c : shuffleCases()) cs.push_back(std::move(c));
+  for (Case c : windowCases()) cs.push_back(std::move(c));
   cs.push_back(sandwich(
       "BatchNormalization", {"BatchNormalization"}, "o = BatchNormalization (a, s, bb, mu, var)",
       {rnd("s", {4}), rnd("bb", {4}), rnd("mu", {4}), rnd("var", {4}, 0.5f, 2.f)}));

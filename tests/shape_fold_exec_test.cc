@@ -138,5 +138,98 @@ TEST(ShapeFoldExecTest, OldEqualAndFloatFillAreNotFolded) {
   EXPECT_EQ(expectFoldedEqualsExecuted(fill, {"f", "d"}, {image()}), 0u);
 }
 
+// torchvision Swin's window padding at opset 13: pads computed as Mod of the spatial size, a
+// ConstantOfShape of zeros, Reshape [-1, 2], a reversed Slice (ends INT64_MIN + 1, a literal
+// although it lies in the range that codes symbols), Transpose and Reshape [-1]; plus Range and
+// a strided multi-axis Slice, and a reversed Slice of an empty array (libonnx 1.12's data
+// propagation crashed on it; guarded in onnx_io). Each folded value must equal what the executor
+// computes.
+TEST(ShapeFoldExecTest, SwinWindowPaddingFoldsAsExecuted) {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1, 5, 6, 4] x) => (y)
+    {
+      s = Shape (x)
+      i1 = Constant <value = int64 {1}> ()
+      h = Gather (s, i1)
+      w7 = Constant <value = int64 {3}> ()
+      m0 = Mod (h, w7)
+      rest = Sub (w7, m0)
+      pad_h = Mod (rest, w7)
+      neg = Constant <value = int64 {-7}> ()
+      m_neg = Mod (neg, w7)
+      f_neg = Mod <fmod = 1> (neg, w7)
+      z = Constant <value = int64[1] {0}> ()
+      ph = Unsqueeze (pad_h, z)
+      four = Constant <value = int64[1] {4}> ()
+      zeros = ConstantOfShape <value = int64[1] {0}> (four)
+      all = Concat <axis = 0> (z, z, ph, z, zeros)
+      pairs_shape = Constant <value = int64[2] {-1, 2}> ()
+      pairs = Reshape (all, pairs_shape)
+      st = Constant <value = int64[1] {-1}> ()
+      en = Constant <value = int64[1] {-9223372036854775807}> ()
+      ax = Constant <value = int64[1] {0}> ()
+      rev = Slice (pairs, st, en, ax, st)
+      tr = Transpose <perm = [1, 0]> (rev)
+      flat_shape = Constant <value = int64[1] {-1}> ()
+      pads = Reshape (tr, flat_shape)
+      y = Pad (x, pads)
+      lim = Constant <value = int64 {11}> ()
+      two = Constant <value = int64 {2}> ()
+      r = Range (i1, lim, two)
+      rr = Range (lim, i1, neg)
+      grid_shape = Constant <value = int64[2] {2, 4}> ()
+      g8 = Reshape (all, grid_shape)
+      s2 = Constant <value = int64[2] {0, 3}> ()
+      e2 = Constant <value = int64[2] {2, -5}> ()
+      a2 = Constant <value = int64[2] {0, 1}> ()
+      st2 = Constant <value = int64[2] {1, -2}> ()
+      box = Slice (g8, s2, e2, a2, st2)
+      none = Constant <value = int64[0] {}> ()
+      rev_none = Slice (none, st, en, ax, st)
+    }
+  )";
+  const Tensor x = Tensor::fromVector<float>({1, 5, 6, 4}, std::vector<float>(120, 1.f));
+  const std::vector<std::string> names = {"m0",  "pad_h", "m_neg", "f_neg", "zeros",
+                                          "all", "pairs", "rev",   "tr",    "pads",
+                                          "r",   "rr",    "g8",    "box",   "rev_none"};
+  EXPECT_EQ(expectFoldedEqualsExecuted(text, names, {x}), names.size());
+  auto model = loadText(text);
+  ASSERT_TRUE(model.isOk());
+  const auto folded = foldShapeComputations(*model->graph, 13).values;
+  EXPECT_EQ(folded.at(model->graph->findValue("pads")).toInt64Vector(),
+            (std::vector<int64_t>{0, 0, 1, 0, 0, 0, 0, 0}));
+  EXPECT_EQ(folded.at(model->graph->findValue("m_neg")).toInt64Vector()[0], 2);
+  EXPECT_EQ(folded.at(model->graph->findValue("f_neg")).toInt64Vector()[0], -1);
+  // After loading, the padded tensor's shape is static: the pads were folded and fed back.
+  EXPECT_EQ(model->graph->findValue("y")->staticShape(), (Shape{1, 5, 7, 4}));
+}
+
+// Mod before opset 10 and Range before 11 do not exist; a Range longer than the fold limit and a
+// Reshape whose target does not fit the data are left alone.
+TEST(ShapeFoldExecTest, OutOfRangeModRangeAndReshapeAreNotFolded) {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[1, 4] x) => (y)
+    {
+      a = Constant <value = int64 {0}> ()
+      b = Constant <value = int64 {1000}> ()
+      c = Constant <value = int64 {1}> ()
+      long = Range (a, b, c)
+      six = Constant <value = int64[6] {1, 2, 3, 4, 5, 6}> ()
+      bad_shape = Constant <value = int64[2] {4, 2}> ()
+      bad = Reshape (six, bad_shape)
+      zero = Constant <value = int64 {0}> ()
+      byzero = Mod (b, zero)
+      y = Add (x, x)
+    }
+  )";
+  auto model = loadText(text);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  const auto folded = foldShapeComputations(*model->graph, 13).values;
+  for (const char* name : {"long", "bad", "byzero"})
+    EXPECT_EQ(folded.count(model->graph->findValue(name)), 0u) << name;
+}
+
 }  // namespace
 }  // namespace nnc

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -86,7 +87,38 @@ TEST_P(TorchvisionOracleTest, ExactGroupsHalvedMatchTheOracle) {
 INSTANTIATE_TEST_SUITE_P(Torchvision, TorchvisionOracleTest,
                          ::testing::Values("resnext50_32x4d", "regnet_x_400mf", "regnet_y_400mf",
                                            "convnext_tiny", "vit_b_16", "mobilenet_v2",
-                                           "shufflenet_v2_x1_0"));
+                                           "shufflenet_v2_x1_0", "swin_t"));
+
+// Issue 15's target for Swin (window rules, shape folding, ScatterND): `prune --ratio 0.5`
+// (approximate LayerNorm groups included) keeps at most 45% of the MACs, and the output runs in
+// ONNX Runtime with the original output shape.
+TEST(TorchvisionSwinTest, HalfRatioKeepsAtMost45PercentOfMacsAndRunsInOrt) {
+  const fs::path src = fs::path(NNC_TORCHVISION_DIR) / "swin_t.onnx";
+  ASSERT_TRUE(fs::exists(src)) << src;
+  TempDir dir;
+  const auto out = dir / "pruned.onnx";
+  auto r = testing::runCli("prune " + testing::quote(src) + " -o " + testing::quote(out) +
+                           " --ratio 0.5 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  const double kept = j["macs_kept"].get<double>();
+  std::printf("[ swin_t ] --ratio 0.5 keeps %.3f of the MACs (%d groups pruned)\n", kept,
+              j["groups_pruned"].get<int>());
+  EXPECT_LE(kept, 0.45);
+  auto model = loadModel(src);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  const std::string input = model->graph->inputs()[0]->name();
+  auto original = testing::runOrt(src, {{input, randomImage()}}, dir);
+  auto got = testing::runOrt(out, {{input, randomImage()}}, dir);
+  ASSERT_TRUE(original.isOk()) << original.status().toString();
+  ASSERT_TRUE(got.isOk()) << got.status().toString();
+  ASSERT_EQ(original->size(), got->size());
+  for (size_t i = 0; i < got->size(); ++i) {
+    EXPECT_EQ((*got)[i].shape(), (*original)[i].shape());
+    for (float v : (*got)[i].data<float>()) ASSERT_TRUE(std::isfinite(v));
+  }
+}
 
 }  // namespace
 }  // namespace nnc

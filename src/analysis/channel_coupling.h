@@ -54,6 +54,9 @@ class CouplingBuilder {
   std::optional<int> activationAxis(const Value* v, int axis);
   // The axes other than 1 that rules looked at since the last call.
   std::set<std::pair<const Value*, int>> takeSeenAxes() { return std::exchange(seen_axes_, {}); }
+  // Whether the current node's rule looked at axis `axis` (>= 0) of `v` so far: a wrapper
+  // (window_rules.cc) leaves such an axis to the rule it wraps.
+  bool sawAxis(const Value* v, int axis) const { return seen_axes_.count({v, axis}) > 0; }
   // Every (value, axis) slot of an activation, for axes other than 1.
   std::vector<std::pair<int, std::pair<const Value*, int>>> otherAxisSlots() const;
   // An axis of a constant weight read by `node`; nullopt if the input is not constant.
@@ -179,5 +182,8 @@ struct OpChannels {
   std::vector<ChannelInput> inputs;  // its per-channel constant inputs (may be empty)
 };
 const std::unordered_map<std::string, OpChannels>& channelRules();
+// Channels on other axes than 1 through Swin-style windows (window_rules.cc): wraps the Slice,
+// Pad, Concat, Reshape and Shape rules of the table.
+void addWindowRules(std::unordered_map<std::string, OpChannels>& rules);
 
 }  // namespace nnc::analysis_internal

@@ -174,9 +174,10 @@ void freezeSharedShapeLiterals(std::vector<ChannelGroup>& groups) {
   std::map<Key, std::set<const Value*>> spelled;
   for (const ChannelGroup& g : groups)
     for (const ShapeLiteral& lit : g.shape_literals)
-      spelled[{lit.node, lit.input, lit.element}].insert(lit.spells);
+      if (lit.spells) spelled[{lit.node, lit.input, lit.element}].insert(lit.spells);
   for (ChannelGroup& g : groups) {
     for (const ShapeLiteral& lit : g.shape_literals) {
+      if (!lit.spells) continue;  // a pin
       const auto& values = spelled[{lit.node, lit.input, lit.element}];
       if (values.size() < 2 || !g.prunable) continue;
       g.prunable = false;

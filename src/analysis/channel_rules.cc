@@ -935,11 +935,13 @@ void padRule(const Node& n, CouplingBuilder& b) {
   const int rank = rankOf(n.input(0));
   std::vector<int64_t> pads, axes;
   if (b.opset() >= 11) {
-    const Tensor* t = n.input(1) ? n.input(1)->constantData() : nullptr;
+    // Constant, or computed from static shapes (Swin pads its windows by an amount computed
+    // from the input's shape).
+    const Tensor* t = b.knownValue(n.input(1));
     if (!t) return b.freezeNode(n, opLabel(n) + " pads are computed at run time");
     pads = t->toInt64Vector();
     if (n.input(3)) {
-      const Tensor* a = n.input(3)->constantData();
+      const Tensor* a = b.knownValue(n.input(3));
       if (!a) return b.freezeNode(n, opLabel(n) + " axes are computed at run time");
       axes = a->toInt64Vector();
     }
@@ -1318,6 +1320,7 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     r["LRN"] = {barrier("sums squares across neighbouring channels"), {}};
     r["GroupNormalization"] = {
         barrier("normalises channels in groups: whole-group pruning is not implemented"), {}};
+    addWindowRules(r);
     return r;
   }();
   return rules;

@@ -90,6 +90,7 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerReduceKernels(r);
     registerResizeKernels(r);
     registerQuantKernels(r);
+    registerScatterKernels(r);
     return r;
   }();
   return registry;

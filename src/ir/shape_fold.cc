@@ -172,10 +172,12 @@ std::optional<IntArray> foldBinary(const Node& n, const Known& k,
   if (a->data.empty() || b->data.empty()) return std::nullopt;  // [1] op [0] read b[0] (fuzz/)
   const bool a_scalar = a->data.size() == 1, b_scalar = b->data.size() == 1;
   if (!(a->shape == b->shape || a_scalar || b_scalar)) return std::nullopt;
-  const IntArray& big = (a_scalar && !b_scalar) ? *b : *a;
-  IntArray out{
-      big.shape.size() >= (a_scalar ? b->shape.size() : a->shape.size()) ? big.shape : a->shape,
-      {}};
+  // The output has the higher rank (a one-element operand may still add axes of size 1); a
+  // one-element operand of higher rank than a longer one would change its shape: not folded.
+  const IntArray& wide = a->shape.size() >= b->shape.size() ? *a : *b;
+  const IntArray& longer = a_scalar ? *b : *a;
+  if (!(a->shape == b->shape || (a_scalar && b_scalar) || &wide == &longer)) return std::nullopt;
+  IntArray out{wide.shape, {}};
   const size_t count = std::max(a->data.size(), b->data.size());
   bool ok = true;
   for (size_t i = 0; i < count; ++i) {
@@ -193,40 +195,176 @@ std::optional<IntArray> foldBinary(const Node& n, const Known& k,
   return out;
 }
 
+// Row-major strides of a shape.
+std::vector<int64_t> stridesOf(const Shape& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  return strides;
+}
+
+// Calls `visit(flat input index)` for every element of a strided box over `shape`, in row-major
+// order of the box: axis d runs from start[d] by step[d], count[d] times.
+void visitBox(const Shape& shape, const std::vector<int64_t>& start,
+              const std::vector<int64_t>& step, const Shape& count,
+              const std::function<void(int64_t)>& visit) {
+  const std::vector<int64_t> strides = stridesOf(shape);
+  const int64_t total = shapeNumel(count);
+  std::vector<int64_t> at(count.size(), 0);
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t flat = 0;
+    for (size_t d = 0; d < count.size(); ++d) flat += (start[d] + at[d] * step[d]) * strides[d];
+    visit(flat);
+    for (size_t d = count.size(); d-- > 0;) {
+      if (++at[d] < count[d]) break;
+      at[d] = 0;
+    }
+  }
+}
+
+// The fully known 1-D contents of input i, or nullopt. A constant's entries are literals even in
+// the range that codes symbols (torch exports reverse Slices with ends = INT64_MIN + 1).
+std::optional<std::vector<int64_t>> knownList(const Node& n, size_t i, const Known& k) {
+  const Tensor* t = n.input(i) ? n.input(i)->constantData() : nullptr;
+  if (t && t->rank() <= 1 && isShapeDType(t->dtype())) return t->toInt64Vector();
+  const IntArray* a = known(n, i, k);
+  if (!a || a->shape.size() > 1 || !a->fullyKnown()) return std::nullopt;
+  return a->data;
+}
+
+// Slice (1: attributes; 10, 11, 13: inputs with optional axes and steps) on any rank. Bounds are
+// clamped as the spec says: to [0, dim] for a positive step, [0, dim - 1] (start) and
+// [-1, dim - 1] (end) for a negative one.
 std::optional<IntArray> foldSlice(const Node& n, const Known& k) {
   const IntArray* a = known(n, 0, k);
-  if (!a || a->shape.size() != 1) return std::nullopt;
-  std::vector<int64_t> starts, ends, steps;
+  if (!a || a->shape.empty()) return std::nullopt;
+  const int64_t rank = static_cast<int64_t>(a->shape.size());
+  std::vector<int64_t> starts, ends, axes, steps;
   if (n.numInputs() >= 3) {
-    const IntArray* s = known(n, 1, k);
-    const IntArray* e = known(n, 2, k);
-    if (!s || !e || s->data.size() != 1 || e->data.size() != 1) return std::nullopt;
-    if (!s->fullyKnown() || !e->fullyKnown()) return std::nullopt;
-    if (const IntArray* axes = known(n, 3, k);
-        axes && (axes->data.size() != 1 || normaliseIndex(axes->data[0], 1) != 0))
+    auto s = knownList(n, 1, k), e = knownList(n, 2, k);
+    if (!s || !e || (n.input(3) && !knownList(n, 3, k)) || (n.input(4) && !knownList(n, 4, k)))
       return std::nullopt;
-    if (n.input(3) && !known(n, 3, k)) return std::nullopt;
-    if (n.input(4) && !known(n, 4, k)) return std::nullopt;
-    starts = s->data;
-    ends = e->data;
-    steps = n.input(4) ? known(n, 4, k)->data : std::vector<int64_t>{1};
+    starts = *s;
+    ends = *e;
+    if (n.input(3)) axes = *knownList(n, 3, k);
+    if (n.input(4)) steps = *knownList(n, 4, k);
   } else {
     starts = n.intsAttr("starts");
     ends = n.intsAttr("ends");
-    steps = {1};
-    if (starts.size() != 1 || ends.size() != 1) return std::nullopt;
+    axes = n.intsAttr("axes");
   }
-  const int64_t size = a->shape[0], step = steps.at(0);
-  if (step == 0) return std::nullopt;
-  auto clampIndex = [&](int64_t i, bool is_end) {
-    i = normaliseIndex(i, size);
-    return step > 0 ? std::clamp<int64_t>(i, 0, size) : std::clamp<int64_t>(i, -1, size - 1);
-    (void)is_end;
-  };
-  const int64_t start = clampIndex(starts[0], false), end = clampIndex(ends[0], true);
-  IntArray out{{0}, {}};
-  for (int64_t i = start; step > 0 ? i < end : i > end; i += step) out.data.push_back(a->data[i]);
-  out.shape[0] = static_cast<int64_t>(out.data.size());
+  if (axes.empty())
+    for (size_t i = 0; i < starts.size(); ++i) axes.push_back(static_cast<int64_t>(i));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    return std::nullopt;
+  std::vector<int64_t> first(rank, 0), step(rank, 1);
+  Shape count = a->shape;
+  std::vector<bool> seen(rank, false);
+  for (size_t i = 0; i < starts.size(); ++i) {
+    const int64_t axis = normaliseIndex(axes[i], rank);
+    if (axis < 0 || axis >= rank || seen[axis] || steps[i] == 0 || steps[i] == kUnknown)
+      return std::nullopt;
+    seen[axis] = true;
+    const int64_t dim = a->shape[axis], st = steps[i];
+    if (dim == 0) continue;  // nothing to take (and no [0, dim - 1] to clamp to)
+    const int64_t lo = st > 0 ? 0 : -1, hi = st > 0 ? dim : dim - 1;
+    const int64_t begin = std::clamp<int64_t>(normaliseIndex(starts[i], dim), 0, hi);
+    const int64_t end = std::clamp<int64_t>(normaliseIndex(ends[i], dim), lo, hi);
+    const int64_t span = st > 0 ? end - begin : begin - end;
+    const int64_t abs_step = st > 0 ? st : -st;
+    first[axis] = begin;
+    step[axis] = st;
+    count[axis] = span <= 0 ? 0 : span / abs_step + (span % abs_step != 0);
+  }
+  IntArray out{count, {}};
+  visitBox(a->shape, first, step, count, [&](int64_t flat) { out.data.push_back(a->data[flat]); });
+  return out;
+}
+
+// Transpose (1, 13) of a small integer array: perm defaults to reversing the axes.
+std::optional<IntArray> foldTranspose(const Node& n, const Known& k) {
+  const IntArray* a = known(n, 0, k);
+  if (!a) return std::nullopt;
+  const size_t rank = a->shape.size();
+  std::vector<int64_t> perm = n.intsAttr("perm");
+  if (perm.empty())
+    for (size_t i = rank; i-- > 0;) perm.push_back(static_cast<int64_t>(i));
+  std::vector<int64_t> sorted = perm;
+  std::sort(sorted.begin(), sorted.end());
+  for (size_t i = 0; i < sorted.size(); ++i)
+    if (sorted[i] != static_cast<int64_t>(i) || sorted.size() != rank) return std::nullopt;
+  const std::vector<int64_t> in_strides = stridesOf(a->shape);
+  IntArray out{Shape(rank), {}};
+  std::vector<int64_t> strides(rank);
+  for (size_t d = 0; d < rank; ++d) {
+    out.shape[d] = a->shape[perm[d]];
+    strides[d] = in_strides[perm[d]];
+  }
+  // Output axis d walks input axis perm[d]: a box over a 1-D view with the permuted strides.
+  const int64_t total = shapeNumel(out.shape);
+  std::vector<int64_t> at(rank, 0);
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t flat = 0;
+    for (size_t d = 0; d < rank; ++d) flat += at[d] * strides[d];
+    out.data.push_back(a->data[flat]);
+    for (size_t d = rank; d-- > 0;) {
+      if (++at[d] < out.shape[d]) break;
+      at[d] = 0;
+    }
+  }
+  return out;
+}
+
+// Reshape (5, 13, 14) of a small integer array: 0 copies the input dim (unless allowzero), one
+// -1 takes the rest. The data keeps its order.
+std::optional<IntArray> foldReshapeData(const Node& n, const Known& k) {
+  const IntArray* a = known(n, 0, k);
+  auto target = knownList(n, 1, k);
+  if (!a || !target || current_opset < 5) return std::nullopt;
+  const bool allow_zero = n.intAttr("allowzero", 0) != 0;
+  Shape shape;
+  int infer_at = -1;
+  int64_t product = 1;
+  for (size_t i = 0; i < target->size(); ++i) {
+    int64_t d = (*target)[i];
+    if (d == 0 && !allow_zero) {
+      if (i >= a->shape.size()) return std::nullopt;
+      d = a->shape[i];
+    }
+    if (d == -1) {
+      if (infer_at >= 0) return std::nullopt;
+      infer_at = static_cast<int>(i);
+      shape.push_back(1);
+      continue;
+    }
+    if (d < 0 || __builtin_mul_overflow(product, d, &product)) return std::nullopt;
+    shape.push_back(d);
+  }
+  const int64_t numel = static_cast<int64_t>(a->data.size());
+  if (infer_at >= 0) {
+    if (product == 0 || numel % product != 0) return std::nullopt;
+    shape[infer_at] = numel / product;
+  } else if (product != numel) {
+    return std::nullopt;
+  }
+  return IntArray{shape, a->data};
+}
+
+// Range (11): ceil((limit - start) / delta) elements, none when that is negative.
+std::optional<IntArray> foldRange(const Node& n, const Known& k) {
+  auto start = knownList(n, 0, k), limit = knownList(n, 1, k), delta = knownList(n, 2, k);
+  if (current_opset < 11 || !start || !limit || !delta || start->size() != 1 ||
+      limit->size() != 1 || delta->size() != 1 || (*delta)[0] == 0)
+    return std::nullopt;
+  const int64_t s = (*start)[0], l = (*limit)[0], d = (*delta)[0];
+  int64_t span = 0;
+  if (__builtin_sub_overflow(d > 0 ? l : s, d > 0 ? s : l, &span) || d == kUnknown)
+    return std::nullopt;
+  const int64_t step = d > 0 ? d : -d;
+  const int64_t count = span <= 0 ? 0 : span / step + (span % step != 0);
+  if (count > kMaxFoldedElements) return std::nullopt;
+  IntArray out{{count}, {}};
+  for (int64_t i = 0; i < count; ++i) out.data.push_back(s + i * d);
   return out;
 }
 
@@ -323,6 +461,24 @@ const std::unordered_map<std::string, FoldFn>& foldRules() {
            int64_t r = 0;
            if (__builtin_mul_overflow(a, b, &r)) *ok = false;
            return r;
+         });
+       }},
+      {"Transpose", foldTranspose},
+      {"Range", foldRange},
+      {"Mod",
+       [](const Node& n, const Known& k) {
+         // Integer Mod (10, 13): the sign of the divisor (Python's %), or of the dividend with
+         // fmod=1 (C's fmod).
+         const bool c_fmod = n.intAttr("fmod", 0) != 0;
+         if (current_opset < 10) return std::optional<IntArray>();
+         return foldBinary(n, k, c_fmod ? [](int64_t a, int64_t b, bool* ok) -> int64_t {
+           if (b == 0) *ok = false;
+           return b == 0 ? 0 : a % b;
+         } : [](int64_t a, int64_t b, bool* ok) -> int64_t {
+           if (b == 0) *ok = false;
+           if (b == 0) return 0;
+           const int64_t r = a % b;
+           return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
          });
        }},
       {"Div",
@@ -469,6 +625,15 @@ ShapeFoldResult foldShapeComputations(const Graph& graph, int64_t opset) {
     for (const Value* in : n->inputs()) seed(in);
     if (!n->isDefaultDomain() || n->numOutputs() != 1 || !n->output()) continue;
     const Value* out = n->output();
+    // Reshape of known integer data (Swin's pads: [-1, 2] pairs) folds; otherwise only its
+    // output type may be refined below.
+    std::optional<IntArray> reshaped =
+        n->opType() == "Reshape" && known(*n, 0, k) ? foldReshapeData(*n, k) : std::nullopt;
+    if (reshaped) {
+      if (reshaped->fullyKnown()) result.values.emplace(out, toTensor(*reshaped, foldedDType(*n)));
+      k[out] = std::move(*reshaped);
+      continue;
+    }
     if (n->opType() == "Reshape") {
       const IntArray* target = known(*n, 1, k);
       if (target) {

@@ -321,7 +321,8 @@ bool guardSplitToSequence(onnx::InferenceContext& ctx) {  // divides by a scalar
 }
 
 // Data propagation (the values of shape tensors) of Add/Sub/Mul/Div reads dim(0) of an empty
-// operand when the other has one element: propagate nothing then.
+// operand when the other has one element, and Slice's crashes on an empty input (a reversed
+// Slice of int64[0]): propagate nothing then.
 bool guardMathDataPropagation(onnx::DataPropagationContext& ctx) {
   for (size_t i = 0; i < std::min<size_t>(ctx.getNumInputs(), 2); ++i) {
     const onnx::TensorShapeProto* data = ctx.getInputData(i);
@@ -363,7 +364,7 @@ void installInferenceGuards() {
         });
       });
     }
-    for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+    for (const char* op : {"Add", "Sub", "Mul", "Div", "Slice"}) {
       forEachSchemaVersion(op, [](onnx::OpSchema& schema) {
         onnx::DataPropagationFunction original = schema.GetDataPropagationFunction();
         if (!original || !schema.has_data_propagation_function()) return;
@@ -450,9 +451,10 @@ Status inferShapes(Model& model) {
     v->setType(std::move(inferred));
   };
   // Round 1 is plain ONNX inference. Each later round folds the shape subgraphs whose inputs
-  // became static and infers again, until nothing new folds.
+  // became static and infers again, until nothing new folds. A chain of blocks that each pad
+  // to a size computed from their input's shape (Swin's windows) takes a round per block.
   ShapeFoldResult folded;
-  constexpr int kMaxRounds = 4;
+  constexpr int kMaxRounds = 64;
   for (int round = 0; round < kMaxRounds; ++round) {
     onnx::ModelProto proto = shapeInferenceProto(model, folded);
     if (round == 0) {  // robustness guards, see above
@@ -470,6 +472,15 @@ Status inferShapes(Model& model) {
     for (const auto& vi : proto.graph().output()) apply(vi);
     ShapeFoldResult next = foldShapeComputations(graph, model.opsetVersion(""));
     for (const auto& [v, type] : next.refined_types) graph.findValue(v->name())->setType(type);
+    // A folded value goes into the next round as an initializer, which inference gives no
+    // type: it has the folded tensor's.
+    for (const auto& [v, t] : next.values) {
+      ValueType type = v->type();
+      type.dtype = t.dtype();
+      type.shape = std::vector<Dim>();
+      for (int64_t d : t.shape()) type.shape->push_back(Dim::known(d));
+      graph.findValue(v->name())->setType(std::move(type));
+    }
     if (next.values.size() <= folded.values.size() && next.refined_types.empty()) break;
     // Refinements are now in the IR types; keep them as hints for the next round too.
     for (auto& [v, type] : folded.refined_types) next.refined_types.try_emplace(v, type);

@@ -194,6 +194,8 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
                   Plan& plan) {
   std::map<const Node*, int64_t, ByNodeId> group_attr;
   std::map<std::tuple<const Node*, int, int64_t>, int64_t, ByNodeId> literal_delta;
+  // Inputs computed by shape subgraphs folded before run time: replaced by constants.
+  std::map<std::pair<const Node*, int>, const Tensor*, ByNodeId> folded_inputs;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const int64_t removed = g.channels - static_cast<int64_t>(k.keep.size());
@@ -206,6 +208,12 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
       group_attr[n] += gone;
     }
     for (const ShapeLiteral& lit : g.shape_literals) {
+      if (lit.value.numel() > 0)
+        folded_inputs.emplace(std::make_pair(lit.node, lit.input), &lit.value);
+      if (lit.element < 0) {  // a pin: the folded value as it is
+        literal_delta.emplace(std::make_tuple(lit.node, lit.input, lit.element), 0);
+        continue;
+      }
       int64_t gone = removed;
       for (const GroupMember& m : g.members)
         if (m.value == lit.spells) gone = static_cast<int64_t>(m.mapping.indices(dropped).size());
@@ -221,9 +229,11 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
     auto it = literals.find({n, input});
     if (it == literals.end()) {
       const Tensor* t = n->input(input) ? n->input(input)->constantData() : nullptr;
+      if (!t && folded_inputs.count({n, input})) t = folded_inputs.at({n, input});
       if (!t) return internalError("channel analysis is stale: shape literal is not constant");
       it = literals.emplace(std::make_pair(n, input), *t).first;
     }
+    if (element < 0) continue;
     std::vector<int64_t> dims = it->second.toInt64Vector();
     if (element >= static_cast<int64_t>(dims.size()) || dims[element] - delta <= 0)
       return internalError("channel analysis is stale: shape literal out of range");

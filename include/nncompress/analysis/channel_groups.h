@@ -68,11 +68,16 @@ struct GroupMember {
 // A literal in a constant 1-D shape tensor that spells a count made of a group's channels: a
 // Reshape target's channel/feature entry (also inside Concat(..., constant)), a Resize `sizes`
 // entry. Surgery rewrites it to the pruned count.
+// The input may also be a shape computation folded before run time (`value`, not empty): surgery
+// then replaces it by a constant. element -1 (spells nullptr) only pins such an input to its
+// folded value: it reads a shape entry of a group's axis in arithmetic that must keep seeing the
+// original count (Swin's head_dim = C / heads), or just passes through ops that do.
 struct ShapeLiteral {
   const Node* node = nullptr;     // the node reading the constant
   int input = 0;                  // at this input index
   int64_t element = 0;            // element of the 1-D constant
   const Value* spells = nullptr;  // the activation whose axis-1 size the literal is
+  Tensor value;                   // the folded input when it is not a constant
 };
 
 struct ChannelGroup {

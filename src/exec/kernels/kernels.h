@@ -16,6 +16,7 @@ void registerTensorKernels(KernelRegistry& r);       // Concat, Split, Slice, Pa
 void registerReduceKernels(KernelRegistry& r);       // ReduceMean, ..., Softmax
 void registerResizeKernels(KernelRegistry& r);       // Resize
 void registerQuantKernels(KernelRegistry& r);        // QuantizeLinear, QLinearConv, ...
+void registerScatterKernels(KernelRegistry& r);      // ScatterND
 
 // A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
 // the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.
