@@ -17,9 +17,12 @@ namespace nnc::train {
 
 namespace {
 
-// NNC_TRAIN_PROFILE=1: seconds per (op type, forward/backward), printed at exit (for tuning).
+// NNC_TRAIN_PROFILE=1: seconds per (op type, forward/backward), printed at exit (for tuning);
+// NNC_TRAIN_PROFILE=node: per node.
 struct Profile {
-  bool on = std::getenv("NNC_TRAIN_PROFILE") != nullptr;
+  const char* env = std::getenv("NNC_TRAIN_PROFILE");
+  bool on = env != nullptr;
+  bool by_node = on && std::string(env) == "node";
   std::map<std::string, double> seconds;
   ~Profile() {
     for (const auto& [k, v] : seconds) std::fprintf(stderr, "%-28s %8.3f s\n", k.c_str(), v);
@@ -39,11 +42,14 @@ double threadCpuSeconds() {
 
 // Adds the calling thread's CPU time since construction to `op phase` when profiling.
 struct ScopedTimer {
-  const std::string* op;
+  const Node* node;
   const char* phase;
   double t0 = profile().on ? threadCpuSeconds() : 0.0;
   ~ScopedTimer() {
-    if (profile().on) profile().seconds[*op + phase] += threadCpuSeconds() - t0;
+    if (!profile().on) return;
+    const std::string key =
+        profile().by_node ? node->opType() + " " + node->name() : node->opType();
+    profile().seconds[key + phase] += threadCpuSeconds() - t0;
   }
 };
 
@@ -162,7 +168,7 @@ Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
     for (const Tensor* t : in_ptrs) shapes.push_back(t ? t->shape() : Shape{});
   }
   std::vector<Tensor> outs(step.output_slots.size());
-  ScopedTimer timer{&step.node->opType(), " fwd"};
+  ScopedTimer timer{step.node, " fwd"};
   NNC_RETURN_IF_ERROR(
       step.kernel->run(in_ptrs, outs, ctx)
           .withContext("node '" + step.node->name() + "' (" + step.node->opType() + ")"));
@@ -268,7 +274,7 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
                       ctx,
                       &step.backward_state};
     std::vector<Tensor> in_grads(step.input_slots.size());
-    ScopedTimer timer{&step.node->opType(), " bwd"};
+    ScopedTimer timer{step.node, " bwd"};
     NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)
                             .withContext("backward of node '" + step.node->name() + "' (" +
                                          step.node->opType() + ")"));
