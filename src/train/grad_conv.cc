@@ -6,6 +6,7 @@
 //          With stride 1, dX is itself a convolution, run by the executor's direct kernel:
 //          dX = Conv(dY, W'), W'[g*Cg + c, m, i, j] = W[g*Mg + m, c, kh-1-i, kw-1-j],
 //          pads' = (k-1)*d - pads (same dilation and groups)
+//          With strides (dilation 1), dX is one such convolution per phase (grad_conv_phases.h)
 //   ConvTranspose: dcol = im2col(dY_{n,g}) (the forward's col2im read backwards),
 //          dX_{n,g} = W_g dcol,  dW_g += X_{n,g} dcol^T
 
@@ -17,6 +18,7 @@
 #include "backward.h"
 #include "direct_conv.h"
 #include "gemm.h"
+#include "grad_conv_phases.h"
 #include "kernel_util.h"
 #include "nncompress/ir/conv_geometry.h"
 
@@ -207,6 +209,7 @@ struct ConvGrad {
   const float *x, *w, *dy;
   float* dx;
   bool want_w, want_b;
+  const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
 
   // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
   // output channels, each im2col row an offset into X (or its padded copy), a few samples a call.
@@ -272,27 +275,40 @@ struct ConvGrad {
   }
 
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
+    if (want_w) weightGradDirect(t, s0, s1, part);
+    if (want_b) biasGrad(t, s0, s1, part);
+    if (!dx) return;
+    if (phased) {
+      thread_local std::vector<float> scratch;
+      for (int64_t s = s0; s < s1; ++s)
+        phased->sample(dy + s * m * p, dx + s * cin * g.ih * g.iw, scratch);
+      return;
+    }
+    gemmInputGrad(s0, s1);
+  }
+
+  void biasGrad(int t, int64_t s0, int64_t s1, Partials& part) const {
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t j = 0; j < m; ++j) {
+        float sum = 0.f;
+        const float* row = dy + (s * m + j) * p;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t q = 0; q < p; ++q) sum += row[q];
+        part.db[t][j] += sum;
+      }
+  }
+
+  // dX_{n,g} = col2im(W_g^T dY_{n,g}) (geometries without a direct form).
+  void gemmInputGrad(int64_t s0, int64_t s1) const {
     thread_local std::vector<float> dcol;
     const bool same = g.identity();
-    if (want_w) weightGradDirect(t, s0, s1, part);
-    if (!same && dx) dcol.resize(static_cast<size_t>(kk * p));
+    if (!same) dcol.resize(static_cast<size_t>(kk * p));
     for (int64_t s = s0; s < s1; ++s)
       for (int64_t gi = 0; gi < groups; ++gi) {
         const float* dys = dy + (s * m + gi * mg) * p;
-        const int64_t xoff = (s * cin + gi * g.c) * g.ih * g.iw;
-        if (want_b)
-          for (int64_t j = 0; j < mg; ++j) {
-            float sum = 0.f;
-            const float* row = dys + j * p;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t q = 0; q < p; ++q) sum += row[q];
-            part.db[t][gi * mg + j] += sum;
-          }
-        if (dx) {
-          float* out = same ? dx + xoff : dcol.data();
-          gemm(kk, p, mg, w + gi * mg * kk, true, dys, false, out);
-          if (!same) col2im(dcol.data(), g, dx + xoff);
-        }
+        float* out = same ? dx + (s * cin + gi * g.c) * g.ih * g.iw : dcol.data();
+        gemm(kk, p, mg, w + gi * mg * kk, true, dys, false, out);
+        if (!same) col2im(dcol.data(), g, dx + (s * cin + gi * g.c) * g.ih * g.iw);
       }
   }
 };
@@ -362,6 +378,32 @@ Status runDirectInputGrad(const BackwardContext& c, DirectInputGrad& st, const G
   return Status::ok();
 }
 
+// dX of a strided Conv by phases (grad_conv_phases.h), set up once per shape.
+struct PhasedState : BackwardState {
+  Shape x_shape, w_shape;
+  bool applies = false;
+  PhasedInputGrad grad;
+};
+
+// The phased input gradient with this batch's weights packed, or nullptr when the geometry has
+// no phase form (dilations, crops).
+PhasedInputGrad* phasedInputGrad(const BackwardContext& c, const Geometry& g, int64_t groups) {
+  const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
+  auto* st = dynamic_cast<PhasedState*>(c.state->get());
+  if (!st || st->x_shape != xs || st->w_shape != ws) {
+    auto fresh = std::make_unique<PhasedState>();
+    fresh->x_shape = xs, fresh->w_shape = ws;
+    fresh->applies = g.dh == 1 && g.dw == 1 &&
+                     fresh->grad.setUp({g.ih, g.oh, g.kh, g.sh, g.pt},
+                                       {g.iw, g.ow, g.kw, g.sw, g.pl}, xs[1], ws[0], groups);
+    st = fresh.get();
+    *c.state = std::move(fresh);
+  }
+  if (!st->applies) return nullptr;
+  st->grad.pack(fdata(*c.inputs[1]));
+  return &st->grad;
+}
+
 Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   NNC_RETURN_IF_ERROR(checkConvShapes(c));
   if (!c.inputs[1]) return internalError("Conv weight not available");
@@ -387,6 +429,7 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
     } else {
       dx = c.ctx.newTensor(DType::kFloat32, xs);
       cg.dx = fdata(dx);
+      cg.phased = phasedInputGrad(c, cg.g, groups);
     }
   }
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));
