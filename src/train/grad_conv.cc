@@ -188,17 +188,63 @@ struct WindowSource {
 };
 
 // xpad[c][r][q] = img[c][r - pt][q - pl] (0 outside), hp x wp per channel.
+// Every element written once (no fill first): zero rows above and below, zero columns left and
+// right, the image row between.
 void padImage(const float* img, const Geometry& g, const WindowSource& e, float* xpad) {
-  std::fill(xpad, xpad + g.c * e.hp * e.wp, 0.f);
-  const int64_t q0 = std::max<int64_t>(0, -g.pl), q1 = std::min(g.iw, e.wp - g.pl);
+  const int64_t q0 = std::clamp<int64_t>(g.pl, 0, e.wp);  // first column from the image
+  const int64_t q1 = std::clamp<int64_t>(g.pl + g.iw, q0, e.wp);
   for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t y = 0; y < g.ih; ++y) {
-      const int64_t r = y + g.pt;
-      if (r < 0 || r >= e.hp) continue;
-      const float* src = img + (c * g.ih + y) * g.iw;
-      float* dst = xpad + (c * e.hp + r) * e.wp + g.pl;
+    for (int64_t r = 0; r < e.hp; ++r) {
+      const int64_t y = r - g.pt;
+      float* dst = xpad + (c * e.hp + r) * e.wp;
+      if (y < 0 || y >= g.ih) {
+        std::fill(dst, dst + e.wp, 0.f);
+        continue;
+      }
+      const float* src = img + (c * g.ih + y) * g.iw - g.pl;
+      for (int64_t q = 0; q < q0; ++q) dst[q] = 0.f;
       for (int64_t q = q0; q < q1; ++q) dst[q] = src[q];
+      for (int64_t q = q1; q < e.wp; ++q) dst[q] = 0.f;
     }
+}
+
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int Int4 __attribute__((vector_size(16)));
+
+inline Float4 load4(const float* p) {
+  Float4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, Float4 v) { std::memcpy(p, &v, sizeof v); }
+
+// out[q*lanes + l] = rows[l][q] for q < p, l < used (0 for l in [used, lanes)): four rows by four
+// positions at a time, transposed in registers; the positions of a lane group are written in
+// order (strided scalar stores touched a cache line per element).
+void packLanes(const float* const* rows, int64_t used, int64_t lanes, int64_t p, float* out) {
+  const int64_t l4 = used & ~int64_t{3}, p4 = p & ~int64_t{3};
+  for (int64_t l = 0; l < l4; l += 4) {
+    const float *r0 = rows[l], *r1 = rows[l + 1], *r2 = rows[l + 2], *r3 = rows[l + 3];
+    float* o = out + l;
+    for (int64_t q = 0; q < p4; q += 4) {
+      const Float4 a = load4(r0 + q), b = load4(r1 + q), c = load4(r2 + q), d = load4(r3 + q);
+      const Float4 ab01 = __builtin_shuffle(a, b, Int4{0, 4, 1, 5});
+      const Float4 ab23 = __builtin_shuffle(a, b, Int4{2, 6, 3, 7});
+      const Float4 cd01 = __builtin_shuffle(c, d, Int4{0, 4, 1, 5});
+      const Float4 cd23 = __builtin_shuffle(c, d, Int4{2, 6, 3, 7});
+      store4(o + q * lanes, __builtin_shuffle(ab01, cd01, Int4{0, 1, 4, 5}));
+      store4(o + (q + 1) * lanes, __builtin_shuffle(ab01, cd01, Int4{2, 3, 6, 7}));
+      store4(o + (q + 2) * lanes, __builtin_shuffle(ab23, cd23, Int4{0, 1, 4, 5}));
+      store4(o + (q + 3) * lanes, __builtin_shuffle(ab23, cd23, Int4{2, 3, 6, 7}));
+    }
+    for (int64_t q = p4; q < p; ++q)
+      for (int64_t j = 0; j < 4; ++j) o[q * lanes + j] = rows[l + j][q];
+  }
+  for (int64_t q = 0; q < p; ++q) {
+    float* o = out + q * lanes;
+    for (int64_t l = l4; l < used; ++l) o[l] = rows[l][q];
+    for (int64_t l = used; l < lanes; ++l) o[l] = 0.f;
+  }
 }
 
 // One Conv gradient for samples [s0, s1) of one thread.
@@ -253,23 +299,16 @@ struct ConvGrad {
   }
 
   // packed[b][si*p + q][l] = dY[b0 + si][gi*mg + b*lanes + l][q] (0 past the group's channels).
-  // Written in order (the lanes of a position together): strided stores would touch a cache line
-  // per element.
   void packDy(int64_t b0, int64_t bn, int64_t gi, int64_t lanes, int64_t blocks,
               float* packed) const {
     const int64_t k = bn * p;
     const float* rows[64];
     for (int64_t b = 0; b < blocks; ++b) {
-      float* dst = packed + b * k * lanes;
       const int64_t used = std::min(lanes, mg - b * lanes);
       for (int64_t si = 0; si < bn; ++si) {
         for (int64_t l = 0; l < used; ++l)
           rows[l] = dy + ((b0 + si) * m + gi * mg + b * lanes + l) * p;
-        float* out = dst + si * p * lanes;
-        for (int64_t q = 0; q < p; ++q, out += lanes) {
-          for (int64_t l = 0; l < used; ++l) out[l] = rows[l][q];
-          for (int64_t l = used; l < lanes; ++l) out[l] = 0.f;
-        }
+        packLanes(rows, used, lanes, p, packed + b * k * lanes + si * p * lanes);
       }
     }
   }
