@@ -220,6 +220,13 @@ TEST(TrainGradCheck, Conv) {
   gradCheck({"Conv",
              {data({1, 2, 4, 4}), param({3, 2, 2, 2})},
              {A::makeInts("strides", {2, 2}), A::makeInts("pads", {3, 3, 3, 3})}});
+  // 20 and 24 input channels without groups: dX by a 16-channel block and an 8-lane tail.
+  gradCheck(
+      {"Conv", {data({2, 20, 4, 5}), param({3, 20, 3, 3})}, {A::makeInts("pads", {1, 1, 1, 1})}}, 2,
+      2);
+  gradCheck({"Conv",
+             {data({1, 24, 5, 4}), param({2, 24, 3, 3}), param({2})},
+             {A::makeInts("strides", {2, 2}), A::makeInts("pads", {1, 1, 1, 1})}});
   // Depthwise with a channel multiplier, parallel over samples.
   gradCheck({"Conv",
              {data({3, 2, 6, 6}), param({4, 1, 3, 3}), param({4})},
