@@ -189,8 +189,11 @@ struct WindowSource {
 
 // xpad[c][r][q] = img[c][r - pt][q - pl] (0 outside), hp x wp per channel.
 // Every element written once (no fill first): zero rows above and below, zero columns left and
-// right, the image row between.
-void padImage(const float* img, const Geometry& g, const WindowSource& e, float* xpad) {
+// right, the image row between. Plain loops, as in im2col: rows are a few dozen floats.
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void padImage(const float* img,
+                                                                            const Geometry& g,
+                                                                            const WindowSource& e,
+                                                                            float* xpad) {
   const int64_t q0 = std::clamp<int64_t>(g.pl, 0, e.wp);  // first column from the image
   const int64_t q1 = std::clamp<int64_t>(g.pl + g.iw, q0, e.wp);
   for (int64_t c = 0; c < g.c; ++c)
@@ -198,7 +201,7 @@ void padImage(const float* img, const Geometry& g, const WindowSource& e, float*
       const int64_t y = r - g.pt;
       float* dst = xpad + (c * e.hp + r) * e.wp;
       if (y < 0 || y >= g.ih) {
-        std::fill(dst, dst + e.wp, 0.f);
+        for (int64_t q = 0; q < e.wp; ++q) dst[q] = 0.f;
         continue;
       }
       const float* src = img + (c * g.ih + y) * g.iw - g.pl;
