@@ -240,18 +240,19 @@ TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
         << used->parameters()[p].name;
 }
 
-// BatchNormalization -> Relu pairs run fused (one forward pass, the Relu mask applied in the BN
-// backward) unless a value between is asked for; both ways give the same numbers: the outputs
-// bit for bit, the gradients up to summation order.
-TEST(TrainTape, FusedBatchNormReluMatchesUnfused) {
+// BatchNormalization -> Relu and Add -> Relu pairs run fused (one forward pass, the Relu mask
+// applied in the producer's backward) unless a value between is asked for; both ways give the
+// same numbers: the outputs bit for bit, the gradients up to summation order.
+TEST(TrainTape, FusedReluPairsMatchUnfused) {
   Model model = loadFixture("resnet");
-  std::vector<std::string> bn_outputs;
+  std::vector<std::string> between;
   for (const auto& n : model.graph->nodes())
-    if (n->opType() == "BatchNormalization") bn_outputs.push_back(n->output(0)->name());
-  ASSERT_GE(bn_outputs.size(), 5u);
+    if (n->opType() == "BatchNormalization" || n->opType() == "Add")
+      between.push_back(n->output(0)->name());
+  ASSERT_GE(between.size(), 15u);
   auto fused = GradientTape::create(model, {.num_threads = 2}).value();
   auto plain =
-      GradientTape::create(model, {.num_threads = 2, .keep_activation_grads = bn_outputs}).value();
+      GradientTape::create(model, {.num_threads = 2, .keep_activation_grads = between}).value();
   const Tensor x = randomImages(4, 8);
   for (GradientTape* t : {fused.get(), plain.get()}) {
     auto y = t->forward({x});

@@ -95,8 +95,11 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
     float* pa = want_a ? fdata(da) : nullptr;
     float* pb = want_b ? fdata(db) : nullptr;
     if (pa) g = pa;
+    const float* mask = c.relu_mask ? fdata(*c.relu_mask) : nullptr;  // a fused Relu after Add
     forEach(n, c.ctx, [&](int64_t i) {
-      const float a = av ? av[i] : 0.f, b = bv ? bv[i] : 0.f, gi = g[i];
+      const float a = av ? av[i] : 0.f, b = bv ? bv[i] : 0.f;
+      float gi = g[i];
+      if (mask) gi = mask[i] > 0.f ? gi : 0.f;  // a select (the load is unconditional)
       if (pb) pb[i] = gi * db_of(a, b);
       if (pa) pa[i] = gi * da_of(a, b);
     });
@@ -104,6 +107,7 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
     if (want_b) grads[1] = std::move(db);
     return Status::ok();
   }
+  if (c.relu_mask) return internalError("a fused Relu after a broadcasting op");
   const auto sa = exec::broadcastStrides(as, os), sb = exec::broadcastStrides(bs, os);
   Tensor da, db;
   if (want_a) da = zeros(as, &c.ctx);

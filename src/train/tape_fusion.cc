@@ -1,8 +1,9 @@
-// Forward fusion on the tape: a BatchNormalization (frozen statistics) whose output only a Relu
-// reads runs as one pass y = max(0, x * a + b), the executor's BatchNormalization and Relu
-// arithmetic exactly. The BN output is never stored: the BN backward reads its input, the Relu
-// backward its output, nobody the value between. Saves a pass over each such activation. In the
-// backward, the Relu's mask is applied by the BN backward (batchNormBackward's relu_mask).
+// Relu fusion on the tape: a BatchNormalization (frozen statistics) or a same-shape Add whose
+// output only a Relu reads runs as one pass, y = max(0, x * a + b) or max(0, a + b), the
+// executor's arithmetic exactly. The value between is never stored: the BN backward reads its
+// input, the Add backward nothing, the Relu backward its output. In the backward, the Relu's mask
+// is applied by the producer's backward (BackwardContext::relu_mask). Saves a pass over each such
+// activation forward and another backward.
 
 #include <algorithm>
 #include <cmath>
@@ -20,9 +21,10 @@ void planFusions(GradientTape::Impl& t) {
       if (s >= 0) ++readers[s], reader[s] = static_cast<int>(i);
   for (TapeStep& step : t.steps) {
     const Node& n = *step.node;
-    if (!n.isDefaultDomain() || n.opType() != "BatchNormalization" || n.outputs().size() != 1 ||
-        n.intAttr("training_mode", 0) != 0 || step.input_slots.size() != 5)
-      continue;
+    const bool bn = n.opType() == "BatchNormalization" && n.intAttr("training_mode", 0) == 0 &&
+                    step.input_slots.size() == 5;
+    const bool add = n.opType() == "Add" && step.input_slots.size() == 2;
+    if (!n.isDefaultDomain() || n.outputs().size() != 1 || !(bn || add)) continue;
     const int s = step.output_slots[0];
     if (s < 0 || readers[s] != 1) continue;
     const TapeSlot& slot = t.slots[s];
@@ -34,7 +36,7 @@ void planFusions(GradientTape::Impl& t) {
     step.fused_relu = reader[s];
     TapeStep& relu = t.steps[reader[s]];
     relu.fused_into = static_cast<int>(&step - t.steps.data());
-    // The BN backward reads the Relu output as its mask: free it after that backward instead.
+    // The producer's backward reads the Relu output as its mask: free it after that instead.
     auto& later = relu.free_after_backward;
     const auto it = std::find(later.begin(), later.end(), relu.output_slots[0]);
     if (it != later.end()) step.free_after_backward.push_back(*it), later.erase(it);
@@ -74,6 +76,26 @@ Status batchNormRelu(const std::vector<const Tensor*>& in, float eps, Tensor& ou
   return Status::ok();
 }
 
+// y = max(0, a + b) for a and b of one shape; false (nothing done) when they differ.
+bool addRelu(const std::vector<const Tensor*>& in, Tensor& out, const exec::RunContext& ctx) {
+  const Tensor *a = in[0], *b = in[1];
+  if (!a || !b || a->dtype() != DType::kFloat32 || b->dtype() != DType::kFloat32 ||
+      a->shape() != b->shape())
+    return false;
+  out = ctx.newTensor(DType::kFloat32, a->shape());
+  const float *ad = fdata(*a), *bd = fdata(*b);
+  float* yd = fdata(out);
+  const int64_t n = a->numel(), chunk = 1 << 14;
+  exec::parallelFor((n + chunk - 1) / chunk, ctx, chunk, [&](int64_t c) {
+    const int64_t end = std::min(n, (c + 1) * chunk);
+    for (int64_t i = c * chunk; i < end; ++i) {
+      const float v = ad[i] + bd[i];
+      yd[i] = v > 0.f ? v : 0.f;
+    }
+  });
+  return true;
+}
+
 }  // namespace
 
 StatusOr<bool> runFusedStep(GradientTape::Impl& t, TapeStep& step,
@@ -84,7 +106,11 @@ StatusOr<bool> runFusedStep(GradientTape::Impl& t, TapeStep& step,
   const int bn_out = step.output_slots[0], relu_out = relu.output_slots[0];
   if (t.fake_quant.count(bn_out) || t.fake_quant.count(relu_out)) return false;
   Tensor y;
-  NNC_RETURN_IF_ERROR(batchNormRelu(in, step.node->floatAttr("epsilon", 1e-5f), y, t.ctx));
+  if (step.node->opType() == "Add") {
+    if (!addRelu(in, y, t.ctx)) return false;
+  } else {
+    NNC_RETURN_IF_ERROR(batchNormRelu(in, step.node->floatAttr("epsilon", 1e-5f), y, t.ctx));
+  }
   if (record && relu.backward) t.input_shapes[step.fused_relu] = {y.shape()};
   t.owned[relu_out] = std::move(y);
   t.ptrs[relu_out] = &t.owned[relu_out];
@@ -94,14 +120,14 @@ StatusOr<bool> runFusedStep(GradientTape::Impl& t, TapeStep& step,
 
 bool passFusedReluGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor>& grads) {
   if (step.fused_into < 0) return false;
-  TapeStep& bn = t.steps[step.fused_into];
-  bn.relu_mask_slot = -1;
-  const int relu_out = step.output_slots[0], bn_out = bn.output_slots[0];
-  if (!bn.fused_ran || !bn.backward || t.slots[relu_out].keep_grad || !t.ptrs[relu_out] ||
-      grads[relu_out].byteSize() == 0 || grads[bn_out].byteSize() > 0)
+  TapeStep& producer = t.steps[step.fused_into];
+  producer.relu_mask_slot = -1;
+  const int relu_out = step.output_slots[0], mid = producer.output_slots[0];
+  if (!producer.fused_ran || !producer.backward || t.slots[relu_out].keep_grad ||
+      !t.ptrs[relu_out] || grads[relu_out].byteSize() == 0 || grads[mid].byteSize() > 0)
     return false;
-  grads[bn_out] = std::move(grads[relu_out]);
-  bn.relu_mask_slot = relu_out;
+  grads[mid] = std::move(grads[relu_out]);
+  producer.relu_mask_slot = relu_out;
   return true;
 }
 
