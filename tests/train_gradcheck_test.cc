@@ -198,6 +198,35 @@ TEST(TrainGradCheck, Conv) {
   gradCheck({"Conv",
              {data({2, 2, 9}), param({3, 2, 3}), param({3})},  // 1-D
              {A::makeInts("strides", {2}), A::makeInts("pads", {1, 1})}});
+  // Strided input gradients by phases: a 1x1 kernel (phases without taps), stride 3 over a 3x3
+  // kernel (one tap per phase), a 5x5 kernel at stride 2 with pads 2 and 1 (two and three taps);
+  // no phase form (the im2col path): a leading pad that shifts a phase past dY's first row, a pad
+  // past the kernel.
+  gradCheck({"Conv",
+             {data({2, 3, 7, 6}), param({5, 3, 1, 1}), param({5})},
+             {A::makeInts("strides", {2, 2})}},
+            2, 2);
+  gradCheck({"Conv",
+             {data({2, 2, 8, 7}), param({3, 2, 3, 3})},
+             {A::makeInts("strides", {3, 3}), A::makeInts("pads", {0, 0, 2, 1})}});
+  gradCheck({"Conv",
+             {data({2, 2, 8, 7}), param({3, 2, 3, 3})},
+             {A::makeInts("strides", {3, 3}), A::makeInts("pads", {1, 0, 1, 2})}});
+  gradCheck(
+      {"Conv",
+       {data({2, 4, 9, 8}), param({18, 2, 5, 5}), param({18})},
+       {A::makeInt("group", 2), A::makeInts("strides", {2, 2}), A::makeInts("pads", {2, 1, 2, 1})}},
+      2, 2);
+  gradCheck({"Conv",
+             {data({1, 2, 4, 4}), param({3, 2, 2, 2})},
+             {A::makeInts("strides", {2, 2}), A::makeInts("pads", {3, 3, 3, 3})}});
+  // 20 and 24 input channels without groups: dX by a 16-channel block and an 8-lane tail.
+  gradCheck(
+      {"Conv", {data({2, 20, 4, 5}), param({3, 20, 3, 3})}, {A::makeInts("pads", {1, 1, 1, 1})}}, 2,
+      2);
+  gradCheck({"Conv",
+             {data({1, 24, 5, 4}), param({2, 24, 3, 3}), param({2})},
+             {A::makeInts("strides", {2, 2}), A::makeInts("pads", {1, 1, 1, 1})}});
   // Depthwise with a channel multiplier, parallel over samples.
   gradCheck({"Conv",
              {data({3, 2, 6, 6}), param({4, 1, 3, 3}), param({4})},

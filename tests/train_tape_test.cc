@@ -240,6 +240,37 @@ TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
         << used->parameters()[p].name;
 }
 
+// BatchNormalization -> Relu and Add -> Relu pairs run fused (one forward pass, the Relu mask
+// applied in the producer's backward) unless a value between is asked for; both ways give the
+// same numbers: the outputs bit for bit, the gradients up to summation order.
+TEST(TrainTape, FusedReluPairsMatchUnfused) {
+  Model model = loadFixture("resnet");
+  std::vector<std::string> between;
+  for (const auto& n : model.graph->nodes())
+    if (n->opType() == "BatchNormalization" || n->opType() == "Add")
+      between.push_back(n->output(0)->name());
+  ASSERT_GE(between.size(), 15u);
+  auto fused = GradientTape::create(model, {.num_threads = 2}).value();
+  auto plain =
+      GradientTape::create(model, {.num_threads = 2, .keep_activation_grads = between}).value();
+  const Tensor x = randomImages(4, 8);
+  for (GradientTape* t : {fused.get(), plain.get()}) {
+    auto y = t->forward({x});
+    ASSERT_TRUE(y.isOk());
+    Tensor g(DType::kFloat32, y.value()[0].shape());
+    for (int64_t i = 0; i < g.numel(); ++i) g.mutableData<float>()[i] = 0.02f * (i % 5) - 0.04f;
+    t->zeroGrad();
+    ASSERT_TRUE(t->backward({g}).isOk());
+  }
+  EXPECT_EQ(maxAbsDiff(fused->infer({x}).value()[0], plain->infer({x}).value()[0]), 0.f);
+  for (size_t p = 0; p < fused->parameters().size(); ++p) {
+    const Tensor &a = fused->parameters()[p].grad, &b = plain->parameters()[p].grad;
+    float scale = 0;
+    for (int64_t i = 0; i < b.numel(); ++i) scale = std::max(scale, std::abs(b.data<float>()[i]));
+    EXPECT_LE(maxAbsDiff(a, b), 1e-5f * scale) << fused->parameters()[p].name;
+  }
+}
+
 // Taylor scores need dL/d(activation) only: no parameters, the gradient still arrives.
 TEST(TrainTape, ActivationGradientsWithoutParameters) {
   Model m = chain({"Conv", "Relu"});

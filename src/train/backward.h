@@ -33,6 +33,9 @@ struct BackwardContext {
   exec::Kernel* forward_kernel = nullptr;  // the node's forward kernel (index tracing)
   const exec::RunContext& ctx;
   std::unique_ptr<BackwardState>* state = nullptr;  // this step's, kept across batches
+  // BatchNormalization or Add fused with the Relu after it (tape_fusion.cc): that Relu's output,
+  // whose mask (> 0) this backward applies to dY first.
+  const Tensor* relu_mask = nullptr;
 };
 
 // Writes input_grads[i] (the shape of input i, float32) for every i with needs_grad[i]; an

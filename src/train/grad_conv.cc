@@ -6,6 +6,7 @@
 //          With stride 1, dX is itself a convolution, run by the executor's direct kernel:
 //          dX = Conv(dY, W'), W'[g*Cg + c, m, i, j] = W[g*Mg + m, c, kh-1-i, kw-1-j],
 //          pads' = (k-1)*d - pads (same dilation and groups)
+//          With strides (dilation 1), dX is one such convolution per phase (grad_conv_phases.h)
 //   ConvTranspose: dcol = im2col(dY_{n,g}) (the forward's col2im read backwards),
 //          dX_{n,g} = W_g dcol,  dW_g += X_{n,g} dcol^T
 
@@ -17,6 +18,7 @@
 #include "backward.h"
 #include "direct_conv.h"
 #include "gemm.h"
+#include "grad_conv_phases.h"
 #include "kernel_util.h"
 #include "nncompress/ir/conv_geometry.h"
 
@@ -186,17 +188,66 @@ struct WindowSource {
 };
 
 // xpad[c][r][q] = img[c][r - pt][q - pl] (0 outside), hp x wp per channel.
-void padImage(const float* img, const Geometry& g, const WindowSource& e, float* xpad) {
-  std::fill(xpad, xpad + g.c * e.hp * e.wp, 0.f);
-  const int64_t q0 = std::max<int64_t>(0, -g.pl), q1 = std::min(g.iw, e.wp - g.pl);
+// Every element written once (no fill first): zero rows above and below, zero columns left and
+// right, the image row between. Plain loops, as in im2col: rows are a few dozen floats.
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void padImage(const float* img,
+                                                                            const Geometry& g,
+                                                                            const WindowSource& e,
+                                                                            float* xpad) {
+  const int64_t q0 = std::clamp<int64_t>(g.pl, 0, e.wp);  // first column from the image
+  const int64_t q1 = std::clamp<int64_t>(g.pl + g.iw, q0, e.wp);
   for (int64_t c = 0; c < g.c; ++c)
-    for (int64_t y = 0; y < g.ih; ++y) {
-      const int64_t r = y + g.pt;
-      if (r < 0 || r >= e.hp) continue;
-      const float* src = img + (c * g.ih + y) * g.iw;
-      float* dst = xpad + (c * e.hp + r) * e.wp + g.pl;
+    for (int64_t r = 0; r < e.hp; ++r) {
+      const int64_t y = r - g.pt;
+      float* dst = xpad + (c * e.hp + r) * e.wp;
+      if (y < 0 || y >= g.ih) {
+        for (int64_t q = 0; q < e.wp; ++q) dst[q] = 0.f;
+        continue;
+      }
+      const float* src = img + (c * g.ih + y) * g.iw - g.pl;
+      for (int64_t q = 0; q < q0; ++q) dst[q] = 0.f;
       for (int64_t q = q0; q < q1; ++q) dst[q] = src[q];
+      for (int64_t q = q1; q < e.wp; ++q) dst[q] = 0.f;
     }
+}
+
+typedef float Float4 __attribute__((vector_size(16)));
+typedef int Int4 __attribute__((vector_size(16)));
+
+inline Float4 load4(const float* p) {
+  Float4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, Float4 v) { std::memcpy(p, &v, sizeof v); }
+
+// out[q*lanes + l] = rows[l][q] for q < p, l < used (0 for l in [used, lanes)): four rows by four
+// positions at a time, transposed in registers; the positions of a lane group are written in
+// order (strided scalar stores touched a cache line per element).
+void packLanes(const float* const* rows, int64_t used, int64_t lanes, int64_t p, float* out) {
+  const int64_t l4 = used & ~int64_t{3}, p4 = p & ~int64_t{3};
+  for (int64_t l = 0; l < l4; l += 4) {
+    const float *r0 = rows[l], *r1 = rows[l + 1], *r2 = rows[l + 2], *r3 = rows[l + 3];
+    float* o = out + l;
+    for (int64_t q = 0; q < p4; q += 4) {
+      const Float4 a = load4(r0 + q), b = load4(r1 + q), c = load4(r2 + q), d = load4(r3 + q);
+      const Float4 ab01 = __builtin_shuffle(a, b, Int4{0, 4, 1, 5});
+      const Float4 ab23 = __builtin_shuffle(a, b, Int4{2, 6, 3, 7});
+      const Float4 cd01 = __builtin_shuffle(c, d, Int4{0, 4, 1, 5});
+      const Float4 cd23 = __builtin_shuffle(c, d, Int4{2, 6, 3, 7});
+      store4(o + q * lanes, __builtin_shuffle(ab01, cd01, Int4{0, 1, 4, 5}));
+      store4(o + (q + 1) * lanes, __builtin_shuffle(ab01, cd01, Int4{2, 3, 6, 7}));
+      store4(o + (q + 2) * lanes, __builtin_shuffle(ab23, cd23, Int4{0, 1, 4, 5}));
+      store4(o + (q + 3) * lanes, __builtin_shuffle(ab23, cd23, Int4{2, 3, 6, 7}));
+    }
+    for (int64_t q = p4; q < p; ++q)
+      for (int64_t j = 0; j < 4; ++j) o[q * lanes + j] = rows[l + j][q];
+  }
+  for (int64_t q = 0; q < p; ++q) {
+    float* o = out + q * lanes;
+    for (int64_t l = l4; l < used; ++l) o[l] = rows[l][q];
+    for (int64_t l = used; l < lanes; ++l) o[l] = 0.f;
+  }
 }
 
 // One Conv gradient for samples [s0, s1) of one thread.
@@ -207,6 +258,7 @@ struct ConvGrad {
   const float *x, *w, *dy;
   float* dx;
   bool want_w, want_b;
+  const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
 
   // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
   // output channels, each im2col row an offset into X (or its padded copy), a few samples a call.
@@ -250,49 +302,55 @@ struct ConvGrad {
   }
 
   // packed[b][si*p + q][l] = dY[b0 + si][gi*mg + b*lanes + l][q] (0 past the group's channels).
-  // Written in order (the lanes of a position together): strided stores would touch a cache line
-  // per element.
   void packDy(int64_t b0, int64_t bn, int64_t gi, int64_t lanes, int64_t blocks,
               float* packed) const {
     const int64_t k = bn * p;
     const float* rows[64];
     for (int64_t b = 0; b < blocks; ++b) {
-      float* dst = packed + b * k * lanes;
       const int64_t used = std::min(lanes, mg - b * lanes);
       for (int64_t si = 0; si < bn; ++si) {
         for (int64_t l = 0; l < used; ++l)
           rows[l] = dy + ((b0 + si) * m + gi * mg + b * lanes + l) * p;
-        float* out = dst + si * p * lanes;
-        for (int64_t q = 0; q < p; ++q, out += lanes) {
-          for (int64_t l = 0; l < used; ++l) out[l] = rows[l][q];
-          for (int64_t l = used; l < lanes; ++l) out[l] = 0.f;
-        }
+        packLanes(rows, used, lanes, p, packed + b * k * lanes + si * p * lanes);
       }
     }
   }
 
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
+    if (want_w) weightGradDirect(t, s0, s1, part);
+    if (want_b) biasGrad(t, s0, s1, part);
+    if (!dx) return;
+    if (phased) {
+      thread_local std::vector<float> scratch;
+      for (int64_t s = s0; s < s1; ++s)
+        phased->sample(dy + s * m * p, dx + s * cin * g.ih * g.iw, scratch);
+      return;
+    }
+    gemmInputGrad(s0, s1);
+  }
+
+  void biasGrad(int t, int64_t s0, int64_t s1, Partials& part) const {
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t j = 0; j < m; ++j) {
+        float sum = 0.f;
+        const float* row = dy + (s * m + j) * p;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t q = 0; q < p; ++q) sum += row[q];
+        part.db[t][j] += sum;
+      }
+  }
+
+  // dX_{n,g} = col2im(W_g^T dY_{n,g}) (geometries without a direct form).
+  void gemmInputGrad(int64_t s0, int64_t s1) const {
     thread_local std::vector<float> dcol;
     const bool same = g.identity();
-    if (want_w) weightGradDirect(t, s0, s1, part);
-    if (!same && dx) dcol.resize(static_cast<size_t>(kk * p));
+    if (!same) dcol.resize(static_cast<size_t>(kk * p));
     for (int64_t s = s0; s < s1; ++s)
       for (int64_t gi = 0; gi < groups; ++gi) {
         const float* dys = dy + (s * m + gi * mg) * p;
-        const int64_t xoff = (s * cin + gi * g.c) * g.ih * g.iw;
-        if (want_b)
-          for (int64_t j = 0; j < mg; ++j) {
-            float sum = 0.f;
-            const float* row = dys + j * p;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t q = 0; q < p; ++q) sum += row[q];
-            part.db[t][gi * mg + j] += sum;
-          }
-        if (dx) {
-          float* out = same ? dx + xoff : dcol.data();
-          gemm(kk, p, mg, w + gi * mg * kk, true, dys, false, out);
-          if (!same) col2im(dcol.data(), g, dx + xoff);
-        }
+        float* out = same ? dx + (s * cin + gi * g.c) * g.ih * g.iw : dcol.data();
+        gemm(kk, p, mg, w + gi * mg * kk, true, dys, false, out);
+        if (!same) col2im(dcol.data(), g, dx + (s * cin + gi * g.c) * g.ih * g.iw);
       }
   }
 };
@@ -362,6 +420,32 @@ Status runDirectInputGrad(const BackwardContext& c, DirectInputGrad& st, const G
   return Status::ok();
 }
 
+// dX of a strided Conv by phases (grad_conv_phases.h), set up once per shape.
+struct PhasedState : BackwardState {
+  Shape x_shape, w_shape;
+  bool applies = false;
+  PhasedInputGrad grad;
+};
+
+// The phased input gradient with this batch's weights packed, or nullptr when the geometry has
+// no phase form (dilations, crops).
+PhasedInputGrad* phasedInputGrad(const BackwardContext& c, const Geometry& g, int64_t groups) {
+  const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
+  auto* st = dynamic_cast<PhasedState*>(c.state->get());
+  if (!st || st->x_shape != xs || st->w_shape != ws) {
+    auto fresh = std::make_unique<PhasedState>();
+    fresh->x_shape = xs, fresh->w_shape = ws;
+    fresh->applies = g.dh == 1 && g.dw == 1 &&
+                     fresh->grad.setUp({g.ih, g.oh, g.kh, g.sh, g.pt},
+                                       {g.iw, g.ow, g.kw, g.sw, g.pl}, xs[1], ws[0], groups);
+    st = fresh.get();
+    *c.state = std::move(fresh);
+  }
+  if (!st->applies) return nullptr;
+  st->grad.pack(fdata(*c.inputs[1]));
+  return &st->grad;
+}
+
 Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   NNC_RETURN_IF_ERROR(checkConvShapes(c));
   if (!c.inputs[1]) return internalError("Conv weight not available");
@@ -387,6 +471,7 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
     } else {
       dx = c.ctx.newTensor(DType::kFloat32, xs);
       cg.dx = fdata(dx);
+      cg.phased = phasedInputGrad(c, cg.g, groups);
     }
   }
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));

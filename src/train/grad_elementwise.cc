@@ -95,8 +95,11 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
     float* pa = want_a ? fdata(da) : nullptr;
     float* pb = want_b ? fdata(db) : nullptr;
     if (pa) g = pa;
+    const float* mask = c.relu_mask ? fdata(*c.relu_mask) : nullptr;  // a fused Relu after Add
     forEach(n, c.ctx, [&](int64_t i) {
-      const float a = av ? av[i] : 0.f, b = bv ? bv[i] : 0.f, gi = g[i];
+      const float a = av ? av[i] : 0.f, b = bv ? bv[i] : 0.f;
+      float gi = g[i];
+      if (mask) gi = mask[i] > 0.f ? gi : 0.f;  // a select (the load is unconditional)
       if (pb) pb[i] = gi * db_of(a, b);
       if (pa) pa[i] = gi * da_of(a, b);
     });
@@ -104,6 +107,7 @@ Status binary(const BackwardContext& c, std::span<Tensor> grads, DA da_of, DB db
     if (want_b) grads[1] = std::move(db);
     return Status::ok();
   }
+  if (c.relu_mask) return internalError("a fused Relu after a broadcasting op");
   const auto sa = exec::broadcastStrides(as, os), sb = exec::broadcastStrides(bs, os);
   Tensor da, db;
   if (want_a) da = zeros(as, &c.ctx);
@@ -151,7 +155,8 @@ Status preluBackward(const BackwardContext& c, std::span<Tensor> g) {
       [](float x, float) { return x > 0.f ? 0.f : x; });
 }
 
-// One pass per (n, c) plane: the sums for dgamma / dbeta read dY, then dX = dY * a overwrites it.
+// One pass per (n, c) plane: a fused Relu's mask applied to dY (tape_fusion.cc), the sums for
+// dgamma / dbeta read dY, then dX = dY * a overwrites it.
 Status batchNormBackward(const BackwardContext& c, std::span<Tensor> grads) {
   const Shape& xs = c.input_shapes[0];
   for (int i = 1; i <= 4; ++i)
@@ -165,13 +170,23 @@ Status batchNormBackward(const BackwardContext& c, std::span<Tensor> grads) {
   const bool want_x = c.needs_grad[0], want_gamma = c.needs_grad[1], want_beta = c.needs_grad[2];
   if (want_gamma && !c.inputs[0]) return internalError("BatchNormalization input not kept");
   const float* x = want_gamma ? fdata(*c.inputs[0]) : nullptr;
-  Tensor dx = want_x ? takeOutputGrad(c, 0) : Tensor();
-  const float* g = want_x ? fdata(dx) : fdata(*c.output_grads[0]);
-  float* d = want_x ? fdata(dx) : nullptr;
+  const float* mask = c.relu_mask ? fdata(*c.relu_mask) : nullptr;
+  const bool own = want_x || mask;  // dY is overwritten
+  Tensor dx = own ? takeOutputGrad(c, 0) : Tensor();
+  float* gw = own ? fdata(dx) : nullptr;
+  const float* g = own ? gw : fdata(*c.output_grads[0]);
+  float* d = want_x ? gw : nullptr;
   std::vector<double> plane_gx(planes), plane_g(planes);
   exec::parallelFor(planes, c.ctx, inner, [&](int64_t p) {
     const int64_t k = p % ch;
     const float* gp = g + p * inner;
+    if (mask) {  // the Relu backward: dY where y > 0, else 0 (a select: a multiply by the
+                 // 0/1 mask compiled to a mispredicted branch)
+      float* gp_w = gw + p * inner;
+      const float* mp = mask + p * inner;
+#pragma omp simd
+      for (int64_t j = 0; j < inner; ++j) gp_w[j] = mp[j] > 0.f ? gp_w[j] : 0.f;
+    }
     float sg = 0, sgx = 0;
     if (want_beta) {
 #pragma omp simd reduction(+ : sg)

@@ -229,6 +229,7 @@ StatusOr<std::unique_ptr<GradientTape>> GradientTape::create(const Model& model,
   }
   NNC_RETURN_IF_ERROR(markBackward(*impl));
   planMemory(*impl);
+  planFusions(*impl);
   impl->ctx.num_threads = options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
   impl->ctx.pool = &impl->pool;
   if (impl->ctx.num_threads > 1) {

@@ -24,6 +24,12 @@ struct TapeStep {
   std::vector<bool> needs_grad;          // per input
   std::vector<int> free_after_backward;  // kept slots whose last backward reader is this step
   std::unique_ptr<BackwardState> backward_state;
+  // BatchNormalization or Add whose output only a Relu reads: that Relu's step, computed in the
+  // same pass (tape_fusion.cc); the Relu step then finds its output set and skips its kernel.
+  int fused_relu = -1;
+  int fused_into = -1;      // the Relu step of such a pair: the BatchNormalization step
+  bool fused_ran = false;   // this forward ran the pair fused
+  int relu_mask_slot = -1;  // this backward: the producer applies that Relu output's mask
 };
 
 struct TapeSlot {
@@ -70,9 +76,23 @@ struct GradientTape::Impl {
   Status backward(std::vector<Tensor> output_grads);
   Status bindParameters(bool record);
   Status runStep(TapeStep& step, bool record);
+  Status runKernel(TapeStep& step, const std::vector<const Tensor*>& in_ptrs, bool record);
+  void freeAfter(const TapeStep& step, bool record);
   void applyActivationFakeQuant(int slot, bool record);
   Status backwardStep(TapeStep& step, std::vector<Tensor>& grads);
+  void freeAfterBackward(const TapeStep& step, std::vector<Tensor>& grads);
 };
+
+// Marks BatchNormalization/Add -> Relu pairs computed in one forward pass (tape_fusion.cc).
+void planFusions(GradientTape::Impl& t);
+// Runs a fused step's forward when it applies this run (no fake-quant on the values involved):
+// writes the Relu's output slot and records its input shape. False: run the step as usual.
+StatusOr<bool> runFusedStep(GradientTape::Impl& t, TapeStep& step,
+                            const std::vector<const Tensor*>& in, bool record);
+
+// The Relu step of a pair that ran fused hands its gradient to the BN output unmasked (true: its
+// backward is done); the producer's backward then applies the mask in its own pass.
+bool passFusedReluGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor>& grads);
 
 // Adds `g` into `dst` (moves it in when dst is empty). Shapes must match.
 Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx);

@@ -17,9 +17,12 @@ namespace nnc::train {
 
 namespace {
 
-// NNC_TRAIN_PROFILE=1: seconds per (op type, forward/backward), printed at exit (for tuning).
+// NNC_TRAIN_PROFILE=1: seconds per (op type, forward/backward), printed at exit (for tuning);
+// NNC_TRAIN_PROFILE=node: per node.
 struct Profile {
-  bool on = std::getenv("NNC_TRAIN_PROFILE") != nullptr;
+  const char* env = std::getenv("NNC_TRAIN_PROFILE");
+  bool on = env != nullptr;
+  bool by_node = on && std::string(env) == "node";
   std::map<std::string, double> seconds;
   ~Profile() {
     for (const auto& [k, v] : seconds) std::fprintf(stderr, "%-28s %8.3f s\n", k.c_str(), v);
@@ -39,11 +42,14 @@ double threadCpuSeconds() {
 
 // Adds the calling thread's CPU time since construction to `op phase` when profiling.
 struct ScopedTimer {
-  const std::string* op;
+  const Node* node;
   const char* phase;
   double t0 = profile().on ? threadCpuSeconds() : 0.0;
   ~ScopedTimer() {
-    if (profile().on) profile().seconds[*op + phase] += threadCpuSeconds() - t0;
+    if (!profile().on) return;
+    const std::string key =
+        profile().by_node ? node->opType() + " " + node->name() : node->opType();
+    profile().seconds[key + phase] += threadCpuSeconds() - t0;
   }
 };
 
@@ -150,6 +156,10 @@ Status GradientTape::Impl::bindParameters(bool record) {
 }
 
 Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
+  if (step.fused_into >= 0 && ptrs[step.output_slots[0]]) {  // computed with the step before
+    freeAfter(step, record);
+    return Status::ok();
+  }
   std::vector<const Tensor*> in_ptrs;
   for (int s : step.input_slots) {
     if (s >= 0 && !ptrs[s])
@@ -161,8 +171,16 @@ Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
     shapes.clear();
     for (const Tensor* t : in_ptrs) shapes.push_back(t ? t->shape() : Shape{});
   }
+  ScopedTimer timer{step.node, " fwd"};
+  NNC_ASSIGN_OR_RETURN(const bool fused, runFusedStep(*this, step, in_ptrs, record));
+  if (!fused) NNC_RETURN_IF_ERROR(runKernel(step, in_ptrs, record));
+  freeAfter(step, record);
+  return Status::ok();
+}
+
+Status GradientTape::Impl::runKernel(TapeStep& step, const std::vector<const Tensor*>& in_ptrs,
+                                     bool record) {
   std::vector<Tensor> outs(step.output_slots.size());
-  ScopedTimer timer{&step.node->opType(), " fwd"};
   NNC_RETURN_IF_ERROR(
       step.kernel->run(in_ptrs, outs, ctx)
           .withContext("node '" + step.node->name() + "' (" + step.node->opType() + ")"));
@@ -178,13 +196,16 @@ Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
                               .withContext("fake-quant of '" + slots[s].value->name() + "'"));
     }
   }
+  return Status::ok();
+}
+
+void GradientTape::Impl::freeAfter(const TapeStep& step, bool record) {
   for (int s : record ? step.free_after_record : step.free_after_infer) {
     if (owned[s].dtype() != DType::kString && owned[s].byteSize() > 0)
       pool.give(owned[s].releaseBytes());
     owned[s] = Tensor();
     ptrs[s] = nullptr;
   }
-  return Status::ok();
 }
 
 StatusOr<std::vector<Tensor>> GradientTape::Impl::run(std::vector<Tensor> in, bool record) {
@@ -226,6 +247,10 @@ StatusOr<std::vector<Tensor>> GradientTape::Impl::run(std::vector<Tensor> in, bo
 }
 
 Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& grads) {
+  if (passFusedReluGrad(*this, step, grads)) {
+    freeAfterBackward(step, grads);
+    return Status::ok();
+  }
   std::vector<const Tensor*> out_grads, in_ptrs, out_ptrs;
   std::vector<Tensor*> owned_grads;
   for (int s : step.output_slots) {  // straight-through estimator of a fake-quantized output
@@ -267,8 +292,9 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
                       step.kernel.get(),
                       ctx,
                       &step.backward_state};
+    if (step.relu_mask_slot >= 0) c.relu_mask = ptrs[step.relu_mask_slot];
     std::vector<Tensor> in_grads(step.input_slots.size());
-    ScopedTimer timer{&step.node->opType(), " bwd"};
+    ScopedTimer timer{step.node, " bwd"};
     NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)
                             .withContext("backward of node '" + step.node->name() + "' (" +
                                          step.node->opType() + ")"));
@@ -283,6 +309,11 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
       NNC_RETURN_IF_ERROR(accumulate(grads[s], std::move(in_grads[i]), ctx));
     }
   }
+  freeAfterBackward(step, grads);
+  return Status::ok();
+}
+
+void GradientTape::Impl::freeAfterBackward(const TapeStep& step, std::vector<Tensor>& grads) {
   for (int s : step.output_slots)
     if (s >= 0 && !slots[s].keep_grad) recycle(grads[s], ctx);
   for (int s : step.free_after_backward) {
@@ -290,7 +321,6 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
     recycle(owned[s], ctx);
     ptrs[s] = nullptr;
   }
-  return Status::ok();
 }
 
 Status GradientTape::Impl::backward(std::vector<Tensor> output_grads) {
