@@ -1,5 +1,7 @@
 // Activation-range equalisation into depthwise layers (quant/act_equalize.h): same float function,
 // even channel ranges on the quantized tensor, far less int8 error, and the cases it must leave.
+// Also: a layer kept float behind a quantized one reads a per-channel DequantizeLinear, which
+// ONNX Runtime's WeightBiasQuantization does not rewrite (quantize_internal.h).
 
 #include <gtest/gtest.h>
 
@@ -8,6 +10,7 @@
 #include <random>
 
 #include "nncompress/exec/executor.h"
+#include "nncompress/ir/batch_norm.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/act_equalize.h"
 #include "nncompress/quant/calibration.h"
@@ -178,6 +181,37 @@ TEST(ActEqualizeLeaves, DenseConsumer) {
   ASSERT_TRUE(stats.isOk());
   EXPECT_EQ(stats->pairs, 0);
   EXPECT_NE(m.graph->findValue("w1"), nullptr);
+}
+
+// first quantized, second (dense) kept float: second's input is a DequantizeLinear with the
+// activation's scale repeated per channel (axis 1), not the scalar one ORT would match.
+TEST(OrtFloatGuard, FloatLayerReadsAPerChannelDequantizeLinear) {
+  Model m = makeModel(Act::kNone, false);
+  RandomReader reader;
+  quant::QuantizeOptions qo;
+  qo.quantize_last = true;
+  qo.exclude = {"second"};
+  auto targets = quant::selectTargets(*m.graph, qo);
+  ASSERT_TRUE(targets.isOk());
+  ASSERT_EQ(targets->size(), 1u);
+  auto hist = quant::collectHistograms(m, reader, quant::valuesToCalibrate(*targets, qo), {});
+  ASSERT_TRUE(hist.isOk());
+  std::map<std::string, quant::Range> ranges;
+  for (const auto& [name, h] : *hist) ranges[name] = h.range(quant::CalibMethod::kMinMax, false, 8);
+  ASSERT_TRUE(quant::quantizeModel(m, *targets, ranges, qo).isOk());
+  const Node* second = nullptr;
+  for (const auto& n : m.graph->nodes())
+    if (n->name() == "second") second = n.get();
+  ASSERT_NE(second, nullptr);
+  EXPECT_NE(constantFloat32(second->input(1)), nullptr) << "second stays float";
+  const Node* dq = second->input(0)->producer();
+  ASSERT_NE(dq, nullptr);
+  ASSERT_TRUE(dq->isOp("DequantizeLinear"));
+  EXPECT_EQ(dq->intAttr("axis", -1), 1);
+  ASSERT_NE(dq->input(1)->initializer(), nullptr);
+  EXPECT_EQ(dq->input(1)->initializer()->numel(), kC);
+  EXPECT_EQ(dq->input(2)->initializer()->numel(), kC);
+  ASSERT_TRUE(dq->input(0)->producer() && dq->input(0)->producer()->isOp("QuantizeLinear"));
 }
 
 }  // namespace
