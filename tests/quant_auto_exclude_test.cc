@@ -117,3 +117,63 @@ INSTANTIATE_TEST_SUITE_P(Placements, AutoExcludeBroken,
 
 }  // namespace
 }  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// A target the whole model misses by several dB: every layer kept float is needed (quantizing
+// any one of them again misses the target), which the prefix of the harm order alone does not
+// guarantee.
+TEST(AutoExclude, EveryLayerKeptFloatIsNeeded) {
+  Calibrated c = calibrateVgg();
+  quant::AutoExcludeOptions ao;
+  ao.samples = 16;
+  ao.min_sqnr_db = 200;
+  auto all = quant::chooseFloatLayers(c.model, {}, c.ranges, *c.reader, ao);
+  ASSERT_TRUE(all.isOk()) << all.status().message();
+  ao.min_sqnr_db = all->sqnr_all_db + 6;
+  auto r = quant::chooseFloatLayers(c.model, {}, c.ranges, *c.reader, ao);
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  ASSERT_TRUE(r->target_met);
+  ASSERT_GE(r->excluded.size(), 2u);
+  ASSERT_LT(r->excluded.size(), c.targets.size());
+  for (const auto& e : r->excluded) {
+    quant::QuantizeOptions qo;
+    for (const auto& other : r->excluded)
+      if (other.name != e.name) qo.exclude.push_back(other.name);
+    auto without = quant::chooseFloatLayers(c.model, qo, c.ranges, *c.reader, ao);
+    ASSERT_TRUE(without.isOk());
+    EXPECT_LT(without->sqnr_all_db, ao.min_sqnr_db) << e.name << " need not be float";
+  }
+}
+
+}  // namespace
+}  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// Harm that does not add up: A and B together cost 20 dB, C and D nothing once A and B are
+// float. The prefix {A, B, C, D} shrinks to {A, B}; trials ask for the kept set each time.
+TEST(AutoExclude, QuantizesAgainTheFloatLayersTheTargetDoesNotNeed) {
+  std::vector<quant::ExcludedLayer> kept = {
+      {"A", "Conv", 10, ""}, {"B", "Conv", 12, ""}, {"C", "Conv", 31, ""}, {"D", "Conv", 33, ""}};
+  int trials = 0;
+  auto trial = [&](const std::vector<std::string>& names) -> StatusOr<double> {
+    ++trials;
+    double s = 40;
+    for (const char* harmful : {"A", "B"})
+      if (std::find(names.begin(), names.end(), harmful) == names.end()) s -= 10;
+    return s;
+  };
+  double sqnr = 40;
+  ASSERT_TRUE(quant::quantizeUnneededFloatLayers(kept, sqnr, trial, 35).isOk());
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].name, "A");
+  EXPECT_EQ(kept[1].name, "B");
+  EXPECT_EQ(sqnr, 40);
+  EXPECT_EQ(trials, 4);
+}
+
+}  // namespace
+}  // namespace nnc

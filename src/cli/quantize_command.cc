@@ -14,6 +14,7 @@
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/act_equalize.h"
 #include "nncompress/quant/adaround.h"
 #include "nncompress/quant/auto_exclude.h"
 #include "nncompress/quant/bn_fold.h"
@@ -160,6 +161,25 @@ StatusOr<std::vector<quant::FoldedBatchNorm>> foldBatchNormsForQuantization(
                  eq->pairs, eq->sweeps, eq->clips_rewritten);
   }
   return std::move(folded).value();
+}
+
+// Quantized activations with per-channel weights: channel ranges of the tensors feeding depthwise
+// convolutions evened out (free for the weights, act_equalize.h).
+Status equalizeActivationsForQuantization(const QuantizeCommandOptions& o, bool quantized_acts,
+                                          Model& model, data::SampleReader* reader) {
+  if (!quantized_acts || o.per_tensor || reader == nullptr) return Status::ok();
+  quant::ActEqualizeOptions ao;
+  ao.samples = std::min<int64_t>(64, o.calib_size < 0 ? reader->size() : o.calib_size);
+  ao.batch = batchLimit(model, 32);
+  ao.threads = o.threads;
+  auto eq = quant::equalizeActivationRanges(model, *reader, ao);
+  if (!eq.isOk()) return eq.status().withContext("activation equalization of " + o.model_path);
+  if (eq->pairs > 0)
+    spdlog::info(
+        "activation equalization: evened the channel ranges into {} depthwise layers (largest "
+        "channel multiplier {:.1f})",
+        eq->pairs, eq->largest_multiplier);
+  return Status::ok();
 }
 
 // Everything runQuantize computes that the reports (HTML, JSON, text table) print.
@@ -490,6 +510,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   if (!o.calib.data.empty()) {
     NNC_ASSIGN_OR_RETURN(reader, openReader(o.calib, "calibration data"));
   }
+  NNC_RETURN_IF_ERROR(equalizeActivationsForQuantization(o, run.needs_calib, model, reader.get()));
   std::map<std::string, quant::Range> ranges;
   if (run.needs_calib) {
     NNC_ASSIGN_OR_RETURN(ranges, calibrateRanges(o, method, model, targets, qo, *reader, run));

@@ -110,6 +110,21 @@ std::string dbText(double db) {
 
 }  // namespace
 
+Status quantizeUnneededFloatLayers(std::vector<ExcludedLayer>& kept, double& sqnr_db,
+                                   const FloatSetTrial& trial, double min_sqnr_db) {
+  for (size_t j = kept.size(); j-- > 0;) {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < kept.size(); ++i)
+      if (i != j) names.push_back(kept[i].name);
+    NNC_ASSIGN_OR_RETURN(double s, trial(names));
+    if (s < min_sqnr_db) continue;
+    spdlog::debug("auto-exclude: {} quantized again: output SQNR {:.1f} dB", kept[j].name, s);
+    kept.erase(kept.begin() + int64_t(j));
+    sqnr_db = s;
+  }
+  return Status::ok();
+}
+
 StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
                                               const QuantizeOptions& options,
                                               const std::map<std::string, Range>& ranges,
@@ -163,13 +178,22 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
     (s >= auto_options.min_sqnr_db ? hi : lo) = mid;
   }
   NNC_ASSIGN_OR_RETURN(result.sqnr_final_db, sqnrOfPrefix(hi));
-  for (size_t i = 0; i < hi; ++i) {
-    ExcludedLayer layer = harm[i];
+  std::vector<ExcludedLayer> kept(harm.begin(), harm.begin() + int64_t(hi));
+  if (result.sqnr_final_db >= auto_options.min_sqnr_db) {
+    const FloatSetTrial trial = [&](const std::vector<std::string>& names) {
+      return trialSqnr(float_model, options, ranges, names, probe, auto_options.float16_storage);
+    };
+    NNC_RETURN_IF_ERROR(
+        quantizeUnneededFloatLayers(kept, result.sqnr_final_db, trial, auto_options.min_sqnr_db));
+  }
+  for (ExcludedLayer layer : kept) {
+    size_t rank = 0;  // position in the harm order
+    while (rank < harm.size() && harm[rank].name != layer.name) ++rank;
     layer.reason = "quantized alone it takes the output SQNR to " + dbText(layer.solo_sqnr_db) +
-                   " dB (number " + std::to_string(i + 1) + " of " + std::to_string(harm.size()) +
-                   " by harm); the " + std::to_string(hi) + " kept float bring the model to " +
-                   dbText(result.sqnr_final_db) + " dB (target " +
-                   dbText(auto_options.min_sqnr_db) + ")";
+                   " dB (number " + std::to_string(rank + 1) + " of " +
+                   std::to_string(harm.size()) + " by harm); the " + std::to_string(kept.size()) +
+                   " kept float bring the model to " + dbText(result.sqnr_final_db) +
+                   " dB (target " + dbText(auto_options.min_sqnr_db) + ")";
     spdlog::info("auto-exclude: keeping {} ({}) in float: {}", layer.name, layer.op, layer.reason);
     result.excluded.push_back(std::move(layer));
   }

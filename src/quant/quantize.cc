@@ -172,6 +172,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
         s.tensors, s.int32_biases, s.bias_scale_raised, s.activations_absorbed,
         plan.integer_ops.size());
   }
+  if (quantize_acts && model.opsetVersion("") >= 13) guardFloatLayersFromOrtWeightQuantization(g);
   g.removeDeadNodes();
   NNC_RETURN_IF_ERROR(g.sortTopologically());
   return layers;

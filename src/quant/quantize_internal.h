@@ -83,4 +83,16 @@ StatusOr<QuantizedLayer> writeQOperatorLayer(Graph& g, const QuantTarget& t,
                                              const QuantizeOptions& options,
                                              std::map<std::string, ActQuant>& made);
 
+// ---- ort_float_guard.cc ----
+
+// ONNX Runtime's WeightBiasQuantization (a basic-level optimization since 1.20) quantizes the
+// float32 weight (per-tensor symmetric int8) and bias (int32) of every Conv, ConvTranspose and
+// Gemm whose data input comes straight from a DequantizeLinear with a scalar scale: a layer kept
+// float beside quantized ones would run per-tensor int8 there (the ppocr text-direction model:
+// output SQNR 33 dB unoptimized, 19 dB optimized) while the executor and --auto-exclude see it
+// float. Each such layer gets its own DequantizeLinear of the same quantized tensor whose scale
+// and zero point are the same value repeated per channel (axis 1): the same numbers, which that
+// rewrite does not match. Needs opset 13 (per-axis DequantizeLinear). Returns the layers guarded.
+int guardFloatLayersFromOrtWeightQuantization(Graph& g);
+
 }  // namespace nnc::quant

@@ -10,8 +10,12 @@
 //   3. Greedy, most harmful (lowest solo SQNR) first: keep in float the shortest prefix of that
 //      order for which the SQNR with every other layer quantized meets the target (found by
 //      doubling, then bisection: O(log L) trials; every layer float always meets it).
+//   4. That prefix can hold layers the target does not need once the most harmful are float
+//      (harm does not add up exactly): each, least harmful first, is quantized again when the
+//      output still meets the target without it (one trial per layer kept float).
 // The reference outputs are computed once and held for `samples` samples (bounded memory).
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -54,5 +58,12 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
                                               const std::map<std::string, Range>& ranges,
                                               data::SampleReader& reader,
                                               const AutoExcludeOptions& auto_options);
+
+// Step 4 on its own: `trial` gives the output SQNR with exactly the named layers kept float.
+// Drops from `kept` (most harmful first) every layer the target does not need, last first, and
+// sets `sqnr_db` to the SQNR of what is left.
+using FloatSetTrial = std::function<StatusOr<double>(const std::vector<std::string>&)>;
+Status quantizeUnneededFloatLayers(std::vector<ExcludedLayer>& kept, double& sqnr_db,
+                                   const FloatSetTrial& trial, double min_sqnr_db);
 
 }  // namespace nnc::quant
