@@ -542,6 +542,7 @@ void gemmRule(const Node& n, CouplingBuilder& b) {
 // the leading axes are batch axes, y[..., n] reads x[..., k] of the same position only.
 void matmulRule(const Node& n, CouplingBuilder& b) {
   const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
+  if (!w && n.input(1) && !n.input(0)->constantData()) return activationMatmulRule(n, b);
   const int rank = rankOf(n.input(0));
   if (!w || w->rank() != 2 || rank < 2 || rankOf(n.output(0)) != rank)
     return b.freezeNode(n, opLabel(n) + " is not an activation times a constant matrix");
@@ -774,7 +775,7 @@ bool keepsLastAxis(const Node& n, CouplingBuilder& b, const std::vector<Dim>& xs
 }
 
 void reshapeRule(const Node& n, CouplingBuilder& b) {
-  if (channelShuffleRule(n, b)) return;
+  if (channelShuffleRule(n, b) || headReshapeRule(n, b)) return;
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
@@ -960,6 +961,7 @@ void padRule(const Node& n, CouplingBuilder& b) {
 
 // Slice: attributes before opset 10, inputs (axes default 0..len(starts)-1) from 10.
 void sliceRule(const Node& n, CouplingBuilder& b) {
+  if (headSliceRule(n, b)) return;
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
@@ -1128,6 +1130,19 @@ const std::unordered_map<std::string, ChannelSizeEntry>& channelSizeEntries() {
   return table;
 }
 
+// Shape, axes other than 1: an axis is accounted for when its entry goes nowhere, or only into
+// Slice bounds that surgery rewrites as constants (torch.chunk of a joint Q/K/V projection).
+void shapeOtherAxes(const Node& n, CouplingBuilder& b, int64_t start, int64_t end) {
+  for (int64_t a = start; a < end; ++a) {
+    std::vector<ShapeEntryUse> uses;
+    if (a == 1 || !shapeEntryUses(n.output(0), {a - start}, uses)) continue;
+    if (std::all_of(uses.begin(), uses.end(), [&](const ShapeEntryUse& u) {
+          return feedsOnlyChannelSliceBounds(*u.node, u.input, b);
+        }))
+      b.activationAxis(n.input(0), static_cast<int>(a));
+  }
+}
+
 // Shape: after pruning it reports the new channel count. Fine while the channel entry goes
 // nowhere (Gather/Slice of other elements, or `start`/`end` (opset 15) leave it out), or only,
 // through value-keeping shape ops, into the channel entry of a Resize `sizes` or a Reshape
@@ -1140,6 +1155,7 @@ void shapeRule(const Node& n, CouplingBuilder& b) {
   int64_t start = n.intAttr("start", 0), end = n.intAttr("end", rank);
   if (start < 0) start += rank;
   if (end < 0) end += rank;
+  shapeOtherAxes(n, b, std::max<int64_t>(start, 0), std::min<int64_t>(end, rank));
   if (start > 1 || end <= 1) return;
   std::vector<ShapeEntryUse> uses;
   bool followed = shapeEntryUses(n.output(0), {1 - start}, uses);

@@ -73,16 +73,16 @@ struct Plan {
 
 Tensor shapeTensorLike(const Tensor& like, const std::vector<int64_t>& dims);
 
-// Removed channel indices (axis 1) of every activation the plan shrinks.
-std::map<const Value*, std::set<int64_t>> removedChannels(const ChannelAnalysis& analysis,
-                                                          const std::vector<GroupKeep>& keeps) {
-  std::map<const Value*, std::set<int64_t>> removed;
+// Removed indices per (activation, axis) the plan shrinks.
+std::map<std::pair<const Value*, int>, std::set<int64_t>> removedChannels(
+    const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps) {
+  std::map<std::pair<const Value*, int>, std::set<int64_t>> removed;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const std::vector<int64_t> dropped = droppedChannels(g, k);
     for (const GroupMember& m : g.members)
-      if (m.role == MemberRole::kActivation && m.axis == 1)
-        for (int64_t i : m.mapping.indices(dropped)) removed[m.value].insert(i);
+      if (m.role == MemberRole::kActivation)
+        for (int64_t i : m.mapping.indices(dropped)) removed[{m.value, m.axis}].insert(i);
   }
   return removed;
 }
@@ -100,12 +100,12 @@ void planMovedChannels(const ChannelAnalysis& analysis, const std::vector<GroupK
   if (keeps.empty()) return;
   const auto removed = removedChannels(analysis, keeps);
   static const std::set<int64_t> kNone;
-  auto removedOf = [&](const Value* v) -> const std::set<int64_t>& {
-    auto it = removed.find(v);
+  auto removedOf = [&](const Value* v, int axis = 1) -> const std::set<int64_t>& {
+    auto it = removed.find({v, axis});
     return it == removed.end() ? kNone : it->second;
   };
   for (const ChannelSlice& s : analysis.channel_slices) {
-    const auto& gone = removedOf(s.node->input(0));
+    const auto& gone = removedOf(s.node->input(0), s.axis);
     std::vector<int64_t> starts = s.starts.toInt64Vector(), ends = s.ends.toInt64Vector();
     starts[s.element] = s.start - countBelow(gone, s.start);
     ends[s.element] = s.end - countBelow(gone, s.end);

@@ -117,6 +117,7 @@ struct ChannelShuffle {
 // arithmetic on Shape): surgery rewrites its starts/ends to the pruned positions as constants.
 struct ChannelSlice {
   const Node* node = nullptr;
+  int axis = 1;                // the sliced axis of input 0 (the last one for attention heads)
   int64_t element = 0;         // entry of starts/ends for the channel axis
   int64_t start = 0, end = 0;  // normalised to [0, C]
   Tensor starts, ends;         // the known starts/ends inputs, every entry
