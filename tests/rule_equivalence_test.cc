@@ -319,7 +319,7 @@ std::vector<Case> channelsLastCases() {
     Case c = tokens("MatMul of two activations", {"MatMul", "Transpose"},
                     "t = Transpose <perm = [0, 2, 1]> (a)\ns = MatMul (a, t)\no = MatMul (s, m3)",
                     {rnd("m3", {5, 4})});
-    c.barrier = "not an activation times a constant matrix";
+    c.barrier = "contracts two activations";
     cs.push_back(c);
   }
   {
@@ -367,11 +367,71 @@ std::vector<Case> channelsLastCases() {
   cs.push_back(tokens("Reshape keeping the last axis (-1)", {"Reshape"},
                       "r = Reshape (a, t1)\no = Reshape (r, t2)",
                       {ints("t1", {5, -1}), ints("t2", {1, -1, 4})}));
+  // Into two heads of two channels and back: whole heads are pruned.
+  cs.push_back(tokens("Reshape splitting the last axis into heads", {"Reshape"},
+                      "r = Reshape (a, t1)\no = Reshape (r, t2)",
+                      {ints("t1", {1, 5, 2, 2}), ints("t2", {1, 5, 4})}));
+  return cs;
+}
+
+// torchvision's nn.MultiheadAttention as exported at opset 13 (vit_b_16), tokens [T, B=1, D]
+// with D = 12 in 4 heads of 3: one joint projection, torch.chunk's Slices with bounds computed
+// from Shape, heads split by Reshape [T, B*h, d], scores and their product with V batched over
+// the heads, merged back and projected by a Gemm. The oracle zeroes the out-projection's input
+// columns of the dropped heads: with them zero, a head contributes nothing.
+Case jointProjectionAttention() {
+  Case c;
+  c.name = "Attention heads, joint Q/K/V projection (torchvision)";
+  c.ops = {"MatMul", "Add",     "Shape",     "Gather",  "Div", "Mul",
+           "Slice",  "Reshape", "Transpose", "Softmax", "Gemm"};
+  c.input = "float[5,1,12] x";
+  c.body =
+      "a = MatMul (x, win)\nqkv = Add (bin, a)\nshp = Shape (qkv)\ndim = Gather <axis = 0> (shp, "
+      "m1)\nd2 = Add (dim, two)\npart = Div (d2, three)\ne1 = Mul (part, one)\n"
+      "q = Slice (qkv, zero, e1, m1)\ne2 = Mul (part, two)\nk = Slice (qkv, e1, e2, m1)\n"
+      "e3 = Mul (part, three)\nv = Slice (qkv, e2, e3, m1)\n"
+      "qr = Reshape (q, tq)\nqt = Transpose <perm = [1, 0, 2]> (qr)\nqs = Div (qt, scale)\n"
+      "kr = Reshape (k, tk)\nkt = Transpose <perm = [1, 2, 0]> (kr)\ns = MatMul (qs, kt)\n"
+      "p = Softmax <axis = -1> (s)\nvr = Reshape (v, tv)\nvt = Transpose <perm = [1, 0, 2]> (vr)"
+      "\no = MatMul (p, vt)\not = Transpose <perm = [1, 0, 2]> (o)\nom = Reshape (ot, tm)\n"
+      "y = Gemm <transB = 1> (om, wout, bout)";
+  c.inits = {rnd("win", {12, 36}),  rnd("bin", {36}),           rnd("wout", {12, 12}),
+             rnd("bout", {12}),     ints("m1", {-1}),           ints("zero", {0}),
+             ints("one", {1}),      ints("two", {2}),           ints("three", {3}),
+             ints("tq", {5, 4, 3}), ints("tk", {5, 4, 3}),      ints("tv", {5, 4, 3}),
+             ints("tm", {5, 12}),   "float scale = {1.7320508}"};
+  return c;
+}
+
+// Separate Q, K, V projections on [B, T, D] split to [B, T, h, d] (the Hugging Face layout),
+// heads moved to axis 1 for the batched MatMuls.
+Case separateProjectionAttention() {
+  Case c;
+  c.name = "Attention heads, separate projections [B, T, h, d]";
+  c.ops = {"MatMul", "Add", "Reshape", "Transpose", "Softmax"};
+  c.input = "float[1,5,12] x";
+  c.group = "q";
+  c.body =
+      "q = MatMul (x, wq)\nqb = Add (q, bq)\nk = MatMul (x, wk)\nv = MatMul (x, wv)\n"
+      "qr = Reshape (qb, t4)\nqt = Transpose <perm = [0, 2, 1, 3]> (qr)\n"
+      "kr = Reshape (k, t4)\nkt = Transpose <perm = [0, 2, 3, 1]> (kr)\ns = MatMul (qt, kt)\n"
+      "p = Softmax <axis = -1> (s)\nvr = Reshape (v, t4)\nvt = Transpose <perm = [0, 2, 1, 3]> "
+      "(vr)\no = MatMul (p, vt)\not = Transpose <perm = [0, 2, 1, 3]> (o)\n"
+      "om = Reshape (ot, t3)\ny = MatMul (om, wo)";
+  c.inits = {rnd("wq", {12, 12}),   rnd("bq", {12}),    rnd("wk", {12, 12}),
+             rnd("wv", {12, 12}),   rnd("wo", {12, 7}), ints("t4", {1, 5, 4, 3}),
+             ints("t3", {1, 5, 12})};
+  return c;
+}
+
+std::vector<Case> attentionCases() {
+  std::vector<Case> cs = {jointProjectionAttention(), separateProjectionAttention()};
   {
-    Case c = tokens("Reshape splitting the last axis", {"Reshape"},
-                    "r = Reshape (a, t1)\no = Reshape (r, t2)",
+    // A Softmax across the heads mixes them: no head group.
+    Case c = tokens("Softmax across heads", {"Reshape", "Softmax"},
+                    "r = Reshape (a, t1)\ns = Softmax <axis = 2> (r)\no = Reshape (s, t2)",
                     {ints("t1", {1, 5, 2, 2}), ints("t2", {1, 5, 4})});
-    c.barrier = "Reshape";
+    c.barrier = "normalises over axis 2";
     cs.push_back(c);
   }
   return cs;
@@ -639,6 +699,7 @@ std::vector<Case> cases() {
     cs.push_back(c);
   }
   for (Case c : channelsLastCases()) cs.push_back(std::move(c));
+  for (Case c : attentionCases()) cs.push_back(std::move(c));
   for (Case c : shuffleCases()) cs.push_back(std::move(c));
   cs.push_back(sandwich(
       "BatchNormalization", {"BatchNormalization"}, "o = BatchNormalization (a, s, bb, mu, var)",
