@@ -179,6 +179,10 @@ bool headSliceRule(const Node& n, CouplingBuilder& b);
 bool isHeadSlice(const Node& n, const CouplingBuilder& b);
 // MatMul of two activations (attention scores and their product with V).
 void activationMatmulRule(const Node& n, CouplingBuilder& b);
+// LayerNormalization (approximate over the last axis) and GroupNormalization (whole groups)
+// (normalization_rules.cc).
+void layerNormRule(const Node& n, CouplingBuilder& b);
+void groupNormRule(const Node& n, CouplingBuilder& b);
 // Whether input `input` of `n` only feeds, through integer ops, starts/ends of Slices that
 // channelSliceRule handles: surgery replaces those by constants, so what computes them is dead.
 bool feedsOnlyChannelSliceBounds(const Node& n, int input, const CouplingBuilder& b);

@@ -1309,6 +1309,8 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
                                 {3, 0, R::kParameter},
                                 {4, 0, R::kParameter}}};
     r["InstanceNormalization"] = {instanceNormRule, {{1, 0, R::kParameter}, {2, 0, R::kParameter}}};
+    r["LayerNormalization"] = {layerNormRule, {}};
+    r["GroupNormalization"] = {groupNormRule, {}};
     r["PRelu"] = {preluRule, {{1, 0, R::kParameter, false, 1, nullptr, nullptr, nullptr, true}}};
     r["Concat"] = {concatRule, {}};
     r["Flatten"] = {flattenRule, {}};
@@ -1332,8 +1334,6 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     for (const char* op : {"Constant", "Range"}) r[op] = {noCoupling, {}};
     // Proven barriers, with the reason.
     r["LRN"] = {barrier("sums squares across neighbouring channels"), {}};
-    r["GroupNormalization"] = {
-        barrier("normalises channels in groups: whole-group pruning is not implemented"), {}};
     return r;
   }();
   return rules;

@@ -73,6 +73,12 @@ struct Plan {
 
 Tensor shapeTensorLike(const Tensor& like, const std::vector<int64_t>& dims);
 
+// The attribute holding a group count that follows the pruned channels: a depthwise Conv's
+// `group`, GroupNormalization's `num_groups`.
+const char* groupAttrName(const Node& n) {
+  return n.isOp("GroupNormalization") ? "num_groups" : "group";
+}
+
 // Removed indices per (activation, axis) the plan shrinks.
 std::map<std::pair<const Value*, int>, std::set<int64_t>> removedChannels(
     const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps) {
@@ -213,7 +219,7 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
     }
   }
   for (const auto& [n, removed] : group_attr)
-    plan.group_attrs.push_back({const_cast<Node*>(n), n->intAttr("group", 1) - removed});
+    plan.group_attrs.push_back({const_cast<Node*>(n), n->intAttr(groupAttrName(*n), 1) - removed});
   // One new constant per (node, input), with every element's change.
   std::map<std::pair<const Node*, int>, Tensor, ByNodeId> literals;
   for (const auto& [key, delta] : literal_delta) {
@@ -318,14 +324,15 @@ class Transaction {
       });
     }
     for (auto [n, group] : plan.group_attrs) {
-      const Attribute* a = n->findAttribute("group");
+      const char* name = groupAttrName(*n);
+      const Attribute* a = n->findAttribute(name);
       std::optional<Attribute> previous = a ? std::optional<Attribute>(*a) : std::nullopt;
-      n->setAttribute(Attribute::makeInt("group", group));
-      undo_.push_back([n, previous] {
+      n->setAttribute(Attribute::makeInt(name, group));
+      undo_.push_back([n, name, previous] {
         if (previous)
           n->setAttribute(*previous);
         else
-          n->removeAttribute("group");
+          n->removeAttribute(name);
       });
     }
   }
