@@ -696,6 +696,21 @@ std::vector<Case> cases() {
     c.inits = {rnd("wt", {3, 4, 2, 2}), rnd("bt", {4}), rnd("w2", {3, 4, 1, 1})};
     cs.push_back(c);
   }
+  // Grouped: the same local channels of every group (input side, output side).
+  cs.push_back(sandwich("ConvTranspose grouped, input side", {"ConvTranspose"},
+                        "o = ConvTranspose <group = 2, strides = [2, 2]> (a, wt, bt)",
+                        {rnd("wt", {4, 3, 2, 2}), rnd("bt", {6})}, 13, 6));
+  {
+    Case c =
+        sandwich("ConvTranspose grouped, output side", {"ConvTranspose"}, "o = Relu (a)", {}, 13);
+    c.body = "a = ConvTranspose <group = 2, strides = [2, 2]> (x2, wt, bt)\ny = Conv (a, w2)";
+    c.input = "float[1,4,3,3] x2";
+    c.inits = {rnd("wt", {4, 3, 2, 2}), rnd("bt", {6}), rnd("w2", {3, 6, 1, 1})};
+    cs.push_back(c);
+  }
+  cs.push_back(sandwich("ConvTranspose depthwise", {"ConvTranspose"},
+                        "o = ConvTranspose <group = 4, strides = [2, 2]> (a, wt, bt)",
+                        {rnd("wt", {4, 1, 2, 2}), rnd("bt", {4})}));
   {
     Case c;
     c.name = "Gemm transB";

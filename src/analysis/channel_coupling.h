@@ -183,6 +183,8 @@ void activationMatmulRule(const Node& n, CouplingBuilder& b);
 // (normalization_rules.cc).
 void layerNormRule(const Node& n, CouplingBuilder& b);
 void groupNormRule(const Node& n, CouplingBuilder& b);
+// ConvTranspose with group > 1, x and y its channel slots (grouped_conv_transpose.cc).
+void groupedConvTransposeRule(const Node& n, CouplingBuilder& b, int x, int y, int64_t group);
 // Whether input `input` of `n` only feeds, through integer ops, starts/ends of Slices that
 // channelSliceRule handles: surgery replaces those by constants, so what computes them is dead.
 bool feedsOnlyChannelSliceBounds(const Node& n, int input, const CouplingBuilder& b);

@@ -511,7 +511,7 @@ void convTransposeRule(const Node& n, CouplingBuilder& b) {
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
   if (!w || w->rank() < 3) return b.freezeNode(n, opLabel(n) + " weight is not a constant tensor");
   if (n.intAttr("group", 1) != 1)
-    return b.freezeNode(n, opLabel(n) + " is a grouped transposed convolution");
+    return groupedConvTransposeRule(n, b, *x, *y, n.intAttr("group", 1));
   if (!coupleTable(n, b, *x, *y)) b.freezeNode(n, opLabel(n) + " bias is not constant");
 }
 
