@@ -440,8 +440,35 @@ Case separateProjectionAttention() {
   return c;
 }
 
+// timm / torchvision Swin: the joint projection reshaped to [B, N, 3, h, d] by a target built
+// from Shape (Concat of the batch and token counts and literals), permuted to [3, B, h, N, d],
+// q, k, v taken by Gather; a per-head relative position bias [1, h, N, N] on the scores.
+Case gatheredProjectionAttention() {
+  Case c;
+  c.name = "Attention heads, joint projection to [B, N, 3, h, d] and Gather (Swin)";
+  c.ops = {"MatMul", "Add",     "Shape",     "Gather", "Unsqueeze",
+           "Concat", "Reshape", "Transpose", "Mul",    "Softmax"};
+  c.input = "float[2,5,6] x";
+  c.body =
+      "a = MatMul (x, wqkv)\nqkv = Add (a, bqkv)\nshp = Shape (x)\ng0 = Gather <axis = 0> (shp, "
+      "i0)\nu0 = Unsqueeze (g0, ax0)\ng1 = Gather <axis = 0> (shp, i1)\nu1 = Unsqueeze (g1, ax0)"
+      "\ntgt = Concat <axis = 0> (u0, u1, c3, ch, cd)\nr = Reshape (qkv, tgt)\n"
+      "p = Transpose <perm = [2, 0, 3, 1, 4]> (r)\nq = Gather <axis = 0> (p, i0)\n"
+      "k = Gather <axis = 0> (p, i1)\nv = Gather <axis = 0> (p, i2)\nqs = Mul (q, scale)\n"
+      "kt = Transpose <perm = [0, 1, 3, 2]> (k)\ns = MatMul (qs, kt)\nsb = Add (s, rel)\n"
+      "sm = Softmax <axis = -1> (sb)\no = MatMul (sm, v)\not = Transpose <perm = [0, 2, 1, 3]> "
+      "(o)\ntm = Concat <axis = 0> (u0, u1, cc)\nom = Reshape (ot, tm)\ny = MatMul (om, wproj)";
+  c.inits = {rnd("wqkv", {6, 18}),     rnd("bqkv", {18}), rnd("rel", {1, 2, 5, 5}),
+             rnd("wproj", {6, 4}),     "int64 i0 = {0}",  "int64 i1 = {1}",
+             "int64 i2 = {2}",         ints("ax0", {0}),  ints("c3", {3}),
+             ints("ch", {2}),          ints("cd", {3}),   ints("cc", {6}),
+             "float scale = {0.57735}"};
+  return c;
+}
+
 std::vector<Case> attentionCases() {
-  std::vector<Case> cs = {jointProjectionAttention(), separateProjectionAttention()};
+  std::vector<Case> cs = {jointProjectionAttention(), separateProjectionAttention(),
+                          gatheredProjectionAttention()};
   {
     // A Softmax across the heads mixes them: no head group.
     Case c = tokens("Softmax across heads", {"Reshape", "Softmax"},

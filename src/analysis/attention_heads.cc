@@ -44,33 +44,39 @@ std::string label(const Node& n) {
   return n.opType() + (n.name().empty() ? "" : " '" + n.name() + "'");
 }
 
-// A Reshape between a flat last axis of h * d channels and [h, d] (h, d >= 2):
-//   flat [L..., h*d]    <-> heads [L..., h, d], or
-//   flat [L..., 1, h*d] <-> heads [L..., h, d]   (torch's [T, B=1, C] -> [T, B*h, d]).
+// A Reshape between a flat last axis of t * h * d channels and [t, h, d] (h, d >= 2; t is 1
+// or, for a joint Q/K/V projection cut later by Gather, >= 2):
+//   flat [L..., h*d]      <-> heads [L..., h, d]
+//   flat [L..., 1, h*d]   <-> heads [L..., h, d]      (torch's [T, B=1, C] -> [T, B*h, d])
+//   flat [L..., t*h*d]     -> heads [L..., t, h, d]   (timm and torchvision Swin: [B, N, 3, h, d])
 struct HeadReshape {
   const Value* flat = nullptr;
   const Value* heads = nullptr;
   bool splits = true;  // flat is the input
   int lead = 0;        // leading axes L, the same in both
   bool unit_axis = false;
-  int64_t h = 0, d = 0;
+  int64_t t = 1, h = 0, d = 0;
+  int headAxis() const { return lead + (t > 1); }
 };
 
 std::optional<HeadReshape> headReshapeShapes(const Node& n) {
   const auto xs = staticDims(n.input(0)), ys = staticDims(n.output(0));
   if (!xs || !ys || xs->empty() || ys->size() < 2) return std::nullopt;
-  for (bool splits : {true, false}) {
+  for (int form = 0; form < 3; ++form) {
+    const bool splits = form != 1, tiled = form == 2;
     const auto& f = splits ? *xs : *ys;
     const auto& hs = splits ? *ys : *xs;
     HeadReshape r;
     r.flat = splits ? n.input(0) : n.output(0);
     r.heads = splits ? n.output(0) : n.input(0);
     r.splits = splits;
-    r.lead = static_cast<int>(hs.size()) - 2;
-    r.h = hs[r.lead];
-    r.d = hs[r.lead + 1];
-    r.unit_axis = f.size() == hs.size();
-    if (r.h < 2 || r.d < 2 || f.back() != r.h * r.d) continue;
+    r.lead = static_cast<int>(hs.size()) - 2 - tiled;
+    if (r.lead < 0) continue;
+    r.t = tiled ? hs[r.lead] : 1;
+    r.h = hs[r.headAxis()];
+    r.d = hs[r.headAxis() + 1];
+    r.unit_axis = !tiled && f.size() == hs.size();
+    if ((tiled && r.t < 2) || r.h < 2 || r.d < 2 || f.back() != r.t * r.h * r.d) continue;
     if (static_cast<int>(f.size()) != r.lead + 1 + r.unit_axis) continue;
     if (r.unit_axis && f[r.lead] != 1) continue;
     if (!std::equal(hs.begin(), hs.begin() + r.lead, f.begin())) continue;
@@ -79,66 +85,109 @@ std::optional<HeadReshape> headReshapeShapes(const Node& n) {
   return std::nullopt;
 }
 
-// The target must keep meaning the same after pruning: a constant whose leading entries are
-// the dims (or 0: copy) and whose entry naming the pruned count is a literal (rewritten) or
-// the only -1. Returns the element surgery rewrites (-1 for none), or nullopt.
-std::optional<int64_t> headTargetLiteral(const Node& n, const HeadReshape& r) {
-  const Tensor* t = n.input(1) ? n.input(1)->constantData() : nullptr;
+// Where element `element` of `reader`'s input `input` is a literal surgery can rewrite: a
+// constant, or a constant part of a Concat (axis 0) of 1-D parts.
+std::optional<ShapeLiteral> literalAt(const Node& reader, int input, int64_t element,
+                                      int depth = 0) {
+  const Value* v = reader.input(input);
+  if (!v || depth > 4 || element < 0) return std::nullopt;
+  if (const Tensor* t = v->constantData()) {
+    if (t->rank() != 1 || element >= t->numel()) return std::nullopt;
+    return ShapeLiteral{&reader, input, element, nullptr};
+  }
+  const Node* p = v->producer();
+  if (!p || !p->isOp("Concat") || !p->isDefaultDomain() || p->intAttr("axis", 0) != 0)
+    return std::nullopt;
+  for (size_t i = 0; i < p->numInputs(); ++i) {
+    const auto part = p->input(i) ? p->input(i)->staticShape() : std::nullopt;
+    if (!part || part->size() != 1) return std::nullopt;
+    if (element < (*part)[0]) return literalAt(*p, static_cast<int>(i), element, depth + 1);
+    element -= (*part)[0];
+  }
+  return std::nullopt;
+}
+
+// The target, known before run time, must keep meaning the same after pruning: leading
+// entries are the dims (or 0: copy), the entry naming the pruned count (heads of a split, flat
+// channels of a merge) is a rewritable literal or the only -1, t and d are literals or -1.
+// Returns the literal surgery rewrites (node nullptr: none), or nullopt.
+std::optional<ShapeLiteral> headTargetLiteral(const Node& n, const HeadReshape& r,
+                                              const CouplingBuilder& b) {
+  const Tensor* t = b.knownValue(n.input(1));
   const auto out = staticDims(n.output(0));
   if (!t || t->rank() != 1 || !out || t->numel() != static_cast<int64_t>(out->size()))
     return std::nullopt;
   const auto target = t->toInt64Vector();
   const bool allow_zero = n.intAttr("allowzero", 0) != 0;
-  // The entry whose count pruning changes: the heads of a split, the flat channels of a merge.
-  const int64_t pruned = r.splits ? r.lead : static_cast<int64_t>(out->size()) - 1;
+  const int64_t pruned = r.splits ? r.headAxis() : static_cast<int64_t>(out->size()) - 1;
   int minus_ones = 0;
   for (size_t i = 0; i < target.size(); ++i) {
     const int64_t e = target[i];
+    const bool leading = static_cast<int>(i) < r.lead;
     if (e == -1) {
       ++minus_ones;
     } else if (e == 0) {
-      if (allow_zero || static_cast<int>(i) >= r.lead) return std::nullopt;
-    } else if (e != (*out)[i]) {
+      if (allow_zero || !leading) return std::nullopt;
+    } else if (e != (*out)[i] || (!leading && !literalAt(n, 1, static_cast<int64_t>(i)))) {
       return std::nullopt;
     }
   }
   if (minus_ones > 1) return std::nullopt;
-  return target[pruned] == -1 ? -1 : pruned;
+  if (target[pruned] == -1) return ShapeLiteral{};
+  return literalAt(n, 1, pruned);
 }
 
 }  // namespace
 
-// y[..., c, j] = x[..., c * d + j] (split; merge the other way): head c of the heads axis is
-// channels c*d .. c*d + d - 1 of the flat axis.
+// y[..., s, c, j] = x[..., s*h*d + c*d + j] (split; merge the other way): head c of the heads
+// axis is channels s*h*d + c*d .. + d - 1 of the flat axis for every s < t.
 bool headReshapeRule(const Node& n, CouplingBuilder& b) {
   if (!n.isOp("Reshape") || b.opset() < 5) return false;
   const auto r = headReshapeShapes(n);
-  const auto literal = r ? headTargetLiteral(n, *r) : std::nullopt;
+  const auto literal = r ? headTargetLiteral(n, *r, b) : std::nullopt;
   if (!literal) return false;
   const int flat_rank = rankOf(r->flat);
-  const auto target = n.input(1)->constantData()->toInt64Vector();
+  const auto target = b.knownValue(n.input(1))->toInt64Vector();
+  // A leading entry computed at run time must be a dim of a Shape (else the old rules apply).
+  std::vector<std::optional<std::pair<const Value*, int64_t>>> sources(r->lead);
+  for (int a = 0; a < r->lead; ++a)
+    if (target[a] > 0 && !literalAt(n, 1, a) && !(sources[a] = shapeEntrySource(n, 1, a)))
+      return false;
   for (int a = 0; a < r->lead; ++a) {
     auto sf = b.activationAxis(r->flat, a), sh = b.activationAxis(r->heads, a);
     if (!sf || !sh) return false;
     b.same(*sf, *sh);
-    // A leading axis may carry a group too ([N, C, H, W] -> [N, C, H*W]): its literal follows.
-    if (target[a] > 0) b.shapeLiteral(*sf, {&n, 1, a, n.output(0)});
+    // A leading axis may carry a group too ([N, C, H, W] -> [N, C, H*W]): its literal follows,
+    // a dim read from a Shape must stay in its space.
+    if (auto lit = target[a] > 0 ? literalAt(n, 1, a) : std::nullopt)
+      b.shapeLiteral(*sf, {lit->node, lit->input, lit->element, n.output(0)});
+    if (!sources[a]) continue;
+    auto from = b.activationAxis(sources[a]->first, static_cast<int>(sources[a]->second));
+    if (!from) return false;
+    b.requireSame(*from, *sf,
+                  label(n) + " sizes axis " + std::to_string(a) + " by a dim of '" +
+                      sources[a]->first->name() + "' in another channel space",
+                  &n);
   }
-  auto heads = b.activationAxis(r->heads, r->lead);
-  auto head_size = b.activationAxis(r->heads, r->lead + 1);
+  const int head_axis = r->headAxis();
+  auto heads = b.activationAxis(r->heads, head_axis);
+  auto head_size = b.activationAxis(r->heads, head_axis + 1);
   auto flat = b.activationAxis(r->flat, flat_rank - 1);
   if (!heads || !head_size || !flat) return false;
   b.freeze(*head_size,
            label(n) + " splits channels into heads of " + std::to_string(r->d) +
                ": only whole heads are pruned",
            &n);
-  if (r->unit_axis)
-    if (auto unit = b.activationAxis(r->flat, flat_rank - 2))
-      b.freeze(*unit, label(n) + " merges a unit axis into the heads", &n);
-  b.tile(*heads, *flat, 1, 0, r->d);
-  if (*literal >= 0) {
+  if (r->unit_axis || r->t > 1) {
+    const Value* v = r->t > 1 ? r->heads : r->flat;
+    if (auto s = b.activationAxis(v, r->t > 1 ? r->lead : flat_rank - 2))
+      b.freeze(*s, label(n) + " merges or splits this axis with the heads", &n);
+  }
+  b.tile(*heads, *flat, r->t, r->h * r->d, r->d);
+  if (literal->node) {
     const Value* spells = r->splits ? r->heads : r->flat;
-    b.shapeLiteral(r->splits ? *heads : *flat, {&n, 1, *literal, spells});
+    b.shapeLiteral(r->splits ? *heads : *flat,
+                   {literal->node, literal->input, literal->element, spells});
   }
   return true;
 }
@@ -217,7 +266,8 @@ std::optional<HeadSlices> headSlicesOf(const Node& n, const CouplingBuilder& b) 
   for (const LastAxisSlice& s : hs.parts) {
     const Node* r = s.node ? soleReader(s.node->output(0)) : nullptr;
     const auto shapes = r && r->isOp("Reshape") ? headReshapeShapes(*r) : std::nullopt;
-    if (!shapes || !shapes->splits || !headTargetLiteral(*r, *shapes)) return std::nullopt;
+    if (!shapes || !shapes->splits || shapes->t != 1 || !headTargetLiteral(*r, *shapes, b))
+      return std::nullopt;
     if (hs.d != 0 && hs.d != shapes->d) return std::nullopt;
     hs.d = shapes->d;
     hs.reshapes.push_back(r);

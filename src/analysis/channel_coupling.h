@@ -175,6 +175,10 @@ void splitRule(const Node& n, CouplingBuilder& b);
 // that are each split into heads: false when the node is not of that kind.
 bool headReshapeRule(const Node& n, CouplingBuilder& b);
 bool headSliceRule(const Node& n, CouplingBuilder& b);
+// Element `element` of `reader`'s input `input` as dimension (of, axis) of a Shape, looking
+// through Concat, Unsqueeze, Squeeze, Cast, Gather and Slice; nullopt otherwise.
+std::optional<std::pair<const Value*, int64_t>> shapeEntrySource(const Node& reader, int input,
+                                                                 int64_t element);
 // Whether `n` is a Slice headSliceRule handles (its bounds are rewritten by surgery).
 bool isHeadSlice(const Node& n, const CouplingBuilder& b);
 // MatMul of two activations (attention scores and their product with V).

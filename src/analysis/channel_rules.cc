@@ -1339,4 +1339,11 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
   return rules;
 }
 
+std::optional<std::pair<const Value*, int64_t>> shapeEntrySource(const Node& reader, int input,
+                                                                 int64_t element) {
+  const ShapeSource s = traceShapeElement(reader, input, element);
+  if (s.kind != ShapeSource::kFromShape) return std::nullopt;
+  return std::make_pair(s.of, s.axis);
+}
+
 }  // namespace nnc::analysis_internal
