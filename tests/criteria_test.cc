@@ -249,6 +249,41 @@ TEST(CriteriaTest, BnGammaAndFpgmOnAGroupWithBatchNorm) {
   EXPECT_EQ(removedAt(*fpgm, 1), (std::vector<int64_t>{2}));
 }
 
+// Attention heads (h = 2 of d = 2, tokens [T, 1, 4]): a head's score sums its columns in all
+// three parts of the joint projection (q, k and v: 3 tiles of stride 4, repeat 2) and its input
+// columns of the out-projection, each member normalised by its mean.
+TEST(CriteriaTest, L1ScoresAttentionHeadsFromEveryMember) {
+  std::string w_in;
+  for (int row = 0; row < 4; ++row)
+    for (int col = 0; col < 12; ++col)
+      w_in += std::string(w_in.empty() ? "" : ",") + (col >= 10 ? "5" : "1");  // v of head 1
+  Model m = parse(
+      "<ir_version: 8, opset_import: [\"\" : 13]>\n"
+      "g (float[3,1,4] x) => (y)\n"
+      "<float[4,12] win = {" +
+      w_in +
+      "}, float[4,4] wout = {1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1}, int64[1] s0 = {0}, int64[1] s1 = "
+      "{4}, int64[1] s2 = {8}, int64[1] s3 = {12}, int64[1] ax = {-1}, int64[3] th = {3, 2, 2}, "
+      "int64[2] tm = {3, 4}>\n"
+      "{\n a = MatMul (x, win)\n q = Slice (a, s0, s1, ax)\n k = Slice (a, s1, s2, ax)\n"
+      " v = Slice (a, s2, s3, ax)\n qh = Reshape (q, th)\n qt = Transpose <perm = [1, 0, 2]> (qh)\n"
+      " kh = Reshape (k, th)\n kt = Transpose <perm = [1, 2, 0]> (kh)\n s = MatMul (qt, kt)\n"
+      " p = Softmax <axis = -1> (s)\n vh = Reshape (v, th)\n vt = Transpose <perm = [1, 0, 2]> "
+      "(vh)\n"
+      " o = MatMul (p, vt)\n ot = Transpose <perm = [1, 0, 2]> (o)\n om = Reshape (ot, tm)\n"
+      " y = Gemm <transB = 1> (om, wout)\n}\n");
+  const ChannelAnalysis a = analyzeChannels(m);
+  const ChannelGroup& g = unitGroup(a);
+  ASSERT_TRUE(g.prunable) << g.reason;
+  ASSERT_EQ(g.channels, 2);
+  auto l1 = crit("l1")->score(g);
+  ASSERT_TRUE(l1.isOk());
+  // win: head 0 has 3 x 2 columns of four 1s (24), head 1 16 + 2 x 4 x 5 = 56; mean 40.
+  // wout: 8 and 8. Scores 24/40 + 1 and 56/40 + 1.
+  EXPECT_NEAR((*l1)[0], 1.6, 1e-9);
+  EXPECT_NEAR((*l1)[1], 2.4, 1e-9);
+}
+
 // Random samples [3, 9, 11] (odd sizes: edges on every side of every offset).
 class RandomReader : public data::SampleReader {
  public:

@@ -26,15 +26,16 @@ struct Edge {
   int to_slot;    // the whole (Concat output) or the feature side
   int64_t offset = 0;
   int64_t repeat = 1;
-  // A tile edge (grouped convolution): local channel j of from_slot is channel
-  // t * tile_stride + j of to_slot for every t < tiles. The whole is pruned through the local
-  // space: its producers belong to the group rooted at from_slot.
+  // A tile edge (grouped convolution, attention heads): local channel j of from_slot is channels
+  // t * tile_stride + j * repeat + r of to_slot for every t < tiles, r < repeat. The whole is
+  // pruned through the local space: its producers belong to the group rooted at from_slot.
   int64_t tiles = 1;
   int64_t tile_stride = 0;
+  bool local = false;  // a tile edge
   // An index-map edge (a channel shuffle, a Slice of the channels): index i of from_slot is
   // index (*table)[i] of to_slot, or not in it when negative. It must be the only way into to_slot.
   std::shared_ptr<const std::vector<int64_t>> table;
-  bool isTile() const { return tiles != 1; }
+  bool isTile() const { return local; }
   bool isTable() const { return table != nullptr; }
 };
 
@@ -76,12 +77,12 @@ class CouplingBuilder {
   void repeat(int channels, int features, int64_t k) {
     edges_.push_back({channels, features, 0, k});
   }
-  void tile(int local, int whole, int64_t tiles, int64_t stride) {
-    edges_.push_back({local, whole, 0, 1, tiles, stride});
+  void tile(int local, int whole, int64_t tiles, int64_t stride, int64_t repeat = 1) {
+    edges_.push_back({local, whole, 0, repeat, tiles, stride, true});
   }
   void mapped(int from, int to, std::vector<int64_t> table) {
-    edges_.push_back(
-        {from, to, 0, 1, 1, 0, std::make_shared<const std::vector<int64_t>>(std::move(table))});
+    edges_.push_back({from, to, 0, 1, 1, 0, false,
+                      std::make_shared<const std::vector<int64_t>>(std::move(table))});
   }
   // A slot that no tensor axis holds (the per-group output channels of a grouped convolution);
   // `anchor` names it in messages.
@@ -172,6 +173,25 @@ bool channelShuffleRule(const Node& n, CouplingBuilder& b);
 bool channelSliceRule(const Node& n, CouplingBuilder& b);
 // Split (2, 11, 13, 18) along the channel axis; any other axis is a barrier.
 void splitRule(const Node& n, CouplingBuilder& b);
+// Attention heads (attention_heads.cc). A Reshape that splits the last axis into [heads,
+// head_dim] or merges them back, and the Slices of a joint Q/K/V projection into equal parts
+// that are each split into heads: false when the node is not of that kind.
+bool headReshapeRule(const Node& n, CouplingBuilder& b);
+bool headSliceRule(const Node& n, CouplingBuilder& b);
+// Element `element` of `reader`'s input `input` as dimension (of, axis) of a Shape, looking
+// through Concat, Unsqueeze, Squeeze, Cast, Gather and Slice; nullopt otherwise.
+std::optional<std::pair<const Value*, int64_t>> shapeEntrySource(const Node& reader, int input,
+                                                                 int64_t element);
+// Whether `n` is a Slice headSliceRule handles (its bounds are rewritten by surgery).
+bool isHeadSlice(const Node& n, const CouplingBuilder& b);
+// MatMul of two activations (attention scores and their product with V).
+void activationMatmulRule(const Node& n, CouplingBuilder& b);
+// LayerNormalization (approximate over the last axis) and GroupNormalization (whole groups)
+// (normalization_rules.cc).
+void layerNormRule(const Node& n, CouplingBuilder& b);
+void groupNormRule(const Node& n, CouplingBuilder& b);
+// ConvTranspose with group > 1, x and y its channel slots (grouped_conv_transpose.cc).
+void groupedConvTransposeRule(const Node& n, CouplingBuilder& b, int x, int y, int64_t group);
 // Whether input `input` of `n` only feeds, through integer ops, starts/ends of Slices that
 // channelSliceRule handles: surgery replaces those by constants, so what computes them is dead.
 bool feedsOnlyChannelSliceBounds(const Node& n, int input, const CouplingBuilder& b);

@@ -93,6 +93,7 @@ std::optional<ChannelMapping> through(const ChannelMapping& m, const analysis_in
     if (!m.isIdentity()) return std::nullopt;
     out.tiles = e.tiles;
     out.tile_stride = e.tile_stride;
+    out.repeat = e.repeat;
     return out;
   }
   if (e.repeat != 1) {

@@ -511,7 +511,7 @@ void convTransposeRule(const Node& n, CouplingBuilder& b) {
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
   if (!w || w->rank() < 3) return b.freezeNode(n, opLabel(n) + " weight is not a constant tensor");
   if (n.intAttr("group", 1) != 1)
-    return b.freezeNode(n, opLabel(n) + " is a grouped transposed convolution");
+    return groupedConvTransposeRule(n, b, *x, *y, n.intAttr("group", 1));
   if (!coupleTable(n, b, *x, *y)) b.freezeNode(n, opLabel(n) + " bias is not constant");
 }
 
@@ -542,6 +542,7 @@ void gemmRule(const Node& n, CouplingBuilder& b) {
 // the leading axes are batch axes, y[..., n] reads x[..., k] of the same position only.
 void matmulRule(const Node& n, CouplingBuilder& b) {
   const Tensor* w = n.input(1) ? n.input(1)->constantData() : nullptr;
+  if (!w && n.input(1) && !n.input(0)->constantData()) return activationMatmulRule(n, b);
   const int rank = rankOf(n.input(0));
   if (!w || w->rank() != 2 || rank < 2 || rankOf(n.output(0)) != rank)
     return b.freezeNode(n, opLabel(n) + " is not an activation times a constant matrix");
@@ -774,7 +775,7 @@ bool keepsLastAxis(const Node& n, CouplingBuilder& b, const std::vector<Dim>& xs
 }
 
 void reshapeRule(const Node& n, CouplingBuilder& b) {
-  if (channelShuffleRule(n, b)) return;
+  if (channelShuffleRule(n, b) || headReshapeRule(n, b)) return;
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
@@ -962,6 +963,7 @@ void padRule(const Node& n, CouplingBuilder& b) {
 
 // Slice: attributes before opset 10, inputs (axes default 0..len(starts)-1) from 10.
 void sliceRule(const Node& n, CouplingBuilder& b) {
+  if (headSliceRule(n, b)) return;
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
   if (!x && !y) return;
@@ -1130,6 +1132,19 @@ const std::unordered_map<std::string, ChannelSizeEntry>& channelSizeEntries() {
   return table;
 }
 
+// Shape, axes other than 1: an axis is accounted for when its entry goes nowhere, or only into
+// Slice bounds that surgery rewrites as constants (torch.chunk of a joint Q/K/V projection).
+void shapeOtherAxes(const Node& n, CouplingBuilder& b, int64_t start, int64_t end) {
+  for (int64_t a = start; a < end; ++a) {
+    std::vector<ShapeEntryUse> uses;
+    if (a == 1 || !shapeEntryUses(n.output(0), {a - start}, uses)) continue;
+    if (std::all_of(uses.begin(), uses.end(), [&](const ShapeEntryUse& u) {
+          return feedsOnlyChannelSliceBounds(*u.node, u.input, b);
+        }))
+      b.activationAxis(n.input(0), static_cast<int>(a));
+  }
+}
+
 // Shape: after pruning it reports the new channel count. Fine while the channel entry goes
 // nowhere (Gather/Slice of other elements, or `start`/`end` (opset 15) leave it out), or only,
 // through value-keeping shape ops, into the channel entry of a Resize `sizes` or a Reshape
@@ -1142,6 +1157,7 @@ void shapeRule(const Node& n, CouplingBuilder& b) {
   int64_t start = n.intAttr("start", 0), end = n.intAttr("end", rank);
   if (start < 0) start += rank;
   if (end < 0) end += rank;
+  shapeOtherAxes(n, b, std::max<int64_t>(start, 0), std::min<int64_t>(end, rank));
   if (start > 1 || end <= 1) return;
   std::vector<ShapeEntryUse> uses;
   bool followed = shapeEntryUses(n.output(0), {1 - start}, uses);
@@ -1295,6 +1311,8 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
                                 {3, 0, R::kParameter},
                                 {4, 0, R::kParameter}}};
     r["InstanceNormalization"] = {instanceNormRule, {{1, 0, R::kParameter}, {2, 0, R::kParameter}}};
+    r["LayerNormalization"] = {layerNormRule, {}};
+    r["GroupNormalization"] = {groupNormRule, {}};
     r["PRelu"] = {preluRule, {{1, 0, R::kParameter, false, 1, nullptr, nullptr, nullptr, true}}};
     r["Concat"] = {concatRule, {}};
     r["Flatten"] = {flattenRule, {}};
@@ -1318,12 +1336,17 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     for (const char* op : {"Constant", "Range"}) r[op] = {noCoupling, {}};
     // Proven barriers, with the reason.
     r["LRN"] = {barrier("sums squares across neighbouring channels"), {}};
-    r["GroupNormalization"] = {
-        barrier("normalises channels in groups: whole-group pruning is not implemented"), {}};
     addWindowRules(r);
     return r;
   }();
   return rules;
+}
+
+std::optional<std::pair<const Value*, int64_t>> shapeEntrySource(const Node& reader, int input,
+                                                                 int64_t element) {
+  const ShapeSource s = traceShapeElement(reader, input, element);
+  if (s.kind != ShapeSource::kFromShape) return std::nullopt;
+  return std::make_pair(s.of, s.axis);
 }
 
 }  // namespace nnc::analysis_internal

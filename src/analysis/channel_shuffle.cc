@@ -266,7 +266,7 @@ bool feedsOnlyChannelSliceBounds(const Node& n, int input, const CouplingBuilder
     inputs.pop_back();
     if (steps > 64 || !cur->isDefaultDomain()) return false;
     if (cur->isOp("Slice") && (at == 1 || at == 2)) {
-      if (!channelSliceOf(*cur, b)) return false;
+      if (!channelSliceOf(*cur, b) && !isHeadSlice(*cur, b)) return false;
       continue;
     }
     // Integer arithmetic only: its outputs must go on to such bounds too.

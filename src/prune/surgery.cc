@@ -73,16 +73,22 @@ struct Plan {
 
 Tensor shapeTensorLike(const Tensor& like, const std::vector<int64_t>& dims);
 
-// Removed channel indices (axis 1) of every activation the plan shrinks.
-std::map<const Value*, std::set<int64_t>> removedChannels(const ChannelAnalysis& analysis,
-                                                          const std::vector<GroupKeep>& keeps) {
-  std::map<const Value*, std::set<int64_t>> removed;
+// The attribute holding a group count that follows the pruned channels: a depthwise Conv's
+// `group`, GroupNormalization's `num_groups`.
+const char* groupAttrName(const Node& n) {
+  return n.isOp("GroupNormalization") ? "num_groups" : "group";
+}
+
+// Removed indices per (activation, axis) the plan shrinks.
+std::map<std::pair<const Value*, int>, std::set<int64_t>> removedChannels(
+    const ChannelAnalysis& analysis, const std::vector<GroupKeep>& keeps) {
+  std::map<std::pair<const Value*, int>, std::set<int64_t>> removed;
   for (const GroupKeep& k : keeps) {
     const ChannelGroup& g = analysis.groups[k.group_id];
     const std::vector<int64_t> dropped = droppedChannels(g, k);
     for (const GroupMember& m : g.members)
-      if (m.role == MemberRole::kActivation && m.axis == 1)
-        for (int64_t i : m.mapping.indices(dropped)) removed[m.value].insert(i);
+      if (m.role == MemberRole::kActivation)
+        for (int64_t i : m.mapping.indices(dropped)) removed[{m.value, m.axis}].insert(i);
   }
   return removed;
 }
@@ -100,12 +106,12 @@ void planMovedChannels(const ChannelAnalysis& analysis, const std::vector<GroupK
   if (keeps.empty()) return;
   const auto removed = removedChannels(analysis, keeps);
   static const std::set<int64_t> kNone;
-  auto removedOf = [&](const Value* v) -> const std::set<int64_t>& {
-    auto it = removed.find(v);
+  auto removedOf = [&](const Value* v, int axis = 1) -> const std::set<int64_t>& {
+    auto it = removed.find({v, axis});
     return it == removed.end() ? kNone : it->second;
   };
   for (const ChannelSlice& s : analysis.channel_slices) {
-    const auto& gone = removedOf(s.node->input(0));
+    const auto& gone = removedOf(s.node->input(0), s.axis);
     std::vector<int64_t> starts = s.starts.toInt64Vector(), ends = s.ends.toInt64Vector();
     starts[s.element] = s.start - countBelow(gone, s.start);
     ends[s.element] = s.end - countBelow(gone, s.end);
@@ -221,7 +227,7 @@ Status planShapes(const ChannelAnalysis& analysis, const std::vector<GroupKeep>&
     }
   }
   for (const auto& [n, removed] : group_attr)
-    plan.group_attrs.push_back({const_cast<Node*>(n), n->intAttr("group", 1) - removed});
+    plan.group_attrs.push_back({const_cast<Node*>(n), n->intAttr(groupAttrName(*n), 1) - removed});
   // One new constant per (node, input), with every element's change.
   std::map<std::pair<const Node*, int>, Tensor, ByNodeId> literals;
   for (const auto& [key, delta] : literal_delta) {
@@ -328,14 +334,15 @@ class Transaction {
       });
     }
     for (auto [n, group] : plan.group_attrs) {
-      const Attribute* a = n->findAttribute("group");
+      const char* name = groupAttrName(*n);
+      const Attribute* a = n->findAttribute(name);
       std::optional<Attribute> previous = a ? std::optional<Attribute>(*a) : std::nullopt;
-      n->setAttribute(Attribute::makeInt("group", group));
-      undo_.push_back([n, previous] {
+      n->setAttribute(Attribute::makeInt(name, group));
+      undo_.push_back([n, name, previous] {
         if (previous)
           n->setAttribute(*previous);
         else
-          n->removeAttribute("group");
+          n->removeAttribute(name);
       });
     }
   }

@@ -14,9 +14,12 @@
 // constant [K, N] makes channels on the last axis, and every node that reads or writes a value
 // must account for each of its axes that carries a slot, or that slot is frozen. A grouped Conv
 // tiles a local channel space over its groups (ChannelMapping::tiles): local channel j is
-// removed from every group at once, so `group` stays valid. A normalisation over a group's
-// channels (LayerNorm's ReduceMean) is an approximate coupling: the group is prunable but
-// marked approximate.
+// removed from every group at once, so `group` stays valid. Attention heads and
+// GroupNormalization's groups are local spaces too: a Q/K/V projection split into [heads,
+// head_dim] and a normalised group of channels are tiled from them (repeat head_dim or the group
+// width), so whole heads and whole groups are pruned (attention_heads.cc,
+// normalization_rules.cc). A normalisation over a group's channels (LayerNorm, native or as
+// ReduceMean...) is an approximate coupling: the group is prunable but marked approximate.
 
 #include <optional>
 #include <string>
@@ -122,6 +125,7 @@ struct ChannelShuffle {
 // arithmetic on Shape): surgery rewrites its starts/ends to the pruned positions as constants.
 struct ChannelSlice {
   const Node* node = nullptr;
+  int axis = 1;                // the sliced axis of input 0 (the last one for attention heads)
   int64_t element = 0;         // entry of starts/ends for the channel axis
   int64_t start = 0, end = 0;  // normalised to [0, C]
   Tensor starts, ends;         // the known starts/ends inputs, every entry

@@ -2,6 +2,8 @@
 //   y = x * a[c] + b[c],  a = scale / sqrt(var + eps),  b = bias - mean * a
 // InstanceNormalization: the same multiply-add with mean and variance taken per (n, c) over the
 // spatial axes (in double: one pass over large planes loses precision in float).
+// LayerNormalization and GroupNormalization: the same statistics over the last axes, or over
+// each group of channels and space.
 
 #include <cmath>
 #include <span>
@@ -88,11 +90,101 @@ StatusOr<KernelFn> makeInstanceNorm(const KernelBuildContext& b) {
   });
 }
 
+// Mean and 1 / sqrt(var + eps) of `n` values, in double.
+std::pair<double, double> moments(const float* v, int64_t n, float eps) {
+  double sum = 0, sum_sq = 0;
+  for (int64_t i = 0; i < n; ++i) sum += v[i];
+  const double mean = n ? sum / n : 0;
+  for (int64_t i = 0; i < n; ++i) sum_sq += (v[i] - mean) * (v[i] - mean);
+  return {mean, 1.0 / std::sqrt((n ? sum_sq / n : 0) + eps)};
+}
+
+// LayerNormalization (17): over the axes from `axis` on,
+//   y = (x - mean) / sqrt(var + eps) * scale + bias,  scale and bias of the normalised shape.
+// The optional Mean and InvStdDev outputs (training) are not produced.
+StatusOr<KernelFn> makeLayerNorm(const KernelBuildContext& b) {
+  const float eps = b.node.floatAttr("epsilon", 1e-5f);
+  const int64_t axis_attr = b.node.intAttr("axis", -1);
+  return KernelFn([eps, axis_attr](std::span<const Tensor* const> in, std::span<Tensor> out,
+                                   const RunContext& ctx) -> Status {
+    const char* op = "LayerNormalization";
+    for (size_t i = 0; i < 2; ++i) NNC_RETURN_IF_ERROR(requireInput(in, i, op));
+    if (out.size() > 1) return unsupported("LayerNormalization Mean/InvStdDev outputs");
+    const Tensor& x = *in[0];
+    NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, op));
+    const int64_t axis = axis_attr < 0 ? axis_attr + x.rank() : axis_attr;
+    if (axis < 0 || axis >= x.rank()) return shapeMismatch("LayerNormalization axis out of range");
+    int64_t inner = 1;
+    for (int a = static_cast<int>(axis); a < x.rank(); ++a) inner *= x.dim(a);
+    const bool has_bias = in.size() > 2 && in[2];
+    for (size_t i = 1; i < (has_bias ? 3u : 2u); ++i) {
+      NNC_RETURN_IF_ERROR(requireDType(*in[i], DType::kFloat32, op));
+      if (in[i]->numel() != inner)
+        return unsupported("LayerNormalization scale/bias not of the normalised shape");
+    }
+    const float* scale = in[1]->data<float>().data();
+    const float* bias = has_bias ? in[2]->data<float>().data() : nullptr;
+    const int64_t rows = inner ? x.numel() / inner : 0;
+    Tensor y = ctx.newTensor(DType::kFloat32, x.shape());
+    const float* xd = x.data<float>().data();
+    float* yd = y.mutableData<float>().data();
+    parallelFor(rows, ctx, inner, [&](int64_t r) {
+      const float* src = xd + r * inner;
+      const auto [mean, inv] = moments(src, inner, eps);
+      float* dst = yd + r * inner;
+      for (int64_t j = 0; j < inner; ++j)
+        dst[j] = static_cast<float>((src[j] - mean) * inv) * scale[j] + (bias ? bias[j] : 0.f);
+    });
+    out[0] = std::move(y);
+    return Status::ok();
+  });
+}
+
+// GroupNormalization (18, 21): each of `num_groups` groups of consecutive channels is
+// normalised per sample over its channels and space; scale and bias are per group before
+// opset 21, per channel from 21.
+StatusOr<KernelFn> makeGroupNorm(const KernelBuildContext& b) {
+  const float eps = b.node.floatAttr("epsilon", 1e-5f);
+  const int64_t groups = b.node.intAttr("num_groups", 0);
+  return KernelFn([eps, groups](std::span<const Tensor* const> in, std::span<Tensor> out,
+                                const RunContext& ctx) -> Status {
+    const char* op = "GroupNormalization";
+    for (size_t i = 0; i < 3; ++i) NNC_RETURN_IF_ERROR(requireInput(in, i, op));
+    const Tensor& x = *in[0];
+    NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, op));
+    if (x.rank() < 2 || groups <= 0 || x.dim(1) % groups != 0)
+      return shapeMismatch("GroupNormalization num_groups does not divide the channels");
+    const int64_t c = x.dim(1), per_group = c / groups;
+    const int64_t params = in[1]->numel();
+    if (in[2]->numel() != params || (params != groups && params != c))
+      return shapeMismatch("GroupNormalization scale/bias size is neither groups nor channels");
+    const int64_t spatial = x.numel() / std::max<int64_t>(1, x.dim(0) * c);
+    const int64_t inner = per_group * spatial;
+    const float *scale = in[1]->data<float>().data(), *bias = in[2]->data<float>().data();
+    Tensor y = ctx.newTensor(DType::kFloat32, x.shape());
+    const float* xd = x.data<float>().data();
+    float* yd = y.mutableData<float>().data();
+    parallelFor(x.dim(0) * groups, ctx, inner, [&](int64_t i) {
+      const int64_t g = i % groups;
+      const float* src = xd + i * inner;
+      const auto [mean, inv] = moments(src, inner, eps);
+      for (int64_t j = 0; j < inner; ++j) {
+        const int64_t p = params == c ? g * per_group + j / spatial : g;
+        yd[i * inner + j] = static_cast<float>((src[j] - mean) * inv) * scale[p] + bias[p];
+      }
+    });
+    out[0] = std::move(y);
+    return Status::ok();
+  });
+}
+
 }  // namespace
 
 void registerNormKernels(KernelRegistry& r) {
   r.addFunction("BatchNormalization", makeBatchNorm);
   r.addFunction("InstanceNormalization", makeInstanceNorm);
+  r.addFunction("LayerNormalization", makeLayerNorm);
+  r.addFunction("GroupNormalization", makeGroupNorm);
 }
 
 }  // namespace nnc::exec
