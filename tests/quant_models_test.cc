@@ -321,6 +321,38 @@ TEST(QuantizeCli, BiasCorrectionRaisesOutputSqnr) {
   EXPECT_GT(b["output_sqnr_db"].get<double>(), a["output_sqnr_db"].get<double>() + 2.0);
 }
 
+// Models that hard-code batch 1 (a Reshape to [1, -1], a static batch dim) are calibrated and
+// bias-corrected one sample at a time: correctBiases used to run batches of 32 and failed.
+TEST(QuantizeCli, BiasCorrectionRespectsStaticBatch) {
+  testing::TempDir dir;
+  auto loaded = loadModel(testing::sourcePath("models/mobilenetv2.onnx"));
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().message();
+  Model m = std::move(loaded).value();
+  Graph& g = *m.graph;
+  Node* flatten = nullptr;
+  for (const auto& n : g.nodes())
+    if (n->opType() == "Flatten") flatten = n.get();
+  ASSERT_NE(flatten, nullptr);
+  Value* target = g.addInitializer("batch1_shape", Tensor::fromVector<int64_t>({2}, {1, -1}));
+  Node* reshape = g.insertNodeBefore(flatten, "Reshape", {flatten->input(0), target}, {"flat1"});
+  g.replaceAllUsesWith(flatten->output(0), reshape->output(0));
+  g.eraseNode(flatten);
+  for (Value* v : {g.inputs()[0], g.outputs()[0]}) {
+    ValueType t = v->type();
+    t.shape->front() = Dim::known(1);
+    v->setType(t);
+  }
+  ASSERT_TRUE(saveModel(m, dir / "b1.onnx").isOk());
+  auto r =
+      testing::runCli("quantize " + testing::quote(dir / "b1.onnx") +
+                      " --format weights-only --weight-bits 4 --bias-correction --calib " + kData +
+                      "train-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530 "
+                      "--calib-size 16 --sqnr-samples 16 --json -o " +
+                      testing::quote(dir / "q.onnx"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(nlohmann::json::parse(r.out)["bias_corrected_layers"].get<int>(), 10);
+}
+
 Tensor runFloat(const Model& m, const Tensor& x) {
   auto ex = exec::Executor::create(m);
   EXPECT_TRUE(ex.isOk()) << ex.status().message();

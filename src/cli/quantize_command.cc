@@ -305,7 +305,8 @@ Status refineQuantizedWeights(const QuantizeCommandOptions& o, const Model& refe
   }
   if (o.bias_correction) {
     auto c = quant::correctBiases(reference, model, run.layers, *reader,
-                                  o.calib_size < 0 ? reader->size() : o.calib_size, o.threads);
+                                  o.calib_size < 0 ? reader->size() : o.calib_size,
+                                  batchLimit(model, 32), o.threads);
     if (!c.isOk()) return c.status().withContext("bias correction of " + o.model_path);
     run.corrected = *c;
     spdlog::info("bias correction: corrected {} layers", run.corrected);

@@ -29,15 +29,15 @@ int64_t addChannelSums(const Tensor& t, std::vector<double>& sums) {
 // Mean per channel of the named tensors over the first `limit` samples.
 StatusOr<std::map<std::string, std::vector<double>>> channelMeans(
     const Model& model, data::SampleReader& reader, const std::set<std::string>& names,
-    int64_t limit, int threads) {
+    int64_t limit, int64_t batch, int threads) {
   exec::ExecutorOptions eo;
   eo.num_threads = threads;
   NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
   std::map<std::string, std::vector<double>> sums;
   std::map<std::string, int64_t> counts;
   const int64_t total = std::min(limit, reader.size());
-  for (int64_t start = 0; start < total; start += 32) {
-    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, std::min<int64_t>(32, total - start)));
+  for (int64_t start = 0; start < total; start += batch) {
+    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, std::min(batch, total - start)));
     std::vector<Tensor> feeds{std::move(x)};
     NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds), [&](const Value& v, const Tensor& t) {
       if (names.count(v.name()) && t.dtype() == DType::kFloat32)
@@ -54,10 +54,12 @@ StatusOr<std::map<std::string, std::vector<double>>> channelMeans(
 
 StatusOr<int> correctBiases(const Model& reference, Model& quantized,
                             const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
-                            int64_t limit, int threads) {
+                            int64_t limit, int64_t batch, int threads) {
+  batch = std::max<int64_t>(batch, 1);
   std::set<std::string> ref_names;
   for (const auto& l : layers) ref_names.insert(l.output);
-  NNC_ASSIGN_OR_RETURN(auto ref_means, channelMeans(reference, reader, ref_names, limit, threads));
+  NNC_ASSIGN_OR_RETURN(auto ref_means,
+                       channelMeans(reference, reader, ref_names, limit, batch, threads));
   int corrected = 0;
   Graph& g = *quantized.graph;
   for (const QuantizedLayer& l : layers) {  // in graph order: each sees the earlier corrections
@@ -66,8 +68,8 @@ StatusOr<int> correctBiases(const Model& reference, Model& quantized,
     if (n == nullptr || !(n->isOp("Conv") || n->isOp("Gemm"))) continue;  // QOperator: int bias
     auto ref = ref_means.find(l.output);
     if (ref == ref_means.end()) continue;
-    NNC_ASSIGN_OR_RETURN(auto q_means,
-                         channelMeans(quantized, reader, {l.quantized_output}, limit, threads));
+    NNC_ASSIGN_OR_RETURN(
+        auto q_means, channelMeans(quantized, reader, {l.quantized_output}, limit, batch, threads));
     const std::vector<double>& qm = q_means[l.quantized_output];
     const std::vector<double>& rm = ref->second;
     if (qm.size() != rm.size() || rm.empty()) continue;

@@ -93,9 +93,10 @@ StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, cons
 // calibration samples, so quantization no longer shifts each channel's mean. Each layer is
 // measured after the earlier layers were corrected. QOperator layers are skipped; an int32 bias
 // behind a DequantizeLinear (ort placement) is corrected on its own grid.
+// Samples run `batch` at a time (at most the model's static batch dimension).
 // Returns the number of layers corrected.
 StatusOr<int> correctBiases(const Model& reference, Model& quantized,
                             const std::vector<QuantizedLayer>& layers, data::SampleReader& reader,
-                            int64_t limit, int threads);
+                            int64_t limit, int64_t batch, int threads);
 
 }  // namespace nnc::quant
