@@ -15,17 +15,12 @@
 #include "nncompress/quant/act_equalize.h"
 #include "nncompress/quant/calibration.h"
 #include "nncompress/quant/quantize.h"
+#include "random_tensor.h"
 
 namespace nnc {
 namespace {
 
-Tensor randomTensor(Shape shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  Tensor t(DType::kFloat32, std::move(shape));
-  for (float& x : t.mutableData<float>()) x = d(rng);
-  return t;
-}
+using testing::randomTensor;
 
 // Fixed random samples [n, 4, 6, 6].
 class RandomReader : public data::SampleReader {

@@ -11,18 +11,13 @@
 #include "nncompress/ir/verify.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/bn_fold.h"
+#include "random_tensor.h"
 #include "test_util.h"
 
 namespace nnc {
 namespace {
 
-Tensor randomTensor(Shape shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  Tensor t(DType::kFloat32, std::move(shape));
-  for (float& x : t.mutableData<float>()) x = d(rng);
-  return t;
-}
+using testing::randomTensor;
 
 std::string opList(const Graph& g) {
   std::string s;

@@ -17,17 +17,12 @@
 #include "nncompress/quant/int32_bias.h"
 #include "nncompress/quant/qdq_placement.h"
 #include "nncompress/quant/quantize.h"
+#include "random_tensor.h"
 
 namespace nnc {
 namespace {
 
-Tensor randomTensor(Shape shape, uint32_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> d(lo, hi);
-  Tensor t(DType::kFloat32, std::move(shape));
-  for (float& x : t.mutableData<float>()) x = d(rng);
-  return t;
-}
+using testing::randomTensor;
 
 Value* input(Graph& g, const std::string& name, std::vector<int64_t> dims) {
   Value* x = g.createValue(name).value();

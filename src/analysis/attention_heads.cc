@@ -24,11 +24,6 @@
 namespace nnc::analysis_internal {
 namespace {
 
-int rankOf(const Value* v) {
-  if (const Tensor* t = v ? v->constantData() : nullptr) return t->rank();
-  return v && v->type().shape ? static_cast<int>(v->type().shape->size()) : -1;
-}
-
 // Every dim of `v`, nullopt unless all are static.
 std::optional<std::vector<int64_t>> staticDims(const Value* v) {
   if (!v || !v->type().shape) return std::nullopt;
@@ -38,10 +33,6 @@ std::optional<std::vector<int64_t>> staticDims(const Value* v) {
     dims.push_back(d.value);
   }
   return dims;
-}
-
-std::string label(const Node& n) {
-  return n.opType() + (n.name().empty() ? "" : " '" + n.name() + "'");
 }
 
 // A Reshape between a flat last axis of t * h * d channels and [t, h, d] (h, d >= 2; t is 1
@@ -165,7 +156,7 @@ bool headReshapeRule(const Node& n, CouplingBuilder& b) {
     auto from = b.activationAxis(sources[a]->first, static_cast<int>(sources[a]->second));
     if (!from) return false;
     b.requireSame(*from, *sf,
-                  label(n) + " sizes axis " + std::to_string(a) + " by a dim of '" +
+                  opLabel(n) + " sizes axis " + std::to_string(a) + " by a dim of '" +
                       sources[a]->first->name() + "' in another channel space",
                   &n);
   }
@@ -175,13 +166,13 @@ bool headReshapeRule(const Node& n, CouplingBuilder& b) {
   auto flat = b.activationAxis(r->flat, flat_rank - 1);
   if (!heads || !head_size || !flat) return false;
   b.freeze(*head_size,
-           label(n) + " splits channels into heads of " + std::to_string(r->d) +
+           opLabel(n) + " splits channels into heads of " + std::to_string(r->d) +
                ": only whole heads are pruned",
            &n);
   if (r->unit_axis || r->t > 1) {
     const Value* v = r->t > 1 ? r->heads : r->flat;
     if (auto s = b.activationAxis(v, r->t > 1 ? r->lead : flat_rank - 2))
-      b.freeze(*s, label(n) + " merges or splits this axis with the heads", &n);
+      b.freeze(*s, opLabel(n) + " merges or splits this axis with the heads", &n);
   }
   b.tile(*heads, *flat, r->t, r->h * r->d, r->d);
   if (literal->node) {
@@ -308,7 +299,7 @@ bool headSliceRule(const Node& n, CouplingBuilder& b) {
            hs->d);
   else
     b.requireSame(*own, *first,
-                  label(n) + " cuts a part whose heads are not those of the other parts", &n);
+                  opLabel(n) + " cuts a part whose heads are not those of the other parts", &n);
   b.channel_slices_.push_back(hs->parts[hs->index].slice);
   return true;
 }
@@ -323,7 +314,7 @@ void activationMatmulRule(const Node& n, CouplingBuilder& b) {
   const Value* ops[2] = {n.input(0), n.input(1)};
   for (const Value* v : ops)
     if (rankOf(v) < 2 || rankOf(v) > ry || !v->type().shape)
-      return b.freezeNode(n, label(n) + " multiplies activations of unknown or vector rank");
+      return b.freezeNode(n, opLabel(n) + " multiplies activations of unknown or vector rank");
   for (int i = 0; i < ry - 2; ++i) {
     auto ys = b.activationAxis(y, i);
     for (const Value* v : ops) {
@@ -339,7 +330,7 @@ void activationMatmulRule(const Node& n, CouplingBuilder& b) {
   auto n_b = b.activationAxis(ops[1], -1), n_y = b.activationAxis(y, -1);
   if (m_a && m_y) b.same(*m_a, *m_y);
   if (n_b && n_y) b.same(*n_b, *n_y);
-  const std::string why = label(n) + " contracts two activations over this axis";
+  const std::string why = opLabel(n) + " contracts two activations over this axis";
   if (auto k = b.activationAxis(ops[0], -1)) b.freeze(*k, why, &n);
   if (auto k = b.activationAxis(ops[1], -2)) b.freeze(*k, why, &n);
 }

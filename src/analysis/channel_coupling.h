@@ -196,6 +196,11 @@ void groupedConvTransposeRule(const Node& n, CouplingBuilder& b, int x, int y, i
 // channelSliceRule handles: surgery replaces those by constants, so what computes them is dead.
 bool feedsOnlyChannelSliceBounds(const Node& n, int input, const CouplingBuilder& b);
 
+// Helpers the rule files share (channel_rules.cc).
+int rankOf(const Value* v);          // of a constant or a declared shape; -1 when unknown
+std::string opLabel(const Node& n);  // "Op 'name'" for messages
+bool isUsed(const Value* v);         // read by a node or a graph output
+
 using ChannelRule = std::function<void(const Node&, CouplingBuilder&)>;
 struct OpChannels {
   ChannelRule rule;

@@ -144,17 +144,9 @@ void CouplingBuilder::freezeNode(const Node& node, const std::string& why) {
     if (auto s = activation(v)) freeze(*s, why, &node);
 }
 
-namespace {
-
 int rankOf(const Value* v) {
   if (const Tensor* t = v ? v->constantData() : nullptr) return t->rank();
   return v && v->type().shape ? static_cast<int>(v->type().shape->size()) : -1;
-}
-
-std::optional<Shape> staticShapeOf(const Value* v) {
-  if (!v) return std::nullopt;
-  if (const Tensor* t = v->constantData()) return t->shape();
-  return v->staticShape();
 }
 
 std::string opLabel(const Node& n) {
@@ -162,6 +154,14 @@ std::string opLabel(const Node& n) {
 }
 
 bool isUsed(const Value* v) { return v && (!v->uses().empty() || v->isGraphOutput()); }
+
+namespace {
+
+std::optional<Shape> staticShapeOf(const Value* v) {
+  if (!v) return std::nullopt;
+  if (const Tensor* t = v->constantData()) return t->shape();
+  return v->staticShape();
+}
 
 // ------------------------------------------------------------------ shape tensors
 

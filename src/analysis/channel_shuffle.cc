@@ -9,11 +9,6 @@
 namespace nnc::analysis_internal {
 namespace {
 
-int rankOf(const Value* v) {
-  if (const Tensor* t = v ? v->constantData() : nullptr) return t->rank();
-  return v && v->type().shape ? static_cast<int>(v->type().shape->size()) : -1;
-}
-
 // The only node reading `v` (not a graph output, not read inside a subgraph), else nullptr.
 const Node* soleUser(const Value* v) {
   if (!v || v->isGraphOutput() || v->uses().size() != 1) return nullptr;

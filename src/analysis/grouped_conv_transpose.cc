@@ -11,23 +11,16 @@
 #include "channel_coupling.h"
 
 namespace nnc::analysis_internal {
-namespace {
-
-std::string label(const Node& n) {
-  return n.opType() + (n.name().empty() ? "" : " '" + n.name() + "'");
-}
-
-}  // namespace
 
 void groupedConvTransposeRule(const Node& n, CouplingBuilder& b, int x, int y, int64_t group) {
   const Tensor* w = n.input(1)->constantData();
   const int64_t c_in = b.sizeOf(x), m_local = w->dim(1), c_out = b.sizeOf(y);
   if (group <= 0 || c_in % group != 0 || w->dim(0) != c_in || m_local * group != c_out)
     return b.freezeNode(
-        n, label(n) + " group=" + std::to_string(group) + " does not divide its channels");
+        n, opLabel(n) + " group=" + std::to_string(group) + " does not divide its channels");
   const Value* bias = n.input(2);
   if (bias && (!bias->constantData() || bias->constantData()->rank() != 1))
-    return b.freezeNode(n, label(n) + " bias is not a constant vector");
+    return b.freezeNode(n, opLabel(n) + " bias is not a constant vector");
   auto couple_bias = [&](int slot) {
     if (bias) b.same(slot, *b.weight(n, 2, 0, MemberRole::kParameter));
   };

@@ -17,17 +17,6 @@
 namespace nnc::analysis_internal {
 namespace {
 
-int rankOf(const Value* v) {
-  if (const Tensor* t = v ? v->constantData() : nullptr) return t->rank();
-  return v && v->type().shape ? static_cast<int>(v->type().shape->size()) : -1;
-}
-
-std::string label(const Node& n) {
-  return n.opType() + (n.name().empty() ? "" : " '" + n.name() + "'");
-}
-
-bool isUsed(const Value* v) { return v && (!v->uses().empty() || v->isGraphOutput()); }
-
 // Axis a of x and of y carry the same indices, for every a in [from, to) but 1 (coupled by
 // the caller).
 void sameAxes(const Value* x, const Value* y, CouplingBuilder& b, int from, int to) {
@@ -59,20 +48,21 @@ void layerNormRule(const Node& n, CouplingBuilder& b) {
   const Value* y = n.output(0);
   const int rank = rankOf(x);
   if (rank < 1 || rankOf(y) != rank)
-    return b.freezeNode(n, label(n) + " has tensors of unknown rank");
+    return b.freezeNode(n, opLabel(n) + " has tensors of unknown rank");
   for (size_t i = 1; i < n.numOutputs(); ++i)
-    if (isUsed(n.output(i))) return b.freezeNode(n, label(n) + " Mean/InvStdDev outputs are used");
+    if (isUsed(n.output(i)))
+      return b.freezeNode(n, opLabel(n) + " Mean/InvStdDev outputs are used");
   int64_t axis = n.intAttr("axis", -1);
   if (axis < 0) axis += rank;
-  if (axis < 0 || axis >= rank) return b.freezeNode(n, label(n) + " axis is out of range");
+  if (axis < 0 || axis >= rank) return b.freezeNode(n, opLabel(n) + " axis is out of range");
   sameAxes(x, y, b, 0, static_cast<int>(axis));
   if (axis > 1) {  // axis 1 is not normalised over
     auto sx = b.activation(x), sy = b.activation(y);
-    if (!sx || !sy) return b.freezeNode(n, label(n) + " has tensors without a static axis 1");
+    if (!sx || !sy) return b.freezeNode(n, opLabel(n) + " has tensors without a static axis 1");
     b.same(*sx, *sy);
   }
   const std::string what =
-      label(n) + " normalises over axis " + std::to_string(axis) + " of '" + x->name() + "'";
+      opLabel(n) + " normalises over axis " + std::to_string(axis) + " of '" + x->name() + "'";
   if (axis != rank - 1) {
     for (int a = static_cast<int>(axis); a < rank; ++a)
       for (const Value* v : {x, y})
@@ -80,10 +70,10 @@ void layerNormRule(const Node& n, CouplingBuilder& b) {
     return;
   }
   auto lx = b.activationAxis(x, rank - 1), ly = b.activationAxis(y, rank - 1);
-  if (!lx || !ly) return b.freezeNode(n, label(n) + " has tensors without a static last axis");
+  if (!lx || !ly) return b.freezeNode(n, opLabel(n) + " has tensors without a static last axis");
   b.same(*lx, *ly);
   if (!coupleVector(n, 1, b.sizeOf(*lx), *lx, b) || !coupleVector(n, 2, b.sizeOf(*lx), *lx, b))
-    return b.freeze(*lx, label(n) + " Scale/B are not constant vectors over the last axis", &n);
+    return b.freeze(*lx, opLabel(n) + " Scale/B are not constant vectors over the last axis", &n);
   b.approximate(*lx, what + " (a normalisation: its statistics cover fewer channels)", &n);
 }
 
@@ -92,10 +82,11 @@ void groupNormRule(const Node& n, CouplingBuilder& b) {
   const Value* x = n.input(0);
   const Value* y = n.output(0);
   auto sx = b.activation(x), sy = b.activation(y);
-  if (!sx || !sy) return b.freezeNode(n, label(n) + " has tensors without a static channel count");
+  if (!sx || !sy)
+    return b.freezeNode(n, opLabel(n) + " has tensors without a static channel count");
   const int64_t groups = n.intAttr("num_groups", 0), c = b.sizeOf(*sx);
   if (groups <= 0 || c % groups != 0)
-    return b.freezeNode(n, label(n) + " num_groups does not divide the channels");
+    return b.freezeNode(n, opLabel(n) + " num_groups does not divide the channels");
   b.same(*sx, *sy);
   sameAxes(x, y, b, 0, rankOf(x));
   const int local = b.virtualSlot(y, groups);
@@ -107,10 +98,10 @@ void groupNormRule(const Node& n, CouplingBuilder& b) {
   const int64_t length = per_channel ? c : groups;
   if (!n.input(1) || !n.input(2) || !coupleVector(n, 1, length, param_slot, b) ||
       !coupleVector(n, 2, length, param_slot, b))
-    b.freeze(
-        local,
-        label(n) + " scale/bias are not constant vectors of " + std::to_string(length) + " entries",
-        &n);
+    b.freeze(local,
+             opLabel(n) + " scale/bias are not constant vectors of " + std::to_string(length) +
+                 " entries",
+             &n);
 }
 
 }  // namespace nnc::analysis_internal

@@ -21,15 +21,6 @@
 namespace nnc::analysis_internal {
 namespace {
 
-int rankOf(const Value* v) {
-  if (const Tensor* t = v ? v->constantData() : nullptr) return t->rank();
-  return v && v->type().shape ? static_cast<int>(v->type().shape->size()) : -1;
-}
-
-std::string opLabel(const Node& n) {
-  return n.opType() + (n.name().empty() ? "" : " '" + n.name() + "'");
-}
-
 bool isActivation(const Value* v) {
   return v && isFloatingPoint(v->dtype()) && !v->constantData() && v->staticShape();
 }
