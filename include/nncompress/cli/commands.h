@@ -248,6 +248,10 @@ struct TrainSettings {
   uint64_t seed = 0;
   int threads = 0;
   bool reestimate_bn = true;
+  double ema = 0;         // weight-average decay (0: none)
+  int augment_shift = 0;  // pixels
+  bool augment_flip = false;
+  double teacher_label_weight = 0;  // CE on the teacher's arg-max without labels
 };
 
 struct FinetuneCommandOptions {
