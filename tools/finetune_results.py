@@ -171,7 +171,8 @@ def write_table(args):
              f"{args.steps}`, calibration on the first 1024",
              "training images. Fine-tuned: then `nncompress finetune --epochs "
              f"{args.epochs}` (its defaults:",
-             "AdamW, lr 1e-3, cosine with warm-up, T = 4; see docs/cli.md) from the unpruned model",
+             "AdamW, lr 1e-3, cosine with warm-up; T = 4 up to build 24ca1329a3d83a0b, 2 after; see",
+             "docs/cli.md) from the unpruned model",
              "on the 60k training images without labels. Cells: top-1 % (change vs the unpruned",
              "model, points); `-`: not run. Time: the fine-tuning's wall time on the machine it ran",
              "on and its CPU time (2 cores shared with other jobs: wall time varies with the load).",

@@ -18,7 +18,7 @@ pre=(--mean 0.2860 --std 0.3530)
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=("" "--ema 0.995" "--ema 0.999" "--augment-flip"
   "--augment-shift 2" "--augment-shift 2 --augment-flip" "--ema 0.999 --augment-shift 2 --augment-flip"
-  "--temperature 2" "--lr 2e-3" "--teacher-label-weight 0.5")
+  "--temperature 4" "--lr 2e-3" "--teacher-label-weight 0.5")
 top1() {
   "$bin" -q eval "$1" --data $data/train-images-idx3-ubyte.gz --labels $data/train-labels-idx1-ubyte.gz \
     --data-range 50000:60000 "${pre[@]}" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top1"])'
