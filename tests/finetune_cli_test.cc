@@ -145,5 +145,13 @@ TEST(FinetuneCliTest, UsageErrors) {
   EXPECT_FALSE(std::filesystem::exists(dir / "o.onnx"));
 }
 
+// The distillation temperature's default is 2 (measured: tools/finetune_variants.sh), for finetune
+// and for what prune/compress --finetune use (finetuneOptionsFrom).
+TEST(FinetuneCliTest, DefaultTemperatureIsTwo) {
+  auto help = runCli("finetune --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--temperature FLOAT=2 "), std::string::npos) << help.out;
+}
+
 }  // namespace
 }  // namespace nnc

@@ -168,6 +168,47 @@ TEST(Finetune, LabelsAndBadOptionsAreChecked) {
   EXPECT_FALSE(finetune(student, teacher, train, o).isOk());
 }
 
+// Weight averaging: a decay of ~0 averages nothing (the result equals a plain run); a real decay
+// gives other weights, judged as such on the validation data; the average is part of the
+// checkpoint (a resumed run ends equal to an uninterrupted one).
+TEST(Finetune, WeightAverageIsKeptAndCheckpointed) {
+  const Model teacher = mlp(1);
+  VectorReader train = randomData(96, 5), val = randomData(64, 6);
+  FinetuneOptions o = baseOptions();
+  o.learning_rate = 0.05;
+  o.epochs = 3;
+  o.val = &val;
+  Model plain = mlp(100), tiny = mlp(100), averaged = mlp(100);
+  auto a = finetune(plain, teacher, train, o);
+  o.ema_decay = 1e-12;
+  auto b = finetune(tiny, teacher, train, o);
+  ASSERT_TRUE(a.isOk() && b.isOk());
+  for (const char* name : {"w1", "b1", "w2", "b2"})
+    EXPECT_EQ(weights(tiny, name), weights(plain, name)) << name;
+  o.ema_decay = 0.9;
+  auto c = finetune(averaged, teacher, train, o);
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  EXPECT_NE(weights(averaged, "w1"), weights(plain, "w1"));
+  // Validation judges the averaged weights (the epoch metric differs from the plain run's).
+  ASSERT_TRUE(c->epochs.front().val_loss && a->epochs.front().val_loss);
+  EXPECT_NE(*c->epochs.front().val_loss, *a->epochs.front().val_loss);
+
+  const auto dir = std::filesystem::temp_directory_path() / "nnc_finetune_ema_test";
+  std::filesystem::remove_all(dir);
+  o.checkpoint_dir = dir.string();
+  o.stop_after_steps = 17;  // mid third epoch
+  Model first = mlp(100);
+  ASSERT_TRUE(finetune(first, teacher, train, o).isOk());
+  o.stop_after_steps = -1;
+  Model resumed = mlp(100);
+  auto d = finetune(resumed, teacher, train, o);
+  ASSERT_TRUE(d.isOk()) << d.status().toString();
+  EXPECT_TRUE(d->resumed);
+  for (const char* name : {"w1", "b1", "w2", "b2"})
+    EXPECT_EQ(weights(resumed, name), weights(averaged, name)) << name;
+  std::filesystem::remove_all(dir);
+}
+
 // Blocked fake quantization (FakeQuantSpec::block_size, as int4 weights with DequantizeLinear
 // block_size): w1 [8, 4] in blocks of 2 along each row; the tape's output equals the executor's
 // on a copy whose w1 was quantized by hand.

@@ -1,11 +1,14 @@
 // Fine-tuning pieces (issue 16): the distillation loss's gradient against finite differences,
-// optimiser steps against hand-computed values, the learning-rate schedule.
+// optimiser steps against hand-computed values, the learning-rate schedule, label-free
+// augmentation against a naive reference.
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
+#include <set>
 
+#include "nncompress/train/augment.h"
 #include "nncompress/train/distill_loss.h"
 #include "nncompress/train/lr_schedule.h"
 #include "nncompress/train/optimizer.h"
@@ -146,6 +149,64 @@ TEST(CosineSchedule, WarmupThenCosine) {
   CosineSchedule floor{2.0, 4, 0, 0.1};
   EXPECT_NEAR(floor.at(4), 0.2, 1e-12);
   EXPECT_NEAR(floor.at(0), 2.0, 1e-12);
+}
+
+// The image [2, 3, 4] (2 channels, 3x4) shifted by (dy, dx) with edge replication, then
+// mirrored: out(y, x) = in(clamp(y - dy), clamp(x' - dx)), x' = 3 - x when flipped.
+std::vector<float> shiftedByHand(const std::vector<float>& in, int dy, int dx, bool flip) {
+  std::vector<float> out(in.size());
+  for (int c = 0; c < 2; ++c)
+    for (int y = 0; y < 3; ++y)
+      for (int x = 0; x < 4; ++x) {
+        const int sy = std::clamp(y - dy, 0, 2), sx = std::clamp((flip ? 3 - x : x) - dx, 0, 3);
+        out[c * 12 + y * 4 + x] = in[c * 12 + sy * 4 + sx];
+      }
+  return out;
+}
+
+TEST(Augment, EverySampleIsOneShiftOrMirrorOfItselfAndDrawsAreKeyed) {
+  std::vector<float> image(24);
+  for (int i = 0; i < 24; ++i) image[i] = static_cast<float>(i * i % 17);
+  const int samples = 64;
+  std::vector<float> batch;
+  std::vector<uint64_t> keys;
+  for (int i = 0; i < samples; ++i) {
+    batch.insert(batch.end(), image.begin(), image.end());
+    keys.push_back(1000 + i);
+  }
+  Tensor t = Tensor::fromVector<float>({samples, 2, 3, 4}, batch);
+  AugmentOptions o;
+  o.max_shift = 1;
+  o.flip = true;
+  augmentImages(t, o, 5, keys);
+  std::set<std::tuple<int, int, bool>> seen;
+  for (int i = 0; i < samples; ++i) {
+    const auto got = t.data<float>().subspan(i * 24, 24);
+    bool matched = false;
+    for (int dy = -1; dy <= 1 && !matched; ++dy)
+      for (int dx = -1; dx <= 1 && !matched; ++dx)
+        for (bool flip : {false, true})
+          if (!matched &&
+              std::equal(got.begin(), got.end(), shiftedByHand(image, dy, dx, flip).begin())) {
+            matched = true;
+            seen.insert({dy, dx, flip});
+          }
+    EXPECT_TRUE(matched) << "sample " << i << " is no shift/mirror of the image";
+  }
+  EXPECT_GE(seen.size(), 12u);  // 18 possible draws, 64 samples: most of them appear
+  // Same seed and keys: the same result; another seed: another one.
+  Tensor again = Tensor::fromVector<float>({samples, 2, 3, 4}, batch);
+  augmentImages(again, o, 5, keys);
+  EXPECT_TRUE(
+      std::equal(again.data<float>().begin(), again.data<float>().end(), t.data<float>().begin()));
+  Tensor other = Tensor::fromVector<float>({samples, 2, 3, 4}, batch);
+  augmentImages(other, o, 6, keys);
+  EXPECT_FALSE(
+      std::equal(other.data<float>().begin(), other.data<float>().end(), t.data<float>().begin()));
+  // No augmentation requested, or not an image batch: untouched.
+  Tensor flat = Tensor::fromVector<float>({samples, 24}, batch);
+  augmentImages(flat, o, 5, keys);
+  EXPECT_TRUE(std::equal(flat.data<float>().begin(), flat.data<float>().end(), batch.begin()));
 }
 
 }  // namespace

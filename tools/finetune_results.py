@@ -13,11 +13,15 @@ empty cache. Long: each fine-tuned cell is 120k training images (minutes on 2 co
   /usr/bin/python3 tools/finetune_results.py                                  # the whole grid
   /usr/bin/python3 tools/finetune_results.py --fixtures resnet --targets 0.5 --criteria contribution
   /usr/bin/python3 tools/finetune_results.py --table-only
+  /usr/bin/python3 tools/finetune_results.py --fixtures resnet --targets 0.5 \
+      --finetune-args="--ema 0.999 --augment-flip"          # a variant: its own cells
 """
 import argparse
 import json
 import os
+import re
 import resource
+import shlex
 import subprocess
 import sys
 import time
@@ -71,10 +75,20 @@ def load(path):
         return None
 
 
+def variant(args):
+    """Cache-name suffix of --finetune-args ('' for the defaults)."""
+    slug = re.sub(r"[^A-Za-z0-9.]+", "_", args.finetune_args).strip("_")
+    return f"__{slug}" if slug else ""
+
+
+def cell_stem(args, fixture, target, criterion):
+    return os.path.join(args.cache, f"{fixture}__{target}__{criterion}__s{args.steps}"
+                        f"__e{args.epochs}{variant(args)}")
+
+
 def cell(args, fixture, target, criterion):
     """Prune (lsq), measure, fine-tune, measure; cached per stage so a kill loses one stage."""
-    stem = os.path.join(args.cache, f"{fixture}__{target}__{criterion}__s{args.steps}"
-                        f"__e{args.epochs}")
+    stem = cell_stem(args, fixture, target, criterion)
     res = load(stem + ".json") or {}
     if "error" in res or "tuned_top1" in res:
         return res
@@ -98,7 +112,8 @@ def cell(args, fixture, target, criterion):
         return res
     cmd = [args.binary, "finetune", pruned, "-o", tuned, "--teacher",
            os.path.join(ROOT, "models", f"{fixture}.onnx"), "--epochs", str(args.epochs),
-           "--checkpoint", stem + "_ckpt", "--json", "--threads", str(args.threads)] + TRAIN
+           "--checkpoint", stem + "_ckpt", "--json", "--threads", str(args.threads)] + TRAIN \
+        + shlex.split(args.finetune_args)
     p, secs = run(cmd)
     if p.returncode != 0:
         res["finetune_error"] = (p.stderr.strip().splitlines() or ["?"])[-1]
@@ -127,6 +142,8 @@ def main():
     ap.add_argument("--steps", type=int, default=1, help="prune --steps (re-score between)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-finetune", action="store_true", help="pruned columns only")
+    ap.add_argument("--finetune-args", default="",
+                    help="extra `nncompress finetune` flags (a variant; cached apart)")
     ap.add_argument("--table-only", action="store_true")
     args = ap.parse_args()
     args.cache = os.path.join(args.cache, build_key(args.binary, with_ort=True))
@@ -154,13 +171,16 @@ def write_table(args):
              f"{args.steps}`, calibration on the first 1024",
              "training images. Fine-tuned: then `nncompress finetune --epochs "
              f"{args.epochs}` (its defaults:",
-             "AdamW, lr 1e-3, cosine with warm-up, T = 4; see docs/cli.md) from the unpruned model",
+             "AdamW, lr 1e-3, cosine with warm-up; T = 4 up to build 24ca1329a3d83a0b, 2 after; see",
+             "docs/cli.md) from the unpruned model",
              "on the 60k training images without labels. Cells: top-1 % (change vs the unpruned",
              "model, points); `-`: not run. Time: the fine-tuning's wall time on the machine it ran",
              "on and its CPU time (2 cores shared with other jobs: wall time varies with the load).",
              "", f"This run: fixtures {' '.join(args.fixtures)}; MACs kept "
              f"{' '.join(str(t) for t in args.targets)}; criteria {' '.join(args.criteria)}"
-             + ("; pruned columns only (--no-finetune)." if args.no_finetune else "."), ""]
+             + ("; pruned columns only (--no-finetune)" if args.no_finetune else "")
+             + (f"; fine-tuning flags `{args.finetune_args}`" if args.finetune_args else "")
+             + ".", ""]
     for fixture in args.fixtures:
         base = load(os.path.join(args.cache, f"{fixture}__baseline.json")) or {}
         b1 = base.get("top1")
@@ -174,8 +194,7 @@ def write_table(args):
         for criterion in args.criteria:
             line = f"| {criterion} |"
             for t in args.targets:
-                res = load(os.path.join(args.cache, f"{fixture}__{t}__{criterion}__s{args.steps}"
-                                        f"__e{args.epochs}.json")) or {}
+                res = load(cell_stem(args, fixture, t, criterion) + ".json") or {}
                 def fmt(v):
                     return f"{100 * v:.2f} ({100 * (v - b1):+.2f})" if v is not None and b1 \
                         else "-"

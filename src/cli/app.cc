@@ -111,6 +111,18 @@ void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
   cmd->add_flag_callback(
       "--no-bn-reestimate", [&t] { t.reestimate_bn = false; },
       "Keep the BatchNorm statistics as trained (default: re-estimated on the data afterwards)");
+  cmd->add_option("--ema", t.ema,
+                  "Keep an exponential moving average of the weights with this decay (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--augment-shift", t.augment_shift,
+                  "Shift each image by up to PX pixels (teacher and student see the same image)")
+      ->capture_default_str();
+  cmd->add_flag("--augment-flip,!--no-augment-flip", t.augment_flip,
+                "Mirror images left-right at random (teacher and student see the same image)")
+      ->capture_default_str();
+  cmd->add_option("--teacher-label-weight", t.teacher_label_weight,
+                  "Without --labels: weight of a cross-entropy on the teacher's top class")
+      ->capture_default_str();
 }
 
 // The flag of `command` that sets library option `option` (an options field such as

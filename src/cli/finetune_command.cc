@@ -28,6 +28,14 @@ StatusOr<FinetuneOptions> finetuneOptionsFrom(const TrainSettings& s, int epochs
   o.seed = s.seed;
   o.num_threads = s.threads;
   o.reestimate_batch_norm = s.reestimate_bn;
+  o.ema_decay = s.ema;
+  o.augment.max_shift = s.augment_shift;
+  o.augment.flip = s.augment_flip;
+  o.teacher_label_weight = s.teacher_label_weight;
+  if (s.teacher_label_weight < 0)
+    return invalidArgument("--teacher-label-weight must not be negative");
+  if (!(s.ema >= 0 && s.ema < 1)) return invalidArgument("--ema must be in [0, 1)");
+  if (s.augment_shift < 0) return invalidArgument("--augment-shift must not be negative");
   if (!(s.warmup >= 0 && s.warmup < 1)) return invalidArgument("--warmup must be in [0, 1)");
   if (s.weight_decay < 0) return invalidArgument("--weight-decay must not be negative");
   return o;

@@ -30,9 +30,11 @@ std::vector<int64_t> epochOrder(int64_t samples, uint64_t seed, int64_t epoch) {
   return order;
 }
 
-// Samples order[begin, begin + count) as one batch (read one by one: memory is one batch).
+// Samples order[begin, begin + count) as one batch (read one by one: memory is one batch),
+// augmented with draws keyed by (epoch, sample).
 StatusOr<Tensor> readSamples(data::SampleReader& reader, const std::vector<int64_t>& order,
-                             int64_t begin, int64_t count) {
+                             int64_t begin, int64_t count, int64_t epoch,
+                             const FinetuneOptions& o) {
   Shape shape = reader.sampleShape();
   shape.insert(shape.begin(), count);
   Tensor batch(DType::kFloat32, shape);
@@ -42,6 +44,12 @@ StatusOr<Tensor> readSamples(data::SampleReader& reader, const std::vector<int64
     NNC_ASSIGN_OR_RETURN(Tensor one, reader.readBatch(order[begin + i], 1));
     if (one.numel() != per) return internalError("a sample of the data changed size");
     std::copy_n(one.data<float>().data(), per, out.data() + i * per);
+  }
+  if (o.augment.active()) {
+    std::vector<uint64_t> keys(count);
+    for (int64_t i = 0; i < count; ++i)
+      keys[i] = (static_cast<uint64_t>(epoch) << 40) ^ static_cast<uint64_t>(order[begin + i]);
+    train::augmentImages(batch, o.augment, o.seed, keys);
   }
   return batch;
 }
@@ -109,6 +117,9 @@ StatusOr<double> modelTop1(const Model& model, const FinetuneOptions& o) {
 Status checkOptions(const FinetuneOptions& o, const data::SampleReader& data) {
   if (o.epochs < 1) return invalidOption("epochs", "fine-tuning needs at least 1 epoch");
   if (o.batch < 1) return invalidOption("batch", "the batch size must be at least 1");
+  if (!(o.ema_decay >= 0 && o.ema_decay < 1))
+    return invalidOption("ema_decay", "the weight-average decay must be in [0, 1)");
+  if (o.augment.max_shift < 0) return invalidOption("augment", "the shift must not be negative");
   if (!(o.learning_rate > 0))
     return invalidOption("learning_rate", "the learning rate must be positive");
   if (data.size() < 1) return invalidArgument("the training data is empty");
@@ -133,6 +144,8 @@ class FinetuneRun {
     std::vector<Tensor*> params;
     for (train::Parameter& p : tape_.parameters()) params.push_back(&p.value);
     optimizer_ = std::make_unique<train::Optimizer>(std::move(params), oo);
+    if (o_.ema_decay > 0)
+      for (train::Parameter& p : tape_.parameters()) ema_.push_back(p.value);
     steps_per_epoch_ = (data_.size() + o_.batch - 1) / o_.batch;
     schedule_.peak_lr = o_.learning_rate;
     schedule_.total_steps = steps_per_epoch_ * o_.epochs;
@@ -171,25 +184,34 @@ class FinetuneRun {
     result.images_per_second = session_images / std::max(1e-9, secondsSince(start));
     result.steps = global_step_;
     result.best_epoch = static_cast<int>(best_epoch_);
+    auto& params = tape_.parameters();
     if (best_epoch_ > 0) {
-      auto& params = tape_.parameters();
       for (size_t i = 0; i < params.size(); ++i) params[i].value = best_params_[i];
+    } else if (!ema_.empty()) {
+      for (size_t i = 0; i < params.size(); ++i) params[i].value = ema_[i];
     }
     return Status::ok();
   }
 
  private:
   Status trainStep(const std::vector<int64_t>& order, int64_t begin, int64_t n) {
-    NNC_ASSIGN_OR_RETURN(Tensor x, readSamples(data_, order, begin, n));
+    NNC_ASSIGN_OR_RETURN(Tensor x, readSamples(data_, order, begin, n, epoch_, o_));
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> teacher_out, teacher_.run({x}));
     std::vector<int64_t> labels;
-    if (o_.labels)
+    train::DistillLossOptions lo = o_.loss;
+    if (o_.labels) {
       for (int64_t i = 0; i < n; ++i) labels.push_back((*o_.labels)[order[begin + i]]);
+    } else if (o_.teacher_label_weight > 0 && train::isClassifierOutput(teacher_out)) {
+      const int64_t k = teacher_out[0].dim(1);
+      for (int64_t i = 0; i < n; ++i)
+        labels.push_back(argmaxRow(teacher_out[0].data<float>().subspan(i * k, k)));
+      lo.label_weight = o_.teacher_label_weight;
+    }
     tape_.zeroGrad();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> student_out, tape_.forward({std::move(x)}));
     NNC_ASSIGN_OR_RETURN(
         train::LossResult loss,
-        train::distillationLoss(student_out, teacher_out, o_.labels ? &labels : nullptr, o_.loss));
+        train::distillationLoss(student_out, teacher_out, labels.empty() ? nullptr : &labels, lo));
     if (!std::isfinite(loss.loss))
       return invalidOption("learning_rate", "the loss is not finite at step " +
                                                 std::to_string(global_step_) +
@@ -200,8 +222,28 @@ class FinetuneRun {
     lr_ = schedule_.at(global_step_);
     NNC_ASSIGN_OR_RETURN(double norm, optimizer_->step(grads, lr_));
     (void)norm;
+    updateAverage();
     loss_sum_ += loss.loss;
     return Status::ok();
+  }
+
+  // ema <- d ema + (1 - d) w, the decay warming up so early weights fade quickly.
+  void updateAverage() {
+    if (ema_.empty()) return;
+    const double t = static_cast<double>(optimizer_->steps());
+    const float d = static_cast<float>(std::min(o_.ema_decay, (1 + t) / (10 + t)));
+    auto& params = tape_.parameters();
+    for (size_t i = 0; i < params.size(); ++i) {
+      auto avg = ema_[i].mutableData<float>();
+      const auto w = params[i].value.data<float>();
+      for (size_t j = 0; j < avg.size(); ++j) avg[j] = d * avg[j] + (1 - d) * w[j];
+    }
+  }
+
+  // Exchanges the trained and the averaged weights (no-op without averaging).
+  void swapAverage() {
+    auto& params = tape_.parameters();
+    for (size_t i = 0; i < ema_.size(); ++i) std::swap(params[i].value, ema_[i]);
   }
 
   void report(int64_t images, double seconds) {
@@ -225,15 +267,18 @@ class FinetuneRun {
     e.train_loss = loss_sum_ / std::max<int64_t>(1, steps_per_epoch_);
     e.seconds = seconds;
     if (o_.val) {
-      NNC_ASSIGN_OR_RETURN(ValResult v, validate(tape_, teacher_, o_));
-      e.val_top1 = v.top1;
-      e.val_loss = v.loss;
-      if (best_epoch_ == 0 || v.score > best_metric_) {
+      swapAverage();  // judge (and keep) the averaged weights
+      auto v = validate(tape_, teacher_, o_);
+      if (v.isOk() && (best_epoch_ == 0 || v->score > best_metric_)) {
         best_epoch_ = e.epoch;
-        best_metric_ = v.score;
+        best_metric_ = v->score;
         best_params_.clear();
         for (const train::Parameter& p : tape_.parameters()) best_params_.push_back(p.value);
       }
+      swapAverage();
+      if (!v.isOk()) return v.status();
+      e.val_top1 = v->top1;
+      e.val_loss = v->loss;
     }
     if (o_.log) {
       std::string line = "epoch " + std::to_string(e.epoch) + "/" + std::to_string(o_.epochs) +
@@ -273,6 +318,7 @@ class FinetuneRun {
     c.best_metric = best_metric_;
     for (const train::Parameter& p : tape_.parameters()) c.params.push_back(p.value);
     c.state = optimizer_->stateTensors();
+    c.state.insert(c.state.end(), ema_.begin(), ema_.end());
     c.best_params = best_params_;
     return internal::saveCheckpoint(o_.checkpoint_dir, c);
   }
@@ -291,7 +337,7 @@ class FinetuneRun {
                                "parameters differ); remove it or use another checkpoint directory");
     auto& params = tape_.parameters();
     auto& state = optimizer_->stateTensors();
-    if (c.params.size() != params.size() || c.state.size() != state.size())
+    if (c.params.size() != params.size() || c.state.size() != state.size() + ema_.size())
       return invalidArgument(path + ": the checkpoint does not match the model");
     for (size_t i = 0; i < params.size(); ++i) {
       if (c.params[i].shape() != params[i].value.shape())
@@ -299,6 +345,7 @@ class FinetuneRun {
       params[i].value = std::move(c.params[i]);
     }
     for (size_t i = 0; i < state.size(); ++i) state[i] = std::move(c.state[i]);
+    for (size_t i = 0; i < ema_.size(); ++i) ema_[i] = std::move(c.state[state.size() + i]);
     optimizer_->setSteps(c.optimizer_steps);
     epoch_ = c.epoch, step_in_epoch_ = c.step_in_epoch, global_step_ = c.global_step;
     loss_sum_ = c.epoch_loss_sum;
@@ -323,6 +370,7 @@ class FinetuneRun {
   int64_t best_epoch_ = 0;
   double best_metric_ = 0;
   std::vector<Tensor> best_params_;
+  std::vector<Tensor> ema_;  // averaged weights, tape order (empty: no averaging)
   bool resumed_ = false;
 };
 

@@ -27,6 +27,7 @@
 
 #include "nncompress/data/dataset.h"
 #include "nncompress/ir/graph.h"
+#include "nncompress/train/augment.h"
 #include "nncompress/train/distill_loss.h"
 #include "nncompress/train/optimizer.h"
 #include "nncompress/train/tape.h"
@@ -57,6 +58,15 @@ struct FinetuneOptions {
   train::OptimizerOptions optimizer;
   train::DistillLossOptions loss;
   uint64_t seed = 0;
+  // Label-free augmentation: the same altered batch goes to the teacher and the student.
+  train::AugmentOptions augment;
+  // Exponential moving average of the weights (Polyak averaging), 0: none. With it, validation,
+  // the best epoch and the result use the averaged weights. The decay warms up as
+  // min(decay, (1 + t) / (10 + t)) over the optimiser steps t.
+  double ema_decay = 0;
+  // Without labels: cross-entropy on the teacher's arg-max class (its hard label) with this
+  // weight beside the KL term (classifiers only). 0: none.
+  double teacher_label_weight = 0;
   int num_threads = 0;                           // 0: every core
   const std::vector<int64_t>* labels = nullptr;  // per sample of the training data
   data::SampleReader* val = nullptr;             // best epoch chosen on it (else the last)
