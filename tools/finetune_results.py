@@ -33,7 +33,7 @@ DATA = "/usr/share/datasets/fashion-mnist"
 NORM = ["--mean", "0.2860", "--std", "0.3530"]
 CALIB = ["--data", f"{DATA}/train-images-idx3-ubyte.gz", "--data-range", "0:50000"] + NORM
 TRAIN = ["--data", f"{DATA}/train-images-idx3-ubyte.gz"] + NORM  # all 60k, no labels
-FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head"]
+FIXTURES = ["resnet", "vgg_bn", "mobilenetv2", "densenet", "flatten_head", "preact_densenet"]
 CRITERIA = ["l1", "contribution", "taylor", "random"]
 TARGETS = [0.7, 0.5, 0.3]  # fraction of MACs kept: 30 / 50 / 70 % removed
 
