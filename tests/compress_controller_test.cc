@@ -276,6 +276,7 @@ TEST(CompressControllerTest, QatRetrainsTheLowBitPlan) {
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   ASSERT_TRUE(r->best.has_value());
   EXPECT_EQ(qat_calls, 1);
+  EXPECT_TRUE(r->best_qat);  // the recipe records it
   EXPECT_EQ(r->best_bits, (BitPlan{{"conv1", 4}, {"conv3", 4}}));
   EXPECT_NEAR(r->best_quality, 0.9 - 0.002, 1e-12);
 }

@@ -121,6 +121,32 @@ TEST(FinetuneCliTest, CompressRecipeReplaysItsRetrainStep) {
   EXPECT_FALSE(std::filesystem::exists(bad_out));
 }
 
+// A quantize step recorded with "qat" (compress --qat) trains the low-bit layers with fake
+// quantization before quantizing, as the search did.
+TEST(FinetuneCliTest, CompressRecipeReplaysQuantizationAwareTraining) {
+  TempDir dir;
+  const auto recipe = dir / "recipe.json", out = dir / "out.onnx";
+  {
+    std::ofstream f(recipe);
+    f << R"({"nncompress_recipe": 1, "steps": [
+      {"quantize": {"format": "qdq", "layer_weight_bits": {"/features/features.4/Conv": 4},
+                    "qat": true, "qat_epochs": 1}}]})";
+  }
+  auto r = runCli("compress " + fixture() + " -o " + quote(out) + " --data " + kData +
+                  "t10k-images-idx3-ubyte.gz --labels " + kData +
+                  "t10k-labels-idx1-ubyte.gz --data-range 0:200 --calib " + kData +
+                  "train-images-idx3-ubyte.gz --calib-range 0:128" + kNorm + "--recipe " +
+                  quote(recipe) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  std::vector<std::string> replayed;
+  for (const auto& s : j["steps"])
+    if (s["kind"] == "recipe") replayed.push_back(s["description"]);
+  ASSERT_EQ(replayed.size(), 1u) << r.out;
+  EXPECT_NE(replayed[0].find("quantization-aware trained"), std::string::npos) << replayed[0];
+  EXPECT_NE(r.err.find("finetune: epoch 1/1"), std::string::npos) << r.err;  // it did train
+}
+
 TEST(FinetuneCliTest, UsageErrors) {
   TempDir dir;
   const std::string out = " -o " + quote(dir / "o.onnx");

@@ -81,12 +81,15 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
   if (r.best_quantized) {
     nlohmann::ordered_json bits = nlohmann::ordered_json::object();
     for (const auto& [layer, b] : r.best_bits) bits[layer] = b;
-    steps.push_back({{"quantize",
-                      {{"format", "qdq"},
-                       {"weight_bits", 8},
-                       {"layer_weight_bits", bits},
-                       {"calib_method", setup.calib_method},
-                       {"rounding", r.adaround_layers > 0 ? "adaround" : "balanced"}}}});
+    steps.push_back(
+        {{"quantize",
+          {{"format", "qdq"},
+           {"weight_bits", 8},
+           {"layer_weight_bits", bits},
+           {"calib_method", setup.calib_method},
+           {"rounding", r.adaround_layers > 0 ? "adaround" : "balanced"},
+           {"qat", r.best_qat},
+           {"qat_epochs", r.best_qat && setup.finetune ? setup.finetune->epochs : 0}}}});
   }
   return {{"nncompress_recipe", kRecipeVersion}, {"steps", steps}};
 }
@@ -98,6 +101,7 @@ StatusOr<T> recipeField(const nlohmann::json& object, const char* key, T fallbac
   if (!object.contains(key)) return fallback;
   const nlohmann::json& v = object[key];
   const bool fits = std::is_same_v<T, std::string> ? v.is_string()
+                    : std::is_same_v<T, bool>      ? v.is_boolean()
                     : std::is_same_v<T, int>       ? v.is_number_integer()
                                                    : v.is_number();
   if (!fits)
@@ -136,6 +140,21 @@ StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, Com
     return invalidArgument("recipe retrain step needs epochs, batch and lr above 0");
   NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
   return actions.retrain(current);
+}
+
+// A recipe quantize step with "qat": the float model trained for `epochs` with the layers of
+// `bits` fake-quantized, as compress --qat did before quantizing (other settings: the retrain
+// step's, else the defaults).
+StatusOr<Model> replayQat(Model current, int epochs, const BitPlan& bits, CompressSetup& setup) {
+  if (epochs <= 0 || bits.empty()) return current;
+  if (!setup.finetune) {
+    NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, epochs));
+    setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
+  }
+  setup.finetune->epochs = epochs;
+  setup.qat = true;
+  NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
+  return actions.qat(current, bits);
 }
 
 // Replays a recipe's steps with the same actions compress uses.
@@ -180,6 +199,10 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
                            recipeField(q, "rounding", std::string("balanced")));
       if (rounding != "balanced" && rounding != "adaround")
         return invalidArgument("recipe quantize rounding must be balanced or adaround");
+      NNC_ASSIGN_OR_RETURN(const bool qat, recipeField(q, "qat", false));
+      NNC_ASSIGN_OR_RETURN(const int qat_epochs, recipeField(q, "qat_epochs", 1));
+      NNC_ASSIGN_OR_RETURN(current,
+                           replayQat(std::move(current), qat ? qat_epochs : 0, bits, setup));
       NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
       if (rounding == "adaround" && actions.learned_rounding) {
         NNC_ASSIGN_OR_RETURN(auto learned, actions.learned_rounding(current, bits));
@@ -188,7 +211,8 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
         NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
       }
       done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits, " +
-                      rounding + " rounding)");
+                      rounding + " rounding" +
+                      (qat && !bits.empty() ? ", quantization-aware trained" : "") + ")");
     } else if (step.is_object() && step.contains("retrain")) {
       NNC_ASSIGN_OR_RETURN(const nlohmann::json* retrain, recipeObject(step, "retrain"));
       NNC_ASSIGN_OR_RETURN(current, replayRetrain(current, *retrain, setup));

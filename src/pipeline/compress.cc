@@ -223,7 +223,7 @@ class Controller {
              bytes, q, ok && bytes <= targets_.max_bytes);
       if (ok) {
         offer(std::move(m), q, bytes, true, plan, checkpoints[i].fractions,
-              checkpoints[i].retrained, actions_.qat ? nullptr : &base);
+              checkpoints[i].retrained, actions_.qat ? nullptr : &base, actions_.qat != nullptr);
         if (bytes <= targets_.max_bytes) return Status::ok();
       } else {
         // Too many layers at low bits for the precision demand: the most layers that still
@@ -312,10 +312,11 @@ class Controller {
 
   void offer(Model&& model, double quality, int64_t bytes, bool quantized, BitPlan bits,
              std::vector<double> prune_fractions, bool retrained = false,
-             const Model* base = nullptr) {
+             const Model* base = nullptr, bool qat = false) {
     if (result_.best && bytes >= result_.best_bytes) return;
     if (!result_.best && bytes >= result_.baseline_bytes) return;
     best_base_ = base;  // the float model `model` was quantized from (low-bit plans only)
+    result_.best_qat = qat;
     result_.best = std::move(model);
     result_.best_quality = quality;
     result_.best_bytes = bytes;

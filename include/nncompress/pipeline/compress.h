@@ -103,7 +103,9 @@ struct CompressResult {
   bool best_quantized = false;
   // The prune steps (fractions of the remaining channels) that led to `best`, for recipes.
   std::vector<double> best_prune_fractions;
-  bool best_retrained = false;                // `best` comes from a retrained checkpoint
+  bool best_retrained = false;  // `best` comes from a retrained checkpoint
+  bool best_qat = false;        // `best` was quantized from a copy trained with its low-bit layers
+                                // fake-quantized (the qat action)
   std::map<std::string, double> sensitivity;  // quality drop per layer at low bits
   int quick_rejections = 0;                   // candidates rejected by the quick measure alone
   int adaround_layers = 0;  // low-bit layers of `best` whose weights AdaRound rounded
