@@ -270,6 +270,8 @@ TEST(CompressControllerTest, QatRetrainsTheLowBitPlan) {
     EXPECT_EQ(bits, (BitPlan{{"conv1", 4}, {"conv3", 4}}));
     SimState s = stateOf(m);
     s.qat = true;
+    s.quantized = true;
+    s.bits = bits;
     return makeModel(s);
   };
   auto r = compressModel(makeModel({}), t, a);

@@ -87,7 +87,9 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
            {"weight_bits", 8},
            {"layer_weight_bits", bits},
            {"calib_method", setup.calib_method},
-           {"rounding", r.adaround_layers > 0 ? "adaround" : "balanced"},
+           {"rounding", r.adaround_layers > 0 ? "adaround"
+                        : r.best_qat          ? "nearest"
+                                              : "balanced"},
            {"qat", r.best_qat},
            {"qat_epochs", r.best_qat && setup.finetune ? setup.finetune->epochs : 0}}}});
   }
@@ -142,19 +144,26 @@ StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, Com
   return actions.retrain(current);
 }
 
-// A recipe quantize step with "qat": the float model trained for `epochs` with the layers of
-// `bits` fake-quantized, as compress --qat did before quantizing (other settings: the retrain
-// step's, else the defaults).
-StatusOr<Model> replayQat(Model current, int epochs, const BitPlan& bits, CompressSetup& setup) {
-  if (epochs <= 0 || bits.empty()) return current;
-  if (!setup.finetune) {
-    NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, epochs));
-    setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
+// A recipe's quantize step: with "qat" (compress --qat), quantized from a copy trained for
+// `qat_epochs` with the layers of `bits` fake-quantized (other training settings: the retrain
+// step's, else the defaults); else with the recorded rounding.
+StatusOr<Model> replayQuantize(const Model& current, const BitPlan& bits, int qat_epochs,
+                               bool adaround, CompressSetup& setup) {
+  if (qat_epochs > 0 && !bits.empty()) {
+    if (!setup.finetune) {
+      NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, qat_epochs));
+      setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
+    }
+    setup.finetune->epochs = qat_epochs;
+    setup.qat = true;
   }
-  setup.finetune->epochs = epochs;
-  setup.qat = true;
   NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
-  return actions.qat(current, bits);
+  if (actions.qat && !bits.empty()) return actions.qat(current, bits);
+  if (adaround && actions.learned_rounding) {
+    NNC_ASSIGN_OR_RETURN(auto learned, actions.learned_rounding(current, bits));
+    return std::move(learned.first);
+  }
+  return actions.quantize(current, bits);
 }
 
 // Replays a recipe's steps with the same actions compress uses.
@@ -197,19 +206,14 @@ StatusOr<Model> replayRecipe(const Model& original, const nlohmann::json& recipe
       }
       NNC_ASSIGN_OR_RETURN(const std::string rounding,
                            recipeField(q, "rounding", std::string("balanced")));
-      if (rounding != "balanced" && rounding != "adaround")
-        return invalidArgument("recipe quantize rounding must be balanced or adaround");
+      if (rounding != "balanced" && rounding != "adaround" && rounding != "nearest")
+        return invalidArgument("recipe quantize rounding must be balanced, adaround or nearest");
       NNC_ASSIGN_OR_RETURN(const bool qat, recipeField(q, "qat", false));
+      if (rounding == "nearest" && !qat)
+        return invalidArgument("recipe quantize rounding nearest is what qat records");
       NNC_ASSIGN_OR_RETURN(const int qat_epochs, recipeField(q, "qat_epochs", 1));
-      NNC_ASSIGN_OR_RETURN(current,
-                           replayQat(std::move(current), qat ? qat_epochs : 0, bits, setup));
-      NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
-      if (rounding == "adaround" && actions.learned_rounding) {
-        NNC_ASSIGN_OR_RETURN(auto learned, actions.learned_rounding(current, bits));
-        current = std::move(learned.first);
-      } else {
-        NNC_ASSIGN_OR_RETURN(current, actions.quantize(current, bits));
-      }
+      NNC_ASSIGN_OR_RETURN(current, replayQuantize(current, bits, qat ? qat_epochs : 0,
+                                                   rounding == "adaround", setup));
       done->push_back("quantize qdq (" + std::to_string(bits.size()) + " layers below 8 bits, " +
                       rounding + " rounding" +
                       (qat && !bits.empty() ? ", quantization-aware trained" : "") + ")");

@@ -252,14 +252,13 @@ class Controller {
     return Status::ok();
   }
 
-  // quantize(base, plan), from a fake-quant retrained copy of `base` when there is a qat action.
+  // quantize(base, plan), or with a qat action the plan quantized from a fake-quant retrained copy.
   StatusOr<Model> quantizeTrained(const Model& base, const BitPlan& plan,
                                   const std::string& where) {
     if (!actions_.qat || plan.empty()) return actions_.quantize(base, plan);
     log("quantization-aware training of " + where + " with " + std::to_string(plan.size()) +
         " layers at " + std::to_string(targets_.low_bits) + " bits");
-    NNC_ASSIGN_OR_RETURN(Model trained, actions_.qat(base, plan));
-    return actions_.quantize(trained, plan);
+    return actions_.qat(base, plan);
   }
 
   // Quality of a candidate that must reach `threshold`. With a quick measure (a subset of the

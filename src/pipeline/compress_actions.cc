@@ -88,11 +88,15 @@ StatusOr<Model> pruneAndRecover(State& state, const Model& model, double fractio
   return std::move(pruned.pruned);
 }
 
-quant::QuantizeOptions quantizeOptions(const CompressSetup& s, const BitPlan& bits) {
+// Balanced rounding by default; nearest for weights trained with fake quantization (which
+// rounds to nearest: re-balancing would undo what training adapted to).
+quant::QuantizeOptions quantizeOptions(const CompressSetup& s, const BitPlan& bits,
+                                       bool nearest = false) {
   quant::QuantizeOptions qo;
   qo.format = quant::QuantFormat::kQdq;
   qo.exclude = s.exclude;
   qo.layer_weight_bits = bits;
+  if (nearest) qo.balanced_rounding = false;
   return qo;
 }
 
@@ -119,12 +123,13 @@ struct Quantized {
   const Model* folded = nullptr;  // the float model it was quantized from
 };
 
-StatusOr<Quantized> quantizeWithLayers(State& state, const Model& model, const BitPlan& bits) {
+StatusOr<Quantized> quantizeWithLayers(State& state, const Model& model, const BitPlan& bits,
+                                       bool nearest = false) {
   const CompressSetup& s = state.setup;
   const size_t key = fingerprint(model);
   NNC_ASSIGN_OR_RETURN(const Model* folded, foldedOf(state, model, key));
   Model q = folded->clone();
-  const quant::QuantizeOptions qo = quantizeOptions(s, bits);
+  const quant::QuantizeOptions qo = quantizeOptions(s, bits, nearest);
   NNC_ASSIGN_OR_RETURN(auto targets, quant::selectTargets(*q.graph, qo));
   auto cached = state.ranges_by_model.find(key);
   if (cached == state.ranges_by_model.end()) {
@@ -220,8 +225,9 @@ train::FakeQuantFn weightFakeQuant(const Node& layer, int bits, int64_t block_si
 }
 
 // The BN-folded copy of `model` (what the quantizer sees) retrained with the weights of the
-// layers in `bits` fake-quantized like the quantizer will quantize them (weightFakeQuant);
-// BatchNorm is folded first so the trained weights are the quantized ones.
+// layers in `bits` fake-quantized like the quantizer will quantize them (weightFakeQuant),
+// then quantized with the rounding the training simulated (nearest); BatchNorm is folded first
+// so the trained weights are the quantized ones.
 StatusOr<Model> qatWith(State& state, const Model& model, const BitPlan& bits) {
   const CompressSetup& s = state.setup;
   NNC_ASSIGN_OR_RETURN(Model student, foldedCopy(model));
@@ -236,9 +242,12 @@ StatusOr<Model> qatWith(State& state, const Model& model, const BitPlan& bits) {
     if (!t.node->input(1)->isInitializer()) continue;
     o.fake_quant[t.node->input(1)->name()] = weightFakeQuant(*t.node, it->second, block_size);
   }
+  spdlog::info("compress: quantization-aware training with {} of {} planned layers fake-quantized",
+               o.fake_quant.size(), bits.size());
   NNC_ASSIGN_OR_RETURN(FinetuneResult r, finetune(student, *s.original, *s.calib_data, o));
   (void)r;
-  return student;
+  NNC_ASSIGN_OR_RETURN(Quantized q, quantizeWithLayers(state, student, bits, /*nearest=*/true));
+  return std::move(q.model);
 }
 
 }  // namespace

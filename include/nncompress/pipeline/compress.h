@@ -70,8 +70,8 @@ struct CompressActions {
   double quick_margin = 0.01;
   // Optional: the model retrained (fine-tuned by distillation from the original).
   std::function<StatusOr<Model>(const Model&)> retrain;
-  // Optional: a float model retrained with the layers of `bits` fake-quantized at their bits,
-  // to be quantized with `bits` afterwards (quantization-aware training).
+  // Optional: quantize(model, bits) from a copy retrained with the layers of `bits`
+  // fake-quantized at their bits (quantization-aware training), rounded as the training did.
   std::function<StatusOr<Model>(const Model&, const BitPlan& bits)> qat;
   // Optional: quantize(model, bits) with the weights of the layers `bits` lowers below 8 bits
   // re-rounded by AdaRound on calibration data, and how many layers were. Run once, on the
