@@ -283,6 +283,59 @@ TEST(CompressControllerTest, QatRetrainsTheLowBitPlan) {
   EXPECT_NEAR(r->best_quality, 0.9 - 0.002, 1e-12);
 }
 
+// --finetune --qat with a size demand: the largest pruned model that fits with every layer at
+// low bits is retrained and then trained quantized, once each; not the most pruned checkpoint.
+TEST(CompressControllerTest, SizeFirstRetrainsTheLargestModelThatFitsAtLowBits) {
+  Sim sim;
+  CompressTargets t;
+  t.max_drop = 0.03;
+  t.max_bytes = 3000;  // every layer at 4 bits: 100 + 8750 r bytes, so r <= 0.3314
+  int retrains = 0, qats = 0;
+  CompressActions a = sim.actions();
+  a.retrain = [&](const Model& m) -> StatusOr<Model> {
+    ++retrains;
+    SimState s = stateOf(m);
+    s.retrained = true;
+    return makeModel(s);
+  };
+  a.qat = [&](const Model& m, const BitPlan& bits) -> StatusOr<Model> {
+    ++qats;
+    SimState s = stateOf(m);
+    s.qat = s.quantized = true;
+    s.bits = bits;
+    return makeModel(s);
+  };
+  auto r = compressModel(makeModel({}), t, a);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  ASSERT_TRUE(r->best.has_value());
+  EXPECT_EQ(retrains, 1);
+  EXPECT_EQ(qats, 1);
+  EXPECT_TRUE(r->met_size);
+  EXPECT_TRUE(r->best_qat);
+  EXPECT_TRUE(r->best_retrained);
+  EXPECT_EQ(r->best_bits.size(), 5u);
+  EXPECT_LE(r->best_bytes, 3000);
+  const double remaining = stateOf(*r->best).remaining;
+  EXPECT_LE(remaining, 0.3315);
+  EXPECT_GE(remaining, 0.31);  // the bisection keeps close to the largest that fits
+  EXPECT_GE(r->best_quality, 0.87);
+  double product = 1;  // the recipe's prune steps lead to that model
+  for (double f : r->best_prune_fractions) product *= 1 - f;
+  EXPECT_NEAR(product, remaining, 1e-5);  // the sim stores 6 decimals
+
+  // A retrain that wins nothing back misses the demand there: no training with quantization,
+  // and the accuracy-first search takes over.
+  sim.retrain_factor = 1.0;
+  retrains = qats = 0;
+  auto r2 = compressModel(makeModel({}), t, a);
+  ASSERT_TRUE(r2.isOk()) << r2.status().toString();
+  EXPECT_FALSE(r2->met_size);
+  int size_first_retrains = 0;
+  for (const CompressStep& s : r2->steps)
+    size_first_retrains += s.kind == "retrain" && s.description.find("fits") != std::string::npos;
+  EXPECT_EQ(size_first_retrains, 1);
+}
+
 TEST(CompressControllerTest, RejectsMissingActions) {
   CompressActions none;
   EXPECT_EQ(compressModel(makeModel({}), {}, none).status().code(), StatusCode::kInvalidArgument);

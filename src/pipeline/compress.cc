@@ -57,6 +57,13 @@ class Controller {
     if (targets_.prune)
       NNC_RETURN_IF_ERROR(
           prunePhase(reserve - (retrains ? targets_.retrain_slack : 0.0), owned, checkpoints));
+    if (retrains && actions_.qat && targets_.quantize && targets_.max_bytes > 0) {
+      NNC_ASSIGN_OR_RETURN(const bool met, sizeFirstPhase(owned, checkpoints));
+      if (met) {
+        result_.met_size = true;
+        return std::move(result_);
+      }
+    }
     if (retrains) NNC_RETURN_IF_ERROR(retrainPhase(reserve, owned, checkpoints));
     if (targets_.quantize) NNC_RETURN_IF_ERROR(quantizePhase(checkpoints));
     // Pruned models met the demand too (with the reserve to spare); one may still be the
@@ -80,6 +87,120 @@ class Controller {
     std::vector<double> fractions;  // the prune steps that led here
     bool retrained = false;
   };
+
+  // A pruned model and the prune steps that led to it.
+  struct PrunePoint {
+    const Model* model;
+    std::vector<double> fractions;
+  };
+
+  BitPlan lowBitPlan(const Model& m) const {
+    BitPlan plan;
+    for (const std::string& layer : actions_.quantizable_layers(m)) plan[layer] = targets_.low_bits;
+    return plan;
+  }
+
+  StatusOr<bool> fitsAtLowBits(const Model& m) {
+    NNC_ASSIGN_OR_RETURN(Model q, actions_.quantize(m, lowBitPlan(m)));
+    NNC_ASSIGN_OR_RETURN(int64_t bytes, actions_.size(q));
+    return bytes <= targets_.max_bytes;
+  }
+
+  // `fraction` pruned from `from` when the result fits at low bits (kept in `owned`); nullptr
+  // when it does not, or nothing is left to prune.
+  StatusOr<const Model*> prunedFit(const Model& from, double fraction, std::deque<Model>& owned) {
+    auto candidate = actions_.prune(from, fraction);
+    if (!candidate.isOk()) {
+      if (candidate.status().code() == StatusCode::kTargetNotMet) return nullptr;
+      return candidate.status();
+    }
+    NNC_ASSIGN_OR_RETURN(const bool fits, fitsAtLowBits(*candidate));
+    if (!fits) return nullptr;
+    owned.push_back(std::move(candidate).value());
+    return &owned.back();
+  }
+
+  // The largest model on the prune path whose layers all at low bits fit the size demand: the
+  // first checkpoint that fits, or pruning on past the last one until a step fits; the step
+  // into it is then bisected (4 halvings) for the smallest fraction that still fits.
+  StatusOr<std::optional<PrunePoint>> largestFitting(std::deque<Model>& owned,
+                                                     const std::vector<Checkpoint>& checkpoints) {
+    size_t i = 0;
+    const Model* fit = nullptr;
+    for (; i < checkpoints.size() && !fit; ++i) {
+      NNC_ASSIGN_OR_RETURN(const bool fits, fitsAtLowBits(*checkpoints[i].model));
+      if (fits) fit = checkpoints[i].model;
+    }
+    if (fit && i == 1) return std::optional<PrunePoint>(PrunePoint{fit, {}});  // the original fits
+    PrunePoint from{checkpoints[fit ? i - 2 : i - 1].model,
+                    checkpoints[fit ? i - 2 : i - 1].fractions};
+    double hi = fit ? checkpoints[i - 1].fractions.back() : targets_.step_fraction;
+    for (int step = 0; !fit && step < targets_.max_prune_steps; ++step) {
+      auto next = actions_.prune(*from.model, hi);
+      if (!next.isOk()) {
+        if (next.status().code() == StatusCode::kTargetNotMet) return std::optional<PrunePoint>();
+        return next.status();
+      }
+      NNC_ASSIGN_OR_RETURN(const bool fits, fitsAtLowBits(*next));
+      owned.push_back(std::move(next).value());
+      if (fits) {
+        fit = &owned.back();
+        break;
+      }
+      from = {&owned.back(), from.fractions};
+      from.fractions.push_back(hi);
+    }
+    if (!fit) return std::optional<PrunePoint>();
+    double lo = 0;
+    for (int k = 0; k < 4; ++k) {
+      const double mid = (lo + hi) / 2;
+      NNC_ASSIGN_OR_RETURN(const Model* m, prunedFit(*from.model, mid, owned));
+      if (m) {
+        fit = m;
+        hi = mid;
+      } else {
+        lo = mid;
+      }
+    }
+    from.fractions.push_back(hi);
+    return std::optional<PrunePoint>(PrunePoint{fit, from.fractions});
+  }
+
+  // With retraining, quantization-aware training and a size demand (--finetune --qat
+  // --target-size): the largest pruned model whose layers all at low bits fit the size demand
+  // is retrained, then trained with every layer fake-quantized and quantized so. Pruning more
+  // than the size needs would only cost accuracy; when this misses the precision demand the
+  // accuracy-first search follows. True when both demands were met.
+  StatusOr<bool> sizeFirstPhase(std::deque<Model>& owned,
+                                const std::vector<Checkpoint>& checkpoints) {
+    NNC_ASSIGN_OR_RETURN(std::optional<PrunePoint> point, largestFitting(owned, checkpoints));
+    if (!point) {
+      log("size first: no pruned model fits the size demand with every layer at low bits");
+      return false;
+    }
+    const std::string bits = std::to_string(targets_.low_bits);
+    NNC_ASSIGN_OR_RETURN(Model retrained, actions_.retrain(*point->model));
+    NNC_ASSIGN_OR_RETURN(double rq, actions_.quality(retrained));
+    NNC_ASSIGN_OR_RETURN(int64_t rbytes, actions_.size(retrained));
+    record("retrain", "distillation of the largest pruned model that fits at " + bits + " bits",
+           rbytes, rq, rq >= demand_);
+    log("size first: retrained quality " + qualityText(rq) + " (demand " + qualityText(demand_) +
+        ")");
+    if (rq < demand_) return false;  // training with quantization would not win that back
+    const BitPlan plan = lowBitPlan(retrained);
+    NNC_ASSIGN_OR_RETURN(Model q, actions_.qat(retrained, plan));
+    NNC_ASSIGN_OR_RETURN(double qq, actions_.quality(q));
+    NNC_ASSIGN_OR_RETURN(int64_t qbytes, actions_.size(q));
+    const bool ok = qq >= demand_ && qbytes <= targets_.max_bytes;
+    record("quantize",
+           "all " + std::to_string(plan.size()) + " layers at " + bits +
+               " bits, quantization-aware trained, on the retrained model",
+           qbytes, qq, ok);
+    log("size first: quantized quality " + qualityText(qq) + ", " + std::to_string(qbytes) +
+        " bytes");
+    if (ok) offer(std::move(q), qq, qbytes, true, plan, point->fractions, true, nullptr, true);
+    return ok;
+  }
 
   // Retrains the last checkpoint (then earlier ones) until one meets the demand plus the
   // reserve; keeps only the checkpoints that meet it. After a miss, the next try is the latest
