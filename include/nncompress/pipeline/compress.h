@@ -22,6 +22,9 @@
 //    (at most `max_retrains` in all). Checkpoints that only met the relaxed demand are dropped.
 // With a qat action (--qat): 4'. a plan with low-bit layers is quantized from a copy retrained
 //    with those layers fake-quantized (straight-through estimator).
+// With retrain, qat and a size demand: 3''. size first: the largest pruned model whose every
+//    layer at low bits fits the size demand is retrained, then trained quantized; if it meets
+//    the precision demand that is the result, else the search goes on with 3' and 4.
 // 5. The result is the smallest model that met the precision demand; `met` says whether it also
 //    met the size demand. Every candidate measured is a step in the trajectory.
 
