@@ -455,7 +455,10 @@ void printCompressJson(const CompressCommandOptions& o, const Model& original,
     steps.push_back({{"kind", "recipe"}, {"description", s}});
   j["steps"] = steps;
   if (!result.sensitivity.empty()) j["sensitivity"] = result.sensitivity;
-  j["rounding"] = result.adaround_layers > 0 ? "adaround" : "balanced";
+  j["rounding"] = result.adaround_layers > 0 ? "adaround"
+                  : result.best_qat          ? "nearest"
+                                             : "balanced";
+  j["qat"] = result.best_qat;
   j["adaround_layers"] = result.adaround_layers;
   std::cout << j.dump(2) << "\n";
 }

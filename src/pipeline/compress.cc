@@ -179,6 +179,10 @@ class Controller {
       return false;
     }
     const std::string bits = std::to_string(targets_.low_bits);
+    NNC_ASSIGN_OR_RETURN(int64_t float_bytes, actions_.size(*point->model));
+    log("size first: retraining the largest pruned model that fits at " + bits + " bits (" +
+        std::to_string(float_bytes) + " bytes in float, " +
+        std::to_string(point->fractions.size()) + " prune steps)");
     NNC_ASSIGN_OR_RETURN(Model retrained, actions_.retrain(*point->model));
     NNC_ASSIGN_OR_RETURN(double rq, actions_.quality(retrained));
     NNC_ASSIGN_OR_RETURN(int64_t rbytes, actions_.size(retrained));
