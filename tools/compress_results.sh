@@ -8,6 +8,9 @@
 #
 #   tools/compress_results.sh [MAX_DROP_POINTS] [TARGET_SIZE] [FIXTURES...]
 #   defaults: 1.0 8x vgg_bn resnet mobilenetv2 densenet flatten_head
+# ARGS adds compress flags and DOC names the output (default docs/compress-results.md), e.g.
+#   ARGS="--finetune 4 --qat" DOC=docs/compress-finetune-results.md \
+#     tools/compress_results.sh 1.0 16x resnet
 # Needs a Release build in build/ and node_modules (tools/bootstrap.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,9 +21,11 @@ fixtures=("$@")
 [ ${#fixtures[@]} -gt 0 ] || fixtures=(vgg_bn resnet mobilenetv2 densenet flatten_head)
 bin=build/nncompress
 data=/usr/share/datasets/fashion-mnist
-out=build/compress-results
+out=build/compress-results${DOC:+-$(basename "$DOC" .md)}
 mkdir -p "$out"
 pre=(--mean 0.2860 --std 0.3530)
+read -r -a extra <<<"${ARGS:-}"
+doc=${DOC:-docs/compress-results.md}
 
 rows=()
 for f in "${fixtures[@]}"; do
@@ -32,7 +37,7 @@ for f in "${fixtures[@]}"; do
   "$bin" -q compress "$model" -o "$result" --data $data/train-images-idx3-ubyte.gz \
     --labels $data/train-labels-idx1-ubyte.gz --data-range 50000:60000 \
     --calib $data/train-images-idx3-ubyte.gz --calib-range 0:50000 "${pre[@]}" \
-    --max-accuracy-drop "$drop" --target-size "$size" --keep-best --json \
+    --max-accuracy-drop "$drop" --target-size "$size" ${extra[@]+"${extra[@]}"} --keep-best --json \
     --save-recipe "$out/$f.recipe.json" --report "$out/$f.html" >"$out/$f.json"
   code=$?
   set -e
@@ -66,7 +71,8 @@ ort=$(/usr/bin/python3 tools/doc_stamp.py --ort-version)
 {
   echo "# compress results"
   echo
-  echo "Written by \`tools/compress_results.sh $drop $size\` ($(nproc) cores, load average at the"
+  echo "Written by \`${ARGS:+ARGS=\"$ARGS\" }${DOC:+DOC=$DOC }tools/compress_results.sh $drop $size ${fixtures[*]}\`"
+  echo "($(nproc) cores, load average at the"
   echo "end: $(cut -d' ' -f1-3 /proc/loadavg)). $stamp"
   echo "Demand: at most $drop points of top-1 accuracy lost on held-out validation images (the last"
   echo "10k Fashion-MNIST training images, \`--data train-images... --labels train-labels..."
@@ -81,5 +87,5 @@ ort=$(/usr/bin/python3 tools/doc_stamp.py --ort-version)
   echo "| fixture | exit | size | smaller | float top-1 % | ours top-1 % (drop) | ORT top-1 % (drop) | seconds |"
   echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
-} > docs/compress-results.md
-cat docs/compress-results.md
+} > "$doc"
+cat "$doc"
