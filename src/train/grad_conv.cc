@@ -366,13 +366,28 @@ struct ConvGrad {
   }
 };
 
-// dX of a stride-1 Conv as a Conv of dY (the executor's direct kernel), built once per shape.
+// dX of a stride-1 Conv as a Conv of dY, built once per shape: the executor's direct kernel run
+// here with W' packed for a half-width last block (exec::ConvDirectArgs::half_tail) when it is a
+// 2-D grouped or dense convolution, else the executor's Conv kernel (depthwise, 1-D).
 struct DirectInputGrad : BackwardState {
   Shape x_shape, w_shape;
   Graph graph;
   std::unique_ptr<exec::Kernel> kernel;
-  Tensor flipped;  // W' (rebuilt every batch: the weights train)
+  Tensor flipped;               // W' (rebuilt every batch: the weights train)
+  bool own = false;             // run exec::directConv with `shape` instead of `kernel`
+  exec::DirectConvShape shape;  // n set per run
 };
+
+// Fills st.shape and sets st.own when dX = Conv(dY, W') can run on exec::directConv directly.
+void setUpOwnDirect(DirectInputGrad& st, const Geometry& g, const std::vector<int64_t>& pads,
+                    int64_t m, int64_t groups) {
+  if (pads.size() != 4 || (groups > 1 && groups == m && m / groups == 1)) return;
+  exec::DirectConvShape& s = st.shape;
+  s.c = m, s.ih = g.oh, s.iw = g.ow, s.kh = g.kh, s.kw = g.kw, s.dh = g.dh, s.dw = g.dw;
+  s.pad_top = pads[0], s.pad_left = pads[1], s.pad_bottom = pads[2], s.pad_right = pads[3];
+  s.oh = g.ih, s.ow = g.iw;
+  st.own = true;
+}
 
 // The transposed-convolution pads, or false when the forward's geometry has no such form.
 bool directInputGradPads(const Geometry& g, std::vector<int64_t>& pads, bool one_d) {
@@ -407,6 +422,7 @@ StatusOr<DirectInputGrad*> directInputGrad(const BackwardContext& c, const Geome
   Shape flipped_shape = ws;
   flipped_shape[0] = xs[1], flipped_shape[1] = ws[0] / groups;
   fresh->flipped = Tensor(DType::kFloat32, flipped_shape);
+  setUpOwnDirect(*fresh, g, pads, ws[0], groups);
   *c.state = std::move(fresh);
   return static_cast<DirectInputGrad*>(c.state->get());
 }
@@ -423,6 +439,16 @@ Status runDirectInputGrad(const BackwardContext& c, DirectInputGrad& st, const G
         float* dst = f + ((gi * cg + cc) * mg + mm) * taps;
         for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
       }
+  if (st.own) {
+    exec::PackedConvWeights packed =
+        exec::packConvWeights(f, nullptr, st.flipped.dim(0), groups, mg * taps);
+    packed.half_tail = true;
+    exec::DirectConvShape s = st.shape;
+    s.n = dy.dim(0);
+    dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
+    exec::directConv(fdata(dy), s, packed, exec::Epilogue{}, fdata(dx), c.ctx);
+    return Status::ok();
+  }
   const Tensor* in[] = {&dy, &st.flipped};
   Tensor out[1];
   NNC_RETURN_IF_ERROR(st.kernel->run(in, out, c.ctx));

@@ -59,6 +59,7 @@ void PhasedInputGrad::pack(const float* w) {
             }
         }
     p.packed = exec::packConvWeights(flipped.data(), nullptr, cin_, groups_, k);
+    p.packed.half_tail = true;  // exec::ConvDirectArgs::half_tail
   }
 }
 
