@@ -320,9 +320,9 @@ struct ConvGrad {
   }
 
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
-    if (mask) maskDy(s0, s1);
+    if (mask) maskDy(t, s0, s1, part);  // with the channel sums in the same pass
     if (want_w) weightGradDirect(t, s0, s1, part);
-    if (want_b) biasGrad(t, s0, s1, part);
+    if (want_b && !mask) biasGrad(t, s0, s1, part);
     if (!dx) return;
     if (phased) {
       thread_local std::vector<float> scratch;
@@ -333,11 +333,21 @@ struct ConvGrad {
     gemmInputGrad(s0, s1);
   }
 
-  // dY where the fused Relu's output is > 0, else 0 (in place: dy_mut is this backward's own).
-  void maskDy(int64_t s0, int64_t s1) const {
-    const int64_t begin = s0 * m * p, end = s1 * m * p;
-#pragma omp simd
-    for (int64_t i = begin; i < end; ++i) dy_mut[i] = mask[i] > 0.f ? dy_mut[i] : 0.f;
+  // dY where the fused Relu's output is > 0, else 0 (in place: dy_mut is this backward's own),
+  // and biasGrad's sums when wanted.
+  void maskDy(int t, int64_t s0, int64_t s1, Partials& part) const {
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t j = 0; j < m; ++j) {
+        float* row = dy_mut + (s * m + j) * p;
+        const float* keep = mask + (s * m + j) * p;
+        float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t q = 0; q < p; ++q) {
+          const float v = keep[q] > 0.f ? row[q] : 0.f;
+          row[q] = v, sum += v;
+        }
+        if (want_b) part.db[t][j] += sum;
+      }
   }
 
   void biasGrad(int t, int64_t s0, int64_t s1, Partials& part) const {
