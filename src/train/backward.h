@@ -46,6 +46,9 @@ struct BackwardContext {
   // whose mask (> 0) this backward applies to dY first.
   const Tensor* relu_mask = nullptr;
   FoldedBatchNorm* folded_bn = nullptr;  // Conv only: see FoldedBatchNorm
+  // Input 0's gradient summed so far (float32, input 0's shape), or nullptr: a backward may add
+  // its dX into it instead (and leave input_grads[0] empty), saving the tape's pass summing them.
+  Tensor* input0_grad_sum = nullptr;
 };
 
 // Writes input_grads[i] (the shape of input i, float32) for every i with needs_grad[i]; an

@@ -259,6 +259,7 @@ struct ConvGrad {
   const float *x, *w, *dy;  // w: the weights dX is taken with (scaled when a BN is folded in)
   float* dx;
   bool want_w, want_b;          // dW (unscaled when a BN is folded in), per-channel sums of dY
+  bool add_dx = false;          // dx is BackwardContext::input0_grad_sum: add into it
   float* dy_mut = nullptr;      // dy, this backward's own copy, when masked in place
   const float* mask = nullptr;  // a folded BN's Relu output: dY is zero where it is not > 0
   const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
@@ -327,7 +328,7 @@ struct ConvGrad {
     if (phased) {
       thread_local std::vector<float> scratch;
       for (int64_t s = s0; s < s1; ++s)
-        phased->sample(dy + s * m * p, dx + s * cin * g.ih * g.iw, scratch);
+        phased->sample(dy + s * m * p, dx + s * cin * g.ih * g.iw, scratch, add_dx);
       return;
     }
     gemmInputGrad(s0, s1);
@@ -542,9 +543,10 @@ StatusOr<DirectInputGrad*> setUpInputGrad(const BackwardContext& c, ConvGrad& cg
   if (!c.needs_grad[0]) return static_cast<DirectInputGrad*>(nullptr);
   NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, directInputGrad(c, cg.g, cg.groups));
   if (direct) return direct;
-  dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
-  cg.dx = fdata(dx);
   cg.phased = phasedInputGrad(c, cg.g, cg.groups, cg.w);
+  cg.add_dx = cg.phased && c.input0_grad_sum;  // phases add into the sum so far
+  if (!cg.add_dx) dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
+  cg.dx = fdata(cg.add_dx ? *c.input0_grad_sum : dx);
   return direct;
 }
 
@@ -596,7 +598,7 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
     if (c.needs_grad[1]) grads[1] = std::move(dw);
     if (cg.want_b) grads[2] = reshaped(std::move(sums), c.input_shapes[2]);
   }
-  if (c.needs_grad[0]) grads[0] = std::move(dx);
+  if (c.needs_grad[0] && !cg.add_dx) grads[0] = std::move(dx);
   if (c.relu_mask && c.ctx.pool) c.ctx.pool->give(dy_own.releaseBytes());
   return Status::ok();
 }

@@ -65,7 +65,8 @@ void PhasedInputGrad::pack(const float* w) {
   }
 }
 
-void PhasedInputGrad::sample(const float* dy, float* dx, std::vector<float>& scratch) const {
+void PhasedInputGrad::sample(const float* dy, float* dx, std::vector<float>& scratch,
+                             bool add) const {
   exec::RunContext serial;
   serial.num_threads = 1;
   // One zero row past the phases: what phases without taps read.
@@ -81,11 +82,15 @@ void PhasedInputGrad::sample(const float* dy, float* dx, std::vector<float>& scr
     s.oh = p.h.count, s.ow = p.w.count;
     exec::directConv(dy, s, p.packed, exec::Epilogue{}, scratch.data() + offset_[i], serial);
   }
-  interleave(scratch.data(), dx);
+  if (add)
+    interleave<true>(scratch.data(), dx);
+  else
+    interleave<false>(scratch.data(), dx);
 }
 
 // dX row y, column x is phase (y % sh, x % sw)'s output (y / sh, x / sw): written row by row in
 // order (two column phases: pairs of stores the compiler vectorises).
+template <bool Add>
 void PhasedInputGrad::interleave(const float* scratch, float* dx) const {
   const int64_t sw = w_.stride;
   const float* zeros = scratch + scratch_size_;
@@ -102,10 +107,15 @@ void PhasedInputGrad::interleave(const float* scratch, float* dx) const {
       if (sw == 2) {
         const float *s0 = src[0], *s1 = src[1];
         const int64_t pairs = w_.in / 2;
-        for (int64_t b = 0; b < pairs; ++b) dst[2 * b] = s0[b], dst[2 * b + 1] = s1[b];
-        if (w_.in % 2) dst[w_.in - 1] = s0[pairs];
+        if (Add) {
+          for (int64_t b = 0; b < pairs; ++b) dst[2 * b] += s0[b], dst[2 * b + 1] += s1[b];
+          if (w_.in % 2) dst[w_.in - 1] += s0[pairs];
+        } else {
+          for (int64_t b = 0; b < pairs; ++b) dst[2 * b] = s0[b], dst[2 * b + 1] = s1[b];
+          if (w_.in % 2) dst[w_.in - 1] = s0[pairs];
+        }
       } else {  // setUp: sw <= 8
-        for (int64_t x = 0; x < w_.in; ++x) dst[x] = src[x % sw][x / sw];
+        for (int64_t x = 0; x < w_.in; ++x) dst[x] = (Add ? dst[x] : 0.f) + src[x % sw][x / sw];
       }
     }
 }

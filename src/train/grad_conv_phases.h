@@ -38,8 +38,8 @@ class PhasedInputGrad {
   void pack(const float* w);
   // dX of one sample [cin, ih, iw] from its dY [m, oh, ow], one thread; scratch is reused. Every
   // phase is computed into scratch, then each row of dX is written once, its phases interleaved
-  // (zeros for phases without taps).
-  void sample(const float* dy, float* dx, std::vector<float>& scratch) const;
+  // (zeros for phases without taps). With `add`, dX is added into dx instead.
+  void sample(const float* dy, float* dx, std::vector<float>& scratch, bool add = false) const;
 
  private:
   struct Phase {
@@ -48,6 +48,7 @@ class PhasedInputGrad {
   };
   ConvAxisGeometry h_, w_;
   int64_t cin_ = 0, m_ = 0, groups_ = 1;
+  template <bool Add>
   void interleave(const float* scratch, float* dx) const;
 
   std::vector<Phase> phases_;    // with taps on both axes

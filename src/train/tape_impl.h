@@ -85,6 +85,7 @@ struct GradientTape::Impl {
   void applyActivationFakeQuant(int slot, bool record);
   Status backwardStep(TapeStep& step, std::vector<Tensor>& grads);
   void freeAfterBackward(const TapeStep& step, std::vector<Tensor>& grads);
+  Tensor* gradSumOfInput0(const TapeStep& step, std::vector<Tensor>& grads);
   Status addFoldedBatchNormGrads(const TapeStep& step, FoldedBatchNorm& f,
                                  std::vector<Tensor>& grads);
 };

@@ -296,6 +296,7 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
     if (step.relu_mask_slot >= 0) c.relu_mask = ptrs[step.relu_mask_slot];
     FoldedBatchNorm folded;
     if (foldedBatchNormOf(*this, step, folded)) c.folded_bn = &folded;
+    c.input0_grad_sum = gradSumOfInput0(step, grads);
     std::vector<Tensor> in_grads(step.input_slots.size());
     ScopedTimer timer{step.node, " bwd"};
     NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)
@@ -315,6 +316,19 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
   }
   freeAfterBackward(step, grads);
   return Status::ok();
+}
+
+// BackwardContext::input0_grad_sum: input 0's gradient so far, when the step reads that value
+// through input 0 only (else an addition into it would be seen by the backward itself).
+Tensor* GradientTape::Impl::gradSumOfInput0(const TapeStep& step, std::vector<Tensor>& grads) {
+  const int s = step.input_slots.empty() ? -1 : step.input_slots[0];
+  if (s < 0 || step.needs_grad.empty() || !step.needs_grad[0] || grads[s].byteSize() == 0 ||
+      grads[s].dtype() != DType::kFloat32 ||
+      grads[s].shape() != input_shapes[&step - steps.data()][0])
+    return nullptr;
+  for (size_t i = 1; i < step.input_slots.size(); ++i)
+    if (step.input_slots[i] == s) return nullptr;
+  return &grads[s];
 }
 
 // dgamma and dbeta of a BatchNormalization folded into the Conv `step` (its backward wrote them).
