@@ -1,6 +1,7 @@
 // The direct convolution (src/exec/kernels/direct_conv.h) of every instruction set this CPU has,
 // and the depthwise one, against a plain double-precision loop, on random shapes: groups, strides,
 // asymmetric pads, dilations, batch > 1, bias or none, each activation; output pre-filled with NaN.
+// Each case also with a half-width last block of channels (ConvDirectArgs::half_tail).
 
 #include <gtest/gtest.h>
 
@@ -35,8 +36,8 @@ double activate(double v, const Epilogue& e) {
 }
 
 // Depthwise when groups == c (then m is a multiple of c and sh == sw): directDepthwiseConv, else
-// directConv.
-void checkCase(const Case& t, GemmIsa isa, std::mt19937& rng) {
+// directConv (packed for a half-width last block when half_tail).
+void checkCase(const Case& t, GemmIsa isa, std::mt19937& rng, bool half_tail) {
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
   const int64_t cg = t.c / t.groups, mg = t.m / t.groups, k = cg * t.kh * t.kw;
   DirectConvShape s;
@@ -58,8 +59,9 @@ void checkCase(const Case& t, GemmIsa isa, std::mt19937& rng) {
     directDepthwiseConv(isa, x.data(), s, w.data(), t.bias ? b.data() : nullptr, t.m, e, y.data(),
                         ctx);
   } else {
-    const PackedConvWeights packed =
+    PackedConvWeights packed =
         packConvWeightsForIsa(isa, w.data(), t.bias ? b.data() : nullptr, t.m, t.groups, k);
+    packed.half_tail = half_tail;
     directConv(x.data(), s, packed, e, y.data(), ctx);
   }
   for (int64_t sn = 0; sn < t.n; ++sn)
@@ -79,8 +81,8 @@ void checkCase(const Case& t, GemmIsa isa, std::mt19937& rng) {
           const double want = activate(acc, e);
           const float got = y[((sn * t.m + oc) * s.oh + oy) * s.ow + ox];
           ASSERT_NEAR(got, want, 1e-4 * (1 + std::abs(want)))
-              << gemmIsaName(isa) << " at sample " << sn << " channel " << oc << " (" << oy << ", "
-              << ox << ")";
+              << gemmIsaName(isa) << (half_tail ? " half tail" : "") << " at sample " << sn
+              << " channel " << oc << " (" << oy << ", " << ox << ")";
         }
 }
 
@@ -125,8 +127,10 @@ TEST(DirectConvTest, EveryIsaMatchesReference) {
     if (!gemmIsaSupported(isa)) continue;
     for (size_t i = 0; i < cases.size(); ++i) {
       SCOPED_TRACE("case " + std::to_string(i));
-      checkCase(cases[i], isa, rng);
-      if (HasFatalFailure()) return;
+      for (bool half_tail : {false, true}) {
+        checkCase(cases[i], isa, rng, half_tail);
+        if (HasFatalFailure()) return;
+      }
     }
   }
 }

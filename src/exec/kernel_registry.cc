@@ -22,7 +22,10 @@ class FunctionKernel : public Kernel {
 
 std::string BufferPool::take(size_t bytes) {
   auto it = free_.find(bytes);
-  if (it == free_.end()) return std::string(bytes, '\0');
+  if (it == free_.end()) {
+    if (keep_demand_) ++misses_[bytes];
+    return std::string(bytes, '\0');
+  }
   std::string buffer = std::move(it->second);
   free_.erase(it);
   held_ -= bytes;
@@ -34,7 +37,8 @@ void BufferPool::give(std::string buffer) {
   // Bounded whatever the number of batches: a few buffers per size (kernels that do not take
   // from the pool still give to it), and at most 1 GiB in all.
   const size_t size = buffer.size();
-  if (free_.count(size) >= 4) return;
+  const auto demand = keep_demand_ ? misses_.find(size) : misses_.end();
+  if (free_.count(size) >= 4 + (demand == misses_.end() ? 0 : demand->second)) return;
   if (held_ + size > (size_t{1} << 30)) clear();
   held_ += size;
   free_.emplace(size, std::move(buffer));

@@ -17,6 +17,15 @@ struct BackwardState {
   virtual ~BackwardState() = default;
 };
 
+// A frozen BatchNormalization folded into the Conv before it (tape_fusion.cc): the Conv's output
+// gradient is then the BN's, and its backward also writes dgamma and dbeta where wanted.
+struct FoldedBatchNorm {
+  const float *gamma = nullptr, *beta = nullptr, *mean = nullptr, *var = nullptr;
+  float epsilon = 1e-5f;
+  bool want_gamma = false, want_beta = false;
+  Tensor dgamma, dbeta;  // [channels], written by the Conv backward
+};
+
 struct BackwardContext {
   const Node& node;
   int64_t opset = 0;
@@ -36,6 +45,10 @@ struct BackwardContext {
   // BatchNormalization or Add fused with the Relu after it (tape_fusion.cc): that Relu's output,
   // whose mask (> 0) this backward applies to dY first.
   const Tensor* relu_mask = nullptr;
+  FoldedBatchNorm* folded_bn = nullptr;  // Conv only: see FoldedBatchNorm
+  // Input 0's gradient summed so far (float32, input 0's shape), or nullptr: a backward may add
+  // its dX into it instead (and leave input_grads[0] empty), saving the tape's pass summing them.
+  Tensor* input0_grad_sum = nullptr;
 };
 
 // Writes input_grads[i] (the shape of input i, float32) for every i with needs_grad[i]; an

@@ -11,6 +11,7 @@
 //          dX_{n,g} = W_g dcol,  dW_g += X_{n,g} dcol^T
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -255,9 +256,12 @@ struct ConvGrad {
   const BackwardContext& c;
   Geometry g;  // per group: g.c = input channels of a group
   int64_t n, cin, m, groups, mg, kk, p;
-  const float *x, *w, *dy;
+  const float *x, *w, *dy;  // w: the weights dX is taken with (scaled when a BN is folded in)
   float* dx;
-  bool want_w, want_b;
+  bool want_w, want_b;          // dW (unscaled when a BN is folded in), per-channel sums of dY
+  bool add_dx = false;          // dx is BackwardContext::input0_grad_sum: add into it
+  float* dy_mut = nullptr;      // dy, this backward's own copy, when masked in place
+  const float* mask = nullptr;  // a folded BN's Relu output: dY is zero where it is not > 0
   const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
 
   // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
@@ -317,16 +321,34 @@ struct ConvGrad {
   }
 
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
+    if (mask) maskDy(t, s0, s1, part);  // with the channel sums in the same pass
     if (want_w) weightGradDirect(t, s0, s1, part);
-    if (want_b) biasGrad(t, s0, s1, part);
+    if (want_b && !mask) biasGrad(t, s0, s1, part);
     if (!dx) return;
     if (phased) {
       thread_local std::vector<float> scratch;
       for (int64_t s = s0; s < s1; ++s)
-        phased->sample(dy + s * m * p, dx + s * cin * g.ih * g.iw, scratch);
+        phased->sample(dy + s * m * p, dx + s * cin * g.ih * g.iw, scratch, add_dx);
       return;
     }
     gemmInputGrad(s0, s1);
+  }
+
+  // dY where the fused Relu's output is > 0, else 0 (in place: dy_mut is this backward's own),
+  // and biasGrad's sums when wanted.
+  void maskDy(int t, int64_t s0, int64_t s1, Partials& part) const {
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t j = 0; j < m; ++j) {
+        float* row = dy_mut + (s * m + j) * p;
+        const float* keep = mask + (s * m + j) * p;
+        float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t q = 0; q < p; ++q) {
+          const float v = keep[q] > 0.f ? row[q] : 0.f;
+          row[q] = v, sum += v;
+        }
+        if (want_b) part.db[t][j] += sum;
+      }
   }
 
   void biasGrad(int t, int64_t s0, int64_t s1, Partials& part) const {
@@ -355,13 +377,28 @@ struct ConvGrad {
   }
 };
 
-// dX of a stride-1 Conv as a Conv of dY (the executor's direct kernel), built once per shape.
+// dX of a stride-1 Conv as a Conv of dY, built once per shape: the executor's direct kernel run
+// here with W' packed for a half-width last block (exec::ConvDirectArgs::half_tail) when it is a
+// 2-D grouped or dense convolution, else the executor's Conv kernel (depthwise, 1-D).
 struct DirectInputGrad : BackwardState {
   Shape x_shape, w_shape;
   Graph graph;
   std::unique_ptr<exec::Kernel> kernel;
-  Tensor flipped;  // W' (rebuilt every batch: the weights train)
+  Tensor flipped;               // W' (rebuilt every batch: the weights train)
+  bool own = false;             // run exec::directConv with `shape` instead of `kernel`
+  exec::DirectConvShape shape;  // n set per run
 };
+
+// Fills st.shape and sets st.own when dX = Conv(dY, W') can run on exec::directConv directly.
+void setUpOwnDirect(DirectInputGrad& st, const Geometry& g, const std::vector<int64_t>& pads,
+                    int64_t m, int64_t groups) {
+  if (pads.size() != 4 || (groups > 1 && groups == m && m / groups == 1)) return;
+  exec::DirectConvShape& s = st.shape;
+  s.c = m, s.ih = g.oh, s.iw = g.ow, s.kh = g.kh, s.kw = g.kw, s.dh = g.dh, s.dw = g.dw;
+  s.pad_top = pads[0], s.pad_left = pads[1], s.pad_bottom = pads[2], s.pad_right = pads[3];
+  s.oh = g.ih, s.ow = g.iw;
+  st.own = true;
+}
 
 // The transposed-convolution pads, or false when the forward's geometry has no such form.
 bool directInputGradPads(const Geometry& g, std::vector<int64_t>& pads, bool one_d) {
@@ -396,15 +433,15 @@ StatusOr<DirectInputGrad*> directInputGrad(const BackwardContext& c, const Geome
   Shape flipped_shape = ws;
   flipped_shape[0] = xs[1], flipped_shape[1] = ws[0] / groups;
   fresh->flipped = Tensor(DType::kFloat32, flipped_shape);
+  setUpOwnDirect(*fresh, g, pads, ws[0], groups);
   *c.state = std::move(fresh);
   return static_cast<DirectInputGrad*>(c.state->get());
 }
 
 Status runDirectInputGrad(const BackwardContext& c, DirectInputGrad& st, const Geometry& g,
-                          int64_t groups, Tensor& dx) {
+                          int64_t groups, const float* w, const Tensor& dy, Tensor& dx) {
   const Shape& ws = c.input_shapes[1];
   const int64_t m = ws[0], mg = m / groups, cg = ws[1], taps = g.kh * g.kw;
-  const float* w = fdata(*c.inputs[1]);
   float* f = fdata(st.flipped);
   for (int64_t gi = 0; gi < groups; ++gi)
     for (int64_t mm = 0; mm < mg; ++mm)
@@ -413,7 +450,17 @@ Status runDirectInputGrad(const BackwardContext& c, DirectInputGrad& st, const G
         float* dst = f + ((gi * cg + cc) * mg + mm) * taps;
         for (int64_t t = 0; t < taps; ++t) dst[t] = src[taps - 1 - t];
       }
-  const Tensor* in[] = {c.output_grads[0], &st.flipped};
+  if (st.own) {
+    exec::PackedConvWeights packed =
+        exec::packConvWeights(f, nullptr, st.flipped.dim(0), groups, mg * taps);
+    packed.half_tail = true;
+    exec::DirectConvShape s = st.shape;
+    s.n = dy.dim(0);
+    dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
+    exec::directConv(fdata(dy), s, packed, exec::Epilogue{}, fdata(dx), c.ctx);
+    return Status::ok();
+  }
+  const Tensor* in[] = {&dy, &st.flipped};
   Tensor out[1];
   NNC_RETURN_IF_ERROR(st.kernel->run(in, out, c.ctx));
   dx = std::move(out[0]);
@@ -429,7 +476,8 @@ struct PhasedState : BackwardState {
 
 // The phased input gradient with this batch's weights packed, or nullptr when the geometry has
 // no phase form (dilations, crops).
-PhasedInputGrad* phasedInputGrad(const BackwardContext& c, const Geometry& g, int64_t groups) {
+PhasedInputGrad* phasedInputGrad(const BackwardContext& c, const Geometry& g, int64_t groups,
+                                 const float* w) {
   const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
   auto* st = dynamic_cast<PhasedState*>(c.state->get());
   if (!st || st->x_shape != xs || st->w_shape != ws) {
@@ -442,46 +490,116 @@ PhasedInputGrad* phasedInputGrad(const BackwardContext& c, const Geometry& g, in
     *c.state = std::move(fresh);
   }
   if (!st->applies) return nullptr;
-  st->grad.pack(fdata(*c.inputs[1]));
+  st->grad.pack(w);
   return &st->grad;
 }
 
+// a = gamma / sqrt(var + eps) per channel of a folded BatchNormalization, in double as the
+// forward folds it (tape_fusion.cc), and W * a per output channel (the weights dX is taken with).
+std::vector<double> foldedScale(const FoldedBatchNorm& bn, int64_t m) {
+  std::vector<double> a(static_cast<size_t>(m));
+  for (int64_t oc = 0; oc < m; ++oc)
+    a[oc] = bn.gamma[oc] / std::sqrt(double(bn.var[oc]) + double(bn.epsilon));
+  return a;
+}
+void scaleRows(const float* w, const std::vector<double>& a, int64_t per, float* out) {
+  for (size_t oc = 0; oc < a.size(); ++oc)
+    for (int64_t j = 0; j < per; ++j)
+      out[oc * per + j] = static_cast<float>(w[oc * per + j] * a[oc]);
+}
+
+// The gradients of a Conv with a BN folded in, from the sums over the BN's output gradient g:
+// dWraw = sum g x col, s = sum g. dW = a dWraw, dB = a s, dbeta = s, and since the BN's input is
+// W col + B, dgamma = sum g (x - mean) / sqrt(var + eps) = (<W, dWraw> + (B - mean) s) / sqrt(..):
+// no division by gamma.
+void foldedBatchNormGrads(const BackwardContext& c, FoldedBatchNorm& bn,
+                          const std::vector<double>& a, Tensor& dw_raw, Tensor& sums,
+                          std::span<Tensor> grads) {
+  const int64_t m = static_cast<int64_t>(a.size()), per = shapeNumel(c.input_shapes[1]) / m;
+  const float *w = fdata(*c.inputs[1]), *dw = bn.want_gamma ? fdata(dw_raw) : nullptr;
+  const float* b = c.inputs.size() > 2 && c.inputs[2] ? fdata(*c.inputs[2]) : nullptr;
+  if (bn.want_gamma) {
+    bn.dgamma = zeros({m});
+    for (int64_t oc = 0; oc < m; ++oc) {
+      double dot = (double(b ? b[oc] : 0.f) - bn.mean[oc]) * fdata(sums)[oc];
+      for (int64_t j = 0; j < per; ++j) dot += double(w[oc * per + j]) * dw[oc * per + j];
+      fdata(bn.dgamma)[oc] =
+          static_cast<float>(dot / std::sqrt(double(bn.var[oc]) + double(bn.epsilon)));
+    }
+  }
+  if (c.needs_grad[1]) {
+    scaleRows(fdata(dw_raw), a, per, fdata(dw_raw));
+    grads[1] = std::move(dw_raw);
+  }
+  if (bn.want_beta) bn.dbeta = sums;
+  if (c.needs_grad.size() > 2 && c.needs_grad[2]) {
+    scaleRows(fdata(sums), a, 1, fdata(sums));
+    grads[2] = std::move(sums);
+  }
+}
+
+// dX: a direct convolution of dY (stride 1), else by phases or im2col inside the sample loop.
+StatusOr<DirectInputGrad*> setUpInputGrad(const BackwardContext& c, ConvGrad& cg, Tensor& dx) {
+  if (!c.needs_grad[0]) return static_cast<DirectInputGrad*>(nullptr);
+  NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, directInputGrad(c, cg.g, cg.groups));
+  if (direct) return direct;
+  cg.phased = phasedInputGrad(c, cg.g, cg.groups, cg.w);
+  cg.add_dx = cg.phased && c.input0_grad_sum;  // phases add into the sum so far
+  if (!cg.add_dx) dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
+  cg.dx = fdata(cg.add_dx ? *c.input0_grad_sum : dx);
+  return direct;
+}
+
+// With a BN folded in (c.folded_bn), dY is the BN's output gradient (masked first by its Relu's
+// output, c.relu_mask); dX, dW and dB are taken as for the Conv whose weights are W * a.
 Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   NNC_RETURN_IF_ERROR(checkConvShapes(c));
   if (!c.inputs[1]) return internalError("Conv weight not available");
-  const Tensor& dy = *c.output_grads[0];
+  FoldedBatchNorm* bn = c.folded_bn;
+  Tensor dy_own;  // dY masked in place by a folded BN's Relu
+  if (c.relu_mask) dy_own = takeOutputGrad(c, 0);
+  const Tensor& dy = c.relu_mask ? dy_own : *c.output_grads[0];
+  if (c.relu_mask && c.relu_mask->numel() != dy.numel()) return internalError("Relu mask shape");
   const Shape &xs = c.input_shapes[0], &ws = c.input_shapes[1];
   const int64_t groups = c.node.intAttr("group", 1);
   ConvGrad cg{c, convGeometry(c.node, xs, ws, dy.shape())};
   cg.n = xs[0], cg.cin = xs[1], cg.m = ws[0], cg.groups = groups, cg.mg = cg.m / groups;
   cg.g.c = cg.cin / groups;
   cg.kk = cg.g.c * cg.g.kh * cg.g.kw, cg.p = cg.g.oh * cg.g.ow;
-  cg.want_w = c.needs_grad[1];
-  cg.want_b = c.needs_grad.size() > 2 && c.needs_grad[2];
+  cg.want_w = c.needs_grad[1] || (bn && bn->want_gamma);
+  cg.want_b =
+      (c.needs_grad.size() > 2 && c.needs_grad[2]) || (bn && (bn->want_gamma || bn->want_beta));
   if (cg.want_w && !c.inputs[0]) return internalError("Conv input not kept");
   cg.x = cg.want_w ? fdata(*c.inputs[0]) : nullptr;
+  std::vector<double> scale;
+  thread_local std::vector<float> scaled_w;
   cg.w = fdata(*c.inputs[1]);
+  if (bn) {
+    scale = foldedScale(*bn, cg.m);
+    scaled_w.resize(static_cast<size_t>(shapeNumel(ws)));
+    scaleRows(cg.w, scale, cg.kk, scaled_w.data());
+    cg.w = scaled_w.data();
+  }
   cg.dy = fdata(dy);
+  if (c.relu_mask) cg.dy_mut = fdata(dy_own), cg.mask = fdata(*c.relu_mask);
   cg.dx = nullptr;
   Tensor dx;
-  if (c.needs_grad[0]) {
-    NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, directInputGrad(c, cg.g, groups));
-    if (direct) {
-      NNC_RETURN_IF_ERROR(runDirectInputGrad(c, *direct, cg.g, groups, dx));
-    } else {
-      dx = c.ctx.newTensor(DType::kFloat32, xs);
-      cg.dx = fdata(dx);
-      cg.phased = phasedInputGrad(c, cg.g, groups);
-    }
-  }
+  NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, setUpInputGrad(c, cg, dx));
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));
   Partials part(threads, cg.want_w ? shapeNumel(ws) : 0, cg.want_b ? cg.m : 0);
   perThreadSamples(cg.n, c.ctx, threads,
                    [&](int t, int64_t s0, int64_t s1) { cg.run(t, s0, s1, part); });
-  if (cg.want_w) grads[1] = zeros(ws);
-  if (cg.want_b) grads[2] = zeros(c.input_shapes[2]);
-  part.sumInto(cg.want_w ? &grads[1] : nullptr, cg.want_b ? &grads[2] : nullptr);
-  if (c.needs_grad[0]) grads[0] = std::move(dx);
+  if (direct) NNC_RETURN_IF_ERROR(runDirectInputGrad(c, *direct, cg.g, groups, cg.w, dy, dx));
+  Tensor dw = cg.want_w ? zeros(ws) : Tensor(), sums = cg.want_b ? zeros({cg.m}) : Tensor();
+  part.sumInto(cg.want_w ? &dw : nullptr, cg.want_b ? &sums : nullptr);
+  if (bn) {
+    foldedBatchNormGrads(c, *bn, scale, dw, sums, grads);
+  } else {
+    if (c.needs_grad[1]) grads[1] = std::move(dw);
+    if (cg.want_b) grads[2] = reshaped(std::move(sums), c.input_shapes[2]);
+  }
+  if (c.needs_grad[0] && !cg.add_dx) grads[0] = std::move(dx);
+  if (c.relu_mask && c.ctx.pool) c.ctx.pool->give(dy_own.releaseBytes());
   return Status::ok();
 }
 

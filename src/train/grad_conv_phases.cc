@@ -24,18 +24,20 @@ bool axisPhases(const ConvAxisGeometry& g, std::vector<AxisPhase>& phases) {
 bool PhasedInputGrad::setUp(const ConvAxisGeometry& h, const ConvAxisGeometry& w, int64_t cin,
                             int64_t m, int64_t groups) {
   std::vector<AxisPhase> rows, cols;
-  if (h.pad < 0 || w.pad < 0 || !axisPhases(h, rows) || !axisPhases(w, cols)) return false;
+  if (h.pad < 0 || w.pad < 0 || w.stride > 8 || !axisPhases(h, rows) || !axisPhases(w, cols))
+    return false;
   h_ = h, w_ = w, cin_ = cin, m_ = m, groups_ = groups;
   phases_.clear();
-  gaps_ = false;
+  offset_.clear();
+  phase_at_.assign(static_cast<size_t>(h.stride * w.stride), -1);
+  scratch_size_ = 0;
   for (const AxisPhase& r : rows)
     for (const AxisPhase& c : cols) {
-      if (r.count == 0 || c.count == 0) continue;
-      if (r.taps == 0 || c.taps == 0) {
-        gaps_ = true;
-        continue;
-      }
+      if (r.count == 0 || c.count == 0 || r.taps == 0 || c.taps == 0) continue;
+      phase_at_[r.first * w.stride + c.first] = static_cast<int>(phases_.size());
       phases_.push_back(Phase{r, c, {}});
+      offset_.push_back(scratch_size_);
+      scratch_size_ += cin * r.count * c.count;
     }
   return true;
 }
@@ -59,31 +61,63 @@ void PhasedInputGrad::pack(const float* w) {
             }
         }
     p.packed = exec::packConvWeights(flipped.data(), nullptr, cin_, groups_, k);
+    p.packed.half_tail = true;  // exec::ConvDirectArgs::half_tail
   }
 }
 
-void PhasedInputGrad::sample(const float* dy, float* dx, std::vector<float>& scratch) const {
-  if (gaps_) std::fill(dx, dx + cin_ * h_.in * w_.in, 0.f);
+void PhasedInputGrad::sample(const float* dy, float* dx, std::vector<float>& scratch,
+                             bool add) const {
   exec::RunContext serial;
   serial.num_threads = 1;
-  for (const Phase& p : phases_) {
+  // One zero row past the phases: what phases without taps read.
+  scratch.resize(static_cast<size_t>(scratch_size_ + w_.in));
+  std::fill(scratch.begin() + scratch_size_, scratch.end(), 0.f);
+  for (size_t i = 0; i < phases_.size(); ++i) {
+    const Phase& p = phases_[i];
     exec::DirectConvShape s;
     s.n = 1, s.c = m_, s.ih = h_.out, s.iw = w_.out;
     s.kh = p.h.taps, s.kw = p.w.taps;
     s.pad_top = p.h.pad_lo, s.pad_bottom = p.h.pad_hi;
     s.pad_left = p.w.pad_lo, s.pad_right = p.w.pad_hi;
     s.oh = p.h.count, s.ow = p.w.count;
-    const int64_t plane = s.oh * s.ow;
-    scratch.resize(static_cast<size_t>(cin_ * plane));
-    exec::directConv(dy, s, p.packed, exec::Epilogue{}, scratch.data(), serial);
-    // Interleave: phase position (a, b) is input position (first + stride*a, first + stride*b).
-    for (int64_t c = 0; c < cin_; ++c)
-      for (int64_t a = 0; a < s.oh; ++a) {
-        const float* src = scratch.data() + c * plane + a * s.ow;
-        float* dst = dx + (c * h_.in + p.h.first + h_.stride * a) * w_.in + p.w.first;
-        for (int64_t b = 0; b < s.ow; ++b) dst[b * w_.stride] = src[b];
-      }
+    exec::directConv(dy, s, p.packed, exec::Epilogue{}, scratch.data() + offset_[i], serial);
   }
+  if (add)
+    interleave<true>(scratch.data(), dx);
+  else
+    interleave<false>(scratch.data(), dx);
+}
+
+// dX row y, column x is phase (y % sh, x % sw)'s output (y / sh, x / sw): written row by row in
+// order (two column phases: pairs of stores the compiler vectorises).
+template <bool Add>
+void PhasedInputGrad::interleave(const float* scratch, float* dx) const {
+  const int64_t sw = w_.stride;
+  const float* zeros = scratch + scratch_size_;
+  const float* src[8];
+  for (int64_t c = 0; c < cin_; ++c)
+    for (int64_t y = 0; y < h_.in; ++y) {
+      const int64_t rh = y % h_.stride, a = y / h_.stride;
+      for (int64_t rw = 0; rw < sw; ++rw) {
+        const int i = phase_at_[rh * sw + rw];
+        const int64_t count_w = i >= 0 ? phases_[i].w.count : 0;
+        src[rw] = i < 0 ? zeros : scratch + offset_[i] + (c * phases_[i].h.count + a) * count_w;
+      }
+      float* dst = dx + (c * h_.in + y) * w_.in;
+      if (sw == 2) {
+        const float *s0 = src[0], *s1 = src[1];
+        const int64_t pairs = w_.in / 2;
+        if (Add) {
+          for (int64_t b = 0; b < pairs; ++b) dst[2 * b] += s0[b], dst[2 * b + 1] += s1[b];
+          if (w_.in % 2) dst[w_.in - 1] += s0[pairs];
+        } else {
+          for (int64_t b = 0; b < pairs; ++b) dst[2 * b] = s0[b], dst[2 * b + 1] = s1[b];
+          if (w_.in % 2) dst[w_.in - 1] = s0[pairs];
+        }
+      } else {  // setUp: sw <= 8
+        for (int64_t x = 0; x < w_.in; ++x) dst[x] = (Add ? dst[x] : 0.f) + src[x % sw][x / sw];
+      }
+    }
 }
 
 }  // namespace nnc::train

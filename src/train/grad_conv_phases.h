@@ -36,8 +36,10 @@ class PhasedInputGrad {
              int64_t groups);
   // Packs the flipped sub-kernels of the weights [m, cin/groups, kh, kw] (every batch: they train).
   void pack(const float* w);
-  // dX of one sample [cin, ih, iw] from its dY [m, oh, ow], one thread; scratch is reused.
-  void sample(const float* dy, float* dx, std::vector<float>& scratch) const;
+  // dX of one sample [cin, ih, iw] from its dY [m, oh, ow], one thread; scratch is reused. Every
+  // phase is computed into scratch, then each row of dX is written once, its phases interleaved
+  // (zeros for phases without taps). With `add`, dX is added into dx instead.
+  void sample(const float* dy, float* dx, std::vector<float>& scratch, bool add = false) const;
 
  private:
   struct Phase {
@@ -46,8 +48,13 @@ class PhasedInputGrad {
   };
   ConvAxisGeometry h_, w_;
   int64_t cin_ = 0, m_ = 0, groups_ = 1;
-  std::vector<Phase> phases_;  // with taps on both axes
-  bool gaps_ = false;          // some phase has no taps: its positions are zero
+  template <bool Add>
+  void interleave(const float* scratch, float* dx) const;
+
+  std::vector<Phase> phases_;    // with taps on both axes
+  std::vector<int> phase_at_;    // [row phase * w stride + column phase]: index or -1 (zeros)
+  std::vector<int64_t> offset_;  // of each phase's output in scratch
+  int64_t scratch_size_ = 0;
 };
 
 }  // namespace nnc::train

@@ -232,6 +232,7 @@ StatusOr<std::unique_ptr<GradientTape>> GradientTape::create(const Model& model,
   planFusions(*impl);
   impl->ctx.num_threads = options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
   impl->ctx.pool = &impl->pool;
+  impl->pool.setKeepDemand(true);  // activations are held until backward: many of one size
   if (impl->ctx.num_threads > 1) {
     impl->workers = std::make_unique<exec::ThreadPool>(impl->ctx.num_threads);
     impl->ctx.workers = impl->workers.get();

@@ -1,18 +1,62 @@
-// Relu fusion on the tape: a BatchNormalization (frozen statistics) or a same-shape Add whose
+// Fusion on the tape, two kinds.
+// Relu fusion: a BatchNormalization (frozen statistics) or a same-shape Add whose
 // output only a Relu reads runs as one pass, y = max(0, x * a + b) or max(0, a + b), the
 // executor's arithmetic exactly. The value between is never stored: the BN backward reads its
 // input, the Add backward nothing, the Relu backward its output. In the backward, the Relu's mask
 // is applied by the producer's backward (BackwardContext::relu_mask). Saves a pass over each such
 // activation forward and another backward.
+// BatchNormalization folding: a Conv whose output only a frozen BN reads runs with the BN folded
+// into its weights and bias (and the BN's fused Relu in its epilogue), the executor's fused plan
+// exactly; the Conv output is never stored. Its backward sees the BN's output gradient g (the
+// Relu mask applied): dW = a * dWraw, dX = conv^T(g, a * W), and the BN's parameter gradients
+// come from sums it forms anyway (grad_conv.cc). Saves the BN's passes forward and backward.
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernel_util.h"
+#include "kernels.h"
 #include "tape_impl.h"
 
 namespace nnc::train {
+
+namespace {
+
+bool isFrozenBatchNorm(const TapeStep& step) {
+  const Node& n = *step.node;
+  return n.isDefaultDomain() && n.opType() == "BatchNormalization" &&
+         n.intAttr("training_mode", 0) == 0 && step.input_slots.size() == 5 &&
+         step.output_slots.size() == 1;
+}
+
+// Conv -> frozen BatchNormalization pairs whose value between nothing else reads or asks for.
+// The BN's backward must run exactly when the Conv's does (the Conv's computes the BN's).
+void planBatchNormFolds(GradientTape::Impl& t, const std::vector<int>& readers,
+                        const std::vector<int>& reader) {
+  for (TapeStep& conv : t.steps) {
+    const Node& n = *conv.node;
+    if (!n.isDefaultDomain() || n.opType() != "Conv" || conv.output_slots.size() != 1 ||
+        conv.input_slots.size() < 2 || conv.input_slots.size() > 3)
+      continue;
+    const int s = conv.output_slots[0];
+    if (s < 0 || readers[s] != 1 || t.slots[s].graph_output || t.slots[s].keep_grad) continue;
+    TapeStep& bn = t.steps[reader[s]];
+    if (!isFrozenBatchNorm(bn) || bn.input_slots[0] != s || bn.output_slots[0] < 0 ||
+        t.slots[bn.output_slots[0]].keep_grad ||
+        (conv.backward == nullptr) != (bn.backward == nullptr))
+      continue;
+    conv.folded_bn = reader[s];
+    bn.folded_into = static_cast<int>(&conv - t.steps.data());
+    // The Conv's backward reads what the BN's did (its parameters and statistics, its Relu's
+    // output as the mask) and runs later: free those after it instead.
+    auto& later = bn.free_after_backward;
+    conv.free_after_backward.insert(conv.free_after_backward.end(), later.begin(), later.end());
+    later.clear();
+  }
+}
+
+}  // namespace
 
 void planFusions(GradientTape::Impl& t) {
   std::vector<int> readers(t.slots.size(), 0), reader(t.slots.size(), -1);
@@ -41,6 +85,7 @@ void planFusions(GradientTape::Impl& t) {
     const auto it = std::find(later.begin(), later.end(), relu.output_slots[0]);
     if (it != later.end()) step.free_after_backward.push_back(*it), later.erase(it);
   }
+  planBatchNormFolds(t, readers, reader);
 }
 
 namespace {
@@ -96,11 +141,76 @@ bool addRelu(const std::vector<const Tensor*>& in, Tensor& out, const exec::RunC
   return true;
 }
 
+// The folded weights and bias of a Conv followed by a frozen BN, as the executor's fused plan
+// computes them (exec/executor.cc): W' = W * a, B' = B * a + (beta - a * mean), a in double.
+struct FoldedConv {
+  Tensor weight;
+  std::vector<float> bias;
+};
+bool foldWeights(const Tensor& w, const Tensor* b, const Tensor* const bn[4], float eps,
+                 FoldedConv& f) {
+  const int64_t m = w.rank() > 0 ? w.dim(0) : 0;
+  if (w.dtype() != DType::kFloat32 || m <= 0 ||
+      (b && (b->dtype() != DType::kFloat32 || b->numel() != m)))
+    return false;
+  for (int i = 0; i < 4; ++i)
+    if (!bn[i] || bn[i]->dtype() != DType::kFloat32 || bn[i]->numel() != m) return false;
+  const float *gamma = fdata(*bn[0]), *beta = fdata(*bn[1]), *mean = fdata(*bn[2]),
+              *var = fdata(*bn[3]);
+  const int64_t per_oc = w.numel() / m;
+  f.weight = Tensor(DType::kFloat32, w.shape());
+  f.bias.assign(static_cast<size_t>(m), 0.f);
+  const float* src = fdata(w);
+  float* dst = fdata(f.weight);
+  for (int64_t oc = 0; oc < m; ++oc) {
+    const double a = gamma[oc] / std::sqrt(double(var[oc]) + double(eps));
+    const double shift = beta[oc] - a * mean[oc];
+    for (int64_t j = 0; j < per_oc; ++j)
+      dst[oc * per_oc + j] = static_cast<float>(src[oc * per_oc + j] * a);
+    f.bias[oc] = static_cast<float>((b ? fdata(*b)[oc] : 0.f) * a + shift);
+  }
+  return true;
+}
+
+// The Conv step with its BN (and the BN's Relu) folded in, when this run allows it (no
+// fake-quant on the values involved). Writes the BN's (or Relu's) output slot.
+StatusOr<bool> runFoldedConv(GradientTape::Impl& t, TapeStep& conv,
+                             const std::vector<const Tensor*>& in, bool record) {
+  TapeStep& bn = t.steps[conv.folded_bn];
+  const int relu_step = bn.fused_relu;
+  const int out = relu_step >= 0 ? t.steps[relu_step].output_slots[0] : bn.output_slots[0];
+  for (int s : {conv.output_slots[0], bn.output_slots[0], out})
+    if (t.fake_quant.count(s)) return false;
+  if (!in[0] || !in[1] || in[0]->dtype() != DType::kFloat32) return false;
+  const Tensor* params[4];
+  for (int i = 0; i < 4; ++i) params[i] = t.ptrs[bn.input_slots[i + 1]];
+  FoldedConv f;
+  if (!foldWeights(*in[1], in.size() > 2 ? in[2] : nullptr, params,
+                   bn.node->floatAttr("epsilon", 1e-5f), f))
+    return false;
+  exec::Epilogue act;
+  if (relu_step >= 0) act.act = exec::Epilogue::kRelu;
+  auto kernel = exec::makeFusedConv(*conv.node, std::move(f.weight), std::move(f.bias), act);
+  const Tensor* x[] = {in[0]};
+  Tensor y[1];
+  NNC_RETURN_IF_ERROR(kernel->run(x, y, t.ctx)
+                          .withContext("node '" + conv.node->name() + "' (Conv with '" +
+                                       bn.node->name() + "' folded in)"));
+  if (record && relu_step >= 0 && t.steps[relu_step].backward)
+    t.input_shapes[relu_step] = {y[0].shape()};
+  t.owned[out] = std::move(y[0]);
+  t.ptrs[out] = &t.owned[out];
+  bn.fused_ran = relu_step >= 0;  // the BN/Relu pair's backward protocol (passFusedReluGrad)
+  conv.fused_ran = true;
+  return true;
+}
+
 }  // namespace
 
 StatusOr<bool> runFusedStep(GradientTape::Impl& t, TapeStep& step,
                             const std::vector<const Tensor*>& in, bool record) {
   step.fused_ran = false;
+  if (step.folded_bn >= 0) return runFoldedConv(t, step, in, record);
   if (step.fused_relu < 0) return false;
   TapeStep& relu = t.steps[step.fused_relu];
   const int bn_out = step.output_slots[0], relu_out = relu.output_slots[0];
@@ -128,6 +238,29 @@ bool passFusedReluGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor
     return false;
   grads[mid] = std::move(grads[relu_out]);
   producer.relu_mask_slot = relu_out;
+  return true;
+}
+
+bool passFoldedBatchNormGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor>& grads) {
+  if (step.folded_into < 0) return false;
+  TapeStep& conv = t.steps[step.folded_into];
+  conv.relu_mask_slot = -1;
+  if (!conv.fused_ran) return false;
+  const int out = step.output_slots[0], mid = conv.output_slots[0];
+  conv.relu_mask_slot = step.relu_mask_slot;
+  if (grads[out].byteSize() > 0) NNC_CHECK(grads[mid].byteSize() == 0, "folded Conv output grad");
+  grads[mid] = std::move(grads[out]);
+  return true;
+}
+
+bool foldedBatchNormOf(const GradientTape::Impl& t, const TapeStep& step, FoldedBatchNorm& f) {
+  if (step.folded_bn < 0 || !step.fused_ran) return false;
+  const TapeStep& bn = t.steps[step.folded_bn];
+  const float** p[] = {&f.gamma, &f.beta, &f.mean, &f.var};
+  for (int i = 0; i < 4; ++i) *p[i] = fdata(*t.ptrs[bn.input_slots[i + 1]]);
+  f.epsilon = bn.node->floatAttr("epsilon", 1e-5f);
+  f.want_gamma = bn.needs_grad.size() > 1 && bn.needs_grad[1];
+  f.want_beta = bn.needs_grad.size() > 2 && bn.needs_grad[2];
   return true;
 }
 

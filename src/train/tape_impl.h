@@ -27,8 +27,12 @@ struct TapeStep {
   // BatchNormalization or Add whose output only a Relu reads: that Relu's step, computed in the
   // same pass (tape_fusion.cc); the Relu step then finds its output set and skips its kernel.
   int fused_relu = -1;
-  int fused_into = -1;      // the Relu step of such a pair: the BatchNormalization step
-  bool fused_ran = false;   // this forward ran the pair fused
+  int fused_into = -1;  // the Relu step of such a pair: the BatchNormalization step
+  // A Conv whose output only a frozen BatchNormalization reads: that BN (and its fused Relu) is
+  // folded into the Conv's forward and backward (tape_fusion.cc); the BN step points back.
+  int folded_bn = -1;
+  int folded_into = -1;
+  bool fused_ran = false;   // this forward ran the pair (or the Conv with its BN) fused
   int relu_mask_slot = -1;  // this backward: the producer applies that Relu output's mask
 };
 
@@ -81,9 +85,13 @@ struct GradientTape::Impl {
   void applyActivationFakeQuant(int slot, bool record);
   Status backwardStep(TapeStep& step, std::vector<Tensor>& grads);
   void freeAfterBackward(const TapeStep& step, std::vector<Tensor>& grads);
+  Tensor* gradSumOfInput0(const TapeStep& step, std::vector<Tensor>& grads);
+  Status addFoldedBatchNormGrads(const TapeStep& step, FoldedBatchNorm& f,
+                                 std::vector<Tensor>& grads);
 };
 
-// Marks BatchNormalization/Add -> Relu pairs computed in one forward pass (tape_fusion.cc).
+// Marks BatchNormalization/Add -> Relu pairs computed in one forward pass and Conv ->
+// BatchNormalization pairs folded into one step (tape_fusion.cc).
 void planFusions(GradientTape::Impl& t);
 // Runs a fused step's forward when it applies this run (no fake-quant on the values involved):
 // writes the Relu's output slot and records its input shape. False: run the step as usual.
@@ -93,6 +101,12 @@ StatusOr<bool> runFusedStep(GradientTape::Impl& t, TapeStep& step,
 // The Relu step of a pair that ran fused hands its gradient to the BN output unmasked (true: its
 // backward is done); the producer's backward then applies the mask in its own pass.
 bool passFusedReluGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor>& grads);
+// The BatchNormalization step folded into its Conv hands its gradient to the Conv output (true:
+// its backward is done); the Conv's backward then computes the BN's parameter gradients.
+bool passFoldedBatchNormGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor>& grads);
+// For the backward of a Conv that ran with its BatchNormalization folded in: the BN's frozen
+// statistics and parameters, nullptr otherwise.
+bool foldedBatchNormOf(const GradientTape::Impl& t, const TapeStep& step, FoldedBatchNorm& bn);
 
 // Adds `g` into `dst` (moves it in when dst is empty). Shapes must match.
 Status accumulate(Tensor& dst, Tensor g, const exec::RunContext& ctx);

@@ -156,7 +156,8 @@ Status GradientTape::Impl::bindParameters(bool record) {
 }
 
 Status GradientTape::Impl::runStep(TapeStep& step, bool record) {
-  if (step.fused_into >= 0 && ptrs[step.output_slots[0]]) {  // computed with the step before
+  const bool folded = step.folded_into >= 0 && steps[step.folded_into].fused_ran;
+  if (folded || (step.fused_into >= 0 && ptrs[step.output_slots[0]])) {  // computed before
     freeAfter(step, record);
     return Status::ok();
   }
@@ -247,7 +248,7 @@ StatusOr<std::vector<Tensor>> GradientTape::Impl::run(std::vector<Tensor> in, bo
 }
 
 Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& grads) {
-  if (passFusedReluGrad(*this, step, grads)) {
+  if (passFusedReluGrad(*this, step, grads) || passFoldedBatchNormGrad(*this, step, grads)) {
     freeAfterBackward(step, grads);
     return Status::ok();
   }
@@ -293,11 +294,15 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
                       ctx,
                       &step.backward_state};
     if (step.relu_mask_slot >= 0) c.relu_mask = ptrs[step.relu_mask_slot];
+    FoldedBatchNorm folded;
+    if (foldedBatchNormOf(*this, step, folded)) c.folded_bn = &folded;
+    c.input0_grad_sum = gradSumOfInput0(step, grads);
     std::vector<Tensor> in_grads(step.input_slots.size());
     ScopedTimer timer{step.node, " bwd"};
     NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)
                             .withContext("backward of node '" + step.node->name() + "' (" +
                                          step.node->opType() + ")"));
+    if (c.folded_bn) NNC_RETURN_IF_ERROR(addFoldedBatchNormGrads(step, folded, grads));
     for (size_t i = 0; i < in_grads.size(); ++i) {
       const int s = step.input_slots[i];
       if (s < 0 || !step.needs_grad[i] || in_grads[i].byteSize() == 0) continue;
@@ -310,6 +315,31 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
     }
   }
   freeAfterBackward(step, grads);
+  return Status::ok();
+}
+
+// BackwardContext::input0_grad_sum: input 0's gradient so far, when the step reads that value
+// through input 0 only (else an addition into it would be seen by the backward itself).
+Tensor* GradientTape::Impl::gradSumOfInput0(const TapeStep& step, std::vector<Tensor>& grads) {
+  const int s = step.input_slots.empty() ? -1 : step.input_slots[0];
+  if (s < 0 || step.needs_grad.empty() || !step.needs_grad[0] || grads[s].byteSize() == 0 ||
+      grads[s].dtype() != DType::kFloat32 ||
+      grads[s].shape() != input_shapes[&step - steps.data()][0])
+    return nullptr;
+  for (size_t i = 1; i < step.input_slots.size(); ++i)
+    if (step.input_slots[i] == s) return nullptr;
+  return &grads[s];
+}
+
+// dgamma and dbeta of a BatchNormalization folded into the Conv `step` (its backward wrote them).
+Status GradientTape::Impl::addFoldedBatchNormGrads(const TapeStep& step, FoldedBatchNorm& f,
+                                                   std::vector<Tensor>& grads) {
+  const TapeStep& bn = steps[step.folded_bn];
+  for (int i : {1, 2}) {
+    Tensor& g = i == 1 ? f.dgamma : f.dbeta;
+    if (!bn.needs_grad[i] || g.byteSize() == 0) continue;
+    NNC_RETURN_IF_ERROR(accumulate(grads[bn.input_slots[i]], std::move(g), ctx));
+  }
   return Status::ok();
 }
 

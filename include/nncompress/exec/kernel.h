@@ -22,13 +22,20 @@ class BufferPool {
   // A buffer of exactly `bytes` bytes (reused when one of that size is free; contents unspecified).
   std::string take(size_t bytes);
   void give(std::string buffer);
-  void clear() { free_.clear(), held_ = 0; }
+  void clear() { free_.clear(), misses_.clear(), held_ = 0; }
   // Test aid: reused buffers come back filled with 0xFF bytes (NaN as float).
   void setPoison(bool poison) { poison_ = poison; }
+  // Keep, per size, as many buffers as were ever taken without one free (plus the usual few):
+  // for owners that hold many same-size buffers at once (the training tape keeps activations
+  // until backward), so steady state has no malloc, zero fill or page faults. Sizes only given,
+  // never taken, stay capped at the usual few.
+  void setKeepDemand(bool keep) { keep_demand_ = keep; }
 
  private:
   bool poison_ = false;
+  bool keep_demand_ = false;
   std::unordered_multimap<size_t, std::string> free_;
+  std::unordered_map<size_t, size_t> misses_;  // with keep_demand_: takes that found none free
   size_t held_ = 0;
 };
 

@@ -27,6 +27,10 @@ struct ConvDirectArgs {
   float* y = nullptr;  // output [n, m, oh, ow]
   int64_t m = 0, groups = 1, blocks = 1, oh = 0, ow = 0, sh = 1, sw = 1;
   Epilogue act;  // activation only (the bias comes from `bias`)
+  // A block of at most half a vector of channels (24 = 16 + 8 with AVX-512) in half-width
+  // vectors: as many multiply-adds per cycle as full ones where 512-bit operations are split
+  // (Zen 4), and a quarter fewer for such a layer (used by the training tape's input gradients).
+  bool half_tail = false;
 };
 
 // The weight gradient of a convolution (the training tape's Conv backward), vectorised over

@@ -123,6 +123,7 @@ void directConv(const float* x, const DirectConvShape& s, const PackedConvWeight
   a.oh = s.oh, a.ow = s.ow, a.sh = s.sh, a.sw = s.sw;
   a.act = act;
   a.act.row_bias = a.act.col_bias = nullptr;
+  a.half_tail = packed.half_tail;
   // A 1x1 convolution with unit strides and no padding is one long row per channel (unless the
   // caller asks for fewer outputs than inputs: the training tape's phased input gradients).
   if (s.kh == 1 && s.kw == 1 && s.sh == 1 && s.sw == 1 && xh == s.ih && xw == s.iw &&

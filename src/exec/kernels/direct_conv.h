@@ -14,6 +14,7 @@ struct PackedConvWeights {
   int block = 0;                     // output channels per packed block
   int64_t m = 0, groups = 1, k = 0, blocks = 0;
   std::vector<float> w, bias;
+  bool half_tail = false;  // ConvDirectArgs::half_tail for every run with these weights
 };
 PackedConvWeights packConvWeights(const float* w, const float* bias, int64_t m, int64_t groups,
                                   int64_t k);
