@@ -84,6 +84,18 @@ TEST(FinetuneCliTest, PruneWithTaylorAndFinetune) {
   EXPECT_EQ(j["finetune"]["steps"], 4);  // 256 samples, batch 64
 }
 
+// DenseNet groups reach their next layers only through Concats: taylor scores them by weight
+// magnitude instead of refusing the model (it exited 3 before).
+TEST(FinetuneCliTest, TaylorPrunesAConcatDenseNet) {
+  TempDir dir;
+  const auto out = dir / "p.onnx";
+  auto r = runCli("prune " + quote(sourcePath("models/densenet.onnx")) + " -o " + quote(out) +
+                  " --method taylor --target-macs 0.7 --calib-size 64" + kTrain +
+                  "--data-range 0:64 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LE(nlohmann::json::parse(r.out)["macs_kept"].get<double>(), 0.7 + 1e-9);
+}
+
 // compress --recipe RECIPE on the fixture (200 labelled validation images, `calib_range` of the
 // training images); the run and the descriptions of the replayed steps.
 struct RecipeRun {

@@ -395,14 +395,17 @@ class ContributionCriterion : public Criterion {
 
 // taylor (METHODS.md section 7, Molchanov et al. 2019): I_c = E_batches (sum_{n, p} g a)^2 on the
 // group's feature map (groupFeatureSource), g = dLoss/da from calibration batches (the
-// statistics' `taylor` field; computed above prune, see GradientStatsFn).
+// statistics' `taylor` field; computed above prune, see GradientStatsFn). Groups without such a
+// map are scored by their weights' L2 norm (the global order divides by each group's mean).
 class TaylorCriterion : public Criterion {
  public:
   explicit TaylorCriterion(const CriterionOptions& o) : options_(o) {}
   std::string name() const override { return "taylor"; }
   StatusOr<std::vector<double>> score(const ChannelGroup& g) override {
     auto src = groupFeatureSource(g);
-    if (!src) return unsupported("taylor: group has no feature map carrying its channels");
+    // Channels reach no map one-to-one (e.g. only through a Concat, as in DenseNets): no
+    // per-channel gradient statistics; weight magnitude instead, as the activation criterion.
+    if (!src) return NormCriterion(2).score(g);
     const TensorStats* ts = statsFor(options_.stats, src->value);
     if (!ts || ts->taylor.empty())
       return invalidArgument("taylor: no gradient statistics for '" + src->value->name() + "'");
