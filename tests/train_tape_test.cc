@@ -240,6 +240,32 @@ TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
         << used->parameters()[p].name;
 }
 
+// The Conv backward splits the batch into more sample ranges than threads, claimed by whichever
+// thread is free; each range keeps its own partial sums, so repeated steps give the same bits.
+TEST(TrainTape, GradientsDoNotDependOnThreadScheduling) {
+  Model model = loadFixture("resnet");
+  auto tape = GradientTape::create(model, {.num_threads = 2}).value();
+  const Tensor x = randomImages(64, 5);
+  std::vector<Tensor> first;
+  for (int rep = 0; rep < 4; ++rep) {
+    auto y = tape->forward({x});
+    ASSERT_TRUE(y.isOk());
+    Tensor g(DType::kFloat32, y.value()[0].shape());
+    for (int64_t i = 0; i < g.numel(); ++i) g.mutableData<float>()[i] = 0.01f * (i % 5) - 0.02f;
+    tape->zeroGrad();
+    ASSERT_TRUE(tape->backward({g}).isOk());
+    for (size_t p = 0; p < tape->parameters().size(); ++p) {
+      const Tensor& grad = tape->parameters()[p].grad;
+      if (rep == 0) {
+        const auto d = grad.data<float>();  // a deep copy: the tape reuses its buffers
+        first.push_back(Tensor::fromVector<float>(grad.shape(), {d.begin(), d.end()}));
+        continue;
+      }
+      EXPECT_EQ(maxAbsDiff(grad, first[p]), 0.f) << tape->parameters()[p].name << " step " << rep;
+    }
+  }
+}
+
 // BatchNormalization -> Relu and Add -> Relu pairs run fused (one forward pass, the Relu mask
 // applied in the producer's backward), and BatchNormalizations are folded into the Convs before
 // them, unless a value between is asked for; both ways give the same numbers up to rounding and
