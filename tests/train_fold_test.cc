@@ -11,6 +11,7 @@
 
 #include "nncompress/exec/executor.h"
 #include "nncompress/train/tape.h"
+#include "random_tensor.h"
 
 namespace nnc::train {
 namespace {
@@ -21,10 +22,7 @@ struct BlockConfig {
 };
 
 Tensor uniform(Shape s, float lo, float hi, std::mt19937& rng) {
-  Tensor t(DType::kFloat32, std::move(s));
-  std::uniform_real_distribution<float> u(lo, hi);
-  for (float& v : t.mutableData<float>()) v = u(rng);
-  return t;
+  return testing::randomTensor(std::move(s), rng, lo, hi);
 }
 
 // x [3, 4, 7, 5] -> Conv c1 (3x3, stride s, pads 1) -> BN -> Relu -> Conv c2 (3x3, groups, pads 1)

@@ -122,11 +122,16 @@ StatusOr<const nlohmann::json*> recipeObject(const nlohmann::json& step, const c
 
 // A recipe's retrain step: distillation from the original on the calibration data with the
 // recorded settings (over --finetune's, or the defaults).
+// The training settings of replayed retrain/qat steps: --finetune's, else the defaults.
+Status ensureFinetuneOptions(CompressSetup& setup, int epochs) {
+  if (setup.finetune) return Status::ok();
+  NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, epochs));
+  setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
+  return Status::ok();
+}
+
 StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, CompressSetup& setup) {
-  if (!setup.finetune) {
-    NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, 1));
-    setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
-  }
+  NNC_RETURN_IF_ERROR(ensureFinetuneOptions(setup, 1));
   FinetuneOptions& f = *setup.finetune;
   NNC_ASSIGN_OR_RETURN(f.epochs, recipeField(r, "epochs", f.epochs));
   NNC_ASSIGN_OR_RETURN(f.batch, recipeField(r, "batch", f.batch));
@@ -150,10 +155,7 @@ StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, Com
 StatusOr<Model> replayQuantize(const Model& current, const BitPlan& bits, int qat_epochs,
                                bool adaround, CompressSetup& setup) {
   if (qat_epochs > 0 && !bits.empty()) {
-    if (!setup.finetune) {
-      NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom({}, qat_epochs));
-      setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
-    }
+    NNC_RETURN_IF_ERROR(ensureFinetuneOptions(setup, qat_epochs));
     setup.finetune->epochs = qat_epochs;
     setup.qat = true;
   }

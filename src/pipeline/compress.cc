@@ -106,18 +106,18 @@ class Controller {
     return bytes <= targets_.max_bytes;
   }
 
-  // `fraction` pruned from `from` when the result fits at low bits (kept in `owned`); nullptr
-  // when it does not, or nothing is left to prune.
-  StatusOr<const Model*> prunedFit(const Model& from, double fraction, std::deque<Model>& owned) {
+  // `fraction` pruned from `from`, kept at the back of `owned`; whether it fits at low bits, or
+  // nullopt when nothing is left to prune.
+  StatusOr<std::optional<bool>> pruneAndFit(const Model& from, double fraction,
+                                            std::deque<Model>& owned) {
     auto candidate = actions_.prune(from, fraction);
     if (!candidate.isOk()) {
-      if (candidate.status().code() == StatusCode::kTargetNotMet) return nullptr;
+      if (candidate.status().code() == StatusCode::kTargetNotMet) return std::optional<bool>();
       return candidate.status();
     }
-    NNC_ASSIGN_OR_RETURN(const bool fits, fitsAtLowBits(*candidate));
-    if (!fits) return nullptr;
     owned.push_back(std::move(candidate).value());
-    return &owned.back();
+    NNC_ASSIGN_OR_RETURN(const bool fits, fitsAtLowBits(owned.back()));
+    return std::optional<bool>(fits);
   }
 
   // The largest model on the prune path whose layers all at low bits fit the size demand: the
@@ -132,33 +132,29 @@ class Controller {
       if (fits) fit = checkpoints[i].model;
     }
     if (fit && i == 1) return std::optional<PrunePoint>(PrunePoint{fit, {}});  // the original fits
-    PrunePoint from{checkpoints[fit ? i - 2 : i - 1].model,
-                    checkpoints[fit ? i - 2 : i - 1].fractions};
+    const Checkpoint& start = checkpoints[fit ? i - 2 : i - 1];
+    PrunePoint from{start.model, start.fractions};
     double hi = fit ? checkpoints[i - 1].fractions.back() : targets_.step_fraction;
     for (int step = 0; !fit && step < targets_.max_prune_steps; ++step) {
-      auto next = actions_.prune(*from.model, hi);
-      if (!next.isOk()) {
-        if (next.status().code() == StatusCode::kTargetNotMet) return std::optional<PrunePoint>();
-        return next.status();
-      }
-      NNC_ASSIGN_OR_RETURN(const bool fits, fitsAtLowBits(*next));
-      owned.push_back(std::move(next).value());
-      if (fits) {
+      NNC_ASSIGN_OR_RETURN(const std::optional<bool> fits, pruneAndFit(*from.model, hi, owned));
+      if (!fits) return std::optional<PrunePoint>();
+      if (*fits) {
         fit = &owned.back();
-        break;
+      } else {
+        from.model = &owned.back();
+        from.fractions.push_back(hi);
       }
-      from = {&owned.back(), from.fractions};
-      from.fractions.push_back(hi);
     }
     if (!fit) return std::optional<PrunePoint>();
     double lo = 0;
     for (int k = 0; k < 4; ++k) {
       const double mid = (lo + hi) / 2;
-      NNC_ASSIGN_OR_RETURN(const Model* m, prunedFit(*from.model, mid, owned));
-      if (m) {
-        fit = m;
+      NNC_ASSIGN_OR_RETURN(const std::optional<bool> fits, pruneAndFit(*from.model, mid, owned));
+      if (fits && *fits) {
+        fit = &owned.back();
         hi = mid;
       } else {
+        if (fits) owned.pop_back();  // too big: not kept
         lo = mid;
       }
     }
