@@ -228,13 +228,7 @@ Status Executor::buildFusedPlan() {
     const Node* next = soleConsumer(conv);
     if (next && next->isOp("BatchNormalization")) {
       if (auto bn = batchNormAffine(*next, m)) {
-        if (bias.empty()) bias.assign(static_cast<size_t>(m), 0.f);
-        for (int64_t oc = 0; oc < m; ++oc) {
-          const double a = bn->scale[oc];
-          for (int64_t j = 0; j < per_oc; ++j)
-            weight[oc * per_oc + j] = static_cast<float>(weight[oc * per_oc + j] * a);
-          bias[oc] = static_cast<float>(bias[oc] * a + bn->shift[oc]);
-        }
+        foldIntoOutputChannels(*bn, weight.data(), per_oc, bias);
         absorbed[step_of.at(next)] = true;
         last = next;
         next = soleConsumer(*next);

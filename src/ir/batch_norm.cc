@@ -25,16 +25,34 @@ std::optional<BatchNormAffine> batchNormAffine(const Node& bn, int64_t channels)
   if (channels >= 0 && c != channels) return std::nullopt;
   for (const Tensor* t : p)
     if (t->numel() != c) return std::nullopt;
-  const double eps = bn.floatAttr("epsilon", 1e-5f);
+  return batchNormAffine(p[0]->data<float>().data(), p[1]->data<float>().data(),
+                         p[2]->data<float>().data(), p[3]->data<float>().data(), c,
+                         bn.floatAttr("epsilon", 1e-5f));
+}
+
+BatchNormAffine batchNormAffine(const float* gamma, const float* beta, const float* mean,
+                                const float* var, int64_t channels, float epsilon) {
   BatchNormAffine a;
-  a.scale.resize(c);
-  a.shift.resize(c);
-  for (int64_t i = 0; i < c; ++i) {
-    const double k = p[0]->data<float>()[i] / std::sqrt(double(p[3]->data<float>()[i]) + eps);
+  a.scale.resize(channels);
+  a.shift.resize(channels);
+  for (int64_t i = 0; i < channels; ++i) {
+    const double k = gamma[i] / std::sqrt(double(var[i]) + double(epsilon));
     a.scale[i] = k;
-    a.shift[i] = p[1]->data<float>()[i] - k * p[2]->data<float>()[i];
+    a.shift[i] = beta[i] - k * mean[i];
   }
   return a;
+}
+
+void foldIntoOutputChannels(const BatchNormAffine& affine, float* weight, int64_t per_channel,
+                            std::vector<float>& bias) {
+  const int64_t m = affine.channels();
+  if (bias.empty()) bias.assign(static_cast<size_t>(m), 0.f);
+  for (int64_t oc = 0; oc < m; ++oc) {
+    const double a = affine.scale[oc];
+    for (int64_t j = 0; j < per_channel; ++j)
+      weight[oc * per_channel + j] = static_cast<float>(weight[oc * per_channel + j] * a);
+    bias[oc] = static_cast<float>(bias[oc] * a + affine.shift[oc]);
+  }
 }
 
 }  // namespace nnc

@@ -17,6 +17,7 @@
 
 #include "kernel_util.h"
 #include "kernels.h"
+#include "nncompress/ir/batch_norm.h"
 #include "tape_impl.h"
 
 namespace nnc::train {
@@ -142,7 +143,7 @@ bool addRelu(const std::vector<const Tensor*>& in, Tensor& out, const exec::RunC
 }
 
 // The folded weights and bias of a Conv followed by a frozen BN, as the executor's fused plan
-// computes them (exec/executor.cc): W' = W * a, B' = B * a + (beta - a * mean), a in double.
+// computes them (ir/batch_norm.h foldIntoOutputChannels).
 struct FoldedConv {
   Tensor weight;
   std::vector<float> bias;
@@ -155,20 +156,11 @@ bool foldWeights(const Tensor& w, const Tensor* b, const Tensor* const bn[4], fl
     return false;
   for (int i = 0; i < 4; ++i)
     if (!bn[i] || bn[i]->dtype() != DType::kFloat32 || bn[i]->numel() != m) return false;
-  const float *gamma = fdata(*bn[0]), *beta = fdata(*bn[1]), *mean = fdata(*bn[2]),
-              *var = fdata(*bn[3]);
-  const int64_t per_oc = w.numel() / m;
-  f.weight = Tensor(DType::kFloat32, w.shape());
-  f.bias.assign(static_cast<size_t>(m), 0.f);
-  const float* src = fdata(w);
-  float* dst = fdata(f.weight);
-  for (int64_t oc = 0; oc < m; ++oc) {
-    const double a = gamma[oc] / std::sqrt(double(var[oc]) + double(eps));
-    const double shift = beta[oc] - a * mean[oc];
-    for (int64_t j = 0; j < per_oc; ++j)
-      dst[oc * per_oc + j] = static_cast<float>(src[oc * per_oc + j] * a);
-    f.bias[oc] = static_cast<float>((b ? fdata(*b)[oc] : 0.f) * a + shift);
-  }
+  f.weight = w;  // shares the bytes until fdata() below writes a copy
+  if (b) f.bias.assign(fdata(*b), fdata(*b) + m);
+  const BatchNormAffine affine =
+      batchNormAffine(fdata(*bn[0]), fdata(*bn[1]), fdata(*bn[2]), fdata(*bn[3]), m, eps);
+  foldIntoOutputChannels(affine, fdata(f.weight), w.numel() / m, f.bias);
   return true;
 }
 

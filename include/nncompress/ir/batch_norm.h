@@ -25,4 +25,16 @@ struct BatchNormAffine {
 // gamma, beta, mean and var are float32 constants of one length (`channels` when it is >= 0).
 std::optional<BatchNormAffine> batchNormAffine(const Node& bn, int64_t channels = -1);
 
+// The same map from parameters given as data, `channels` values each (the training tape's
+// gamma and beta train, so they are not constants).
+BatchNormAffine batchNormAffine(const float* gamma, const float* beta, const float* mean,
+                                const float* var, int64_t channels, float epsilon);
+
+// Folds the map into a layer whose weights are output-channel major (`per_channel` weights per
+// output channel): W' = W * scale, B' = B * scale + shift, each rounded once from double. An empty
+// `bias` is read as zeros and filled. The executor's fused plan and the training tape's folded
+// forward both call this, so they agree bit for bit.
+void foldIntoOutputChannels(const BatchNormAffine& affine, float* weight, int64_t per_channel,
+                            std::vector<float>& bias);
+
 }  // namespace nnc
