@@ -39,6 +39,15 @@ bool PhasedInputGrad::setUp(const ConvAxisGeometry& h, const ConvAxisGeometry& w
       offset_.push_back(scratch_size_);
       scratch_size_ += cin * r.count * c.count;
     }
+  row_source_.assign(static_cast<size_t>(h.in * w.stride), RowSource{scratch_size_, 0});
+  for (int64_t y = 0; y < h.in; ++y)
+    for (int64_t rw = 0; rw < w.stride; ++rw) {
+      const int i = phase_at_[(y % h.stride) * w.stride + rw];
+      if (i < 0) continue;
+      const Phase& p = phases_[i];
+      row_source_[y * w.stride + rw] = {offset_[i] + (y / h.stride) * p.w.count,
+                                        p.h.count * p.w.count};
+    }
   return true;
 }
 
@@ -93,16 +102,12 @@ void PhasedInputGrad::sample(const float* dy, float* dx, std::vector<float>& scr
 template <bool Add>
 void PhasedInputGrad::interleave(const float* scratch, float* dx) const {
   const int64_t sw = w_.stride;
-  const float* zeros = scratch + scratch_size_;
   const float* src[8];
   for (int64_t c = 0; c < cin_; ++c)
     for (int64_t y = 0; y < h_.in; ++y) {
-      const int64_t rh = y % h_.stride, a = y / h_.stride;
-      for (int64_t rw = 0; rw < sw; ++rw) {
-        const int i = phase_at_[rh * sw + rw];
-        const int64_t count_w = i >= 0 ? phases_[i].w.count : 0;
-        src[rw] = i < 0 ? zeros : scratch + offset_[i] + (c * phases_[i].h.count + a) * count_w;
-      }
+      const RowSource* row = &row_source_[y * sw];
+      for (int64_t rw = 0; rw < sw; ++rw)
+        src[rw] = scratch + row[rw].start + c * row[rw].channel_step;
       float* dst = dx + (c * h_.in + y) * w_.in;
       if (sw == 2) {
         const float *s0 = src[0], *s1 = src[1];
