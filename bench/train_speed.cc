@@ -2,14 +2,20 @@
 // process so each peak RSS is its own (bench/train_speed.sh runs both and prints the table).
 //   nnc_train_bench MODEL infer|train [--batch 64] [--iters 20] [--threads 2]
 // Prints one line: mode images_per_second images_per_cpu_second peak_rss_mib.
+//   nnc_train_bench MODEL alternate [--blocks 9] ...   (both in one process, for the speed ratio)
+// Prints: alternate median_ratio min_ratio max_ratio infer_images_per_second
+// train_images_per_second.
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
 
@@ -62,60 +68,118 @@ std::pair<double, double> imagesPerSecond(int64_t batch, int iters, Fn&& step) {
   return {images / s, images / (cpuSeconds() - c0)};
 }
 
+using Step = std::function<void()>;
+
+// One inference run of the executor on a fixed random batch.
+Step inferenceStep(const Model& model, int64_t batch, int threads) {
+  auto ex = exec::Executor::create(model, {.num_threads = threads});
+  if (!ex.isOk()) {
+    std::fprintf(stderr, "%s\n", ex.status().toString().c_str());
+    std::exit(3);
+  }
+  std::shared_ptr<exec::Executor> e = std::move(ex).value();
+  auto x = std::make_shared<Tensor>(randomBatch(*e->inputs()[0], batch));
+  return [e, x] { (void)e->run({*x}); };
+}
+
+// One training step of the tape (zeroGrad, forward, backward of a constant output gradient).
+Step trainingStep(const Model& model, int64_t batch, int threads) {
+  auto tape = train::GradientTape::create(model, {.num_threads = threads});
+  if (!tape.isOk()) {
+    std::fprintf(stderr, "%s\n", tape.status().toString().c_str());
+    std::exit(3);
+  }
+  std::shared_ptr<train::GradientTape> t = std::move(tape).value();
+  auto x = std::make_shared<Tensor>(randomBatch(*t->inputs()[0], batch));
+  return [t, x] {
+    t->zeroGrad();
+    auto y = t->forward({*x});
+    if (!y.isOk()) {
+      std::fprintf(stderr, "%s\n", y.status().toString().c_str());
+      std::exit(3);
+    }
+    std::vector<Tensor> g;
+    for (const Tensor& o : y.value()) {
+      Tensor d(DType::kFloat32, o.shape());
+      std::fill_n(d.mutableData<float>().data(), d.numel(), 1e-3f);
+      g.push_back(std::move(d));
+    }
+    if (Status st = t->backward(std::move(g)); !st.isOk()) {
+      std::fprintf(stderr, "%s\n", st.toString().c_str());
+      std::exit(3);
+    }
+  };
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double secondsOf(const Step& step, int times) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < times; ++i) step();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Both in one process, step by step: two inference runs, then one training step, `iters` times
+// per block, as a distillation epoch alternates teacher inference and student steps. Each block's
+// ratio (training images/s over inference images/s) is measured over the same second or two, so
+// the machine's drift (its throughput moves by 20% over minutes here) cancels. Prints the median
+// block ratio, the lowest and highest, and the median images/s of each.
+void alternate(const Model& model, int64_t batch, int iters, int threads, int blocks) {
+  const Step infer = inferenceStep(model, batch, threads);
+  const Step train = trainingStep(model, batch, threads);
+  for (int i = 0; i < 2; ++i) infer(), train();  // warm-up: pools, page faults, packing
+  std::vector<double> ratios, infer_ips, train_ips;
+  for (int b = 0; b < blocks; ++b) {
+    double ti = 0, tt = 0;
+    for (int i = 0; i < iters; ++i) ti += secondsOf(infer, 2), tt += secondsOf(train, 1);
+    infer_ips.push_back(2.0 * iters * static_cast<double>(batch) / ti);
+    train_ips.push_back(iters * static_cast<double>(batch) / tt);
+    ratios.push_back(train_ips.back() / infer_ips.back());
+  }
+  std::printf("alternate %.4f %.4f %.4f %.1f %.1f\n", median(ratios),
+              *std::min_element(ratios.begin(), ratios.end()),
+              *std::max_element(ratios.begin(), ratios.end()), median(infer_ips),
+              median(train_ips));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(
-        stderr, "usage: nnc_train_bench MODEL infer|train [--batch B] [--iters N] [--threads T]\n");
+    std::fprintf(stderr,
+                 "usage: nnc_train_bench MODEL infer|train|alternate [--batch B] [--iters N] "
+                 "[--threads T] [--blocks K]\n");
     return 2;
   }
   const std::string mode = argv[2];
   int64_t batch = 64;
-  int iters = 20, threads = 2;
+  int iters = 20, threads = 2, blocks = 9;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--batch")) batch = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--blocks")) blocks = std::stoi(argv[i + 1]);
   }
   auto model = loadModel(argv[1]);
   if (!model.isOk()) {
     std::fprintf(stderr, "%s: %s\n", argv[1], model.status().toString().c_str());
     return 4;
   }
-  std::pair<double, double> ips;
-  if (mode == "infer") {
-    auto ex = exec::Executor::create(model.value(), {.num_threads = threads});
-    if (!ex.isOk()) return 3;
-    const Tensor x = randomBatch(*ex.value()->inputs()[0], batch);
-    ips = imagesPerSecond(batch, iters, [&] { (void)ex.value()->run({x}); });
-  } else {
-    auto tape = train::GradientTape::create(model.value(), {.num_threads = threads});
-    if (!tape.isOk()) {
-      std::fprintf(stderr, "%s\n", tape.status().toString().c_str());
-      return 3;
-    }
-    train::GradientTape& t = *tape.value();
-    const Tensor x = randomBatch(*t.inputs()[0], batch);
-    ips = imagesPerSecond(batch, iters, [&] {
-      t.zeroGrad();
-      auto y = t.forward({x});
-      if (!y.isOk()) {
-        std::fprintf(stderr, "%s\n", y.status().toString().c_str());
-        std::exit(3);
-      }
-      std::vector<Tensor> g;
-      for (const Tensor& o : y.value()) {
-        Tensor d(DType::kFloat32, o.shape());
-        std::fill_n(d.mutableData<float>().data(), d.numel(), 1e-3f);
-        g.push_back(std::move(d));
-      }
-      if (Status st = t.backward(std::move(g)); !st.isOk()) {
-        std::fprintf(stderr, "%s\n", st.toString().c_str());
-        std::exit(3);
-      }
-    });
+  if (mode == "alternate") {
+    alternate(model.value(), batch, iters, threads, blocks);
+    return 0;
   }
+  if (mode != "infer" && mode != "train") {
+    std::fprintf(stderr, "nnc_train_bench: unknown mode '%s'\n", mode.c_str());
+    return 2;
+  }
+  const Step step = mode == "infer" ? inferenceStep(model.value(), batch, threads)
+                                    : trainingStep(model.value(), batch, threads);
+  const auto ips = imagesPerSecond(batch, iters, step);
   std::printf("%s %.1f %.1f %.1f\n", mode.c_str(), ips.first, ips.second, peakRssMib());
   return 0;
 }
