@@ -120,20 +120,32 @@ void gemm(int64_t m, int64_t n, int64_t k, const float* a, bool ta, const float*
 
 // Per-thread partial sums of dW and dB, added up after the parallel loop.
 struct Partials {
+  int64_t wsize, bsize;
   std::vector<std::vector<float>> dw, db;
   Partials(int threads, int64_t wsize, int64_t bsize)
-      : dw(threads, std::vector<float>(wsize, 0.f)), db(threads, std::vector<float>(bsize, 0.f)) {}
-  void sumInto(Tensor* w, Tensor* b) {
-    for (size_t t = 0; t < dw.size(); ++t) {
-      if (w) {
-        float* d = fdata(*w);
-        for (size_t i = 0; i < dw[t].size(); ++i) d[i] += dw[t][i];
-      }
-      if (b) {
-        float* d = fdata(*b);
-        for (size_t i = 0; i < db[t].size(); ++i) d[i] += db[t][i];
-      }
+      : wsize(wsize), bsize(bsize), dw(threads), db(threads) {}
+  // Called by thread t in its sample loop: the zeroing is not serial work.
+  void zero(int t) {
+    dw[t].assign(static_cast<size_t>(wsize), 0.f);
+    db[t].assign(static_cast<size_t>(bsize), 0.f);
+  }
+  // Element i of the sum over the threads that had samples, in thread order (deterministic
+  // whatever the scheduling); 0 when none had any.
+  static float sumAt(const std::vector<std::vector<float>>& parts, int64_t i) {
+    float v = 0.f;
+    bool first = true;
+    for (const std::vector<float>& p : parts) {
+      if (p.empty()) continue;
+      v = first ? p[i] : v + p[i];
+      first = false;
     }
+    return v;
+  }
+  float dwAt(int64_t i) const { return sumAt(dw, i); }
+  float dbAt(int64_t i) const { return sumAt(db, i); }
+  void sumInto(Tensor* w, Tensor* b) const {
+    if (w) std::generate_n(fdata(*w), wsize, [&, i = int64_t{0}]() mutable { return dwAt(i++); });
+    if (b) std::generate_n(fdata(*b), bsize, [&, i = int64_t{0}]() mutable { return dbAt(i++); });
   }
 };
 
@@ -508,34 +520,43 @@ void scaleRows(const float* w, const std::vector<double>& a, int64_t per, float*
       out[oc * per + j] = static_cast<float>(w[oc * per + j] * a[oc]);
 }
 
-// The gradients of a Conv with a BN folded in, from the sums over the BN's output gradient g:
-// dWraw = sum g x col, s = sum g. dW = a dWraw, dB = a s, dbeta = s, and since the BN's input is
-// W col + B, dgamma = sum g (x - mean) / sqrt(var + eps) = (<W, dWraw> + (B - mean) s) / sqrt(..):
+// dW and dB (and a folded BN's dgamma and dbeta) from the per-thread partials, in one pass over
+// the output channels split among the threads. With a BN folded in, the partials are sums over
+// the BN's output gradient g: dWraw = sum g x col, s = sum g. Then dW = a dWraw, dB = a s,
+// dbeta = s, and since the BN's input is W col + B,
+// dgamma = sum g (x - mean) / sqrt(var + eps) = (<W, dWraw> + (B - mean) s) / sqrt(var + eps):
 // no division by gamma.
-void foldedBatchNormGrads(const BackwardContext& c, FoldedBatchNorm& bn,
-                          const std::vector<double>& a, Tensor& dw_raw, Tensor& sums,
-                          std::span<Tensor> grads) {
-  const int64_t m = static_cast<int64_t>(a.size()), per = shapeNumel(c.input_shapes[1]) / m;
-  const float *w = fdata(*c.inputs[1]), *dw = bn.want_gamma ? fdata(dw_raw) : nullptr;
+void finishConvGrads(const BackwardContext& c, const Partials& part, FoldedBatchNorm* bn,
+                     const std::vector<double>& a, std::span<Tensor> grads) {
+  const Shape& ws = c.input_shapes[1];
+  const int64_t m = ws[0], per = shapeNumel(ws) / m;
+  const bool want_dw = c.needs_grad[1], want_db = c.needs_grad.size() > 2 && c.needs_grad[2];
+  const bool want_gamma = bn && bn->want_gamma, want_beta = bn && bn->want_beta;
+  Tensor dw = want_dw ? c.ctx.newTensor(DType::kFloat32, ws) : Tensor();
+  Tensor db = want_db ? c.ctx.newTensor(DType::kFloat32, {m}) : Tensor();
+  if (want_gamma) bn->dgamma = Tensor(DType::kFloat32, {m});
+  if (want_beta) bn->dbeta = Tensor(DType::kFloat32, {m});
+  const float* w = fdata(*c.inputs[1]);
   const float* b = c.inputs.size() > 2 && c.inputs[2] ? fdata(*c.inputs[2]) : nullptr;
-  if (bn.want_gamma) {
-    bn.dgamma = zeros({m});
-    for (int64_t oc = 0; oc < m; ++oc) {
-      double dot = (double(b ? b[oc] : 0.f) - bn.mean[oc]) * fdata(sums)[oc];
-      for (int64_t j = 0; j < per; ++j) dot += double(w[oc * per + j]) * dw[oc * per + j];
-      fdata(bn.dgamma)[oc] =
-          static_cast<float>(dot / std::sqrt(double(bn.var[oc]) + double(bn.epsilon)));
-    }
-  }
-  if (c.needs_grad[1]) {
-    scaleRows(fdata(dw_raw), a, per, fdata(dw_raw));
-    grads[1] = std::move(dw_raw);
-  }
-  if (bn.want_beta) bn.dbeta = sums;
-  if (c.needs_grad.size() > 2 && c.needs_grad[2]) {
-    scaleRows(fdata(sums), a, 1, fdata(sums));
-    grads[2] = std::move(sums);
-  }
+  float* dwd = want_dw ? fdata(dw) : nullptr;
+  exec::parallelFor(m, c.ctx, per * 4, [&](int64_t oc) {
+    const float s = part.bsize > 0 ? part.dbAt(oc) : 0.f;
+    const double k = bn ? a[oc] : 1.0;
+    double dot = want_gamma ? (double(b ? b[oc] : 0.f) - bn->mean[oc]) * s : 0.0;
+    if (want_gamma || want_dw)
+      for (int64_t j = oc * per; j < (oc + 1) * per; ++j) {
+        const float raw = part.dwAt(j);
+        if (want_gamma) dot += double(w[j]) * raw;
+        if (dwd) dwd[j] = bn ? static_cast<float>(raw * k) : raw;
+      }
+    if (want_gamma)
+      fdata(bn->dgamma)[oc] =
+          static_cast<float>(dot / std::sqrt(double(bn->var[oc]) + double(bn->epsilon)));
+    if (want_beta) fdata(bn->dbeta)[oc] = s;
+    if (want_db) fdata(db)[oc] = bn ? static_cast<float>(s * k) : s;
+  });
+  if (want_dw) grads[1] = std::move(dw);
+  if (want_db) grads[2] = reshaped(std::move(db), c.input_shapes[2]);
 }
 
 // dX: a direct convolution of dY (stride 1), else by phases or im2col inside the sample loop.
@@ -587,17 +608,12 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, setUpInputGrad(c, cg, dx));
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));
   Partials part(threads, cg.want_w ? shapeNumel(ws) : 0, cg.want_b ? cg.m : 0);
-  perThreadSamples(cg.n, c.ctx, threads,
-                   [&](int t, int64_t s0, int64_t s1) { cg.run(t, s0, s1, part); });
+  perThreadSamples(cg.n, c.ctx, threads, [&](int t, int64_t s0, int64_t s1) {
+    part.zero(t);
+    cg.run(t, s0, s1, part);
+  });
   if (direct) NNC_RETURN_IF_ERROR(runDirectInputGrad(c, *direct, cg.g, groups, cg.w, dy, dx));
-  Tensor dw = cg.want_w ? zeros(ws) : Tensor(), sums = cg.want_b ? zeros({cg.m}) : Tensor();
-  part.sumInto(cg.want_w ? &dw : nullptr, cg.want_b ? &sums : nullptr);
-  if (bn) {
-    foldedBatchNormGrads(c, *bn, scale, dw, sums, grads);
-  } else {
-    if (c.needs_grad[1]) grads[1] = std::move(dw);
-    if (cg.want_b) grads[2] = reshaped(std::move(sums), c.input_shapes[2]);
-  }
+  finishConvGrads(c, part, bn, scale, grads);
   if (c.needs_grad[0] && !cg.add_dx) grads[0] = std::move(dx);
   if (c.relu_mask && c.ctx.pool) c.ctx.pool->give(dy_own.releaseBytes());
   return Status::ok();
@@ -642,6 +658,7 @@ Status convTransposeBackward(const BackwardContext& c, std::span<Tensor> grads) 
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, n));
   Partials part(threads, want_w ? shapeNumel(ws) : 0, want_b ? m : 0);
   perThreadSamples(n, c.ctx, threads, [&](int t, int64_t s0, int64_t s1) {
+    part.zero(t);
     std::vector<float> dcol(static_cast<size_t>(kk * pin)), tmp(static_cast<size_t>(cg * kk));
     for (int64_t s = s0; s < s1; ++s)
       for (int64_t gi = 0; gi < groups; ++gi) {
@@ -663,8 +680,8 @@ Status convTransposeBackward(const BackwardContext& c, std::span<Tensor> grads) 
           }
       }
   });
-  if (want_w) grads[1] = zeros(ws);
-  if (want_b) grads[2] = zeros(c.input_shapes[2]);
+  if (want_w) grads[1] = Tensor(DType::kFloat32, ws);
+  if (want_b) grads[2] = Tensor(DType::kFloat32, c.input_shapes[2]);
   part.sumInto(want_w ? &grads[1] : nullptr, want_b ? &grads[2] : nullptr);
   if (dxd) grads[0] = std::move(dx);
   return Status::ok();
