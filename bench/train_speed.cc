@@ -17,8 +17,10 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 
+#include "nncompress/analysis/model_stats.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/train/tape.h"
@@ -146,12 +148,40 @@ void alternate(const Model& model, int64_t batch, int iters, int threads, int bl
               median(train_ips));
 }
 
+// Multiply-adds per image of an inference run and of a training step: the forward, plus dW of
+// every layer with a float weight, plus dX of every layer whose input 0 carries a gradient (is
+// computed from a weight; the stem's image needs none). Their quotient bounds the train/infer
+// ratio when both run their kernels equally fast and do nothing else.
+void multiplyAdds(const Model& model) {
+  const Graph& g = *model.graph;
+  std::set<const Value*> carries;  // values that depend on a trainable weight
+  auto isWeight = [](const Value* v) {
+    return v && v->isInitializer() && v->dtype() == DType::kFloat32 && !v->isGraphInput();
+  };
+  int64_t infer = 0, train = 0;
+  for (const auto& n : g.nodes()) {
+    bool any = false, weighted = false;
+    for (size_t i = 0; i < n->numInputs(); ++i) {
+      const Value* v = n->input(i);
+      weighted |= i > 0 && isWeight(v);
+      any |= isWeight(v) || carries.count(v);
+    }
+    if (any)
+      for (const Value* out : n->outputs()) carries.insert(out);
+    const int64_t macs = nodeMacs(*n).value_or(0);
+    const bool dx = n->numInputs() > 0 && carries.count(n->input(0));
+    infer += macs;
+    train += macs + (weighted ? macs : 0) + (dx ? macs : 0);
+  }
+  std::printf("macs %lld %lld\n", static_cast<long long>(infer), static_cast<long long>(train));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
-                 "usage: nnc_train_bench MODEL infer|train|alternate [--batch B] [--iters N] "
+                 "usage: nnc_train_bench MODEL infer|train|alternate|macs [--batch B] [--iters N] "
                  "[--threads T] [--blocks K]\n");
     return 2;
   }
@@ -168,6 +198,10 @@ int main(int argc, char** argv) {
   if (!model.isOk()) {
     std::fprintf(stderr, "%s: %s\n", argv[1], model.status().toString().c_str());
     return 4;
+  }
+  if (mode == "macs") {
+    multiplyAdds(model.value());
+    return 0;
   }
   if (mode == "alternate") {
     alternate(model.value(), batch, iters, threads, blocks);

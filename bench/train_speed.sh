@@ -41,6 +41,15 @@ ratio,lo,hi,iw,ic,ir,tw,tc,tr=$ratio,$lo,$hi,$iw,$ic,$ir,$tw,$tc,$tr
 print('| $(basename "$model" .onnx) | %.0f | %.0f | %.3f (%.3f-%.3f) | %.0f | %.0f | %.2f | %.1f | %.1f | %.2fx |' % (iw,tw,ratio,lo,hi,ic,tc,tc/ic,ir,tr,tr/ir))"
   echo "$iw $tw" >> "$WORK/rates"
 done
+echo
+for model in "${MODELS[@]}"; do
+  read -r _ im tm < <("$BIN" "$model" macs)
+  /usr/bin/python3 -c "
+im, tm = $im, $tm
+print('$(basename "$model" .onnx): multiply-adds per image %d for inference, %d for a training step '
+      '(forward, dW, dX where the input carries a gradient): %.3fx, so train/infer is at most %.3f '
+      'with kernels as fast as inference and no other work.' % (im, tm, tm / im, im / tm))"
+done
 if [ $# -eq 0 ]; then
   /usr/bin/python3 - "$WORK/rates" <<'PY'
 import sys
