@@ -194,6 +194,11 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--blocks")) blocks = std::stoi(argv[i + 1]);
   }
+  if (batch < 1 || iters < 1 || threads < 1 || blocks < 1) {
+    std::fprintf(stderr,
+                 "nnc_train_bench: --batch, --iters, --threads and --blocks must be >= 1\n");
+    return 2;
+  }
   auto model = loadModel(argv[1]);
   if (!model.isOk()) {
     std::fprintf(stderr, "%s: %s\n", argv[1], model.status().toString().c_str());
