@@ -9,6 +9,7 @@
 #include <random>
 
 #include "../src/exec/kernels/gemm.h"
+#include "graph_input.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "ort_util.h"
@@ -95,11 +96,7 @@ Model chainModel(const ChainCase& c, std::mt19937& rng) {
   Model m;
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
-  Value* x = g.createValue("x").value();
-  ValueType type;
-  type.dtype = DType::kFloat32;
-  x->setType(type);
-  g.addInput(x);
+  Value* x = testing::addFloatInput(g);
   const int64_t out_channels = c.group == c.channels ? c.channels * 2 : 6;
   std::vector<Value*> conv_in = {
       x, g.addInitializer(
@@ -245,11 +242,7 @@ TEST(ExecOutputsTest, RepeatedGraphOutputsAreAllFilled) {
   Model m;
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
-  Value* x = g.createValue("x").value();
-  ValueType type;
-  type.dtype = DType::kFloat32;
-  x->setType(type);
-  g.addInput(x);
+  Value* x = testing::addFloatInput(g);
   Node* relu = g.addNode("Relu", {x}, {"y"});
   g.addOutput(relu->output(0));
   g.addOutput(relu->output(0));

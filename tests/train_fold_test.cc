@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 
+#include "graph_input.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/train/tape.h"
 #include "random_tensor.h"
@@ -31,11 +32,7 @@ Model residualBlock(const BlockConfig& cfg, std::mt19937& rng) {
   Model m;
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
-  Value* x = g.createUniqueValue("x");
-  ValueType type;
-  type.dtype = DType::kFloat32;
-  x->setType(type);
-  g.addInput(x);
+  Value* x = testing::addFloatInput(g);
   constexpr int64_t kOut = 6;
   auto convBn = [&](const std::string& name, Value* in, int64_t cin, int64_t k, int64_t stride,
                     int64_t groups, int64_t pad) {

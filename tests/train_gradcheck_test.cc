@@ -10,6 +10,7 @@
 #include <optional>
 #include <random>
 
+#include "graph_input.h"
 #include "nncompress/train/tape.h"
 
 namespace nnc::train {
@@ -70,11 +71,7 @@ Built build(const Case& c, std::mt19937& rng) {
       }
     }
     if (in.kind == Kind::kData) {
-      Value* v = g.createUniqueValue("x" + std::to_string(i));
-      ValueType type;
-      type.dtype = DType::kFloat32;
-      v->setType(type);
-      g.addInput(v);
+      Value* v = testing::addFloatInput(g, "x" + std::to_string(i));
       ins.push_back(v);
       b.data_names.push_back(v->name());
       b.data_values.push_back(std::move(t));

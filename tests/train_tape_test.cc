@@ -8,6 +8,7 @@
 #include <cmath>
 #include <random>
 
+#include "graph_input.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/train/tape.h"
@@ -150,11 +151,7 @@ Model chain(const std::vector<std::string>& ops) {
   Model m;
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
-  Value* x = g.createUniqueValue("x");
-  ValueType t;
-  t.dtype = DType::kFloat32;
-  x->setType(t);
-  g.addInput(x);
+  Value* x = testing::addFloatInput(g);
   Value* cur = x;
   int i = 0;
   for (const std::string& op : ops) {
@@ -217,6 +214,21 @@ TEST(TrainTape, ActivationGradientsAndFakeQuant) {
   EXPECT_NEAR(tape.infer({x}).value()[0].data<float>()[2], 1.2f, 1e-6f);
 }
 
+// One step on the first output with the output gradient dY[i] = scale * (i % period - period / 2):
+// forward, zeroGrad, backward.
+::testing::AssertionResult stepWithPatternGrad(GradientTape& tape, const Tensor& x, float scale,
+                                               int64_t period = 5) {
+  auto y = tape.forward({x});
+  if (!y.isOk()) return ::testing::AssertionFailure() << y.status().toString();
+  Tensor g(DType::kFloat32, y.value()[0].shape());
+  float* d = g.mutableData<float>().data();
+  for (int64_t i = 0; i < g.numel(); ++i) d[i] = scale * (i % period) - (period / 2) * scale;
+  tape.zeroGrad();
+  Status st = tape.backward({g});
+  if (!st.isOk()) return ::testing::AssertionFailure() << st.toString();
+  return ::testing::AssertionSuccess();
+}
+
 // A smaller last batch after bigger ones (cached kernels, pooled buffers) gives the gradients a
 // fresh tape gives.
 TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
@@ -224,11 +236,7 @@ TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
   auto used = GradientTape::create(model, {.num_threads = 2}).value();
   auto fresh = GradientTape::create(model, {.num_threads = 2}).value();
   auto step = [](GradientTape& t, const Tensor& x) {
-    auto y = t.forward({x});
-    Tensor g(DType::kFloat32, y.value()[0].shape());
-    for (int64_t i = 0; i < g.numel(); ++i) g.mutableData<float>()[i] = 0.01f * (i % 7) - 0.03f;
-    t.zeroGrad();
-    EXPECT_TRUE(t.backward({g}).isOk());
+    EXPECT_TRUE(stepWithPatternGrad(t, x, 0.01f, 7));
   };
   step(*used, randomImages(6, 1));
   step(*used, randomImages(4, 2));
@@ -240,20 +248,15 @@ TEST(TrainTape, BatchSizeChangesGiveFreshResults) {
         << used->parameters()[p].name;
 }
 
-// The Conv backward splits the batch into more sample ranges than threads, claimed by whichever
-// thread is free; each range keeps its own partial sums, so repeated steps give the same bits.
+// The Conv backward gives each thread a fixed range of samples with its own partial sums, added
+// in thread order: repeated steps give the same bits (a guard for any change to that split).
 TEST(TrainTape, GradientsDoNotDependOnThreadScheduling) {
   Model model = loadFixture("resnet");
   auto tape = GradientTape::create(model, {.num_threads = 2}).value();
   const Tensor x = randomImages(64, 5);
   std::vector<Tensor> first;
   for (int rep = 0; rep < 4; ++rep) {
-    auto y = tape->forward({x});
-    ASSERT_TRUE(y.isOk());
-    Tensor g(DType::kFloat32, y.value()[0].shape());
-    for (int64_t i = 0; i < g.numel(); ++i) g.mutableData<float>()[i] = 0.01f * (i % 5) - 0.02f;
-    tape->zeroGrad();
-    ASSERT_TRUE(tape->backward({g}).isOk());
+    ASSERT_TRUE(stepWithPatternGrad(*tape, x, 0.01f));
     for (size_t p = 0; p < tape->parameters().size(); ++p) {
       const Tensor& grad = tape->parameters()[p].grad;
       if (rep == 0) {
@@ -282,12 +285,7 @@ TEST(TrainTape, FusedReluPairsMatchUnfused) {
       GradientTape::create(model, {.num_threads = 2, .keep_activation_grads = between}).value();
   const Tensor x = randomImages(4, 8);
   for (GradientTape* t : {fused.get(), plain.get()}) {
-    auto y = t->forward({x});
-    ASSERT_TRUE(y.isOk());
-    Tensor g(DType::kFloat32, y.value()[0].shape());
-    for (int64_t i = 0; i < g.numel(); ++i) g.mutableData<float>()[i] = 0.02f * (i % 5) - 0.04f;
-    t->zeroGrad();
-    ASSERT_TRUE(t->backward({g}).isOk());
+    ASSERT_TRUE(stepWithPatternGrad(*t, x, 0.02f));
   }
   auto ex = exec::Executor::create(model, {.num_threads = 2});
   ASSERT_TRUE(ex.isOk());

@@ -120,8 +120,6 @@ StatusOr<const nlohmann::json*> recipeObject(const nlohmann::json& step, const c
   return &step[key];
 }
 
-// A recipe's retrain step: distillation from the original on the calibration data with the
-// recorded settings (over --finetune's, or the defaults).
 // The training settings of replayed retrain/qat steps: --finetune's, else the defaults.
 Status ensureFinetuneOptions(CompressSetup& setup, int epochs) {
   if (setup.finetune) return Status::ok();
@@ -130,6 +128,8 @@ Status ensureFinetuneOptions(CompressSetup& setup, int epochs) {
   return Status::ok();
 }
 
+// A recipe's retrain step: distillation from the original on the calibration data with the
+// recorded settings (over --finetune's, or the defaults).
 StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, CompressSetup& setup) {
   NNC_RETURN_IF_ERROR(ensureFinetuneOptions(setup, 1));
   FinetuneOptions& f = *setup.finetune;

@@ -43,16 +43,20 @@ BatchNormAffine batchNormAffine(const float* gamma, const float* beta, const flo
   return a;
 }
 
+void scaleOutputChannels(const std::vector<double>& scale, const float* w, int64_t per_channel,
+                         float* out) {
+  for (size_t oc = 0; oc < scale.size(); ++oc)
+    for (int64_t j = oc * per_channel; j < static_cast<int64_t>(oc + 1) * per_channel; ++j)
+      out[j] = static_cast<float>(w[j] * scale[oc]);
+}
+
 void foldIntoOutputChannels(const BatchNormAffine& affine, float* weight, int64_t per_channel,
                             std::vector<float>& bias) {
   const int64_t m = affine.channels();
   if (bias.empty()) bias.assign(static_cast<size_t>(m), 0.f);
-  for (int64_t oc = 0; oc < m; ++oc) {
-    const double a = affine.scale[oc];
-    for (int64_t j = 0; j < per_channel; ++j)
-      weight[oc * per_channel + j] = static_cast<float>(weight[oc * per_channel + j] * a);
-    bias[oc] = static_cast<float>(bias[oc] * a + affine.shift[oc]);
-  }
+  scaleOutputChannels(affine.scale, weight, per_channel, weight);
+  for (int64_t oc = 0; oc < m; ++oc)
+    bias[oc] = static_cast<float>(bias[oc] * affine.scale[oc] + affine.shift[oc]);
 }
 
 }  // namespace nnc

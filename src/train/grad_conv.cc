@@ -21,6 +21,7 @@
 #include "gemm.h"
 #include "grad_conv_phases.h"
 #include "kernel_util.h"
+#include "nncompress/ir/batch_norm.h"
 #include "nncompress/ir/conv_geometry.h"
 
 namespace nnc::train {
@@ -506,20 +507,6 @@ PhasedInputGrad* phasedInputGrad(const BackwardContext& c, const Geometry& g, in
   return &st->grad;
 }
 
-// a = gamma / sqrt(var + eps) per channel of a folded BatchNormalization, in double as the
-// forward folds it (tape_fusion.cc), and W * a per output channel (the weights dX is taken with).
-std::vector<double> foldedScale(const FoldedBatchNorm& bn, int64_t m) {
-  std::vector<double> a(static_cast<size_t>(m));
-  for (int64_t oc = 0; oc < m; ++oc)
-    a[oc] = bn.gamma[oc] / std::sqrt(double(bn.var[oc]) + double(bn.epsilon));
-  return a;
-}
-void scaleRows(const float* w, const std::vector<double>& a, int64_t per, float* out) {
-  for (size_t oc = 0; oc < a.size(); ++oc)
-    for (int64_t j = 0; j < per; ++j)
-      out[oc * per + j] = static_cast<float>(w[oc * per + j] * a[oc]);
-}
-
 // dW and dB (and a folded BN's dgamma and dbeta) from the per-thread partials, in one pass over
 // the output channels split among the threads. With a BN folded in, the partials are sums over
 // the BN's output gradient g: dWraw = sum g x col, s = sum g. Then dW = a dWraw, dB = a s,
@@ -595,10 +582,10 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
   std::vector<double> scale;
   thread_local std::vector<float> scaled_w;
   cg.w = fdata(*c.inputs[1]);
-  if (bn) {
-    scale = foldedScale(*bn, cg.m);
+  if (bn) {  // a = gamma / sqrt(var + eps) and W * a, as the forward folded them
+    scale = batchNormAffine(bn->gamma, bn->beta, bn->mean, bn->var, cg.m, bn->epsilon).scale;
     scaled_w.resize(static_cast<size_t>(shapeNumel(ws)));
-    scaleRows(cg.w, scale, cg.kk, scaled_w.data());
+    scaleOutputChannels(scale, cg.w, cg.kk, scaled_w.data());
     cg.w = scaled_w.data();
   }
   cg.dy = fdata(dy);

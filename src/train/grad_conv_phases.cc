@@ -29,12 +29,13 @@ bool PhasedInputGrad::setUp(const ConvAxisGeometry& h, const ConvAxisGeometry& w
   h_ = h, w_ = w, cin_ = cin, m_ = m, groups_ = groups;
   phases_.clear();
   offset_.clear();
-  phase_at_.assign(static_cast<size_t>(h.stride * w.stride), -1);
+  // [row phase * w stride + column phase]: the phase's index, or -1 (no taps: zeros)
+  std::vector<int> phase_at(static_cast<size_t>(h.stride * w.stride), -1);
   scratch_size_ = 0;
   for (const AxisPhase& r : rows)
     for (const AxisPhase& c : cols) {
       if (r.count == 0 || c.count == 0 || r.taps == 0 || c.taps == 0) continue;
-      phase_at_[r.first * w.stride + c.first] = static_cast<int>(phases_.size());
+      phase_at[r.first * w.stride + c.first] = static_cast<int>(phases_.size());
       phases_.push_back(Phase{r, c, {}});
       offset_.push_back(scratch_size_);
       scratch_size_ += cin * r.count * c.count;
@@ -42,7 +43,7 @@ bool PhasedInputGrad::setUp(const ConvAxisGeometry& h, const ConvAxisGeometry& w
   row_source_.assign(static_cast<size_t>(h.in * w.stride), RowSource{scratch_size_, 0});
   for (int64_t y = 0; y < h.in; ++y)
     for (int64_t rw = 0; rw < w.stride; ++rw) {
-      const int i = phase_at_[(y % h.stride) * w.stride + rw];
+      const int i = phase_at[(y % h.stride) * w.stride + rw];
       if (i < 0) continue;
       const Phase& p = phases_[i];
       row_source_[y * w.stride + rw] = {offset_[i] + (y / h.stride) * p.w.count,

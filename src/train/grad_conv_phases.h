@@ -52,7 +52,6 @@ class PhasedInputGrad {
   void interleave(const float* scratch, float* dx) const;
 
   std::vector<Phase> phases_;    // with taps on both axes
-  std::vector<int> phase_at_;    // [row phase * w stride + column phase]: index or -1 (zeros)
   std::vector<int64_t> offset_;  // of each phase's output in scratch
   // Where row y of dX channel 0 finds column phase rw's values in scratch, and the step to the
   // next channel (the zero row and step 0 for phases without taps): [y * w stride + rw]. Set up

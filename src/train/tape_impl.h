@@ -105,7 +105,7 @@ bool passFusedReluGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor
 // its backward is done); the Conv's backward then computes the BN's parameter gradients.
 bool passFoldedBatchNormGrad(GradientTape::Impl& t, TapeStep& step, std::vector<Tensor>& grads);
 // For the backward of a Conv that ran with its BatchNormalization folded in: the BN's frozen
-// statistics and parameters, nullptr otherwise.
+// statistics and parameters (false: it did not run folded).
 bool foldedBatchNormOf(const GradientTape::Impl& t, const TapeStep& step, FoldedBatchNorm& bn);
 
 // Adds `g` into `dst` (moves it in when dst is empty). Shapes must match.

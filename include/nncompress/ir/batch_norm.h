@@ -30,10 +30,16 @@ std::optional<BatchNormAffine> batchNormAffine(const Node& bn, int64_t channels 
 BatchNormAffine batchNormAffine(const float* gamma, const float* beta, const float* mean,
                                 const float* var, int64_t channels, float epsilon);
 
+// out[oc, j] = w[oc, j] * scale[oc] for output-channel-major weights (`per_channel` each),
+// rounded once from double; out may be w.
+void scaleOutputChannels(const std::vector<double>& scale, const float* w, int64_t per_channel,
+                         float* out);
+
 // Folds the map into a layer whose weights are output-channel major (`per_channel` weights per
 // output channel): W' = W * scale, B' = B * scale + shift, each rounded once from double. An empty
 // `bias` is read as zeros and filled. The executor's fused plan and the training tape's folded
-// forward both call this, so they agree bit for bit.
+// forward both call this (and the tape's Conv backward scales W with scaleOutputChannels), so
+// they agree bit for bit.
 void foldIntoOutputChannels(const BatchNormAffine& affine, float* weight, int64_t per_channel,
                             std::vector<float>& bias);
 

@@ -1,0 +1,19 @@
+#pragma once
+// How the tests' hand-built graphs start: a float32 input of unknown shape.
+
+#include <string>
+
+#include "nncompress/ir/graph.h"
+
+namespace nnc::testing {
+
+inline Value* addFloatInput(Graph& g, const std::string& name = "x") {
+  Value* v = g.createUniqueValue(name);
+  ValueType type;
+  type.dtype = DType::kFloat32;
+  v->setType(type);
+  g.addInput(v);
+  return v;
+}
+
+}  // namespace nnc::testing
