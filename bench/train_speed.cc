@@ -1,6 +1,8 @@
 // Training speed and memory of the gradient tape against the executor's inference, one mode per
 // process so each peak RSS is its own (bench/train_speed.sh runs both and prints the table).
 //   nnc_train_bench MODEL infer|train [--batch 64] [--iters 20] [--threads 2]
+//                   [--grad-precision bf16|fp32]   (Conv weight gradients; bf16 as finetune's
+//                   default)
 // Prints one line: mode images_per_second images_per_cpu_second peak_rss_mib.
 //   nnc_train_bench MODEL alternate [--blocks 9] ...   (both in one process, for the speed ratio)
 // Prints: alternate median_ratio min_ratio max_ratio infer_images_per_second
@@ -85,8 +87,9 @@ Step inferenceStep(const Model& model, int64_t batch, int threads) {
 }
 
 // One training step of the tape (zeroGrad, forward, backward of a constant output gradient).
-Step trainingStep(const Model& model, int64_t batch, int threads) {
-  auto tape = train::GradientTape::create(model, {.num_threads = threads});
+Step trainingStep(const Model& model, int64_t batch, int threads, bool bf16) {
+  auto tape =
+      train::GradientTape::create(model, {.num_threads = threads, .bf16_weight_grads = bf16});
   if (!tape.isOk()) {
     std::fprintf(stderr, "%s\n", tape.status().toString().c_str());
     std::exit(3);
@@ -130,9 +133,9 @@ double secondsOf(const Step& step, int times) {
 // ratio (training images/s over inference images/s) is measured over the same second or two, so
 // the machine's drift (its throughput moves by 20% over minutes here) cancels. Prints the median
 // block ratio, the lowest and highest, and the median images/s of each.
-void alternate(const Model& model, int64_t batch, int iters, int threads, int blocks) {
+void alternate(const Model& model, int64_t batch, int iters, int threads, int blocks, bool bf16) {
   const Step infer = inferenceStep(model, batch, threads);
-  const Step train = trainingStep(model, batch, threads);
+  const Step train = trainingStep(model, batch, threads, bf16);
   for (int i = 0; i < 2; ++i) infer(), train();  // warm-up: pools, page faults, packing
   std::vector<double> ratios, infer_ips, train_ips;
   for (int b = 0; b < blocks; ++b) {
@@ -151,14 +154,15 @@ void alternate(const Model& model, int64_t batch, int iters, int threads, int bl
 // Multiply-adds per image of an inference run and of a training step: the forward, plus dW of
 // every layer with a float weight, plus dX of every layer whose input 0 carries a gradient (is
 // computed from a weight; the stem's image needs none). Their quotient bounds the train/infer
-// ratio when both run their kernels equally fast and do nothing else.
+// ratio when both run their kernels equally fast and do nothing else. Also prints dW's share (bf16
+// products run it at up to twice the rate).
 void multiplyAdds(const Model& model) {
   const Graph& g = *model.graph;
   std::set<const Value*> carries;  // values that depend on a trainable weight
   auto isWeight = [](const Value* v) {
     return v && v->isInitializer() && v->dtype() == DType::kFloat32 && !v->isGraphInput();
   };
-  int64_t infer = 0, train = 0;
+  int64_t infer = 0, train = 0, dw = 0;
   for (const auto& n : g.nodes()) {
     bool any = false, weighted = false;
     for (size_t i = 0; i < n->numInputs(); ++i) {
@@ -172,8 +176,10 @@ void multiplyAdds(const Model& model) {
     const bool dx = n->numInputs() > 0 && carries.count(n->input(0));
     infer += macs;
     train += macs + (weighted ? macs : 0) + (dx ? macs : 0);
+    dw += weighted ? macs : 0;
   }
-  std::printf("macs %lld %lld\n", static_cast<long long>(infer), static_cast<long long>(train));
+  std::printf("macs %lld %lld %lld\n", static_cast<long long>(infer), static_cast<long long>(train),
+              static_cast<long long>(dw));
 }
 
 }  // namespace
@@ -182,13 +188,15 @@ int main(int argc, char** argv) {
   if (argc < 3) {
     std::fprintf(stderr,
                  "usage: nnc_train_bench MODEL infer|train|alternate|macs [--batch B] [--iters N] "
-                 "[--threads T] [--blocks K]\n");
+                 "[--threads T] [--blocks K] [--grad-precision bf16|fp32]\n");
     return 2;
   }
   const std::string mode = argv[2];
   int64_t batch = 64;
   int iters = 20, threads = 2, blocks = 9;
+  bool bf16 = true;
   for (int i = 3; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--grad-precision")) bf16 = !std::strcmp(argv[i + 1], "bf16");
     if (!std::strcmp(argv[i], "--batch")) batch = std::stoll(argv[i + 1]);
     if (!std::strcmp(argv[i], "--iters")) iters = std::stoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
@@ -208,8 +216,13 @@ int main(int argc, char** argv) {
     multiplyAdds(model.value());
     return 0;
   }
+  if (mode == "precision") {  // what --grad-precision runs as on this CPU
+    std::printf("%s\n", bf16 && train::bf16WeightGradsAvailable() ? "bf16 weight gradients"
+                                                                  : "fp32 weight gradients");
+    return 0;
+  }
   if (mode == "alternate") {
-    alternate(model.value(), batch, iters, threads, blocks);
+    alternate(model.value(), batch, iters, threads, blocks, bf16);
     return 0;
   }
   if (mode != "infer" && mode != "train") {
@@ -217,7 +230,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const Step step = mode == "infer" ? inferenceStep(model.value(), batch, threads)
-                                    : trainingStep(model.value(), batch, threads);
+                                    : trainingStep(model.value(), batch, threads, bf16);
   const auto ips = imagesPerSecond(batch, iters, step);
   std::printf("%s %.1f %.1f %.1f\n", mode.c_str(), ips.first, ips.second, peakRssMib());
   return 0;

@@ -8,7 +8,10 @@
 # counts only that process's CPU time. Targets: train/infer >= 1/3, peak RSS train/infer <= 3x.
 # Without MODEL arguments: the ResNet fixture and the same pruned to 50% of its MACs, plus the
 # projected time of 2 distillation epochs on 60k images (student steps + teacher forwards).
-#   bench/train_speed.sh [BUILD_DIR] [MODEL...] > table.md   (THREADS=2 BATCH=64 ITERS=20 BLOCKS=9)
+# Training steps run as finetune runs them: Conv weight gradients with bf16 products where the CPU
+# has AVX-512 BF16 (GRAD_PRECISION=fp32: float32 throughout, as before that existed).
+#   bench/train_speed.sh [BUILD_DIR] [MODEL...] > table.md
+#   (THREADS=2 BATCH=64 ITERS=20 BLOCKS=9 GRAD_PRECISION=bf16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -24,18 +27,21 @@ THREADS=${THREADS:-2}
 BATCH=${BATCH:-64}
 ITERS=${ITERS:-20}
 BLOCKS=${BLOCKS:-9}
+GRAD=${GRAD_PRECISION:-bf16}
 BIN="$BUILD/nnc_train_bench"
 
 echo "$(/usr/bin/python3 tools/doc_stamp.py --binary "$BUILD/nncompress" 2>/dev/null || git rev-parse --short HEAD)" \
-  "threads=$THREADS batch=$BATCH iters=$ITERS blocks=$BLOCKS."
+  "threads=$THREADS batch=$BATCH iters=$ITERS blocks=$BLOCKS grad-precision=$GRAD" \
+  "($("$BIN" "${MODELS[0]}" precision --grad-precision "$GRAD"))."
 echo
 echo "| model | inference img/s | train (fwd+bwd) img/s | ratio (median of $BLOCKS blocks; range) | inference img/CPU-s | train img/CPU-s | CPU ratio | inference peak RSS MiB | train peak RSS MiB | RSS ratio |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for model in "${MODELS[@]}"; do
   read -r _ ratio lo hi iw tw < <("$BIN" "$model" alternate --batch "$BATCH" --iters "$ITERS" \
-    --threads "$THREADS" --blocks "$BLOCKS")
+    --threads "$THREADS" --blocks "$BLOCKS" --grad-precision "$GRAD")
   read -r _ _ ic ir < <("$BIN" "$model" infer --batch "$BATCH" --iters $((ITERS * 2)) --threads "$THREADS")
-  read -r _ _ tc tr < <("$BIN" "$model" train --batch "$BATCH" --iters "$ITERS" --threads "$THREADS")
+  read -r _ _ tc tr < <("$BIN" "$model" train --batch "$BATCH" --iters "$ITERS" --threads "$THREADS" \
+    --grad-precision "$GRAD")
   /usr/bin/python3 -c "
 ratio,lo,hi,iw,ic,ir,tw,tc,tr=$ratio,$lo,$hi,$iw,$ic,$ir,$tw,$tc,$tr
 print('| $(basename "$model" .onnx) | %.0f | %.0f | %.3f (%.3f-%.3f) | %.0f | %.0f | %.2f | %.1f | %.1f | %.2fx |' % (iw,tw,ratio,lo,hi,ic,tc,tc/ic,ir,tr,tr/ir))"
@@ -43,12 +49,13 @@ print('| $(basename "$model" .onnx) | %.0f | %.0f | %.3f (%.3f-%.3f) | %.0f | %.
 done
 echo
 for model in "${MODELS[@]}"; do
-  read -r _ im tm < <("$BIN" "$model" macs)
+  read -r _ im tm dw < <("$BIN" "$model" macs)
   /usr/bin/python3 -c "
-im, tm = $im, $tm
+im, tm, dw = $im, $tm, $dw
 print('$(basename "$model" .onnx): multiply-adds per image %d for inference, %d for a training step '
       '(forward, dW, dX where the input carries a gradient): %.3fx, so train/infer is at most %.3f '
-      'with kernels as fast as inference and no other work.' % (im, tm, tm / im, im / tm))"
+      'with float32 kernels as fast as inference and no other work; %.3f with dW (%d of them) at '
+      'twice that rate (bf16).' % (im, tm, tm / im, im / tm, im / (tm - dw / 2), dw))"
 done
 if [ $# -eq 0 ]; then
   /usr/bin/python3 - "$WORK/rates" <<'PY'

@@ -12,6 +12,7 @@
 #include "nncompress/data/dataset.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/train/tape.h"
 #include "ort_util.h"
 #include "test_util.h"
 
@@ -48,6 +49,7 @@ TEST(FinetuneCliTest, DistilsAPrunedModelThatRunsInOrt) {
   EXPECT_EQ(f["steps"], 20);
   EXPECT_GE(f["best_epoch"].get<int>(), 1);
   EXPECT_TRUE(f["epochs"][0].contains("val_top1"));
+  EXPECT_EQ(f["grad_precision"], train::bf16WeightGradsAvailable() ? "bf16" : "fp32");
   EXPECT_NE(r.err.find("images/s"), std::string::npos);  // progress on stderr
 
   // The weights changed, and ONNX Runtime computes what our executor computes.
@@ -179,6 +181,10 @@ TEST(FinetuneCliTest, UsageErrors) {
       runCli("finetune " + fixture() + out + " --teacher " + fixture() + kTrain + "--epochs 0")
           .exit_code,
       2);
+  EXPECT_EQ(runCli("finetune " + fixture() + out + " --teacher " + fixture() + kTrain +
+                   "--grad-precision fp16")
+                .exit_code,
+            2);
   // taylor and --finetune need data; --qat needs --finetune.
   EXPECT_EQ(runCli("prune " + fixture() + out + " --method taylor --ratio 0.3").exit_code, 2);
   EXPECT_EQ(runCli("prune " + fixture() + out + " --ratio 0.3 --finetune 1").exit_code, 2);
@@ -195,6 +201,16 @@ TEST(FinetuneCliTest, DefaultTemperatureIsTwo) {
   auto help = runCli("finetune --help");
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--temperature FLOAT=2 "), std::string::npos) << help.out;
+}
+
+// --grad-precision fp32 turns the bf16 weight gradients off, and the JSON says so.
+TEST(FinetuneCliTest, GradPrecisionFp32) {
+  TempDir dir;
+  auto r = runCli("finetune " + fixture() + " -o " + quote(dir / "t.onnx") + " --teacher " +
+                  fixture() + kTrain + "--data-range 0:64 --batch 32 --grad-precision fp32 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["finetune"]["grad_precision"], "fp32");
+  EXPECT_NE(r.err.find("fp32 weight gradients"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "backward.h"
+#include "conv_grad_bf16.h"
 #include "direct_conv.h"
 #include "gemm.h"
 #include "grad_conv_phases.h"
@@ -276,6 +277,7 @@ struct ConvGrad {
   float* dy_mut = nullptr;      // dy, this backward's own copy, when masked in place
   const float* mask = nullptr;  // a folded BN's Relu output: dY is zero where it is not > 0
   const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
+  bool bf16 = false;                        // dW by weightGradBf16
 
   // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
   // output channels, each im2col row an offset into X (or its padded copy), a few samples a call.
@@ -318,6 +320,110 @@ struct ConvGrad {
     }
   }
 
+  // Samples per bf16 kernel call: enough for 256 vectors of positions per tile (its set-up and
+  // partial sums cost as much as ~7 of them: 14x14 maps ran at half speed one sample a call),
+  // at most 8 MiB of converted planes.
+  static int64_t bf16Chunk(int64_t samples, int64_t plane, int64_t elems_per_sample) {
+    const int64_t by_work = (256 * 32 + plane - 1) / plane;
+    const int64_t by_memory = (int64_t{8} << 20) / (2 * elems_per_sample);
+    return std::clamp<int64_t>(std::min(by_work, by_memory), 1, samples);
+  }
+
+  // dW with bf16 products (exec/kernels/conv_grad_bf16.h). X's padded planes are split into
+  // sh x sw phases, phase (a, b) holding rows a, a + sh, ... and columns b, b + sw, ...: a
+  // window tap (u, v) = (i dh, j dw) reads phase (u % sh, v % sw) at (y + u / sh, x + v / sw),
+  // so every stride reads like stride 1. dY's planes are wide (rows a phase row apart), so each
+  // row of the im2col is one offset. Per chunk of samples, converted to bf16; lane partial sums
+  // per thread, reduced once at the end.
+  void weightGradBf16(int t, int64_t s0, int64_t s1, Partials& part) const {
+    thread_local std::vector<uint16_t> xb, db;
+    thread_local std::vector<float> acc;
+    thread_local std::vector<int64_t> off;
+    const int64_t phases = g.sh * g.sw;
+    const int64_t hq = g.oh + (g.kh - 1) * g.dh / g.sh, wq = g.ow + (g.kw - 1) * g.dw / g.sw;
+    const int64_t plane = (g.oh * wq + 31) / 32 * 32;
+    const int64_t xs = ((g.kh - 1) * g.dh / g.sh * wq + (g.kw - 1) * g.dw / g.sw + plane + 31) /
+                       32 * 32;  // one phase
+    const int64_t chunk = bf16Chunk(s1 - s0, plane, cin * phases * xs + m * plane);
+    off.resize(static_cast<size_t>(kk));
+    for (int64_t r = 0; r < kk; ++r) {
+      const int64_t ch = r / (g.kh * g.kw), u = (r / g.kw) % g.kh * g.dh, v = r % g.kw * g.dw;
+      off[r] = (ch * phases + u % g.sh * g.sw + v % g.sw) * xs + u / g.sh * wq + v / g.sw;
+    }
+    growTo(xb, chunk * cin * phases * xs), growTo(db, chunk * m * plane), growTo(acc, m * kk * 16);
+    for (int64_t b0 = s0; b0 < s1; b0 += chunk) {
+      const int64_t bn = std::min(chunk, s1 - b0);
+      for (int64_t a = 0; a < g.sh; ++a)
+        for (int64_t b = 0; b < g.sw; ++b)
+          if (phaseRead(a, b)) convertPhase(b0, bn, a, b, hq, wq, xs, xb.data());
+      exec::conv_grad_bf16::toBf16(dy + b0 * m * p,
+                                   {.planes = bn * m,
+                                    .rows = g.oh,
+                                    .cols = g.ow,
+                                    .in_plane = p,
+                                    .in_row = g.ow,
+                                    .out_plane = plane,
+                                    .out_stride = plane,
+                                    .out_row = wq},
+                                   db.data());
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        exec::ConvWeightGradBf16Args a;
+        a.dy = db.data() + gi * mg * plane, a.dy_sample = m * plane, a.dy_plane = plane, a.m = mg;
+        a.x = xb.data() + gi * g.c * phases * xs, a.x_sample = cin * phases * xs;
+        a.off = off.data(), a.rows = kk, a.samples = bn;
+        a.acc = acc.data() + gi * mg * kk * 16, a.add = b0 > s0;
+        exec::conv_grad_bf16::weightGrad(a);
+      }
+    }
+    exec::conv_grad_bf16::reduceLanes(acc.data(), m * kk, part.dw[t].data());
+  }
+
+  bool phaseRead(int64_t a, int64_t b) const {  // by some tap (a 1x1 stride-2 Conv: one of four)
+    bool rows = false, cols = false;
+    for (int64_t i = 0; i < g.kh; ++i) rows |= i * g.dh % g.sh == a;
+    for (int64_t j = 0; j < g.kw; ++j) cols |= j * g.dw % g.sw == b;
+    return rows && cols;
+  }
+
+  // Phase (a, b) of X's padded planes, hq x wq, in bf16: padded row a + sh y' is image row
+  // a + sh y' - pt, so image rows from a - pt in steps of sh (likewise columns).
+  void convertPhase(int64_t b0, int64_t bn, int64_t a, int64_t b, int64_t hq, int64_t wq,
+                    int64_t xs, uint16_t* out) const {
+    auto firstInside = [](int64_t phase, int64_t pad, int64_t step) {  // y' with a+sh y'-pt >= 0
+      return pad > phase ? (pad - phase + step - 1) / step : 0;
+    };
+    auto countInside = [](int64_t first, int64_t phase, int64_t pad, int64_t step, int64_t size,
+                          int64_t limit) {  // y' >= first with a + sh y' - pt < size, y' < limit
+      const int64_t end = std::min(limit, (size + pad - phase + step - 1) / step);
+      return std::max<int64_t>(0, end - first);
+    };
+    const int64_t top = std::min(firstInside(a, g.pt, g.sh), hq);
+    const int64_t left = std::min(firstInside(b, g.pl, g.sw), wq);
+    const int64_t rows = countInside(top, a, g.pt, g.sh, g.ih, hq);
+    const int64_t cols = countInside(left, b, g.pl, g.sw, g.iw, wq);
+    const int64_t phases = g.sh * g.sw;
+    const float* in = x + b0 * cin * g.ih * g.iw;
+    if (rows > 0 && cols > 0) in += (a + g.sh * top - g.pt) * g.iw + (b + g.sw * left - g.pl);
+    exec::conv_grad_bf16::toBf16(in,
+                                 {.planes = bn * cin,
+                                  .rows = rows,
+                                  .cols = cols,
+                                  .in_plane = g.ih * g.iw,
+                                  .in_row = g.sh * g.iw,
+                                  .in_col = g.sw,
+                                  .out_plane = xs,
+                                  .out_stride = phases * xs,
+                                  .out_row = wq,
+                                  .top = top,
+                                  .left = left},
+                                 out + (a * g.sw + b) * xs);
+  }
+
+  template <typename T>
+  static void growTo(std::vector<T>& v, int64_t n) {  // no fill of what a bigger layer left
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  }
+
   // packed[b][si*p + q][l] = dY[b0 + si][gi*mg + b*lanes + l][q] (0 past the group's channels).
   void packDy(int64_t b0, int64_t bn, int64_t gi, int64_t lanes, int64_t blocks,
               float* packed) const {
@@ -335,7 +441,8 @@ struct ConvGrad {
 
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
     if (mask) maskDy(t, s0, s1, part);  // with the channel sums in the same pass
-    if (want_w) weightGradDirect(t, s0, s1, part);
+    if (want_w && bf16) weightGradBf16(t, s0, s1, part);
+    if (want_w && !bf16) weightGradDirect(t, s0, s1, part);
     if (want_b && !mask) biasGrad(t, s0, s1, part);
     if (!dx) return;
     if (phased) {
@@ -589,6 +696,7 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
     cg.w = scaled_w.data();
   }
   cg.dy = fdata(dy);
+  cg.bf16 = c.bf16_weight_grads && exec::convWeightGradBf16Supported();
   if (c.relu_mask) cg.dy_mut = fdata(dy_own), cg.mask = fdata(*c.relu_mask);
   cg.dx = nullptr;
   Tensor dx;

@@ -252,7 +252,8 @@ struct TrainSettings {
   double ema = 0;         // weight-average decay (0: none)
   int augment_shift = 0;  // pixels
   bool augment_flip = false;
-  double teacher_label_weight = 0;  // CE on the teacher's arg-max without labels
+  double teacher_label_weight = 0;      // CE on the teacher's arg-max without labels
+  std::string grad_precision = "bf16";  // Conv weight gradients: bf16 products or fp32
 };
 
 struct FinetuneCommandOptions {

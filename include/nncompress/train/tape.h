@@ -80,7 +80,16 @@ struct TapeOptions {
   // value forward() keeps, for activationGrad()/activation() (Taylor criterion). A listed value
   // makes every node downstream of it need a backward, even without trainable weights upstream.
   std::vector<std::string> keep_activation_grads;
+  // Conv weight gradients (stride 1) with bf16 products and float32 sums where the CPU has
+  // AVX-512 BF16: twice the multiply-add rate, products rounded to 8 bits of mantissa. Input
+  // gradients, every sum and all other ops stay float32. Off: float32 throughout (gradient
+  // checks); fine-tuning turns it on unless --grad-precision fp32.
+  bool bf16_weight_grads = false;
 };
+
+// Whether TapeOptions::bf16_weight_grads takes effect on this CPU (AVX-512 BF16, and
+// NNC_GEMM_ISA not capping the instruction set below AVX-512).
+bool bf16WeightGradsAvailable();
 
 // One trainable initializer. `value` is the tape's own copy (the Model is not touched until
 // writeBack); optimizers update `value` in place and read `grad` (same shape, float32).

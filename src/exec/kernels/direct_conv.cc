@@ -1,5 +1,7 @@
 #include "direct_conv.h"
 
+#include "conv_grad_bf16.h"
+
 #include <algorithm>
 
 #include "kernel_util.h"
@@ -181,6 +183,14 @@ void directDepthwiseConv(const float* x, const DirectConvShape& s, const float* 
                          const float* bias, int64_t m, const Epilogue& act, float* y,
                          const RunContext& ctx) {
   directDepthwiseConv(bestGemmIsa(), x, s, w, bias, m, act, y, ctx);
+}
+
+bool convWeightGradBf16Supported() {
+  static const bool ok = bestGemmIsa() == GemmIsa::kAvx512 && [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+  }();
+  return ok;
 }
 
 int convWeightGradBlock() { return isaKernels(bestGemmIsa()).block; }
