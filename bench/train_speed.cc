@@ -1,7 +1,7 @@
 // Training speed and memory of the gradient tape against the executor's inference, one mode per
 // process so each peak RSS is its own (bench/train_speed.sh runs both and prints the table).
 //   nnc_train_bench MODEL infer|train [--batch 64] [--iters 20] [--threads 2]
-//                   [--grad-precision bf16|fp32]   (Conv weight gradients; bf16 as finetune's
+//                   [--grad-precision bf16|fp32]   (Conv gradients; bf16 as finetune's
 //                   default)
 // Prints one line: mode images_per_second images_per_cpu_second peak_rss_mib.
 //   nnc_train_bench MODEL alternate [--blocks 9] ...   (both in one process, for the speed ratio)
@@ -88,8 +88,7 @@ Step inferenceStep(const Model& model, int64_t batch, int threads) {
 
 // One training step of the tape (zeroGrad, forward, backward of a constant output gradient).
 Step trainingStep(const Model& model, int64_t batch, int threads, bool bf16) {
-  auto tape =
-      train::GradientTape::create(model, {.num_threads = threads, .bf16_weight_grads = bf16});
+  auto tape = train::GradientTape::create(model, {.num_threads = threads, .bf16_conv_grads = bf16});
   if (!tape.isOk()) {
     std::fprintf(stderr, "%s\n", tape.status().toString().c_str());
     std::exit(3);
@@ -217,8 +216,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (mode == "precision") {  // what --grad-precision runs as on this CPU
-    std::printf("%s\n", bf16 && train::bf16WeightGradsAvailable() ? "bf16 weight gradients"
-                                                                  : "fp32 weight gradients");
+    std::printf("%s\n", bf16 && train::bf16ConvGradsAvailable() ? "bf16 Conv gradients"
+                                                                : "fp32 Conv gradients");
     return 0;
   }
   if (mode == "alternate") {

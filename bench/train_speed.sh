@@ -8,7 +8,7 @@
 # counts only that process's CPU time. Targets: train/infer >= 1/3, peak RSS train/infer <= 3x.
 # Without MODEL arguments: the ResNet fixture and the same pruned to 50% of its MACs, plus the
 # projected time of 2 distillation epochs on 60k images (student steps + teacher forwards).
-# Training steps run as finetune runs them: Conv weight gradients with bf16 products where the CPU
+# Training steps run as finetune runs them: Conv gradients with bf16 products where the CPU
 # has AVX-512 BF16 (GRAD_PRECISION=fp32: float32 throughout, as before that existed).
 #   bench/train_speed.sh [BUILD_DIR] [MODEL...] > table.md
 #   (THREADS=2 BATCH=64 ITERS=20 BLOCKS=9 GRAD_PRECISION=bf16)

@@ -49,7 +49,7 @@ TEST(FinetuneCliTest, DistilsAPrunedModelThatRunsInOrt) {
   EXPECT_EQ(f["steps"], 20);
   EXPECT_GE(f["best_epoch"].get<int>(), 1);
   EXPECT_TRUE(f["epochs"][0].contains("val_top1"));
-  EXPECT_EQ(f["grad_precision"], train::bf16WeightGradsAvailable() ? "bf16" : "fp32");
+  EXPECT_EQ(f["grad_precision"], train::bf16ConvGradsAvailable() ? "bf16" : "fp32");
   EXPECT_NE(r.err.find("images/s"), std::string::npos);  // progress on stderr
 
   // The weights changed, and ONNX Runtime computes what our executor computes.
@@ -203,14 +203,14 @@ TEST(FinetuneCliTest, DefaultTemperatureIsTwo) {
   EXPECT_NE(help.out.find("--temperature FLOAT=2 "), std::string::npos) << help.out;
 }
 
-// --grad-precision fp32 turns the bf16 weight gradients off, and the JSON says so.
+// --grad-precision fp32 turns the bf16 Conv gradients off, and the JSON says so.
 TEST(FinetuneCliTest, GradPrecisionFp32) {
   TempDir dir;
   auto r = runCli("finetune " + fixture() + " -o " + quote(dir / "t.onnx") + " --teacher " +
                   fixture() + kTrain + "--data-range 0:64 --batch 32 --grad-precision fp32 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out)["finetune"]["grad_precision"], "fp32");
-  EXPECT_NE(r.err.find("fp32 weight gradients"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("fp32 Conv gradients"), std::string::npos) << r.err;
 }
 
 }  // namespace

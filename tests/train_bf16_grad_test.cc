@@ -1,9 +1,10 @@
-// Conv weight gradients with bf16 products (TapeOptions::bf16_weight_grads, exec/kernels/
+// Conv gradients with bf16 products (TapeOptions::bf16_conv_grads, exec/kernels/
 // conv_grad_bf16.h): on single-Conv graphs of odd shapes (channel counts off the 4x6 tile, pads
 // on some sides only, dilation, strides with their phase planes, groups, depthwise, 1-D, several
-// sample chunks a thread), dW equals a double-precision sum of the bf16-rounded X and dY products
-// (so the kernel's layout and offsets are right), stays within bf16's rounding of the float32 dW,
-// and dX and dB are bit for bit the float32 tape's.
+// sample chunks a thread), dW and dX equal double-precision sums of the bf16-rounded products (X
+// and dY; dY and W), so the kernels' layouts and offsets are right, and stay within bf16's
+// rounding of the float32 tape's. dX of strided and depthwise Convs stays float32, bit for bit,
+// and so does dB.
 
 #include <gtest/gtest.h>
 
@@ -49,10 +50,16 @@ float bf16(float f) {  // round to nearest even, as VCVTNEPS2BF16 (no NaN here)
   return f;
 }
 
-// dW of the Conv from bf16-rounded X and dY, summed in double; `scale` gets, per element, the
-// sum of the products' magnitudes (the float32 summation's error bound is relative to it).
-std::vector<double> referenceWeightGrad(const ConvCase& c, const Tensor& x, const Tensor& dy,
-                                        std::vector<double>& scale) {
+// Sums in double of bf16-rounded products, and per element the sum of their magnitudes (the
+// float32 summation's error bound is relative to it).
+struct Reference {
+  std::vector<double> sum, scale;
+  void add(size_t k, double p) { sum[k] += p, scale[k] += std::abs(p); }
+};
+
+// dW from bf16-rounded X and dY, dX from bf16-rounded dY and W.
+void referenceGrads(const ConvCase& c, const Tensor& x, const Tensor& w, const Tensor& dy,
+                    Reference& dw_ref, Reference& dx_ref) {
   const bool two_d = c.x.size() == 4;
   const int64_t n = c.x[0], cin = c.x[1], ih = two_d ? c.x[2] : 1, iw = c.x.back();
   const int64_t m = c.w[0], cg = c.w[1], kh = two_d ? c.w[2] : 1, kw = c.w.back();
@@ -60,9 +67,12 @@ std::vector<double> referenceWeightGrad(const ConvCase& c, const Tensor& x, cons
   const int64_t sh = two_d ? c.strides[0] : 1, sw = c.strides.back();
   const int64_t dh = two_d ? c.dilations[0] : 1, dw = c.dilations.back();
   const int64_t pt = two_d ? c.pads[0] : 0, pl = two_d ? c.pads[1] : c.pads[0];
-  std::vector<double> ref(static_cast<size_t>(m * cg * kh * kw), 0.0);
-  scale.assign(ref.size(), 0.0);
+  dw_ref.sum.assign(static_cast<size_t>(m * cg * kh * kw), 0.0);
+  dw_ref.scale = dw_ref.sum;
+  dx_ref.sum.assign(static_cast<size_t>(x.numel()), 0.0);
+  dx_ref.scale = dx_ref.sum;
   const float *xd = x.data<float>().data(), *dyd = dy.data<float>().data();
+  const float* wd = w.data<float>().data();
   for (int64_t s = 0; s < n; ++s)
     for (int64_t oc = 0; oc < m; ++oc)
       for (int64_t ci = 0; ci < cg; ++ci)
@@ -73,12 +83,28 @@ std::vector<double> referenceWeightGrad(const ConvCase& c, const Tensor& x, cons
                 const int64_t r = y * sh - pt + i * dh, col = q * sw - pl + j * dw;
                 if (r < 0 || r >= ih || col < 0 || col >= iw) continue;
                 const int64_t ch = (oc / mg) * cg + ci;
-                const double p = double(bf16(dyd[((s * m + oc) * oh + y) * ow + q])) *
-                                 double(bf16(xd[((s * cin + ch) * ih + r) * iw + col]));
-                const size_t k = static_cast<size_t>(((oc * cg + ci) * kh + i) * kw + j);
-                ref[k] += p, scale[k] += std::abs(p);
+                const size_t xk = static_cast<size_t>(((s * cin + ch) * ih + r) * iw + col);
+                const size_t wk = static_cast<size_t>(((oc * cg + ci) * kh + i) * kw + j);
+                const double g = bf16(dyd[((s * m + oc) * oh + y) * ow + q]);
+                dw_ref.add(wk, g * bf16(xd[xk]));
+                dx_ref.add(xk, g * bf16(wd[wk]));
               }
-  return ref;
+}
+
+// Worst error against the exact sums (relative to the magnitudes summed) and against the
+// float32 tape (relative to its largest element).
+void expectNear(const char* what, const Tensor& got, const Reference& ref, const Tensor& fp32) {
+  SCOPED_TRACE(what);
+  double worst_ref = 0, worst_fp32 = 0, norm = 0;
+  for (size_t k = 0; k < ref.sum.size(); ++k) {
+    const double v = got.data<float>()[k], f = fp32.data<float>()[k];
+    worst_ref = std::max(worst_ref, std::abs(v - ref.sum[k]) / (ref.scale[k] + 1e-30));
+    worst_fp32 = std::max(worst_fp32, std::abs(v - f));
+    norm = std::max(norm, std::abs(f));
+  }
+  EXPECT_LT(worst_ref, 1e-6) << "differs from the bf16 products summed exactly";
+  EXPECT_GT(worst_fp32, 0.0) << "bf16 path not taken";
+  EXPECT_LT(worst_fp32, 1e-2 * norm) << "beyond bf16 rounding of the float32 gradient";
 }
 
 struct Grads {
@@ -87,7 +113,7 @@ struct Grads {
 
 Grads tapeGrads(const Model& model, const Tensor& x, const Tensor& dy, bool bf16_grads) {
   auto tape = GradientTape::create(
-      model, {.num_threads = 2, .keep_activation_grads = {"x"}, .bf16_weight_grads = bf16_grads});
+      model, {.num_threads = 2, .keep_activation_grads = {"x"}, .bf16_conv_grads = bf16_grads});
   EXPECT_TRUE(tape.isOk()) << tape.status().toString();
   GradientTape& t = *tape.value();
   auto y = t.forward({x});
@@ -112,24 +138,20 @@ void expectBf16Grads(const ConvCase& c, const Shape& y_shape) {
   const Model model = convModel(c, rng);
   const Tensor x = testing::randomTensor(c.x, rng), dy = testing::randomTensor(y_shape, rng);
   const Grads fp32 = tapeGrads(model, x, dy, false), half = tapeGrads(model, x, dy, true);
-  EXPECT_EQ(maxAbsDiff(half.dx, fp32.dx), 0.f);  // input gradients stay float32
   EXPECT_EQ(maxAbsDiff(half.db, fp32.db), 0.f);
-  std::vector<double> scale;
-  const std::vector<double> ref = referenceWeightGrad(c, x, dy, scale);
-  double worst_ref = 0, worst_fp32 = 0, norm = 0;
-  for (size_t k = 0; k < ref.size(); ++k) {
-    const double got = half.dw.data<float>()[k];
-    worst_ref = std::max(worst_ref, std::abs(got - ref[k]) / (scale[k] + 1e-30));
-    worst_fp32 = std::max(worst_fp32, std::abs(got - double(fp32.dw.data<float>()[k])));
-    norm = std::max(norm, std::abs(double(fp32.dw.data<float>()[k])));
-  }
-  EXPECT_LT(worst_ref, 1e-6) << "bf16 kernel differs from the bf16 products summed exactly";
-  EXPECT_GT(worst_fp32, 0.0) << "bf16 path not taken";
-  EXPECT_LT(worst_fp32, 1e-2 * norm) << "beyond bf16 rounding of the float32 gradient";
+  Reference dw_ref, dx_ref;
+  const Tensor& w = *model.graph->findValue("w")->initializer();
+  referenceGrads(c, x, w, dy, dw_ref, dx_ref);
+  expectNear("dW", half.dw, dw_ref, fp32.dw);
+  const bool strided = c.strides[0] != 1 || c.strides.back() != 1;
+  if (strided || c.w[0] / c.group < 2)
+    EXPECT_EQ(maxAbsDiff(half.dx, fp32.dx), 0.f);  // dX stays float32
+  else
+    expectNear("dX", half.dx, dx_ref, fp32.dx);
 }
 
-TEST(TrainBf16WeightGrad, MatchesExactBf16ProductsOnOddShapes) {
-  if (!bf16WeightGradsAvailable()) GTEST_SKIP() << "CPU without AVX-512 BF16";
+TEST(TrainBf16Grads, MatchExactBf16ProductsOnOddShapes) {
+  if (!bf16ConvGradsAvailable()) GTEST_SKIP() << "CPU without AVX-512 BF16";
   const std::vector<std::pair<ConvCase, Shape>> cases = {
       {{"3x3 pads 1, 21 channels", {3, 5, 9, 7}, {21, 5, 3, 3}, {1, 1}, {1, 1, 1, 1}, {1, 1}},
        {3, 21, 9, 7}},

@@ -124,7 +124,7 @@ void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
                   "Without --labels: weight of a cross-entropy on the teacher's top class")
       ->capture_default_str();
   cmd->add_option("--grad-precision", t.grad_precision,
-                  "Conv weight gradients: bf16 products with float32 sums (twice as fast where "
+                  "Conv gradients: bf16 products with float32 sums (twice as fast where "
                   "the CPU has AVX-512 BF16; float32 elsewhere) or fp32")
       ->check(CLI::IsMember({"bf16", "fp32"}))
       ->capture_default_str();

@@ -32,7 +32,7 @@ StatusOr<FinetuneOptions> finetuneOptionsFrom(const TrainSettings& s, int epochs
   o.augment.max_shift = s.augment_shift;
   o.augment.flip = s.augment_flip;
   o.teacher_label_weight = s.teacher_label_weight;
-  o.bf16_weight_grads = s.grad_precision == "bf16";
+  o.bf16_conv_grads = s.grad_precision == "bf16";
   if (s.teacher_label_weight < 0)
     return invalidArgument("--teacher-label-weight must not be negative");
   if (!(s.ema >= 0 && s.ema < 1)) return invalidArgument("--ema must be in [0, 1)");
@@ -68,8 +68,8 @@ StatusOr<FinetuneResult> finetuneWithProgress(Model& student, const Model& teach
   o.log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
   auto result = finetune(student, teacher, data, o);
   if (!result.isOk()) return result.status();
-  spdlog::info("finetune: {} steps, {:.0f} images/s ({} weight gradients){}{}", result->steps,
-               result->images_per_second, result->bf16_weight_grads ? "bf16" : "fp32",
+  spdlog::info("finetune: {} steps, {:.0f} images/s ({} Conv gradients){}{}", result->steps,
+               result->images_per_second, result->bf16_conv_grads ? "bf16" : "fp32",
                result->best_epoch ? ", best epoch " + std::to_string(result->best_epoch) : "",
                result->batch_norm_reestimated ? ", BatchNorm statistics re-estimated" : "");
   return result;
@@ -90,7 +90,7 @@ nlohmann::ordered_json finetuneJson(const FinetuneResult& r) {
   j["best_epoch"] = r.best_epoch;
   j["resumed"] = r.resumed;
   j["images_per_second"] = r.images_per_second;
-  j["grad_precision"] = r.bf16_weight_grads ? "bf16" : "fp32";
+  j["grad_precision"] = r.bf16_conv_grads ? "bf16" : "fp32";
   j["batch_norm_reestimated"] = r.batch_norm_reestimated;
   if (r.val_top1_before_bn) j["val_top1_before_bn"] = *r.val_top1_before_bn;
   if (r.val_top1_after_bn) j["val_top1_after_bn"] = *r.val_top1_after_bn;

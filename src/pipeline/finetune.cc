@@ -437,7 +437,7 @@ StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::Sa
   NNC_ASSIGN_OR_RETURN(auto teacher_exec, exec::Executor::create(teacher, eo));
   train::TapeOptions to;
   to.num_threads = options.num_threads;
-  to.bf16_weight_grads = options.bf16_weight_grads;
+  to.bf16_conv_grads = options.bf16_conv_grads;
   NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(student, to));
   if (tape->inputs().size() != 1 || teacher_exec->inputs().size() != 1)
     return unsupported("fine-tuning needs models with one input");
@@ -448,7 +448,7 @@ StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::Sa
   FinetuneRun run(options, data, *tape, *teacher_exec);
   NNC_RETURN_IF_ERROR(run.setUp());
   FinetuneResult result;
-  result.bf16_weight_grads = options.bf16_weight_grads && train::bf16WeightGradsAvailable();
+  result.bf16_conv_grads = options.bf16_conv_grads && train::bf16ConvGradsAvailable();
   NNC_RETURN_IF_ERROR(run.run(result));
   NNC_RETURN_IF_ERROR(tape->writeBack(student));
   if (result.stopped_early) return result;

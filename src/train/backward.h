@@ -49,7 +49,7 @@ struct BackwardContext {
   // Input 0's gradient summed so far (float32, input 0's shape), or nullptr: a backward may add
   // its dX into it instead (and leave input_grads[0] empty), saving the tape's pass summing them.
   Tensor* input0_grad_sum = nullptr;
-  bool bf16_weight_grads = false;  // TapeOptions::bf16_weight_grads
+  bool bf16_conv_grads = false;  // TapeOptions::bf16_conv_grads
 };
 
 // Writes input_grads[i] (the shape of input i, float32) for every i with needs_grad[i]; an

@@ -266,6 +266,16 @@ void packLanes(const float* const* rows, int64_t used, int64_t lanes, int64_t p,
 }
 
 // One Conv gradient for samples [s0, s1) of one thread.
+// dX of a stride-1 Conv with bf16 products (exec::conv_grad_bf16::conv): dY convolved with the
+// flipped weights, dY's channels in interleaved bf16 pairs placed at the transposed convolution's
+// pads, rows wx apart, so dX comes out wide (rows wx apart) and is cropped. Set up every batch
+// (the weights train).
+struct Bf16InputGrad {
+  int64_t top = 0, left = 0, wx = 0, x_plane = 0, y_plane = 0, pairs = 0;
+  std::vector<int64_t> taps;
+  std::vector<uint32_t> w;  // per group [pairs][taps][cg]
+};
+
 struct ConvGrad {
   const BackwardContext& c;
   Geometry g;  // per group: g.c = input channels of a group
@@ -278,6 +288,7 @@ struct ConvGrad {
   const float* mask = nullptr;  // a folded BN's Relu output: dY is zero where it is not > 0
   const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
   bool bf16 = false;                        // dW by weightGradBf16
+  const Bf16InputGrad* dx_bf16 = nullptr;   // dX by inputGradBf16, else nullptr
 
   // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
   // output channels, each im2col row an offset into X (or its padded copy), a few samples a call.
@@ -445,6 +456,7 @@ struct ConvGrad {
     if (want_w && !bf16) weightGradDirect(t, s0, s1, part);
     if (want_b && !mask) biasGrad(t, s0, s1, part);
     if (!dx) return;
+    if (dx_bf16) return inputGradBf16(s0, s1);
     if (phased) {
       thread_local std::vector<float> scratch;
       for (int64_t s = s0; s < s1; ++s)
@@ -479,6 +491,44 @@ struct ConvGrad {
 #pragma omp simd reduction(+ : sum)
         for (int64_t q = 0; q < p; ++q) sum += row[q];
         part.db[t][j] += sum;
+      }
+  }
+
+  void inputGradBf16(int64_t s0, int64_t s1) const {
+    thread_local std::vector<uint32_t> xi;
+    thread_local std::vector<float> yw;
+    const Bf16InputGrad& st = *dx_bf16;
+    const int64_t taps = g.kh * g.kw;
+    growTo(xi, st.pairs * st.x_plane), growTo(yw, g.c * st.y_plane);
+    for (int64_t s = s0; s < s1; ++s)
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        exec::conv_grad_bf16::toBf16Pairs(dy + (s * m + gi * mg) * p, mg,
+                                          {.planes = st.pairs,
+                                           .rows = g.oh,
+                                           .cols = g.ow,
+                                           .in_plane = p,
+                                           .in_row = g.ow,
+                                           .out_plane = st.x_plane,
+                                           .out_stride = st.x_plane,
+                                           .out_row = st.wx,
+                                           .top = st.top,
+                                           .left = st.left},
+                                          xi.data());
+        exec::ConvBf16Args a;
+        a.x = xi.data(), a.x_plane = st.x_plane, a.pairs = st.pairs;
+        a.w = st.w.data() + gi * st.pairs * taps * g.c;
+        a.taps = st.taps.data(), a.ntaps = taps, a.co = g.c;
+        a.y = yw.data(), a.y_plane = st.y_plane;
+        exec::conv_grad_bf16::conv(a);
+        for (int64_t c = 0; c < g.c; ++c)  // the wide rows cropped to iw
+          for (int64_t r = 0; r < g.ih; ++r) {
+            const float* src = yw.data() + c * st.y_plane + r * st.wx;
+            float* dst = dx + ((s * cin + gi * g.c + c) * g.ih + r) * g.iw;
+            if (add_dx)
+              for (int64_t j = 0; j < g.iw; ++j) dst[j] += src[j];
+            else
+              std::copy(src, src + g.iw, dst);
+          }
       }
   }
 
@@ -653,13 +703,49 @@ void finishConvGrads(const BackwardContext& c, const Partials& part, FoldedBatch
   if (want_db) grads[2] = reshaped(std::move(db), c.input_shapes[2]);
 }
 
-// dX: a direct convolution of dY (stride 1), else by phases or im2col inside the sample loop.
-StatusOr<DirectInputGrad*> setUpInputGrad(const BackwardContext& c, ConvGrad& cg, Tensor& dx) {
+// Null when the geometry has no such form (strides; crops), or for depthwise (a channel a group:
+// half of every pair would be zero).
+std::unique_ptr<Bf16InputGrad> bf16InputGrad(const Geometry& g, int64_t m, int64_t groups,
+                                             const float* w, bool one_d) {
+  std::vector<int64_t> pads;
+  const int64_t mg = m / groups, cg = g.c, taps = g.kh * g.kw;
+  if (mg < 2 || !directInputGradPads(g, pads, one_d)) return nullptr;
+  auto st = std::make_unique<Bf16InputGrad>();
+  st->top = one_d ? 0 : pads[0], st->left = one_d ? pads[0] : pads[1];
+  st->wx = g.iw + (g.kw - 1) * g.dw;
+  st->y_plane = (g.ih * st->wx + 15) / 16 * 16;
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j) st->taps.push_back(i * g.dh * st->wx + j * g.dw);
+  st->x_plane = (st->y_plane + st->taps.back() + 15) / 16 * 16;
+  st->pairs = (mg + 1) / 2;
+  std::vector<uint16_t> half(static_cast<size_t>(m * cg * taps));
+  exec::conv_grad_bf16::toBf16(w, m * cg * taps, half.data());
+  st->w.assign(static_cast<size_t>(groups * st->pairs * taps * cg), 0);
+  for (int64_t oc = 0; oc < m; ++oc)  // W'[c][oc][k] = W[oc][c][taps - 1 - k]
+    for (int64_t c = 0; c < cg; ++c)
+      for (int64_t k = 0; k < taps; ++k) {
+        const int64_t gi = oc / mg, q = oc % mg / 2, hi = oc % mg % 2;
+        const uint32_t v = half[(oc * cg + c) * taps + taps - 1 - k];
+        st->w[((gi * st->pairs + q) * taps + k) * cg + c] |= v << (16 * hi);
+      }
+  return st;
+}
+
+// dX in bf16 (`bf16` holds its set-up), a direct convolution of dY (stride 1), else by phases or
+// im2col inside the sample loop.
+StatusOr<DirectInputGrad*> setUpInputGrad(const BackwardContext& c, ConvGrad& cg, Tensor& dx,
+                                          std::unique_ptr<Bf16InputGrad>& bf16) {
   if (!c.needs_grad[0]) return static_cast<DirectInputGrad*>(nullptr);
-  NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, directInputGrad(c, cg.g, cg.groups));
-  if (direct) return direct;
-  cg.phased = phasedInputGrad(c, cg.g, cg.groups, cg.w);
-  cg.add_dx = cg.phased && c.input0_grad_sum;  // phases add into the sum so far
+  if (cg.bf16) bf16 = bf16InputGrad(cg.g, cg.m, cg.groups, cg.w, c.input_shapes[0].size() == 3);
+  DirectInputGrad* direct = nullptr;
+  if (!bf16) {
+    NNC_ASSIGN_OR_RETURN(direct, directInputGrad(c, cg.g, cg.groups));
+    if (direct) return direct;
+  }
+  cg.dx_bf16 = bf16.get();
+  if (!bf16) cg.phased = phasedInputGrad(c, cg.g, cg.groups, cg.w);
+  // phases and the bf16 crop add into the sum so far
+  cg.add_dx = (cg.phased || bf16) && c.input0_grad_sum;
   if (!cg.add_dx) dx = c.ctx.newTensor(DType::kFloat32, c.input_shapes[0]);
   cg.dx = fdata(cg.add_dx ? *c.input0_grad_sum : dx);
   return direct;
@@ -696,11 +782,12 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
     cg.w = scaled_w.data();
   }
   cg.dy = fdata(dy);
-  cg.bf16 = c.bf16_weight_grads && exec::convWeightGradBf16Supported();
+  cg.bf16 = c.bf16_conv_grads && exec::convWeightGradBf16Supported();
   if (c.relu_mask) cg.dy_mut = fdata(dy_own), cg.mask = fdata(*c.relu_mask);
   cg.dx = nullptr;
   Tensor dx;
-  NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, setUpInputGrad(c, cg, dx));
+  std::unique_ptr<Bf16InputGrad> dx_bf16;
+  NNC_ASSIGN_OR_RETURN(DirectInputGrad * direct, setUpInputGrad(c, cg, dx, dx_bf16));
   const int threads = static_cast<int>(std::min<int64_t>(c.ctx.num_threads, cg.n));
   Partials part(threads, cg.want_w ? shapeNumel(ws) : 0, cg.want_b ? cg.m : 0);
   perThreadSamples(cg.n, c.ctx, threads, [&](int t, int64_t s0, int64_t s1) {

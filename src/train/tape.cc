@@ -233,7 +233,7 @@ StatusOr<std::unique_ptr<GradientTape>> GradientTape::create(const Model& model,
   planFusions(*impl);
   impl->ctx.num_threads = options.num_threads > 0 ? options.num_threads : omp_get_num_procs();
   impl->ctx.pool = &impl->pool;
-  impl->bf16_weight_grads = options.bf16_weight_grads;
+  impl->bf16_conv_grads = options.bf16_conv_grads;
   impl->pool.setKeepDemand(true);  // activations are held until backward: many of one size
   if (impl->ctx.num_threads > 1) {
     impl->workers = std::make_unique<exec::ThreadPool>(impl->ctx.num_threads);
@@ -242,7 +242,7 @@ StatusOr<std::unique_ptr<GradientTape>> GradientTape::create(const Model& model,
   return std::unique_ptr<GradientTape>(new GradientTape(std::move(impl)));
 }
 
-bool bf16WeightGradsAvailable() { return exec::convWeightGradBf16Supported(); }
+bool bf16ConvGradsAvailable() { return exec::convWeightGradBf16Supported(); }
 
 GradientTape::GradientTape(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GradientTape::~GradientTape() = default;

@@ -65,7 +65,7 @@ struct GradientTape::Impl {
   std::unordered_map<int, FakeQuantRecord> fake_quant;  // by slot
 
   exec::RunContext ctx;
-  bool bf16_weight_grads = false;  // TapeOptions::bf16_weight_grads
+  bool bf16_conv_grads = false;  // TapeOptions::bf16_conv_grads
   exec::BufferPool pool;
   std::unique_ptr<exec::ThreadPool> workers;
   std::vector<Shape> last_input_shapes;

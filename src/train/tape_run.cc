@@ -297,7 +297,7 @@ Status GradientTape::Impl::backwardStep(TapeStep& step, std::vector<Tensor>& gra
     FoldedBatchNorm folded;
     if (foldedBatchNormOf(*this, step, folded)) c.folded_bn = &folded;
     c.input0_grad_sum = gradSumOfInput0(step, grads);
-    c.bf16_weight_grads = bf16_weight_grads;
+    c.bf16_conv_grads = bf16_conv_grads;
     std::vector<Tensor> in_grads(step.input_slots.size());
     ScopedTimer timer{step.node, " bwd"};
     NNC_RETURN_IF_ERROR(step.backward->fn(c, in_grads)

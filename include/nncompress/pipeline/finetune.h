@@ -68,9 +68,9 @@ struct FinetuneOptions {
   // weight beside the KL term (classifiers only). 0: none.
   double teacher_label_weight = 0;
   int num_threads = 0;  // 0: every core
-  // Conv weight gradients with bf16 products where the CPU has AVX-512 BF16
-  // (train::TapeOptions::bf16_weight_grads); false: float32 throughout.
-  bool bf16_weight_grads = true;
+  // Conv gradients with bf16 products where the CPU has AVX-512 BF16
+  // (train::TapeOptions::bf16_conv_grads); false: float32 throughout.
+  bool bf16_conv_grads = true;
   const std::vector<int64_t>* labels = nullptr;  // per sample of the training data
   data::SampleReader* val = nullptr;             // best epoch chosen on it (else the last)
   const std::vector<int64_t>* val_labels = nullptr;
@@ -100,7 +100,7 @@ struct FinetuneResult {
   std::optional<double> loss_before_bn, loss_after_bn;  // when judged by the distillation loss
   double images_per_second = 0;
   int64_t steps = 0;
-  bool bf16_weight_grads = false;  // asked for and available on this CPU
+  bool bf16_conv_grads = false;  // asked for and available on this CPU
 };
 
 // Trains `student` in place. `teacher` must accept the same input and produce outputs of the

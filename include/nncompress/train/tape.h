@@ -80,16 +80,17 @@ struct TapeOptions {
   // value forward() keeps, for activationGrad()/activation() (Taylor criterion). A listed value
   // makes every node downstream of it need a backward, even without trainable weights upstream.
   std::vector<std::string> keep_activation_grads;
-  // Conv weight gradients (stride 1) with bf16 products and float32 sums where the CPU has
-  // AVX-512 BF16: twice the multiply-add rate, products rounded to 8 bits of mantissa. Input
-  // gradients, every sum and all other ops stay float32. Off: float32 throughout (gradient
-  // checks); fine-tuning turns it on unless --grad-precision fp32.
-  bool bf16_weight_grads = false;
+  // Conv gradients with bf16 products and float32 sums where the CPU has AVX-512 BF16: twice the
+  // multiply-add rate, the factors rounded to 8 bits of mantissa. dW of every Conv, dX of
+  // stride-1 Convs with at least 2 output channels a group. The forward, every sum, the weights
+  // and all other ops stay float32. Off: float32 throughout (gradient checks); fine-tuning turns
+  // it on unless --grad-precision fp32.
+  bool bf16_conv_grads = false;
 };
 
-// Whether TapeOptions::bf16_weight_grads takes effect on this CPU (AVX-512 BF16, and
+// Whether TapeOptions::bf16_conv_grads takes effect on this CPU (AVX-512 BF16, and
 // NNC_GEMM_ISA not capping the instruction set below AVX-512).
-bool bf16WeightGradsAvailable();
+bool bf16ConvGradsAvailable();
 
 // One trainable initializer. `value` is the tape's own copy (the Model is not touched until
 // writeBack); optimizers update `value` in place and read `grad` (same shape, float32).

@@ -35,6 +35,36 @@ void tile(const ConvWeightGradBf16Args& a, int64_t oc0, int64_t r0) {
     }
 }
 
+// CO output channels by PV vectors of 16 positions from t0, over every pair and tap.
+template <int CO, int PV>
+void convTile(const ConvBf16Args& a, int64_t co0, int64_t t0) {
+  __m512 acc[CO * PV];
+  for (int u = 0; u < CO * PV; ++u) acc[u] = _mm512_setzero_ps();
+  for (int64_t q = 0; q < a.pairs; ++q) {
+    const uint32_t* xq = a.x + q * a.x_plane + t0;
+    const uint32_t* wq = a.w + q * a.ntaps * a.co + co0;
+    for (int64_t k = 0; k < a.ntaps; ++k) {
+      __m512bh xv[PV];
+      for (int p = 0; p < PV; ++p) xv[p] = (__m512bh)_mm512_loadu_si512(xq + a.taps[k] + p * 16);
+      for (int c = 0; c < CO; ++c) {
+        const __m512bh wv = (__m512bh)_mm512_set1_epi32(static_cast<int>(wq[k * a.co + c]));
+        for (int p = 0; p < PV; ++p) acc[c * PV + p] = _mm512_dpbf16_ps(acc[c * PV + p], xv[p], wv);
+      }
+    }
+  }
+  for (int c = 0; c < CO; ++c)
+    for (int p = 0; p < PV; ++p)
+      _mm512_storeu_ps(a.y + (co0 + c) * a.y_plane + t0 + p * 16, acc[c * PV + p]);
+}
+
+constexpr int kConvCo = 4, kConvPv = 6;  // 24 accumulators, 6 input vectors, 1 weight pair
+using ConvTileFn = void (*)(const ConvBf16Args&, int64_t, int64_t);
+template <int CO>
+constexpr ConvTileFn kConvRow[kConvPv] = {convTile<CO, 1>, convTile<CO, 2>, convTile<CO, 3>,
+                                          convTile<CO, 4>, convTile<CO, 5>, convTile<CO, 6>};
+constexpr const ConvTileFn* kConvTiles[kConvCo] = {kConvRow<1>, kConvRow<2>, kConvRow<3>,
+                                                   kConvRow<4>};
+
 using TileFn = void (*)(const ConvWeightGradBf16Args&, int64_t, int64_t);
 
 template <int M>
@@ -106,6 +136,62 @@ void toBf16(const float* in, const Bf16Planes& s, uint16_t* out) {
       zeros(plane + s.top * s.out_row + s.left, s.out_plane - s.top * s.out_row - s.left);
   }
 }
+
+void conv(const ConvBf16Args& a) {
+  const int64_t vectors = a.y_plane / 16;
+  for (int64_t co0 = 0; co0 < a.co; co0 += kConvCo) {
+    const int64_t co = a.co - co0 < kConvCo ? a.co - co0 : kConvCo;
+    for (int64_t v0 = 0; v0 < vectors; v0 += kConvPv) {
+      const int64_t pv = vectors - v0 < kConvPv ? vectors - v0 : kConvPv;
+      kConvTiles[co - 1][pv - 1](a, co0, v0 * 16);
+    }
+  }
+}
+
+namespace {
+
+// 16 pairs (a[j], b[j]) as bf16, a in the low half of each 32-bit lane.
+__m512i pairsOf(__m512 a, __m512 b) {
+  const __m512i halves = (__m512i)_mm512_cvtne2ps_pbh(b, a);  // a's 16, then b's 16
+  const __m512i interleave =
+      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(interleave, halves);
+}
+
+void zeroPairs(uint32_t* out, int64_t n) {  // n >= 0
+  for (int64_t j = 0; j < n; j += 16)
+    _mm512_mask_storeu_epi32(out + j, firstLanes(n - j), _mm512_setzero_si512());
+}
+
+}  // namespace
+
+void toBf16Pairs(const float* in, int64_t channels, const Bf16Planes& s, uint32_t* out) {
+  const int64_t right = s.out_row - s.left - s.cols;
+  for (int64_t q = 0; q < s.planes; ++q) {
+    uint32_t* plane = out + q * s.out_stride;
+    const float* a = in + 2 * q * s.in_plane;
+    const bool has_b = 2 * q + 1 < channels;
+    zeroPairs(plane, s.top * s.out_row + s.left);
+    for (int64_t r = 0; r < s.rows; ++r) {
+      uint32_t* row = plane + (s.top + r) * s.out_row + s.left;
+      for (int64_t j = 0; j < s.cols; j += 16) {
+        const __mmask16 k = firstLanes(s.cols - j);
+        const __m512 va = _mm512_maskz_loadu_ps(k, a + r * s.in_row + j);
+        const __m512 vb = has_b ? _mm512_maskz_loadu_ps(k, a + s.in_plane + r * s.in_row + j)
+                                : _mm512_setzero_ps();
+        _mm512_mask_storeu_epi32(row + j, k, pairsOf(va, vb));
+      }
+      zeroPairs(row + s.cols, r + 1 < s.rows
+                                  ? right + s.left
+                                  : s.out_plane - (s.top + r) * s.out_row - s.left - s.cols);
+    }
+    if (s.rows == 0)
+      zeroPairs(plane + s.top * s.out_row + s.left, s.out_plane - s.top * s.out_row - s.left);
+  }
+}
+
+void toBf16(const float* in, int64_t n, uint16_t* out) { convertRow(in, n, 1, out); }
 
 void reduceLanes(const float* acc, int64_t n, float* dw) {
   for (int64_t i = 0; i < n; ++i) dw[i] += _mm512_reduce_add_ps(_mm512_loadu_ps(acc + i * 16));
