@@ -153,15 +153,16 @@ void alternate(const Model& model, int64_t batch, int iters, int threads, int bl
 // Multiply-adds per image of an inference run and of a training step: the forward, plus dW of
 // every layer with a float weight, plus dX of every layer whose input 0 carries a gradient (is
 // computed from a weight; the stem's image needs none). Their quotient bounds the train/infer
-// ratio when both run their kernels equally fast and do nothing else. Also prints dW's share (bf16
-// products run it at up to twice the rate).
+// ratio when both run their kernels equally fast and do nothing else. Also prints the share that
+// --grad-precision bf16 runs with bf16 products (every Conv dW, stride-1 Conv dX with >= 2 output
+// channels a group), at up to twice the rate.
 void multiplyAdds(const Model& model) {
   const Graph& g = *model.graph;
   std::set<const Value*> carries;  // values that depend on a trainable weight
   auto isWeight = [](const Value* v) {
     return v && v->isInitializer() && v->dtype() == DType::kFloat32 && !v->isGraphInput();
   };
-  int64_t infer = 0, train = 0, dw = 0;
+  int64_t infer = 0, train = 0, half = 0;  // half: run with bf16 products (Conv dW, dX)
   for (const auto& n : g.nodes()) {
     bool any = false, weighted = false;
     for (size_t i = 0; i < n->numInputs(); ++i) {
@@ -175,10 +176,17 @@ void multiplyAdds(const Model& model) {
     const bool dx = n->numInputs() > 0 && carries.count(n->input(0));
     infer += macs;
     train += macs + (weighted ? macs : 0) + (dx ? macs : 0);
-    dw += weighted ? macs : 0;
+    if (n->opType() != "Conv") continue;
+    const auto strides = n->intsAttr("strides");
+    const bool stride1 =
+        std::all_of(strides.begin(), strides.end(), [](int64_t s) { return s == 1; });
+    const Value* w = n->numInputs() > 1 ? n->input(1) : nullptr;
+    const int64_t per_group =
+        w && w->initializer() ? w->initializer()->dim(0) / n->intAttr("group", 1) : 0;
+    half += (weighted ? macs : 0) + (dx && stride1 && per_group >= 2 ? macs : 0);
   }
   std::printf("macs %lld %lld %lld\n", static_cast<long long>(infer), static_cast<long long>(train),
-              static_cast<long long>(dw));
+              static_cast<long long>(half));
 }
 
 }  // namespace

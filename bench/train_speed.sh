@@ -49,13 +49,14 @@ print('| $(basename "$model" .onnx) | %.0f | %.0f | %.3f (%.3f-%.3f) | %.0f | %.
 done
 echo
 for model in "${MODELS[@]}"; do
-  read -r _ im tm dw < <("$BIN" "$model" macs)
+  read -r _ im tm half < <("$BIN" "$model" macs)
   /usr/bin/python3 -c "
-im, tm, dw = $im, $tm, $dw
+im, tm, half = $im, $tm, $half
 print('$(basename "$model" .onnx): multiply-adds per image %d for inference, %d for a training step '
       '(forward, dW, dX where the input carries a gradient): %.3fx, so train/infer is at most %.3f '
-      'with float32 kernels as fast as inference and no other work; %.3f with dW (%d of them) at '
-      'twice that rate (bf16).' % (im, tm, tm / im, im / tm, im / (tm - dw / 2), dw))"
+      'with float32 kernels as fast as inference and no other work; at most %.3f when the %d that '
+      'bf16 products run (Conv dW, stride-1 dX) go at twice that rate.'
+      % (im, tm, tm / im, im / tm, im / (tm - half / 2), half))"
 done
 if [ $# -eq 0 ]; then
   /usr/bin/python3 - "$WORK/rates" <<'PY'

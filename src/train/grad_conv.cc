@@ -265,7 +265,6 @@ void packLanes(const float* const* rows, int64_t used, int64_t lanes, int64_t p,
   }
 }
 
-// One Conv gradient for samples [s0, s1) of one thread.
 // dX of a stride-1 Conv with bf16 products (exec::conv_grad_bf16::conv): dY convolved with the
 // flipped weights, dY's channels in interleaved bf16 pairs placed at the transposed convolution's
 // pads, rows wx apart, so dX comes out wide (rows wx apart) and is cropped. Set up every batch
@@ -276,6 +275,7 @@ struct Bf16InputGrad {
   std::vector<uint32_t> w;  // per group [pairs][taps][cg]
 };
 
+// One Conv gradient for samples [s0, s1) of one thread.
 struct ConvGrad {
   const BackwardContext& c;
   Geometry g;  // per group: g.c = input channels of a group
