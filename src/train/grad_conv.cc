@@ -524,10 +524,12 @@ struct ConvGrad {
           for (int64_t r = 0; r < g.ih; ++r) {
             const float* src = yw.data() + c * st.y_plane + r * st.wx;
             float* dst = dx + ((s * cin + gi * g.c + c) * g.ih + r) * g.iw;
-            if (add_dx)
+            if (add_dx) {
+#pragma omp simd
               for (int64_t j = 0; j < g.iw; ++j) dst[j] += src[j];
-            else
+            } else {
               std::copy(src, src + g.iw, dst);
+            }
           }
       }
   }
