@@ -15,9 +15,12 @@
 #include "graph_input.h"
 #include "nncompress/train/tape.h"
 #include "random_tensor.h"
+#include "tensor_diff.h"
 
 namespace nnc::train {
 namespace {
+
+using testing::maxAbsDiff;
 
 struct ConvCase {
   std::string name;
@@ -122,14 +125,6 @@ Grads tapeGrads(const Model& model, const Tensor& x, const Tensor& dy, bool bf16
   t.zeroGrad();
   EXPECT_TRUE(t.backward({dy}).isOk());
   return {t.parameter("w")->grad, t.parameter("b")->grad, *t.activationGrad("x")};
-}
-
-float maxAbsDiff(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  float d = 0;
-  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i)
-    d = std::max(d, std::abs(a.data<float>()[i] - b.data<float>()[i]));
-  return d;
 }
 
 void expectBf16Grads(const ConvCase& c, const Shape& y_shape) {

@@ -13,9 +13,13 @@
 #include "nncompress/exec/executor.h"
 #include "nncompress/train/tape.h"
 #include "random_tensor.h"
+#include "tensor_diff.h"
 
 namespace nnc::train {
 namespace {
+
+using testing::maxAbs;
+using testing::maxAbsDiff;
 
 struct BlockConfig {
   int64_t stride = 1, groups = 1;
@@ -56,20 +60,6 @@ Model residualBlock(const BlockConfig& cfg, std::mt19937& rng) {
   Value* c = convBn("c3", x, 4, 1, cfg.stride, 1, 0);
   Value* sum = g.addNode("Add", {b, c}, {"sum"})->output(0);
   g.addOutput(g.addNode("Relu", {sum}, {"y"})->output(0));
-  return m;
-}
-
-float maxAbs(const Tensor& t) {
-  float m = 0;
-  for (float v : t.data<float>()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-float maxAbsDiff(const Tensor& a, const Tensor& b) {
-  EXPECT_EQ(a.shape(), b.shape());
-  float m = 0;
-  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i)
-    m = std::max(m, std::abs(a.data<float>()[i] - b.data<float>()[i]));
   return m;
 }
 

@@ -12,10 +12,13 @@
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/train/tape.h"
+#include "tensor_diff.h"
 #include "test_util.h"
 
 namespace nnc::train {
 namespace {
+
+using testing::maxAbsDiff;
 
 Model loadFixture(const std::string& name) {
   auto m = loadModel(testing::sourcePath("models/" + name + ".onnx"));
@@ -29,13 +32,6 @@ Tensor randomImages(int64_t n, uint32_t seed) {
   Tensor t(DType::kFloat32, {n, 1, 28, 28});
   for (float& v : t.mutableData<float>()) v = nd(rng);
   return t;
-}
-
-float maxAbsDiff(const Tensor& a, const Tensor& b) {
-  float m = 0;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    m = std::max(m, std::abs(a.data<float>()[i] - b.data<float>()[i]));
-  return m;
 }
 
 TEST(TrainTape, ForwardEqualsExecutorOnFixtures) {
