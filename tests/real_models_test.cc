@@ -7,6 +7,10 @@
 //               `groups[].removed`), relative error <= 1e-4 on every output;
 //   Quantize    `quantize --calib` (int8 QDQ; the opset 9 models are converted automatically)
 //               writes a model ONNX Runtime runs, whose outputs stay close to the float model's.
+//   Bf16 grads  the training tape's Conv gradients with bf16 products (fine-tuning's default)
+//               stay within bf16 rounding of float32's on every Conv weight (weights held in
+//               Constant nodes made trainable first, as finetune does), on the photos; a model
+//               with an op that has no backward is refused with the op named.
 // Each test prints its part of the model's row; a full run prints the whole table at the end
 // (tools/real_models.sh turns it into docs/real-models.md).
 
@@ -22,6 +26,7 @@
 #include "nncompress/data/dataset.h"
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/train/tape.h"
 #include "ort_util.h"
 #include "prune_oracle.h"
 
@@ -564,6 +569,66 @@ TEST_P(RealModelsTest, QuantizeInt8QdqRunsInOrt) {
   std::printf("[ quantize ] %s: min output cosine vs the float model in ORT %s\n", m.file.c_str(),
               row.cosine.c_str());
   EXPECT_GE(worst, kMinQuantCosine) << "int8 QDQ output far from the float model's";
+}
+
+// Parameter gradients of one forward/backward on `x`, with the same output gradients each time.
+StatusOr<std::vector<train::Parameter>> parameterGrads(const Model& model, const Tensor& x,
+                                                       bool bf16) {
+  NNC_ASSIGN_OR_RETURN(
+      auto tape, train::GradientTape::create(model, {.num_threads = 2, .bf16_conv_grads = bf16}));
+  NNC_ASSIGN_OR_RETURN(std::vector<Tensor> y, tape->forward({x}));
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (Tensor& t : y)
+    for (float& v : t.mutableData<float>()) v = u(rng);
+  tape->zeroGrad();
+  NNC_RETURN_IF_ERROR(tape->backward(std::move(y)));
+  return tape->parameters();
+}
+
+double relativeL2(const Tensor& got, const Tensor& want) {
+  double d = 0, n = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    const double w = want.data<float>()[i], g = got.data<float>()[i];
+    d += (g - w) * (g - w), n += w * w;
+  }
+  return n > 0 ? std::sqrt(d / n) : std::sqrt(d);
+}
+
+TEST_P(RealModelsTest, Bf16ConvGradientsStayNearFloat32) {
+  const RealModel& m = GetParam();
+  if (!train::bf16ConvGradsAvailable()) GTEST_SKIP() << "CPU without AVX-512 BF16";
+  TempDir dir;
+  Fixture f;
+  ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
+  auto model = loadModel(f.path);
+  ASSERT_TRUE(model.isOk()) << model.status().toString();
+  train::hoistConstantWeights(*model);  // as finetune does (PP-OCR keeps weights in Constants)
+  auto fp32 = parameterGrads(*model, f.batches[0], false);
+  if (!fp32.isOk()) {  // refused before any work, naming the op
+    EXPECT_EQ(fp32.status().code(), StatusCode::kUnsupported) << fp32.status().toString();
+    std::printf("[ bf16 grads ] %s: no tape (%s)\n", m.file.c_str(),
+                fp32.status().toString().c_str());
+    return;
+  }
+  auto bf16 = parameterGrads(*model, f.batches[0], true);
+  ASSERT_TRUE(bf16.isOk()) << bf16.status().toString();
+  ASSERT_EQ(bf16->size(), fp32->size());
+  double worst = 0;
+  int convs = 0;
+  for (const auto& n : model->graph->nodes()) {
+    if (n->opType() != "Conv") continue;
+    for (size_t p = 0; p < fp32->size(); ++p) {
+      if ((*fp32)[p].name != n->input(1)->name()) continue;
+      ++convs;
+      worst = std::max(worst, relativeL2((*bf16)[p].grad, (*fp32)[p].grad));
+    }
+  }
+  std::printf("[ bf16 grads ] %s: %d Conv weights, worst relative L2 error %.2e\n", m.file.c_str(),
+              convs, worst);
+  EXPECT_GT(convs, 0);
+  EXPECT_GT(worst, 0.0) << "bf16 path not taken";
+  EXPECT_LT(worst, 3e-2);
 }
 
 std::string paramName(const ::testing::TestParamInfo<RealModel>& info) {

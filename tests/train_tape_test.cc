@@ -316,5 +316,41 @@ TEST(TrainTape, ActivationGradientsWithoutParameters) {
   EXPECT_EQ(tape.activation("v0")->data<float>()[1], -2.f);
 }
 
+// A Conv whose weight is a Constant node's output (Paddle's exports): hoisted into an initializer
+// it trains; the outputs do not change; a Constant that is no weight (a Reshape shape) stays.
+TEST(TrainTape, ConstantNodeWeightsAreHoistedAndTrain) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = testing::addFloatInput(g);
+  Node* w = g.addNode("Constant", {}, {"w"});
+  w->setAttribute(
+      Attribute::makeTensor("value", Tensor::fromVector<float>({2, 1, 1, 1}, {0.5f, -2.f})));
+  Node* conv = g.addNode("Conv", {x, w->output(0)}, {"c"});
+  Node* shape = g.addNode("Constant", {}, {"shape"});
+  shape->setAttribute(Attribute::makeTensor("value", Tensor::fromVector<int64_t>({2}, {1, -1})));
+  g.addOutput(g.addNode("Reshape", {conv->output(0), shape->output(0)}, {"y"})->output(0));
+  const Tensor in = Tensor::fromVector<float>({1, 1, 1, 2}, {1.f, 3.f});
+  auto before = exec::Executor::create(m, {.num_threads = 1});
+  ASSERT_TRUE(before.isOk());
+  const Tensor want = before.value()->run({in}).value()[0];
+
+  EXPECT_EQ(hoistConstantWeights(m), 1);
+  int constants = 0;
+  for (const auto& n : g.nodes()) constants += n->isOp("Constant");
+  EXPECT_EQ(constants, 1);  // the shape
+  auto after = exec::Executor::create(m, {.num_threads = 1});
+  ASSERT_TRUE(after.isOk());
+  EXPECT_EQ(maxAbsDiff(after.value()->run({in}).value()[0], want), 0.f);
+  auto tape = GradientTape::create(m, {.num_threads = 1});
+  ASSERT_TRUE(tape.isOk()) << tape.status().toString();
+  ASSERT_EQ(tape.value()->parameters().size(), 1u);
+  ASSERT_TRUE(tape.value()->forward({in}).isOk());
+  ASSERT_TRUE(tape.value()->backward({Tensor::fromVector<float>({1, 4}, {1, 1, 1, 1})}).isOk());
+  const Tensor& dw = tape.value()->parameters()[0].grad;
+  EXPECT_EQ(dw.data<float>()[0], 4.f);  // dW[oc] = sum of x times dY = 1 + 3
+  EXPECT_EQ(dw.data<float>()[1], 4.f);
+}
+
 }  // namespace
 }  // namespace nnc::train

@@ -435,6 +435,8 @@ StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::Sa
   exec::ExecutorOptions eo;
   eo.num_threads = options.num_threads;
   NNC_ASSIGN_OR_RETURN(auto teacher_exec, exec::Executor::create(teacher, eo));
+  if (const int hoisted = train::hoistConstantWeights(student); hoisted > 0 && options.log)
+    options.log(std::to_string(hoisted) + " weights held in Constant nodes made trainable");
   train::TapeOptions to;
   to.num_threads = options.num_threads;
   to.bf16_conv_grads = options.bf16_conv_grads;

@@ -52,6 +52,27 @@ std::vector<std::string> defaultTrainable(const Model& model) {
   return {names.begin(), names.end()};
 }
 
+int hoistConstantWeights(Model& model) {
+  Graph& g = *model.graph;
+  std::vector<Node*> constants;
+  for (const auto& n : g.nodes())
+    for (int i : trainableSlots(*n)) {
+      const Value* v = static_cast<size_t>(i) < n->numInputs() ? n->input(i) : nullptr;
+      Node* producer = v ? v->producer() : nullptr;
+      if (producer && producer->isOp("Constant") && !v->isGraphOutput() && v->constantData() &&
+          v->constantData()->dtype() == DType::kFloat32 &&
+          std::find(constants.begin(), constants.end(), producer) == constants.end())
+        constants.push_back(producer);
+    }
+  for (Node* c : constants) {
+    Value* out = c->output(0);
+    Value* init = g.addInitializer(out->name(), *out->constantData());
+    g.replaceAllUsesWith(out, init);
+    g.eraseNode(c);
+  }
+  return static_cast<int>(constants.size());
+}
+
 std::vector<std::string> opsWithBackward() { return BackwardRegistry::builtin().opTypes(); }
 
 namespace {

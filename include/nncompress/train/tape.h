@@ -88,6 +88,11 @@ struct TapeOptions {
   bool bf16_conv_grads = false;
 };
 
+// Turns the Constant nodes that hold float weights of trainable inputs (Conv, Gemm, MatMul,
+// BatchNormalization, PRelu) into initializers, so defaultTrainable trains them: exporters such as
+// Paddle's keep every weight in a Constant node. Outputs are unchanged. Returns how many.
+int hoistConstantWeights(Model& model);
+
 // Whether TapeOptions::bf16_conv_grads takes effect on this CPU (AVX-512 BF16, and
 // NNC_GEMM_ISA not capping the instruction set below AVX-512).
 bool bf16ConvGradsAvailable();
