@@ -287,7 +287,7 @@ struct ConvGrad {
   float* dy_mut = nullptr;      // dy, this backward's own copy, when masked in place
   const float* mask = nullptr;  // a folded BN's Relu output: dY is zero where it is not > 0
   const PhasedInputGrad* phased = nullptr;  // dX by phases (strided Conv), else nullptr
-  bool bf16 = false;                        // dW by weightGradBf16
+  bool dw_bf16 = false;                     // dW by weightGradBf16
   const Bf16InputGrad* dx_bf16 = nullptr;   // dX by inputGradBf16, else nullptr
 
   // dW by the executor's direct weight-gradient kernel (no im2col): dY packed per block of
@@ -452,8 +452,8 @@ struct ConvGrad {
 
   void run(int t, int64_t s0, int64_t s1, Partials& part) const {
     if (mask) maskDy(t, s0, s1, part);  // with the channel sums in the same pass
-    if (want_w && bf16) weightGradBf16(t, s0, s1, part);
-    if (want_w && !bf16) weightGradDirect(t, s0, s1, part);
+    if (want_w && dw_bf16) weightGradBf16(t, s0, s1, part);
+    if (want_w && !dw_bf16) weightGradDirect(t, s0, s1, part);
     if (want_b && !mask) biasGrad(t, s0, s1, part);
     if (!dx) return;
     if (dx_bf16) return inputGradBf16(s0, s1);
@@ -738,7 +738,9 @@ std::unique_ptr<Bf16InputGrad> bf16InputGrad(const Geometry& g, int64_t m, int64
 StatusOr<DirectInputGrad*> setUpInputGrad(const BackwardContext& c, ConvGrad& cg, Tensor& dx,
                                           std::unique_ptr<Bf16InputGrad>& bf16) {
   if (!c.needs_grad[0]) return static_cast<DirectInputGrad*>(nullptr);
-  if (cg.bf16) bf16 = bf16InputGrad(cg.g, cg.m, cg.groups, cg.w, c.input_shapes[0].size() == 3);
+  if (cg.dw_bf16)
+    bf16 =  // the one switch for dW and dX
+        bf16InputGrad(cg.g, cg.m, cg.groups, cg.w, c.input_shapes[0].size() == 3);
   DirectInputGrad* direct = nullptr;
   if (!bf16) {
     NNC_ASSIGN_OR_RETURN(direct, directInputGrad(c, cg.g, cg.groups));
@@ -784,7 +786,7 @@ Status convBackward(const BackwardContext& c, std::span<Tensor> grads) {
     cg.w = scaled_w.data();
   }
   cg.dy = fdata(dy);
-  cg.bf16 = c.bf16_conv_grads && exec::convWeightGradBf16Supported();
+  cg.dw_bf16 = c.bf16_conv_grads && exec::convGradBf16Supported();
   if (c.relu_mask) cg.dy_mut = fdata(dy_own), cg.mask = fdata(*c.relu_mask);
   cg.dx = nullptr;
   Tensor dx;

@@ -263,7 +263,7 @@ StatusOr<std::unique_ptr<GradientTape>> GradientTape::create(const Model& model,
   return std::unique_ptr<GradientTape>(new GradientTape(std::move(impl)));
 }
 
-bool bf16ConvGradsAvailable() { return exec::convWeightGradBf16Supported(); }
+bool bf16ConvGradsAvailable() { return exec::convGradBf16Supported(); }
 
 GradientTape::GradientTape(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GradientTape::~GradientTape() = default;

@@ -1,4 +1,4 @@
-// conv_grad_bf16.h with AVX-512 BF16 intrinsics; entered only after convWeightGradBf16Supported.
+// conv_grad_bf16.h with AVX-512 BF16 intrinsics; entered only after convGradBf16Supported.
 
 #include <immintrin.h>
 
@@ -86,13 +86,6 @@ void weightGrad(const ConvWeightGradBf16Args& a) {
 
 namespace {
 
-void zeros(uint16_t* out, int64_t n) {  // n >= 0
-  for (int64_t j = 0; j < n; j += 32) {
-    const __mmask32 k = n - j >= 32 ? __mmask32(~0u) : __mmask32((1u << (n - j)) - 1);
-    _mm512_mask_storeu_epi16(out + j, k, _mm512_setzero_si512());
-  }
-}
-
 __mmask16 firstLanes(int64_t n) { return n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1); }
 
 // 16 floats src[0], src[step], ... (the first n of them; zero past).
@@ -120,21 +113,42 @@ void convertRow(const float* src, int64_t n, int64_t step, uint16_t* dst) {
 
 }  // namespace
 
-void toBf16(const float* in, const Bf16Planes& s, uint16_t* out) {
-  const int64_t right = s.out_row - s.left - s.cols;
-  for (int64_t p = 0; p < s.planes; ++p) {
-    uint16_t* plane = out + p * s.out_stride;
-    zeros(plane, s.top * s.out_row + s.left);
-    for (int64_t r = 0; r < s.rows; ++r) {
-      uint16_t* row = plane + (s.top + r) * s.out_row + s.left;
-      convertRow(in + p * s.in_plane + r * s.in_row, s.cols, s.in_col, row);
-      // the gap to the next row's data (the last row's: to the plane's end)
-      zeros(row + s.cols, r + 1 < s.rows ? right + s.left
-                                         : s.out_plane - (s.top + r) * s.out_row - s.left - s.cols);
+namespace {
+
+// Every element of each plane: zeros around rows [top, top + rows) x [left, left + cols), which
+// row(p, r, dst) writes. T: uint16_t (bf16) or uint32_t (a pair).
+template <typename T, typename RowFn>
+void writePlanes(const Bf16Planes& s, T* out, RowFn&& row) {
+  auto zero = [](T* p, int64_t n) {  // n >= 0
+    constexpr int64_t kPer = 64 / sizeof(T);
+    for (int64_t j = 0; j < n; j += kPer) {
+      const uint64_t k = n - j >= kPer ? ~uint64_t{0} : (uint64_t{1} << (n - j)) - 1;
+      if constexpr (sizeof(T) == 2)
+        _mm512_mask_storeu_epi16(p + j, static_cast<__mmask32>(k), _mm512_setzero_si512());
+      else
+        _mm512_mask_storeu_epi32(p + j, static_cast<__mmask16>(k), _mm512_setzero_si512());
     }
-    if (s.rows == 0)
-      zeros(plane + s.top * s.out_row + s.left, s.out_plane - s.top * s.out_row - s.left);
+  };
+  const int64_t start = s.top * s.out_row + s.left;  // of the first row's data
+  for (int64_t p = 0; p < s.planes; ++p) {
+    T* plane = out + p * s.out_stride;
+    zero(plane, s.rows > 0 ? start : s.out_plane);
+    for (int64_t r = 0; r < s.rows; ++r) {
+      T* dst = plane + start + r * s.out_row;
+      row(p, r, dst);
+      // the gap to the next row's data (the last row's: to the plane's end)
+      const int64_t end = r + 1 < s.rows ? start + (r + 1) * s.out_row : s.out_plane;
+      zero(dst + s.cols, end - (start + r * s.out_row + s.cols));
+    }
   }
+}
+
+}  // namespace
+
+void toBf16(const float* in, const Bf16Planes& s, uint16_t* out) {
+  writePlanes(s, out, [&](int64_t p, int64_t r, uint16_t* dst) {
+    convertRow(in + p * s.in_plane + r * s.in_row, s.cols, s.in_col, dst);
+  });
 }
 
 void conv(const ConvBf16Args& a) {
@@ -159,36 +173,19 @@ __m512i pairsOf(__m512 a, __m512 b) {
   return _mm512_permutexvar_epi16(interleave, halves);
 }
 
-void zeroPairs(uint32_t* out, int64_t n) {  // n >= 0
-  for (int64_t j = 0; j < n; j += 16)
-    _mm512_mask_storeu_epi32(out + j, firstLanes(n - j), _mm512_setzero_si512());
-}
-
 }  // namespace
 
 void toBf16Pairs(const float* in, int64_t channels, const Bf16Planes& s, uint32_t* out) {
-  const int64_t right = s.out_row - s.left - s.cols;
-  for (int64_t q = 0; q < s.planes; ++q) {
-    uint32_t* plane = out + q * s.out_stride;
-    const float* a = in + 2 * q * s.in_plane;
+  writePlanes(s, out, [&](int64_t q, int64_t r, uint32_t* dst) {
+    const float* a = in + 2 * q * s.in_plane + r * s.in_row;
     const bool has_b = 2 * q + 1 < channels;
-    zeroPairs(plane, s.top * s.out_row + s.left);
-    for (int64_t r = 0; r < s.rows; ++r) {
-      uint32_t* row = plane + (s.top + r) * s.out_row + s.left;
-      for (int64_t j = 0; j < s.cols; j += 16) {
-        const __mmask16 k = firstLanes(s.cols - j);
-        const __m512 va = _mm512_maskz_loadu_ps(k, a + r * s.in_row + j);
-        const __m512 vb = has_b ? _mm512_maskz_loadu_ps(k, a + s.in_plane + r * s.in_row + j)
-                                : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(row + j, k, pairsOf(va, vb));
-      }
-      zeroPairs(row + s.cols, r + 1 < s.rows
-                                  ? right + s.left
-                                  : s.out_plane - (s.top + r) * s.out_row - s.left - s.cols);
+    for (int64_t j = 0; j < s.cols; j += 16) {
+      const __mmask16 k = firstLanes(s.cols - j);
+      const __m512 va = _mm512_maskz_loadu_ps(k, a + j);
+      const __m512 vb = has_b ? _mm512_maskz_loadu_ps(k, a + s.in_plane + j) : _mm512_setzero_ps();
+      _mm512_mask_storeu_epi32(dst + j, k, pairsOf(va, vb));
     }
-    if (s.rows == 0)
-      zeroPairs(plane + s.top * s.out_row + s.left, s.out_plane - s.top * s.out_row - s.left);
-  }
+  });
 }
 
 void toBf16(const float* in, int64_t n, uint16_t* out) { convertRow(in, n, 1, out); }

@@ -2,7 +2,7 @@
 // Convolution gradients for the training tape with bf16 products and float32 sums (AVX-512 BF16,
 // VDPBF16PS: two multiply-adds per lane per instruction, twice the float32 FMA rate), both
 // vectorised over output positions, so neither needs a transpose. Plain C++: the AVX-512
-// translation unit includes it; call only when convWeightGradBf16Supported().
+// translation unit includes it; call only when convGradBf16Supported().
 //
 // The weight gradient (of a stride-1 window; strides come as phase planes, see grad_conv.cc):
 //   acc[oc][r][lane] += sum_t dy[oc][t] * x[off[r] + t]   (lane = t / 2 mod 16, pairs summed)
@@ -45,7 +45,7 @@ struct ConvBf16Args {
 
 // True when this CPU runs the bf16 kernels (AVX-512 F/BW/VL/BF16) and NNC_GEMM_ISA does not cap
 // the instruction set below AVX-512.
-bool convWeightGradBf16Supported();
+bool convGradBf16Supported();
 
 namespace conv_grad_bf16 {
 void weightGrad(const ConvWeightGradBf16Args& a);

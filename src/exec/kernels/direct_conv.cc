@@ -185,7 +185,7 @@ void directDepthwiseConv(const float* x, const DirectConvShape& s, const float* 
   directDepthwiseConv(bestGemmIsa(), x, s, w, bias, m, act, y, ctx);
 }
 
-bool convWeightGradBf16Supported() {
+bool convGradBf16Supported() {
   static const bool ok = bestGemmIsa() == GemmIsa::kAvx512 && [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16");
