@@ -166,6 +166,19 @@ Value* Graph::addInitializer(const std::string& base_name, Tensor tensor) {
   return v;
 }
 
+Value* Graph::constantToInitializer(Node* n) {
+  if (!n->isOp("Constant") || n->numOutputs() != 1 || n->attributes().size() != 1) return nullptr;
+  const Attribute& a = n->attributes()[0];
+  if (a.name != "value" || a.kind != AttrKind::kTensor || a.tensors.size() != 1) return nullptr;
+  Value* y = n->output(0);
+  if (y->isGraphOutput()) return nullptr;
+  Value* init = addInitializer(y->name() + "_c", a.tensors[0]);
+  init->setType(y->type());
+  replaceAllUsesWith(y, init);
+  eraseNode(n);
+  return init;
+}
+
 Value* Graph::findValue(std::string_view name) const {
   auto it = values_by_name_.find(std::string(name));
   return it == values_by_name_.end() ? nullptr : it->second;

@@ -18,23 +18,13 @@ bool hasSubgraph(const Node& n) {
   return false;
 }
 
-// A Constant holding one `value` tensor whose output is not a graph output becomes an
-// initializer named like its output.
+// Every Constant that Graph::constantToInitializer accepts becomes an initializer.
 int constantsToInitializers(Graph& g) {
-  std::vector<Node*> constants;
-  for (const auto& n : g.nodes())
-    if (n->isOp("Constant") && n->numOutputs() == 1 && n->attributes().size() == 1 &&
-        n->attributes()[0].name == "value" && n->attributes()[0].kind == AttrKind::kTensor &&
-        n->attributes()[0].tensors.size() == 1 && !n->output(0)->isGraphOutput())
-      constants.push_back(n.get());
-  for (Node* n : constants) {
-    Value* y = n->output(0);
-    Value* init = g.addInitializer(y->name() + "_c", n->attributes()[0].tensors[0]);
-    init->setType(y->type());
-    g.replaceAllUsesWith(y, init);
-    g.eraseNode(n);
-  }
-  return int(constants.size());
+  std::vector<Node*> nodes;
+  for (const auto& n : g.nodes()) nodes.push_back(n.get());
+  int converted = 0;
+  for (Node* n : nodes) converted += g.constantToInitializer(n) != nullptr;
+  return converted;
 }
 
 // Initializers with equal contents become one (the first in initializer order).

@@ -54,23 +54,19 @@ std::vector<std::string> defaultTrainable(const Model& model) {
 
 int hoistConstantWeights(Model& model) {
   Graph& g = *model.graph;
-  std::vector<Node*> constants;
+  std::vector<Node*> constants;  // float Constants at trainable inputs, in graph order
   for (const auto& n : g.nodes())
     for (int i : trainableSlots(*n)) {
       const Value* v = static_cast<size_t>(i) < n->numInputs() ? n->input(i) : nullptr;
-      Node* producer = v ? v->producer() : nullptr;
-      if (producer && producer->isOp("Constant") && !v->isGraphOutput() && v->constantData() &&
+      Node* c = v ? v->producer() : nullptr;
+      if (c && c->isOp("Constant") && v->constantData() &&
           v->constantData()->dtype() == DType::kFloat32 &&
-          std::find(constants.begin(), constants.end(), producer) == constants.end())
-        constants.push_back(producer);
+          std::find(constants.begin(), constants.end(), c) == constants.end())
+        constants.push_back(c);
     }
-  for (Node* c : constants) {
-    Value* out = c->output(0);
-    Value* init = g.addInitializer(out->name(), *out->constantData());
-    g.replaceAllUsesWith(out, init);
-    g.eraseNode(c);
-  }
-  return static_cast<int>(constants.size());
+  int hoisted = 0;
+  for (Node* c : constants) hoisted += g.constantToInitializer(c) != nullptr;
+  return hoisted;
 }
 
 std::vector<std::string> opsWithBackward() { return BackwardRegistry::builtin().opTypes(); }

@@ -186,6 +186,10 @@ class Graph {
   // Creates a value named `base`, or base_1, base_2, ... if taken.
   Value* createUniqueValue(const std::string& base);
   Value* addInitializer(const std::string& base_name, Tensor tensor);
+  // A Constant node holding just one `value` tensor, whose output is not a graph output, becomes
+  // an initializer (named after that output + "_c", same type) read by every former use; the
+  // node is erased. nullptr, and nothing changed, for any other node.
+  Value* constantToInitializer(Node* constant);
   Value* findValue(std::string_view name) const;
   const std::vector<std::unique_ptr<Value>>& values() const { return values_; }
   // Values holding initializers, in the order they were added.
