@@ -213,5 +213,26 @@ TEST(FinetuneCliTest, GradPrecisionFp32) {
   EXPECT_NE(r.err.find("fp32 Conv gradients"), std::string::npos) << r.err;
 }
 
+TEST(FinetuneCliTest, LossChoiceIsReportedAndChecked) {
+  TempDir dir;
+  const std::string args = " --teacher " + fixture() + kTrain + "--data-range 0:64 --batch 32 ";
+  const std::string base = "finetune " + fixture() + " -o " + quote(dir / "t.onnx") + args;
+  auto r = runCli(base + "--json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["finetune"]["loss"], "kl");  // auto, a classifier
+  r = runCli(base + "--loss mse --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out)["finetune"];
+  EXPECT_EQ(j["loss"], "mse");
+  EXPECT_GT(j["epochs"][0]["train_loss"].get<double>(), 0);
+  // A cross-entropy on labels only goes with KL: refused before any training.
+  const std::string refused = "finetune " + fixture() + " -o " + quote(dir / "no.onnx") + args;
+  r = runCli(refused + "--loss mse --teacher-label-weight 0.5");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("needs the KL loss"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "no.onnx"));
+  EXPECT_EQ(runCli(base + "--loss ce").exit_code, 2);
+}
+
 }  // namespace
 }  // namespace nnc

@@ -100,6 +100,11 @@ void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
       ->capture_default_str();
   cmd->add_option("--temperature", t.temperature, "Distillation temperature T")
       ->capture_default_str();
+  cmd->add_option("--loss", t.loss,
+                  "Distillation loss: kl (softened logits), mse (each output's squared error over "
+                  "the teacher's variance) or auto (kl for a classifier, else mse)")
+      ->check(CLI::IsMember({"auto", "kl", "mse"}))
+      ->capture_default_str();
   cmd->add_option("--label-weight", t.label_weight, "Weight of the cross-entropy with --labels")
       ->capture_default_str();
   cmd->add_option("--clip-grad-norm", t.max_grad_norm, "Gradient-norm clipping (0: none)")

@@ -24,6 +24,9 @@ StatusOr<FinetuneOptions> finetuneOptionsFrom(const TrainSettings& s, int epochs
   o.optimizer.max_grad_norm = s.max_grad_norm;
   o.loss.temperature = s.temperature;
   o.loss.label_weight = s.label_weight;
+  o.loss.kind = s.loss == "kl"    ? train::LossKind::kKlDivergence
+                : s.loss == "mse" ? train::LossKind::kNormalisedMse
+                                  : train::LossKind::kAuto;
   o.warmup_fraction = s.warmup;
   o.seed = s.seed;
   o.num_threads = s.threads;
@@ -91,6 +94,7 @@ nlohmann::ordered_json finetuneJson(const FinetuneResult& r) {
   j["resumed"] = r.resumed;
   j["images_per_second"] = r.images_per_second;
   j["grad_precision"] = r.bf16_conv_grads ? "bf16" : "fp32";
+  if (!r.loss.empty()) j["loss"] = r.loss;
   j["batch_norm_reestimated"] = r.batch_norm_reestimated;
   if (r.val_top1_before_bn) j["val_top1_before_bn"] = *r.val_top1_before_bn;
   if (r.val_top1_after_bn) j["val_top1_after_bn"] = *r.val_top1_after_bn;

@@ -122,6 +122,8 @@ Status checkOptions(const FinetuneOptions& o, const data::SampleReader& data) {
   if (o.augment.max_shift < 0) return invalidOption("augment", "the shift must not be negative");
   if (!(o.learning_rate > 0))
     return invalidOption("learning_rate", "the learning rate must be positive");
+  if (o.loss.kind == train::LossKind::kNormalisedMse && (o.labels || o.teacher_label_weight > 0))
+    return invalidOption("loss", "a cross-entropy on labels needs the KL loss, not mse");
   if (data.size() < 1) return invalidArgument("the training data is empty");
   if (o.labels && static_cast<int64_t>(o.labels->size()) != data.size())
     return invalidArgument(std::to_string(o.labels->size()) + " labels for " +
@@ -183,6 +185,7 @@ class FinetuneRun {
     }
     result.images_per_second = session_images / std::max(1e-9, secondsSince(start));
     result.steps = global_step_;
+    result.loss = loss_name_;
     result.best_epoch = static_cast<int>(best_epoch_);
     auto& params = tape_.parameters();
     if (best_epoch_ > 0) {
@@ -207,6 +210,7 @@ class FinetuneRun {
         labels.push_back(argmaxRow(teacher_out[0].data<float>().subspan(i * k, k)));
       lo.label_weight = o_.teacher_label_weight;
     }
+    loss_name_ = train::lossKindName(train::resolveLossKind(lo.kind, teacher_out));
     tape_.zeroGrad();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> student_out, tape_.forward({std::move(x)}));
     NNC_ASSIGN_OR_RETURN(
@@ -365,6 +369,7 @@ class FinetuneRun {
   std::unique_ptr<train::Optimizer> optimizer_;
   train::CosineSchedule schedule_;
   int64_t steps_per_epoch_ = 0;
+  std::string loss_name_;  // the distillation loss the steps used
   int64_t epoch_ = 0, step_in_epoch_ = 0, global_step_ = 0;
   double loss_sum_ = 0, lr_ = 0;
   int64_t best_epoch_ = 0;

@@ -93,6 +93,23 @@ bool isClassifierOutput(const std::vector<Tensor>& outputs) {
   return outputs.size() == 1 && outputs[0].rank() == 2 && outputs[0].dim(1) > 1;
 }
 
+LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs) {
+  if (kind != LossKind::kAuto) return kind;
+  return isClassifierOutput(outputs) ? LossKind::kKlDivergence : LossKind::kNormalisedMse;
+}
+
+const char* lossKindName(LossKind kind) {
+  switch (kind) {
+    case LossKind::kKlDivergence:
+      return "kl";
+    case LossKind::kNormalisedMse:
+      return "mse";
+    case LossKind::kAuto:
+      break;
+  }
+  return "auto";
+}
+
 StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
                                       const std::vector<Tensor>& teacher,
                                       const std::vector<int64_t>* labels,
@@ -108,9 +125,7 @@ StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
     if (student[o].dtype() != DType::kFloat32 || teacher[o].dtype() != DType::kFloat32)
       return invalidArgument("output " + std::to_string(o) + " is not float32");
   }
-  LossKind kind = options.kind;
-  if (kind == LossKind::kAuto)
-    kind = isClassifierOutput(student) ? LossKind::kKlDivergence : LossKind::kNormalisedMse;
+  const LossKind kind = resolveLossKind(options.kind, student);
   if (kind == LossKind::kKlDivergence) {
     if (!isClassifierOutput(student))
       return invalidArgument("the KL loss needs one output of shape [N, classes]");

@@ -243,6 +243,7 @@ struct TrainSettings {
   double weight_decay = 1e-4;
   // 2, not METHODS.md's 4: better on held-out training images (tools/finetune_variants.sh)
   double temperature = 2.0;
+  std::string loss = "auto";  // auto (KL for a classifier, else MSE), kl or mse
   double label_weight = 0.5;
   double max_grad_norm = 5.0;
   double warmup = 0.03;  // share of the steps

@@ -101,6 +101,7 @@ struct FinetuneResult {
   double images_per_second = 0;
   int64_t steps = 0;
   bool bf16_conv_grads = false;  // asked for and available on this CPU
+  std::string loss;              // "kl" or "mse": the loss the steps used ("" if none ran)
 };
 
 // Trains `student` in place. `teacher` must accept the same input and produce outputs of the

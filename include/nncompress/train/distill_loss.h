@@ -36,6 +36,11 @@ struct LossResult {
 // class).
 bool isClassifierOutput(const std::vector<Tensor>& outputs);
 
+// The loss `kind` means for these outputs: kAuto resolved (KL for a classifier, else MSE).
+LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs);
+// "kl" or "mse" (kAuto: "auto").
+const char* lossKindName(LossKind kind);
+
 // `labels`: one class per sample (size N) or nullptr. kInvalidArgument when shapes differ or a
 // label is out of range.
 StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
