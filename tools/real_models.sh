@@ -61,6 +61,13 @@ stamp=$(/usr/bin/python3 tools/doc_stamp.py --binary "$build/nncompress")
   echo "  the per-photo 30 dB target keeps their first layers float. The"
   echo "  calibration photos are the evaluation photos (these models come with no data set), so the"
   echo "  float fallback is chosen on the very inputs it is judged on."
+  echo "- **fine-tune**: \`nncompress prune MODEL --ratio 0.3 --method l1 --exact-only\` (no recovery),"
+  echo "  then \`nncompress finetune PRUNED --teacher MODEL --data PHOTOS.npy --epochs 15 --warmup 0\`"
+  echo "  (distillation from the original, its defaults otherwise). The column is the relative L2"
+  echo "  error of the outputs against the original's, in ONNX Runtime, averaged over outputs and"
+  echo "  photos: pruned -> fine-tuned. The photos are the training data here, so this shows that"
+  echo "  training runs end to end on each model and moves it toward the original (must decrease),"
+  echo "  not that it generalises; the written model must pass the checker and run in ONNX Runtime."
   echo
   echo "$table"
   echo
