@@ -169,7 +169,7 @@ class PrintTable : public ::testing::Environment {
         "| model | report: params / MACs | prune 50%%: params | MACs kept | groups pruned / "
         "prunable / all | rel. error vs oracle (ORT) | prune | quantize int8 QDQ | output "
         "cosine vs float (ORT, min) | top-1 agreement (classifiers) | layers kept float "
-        "(--auto-exclude) | fine-tune: rel. L2 to the original (ORT), pruned 30% -> fine-tuned "
+        "(--auto-exclude) | fine-tune: rel. L2 to the original (ORT), pruned 30%% -> fine-tuned "
         "|\n");
     std::printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (const RealModel& m : kRealModels) {
