@@ -84,6 +84,27 @@ TEST(DistillLoss, NormalisedMseGradientAndValue) {
   EXPECT_NEAR(r->loss, 0.5 + 6.75 / (2.0 / 3.0), 1e-9);
 }
 
+TEST(DistillLoss, MseOnLogitsIsTheNormalisedErrorAndKindsResolve) {
+  const Tensor s = Tensor::fromVector<float>({2, 2}, {1, 2, 3, 4});
+  const Tensor t = Tensor::fromVector<float>({2, 2}, {1, 1, 3, 3});
+  EXPECT_EQ(resolveLossKind(LossKind::kAuto, {t}), LossKind::kKlDivergence);  // a classifier
+  EXPECT_EQ(resolveLossKind(LossKind::kAuto, {s, t}), LossKind::kNormalisedMse);
+  EXPECT_EQ(resolveLossKind(LossKind::kNormalisedMse, {t}), LossKind::kNormalisedMse);
+  DistillLossOptions o;
+  o.kind = LossKind::kNormalisedMse;
+  auto r = distillationLoss({s}, {t}, nullptr, o);
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NEAR(r->loss, 0.5 / 1.0, 1e-9);  // t: mean 2, var 1; mse (0+1+0+1)/4
+  std::vector<int64_t> labels = {0, 1};
+  EXPECT_FALSE(distillationLoss({s}, {t}, &labels, o).isOk());  // CE goes with KL only
+  for (const char* name : {"auto", "kl", "mse"}) {
+    auto k = parseLossKind(name);
+    ASSERT_TRUE(k.isOk()) << name;
+    EXPECT_STREQ(lossKindName(*k), name);
+  }
+  EXPECT_FALSE(parseLossKind("ce").isOk());
+}
+
 TEST(Optimizer, SgdMomentumTwoStepsByHand) {
   Tensor w = Tensor::fromVector<float>({1, 2}, {1.0f, -2.0f});  // rank 2: decayed
   Tensor b = Tensor::fromVector<float>({1}, {0.5f});            // rank 1: not decayed

@@ -24,9 +24,7 @@ StatusOr<FinetuneOptions> finetuneOptionsFrom(const TrainSettings& s, int epochs
   o.optimizer.max_grad_norm = s.max_grad_norm;
   o.loss.temperature = s.temperature;
   o.loss.label_weight = s.label_weight;
-  o.loss.kind = s.loss == "kl"    ? train::LossKind::kKlDivergence
-                : s.loss == "mse" ? train::LossKind::kNormalisedMse
-                                  : train::LossKind::kAuto;
+  NNC_ASSIGN_OR_RETURN(o.loss.kind, train::parseLossKind(s.loss));
   o.warmup_fraction = s.warmup;
   o.seed = s.seed;
   o.num_threads = s.threads;

@@ -110,6 +110,12 @@ const char* lossKindName(LossKind kind) {
   return "auto";
 }
 
+StatusOr<LossKind> parseLossKind(const std::string& name) {
+  for (LossKind k : {LossKind::kAuto, LossKind::kKlDivergence, LossKind::kNormalisedMse})
+    if (name == lossKindName(k)) return k;
+  return invalidArgument("unknown loss '" + name + "' (auto, kl, mse)");
+}
+
 StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
                                       const std::vector<Tensor>& teacher,
                                       const std::vector<int64_t>* labels,

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "nncompress/ir/status.h"
@@ -38,8 +39,9 @@ bool isClassifierOutput(const std::vector<Tensor>& outputs);
 
 // The loss `kind` means for these outputs: kAuto resolved (KL for a classifier, else MSE).
 LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs);
-// "kl" or "mse" (kAuto: "auto").
+// "kl", "mse" or "auto", and back (kInvalidArgument for another name).
 const char* lossKindName(LossKind kind);
+StatusOr<LossKind> parseLossKind(const std::string& name);
 
 // `labels`: one class per sample (size N) or nullptr. kInvalidArgument when shapes differ or a
 // label is out of range.
