@@ -17,6 +17,7 @@
 #include "nncompress/pipeline/taylor_stats.h"
 #include "nncompress/prune/criteria.h"
 #include "nncompress/prune/iterative.h"
+#include "nncompress/train/softmax_heads.h"
 
 namespace nnc {
 namespace {
@@ -115,6 +116,84 @@ TEST(Finetune, DistillationMovesTheStudentTowardsTheTeacher) {
   EXPECT_LT(r->epochs.back().train_loss, r->epochs.front().train_loss);
   EXPECT_GE(r->best_epoch, 1);
   EXPECT_EQ(r->steps, 6 * 16);
+}
+
+// mlp() with its probabilities as the output: Softmax over the classes, at `opset`.
+Model mlpWithSoftmax(uint32_t seed, int opset) {
+  Model m = mlp(seed);
+  m.opset_imports = {{"", opset}};
+  Graph& g = *m.graph;
+  Value* logits = g.outputs()[0];
+  Node* softmax = g.addNode("Softmax", {logits}, {"probs"});
+  softmax->setAttribute(Attribute::makeInt("axis", 1));
+  softmax->output()->setType(logits->type());
+  g.setOutput(0, softmax->output());
+  return m;
+}
+
+// Softmax outputs of `model` on `reader`: mean |p - p_teacher|.
+double meanProbabilityError(const Model& model, const Model& teacher, data::SampleReader& reader) {
+  auto s = exec::Executor::create(model), t = exec::Executor::create(teacher);
+  auto x = reader.readBatch(0, reader.size());
+  auto ps = (*s)->run({*x}), pt = (*t)->run({*x});
+  EXPECT_TRUE(ps.isOk() && pt.isOk());
+  const auto a = (*ps)[0].data<float>(), b = (*pt)[0].data<float>();
+  double sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) sum += std::abs(a[i] - b[i]);
+  return sum / a.size();
+}
+
+// A classifier that outputs probabilities trains on the logits before its Softmax (opset 9
+// spelling, axis 1 of rank 2), and the written model still ends in that Softmax.
+TEST(Finetune, ModelsEndingInSoftmaxTrainOnTheirLogits) {
+  const Model teacher = mlpWithSoftmax(1, 9);
+  Model student = mlpWithSoftmax(100, 9);
+  VectorReader train = randomData(128, 3), val = randomData(64, 4);
+  const double before = meanProbabilityError(student, teacher, val);
+  FinetuneOptions o = baseOptions();
+  o.epochs = 6;
+  auto r = finetune(student, teacher, train, o);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->softmax_logits, 1);
+  EXPECT_EQ(r->loss, "kl");
+  ASSERT_TRUE(student.graph->outputs()[0]->producer());
+  EXPECT_EQ(student.graph->outputs()[0]->producer()->opType(), "Softmax");
+  EXPECT_EQ(student.graph->outputs()[0]->name(), "probs");
+  EXPECT_LT(meanProbabilityError(student, teacher, val), 0.5 * before);
+  // The weights trained are the model's: w2 moved from where it started.
+  EXPECT_NE(weights(student, "w2"), weights(mlpWithSoftmax(100, 9), "w2"));
+}
+
+// Which final Softmaxes count: over the last axis only, in every opset's spelling, and only
+// when every output has one.
+TEST(SoftmaxHeads, OnlyLastAxisSoftmaxOnEveryOutputIsExposed) {
+  auto graph = [](int opset, const std::string& body, const std::string& outs) {
+    return parse("<ir_version: 8, opset_import: [\"\" : " + std::to_string(opset) +
+                 "]>\ng (float[N,5,4] x) => (" + outs + ")\n{\n" + body + "}\n");
+  };
+  struct Case {
+    int opset;
+    std::string body, outs;
+    int exposed;
+  } cases[] = {
+      {13, "y = Softmax (x)\n", "float[N,5,4] y", 1},                  // default -1
+      {11, "y = Softmax <axis: int = 2> (x)\n", "float[N,5,4] y", 1},  // flattens at the last
+      {11, "y = Softmax (x)\n", "float[N,5,4] y", 0},                  // default 1: two axes
+      {13, "y = Softmax <axis: int = 1> (x)\n", "float[N,5,4] y", 0},  // not the last axis
+      {13, "y = LogSoftmax <axis: int = -1> (x)\n", "float[N,5,4] y", 1},
+      {13, "y = Softmax (x)\n z = Relu (x)\n", "float[N,5,4] y, float[N,5,4] z", 0},
+      {13, "y = Softmax (x)\n z = LogSoftmax (x)\n", "float[N,5,4] y, float[N,5,4] z", 2},
+      {13, "h = Relu (x)\n y = Sigmoid (h)\n", "float[N,5,4] y", 0},
+  };
+  for (const Case& c : cases) {
+    Model m = graph(c.opset, c.body, c.outs);
+    const size_t nodes = m.graph->numNodes();
+    EXPECT_EQ(train::exposeSoftmaxLogits(m), c.exposed) << c.body;
+    EXPECT_EQ(m.graph->numNodes(), nodes - c.exposed) << c.body;
+    if (c.exposed) {
+      EXPECT_EQ(m.graph->outputs()[0]->name(), "x") << c.body;
+    }
+  }
 }
 
 TEST(Finetune, ResumedRunEqualsUninterruptedRun) {

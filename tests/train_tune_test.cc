@@ -105,6 +105,44 @@ TEST(DistillLoss, MseOnLogitsIsTheNormalisedErrorAndKindsResolve) {
   EXPECT_FALSE(parseLossKind("ce").isOk());
 }
 
+// Softmax logits (softmax_heads.h): KL over the last axis of any rank, each position a row, and
+// summed over outputs. A [2, 3, 4] output must give the loss and gradient of the same values
+// as [6, 4] rows, and auto must pick KL where it would pick MSE without the flag.
+TEST(DistillLoss, SoftmaxLogitsKlIsPerPositionOverTheLastAxis) {
+  std::vector<float> sv(24), tv(24);
+  for (int i = 0; i < 24; ++i) sv[i] = std::sin(1.3f * i), tv[i] = std::cos(0.7f * i);
+  DistillLossOptions o;
+  o.temperature = 2.0;
+  o.softmax_logits = true;
+  const Tensor s3 = Tensor::fromVector<float>({2, 3, 4}, sv);
+  const Tensor t3 = Tensor::fromVector<float>({2, 3, 4}, tv);
+  EXPECT_EQ(resolveLossKind(LossKind::kAuto, {s3}), LossKind::kNormalisedMse);
+  EXPECT_EQ(resolveLossKind(LossKind::kAuto, {s3}, true), LossKind::kKlDivergence);
+  expectGradientMatches({s3}, {t3}, nullptr, o);
+  auto seq = distillationLoss({s3}, {t3}, nullptr, o);
+  DistillLossOptions rows = o;
+  rows.softmax_logits = false;
+  auto flat = distillationLoss({Tensor::fromVector<float>({6, 4}, sv)},
+                               {Tensor::fromVector<float>({6, 4}, tv)}, nullptr, rows);
+  ASSERT_TRUE(seq.isOk() && flat.isOk());
+  EXPECT_GT(flat->loss, 0.01);
+  EXPECT_NEAR(seq->loss, flat->loss, 1e-12);
+  for (int i = 0; i < 24; ++i)
+    EXPECT_EQ(seq->gradients[0].data<float>()[i], flat->gradients[0].data<float>()[i]) << i;
+  // Two heads: the sum of each alone, and a gradient for each.
+  const Tensor s2 = Tensor::fromVector<float>({2, 2}, {0.5f, -1.0f, 2.0f, 0.1f});
+  const Tensor t2 = Tensor::fromVector<float>({2, 2}, {1.5f, 0.0f, -1.0f, 0.4f});
+  auto both = distillationLoss({s3, s2}, {t3, t2}, nullptr, o);
+  auto second = distillationLoss({s2}, {t2}, nullptr, o);
+  ASSERT_TRUE(both.isOk() && second.isOk());
+  EXPECT_NEAR(both->loss, seq->loss + second->loss, 1e-12);
+  expectGradientMatches({s3, s2}, {t3, t2}, nullptr, o);
+  // Labels go with one [N, classes] output only.
+  const std::vector<int64_t> labels = {0, 1};
+  EXPECT_FALSE(distillationLoss({s3}, {t3}, &labels, o).isOk());
+  expectGradientMatches({s2}, {t2}, &labels, o);
+}
+
 TEST(Optimizer, SgdMomentumTwoStepsByHand) {
   Tensor w = Tensor::fromVector<float>({1, 2}, {1.0f, -2.0f});  // rank 2: decayed
   Tensor b = Tensor::fromVector<float>({1}, {0.5f});            // rank 1: not decayed

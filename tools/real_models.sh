@@ -68,6 +68,8 @@ stamp=$(/usr/bin/python3 tools/doc_stamp.py --binary "$build/nncompress")
   echo "  photos: pruned -> fine-tuned. The photos are the training data here, so this shows that"
   echo "  training runs end to end on each model and moves it toward the original (must decrease),"
   echo "  not that it generalises; the written model must pass the checker and run in ONNX Runtime."
+  echo "  The two PaddleOCR models end in a Softmax: they train on the logits before it, with a KL"
+  echo "  over the classes at every position (docs/cli.md, finetune); the others' loss is unchanged."
   echo
   echo "$table"
   echo

@@ -93,6 +93,7 @@ nlohmann::ordered_json finetuneJson(const FinetuneResult& r) {
   j["images_per_second"] = r.images_per_second;
   j["grad_precision"] = r.bf16_conv_grads ? "bf16" : "fp32";
   if (!r.loss.empty()) j["loss"] = r.loss;
+  j["softmax_logits"] = r.softmax_logits;
   j["batch_norm_reestimated"] = r.batch_norm_reestimated;
   if (r.val_top1_before_bn) j["val_top1_before_bn"] = *r.val_top1_before_bn;
   if (r.val_top1_after_bn) j["val_top1_after_bn"] = *r.val_top1_after_bn;

@@ -11,6 +11,7 @@
 #include "nncompress/ir/option_error.h"
 #include "nncompress/prune/recovery.h"
 #include "nncompress/train/lr_schedule.h"
+#include "nncompress/train/softmax_heads.h"
 
 namespace nnc {
 namespace {
@@ -210,7 +211,8 @@ class FinetuneRun {
         labels.push_back(argmaxRow(teacher_out[0].data<float>().subspan(i * k, k)));
       lo.label_weight = o_.teacher_label_weight;
     }
-    loss_name_ = train::lossKindName(train::resolveLossKind(lo.kind, teacher_out));
+    loss_name_ =
+        train::lossKindName(train::resolveLossKind(lo.kind, teacher_out, lo.softmax_logits));
     tape_.zeroGrad();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> student_out, tape_.forward({std::move(x)}));
     NNC_ASSIGN_OR_RETURN(
@@ -432,34 +434,56 @@ Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::Sa
   return Status::ok();
 }
 
-}  // namespace
-
-StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::SampleReader& data,
-                                  const FinetuneOptions& options) {
-  NNC_RETURN_IF_ERROR(checkOptions(options, data));
-  exec::ExecutorOptions eo;
-  eo.num_threads = options.num_threads;
-  NNC_ASSIGN_OR_RETURN(auto teacher_exec, exec::Executor::create(teacher, eo));
-  if (const int hoisted = train::hoistConstantWeights(student); hoisted > 0 && options.log)
-    options.log(std::to_string(hoisted) + " weights held in Constant nodes made trainable");
+// Trains `student` (the caller's model, or its copy without the final Softmax) against the
+// teacher's executor.
+StatusOr<FinetuneResult> trainModel(Model& student, exec::Executor& teacher_exec,
+                                    data::SampleReader& data, const FinetuneOptions& options) {
   train::TapeOptions to;
   to.num_threads = options.num_threads;
   to.bf16_conv_grads = options.bf16_conv_grads;
   NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(student, to));
-  if (tape->inputs().size() != 1 || teacher_exec->inputs().size() != 1)
+  if (tape->inputs().size() != 1 || teacher_exec.inputs().size() != 1)
     return unsupported("fine-tuning needs models with one input");
-  if (tape->outputs().size() != teacher_exec->outputs().size())
+  if (tape->outputs().size() != teacher_exec.outputs().size())
     return invalidArgument("the model has " + std::to_string(tape->outputs().size()) +
                            " outputs, the teacher " +
-                           std::to_string(teacher_exec->outputs().size()));
-  FinetuneRun run(options, data, *tape, *teacher_exec);
+                           std::to_string(teacher_exec.outputs().size()));
+  FinetuneRun run(options, data, *tape, teacher_exec);
   NNC_RETURN_IF_ERROR(run.setUp());
   FinetuneResult result;
   result.bf16_conv_grads = options.bf16_conv_grads && train::bf16ConvGradsAvailable();
   NNC_RETURN_IF_ERROR(run.run(result));
   NNC_RETURN_IF_ERROR(tape->writeBack(student));
   if (result.stopped_early) return result;
-  NNC_RETURN_IF_ERROR(reestimateAfterTraining(student, *teacher_exec, data, options, result));
+  NNC_RETURN_IF_ERROR(reestimateAfterTraining(student, teacher_exec, data, options, result));
+  return result;
+}
+
+}  // namespace
+
+StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::SampleReader& data,
+                                  const FinetuneOptions& options) {
+  NNC_RETURN_IF_ERROR(checkOptions(options, data));
+  if (const int hoisted = train::hoistConstantWeights(student); hoisted > 0 && options.log)
+    options.log(std::to_string(hoisted) + " weights held in Constant nodes made trainable");
+  exec::ExecutorOptions eo;
+  eo.num_threads = options.num_threads;
+  // Both models' final Softmax removed when every output has one (softmax_heads.h).
+  Model student_logits = student.clone(), teacher_logits = teacher.clone();
+  const int heads = train::exposeSoftmaxLogits(student_logits);
+  if (heads == 0 || train::exposeSoftmaxLogits(teacher_logits) != heads) {
+    NNC_ASSIGN_OR_RETURN(auto teacher_exec, exec::Executor::create(teacher, eo));
+    return trainModel(student, *teacher_exec, data, options);
+  }
+  if (options.log)
+    options.log("distilling the logits before the final Softmax of " + std::to_string(heads) +
+                " output" + (heads > 1 ? "s" : ""));
+  NNC_ASSIGN_OR_RETURN(auto teacher_exec, exec::Executor::create(teacher_logits, eo));
+  FinetuneOptions o = options;
+  o.loss.softmax_logits = true;
+  NNC_ASSIGN_OR_RETURN(FinetuneResult result, trainModel(student_logits, *teacher_exec, data, o));
+  train::copyInitializers(student_logits, student);
+  result.softmax_logits = heads;
   return result;
 }
 

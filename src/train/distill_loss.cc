@@ -22,9 +22,10 @@ std::vector<double> logSoftmax(std::span<const float> z, int64_t rows, int64_t k
   return out;
 }
 
+// KL over the last axis: every row (all other axes) is one distribution; the mean is over rows.
 StatusOr<LossResult> klLoss(const Tensor& s, const Tensor& t, const std::vector<int64_t>* labels,
                             const DistillLossOptions& o) {
-  const int64_t n = s.dim(0), k = s.dim(1);
+  const int64_t k = s.dim(s.rank() - 1), n = k > 0 ? s.numel() / k : 0;
   const double temp = o.temperature;
   const auto ls = logSoftmax(s.data<float>(), n, k, temp);
   const auto lt = logSoftmax(t.data<float>(), n, k, temp);
@@ -57,6 +58,29 @@ StatusOr<LossResult> klLoss(const Tensor& s, const Tensor& t, const std::vector<
   }
   r.gradients.push_back(std::move(grad));
   return r;
+}
+
+// Outputs that are the logits of a Softmax over their last axis: the KL of each, summed.
+StatusOr<LossResult> softmaxLogitsKl(const std::vector<Tensor>& student,
+                                     const std::vector<Tensor>& teacher,
+                                     const std::vector<int64_t>* labels,
+                                     const DistillLossOptions& o) {
+  if (labels && !isClassifierOutput(student))
+    return invalidArgument("labels need one output of shape [N, classes]");
+  if (labels && static_cast<int64_t>(labels->size()) != student[0].dim(0))
+    return invalidArgument(std::to_string(labels->size()) + " labels for a batch of " +
+                           std::to_string(student[0].dim(0)));
+  LossResult total;
+  for (size_t i = 0; i < student.size(); ++i) {
+    if (student[i].rank() < 1 || student[i].dim(student[i].rank() - 1) < 1)
+      return invalidArgument("output " + std::to_string(i) + " has no classes to distil");
+    NNC_ASSIGN_OR_RETURN(LossResult r, klLoss(student[i], teacher[i], labels, o));
+    total.loss += r.loss;
+    total.distill += r.distill;
+    total.cross_entropy += r.cross_entropy;
+    total.gradients.push_back(std::move(r.gradients[0]));
+  }
+  return total;
 }
 
 LossResult mseLoss(const std::vector<Tensor>& student, const std::vector<Tensor>& teacher) {
@@ -93,9 +117,10 @@ bool isClassifierOutput(const std::vector<Tensor>& outputs) {
   return outputs.size() == 1 && outputs[0].rank() == 2 && outputs[0].dim(1) > 1;
 }
 
-LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs) {
+LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs, bool softmax_logits) {
   if (kind != LossKind::kAuto) return kind;
-  return isClassifierOutput(outputs) ? LossKind::kKlDivergence : LossKind::kNormalisedMse;
+  return softmax_logits || isClassifierOutput(outputs) ? LossKind::kKlDivergence
+                                                       : LossKind::kNormalisedMse;
 }
 
 const char* lossKindName(LossKind kind) {
@@ -131,11 +156,12 @@ StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
     if (student[o].dtype() != DType::kFloat32 || teacher[o].dtype() != DType::kFloat32)
       return invalidArgument("output " + std::to_string(o) + " is not float32");
   }
-  const LossKind kind = resolveLossKind(options.kind, student);
+  const LossKind kind = resolveLossKind(options.kind, student, options.softmax_logits);
   if (kind == LossKind::kKlDivergence) {
+    if (options.temperature <= 0) return invalidArgument("the temperature must be positive");
+    if (options.softmax_logits) return softmaxLogitsKl(student, teacher, labels, options);
     if (!isClassifierOutput(student))
       return invalidArgument("the KL loss needs one output of shape [N, classes]");
-    if (options.temperature <= 0) return invalidArgument("the temperature must be positive");
     if (labels && static_cast<int64_t>(labels->size()) != student[0].dim(0))
       return invalidArgument(std::to_string(labels->size()) + " labels for a batch of " +
                              std::to_string(student[0].dim(0)));

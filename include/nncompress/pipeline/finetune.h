@@ -102,6 +102,8 @@ struct FinetuneResult {
   int64_t steps = 0;
   bool bf16_conv_grads = false;  // asked for and available on this CPU
   std::string loss;              // "kl" or "mse": the loss the steps used ("" if none ran)
+  // Outputs distilled on the logits before their final Softmax (train/softmax_heads.h), 0: none.
+  int softmax_logits = 0;
 };
 
 // Trains `student` in place. `teacher` must accept the same input and produce outputs of the

@@ -5,6 +5,8 @@
 // Classifier (one output [N, K], K > 1), temperature T, p = softmax(z / T):
 //   L = T^2 * mean_n KL(p_t || p_s) + lambda * mean_n CE(softmax(z_s), y)      (CE only with y)
 //   dL/dz_s = T * (p_s - p_t) / N + lambda * (softmax(z_s) - onehot(y)) / N
+// Outputs that are the logits of a Softmax over their last axis (softmax_heads.h): the same KL
+// for each, every position of the other axes a row (N above counts rows), summed over outputs.
 // Any other model, per output o with teacher variance var_o over the batch:
 //   L = sum_o mean((s_o - t_o)^2) / var_o      dL/ds_o = 2 (s_o - t_o) / (numel_o * var_o)
 
@@ -21,9 +23,12 @@ namespace nnc::train {
 enum class LossKind { kAuto, kKlDivergence, kNormalisedMse };
 
 struct DistillLossOptions {
-  LossKind kind = LossKind::kAuto;  // auto: KL for one [N, K] output, MSE otherwise
+  LossKind kind = LossKind::kAuto;  // auto: KL for one [N, K] output or Softmax logits, else MSE
   double temperature = 4.0;
   double label_weight = 0.5;  // lambda, used when labels are given
+  // Every output is the logits of a Softmax over its last axis (the model's Softmax removed for
+  // training): auto means KL, over that axis, for any rank and number of outputs.
+  bool softmax_logits = false;
 };
 
 struct LossResult {
@@ -37,8 +42,10 @@ struct LossResult {
 // class).
 bool isClassifierOutput(const std::vector<Tensor>& outputs);
 
-// The loss `kind` means for these outputs: kAuto resolved (KL for a classifier, else MSE).
-LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs);
+// The loss `kind` means for these outputs: kAuto resolved (KL for a classifier or for Softmax
+// logits, else MSE).
+LossKind resolveLossKind(LossKind kind, const std::vector<Tensor>& outputs,
+                         bool softmax_logits = false);
 // "kl", "mse" or "auto", and back (kInvalidArgument for another name).
 const char* lossKindName(LossKind kind);
 StatusOr<LossKind> parseLossKind(const std::string& name);
