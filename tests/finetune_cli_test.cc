@@ -232,6 +232,16 @@ TEST(FinetuneCliTest, LossChoiceIsReportedAndChecked) {
   EXPECT_NE(r.err.find("needs the KL loss"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "no.onnx"));
   EXPECT_EQ(runCli(base + "--loss ce").exit_code, 2);
+  // Labels with mse: refused while they would add a cross-entropy, ignored at weight 0.
+  const std::string labels = "--labels " + kData + "train-labels-idx1-ubyte.gz ";
+  r = runCli(refused + labels + "--loss mse");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--label-weight 0"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "no.onnx"));
+  r = runCli(base + labels + "--loss mse --label-weight 0 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["finetune"]["loss"], "mse");
+  EXPECT_EQ(runCli(base + labels + "--label-weight -1").exit_code, 2);
 }
 
 }  // namespace

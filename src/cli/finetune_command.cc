@@ -34,6 +34,7 @@ StatusOr<FinetuneOptions> finetuneOptionsFrom(const TrainSettings& s, int epochs
   o.augment.flip = s.augment_flip;
   o.teacher_label_weight = s.teacher_label_weight;
   o.bf16_conv_grads = s.grad_precision == "bf16";
+  if (s.label_weight < 0) return invalidArgument("--label-weight must not be negative");
   if (s.teacher_label_weight < 0)
     return invalidArgument("--teacher-label-weight must not be negative");
   if (!(s.ema >= 0 && s.ema < 1)) return invalidArgument("--ema must be in [0, 1)");

@@ -123,8 +123,11 @@ Status checkOptions(const FinetuneOptions& o, const data::SampleReader& data) {
   if (o.augment.max_shift < 0) return invalidOption("augment", "the shift must not be negative");
   if (!(o.learning_rate > 0))
     return invalidOption("learning_rate", "the learning rate must be positive");
-  if (o.loss.kind == train::LossKind::kNormalisedMse && (o.labels || o.teacher_label_weight > 0))
-    return invalidOption("loss", "a cross-entropy on labels needs the KL loss, not mse");
+  if (o.loss.kind == train::LossKind::kNormalisedMse &&
+      ((o.labels && o.loss.label_weight > 0) || o.teacher_label_weight > 0))
+    return invalidOption("loss",
+                         "a cross-entropy on labels needs the KL loss, not mse (labels, from "
+                         "--labels or class folders, are ignored with --label-weight 0)");
   if (data.size() < 1) return invalidArgument("the training data is empty");
   if (o.labels && static_cast<int64_t>(o.labels->size()) != data.size())
     return invalidArgument(std::to_string(o.labels->size()) + " labels for " +
@@ -203,7 +206,7 @@ class FinetuneRun {
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> teacher_out, teacher_.run({x}));
     std::vector<int64_t> labels;
     train::DistillLossOptions lo = o_.loss;
-    if (o_.labels) {
+    if (o_.labels && lo.label_weight > 0) {
       for (int64_t i = 0; i < n; ++i) labels.push_back((*o_.labels)[order[begin + i]]);
     } else if (o_.teacher_label_weight > 0 && train::isClassifierOutput(teacher_out)) {
       const int64_t k = teacher_out[0].dim(1);
