@@ -84,6 +84,18 @@ TEST(FinetuneCliTest, PruneWithTaylorAndFinetune) {
   EXPECT_LE(j["macs_kept"].get<double>(), 0.6 + 1e-9);
   ASSERT_TRUE(j.contains("finetune"));
   EXPECT_EQ(j["finetune"]["steps"], 4);  // 256 samples, batch 64
+  EXPECT_EQ(j["finetune"]["loss"], "kl");
+  // --finetune-loss is finetune's --loss; mse drops the labels' cross-entropy instead of being
+  // refused for it.
+  r = runCli("prune " + fixture() + " -o " + quote(out) +
+             " --target-macs 0.6 --finetune 1 --finetune-loss mse --labels " + kData +
+             "train-labels-idx1-ubyte.gz" + kTrain + "--data-range 0:128 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["finetune"]["loss"], "mse");
+  EXPECT_EQ(runCli("prune " + fixture() + " -o " + quote(out) +
+                   " --target-macs 0.6 --finetune 1 --finetune-loss ce" + kTrain)
+                .exit_code,
+            2);
 }
 
 // DenseNet groups reach their next layers only through Concats: taylor scores them by weight
@@ -129,14 +141,15 @@ TEST(FinetuneCliTest, CompressRecipeReplaysItsRetrainStep) {
     f << R"({"nncompress_recipe": 1, "steps": [
       {"prune": {"method": "l1", "fraction": 0.3, "recover": "lsq"}},
       {"retrain": {"method": "distillation", "epochs": 1, "batch": 64, "lr": 0.0005,
-                   "optimizer": "adamw", "temperature": 2}},
+                   "optimizer": "adamw", "temperature": 2, "loss": "mse"}},
       {"quantize": {"format": "qdq"}}]})";
   }
   const RecipeRun r = replayRecipe(recipe, out, "0:256");
   ASSERT_EQ(r.cli.exit_code, 0) << r.cli.err;
   ASSERT_EQ(r.replayed.size(), 3u) << r.cli.out;
   EXPECT_EQ(r.replayed[1], "retrain (distillation, 1 epochs)");
-  EXPECT_NE(r.cli.err.find("finetune"), std::string::npos) << r.cli.err;  // it did train
+  EXPECT_NE(r.cli.err.find("finetune"), std::string::npos) << r.cli.err;            // it did train
+  EXPECT_NE(r.cli.err.find("finetune: loss mse"), std::string::npos) << r.cli.err;  // as recorded
   // A malformed retrain step is the recipe's error.
   {
     std::ofstream f(recipe);

@@ -68,8 +68,10 @@ stamp=$(/usr/bin/python3 tools/doc_stamp.py --binary "$build/nncompress")
   echo "  photos: pruned -> fine-tuned. The photos are the training data here, so this shows that"
   echo "  training runs end to end on each model and moves it toward the original (must decrease),"
   echo "  not that it generalises; the written model must pass the checker and run in ONNX Runtime."
-  echo "  The two PaddleOCR models end in a Softmax: they train on the logits before it, with a KL"
-  echo "  over the classes at every position (docs/cli.md, finetune); the others' loss is unchanged."
+  echo "  The cell ends with the loss that ran (\`--loss auto\`, its default: KL for one \`[N, K]\`"
+  echo "  output, on the logits before a final Softmax (the two PaddleOCR models), else MSE). Auto"
+  echo "  would read fr_landmark's one \`[N, 136]\` output (68 points' coordinates) as class logits,"
+  echo "  so it runs with \`--loss mse\`, as its user would (docs/cli.md, finetune)."
   echo
   echo "$table"
   echo

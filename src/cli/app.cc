@@ -135,6 +135,15 @@ void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
       ->capture_default_str();
 }
 
+// --finetune-loss of prune and compress: finetune's --loss for their retraining.
+void addFinetuneLossFlag(CLI::App* cmd, std::string& loss) {
+  cmd->add_option("--finetune-loss", loss,
+                  "With --finetune: the distillation loss, as finetune's --loss (mse for a "
+                  "regression output; it ignores --labels)")
+      ->check(CLI::IsMember({"auto", "kl", "mse"}))
+      ->capture_default_str();
+}
+
 // The flag of `command` that sets library option `option` (an options field such as
 // "round_to"), or "" when the command has none.
 std::string flagFor(const CLI::App& command, const std::string& option) {
@@ -309,6 +318,7 @@ void addPruneRecoveryFlags(CLI::App* prune_cmd, PruneOptions& prune) {
   prune_cmd->add_option("--finetune", prune.finetune_epochs,
                         "Then retrain for EPOCHS passes over --data by distillation from the "
                         "unpruned model (--labels optional)");
+  addFinetuneLossFlag(prune_cmd, prune.finetune_loss);
 }
 
 CLI::App* addPruneCommand(CLI::App& app, PruneOptions& prune) {
@@ -501,6 +511,7 @@ CLI::App* addCompressCommand(CLI::App& app, CompressCommandOptions& compress) {
   compress_cmd->add_option("--finetune", compress.finetune_epochs,
                            "Retrain the pruned model for EPOCHS passes over the calibration "
                            "data (distillation from the original) before quantizing");
+  addFinetuneLossFlag(compress_cmd, compress.finetune_loss);
   compress_cmd
       ->add_option("--rounding", compress.rounding,
                    "Weights of the layers lowered to 4 bits: adaround (learned on --calib "

@@ -75,6 +75,7 @@ nlohmann::ordered_json recipeJson(const CompressSetup& setup, const CompressResu
            {"optimizer", f.optimizer.kind == train::OptimizerKind::kSgd ? "sgd" : "adamw"},
            {"weight_decay", f.optimizer.weight_decay},
            {"temperature", f.loss.temperature},
+           {"loss", train::lossKindName(f.loss.kind)},
            {"warmup", f.warmup_fraction},
            {"seed", f.seed}}}});
   }
@@ -143,6 +144,9 @@ StatusOr<Model> replayRetrain(const Model& current, const nlohmann::json& r, Com
   NNC_ASSIGN_OR_RETURN(const std::string optimizer,
                        recipeField(r, "optimizer", std::string("adamw")));
   NNC_ASSIGN_OR_RETURN(f.optimizer.kind, train::parseOptimizerKind(optimizer));
+  NNC_ASSIGN_OR_RETURN(const std::string loss,
+                       recipeField(r, "loss", std::string(train::lossKindName(f.loss.kind))));
+  NNC_ASSIGN_OR_RETURN(f.loss.kind, train::parseLossKind(loss));
   if (!(f.epochs > 0 && f.batch > 0 && f.learning_rate > 0))
     return invalidArgument("recipe retrain step needs epochs, batch and lr above 0");
   NNC_ASSIGN_OR_RETURN(CompressActions actions, makeCompressActions(setup));
@@ -318,6 +322,7 @@ Status configureCompressSetup(const CompressCommandOptions& o, CompressSetup& se
     TrainSettings ts;
     ts.batch = o.batch;
     ts.threads = o.threads;
+    ts.loss = o.finetune_loss;
     NNC_ASSIGN_OR_RETURN(setup.finetune, finetuneOptionsFrom(ts, o.finetune_epochs));
     setup.finetune->log = [](const std::string& line) { spdlog::info("finetune: {}", line); };
     setup.qat = o.qat;

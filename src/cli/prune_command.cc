@@ -374,6 +374,8 @@ Status runPrune(const PruneOptions& o) {
     ts.batch = o.batch;
     ts.seed = o.seed;
     ts.threads = o.threads;
+    ts.loss = o.finetune_loss;
+    if (o.finetune_loss == "mse") ts.label_weight = 0;  // mse has no cross-entropy term
     NNC_ASSIGN_OR_RETURN(FinetuneOptions fo, finetuneOptionsFrom(ts, o.finetune_epochs));
     fo.labels = labels ? &*labels : nullptr;
     auto r = finetuneWithProgress(pruned, model, *reader, fo);

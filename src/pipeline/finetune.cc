@@ -214,8 +214,9 @@ class FinetuneRun {
         labels.push_back(argmaxRow(teacher_out[0].data<float>().subspan(i * k, k)));
       lo.label_weight = o_.teacher_label_weight;
     }
-    loss_name_ =
-        train::lossKindName(train::resolveLossKind(lo.kind, teacher_out, lo.softmax_logits));
+    const train::LossKind kind = train::resolveLossKind(lo.kind, teacher_out, lo.softmax_logits);
+    if (loss_name_.empty()) logLoss(kind);
+    loss_name_ = train::lossKindName(kind);
     tape_.zeroGrad();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> student_out, tape_.forward({std::move(x)}));
     NNC_ASSIGN_OR_RETURN(
@@ -234,6 +235,20 @@ class FinetuneRun {
     updateAverage();
     loss_sum_ += loss.loss;
     return Status::ok();
+  }
+
+  // Which loss the steps use and, when auto guessed it from the shape alone, what it took the
+  // output for.
+  void logLoss(train::LossKind kind) const {
+    if (!o_.log) return;
+    std::string line = std::string("loss ") + train::lossKindName(kind);
+    if (o_.loss.softmax_logits)
+      line += " on the logits before the final Softmax";
+    else if (o_.loss.kind == train::LossKind::kAuto && kind == train::LossKind::kKlDivergence)
+      line +=
+          ": the one [N, K] output read as class logits (--loss mse if it is a regression: "
+          "coordinates, scores)";
+    o_.log(line);
   }
 
   // ema <- d ema + (1 - d) w, the decay warming up so early weights fade quickly.

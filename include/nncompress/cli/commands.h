@@ -191,6 +191,7 @@ struct PruneOptions {
   int threads = 0;
   std::string recover = "none";
   int finetune_epochs = 0;                     // --finetune E: distil from the unpruned model
+  std::string finetune_loss = "auto";          // --finetune-loss: finetune's --loss
   int steps = 1;                               // prune in N steps, recovering after each
   std::string recover_reference = "original";  // original | previous (steps > 1)
   double ridge = 1e-3;                         // least-squares ridge (relative)
@@ -227,8 +228,9 @@ struct CompressCommandOptions {
   bool exact_only = false;
   bool no_prune = false;
   bool no_quantize = false;
-  int finetune_epochs = 0;  // --finetune E: retrain between pruning and quantization
-  bool qat = false;         // --qat: fake-quant retraining of the layers lowered to 4 bits
+  int finetune_epochs = 0;             // --finetune E: retrain between pruning and quantization
+  std::string finetune_loss = "auto";  // --finetune-loss: finetune's --loss
+  bool qat = false;  // --qat: fake-quant retraining of the layers lowered to 4 bits
   std::string rounding = "adaround";  // of the 4-bit layers: adaround or balanced
   double retrain_slack = 3;  // points pruning may lose beyond the demand when retraining follows
   bool strict = true;
