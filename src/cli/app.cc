@@ -102,7 +102,8 @@ void addTrainSettings(CLI::App* cmd, TrainSettings& t) {
       ->capture_default_str();
   cmd->add_option("--loss", t.loss,
                   "Distillation loss: kl (softened logits), mse (each output's squared error over "
-                  "the teacher's variance) or auto (kl for a classifier, else mse)")
+                  "the teacher's variance) or auto (kl for one [N, K] output or on the logits of "
+                  "a final Softmax, else mse)")
       ->check(CLI::IsMember({"auto", "kl", "mse"}))
       ->capture_default_str();
   cmd->add_option("--label-weight", t.label_weight, "Weight of the cross-entropy with --labels")

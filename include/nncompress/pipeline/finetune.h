@@ -1,7 +1,9 @@
 #pragma once
 // Fine-tuning by distillation (METHODS.md section 6): the student (a pruned or otherwise
 // simplified model) learns to reproduce the teacher's (the original's) outputs on unlabelled
-// data, plus a cross-entropy term when labels exist.
+// data, plus a cross-entropy term when labels exist. A model whose every output is a final
+// Softmax over the last axis trains and is compared on the logits before it
+// (train/softmax_heads.h); the model written back keeps its Softmax.
 //
 //   for epoch e: samples in a seeded random order (seed, e), read batch by batch (memory does
 //                not grow with the dataset); per batch: teacher forward (executor), student
