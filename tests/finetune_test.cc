@@ -164,6 +164,32 @@ TEST(Finetune, ModelsEndingInSoftmaxTrainOnTheirLogits) {
   EXPECT_NE(weights(student, "w2"), weights(mlpWithSoftmax(100, 9), "w2"));
 }
 
+// mlp() with a second head: the same logits through an Identity, a second [N, 3] output.
+Model mlpWithTwoHeads(uint32_t seed) {
+  Model m = mlp(seed);
+  Graph& g = *m.graph;
+  Node* second = g.addNode("Identity", {g.outputs()[0]}, {"y2"});
+  second->output()->setType(g.outputs()[0]->type());
+  g.addOutput(second->output());
+  return m;
+}
+
+// --loss kl trains a model with several classification heads (auto would pick mse for it).
+TEST(Finetune, KlTrainsSeveralHeads) {
+  const Model teacher = mlpWithTwoHeads(1);
+  Model student = mlpWithTwoHeads(100);
+  VectorReader train = randomData(128, 3), val = randomData(64, 4);
+  FinetuneOptions o = baseOptions();
+  o.epochs = 6;
+  o.val = &val;
+  o.loss.kind = train::LossKind::kKlDivergence;
+  auto r = finetune(student, teacher, train, o);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->loss, "kl");
+  ASSERT_TRUE(r->epochs.front().val_loss && r->epochs.back().val_loss);
+  EXPECT_LT(*r->epochs.back().val_loss, 0.5 * *r->epochs.front().val_loss);
+}
+
 // Which final Softmaxes count: over the last axis only, in every opset's spelling, and only
 // when every output has one.
 TEST(SoftmaxHeads, OnlyLastAxisSoftmaxOnEveryOutputIsExposed) {

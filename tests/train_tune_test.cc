@@ -105,9 +105,9 @@ TEST(DistillLoss, MseOnLogitsIsTheNormalisedErrorAndKindsResolve) {
   EXPECT_FALSE(parseLossKind("ce").isOk());
 }
 
-// Softmax logits (softmax_heads.h): KL over the last axis of any rank, each position a row, and
-// summed over outputs. A [2, 3, 4] output must give the loss and gradient of the same values
-// as [6, 4] rows, and auto must pick KL where it would pick MSE without the flag.
+// Softmax logits (softmax_heads.h) and --loss kl: KL over the last axis of any rank, each
+// position a row, and summed over outputs. A [2, 3, 4] output must give the loss and gradient of
+// the same values as [6, 4] rows, and auto must pick KL where it would pick MSE without the flag.
 TEST(DistillLoss, SoftmaxLogitsKlIsPerPositionOverTheLastAxis) {
   std::vector<float> sv(24), tv(24);
   for (int i = 0; i < 24; ++i) sv[i] = std::sin(1.3f * i), tv[i] = std::cos(0.7f * i);
@@ -137,6 +137,14 @@ TEST(DistillLoss, SoftmaxLogitsKlIsPerPositionOverTheLastAxis) {
   ASSERT_TRUE(both.isOk() && second.isOk());
   EXPECT_NEAR(both->loss, seq->loss + second->loss, 1e-12);
   expectGradientMatches({s3, s2}, {t3, t2}, nullptr, o);
+  // --loss kl is the same KL for any outputs with classes on their last axis; [N, 1] has none.
+  DistillLossOptions kl = rows;
+  kl.kind = LossKind::kKlDivergence;
+  auto explicit_kl = distillationLoss({s3, s2}, {t3, t2}, nullptr, kl);
+  ASSERT_TRUE(explicit_kl.isOk()) << explicit_kl.status().toString();
+  EXPECT_EQ(explicit_kl->loss, both->loss);
+  const Tensor one = Tensor::fromVector<float>({2, 1}, {1.0f, 2.0f});
+  EXPECT_FALSE(distillationLoss({s2, one}, {t2, one}, nullptr, kl).isOk());
   // Labels go with one [N, classes] output only.
   const std::vector<int64_t> labels = {0, 1};
   EXPECT_FALSE(distillationLoss({s3}, {t3}, &labels, o).isOk());

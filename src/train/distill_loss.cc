@@ -60,11 +60,11 @@ StatusOr<LossResult> klLoss(const Tensor& s, const Tensor& t, const std::vector<
   return r;
 }
 
-// Outputs that are the logits of a Softmax over their last axis: the KL of each, summed.
-StatusOr<LossResult> softmaxLogitsKl(const std::vector<Tensor>& student,
-                                     const std::vector<Tensor>& teacher,
-                                     const std::vector<int64_t>* labels,
-                                     const DistillLossOptions& o) {
+// KL over the last axis of every output (a classifier's [N, K] logits, the logits before a final
+// Softmax, several classification heads), summed over outputs.
+StatusOr<LossResult> lastAxisKl(const std::vector<Tensor>& student,
+                                const std::vector<Tensor>& teacher,
+                                const std::vector<int64_t>* labels, const DistillLossOptions& o) {
   if (labels && !isClassifierOutput(student))
     return invalidArgument("labels need one output of shape [N, classes]");
   if (labels && static_cast<int64_t>(labels->size()) != student[0].dim(0))
@@ -72,8 +72,11 @@ StatusOr<LossResult> softmaxLogitsKl(const std::vector<Tensor>& student,
                            std::to_string(student[0].dim(0)));
   LossResult total;
   for (size_t i = 0; i < student.size(); ++i) {
-    if (student[i].rank() < 1 || student[i].dim(student[i].rank() - 1) < 1)
-      return invalidArgument("output " + std::to_string(i) + " has no classes to distil");
+    if (student[i].rank() < 2 || student[i].dim(student[i].rank() - 1) < 2)
+      return invalidArgument("output " + std::to_string(i) + " of shape " +
+                             shapeToString(student[i].shape()) +
+                             " has no classes on its last axis: the KL loss needs [N, ..., K] "
+                             "with K > 1 (use --loss mse)");
     NNC_ASSIGN_OR_RETURN(LossResult r, klLoss(student[i], teacher[i], labels, o));
     total.loss += r.loss;
     total.distill += r.distill;
@@ -159,13 +162,7 @@ StatusOr<LossResult> distillationLoss(const std::vector<Tensor>& student,
   const LossKind kind = resolveLossKind(options.kind, student, options.softmax_logits);
   if (kind == LossKind::kKlDivergence) {
     if (options.temperature <= 0) return invalidArgument("the temperature must be positive");
-    if (options.softmax_logits) return softmaxLogitsKl(student, teacher, labels, options);
-    if (!isClassifierOutput(student))
-      return invalidArgument("the KL loss needs one output of shape [N, classes]");
-    if (labels && static_cast<int64_t>(labels->size()) != student[0].dim(0))
-      return invalidArgument(std::to_string(labels->size()) + " labels for a batch of " +
-                             std::to_string(student[0].dim(0)));
-    return klLoss(student[0], teacher[0], labels, options);
+    return lastAxisKl(student, teacher, labels, options);
   }
   if (labels) return invalidArgument("labels are only used with a classifier's logits");
   return mseLoss(student, teacher);

@@ -5,8 +5,9 @@
 // Classifier (one output [N, K], K > 1), temperature T, p = softmax(z / T):
 //   L = T^2 * mean_n KL(p_t || p_s) + lambda * mean_n CE(softmax(z_s), y)      (CE only with y)
 //   dL/dz_s = T * (p_s - p_t) / N + lambda * (softmax(z_s) - onehot(y)) / N
-// Outputs that are the logits of a Softmax over their last axis (softmax_heads.h): the same KL
-// for each, every position of the other axes a row (N above counts rows), summed over outputs.
+// KL in general (--loss kl, or auto on the logits before a final Softmax, softmax_heads.h): the
+// same over the last axis of every output, each position of the other axes a row (N above counts
+// rows), summed over outputs; the CE only for one [N, K] output.
 // Any other model, per output o with teacher variance var_o over the batch:
 //   L = sum_o mean((s_o - t_o)^2) / var_o      dL/ds_o = 2 (s_o - t_o) / (numel_o * var_o)
 
