@@ -76,7 +76,7 @@ StatusOr<LossResult> lastAxisKl(const std::vector<Tensor>& student,
       return invalidArgument("output " + std::to_string(i) + " of shape " +
                              shapeToString(student[i].shape()) +
                              " has no classes on its last axis: the KL loss needs [N, ..., K] "
-                             "with K > 1 (use --loss mse)");
+                             "with K > 1 (use the mse loss)");
     NNC_ASSIGN_OR_RETURN(LossResult r, klLoss(student[i], teacher[i], labels, o));
     total.loss += r.loss;
     total.distill += r.distill;
