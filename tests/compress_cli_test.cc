@@ -2,6 +2,8 @@
 // the full test set are measured by tools/compress_results.sh, not here).
 
 #include <gtest/gtest.h>
+#include <onnx/defs/parser.h>
+#include <onnx/onnx_pb.h>
 
 #include <nlohmann/json.hpp>
 
@@ -149,6 +151,38 @@ TEST(CompressCliTest, DryRunWritesNothing) {
   EXPECT_GT(j["before"]["file_bytes"].get<int64_t>(), 0);
   EXPECT_EQ(j["target_bytes"].get<int64_t>(), j["before"]["file_bytes"].get<int64_t>() / 10);
   EXPECT_EQ(dir.fileCount(), 0u);
+}
+
+// A regressor (one value per image: Conv, Relu, the mean) has no classes whose top-1 could agree
+// with the original's: without labels compress used to count it as always agreeing and prune it
+// to nothing. It is refused before any work (exit 3), and nothing is written.
+TEST(CompressCliTest, ModelsWithoutClassScoresAreRefused) {
+  TempDir dir;
+  onnx::ModelProto proto;
+  ASSERT_TRUE(onnx::OnnxParser(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    net (float[N, 1, 28, 28] x) => (float[N, 1] y)
+    <float[4, 1, 1, 1] w = {1.0, -1.0, 0.5, 2.0}, float[1, 4, 1, 1] v = {1.0, 1.0, 1.0, 1.0}>
+    {
+      c = Conv (x, w)
+      r = Relu (c)
+      s = Conv (r, v)
+      p = GlobalAveragePool (s)
+      y = Flatten (p)
+    }
+  )")
+                  .Parse(proto)
+                  .IsOK());
+  const auto model = dir / "regressor.onnx", out = dir / "small.onnx";
+  testing::writeText(model, proto.SerializeAsString());
+  auto r = runCli("compress " + quote(model) + " -o " + quote(out) + " --data " + kData +
+                  "t10k-images-idx3-ubyte.gz --eval-size 50 --calib-size 16 --max-accuracy-drop 1 "
+                  "--target-size 2x");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("regressor.onnx"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no output holds class scores ('y' [50x1])"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("error:"), r.err.rfind("error:")) << r.err;  // one line says why
+  EXPECT_EQ(dir.fileCount(), 1u);                                   // the model only
 }
 
 TEST(CompressCliTest, UsageErrors) {

@@ -19,6 +19,7 @@
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/compress.h"
 #include "nncompress/pipeline/compress_actions.h"
+#include "nncompress/pipeline/evaluate.h"
 #include "nncompress/report/compress_report.h"
 #include "nncompress/report/model_report.h"
 #include "progress.h"
@@ -520,6 +521,7 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.original = &original;
   setup.eval_data = eval_reader.get();
   setup.labels = labels ? &*labels : nullptr;
+  setup.classes = classesOf(original);
   setup.calib_data = calib_reader.get();
   NNC_RETURN_IF_ERROR(configureCompressSetup(o, setup));
   run.quality_name = labels ? "accuracy" : "agreement";

@@ -48,6 +48,7 @@ Status runEval(const EvalCommandOptions& o) {
   EvalOptions eo;
   eo.limit = o.limit;
   eo.batch = o.batch;
+  eo.classes = classesOf(model);
   eo.progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
   auto result = evaluate(*ex, *reader, labels ? &*labels : nullptr, ref_ex.get(), eo);
   if (!result.isOk()) return result.status().withContext(o.model_path);
@@ -72,8 +73,11 @@ Status runEval(const EvalCommandOptions& o) {
     if (r.top1)
       std::printf("top-1       %.2f%%\ntop-5       %.2f%%\n", 100 * *r.top1, 100 * *r.top5);
     if (ref_ex) {
-      std::printf("agreement   %.2f%% (top-1 vs %s)\n", 100 * *r.agreement,
-                  o.reference_path.c_str());
+      if (r.agreement)
+        std::printf("agreement   %.2f%% (top-1 vs %s)\n", 100 * *r.agreement,
+                    o.reference_path.c_str());
+      else
+        std::printf("agreement   - (the first output holds no class scores)\n");
       std::printf("cosine      %.6f\nSQNR        %.2f dB\n", *r.cosine, *r.sqnr_db);
     }
     std::printf("throughput  %.1f images/s (%d threads)\n", r.images_per_second, ex->numThreads());

@@ -54,6 +54,8 @@ StatusOr<double> measureQuality(State& state, const Model& model, int64_t limit)
   NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(model, {s.threads}));
   EvalOptions options;
   options.limit = limit;
+  options.classes = s.classes;
+  options.require_classes = true;
   options.progress = s.eval_progress;
   options.batch = effectiveBatch(*executor, s.batch);
   NNC_ASSIGN_OR_RETURN(EvalResult r, evaluate(*executor, *s.eval_data, s.labels,

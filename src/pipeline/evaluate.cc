@@ -5,6 +5,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "nncompress/train/softmax_heads.h"
+
 namespace nnc {
 namespace {
 
@@ -20,7 +22,73 @@ std::vector<int64_t> topK(const float* row, int64_t classes, int k) {
   return idx;
 }
 
+// How an output holds class scores: `rows` rows of `classes` scores per sample. One row for
+// [N, K] (or [N, K, 1, 1]); with kLastAxis one per position along the last axis. rows 0: none (a
+// regression's [N, 1] always agrees, a map's [N, C, H, W] argmax says nothing).
+struct ClassRows {
+  int64_t rows = 0, classes = 0;
+};
+
+ClassRows classRows(const Tensor& y, EvalOptions::Classes layout) {
+  if (y.dtype() != DType::kFloat32 || y.rank() < 2 || y.dim(0) == 0) return {};
+  const int64_t per_sample = y.numel() / y.dim(0);
+  const bool last_axis = layout == EvalOptions::Classes::kLastAxis;
+  const int64_t classes = last_axis ? y.dim(y.rank() - 1) : per_sample;
+  if (classes < 2 || (!last_axis && y.dim(1) != per_sample)) return {};
+  return {per_sample / classes, classes};
+}
+
+std::vector<ClassRows> classRowsOf(const std::vector<Tensor>& outputs, const EvalOptions& options) {
+  std::vector<ClassRows> out;
+  for (size_t k = 0; k < outputs.size(); ++k)
+    out.push_back(classRows(outputs[k], k < options.classes.size()
+                                            ? options.classes[k]
+                                            : EvalOptions::Classes::kWholeSample));
+  return out;
+}
+
+std::string describeOutputs(const exec::Executor& model, const std::vector<Tensor>& outputs) {
+  std::string text;
+  for (size_t k = 0; k < outputs.size() && k < model.outputs().size(); ++k)
+    text +=
+        (k ? ", '" : "'") + model.outputs()[k]->name() + "' " + shapeToString(outputs[k].shape());
+  return text;
+}
+
+bool sameShapes(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const Tensor& x, const Tensor& y) { return x.shape() == y.shape(); });
+}
+
+// Sample i's agreement: the share of its rows whose top-1 agrees, averaged over the outputs that
+// hold class scores.
+double sampleAgreement(const std::vector<Tensor>& got, const std::vector<Tensor>& want,
+                       const std::vector<ClassRows>& layout, int64_t i) {
+  double sum = 0;
+  int outputs = 0;
+  for (size_t k = 0; k < got.size(); ++k) {
+    const auto [rows, classes] = layout[k];
+    if (rows == 0) continue;
+    const float* a = got[k].data<float>().data() + i * rows * classes;
+    const float* b = want[k].data<float>().data() + i * rows * classes;
+    int64_t agreeing = 0;
+    for (int64_t r = 0; r < rows; ++r)
+      agreeing += topK(a + r * classes, classes, 1) == topK(b + r * classes, classes, 1);
+    sum += double(agreeing) / rows;
+    ++outputs;
+  }
+  return outputs ? sum / outputs : 0;
+}
+
 }  // namespace
+
+std::vector<EvalOptions::Classes> classesOf(const Model& model) {
+  std::vector<EvalOptions::Classes> out;
+  for (const Value* v : model.graph->outputs())
+    out.push_back(train::lastAxisSoftmax(model, v) ? EvalOptions::Classes::kLastAxis
+                                                   : EvalOptions::Classes::kWholeSample);
+  return out;
+}
 
 int64_t effectiveBatch(const exec::Executor& executor, int64_t requested) {
   const Value* in = executor.inputs().front();
@@ -86,8 +154,9 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
     return invalidArgument("there are " + std::to_string(labels->size()) + " labels for " +
                            std::to_string(reader.size()) + " samples");
   EvalResult r;
-  int64_t top1 = 0, top5 = 0, agree = 0;
-  double cosine_sum = 0, signal = 0, noise = 0;
+  int64_t top1 = 0, top5 = 0;
+  bool has_classes = false;
+  double agree = 0, cosine_sum = 0, signal = 0, noise = 0;
   double model_seconds = 0;
   std::vector<double> run_seconds;
   EvalOptions run_options = options;
@@ -103,6 +172,17 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
           return unsupported("the first output is not a float tensor");
         const int64_t n = y.dim(0);
         const int64_t per_sample = n ? y.numel() / n : 0;
+        const std::vector<ClassRows> layout = classRowsOf(outputs, options);
+        const bool any_classes = std::any_of(layout.begin(), layout.end(),
+                                             [](const ClassRows& c) { return c.rows > 0; });
+        if (options.require_classes && !any_classes)
+          return unsupported("no output holds class scores (" + describeOutputs(model, outputs) +
+                             "): top-1 agreement needs [N, K] scores with K >= 2, or a final "
+                             "Softmax over the last axis");
+        if (labels && layout.front().rows != 1)
+          return unsupported("the labels give one class per sample, and the first output " +
+                             shapeToString(y.shape()) + " does not hold one row of class scores");
+        const int64_t classes = layout.front().classes;
         const float* yd = y.data<float>().data();
         std::optional<std::vector<Tensor>> ref_out;
         if (reference) {
@@ -110,22 +190,23 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
           std::vector<Tensor> in;
           in.push_back(std::move(x));
           NNC_ASSIGN_OR_RETURN(ref_out, reference->run(std::move(in)));
-          if (ref_out->front().shape() != y.shape())
+          if (!sameShapes(*ref_out, outputs))
             return invalidArgument(
-                "the reference model's output " + shapeToString(ref_out->front().shape()) +
-                " differs in shape from the model's " + shapeToString(y.shape()));
+                "the reference model's outputs (" + describeOutputs(*reference, *ref_out) +
+                ") differ from the model's (" + describeOutputs(model, outputs) + ")");
+          has_classes = any_classes;
         }
         for (int64_t i = 0; i < n; ++i) {
           const float* row = yd + i * per_sample;
           if (labels) {
-            const auto best = topK(row, per_sample, 5);
+            const auto best = topK(row, classes, 5);
             const int64_t label = (*labels)[start + i];
             if (!best.empty() && best[0] == label) ++top1;
             if (std::find(best.begin(), best.end(), label) != best.end()) ++top5;
           }
           if (ref_out) {
             const float* ref = ref_out->front().data<float>().data() + i * per_sample;
-            if (topK(row, per_sample, 1) == topK(ref, per_sample, 1)) ++agree;
+            agree += sampleAgreement(outputs, *ref_out, layout, i);
             double dot = 0, na = 0, nb = 0;
             for (int64_t j = 0; j < per_sample; ++j) {
               dot += double(row[j]) * ref[j];
@@ -157,7 +238,7 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
     r.top5 = double(top5) / r.count;
   }
   if (reference) {
-    r.agreement = double(agree) / r.count;
+    if (has_classes) r.agreement = agree / r.count;
     r.cosine = cosine_sum / r.count;
     r.sqnr_db =
         noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();

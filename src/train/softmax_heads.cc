@@ -4,9 +4,7 @@
 #include <vector>
 
 namespace nnc::train {
-namespace {
 
-// The Softmax/LogSoftmax over the last axis that makes `output`, or nullptr.
 Node* lastAxisSoftmax(const Model& model, const Value* output) {
   Node* n = output->producer();
   if (!n || !(n->isOp("Softmax") || n->isOp("LogSoftmax")) || n->numInputs() != 1) return nullptr;
@@ -20,8 +18,6 @@ Node* lastAxisSoftmax(const Model& model, const Value* output) {
   if (axis < 0) axis += rank;
   return rank >= 2 && axis == rank - 1 ? n : nullptr;
 }
-
-}  // namespace
 
 int exposeSoftmaxLogits(Model& model) {
   Graph& g = *model.graph;

@@ -10,6 +10,7 @@
 
 #include "nncompress/data/dataset.h"
 #include "nncompress/pipeline/compress.h"
+#include "nncompress/pipeline/evaluate.h"
 #include "nncompress/pipeline/finetune.h"
 
 namespace nnc {
@@ -18,7 +19,9 @@ struct CompressSetup {
   const Model* original = nullptr;
   data::SampleReader* eval_data = nullptr;  // quality is measured on its first eval_size samples
   const std::vector<int64_t>* labels = nullptr;  // nullptr: agreement with the original
-  int64_t eval_size = -1;                        // -1: all
+  // Where each output holds its classes (quality refuses a model without class scores).
+  std::vector<EvalOptions::Classes> classes;
+  int64_t eval_size = -1;  // -1: all
   // Clear failures are screened on this many samples first (0: no screening); only used when
   // the evaluation set is at least twice as large.
   int64_t quick_size = 2000;

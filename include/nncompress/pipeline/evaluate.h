@@ -13,6 +13,17 @@
 namespace nnc {
 
 struct EvalOptions {
+  // How each output holds class scores for top-1 and agreement.
+  enum class Classes {
+    kWholeSample,  // each sample's whole output is one row of scores (a classifier's [N, K])
+    kLastAxis,     // each position along the last axis is a row ([N, T, K] per-step classes):
+                   // agreement is the share of rows that agree, averaged over samples
+  };
+  std::vector<Classes> classes;  // per graph output; kWholeSample where missing
+  // Refuse a model none of whose outputs holds class scores (at least 2 per row; kWholeSample
+  // needs [N, K] or [N, K, 1, ...]): its top-1 agreement would say nothing (a regression's
+  // [N, 1] always agrees).
+  bool require_classes = false;
   int64_t limit = -1;  // samples to use; -1: all
   int64_t batch = 32;
   // Called after each batch with (samples done, total).
@@ -29,10 +40,16 @@ struct EvalResult {
   // Median wall time of one executor run on a full batch (ms), the statistic ONNX Runtime's
   // tools/ort/bench.js reports; 0 when no batch was full.
   double batch_ms_median = 0;
-  // With a reference model: share of samples whose top-1 class agrees, mean per-sample cosine
+  // With a reference model: top-1 agreement (per sample, the share of rows that agree, averaged
+  // over every output holding class scores, then over samples; absent when none does), mean
+  // per-sample cosine
   // similarity of the first outputs, and their signal-to-quantization-noise ratio in dB.
   std::optional<double> agreement, cosine, sqnr_db;
 };
+
+// Per graph output: kLastAxis when a Softmax or LogSoftmax over its last axis makes it (class
+// probabilities at every position, such as a recogniser's per-step characters), else kWholeSample.
+std::vector<EvalOptions::Classes> classesOf(const Model& model);
 
 // The batch size to use with this model: `requested`, unless the model's input fixes the batch
 // dimension (e.g. 1), which then wins.

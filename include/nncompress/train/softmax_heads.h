@@ -11,6 +11,10 @@
 
 namespace nnc::train {
 
+// The Softmax or LogSoftmax over the last axis (rank >= 2, float32, any opset's spelling) that
+// makes `output`, or nullptr.
+Node* lastAxisSoftmax(const Model& model, const Value* output);
+
 // When every graph output of `model` is made by a Softmax or LogSoftmax over its last axis (any
 // opset: before 13 the op flattens at `axis`, which is the same thing for the last axis), makes
 // each op's input the graph output instead, drops the ops nothing else reads, and returns how
