@@ -153,36 +153,67 @@ TEST(CompressCliTest, DryRunWritesNothing) {
   EXPECT_EQ(dir.fileCount(), 0u);
 }
 
-// A regressor (one value per image: Conv, Relu, the mean) has no classes whose top-1 could agree
-// with the original's: without labels compress used to count it as always agreeing and prune it
-// to nothing. It is refused before any work (exit 3), and nothing is written.
-TEST(CompressCliTest, ModelsWithoutClassScoresAreRefused) {
+// A regressor (one value per image: Conv, Relu, 1x1 Conv to one channel, the mean) has no
+// classes whose top-1 could agree with the original's (its one value always "agrees": compress
+// once pruned such a model to nothing). Without labels it is measured by fidelity to the
+// original, and the result keeps 99% of it (the demand of --max-accuracy-drop 1).
+TEST(CompressCliTest, ModelsWithoutClassScoresAreMeasuredByFidelity) {
   TempDir dir;
   onnx::ModelProto proto;
-  ASSERT_TRUE(onnx::OnnxParser(R"(
+  const auto parsed = onnx::OnnxParser::Parse(proto, R"(
     <ir_version: 8, opset_import: ["" : 13]>
     net (float[N, 1, 28, 28] x) => (float[N, 1] y)
-    <float[4, 1, 1, 1] w = {1.0, -1.0, 0.5, 2.0}, float[1, 4, 1, 1] v = {1.0, 1.0, 1.0, 1.0}>
+    <float[8, 1, 3, 3] w = {1, 0, -1, 2, 0, -2, 1, 0, -1,   1, 2, 1, 0, 0, 0, -1, -2, -1,
+                            0, 1, 0, 1, -4, 1, 0, 1, 0,     0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1,
+                            -1, 0, 1, -2, 0, 2, -1, 0, 1,   -1, -2, -1, 0, 0, 0, 1, 2, 1,
+                            0, -1, 0, -1, 4, -1, 0, -1, 0,  0.5, 0, 0, 0, 0.5, 0, 0, 0, 0.5},
+     float[1, 8, 1, 1] v = {1, 0.5, 0.25, 2, 0.125, 1, 0.75, 0.05}>
     {
-      c = Conv (x, w)
+      c = Conv <pads = [1, 1, 1, 1]> (x, w)
       r = Relu (c)
       s = Conv (r, v)
       p = GlobalAveragePool (s)
       y = Flatten (p)
     }
-  )")
-                  .Parse(proto)
-                  .IsOK());
+  )");
+  ASSERT_TRUE(parsed.IsOK()) << parsed.ErrorMessage();
   const auto model = dir / "regressor.onnx", out = dir / "small.onnx";
   testing::writeText(model, proto.SerializeAsString());
-  auto r = runCli("compress " + quote(model) + " -o " + quote(out) + " --data " + kData +
-                  "t10k-images-idx3-ubyte.gz --eval-size 50 --calib-size 16 --max-accuracy-drop 1 "
-                  "--target-size 2x");
-  EXPECT_EQ(r.exit_code, 3) << r.err;
-  EXPECT_NE(r.err.find("regressor.onnx"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("no output holds class scores ('y' [50x1])"), std::string::npos) << r.err;
-  EXPECT_EQ(r.err.find("error:"), r.err.rfind("error:")) << r.err;  // one line says why
-  EXPECT_EQ(dir.fileCount(), 1u);                                   // the model only
+  const std::string data =
+      " --data " + kData + "t10k-images-idx3-ubyte.gz --mean 0.2860 --std 0.3530";
+  auto r = runCli("compress " + quote(model) + " -o " + quote(out) + data +
+                  " --eval-size 200 --calib-size 64 --max-accuracy-drop 1 --target-size 1.2x "
+                  "--no-quantize --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("no output holds class scores"), std::string::npos) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["quality"], "fidelity");
+  EXPECT_DOUBLE_EQ(j["baseline"].get<double>(), 1.0);
+  EXPECT_GE(j["final"].get<double>(), 0.99);
+  EXPECT_LE(j["after"]["file_bytes"].get<int64_t>() * 1.2,
+            j["before"]["file_bytes"].get<int64_t>());
+  // eval measures the same fidelity on the same samples.
+  auto e =
+      runCli("eval " + quote(out) + " --reference " + quote(model) + data + " --limit 200 --json");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const auto k = nlohmann::json::parse(e.out);
+  EXPECT_NEAR(k["fidelity"].get<double>(), j["final"].get<double>(), 1e-6);
+  EXPECT_TRUE(k["agreement"].is_null());
+  // Asked for agreement, it is refused (exit 3, one line saying why); fidelity with labels too.
+  auto agreement =
+      runCli("compress " + quote(model) + " -o " + quote(dir / "a.onnx") + data +
+             " --eval-size 50 --max-accuracy-drop 1 --target-size 2x --quality agreement");
+  EXPECT_EQ(agreement.exit_code, 3) << agreement.err;
+  EXPECT_NE(agreement.err.find("regressor.onnx: no output holds class scores ('y' [50x1])"),
+            std::string::npos)
+      << agreement.err;
+  EXPECT_EQ(agreement.err.find("error:"), agreement.err.rfind("error:")) << agreement.err;
+  auto labelled = runCli("compress " + quote(model) + " -o " + quote(dir / "a.onnx") + data +
+                         " --labels " + kData +
+                         "t10k-labels-idx1-ubyte.gz --max-accuracy-drop 1 --target-size 2x "
+                         "--quality fidelity");
+  EXPECT_EQ(labelled.exit_code, 2) << labelled.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "a.onnx"));
 }
 
 TEST(CompressCliTest, UsageErrors) {

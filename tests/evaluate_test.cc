@@ -1,4 +1,5 @@
-// evaluate(): which outputs hold class scores, and top-1 agreement over all of them. A
+// evaluate(): which outputs hold class scores, top-1 agreement over all of them, and the outputs'
+// fidelity (1 - relative squared error) to a reference. A
 // regression's [N, 1] output would always agree with its reference, so it gives no agreement
 // (and compress, which asks for class scores, refuses it); a model with several classification
 // heads agrees only as far as every head does; a final Softmax over the last axis of [N, T, K]
@@ -67,6 +68,21 @@ TEST(Evaluate, AgreementAveragesEveryClassifierHead) {
   // The first output alone is unchanged: cosine and SQNR, which read it, are perfect.
   EXPECT_DOUBLE_EQ(*m.result.cosine, 1.0);
   EXPECT_DOUBLE_EQ(*measure(reference, reference, true).result.agreement, 1.0);
+}
+
+// Fidelity: 1 - each output's relative squared error, averaged over outputs. Head b scaled by 0.9
+// has a relative squared error of 0.01, head a none: 1 - 0.01 / 2.
+TEST(Evaluate, FidelityAveragesTheRelativeErrorOfEveryOutput) {
+  const Model reference =
+      graph("  a = Identity (f)\n  b = Identity (f)\n", "float[N,6] a, float[N,6] b");
+  const Model scaled = graph(
+      "  k = Constant <value: tensor = float[1] {0.9}> ()\n  a = Identity (f)\n  b = Mul (f, k)\n",
+      "float[N,6] a, float[N,6] b");
+  const Measured m = measure(scaled, reference, false);
+  ASSERT_TRUE(m.status.isOk()) << m.status.toString();
+  ASSERT_TRUE(m.result.fidelity);
+  EXPECT_NEAR(*m.result.fidelity, 0.995, 1e-6);
+  EXPECT_DOUBLE_EQ(*measure(reference, reference, false).result.fidelity, 1.0);
 }
 
 TEST(Evaluate, RegressionOutputsHoldNoClassScores) {

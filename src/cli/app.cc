@@ -470,7 +470,15 @@ CLI::App* addCompressCommand(CLI::App& app, CompressCommandOptions& compress) {
                            "--data-range when --calib is not given)");
   compress_cmd->add_option("--max-accuracy-drop", compress.max_accuracy_drop,
                            "Allowed drop in percentage points: accuracy with labels, top-1 "
-                           "agreement with the original without");
+                           "agreement with the original without (or, when no output holds class "
+                           "scores, fidelity: 1 - the outputs' relative squared error)");
+  compress_cmd
+      ->add_option("--quality", compress.quality,
+                   "Without labels: agreement (top-1 of the outputs holding class scores), "
+                   "fidelity (for a regression whose [N, K] output auto would read as class "
+                   "scores) or auto (agreement where some output holds class scores)")
+      ->check(CLI::IsMember({"auto", "agreement", "fidelity"}))
+      ->capture_default_str();
   compress_cmd->add_option("--target-size", compress.target_size,
                            "Size demand: bytes (200000, 150K, 2MiB) or a ratio of the input "
                            "(0.1 or 10x)");

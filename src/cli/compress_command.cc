@@ -524,7 +524,12 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.classes = classesOf(original);
   setup.calib_data = calib_reader.get();
   NNC_RETURN_IF_ERROR(configureCompressSetup(o, setup));
-  run.quality_name = labels ? "accuracy" : "agreement";
+  NNC_RETURN_IF_ERROR(chooseQuality(setup, o.quality));
+  run.quality_name = qualityName(setup);
+  if (setup.fidelity && o.quality == "auto")
+    spdlog::info(
+        "no output holds class scores: quality is the outputs' fidelity to the original, 1 - "
+        "their relative squared error (a drop of P points allows P% error)");
   // A bar with ETA per evaluation on a terminal, periodic log lines otherwise.
   std::unique_ptr<Progress> progress;
   setup.eval_progress = [&progress](int64_t done, int64_t total) {

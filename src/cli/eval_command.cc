@@ -66,6 +66,7 @@ Status runEval(const EvalCommandOptions& o) {
       j["agreement"] = number(r.agreement);
       j["cosine"] = number(r.cosine);
       j["sqnr_db"] = number(r.sqnr_db);
+      j["fidelity"] = number(r.fidelity);
     }
     std::cout << j.dump(2) << "\n";
   } else {
@@ -79,6 +80,7 @@ Status runEval(const EvalCommandOptions& o) {
       else
         std::printf("agreement   - (the first output holds no class scores)\n");
       std::printf("cosine      %.6f\nSQNR        %.2f dB\n", *r.cosine, *r.sqnr_db);
+      std::printf("fidelity    %.4f (1 - relative squared error, every output)\n", *r.fidelity);
     }
     std::printf("throughput  %.1f images/s (%d threads)\n", r.images_per_second, ex->numThreads());
   }

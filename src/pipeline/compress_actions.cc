@@ -55,12 +55,13 @@ StatusOr<double> measureQuality(State& state, const Model& model, int64_t limit)
   EvalOptions options;
   options.limit = limit;
   options.classes = s.classes;
-  options.require_classes = true;
+  options.require_classes = !s.fidelity;
   options.progress = s.eval_progress;
   options.batch = effectiveBatch(*executor, s.batch);
   NNC_ASSIGN_OR_RETURN(EvalResult r, evaluate(*executor, *s.eval_data, s.labels,
                                               s.labels ? nullptr : state.reference.get(), options));
   if (s.labels) return r.top1.value_or(0);
+  if (s.fidelity) return r.fidelity.value_or(0);
   return r.agreement.value_or(0);
 }
 
@@ -261,6 +262,27 @@ StatusOr<Model> exportedForm(const Model& model, bool keep_names) {
   options.float16_storage = false;  // the accuracy compress measured must be the file's
   NNC_RETURN_IF_ERROR(quant::compactModel(out, options).status());
   return out;
+}
+
+Status chooseQuality(CompressSetup& setup, const std::string& force) {
+  setup.fidelity = force == "fidelity";
+  if (setup.labels && force != "auto")
+    return invalidArgument("--quality " + force +
+                           " compares with the original, and the labels ask for accuracy: give "
+                           "one or the other");
+  if (setup.labels || force != "auto") return Status::ok();
+  NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(*setup.original, {setup.threads}));
+  EvalOptions options;
+  options.limit = 1;
+  options.classes = setup.classes;
+  NNC_ASSIGN_OR_RETURN(EvalResult r,
+                       evaluate(*executor, *setup.eval_data, nullptr, nullptr, options));
+  setup.fidelity = !r.class_scores;
+  return Status::ok();
+}
+
+const char* qualityName(const CompressSetup& setup) {
+  return setup.labels ? "accuracy" : setup.fidelity ? "fidelity" : "agreement";
 }
 
 StatusOr<CompressActions> makeCompressActions(const CompressSetup& setup) {

@@ -60,6 +60,33 @@ bool sameShapes(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
                     [](const Tensor& x, const Tensor& y) { return x.shape() == y.shape(); });
 }
 
+// Per output: the reference's summed squares and the summed squared difference.
+struct OutputError {
+  double signal = 0, noise = 0;
+};
+
+void addOutputErrors(const std::vector<Tensor>& got, const std::vector<Tensor>& want,
+                     std::vector<OutputError>& errors) {
+  errors.resize(got.size());
+  for (size_t k = 0; k < got.size(); ++k) {
+    if (got[k].dtype() != DType::kFloat32) continue;
+    const auto a = got[k].data<float>(), b = want[k].data<float>();
+    for (size_t j = 0; j < a.size(); ++j) {
+      errors[k].signal += double(b[j]) * b[j];
+      errors[k].noise += (double(a[j]) - b[j]) * (double(a[j]) - b[j]);
+    }
+  }
+}
+
+// 1 - the relative squared error averaged over outputs (an output whose reference is all zeros
+// counts as exact when it is zero too, else as wholly wrong).
+double fidelityOf(const std::vector<OutputError>& errors) {
+  double sum = 0;
+  for (const OutputError& e : errors)
+    sum += e.signal > 0 ? e.noise / e.signal : (e.noise > 0 ? 1.0 : 0.0);
+  return errors.empty() ? 0 : 1 - sum / errors.size();
+}
+
 // Sample i's agreement: the share of its rows whose top-1 agrees, averaged over the outputs that
 // hold class scores.
 double sampleAgreement(const std::vector<Tensor>& got, const std::vector<Tensor>& want,
@@ -155,7 +182,7 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
                            std::to_string(reader.size()) + " samples");
   EvalResult r;
   int64_t top1 = 0, top5 = 0;
-  bool has_classes = false;
+  std::vector<OutputError> output_errors;
   double agree = 0, cosine_sum = 0, signal = 0, noise = 0;
   double model_seconds = 0;
   std::vector<double> run_seconds;
@@ -194,8 +221,9 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
             return invalidArgument(
                 "the reference model's outputs (" + describeOutputs(*reference, *ref_out) +
                 ") differ from the model's (" + describeOutputs(model, outputs) + ")");
-          has_classes = any_classes;
+          addOutputErrors(outputs, *ref_out, output_errors);
         }
+        r.class_scores = any_classes;
         for (int64_t i = 0; i < n; ++i) {
           const float* row = yd + i * per_sample;
           if (labels) {
@@ -238,7 +266,8 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
     r.top5 = double(top5) / r.count;
   }
   if (reference) {
-    if (has_classes) r.agreement = agree / r.count;
+    if (r.class_scores) r.agreement = agree / r.count;
+    r.fidelity = fidelityOf(output_errors);
     r.cosine = cosine_sum / r.count;
     r.sqnr_db =
         noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();

@@ -208,6 +208,7 @@ struct CompressCommandOptions {
   std::string calib;        // --calib SPEC: calibration samples (default: --data)
   std::string calib_range;  // --calib-range A:B of --calib (default: --data-range with --data)
   double max_accuracy_drop = -1;  // percentage points
+  std::string quality = "auto";   // --quality: auto, agreement or fidelity (without labels)
   std::string target_size;        // BYTES[K|M|G|KiB|MiB|GiB] or RATIO (0.1, 10x)
   std::string recipe;             // replay this recipe instead of searching
   std::string save_recipe;        // write the recipe of the result here

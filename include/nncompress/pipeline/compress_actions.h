@@ -1,7 +1,8 @@
 #pragma once
 // The real actions behind the compress controller (compress.h): contribution-driven pruning with
 // least-squares recovery, QDQ quantization with per-layer weight bits, quality measured on data
-// (top-1 accuracy with labels, top-1 agreement with the original without), size as written.
+// (top-1 accuracy with labels; without, top-1 agreement with the original, or the outputs'
+// fidelity to it when none holds class scores), size as written.
 
 #include <functional>
 #include <memory>
@@ -21,6 +22,8 @@ struct CompressSetup {
   const std::vector<int64_t>* labels = nullptr;  // nullptr: agreement with the original
   // Where each output holds its classes (quality refuses a model without class scores).
   std::vector<EvalOptions::Classes> classes;
+  // Without labels: quality is EvalResult::fidelity, not agreement (chooseQuality sets it).
+  bool fidelity = false;
   int64_t eval_size = -1;  // -1: all
   // Clear failures are screened on this many samples first (0: no screening); only used when
   // the evaluation set is at least twice as large.
@@ -52,6 +55,14 @@ struct CompressSetup {
 // initializers, default attributes dropped, short names unless keep_names). Computes exactly what
 // `model` computes: weights and biases keep their storage type.
 StatusOr<Model> exportedForm(const Model& model, bool keep_names);
+
+// Without labels, a model none of whose outputs holds class scores (a regressor's [N, 1]: its
+// top-1 would always agree) is measured by fidelity; one sample of eval_data tells. `force`
+// ("agreement" or "fidelity") decides instead ("auto": does not); with labels it is refused.
+Status chooseQuality(CompressSetup& setup, const std::string& force = "auto");
+
+// "accuracy", "agreement" or "fidelity".
+const char* qualityName(const CompressSetup& setup);
 
 // The actions hold caches (calibrated ranges per float model, reference outputs); `setup` and
 // everything it points to must outlive them.

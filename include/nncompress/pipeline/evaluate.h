@@ -42,9 +42,14 @@ struct EvalResult {
   double batch_ms_median = 0;
   // With a reference model: top-1 agreement (per sample, the share of rows that agree, averaged
   // over every output holding class scores, then over samples; absent when none does), mean
-  // per-sample cosine
-  // similarity of the first outputs, and their signal-to-quantization-noise ratio in dB.
+  // per-sample cosine similarity of the first outputs, and their signal-to-quantization-noise
+  // ratio in dB.
   std::optional<double> agreement, cosine, sqnr_db;
+  // With a reference model: 1 - the relative squared error of every output (||y - ref||^2 /
+  // ||ref||^2 over all samples, averaged over the outputs): the quality of models without class
+  // scores (0.99: 1% error, an SQNR of 20 dB).
+  std::optional<double> fidelity;
+  bool class_scores = false;  // some output holds class scores (EvalOptions::Classes)
 };
 
 // Per graph output: kLastAxis when a Softmax or LogSoftmax over its last axis makes it (class
