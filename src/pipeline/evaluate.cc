@@ -172,6 +172,97 @@ Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalO
   return Status::ok();
 }
 
+namespace {
+
+// Running sums over the evaluated samples.
+class Tally {
+ public:
+  Tally(const std::vector<int64_t>* labels, const EvalOptions& options)
+      : labels_(labels), options_(options) {}
+
+  // Checks that `outputs` hold what the measures need, then counts their samples (the first is
+  // sample `start` of the data) against the labels and the reference's outputs, if any.
+  Status add(const exec::Executor& model, const std::vector<Tensor>& outputs,
+             const std::vector<Tensor>* reference, int64_t start) {
+    const Tensor& y = outputs.front();
+    const std::vector<ClassRows> layout = classRowsOf(outputs, options_);
+    class_scores_ =
+        std::any_of(layout.begin(), layout.end(), [](const ClassRows& c) { return c.rows > 0; });
+    if (options_.require_classes && !class_scores_)
+      return unsupported("no output holds class scores (" + describeOutputs(model, outputs) +
+                         "): top-1 agreement needs [N, K] scores with K >= 2, or a final "
+                         "Softmax over the last axis");
+    if (labels_ && layout.front().rows != 1)
+      return unsupported("the labels give one class per sample, and the first output " +
+                         shapeToString(y.shape()) + " does not hold one row of class scores");
+    if (reference) addOutputErrors(outputs, *reference, output_errors_);
+    const int64_t n = y.dim(0), per_sample = n ? y.numel() / n : 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = y.data<float>().data() + i * per_sample;
+      if (labels_) addLabelled(row, layout.front().classes, (*labels_)[start + i]);
+      if (!reference) continue;
+      agree_ += sampleAgreement(outputs, *reference, layout, i);
+      addCompared(row, reference->front().data<float>().data() + i * per_sample, per_sample);
+    }
+    count_ += n;
+    return Status::ok();
+  }
+
+  void finish(bool compared, EvalResult& r) const {
+    r.count = count_;
+    r.class_scores = class_scores_;
+    if (labels_) {
+      r.top1 = double(top1_) / count_;
+      r.top5 = double(top5_) / count_;
+    }
+    if (!compared) return;
+    if (class_scores_) r.agreement = agree_ / count_;
+    r.fidelity = fidelityOf(output_errors_);
+    r.cosine = cosine_sum_ / count_;
+    r.sqnr_db =
+        noise_ > 0 ? 10 * std::log10(signal_ / noise_) : std::numeric_limits<double>::infinity();
+  }
+
+  int64_t count() const { return count_; }
+
+ private:
+  void addLabelled(const float* row, int64_t classes, int64_t label) {
+    const auto best = topK(row, classes, 5);
+    if (!best.empty() && best[0] == label) ++top1_;
+    if (std::find(best.begin(), best.end(), label) != best.end()) ++top5_;
+  }
+
+  // Cosine and SQNR of the first output.
+  void addCompared(const float* row, const float* ref, int64_t size) {
+    double dot = 0, na = 0, nb = 0;
+    for (int64_t j = 0; j < size; ++j) {
+      dot += double(row[j]) * ref[j];
+      na += double(row[j]) * row[j];
+      nb += double(ref[j]) * ref[j];
+      signal_ += double(ref[j]) * ref[j];
+      noise_ += (double(row[j]) - ref[j]) * (double(row[j]) - ref[j]);
+    }
+    cosine_sum_ += (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
+  }
+
+  const std::vector<int64_t>* labels_;
+  const EvalOptions& options_;
+  int64_t count_ = 0, top1_ = 0, top5_ = 0;
+  bool class_scores_ = false;
+  double agree_ = 0, cosine_sum_ = 0, signal_ = 0, noise_ = 0;
+  std::vector<OutputError> output_errors_;
+};
+
+double median(std::vector<double> xs) {
+  const size_t mid = xs.size() / 2;
+  std::nth_element(xs.begin(), xs.begin() + mid, xs.end());
+  double m = xs[mid];
+  if (xs.size() % 2 == 0) m = (m + *std::max_element(xs.begin(), xs.begin() + mid)) / 2;
+  return m;
+}
+
+}  // namespace
+
 StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
                               const std::vector<int64_t>* labels, exec::Executor* reference,
                               const EvalOptions& options) {
@@ -180,10 +271,7 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
           std::min<int64_t>(reader.size(), options.limit < 0 ? reader.size() : options.limit))
     return invalidArgument("there are " + std::to_string(labels->size()) + " labels for " +
                            std::to_string(reader.size()) + " samples");
-  EvalResult r;
-  int64_t top1 = 0, top5 = 0;
-  std::vector<OutputError> output_errors;
-  double agree = 0, cosine_sum = 0, signal = 0, noise = 0;
+  Tally tally(labels, options);
   double model_seconds = 0;
   std::vector<double> run_seconds;
   EvalOptions run_options = options;
@@ -197,23 +285,9 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
         const Tensor& y = outputs.front();
         if (y.dtype() != DType::kFloat32 || y.rank() < 1)
           return unsupported("the first output is not a float tensor");
-        const int64_t n = y.dim(0);
-        const int64_t per_sample = n ? y.numel() / n : 0;
-        const std::vector<ClassRows> layout = classRowsOf(outputs, options);
-        const bool any_classes = std::any_of(layout.begin(), layout.end(),
-                                             [](const ClassRows& c) { return c.rows > 0; });
-        if (options.require_classes && !any_classes)
-          return unsupported("no output holds class scores (" + describeOutputs(model, outputs) +
-                             "): top-1 agreement needs [N, K] scores with K >= 2, or a final "
-                             "Softmax over the last axis");
-        if (labels && layout.front().rows != 1)
-          return unsupported("the labels give one class per sample, and the first output " +
-                             shapeToString(y.shape()) + " does not hold one row of class scores");
-        const int64_t classes = layout.front().classes;
-        const float* yd = y.data<float>().data();
         std::optional<std::vector<Tensor>> ref_out;
         if (reference) {
-          NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, n));
+          NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, y.dim(0)));
           std::vector<Tensor> in;
           in.push_back(std::move(x));
           NNC_ASSIGN_OR_RETURN(ref_out, reference->run(std::move(in)));
@@ -221,57 +295,17 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
             return invalidArgument(
                 "the reference model's outputs (" + describeOutputs(*reference, *ref_out) +
                 ") differ from the model's (" + describeOutputs(model, outputs) + ")");
-          addOutputErrors(outputs, *ref_out, output_errors);
         }
-        r.class_scores = any_classes;
-        for (int64_t i = 0; i < n; ++i) {
-          const float* row = yd + i * per_sample;
-          if (labels) {
-            const auto best = topK(row, classes, 5);
-            const int64_t label = (*labels)[start + i];
-            if (!best.empty() && best[0] == label) ++top1;
-            if (std::find(best.begin(), best.end(), label) != best.end()) ++top5;
-          }
-          if (ref_out) {
-            const float* ref = ref_out->front().data<float>().data() + i * per_sample;
-            agree += sampleAgreement(outputs, *ref_out, layout, i);
-            double dot = 0, na = 0, nb = 0;
-            for (int64_t j = 0; j < per_sample; ++j) {
-              dot += double(row[j]) * ref[j];
-              na += double(row[j]) * row[j];
-              nb += double(ref[j]) * ref[j];
-              signal += double(ref[j]) * ref[j];
-              noise += (double(row[j]) - ref[j]) * (double(row[j]) - ref[j]);
-            }
-            cosine_sum += (na > 0 && nb > 0) ? dot / std::sqrt(na * nb) : (na == nb ? 1.0 : 0.0);
-          }
-        }
-        r.count += n;
+        NNC_RETURN_IF_ERROR(tally.add(model, outputs, ref_out ? &*ref_out : nullptr, start));
         t0 = std::chrono::steady_clock::now();
         return Status::ok();
       });
   if (!st.isOk()) return st;
-  if (r.count == 0) return invalidArgument("no samples were evaluated");
+  if (tally.count() == 0) return invalidArgument("no samples were evaluated");
+  EvalResult r;
+  tally.finish(reference != nullptr, r);
   r.images_per_second = model_seconds > 0 ? r.count / model_seconds : 0;
-  if (!run_seconds.empty()) {
-    const size_t mid = run_seconds.size() / 2;
-    std::nth_element(run_seconds.begin(), run_seconds.begin() + mid, run_seconds.end());
-    double median = run_seconds[mid];
-    if (run_seconds.size() % 2 == 0)
-      median = (median + *std::max_element(run_seconds.begin(), run_seconds.begin() + mid)) / 2;
-    r.batch_ms_median = 1000 * median;
-  }
-  if (labels) {
-    r.top1 = double(top1) / r.count;
-    r.top5 = double(top5) / r.count;
-  }
-  if (reference) {
-    if (r.class_scores) r.agreement = agree / r.count;
-    r.fidelity = fidelityOf(output_errors);
-    r.cosine = cosine_sum / r.count;
-    r.sqnr_db =
-        noise > 0 ? 10 * std::log10(signal / noise) : std::numeric_limits<double>::infinity();
-  }
+  if (!run_seconds.empty()) r.batch_ms_median = 1000 * median(std::move(run_seconds));
   return r;
 }
 
