@@ -123,6 +123,48 @@ TEST(Finetune, DistillationMovesTheStudentTowardsTheTeacher) {
   EXPECT_EQ(r->steps, 6 * 16);
 }
 
+// mlp() whose input fixes the batch at 1, as many exporters write it.
+Model mlpFixedBatch(uint32_t seed) {
+  Model m = mlp(seed);
+  ValueType t = m.graph->inputs()[0]->type();
+  (*t.shape)[0] = Dim::known(1);
+  m.graph->inputs()[0]->setType(t);
+  return m;
+}
+
+// A step sums the gradients of its passes: training a batch-1 model with batches of 8 (passes of
+// one sample), or the free-batch model in passes of 3, 3 and 2, ends where whole batches of 8 do.
+TEST(Finetune, PassesOfABatchMakeTheSameStep) {
+  FinetuneOptions o = baseOptions();
+  std::vector<std::string> lines;
+  o.log = [&lines](const std::string& line) { lines.push_back(line); };
+  VectorReader train = randomData(40, 3);
+  Model whole = mlp(100);
+  ASSERT_TRUE(finetune(whole, mlp(1), train, o).isOk());
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& l) { return l.find("passes") != l.npos; }),
+            0);
+  Model fixed = mlpFixedBatch(100);
+  auto r = finetune(fixed, mlpFixedBatch(1), train, o);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_NE(std::find(lines.begin(), lines.end(),
+                      "the model fixes its batch at 1: each step of 8 samples runs in passes of "
+                      "1, their gradients summed"),
+            lines.end());
+  Model thirds = mlp(100);
+  o.pass_batch = 3;
+  ASSERT_TRUE(finetune(thirds, mlp(1), train, o).isOk());
+  for (const char* name : {"w1", "b1", "w2", "b2"}) {
+    const auto want = weights(whole, name), a = weights(fixed, name), b = weights(thirds, name);
+    ASSERT_EQ(want.size(), a.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(a[i], want[i], 1e-4) << name << "[" << i << "]";
+      EXPECT_NEAR(b[i], want[i], 1e-4) << name << "[" << i << "]";
+    }
+  }
+  EXPECT_NE(weights(whole, "w2"), weights(mlp(100), "w2"));  // it trained
+}
+
 // mlp() with its probabilities as the output: Softmax over the classes, at `opset`.
 Model mlpWithSoftmax(uint32_t seed, int opset) {
   Model m = mlp(seed);

@@ -72,6 +72,13 @@ stamp=$(/usr/bin/python3 tools/doc_stamp.py --binary "$build/nncompress")
   echo "  output, on the logits before a final Softmax (the two PaddleOCR models), else MSE). Auto"
   echo "  would read fr_landmark's one \`[N, 136]\` output (68 points' coordinates) as class logits,"
   echo "  so it runs with \`--loss mse\`, as its user would (docs/cli.md, finetune)."
+  echo "- **compress by fidelity**: \`nncompress compress MODEL -o OUT --data PHOTOS.npy --quality"
+  echo "  fidelity --max-accuracy-drop 1 --target-size 2x --keep-best\` (no labels: the outputs'"
+  echo "  fidelity to the original, 1 - their relative squared error averaged over outputs, must stay"
+  echo "  >= 0.99). The cell is the size ratio reached (\"< 2x\" when the demand stopped it first),"
+  echo "  then the fidelity compress claims (measured in nncompress's executor) and the fidelity of"
+  echo "  the written model in ONNX Runtime on the same photos, which must agree within 0.005. Six"
+  echo "  of the eight fix their batch at 1 (the calibration runs a photo at a time)."
   echo
   echo "$table"
   echo

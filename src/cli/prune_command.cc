@@ -347,7 +347,7 @@ Status runPrune(const PruneOptions& o) {
     NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, "calibration data"));
     calibration.reader = reader.get();
     calibration.count = std::min(o.calib_size, reader->size());
-    calibration.batch = o.batch;
+    calibration.batch = batchLimit(model, o.batch);  // many exports hard-code batch 1
     calibration.num_threads = o.threads;
     NNC_ASSIGN_OR_RETURN(labels, openLabels(o.data, *reader));
   }

@@ -35,17 +35,6 @@ nlohmann::ordered_json number(double v) {
 }
 
 // "uint8", or "4-bit (uint8)" for k-bit activations stored in uint8.
-// Calibration and SQNR batches no larger than a static batch dim of the model's inputs: many
-// exported models hard-code batch 1 in their Reshapes.
-int64_t batchLimit(const Model& model, int64_t batch) {
-  for (const Value* in : model.graph->inputs()) {
-    if (in->isInitializer() || !in->type().shape || in->type().shape->empty()) continue;
-    const Dim& first = in->type().shape->front();
-    if (first.isKnown()) batch = std::min(batch, std::max<int64_t>(first.value, 1));
-  }
-  return batch;
-}
-
 std::string actLabel(int bits) {
   return bits == 8 ? "uint8" : std::to_string(bits) + "-bit (uint8)";
 }

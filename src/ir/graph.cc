@@ -393,6 +393,15 @@ Status Graph::sortTopologically() {
 
 // ---------------------------------------------------------------- Model
 
+int64_t batchLimit(const Model& model, int64_t requested) {
+  for (const Value* in : model.graph->inputs()) {
+    if (in->isInitializer() || !in->type().shape || in->type().shape->empty()) continue;
+    const Dim& first = in->type().shape->front();
+    if (first.isKnown()) requested = std::min(requested, std::max<int64_t>(first.value, 1));
+  }
+  return requested;
+}
+
 int64_t Model::opsetVersion(std::string_view domain) const {
   const bool is_default = domain.empty() || domain == "ai.onnx";
   for (const OpsetImport& imp : opset_imports) {

@@ -55,6 +55,21 @@ StatusOr<Tensor> readSamples(data::SampleReader& reader, const std::vector<int64
   return batch;
 }
 
+// Samples per forward pass: the batch, or FinetuneOptions::pass_batch when smaller.
+int64_t passBatch(const FinetuneOptions& o) {
+  return o.pass_batch > 0 ? std::min(o.pass_batch, o.batch) : o.batch;
+}
+
+// Rows [at, at + count) of a batch.
+Tensor batchRows(const Tensor& batch, int64_t at, int64_t count) {
+  Shape shape = batch.shape();
+  const int64_t per = batch.numel() / shape[0];
+  shape[0] = count;
+  Tensor rows(DType::kFloat32, shape);
+  std::copy_n(batch.data<float>().data() + at * per, count * per, rows.mutableData<float>().data());
+  return rows;
+}
+
 int64_t argmaxRow(std::span<const float> row) {
   return std::max_element(row.begin(), row.end()) - row.begin();
 }
@@ -72,8 +87,8 @@ StatusOr<ValResult> validate(train::GradientTape& tape, exec::Executor& teacher,
   const int64_t total = o.val_limit < 0 ? val.size() : std::min(o.val_limit, val.size());
   int64_t correct = 0;
   double loss_sum = 0;
-  for (int64_t start = 0; start < total; start += o.batch) {
-    const int64_t n = std::min(o.batch, total - start);
+  for (int64_t start = 0; start < total; start += passBatch(o)) {
+    const int64_t n = std::min(passBatch(o), total - start);
     NNC_ASSIGN_OR_RETURN(Tensor x, val.readBatch(start, n));
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> s, tape.infer({x}));
     if (o.val_labels) {
@@ -104,8 +119,8 @@ StatusOr<double> modelTop1(const Model& model, const FinetuneOptions& o) {
   NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
   const int64_t total = o.val_limit < 0 ? o.val->size() : std::min(o.val_limit, o.val->size());
   int64_t correct = 0;
-  for (int64_t start = 0; start < total; start += o.batch) {
-    const int64_t n = std::min(o.batch, total - start);
+  for (int64_t start = 0; start < total; start += passBatch(o)) {
+    const int64_t n = std::min(passBatch(o), total - start);
     NNC_ASSIGN_OR_RETURN(Tensor x, o.val->readBatch(start, n));
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> y, ex->run({x}));
     const int64_t k = y[0].numel() / n;
@@ -201,8 +216,34 @@ class FinetuneRun {
   }
 
  private:
+  // One optimizer step on samples order[begin, begin + n), in passes of passBatch(o_) samples
+  // whose gradients add up (each pass's loss weighted by its share of the batch).
   Status trainStep(const std::vector<int64_t>& order, int64_t begin, int64_t n) {
     NNC_ASSIGN_OR_RETURN(Tensor x, readSamples(data_, order, begin, n, epoch_, o_));
+    tape_.zeroGrad();
+    double loss = 0;
+    const int64_t pass = passBatch(o_);
+    for (int64_t at = 0; at < n; at += pass) {
+      const int64_t m = std::min(pass, n - at);
+      NNC_ASSIGN_OR_RETURN(double part, addGradients(m == n ? std::move(x) : batchRows(x, at, m),
+                                                     order, begin + at, double(m) / n));
+      loss += part;
+    }
+    std::vector<const Tensor*> grads;
+    for (train::Parameter& p : tape_.parameters()) grads.push_back(&p.grad);
+    lr_ = schedule_.at(global_step_);
+    NNC_ASSIGN_OR_RETURN(double norm, optimizer_->step(grads, lr_));
+    (void)norm;
+    updateAverage();
+    loss_sum_ += loss;
+    return Status::ok();
+  }
+
+  // Adds `weight` times the gradients of the distillation loss on `x` (samples order[begin, ...))
+  // to the parameters' gradients; returns `weight` times the loss.
+  StatusOr<double> addGradients(Tensor x, const std::vector<int64_t>& order, int64_t begin,
+                                double weight) {
+    const int64_t n = x.dim(0);
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> teacher_out, teacher_.run({x}));
     std::vector<int64_t> labels;
     train::DistillLossOptions lo = o_.loss;
@@ -217,7 +258,6 @@ class FinetuneRun {
     const train::LossKind kind = train::resolveLossKind(lo.kind, teacher_out, lo.softmax_logits);
     if (loss_name_.empty()) logLoss(kind);
     loss_name_ = train::lossKindName(kind);
-    tape_.zeroGrad();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> student_out, tape_.forward({std::move(x)}));
     NNC_ASSIGN_OR_RETURN(
         train::LossResult loss,
@@ -226,15 +266,11 @@ class FinetuneRun {
       return invalidOption("learning_rate", "the loss is not finite at step " +
                                                 std::to_string(global_step_) +
                                                 ": lower the learning rate");
+    if (weight != 1)
+      for (Tensor& g : loss.gradients)
+        for (float& v : g.mutableData<float>()) v = static_cast<float>(v * weight);
     NNC_RETURN_IF_ERROR(tape_.backward(std::move(loss.gradients)));
-    std::vector<const Tensor*> grads;
-    for (train::Parameter& p : tape_.parameters()) grads.push_back(&p.grad);
-    lr_ = schedule_.at(global_step_);
-    NNC_ASSIGN_OR_RETURN(double norm, optimizer_->step(grads, lr_));
-    (void)norm;
-    updateAverage();
-    loss_sum_ += loss.loss;
-    return Status::ok();
+    return weight * loss.loss;
   }
 
   // Which loss the steps use and, when auto guessed it from the shape alone, what it took the
@@ -408,8 +444,8 @@ StatusOr<double> modelDistillLoss(const Model& model, exec::Executor& teacher,
   NNC_ASSIGN_OR_RETURN(auto ex, exec::Executor::create(model, eo));
   count = std::min(count, reader.size());
   double sum = 0;
-  for (int64_t start = 0; start < count; start += o.batch) {
-    const int64_t n = std::min(o.batch, count - start);
+  for (int64_t start = 0; start < count; start += passBatch(o)) {
+    const int64_t n = std::min(passBatch(o), count - start);
     NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, n));
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> t, teacher.run({x}));
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> s, ex->run({x}));
@@ -428,7 +464,7 @@ Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::Sa
   for (const auto& n : student.graph->nodes()) has_bn = has_bn || n->isOp("BatchNormalization");
   if (!has_bn || !o.reestimate_batch_norm || !o.fake_quant.empty()) return Status::ok();
   Model candidate = student.clone();
-  CalibrationSource calibration{&data, std::min(o.batch_norm_samples, data.size()), o.batch,
+  CalibrationSource calibration{&data, std::min(o.batch_norm_samples, data.size()), passBatch(o),
                                 o.num_threads};
   NNC_RETURN_IF_ERROR(reestimateBatchNorm(candidate, calibration)
                           .withContext("BatchNorm "
@@ -480,8 +516,17 @@ StatusOr<FinetuneResult> trainModel(Model& student, exec::Executor& teacher_exec
 }  // namespace
 
 StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::SampleReader& data,
-                                  const FinetuneOptions& options) {
-  NNC_RETURN_IF_ERROR(checkOptions(options, data));
+                                  const FinetuneOptions& requested) {
+  NNC_RETURN_IF_ERROR(checkOptions(requested, data));
+  FinetuneOptions options = requested;
+  const int64_t fixed = batchLimit(teacher, batchLimit(student, passBatch(options)));
+  if (fixed < passBatch(options)) {
+    options.pass_batch = fixed;
+    if (options.log)
+      options.log("the model fixes its batch at " + std::to_string(fixed) + ": each step of " +
+                  std::to_string(options.batch) + " samples runs in passes of " +
+                  std::to_string(fixed) + ", their gradients summed");
+  }
   if (const int hoisted = train::hoistConstantWeights(student); hoisted > 0 && options.log)
     options.log(std::to_string(hoisted) + " weights held in Constant nodes made trainable");
   exec::ExecutorOptions eo;

@@ -290,6 +290,10 @@ struct Model {
   Model clone() const;
 };
 
+// `requested`, or less where a graph input fixes its first (batch) dimension below it: many
+// exported models hard-code batch 1 in their Reshapes, so they run a sample at a time.
+int64_t batchLimit(const Model& model, int64_t requested);
+
 // Initializers that are also listed as graph inputs (the IR < 4 convention: an input with a
 // default) become plain constants, and the IR version is raised to 4 where needed. Compression
 // changes these tensors' shapes, so feeding them would be wrong anyway; keeping them as inputs

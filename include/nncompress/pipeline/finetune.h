@@ -55,6 +55,10 @@ struct FinetuneEpoch {
 struct FinetuneOptions {
   int epochs = 1;
   int64_t batch = 64;
+  // Samples per forward/backward pass (0: the whole batch): a step of `batch` samples sums the
+  // gradients of several passes, the same step for the KL and cross-entropy (batch means).
+  // finetune() lowers it to a batch the models fix (many exports hard-code batch 1).
+  int64_t pass_batch = 0;
   double learning_rate = 1e-3;
   double warmup_fraction = 0.03;  // of all steps
   train::OptimizerOptions optimizer;
