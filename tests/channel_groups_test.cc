@@ -5,6 +5,7 @@
 #include <onnx/defs/parser.h>
 #include <onnx/onnx_pb.h>
 
+#include "model_text.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/surgery.h"
@@ -17,13 +18,7 @@ Model load(const std::string& body, const std::string& inputs, const std::string
   const std::string text = "<ir_version: 8, opset_import: [\"\" : 13, \"custom\" : 1]>\n g (" +
                            inputs + ") => (" + outputs + ")\n" +
                            (inits.empty() ? "" : "<" + inits + ">\n") + "{\n" + body + "\n}\n";
-  onnx::ModelProto proto;
-  onnx::OnnxParser parser(text.c_str());
-  auto st = parser.Parse(proto);
-  EXPECT_TRUE(st.IsOK()) << st.ErrorMessage() << "\n" << text;
-  auto model = parseModel(proto.SerializeAsString());
-  EXPECT_TRUE(model.isOk()) << model.status().toString();
-  return std::move(model).value();
+  return testing::parseModelText(text);
 }
 
 // A float initializer of the given shape filled with 0.1, 0.2, ... (distinct values).

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 
+#include "model_text.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/criteria.h"
@@ -17,15 +18,7 @@
 namespace nnc {
 namespace {
 
-Model parse(const std::string& text) {
-  onnx::ModelProto proto;
-  onnx::OnnxParser parser(text.c_str());
-  auto st = parser.Parse(proto);
-  EXPECT_TRUE(st.IsOK()) << st.ErrorMessage() << "\n" << text;
-  auto model = parseModel(proto.SerializeAsString());
-  EXPECT_TRUE(model.isOk()) << model.status().toString();
-  return std::move(model).value();
-}
+Model parse(const std::string& text) { return testing::parseModelText(text); }
 
 // x[1,2,2,2] -> Conv w1 (4 units, 1x1) -> Relu -> Conv w2 -> y. The group of w1's output is the
 // one under test (w2 feeds the graph output, so its group is not prunable).

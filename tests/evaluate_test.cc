@@ -11,6 +11,7 @@
 #include <onnx/defs/parser.h>
 #include <onnx/onnx_pb.h>
 
+#include "model_text.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "random_tensor.h"
 #include "tensor_reader.h"
@@ -18,15 +19,7 @@
 namespace nnc {
 namespace {
 
-Model parse(const std::string& text) {
-  onnx::ModelProto proto;
-  onnx::OnnxParser parser(text.c_str());
-  auto st = parser.Parse(proto);
-  EXPECT_TRUE(st.IsOK()) << st.ErrorMessage() << "\n" << text;
-  auto model = parseModel(proto.SerializeAsString());
-  EXPECT_TRUE(model.isOk()) << model.status().toString();
-  return std::move(model).value();
-}
+Model parse(const std::string& text) { return testing::parseModelText(text); }
 
 // A model of x [N, 2, 3] with outputs `outs` computed by `body` (opset 13).
 Model graph(const std::string& body, const std::string& outs) {

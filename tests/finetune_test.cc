@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <random>
 
+#include "model_text.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -22,15 +23,7 @@
 namespace nnc {
 namespace {
 
-Model parse(const std::string& text) {
-  onnx::ModelProto proto;
-  onnx::OnnxParser parser(text.c_str());
-  auto st = parser.Parse(proto);
-  EXPECT_TRUE(st.IsOK()) << st.ErrorMessage() << "\n" << text;
-  auto model = parseModel(proto.SerializeAsString());
-  EXPECT_TRUE(model.isOk()) << model.status().toString();
-  return std::move(model).value();
-}
+Model parse(const std::string& text) { return testing::parseModelText(text); }
 
 // In-memory samples [count, ...shape].
 class VectorReader : public data::SampleReader {
