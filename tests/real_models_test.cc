@@ -12,6 +12,8 @@
 //   Bf16 grads  the training tape's Conv gradients with bf16 products (fine-tuning's default)
 //               stay within bf16 rounding of float32's on every Conv weight (weights held in
 //               Constant nodes made trainable first, as finetune does), on the photos.
+//   Compress    `compress --quality fidelity` on the photos (calibration included: six of the
+//               models fix their batch at 1): the fidelity it claims holds in ONNX Runtime.
 // Each test prints its part of the model's row; a full run prints the whole table at the end
 // (tools/real_models.sh turns it into docs/real-models.md).
 
@@ -258,6 +260,7 @@ struct Fixture {
   std::string input_name;
   std::vector<Tensor> batches;
   std::vector<std::vector<Tensor>> reference;  // per batch, the original's outputs in ORT
+  fs::path photos;  // every batch in one .npy (float, so the CLI applies no further scaling)
 };
 
 void prepare(const RealModel& m, const TempDir& dir, Fixture& f) {
@@ -282,6 +285,8 @@ void prepare(const RealModel& m, const TempDir& dir, Fixture& f) {
     ASSERT_TRUE(t.isOk()) << p.label << ": " << t.status().toString();
     samples.push_back(std::move(t).value());
   }
+  f.photos = dir / "photos.npy";
+  ASSERT_TRUE(data::writeNpy(f.photos.string(), concatBatch(samples)).isOk());
   if (batch_fixed)
     f.batches = std::move(samples);
   else
@@ -524,14 +529,10 @@ TEST_P(RealModelsTest, QuantizeInt8QdqRunsInOrt) {
   TempDir dir;
   Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
-  // Calibration: the same preprocessed photos, one .npy (float, so no further scaling).
-  std::vector<Tensor> samples;
-  for (const Tensor& b : f.batches) samples.push_back(b);
-  const auto calib = dir / "calib.npy";
-  ASSERT_TRUE(data::writeNpy(calib.string(), concatBatch(samples)).isOk());
+  // Calibration: the same preprocessed photos.
   const auto out = dir / "quantized.onnx";
   auto r = testing::runCli("quantize " + testing::quote(f.path) + " -o " + testing::quote(out) +
-                           " --calib " + testing::quote(calib) + " --json");
+                           " --calib " + testing::quote(f.photos) + " --json");
   if (r.exit_code != 0)
     row.quantize = "exit " + std::to_string(r.exit_code) + ": " + firstLine(r.err);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -645,16 +646,15 @@ TEST_P(RealModelsTest, PrunedThenFinetunedRunsInOrtCloserToTheOriginal) {
   TempDir dir;
   Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
-  const auto photos = dir / "photos.npy", pruned = dir / "pruned.onnx", tuned = dir / "tuned.onnx";
-  ASSERT_TRUE(data::writeNpy(photos.string(), concatBatch(f.batches)).isOk());
+  const auto pruned = dir / "pruned.onnx", tuned = dir / "tuned.onnx";
   auto r = testing::runCli("prune " + testing::quote(f.path) + " -o " + testing::quote(pruned) +
                            " --ratio 0.3 --method l1 --exact-only");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const int64_t batch = f.batches.size() > 1 ? 1 : f.batches[0].dim(0);  // fixed batch of 1
   r = testing::runCli("finetune " + testing::quote(pruned) + " -o " + testing::quote(tuned) +
-                      " --teacher " + testing::quote(f.path) + " --data " + testing::quote(photos) +
-                      " --epochs 15 --batch " + std::to_string(batch) + " --warmup 0 --loss " +
-                      m.finetune_loss + " --json");
+                      " --teacher " + testing::quote(f.path) + " --data " +
+                      testing::quote(f.photos) + " --epochs 15 --batch " + std::to_string(batch) +
+                      " --warmup 0 --loss " + m.finetune_loss + " --json");
   if (r.exit_code != 0)
     row.finetune = "exit " + std::to_string(r.exit_code) + ": " + firstLine(r.err);
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -713,10 +713,9 @@ TEST_P(RealModelsTest, CompressedFidelityHoldsInOrt) {
   TempDir dir;
   Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
-  const auto photos = dir / "photos.npy", out = dir / "compressed.onnx";
-  ASSERT_TRUE(data::writeNpy(photos.string(), concatBatch(f.batches)).isOk());
+  const auto out = dir / "compressed.onnx";
   auto r = testing::runCli("compress " + testing::quote(f.path) + " -o " + testing::quote(out) +
-                           " --data " + testing::quote(photos) +
+                           " --data " + testing::quote(f.photos) +
                            " --quality fidelity --max-accuracy-drop 1 --target-size 2x "
                            "--keep-best --json");
   if (r.exit_code > 1)
