@@ -525,7 +525,7 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.calib_data = calib_reader.get();
   NNC_RETURN_IF_ERROR(configureCompressSetup(o, setup));
   setup.batch = batchLimit(original, setup.batch);  // calibration; many exports fix batch 1
-  NNC_RETURN_IF_ERROR(chooseQuality(setup, o.quality));
+  NNC_RETURN_IF_ERROR(chooseQuality(setup, o.quality).withContext(o.model_path));
   run.quality_name = qualityName(setup);
   if (setup.fidelity && o.quality == "auto")
     spdlog::info(

@@ -273,7 +273,7 @@ Status chooseQuality(CompressSetup& setup, const std::string& force) {
   if (setup.labels || force != "auto") return Status::ok();
   NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(*setup.original, {setup.threads}));
   EvalOptions options;
-  options.limit = 1;
+  options.limit = effectiveBatch(*executor, 1);  // one sample, or the batch the model fixes
   options.classes = setup.classes;
   NNC_ASSIGN_OR_RETURN(EvalResult r,
                        evaluate(*executor, *setup.eval_data, nullptr, nullptr, options));
