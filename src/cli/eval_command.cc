@@ -78,7 +78,7 @@ Status runEval(const EvalCommandOptions& o) {
         std::printf("agreement   %.2f%% (top-1 vs %s)\n", 100 * *r.agreement,
                     o.reference_path.c_str());
       else
-        std::printf("agreement   - (the first output holds no class scores)\n");
+        std::printf("agreement   - (no output holds class scores)\n");
       std::printf("cosine      %.6f\nSQNR        %.2f dB\n", *r.cosine, *r.sqnr_db);
       std::printf("fidelity    %.4f (1 - relative squared error, every output)\n", *r.fidelity);
     }
