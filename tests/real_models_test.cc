@@ -400,11 +400,17 @@ void zeroRemovedChannels(Graph& g, const ChannelAnalysis& analysis,
 // gtest prints the parameter in failure messages.
 void PrintTo(const RealModel& m, std::ostream* os) { *os << m.file; }
 
-class RealModelsTest : public ::testing::TestWithParam<RealModel> {};
-
-TEST_P(RealModelsTest, Report) {
+// Each test's model, its row of the table, a folder, and (after prepare) its photos and the
+// original's outputs in ORT.
+class RealModelsTest : public ::testing::TestWithParam<RealModel> {
+ protected:
   const RealModel& m = GetParam();
   Row& row = table()[m.file];
+  TempDir dir;
+  Fixture f;
+};
+
+TEST_P(RealModelsTest, Report) {
   const auto path = kModels / m.file;
   auto r = testing::runCli("report " + testing::quote(path) + " --json");
   if (r.exit_code != 0)
@@ -434,10 +440,6 @@ TEST_P(RealModelsTest, Report) {
 }
 
 TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
-  const RealModel& m = GetParam();
-  Row& row = table()[m.file];
-  TempDir dir;
-  Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
   const auto out = dir / "pruned.onnx";
   auto r = testing::runCli("prune " + testing::quote(f.path) + " -o " + testing::quote(out) +
@@ -524,10 +526,6 @@ TEST_P(RealModelsTest, PruneHalfMatchesZeroedConsumerOracle) {
 }
 
 TEST_P(RealModelsTest, QuantizeInt8QdqRunsInOrt) {
-  const RealModel& m = GetParam();
-  Row& row = table()[m.file];
-  TempDir dir;
-  Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
   // Calibration: the same preprocessed photos.
   const auto out = dir / "quantized.onnx";
@@ -605,10 +603,7 @@ double relativeL2(const Tensor& got, const Tensor& want) {
 }
 
 TEST_P(RealModelsTest, Bf16ConvGradientsStayNearFloat32) {
-  const RealModel& m = GetParam();
   if (!train::bf16ConvGradsAvailable()) GTEST_SKIP() << "CPU without AVX-512 BF16";
-  TempDir dir;
-  Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
   auto model = loadModel(f.path);
   ASSERT_TRUE(model.isOk()) << model.status().toString();
@@ -641,10 +636,6 @@ TEST_P(RealModelsTest, Bf16ConvGradientsStayNearFloat32) {
 // the pruned model's were (on those photos: the training data). Every op of the eight models has
 // a backward, so each must train.
 TEST_P(RealModelsTest, PrunedThenFinetunedRunsInOrtCloserToTheOriginal) {
-  const RealModel& m = GetParam();
-  Row& row = table()[m.file];
-  TempDir dir;
-  Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
   const auto pruned = dir / "pruned.onnx", tuned = dir / "tuned.onnx";
   auto r = testing::runCli("prune " + testing::quote(f.path) + " -o " + testing::quote(pruned) +
@@ -708,10 +699,6 @@ double fidelity(const std::vector<std::vector<Tensor>>& got,
 // compress without labels, judged by fidelity to the original (any model has it): the quality it
 // claims, measured in nncompress's executor, holds in ONNX Runtime, within the demand.
 TEST_P(RealModelsTest, CompressedFidelityHoldsInOrt) {
-  const RealModel& m = GetParam();
-  Row& row = table()[m.file];
-  TempDir dir;
-  Fixture f;
   ASSERT_NO_FATAL_FAILURE(prepare(m, dir, f));
   const auto out = dir / "compressed.onnx";
   auto r = testing::runCli("compress " + testing::quote(f.path) + " -o " + testing::quote(out) +
