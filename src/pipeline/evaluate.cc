@@ -22,6 +22,11 @@ std::vector<int64_t> topK(const float* row, int64_t classes, int k) {
   return idx;
 }
 
+// The top class of a row (the first of equal scores, as topK).
+int64_t argmax(const float* row, int64_t classes) {
+  return std::max_element(row, row + classes) - row;
+}
+
 // How an output holds class scores: `rows` rows of `classes` scores per sample. One row for
 // [N, K] (or [N, K, 1, 1]); with kLastAxis one per position along the last axis. rows 0: none (a
 // regression's [N, 1] always agrees, a map's [N, C, H, W] argmax says nothing).
@@ -100,7 +105,7 @@ double sampleAgreement(const std::vector<Tensor>& got, const std::vector<Tensor>
     const float* b = want[k].data<float>().data() + i * rows * classes;
     int64_t agreeing = 0;
     for (int64_t r = 0; r < rows; ++r)
-      agreeing += topK(a + r * classes, classes, 1) == topK(b + r * classes, classes, 1);
+      agreeing += argmax(a + r * classes, classes) == argmax(b + r * classes, classes);
     sum += double(agreeing) / rows;
     ++outputs;
   }
