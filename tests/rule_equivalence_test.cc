@@ -15,6 +15,7 @@
 
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/exec/executor.h"
+#include "nncompress/exec/shape_probe.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/prune/surgery.h"
 #include "ort_util.h"
@@ -76,6 +77,8 @@ struct Case {
   // The group is approximate (a normalisation over its channels): pruned, it must give a valid
   // model with the original output shapes, but not the oracle's values.
   bool approximate = false;
+  // Load as the CLI does: shapes ONNX inference leaves unknown completed by running the model.
+  bool probe_shapes = false;
 };
 
 std::string modelText(const Case& c) {
@@ -146,7 +149,9 @@ StatusOr<Model> parse(const Case& c) {
   // Every crafted model is valid: load it as strictly as the CLI does.
   LoadOptions options;
   options.strict = StrictLoad::kRefuse;
-  return parseModel(proto.SerializeAsString(), {}, options);
+  auto model = parseModel(proto.SerializeAsString(), {}, options);
+  if (model.isOk() && c.probe_shapes) exec::completeShapesByRunning(*model);
+  return model;
 }
 
 // Conv(x) -> `ops` (reading a, writing o) -> 1x1 Conv: the usual sandwich.
@@ -466,9 +471,29 @@ Case gatheredProjectionAttention() {
   return c;
 }
 
+// Tokens of a dynamic batch flattened by a target computed from it ([N, 4, 8] viewed as
+// [N*4, 8]: ONNX data propagation does not multiply a symbol), an MLP, and the view back. The
+// MLP's hidden channels have no static count until the shapes are found by running the model.
+Case runTimeTokenView(bool probe) {
+  Case c;
+  c.name = std::string("MLP behind a run-time token view, shapes ") +
+           (probe ? "found by running" : "from ONNX inference");
+  c.ops = {"Shape", "Gather", "Unsqueeze", "Mul", "Concat", "Reshape", "MatMul"};
+  c.input = "float[N,4,8] x";
+  c.body =
+      "s = Shape (x)\nn = Gather <axis = 0> (s, i0)\nnu = Unsqueeze (n, ax0)\n"
+      "n4 = Mul (nu, c4)\nt = Concat <axis = 0> (n4, c8)\nflat = Reshape (x, t)\n"
+      "a = MatMul (flat, w1)\nr = Relu (a)\nb = MatMul (r, w2)\n"
+      "t2 = Concat <axis = 0> (nu, c4, c8)\ny = Reshape (b, t2)";
+  c.inits = {rnd("w1", {8, 16}), rnd("w2", {16, 8}), "int64 i0 = {0}",
+             ints("ax0", {0}),   ints("c4", {4}),    ints("c8", {8})};
+  c.probe_shapes = probe;
+  return c;
+}
+
 std::vector<Case> attentionCases() {
   std::vector<Case> cs = {jointProjectionAttention(), separateProjectionAttention(),
-                          gatheredProjectionAttention()};
+                          gatheredProjectionAttention(), runTimeTokenView(true)};
   {
     // A Softmax across the heads mixes them: no head group.
     Case c = tokens("Softmax across heads", {"Reshape", "Softmax"},
@@ -1259,6 +1284,22 @@ TEST(RuleEquivalenceTest, EveryCasePrunesLikeTheOracleOrIsABarrier) {
             << counts.approximate << " approximate\n";
   EXPECT_EQ(counts.ort, counts.pruned);
   EXPECT_GT(counts.pruned, 60);
+}
+
+TEST(RuleEquivalenceTest, RunTimeShapesHideChannelsUntilTheModelIsRun) {
+  // The premise of the probed case above: from ONNX inference alone the MLP is no group.
+  auto inferred = parse(runTimeTokenView(false));
+  ASSERT_TRUE(inferred.isOk()) << inferred.status().toString();
+  const ChannelAnalysis before = analyzeChannels(*inferred);
+  const ChannelGroup* g = groupOf(before, "a");
+  EXPECT_TRUE(g == nullptr || !g->prunable);
+  auto probed = parse(runTimeTokenView(true));
+  ASSERT_TRUE(probed.isOk()) << probed.status().toString();
+  const ChannelAnalysis after = analyzeChannels(*probed);
+  g = groupOf(after, "a");
+  ASSERT_NE(g, nullptr);
+  EXPECT_TRUE(g->prunable) << g->reason;
+  EXPECT_EQ(g->channels, 16);
 }
 
 TEST(RuleEquivalenceTest, EveryRegisteredRuleHasACase) {

@@ -8,6 +8,7 @@
 
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/cli/commands.h"
+#include "nncompress/exec/shape_probe.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/pipeline/write_gate.h"
 #include "nncompress/report/model_report.h"
@@ -107,7 +108,20 @@ StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModel
   if (!info->strict_finding.empty())
     spdlog::warn("{}: {} (loaded anyway: --no-strict)", path, info->strict_finding);
   if (!info->validation_note.empty()) spdlog::info("{}: {}", path, info->validation_note);
+  completeUnknownShapes(*model, path);
   return model;
+}
+
+void completeUnknownShapes(Model& model, const std::string& path) {
+  const exec::ShapeProbeResult probe = exec::completeShapesByRunning(model);
+  if (probe.values_completed > 0)
+    spdlog::info(
+        "{}: shapes of {} values that ONNX shape inference left unknown, found by "
+        "running the model",
+        path, probe.values_completed);
+  else if (!probe.not_run_reason.empty())
+    spdlog::debug("{}: some shapes stay unknown: the model could not be run to find them ({})",
+                  path, probe.not_run_reason);
 }
 
 Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
@@ -130,6 +144,7 @@ Status raiseOpsetTo(Model& model, int64_t needed, const std::string& why, int64_
   NNC_RETURN_IF_ERROR(convertModelOpset(model, needed, onnxModelFormat()));
   spdlog::info("converted the model from opset {} to {} (IR {}) for {}", have, needed,
                model.ir_version, why);
+  completeUnknownShapes(model, "the converted model");
   *converted_from = have;
   return Status::ok();
 }

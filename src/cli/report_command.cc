@@ -22,6 +22,7 @@ Status runReport(const ReportOptions& options) {
   if (!info.strict_finding.empty())
     spdlog::warn("{}: {} (other commands refuse this model unless --no-strict)", options.model_path,
                  info.strict_finding);
+  completeUnknownShapes(*model, options.model_path);
   const ModelStats stats = computeModelStats(*model->graph);
   ReportInput input{&model.value(), options.model_path, info.file_bytes, info.external_data_bytes,
                     info.shape_inference_note};

@@ -10,6 +10,7 @@
 
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/exec/executor.h"
+#include "nncompress/exec/shape_probe.h"
 
 namespace nnc {
 
@@ -220,32 +221,8 @@ Status runSample(const Model& model, const ReferenceSource& reference, WriteGate
 
 }  // namespace
 
-void fillRanksFromSampleRun(Model& model) {
-  exec::ExecutorOptions options;
-  options.fuse = false;
-  std::string why_not;
-  auto executor = sampleExecutor(model, options, &why_not);
-  bool guessed = false;
-  std::vector<Tensor> inputs;
-  if (executor) inputs = sampleInputs(*executor, &guessed, &why_not);
-  if (!why_not.empty()) return;
-  std::unordered_map<const Value*, int> ranks;
-  auto seen = [&](const Value& v, const Tensor& t) { ranks[&v] = t.rank(); };
-  if (!executor->run(std::move(inputs), seen).isOk()) return;
-  for (auto& [value, rank] : ranks) {
-    Value* v = model.graph->findValue(value->name());
-    if (!v || v->type().shape || !v->type().isTensor()) continue;
-    ValueType type = v->type();
-    type.shape = std::vector<Dim>(static_cast<size_t>(rank));
-    v->setType(std::move(type));
-  }
-}
-
 Status convertModelOpset(Model& model, int64_t target, const ModelFormat& format) {
-  bool rank_missing = false;
-  for (const auto& v : model.graph->values())
-    rank_missing = rank_missing || (v->producer() && v->type().isTensor() && !v->type().shape);
-  if (rank_missing) fillRanksFromSampleRun(model);
+  exec::completeShapesByRunning(model);
   return format.convertOpset(model, target);
 }
 

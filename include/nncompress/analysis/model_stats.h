@@ -6,7 +6,7 @@
 // tensors read only at setting inputs (Clip bounds, Pad values, Resize scales, Pow exponents, ...;
 // the table in model_stats.cc), which configure an op rather than hold learnt values.
 // A tensor read by several nodes counts once in the total.
-// MACs, for one sample (symbolic dimensions such as the batch count as 1):
+// MACs, for one sample (symbolic dimensions such as the batch count as 1, "4*N" as 4):
 //   Conv           out_elements * (C_in / group) * prod(kernel)
 //   ConvTranspose  in_elements  * (C_out / group) * prod(kernel)
 //   Gemm           M * N * K
@@ -43,7 +43,8 @@ bool isWeightTensor(const Tensor& tensor);
 // True when input `index` of `node` is a setting (Clip bounds, Pad values, Reshape shape, ...),
 // not a learnt weight: its tensor is not counted as parameters.
 bool isSettingInput(const Node& node, size_t index);
-// Shape with symbolic or unknown dims read as 1 (one sample); nullopt if rank is unknown.
+// Shape with symbolic or unknown dims read as 1 (one sample), "k*N" as k; nullopt if rank is
+// unknown.
 std::optional<Shape> oneSampleShape(const Value& value);
 // Where the MAC rules read a node's input and output shapes: by default the model's own
 // (oneSampleShape); analysis/plan_cost overrides them with the shapes a keep-plan would give.

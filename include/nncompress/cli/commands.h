@@ -75,7 +75,11 @@ class WrittenModel {
 // Loads a model for a command: strict (declared shapes that contradict the weights, or
 // per-channel parameters whose length is not their channel count, refuse the model, exit 3) or,
 // with --no-strict, a warning (LoadedModelInfo::strict_finding). Errors carry the path.
+// Shapes ONNX inference left unknown are completed by running the model (exec/shape_probe.h).
 StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info);
+
+// Completes shapes ONNX inference left unknown by running the model, logging what it did.
+void completeUnknownShapes(Model& model, const std::string& path);
 
 // Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
 // or exit 3 when the input already failed strict loading (--no-strict). Errors carry the path.

@@ -56,13 +56,10 @@ Status writeValidatedModel(Model& model, const std::filesystem::path& path,
                            const ModelFormat& format, const SaveOptions& options = {},
                            const WriteGateOptions& gate = {}, WriteGateReport* report = nullptr);
 
-// format.convertOpset (onnx_io's convertOpset) after giving values of unknown rank the rank they
-// have in one sample run: ONNX's version converter rewrites some ops by their input's rank (Softmax
-// 12 -> 13) and fails without it, e.g. on attention blocks whose shapes are computed at run time.
+// format.convertOpset (onnx_io's convertOpset) after completing unknown shapes by running the
+// model (exec/shape_probe.h): ONNX's version converter rewrites some ops by their input's rank
+// (Softmax 12 -> 13) and fails without it, e.g. on attention blocks whose shapes are computed at
+// run time.
 Status convertModelOpset(Model& model, int64_t target, const ModelFormat& format);
-
-// Sets the rank (dims unknown) of every value without one from a sample run of our executor;
-// does nothing when the executor cannot run the model.
-void fillRanksFromSampleRun(Model& model);
 
 }  // namespace nnc

@@ -1,0 +1,126 @@
+// Shapes completed by running the model (exec/shape_probe.h): the dims the runs prove are filled,
+// the ones that follow contents are not, and a model that cannot run is left as it was.
+
+#include "nncompress/exec/shape_probe.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "model_text.h"
+#include "nncompress/analysis/model_stats.h"
+
+namespace nnc {
+namespace {
+
+using testing::parseModelText;
+
+std::string ramp(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(0.01 * (i % 7 + 1));
+  return s;
+}
+
+// PyTorch's attention pattern: [N, 8] viewed as [N*2, 4] through a target computed from the
+// batch (ONNX data propagation does not multiply symbols), viewed back as [N, 8].
+std::string headSplitModel() {
+  return R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 8] x) => (float[N, 3] y) <float[8, 8] w1 = {)" +
+         ramp(64) + R"(}, float[4, 4] w2 = {)" + ramp(16) + R"(}, float[8, 3] w3 = {)" + ramp(24) +
+         R"(}, int64[1] two = {2}, int64[1] four = {4}, int64[1] eight = {8},
+  int64 zero = {0}, int64[1] axis0 = {0}> {
+  h = MatMul(x, w1)
+  s = Shape(h)
+  n = Gather<axis = 0>(s, zero)
+  n1 = Unsqueeze(n, axis0)
+  n2 = Mul(n1, two)
+  t = Concat<axis = 0>(n2, four)
+  heads = Reshape(h, t)
+  mixed = MatMul(heads, w2)
+  t2 = Concat<axis = 0>(n1, eight)
+  back = Reshape(mixed, t2)
+  y = MatMul(back, w3)
+})";
+}
+
+const Value& valueNamed(const Model& m, const std::string& name) {
+  const Value* v = m.graph->findValue(name);
+  EXPECT_NE(v, nullptr) << name;
+  return *v;
+}
+
+TEST(ShapeProbe, RunsFillTheDimsTheBatchDoesNotChange) {
+  Model m = parseModelText(headSplitModel());
+  ASSERT_TRUE(m.graph);
+  const auto& heads = valueNamed(m, "heads").type();
+  // The premise: ONNX inference leaves the head view's dims unknown, so its MatMul has no MACs.
+  ASSERT_TRUE(!heads.shape || !(*heads.shape)[1].isKnown()) << heads.toString();
+  EXPECT_GE(computeModelStats(*m.graph).layers_with_unknown_macs, 1);
+
+  const exec::ShapeProbeResult probe = exec::completeShapesByRunning(m);
+  EXPECT_TRUE(probe.ran) << probe.not_run_reason;
+  EXPECT_GE(probe.values_completed, 2);
+  const auto& filled = *valueNamed(m, "heads").type().shape;
+  ASSERT_EQ(filled.size(), 2u);
+  EXPECT_EQ(filled[0].param, "2*N") << "two rows per sample";
+  EXPECT_EQ(filled[1].value, 4);
+  const auto& mixed = *valueNamed(m, "mixed").type().shape;
+  EXPECT_EQ(mixed[1].value, 4);
+  const auto& back = *valueNamed(m, "back").type().shape;
+  EXPECT_EQ(back[0].param, "N");
+  EXPECT_EQ(back[1].value, 8);
+  const ModelStats stats = computeModelStats(*m.graph);
+  EXPECT_EQ(stats.layers_with_unknown_macs, 0);
+  EXPECT_EQ(stats.macs, 8 * 8 + 2 * 4 * 4 + 8 * 3) << "one sample: two head rows of 4x4";
+  // The graph output keeps its declared type.
+  EXPECT_EQ(valueNamed(m, "y").type().toString(), "float32[N,3]");
+}
+
+TEST(ShapeProbe, ShapesThatFollowContentsStayUnknown) {
+  // A zero target copies x's dims ([N, 8] in both runs) and the Tile repeats are 1 in both, so
+  // both would look like [N, 8]; but the input's contents decide them. (NonZero and the other
+  // ops whose shapes follow contents have no kernel: such models are not run at all.)
+  Model m = parseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+g (float[N, 8] x, int64[2] target) => (float zr, float zt, float zh)
+  <int64[2] view = {-1, 4}, int64[1] one = {1}> {
+  r = Reshape(x, target)
+  rr = Relu(r)
+  zr = ReduceSum<keepdims = 0>(rr)
+  ones = Add(target, one)
+  tiled = Tile(x, ones)
+  tr = Relu(tiled)
+  zt = ReduceSum<keepdims = 0>(tr)
+  h = Reshape(x, view)
+  hr = Relu(h)
+  zh = ReduceSum<keepdims = 0>(hr)
+})");
+  ASSERT_TRUE(m.graph);
+  ASSERT_FALSE(valueNamed(m, "rr").type().shape);
+  const std::string tiled_before = valueNamed(m, "tr").type().toString();
+  const exec::ShapeProbeResult probe = exec::completeShapesByRunning(m);
+  EXPECT_TRUE(probe.ran) << probe.not_run_reason;
+  // The rank (the target's length) is all they get.
+  EXPECT_EQ(valueNamed(m, "rr").type().toString(), "float32[?,?]");
+  EXPECT_EQ(valueNamed(m, "tr").type().toString(), tiled_before);
+  // h and its Relu, whose first dim inference left unknown, are 2*N.
+  EXPECT_EQ(probe.values_completed, 4) << "r and rr (their rank), h, hr";
+  EXPECT_EQ((*valueNamed(m, "h").type().shape)[0].param, "2*N");
+  EXPECT_EQ((*valueNamed(m, "hr").type().shape)[0].param, "2*N");
+}
+
+TEST(ShapeProbe, ModelsThatCannotRunAreLeftAlone) {
+  Model m = parseModelText(R"(<ir_version: 8, opset_import: ["" : 13, "custom.domain" : 1]>
+g (float[N, 8] x) => (float[N, 8] y) {
+  c = custom.domain.Mystery(x)
+  y = Relu(c)
+})");
+  ASSERT_TRUE(m.graph);
+  const std::string before = valueNamed(m, "c").type().toString();
+  const exec::ShapeProbeResult probe = exec::completeShapesByRunning(m);
+  EXPECT_FALSE(probe.ran);
+  EXPECT_NE(probe.not_run_reason.find("Mystery"), std::string::npos) << probe.not_run_reason;
+  EXPECT_EQ(valueNamed(m, "c").type().toString(), before);
+}
+
+}  // namespace
+}  // namespace nnc
