@@ -319,5 +319,30 @@ TEST(DataRangeCliTest, BadRangesAreUsageErrorsOnOneLine) {
   EXPECT_EQ(dir.fileCount(), 0u);
 }
 
+TEST(DataRangeCliTest, DataFlagTyposAreUsageErrorsBeforeTheModelIsRead) {
+  // The model path does not exist: the flag is reported, not the model, and nothing runs.
+  const std::string missing = quote(std::string(NNC_SOURCE_DIR) + "/models/no_such_model.onnx");
+  const struct {
+    std::string args;
+    const char* message;
+  } cases[] = {
+      {"eval " + missing + " --data x --size 64,64", "--size: '64,64': expected HxW"},
+      {"compress " + missing +
+           " -o out.onnx --data x --mean 0.5,a --max-accuracy-drop 1 "
+           "--target-size 2x",
+       "--mean: '0.5,a'"},
+      {"quantize " + missing + " -o out.onnx --calib x --channels rbg", "--channels: 'rbg'"},
+      {"finetune " + missing + " -o out.onnx --teacher t.onnx --data x --val x --val-range 3",
+       "--val-range: '3' is not a range"},
+  };
+  for (const auto& c : cases) {
+    CommandResult r = runCli(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << "\n" << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << c.args << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
+    EXPECT_EQ(r.err.find("no_such_model"), std::string::npos) << r.err;
+  }
+}
+
 }  // namespace
 }  // namespace nnc

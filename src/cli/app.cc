@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "nncompress/cli/commands.h"
+#include "nncompress/data/dataset.h"
+#include "nncompress/data/preprocess.h"
 
 #ifndef NNC_VERSION
 #define NNC_VERSION "dev"
@@ -64,6 +66,32 @@ void addStrictFlag(CLI::App* cmd, bool& strict) {
 
 void addPreprocessFlags(CLI::App* cmd, DataOptions& d);
 
+// Data flags are checked when the command line is parsed: a typo is a usage error before any
+// model is loaded or converted.
+CLI::Validator preprocessCheck(const char* name) {
+  return CLI::Validator(
+      [name](std::string& value) -> std::string {
+        data::Preprocess p;
+        const Status s = data::setPreprocessOption(p, name, value);
+        if (s.isOk()) return {};
+        // CLI11 names the flag itself: "--size: '64,64': expected HxW ...".
+        const std::string flag = "--" + std::string(name) + " ";
+        const std::string& m = s.message();
+        return m.rfind(flag, 0) == 0 ? m.substr(flag.size()) : m;
+      },
+      "", name);
+}
+
+const CLI::Validator& rangeCheck() {
+  static const CLI::Validator check(
+      [](std::string& value) -> std::string {
+        const auto range = data::parseDataRange(value);
+        return range.isOk() ? std::string() : range.status().message();
+      },
+      "", "range");
+  return check;
+}
+
 void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool required = true) {
   cmd->add_option(
          "--data", d.data,
@@ -74,19 +102,25 @@ void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool requir
     cmd->add_option("--labels", d.labels, "Labels: IDX, .npy, text file (one integer per line)");
   cmd->add_option("--data-range", d.range,
                   "Use samples A..B-1 of --data (and of --labels): A:B, A: or :B (e.g. "
-                  "50000:60000, training images held out for validation)");
+                  "50000:60000, training images held out for validation)")
+      ->check(rangeCheck());
   addPreprocessFlags(cmd, d);
 }
 
 // The preprocessing flags every command that reads samples shares (docs/data-spec.md).
 void addPreprocessFlags(CLI::App* cmd, DataOptions& d) {
   cmd->add_option("--scale", d.scale,
-                  "Multiply raw values (default 1/255 for 8-bit data, 1 for float)");
-  cmd->add_option("--mean", d.mean, "Subtract after scaling: m or m,m,m");
-  cmd->add_option("--std", d.std, "Divide after the mean: s or s,s,s");
-  cmd->add_option("--size", d.size, "Resize images to HxW (or N: shorter side)");
-  cmd->add_option("--center-crop", d.center_crop, "Crop HxW from the center after resizing");
-  cmd->add_option("--channels", d.channels, "rgb, bgr or grey");
+                  "Multiply raw values (default 1/255 for 8-bit data, 1 for float)")
+      ->check(preprocessCheck("scale"));
+  cmd->add_option("--mean", d.mean, "Subtract after scaling: m or m,m,m")
+      ->check(preprocessCheck("mean"));
+  cmd->add_option("--std", d.std, "Divide after the mean: s or s,s,s")
+      ->check(preprocessCheck("std"));
+  cmd->add_option("--size", d.size, "Resize images to HxW (or N: shorter side)")
+      ->check(preprocessCheck("size"));
+  cmd->add_option("--center-crop", d.center_crop, "Crop HxW from the center after resizing")
+      ->check(preprocessCheck("center-crop"));
+  cmd->add_option("--channels", d.channels, "rgb, bgr or grey")->check(preprocessCheck("channels"));
 }
 
 // Training flags of finetune (prune/compress --finetune use the defaults and their --seed).
@@ -406,8 +440,10 @@ CLI::App* addQuantizeCommand(CLI::App& app, QuantizeCommandOptions& quant) {
                         "is read recursively, unlabelled)");
   quant.calib.unlabelled = true;
   quant.calib.range_flag = "--calib-range";
-  quant_cmd->add_option("--calib-range", quant.calib.range,
-                        "Use samples A..B-1 of --calib: A:B, A: or :B (e.g. 0:50000)");
+  quant_cmd
+      ->add_option("--calib-range", quant.calib.range,
+                   "Use samples A..B-1 of --calib: A:B, A: or :B (e.g. 0:50000)")
+      ->check(rangeCheck());
   addPreprocessFlags(quant_cmd, quant.calib);
   quant_cmd->add_option("--calib-size", quant.calib_size, "Calibration samples to use")
       ->capture_default_str();
@@ -465,9 +501,11 @@ CLI::App* addCompressCommand(CLI::App& app, CompressCommandOptions& compress) {
   compress_cmd->add_option("--calib", compress.calib,
                            "Calibration samples (criteria, recovery, activation ranges); "
                            "default: --data");
-  compress_cmd->add_option("--calib-range", compress.calib_range,
-                           "Use samples A..B-1 of --calib (default: all of --calib, or "
-                           "--data-range when --calib is not given)");
+  compress_cmd
+      ->add_option("--calib-range", compress.calib_range,
+                   "Use samples A..B-1 of --calib (default: all of --calib, or "
+                   "--data-range when --calib is not given)")
+      ->check(rangeCheck());
   compress_cmd->add_option("--max-accuracy-drop", compress.max_accuracy_drop,
                            "Allowed drop in percentage points: accuracy with labels, top-1 "
                            "agreement with the original without (or, when no output holds class "
@@ -559,7 +597,8 @@ CLI::App* addFinetuneCommand(CLI::App& app, FinetuneCommandOptions& finetune) {
                            "Validation samples: the best epoch is kept (top-1 with --val-labels, "
                            "else the distillation loss)");
   finetune_cmd->add_option("--val-labels", finetune.val_labels, "Labels of --val");
-  finetune_cmd->add_option("--val-range", finetune.val_range, "Use samples A..B-1 of --val");
+  finetune_cmd->add_option("--val-range", finetune.val_range, "Use samples A..B-1 of --val")
+      ->check(rangeCheck());
   finetune_cmd->add_option("--checkpoint", finetune.checkpoint_dir,
                            "Directory for checkpoints; a run resumes from the one it holds");
   addTrainSettings(finetune_cmd, finetune.train);
@@ -601,8 +640,10 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? kExitOk : kExitUsage;
+    if (e.get_exit_code() == 0) return app.exit(e) == 0 ? kExitOk : kExitUsage;  // --help
+    // One line, as every other error: CLI11's own adds a second.
+    std::cerr << "nncompress: error: " << e.what() << " (--help lists the options)\n";
+    return kExitUsage;
   }
   setUpLogging(quiet ? -1 : verbose);
 
