@@ -193,6 +193,63 @@ TEST(CliTest, HelpAndVersion) {
   EXPECT_NE(version.out.find("nncompress "), std::string::npos);
 }
 
+TEST(CliTest, PruneSaysWhyAModelHasNothingPrunable) {
+  // The Conv's channels are the graph output's. A MAC or parameter target is unmet (exit 1,
+  // nothing written); a ratio of no channels is met, with a warning that says why.
+  TempDir dir;
+  const auto input = writeProto(dir, goodProto());
+  const auto out = dir / "out.onnx";
+  const char* why =
+      "nothing can be pruned: none of its 1 channel groups is prunable; the first: "
+      "graph output 'y'";
+  for (const char* target : {"--target-macs 0.5", "--target-params 0.9"}) {
+    CommandResult r = runCli("prune " + quote(input) + " -o " + quote(out) + " " + target);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out));
+  }
+  CommandResult r = runCli("prune " + quote(input) + " -o " + quote(out) + " --ratio 0.5");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(out));
+}
+
+TEST(CliTest, ReportCountsMacsAtTheInputShapeGiven) {
+  // A 3x3 Conv 2 -> 2 on [N, 2, H, W]: 18 MACs per output element, H and W symbolic.
+  TempDir dir;
+  onnx::ModelProto proto;
+  onnx::OnnxParser parser(R"(<ir_version: 8, opset_import: ["" : 13]>
+    net (float[N, 2, H, W] x) => (float[N, 2, H, W] y)
+    <float[2, 2, 3, 3] w = {1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0,
+      0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0,
+      1.0, 0.0, 0.0, 1.0}>
+    { y = Conv <pads = [1, 1, 1, 1]> (x, w) })");
+  ASSERT_TRUE(parser.Parse(proto).IsOK());
+  const auto input = writeProto(dir, proto);
+  auto macsOf = [&](const std::string& flags) {
+    CommandResult r = runCli("report " + quote(input) + " --json" + flags);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, false);
+  };
+  const auto at1 = macsOf("");
+  EXPECT_EQ(at1["macs"], 2 * 18);
+  EXPECT_EQ(at1["macs_symbolic_input_dims"], "x: H, W");
+  const auto at8x6 = macsOf(" --input-shape 1x2x8x6");
+  EXPECT_EQ(at8x6["macs"], 8 * 6 * 2 * 18);
+  EXPECT_FALSE(at8x6.contains("macs_symbolic_input_dims"));
+  EXPECT_EQ(macsOf(" --input-shape x=4x2x8x6")["macs"], 8 * 6 * 2 * 18) << "per sample";
+  CommandResult text = runCli("report " + quote(input));
+  EXPECT_NE(text.out.find("symbolic input dims counted as 1: x: H, W"), std::string::npos);
+  for (const char* bad : {"1x3x8x8", "1x2x8", "y=1x2x8x8", "1x2x0x8", "1x2xax8"}) {
+    CommandResult r = runCli("report " + quote(input) + " --input-shape " + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
+    EXPECT_EQ(lineCount(r.err), 1) << r.err;
+    EXPECT_NE(r.err.find("--input-shape '"), std::string::npos) << r.err;
+  }
+}
+
 TEST(CliTest, ConvertNeverOverwritesItsInput) {
   TempDir dir;
   const auto input = writeProto(dir, goodProto());

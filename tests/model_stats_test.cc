@@ -79,6 +79,37 @@ TEST(ModelStatsTest, UnknownShapesAreCountedAsUnknownNotZero) {
   EXPECT_FALSE(s.layers[0].macs.has_value());
 }
 
+// A GRU over 5 steps (X [seq, batch, input]) and a bidirectional LSTM with layout 1 (X [batch,
+// seq, input]): every step reads W once per input and R once per hidden state, per direction.
+TEST(ModelStatsTest, RecurrentLayersCountEveryStep) {
+  Model m;
+  m.opset_imports = {{"", 14}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32, std::vector<Dim>{Dim::known(5), Dim::symbol("N"), Dim::known(8)}});
+  g.addInput(x);
+  Value* w = g.addInitializer("w", Tensor(DType::kFloat32, {1, 3 * 16, 8}));
+  Value* r = g.addInitializer("r", Tensor(DType::kFloat32, {1, 3 * 16, 16}));
+  Node* gru = g.addNode("GRU", {x, w, r}, {"y", "h"});
+  gru->setAttribute(Attribute::makeInt("hidden_size", 16));
+  Value* xt = g.createValue("xt").value();
+  xt->setType({DType::kFloat32, std::vector<Dim>{Dim::symbol("N"), Dim::known(7), Dim::known(8)}});
+  g.addInput(xt);
+  Value* lw = g.addInitializer("lw", Tensor(DType::kFloat32, {2, 4 * 4, 8}));
+  Value* lr = g.addInitializer("lr", Tensor(DType::kFloat32, {2, 4 * 4, 4}));
+  Node* lstm = g.addNode("LSTM", {xt, lw, lr}, {"ly"});
+  lstm->setAttribute(Attribute::makeInt("layout", 1));
+  lstm->setAttribute(Attribute::makeString("direction", "bidirectional"));
+  g.addOutput(gru->output(0));
+  g.addOutput(lstm->output(0));
+  const ModelStats s = computeModelStats(g);
+  ASSERT_EQ(s.layers.size(), 2u);
+  EXPECT_EQ(s.layers[0].macs, 5 * (48 * 8 + 48 * 16));
+  EXPECT_EQ(s.layers[1].macs, 7 * (2 * 16 * 8 + 2 * 16 * 4)) << "seq is axis 1 with layout 1";
+  EXPECT_EQ(s.layers_with_unknown_macs, 0);
+  EXPECT_EQ(*s.layers[0].weight_shape, (Shape{1, 48, 8}));
+}
+
 // ReLU6 as exported: Clip(x, Constant 0, Constant 6). The bounds configure the op, they are not
 // learnt weights: no params, whether held in Constant nodes or in initializers; a float
 // initializer read both as a Clip bound and as a Mul weight is a weight (counted once).

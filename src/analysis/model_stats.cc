@@ -52,6 +52,17 @@ std::optional<int64_t> matmulMacs(const Node& n, const ShapeSource& s, size_t a_
   return product(*y) * a->back();
 }
 
+// RNN, GRU, LSTM: each step multiplies the input by W and the hidden state by R, in every
+// direction: seq_length * (elements of W + elements of R). X is [seq, batch, input], or
+// [batch, seq, input] with layout 1 (opset 14).
+std::optional<int64_t> recurrentMacs(const Node& n, const ShapeSource& s) {
+  auto x = s.input(n, 0);
+  auto w = s.input(n, 1);
+  auto r = s.input(n, 2);
+  if (!x || !w || !r || x->size() != 3) return std::nullopt;
+  return (*x)[n.intAttr("layout", 0) == 1 ? 1 : 0] * (product(*w) + product(*r));
+}
+
 using MacRule = std::function<std::optional<int64_t>(const Node&, const ShapeSource&)>;
 
 const std::unordered_map<std::string, MacRule>& macRules() {
@@ -64,6 +75,9 @@ const std::unordered_map<std::string, MacRule>& macRules() {
       {"MatMul", [](const Node& n, const ShapeSource& s) { return matmulMacs(n, s, 0); }},
       {"MatMulInteger", [](const Node& n, const ShapeSource& s) { return matmulMacs(n, s, 0); }},
       {"QLinearMatMul", [](const Node& n, const ShapeSource& s) { return matmulMacs(n, s, 0); }},
+      {"RNN", recurrentMacs},
+      {"GRU", recurrentMacs},
+      {"LSTM", recurrentMacs},
   };
   return rules;
 }
@@ -72,7 +86,8 @@ const std::unordered_map<std::string, MacRule>& macRules() {
 int mainWeightInput(const Node& n) {
   if (n.isOp("QLinearConv") || n.isOp("QLinearMatMul")) return 3;
   if (n.isOp("Conv") || n.isOp("ConvTranspose") || n.isOp("Gemm") || n.isOp("MatMul") ||
-      n.isOp("ConvInteger") || n.isOp("MatMulInteger") || n.isOp("PRelu"))
+      n.isOp("ConvInteger") || n.isOp("MatMulInteger") || n.isOp("PRelu") || n.isOp("RNN") ||
+      n.isOp("GRU") || n.isOp("LSTM"))
     return 1;
   return -1;
 }

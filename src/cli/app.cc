@@ -233,6 +233,9 @@ CLI::App* addReportCommand(CLI::App& app, ReportOptions& report) {
                        "Also list prunable channel groups and why other layers are not prunable");
   report_cmd->add_option("--report", report.html_path,
                          "Also write a self-contained HTML report (charts, sortable tables) here");
+  report_cmd->add_option("--input-shape", report.input_shapes,
+                         "Count MACs at these input dims, e.g. 1x3x256x256 or input=1x3x256x256 "
+                         "(NAME= needed for models with several inputs; repeatable)");
   report_cmd->footer(kExitCodeHelp);
   return report_cmd;
 }

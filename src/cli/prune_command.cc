@@ -325,6 +325,19 @@ void printPruneResult(const PruneOptions& o, const PruneSetup& setup,
   }
 }
 
+// Why nothing can be pruned, or empty when some group is prunable.
+std::string nothingPrunable(const ChannelAnalysis& analysis, const std::string& path) {
+  for (const ChannelGroup& g : analysis.groups)
+    if (g.prunable) return {};
+  const std::string why =
+      analysis.groups.empty()
+          ? "it has no channel groups: no Conv, Gemm or MatMul whose output channels could go"
+          : "none of its " + std::to_string(analysis.groups.size()) +
+                " channel groups is prunable; the first: " + analysis.groups[0].reason;
+  return path + ": nothing can be pruned: " + why + " (`nncompress report " + path +
+         " --prunable` lists every reason)";
+}
+
 }  // namespace
 
 Status runPrune(const PruneOptions& o) {
@@ -339,6 +352,11 @@ Status runPrune(const PruneOptions& o) {
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(model);
   NNC_RETURN_IF_ERROR(checkExcludedLayers(model, o.exclude));
+  // A MAC or parameter target cannot be met; a ratio of nothing is (the model is written as is).
+  if (const std::string why = nothingPrunable(analysis, o.model_path); !why.empty()) {
+    if (o.ratio < 0) return Status(StatusCode::kTargetNotMet, why);
+    spdlog::warn("{}", why);
+  }
 
   std::unique_ptr<data::SampleReader> reader;
   CalibrationSource calibration;

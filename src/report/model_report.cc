@@ -141,6 +141,7 @@ nlohmann::ordered_json modelReportJson(const ReportInput& in, const ModelStats& 
   }
   j["layers"] = layers;
   if (!in.shape_inference_note.empty()) j["shape_inference_note"] = in.shape_inference_note;
+  if (!in.symbolic_input_dims.empty()) j["macs_symbolic_input_dims"] = in.symbolic_input_dims;
   return j;
 }
 
@@ -186,6 +187,9 @@ std::string modelReportText(const ReportInput& in, const ModelStats& stats) {
   if (stats.layers_with_unknown_macs)
     os << "  (" << stats.layers_with_unknown_macs
        << " layers with unknown shapes are not counted)\n";
+  if (!in.symbolic_input_dims.empty())
+    os << "  (symbolic input dims counted as 1: " << in.symbolic_input_dims
+       << "; --input-shape counts MACs at a real size)\n";
   os << "  file size     "
      << humanBytes(static_cast<double>(in.file_bytes + in.external_data_bytes)) << "\n";
   for (const auto& [dtype, b] : stats.weight_bytes_by_dtype)

@@ -11,6 +11,7 @@
 //   ConvTranspose  in_elements  * (C_out / group) * prod(kernel)
 //   Gemm           M * N * K
 //   MatMul         out_elements * K
+//   RNN/GRU/LSTM   seq_length * (elements of W + elements of R)
 // (and their quantized forms: QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger).
 
 #include <map>

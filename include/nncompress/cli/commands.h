@@ -19,6 +19,8 @@ struct ReportOptions {
   bool json = false;
   bool prunable = false;  // add channel groups and barriers
   std::string html_path;  // --report out.html (always includes the channel groups)
+  // --input-shape [NAME=]DxDx...: count at these input dims instead of symbolic ones.
+  std::vector<std::string> input_shapes;
 };
 Status runReport(const ReportOptions& options);
 

@@ -17,6 +17,9 @@ struct ReportInput {
   int64_t file_bytes = 0;
   int64_t external_data_bytes = 0;
   std::string shape_inference_note;
+  // Symbolic input dims past the batch axis that MACs count as 1 ("input: H, W"); empty when
+  // every such dim is static or pinned by --input-shape.
+  std::string symbolic_input_dims;
 };
 
 nlohmann::ordered_json modelReportJson(const ReportInput& input, const ModelStats& stats);
