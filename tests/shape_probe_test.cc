@@ -72,6 +72,8 @@ TEST(ShapeProbe, RunsFillTheDimsTheBatchDoesNotChange) {
   const ModelStats stats = computeModelStats(*m.graph);
   EXPECT_EQ(stats.layers_with_unknown_macs, 0);
   EXPECT_EQ(stats.macs, 8 * 8 + 2 * 4 * 4 + 8 * 3) << "one sample: two head rows of 4x4";
+  // Complete now: loading the model again in another command's path does not run it again.
+  EXPECT_FALSE(exec::completeShapesByRunning(m).ran);
   // The graph output keeps its declared type.
   EXPECT_EQ(valueNamed(m, "y").type().toString(), "float32[N,3]");
 }

@@ -99,6 +99,7 @@ std::string symbolKey(const Value& input, size_t axis, const Dim& d) {
 
 // Batch-like symbols (any input's first axis) run at 3 and 5, others (image sides, sequence
 // lengths) at 64 and 96: different, and not 1, where broadcasting and squeezing behave apart.
+// No multiple of one pair is a multiple of the other, so k*N and k*W are told apart.
 StatusOr<std::map<std::string, Symbol>> inputSymbols(const std::vector<const Value*>& inputs) {
   std::map<std::string, Symbol> symbols;
   for (const Value* v : inputs) {
@@ -156,11 +157,17 @@ StatusOr<ObservedShapes> runOnce(Executor& executor, const std::map<std::string,
   return shapes;
 }
 
+// An input's symbol, or a multiple of one as observedDim writes it ("4*N").
+bool namesSymbol(const std::string& param, const std::map<std::string, Symbol>& symbols) {
+  const size_t star = param.find('*');
+  return symbols.count(param.substr(star == std::string::npos ? 0 : star + 1)) > 0;
+}
+
 bool isIncomplete(const ValueType& type, const std::map<std::string, Symbol>& symbols) {
   if (!type.isTensor()) return false;
   if (!type.shape) return true;
   return std::any_of(type.shape->begin(), type.shape->end(), [&](const Dim& d) {
-    return !d.isKnown() && (d.param.empty() || !symbols.count(d.param));
+    return !d.isKnown() && (d.param.empty() || !namesSymbol(d.param, symbols));
   });
 }
 
@@ -194,7 +201,7 @@ std::optional<ValueType> completedType(const ValueType& type, const Shape& first
       if (d.value != first[a] || d.value != second[a]) return std::nullopt;
       continue;
     }
-    if (!d.param.empty() && symbols.count(d.param)) continue;
+    if (!d.param.empty() && namesSymbol(d.param, symbols)) continue;
     d = observedDim(first[a], second[a], d, symbols);
   }
   return out;
