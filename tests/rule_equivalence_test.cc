@@ -625,6 +625,17 @@ std::vector<Case> cases() {
     c.barrier = "scales the channel axis";
     cs.push_back(c);
   }
+  // PyTorch's unfolded export of F.interpolate(scale_factor=2) with dynamic axes.
+  cs.push_back(sandwich("Resize 13 scales Concat(Constant, Constant)", {"Resize", "Concat"},
+                        "sc = Concat <axis = 0> (keep, twice)\no = Resize (a, , sc)",
+                        {flt("keep", {1, 1}), flt("twice", {2, 2})}));
+  {
+    Case c = sandwich("Resize 13 scales Concat scaling channels", {"Resize", "Concat"},
+                      "sc = Concat <axis = 0> (lead, rest)\no = Resize (a, , sc)",
+                      {flt("lead", {1, 2}), flt("rest", {1, 1})}, 13, 8);
+    c.barrier = "scales the channel axis";
+    cs.push_back(c);
+  }
   cs.push_back(
       sandwich("Resize 10", {"Resize"}, "o = Resize (a, sc)", {flt("sc", {1, 1, 2, 2})}, 10));
   cs.push_back(sandwich("Resize 11 linear", {"Resize"},

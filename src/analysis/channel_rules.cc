@@ -1055,6 +1055,26 @@ std::string otherSpaceReason(const Node& reader, const Value* from, const Value*
          "' by the channel count of '" + from->name() + "', which is not in the same channel space";
 }
 
+// The float32 contents of a constant, or of a Concat (axis 0) of 1-D float32 constants: PyTorch
+// exports `F.interpolate(scale_factor=2)` with dynamic axes, unfolded, as scales =
+// Concat(Constant [1, 1], Constant [2, 2]).
+std::optional<std::vector<float>> constantFloats(const Value* v) {
+  if (!v) return std::nullopt;
+  if (const Tensor* t = v->constantData()) {
+    if (t->dtype() != DType::kFloat32) return std::nullopt;
+    return std::vector<float>(t->data<float>().begin(), t->data<float>().end());
+  }
+  const Node* p = v->producer();
+  if (!p || !p->isOp("Concat") || p->intAttr("axis", 0) != 0) return std::nullopt;
+  std::vector<float> all;
+  for (const Value* in : p->inputs()) {
+    const Tensor* t = in ? in->constantData() : nullptr;
+    if (!t || t->rank() != 1 || t->dtype() != DType::kFloat32) return std::nullopt;
+    all.insert(all.end(), t->data<float>().begin(), t->data<float>().end());
+  }
+  return all;
+}
+
 // Resize (10: X, scales; 11/13/18/19: X, roi, scales, sizes; 18 adds `axes`) and Upsample
 // (7: `scales` attribute; 9: scales input). The channel axis must keep its size: a scale of
 // exactly 1, or a `sizes` entry that is a literal (rewritten by surgery) or Shape(Z)[1] of a
@@ -1106,10 +1126,8 @@ void resizeRule(const Node& n, CouplingBuilder& b) {
   std::vector<float> scales;
   if (upsample && b.opset() < 9) {
     if (const Attribute* a = n.findAttribute("scales")) scales = a->floats;
-  } else if (const Tensor* t =
-                 n.input(scales_input) ? n.input(scales_input)->constantData() : nullptr) {
-    if (t->dtype() == DType::kFloat32)
-      for (float f : t->data<float>()) scales.push_back(f);
+  } else if (auto known = constantFloats(n.input(scales_input))) {
+    scales = std::move(*known);
   }
   if (pos >= static_cast<int64_t>(scales.size()))
     return b.freezeNode(n, opLabel(n) + " scales are not a constant");
