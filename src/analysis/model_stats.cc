@@ -229,4 +229,18 @@ ModelStats computeModelStats(const Graph& graph) {
   return stats;
 }
 
+std::string symbolicInputDims(const Graph& graph) {
+  std::string all;
+  for (const Value* v : graph.inputs()) {
+    if (v->isInitializer() || !v->type().shape) continue;
+    std::string dims;
+    const auto& shape = *v->type().shape;
+    for (size_t a = 1; a < shape.size(); ++a)
+      if (!shape[a].isKnown())
+        dims += (dims.empty() ? "" : ", ") + (shape[a].param.empty() ? "?" : shape[a].param);
+    if (!dims.empty()) all += (all.empty() ? "" : "; ") + v->name() + ": " + dims;
+  }
+  return all;
+}
+
 }  // namespace nnc

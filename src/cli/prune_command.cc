@@ -349,6 +349,12 @@ Status runPrune(const PruneOptions& o) {
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &load_info));
   if (size_t n = demoteInitializerInputs(model))
     spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
+  if (const std::string dims = symbolicInputDims(*model.graph); !dims.empty() && o.target_macs >= 0)
+    spdlog::warn(
+        "{}: MACs are counted per sample with symbolic input dims at 1 ({}), so layers "
+        "at different resolutions weigh as if all were 1x1; `nncompress report "
+        "--input-shape` counts them at a real size",
+        o.model_path, dims);
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(model);
   NNC_RETURN_IF_ERROR(checkExcludedLayers(model, o.exclude));

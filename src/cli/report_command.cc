@@ -67,21 +67,6 @@ Status pinInputShapes(Model& model, const std::vector<std::string>& specs) {
   return specs.empty() ? Status::ok() : inferShapes(model);
 }
 
-// "input: H, W" for symbolic dims past the first axis, which MACs count as 1.
-std::string symbolicInputDims(const Model& model) {
-  std::string all;
-  for (const Value* v : model.graph->inputs()) {
-    if (v->isInitializer() || !v->type().shape) continue;
-    std::string dims;
-    const auto& shape = *v->type().shape;
-    for (size_t a = 1; a < shape.size(); ++a)
-      if (!shape[a].isKnown())
-        dims += (dims.empty() ? "" : ", ") + (shape[a].param.empty() ? "?" : shape[a].param);
-    if (!dims.empty()) all += (all.empty() ? "" : "; ") + v->name() + ": " + dims;
-  }
-  return all;
-}
-
 }  // namespace
 
 Status runReport(const ReportOptions& options) {
@@ -99,8 +84,9 @@ Status runReport(const ReportOptions& options) {
   NNC_RETURN_IF_ERROR(pinInputShapes(*model, options.input_shapes));
   completeUnknownShapes(*model, options.model_path);
   const ModelStats stats = computeModelStats(*model->graph);
-  ReportInput input{&model.value(),           options.model_path,        info.file_bytes,
-                    info.external_data_bytes, info.shape_inference_note, symbolicInputDims(*model)};
+  ReportInput input{
+      &model.value(),           options.model_path,        info.file_bytes,
+      info.external_data_bytes, info.shape_inference_note, symbolicInputDims(*model->graph)};
   std::optional<ChannelAnalysis> channels;
   if (options.prunable || !options.html_path.empty()) channels = analyzeChannels(*model);
   if (!options.html_path.empty()) {

@@ -59,5 +59,8 @@ class ShapeSource {
 std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule = nullptr,
                                 const ShapeSource* shapes = nullptr);
 ModelStats computeModelStats(const Graph& graph);
+// Symbolic input dims past the first axis, which MACs count as 1 ("input: H, W"; inputs
+// separated by "; "); empty when there are none.
+std::string symbolicInputDims(const Graph& graph);
 
 }  // namespace nnc
