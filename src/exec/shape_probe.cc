@@ -50,14 +50,16 @@ bool setsOutputShape(const Node& n, size_t index) {
       {"Col2Im", {1, 2}},
       {"DFT", {1, 2}},
       {"STFT", {2, 3}},
-      {"MelWeightMatrix", {0, 1}}};
+      {"MelWeightMatrix", {0, 1}},
+      {"MaxUnpool", {2}}};
   auto it = table.find(n.opType());
   return it != table.end() && std::count(it->second.begin(), it->second.end(), index) > 0;
 }
 
 // Values whose shapes only the graph inputs' shapes decide. Contents of graph inputs flow
-// through every op except Shape and Size; a shape-setting input carrying them, or an op whose
-// shape follows contents, makes the output shape (and every shape after it) untrusted.
+// through every op except Shape and Size of a decided shape; a shape-setting input carrying
+// them, or an op whose shape follows contents, makes the output shape (and every shape after
+// it) untrusted.
 std::unordered_set<const Value*> shapeDecidedValues(const Graph& graph) {
   std::unordered_set<const Value*> carries_contents;
   std::unordered_set<const Value*> decided;
@@ -77,7 +79,9 @@ std::unordered_set<const Value*> shapeDecidedValues(const Graph& graph) {
       contents = contents || in_contents;
       trusted = trusted && isDecided(in) && !(in_contents && setsOutputShape(n, i));
     }
-    if (n.isOp("Shape") || n.isOp("Size")) contents = false;
+    // Shape and Size read only a shape: their contents follow input contents exactly when that
+    // shape does (Shape of NonZero's output carries NonZero's count).
+    if (n.isOp("Shape") || n.isOp("Size")) contents = !isDecided(n.input(0));
     for (const Value* out : n.outputs()) {
       if (!out) continue;
       if (contents) carries_contents.insert(out);
