@@ -124,19 +124,6 @@ const std::unordered_map<std::string, std::vector<size_t>>& settingInputs() {
   return table;
 }
 
-// A symbol's size at one sample: 1, or k for "k*N" (a multiple of a symbol, as the shape probe
-// writes attention heads folded into the batch).
-int64_t symbolFactor(const std::string& param) {
-  const size_t star = param.find('*');
-  if (star == std::string::npos || star == 0 || star > 6) return 1;
-  int64_t k = 0;
-  for (size_t i = 0; i < star; ++i) {
-    if (param[i] < '0' || param[i] > '9') return 1;
-    k = k * 10 + (param[i] - '0');
-  }
-  return std::max<int64_t>(k, 1);
-}
-
 }  // namespace
 
 bool isSettingInput(const Node& n, size_t index) {
@@ -156,7 +143,7 @@ std::optional<Shape> oneSampleShape(const Value& value) {
   const auto& shape = value.type().shape;
   if (!shape) return std::nullopt;
   Shape s;
-  for (const Dim& d : *shape) s.push_back(d.isKnown() ? d.value : symbolFactor(d.param));
+  for (const Dim& d : *shape) s.push_back(d.isKnown() ? d.value : symbolMultiple(d.param).factor);
   return s;
 }
 

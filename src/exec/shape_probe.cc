@@ -161,10 +161,9 @@ StatusOr<ObservedShapes> runOnce(Executor& executor, const std::map<std::string,
   return shapes;
 }
 
-// An input's symbol, or a multiple of one as observedDim writes it ("4*N").
+// An input's symbol, or a multiple of one ("4*N").
 bool namesSymbol(const std::string& param, const std::map<std::string, Symbol>& symbols) {
-  const size_t star = param.find('*');
-  return symbols.count(param.substr(star == std::string::npos ? 0 : star + 1)) > 0;
+  return symbols.count(symbolMultiple(param).name) > 0;
 }
 
 bool isIncomplete(const ValueType& type, const std::map<std::string, Symbol>& symbols) {
@@ -186,7 +185,7 @@ Dim observedDim(int64_t first, int64_t second, const Dim& old,
     if (name.find(':') != std::string::npos || first % s.first != 0) continue;
     const int64_t k = first / s.first;
     if (k * s.second != second) continue;
-    matches.push_back(Dim::symbol(k == 1 ? name : std::to_string(k) + "*" + name));
+    matches.push_back(Dim::multiple(k, name));
   }
   return matches.size() == 1 ? matches[0] : old;
 }
@@ -224,12 +223,10 @@ std::optional<ValueType> rankOnly(const ValueType& type, const Shape& first, con
 ShapeProbeResult completeShapesByRunning(Model& model) {
   ShapeProbeResult result;
   Graph& graph = *model.graph;
-  auto executor = Executor::create(model);
-  if (!executor.isOk()) {
-    result.not_run_reason = executor.status().message();
-    return result;
-  }
-  auto symbols = inputSymbols((*executor)->inputs());
+  std::vector<const Value*> fed;  // what Executor::inputs() will be
+  for (const Value* v : graph.inputs())
+    if (!v->isInitializer()) fed.push_back(v);
+  auto symbols = inputSymbols(fed);
   if (!symbols.isOk()) {
     result.not_run_reason = symbols.status().message();
     return result;
@@ -240,7 +237,12 @@ ShapeProbeResult completeShapesByRunning(Model& model) {
     for (Value* out : node->outputs())
       if (out && !out->isGraphOutput() && isIncomplete(out->type(), *symbols))
         incomplete.push_back(out);
-  if (incomplete.empty()) return result;
+  if (incomplete.empty()) return result;  // the usual case: no executor is built
+  auto executor = Executor::create(model);
+  if (!executor.isOk()) {
+    result.not_run_reason = executor.status().message();
+    return result;
+  }
 
   StatusOr<ObservedShapes> first = internalError("not run");
   StatusOr<ObservedShapes> second = first;

@@ -393,6 +393,18 @@ Status Graph::sortTopologically() {
 
 // ---------------------------------------------------------------- Model
 
+SymbolMultiple symbolMultiple(const std::string& param) {
+  const size_t star = param.find('*');
+  if (star == std::string::npos || star == 0 || star > 6) return {1, param};
+  int64_t k = 0;
+  for (size_t i = 0; i < star; ++i) {
+    if (param[i] < '0' || param[i] > '9') return {1, param};
+    k = k * 10 + (param[i] - '0');
+  }
+  if (k < 1) return {1, param};
+  return {k, param.substr(star + 1)};
+}
+
 int64_t batchLimit(const Model& model, int64_t requested) {
   for (const Value* in : model.graph->inputs()) {
     if (in->isInitializer() || !in->type().shape || in->type().shape->empty()) continue;

@@ -34,7 +34,18 @@ struct Dim {
   bool identical(const Dim& o) const { return value == o.value && param == o.param; }
   static Dim known(int64_t v) { return Dim{v, {}}; }
   static Dim symbol(std::string s) { return Dim{-1, std::move(s)}; }
+  // k times symbol `name`, spelled "k*name" (attention heads folded into the batch: "4*N").
+  static Dim multiple(int64_t k, const std::string& name) {
+    return symbol(k == 1 ? name : std::to_string(k) + "*" + name);
+  }
 };
+
+// A symbol read as a multiple: "4*N" is {4, "N"}; any other symbol s is {1, s}.
+struct SymbolMultiple {
+  int64_t factor = 1;
+  std::string name;
+};
+SymbolMultiple symbolMultiple(const std::string& param);
 
 // Type of a value. Tensors have a dtype and maybe a shape; other ONNX types (sequences, maps,
 // optionals, sparse tensors) are kept as the serialized TypeProto so they survive a round trip.
