@@ -37,6 +37,7 @@ class [[nodiscard]] Status {
   // Prefixes context, e.g. "while loading model.onnx: <message>".
   Status withContext(const std::string& context) const {
     if (isOk()) return *this;
+    if (message_.compare(0, context.size() + 2, context + ": ") == 0) return *this;  // named
     return Status(code_, context + ": " + message_);
   }
   std::string toString() const;
