@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nncompress/data/npy.h"
 #include "test_util.h"
 
 namespace nnc {
@@ -250,6 +251,68 @@ TEST(CliTest, ReportCountsMacsAtTheInputShapeGiven) {
   }
 }
 
+// Weights 0.1, 0.2, ... 0.9, 0.1, ... (no two channels alike).
+std::string cycleWeights(int n) {
+  std::string s;
+  for (int i = 0; i < n; ++i) s += (i ? ", " : "") + std::to_string(0.1 * (i * 7 % 9 + 1));
+  return s;
+}
+
+TEST(CliTest, PruneCountsMacsAtTheInputSizeAndKeepsItSymbolic) {
+  // A full-resolution 3x3 Conv, then a stride-4 one: at 1x1 both count alike, at 16x12 the first
+  // holds most MACs. Only running the model shows the second's output is [N, 4, H/4, W/4].
+  TempDir dir;
+  onnx::ModelProto proto;
+  onnx::OnnxParser parser((R"(<ir_version: 8, opset_import: ["" : 13]>
+    net (float[N, 2, H, W] x) => (float[N, 2, ?, ?] y)
+    <float[4, 2, 3, 3] w1 = {)" +
+                           cycleWeights(72) + R"(}, float[4, 4, 3, 3] w2 = {)" + cycleWeights(144) +
+                           R"(}, float[2, 4, 1, 1] w3 = {)" + cycleWeights(8) + R"(}> {
+      c1 = Conv<pads = [1, 1, 1, 1]>(x, w1)
+      r1 = Relu(c1)
+      c2 = Conv<pads = [1, 1, 1, 1], strides = [4, 4]>(r1, w2)
+      r2 = Relu(c2)
+      y = Conv(r2, w3)
+    })")
+                              .c_str());
+  ASSERT_TRUE(parser.Parse(proto).IsOK());
+  const auto input = writeProto(dir, proto);
+  auto reportMacs = [&](const std::filesystem::path& model) {
+    CommandResult r = runCli("report " + quote(model) + " --json --input-shape 1x2x16x12");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, false)["macs"];
+  };
+  const auto out = dir / "pruned.onnx";
+  const std::string prune = "prune " + quote(input) + " -o " + quote(out) +
+                            " --target-macs 0.5 --allocation global --json";
+  CommandResult r = runCli(prune + " --input-shape 1x2x16x12");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("MACs are counted at x: H=16, W=12 (--input-shape)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("warn"), std::string::npos) << r.err;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_EQ(j["before"]["macs"], reportMacs(input));
+  EXPECT_EQ(j["after"]["macs"], reportMacs(out));
+  EXPECT_LE(j["after"]["macs"].get<double>(), 0.5 * j["before"]["macs"].get<double>());
+  CommandResult types = runCli("report " + quote(out) + " --json");
+  EXPECT_EQ(nlohmann::json::parse(types.out, nullptr, false)["inputs"][0]["shape"],
+            nlohmann::json::parse(R"(["N", 2, "H", "W"])"))
+      << types.out;
+
+  // The data's sample size is the default; without either, a MAC target warns.
+  const auto samples = dir / "x.npy";
+  Tensor t(DType::kFloat32, {3, 2, 16, 12});
+  for (float& v : t.mutableData<float>()) v = 0.5f;
+  ASSERT_TRUE(data::writeNpy(samples.string(), t).isOk());
+  CommandResult d = runCli(prune + " --method contribution --data " + quote(samples));
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.err.find("x: H=16, W=12 (the data's sample size)"), std::string::npos) << d.err;
+  EXPECT_EQ(nlohmann::json::parse(d.out, nullptr, false)["before"]["macs"], reportMacs(input));
+  CommandResult at1 = runCli(prune);
+  ASSERT_EQ(at1.exit_code, 0) << at1.err;
+  EXPECT_NE(at1.err.find("symbolic input dims at 1 (x: H, W)"), std::string::npos) << at1.err;
+}
+
 TEST(CliTest, ConvertNeverOverwritesItsInput) {
   TempDir dir;
   const auto input = writeProto(dir, goodProto());
@@ -374,6 +437,21 @@ TEST(DataRangeCliTest, BadRangesAreUsageErrorsOnOneLine) {
     EXPECT_NE(r.err.find(c.message), std::string::npos) << c.args << "\n" << r.err;
   }
   EXPECT_EQ(dir.fileCount(), 0u);
+}
+
+TEST(DataRangeCliTest, ADataErrorNamesItsPathOnce) {
+  testing::TempDir dir;
+  for (const char* image : {"camera.png", "chelsea.png"})  // 512x512 and 300x451
+    std::filesystem::copy_file(std::string("/usr/lib/python3/dist-packages/skimage/data/") + image,
+                               dir / image);
+  CommandResult r = runCli("eval " + quote(testing::sourcePath("models/flatten_head.onnx")) +
+                           " --data " + quote(dir.path()));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(lineCount(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find(dir.path().string() + ": images differ in size"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find(dir.path().string() + ": " + dir.path().string()), std::string::npos)
+      << r.err;
 }
 
 TEST(DataRangeCliTest, DataFlagTyposAreUsageErrorsBeforeTheModelIsRead) {

@@ -140,10 +140,20 @@ bool isWeightTensor(const Tensor& t) {
 
 std::optional<Shape> oneSampleShape(const Value& value) {
   if (const Tensor* t = value.constantData()) return t->shape();
-  const auto& shape = value.type().shape;
+  const auto& shape = value.provenDims() ? value.provenDims() : value.type().shape;
   if (!shape) return std::nullopt;
+  const std::map<std::string, int64_t>* sizes =
+      value.graph() ? &value.graph()->countingSizes() : nullptr;
   Shape s;
-  for (const Dim& d : *shape) s.push_back(d.isKnown() ? d.value : symbolMultiple(d.param).factor);
+  for (const Dim& d : *shape) {
+    if (d.isKnown()) {
+      s.push_back(d.value);
+      continue;
+    }
+    const SymbolMultiple m = symbolMultiple(d.param);
+    auto it = sizes ? sizes->find(m.name) : std::map<std::string, int64_t>::const_iterator{};
+    s.push_back(m.at(sizes && it != sizes->end() ? it->second : 1));
+  }
   return s;
 }
 
@@ -223,7 +233,7 @@ std::string symbolicInputDims(const Graph& graph) {
     std::string dims;
     const auto& shape = *v->type().shape;
     for (size_t a = 1; a < shape.size(); ++a)
-      if (!shape[a].isKnown())
+      if (!shape[a].isKnown() && !graph.countingSizes().count(shape[a].param))
         dims += (dims.empty() ? "" : ", ") + (shape[a].param.empty() ? "?" : shape[a].param);
     if (!dims.empty()) all += (all.empty() ? "" : "; ") + v->name() + ": " + dims;
   }

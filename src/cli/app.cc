@@ -297,6 +297,11 @@ void addPruneTargetFlags(CLI::App* prune_cmd, PruneOptions& prune) {
   prune_cmd->add_option("--round-to", prune.round_to, "Keep channel counts multiples of N")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  prune_cmd->add_option(
+      "--input-shape", prune.input_shapes,
+      "Count MACs at these input dims when the model's are symbolic, e.g. 1x3x256x256 or "
+      "input=1x3x256x256 (default: --data's sample size; the written model keeps its "
+      "symbolic dims)");
   prune_cmd->add_option("--exclude", prune.exclude, "Layer names whose channel groups stay whole");
   prune_cmd->add_flag("--exact-only", prune.exact_only,
                       "Prune only groups whose removal is output-preserving (not through a "

@@ -7,6 +7,7 @@
 
 #include "data_options.h"
 #include "finetune_run.h"
+#include "input_shapes.h"
 #include "model_totals.h"
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/analysis/model_stats.h"
@@ -338,6 +339,24 @@ std::string nothingPrunable(const ChannelAnalysis& analysis, const std::string& 
          " --prunable` lists every reason)";
 }
 
+// MACs of a model with symbolic sides (H, W) are counted at --input-shape or the data's sample
+// size; without either they count those sides as 1, which misweighs layers at different
+// resolutions, so a MAC target says so.
+Status countMacsAtInputSize(Model& model, const PruneOptions& o, const data::SampleReader* reader) {
+  auto sized = setCountingSizes(model, o.input_shapes, reader);
+  if (!sized.isOk()) return sized.status().withContext(o.model_path);
+  if (!sized->empty())
+    spdlog::info("MACs are counted at {} ({})", *sized,
+                 o.input_shapes.empty() ? "the data's sample size" : "--input-shape");
+  if (const std::string dims = symbolicInputDims(*model.graph); !dims.empty() && o.target_macs >= 0)
+    spdlog::warn(
+        "{}: MACs are counted per sample with symbolic input dims at 1 ({}), so layers "
+        "at different resolutions weigh as if all were 1x1; --input-shape counts them at a "
+        "real size",
+        o.model_path, dims);
+  return Status::ok();
+}
+
 }  // namespace
 
 Status runPrune(const PruneOptions& o) {
@@ -349,12 +368,11 @@ Status runPrune(const PruneOptions& o) {
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &load_info));
   if (size_t n = demoteInitializerInputs(model))
     spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
-  if (const std::string dims = symbolicInputDims(*model.graph); !dims.empty() && o.target_macs >= 0)
-    spdlog::warn(
-        "{}: MACs are counted per sample with symbolic input dims at 1 ({}), so layers "
-        "at different resolutions weigh as if all were 1x1; `nncompress report "
-        "--input-shape` counts them at a real size",
-        o.model_path, dims);
+  std::unique_ptr<data::SampleReader> reader;
+  if (setup.has_data) {
+    NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, "calibration data"));
+  }
+  NNC_RETURN_IF_ERROR(countMacsAtInputSize(model, o, reader.get()));
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(model);
   NNC_RETURN_IF_ERROR(checkExcludedLayers(model, o.exclude));
@@ -364,11 +382,9 @@ Status runPrune(const PruneOptions& o) {
     spdlog::warn("{}", why);
   }
 
-  std::unique_ptr<data::SampleReader> reader;
   CalibrationSource calibration;
   std::optional<std::vector<int64_t>> labels;
   if (setup.has_data) {
-    NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, "calibration data"));
     calibration.reader = reader.get();
     calibration.count = std::min(o.calib_size, reader->size());
     calibration.batch = batchLimit(model, o.batch);  // many exports hard-code batch 1

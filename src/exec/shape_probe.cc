@@ -95,27 +95,34 @@ std::unordered_set<const Value*> shapeDecidedValues(const Graph& graph) {
 struct Symbol {
   int64_t first = 0;
   int64_t second = 0;
+  bool batch = false;  // a first axis: any whole multiple; other symbols: powers of two
 };
 
 std::string symbolKey(const Value& input, size_t axis, const Dim& d) {
   return d.param.empty() ? input.name() + ":" + std::to_string(axis) : d.param;
 }
 
-// Batch-like symbols (any input's first axis) run at 3 and 5, others (image sides, sequence
-// lengths) at 64 and 96: different, and not 1, where broadcasting and squeezing behave apart.
-// No multiple of one pair is a multiple of the other, so k*N and k*W are told apart.
+// Batch-like symbols (any input's first axis) run at 3 and 5; others (image sides, sequence
+// lengths) at 64 and 96, the next at 192 and 288, then 320 and 480 (odd multiples of 64, and
+// 1.5 times that): different, and not 1, where broadcasting and squeezing behave apart. No
+// power-of-two multiple or fraction of one pair is one of another, so k*N, H/2 and 2*W are told
+// apart; halving stays exact down to a 32nd.
 StatusOr<std::map<std::string, Symbol>> inputSymbols(const std::vector<const Value*>& inputs) {
+  static constexpr int64_t kSides[] = {64, 192, 320, 448};
   std::map<std::string, Symbol> symbols;
+  size_t sides = 0;
   for (const Value* v : inputs) {
     if (!v->type().shape) return invalidArgument("input '" + v->name() + "' has no known rank");
     const auto& dims = *v->type().shape;
     for (size_t a = 0; a < dims.size(); ++a) {
       if (dims[a].isKnown()) continue;
       Symbol& s = symbols[symbolKey(*v, a, dims[a])];
-      if (a == 0)
-        s = {3, 5};
-      else if (s.first == 0)
-        s = {64, 96};
+      if (a == 0) {
+        s = {3, 5, true};
+      } else if (s.first == 0) {
+        const int64_t side = kSides[std::min(sides++, std::size(kSides) - 1)];
+        s = {side, side * 3 / 2, false};
+      }
     }
   }
   return symbols;
@@ -161,7 +168,7 @@ StatusOr<ObservedShapes> runOnce(Executor& executor, const std::map<std::string,
   return shapes;
 }
 
-// An input's symbol, or a multiple of one ("4*N").
+// An input's symbol, or a multiple or fraction of one ("4*N", "H/2").
 bool namesSymbol(const std::string& param, const std::map<std::string, Symbol>& symbols) {
   return symbols.count(symbolMultiple(param).name) > 0;
 }
@@ -174,18 +181,32 @@ bool isIncomplete(const ValueType& type, const std::map<std::string, Symbol>& sy
   });
 }
 
+// How `first` and `second` follow symbol s: "k*S" or "S/k" (nullopt if they do not). A batch
+// symbol takes whole multiples (heads folded into the batch); another one powers of two up and
+// down (strides, pooling, upsampling).
+std::optional<Dim> followedSymbol(int64_t first, int64_t second, const std::string& name,
+                                  const Symbol& s) {
+  if (first % s.first == 0 && first / s.first * s.second == second) {
+    const int64_t k = first / s.first;
+    if (s.batch || (k & (k - 1)) == 0) return Dim::multiple(k, name);
+  }
+  if (!s.batch && first > 0 && s.first % first == 0 && s.first / first * second == s.second) {
+    const int64_t k = s.first / first;
+    if ((k & (k - 1)) == 0) return Dim::fraction(name, k);
+  }
+  return std::nullopt;
+}
+
 // The dim both runs show: static when they agree, an input symbol that took the same sizes
-// ("N"), a whole multiple of one ("4*N": attention heads folded into the batch), or `old`
-// (unknown) when it varies some other way.
+// ("N"), a multiple or fraction of one ("4*N": attention heads folded into the batch; "H/2"),
+// or `old` (unknown) when it varies some other way.
 Dim observedDim(int64_t first, int64_t second, const Dim& old,
                 const std::map<std::string, Symbol>& symbols) {
   if (first == second) return Dim::known(first);
   std::vector<Dim> matches;  // two symbols that took the same sizes cannot be told apart
   for (const auto& [name, s] : symbols) {
-    if (name.find(':') != std::string::npos || first % s.first != 0) continue;
-    const int64_t k = first / s.first;
-    if (k * s.second != second) continue;
-    matches.push_back(Dim::multiple(k, name));
+    if (name.find(':') != std::string::npos) continue;
+    if (auto d = followedSymbol(first, second, name, s)) matches.push_back(*d);
   }
   return matches.size() == 1 ? matches[0] : old;
 }
@@ -232,10 +253,9 @@ ShapeProbeResult completeShapesByRunning(Model& model) {
     return result;
   }
   std::vector<Value*> incomplete;
-  // Graph outputs keep the types the file declares: they are the model's interface.
   for (const auto& node : graph.nodes())
     for (Value* out : node->outputs())
-      if (out && !out->isGraphOutput() && isIncomplete(out->type(), *symbols))
+      if (out && !out->provenDims() && isIncomplete(out->type(), *symbols))
         incomplete.push_back(out);
   if (incomplete.empty()) return result;  // the usual case: no executor is built
   auto executor = Executor::create(model);
@@ -265,8 +285,12 @@ ShapeProbeResult completeShapesByRunning(Model& model) {
     auto type = decided.count(v) ? completedType(v->type(), a->second, b->second, *symbols)
                                  : rankOnly(v->type(), a->second, b->second);
     if (!type || *type == v->type()) continue;
-    v->setType(std::move(*type));
     ++result.values_completed;
+    if (!v->isGraphOutput()) {
+      v->setType(std::move(*type));
+    } else if (type->shape) {  // the file's interface stays as declared
+      v->setProvenDims(std::move(*type->shape));
+    }
   }
   return result;
 }

@@ -64,6 +64,7 @@ Model Model::clone() const {
     findOrCreate(to, init->name())->setInitializer(*init->initializer());
   to.sparseInitializers() = from.sparseInitializers();
   to.quantizationAnnotations() = from.quantizationAnnotations();
+  to.setCountingSizes(from.countingSizes());
   copyNodes(from, to);
   for (const Value* out : from.outputs()) to.addOutput(to.findValue(out->name()));
   for (const auto& v : from.values()) {
@@ -73,7 +74,10 @@ Model Model::clone() const {
     c->setDocString(v->docString());
   }
   for (const auto& v : to.values())
-    if (const Value* original = from.findValue(v->name())) v->setType(original->type());
+    if (const Value* original = from.findValue(v->name())) {
+      v->setType(original->type());
+      if (original->provenDims()) v->setProvenDims(*original->provenDims());
+    }
   Status sorted = to.sortTopologically();
   NNC_CHECK(sorted.isOk(), "clone of a graph with a cycle: " + sorted.toString());
   return copy;

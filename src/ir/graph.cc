@@ -393,16 +393,30 @@ Status Graph::sortTopologically() {
 
 // ---------------------------------------------------------------- Model
 
-SymbolMultiple symbolMultiple(const std::string& param) {
-  const size_t star = param.find('*');
-  if (star == std::string::npos || star == 0 || star > 6) return {1, param};
+namespace {
+
+// A positive decimal of at most 6 digits, or 0.
+int64_t smallCount(std::string_view digits) {
+  if (digits.empty() || digits.size() > 6) return 0;
   int64_t k = 0;
-  for (size_t i = 0; i < star; ++i) {
-    if (param[i] < '0' || param[i] > '9') return {1, param};
-    k = k * 10 + (param[i] - '0');
+  for (char c : digits) {
+    if (c < '0' || c > '9') return 0;
+    k = k * 10 + (c - '0');
   }
-  if (k < 1) return {1, param};
-  return {k, param.substr(star + 1)};
+  return k;
+}
+
+}  // namespace
+
+SymbolMultiple symbolMultiple(const std::string& param) {
+  if (const size_t star = param.find('*'); star != std::string::npos) {
+    const int64_t k = smallCount(std::string_view(param).substr(0, star));
+    if (k >= 1 && star + 1 < param.size()) return {k, 1, param.substr(star + 1)};
+  } else if (const size_t slash = param.rfind('/'); slash != std::string::npos && slash > 0) {
+    const int64_t k = smallCount(std::string_view(param).substr(slash + 1));
+    if (k >= 1) return {1, k, param.substr(0, slash)};
+  }
+  return {1, 1, param};
 }
 
 int64_t batchLimit(const Model& model, int64_t requested) {

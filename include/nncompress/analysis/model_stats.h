@@ -44,7 +44,8 @@ bool isWeightTensor(const Tensor& tensor);
 // True when input `index` of `node` is a setting (Clip bounds, Pad values, Reshape shape, ...),
 // not a learnt weight: its tensor is not counted as parameters.
 bool isSettingInput(const Node& node, size_t index);
-// Shape with symbolic or unknown dims read as 1 (one sample), "k*N" as k; nullopt if rank is
+// Shape with unknown dims read as 1 and symbolic ones at the graph's counting size (1 when it has
+// none: one sample), "k*N" as k times it, "H/k" as a k-th (at least 1); nullopt if rank is
 // unknown.
 std::optional<Shape> oneSampleShape(const Value& value);
 // Where the MAC rules read a node's input and output shapes: by default the model's own
@@ -59,8 +60,8 @@ class ShapeSource {
 std::optional<int64_t> nodeMacs(const Node& node, bool* has_rule = nullptr,
                                 const ShapeSource* shapes = nullptr);
 ModelStats computeModelStats(const Graph& graph);
-// Symbolic input dims past the first axis, which MACs count as 1 ("input: H, W"; inputs
-// separated by "; "); empty when there are none.
+// Symbolic input dims past the first axis without a counting size, which MACs count as 1
+// ("input: H, W"; inputs separated by "; "); empty when there are none.
 std::string symbolicInputDims(const Graph& graph);
 
 }  // namespace nnc

@@ -202,6 +202,7 @@ struct PruneOptions {
   std::string recover_reference = "original";  // original | previous (steps > 1)
   double ridge = 1e-3;                         // least-squares ridge (relative)
   std::string html_report;                     // --report out.html
+  std::vector<std::string> input_shapes;       // --input-shape: MACs at these input dims
   bool strict = true;
   bool json = false;
 };

@@ -6,13 +6,16 @@
 // small ops. ONNX inference gives up there, so MACs go uncounted and the channel analysis sees
 // no static channel axis after the first attention block. Running the graph twice, with every
 // symbolic input dim at two different sizes, shows which dims of each value are static (the same
-// in both runs), which follow an input's symbol (equal to it in both runs), and which vary
-// otherwise (left unknown).
+// in both runs), which follow an input's symbol (equal to it in both runs, a whole multiple of a
+// batch symbol as in "4*N", a power-of-two multiple or fraction of another as in "H/2" after a
+// stride), and which vary otherwise (left unknown).
 //
 // Only shapes the inputs' shapes decide are filled. A value whose shape can depend on tensor
 // contents gets its rank at most: the outputs of NonZero, Unique, control flow and the like, a
 // Reshape (or Expand, Slice, ...) whose target is computed from input data, and all after them.
-// The types change in memory only; a written model lists value types as its input file did.
+// The types change in memory only; a written model lists value types as its input file did. A
+// graph output keeps its declared type even in memory (the interface); what the runs proved for
+// it is kept as Value::provenDims, which MAC counting reads.
 
 #include <string>
 

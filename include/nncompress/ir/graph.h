@@ -3,6 +3,8 @@
 // graph input / initializer) and the list of its uses, so consumers are found in O(1). Only Graph
 // and Node methods edit edges, so use-lists cannot go stale.
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,12 +40,20 @@ struct Dim {
   static Dim multiple(int64_t k, const std::string& name) {
     return symbol(k == 1 ? name : std::to_string(k) + "*" + name);
   }
+  // Symbol `name` divided by k, spelled "name/k" (an image side after a stride-2 layer: "H/2").
+  static Dim fraction(const std::string& name, int64_t k) {
+    return symbol(k == 1 ? name : name + "/" + std::to_string(k));
+  }
 };
 
-// A symbol read as a multiple: "4*N" is {4, "N"}; any other symbol s is {1, s}.
+// A symbol read as a multiple: "4*N" is {4, 1, "N"}, "H/2" is {1, 2, "H"}; any other symbol s
+// is {1, 1, s}.
 struct SymbolMultiple {
   int64_t factor = 1;
+  int64_t divisor = 1;
   std::string name;
+  // The size at `size` of the symbol (never below 1: a symbol at 1 halved still counts 1).
+  int64_t at(int64_t size) const { return std::max<int64_t>(1, size * factor / divisor); }
 };
 SymbolMultiple symbolMultiple(const std::string& param);
 
@@ -79,6 +89,11 @@ class Value {
   DType dtype() const { return type_.dtype; }
   std::optional<Shape> staticShape() const { return type_.staticShape(); }
 
+  // A graph output keeps the type its file declares (the model's interface); dims the shape
+  // probe proved where that type has none are kept here, for counting costs only.
+  const std::optional<std::vector<Dim>>& provenDims() const { return proven_dims_; }
+  void setProvenDims(std::vector<Dim> dims) { proven_dims_ = std::move(dims); }
+
   Node* producer() const { return producer_; }
   int outputIndex() const { return output_index_; }
   const std::vector<Use>& uses() const { return uses_; }
@@ -107,6 +122,7 @@ class Value {
   friend class Node;
   Value(Graph* graph, std::string name) : graph_(graph), name_(std::move(name)) {}
 
+  std::optional<std::vector<Dim>> proven_dims_;
   Graph* graph_;
   std::string name_;
   ValueType type_;
@@ -247,6 +263,12 @@ class Graph {
   std::vector<std::string>& sparseInitializers() { return sparse_initializers_; }
   const std::vector<std::string>& sparseInitializers() const { return sparse_initializers_; }
   std::vector<std::string>& quantizationAnnotations() { return quantization_annotations_; }
+  // Sizes of symbolic input dims (by symbol) at which per-sample costs (MACs) are counted, from
+  // --input-shape or the data; a symbol not here counts 1. Kept in memory, never written.
+  const std::map<std::string, int64_t>& countingSizes() const { return counting_sizes_; }
+  void setCountingSizes(std::map<std::string, int64_t> sizes) {
+    counting_sizes_ = std::move(sizes);
+  }
   const std::vector<std::string>& quantizationAnnotations() const {
     return quantization_annotations_;
   }
@@ -267,6 +289,7 @@ class Graph {
   std::vector<Value*> outputs_;
   std::vector<std::string> sparse_initializers_;
   std::vector<std::string> quantization_annotations_;
+  std::map<std::string, int64_t> counting_sizes_;
   uint64_t next_node_id_ = 0;
   uint64_t next_initializer_seq_ = 0;
   std::unordered_map<const Value*, uint64_t> initializer_seq_;
