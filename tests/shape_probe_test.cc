@@ -125,13 +125,16 @@ g (float[N, 8] x) => (float[N, 8] y) {
 }
 
 TEST(ShapeProbe, ImageSidesFollowStridesAndUpsampling) {
-  // A stride-2 Conv halves H and W, a Resize scales them by 4; ONNX inference knows neither.
+  // A stride-2 Conv halves H and W, an unpadded one takes 2 off, a Resize scales them by 4;
+  // ONNX inference knows none of it.
   Model m = parseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
 g (float[N, 2, H, W] x) => (float[N, 3, ?, ?] y) <float[4, 2, 3, 3] w1 = {)" +
-                           ramp(72) + R"(}, float[3, 4, 1, 1] w2 = {)" + ramp(12) +
+                           ramp(72) + R"(}, float[4, 4, 3, 3] w4 = {)" + ramp(144) +
+                           R"(}, float[3, 4, 1, 1] w2 = {)" + ramp(12) +
                            R"(}, float[4] scales = {1, 1, 4, 4}> {
   c = Conv<strides = [2, 2], pads = [1, 1, 1, 1]>(x, w1)
-  u = Resize<mode = "nearest">(c, , scales)
+  v = Conv(c, w4)
+  u = Resize<mode = "nearest">(v, , scales)
   y = Conv(u, w2)
 })");
   ASSERT_TRUE(m.graph);
@@ -139,31 +142,40 @@ g (float[N, 2, H, W] x) => (float[N, 3, ?, ?] y) <float[4, 2, 3, 3] w1 = {)" +
   const exec::ShapeProbeResult probe = exec::completeShapesByRunning(m);
   EXPECT_TRUE(probe.ran) << probe.not_run_reason;
   EXPECT_EQ(valueNamed(m, "c").type().toString(), "float32[N,4,H/2,W/2]");
-  EXPECT_EQ(valueNamed(m, "u").type().toString(), "float32[N,4,2*H,2*W]");
+  EXPECT_EQ(valueNamed(m, "v").type().toString(), "float32[N,4,H/2-2,W/2-2]");
+  EXPECT_EQ(valueNamed(m, "u").type().toString(), "float32[N,4,2*H-8,2*W-8]");
   // The graph output keeps its declared type; what the runs proved counts its MACs.
   EXPECT_EQ(valueNamed(m, "y").type().toString(), declared_y);
   ASSERT_TRUE(valueNamed(m, "y").provenDims());
-  EXPECT_EQ((*valueNamed(m, "y").provenDims())[2].param, "2*H");
-  // Without sizes the sides count 1 (a halved side too); at H=8, W=16 every layer counts right.
-  EXPECT_EQ(computeModelStats(*m.graph).macs, 4 * 2 * 9 * 1 + 3 * 4 * (2 * 2));
+  EXPECT_EQ((*valueNamed(m, "y").provenDims())[2].param, "2*H-8");
+  // Without sizes every side counts 1; at H=8, W=16 every layer counts what it costs.
+  EXPECT_EQ(computeModelStats(*m.graph).macs, 4 * 2 * 9 + 4 * 4 * 9 + 3 * 4);
   m.graph->setCountingSizes({{"H", 8}, {"W", 16}});
-  EXPECT_EQ(computeModelStats(*m.graph).macs, 4 * 2 * 9 * (4 * 8) + 3 * 4 * (16 * 32));
+  EXPECT_EQ(computeModelStats(*m.graph).macs,
+            4 * 2 * 9 * (4 * 8) + 4 * 4 * 9 * (2 * 6) + 3 * 4 * (8 * 24));
   EXPECT_EQ(symbolicInputDims(*m.graph), "") << "every symbolic side has a size";
-  // A clone (each pruning step works on one) keeps the sizes.
+  // A clone (each pruning step works on one) keeps the sizes and the output's proven dims.
   EXPECT_EQ(computeModelStats(*m.clone().graph).macs, computeModelStats(*m.graph).macs);
 }
 
-TEST(ShapeProbe, SymbolMultiplesAndFractionsParse) {
-  const SymbolMultiple heads = symbolMultiple("12*N");
+TEST(ShapeProbe, ScaledSymbolsParseAndCount) {
+  const ScaledSymbol heads = scaledSymbol("12*N");
   EXPECT_EQ(heads.name, "N");
   EXPECT_EQ(heads.at(3), 36);
-  const SymbolMultiple half = symbolMultiple("H/2");
+  const ScaledSymbol half = scaledSymbol("H/2");
   EXPECT_EQ(half.name, "H");
   EXPECT_EQ(half.at(224), 112);
+  EXPECT_EQ(half.at(101), 51) << "rounded up, as a padded stride-2 layer does";
   EXPECT_EQ(half.at(1), 1) << "a side never counts below 1";
+  const ScaledSymbol valid = scaledSymbol("T/2-2");
+  EXPECT_EQ(valid.name, "T");
+  EXPECT_EQ(valid.at(101), 49);
+  EXPECT_EQ(scaledSymbol("2*W+1").at(10), 21);
+  for (const char* spelled : {"12*N", "H/2", "T/2-2", "2*W+1", "H-3"})
+    EXPECT_EQ(scaledSymbol(spelled).dim().param, spelled);
   // Foreign spellings are names of their own.
-  for (const char* name : {"batch", "a*b", "*N", "H/", "/2", "floor(H/2)x"})
-    EXPECT_EQ(symbolMultiple(name).name, name);
+  for (const char* name : {"batch", "seq-len", "a*b", "*N", "H/", "/2", "floor(H/2)x", "-1"})
+    EXPECT_EQ(scaledSymbol(name).name, name);
 }
 
 }  // namespace

@@ -150,7 +150,7 @@ std::optional<Shape> oneSampleShape(const Value& value) {
       s.push_back(d.value);
       continue;
     }
-    const SymbolMultiple m = symbolMultiple(d.param);
+    const ScaledSymbol m = scaledSymbol(d.param);
     auto it = sizes ? sizes->find(m.name) : std::map<std::string, int64_t>::const_iterator{};
     s.push_back(m.at(sizes && it != sizes->end() ? it->second : 1));
   }

@@ -1,6 +1,7 @@
 #include "nncompress/exec/shape_probe.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <new>
 #include <unordered_map>
@@ -103,10 +104,11 @@ std::string symbolKey(const Value& input, size_t axis, const Dim& d) {
 }
 
 // Batch-like symbols (any input's first axis) run at 3 and 5; others (image sides, sequence
-// lengths) at 64 and 96, the next at 192 and 288, then 320 and 480 (odd multiples of 64, and
-// 1.5 times that): different, and not 1, where broadcasting and squeezing behave apart. No
-// power-of-two multiple or fraction of one pair is one of another, so k*N, H/2 and 2*W are told
-// apart; halving stays exact down to a 32nd.
+// lengths) at 64 and 96, the next at 192 and 288, then 320 and 480 (odd multiples of 64, and 1.5
+// times that): different, and not 1, where broadcasting and squeezing behave apart. The sides'
+// steps between the runs (32, 96, 160) differ in their odd parts, so a power-of-two multiple or
+// fraction of one never passes for another (a batch multiple: see followedSymbol); halving stays
+// exact down to a 32nd.
 StatusOr<std::map<std::string, Symbol>> inputSymbols(const std::vector<const Value*>& inputs) {
   static constexpr int64_t kSides[] = {64, 192, 320, 448};
   std::map<std::string, Symbol> symbols;
@@ -168,9 +170,9 @@ StatusOr<ObservedShapes> runOnce(Executor& executor, const std::map<std::string,
   return shapes;
 }
 
-// An input's symbol, or a multiple or fraction of one ("4*N", "H/2").
+// An input's symbol, or one scaled and shifted ("4*N", "H/2", "T/2-2").
 bool namesSymbol(const std::string& param, const std::map<std::string, Symbol>& symbols) {
-  return symbols.count(symbolMultiple(param).name) > 0;
+  return symbols.count(scaledSymbol(param).name) > 0;
 }
 
 bool isIncomplete(const ValueType& type, const std::map<std::string, Symbol>& symbols) {
@@ -181,25 +183,37 @@ bool isIncomplete(const ValueType& type, const std::map<std::string, Symbol>& sy
   });
 }
 
-// How `first` and `second` follow symbol s: "k*S" or "S/k" (nullopt if they do not). A batch
-// symbol takes whole multiples (heads folded into the batch); another one powers of two up and
-// down (strides, pooling, upsampling).
+bool isPowerOfTwo(int64_t k) { return k > 0 && (k & (k - 1)) == 0; }
+
+// How `first` and `second` follow symbol s (nullopt if they do not): a batch symbol by a whole
+// multiple ("4*N": heads folded into the batch); another one by a power of two up or down and
+// an offset smaller than that ("H/2" after a stride, "T/2-2" then an unpadded Conv, "2*W").
 std::optional<Dim> followedSymbol(int64_t first, int64_t second, const std::string& name,
                                   const Symbol& s) {
-  if (first % s.first == 0 && first / s.first * s.second == second) {
-    const int64_t k = first / s.first;
-    if (s.batch || (k & (k - 1)) == 0) return Dim::multiple(k, name);
+  const int64_t grew = second - first, step = s.second - s.first;
+  if (s.batch) {
+    if (first % s.first != 0 || first / s.first * s.second != second) return std::nullopt;
+    return ScaledSymbol{name, first / s.first}.dim();
   }
-  if (!s.batch && first > 0 && s.first % first == 0 && s.first / first * second == s.second) {
-    const int64_t k = s.first / first;
-    if ((k & (k - 1)) == 0) return Dim::fraction(name, k);
-  }
-  return std::nullopt;
+  if (grew <= 0) return std::nullopt;
+  ScaledSymbol scaled{name};
+  if (grew % step == 0 && isPowerOfTwo(grew / step))
+    scaled.factor = grew / step;
+  else if (step % grew == 0 && isPowerOfTwo(step / grew))
+    scaled.divisor = step / grew;
+  else
+    return std::nullopt;
+  const int64_t at_first = s.first * scaled.factor / scaled.divisor;  // exact: see inputSymbols
+  scaled.offset = first - at_first;
+  // A batch multiple k*N looks like a side scaled to 4k and shifted by -k (3k and 5k on the
+  // line through 64 and 96): offsets stay under an eighth, so the two are never confused.
+  if (std::abs(scaled.offset) * 8 > at_first) return std::nullopt;
+  return scaled.dim();
 }
 
 // The dim both runs show: static when they agree, an input symbol that took the same sizes
-// ("N"), a multiple or fraction of one ("4*N": attention heads folded into the batch; "H/2"),
-// or `old` (unknown) when it varies some other way.
+// ("N"), one scaled and shifted ("4*N", "H/2", "T/2-2"), or `old` (unknown) when it varies
+// some other way.
 Dim observedDim(int64_t first, int64_t second, const Dim& old,
                 const std::map<std::string, Symbol>& symbols) {
   if (first == second) return Dim::known(first);

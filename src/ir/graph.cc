@@ -1,6 +1,7 @@
 #include "nncompress/ir/graph.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <queue>
 
 namespace nnc {
@@ -408,15 +409,37 @@ int64_t smallCount(std::string_view digits) {
 
 }  // namespace
 
-SymbolMultiple symbolMultiple(const std::string& param) {
-  if (const size_t star = param.find('*'); star != std::string::npos) {
-    const int64_t k = smallCount(std::string_view(param).substr(0, star));
-    if (k >= 1 && star + 1 < param.size()) return {k, 1, param.substr(star + 1)};
-  } else if (const size_t slash = param.rfind('/'); slash != std::string::npos && slash > 0) {
-    const int64_t k = smallCount(std::string_view(param).substr(slash + 1));
-    if (k >= 1) return {1, k, param.substr(0, slash)};
+ScaledSymbol scaledSymbol(const std::string& param) {
+  ScaledSymbol s{param};
+  std::string_view rest = param;
+  if (const size_t star = rest.find('*'); star != std::string_view::npos) {
+    const int64_t k = smallCount(rest.substr(0, star));
+    if (k < 1) return s;
+    s.factor = k;
+    rest.remove_prefix(star + 1);
   }
-  return {1, 1, param};
+  if (const size_t sign = rest.find_last_of("+-"); sign != std::string_view::npos && sign > 0) {
+    if (const int64_t b = smallCount(rest.substr(sign + 1)); b >= 1) {
+      s.offset = rest[sign] == '-' ? -b : b;
+      rest = rest.substr(0, sign);
+    }
+  }
+  if (const size_t slash = rest.rfind('/'); slash != std::string_view::npos && slash > 0) {
+    if (const int64_t k = smallCount(rest.substr(slash + 1)); k >= 1) {
+      s.divisor = k;
+      rest = rest.substr(0, slash);
+    }
+  }
+  if (rest.empty()) return ScaledSymbol{param};
+  s.name = std::string(rest);
+  return s;
+}
+
+Dim ScaledSymbol::dim() const {
+  std::string spelled = factor == 1 ? name : std::to_string(factor) + "*" + name;
+  if (divisor != 1) spelled += "/" + std::to_string(divisor);
+  if (offset != 0) spelled += (offset > 0 ? "+" : "-") + std::to_string(std::abs(offset));
+  return Dim::symbol(spelled);
 }
 
 int64_t batchLimit(const Model& model, int64_t requested) {

@@ -36,26 +36,24 @@ struct Dim {
   bool identical(const Dim& o) const { return value == o.value && param == o.param; }
   static Dim known(int64_t v) { return Dim{v, {}}; }
   static Dim symbol(std::string s) { return Dim{-1, std::move(s)}; }
-  // k times symbol `name`, spelled "k*name" (attention heads folded into the batch: "4*N").
-  static Dim multiple(int64_t k, const std::string& name) {
-    return symbol(k == 1 ? name : std::to_string(k) + "*" + name);
-  }
-  // Symbol `name` divided by k, spelled "name/k" (an image side after a stride-2 layer: "H/2").
-  static Dim fraction(const std::string& name, int64_t k) {
-    return symbol(k == 1 ? name : name + "/" + std::to_string(k));
-  }
 };
 
-// A symbol read as a multiple: "4*N" is {4, 1, "N"}, "H/2" is {1, 2, "H"}; any other symbol s
-// is {1, 1, s}.
-struct SymbolMultiple {
+// A dim that follows an input symbol: factor * name / divisor + offset, spelled "4*N" (attention
+// heads folded into the batch), "H/2" (a side after a stride-2 layer), "T/2-2" (then an unpadded
+// Conv), "2*W+1". A symbol spelled any other way s is {1, 1, 0, s}.
+struct ScaledSymbol {
+  std::string name;
   int64_t factor = 1;
   int64_t divisor = 1;
-  std::string name;
-  // The size at `size` of the symbol (never below 1: a symbol at 1 halved still counts 1).
-  int64_t at(int64_t size) const { return std::max<int64_t>(1, size * factor / divisor); }
+  int64_t offset = 0;
+  // Its size when the symbol is `size`: a fraction rounds up, as after a padded strided layer;
+  // never below 1 (a side of 1 halved still counts 1).
+  int64_t at(int64_t size) const {
+    return std::max<int64_t>(1, (size * factor + divisor - 1) / divisor + offset);
+  }
+  Dim dim() const;  // spelled as above
 };
-SymbolMultiple symbolMultiple(const std::string& param);
+ScaledSymbol scaledSymbol(const std::string& param);
 
 // Type of a value. Tensors have a dtype and maybe a shape; other ONNX types (sequences, maps,
 // optionals, sparse tensors) are kept as the serialized TypeProto so they survive a round trip.
