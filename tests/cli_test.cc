@@ -291,6 +291,7 @@ TEST(CliTest, PruneCountsMacsAtTheInputSizeAndKeepsItSymbolic) {
       << r.err;
   EXPECT_EQ(r.err.find("warn"), std::string::npos) << r.err;
   auto j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_EQ(j["macs_counted_at"], "x: H=16, W=12");
   EXPECT_EQ(j["before"]["macs"], reportMacs(input));
   EXPECT_EQ(j["after"]["macs"], reportMacs(out));
   EXPECT_LE(j["after"]["macs"].get<double>(), 0.5 * j["before"]["macs"].get<double>());
@@ -311,6 +312,7 @@ TEST(CliTest, PruneCountsMacsAtTheInputSizeAndKeepsItSymbolic) {
   CommandResult at1 = runCli(prune);
   ASSERT_EQ(at1.exit_code, 0) << at1.err;
   EXPECT_NE(at1.err.find("symbolic input dims at 1 (x: H, W)"), std::string::npos) << at1.err;
+  EXPECT_FALSE(nlohmann::json::parse(at1.out, nullptr, false).contains("macs_counted_at"));
 }
 
 TEST(CliTest, ConvertNeverOverwritesItsInput) {

@@ -286,7 +286,7 @@ void printPruneResult(const PruneOptions& o, const PruneSetup& setup,
                       const Totals& before, const Totals& after, int64_t calibration_samples,
                       const nlohmann::ordered_json& recovery_json,
                       const std::optional<FinetuneResult>& tuned,
-                      const nlohmann::ordered_json& groups) {
+                      const nlohmann::ordered_json& groups, const std::string& macs_at) {
   if (o.json) {
     nlohmann::ordered_json j;
     j["output"] = o.output_path;
@@ -299,6 +299,7 @@ void printPruneResult(const PruneOptions& o, const PruneSetup& setup,
     j["before"] = before.json();
     j["after"] = after.json();
     j["macs_kept"] = before.macs ? double(after.macs) / before.macs : 1.0;
+    if (!macs_at.empty()) j["macs_counted_at"] = macs_at;
     j["params_kept"] = before.params ? double(after.params) / before.params : 1.0;
     if (setup.has_data) j["calibration_samples"] = calibration_samples;
     j["recovery"] = recovery_json;
@@ -322,6 +323,7 @@ void printPruneResult(const PruneOptions& o, const PruneSetup& setup,
     line("MACs", before.macs, after.macs, false);
     line("file", before.file_bytes, after.file_bytes, true);
     std::fflush(stdout);
+    if (!macs_at.empty()) std::cout << "  (MACs counted at " << macs_at << ")\n";
     std::cout << "\nwrote " << o.output_path << "\n";
   }
 }
@@ -342,7 +344,9 @@ std::string nothingPrunable(const ChannelAnalysis& analysis, const std::string& 
 // MACs of a model with symbolic sides (H, W) are counted at --input-shape or the data's sample
 // size; without either they count those sides as 1, which misweighs layers at different
 // resolutions, so a MAC target says so.
-Status countMacsAtInputSize(Model& model, const PruneOptions& o, const data::SampleReader* reader) {
+// Returns where they are counted ("input: H=256, W=256"), empty at 1.
+StatusOr<std::string> countMacsAtInputSize(Model& model, const PruneOptions& o,
+                                           const data::SampleReader* reader) {
   auto sized = setCountingSizes(model, o.input_shapes, reader);
   if (!sized.isOk()) return sized.status().withContext(o.model_path);
   if (!sized->empty())
@@ -354,7 +358,7 @@ Status countMacsAtInputSize(Model& model, const PruneOptions& o, const data::Sam
         "at different resolutions weigh as if all were 1x1; --input-shape counts them at a "
         "real size",
         o.model_path, dims);
-  return Status::ok();
+  return *sized;
 }
 
 }  // namespace
@@ -372,7 +376,7 @@ Status runPrune(const PruneOptions& o) {
   if (setup.has_data) {
     NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, "calibration data"));
   }
-  NNC_RETURN_IF_ERROR(countMacsAtInputSize(model, o, reader.get()));
+  NNC_ASSIGN_OR_RETURN(const std::string macs_at, countMacsAtInputSize(model, o, reader.get()));
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);
   const ChannelAnalysis analysis = analyzeChannels(model);
   NNC_RETURN_IF_ERROR(checkExcludedLayers(model, o.exclude));
@@ -449,7 +453,7 @@ Status runPrune(const PruneOptions& o) {
     NNC_RETURN_IF_ERROR(writePruneReport(o, before, after, alloc, prunable, channel_rows, groups));
   output.keep();
   printPruneResult(o, setup, analysis, alloc, prunable, before, after, calibration.count,
-                   recovery_json, tuned, groups);
+                   recovery_json, tuned, groups, macs_at);
   return Status::ok();
 }
 
