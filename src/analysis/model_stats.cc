@@ -138,22 +138,25 @@ bool isWeightTensor(const Tensor& t) {
          t.dtype() != DType::kUndefined;
 }
 
+namespace {
+
+// The size a symbolic dim counts at: its graph's counting size of the symbol, or 1.
+int64_t countedSize(const Value& value, const Dim& d) {
+  const ScaledSymbol scaled = scaledSymbol(d.param);
+  if (!value.graph()) return scaled.at(1);
+  const auto& sizes = value.graph()->countingSizes();
+  auto it = sizes.find(scaled.name);
+  return scaled.at(it == sizes.end() ? 1 : it->second);
+}
+
+}  // namespace
+
 std::optional<Shape> oneSampleShape(const Value& value) {
   if (const Tensor* t = value.constantData()) return t->shape();
   const auto& shape = value.provenDims() ? value.provenDims() : value.type().shape;
   if (!shape) return std::nullopt;
-  const std::map<std::string, int64_t>* sizes =
-      value.graph() ? &value.graph()->countingSizes() : nullptr;
   Shape s;
-  for (const Dim& d : *shape) {
-    if (d.isKnown()) {
-      s.push_back(d.value);
-      continue;
-    }
-    const ScaledSymbol m = scaledSymbol(d.param);
-    auto it = sizes ? sizes->find(m.name) : std::map<std::string, int64_t>::const_iterator{};
-    s.push_back(m.at(sizes && it != sizes->end() ? it->second : 1));
-  }
+  for (const Dim& d : *shape) s.push_back(d.isKnown() ? d.value : countedSize(value, d));
   return s;
 }
 
