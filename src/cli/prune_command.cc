@@ -216,7 +216,7 @@ nlohmann::ordered_json groupJson(const ChannelGroup& g, const AllocationResult& 
 Status writePruneReport(const PruneOptions& o, const Totals& before, const Totals& after,
                         const AllocationResult& alloc, int prunable,
                         const std::vector<LayerChannels>& channel_rows,
-                        const nlohmann::ordered_json& groups) {
+                        const nlohmann::ordered_json& groups, const std::string& macs_at) {
   html::HtmlPage page("nncompress prune: " + o.model_path);
   auto change = [](int64_t b, int64_t a, bool bytes) {
     return (bytes ? humanBytes(double(b)) : humanCount(double(b))) + " -> " +
@@ -228,7 +228,8 @@ Status writePruneReport(const PruneOptions& o, const Totals& before, const Total
                                       {"method", o.method + ", " + o.allocation +
                                                      " allocation, recovery " + o.recover},
                                       {"params", change(before.params, after.params, false)},
-                                      {"MACs", change(before.macs, after.macs, false)},
+                                      {macs_at.empty() ? "MACs" : "MACs at " + macs_at,
+                                       change(before.macs, after.macs, false)},
                                       {"file", change(before.file_bytes, after.file_bytes, true)},
                                       {"groups pruned", std::to_string(alloc.plan.size()) + " of " +
                                                             std::to_string(prunable)}}));
@@ -450,7 +451,8 @@ Status runPrune(const PruneOptions& o) {
   std::error_code ec;
   after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
   if (!o.html_report.empty())
-    NNC_RETURN_IF_ERROR(writePruneReport(o, before, after, alloc, prunable, channel_rows, groups));
+    NNC_RETURN_IF_ERROR(
+        writePruneReport(o, before, after, alloc, prunable, channel_rows, groups, macs_at));
   output.keep();
   printPruneResult(o, setup, analysis, alloc, prunable, before, after, calibration.count,
                    recovery_json, tuned, groups, macs_at);
