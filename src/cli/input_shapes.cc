@@ -1,5 +1,6 @@
 #include "input_shapes.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 
@@ -20,10 +21,11 @@ StatusOr<std::pair<std::string, std::vector<int64_t>>> parseInputShape(const std
     const std::string part = text.substr(at, x - at);
     char* end = nullptr;
     const long long d = part.empty() ? -1 : std::strtoll(part.c_str(), &end, 10);
-    if (d < 1 || *end != '\0')
+    // At most 2^31 - 1: MACs multiply dims in 64 bits.
+    if (d < 1 || d > INT32_MAX || *end != '\0')
       return invalidArgument("--input-shape '" + spec +
-                             "': expected [NAME=]DxDx... with positive integers, e.g. "
-                             "1x3x224x224");
+                             "': expected [NAME=]DxDx... with positive integers below 2^31, "
+                             "e.g. 1x3x224x224");
     dims.push_back(d);
     at = x + 1;
   }
