@@ -32,6 +32,14 @@ StatusOr<std::pair<std::string, std::vector<int64_t>>> parseInputShape(const std
   return std::pair{name, dims};
 }
 
+// The inputs a run feeds (not initializers listed as inputs).
+std::vector<Value*> fedInputs(const Model& model) {
+  std::vector<Value*> inputs;
+  for (Value* v : model.graph->inputs())
+    if (!v->isInitializer()) inputs.push_back(v);
+  return inputs;
+}
+
 struct InputShape {
   Value* input = nullptr;
   std::vector<int64_t> dims;  // one per dim of the input; agrees with every static one
@@ -41,9 +49,7 @@ struct InputShape {
 StatusOr<InputShape> resolveInputShape(Model& model, const std::string& spec) {
   NNC_ASSIGN_OR_RETURN(auto parsed, parseInputShape(spec));
   const auto& [name, dims] = parsed;
-  std::vector<Value*> inputs;
-  for (Value* v : model.graph->inputs())
-    if (!v->isInitializer()) inputs.push_back(v);
+  const std::vector<Value*> inputs = fedInputs(model);
   Value* v = nullptr;
   for (Value* in : inputs)
     if (in->name() == name || (name.empty() && inputs.size() == 1)) v = in;
@@ -98,9 +104,7 @@ StatusOr<std::string> setCountingSizes(Model& model, const std::vector<std::stri
     NNC_ASSIGN_OR_RETURN(const InputShape s, resolveInputShape(model, spec));
     addSizes(*s.input, s.dims, sizes, note);
   }
-  std::vector<const Value*> inputs;
-  for (const Value* v : model.graph->inputs())
-    if (!v->isInitializer()) inputs.push_back(v);
+  const std::vector<Value*> inputs = fedInputs(model);
   if (specs.empty() && reader && inputs.size() == 1 && inputs[0]->type().shape) {
     Shape dims = reader->sampleShape();
     dims.insert(dims.begin(), 1);  // the batch axis, not sized

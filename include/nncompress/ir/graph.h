@@ -261,14 +261,14 @@ class Graph {
   std::vector<std::string>& sparseInitializers() { return sparse_initializers_; }
   const std::vector<std::string>& sparseInitializers() const { return sparse_initializers_; }
   std::vector<std::string>& quantizationAnnotations() { return quantization_annotations_; }
+  const std::vector<std::string>& quantizationAnnotations() const {
+    return quantization_annotations_;
+  }
   // Sizes of symbolic input dims (by symbol) at which per-sample costs (MACs) are counted, from
   // --input-shape or the data; a symbol not here counts 1. Kept in memory, never written.
   const std::map<std::string, int64_t>& countingSizes() const { return counting_sizes_; }
   void setCountingSizes(std::map<std::string, int64_t> sizes) {
     counting_sizes_ = std::move(sizes);
-  }
-  const std::vector<std::string>& quantizationAnnotations() const {
-    return quantization_annotations_;
   }
 
  private:
