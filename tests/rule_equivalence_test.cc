@@ -290,6 +290,16 @@ std::vector<Case> channelsLastCases() {
                       "s = Mul (a, g)\nv = Sigmoid (a)\no = Add (s, v)", {rnd("g", {4})}));
   cs.push_back(tokens("Unsqueeze and Squeeze beside the last axis", {"Unsqueeze", "Squeeze"},
                       "u = Unsqueeze (a, ax)\no = Squeeze (u, ax)", {ints("ax", {2})}));
+  // Pooling over the tokens (axis 1) and unit axes at 1 move the channels on the last axis.
+  cs.push_back(tokens("ReduceSum over the token axis, keepdims 0", {"ReduceSum"},
+                      "o = ReduceSum <keepdims = 0> (a, ax)", {ints("ax", {1})}));
+  cs.push_back(tokens("ReduceMean over the token axis then Squeeze of it",
+                      {"ReduceMean", "Squeeze"},
+                      "r = ReduceMean <axes = [1]> (a)\no = Squeeze (r, ax)", {ints("ax", {1})}));
+  cs.push_back(tokens(
+      "ReduceMax over the token axis (opset 11), Unsqueeze at axis 1", {"ReduceMax", "Unsqueeze"},
+      "r = ReduceMax <axes = [-2], keepdims = 0> (a)\no = Unsqueeze <axes = [1]> (r)"));
+  cs.back().opset = 11;
   cs.push_back(tokens("Softmax over the token axis", {"Softmax"}, "o = Softmax <axis = 1> (a)"));
   // Concat along the tokens (ViT's class token): both parts share the channels on the last axis.
   cs.push_back(tokens("Concat along the token axis", {"Concat"},

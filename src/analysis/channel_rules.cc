@@ -872,10 +872,13 @@ void keptAxes(const Node& n, CouplingBuilder& b, std::vector<int64_t> axes, bool
   if (reduce)
     for (int64_t a : axes) {
       auto s = b.activationAxis(n.input(0), static_cast<int>(a));
-      if (!s || a == 1) continue;
-      const std::string what = opLabel(n) + " reduces over axis " + std::to_string(a) + " of '" +
-                               n.input(0)->name() + "'";
-      if (isNormalisationStatistic(n, keepdims, axes.size()))
+      if (!s) continue;
+      const std::string what =
+          opLabel(n) + " reduces over " +
+          (a == 1 ? std::string("the channel axis") : "axis " + std::to_string(a)) + " of '" +
+          n.input(0)->name() + "'";
+      // Axis 1 stays frozen: over it, the statistic is a channels-first normalisation.
+      if (a != 1 && isNormalisationStatistic(n, keepdims, axes.size()))
         b.approximate(*s, what + " (a normalisation: its statistics cover fewer channels)", &n);
       else
         b.freeze(*s, what, &n);
@@ -893,15 +896,30 @@ void keptAxes(const Node& n, CouplingBuilder& b, std::vector<int64_t> axes, bool
     }
   }
   for (const auto& [in, out] : kept) {
-    if (in == 1 && out == 1) continue;  // coupled by the caller
     auto sx = b.activationAxis(n.input(0), in);
     auto sy = b.activationAxis(n.output(0), out);
     if (sx && sy) b.same(*sx, *sy);
   }
 }
 
-// Squeeze/Unsqueeze/Reduce*: fine while axes 0 and 1 stay where they are. `axes` is an input
+// Axis 1 of the side that lists it is a reduced axis or a unit axis, not channels that carry
+// on: frozen, so nothing is pruned along it (keptAxes freezes a reduced input axis itself).
+void unitAxisOne(const Node& n, CouplingBuilder& b, bool reduce) {
+  const std::string what = opLabel(n) + " lists axis 1";
+  if (n.isOp("Unsqueeze")) {
+    if (auto s = b.activationAxis(n.output(0), 1)) b.freeze(*s, what + " (a new unit axis)", &n);
+  } else if (!reduce) {
+    if (auto s = b.activationAxis(n.input(0), 1)) b.freeze(*s, what + " (a unit axis)", &n);
+  } else if (n.intAttr("keepdims", 1) != 0) {
+    if (auto s = b.activationAxis(n.output(0), 1))
+      b.freeze(*s, what + " (kept as a unit axis)", &n);
+  }
+}
+
+// Squeeze/Unsqueeze/Reduce*: fine while the batch axis stays where it is. `axes` is an input
 // from opset `axes_input_from` (13 for Squeeze, Unsqueeze, ReduceSum; 18 for the other Reduce*).
+// Axis 1 may be listed: a token model [N, T, C] pools over T, and a Squeeze or Unsqueeze of a
+// unit axis 1 moves the channels; keptAxes carries them to their new axis.
 void axesRule(const Node& n, CouplingBuilder& b, int64_t axes_input_from, bool reduce) {
   auto x = b.activation(n.input(0));
   auto y = b.activation(n.output(0));
@@ -918,15 +936,16 @@ void axesRule(const Node& n, CouplingBuilder& b, int64_t axes_input_from, bool r
   }
   const bool noop = reduce && b.opset() >= axes_input_from && n.intAttr("noop_with_empty_axes", 0);
   if (axes.empty() && !noop) return b.freezeNode(n, opLabel(n) + " acts on all axes");
-  const int rank = std::max(rankOf(n.input(0)), rankOf(n.output(0)));
+  const int listed_rank = rankOf(n.isOp("Unsqueeze") ? n.output(0) : n.input(0));
+  if (listed_rank < 0) return b.freezeNode(n, opLabel(n) + " has an input of unknown rank");
+  bool lists_axis1 = false;
   for (int64_t a : axes) {
-    if (a < 0) a += rank;
-    if (a <= 1) return b.freezeNode(n, opLabel(n) + " acts on the batch or channel axis");
+    if (a < 0) a += listed_rank;
+    if (a == 0) return b.freezeNode(n, opLabel(n) + " acts on the batch axis");
+    lists_axis1 = lists_axis1 || a == 1;
   }
   if (!x || !y) return b.freezeNode(n, opLabel(n) + " changes the channel layout");
-  if (reduce && n.intAttr("keepdims", 1) == 0 && rankOf(n.output(0)) < 2)
-    return b.freezeNode(n, opLabel(n) + " drops the channel axis");
-  b.same(*x, *y);
+  if (lists_axis1) unitAxisOne(n, b, reduce);
   keptAxes(n, b, axes, reduce);
 }
 
