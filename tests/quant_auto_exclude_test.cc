@@ -100,6 +100,8 @@ TEST_P(AutoExcludeBroken, KeepsFloatTheLayersThatQuantizeTheBrokenTensor) {
     got.insert(e.name);
     EXPECT_LT(e.solo_sqnr_db, 10) << e.name;
     EXPECT_FALSE(e.reason.empty());
+    // The broken tensor is an activation: a float input is enough, the weights stay int8.
+    EXPECT_TRUE(e.weights_quantized) << e.name;
   }
   EXPECT_EQ(got, want);
   EXPECT_TRUE(r->target_met);
@@ -140,7 +142,8 @@ TEST(AutoExclude, EveryLayerKeptFloatIsNeeded) {
   for (const auto& e : r->excluded) {
     quant::QuantizeOptions qo;
     for (const auto& other : r->excluded)
-      if (other.name != e.name) qo.exclude.push_back(other.name);
+      if (other.name != e.name)
+        (other.weights_quantized ? qo.float_activations : qo.exclude).push_back(other.name);
     auto without = quant::chooseFloatLayers(c.model, qo, c.ranges, *c.reader, ao);
     ASSERT_TRUE(without.isOk());
     EXPECT_LT(without->sqnr_all_db, ao.min_sqnr_db) << e.name << " need not be float";
@@ -152,6 +155,38 @@ TEST(AutoExclude, EveryLayerKeptFloatIsNeeded) {
 
 namespace nnc {
 namespace {
+
+// A target that int8 weights alone miss (every input float): some whole layers are kept float,
+// only those the weights need, and the target is met.
+TEST(AutoExclude, WholeLayersKeptFloatWhenFloatInputsAreNotEnough) {
+  Calibrated c = calibrateVgg();
+  quant::AutoExcludeOptions ao;
+  ao.samples = 16;
+  ao.min_sqnr_db = 200;
+  quant::QuantizeOptions weights_only;
+  for (const auto& t : c.targets) weights_only.float_activations.push_back(t.name);
+  auto w = quant::chooseFloatLayers(c.model, weights_only, c.ranges, *c.reader, ao);
+  ASSERT_TRUE(w.isOk()) << w.status().message();
+  ao.min_sqnr_db = w->sqnr_all_db + 3;
+  auto r = quant::chooseFloatLayers(c.model, {}, c.ranges, *c.reader, ao);
+  ASSERT_TRUE(r.isOk()) << r.status().message();
+  EXPECT_TRUE(r->target_met);
+  EXPECT_GE(r->sqnr_final_db, ao.min_sqnr_db);
+  int whole = 0;
+  for (const auto& e : r->excluded) whole += e.weights_quantized ? 0 : 1;
+  EXPECT_GE(whole, 1);
+  // Every whole float layer is needed: with the others whole and every input float, quantizing
+  // its weights again misses the target.
+  for (const auto& e : r->excluded) {
+    if (e.weights_quantized) continue;
+    quant::QuantizeOptions qo = weights_only;
+    for (const auto& other : r->excluded)
+      if (other.name != e.name && !other.weights_quantized) qo.exclude.push_back(other.name);
+    auto without = quant::chooseFloatLayers(c.model, qo, c.ranges, *c.reader, ao);
+    ASSERT_TRUE(without.isOk());
+    EXPECT_LT(without->sqnr_all_db, ao.min_sqnr_db) << e.name << " need not be float";
+  }
+}
 
 // Harm that does not add up: A and B together cost 20 dB, C and D nothing once A and B are
 // float. The prefix {A, B, C, D} shrinks to {A, B}; trials ask for the kept set each time.

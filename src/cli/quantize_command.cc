@@ -39,7 +39,8 @@ std::string actLabel(int bits) {
   return bits == 8 ? "uint8" : std::to_string(bits) + "-bit (uint8)";
 }
 
-// --auto-exclude: adds to qo.exclude the layers kept in float for the output SQNR target.
+// --auto-exclude: adds to qo.float_activations (or qo.exclude) the layers kept float for the
+// output SQNR target.
 Status autoExclude(const QuantizeCommandOptions& o, double min_sqnr, const Model& model,
                    const std::map<std::string, quant::Range>& ranges, data::SampleReader& reader,
                    quant::QuantizeOptions& qo, quant::AutoExcludeResult& result) {
@@ -52,7 +53,8 @@ Status autoExclude(const QuantizeCommandOptions& o, double min_sqnr, const Model
   auto chosen = quant::chooseFloatLayers(model, qo, ranges, reader, ao);
   if (!chosen.isOk()) return chosen.status().withContext("--auto-exclude on " + o.model_path);
   result = std::move(chosen).value();
-  for (const auto& e : result.excluded) qo.exclude.push_back(e.name);
+  for (const auto& e : result.excluded)
+    (e.weights_quantized ? qo.float_activations : qo.exclude).push_back(e.name);
   spdlog::info(
       "auto-exclude: output SQNR {:.1f} dB with every layer quantized, {:.1f} dB with {} "
       "kept in float (target {:.1f} dB)",
@@ -71,6 +73,7 @@ nlohmann::ordered_json autoExcludeJson(const quant::AutoExcludeResult& r, double
     arr.push_back({{"name", e.name},
                    {"op", e.op},
                    {"solo_sqnr_db", number(e.solo_sqnr_db)},
+                   {"kept_float", e.weights_quantized ? "input" : "layer"},
                    {"reason", e.reason}});
   j["float_layers"] = arr;
   return j;
@@ -370,11 +373,12 @@ Status writeQuantizeHtml(const QuantizeCommandOptions& o, const QuantizeRun& run
                       html::barChart(labels, {sqnr_bars}, {"SQNR per layer", "dB", false}) +
                       html::table(table));
   if (!run.auto_excluded.excluded.empty()) {
-    html::Table kept{{"layer", "op", "output SQNR dB when quantized alone", "why"},
+    html::Table kept{{"layer", "op", "kept float", "output SQNR dB when quantized alone", "why"},
                      {},
-                     {false, false, true, false}};
+                     {false, false, false, true, false}};
     for (const auto& e : run.auto_excluded.excluded)
-      kept.rows.push_back({e.name, e.op, std::to_string(e.solo_sqnr_db).substr(0, 5), e.reason});
+      kept.rows.push_back({e.name, e.op, e.weights_quantized ? "input" : "layer",
+                           std::to_string(e.solo_sqnr_db).substr(0, 5), e.reason});
     page.addSection("Kept in float (--auto-exclude)",
                     "<p class=\"note\">Output SQNR target " + std::to_string(run.min_sqnr) +
                         " dB; with every layer quantized the model reached " +
@@ -449,7 +453,7 @@ void printQuantizeTable(const QuantizeCommandOptions& o, const QuantizeRun& run)
   }
   if (!run.auto_excluded.excluded.empty()) {
     std::printf(
-        "\n  kept in float by --auto-exclude (output SQNR %.1f dB with every layer "
+        "\n  kept float by --auto-exclude (output SQNR %.1f dB with every layer "
         "quantized, target %.1f dB):\n",
         run.auto_excluded.sqnr_all_db, run.min_sqnr);
     for (const auto& e : run.auto_excluded.excluded)

@@ -85,12 +85,16 @@ class OutputSqnrProbe {
   std::vector<std::vector<Tensor>> reference_;
 };
 
-// Output SQNR of the float model quantized with `options` plus `extra_float` layers kept float.
+// Output SQNR of the float model quantized with `options` plus `whole` layers kept float and
+// `float_input` layers kept with a float input (weights quantized).
 StatusOr<double> trialSqnr(const Model& float_model, QuantizeOptions options,
                            const std::map<std::string, Range>& ranges,
-                           const std::vector<std::string>& extra_float, OutputSqnrProbe& probe,
+                           const std::vector<std::string>& whole,
+                           const std::vector<std::string>& float_input, OutputSqnrProbe& probe,
                            bool float16_storage) {
-  options.exclude.insert(options.exclude.end(), extra_float.begin(), extra_float.end());
+  options.exclude.insert(options.exclude.end(), whole.begin(), whole.end());
+  options.float_activations.insert(options.float_activations.end(), float_input.begin(),
+                                   float_input.end());
   NNC_ASSIGN_OR_RETURN(Model trial, cloneModel(float_model));
   NNC_ASSIGN_OR_RETURN(auto targets, selectTargets(*trial.graph, options));
   NNC_ASSIGN_OR_RETURN(auto layers, quantizeModel(trial, targets, ranges, options));
@@ -99,6 +103,12 @@ StatusOr<double> trialSqnr(const Model& float_model, QuantizeOptions options,
   NNC_ASSIGN_OR_RETURN(auto compacted, compactModel(trial, {true, float16_storage}));
   (void)compacted;
   return probe.sqnr(trial);
+}
+
+std::vector<std::string> namesOf(const std::vector<ExcludedLayer>& layers) {
+  std::vector<std::string> names;
+  for (const ExcludedLayer& l : layers) names.push_back(l.name);
+  return names;
 }
 
 std::string dbText(double db) {
@@ -125,15 +135,54 @@ Status quantizeUnneededFloatLayers(std::vector<ExcludedLayer>& kept, double& sqn
   return Status::ok();
 }
 
+namespace {
+
+// Steps 3-4: the shortest prefix of `harm` (most harmful first) that `trial` says meets the
+// target, found by doubling then bisection (the output SQNR grows with the prefix, so this is the
+// greedy's answer in O(log L) trials), less the layers it then does not need. `sqnr_db` gets the
+// SQNR of what is returned (below the target when even the whole list misses it).
+StatusOr<std::vector<ExcludedLayer>> fewestKeptFloat(const std::vector<ExcludedLayer>& harm,
+                                                     const FloatSetTrial& trial, double min_sqnr_db,
+                                                     double& sqnr_db) {
+  std::map<size_t, double> tried;  // prefix length -> output SQNR
+  auto sqnrOfPrefix = [&](size_t m) -> StatusOr<double> {
+    if (auto it = tried.find(m); it != tried.end()) return it->second;
+    std::vector<std::string> kept_float;
+    for (size_t i = 0; i < m; ++i) kept_float.push_back(harm[i].name);
+    NNC_ASSIGN_OR_RETURN(double s, trial(kept_float));
+    spdlog::debug("auto-exclude: {} most harmful layers float: output SQNR {:.1f} dB", m, s);
+    return tried[m] = s;
+  };
+  size_t lo = 0, hi = 1;  // SQNR(lo) misses the target
+  for (;; hi = std::min(harm.size(), hi * 2)) {
+    NNC_ASSIGN_OR_RETURN(double s, sqnrOfPrefix(hi));
+    if (s >= min_sqnr_db || hi == harm.size()) break;
+    lo = hi;
+  }
+  while (hi - lo > 1) {
+    const size_t mid = (lo + hi) / 2;
+    NNC_ASSIGN_OR_RETURN(double s, sqnrOfPrefix(mid));
+    (s >= min_sqnr_db ? hi : lo) = mid;
+  }
+  NNC_ASSIGN_OR_RETURN(sqnr_db, sqnrOfPrefix(hi));
+  std::vector<ExcludedLayer> kept(harm.begin(), harm.begin() + int64_t(hi));
+  if (sqnr_db >= min_sqnr_db)
+    NNC_RETURN_IF_ERROR(quantizeUnneededFloatLayers(kept, sqnr_db, trial, min_sqnr_db));
+  return kept;
+}
+
+}  // namespace
+
 StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
                                               const QuantizeOptions& options,
                                               const std::map<std::string, Range>& ranges,
                                               data::SampleReader& reader,
                                               const AutoExcludeOptions& auto_options) {
   AutoExcludeResult result;
+  const bool fp16 = auto_options.float16_storage;
   NNC_ASSIGN_OR_RETURN(auto probe, OutputSqnrProbe::create(float_model, reader, auto_options));
-  NNC_ASSIGN_OR_RETURN(result.sqnr_all_db, trialSqnr(float_model, options, ranges, {}, probe,
-                                                     auto_options.float16_storage));
+  NNC_ASSIGN_OR_RETURN(result.sqnr_all_db,
+                       trialSqnr(float_model, options, ranges, {}, {}, probe, fp16));
   result.sqnr_final_db = result.sqnr_all_db;
   result.target_met = result.sqnr_all_db >= auto_options.min_sqnr_db;
   if (result.target_met) return result;
@@ -146,57 +195,64 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
   for (size_t i = 0; i < targets.size(); ++i) {
     std::vector<std::string> others = names;
     others.erase(others.begin() + int64_t(i));
-    NNC_ASSIGN_OR_RETURN(double solo, trialSqnr(float_model, options, ranges, others, probe,
-                                                auto_options.float16_storage));
-    harm.push_back({names[i], targets[i].node->opType(), solo, ""});
+    NNC_ASSIGN_OR_RETURN(double solo,
+                         trialSqnr(float_model, options, ranges, others, {}, probe, fp16));
+    harm.push_back({names[i], targets[i].node->opType(), solo, "", false});
   }
   std::stable_sort(harm.begin(), harm.end(), [](const ExcludedLayer& a, const ExcludedLayer& b) {
     return a.solo_sqnr_db < b.solo_sqnr_db;
   });
-  // The shortest prefix of that order meeting the target: doubling, then bisection (the output
-  // SQNR grows with the prefix, so this is the greedy's answer in O(log L) trials).
   if (harm.empty()) return result;
-  std::map<size_t, double> tried;  // prefix length -> output SQNR
-  auto sqnrOfPrefix = [&](size_t m) -> StatusOr<double> {
-    if (auto it = tried.find(m); it != tried.end()) return it->second;
-    std::vector<std::string> kept_float;
-    for (size_t i = 0; i < m; ++i) kept_float.push_back(harm[i].name);
-    NNC_ASSIGN_OR_RETURN(double s, trialSqnr(float_model, options, ranges, kept_float, probe,
-                                             auto_options.float16_storage));
-    spdlog::debug("auto-exclude: {} most harmful layers float: output SQNR {:.1f} dB", m, s);
-    return tried[m] = s;
-  };
-  size_t lo = 0, hi = 1;  // SQNR(lo) misses the target
-  for (;; hi = std::min(harm.size(), hi * 2)) {
-    NNC_ASSIGN_OR_RETURN(double s, sqnrOfPrefix(hi));
-    if (s >= auto_options.min_sqnr_db || hi == harm.size()) break;
-    lo = hi;
-  }
-  while (hi - lo > 1) {
-    const size_t mid = (lo + hi) / 2;
-    NNC_ASSIGN_OR_RETURN(double s, sqnrOfPrefix(mid));
-    (s >= auto_options.min_sqnr_db ? hi : lo) = mid;
-  }
-  NNC_ASSIGN_OR_RETURN(result.sqnr_final_db, sqnrOfPrefix(hi));
-  std::vector<ExcludedLayer> kept(harm.begin(), harm.begin() + int64_t(hi));
-  if (result.sqnr_final_db >= auto_options.min_sqnr_db) {
-    const FloatSetTrial trial = [&](const std::vector<std::string>& names) {
-      return trialSqnr(float_model, options, ranges, names, probe, auto_options.float16_storage);
+  const double target = auto_options.min_sqnr_db;
+  std::vector<ExcludedLayer> whole, inputs;
+  if (options.format != QuantFormat::kQdq) {
+    const FloatSetTrial trial = [&](const std::vector<std::string>& kept) {
+      return trialSqnr(float_model, options, ranges, kept, {}, probe, fp16);
     };
-    NNC_RETURN_IF_ERROR(
-        quantizeUnneededFloatLayers(kept, result.sqnr_final_db, trial, auto_options.min_sqnr_db));
+    NNC_ASSIGN_OR_RETURN(whole, fewestKeptFloat(harm, trial, target, result.sqnr_final_db));
+  } else {
+    // QDQ. First the weights' own error: with every input float, the whole layers it needs.
+    const FloatSetTrial weights_trial = [&](const std::vector<std::string>& kept) {
+      return trialSqnr(float_model, options, ranges, kept, names, probe, fp16);
+    };
+    NNC_ASSIGN_OR_RETURN(double weights_only, weights_trial({}));
+    if (weights_only < target) {
+      auto chosen = fewestKeptFloat(harm, weights_trial, target, weights_only);
+      if (!chosen.isOk()) return chosen.status();
+      whole = std::move(chosen).value();
+    }
+    // Then, with those float, the fewest layers kept with a float input (weights quantized).
+    const std::vector<std::string> whole_names = namesOf(whole);
+    std::vector<ExcludedLayer> rest;
+    for (const ExcludedLayer& l : harm)
+      if (std::find(whole_names.begin(), whole_names.end(), l.name) == whole_names.end())
+        rest.push_back(l);
+    const FloatSetTrial input_trial = [&](const std::vector<std::string>& kept) {
+      return trialSqnr(float_model, options, ranges, whole_names, kept, probe, fp16);
+    };
+    NNC_ASSIGN_OR_RETURN(result.sqnr_final_db, input_trial({}));
+    if (result.sqnr_final_db < target && !rest.empty()) {
+      auto chosen = fewestKeptFloat(rest, input_trial, target, result.sqnr_final_db);
+      if (!chosen.isOk()) return chosen.status();
+      inputs = std::move(chosen).value();
+    }
   }
-  for (ExcludedLayer layer : kept) {
-    size_t rank = 0;  // position in the harm order
-    while (rank < harm.size() && harm[rank].name != layer.name) ++rank;
-    layer.reason = "quantized alone it takes the output SQNR to " + dbText(layer.solo_sqnr_db) +
-                   " dB (number " + std::to_string(rank + 1) + " of " +
-                   std::to_string(harm.size()) + " by harm); the " + std::to_string(kept.size()) +
-                   " kept float bring the model to " + dbText(result.sqnr_final_db) +
-                   " dB (target " + dbText(auto_options.min_sqnr_db) + ")";
-    spdlog::info("auto-exclude: keeping {} ({}) in float: {}", layer.name, layer.op, layer.reason);
-    result.excluded.push_back(std::move(layer));
-  }
+  for (ExcludedLayer& l : inputs) l.weights_quantized = true;
+  const std::string kept_text =
+      std::to_string(whole.size()) + " kept float and " + std::to_string(inputs.size()) +
+      " kept with a float input (weights quantized) bring the model to " +
+      dbText(result.sqnr_final_db) + " dB (target " + dbText(target) + ")";
+  for (const auto* list : {&whole, &inputs})
+    for (ExcludedLayer layer : *list) {
+      size_t rank = 0;  // position in the harm order
+      while (rank < harm.size() && harm[rank].name != layer.name) ++rank;
+      layer.reason = "quantized alone it takes the output SQNR to " + dbText(layer.solo_sqnr_db) +
+                     " dB (number " + std::to_string(rank + 1) + " of " +
+                     std::to_string(harm.size()) + " by harm); the " + kept_text;
+      spdlog::info("auto-exclude: keeping {} ({}) {}: {}", layer.name, layer.op,
+                   layer.weights_quantized ? "with a float input" : "in float", layer.reason);
+      result.excluded.push_back(std::move(layer));
+    }
   result.target_met = result.sqnr_final_db >= auto_options.min_sqnr_db;
   return result;
 }

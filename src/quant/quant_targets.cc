@@ -9,6 +9,8 @@ namespace nnc::quant {
 StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
                                                  const QuantizeOptions& options) {
   std::set<std::string> exclude(options.exclude.begin(), options.exclude.end());
+  const std::set<std::string> float_input(options.float_activations.begin(),
+                                          options.float_activations.end());
   std::set<std::string> matched;
   NNC_ASSIGN_OR_RETURN(std::vector<Node*> order, graph.topologicalOrder());
   // A layer is "last" when no quantizable layer reads (transitively) from its output.
@@ -31,7 +33,10 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
     }
     // The last layers (the classifier) keep float activations unless asked; their weights are
     // still stored as int8 (per-channel weight error is small next to activation error there).
-    const bool float_activations = !feeds_layer[n] && !options.quantize_last;
+    // Auto-exclude keeps chosen layers' inputs float the same way.
+    const bool float_activations = (!feeds_layer[n] && !options.quantize_last) ||
+                                   float_input.count(name) ||
+                                   float_input.count(n->output(0)->name());
     QuantTarget t{n, name, {}};
     if (!float_activations && n->input(0) && n->input(0)->dtype() != DType::kUInt8)
       t.activation_inputs.push_back(n->input(0)->name());

@@ -13,6 +13,11 @@
 //   4. That prefix can hold layers the target does not need once the most harmful are float
 //      (harm does not add up exactly): each, least harmful first, is quantized again when the
 //      output still meets the target without it (one trial per layer kept float).
+// QDQ runs steps 3-4 twice, so that the file keeps as many quantized weights as it can:
+//   a. with every layer's input float (int8 weights only), the whole layers kept float that the
+//      weights' own error needs (usually none);
+//   b. with those float, the layers kept with a float input but quantized weights (the
+//      classifier's form): activation error is what sensitive models suffer from.
 // The reference outputs are computed once and held for `samples` samples (bounded memory).
 
 #include <functional>
@@ -42,6 +47,8 @@ struct ExcludedLayer {
   std::string op;
   double solo_sqnr_db = 0;  // output SQNR when only this layer is quantized
   std::string reason;
+  bool weights_quantized =
+      false;  // only its input is kept float (QuantizeOptions::float_activations)
 };
 
 struct AutoExcludeResult {

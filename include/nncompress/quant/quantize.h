@@ -36,6 +36,9 @@ struct QuantizeOptions {
   bool symmetric_activations = false;  // false: asymmetric uint8
   int64_t block_size = 64;             // int4 weights: elements per block along the input axis
   std::vector<std::string> exclude;    // node names or output names
+  // Layers that keep a float input but int8 weights, as the classifier does (node names or
+  // output names): auto-exclude's first resort, before keeping a layer entirely float.
+  std::vector<std::string> float_activations;
   // Weight bits of single layers (by QuantTarget::name), overriding weight_bits (mixed
   // precision: compress lowers the least sensitive layers).
   std::map<std::string, int> layer_weight_bits;
