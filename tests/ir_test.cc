@@ -61,6 +61,26 @@ TEST(GraphTest, InitializersListedAsInputsBecomeConstants) {
   EXPECT_EQ(demoteInitializerInputs(s.model), 0u);
 }
 
+// An IR >= 4 model may still list its initializers as inputs (fr_age, PyTorch 1.2). A weight a
+// rewrite replaced (quantize's int8 copy) is dead with its input entry: nothing could read an
+// override. Left in, the float weights stayed in the quantized file (larger than the float one).
+TEST(GraphTest, DeadInitializersListedAsInputsAreRemoved) {
+  SmallGraph s;
+  s.model.ir_version = 4;
+  s.g.addInput(s.w);
+  Value* w8 = s.g.addInitializer("w_q", Tensor(DType::kFloat32, {2, 1, 3, 3}));
+  s.g.replaceAllUsesWith(s.w, w8);
+  EXPECT_EQ(s.g.removeDeadNodes(), 0u);
+  EXPECT_EQ(s.g.findValue("w"), nullptr);
+  ASSERT_EQ(s.g.inputs().size(), 1u);
+  EXPECT_EQ(s.g.inputs()[0], s.x);
+  EXPECT_TRUE(verifyModel(s.model).isOk()) << verifyModel(s.model).toString();
+  // A used one stays, input entry and all.
+  s.g.addInput(w8);
+  EXPECT_EQ(s.g.removeDeadNodes(), 0u);
+  EXPECT_EQ(s.g.inputs().size(), 2u);
+}
+
 TEST(GraphTest, ReplaceAllUsesRewiresNodesAndOutputs) {
   SmallGraph s;
   Value* conv_out = s.conv->output();

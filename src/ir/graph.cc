@@ -329,10 +329,11 @@ size_t Graph::removeDeadNodes() {
       changed = true;
     }
   }
+  // An initializer listed as a graph input too (IR < 4 models list them all) is a default its
+  // caller may override; with no reader, neither its value nor an override means anything.
   std::vector<Value*> dead;
   for (const auto& v : values_)
-    if (v->isInitializer() && !v->hasUses() && !v->isGraphInput() && !isOutput(v.get()))
-      dead.push_back(v.get());
+    if (v->isInitializer() && !v->hasUses() && !isOutput(v.get())) dead.push_back(v.get());
   for (Value* v : dead) eraseValue(v);
   return removed;
 }
