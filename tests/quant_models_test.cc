@@ -474,6 +474,16 @@ TEST(QuantCompact, KeepsOutputsAndInterface) {
     EXPECT_GE(stats->initializers_shared, 20);        // ... all equal to 0 or 6
     EXPECT_GT(stats->values_renamed, 100);
     EXPECT_EQ(stats->stored_as_float16 > 0, fp16);
+    // Weight-only: every layer reads a float input, so every int8 weight is read through Cast +
+    // Mul (ONNX Runtime folds those at session start; a DequantizeLinear runs on every call).
+    EXPECT_EQ(stats->weights_cast_mul, int(targets->size()));
+    int int8_weights = 0;
+    for (const auto& n : m->graph->nodes()) {
+      EXPECT_FALSE(n->isOp("DequantizeLinear"));
+      const Value* in = n->isOp("Cast") ? n->input(0) : nullptr;
+      int8_weights += in && in->isInitializer() && in->initializer()->dtype() == DType::kInt8;
+    }
+    EXPECT_EQ(int8_weights, int(targets->size()));
     EXPECT_EQ(m->graph->inputs()[0]->name(), "input");
     EXPECT_EQ(m->graph->outputs()[0]->name(), "logits");
     for (const auto& n : m->graph->nodes()) {

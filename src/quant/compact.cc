@@ -194,6 +194,76 @@ int compactInt32Biases(Graph& g) {
   return rewritten;
 }
 
+// A layer whose data input stays float (the classifier, auto-exclude's float inputs,
+// weights-only models) gains nothing from a DequantizeLinear on its int8 weight: ONNX Runtime
+// fuses no such pair and dequantizes the weight on every run (fr_pose: 4.5 ms a run against
+// 3.7 ms with float weights). Cast + Mul by the per-channel scale computes the same values
+// (zero points are 0), and ONNX Runtime folds them into a float weight once, at session start;
+// the file keeps the int8 weight.
+bool isFloatInputLayer(const Node& n) {
+  if (!(n.isOp("Conv") || n.isOp("ConvTranspose") || n.isOp("Gemm") || n.isOp("MatMul")))
+    return false;
+  const Node* x = n.input(0) ? n.input(0)->producer() : nullptr;
+  return n.input(0) && !(x && x->isOp("DequantizeLinear"));
+}
+
+// The scale of `dq` shaped to broadcast against its quantized input along `axis`; nullopt when
+// the DequantizeLinear is not a per-tensor or per-axis one of a constant int8 weight with zero
+// points 0 (blocked, int4 and asymmetric ones stay).
+std::optional<Tensor> broadcastScale(const Node& dq) {
+  const Value* q = dq.input(0);
+  const Value* s = dq.input(1);
+  const Value* z = dq.numInputs() > 2 ? dq.input(2) : nullptr;
+  if (!q || !q->isInitializer() || q->initializer()->dtype() != DType::kInt8) return std::nullopt;
+  if (!s || !s->isInitializer() || s->initializer()->dtype() != DType::kFloat32)
+    return std::nullopt;
+  if (dq.intAttr("block_size", 0) != 0) return std::nullopt;
+  if (z) {
+    if (!z->isInitializer() || z->initializer()->dtype() != DType::kInt8) return std::nullopt;
+    for (int8_t v : z->initializer()->data<int8_t>())
+      if (v != 0) return std::nullopt;
+  }
+  const Tensor& qt = *q->initializer();
+  const Tensor& st = *s->initializer();
+  if (st.numel() == 1) return st;
+  int64_t axis = dq.intAttr("axis", 1);
+  if (axis < 0) axis += qt.rank();
+  if (st.rank() != 1 || axis < 0 || axis >= qt.rank() || st.dim(0) != qt.dim(axis))
+    return std::nullopt;
+  Shape shape(qt.rank(), 1);
+  shape[axis] = st.dim(0);
+  Tensor b(DType::kFloat32, shape);
+  b.mutableBytes() = st.bytes();
+  return b;
+}
+
+int weightDequantizeAsCastMul(Graph& g) {
+  int rewritten = 0;
+  std::vector<Node*> nodes;
+  for (const auto& n : g.nodes()) nodes.push_back(n.get());
+  for (Node* n : nodes) {
+    if (!isFloatInputLayer(*n) || n->numInputs() < 2 || !n->input(1)) continue;
+    Value* w = n->input(1);
+    Node* dq = w->producer();
+    if (!dq || !dq->isOp("DequantizeLinear") || w->uses().size() != 1) continue;
+    auto scale = broadcastScale(*dq);
+    if (!scale) continue;
+    Value* q = dq->input(0);
+    Node* cast = g.insertNodeBefore(dq, "Cast", {q}, {w->name() + "_i"});
+    cast->setAttribute(Attribute::makeInt("to", 1));  // FLOAT
+    ValueType type = q->type();
+    type.dtype = DType::kFloat32;
+    cast->output(0)->setType(type);
+    Value* s = g.addInitializer(dq->input(1)->name() + "_b", std::move(*scale));
+    Node* mul = g.insertNodeBefore(dq, "Mul", {cast->output(0), s}, {w->name() + "_m"});
+    mul->output(0)->setType(w->type());
+    n->setInput(1, mul->output(0));
+    ++rewritten;
+  }
+  if (rewritten > 0) g.removeDeadNodes();
+  return rewritten;
+}
+
 int halfPrecisionStorage(Graph& g) {
   int converted = 0;
   for (Value* v : g.initializers()) {
@@ -310,6 +380,7 @@ StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options)
   Graph& g = *model.graph;
   CompactStats stats;
   stats.constants_to_initializers = constantsToInitializers(g);
+  stats.weights_cast_mul = weightDequantizeAsCastMul(g);
   stats.initializers_shared = shareInitializers(g);
   stats.attributes_dropped = dropDefaultAttributes(g);
   stats.int32_biases_compacted = compactInt32Biases(g);

@@ -14,6 +14,9 @@
 //   float32 biases, per-channel Mul/Add vectors and weight scales (>= 8 values) are stored as
 //   float16 and cast back to float32 in the graph (their rounding, relative 2^-11, is far below
 //   the int8/int4 steps next to them)
+//   the int8 weight of a layer with a float input (no DequantizeLinear before it) is read through
+//   Cast + Mul(scale) instead of DequantizeLinear: the same values, which ONNX Runtime folds into
+//   a float weight at session start instead of dequantizing it on every run
 //   an int32 bias behind DequantizeLinear(b_q, s_x s_w) (--qdq-placement ort) stores its scale as
 //   Mul(s_x, s_w) of the layer's other two scales and its values as int16 + Cast when they fit
 // `keep_names` keeps node and value names (and doc strings); the other steps still apply.
@@ -37,6 +40,7 @@ struct CompactStats {
   int values_renamed = 0;
   int stored_as_float16 = 0;
   int int32_biases_compacted = 0;  // scale as Mul(s_x, s_w) and/or values as int16 + Cast
+  int weights_cast_mul = 0;        // int8 weights of float-input layers as Cast + Mul
 };
 
 StatusOr<CompactStats> compactModel(Model& model, const CompactOptions& options = {});
