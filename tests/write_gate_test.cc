@@ -147,6 +147,18 @@ const char* kNanOnSample = R"(
   }
 )";
 
+// A masked mean over tokens (a text model's pooling): finite unless the mask is all zero.
+const char* kMaskedMean = R"(
+  <ir_version: 8, opset_import: ["" : 13]>
+  net (float[1, 4] x, int64[1, 4] mask) => (float[1, 1] y) <int64[1] ax = {1}> {
+    m = Cast <to = 1> (mask)
+    xm = Mul (x, m)
+    s = ReduceSum (xm, ax)
+    n = ReduceSum (m, ax)
+    y = Div (s, n)
+  }
+)";
+
 // A Reshape whose constant target cannot hold its input (12 elements into 5 x 3).
 const char* kBadReshape = R"(
   <ir_version: 8, opset_import: ["" : 13]>
@@ -505,6 +517,17 @@ TEST(CliGate, NonFiniteOutputTheInputModelAlsoGivesIsANoteNotAFinding) {
   const auto r = runCli("convert " + quote(in) + " -o " + quote(dir / "out.onnx"));
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("as the input model's is"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out.onnx"));
+}
+
+// Integer inputs of the sample are 1 (ids and masks): an all-zero mask would make the masked
+// mean 0 / 0, and a NaN output proves nothing about the written model.
+TEST(CliGate, IntegerMaskInputsAreOnesSoTheSampleOutputIsFinite) {
+  TempDir dir;
+  const auto in = writeModel(dir, "in.onnx", kMaskedMean);
+  const auto r = runCli("convert " + quote(in) + " -o " + quote(dir / "out.onnx"));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("non-finite"), std::string::npos) << r.err;
   EXPECT_TRUE(std::filesystem::exists(dir / "out.onnx"));
 }
 

@@ -32,9 +32,19 @@ std::string dimsText(const std::vector<int64_t>& v) {
 
 // ---- step 3: one run on a sample input ----
 
-// Deterministic values in [0, 1): image-like, and safe for Log/Sqrt/Pow that follow.
+// Deterministic values in [0, 1): image-like, and safe for Log/Sqrt/Pow that follow. Integer and
+// bool inputs (token ids, attention masks) are all 1: a valid index into any table of two or
+// more rows, and a mask that keeps every position (all 0 masks everything out, and a masked mean
+// divides by 0: the sample's outputs would be NaN and prove nothing).
 void fillSample(Tensor& t, uint64_t seed) {
-  if (t.dtype() != DType::kFloat32) return;  // other inputs (ids, masks) stay zero
+  const DType d = t.dtype();
+  if ((isInteger(d) && dtypeBits(d) >= 8) || d == DType::kBool) {
+    const size_t width = static_cast<size_t>(dtypeBits(d) / 8);
+    std::string& bytes = t.mutableBytes();
+    for (size_t i = 0; i + width <= bytes.size(); i += width) bytes[i] = 1;  // little-endian 1
+    return;
+  }
+  if (t.dtype() != DType::kFloat32) return;  // other float types stay zero
   uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
   for (float& v : t.mutableData<float>()) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
