@@ -171,6 +171,39 @@ StatusOr<std::vector<ExcludedLayer>> fewestKeptFloat(const std::vector<ExcludedL
   return kept;
 }
 
+// Output SQNR with `whole` layers kept float and `float_input` layers kept with a float input.
+using SplitTrial = std::function<StatusOr<double>(const std::vector<std::string>& whole,
+                                                  const std::vector<std::string>& float_input)>;
+
+// QDQ: steps 3-4 twice. First the weights' own error: with every input float (`all`), the whole
+// layers the target needs. Then, with those float, the fewest layers kept with a float input.
+Status keepFloatWholeOrInput(const std::vector<ExcludedLayer>& harm,
+                             const std::vector<std::string>& all, const SplitTrial& trial,
+                             double target, std::vector<ExcludedLayer>& whole,
+                             std::vector<ExcludedLayer>& inputs, double& sqnr_db) {
+  const FloatSetTrial weights_trial = [&](const std::vector<std::string>& kept) {
+    return trial(kept, all);
+  };
+  NNC_ASSIGN_OR_RETURN(double weights_only, weights_trial({}));
+  if (weights_only < target) {
+    NNC_ASSIGN_OR_RETURN(whole, fewestKeptFloat(harm, weights_trial, target, weights_only));
+  }
+  const std::vector<std::string> whole_names = namesOf(whole);
+  std::vector<ExcludedLayer> rest;
+  for (const ExcludedLayer& l : harm)
+    if (std::find(whole_names.begin(), whole_names.end(), l.name) == whole_names.end())
+      rest.push_back(l);
+  const FloatSetTrial input_trial = [&](const std::vector<std::string>& kept) {
+    return trial(whole_names, kept);
+  };
+  NNC_ASSIGN_OR_RETURN(sqnr_db, input_trial({}));
+  if (sqnr_db < target && !rest.empty()) {
+    NNC_ASSIGN_OR_RETURN(inputs, fewestKeptFloat(rest, input_trial, target, sqnr_db));
+  }
+  for (ExcludedLayer& l : inputs) l.weights_quantized = true;
+  return Status::ok();
+}
+
 }  // namespace
 
 StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
@@ -204,40 +237,20 @@ StatusOr<AutoExcludeResult> chooseFloatLayers(const Model& float_model,
   });
   if (harm.empty()) return result;
   const double target = auto_options.min_sqnr_db;
+  const SplitTrial trial = [&](const std::vector<std::string>& whole,
+                               const std::vector<std::string>& float_input) {
+    return trialSqnr(float_model, options, ranges, whole, float_input, probe, fp16);
+  };
   std::vector<ExcludedLayer> whole, inputs;
-  if (options.format != QuantFormat::kQdq) {
-    const FloatSetTrial trial = [&](const std::vector<std::string>& kept) {
-      return trialSqnr(float_model, options, ranges, kept, {}, probe, fp16);
-    };
-    NNC_ASSIGN_OR_RETURN(whole, fewestKeptFloat(harm, trial, target, result.sqnr_final_db));
+  if (options.format == QuantFormat::kQdq) {
+    NNC_RETURN_IF_ERROR(
+        keepFloatWholeOrInput(harm, names, trial, target, whole, inputs, result.sqnr_final_db));
   } else {
-    // QDQ. First the weights' own error: with every input float, the whole layers it needs.
-    const FloatSetTrial weights_trial = [&](const std::vector<std::string>& kept) {
-      return trialSqnr(float_model, options, ranges, kept, names, probe, fp16);
+    const FloatSetTrial whole_trial = [&](const std::vector<std::string>& kept) {
+      return trial(kept, {});
     };
-    NNC_ASSIGN_OR_RETURN(double weights_only, weights_trial({}));
-    if (weights_only < target) {
-      auto chosen = fewestKeptFloat(harm, weights_trial, target, weights_only);
-      if (!chosen.isOk()) return chosen.status();
-      whole = std::move(chosen).value();
-    }
-    // Then, with those float, the fewest layers kept with a float input (weights quantized).
-    const std::vector<std::string> whole_names = namesOf(whole);
-    std::vector<ExcludedLayer> rest;
-    for (const ExcludedLayer& l : harm)
-      if (std::find(whole_names.begin(), whole_names.end(), l.name) == whole_names.end())
-        rest.push_back(l);
-    const FloatSetTrial input_trial = [&](const std::vector<std::string>& kept) {
-      return trialSqnr(float_model, options, ranges, whole_names, kept, probe, fp16);
-    };
-    NNC_ASSIGN_OR_RETURN(result.sqnr_final_db, input_trial({}));
-    if (result.sqnr_final_db < target && !rest.empty()) {
-      auto chosen = fewestKeptFloat(rest, input_trial, target, result.sqnr_final_db);
-      if (!chosen.isOk()) return chosen.status();
-      inputs = std::move(chosen).value();
-    }
+    NNC_ASSIGN_OR_RETURN(whole, fewestKeptFloat(harm, whole_trial, target, result.sqnr_final_db));
   }
-  for (ExcludedLayer& l : inputs) l.weights_quantized = true;
   const std::string kept_text =
       std::to_string(whole.size()) + " kept float and " + std::to_string(inputs.size()) +
       " kept with a float input (weights quantized) bring the model to " +
