@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # ONNX Runtime latency (CPU, 1 intra-op thread, batch 1, graph optimizations on) of each model in
 # float32 and as int8 from `nncompress quantize`: QDQ with --qdq-placement ort (the default), QDQ
-# with --qdq-placement tensorrt (Q/DQ on layer inputs only) and QOperator. Rows: every fixture and
+# with --qdq-placement tensorrt (Q/DQ on layer inputs only), QOperator and weights-only (int8
+# weights, float activations). Rows: every fixture and
 # torchvision ResNet-18, ResNet-50 and MobileNetV2 at 224x224 (random weights; from $TV_DIR, or
 # exported with tools/export_torchvision.py when missing). Prints a stamped markdown table
 # (docs/quant-latency.md holds its output).
 #   bench/quant_latency.sh [build/nncompress] > table.md
-# ITERS runs per measurement (default 50), ROUNDS round-robin passes over the four variants of a
+# ITERS runs per measurement (default 50), ROUNDS round-robin passes over the five variants of a
 # model (default 3): each cell is the median of the per-pass medians, so a burst of load from
 # other processes hits all variants of a row alike. MODELS limits the rows (e.g. "resnet resnet18").
 set -euo pipefail
@@ -43,16 +44,19 @@ torchvision_model() {  # name -> path of its ONNX export
 
 echo "$(/usr/bin/python3 tools/doc_stamp.py --binary "$BIN") ITERS=$ITERS, ROUNDS=$ROUNDS."
 echo
-echo "| model | input | fp32 ms | QDQ ort ms | QDQ tensorrt ms | QOperator ms |" \
-  "QDQ ort vs fp32 | QDQ tensorrt vs fp32 | QOperator vs fp32 | QDQ ort vs QOperator |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| model | input | fp32 ms | QDQ ort ms | QDQ tensorrt ms | QOperator ms | weights-only ms |" \
+  "QDQ ort vs fp32 | QDQ tensorrt vs fp32 | QOperator vs fp32 | weights-only vs fp32 |" \
+  "QDQ ort vs QOperator |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 row() {  # name model shape quantize-args...
   local name=$1 model=$2 shape=$3
   shift 3
   quantize "$model" "$WORK/$name.ort.onnx" --format qdq --qdq-placement ort "$@"
   quantize "$model" "$WORK/$name.trt.onnx" --format qdq --qdq-placement tensorrt "$@"
   quantize "$model" "$WORK/$name.qop.onnx" --format qoperator "$@"
-  local variants=("$model" "$WORK/$name.ort.onnx" "$WORK/$name.trt.onnx" "$WORK/$name.qop.onnx")
+  quantize "$model" "$WORK/$name.wo.onnx" --format weights-only "$@"
+  local variants=("$model" "$WORK/$name.ort.onnx" "$WORK/$name.trt.onnx" "$WORK/$name.qop.onnx"
+    "$WORK/$name.wo.onnx")
   local times="" r v
   for ((r = 0; r < ROUNDS; r++)); do
     for v in "${variants[@]}"; do times="$times $(bench "$v" "$shape")"; done
@@ -60,9 +64,9 @@ row() {  # name model shape quantize-args...
   /usr/bin/python3 - "$name" "$shape" "$ROUNDS" $times <<'EOF'
 import statistics, sys
 name, shape, rounds, times = sys.argv[1], sys.argv[2], int(sys.argv[3]), list(map(float, sys.argv[4:]))
-f, o, t, q = (statistics.median(times[i::4]) for i in range(4))
-print(f"| {name} | {shape} | {f:.3f} | {o:.3f} | {t:.3f} | {q:.3f} | "
-      f"{f / o:.2f}x | {f / t:.2f}x | {f / q:.2f}x | {q / o:.2f}x |")
+f, o, t, q, w = (statistics.median(times[i::5]) for i in range(5))
+print(f"| {name} | {shape} | {f:.3f} | {o:.3f} | {t:.3f} | {q:.3f} | {w:.3f} | "
+      f"{f / o:.2f}x | {f / t:.2f}x | {f / q:.2f}x | {f / w:.2f}x | {q / o:.2f}x |")
 EOF
 }
 for m in $MODELS; do
