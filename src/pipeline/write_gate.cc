@@ -44,7 +44,7 @@ void fillSample(Tensor& t, uint64_t seed) {
     for (size_t i = 0; i + width <= bytes.size(); i += width) bytes[i] = 1;  // little-endian 1
     return;
   }
-  if (t.dtype() != DType::kFloat32) return;  // other float types stay zero
+  if (d != DType::kFloat32) return;  // other float types stay zero
   uint64_t state = seed * 6364136223846793005ull + 1442695040888963407ull;
   for (float& v : t.mutableData<float>()) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;

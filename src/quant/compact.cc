@@ -196,10 +196,10 @@ int compactInt32Biases(Graph& g) {
 
 // A layer whose data input stays float (the classifier, auto-exclude's float inputs,
 // weights-only models) gains nothing from a DequantizeLinear on its int8 weight: ONNX Runtime
-// fuses no such pair and dequantizes the weight on every run (fr_pose: 4.5 ms a run against
-// 3.7 ms with float weights). Cast + Mul by the per-channel scale computes the same values
-// (zero points are 0), and ONNX Runtime folds them into a float weight once, at session start;
-// the file keeps the int8 weight.
+// fuses no such pair and dequantizes the weight on every run (bench/quant_latency.sh's
+// weights-only column shows the result). Cast + Mul by the per-channel scale computes the same
+// values (zero points are 0), and ONNX Runtime folds them into a float weight once, at session
+// start; the file keeps the int8 weight.
 bool isFloatInputLayer(const Node& n) {
   if (!(n.isOp("Conv") || n.isOp("ConvTranspose") || n.isOp("Gemm") || n.isOp("MatMul")))
     return false;
