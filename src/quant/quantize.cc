@@ -173,6 +173,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
         plan.integer_ops.size());
   }
   if (quantize_acts && model.opsetVersion("") >= 13) guardFloatLayersFromOrtWeightQuantization(g);
+  for (QuantizedLayer& table : quantizeGatherTables(g, options)) layers.push_back(table);
   g.removeDeadNodes();
   NNC_RETURN_IF_ERROR(g.sortTopologically());
   return layers;

@@ -56,6 +56,13 @@ WeightQuant quantizeWeightPerChannelInt4(Graph& g, Node& layer, bool balanced,
 WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, bool balanced,
                                const std::string& base);
 
+// ---- gather_tables.cc ----
+
+// Constant tables read only as rows by Gather (embeddings; kept float by no --exclude of their
+// Gathers): int8 with one symmetric scale per row, each Gather rewritten to
+// Mul(Cast(Gather(q, ids)), Gather(scale, ids)). One entry (op "Gather") per rewritten Gather.
+std::vector<QuantizedLayer> quantizeGatherTables(Graph& g, const QuantizeOptions& options);
+
 // ---- activation_qdq.cc ----
 
 struct ActQuant {

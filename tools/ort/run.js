@@ -14,6 +14,7 @@ const fs = require('fs');
 const path = require('path');
 const { EXIT, die, parseArgs, parseIntFlag, sessionOptions, loadOrt, createSession, runMain } = require('./common');
 const npy = require('./npy');
+const { readInputs } = require('./inputs');
 
 const USAGE = 'usage: node tools/ort/run.js MODEL.onnx --input NAME=file.npy ... [--input-pb NAME=file.pb ...] ' +
   '--out-dir DIR [--threads N] [--opt-level disable|basic|extended|all] [--log-level 0-4 (default 4)]';
@@ -26,46 +27,6 @@ function fileNameFor(name, used) {
   for (let k = 1; used.has(candidate); k++) candidate = `${base}_${k}`;
   used.add(candidate);
   return `${candidate}.npy`;
-}
-
-function splitSpec(spec) {
-  const eq = spec.indexOf('=');
-  return eq > 0 ? { name: spec.slice(0, eq), file: spec.slice(eq + 1) } : { name: null, file: spec };
-}
-
-function readInputs(specs, inputNames) {
-  const known = new Set(inputNames);
-  const named = new Map(); // input name -> tensor
-  const unnamed = [];
-  for (const { kind, spec } of specs) {
-    let { name, file } = splitSpec(spec);
-    let t;
-    try {
-      if (kind === 'pb') {
-        t = require('./tensorproto').readTensorProto(file);
-        if (!name && t.name && known.has(t.name)) name = t.name;
-      } else {
-        t = npy.readNpy(file);
-      }
-    } catch (e) {
-      die(EXIT.INPUT, `cannot read input: ${e.message}`);
-    }
-    if (!name) {
-      unnamed.push({ file, t });
-      continue;
-    }
-    if (!known.has(name)) die(EXIT.INPUT, `model has no input '${name}' (inputs: ${inputNames.join(', ')})`);
-    if (named.has(name)) die(EXIT.INPUT, `input '${name}' given twice`);
-    named.set(name, t);
-  }
-  const free = inputNames.filter((n) => !named.has(n));
-  if (unnamed.length > free.length) {
-    die(EXIT.INPUT, `${unnamed.length} unnamed input files but only ${free.length} model inputs left (${free.join(', ')})`);
-  }
-  unnamed.forEach((u, i) => named.set(free[i], u.t));
-  const missing = inputNames.filter((n) => !named.has(n));
-  if (missing.length) die(EXIT.INPUT, `missing model inputs: ${missing.join(', ')}`);
-  return named;
 }
 
 async function main() {

@@ -13,6 +13,10 @@
 // DequantizeLinear of the output (float ops in between stay float).
 // Weight-only: only the weights are stored as integers (int8, or int4 packed two per byte with
 // a blocked DequantizeLinear, opset 21).
+// Every format: constant tables read only by Gather on axis 0 (embeddings) become int8 with one
+// scale per row, and each Gather reads Mul(Cast(Gather(q, ids)), Gather(scale, ids)): only the
+// rows looked up are dequantized, so the table stays int8 in ONNX Runtime's memory too.
+// `--exclude` of a Gather keeps its table float.
 
 #include <map>
 #include <string>

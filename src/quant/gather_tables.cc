@@ -1,0 +1,107 @@
+#include <algorithm>
+#include <cmath>
+
+#include "nncompress/quant/balanced_rounding.h"
+#include "quantize_internal.h"
+
+namespace nnc::quant {
+namespace {
+
+// Smaller tables save less than their extra nodes cost to read.
+constexpr int64_t kMinTableElements = 1024;
+constexpr int64_t kMinRowLength = 8;  // a per-row scale costs 4 bytes a row
+
+bool readsRowsOf(const Use& u) {
+  const Node& n = *u.node;
+  if (!n.isOp("Gather") || u.input_index != 0 || n.numOutputs() != 1) return false;
+  const int64_t axis = n.intAttr("axis", 0);
+  return (axis == 0 || axis == -2) && !n.output(0)->isGraphOutput();
+}
+
+bool excluded(const Node& n, const QuantizeOptions& options) {
+  const auto& e = options.exclude;
+  return std::find(e.begin(), e.end(), displayName(n)) != e.end() ||
+         std::find(e.begin(), e.end(), n.output(0)->name()) != e.end();
+}
+
+// A float32 [rows, length] initializer read only as rows by Gathers nobody excluded.
+bool isRowTable(const Value& v, const QuantizeOptions& options) {
+  const Tensor* t = v.initializer();
+  if (t == nullptr || t->dtype() != DType::kFloat32 || t->rank() != 2 || v.isGraphInput() ||
+      v.isGraphOutput() || !v.hasUses() || t->numel() < kMinTableElements ||
+      t->dim(1) < kMinRowLength)
+    return false;
+  for (const Use& u : v.uses())
+    if (!readsRowsOf(u) || excluded(*u.node, options)) return false;
+  return true;
+}
+
+struct RowQuantized {
+  Tensor q;      // int8 [rows, length]
+  Tensor scale;  // float [rows, 1]
+  float scale_min = 0, scale_max = 0;
+};
+
+// Nearest rounding: a row is read as a vector on its own, so each element keeps its own error
+// within half a step (balanced rounding, made for the sums a layer's weights feed, may move one
+// element a whole step).
+RowQuantized quantizeRows(const Tensor& t) {
+  const int64_t rows = t.dim(0), length = t.dim(1);
+  const auto td = t.data<float>();
+  constexpr int kQmax = 127;
+  std::vector<float> scale(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    float amax = 0;
+    for (int64_t i = r * length; i < (r + 1) * length; ++i) amax = std::max(amax, std::abs(td[i]));
+    scale[r] = amax > 0 ? amax / kQmax : 1.f;
+  }
+  RowQuantized out{Tensor(DType::kInt8, t.shape()), Tensor::fromVector<float>({rows, 1}, scale)};
+  const std::vector<int> ints = roundWeights(
+      td, scale, [&](int64_t i) { return i / length; }, kQmax, false);
+  std::copy(ints.begin(), ints.end(), out.q.mutableData<int8_t>().begin());
+  const auto [mn, mx] = std::minmax_element(scale.begin(), scale.end());
+  out.scale_min = *mn;
+  out.scale_max = *mx;
+  return out;
+}
+
+// y = Gather(table, ids)  ->  Mul(Cast(Gather(q, ids)), Gather(scale, ids)): the rows looked up
+// are dequantized, so the table stays int8 at run time too.
+QuantizedLayer rewriteGather(Graph& g, Node& gather, Value* q, Value* s, const RowQuantized& r) {
+  Value* y = gather.output(0);
+  Value* ids = gather.input(1);
+  const std::string base = y->name();
+  Node* rows = g.insertNodeBefore(&gather, "Gather", {q, ids}, {base + "_q"});
+  setType(rows->output(0), DType::kInt8, y);
+  Node* cast = g.insertNodeBefore(&gather, "Cast", {rows->output(0)}, {base + "_i"});
+  cast->setAttribute(Attribute::makeInt("to", 1));  // FLOAT
+  setType(cast->output(0), DType::kFloat32, y);
+  Node* scales = g.insertNodeBefore(&gather, "Gather", {s, ids}, {base + "_s"});
+  ValueType scale_type = y->type();
+  if (scale_type.shape && !scale_type.shape->empty()) scale_type.shape->back() = Dim::known(1);
+  scales->output(0)->setType(scale_type);
+  Node* mul =
+      g.insertNodeBefore(&gather, "Mul", {cast->output(0), scales->output(0)}, {base + "_dq"});
+  mul->output(0)->setType(y->type());
+  g.replaceAllUsesWith(y, mul->output(0));
+  return {displayName(gather),   "Gather", 8, 0, r.scale_min, r.scale_max, 0, y->name(),
+          mul->output(0)->name()};
+}
+
+}  // namespace
+
+std::vector<QuantizedLayer> quantizeGatherTables(Graph& g, const QuantizeOptions& options) {
+  std::vector<QuantizedLayer> layers;
+  for (Value* table : g.initializers()) {
+    if (!isRowTable(*table, options)) continue;
+    RowQuantized r = quantizeRows(*table->initializer());
+    Value* q = g.addInitializer(table->name() + "_q", std::move(r.q));
+    Value* s = g.addInitializer(table->name() + "_s", std::move(r.scale));
+    std::vector<Node*> readers;
+    for (const Use& u : table->uses()) readers.push_back(u.node);
+    for (Node* gather : readers) layers.push_back(rewriteGather(g, *gather, q, s, r));
+  }
+  return layers;
+}
+
+}  // namespace nnc::quant
