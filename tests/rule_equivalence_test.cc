@@ -380,6 +380,13 @@ std::vector<Case> channelsLastCases() {
     c.barrier = "selects along axis 2";
     cs.push_back(c);
   }
+  // Rows of a constant table (an embedding, indices computed from the input) added to the
+  // tokens: the table's columns are the group's channels and are sliced with them.
+  cs.push_back(tokens("Gather rows of a constant table, Add", {"Gather"},
+                      "mx = ReduceMax <axes = [2], keepdims = 0> (x)\nax = Sigmoid (mx)\n"
+                      "sc = Mul (ax, six)\nids = Cast <to = 7> (sc)\ne = Gather (tab, ids)\n"
+                      "o = Add (a, e)",
+                      {rnd("tab", {7, 4}), flt("six", {6.9f})}));
   // A constant class token broadcast over the batch and put before the tokens.
   cs.push_back(tokens("Expand a constant token, Concat", {"Expand", "Concat"},
                       "e = Expand (cls, shp)\no = Concat <axis = 1> (e, a)",

@@ -1232,7 +1232,9 @@ void constantOfShapeRule(const Node& n, CouplingBuilder& b) {
 }
 
 // Gather (1, 11, 13) of an activation along `axis`: y = x[:axis] + indices.shape + x[axis+1:].
-// The other axes keep their indices; the gathered axis is selected from and frozen.
+// The other axes keep their indices; the gathered axis is selected from and frozen. Rows of a
+// constant table (an embedding): the table's other axes are per-channel parameters, sliced with
+// the channels they meet (an Add with a layer's output).
 void gatherRule(const Node& n, CouplingBuilder& b) {
   const int xr = rankOf(n.input(0)), yr = rankOf(n.output(0)), q = rankOf(n.input(1));
   if (!b.activation(n.input(0)) && !b.activation(n.output(0))) {
@@ -1244,10 +1246,12 @@ void gatherRule(const Node& n, CouplingBuilder& b) {
   if (axis < 0) axis += xr;
   if (auto s = b.activationAxis(n.input(0), static_cast<int>(axis)))
     b.freeze(*s, opLabel(n) + " selects along axis " + std::to_string(axis), &n);
+  const bool table = n.input(0)->constantData() != nullptr;
   for (int i = 0; i < xr; ++i) {
     if (i == axis) continue;
     const int out = i < axis ? i : i + q - 1;
-    auto sx = b.activationAxis(n.input(0), i), sy = b.activationAxis(n.output(0), out);
+    auto sy = b.activationAxis(n.output(0), out);
+    auto sx = table ? b.weight(n, 0, i, MemberRole::kParameter) : b.activationAxis(n.input(0), i);
     if (sx && sy) b.same(*sx, *sy);
   }
   for (int o = static_cast<int>(axis); o < axis + q; ++o)  // the indices' axes
