@@ -879,5 +879,105 @@ TEST(PreprocessTest, ParsesOptions) {
               "unknown preprocessing option --resize");
 }
 
+// ---- feeds for models with several inputs or integer inputs (feedModelInputs) ----
+
+std::unique_ptr<SampleReader> npyReader(const TempDir& dir, const std::string& name,
+                                        const Tensor& t) {
+  const auto path = dir / name;
+  EXPECT_TRUE(writeNpy(path.string(), t).isOk());
+  auto r = openData(path.string());
+  EXPECT_TRUE(r.isOk()) << r.status().message();
+  return r.isOk() ? std::move(r).value() : nullptr;
+}
+
+TEST(ModelFeeds, IntegerInputsGetStoredValuesExactlyAndFloatInputsThePreprocessedOnes) {
+  TempDir dir;
+  // uint8 ids would be scaled by 1/255 as image data; an integer input takes them as stored.
+  std::vector<std::unique_ptr<SampleReader>> readers;
+  readers.push_back(
+      npyReader(dir, "ids.npy", Tensor::fromVector<uint8_t>({3, 2}, {1, 2, 3, 4, 250, 6})));
+  readers.push_back(
+      npyReader(dir, "x.npy", Tensor::fromVector<uint8_t>({3, 2}, {0, 255, 0, 255, 51, 0})));
+  readers.push_back(
+      npyReader(dir, "mask.npy", Tensor::fromVector<float>({3, 2}, {1, 1, 1, 0, 0, 1})));
+  auto fed = feedModelInputs(
+      {{"ids", DType::kInt64}, {"x", DType::kFloat32}, {"mask", DType::kBool}}, std::move(readers));
+  ASSERT_TRUE(fed.isOk()) << fed.status().message();
+  EXPECT_EQ((*fed)->size(), 3);
+  auto feeds = (*fed)->readFeeds(1, 2);
+  ASSERT_TRUE(feeds.isOk()) << feeds.status().message();
+  ASSERT_EQ(feeds->size(), 3u);
+  EXPECT_EQ((*feeds)[0], Tensor::fromVector<int64_t>({2, 2}, {3, 4, 250, 6}));
+  EXPECT_EQ((*feeds)[1].dtype(), DType::kFloat32);
+  EXPECT_FLOAT_EQ((*feeds)[1].data<float>()[1], 1.f);  // 255 * 1/255
+  EXPECT_FLOAT_EQ((*feeds)[1].data<float>()[2], 0.2f);
+  EXPECT_EQ((*feeds)[2].dtype(), DType::kBool);
+  EXPECT_EQ((*feeds)[2].bytes(), std::string("\x01\x00\x00\x01", 4));
+  // readBatch is one feed, and there are three.
+  EXPECT_EQ((*fed)->readBatch(0, 1).status().code(), StatusCode::kUnsupported);
+}
+
+TEST(ModelFeeds, ValuesTheInputTypeCannotHoldAreRefusedNamingInputAndSample) {
+  TempDir dir;
+  struct Case {
+    Tensor stored;
+    DType to;
+  };
+  const Case cases[] = {
+      {Tensor::fromVector<float>({2, 2}, {1, 2, 3, 2.5f}), DType::kInt64},         // a fraction
+      {Tensor::fromVector<int64_t>({2, 2}, {1, 2, 3, 1LL << 40}), DType::kInt32},  // too big
+      {Tensor::fromVector<int32_t>({2, 2}, {1, 0, 1, -1}), DType::kUInt8},         // negative
+      {Tensor::fromVector<int32_t>({2, 2}, {1, 0, 1, 2}), DType::kBool},           // not 0 or 1
+  };
+  for (const Case& c : cases) {
+    std::vector<std::unique_ptr<SampleReader>> readers;
+    readers.push_back(npyReader(dir, "v.npy", c.stored));
+    auto fed = feedModelInputs({{"ids", c.to}}, std::move(readers));
+    ASSERT_TRUE(fed.isOk());
+    EXPECT_TRUE((*fed)->readFeeds(0, 1).isOk()) << "sample 0 fits";
+    auto bad = (*fed)->readFeeds(0, 2);
+    ASSERT_FALSE(bad.isOk());
+    EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(bad.status().message().find("input 'ids'"), std::string::npos);
+    EXPECT_NE(bad.status().message().find("sample 1"), std::string::npos) << bad.status().message();
+  }
+}
+
+TEST(ModelFeeds, SampleCountsMustAgreeAndRangesSliceEveryInput) {
+  TempDir dir;
+  std::vector<std::unique_ptr<SampleReader>> uneven;
+  uneven.push_back(npyReader(dir, "a.npy", Tensor::fromVector<int64_t>({3, 1}, {0, 1, 2})));
+  uneven.push_back(npyReader(dir, "b.npy", Tensor::fromVector<int64_t>({2, 1}, {0, 1})));
+  auto bad = feedModelInputs({{"a", DType::kInt64}, {"b", DType::kInt64}}, std::move(uneven));
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("'b' has 2 samples"), std::string::npos);
+
+  auto ids = npyReader(dir, "ids.npy", Tensor::fromVector<int64_t>({4, 1}, {10, 11, 12, 13}));
+  auto sliced = sliceData(std::move(ids), {1, 3});
+  ASSERT_TRUE(sliced.isOk());
+  std::vector<std::unique_ptr<SampleReader>> readers;
+  readers.push_back(std::move(sliced).value());
+  auto fed = feedModelInputs({{"ids", DType::kInt32}}, std::move(readers));
+  ASSERT_TRUE(fed.isOk());
+  auto one = (*fed)->readBatch(0, 2);  // one input: readBatch is its feed
+  ASSERT_TRUE(one.isOk()) << one.status().message();
+  EXPECT_EQ(*one, Tensor::fromVector<int32_t>({2, 1}, {11, 12}));
+}
+
+TEST(ModelFeeds, DecodedImagesHaveNoStoredIntegers) {
+  TempDir dir;
+  fs::create_directories(dir / "imgs");
+  writeText(dir / "imgs" / "a.pgm", std::string("P5 2 2 255\n") + std::string(4, '\x10'));
+  auto images = openData((dir / "imgs").string(), {}, FolderLayout::kUnlabelled);
+  ASSERT_TRUE(images.isOk()) << images.status().message();
+  std::vector<std::unique_ptr<SampleReader>> readers;
+  readers.push_back(std::move(images).value());
+  auto fed = feedModelInputs({{"ids", DType::kInt64}}, std::move(readers));
+  ASSERT_TRUE(fed.isOk());
+  auto feeds = (*fed)->readFeeds(0, 1);
+  ASSERT_FALSE(feeds.isOk());
+  EXPECT_EQ(feeds.status().code(), StatusCode::kUnsupported);
+}
+
 }  // namespace
 }  // namespace nnc::data

@@ -568,7 +568,7 @@ TEST(StagedPassesTest, EveryStageSeesWhatAPassFromTheInputComputes) {
     ASSERT_TRUE(fresh.isOk()) << fresh.status().toString();
     int batches = 0;
     Status st = passes.run(k, *model, [&](int64_t first, const std::vector<const Tensor*>& got) {
-      auto batch = train->readBatch(first, std::min<int64_t>(64, 160 - first));
+      auto batch = train->readFeeds(first, std::min<int64_t>(64, 160 - first));
       EXPECT_TRUE(batch.isOk());
       auto want = fresh->run(*batch);
       EXPECT_TRUE(want.isOk());

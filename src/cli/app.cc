@@ -96,8 +96,9 @@ void addDataOptions(CLI::App* cmd, DataOptions& d, bool with_labels, bool requir
   cmd->add_option(
          "--data", d.data,
          "Input samples: IDX file (.gz too), .npy, folder of TensorProto .pb, or image folder "
-         "(docs/data-spec.md)")
-      ->required(required);
+         "(docs/data-spec.md); NAME=SPEC for each input of a model with several (repeat)")
+      ->required(required)
+      ->allow_extra_args(false);
   if (with_labels)
     cmd->add_option("--labels", d.labels, "Labels: IDX, .npy, text file (one integer per line)");
   cmd->add_option("--data-range", d.range,
@@ -443,9 +444,12 @@ CLI::App* addQuantizeCommand(CLI::App& app, QuantizeCommandOptions& quant) {
   quant_cmd->add_flag("--per-tensor", quant.per_tensor, "One weight scale per layer");
   quant_cmd->add_flag("--symmetric-activations", quant.symmetric_activations,
                       "int8 activations with zero point 0 (default: asymmetric uint8)");
-  quant_cmd->add_option("--calib", quant.calib.data,
-                        "Calibration samples (data SPEC, e.g. training images; an image folder "
-                        "is read recursively, unlabelled)");
+  quant_cmd
+      ->add_option("--calib", quant.calib.data,
+                   "Calibration samples (data SPEC, e.g. training images; an image folder "
+                   "is read recursively, unlabelled); NAME=SPEC for each input of a model with "
+                   "several (repeat)")
+      ->allow_extra_args(false);
   quant.calib.unlabelled = true;
   quant.calib.range_flag = "--calib-range";
   quant_cmd
@@ -506,9 +510,11 @@ CLI::App* addCompressCommand(CLI::App& app, CompressCommandOptions& compress) {
   compress_cmd->add_option("-o,--output", compress.output_path, "Where to write the result")
       ->required();
   addDataOptions(compress_cmd, compress.data, true);
-  compress_cmd->add_option("--calib", compress.calib,
-                           "Calibration samples (criteria, recovery, activation ranges); "
-                           "default: --data");
+  compress_cmd
+      ->add_option("--calib", compress.calib,
+                   "Calibration samples (criteria, recovery, activation ranges); default: "
+                   "--data; NAME=SPEC for each input of a model with several (repeat)")
+      ->allow_extra_args(false);
   compress_cmd
       ->add_option("--calib-range", compress.calib_range,
                    "Use samples A..B-1 of --calib (default: all of --calib, or "

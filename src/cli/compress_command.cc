@@ -512,10 +512,10 @@ Status runCompress(const CompressCommandOptions& o) {
   original_bytes_text.clear();
   NNC_ASSIGN_OR_RETURN(run.max_bytes, parseTargetSize(o.target_size, run.original_bytes));
 
-  NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, "data"));
+  NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, original, "data"));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels,
                        openLabels(o.data, *eval_reader));
-  NNC_ASSIGN_OR_RETURN(auto calib_reader, openReader(calib, "calibration data"));
+  NNC_ASSIGN_OR_RETURN(auto calib_reader, openReader(calib, original, "calibration data"));
 
   CompressSetup setup;
   setup.original = &original;

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <filesystem>
+
 namespace nnc::cli {
 
 StatusOr<data::Preprocess> preprocessFrom(const DataOptions& o) {
@@ -27,15 +30,96 @@ StatusOr<std::optional<data::DataRange>> rangeFrom(const DataOptions& o) {
   return std::optional<data::DataRange>(*range);
 }
 
-StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, const char* role) {
-  NNC_ASSIGN_OR_RETURN(data::Preprocess pre, preprocessFrom(o));
+namespace {
+
+std::vector<data::FeedInput> feedInputsOf(const Model& model) {
+  std::vector<data::FeedInput> inputs;
+  for (const Value* v : model.graph->inputs())
+    if (!v->isInitializer()) inputs.push_back({v->name(), v->dtype()});
+  return inputs;
+}
+
+std::string namesOf(const std::vector<data::FeedInput>& inputs) {
+  std::string names;
+  for (const auto& in : inputs) names += (names.empty() ? "" : ", ") + in.name;
+  return names;
+}
+
+// One spec per model input, in input order: NAME=SPEC where NAME is an input, else unnamed specs
+// fill the inputs left, in order (a path may hold '=' when its prefix names no input).
+StatusOr<std::vector<std::string>> specsByInput(const std::vector<std::string>& given,
+                                                const std::vector<data::FeedInput>& inputs) {
+  std::vector<std::string> specs(inputs.size());
+  std::vector<std::string> unnamed;
+  for (const std::string& g : given) {
+    const size_t eq = g.find('=');
+    auto it = std::find_if(inputs.begin(), inputs.end(), [&](const data::FeedInput& in) {
+      return eq != std::string::npos && g.compare(0, eq, in.name) == 0 && in.name.size() == eq;
+    });
+    if (it == inputs.end()) {
+      // NAME=SPEC with a NAME the model lacks (not a path that holds '=').
+      if (eq != std::string::npos && !std::filesystem::exists(g))
+        return invalidArgument("'" + g.substr(0, eq) +
+                               "' names no input of the model (inputs: " + namesOf(inputs) + ")");
+      unnamed.push_back(g);
+      continue;
+    }
+    std::string& slot = specs[it - inputs.begin()];
+    if (!slot.empty()) return invalidArgument("input '" + it->name + "' is given twice");
+    slot = g.substr(eq + 1);
+  }
+  for (std::string& slot : specs)
+    if (slot.empty() && !unnamed.empty()) slot = unnamed.front(), unnamed.erase(unnamed.begin());
+  if (!unnamed.empty())
+    return invalidArgument("'" + unnamed.front() + "' names no input of the model (inputs: " +
+                           namesOf(inputs) + "); give NAME=SPEC for each input");
+  for (size_t i = 0; i < specs.size(); ++i)
+    if (specs[i].empty())
+      return invalidArgument("no data for model input '" + inputs[i].name +
+                             "' (inputs: " + namesOf(inputs) + "); give NAME=SPEC for each input");
+  return specs;
+}
+
+StatusOr<std::unique_ptr<data::SampleReader>> openOne(const DataOptions& o, const std::string& spec,
+                                                      const data::Preprocess& pre) {
   NNC_ASSIGN_OR_RETURN(const std::optional<data::DataRange> range, rangeFrom(o));
   auto reader = data::openData(
-      o.data, pre,
+      spec, pre,
       o.unlabelled ? data::FolderLayout::kUnlabelled : data::FolderLayout::kClassSubfolders);
   if (reader.isOk() && range) reader = data::sliceData(std::move(reader).value(), *range);
-  if (!reader.isOk()) return reader.status().withContext(o.data);
-  spdlog::info("{}: {}", role, (*reader)->description());
+  if (!reader.isOk()) return reader.status().withContext(spec);
+  return reader;
+}
+
+}  // namespace
+
+std::string dataText(const DataOptions& o) {
+  std::string text;
+  for (const std::string& d : o.data) text += (text.empty() ? "" : " ") + d;
+  return text;
+}
+
+StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, const Model& model,
+                                                         const char* role) {
+  NNC_ASSIGN_OR_RETURN(data::Preprocess pre, preprocessFrom(o));
+  const std::vector<data::FeedInput> inputs = feedInputsOf(model);
+  if (inputs.empty()) return unsupported("the model has no inputs to feed");
+  auto specs = specsByInput(o.data, inputs);
+  if (!specs.isOk()) return specs.status().withContext(dataText(o));
+  std::unique_ptr<data::SampleReader> reader;
+  if (inputs.size() == 1 && inputs[0].dtype == DType::kFloat32) {
+    NNC_ASSIGN_OR_RETURN(reader, openOne(o, specs->front(), pre));
+  } else {
+    std::vector<std::unique_ptr<data::SampleReader>> readers;
+    for (const std::string& spec : *specs) {
+      NNC_ASSIGN_OR_RETURN(auto r, openOne(o, spec, pre));
+      readers.push_back(std::move(r));
+    }
+    auto fed = data::feedModelInputs(inputs, std::move(readers));
+    if (!fed.isOk()) return fed.status().withContext(dataText(o));
+    reader = std::move(fed).value();
+  }
+  spdlog::info("{}: {}", role, reader->description());
   return reader;
 }
 

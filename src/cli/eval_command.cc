@@ -42,7 +42,7 @@ Status runEval(const EvalCommandOptions& o) {
   if (!o.reference_path.empty()) {
     NNC_ASSIGN_OR_RETURN(ref_ex, openModel(o.reference_path, o.threads, o.strict, reference));
   }
-  NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data));
+  NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data, model));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels, openLabels(o.data, *reader));
   Progress progress("eval");
   EvalOptions eo;
@@ -92,7 +92,7 @@ Status runRun(const RunCommandOptions& o) {
   if (o.output_dir.empty()) return invalidArgument("run needs --output-dir DIR");
   Model model;
   NNC_ASSIGN_OR_RETURN(auto ex, openModel(o.model_path, o.threads, o.strict, model));
-  NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data));
+  NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data, model));
   std::error_code ec;
   std::filesystem::create_directories(o.output_dir, ec);
   if (ec) return ioError("cannot create output directory '" + o.output_dir + "': " + ec.message());

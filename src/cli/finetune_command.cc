@@ -114,17 +114,17 @@ Status runFinetune(const FinetuneCommandOptions& o) {
   NNC_ASSIGN_OR_RETURN(Model teacher, loadInputModel(o.teacher_path, o.strict, &teacher_info));
   demoteInitializerInputs(student);
   demoteInitializerInputs(teacher);
-  NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data, "training data"));
+  NNC_ASSIGN_OR_RETURN(auto reader, openReader(o.data, student, "training data"));
   NNC_ASSIGN_OR_RETURN(std::optional<std::vector<int64_t>> labels, openLabels(o.data, *reader));
   std::unique_ptr<data::SampleReader> val;
   std::optional<std::vector<int64_t>> val_labels;
   if (!o.val.empty()) {
     DataOptions vo = o.data;
-    vo.data = o.val;
+    vo.data = {o.val};
     vo.labels = o.val_labels;
     vo.range = o.val_range;
     vo.range_flag = "--val-range";
-    NNC_ASSIGN_OR_RETURN(val, openReader(vo, "validation data"));
+    NNC_ASSIGN_OR_RETURN(val, openReader(vo, student, "validation data"));
     NNC_ASSIGN_OR_RETURN(val_labels, openLabels(vo, *val));
   }
   fo.labels = labels ? &*labels : nullptr;

@@ -97,7 +97,7 @@ Status pinInputShapes(Model& model, const std::vector<std::string>& specs) {
 }
 
 StatusOr<std::string> setCountingSizes(Model& model, const std::vector<std::string>& specs,
-                                       const data::SampleReader* reader) {
+                                       data::SampleReader* reader) {
   std::map<std::string, int64_t> sizes;
   std::string note;
   for (const std::string& spec : specs) {
@@ -105,10 +105,11 @@ StatusOr<std::string> setCountingSizes(Model& model, const std::vector<std::stri
     addSizes(*s.input, s.dims, sizes, note);
   }
   const std::vector<Value*> inputs = fedInputs(model);
-  if (specs.empty() && reader && inputs.size() == 1 && inputs[0]->type().shape) {
-    Shape dims = reader->sampleShape();
-    dims.insert(dims.begin(), 1);  // the batch axis, not sized
-    if (dims.size() == inputs[0]->type().shape->size()) addSizes(*inputs[0], dims, sizes, note);
+  if (specs.empty() && reader && reader->size() > 0) {
+    NNC_ASSIGN_OR_RETURN(const std::vector<Tensor> first, reader->readFeeds(0, 1));
+    for (size_t i = 0; i < inputs.size() && i < first.size(); ++i)
+      if (inputs[i]->type().shape && first[i].rank() == int(inputs[i]->type().shape->size()))
+        addSizes(*inputs[i], first[i].shape(), sizes, note);
   }
   model.graph->setCountingSizes(std::move(sizes));
   return note;

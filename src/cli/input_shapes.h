@@ -16,10 +16,11 @@ namespace nnc::cli {
 Status pinInputShapes(Model& model, const std::vector<std::string>& specs);
 
 // prune: sets the graph's counting sizes (Graph::countingSizes) of symbolic input dims past the
-// first axis from `specs`, else from `reader`'s sample shape when one input has its rank less
-// the batch axis. The model's types stay symbolic, so what is written still takes any size.
-// Returns a note for the log ("input: H=256, W=256"), empty when nothing was sized.
+// first axis from `specs`, else from the shapes of the data's first sample (one per input; an
+// input of another rank is left alone). The model's types stay symbolic, so what is written
+// still takes any size. Returns a note for the log ("input: H=256, W=256"), empty when nothing
+// was sized.
 StatusOr<std::string> setCountingSizes(Model& model, const std::vector<std::string>& specs,
-                                       const data::SampleReader* reader);
+                                       data::SampleReader* reader);
 
 }  // namespace nnc::cli

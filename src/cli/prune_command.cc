@@ -347,7 +347,7 @@ std::string nothingPrunable(const ChannelAnalysis& analysis, const std::string& 
 // resolutions, so a MAC target says so.
 // Returns where they are counted ("input: H=256, W=256"), empty at 1.
 StatusOr<std::string> countMacsAtInputSize(Model& model, const PruneOptions& o,
-                                           const data::SampleReader* reader) {
+                                           data::SampleReader* reader) {
   auto sized = setCountingSizes(model, o.input_shapes, reader);
   if (!sized.isOk()) return sized.status().withContext(o.model_path);
   if (!sized->empty())
@@ -375,7 +375,7 @@ Status runPrune(const PruneOptions& o) {
     spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
   std::unique_ptr<data::SampleReader> reader;
   if (setup.has_data) {
-    NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, "calibration data"));
+    NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, model, "calibration data"));
   }
   NNC_ASSIGN_OR_RETURN(const std::string macs_at, countMacsAtInputSize(model, o, reader.get()));
   const Totals before = totalsOf(model, load_info.file_bytes + load_info.external_data_bytes);

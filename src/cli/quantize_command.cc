@@ -502,7 +502,7 @@ Status runQuantize(const QuantizeCommandOptions& o) {
 
   std::unique_ptr<data::SampleReader> reader;
   if (!o.calib.data.empty()) {
-    NNC_ASSIGN_OR_RETURN(reader, openReader(o.calib, "calibration data"));
+    NNC_ASSIGN_OR_RETURN(reader, openReader(o.calib, model, "calibration data"));
   }
   NNC_RETURN_IF_ERROR(equalizeActivationsForQuantization(o, run.needs_calib, model, reader.get()));
   std::map<std::string, quant::Range> ranges;

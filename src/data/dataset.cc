@@ -60,6 +60,20 @@ class ArrayReader : public SampleReader {
     return batch;
   }
 
+  StatusOr<Tensor> readStored(int64_t start, int64_t count) override {
+    if (start < 0 || count < 0 || start > size() || count > size() - start) {
+      return invalidArgument(source_ + ": batch [" + std::to_string(start) + ", " +
+                             std::to_string(start + count) + ") is outside the " +
+                             std::to_string(size()) + " samples");
+    }
+    Shape shape = rows_->sampleShape();
+    shape.insert(shape.begin(), count);
+    std::string bytes;
+    if (count > 0)
+      NNC_RETURN_IF_ERROR(rows_->read(start, count, bytes).withContext("while reading " + source_));
+    return Tensor::fromBytes(rows_->dtype(), shape, std::move(bytes));
+  }
+
  private:
   std::string source_;
   std::unique_ptr<RawRows> rows_;
@@ -232,6 +246,18 @@ bool naturalLess(const std::string& a, const std::string& b) {
 }
 
 }  // namespace internal
+
+StatusOr<Tensor> SampleReader::readStored(int64_t, int64_t) {
+  return unsupported(description() +
+                     ": decoded data has no stored integer values (give a .npy or .pb file)");
+}
+
+StatusOr<std::vector<Tensor>> SampleReader::readFeeds(int64_t start, int64_t count) {
+  NNC_ASSIGN_OR_RETURN(Tensor x, readBatch(start, count));
+  std::vector<Tensor> feeds;
+  feeds.push_back(std::move(x));
+  return feeds;
+}
 
 using internal::ByteSource;
 

@@ -15,12 +15,16 @@ class SliceReader : public SampleReader {
   int64_t size() const override { return end_ - begin_; }
   Shape sampleShape() const override { return inner_->sampleShape(); }
   StatusOr<Tensor> readBatch(int64_t start, int64_t count) override {
-    if (start < 0 || count < 0 || start > size() || count > size() - start) {
-      return invalidArgument("batch [" + std::to_string(start) + ", " +
-                             std::to_string(start + count) + ") is outside the " +
-                             std::to_string(size()) + " samples of the range");
-    }
+    NNC_RETURN_IF_ERROR(check(start, count));
     return inner_->readBatch(begin_ + start, count);
+  }
+  StatusOr<Tensor> readStored(int64_t start, int64_t count) override {
+    NNC_RETURN_IF_ERROR(check(start, count));
+    return inner_->readStored(begin_ + start, count);
+  }
+  StatusOr<std::vector<Tensor>> readFeeds(int64_t start, int64_t count) override {
+    NNC_RETURN_IF_ERROR(check(start, count));
+    return inner_->readFeeds(begin_ + start, count);
   }
   std::optional<std::vector<int64_t>> labels() const override {
     auto all = inner_->labels();
@@ -34,6 +38,15 @@ class SliceReader : public SampleReader {
   }
 
  private:
+  Status check(int64_t start, int64_t count) const {
+    if (start < 0 || count < 0 || start > size() || count > size() - start) {
+      return invalidArgument("batch [" + std::to_string(start) + ", " +
+                             std::to_string(start + count) + ") is outside the " +
+                             std::to_string(size()) + " samples of the range");
+    }
+    return Status::ok();
+  }
+
   std::unique_ptr<SampleReader> inner_;
   int64_t begin_, end_;
 };

@@ -130,13 +130,10 @@ int64_t effectiveBatch(const exec::Executor& executor, int64_t requested) {
 }
 
 Status checkDataFitsModel(const exec::Executor& executor, const data::SampleReader& reader) {
-  if (executor.inputs().size() != 1)
-    return unsupported("the model has " + std::to_string(executor.inputs().size()) +
-                       " inputs; the data feeds models with exactly one input");
+  // Several inputs or integer ones: the data was bound to them by name and type
+  // (data::feedModelInputs) and the executor checks every feed's shape.
   const Value* in = executor.inputs().front();
-  if (in->dtype() != DType::kFloat32)
-    return unsupported(std::string("the model input '") + in->name() + "' is " +
-                       dtypeName(in->dtype()) + "; the data gives float32");
+  if (executor.inputs().size() != 1 || in->dtype() != DType::kFloat32) return Status::ok();
   const Shape sample = reader.sampleShape();
   if (in->type().shape) {
     const auto& dims = *in->type().shape;
@@ -163,9 +160,7 @@ Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalO
     if (count != batch && batch != options.batch && model.inputs().front()->type().shape &&
         (*model.inputs().front()->type().shape)[0].isKnown())
       break;  // a fixed-batch model cannot take the short tail
-    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, count));
-    std::vector<Tensor> inputs;
-    inputs.push_back(std::move(x));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, reader.readFeeds(start, count));
     const auto run_start = std::chrono::steady_clock::now();
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, model.run(std::move(inputs)));
     if (options.run_seconds && count == batch)
@@ -292,9 +287,7 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
           return unsupported("the first output is not a float tensor");
         std::optional<std::vector<Tensor>> ref_out;
         if (reference) {
-          NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, y.dim(0)));
-          std::vector<Tensor> in;
-          in.push_back(std::move(x));
+          NNC_ASSIGN_OR_RETURN(std::vector<Tensor> in, reader.readFeeds(start, y.dim(0)));
           NNC_ASSIGN_OR_RETURN(ref_out, reference->run(std::move(in)));
           if (!sameShapes(*ref_out, outputs))
             return invalidArgument(

@@ -63,9 +63,7 @@ class FidelityProbe {
     const int64_t batch = std::max<int64_t>(1, calib_.batch);
     for (int64_t start = 0; start < calib_.count; start += batch) {
       const int64_t count = std::min(batch, calib_.count - start);
-      NNC_ASSIGN_OR_RETURN(Tensor input, calib_.reader->readBatch(start, count));
-      std::vector<Tensor> inputs;
-      inputs.push_back(std::move(input));
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, calib_.reader->readFeeds(start, count));
       NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, ex->run(std::move(inputs)));
       if (out.empty() || out[0].dtype() != DType::kFloat32)
         return unsupported("sensitivity needs a float first output");

@@ -135,12 +135,13 @@ Status reestimateBatchNorm(Model& model, const CalibrationSource& calibration,
       moments.emplace_back(reader->input(3)->constantData()->numel());
     }
     NNC_ASSIGN_OR_RETURN(Runner runner, Runner::make(model, names, threads));
-    NNC_RETURN_IF_ERROR(forEachBatch(calibration, [&](int64_t, const Tensor& batch) -> Status {
-      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outs, runner.run(batch));
-      for (size_t i = 0; i < names.size(); ++i)
-        NNC_RETURN_IF_ERROR(moments[i].add(outs[i], threads).withContext("value " + names[i]));
-      return Status::ok();
-    }));
+    NNC_RETURN_IF_ERROR(
+        forEachBatch(calibration, [&](int64_t, const std::vector<Tensor>& feeds) -> Status {
+          NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outs, runner.run(feeds));
+          for (size_t i = 0; i < names.size(); ++i)
+            NNC_RETURN_IF_ERROR(moments[i].add(outs[i], threads).withContext("value " + names[i]));
+          return Status::ok();
+        }));
     for (const Bn& bn : bns) {
       if (bn.level != level) continue;
       const size_t k =

@@ -22,12 +22,12 @@ int threadsOf(const CalibrationSource& c) {
 }
 
 Status forEachBatch(const CalibrationSource& c,
-                    const std::function<Status(int64_t, const Tensor&)>& fn) {
+                    const std::function<Status(int64_t, const std::vector<Tensor>&)>& fn) {
   const int64_t total = std::min(c.count, c.reader->size());
   for (int64_t first = 0; first < total; first += c.batch) {
     const int64_t n = std::min(c.batch, total - first);
-    NNC_ASSIGN_OR_RETURN(Tensor batch, c.reader->readBatch(first, n));
-    NNC_RETURN_IF_ERROR(fn(first, batch)
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds, c.reader->readFeeds(first, n));
+    NNC_RETURN_IF_ERROR(fn(first, feeds)
                             .withContext("calibration samples " + std::to_string(first) + ".." +
                                          std::to_string(first + n - 1)));
   }
@@ -81,14 +81,11 @@ StatusOr<Runner> Runner::make(const Model& from, const std::vector<std::string>&
   NNC_ASSIGN_OR_RETURN(Model copy, truncatedCopy(from, r.outputs));
   r.model = std::make_unique<Model>(std::move(copy));
   NNC_ASSIGN_OR_RETURN(r.executor, exec::Executor::create(*r.model, {threads}));
-  if (r.executor->inputs().size() != 1)
-    return unsupported("calibration needs a model with one input, this one has " +
-                       std::to_string(r.executor->inputs().size()));
   return r;
 }
 
-StatusOr<std::vector<Tensor>> Runner::run(const Tensor& batch) {
-  NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, executor->run({batch}));
+StatusOr<std::vector<Tensor>> Runner::run(const std::vector<Tensor>& feeds) {
+  NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, executor->run(std::vector<Tensor>(feeds)));
   out.resize(outputs.size());
   return out;
 }

@@ -19,9 +19,9 @@ namespace nnc::calib {
 Status checkCalibration(const CalibrationSource& c);
 int threadsOf(const CalibrationSource& c);
 
-// Calls fn(first sample, batch) for the calibration batches, in order.
+// Calls fn(first sample, feeds) for the calibration batches, in order: one tensor per model input.
 Status forEachBatch(const CalibrationSource& c,
-                    const std::function<Status(int64_t, const Tensor&)>& fn);
+                    const std::function<Status(int64_t, const std::vector<Tensor>&)>& fn);
 
 // A copy of `model` whose graph outputs are `outputs` (value names) and that computes nothing
 // else: a calibration pass stops at the layers it measures.
@@ -44,7 +44,7 @@ struct Runner {
                                int threads);
   // One tensor per distinct output (index with `slot`); graph output slots beyond those are
   // repeats of the last one and are ignored.
-  StatusOr<std::vector<Tensor>> run(const Tensor& batch);
+  StatusOr<std::vector<Tensor>> run(const std::vector<Tensor>& feeds);
 };
 
 // Stage k computes the values named in stages[k] on every calibration batch. Precondition (what

@@ -188,8 +188,6 @@ StatusOr<FeatureStats> collectFeatureStats(const Model& model,
   exec::ExecutorOptions eo;
   eo.num_threads = calibration.num_threads;
   NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(model, eo));
-  if (executor->inputs().size() != 1)
-    return unsupported("feature statistics need a model with one input");
   std::map<const Value*, const TensorStatsRequest*> wanted;
   for (const TensorStatsRequest& r : requests) wanted[r.value] = &r;
   FeatureStats stats;
@@ -198,9 +196,7 @@ StatusOr<FeatureStats> collectFeatureStats(const Model& model,
   const int64_t batch = std::max<int64_t>(1, calibration.batch);
   for (int64_t start = 0; start < total; start += batch) {
     const int64_t count = std::min(batch, total - start);
-    NNC_ASSIGN_OR_RETURN(Tensor input, calibration.reader->readBatch(start, count));
-    std::vector<Tensor> inputs;
-    inputs.push_back(std::move(input));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, calibration.reader->readFeeds(start, count));
     auto observer = [&](const Value& v, const Tensor& t) {
       auto it = wanted.find(&v);
       if (it == wanted.end() || !failed.isOk()) return;

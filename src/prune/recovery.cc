@@ -539,8 +539,8 @@ Status recordAllTargets(const Model& original, std::vector<RefitLayer>& layers,
     targets.push_back(l.residual.empty() ? targets[0] : l.residual);
   NNC_ASSIGN_OR_RETURN(Runner original_run, Runner::make(original, targets, threads));
   const size_t count = layers.size();
-  return forEachBatch(calibration, [&](int64_t first, const Tensor& batch) {
-    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(batch));
+  return forEachBatch(calibration, [&](int64_t first, const std::vector<Tensor>& feeds) {
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> ys, original_run.run(feeds));
     for (size_t i = 0; i < count; ++i) {
       const Tensor* r = layers[i].residual.empty() ? nullptr : &ys[original_run.slot[count + i]];
       NNC_RETURN_IF_ERROR(recordTargets(layers[i], ys[original_run.slot[i]], r, first, options)

@@ -127,7 +127,11 @@ Status StagedPasses::run(
   if (k >= plan_.size()) return internalError("StagedPasses: no stage " + std::to_string(k));
   const Stage& stage = plan_[k];
   NNC_ASSIGN_OR_RETURN(Runner runner, segment(k, model));
-  return forEachBatch(calibration_, [&](int64_t first, const Tensor& batch) -> Status {
+  // The model inputs a segment reads, by name: segments keep every input of the model.
+  std::map<std::string, size_t> feed_of;
+  for (const Value* in : model.graph->inputs())
+    if (!in->isInitializer()) feed_of.emplace(in->name(), feed_of.size());
+  return forEachBatch(calibration_, [&](int64_t first, const std::vector<Tensor>& feeds) -> Status {
     const size_t index = static_cast<size_t>(first / calibration_.batch);
     if (cache_.size() <= index) cache_.resize(index + 1);
     auto& cached = cache_[index];
@@ -139,7 +143,10 @@ Status StagedPasses::run(
         auto it = std::find_if(stage.cut.begin(), stage.cut.end(),
                                [&](const std::string& c) { return name == c + "_cached"; });
         if (it == stage.cut.end()) {
-          inputs.push_back(batch);
+          auto feed = feed_of.find(name);
+          if (feed == feed_of.end() || feed->second >= feeds.size())
+            return internalError("no data feeds input '" + name + "'");
+          inputs.push_back(feeds[feed->second]);
           continue;
         }
         auto hit = cached.find(*it);

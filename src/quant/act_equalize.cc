@@ -69,8 +69,8 @@ StatusOr<std::map<std::string, std::vector<double>>> channelRanges(
   const int64_t total = std::min(o.samples, reader.size());
   const int64_t batch = std::max<int64_t>(1, o.batch);
   for (int64_t start = 0; start < total; start += batch) {
-    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, std::min(batch, total - start)));
-    std::vector<Tensor> feeds{std::move(x)};
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds,
+                         reader.readFeeds(start, std::min(batch, total - start)));
     auto observe = [&](const Value& v, const Tensor& t) {
       if (!names.count(v.name()) || t.dtype() != DType::kFloat32 || t.rank() < 2) return;
       const int64_t n = t.dim(0), c = t.dim(1), inner = t.numel() / std::max<int64_t>(1, n * c);

@@ -142,8 +142,8 @@ StatusOr<std::vector<Eigen::MatrixXf>> inputGram(const Model& quantized, const W
   Status failed = Status::ok();
   const int64_t total = std::min(o.samples, reader.size());
   for (int64_t start = 0; start < total; start += o.batch) {
-    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, std::min(o.batch, total - start)));
-    std::vector<Tensor> feeds{std::move(x)};
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds,
+                         reader.readFeeds(start, std::min(o.batch, total - start)));
     NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds), [&](const Value& v, const Tensor& t) {
       if (v.name() != input || !failed.isOk()) return;
       failed = s.layer->isOp("Conv") ? addConvColumns(*s.layer, t, *s.float_weight, gram, columns)

@@ -69,9 +69,8 @@ class OutputSqnrProbe {
     const int64_t batch = std::max<int64_t>(1, options_.batch);
     for (int64_t start = 0; start < total_; start += batch) {
       const int64_t count = std::min(batch, total_ - start);
-      NNC_ASSIGN_OR_RETURN(Tensor x, reader_->readBatch(start, count));
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds, reader_->readFeeds(start, count));
       if (batch_sizes_.size() < size_t(start / batch) + 1) batch_sizes_.push_back(count);
-      std::vector<Tensor> feeds{std::move(x)};
       NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds)));
       outputs.push_back(std::move(out));
     }

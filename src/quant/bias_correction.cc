@@ -37,8 +37,8 @@ StatusOr<std::map<std::string, std::vector<double>>> channelMeans(
   std::map<std::string, int64_t> counts;
   const int64_t total = std::min(limit, reader.size());
   for (int64_t start = 0; start < total; start += batch) {
-    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, std::min(batch, total - start)));
-    std::vector<Tensor> feeds{std::move(x)};
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds,
+                         reader.readFeeds(start, std::min(batch, total - start)));
     NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds), [&](const Value& v, const Tensor& t) {
       if (names.count(v.name()) && t.dtype() == DType::kFloat32)
         counts[v.name()] += addChannelSums(t, sums[v.name()]);

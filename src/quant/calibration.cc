@@ -249,10 +249,6 @@ StatusOr<std::map<std::string, TensorHistogram>> collectHistograms(
   exec::ExecutorOptions eo;
   eo.num_threads = options.threads;
   NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(model, eo));
-  if (executor->inputs().size() != 1)
-    return unsupported("calibration needs a model with one input, this one has " +
-                       std::to_string(executor->inputs().size()));
-  const std::string input_name = executor->inputs()[0]->name();
   const int64_t total =
       std::min(options.calib_size < 0 ? reader.size() : options.calib_size, reader.size());
   if (total <= 0) return invalidArgument("calibration data holds no samples");
@@ -263,11 +259,10 @@ StatusOr<std::map<std::string, TensorHistogram>> collectHistograms(
   };
   for (int64_t start = 0; start < total; start += options.batch) {
     const int64_t count = std::min(options.batch, total - start);
-    NNC_ASSIGN_OR_RETURN(Tensor batch, reader.readBatch(start, count));
-    if (auto it = histograms.find(input_name); it != histograms.end())
-      it->second.add(batch.data<float>());
-    std::vector<Tensor> feeds;
-    feeds.push_back(std::move(batch));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds, reader.readFeeds(start, count));
+    // The model inputs are no node's output: the observer does not see them.
+    for (size_t i = 0; i < feeds.size() && i < executor->inputs().size(); ++i)
+      observer(*executor->inputs()[i], feeds[i]);
     NNC_ASSIGN_OR_RETURN(auto outputs, executor->run(std::move(feeds), observer));
     (void)outputs;
   }

@@ -21,16 +21,15 @@ StatusOr<std::map<std::string, double>> measureSqnr(const Model& reference, cons
   const int64_t total = std::min(limit < 0 ? reader.size() : limit, reader.size());
   for (int64_t start = 0; start < total; start += batch) {
     const int64_t count = std::min(batch, total - start);
-    NNC_ASSIGN_OR_RETURN(Tensor x, reader.readBatch(start, count));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds, reader.readFeeds(start, count));
+    std::vector<Tensor> qfeeds = feeds;  // shares the bytes
     ref_batch.clear();
-    std::vector<Tensor> feeds{x};
     NNC_ASSIGN_OR_RETURN(auto r_out,
                          ref->run(std::move(feeds), [&](const Value& v, const Tensor& t) {
                            if (wanted.count(v.name()) && t.dtype() == DType::kFloat32)
                              ref_batch[v.name()] = t;
                          }));
     (void)r_out;
-    std::vector<Tensor> qfeeds{std::move(x)};
     NNC_ASSIGN_OR_RETURN(auto q_out, quant->run(std::move(qfeeds), [&](const Value& v,
                                                                        const Tensor& t) {
       auto ref_name = reference_of.find(v.name());

@@ -101,7 +101,8 @@ namespace nnc::cli {
 
 // --data SPEC and the preprocessing flags shared by every command that reads data.
 struct DataOptions {
-  std::string data;
+  // One SPEC for a model with one input; NAME=SPEC per input for a model with several.
+  std::vector<std::string> data;
   std::string labels;
   std::string range;                        // "A:B": samples A..B-1 of data and labels
   std::string range_flag = "--data-range";  // how `range` is spelled in errors
@@ -211,8 +212,8 @@ Status runPrune(const PruneOptions& options);
 struct CompressCommandOptions {
   std::string model_path;
   std::string output_path;
-  DataOptions data;         // --data/--labels: quality is measured on the first eval_size samples
-  std::string calib;        // --calib SPEC: calibration samples (default: --data)
+  DataOptions data;  // --data/--labels: quality is measured on the first eval_size samples
+  std::vector<std::string> calib;  // --calib SPEC (NAME=SPEC per input): default --data
   std::string calib_range;  // --calib-range A:B of --calib (default: --data-range with --data)
   double max_accuracy_drop = -1;  // percentage points
   std::string quality = "auto";   // --quality: auto, agreement or fidelity (without labels)

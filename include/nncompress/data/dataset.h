@@ -38,7 +38,27 @@ class SampleReader {
   virtual std::vector<std::string> classNames() const { return {}; }
   // One line for logs, e.g. "IDX uint8 10000 x [1,28,28] (gzip)".
   virtual std::string description() const = 0;
+  // Samples start .. start+count-1 in their stored element type, without preprocessing (token
+  // ids and masks, which scaling would corrupt). kUnsupported for data that is decoded (images).
+  virtual StatusOr<Tensor> readStored(int64_t start, int64_t count);
+  // What a model run takes for samples start .. start+count-1: one tensor per model input, in
+  // the model's input order. A reader of one dataset feeds one input: {readBatch(start, count)}.
+  virtual StatusOr<std::vector<Tensor>> readFeeds(int64_t start, int64_t count);
 };
+
+// A model input the data feeds: a graph input that is not an initializer.
+struct FeedInput {
+  std::string name;
+  DType dtype = DType::kFloat32;
+};
+
+// Feeds for a model with several inputs, or with integer inputs, from one reader per input (in
+// the order of `inputs`, all with the same number of samples). A float32 input takes readBatch
+// (preprocessed); an integer or bool input takes readStored, converted exactly (kInvalidArgument
+// naming the input and the sample when a value is not integral or does not fit its type).
+// readBatch of the result is the one feed of a one-input model (kUnsupported with several).
+StatusOr<std::unique_ptr<SampleReader>> feedModelInputs(
+    std::vector<FeedInput> inputs, std::vector<std::unique_ptr<SampleReader>> readers);
 
 // How a folder of images is read: one subfolder per class (the labels), or every image under it,
 // recursively, as unlabelled samples (calibration data: subfolders are just folders there, and
