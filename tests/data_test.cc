@@ -917,6 +917,27 @@ TEST(ModelFeeds, IntegerInputsGetStoredValuesExactlyAndFloatInputsThePreprocesse
   EXPECT_EQ((*fed)->readBatch(0, 1).status().code(), StatusCode::kUnsupported);
 }
 
+TEST(ModelFeeds, Float64InputsGetThePreprocessedSamplesWidened) {
+  TempDir dir;
+  std::vector<std::unique_ptr<SampleReader>> readers;
+  readers.push_back(
+      npyReader(dir, "x.npy", Tensor::fromVector<uint8_t>({2, 2}, {0, 51, 102, 255})));
+  auto fed = feedModelInputs({{"x", DType::kFloat64}}, std::move(readers));
+  ASSERT_TRUE(fed.isOk()) << fed.status().message();
+  auto x = (*fed)->readBatch(0, 2);
+  ASSERT_TRUE(x.isOk()) << x.status().message();
+  EXPECT_EQ(x->dtype(), DType::kFloat64);
+  EXPECT_NEAR(x->data<double>()[1], 0.2, 1e-7);  // 51 / 255 in float, then widened
+  EXPECT_DOUBLE_EQ(x->data<double>()[3], 1.0);
+  // float16 inputs are not fed (no conversion): refused when bound, naming the input.
+  std::vector<std::unique_ptr<SampleReader>> half;
+  half.push_back(npyReader(dir, "h.npy", Tensor::fromVector<float>({1, 1}, {1})));
+  auto refused = feedModelInputs({{"h", DType::kFloat16}}, std::move(half));
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnsupported);
+  EXPECT_NE(refused.status().message().find("'h' is float16"), std::string::npos);
+}
+
 TEST(ModelFeeds, ValuesTheInputTypeCannotHoldAreRefusedNamingInputAndSample) {
   TempDir dir;
   struct Case {

@@ -154,5 +154,21 @@ TEST_F(ModelInputsCli, EveryInputNeedsDataAndNamesMustBeInputs) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
+// The gradient tape trains models with one float input: prune --finetune says so before pruning,
+// with nothing written (it used to fail only after the prune, or read token ids as floats).
+TEST_F(ModelInputsCli, FinetuneIsRefusedBeforeAnyWork) {
+  const auto out = dir_ / "never.onnx";
+  auto r = runCli("prune " + quote(model_) + " -o " + quote(out) + feeds("--data") +
+                  " --ratio 0.25 --finetune 1");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("fine-tuning needs a model with one input"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("recovery"), std::string::npos) << "refused before pruning: " << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+  auto tune = runCli("finetune " + quote(model_) + " -o " + quote(out) + " --teacher " +
+                     quote(model_) + feeds("--data"));
+  EXPECT_EQ(tune.exit_code, 3) << tune.err;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
 }  // namespace
 }  // namespace nnc

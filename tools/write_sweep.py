@@ -20,8 +20,9 @@ original's output shapes (when ORT runs the original; else tools/ort/check.js mu
         [--timeout 120] [--torchvision build/torchvision] [--shared ../shared/real-models]
         [--filter SUBSTRING] [--json out.json]
 
-Quantize gets --calib test_data_set_0 (a folder of TensorProto .pb files) for models that have
-one, else a random .npy from the input shape. Exit status: 0 when there is no INVALID, EXIT 5 or
+Quantize gets --calib test_data_set_0 (a folder of TensorProto .pb files; one --calib per
+input_N.pb for a model with several inputs) for models that have one, else a random .npy from the
+input shape. Exit status: 0 when there is no INVALID, EXIT 5 or
 CRASH run, 1 otherwise. Python standard library and Debian's python3-onnx / numpy only.
 """
 import argparse
@@ -186,16 +187,30 @@ def command(kind, model, out, calib):
     if kind == "prune":
         return ["prune", model, "-o", out, "--ratio", "0.5"]
     cmd = ["quantize", model, "-o", out]
-    return cmd + ["--calib", calib] if calib else cmd
+    for spec in calib:
+        cmd += ["--calib", spec]
+    return cmd
+
+
+def calibration_specs(model, work):
+    """--calib SPECs: test_data_set_0 (one folder, or one input_N.pb per input: unnamed SPECs feed
+    the model inputs in order), else a random .npy for a one-input float model, else none."""
+    folder = os.path.join(os.path.dirname(model), "test_data_set_0")
+    pbs = sorted(glob.glob(os.path.join(folder, "input_*.pb")),
+                 key=lambda p: int(re.sub(r"\D", "", os.path.basename(p)) or 0))
+    if len(pbs) > 1:
+        return pbs
+    if os.path.isdir(folder):
+        return [folder]
+    npy = random_input(model, work)
+    return [npy] if npy else []
 
 
 def sweep_one(model, nncompress, timeout):
     work = tempfile.mkdtemp(prefix="nnc_sweep_")
     try:
         base = Baseline(model, work)
-        calib = os.path.join(os.path.dirname(model), "test_data_set_0")
-        if not os.path.isdir(calib):
-            calib = random_input(model, work)
+        calib = calibration_specs(model, work)
         results = []
         for kind in ("prune", "quantize"):
             out_dir = os.path.join(work, kind)

@@ -524,6 +524,10 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.classes = classesOf(original);
   setup.calib_data = calib_reader.get();
   NNC_RETURN_IF_ERROR(configureCompressSetup(o, setup));
+  if (setup.finetune) {  // before the search: the retrain step would fail only after it
+    Status trainable = checkTrainable(original);
+    if (!trainable.isOk()) return trainable.withContext(o.model_path + ": --finetune");
+  }
   setup.batch = batchLimit(original, setup.batch);  // calibration; many exports fix batch 1
   NNC_RETURN_IF_ERROR(chooseQuality(setup, o.quality).withContext(o.model_path));
   run.quality_name = qualityName(setup);

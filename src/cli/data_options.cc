@@ -107,7 +107,7 @@ StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, c
   auto specs = specsByInput(o.data, inputs);
   if (!specs.isOk()) return specs.status().withContext(dataText(o));
   std::unique_ptr<data::SampleReader> reader;
-  if (inputs.size() == 1 && inputs[0].dtype == DType::kFloat32) {
+  if (inputs.size() == 1 && inputs[0].dtype == DType::kFloat32) {  // as before feeds existed
     NNC_ASSIGN_OR_RETURN(reader, openOne(o, specs->front(), pre));
   } else {
     std::vector<std::unique_ptr<data::SampleReader>> readers;

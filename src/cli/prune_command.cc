@@ -373,6 +373,10 @@ Status runPrune(const PruneOptions& o) {
   NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(o.model_path, o.strict, &load_info));
   if (size_t n = demoteInitializerInputs(model))
     spdlog::info("{} initializers listed as graph inputs are treated as constants", n);
+  if (o.finetune_epochs > 0) {  // before pruning: the fine-tune would fail only at the end
+    Status trainable = checkTrainable(model);
+    if (!trainable.isOk()) return trainable.withContext(o.model_path + ": --finetune");
+  }
   std::unique_ptr<data::SampleReader> reader;
   if (setup.has_data) {
     NNC_ASSIGN_OR_RETURN(reader, openReader(o.data, model, "calibration data"));

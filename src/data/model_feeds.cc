@@ -1,5 +1,6 @@
 // Feeds for models with several inputs or integer inputs (token ids, attention masks): one reader
 // per input, each converted to the type the input declares.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -104,6 +105,13 @@ StatusOr<Tensor> toIntegers(const Tensor& stored, DType to, const std::string& i
   return out;
 }
 
+// The preprocessed float32 samples for a float64 input.
+Tensor toDouble(const Tensor& x) {
+  Tensor out(DType::kFloat64, x.shape());
+  std::copy(x.data<float>().begin(), x.data<float>().end(), out.mutableData<double>().begin());
+  return out;
+}
+
 class ModelFeedReader : public SampleReader {
  public:
   ModelFeedReader(std::vector<FeedInput> inputs, std::vector<std::unique_ptr<SampleReader>> readers)
@@ -132,9 +140,9 @@ class ModelFeedReader : public SampleReader {
     std::vector<Tensor> feeds;
     for (size_t i = 0; i < inputs_.size(); ++i) {
       const FeedInput& in = inputs_[i];
-      if (in.dtype == DType::kFloat32) {
+      if (in.dtype == DType::kFloat32 || in.dtype == DType::kFloat64) {
         NNC_ASSIGN_OR_RETURN(Tensor x, readers_[i]->readBatch(start, count));
-        feeds.push_back(std::move(x));
+        feeds.push_back(in.dtype == DType::kFloat32 ? std::move(x) : toDouble(x));
         continue;
       }
       NNC_ASSIGN_OR_RETURN(Tensor stored, readers_[i]->readStored(start, count));
@@ -149,7 +157,9 @@ class ModelFeedReader : public SampleReader {
   std::vector<std::unique_ptr<SampleReader>> readers_;
 };
 
-bool isFeedableType(DType t) { return t == DType::kFloat32 || isInteger(t) || t == DType::kBool; }
+bool isFeedableType(DType t) {
+  return t == DType::kFloat32 || t == DType::kFloat64 || isInteger(t) || t == DType::kBool;
+}
 
 }  // namespace
 
@@ -161,7 +171,7 @@ StatusOr<std::unique_ptr<SampleReader>> feedModelInputs(
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!isFeedableType(inputs[i].dtype))
       return unsupported("model input '" + inputs[i].name + "' is " + dtypeName(inputs[i].dtype) +
-                         "; the data feeds float32, integer and bool inputs");
+                         "; the data feeds float32, float64, integer and bool inputs");
     if (readers[i]->size() != readers[0]->size())
       return invalidArgument("input '" + inputs[i].name + "' has " +
                              std::to_string(readers[i]->size()) + " samples but '" +

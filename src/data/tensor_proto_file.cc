@@ -357,7 +357,7 @@ StatusOr<std::unique_ptr<RawRows>> openTensorProtoRows(std::vector<std::string> 
                              shapeToString(m.shape) + " but " + fileName(paths[ref]) + " is " +
                              shapeToString(metas[ref].shape) + " (every file must be a batch " +
                              batchShapeText(sample) + " or one sample " + shapeToString(sample) +
-                             "; models with several inputs are not supported)");
+                             "; a model with several inputs takes NAME=SPEC per input)");
     }
     files.push_back({paths[i], rows, file_rows});
     rows += file_rows;

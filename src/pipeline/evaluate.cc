@@ -132,6 +132,7 @@ int64_t effectiveBatch(const exec::Executor& executor, int64_t requested) {
 Status checkDataFitsModel(const exec::Executor& executor, const data::SampleReader& reader) {
   // Several inputs or integer ones: the data was bound to them by name and type
   // (data::feedModelInputs) and the executor checks every feed's shape.
+  if (executor.inputs().empty()) return unsupported("the model has no inputs to feed");
   const Value* in = executor.inputs().front();
   if (executor.inputs().size() != 1 || in->dtype() != DType::kFloat32) return Status::ok();
   const Shape sample = reader.sampleShape();

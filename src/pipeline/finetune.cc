@@ -488,6 +488,18 @@ Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::Sa
   return Status::ok();
 }
 
+// The data feeds one float32 input (images and features; token ids have no gradient).
+Status checkTapeInputs(const train::GradientTape& tape) {
+  if (tape.inputs().size() != 1)
+    return unsupported("fine-tuning needs a model with one input, this one has " +
+                       std::to_string(tape.inputs().size()));
+  const Value* in = tape.inputs().front();
+  if (in->dtype() != DType::kFloat32)
+    return unsupported("fine-tuning needs a float32 input; '" + in->name() + "' is " +
+                       dtypeName(in->dtype()));
+  return Status::ok();
+}
+
 // Trains `student` (the caller's model, or its copy without the final Softmax) against the
 // teacher's executor.
 StatusOr<FinetuneResult> trainModel(Model& student, exec::Executor& teacher_exec,
@@ -496,8 +508,9 @@ StatusOr<FinetuneResult> trainModel(Model& student, exec::Executor& teacher_exec
   to.num_threads = options.num_threads;
   to.bf16_conv_grads = options.bf16_conv_grads;
   NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(student, to));
-  if (tape->inputs().size() != 1 || teacher_exec.inputs().size() != 1)
-    return unsupported("fine-tuning needs models with one input");
+  NNC_RETURN_IF_ERROR(checkTapeInputs(*tape));
+  if (teacher_exec.inputs().size() != 1)
+    return unsupported("fine-tuning needs a teacher with one input");
   if (tape->outputs().size() != teacher_exec.outputs().size())
     return invalidArgument("the model has " + std::to_string(tape->outputs().size()) +
                            " outputs, the teacher " +
@@ -548,6 +561,13 @@ StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::Sa
   train::copyInitializers(student_logits, student);
   result.softmax_logits = heads;
   return result;
+}
+
+Status checkTrainable(const Model& model) {
+  Model copy = model.clone();
+  train::hoistConstantWeights(copy);
+  NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(copy, {}));
+  return checkTapeInputs(*tape);
 }
 
 }  // namespace nnc

@@ -112,6 +112,11 @@ struct FinetuneResult {
   int softmax_logits = 0;
 };
 
+// Whether `model` can be fine-tuned at all: one float input, and a backward for every op between
+// a trainable weight and an output (kUnsupported naming what is missing). Cheap next to training:
+// commands that fine-tune after other work (prune --finetune) check it first.
+Status checkTrainable(const Model& model);
+
 // Trains `student` in place. `teacher` must accept the same input and produce outputs of the
 // same shapes. kInvalidArgument for bad options or data that does not fit.
 StatusOr<FinetuneResult> finetune(Model& student, const Model& teacher, data::SampleReader& data,
