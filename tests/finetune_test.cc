@@ -116,6 +116,22 @@ TEST(Finetune, DistillationMovesTheStudentTowardsTheTeacher) {
   EXPECT_EQ(r->steps, 6 * 16);
 }
 
+// A student that already matches its teacher loses on every epoch with a learning rate far too
+// high: the starting weights compete on --val and come back unchanged (best_epoch 0).
+TEST(Finetune, StartingWeightsAreKeptWhenNoEpochBeatsThemOnVal) {
+  const Model teacher = mlp(1);
+  Model student = mlp(1);
+  FinetuneOptions o = baseOptions();
+  o.learning_rate = 5.0;
+  auto r = distilSixEpochs(student, teacher, o);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  ASSERT_TRUE(r->epochs.front().val_loss);
+  EXPECT_GT(*r->epochs.front().val_loss, 0.0);  // training moved the weights away
+  EXPECT_EQ(r->best_epoch, 0);
+  for (const char* w : {"w1", "b1", "w2", "b2"})
+    EXPECT_EQ(weights(student, w), weights(teacher, w)) << w;
+}
+
 // mlp() whose input fixes the batch at 1, as many exporters write it.
 Model mlpFixedBatch(uint32_t seed) {
   Model m = mlp(seed);

@@ -170,5 +170,55 @@ TEST_F(ModelInputsCli, FinetuneIsRefusedBeforeAnyWork) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
+// A model of one integer input (token ids -> embedding -> mean -> two Gemms), its Gemms drawn
+// from `seed`: fine-tuning reads the ids as stored and distils from the teacher.
+Model tokenModel(uint32_t seed) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  g.setName("tokens");
+  Value* ids = g.createValue("ids").value();
+  ids->setType({DType::kInt64, std::vector<Dim>{Dim::symbol("N"), Dim::known(kTokens)}});
+  g.addInput(ids);
+  Node* emb =
+      g.addNode("Gather", {g.addInitializer("table", randomTensor({kVocab, 8}, 5)), ids}, {"emb"});
+  Node* pool = g.addNode("ReduceMean", {emb->output(0)}, {"pool"});
+  pool->setAttribute(Attribute::makeInts("axes", {1}));
+  pool->setAttribute(Attribute::makeInt("keepdims", 0));
+  Node* fc1 = g.addNode("Gemm",
+                        {pool->output(0), g.addInitializer("w1", randomTensor({16, 8}, seed)),
+                         g.addInitializer("b1", randomTensor({16}, seed + 1, -.1f, .1f))},
+                        {"h"});
+  fc1->setAttribute(Attribute::makeInt("transB", 1));
+  Node* relu = g.addNode("Relu", {fc1->output(0)}, {"r"});
+  Node* fc2 = g.addNode("Gemm",
+                        {relu->output(0), g.addInitializer("w2", randomTensor({4, 16}, seed + 2)),
+                         g.addInitializer("b2", randomTensor({4}, seed + 3, -.1f, .1f))},
+                        {"logits"});
+  fc2->setAttribute(Attribute::makeInt("transB", 1));
+  fc2->output(0)->setType({DType::kFloat32, std::vector<Dim>{Dim::symbol("N"), Dim::known(4)}});
+  g.addOutput(fc2->output(0));
+  return m;
+}
+
+TEST_F(ModelInputsCli, FinetuneDistilsAModelOfTokenIds) {
+  ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing (npm ci)";
+  const auto teacher = dir_ / "teacher.onnx", student = dir_ / "student.onnx";
+  const auto out = dir_ / "tuned.onnx";
+  ASSERT_TRUE(saveModel(tokenModel(20), teacher).isOk());
+  ASSERT_TRUE(saveModel(tokenModel(40), student).isOk());
+  auto r = runCli("finetune " + quote(student) + " -o " + quote(out) + " --teacher " +
+                  quote(teacher) + " --data " + quote(ids_npy_) + " --val " + quote(ids_npy_) +
+                  " --epochs 8 --batch 8 --lr 0.01 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out)["finetune"];
+  const double start = j["val_loss_start"].get<double>();
+  const double best = j["epochs"][j["best_epoch"].get<int>() - 1]["val_loss"].get<double>();
+  EXPECT_LT(best, 0.5 * start) << r.out;
+  auto ort = testing::runOrt(out, {{"ids", ids_}}, dir_);
+  ASSERT_TRUE(ort.isOk()) << ort.status().message();
+  EXPECT_EQ((*ort)[0].shape(), (Shape{kSamples, 4}));
+}
+
 }  // namespace
 }  // namespace nnc

@@ -30,6 +30,18 @@ class Encoder(nn.Module):
         self.positions = nn.Embedding(POSITIONS, DIM)
         layer = nn.TransformerEncoderLayer(DIM, HEADS, 2 * DIM, dropout=0.0, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, 2)
+        # TransformerEncoder deep-copies one layer: draw each layer's weights anew, or the
+        # exporter shares the equal tensors between layers, which a trained model never does.
+        for copy in self.encoder.layers:
+            for m in copy.modules():
+                if isinstance(m, nn.MultiheadAttention):
+                    m._reset_parameters()
+                elif isinstance(m, (nn.Linear, nn.LayerNorm)):
+                    m.reset_parameters()
+                if isinstance(m, nn.LayerNorm):  # unit gains: perturb so layers differ
+                    with torch.no_grad():
+                        m.weight.add_(0.1 * torch.randn_like(m.weight))
+                        m.bias.add_(0.1 * torch.randn_like(m.bias))
         self.head = nn.Linear(DIM, CLASSES)
 
     def forward(self, ids, mask=None):

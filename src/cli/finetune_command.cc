@@ -88,6 +88,8 @@ nlohmann::ordered_json finetuneJson(const FinetuneResult& r) {
     epochs.push_back(x);
   }
   j["epochs"] = epochs;
+  if (r.val_top1_start) j["val_top1_start"] = *r.val_top1_start;
+  if (r.val_loss_start) j["val_loss_start"] = *r.val_loss_start;
   j["steps"] = r.steps;
   j["best_epoch"] = r.best_epoch;
   j["resumed"] = r.resumed;

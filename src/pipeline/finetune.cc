@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -36,16 +37,19 @@ std::vector<int64_t> epochOrder(int64_t samples, uint64_t seed, int64_t epoch) {
 StatusOr<Tensor> readSamples(data::SampleReader& reader, const std::vector<int64_t>& order,
                              int64_t begin, int64_t count, int64_t epoch,
                              const FinetuneOptions& o) {
-  Shape shape = reader.sampleShape();
-  shape.insert(shape.begin(), count);
-  Tensor batch(DType::kFloat32, shape);
-  const int64_t per = shapeNumel(reader.sampleShape());
-  auto out = batch.mutableData<float>();
+  std::string bytes;
+  Shape shape;
+  DType dtype = DType::kFloat32;
   for (int64_t i = 0; i < count; ++i) {
     NNC_ASSIGN_OR_RETURN(Tensor one, reader.readBatch(order[begin + i], 1));
-    if (one.numel() != per) return internalError("a sample of the data changed size");
-    std::copy_n(one.data<float>().data(), per, out.data() + i * per);
+    if (i == 0) shape = one.shape(), dtype = one.dtype();
+    if (one.shape() != shape || one.dtype() != dtype)
+      return internalError("a sample of the data changed size");
+    bytes += one.bytes();
   }
+  if (shape.empty()) return internalError("a sample of the data has no batch axis");
+  shape[0] = count;
+  NNC_ASSIGN_OR_RETURN(Tensor batch, Tensor::fromBytes(dtype, shape, std::move(bytes)));
   if (o.augment.active()) {
     std::vector<uint64_t> keys(count);
     for (int64_t i = 0; i < count; ++i)
@@ -63,10 +67,10 @@ int64_t passBatch(const FinetuneOptions& o) {
 // Rows [at, at + count) of a batch.
 Tensor batchRows(const Tensor& batch, int64_t at, int64_t count) {
   Shape shape = batch.shape();
-  const int64_t per = batch.numel() / shape[0];
+  const size_t per = batch.byteSize() / shape[0];
   shape[0] = count;
-  Tensor rows(DType::kFloat32, shape);
-  std::copy_n(batch.data<float>().data() + at * per, count * per, rows.mutableData<float>().data());
+  Tensor rows(batch.dtype(), shape);
+  std::memcpy(rows.mutableBytes().data(), batch.bytes().data() + at * per, count * per);
   return rows;
 }
 
@@ -179,6 +183,7 @@ class FinetuneRun {
 
   Status run(FinetuneResult& result) {
     result.resumed = resumed_;
+    if (o_.val && !resumed_ && global_step_ == 0) NNC_RETURN_IF_ERROR(judgeStart(result));
     const auto start = Clock::now();
     int64_t session_images = 0;
     for (; epoch_ < o_.epochs; ++epoch_, step_in_epoch_ = 0, loss_sum_ = 0) {
@@ -207,8 +212,10 @@ class FinetuneRun {
     result.loss = loss_name_;
     result.best_epoch = static_cast<int>(best_epoch_);
     auto& params = tape_.parameters();
-    if (best_epoch_ > 0) {
+    if (!best_params_.empty()) {
       for (size_t i = 0; i < params.size(); ++i) params[i].value = best_params_[i];
+      if (best_epoch_ == 0 && o_.log)
+        o_.log("no epoch beat the starting weights on the validation data: they are kept");
     } else if (!ema_.empty()) {
       for (size_t i = 0; i < params.size(); ++i) params[i].value = ema_[i];
     }
@@ -216,6 +223,21 @@ class FinetuneRun {
   }
 
  private:
+  // The starting weights compete with the epochs on --val: fine-tuning never returns a model the
+  // validation data says is worse than the one it was given (best_epoch 0).
+  Status judgeStart(FinetuneResult& result) {
+    NNC_ASSIGN_OR_RETURN(const ValResult v, validate(tape_, teacher_, o_));
+    result.val_top1_start = v.top1;
+    result.val_loss_start = v.loss;
+    best_metric_ = v.score;
+    best_params_.clear();
+    for (const train::Parameter& p : tape_.parameters()) best_params_.push_back(p.value);
+    if (o_.log)
+      o_.log(v.top1 ? "before fine-tuning: val top-1 " + std::to_string(*v.top1)
+                    : "before fine-tuning: val loss " + std::to_string(v.loss.value_or(0)));
+    return Status::ok();
+  }
+
   // One optimizer step on samples order[begin, begin + n), in passes of passBatch(o_) samples
   // whose gradients add up (each pass's loss weighted by its share of the batch).
   Status trainStep(const std::vector<int64_t>& order, int64_t begin, int64_t n) {
@@ -329,7 +351,7 @@ class FinetuneRun {
     if (o_.val) {
       swapAverage();  // judge (and keep) the averaged weights
       auto v = validate(tape_, teacher_, o_);
-      if (v.isOk() && (best_epoch_ == 0 || v->score > best_metric_)) {
+      if (v.isOk() && (best_params_.empty() || v->score > best_metric_)) {
         best_epoch_ = e.epoch;
         best_metric_ = v->score;
         best_params_.clear();
@@ -488,15 +510,16 @@ Status reestimateAfterTraining(Model& student, exec::Executor& teacher, data::Sa
   return Status::ok();
 }
 
-// The data feeds one float32 input (images and features; token ids have no gradient).
-Status checkTapeInputs(const train::GradientTape& tape) {
+// The data feeds one input: images or features, or token ids (integers: no gradient flows to
+// them, and image augmentation does not apply).
+Status checkTapeInputs(const train::GradientTape& tape, const FinetuneOptions& o) {
   if (tape.inputs().size() != 1)
     return unsupported("fine-tuning needs a model with one input, this one has " +
                        std::to_string(tape.inputs().size()));
   const Value* in = tape.inputs().front();
-  if (in->dtype() != DType::kFloat32)
-    return unsupported("fine-tuning needs a float32 input; '" + in->name() + "' is " +
-                       dtypeName(in->dtype()));
+  if (in->dtype() != DType::kFloat32 && o.augment.active())
+    return unsupported("--augment-shift / --augment-flip need a float32 image input; '" +
+                       in->name() + "' is " + dtypeName(in->dtype()));
   return Status::ok();
 }
 
@@ -508,7 +531,7 @@ StatusOr<FinetuneResult> trainModel(Model& student, exec::Executor& teacher_exec
   to.num_threads = options.num_threads;
   to.bf16_conv_grads = options.bf16_conv_grads;
   NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(student, to));
-  NNC_RETURN_IF_ERROR(checkTapeInputs(*tape));
+  NNC_RETURN_IF_ERROR(checkTapeInputs(*tape, options));
   if (teacher_exec.inputs().size() != 1)
     return unsupported("fine-tuning needs a teacher with one input");
   if (tape->outputs().size() != teacher_exec.outputs().size())
@@ -567,7 +590,7 @@ Status checkTrainable(const Model& model) {
   Model copy = model.clone();
   train::hoistConstantWeights(copy);
   NNC_ASSIGN_OR_RETURN(auto tape, train::GradientTape::create(copy, {}));
-  return checkTapeInputs(*tape);
+  return checkTapeInputs(*tape, {});
 }
 
 }  // namespace nnc

@@ -98,7 +98,9 @@ struct FinetuneOptions {
 
 struct FinetuneResult {
   std::vector<FinetuneEpoch> epochs;  // those run in this session
-  int best_epoch = 0;                 // 0: no validation (the last epoch's weights)
+  int best_epoch = 0;  // 0: no validation (the last epoch's weights), or no epoch beat the start
+  // The starting weights on --val (a fresh run with validation data).
+  std::optional<double> val_top1_start, val_loss_start;
   bool resumed = false;
   bool stopped_early = false;  // stop_after_steps reached
   bool batch_norm_reestimated = false;
