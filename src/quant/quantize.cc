@@ -17,22 +17,39 @@ namespace nnc::quant {
 namespace {
 
 // Ops that change meaning between opset 17 and 21 when only the version number is raised
-// (onnx/docs/Changelog.md): Reduce* (not ReduceSum) take axes as an input from 18, GridSample's
-// modes were renamed in 20, DFT takes its axis as an input from 20, GroupNormalization's scale
-// and bias became per channel in 21. Everything else in 18-21 only adds types or attributes
-// whose defaults keep the old meaning.
+// (onnx/docs/Changelog.md): Reduce* (not ReduceSum) take axes as an input from 18 and
+// GridSample's modes bilinear / bicubic are spelled linear / cubic from 20 (both respelled
+// exactly by respellForOpset21); DFT takes its axis as an input from 20 and
+// GroupNormalization's scale and bias became per channel in 21 (refused). Everything else in
+// 18-21 only adds types or attributes whose defaults keep the old meaning.
+const std::set<std::string>& reduceOpsWithAxesAttribute() {
+  static const std::set<std::string> ops = {"ReduceMean",   "ReduceMax",       "ReduceMin",
+                                            "ReduceProd",   "ReduceL1",        "ReduceL2",
+                                            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"};
+  return ops;
+}
+
 bool blocksOpsetUpgrade(const Node& n) {
-  static const std::set<std::string> kAxesAttribute = {
-      "ReduceMean", "ReduceMax",    "ReduceMin",       "ReduceProd",     "ReduceL1",
-      "ReduceL2",   "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"};
-  static const std::set<std::string> kChanged = {"DFT", "GroupNormalization"};
-  if (!n.isDefaultDomain()) return false;
-  if (kAxesAttribute.count(n.opType())) return n.hasAttribute("axes");
-  if (n.isOp("GridSample")) {
-    const std::string mode = n.stringAttr("mode", "bilinear");
-    return mode == "bilinear" || mode == "bicubic";  // "linear" / "cubic" from opset 20
+  return n.isDefaultDomain() && (n.isOp("DFT") || n.isOp("GroupNormalization"));
+}
+
+// The opset-17 spellings that opset 21 reads differently, rewritten to mean the same there.
+void respellForOpset21(Graph& g) {
+  for (const auto& n : g.nodes()) {
+    if (!n->isDefaultDomain()) continue;
+    if (reduceOpsWithAxesAttribute().count(n->opType()) && n->hasAttribute("axes")) {
+      const std::vector<int64_t> axes = n->intsAttr("axes");
+      n->removeAttribute("axes");
+      const std::string base = (n->name().empty() ? n->output(0)->name() : n->name()) + "_axes";
+      n->addInput(
+          g.addInitializer(base, Tensor::fromVector<int64_t>({int64_t(axes.size())}, axes)));
+    }
+    if (n->isOp("GridSample") && n->hasAttribute("mode")) {
+      const std::string mode = n->stringAttr("mode", "bilinear");
+      if (mode == "bilinear" || mode == "bicubic")
+        n->setAttribute(Attribute::makeString("mode", mode == "bilinear" ? "linear" : "cubic"));
+    }
   }
-  return kChanged.count(n.opType()) > 0;
 }
 
 // The opset the version converter (libonnx 1.12) reaches; beyond it int4 is a version bump.
@@ -57,6 +74,7 @@ Status requireOpset(Model& model, int64_t needed, const std::string& why) {
       return unsupported(why + " needs opset " + std::to_string(needed) + " but node '" +
                          displayName(*n) + "' (" + n->opType() +
                          ") would change meaning when the opset is raised");
+  if (needed >= 21) respellForOpset21(*model.graph);
   for (auto& o : model.opset_imports)
     if (o.domain.empty() || o.domain == "ai.onnx") o.version = needed;
   if (needed >= 21) model.ir_version = std::max<int64_t>(model.ir_version, 10);
