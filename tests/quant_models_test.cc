@@ -224,6 +224,24 @@ TEST(QuantizeOpset, Int4BumpsOnlyFromTheConvertersOpset) {
   }
   EXPECT_LT(testing::relativeMaxError(logits, (*want)[0]), 0.2);  // int4 weights
 
+  // GridSample's opset-17 modes, spelled as opset 20 names them (no kernel here: structure only).
+  auto gs = loadModel(testing::sourcePath("models/flatten_head.onnx"));
+  ASSERT_TRUE(gs.isOk());
+  ASSERT_TRUE(convertOpset(*gs, 17).isOk());
+  std::vector<Node*> samplers;
+  for (const char* mode : {"bilinear", "bicubic", "nearest"}) {
+    Graph& g = *gs->graph;
+    samplers.push_back(g.addNode("GridSample", {g.inputs()[0], g.inputs()[0]}, {mode}));
+    samplers.back()->setAttribute(Attribute::makeString("mode", mode));
+    g.addOutput(samplers.back()->output(0));  // kept by removeDeadNodes
+  }
+  auto gt = quant::selectTargets(*gs->graph, o);
+  ASSERT_TRUE(gt.isOk());
+  ASSERT_TRUE(quant::quantizeModel(*gs, *gt, {}, o).isOk());
+  EXPECT_EQ(samplers[0]->stringAttr("mode", ""), "linear");
+  EXPECT_EQ(samplers[1]->stringAttr("mode", ""), "cubic");
+  EXPECT_EQ(samplers[2]->stringAttr("mode", ""), "nearest");
+
   auto d = loadModel(testing::sourcePath("models/flatten_head.onnx"));
   ASSERT_TRUE(d.isOk());
   ASSERT_TRUE(convertOpset(*d, 17).isOk());
