@@ -44,7 +44,7 @@ StatusOr<Tensor> readSamples(data::SampleReader& reader, const std::vector<int64
     NNC_ASSIGN_OR_RETURN(Tensor one, reader.readBatch(order[begin + i], 1));
     if (i == 0) shape = one.shape(), dtype = one.dtype();
     if (one.shape() != shape || one.dtype() != dtype)
-      return internalError("a sample of the data changed size");
+      return internalError("a sample of the data changed shape or type");
     bytes += one.bytes();
   }
   if (shape.empty()) return internalError("a sample of the data has no batch axis");
