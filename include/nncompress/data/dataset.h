@@ -54,9 +54,10 @@ struct FeedInput {
 
 // Feeds for a model with several inputs, or with integer inputs, from one reader per input (in
 // the order of `inputs`, all with the same number of samples). A float32 or float64 input takes
-// readBatch (preprocessed; widened for float64); an integer or bool input takes readStored, converted exactly (kInvalidArgument
-// naming the input and the sample when a value is not integral or does not fit its type).
-// readBatch of the result is the one feed of a one-input model (kUnsupported with several).
+// readBatch (preprocessed; widened for float64); an integer or bool input takes readStored,
+// converted exactly (kInvalidArgument naming the input and the sample when a value is not integral
+// or does not fit its type). readBatch of the result is the one feed of a one-input model
+// (kUnsupported with several).
 StatusOr<std::unique_ptr<SampleReader>> feedModelInputs(
     std::vector<FeedInput> inputs, std::vector<std::unique_ptr<SampleReader>> readers);
 
