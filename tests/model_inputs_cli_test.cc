@@ -8,6 +8,7 @@
 #include <random>
 
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/onnx_io/tensor_io.h"
 #include "ort_util.h"
 #include "random_tensor.h"
 #include "test_util.h"
@@ -122,6 +123,20 @@ TEST_F(ModelInputsCli, QuantizeCalibratesEveryInputAndMatchesInOrt) {
   auto e = nlohmann::json::parse(eval.out);
   EXPECT_EQ(e["count"], kSamples);
   EXPECT_GT(e["cosine"].get<double>(), 0.999);
+}
+
+// An ONNX test_data_set folder (input_0.pb, input_1.pb) feeds the inputs in order.
+TEST_F(ModelInputsCli, ATestDataSetFolderFeedsEveryInput) {
+  const auto folder = dir_ / "test_data_set_0";
+  std::filesystem::create_directories(folder);
+  ASSERT_TRUE(saveTensorFile(images_, folder / "input_0.pb").isOk());
+  ASSERT_TRUE(saveTensorFile(ids_, folder / "input_1.pb").isOk());
+  auto eval = runCli("eval " + quote(model_) + " --data " + quote(folder) + " --reference " +
+                     quote(model_) + " --json");
+  ASSERT_EQ(eval.exit_code, 0) << eval.err;
+  auto e = nlohmann::json::parse(eval.out);
+  EXPECT_EQ(e["count"], kSamples);
+  EXPECT_DOUBLE_EQ(e["agreement"].get<double>(), 1.0);
 }
 
 TEST_F(ModelInputsCli, PruneRunsItsDataPassesOnEveryInput) {

@@ -45,10 +45,33 @@ std::string namesOf(const std::vector<data::FeedInput>& inputs) {
   return names;
 }
 
+// The input_N.pb files of an ONNX test_data_set folder, in number order (input_2 before input_10).
+std::vector<std::string> inputFilesOf(const std::string& folder) {
+  std::vector<std::pair<long, std::string>> numbered;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(folder, ec)) return {};
+  for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() < 10 || name.rfind("input_", 0) != 0 || !name.ends_with(".pb")) continue;
+    const std::string digits = name.substr(6, name.size() - 9);
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    numbered.push_back({std::stol(digits), e.path().string()});
+  }
+  std::sort(numbered.begin(), numbered.end());
+  std::vector<std::string> files;
+  for (auto& [n, path] : numbered) files.push_back(std::move(path));
+  return files;
+}
+
 // One spec per model input, in input order: NAME=SPEC where NAME is an input, else unnamed specs
-// fill the inputs left, in order (a path may hold '=' when its prefix names no input).
+// fill the inputs left, in order (a path may hold '=' when its prefix names no input). One
+// unnamed test_data_set folder for a model with several inputs feeds input_N.pb to input N.
 StatusOr<std::vector<std::string>> specsByInput(const std::vector<std::string>& given,
                                                 const std::vector<data::FeedInput>& inputs) {
+  if (given.size() == 1 && inputs.size() > 1) {
+    std::vector<std::string> files = inputFilesOf(given.front());
+    if (files.size() == inputs.size()) return files;
+  }
   std::vector<std::string> specs(inputs.size());
   std::vector<std::string> unnamed;
   for (const std::string& g : given) {
