@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -203,6 +204,23 @@ TEST(QuantTables, TableWithOtherReadersStaysFloat) {
   EXPECT_EQ(tables.size(), 1u);  // pos
   auto still_float = floatTablesRead(g);
   EXPECT_NE(std::find(still_float.begin(), still_float.end(), "emb"), still_float.end());
+}
+
+// A table holding an inf (a masked-out row, say) has no int8 grid: it stays float.
+TEST(QuantTables, TableWithNonFiniteValuesStaysFloat) {
+  Model m = tokenModel();
+  Graph& g = *m.graph;
+  Tensor emb = *g.findValue("emb")->initializer();
+  emb.mutableData<float>()[5] = -std::numeric_limits<float>::infinity();
+  g.findValue("emb")->setInitializer(std::move(emb));
+  quant::QuantizeOptions o;
+  o.format = quant::QuantFormat::kWeightsOnly;
+  auto targets = quant::selectTargets(g, o);
+  ASSERT_TRUE(targets.isOk());
+  ASSERT_TRUE(quant::quantizeModel(m, *targets, {}, o).isOk());
+  const auto tables = rowTables(g);
+  EXPECT_EQ(tables.count("emb_q"), 0u);
+  EXPECT_EQ(tables.count("pos_q"), 1u);
 }
 
 }  // namespace

@@ -24,7 +24,8 @@ bool excluded(const Node& n, const QuantizeOptions& options) {
          std::find(e.begin(), e.end(), n.output(0)->name()) != e.end();
 }
 
-// A float32 [rows, length] initializer read only as rows by Gathers nobody excluded.
+// A float32 [rows, length] initializer of finite values (an inf row has no int8 grid), read only
+// as rows by Gathers nobody excluded.
 bool isRowTable(const Value& v, const QuantizeOptions& options) {
   const Tensor* t = v.initializer();
   if (t == nullptr || t->dtype() != DType::kFloat32 || t->rank() != 2 || v.isGraphInput() ||
@@ -33,7 +34,8 @@ bool isRowTable(const Value& v, const QuantizeOptions& options) {
     return false;
   for (const Use& u : v.uses())
     if (!readsRowsOf(u) || excluded(*u.node, options)) return false;
-  return true;
+  const auto values = t->data<float>();
+  return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
 }
 
 struct RowQuantized {
