@@ -185,6 +185,19 @@ INSTANTIATE_TEST_SUITE_P(Formats, QuantTables,
                                       : std::string(quant::quantFormatName(info.param));
                          });
 
+// The row tables of `m` after weights-only quantization (empty when it fails, which fails the
+// test).
+std::map<std::string, RowTable> quantizeWeightsOnly(Model& m) {
+  quant::QuantizeOptions o;
+  o.format = quant::QuantFormat::kWeightsOnly;
+  auto targets = quant::selectTargets(*m.graph, o);
+  EXPECT_TRUE(targets.isOk());
+  if (!targets.isOk()) return {};
+  auto layers = quant::quantizeModel(m, *targets, {}, o);
+  EXPECT_TRUE(layers.isOk()) << layers.status().message();
+  return layers.isOk() ? rowTables(*m.graph) : std::map<std::string, RowTable>{};
+}
+
 // A table also read by something other than a Gather (tied weights read by a Mul here) keeps its
 // float storage for every reader: one int8 copy per row would not serve the other reader.
 TEST(QuantTables, TableWithOtherReadersStaysFloat) {
@@ -194,12 +207,7 @@ TEST(QuantTables, TableWithOtherReadersStaysFloat) {
   Node* tied = g.addNode("ReduceSum", {emb}, {"tied"});
   tied->setAttribute(Attribute::makeInt("keepdims", 0));
   g.addOutput(tied->output(0));
-  quant::QuantizeOptions o;
-  o.format = quant::QuantFormat::kWeightsOnly;
-  auto targets = quant::selectTargets(g, o);
-  ASSERT_TRUE(targets.isOk());
-  ASSERT_TRUE(quant::quantizeModel(m, *targets, {}, o).isOk());
-  const auto tables = rowTables(g);
+  const auto tables = quantizeWeightsOnly(m);
   EXPECT_EQ(tables.count("emb_q"), 0u);
   EXPECT_EQ(tables.size(), 1u);  // pos
   auto still_float = floatTablesRead(g);
@@ -213,12 +221,7 @@ TEST(QuantTables, TableWithNonFiniteValuesStaysFloat) {
   Tensor emb = *g.findValue("emb")->initializer();
   emb.mutableData<float>()[5] = -std::numeric_limits<float>::infinity();
   g.findValue("emb")->setInitializer(std::move(emb));
-  quant::QuantizeOptions o;
-  o.format = quant::QuantFormat::kWeightsOnly;
-  auto targets = quant::selectTargets(g, o);
-  ASSERT_TRUE(targets.isOk());
-  ASSERT_TRUE(quant::quantizeModel(m, *targets, {}, o).isOk());
-  const auto tables = rowTables(g);
+  const auto tables = quantizeWeightsOnly(m);
   EXPECT_EQ(tables.count("emb_q"), 0u);
   EXPECT_EQ(tables.count("pos_q"), 1u);
 }
