@@ -95,6 +95,7 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerResizeKernels(r);
     registerQuantKernels(r);
     registerScatterKernels(r);
+    registerDetectionKernels(r);
     return r;
   }();
   return registry;

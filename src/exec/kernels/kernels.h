@@ -17,6 +17,7 @@ void registerReduceKernels(KernelRegistry& r);       // ReduceMean, ..., Softmax
 void registerResizeKernels(KernelRegistry& r);       // Resize
 void registerQuantKernels(KernelRegistry& r);        // QuantizeLinear, QLinearConv, ...
 void registerScatterKernels(KernelRegistry& r);      // ScatterND
+void registerDetectionKernels(KernelRegistry& r);    // NonMaxSuppression
 
 // A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
 // the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.
