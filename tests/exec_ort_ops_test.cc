@@ -96,5 +96,88 @@ TEST(ExecOrtOps, NonMaxSuppressionWithoutLimitsSelectsNothing) {
   EXPECT_EQ(ours.dim(0), 0);
 }
 
+void expectCloseFloats(const Tensor& ours, const Tensor& ort, double tol) {
+  ASSERT_EQ(shapeToString(ours.shape()), shapeToString(ort.shape()));
+  EXPECT_LT(testing::relativeMaxError(ours, ort), tol);
+}
+
+struct EinsumCase {
+  const char* equation;
+  Shape a, b;
+};
+
+// Attention products, batched matmul, broadcast ellipses, a diagonal, the implicit form, a full
+// sum, and three inputs.
+TEST(ExecOrtOps, EinsumMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const std::vector<EinsumCase> cases = {
+      {"bhqd,bhkd->bhqk", {2, 3, 5, 8}, {2, 3, 7, 8}},
+      {"bhqk,bhkd->bhqd", {2, 3, 5, 7}, {2, 3, 7, 8}},
+      {"bij,bjk->bik", {3, 4, 6}, {3, 6, 5}},
+      {"...ij,jk->...ik", {2, 3, 4, 6}, {6, 5}},
+      {"...ij,...jk->...ik", {2, 1, 4, 6}, {2, 3, 6, 5}},
+      {"bii,bi->bi", {2, 5, 5}, {2, 5}},
+      {"ij,jk", {4, 6}, {6, 3}},
+      {"ij,ij->", {4, 6}, {4, 6}},
+      {"i,j->ij", {4}, {6}},
+  };
+  uint32_t seed = 1;
+  for (const EinsumCase& c : cases) {
+    SCOPED_TRACE(c.equation);
+    auto dims = [](const Shape& s) {
+      std::string t;
+      for (int64_t d : s) t += (t.empty() ? "" : ", ") + std::to_string(d);
+      return t;
+    };
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[)" + dims(c.a) +
+                             R"(] a, float[)" + dims(c.b) +
+                             R"(] b) => (float y) {
+        y = Einsum<equation = ")" +
+                             c.equation + R"(">(a, b)
+      })";
+    auto [ours, ort] = runBoth(text, {{"a", testing::randomTensor(c.a, seed++)},
+                                      {"b", testing::randomTensor(c.b, seed++)}});
+    expectCloseFloats(ours, ort, 1e-5);
+  }
+  const std::string three = R"(<ir_version: 8, opset_import: ["" : 12]>
+    g (float[3, 4] a, float[4, 5] b, float[5, 2] c) => (float y) {
+      y = Einsum<equation = "ij,jk,kl->il">(a, b, c)
+    })";
+  auto [ours, ort] = runBoth(three, {{"a", testing::randomTensor({3, 4}, 11u)},
+                                     {"b", testing::randomTensor({4, 5}, 12u)},
+                                     {"c", testing::randomTensor({5, 2}, 13u)}});
+  expectCloseFloats(ours, ort, 1e-5);
+}
+
+// Every mode, padding and align_corners at opset 16 and 20, with sample points up to 1.6 times
+// outside the image (padding and reflection at work).
+TEST(ExecOrtOps, GridSampleMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const Tensor x = testing::randomTensor({2, 3, 5, 7}, 21u);
+  const Tensor grid = testing::randomTensor({2, 4, 6, 2}, 22u, -1.6f, 1.6f);
+  for (int opset : {16, 20}) {
+    const std::vector<std::string> modes =
+        opset < 20 ? std::vector<std::string>{"bilinear", "nearest", "bicubic"}
+                   : std::vector<std::string>{"linear", "nearest", "cubic"};
+    for (const std::string& mode : modes)
+      for (const char* padding : {"zeros", "border", "reflection"})
+        for (int align = 0; align <= 1; ++align) {
+          SCOPED_TRACE("opset " + std::to_string(opset) + " " + mode + " " + padding +
+                       " align_corners " + std::to_string(align));
+          const std::string text = R"(<ir_version: 8, opset_import: ["" : )" +
+                                   std::to_string(opset) + R"(]>
+            g (float[2, 3, 5, 7] x, float[2, 4, 6, 2] grid) => (float[2, 3, 4, 6] y) {
+              y = GridSample<mode = ")" +
+                                   mode + R"(", padding_mode = ")" + padding +
+                                   R"(", align_corners = )" + std::to_string(align) +
+                                   R"(>(x, grid)
+            })";
+          auto [ours, ort] = runBoth(text, {{"x", x}, {"grid", grid}});
+          expectCloseFloats(ours, ort, 1e-5);
+        }
+  }
+}
+
 }  // namespace
 }  // namespace nnc

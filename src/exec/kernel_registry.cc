@@ -96,6 +96,8 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerQuantKernels(r);
     registerScatterKernels(r);
     registerDetectionKernels(r);
+    registerGridSampleKernels(r);
+    registerEinsumKernels(r);
     return r;
   }();
   return registry;
