@@ -10,6 +10,7 @@
 
 #include "data_options.h"
 #include "model_totals.h"
+#include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/cli/commands.h"
 #include "nncompress/onnx_io/file_util.h"
@@ -315,6 +316,8 @@ Status measureQuantizedSqnr(const QuantizeCommandOptions& o, const Model& refere
   const auto& ref_outputs = reference.graph->outputs();
   for (size_t i = 0; i < ref_outputs.size() && i < model.graph->outputs().size(); ++i)
     outputs.emplace_back(ref_outputs[i]->name(), model.graph->outputs()[i]->name());
+  if (outputsFollowSelection(*reference.graph))  // the boxes and scores an NMS selects from
+    for (const std::string& tap : fidelityTaps(*reference.graph)) outputs.emplace_back(tap, tap);
   auto s = quant::measureSqnr(reference, model, *reader, outputs, o.sqnr_samples,
                               batchLimit(model, 32), o.threads);
   if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
@@ -530,8 +533,12 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   std::error_code ec;
   run.after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
   if (!run.sqnr.empty()) {
-    auto ref_outputs = reference->graph->outputs();
-    if (!ref_outputs.empty()) run.output_sqnr = run.sqnrOf(ref_outputs[0]->name());
+    // The first output; past a NonMaxSuppression, the worst of the boxes and scores it reads.
+    const std::vector<std::string> taps = fidelityTaps(*reference->graph);
+    const bool selection = outputsFollowSelection(*reference->graph);
+    for (size_t i = 0; i < taps.size() && (i == 0 || selection); ++i)
+      run.output_sqnr =
+          i == 0 ? run.sqnrOf(taps[i]) : std::fmin(run.output_sqnr, run.sqnrOf(taps[i]));
   }
 
   if (!o.html_report.empty()) NNC_RETURN_IF_ERROR(writeQuantizeHtml(o, run));

@@ -8,6 +8,7 @@
 #include <limits>
 #include <set>
 
+#include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/quant/compact.h"
@@ -15,13 +16,15 @@
 namespace nnc::quant {
 namespace {
 
-// The float model's outputs on the first samples, held once for every trial.
+// The float model's outputs on the first samples, held once for every trial. Past a
+// NonMaxSuppression, the boxes and scores it selects from instead (fidelity_taps.h).
 class OutputSqnrProbe {
  public:
   static StatusOr<OutputSqnrProbe> create(const Model& reference, data::SampleReader& reader,
                                           const AutoExcludeOptions& o) {
     OutputSqnrProbe probe(reader, o);
     probe.total_ = std::min(o.samples, reader.size());
+    if (outputsFollowSelection(*reference.graph)) probe.taps_ = fidelityTaps(*reference.graph);
     NNC_ASSIGN_OR_RETURN(probe.reference_, probe.runAll(reference));
     return probe;
   }
@@ -71,14 +74,27 @@ class OutputSqnrProbe {
       const int64_t count = std::min(batch, total_ - start);
       NNC_ASSIGN_OR_RETURN(std::vector<Tensor> feeds, reader_->readFeeds(start, count));
       if (batch_sizes_.size() < size_t(start / batch) + 1) batch_sizes_.push_back(count);
-      NNC_ASSIGN_OR_RETURN(auto out, ex->run(std::move(feeds)));
+      NNC_ASSIGN_OR_RETURN(auto out, runBatch(*ex, std::move(feeds)));
       outputs.push_back(std::move(out));
     }
     return outputs;
   }
 
+  // The graph outputs, or the taps (an empty tensor for a tap the model does not compute).
+  StatusOr<std::vector<Tensor>> runBatch(exec::Executor& ex, std::vector<Tensor> feeds) {
+    if (taps_.empty()) return ex.run(std::move(feeds));
+    std::vector<Tensor> seen(taps_.size());
+    NNC_ASSIGN_OR_RETURN(auto out, ex.run(std::move(feeds), [&](const Value& v, const Tensor& t) {
+      const auto it = std::find(taps_.begin(), taps_.end(), v.name());
+      if (it != taps_.end()) seen[it - taps_.begin()] = t;
+    }));
+    (void)out;
+    return seen;
+  }
+
   data::SampleReader* reader_;
   AutoExcludeOptions options_;
+  std::vector<std::string> taps_;  // empty: compare the graph outputs
   int64_t total_ = 0;
   std::vector<int64_t> batch_sizes_;
   std::vector<std::vector<Tensor>> reference_;

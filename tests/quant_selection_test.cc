@@ -1,0 +1,113 @@
+// Detectors that end in NonMaxSuppression: quantization is judged on the boxes and scores the
+// selection reads (fidelity_taps.h), not on the selected lists, which change length when a score
+// moves by a rounding step. Before, auto-exclude compared those lists and kept every layer float.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "nncompress/analysis/fidelity_taps.h"
+#include "nncompress/data/npy.h"
+#include "nncompress/onnx_io/model_io.h"
+#include "ort_util.h"
+#include "random_tensor.h"
+
+namespace nnc {
+namespace {
+
+Value* ints(Graph& g, const std::string& name, std::vector<int64_t> v) {
+  const int64_t n = static_cast<int64_t>(v.size());
+  return g.addInitializer(name, Tensor::fromVector<int64_t>({n}, v));
+}
+
+// x [N, 3, 8, 8] -> Conv 3x3 -> Relu -> {Conv 1x1 -> boxes [N, 64, 4],
+// Conv 1x1 -> Sigmoid -> scores [N, 2, 64]} -> NonMaxSuppression -> selected [K, 3] and the
+// same as float [K, 3].
+Model detector(bool with_nms) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  g.setName("detector");
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32,
+              std::vector<Dim>{Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)}});
+  g.addInput(x);
+  auto conv = [&](Value* in, const std::string& name, Shape w, uint32_t seed) {
+    Node* c =
+        g.addNode("Conv",
+                  {in, g.addInitializer(name + "_w", testing::randomTensor(w, seed, -.5f, .5f)),
+                   g.addInitializer(name + "_b", testing::randomTensor({w[0]}, seed + 1))},
+                  {name});
+    c->setName(name);
+    if (w[2] == 3) c->setAttribute(Attribute::makeInts("pads", {1, 1, 1, 1}));
+    return c->output(0);
+  };
+  Value* f = g.addNode("Relu", {conv(x, "body", {8, 3, 3, 3}, 1)}, {"f"})->output(0);
+  Value* b4 =
+      g.addNode("Reshape", {conv(f, "box", {4, 8, 1, 1}, 3), ints(g, "s4", {0, 4, -1})}, {"b4"})
+          ->output(0);
+  Node* boxes = g.addNode("Transpose", {b4}, {"boxes"});
+  boxes->setAttribute(Attribute::makeInts("perm", {0, 2, 1}));
+  Value* logits = conv(f, "cls", {2, 8, 1, 1}, 5);
+  Value* sig = g.addNode("Sigmoid", {logits}, {"sig"})->output(0);
+  Value* scores = g.addNode("Reshape", {sig, ints(g, "s2", {0, 2, -1})}, {"scores"})->output(0);
+  if (!with_nms) {
+    scores->setType(
+        {DType::kFloat32, std::vector<Dim>{Dim::symbol("N"), Dim::known(2), Dim::known(64)}});
+    g.addOutput(scores);
+    return m;
+  }
+  Node* nms = g.addNode("NonMaxSuppression",
+                        {boxes->output(0), scores, ints(g, "max", {10}),
+                         g.addInitializer("iou", Tensor::fromVector<float>({1}, {0.5f})),
+                         g.addInitializer("thr", Tensor::fromVector<float>({1}, {0.3f}))},
+                        {"selected"});
+  Node* picked = g.addNode("Cast", {nms->output(0)}, {"picked"});
+  picked->setAttribute(Attribute::makeInt("to", 1));  // float: a float output after the selection
+  const std::vector<Dim> k3{Dim::symbol("K"), Dim::known(3)};
+  nms->output(0)->setType({DType::kInt64, k3});
+  picked->output(0)->setType({DType::kFloat32, k3});
+  g.addOutput(nms->output(0));
+  g.addOutput(picked->output(0));
+  return m;
+}
+
+TEST(QuantSelection, TapsAreTheBoxesAndScoresBeforeTheSelection) {
+  Model with = detector(true), without = detector(false);
+  EXPECT_TRUE(outputsFollowSelection(*with.graph));
+  EXPECT_EQ(fidelityTaps(*with.graph), (std::vector<std::string>{"boxes", "scores"}));
+  EXPECT_FALSE(outputsFollowSelection(*without.graph));
+  EXPECT_EQ(fidelityTaps(*without.graph), (std::vector<std::string>{"scores"}));
+}
+
+// Every Conv is quantized and the SQNR reported is that of the boxes and scores; the file runs in
+// ONNX Runtime and selects from 2 classes.
+TEST(QuantSelection, DetectorWithNmsIsQuantizedAndJudgedBeforeTheSelection) {
+  ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing: run tools/bootstrap.sh";
+  testing::TempDir dir;
+  const auto model = dir / "det.onnx", out = dir / "det_q.onnx", calib = dir / "x.npy";
+  ASSERT_TRUE(saveModel(detector(true), model).isOk());
+  ASSERT_TRUE(
+      data::writeNpy(calib.string(), testing::randomTensor({64, 3, 8, 8}, 9u, 0.f, 1.f)).isOk());
+  for (const char* format : {"qdq", "qoperator"}) {
+    SCOPED_TRACE(format);
+    auto r =
+        testing::runCli("quantize " + testing::quote(model) + " -o " + testing::quote(out) +
+                        " --calib " + testing::quote(calib) + " --format " + format + " --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["layers"].size(), 3u) << r.out;
+    ASSERT_TRUE(j["output_sqnr_db"].is_number()) << r.out;
+    EXPECT_GT(j["output_sqnr_db"].get<double>(), 30.0);
+    auto ort =
+        testing::runOrt(out, {{"x", testing::randomTensor({2, 3, 8, 8}, 10u, 0.f, 1.f)}}, dir);
+    ASSERT_TRUE(ort.isOk()) << ort.status().toString();
+    ASSERT_EQ(ort->front().rank(), 2);
+    EXPECT_EQ(ort->front().dim(1), 3);
+    EXPECT_GT(ort->front().dim(0), 0);
+  }
+}
+
+}  // namespace
+}  // namespace nnc
