@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
+#include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/analysis/model_stats.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/ir/option_error.h"
@@ -28,13 +30,15 @@ std::vector<GroupKeep> planFor(const std::vector<Scored>& groups, const KeepCoun
   return plan;
 }
 
-// Relative output error of `model` against stored reference outputs.
+// Relative output error of `model` against stored reference outputs: the first output, or past a
+// NonMaxSuppression the boxes and scores it selects from (fidelity_taps.h).
 class FidelityProbe {
  public:
   static StatusOr<FidelityProbe> create(const Model& original, const CalibrationSource& calib,
                                         int64_t samples) {
     FidelityProbe p;
     p.calib_ = calib;
+    if (outputsFollowSelection(*original.graph)) p.taps_ = fidelityTaps(*original.graph);
     p.calib_.count = std::min({samples, calib.count, calib.reader->size()});
     NNC_RETURN_IF_ERROR(p.forEachOutput(original, [&](int64_t, const float* y, int64_t n) {
       p.reference_.insert(p.reference_.end(), y, y + n);
@@ -45,6 +49,10 @@ class FidelityProbe {
   StatusOr<double> loss(const Model& model) {
     double err = 0;
     NNC_RETURN_IF_ERROR(forEachOutput(model, [&](int64_t offset, const float* y, int64_t n) {
+      if (offset + n > static_cast<int64_t>(reference_.size())) {
+        err = std::numeric_limits<double>::infinity();  // an output changed size: no fidelity
+        return;
+      }
       for (int64_t i = 0; i < n; ++i) {
         const double d = double(y[i]) - reference_[offset + i];
         err += d * d;
@@ -64,15 +72,36 @@ class FidelityProbe {
     for (int64_t start = 0; start < calib_.count; start += batch) {
       const int64_t count = std::min(batch, calib_.count - start);
       NNC_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, calib_.reader->readFeeds(start, count));
-      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, ex->run(std::move(inputs)));
-      if (out.empty() || out[0].dtype() != DType::kFloat32)
-        return unsupported("sensitivity needs a float first output");
-      const auto y = out[0].data<float>();
-      sink(offset, y.data(), static_cast<int64_t>(y.size()));
-      offset += static_cast<int64_t>(y.size());
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, compared(*ex, std::move(inputs)));
+      for (const Tensor& t : out) {
+        if (t.dtype() != DType::kFloat32)
+          return unsupported("sensitivity needs a float first output");
+        const auto y = t.data<float>();
+        sink(offset, y.data(), static_cast<int64_t>(y.size()));
+        offset += static_cast<int64_t>(y.size());
+      }
     }
     return Status::ok();
   }
+  // The first output, or the taps in order.
+  StatusOr<std::vector<Tensor>> compared(exec::Executor& ex, std::vector<Tensor> inputs) {
+    if (taps_.empty()) {
+      NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, ex.run(std::move(inputs)));
+      if (out.empty()) return unsupported("sensitivity needs a float first output");
+      return std::vector<Tensor>{std::move(out[0])};
+    }
+    std::vector<Tensor> seen(taps_.size());
+    NNC_ASSIGN_OR_RETURN(auto out, ex.run(std::move(inputs), [&](const Value& v, const Tensor& t) {
+      const auto it = std::find(taps_.begin(), taps_.end(), v.name());
+      if (it != taps_.end()) seen[it - taps_.begin()] = t;
+    }));
+    (void)out;
+    for (size_t i = 0; i < seen.size(); ++i)
+      if (seen[i].dtype() != DType::kFloat32)
+        return unsupported("sensitivity: '" + taps_[i] + "' is not a computed float value");
+    return seen;
+  }
+  std::vector<std::string> taps_;  // empty: the first graph output
   CalibrationSource calib_;
   std::vector<float> reference_;
   double reference_energy_ = 0;

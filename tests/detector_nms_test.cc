@@ -1,6 +1,7 @@
-// Detectors that end in NonMaxSuppression: quantization is judged on the boxes and scores the
-// selection reads (fidelity_taps.h), not on the selected lists, which change length when a score
-// moves by a rounding step. Before, auto-exclude compared those lists and kept every layer float.
+// Detectors that end in NonMaxSuppression: quantization and pruning sensitivity are judged on the
+// boxes and scores the selection reads (fidelity_taps.h), not on the selected lists, which change
+// length when a score moves by a rounding step. Before, auto-exclude compared those lists and
+// kept every layer float, and sensitivity allocation refused the int64 first output.
 
 #include <gtest/gtest.h>
 
@@ -73,7 +74,7 @@ Model detector(bool with_nms) {
   return m;
 }
 
-TEST(QuantSelection, TapsAreTheBoxesAndScoresBeforeTheSelection) {
+TEST(DetectorNms, TapsAreTheBoxesAndScoresBeforeTheSelection) {
   Model with = detector(true), without = detector(false);
   EXPECT_TRUE(outputsFollowSelection(*with.graph));
   EXPECT_EQ(fidelityTaps(*with.graph), (std::vector<std::string>{"boxes", "scores"}));
@@ -83,7 +84,7 @@ TEST(QuantSelection, TapsAreTheBoxesAndScoresBeforeTheSelection) {
 
 // Every Conv is quantized and the SQNR reported is that of the boxes and scores; the file runs in
 // ONNX Runtime and selects from 2 classes.
-TEST(QuantSelection, DetectorWithNmsIsQuantizedAndJudgedBeforeTheSelection) {
+TEST(DetectorNms, DetectorWithNmsIsQuantizedAndJudgedBeforeTheSelection) {
   ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing: run tools/bootstrap.sh";
   testing::TempDir dir;
   const auto model = dir / "det.onnx", out = dir / "det_q.onnx", calib = dir / "x.npy";
@@ -107,6 +108,26 @@ TEST(QuantSelection, DetectorWithNmsIsQuantizedAndJudgedBeforeTheSelection) {
     EXPECT_EQ(ort->front().dim(1), 3);
     EXPECT_GT(ort->front().dim(0), 0);
   }
+}
+
+// Sensitivity allocation measures each group on the boxes and scores; the pruned file runs in
+// ONNX Runtime.
+TEST(DetectorNms, SensitivityAllocationPrunesADetector) {
+  ASSERT_TRUE(testing::ortAvailable());
+  testing::TempDir dir;
+  const auto model = dir / "det.onnx", out = dir / "det_p.onnx", calib = dir / "x.npy";
+  ASSERT_TRUE(saveModel(detector(true), model).isOk());
+  ASSERT_TRUE(
+      data::writeNpy(calib.string(), testing::randomTensor({64, 3, 8, 8}, 9u, 0.f, 1.f)).isOk());
+  auto r = testing::runCli("prune " + testing::quote(model) + " -o " + testing::quote(out) +
+                           " --target-macs 0.7 --allocation sensitivity --recover lsq --data " +
+                           testing::quote(calib) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_LE(j["macs_kept"].get<double>(), 0.7);
+  auto ort = testing::runOrt(out, {{"x", testing::randomTensor({2, 3, 8, 8}, 10u, 0.f, 1.f)}}, dir);
+  ASSERT_TRUE(ort.isOk()) << ort.status().toString();
+  EXPECT_EQ(ort->front().dim(1), 3);
 }
 
 }  // namespace
