@@ -98,6 +98,7 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerDetectionKernels(r);
     registerGridSampleKernels(r);
     registerEinsumKernels(r);
+    registerSelectionKernels(r);
     return r;
   }();
   return registry;

@@ -20,6 +20,7 @@ void registerScatterKernels(KernelRegistry& r);      // ScatterND
 void registerDetectionKernels(KernelRegistry& r);    // NonMaxSuppression
 void registerGridSampleKernels(KernelRegistry& r);   // GridSample
 void registerEinsumKernels(KernelRegistry& r);       // Einsum
+void registerSelectionKernels(KernelRegistry& r);    // TopK, NonZero, GatherND
 
 // A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
 // the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.
