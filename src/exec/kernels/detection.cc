@@ -12,7 +12,6 @@
 // Detectors exported with their post-processing end in it: calibrating them runs it.
 
 #include <algorithm>
-#include <numeric>
 
 #include "kernel_util.h"
 #include "kernels.h"
