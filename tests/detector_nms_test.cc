@@ -82,8 +82,8 @@ TEST(DetectorNms, TapsAreTheBoxesAndScoresBeforeTheSelection) {
   EXPECT_EQ(fidelityTaps(*without.graph), (std::vector<std::string>{"scores"}));
 }
 
-// Every Conv is quantized and the SQNR reported is that of the boxes and scores; the file runs in
-// ONNX Runtime and selects from 2 classes.
+// Every Conv is quantized and the SQNR reported is that of the boxes and scores, as is eval's
+// cosine; the file runs in ONNX Runtime and selects from 2 classes.
 TEST(DetectorNms, DetectorWithNmsIsQuantizedAndJudgedBeforeTheSelection) {
   ASSERT_TRUE(testing::ortAvailable()) << "onnxruntime-node missing: run tools/bootstrap.sh";
   testing::TempDir dir;
@@ -101,6 +101,11 @@ TEST(DetectorNms, DetectorWithNmsIsQuantizedAndJudgedBeforeTheSelection) {
     EXPECT_EQ(j["layers"].size(), 3u) << r.out;
     ASSERT_TRUE(j["output_sqnr_db"].is_number()) << r.out;
     EXPECT_GT(j["output_sqnr_db"].get<double>(), 30.0);
+    // eval compares the boxes and scores too (the selected lists have no sample axis).
+    auto e = testing::runCli("eval " + testing::quote(out) + " --data " + testing::quote(calib) +
+                             " --reference " + testing::quote(model) + " --json");
+    ASSERT_EQ(e.exit_code, 0) << e.err;
+    EXPECT_GT(nlohmann::json::parse(e.out)["cosine"].get<double>(), 0.999) << e.out;
     auto ort =
         testing::runOrt(out, {{"x", testing::randomTensor({2, 3, 8, 8}, 10u, 0.f, 1.f)}}, dir);
     ASSERT_TRUE(ort.isOk()) << ort.status().toString();

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/train/softmax_heads.h"
 
 namespace nnc {
@@ -150,6 +151,26 @@ Status checkDataFitsModel(const exec::Executor& executor, const data::SampleRead
   return Status::ok();
 }
 
+// The graph outputs, or past a NonMaxSuppression the boxes and scores it selects from
+// (fidelity_taps.h): the selected lists change length between two models and hold no sample axis.
+StatusOr<std::vector<Tensor>> runCompared(exec::Executor& ex, std::vector<Tensor> inputs,
+                                          bool selection_inputs = true) {
+  const Graph* graph = ex.outputs().empty() ? nullptr : ex.outputs().front()->graph();
+  if (!selection_inputs || !graph || !outputsFollowSelection(*graph))
+    return ex.run(std::move(inputs));
+  const std::vector<std::string> taps = fidelityTaps(*graph);
+  std::vector<Tensor> seen(taps.size());
+  NNC_ASSIGN_OR_RETURN(auto out, ex.run(std::move(inputs), [&](const Value& v, const Tensor& t) {
+    const auto it = std::find(taps.begin(), taps.end(), v.name());
+    if (it != taps.end()) seen[it - taps.begin()] = t;
+  }));
+  (void)out;
+  for (size_t i = 0; i < seen.size(); ++i)
+    if (seen[i].dtype() == DType::kUndefined)
+      return internalError("'" + taps[i] + "' was not computed");
+  return seen;
+}
+
 Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalOptions& options,
                   const std::function<Status(int64_t, int64_t, std::vector<Tensor>&)>& sink) {
   NNC_RETURN_IF_ERROR(checkDataFitsModel(model, reader));
@@ -163,7 +184,8 @@ Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalO
       break;  // a fixed-batch model cannot take the short tail
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, reader.readFeeds(start, count));
     const auto run_start = std::chrono::steady_clock::now();
-    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outputs, model.run(std::move(inputs)));
+    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outputs,
+                         runCompared(model, std::move(inputs), options.selection_inputs));
     if (options.run_seconds && count == batch)
       options.run_seconds->push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count());
@@ -277,6 +299,7 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
   std::vector<double> run_seconds;
   EvalOptions run_options = options;
   run_options.run_seconds = &run_seconds;
+  run_options.selection_inputs = true;
   auto t0 = std::chrono::steady_clock::now();
   Status st = runBatches(
       model, reader, run_options,
@@ -289,7 +312,7 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
         std::optional<std::vector<Tensor>> ref_out;
         if (reference) {
           NNC_ASSIGN_OR_RETURN(std::vector<Tensor> in, reader.readFeeds(start, y.dim(0)));
-          NNC_ASSIGN_OR_RETURN(ref_out, reference->run(std::move(in)));
+          NNC_ASSIGN_OR_RETURN(ref_out, runCompared(*reference, std::move(in)));
           if (!sameShapes(*ref_out, outputs))
             return invalidArgument(
                 "the reference model's outputs (" + describeOutputs(*reference, *ref_out) +

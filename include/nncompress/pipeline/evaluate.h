@@ -31,6 +31,9 @@ struct EvalOptions {
   // When set, receives the wall time in seconds of each executor run on a full batch (no data
   // reading), e.g. for a median that load from other processes barely moves.
   std::vector<double>* run_seconds = nullptr;
+  // Past a NonMaxSuppression, hand over the boxes and scores it selects from instead of the
+  // outputs (analysis/fidelity_taps.h): evaluate() compares those; `run` writes the outputs.
+  bool selection_inputs = false;
 };
 
 struct EvalResult {
