@@ -229,5 +229,51 @@ TEST(ExecOrtOps, NonZeroAndGatherNDMatchOrt) {
   EXPECT_EQ(shapeToString(g.shape()), "[3x2x5]");
 }
 
+// Negative and repeated indices; with reduction add the repeats accumulate.
+TEST(ExecOrtOps, ScatterElementsMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  Tensor idx(DType::kInt64, {3, 5});
+  std::mt19937 rng(41);
+  std::uniform_int_distribution<int64_t> row(-4, 3);
+  for (int64_t& v : idx.mutableData<int64_t>()) v = row(rng);
+  for (const char* attrs : {"axis = 0", "axis = -2, reduction = \"add\""}) {
+    SCOPED_TRACE(attrs);
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 16]>
+      g (float[4, 5] x, int64[3, 5] idx, float[3, 5] u) => (float y) {
+        y = ScatterElements<)" +
+                             std::string(attrs) + R"(>(x, idx, u)
+      })";
+    // Without a reduction a repeated index is undefined: give the repeats equal updates.
+    const bool add = std::string(attrs).find("add") != std::string::npos;
+    Tensor u = add ? testing::randomTensor({3, 5}, 42u) : Tensor(DType::kFloat32, {3, 5});
+    if (!add)
+      for (int64_t i = 0; i < u.numel(); ++i) u.mutableData<float>()[i] = float(i % 5);
+    auto [ours, ort] =
+        runBoth(text, {{"x", testing::randomTensor({4, 5}, 43u)}, {"idx", idx}, {"u", u}});
+    expectCloseFloats(ours, ort, 1e-6);
+  }
+}
+
+TEST(ExecOrtOps, LayerNormalizationStatisticsMatchOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 17]>
+    g (float[2, 3, 8] x, float[3, 8] s, float[3, 8] b) => (float y, float m, float inv) {
+      y, m, inv = LayerNormalization<axis = 1, epsilon = 0.001>(x, s, b)
+    })";
+  testing::TempDir dir;
+  Model model = testing::parseModelText(text);
+  ASSERT_TRUE(saveModel(model, dir / "m.onnx").isOk());
+  const Inputs in = {{"x", testing::randomTensor({2, 3, 8}, 51u)},
+                     {"s", testing::randomTensor({3, 8}, 52u)},
+                     {"b", testing::randomTensor({3, 8}, 53u)}};
+  auto ex = exec::Executor::create(model);
+  ASSERT_TRUE(ex.isOk());
+  auto ours = (*ex)->run({in[0].second, in[1].second, in[2].second});
+  auto ort = testing::runOrt(dir / "m.onnx", in, dir);
+  ASSERT_TRUE(ours.isOk() && ort.isOk()) << ort.status().toString();
+  for (size_t i = 0; i < 3; ++i) expectCloseFloats((*ours)[i], (*ort)[i], 1e-5);
+  EXPECT_EQ(shapeToString((*ours)[1].shape()), "[2x1x1]");
+}
+
 }  // namespace
 }  // namespace nnc

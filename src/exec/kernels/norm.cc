@@ -101,7 +101,8 @@ std::pair<double, double> moments(const float* v, int64_t n, float eps) {
 
 // LayerNormalization (17): over the axes from `axis` on,
 //   y = (x - mean) / sqrt(var + eps) * scale + bias,  scale and bias of the normalised shape.
-// The optional Mean and InvStdDev outputs (training) are not produced.
+// The optional Mean and InvStdDev outputs (training graphs) have x's shape with the normalised
+// axes kept as 1 (stash_type float).
 StatusOr<KernelFn> makeLayerNorm(const KernelBuildContext& b) {
   const float eps = b.node.floatAttr("epsilon", 1e-5f);
   const int64_t axis_attr = b.node.intAttr("axis", -1);
@@ -109,7 +110,6 @@ StatusOr<KernelFn> makeLayerNorm(const KernelBuildContext& b) {
                                    const RunContext& ctx) -> Status {
     const char* op = "LayerNormalization";
     for (size_t i = 0; i < 2; ++i) NNC_RETURN_IF_ERROR(requireInput(in, i, op));
-    if (out.size() > 1) return unsupported("LayerNormalization Mean/InvStdDev outputs");
     const Tensor& x = *in[0];
     NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, op));
     const int64_t axis = axis_attr < 0 ? axis_attr + x.rank() : axis_attr;
@@ -128,14 +128,21 @@ StatusOr<KernelFn> makeLayerNorm(const KernelBuildContext& b) {
     Tensor y = ctx.newTensor(DType::kFloat32, x.shape());
     const float* xd = x.data<float>().data();
     float* yd = y.mutableData<float>().data();
+    Shape stat_shape = x.shape();
+    for (int a = static_cast<int>(axis); a < x.rank(); ++a) stat_shape[a] = 1;
+    std::vector<float> means(out.size() > 1 ? rows : 0), invs(out.size() > 2 ? rows : 0);
     parallelFor(rows, ctx, inner, [&](int64_t r) {
       const float* src = xd + r * inner;
       const auto [mean, inv] = moments(src, inner, eps);
+      if (!means.empty()) means[r] = static_cast<float>(mean);
+      if (!invs.empty()) invs[r] = static_cast<float>(inv);
       float* dst = yd + r * inner;
       for (int64_t j = 0; j < inner; ++j)
         dst[j] = static_cast<float>((src[j] - mean) * inv) * scale[j] + (bias ? bias[j] : 0.f);
     });
     out[0] = std::move(y);
+    if (out.size() > 1) out[1] = Tensor::fromVector<float>(stat_shape, means);
+    if (out.size() > 2) out[2] = Tensor::fromVector<float>(stat_shape, invs);
     return Status::ok();
   });
 }
