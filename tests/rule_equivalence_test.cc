@@ -354,6 +354,23 @@ std::vector<Case> channelsLastCases() {
     cs.push_back(c);
   }
   {
+    // Einsum: a label the output keeps carries the channels (of both products' factors);
+    // attention's scores sum q and k over theirs.
+    Case kept = tokens("Einsum keeping the channel label", {"Einsum"},
+                       "a2 = MatMul (x, m4)\no = Einsum <equation = \"btc,btc->btc\"> (a, a2)",
+                       {rnd("m4", {6, 4})});
+    kept.opset = 12;
+    kept.probe_shapes = true;  // ONNX 1.12 infers no Einsum output dims
+    cs.push_back(kept);
+    Case summed = tokens("Einsum summing over the channels", {"Einsum"},
+                         "s = Einsum <equation = \"btc, bsc -> bts\"> (a, a)\no = MatMul (s, m3)",
+                         {rnd("m3", {5, 4})});
+    summed.opset = 12;
+    summed.probe_shapes = true;
+    summed.barrier = "sums a product of activations";
+    cs.push_back(summed);
+  }
+  {
     // NCHW -> NHWC: the Conv's channels move to the last axis and a MatMul reads them.
     Case c;
     c.name = "Transpose NCHW to NHWC then MatMul";

@@ -18,6 +18,9 @@
 // their producers join the head group.
 
 #include <algorithm>
+#include <cctype>
+#include <optional>
+#include <string>
 
 #include "channel_coupling.h"
 
@@ -333,6 +336,69 @@ void activationMatmulRule(const Node& n, CouplingBuilder& b) {
   const std::string why = opLabel(n) + " contracts two activations over this axis";
   if (auto k = b.activationAxis(ops[0], -1)) b.freeze(*k, why, &n);
   if (auto k = b.activationAxis(ops[1], -2)) b.freeze(*k, why, &n);
+}
+
+namespace {
+
+// An Einsum equation of letters only, one term per input and an explicit output (no ellipsis, no
+// label twice in one term: a diagonal); nullopt otherwise.
+std::optional<std::vector<std::string>> plainEinsumTerms(std::string eq, size_t inputs) {
+  eq.erase(std::remove(eq.begin(), eq.end(), ' '), eq.end());
+  const size_t arrow = eq.find("->");
+  if (arrow == std::string::npos || eq.find('.') != std::string::npos) return std::nullopt;
+  std::vector<std::string> terms;
+  for (size_t start = 0; start <= arrow;) {
+    const size_t end = std::min(eq.find(',', start), arrow);
+    terms.push_back(eq.substr(start, end - start));
+    start = end + 1;
+  }
+  terms.push_back(eq.substr(arrow + 2));
+  if (terms.size() != inputs + 1) return std::nullopt;
+  for (const std::string& t : terms) {
+    std::string sorted = t;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end() ||
+        !std::all_of(t.begin(), t.end(), [](char c) { return std::isalpha(c); }))
+      return std::nullopt;
+  }
+  return terms;
+}
+
+}  // namespace
+
+// Einsum (12+) of activations, e.g. attention's "bhid,bhjd->bhij": an axis whose label the
+// output keeps carries its indices to that output axis (a size-1 axis broadcasts); an axis summed
+// over is frozen, as MatMul's K of two activations. Constant operands, ellipses and diagonals
+// are not proven.
+void einsumRule(const Node& n, CouplingBuilder& b) {
+  const auto terms = plainEinsumTerms(n.stringAttr("equation", ""), n.numInputs());
+  if (!terms) return b.freezeNode(n, opLabel(n) + " equation has an ellipsis or a diagonal");
+  const Value* y = n.output(0);
+  const std::string& out = terms->back();
+  if (rankOf(y) != static_cast<int>(out.size()))
+    return b.freezeNode(n, opLabel(n) + " output rank does not match its equation");
+  for (size_t i = 0; i < n.numInputs(); ++i) {
+    const Value* v = n.input(i);
+    if (!v || v->constantData() || !v->type().shape ||
+        rankOf(v) != static_cast<int>((*terms)[i].size()))
+      return b.freezeNode(n, opLabel(n) + " has a constant operand or one of unknown rank");
+  }
+  const std::string why = opLabel(n) + " sums a product of activations over this axis";
+  for (size_t i = 0; i < n.numInputs(); ++i) {
+    const std::string& term = (*terms)[i];
+    for (size_t a = 0; a < term.size(); ++a) {
+      auto s = b.activationAxis(n.input(i), static_cast<int>(a));
+      if (!s) continue;
+      const size_t at = out.find(term[a]);
+      if (at == std::string::npos) {
+        b.freeze(*s, why, &n);
+        continue;
+      }
+      const Dim d = (*n.input(i)->type().shape)[a];
+      if (d.isKnown() && d.value == 1) continue;  // broadcast
+      if (auto o = b.activationAxis(y, static_cast<int>(at))) b.same(*s, *o);
+    }
+  }
 }
 
 }  // namespace nnc::analysis_internal

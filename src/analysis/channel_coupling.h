@@ -186,6 +186,8 @@ std::optional<std::pair<const Value*, int64_t>> shapeEntrySource(const Node& rea
 bool isHeadSlice(const Node& n, const CouplingBuilder& b);
 // MatMul of two activations (attention scores and their product with V).
 void activationMatmulRule(const Node& n, CouplingBuilder& b);
+// Einsum of activations (attention_heads.cc): labels kept in the output carry their indices.
+void einsumRule(const Node& n, CouplingBuilder& b);
 // LayerNormalization (approximate over the last axis) and GroupNormalization (whole groups)
 // (normalization_rules.cc).
 void layerNormRule(const Node& n, CouplingBuilder& b);

@@ -375,6 +375,7 @@ void collectGroupMembers(const std::map<int, ChannelMapping>& reached, CouplingB
 
 // MACs and params of a group, proportional to the channel count.
 void countGroupCost(const std::map<const Node*, int64_t>& node_macs, ChannelGroup& g) {
+  if (g.channels <= 0) return;  // a frozen axis of unknown size: nothing to price
   std::set<std::pair<const Value*, int>> seen_weights;
   std::map<const Node*, double> node_fraction;
   std::vector<int64_t> all_channels(g.channels);

@@ -1371,6 +1371,7 @@ const std::unordered_map<std::string, OpChannels>& channelRules() {
     for (const char* op : {"Softmax", "LogSoftmax", "Hardmax"}) r[op] = {softmaxRule, {}};
     r["Shape"] = {shapeRule, {}};
     r["Gather"] = {gatherRule, {}};
+    r["Einsum"] = {einsumRule, {}};
     r["Expand"] = {expandRule, {}};
     r["Size"] = {sizeRule, {}};
     r["ConstantOfShape"] = {constantOfShapeRule, {}};
