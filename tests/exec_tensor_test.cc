@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 
+#include "nncompress/exec/executor.h"
 #include "nncompress/exec/kernel.h"
 #include "nncompress/ir/graph.h"
 
@@ -650,6 +651,40 @@ TEST(ExecTensorTest, ScatterNDReductionsAndErrors) {
             {}, 1, 13)
           .isOk());
   EXPECT_FALSE(runOp("ScatterND", {data, idx, Tensor(DType::kFloat32, {3, 3})}, {}, 1, 13).isOk());
+}
+
+}  // namespace
+}  // namespace nnc
+
+namespace nnc {
+namespace {
+
+// Executor::runValues: named intermediates and outputs, in the order asked; an unknown name is
+// an error, not an empty tensor.
+TEST(ExecutorRunValues, ReturnsNamedValuesInTheOrderAsked) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = g.createValue("x").value();
+  x->setType({DType::kFloat32, std::vector<Dim>{Dim::known(4)}});
+  g.addInput(x);
+  Value* a = g.addNode("Relu", {x}, {"a"})->output(0);
+  Value* y = g.addNode("Neg", {a}, {"y"})->output(0);
+  g.addOutput(y);
+  auto ex = exec::Executor::create(m);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  const Tensor in = Tensor::fromVector<float>({4}, {-1.f, 2.f, -3.f, 4.f});
+  auto got = (*ex)->runValues({in}, {"y", "a"});
+  ASSERT_TRUE(got.isOk()) << got.status().toString();
+  auto values = [](const Tensor& t) {
+    auto d = t.data<float>();
+    return std::vector<float>(d.begin(), d.end());
+  };
+  EXPECT_EQ(values((*got)[0]), (std::vector<float>{-0.f, -2.f, -0.f, -4.f}));
+  EXPECT_EQ(values((*got)[1]), (std::vector<float>{0.f, 2.f, 0.f, 4.f}));
+  auto missing = (*ex)->runValues({in}, {"a", "nope"});
+  ASSERT_FALSE(missing.isOk());
+  EXPECT_NE(missing.status().message().find("'nope'"), std::string::npos);
 }
 
 }  // namespace

@@ -262,6 +262,23 @@ Status Executor::buildFusedPlan() {
   return Status::ok();
 }
 
+StatusOr<std::vector<Tensor>> Executor::runValues(std::vector<Tensor> inputs,
+                                                  const std::vector<std::string>& names) {
+  std::vector<Tensor> seen(names.size());
+  std::vector<bool> found(names.size(), false);
+  auto capture = [&](const Value& v, const Tensor& t) {
+    for (size_t i = 0; i < names.size(); ++i)
+      if (names[i] == v.name()) seen[i] = t, found[i] = true;
+  };
+  NNC_ASSIGN_OR_RETURN(std::vector<Tensor> out, run(std::move(inputs), capture));
+  for (size_t o = 0; o < outputs_.size(); ++o)  // an output no node computes (a graph input)
+    for (size_t i = 0; i < names.size(); ++i)
+      if (!found[i] && names[i] == outputs_[o]->name()) seen[i] = out[o], found[i] = true;
+  for (size_t i = 0; i < names.size(); ++i)
+    if (!found[i]) return invalidArgument("the model computes no value named '" + names[i] + "'");
+  return seen;
+}
+
 StatusOr<std::vector<Tensor>> Executor::run(std::vector<Tensor> inputs, const Observer& observer) {
   if (inputs.size() != inputs_.size())
     return invalidArgument("the model takes " + std::to_string(inputs_.size()) + " inputs, got " +

@@ -158,17 +158,7 @@ StatusOr<std::vector<Tensor>> runCompared(exec::Executor& ex, std::vector<Tensor
   const Graph* graph = ex.outputs().empty() ? nullptr : ex.outputs().front()->graph();
   if (!selection_inputs || !graph || !outputsFollowSelection(*graph))
     return ex.run(std::move(inputs));
-  const std::vector<std::string> taps = fidelityTaps(*graph);
-  std::vector<Tensor> seen(taps.size());
-  NNC_ASSIGN_OR_RETURN(auto out, ex.run(std::move(inputs), [&](const Value& v, const Tensor& t) {
-    const auto it = std::find(taps.begin(), taps.end(), v.name());
-    if (it != taps.end()) seen[it - taps.begin()] = t;
-  }));
-  (void)out;
-  for (size_t i = 0; i < seen.size(); ++i)
-    if (seen[i].dtype() == DType::kUndefined)
-      return internalError("'" + taps[i] + "' was not computed");
-  return seen;
+  return ex.runValues(std::move(inputs), fidelityTaps(*graph));
 }
 
 Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalOptions& options,

@@ -90,16 +90,7 @@ class FidelityProbe {
       if (out.empty()) return unsupported("sensitivity needs a float first output");
       return std::vector<Tensor>{std::move(out[0])};
     }
-    std::vector<Tensor> seen(taps_.size());
-    NNC_ASSIGN_OR_RETURN(auto out, ex.run(std::move(inputs), [&](const Value& v, const Tensor& t) {
-      const auto it = std::find(taps_.begin(), taps_.end(), v.name());
-      if (it != taps_.end()) seen[it - taps_.begin()] = t;
-    }));
-    (void)out;
-    for (size_t i = 0; i < seen.size(); ++i)
-      if (seen[i].dtype() != DType::kFloat32)
-        return unsupported("sensitivity: '" + taps_[i] + "' is not a computed float value");
-    return seen;
+    return ex.runValues(std::move(inputs), taps_);
   }
   std::vector<std::string> taps_;  // empty: the first graph output
   CalibrationSource calib_;

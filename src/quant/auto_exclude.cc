@@ -80,16 +80,9 @@ class OutputSqnrProbe {
     return outputs;
   }
 
-  // The graph outputs, or the taps (an empty tensor for a tap the model does not compute).
+  // The graph outputs, or the taps.
   StatusOr<std::vector<Tensor>> runBatch(exec::Executor& ex, std::vector<Tensor> feeds) {
-    if (taps_.empty()) return ex.run(std::move(feeds));
-    std::vector<Tensor> seen(taps_.size());
-    NNC_ASSIGN_OR_RETURN(auto out, ex.run(std::move(feeds), [&](const Value& v, const Tensor& t) {
-      const auto it = std::find(taps_.begin(), taps_.end(), v.name());
-      if (it != taps_.end()) seen[it - taps_.begin()] = t;
-    }));
-    (void)out;
-    return seen;
+    return taps_.empty() ? ex.run(std::move(feeds)) : ex.runValues(std::move(feeds), taps_);
   }
 
   data::SampleReader* reader_;

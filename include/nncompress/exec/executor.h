@@ -39,6 +39,10 @@ class Executor {
 
   // Runs one batch; `inputs` in the order of inputs(). Returns the graph outputs.
   StatusOr<std::vector<Tensor>> run(std::vector<Tensor> inputs, const Observer& observer = {});
+  // Runs one batch and returns the values named `names` (outputs or intermediates), in that
+  // order; a name the run does not compute is an error.
+  StatusOr<std::vector<Tensor>> runValues(std::vector<Tensor> inputs,
+                                          const std::vector<std::string>& names);
 
   int numThreads() const { return ctx_.num_threads; }
   // Kernels in the plan used without an observer (fewer than nodes when ops were fused).
