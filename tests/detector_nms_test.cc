@@ -8,6 +8,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "graph_input.h"
 #include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
@@ -30,10 +31,8 @@ Model detector(bool with_nms) {
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
   g.setName("detector");
-  Value* x = g.createValue("x").value();
-  x->setType({DType::kFloat32,
-              std::vector<Dim>{Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)}});
-  g.addInput(x);
+  Value* x = testing::addTypedInput(
+      g, "x", DType::kFloat32, {Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)});
   auto conv = [&](Value* in, const std::string& name, Shape w, uint32_t seed) {
     Node* c =
         g.addNode("Conv",

@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 
+#include "graph_input.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/exec/kernel.h"
 #include "nncompress/ir/graph.h"
@@ -665,9 +666,7 @@ TEST(ExecutorRunValues, ReturnsNamedValuesInTheOrderAsked) {
   Model m;
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
-  Value* x = g.createValue("x").value();
-  x->setType({DType::kFloat32, std::vector<Dim>{Dim::known(4)}});
-  g.addInput(x);
+  Value* x = testing::addFloatInput(g);
   Value* a = g.addNode("Relu", {x}, {"a"})->output(0);
   Value* y = g.addNode("Neg", {a}, {"y"})->output(0);
   g.addOutput(y);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "graph_input.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "nncompress/onnx_io/tensor_io.h"
 #include "ort_util.h"
@@ -40,13 +41,10 @@ Model twoInputModel() {
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
   g.setName("two_inputs");
-  Value* image = g.createValue("image").value();
-  image->setType({DType::kFloat32,
-                  std::vector<Dim>{Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)}});
-  g.addInput(image);
-  Value* ids = g.createValue("ids").value();
-  ids->setType({DType::kInt64, std::vector<Dim>{Dim::symbol("N"), Dim::known(kTokens)}});
-  g.addInput(ids);
+  Value* image = testing::addTypedInput(
+      g, "image", DType::kFloat32, {Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)});
+  Value* ids =
+      testing::addTypedInput(g, "ids", DType::kInt64, {Dim::symbol("N"), Dim::known(kTokens)});
   Node* c2 = conv(g, conv(g, image, 3, 8, "conv1", 1)->output(0), 8, 8, "conv2", 3);
   Node* gap = g.addNode("GlobalAveragePool", {c2->output(0)}, {"gap"});
   Node* flat = g.addNode("Flatten", {gap->output(0)}, {"flat"});
@@ -192,9 +190,8 @@ Model tokenModel(uint32_t seed) {
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
   g.setName("tokens");
-  Value* ids = g.createValue("ids").value();
-  ids->setType({DType::kInt64, std::vector<Dim>{Dim::symbol("N"), Dim::known(kTokens)}});
-  g.addInput(ids);
+  Value* ids =
+      testing::addTypedInput(g, "ids", DType::kInt64, {Dim::symbol("N"), Dim::known(kTokens)});
   Node* emb =
       g.addNode("Gather", {g.addInitializer("table", randomTensor({kVocab, 8}, 5)), ids}, {"emb"});
   Node* pool = g.addNode("ReduceMean", {emb->output(0)}, {"pool"});

@@ -534,11 +534,11 @@ Status runQuantize(const QuantizeCommandOptions& o) {
   run.after.file_bytes = static_cast<int64_t>(std::filesystem::file_size(o.output_path, ec));
   if (!run.sqnr.empty()) {
     // The first output; past a NonMaxSuppression, the worst of the boxes and scores it reads.
-    const std::vector<std::string> taps = fidelityTaps(*reference->graph);
-    const bool selection = outputsFollowSelection(*reference->graph);
-    for (size_t i = 0; i < taps.size() && (i == 0 || selection); ++i)
-      run.output_sqnr =
-          i == 0 ? run.sqnrOf(taps[i]) : std::fmin(run.output_sqnr, run.sqnrOf(taps[i]));
+    std::vector<std::string> taps = fidelityTaps(*reference->graph);
+    if (!outputsFollowSelection(*reference->graph) && !taps.empty()) taps.resize(1);
+    for (const std::string& tap : taps)
+      run.output_sqnr = std::isnan(run.output_sqnr) ? run.sqnrOf(tap)
+                                                    : std::fmin(run.output_sqnr, run.sqnrOf(tap));
   }
 
   if (!o.html_report.empty()) NNC_RETURN_IF_ERROR(writeQuantizeHtml(o, run));
