@@ -93,7 +93,7 @@ CaseResult runCase(const std::filesystem::path& dir) {
 // executor supports and matches. Floors, so the test fails when a supported case turns
 // unsupported (a kernel or a loader path lost) or the data set shrinks; raise them when more pass.
 constexpr size_t kNodeCases = 932;
-constexpr int kMatchedCases = 725;
+constexpr int kMatchedCases = 748;
 
 // Tests whose expected outputs disagree with ONNX Runtime, the runtime we answer to; each is
 // counted and printed, not silently passed.
@@ -104,6 +104,10 @@ const std::map<std::string, std::string> kExpectedDivergence = {
      "ONNX 1.12 data truncates to bfloat16; ONNX Runtime rounds to nearest even"},
     {"test_castlike_FLOAT_to_BFLOAT16_expanded",
      "ONNX 1.12 data truncates to bfloat16; ONNX Runtime rounds to nearest even"},
+    {"test_maxunpool_export_with_output_shape",
+     "ONNX 1.12 data places I as indices into the 4x4 unpadded output, then pads to the 5x5 "
+     "output_shape; ONNX Runtime reads I as indices into the whole 5x5 output, as the spec "
+     "defines them (exec_ort_ops_test.cc checks ours against it)"},
 };
 
 TEST(ExecBackendTest, NodeTestsOfSupportedOpsPass) {

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <random>
 
 #include "model_text.h"
@@ -273,6 +276,246 @@ TEST(ExecOrtOps, LayerNormalizationStatisticsMatchOrt) {
   ASSERT_TRUE(ours.isOk() && ort.isOk()) << ort.status().toString();
   for (size_t i = 0; i < 3; ++i) expectCloseFloats((*ours)[i], (*ort)[i], 1e-5);
   EXPECT_EQ(shapeToString((*ours)[1].shape()), "[2x1x1]");
+}
+
+// Same dtype, shape and values (integers and bools exactly; floats within `tol` of ORT's largest
+// magnitude).
+void expectSameTensor(const Tensor& ours, const Tensor& ort, double tol = 0) {
+  ASSERT_EQ(std::string(dtypeName(ours.dtype())), dtypeName(ort.dtype()));
+  ASSERT_EQ(shapeToString(ours.shape()), shapeToString(ort.shape()));
+  double scale = 1;
+  for (int64_t i = 0; i < ort.numel(); ++i)
+    scale = std::max(scale, std::abs(ort.elementAsDouble(i)));
+  for (int64_t i = 0; i < ort.numel(); ++i)
+    ASSERT_NEAR(ours.elementAsDouble(i), ort.elementAsDouble(i), tol * scale) << "element " << i;
+}
+
+template <typename T>
+Tensor tensorOf(DType dtype, Shape shape, const std::vector<T>& values) {
+  Tensor t(dtype, std::move(shape));
+  EXPECT_EQ(t.numel(), static_cast<int64_t>(values.size()));
+  for (size_t i = 0; i < values.size(); ++i)
+    std::memcpy(t.mutableBytes().data() + i * sizeof(T), &values[i], sizeof(T));
+  return t;
+}
+
+Tensor randomInts(Shape shape, uint32_t seed, int64_t lo, int64_t hi) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int64_t> v(lo, hi);
+  Tensor t(DType::kInt64, std::move(shape));
+  for (int64_t& x : t.mutableData<int64_t>()) x = v(rng);
+  return t;
+}
+
+// Exclusive and reverse together on a negative axis, with int64 data large enough that a sum in
+// int32 or double would differ, and the axis as a 0-D int64 or a 1-D int32 tensor.
+TEST(ExecOrtOps, CumSumExclusiveReverseMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const Tensor x = randomInts({3, 4, 5}, 61u, -(int64_t{1} << 52), int64_t{1} << 52);
+  for (const char* axis : {"int64 axis = {-2}", "int32[1] axis = {-1}", "int64 axis = {-3}"})
+    for (const char* attrs : {"exclusive = 1, reverse = 1", "exclusive = 1", "reverse = 1"}) {
+      SCOPED_TRACE(std::string(axis) + ", " + attrs);
+      const std::string text = R"(<ir_version: 8, opset_import: ["" : 14]>
+        g (int64[3, 4, 5] x) => (int64[3, 4, 5] y) <)" +
+                               std::string(axis) + R"(> {
+          y = CumSum<)" + std::string(attrs) +
+                               R"(>(x, axis)
+        })";
+      auto [ours, ort] = runBoth(text, {{"x", x}});
+      expectSameTensor(ours, ort);
+    }
+}
+
+// Negative indices count from the back from opset 11; indices outside [-depth, depth) give rows of
+// off values; a float depth is truncated; the new axis is given from the back.
+TEST(ExecOrtOps, OneHotNegativeIndicesAndFloatDepthMatchOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const Tensor idx = randomInts({3, 5}, 62u, -6, 6);
+  for (const char* axis : {"axis = -1", "axis = -2", "axis = 0", "axis = -3"}) {
+    SCOPED_TRACE(axis);
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 11]>
+      g (int64[3, 5] idx) => (float y) <float depth = {4.7}, float[2] v = {-1.5, 3}> {
+        y = OneHot<)" + std::string(axis) +
+                             R"(>(idx, depth, v)
+      })";
+    auto [ours, ort] = runBoth(text, {{"idx", idx}});
+    expectSameTensor(ours, ort);
+    EXPECT_EQ(ours.numel(), 3 * 5 * 4);
+  }
+}
+
+// A negative delta, and a range that is empty (delta pointing away from the limit).
+TEST(ExecOrtOps, RangeNegativeDeltaAndEmptyMatchOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  struct Case {
+    const char* type;
+    std::vector<double> start_limit_delta;
+    int64_t count;
+  };
+  for (const Case& c : {Case{"float", {10, 4.5, -1.5}, 4}, Case{"float", {1, 5, -1}, 0},
+                        Case{"int32", {10, -3, -4}, 4}, Case{"int32", {2, 2, -1}, 0},
+                        Case{"int64", {-3, 7, -2}, 0}}) {
+    SCOPED_TRACE(std::string(c.type) + " " + std::to_string(c.start_limit_delta[0]) + " " +
+                 std::to_string(c.start_limit_delta[1]) + " " +
+                 std::to_string(c.start_limit_delta[2]));
+    const std::string t = c.type;
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 11]>
+      g ()" + t + " s, " + t +
+                             " l, " + t + R"( d) => ()" + t + R"( y) {
+        y = Range(s, l, d)
+      })";
+    Inputs in;
+    const char* names[] = {"s", "l", "d"};
+    for (int i = 0; i < 3; ++i) {
+      const double v = c.start_limit_delta[i];
+      in.emplace_back(names[i], t == "float" ? tensorOf<float>(DType::kFloat32, {}, {float(v)})
+                                : t == "int32"
+                                    ? tensorOf<int32_t>(DType::kInt32, {}, {int32_t(v)})
+                                    : tensorOf<int64_t>(DType::kInt64, {}, {int64_t(v)}));
+    }
+    auto [ours, ort] = runBoth(text, in);
+    expectSameTensor(ours, ort);
+    EXPECT_EQ(ours.numel(), c.count);
+  }
+}
+
+// Even sizes put one more channel after than before: floor((size - 1) / 2) before,
+// ceil((size - 1) / 2) after. ONNX Runtime's LRN rejects even sizes, so ours is compared with the
+// formula built from ORT ops: the window sum of squares as a 1x1 Conv with a banded weight.
+TEST(ExecOrtOps, LrnEvenSizeMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const Tensor x = testing::randomTensor({2, 7, 3, 4}, 63u, -2.f, 2.f);
+  struct Case {
+    int size;
+    float alpha, beta, bias;
+  };
+  for (const Case& c : {Case{4, 0.3f, 0.6f, 1.5f}, Case{2, 0.5f, 0.75f, 1.f},
+                        Case{6, 0.2f, 0.9f, 2.f}, Case{3, 0.3f, 0.6f, 1.5f}}) {
+    SCOPED_TRACE("size " + std::to_string(c.size));
+    const std::string attrs =
+        "size = " + std::to_string(c.size) + ", alpha = " + std::to_string(c.alpha) +
+        ", beta = " + std::to_string(c.beta) + ", bias = " + std::to_string(c.bias);
+    const Model model = testing::parseModelText(R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[2, 7, 3, 4] x) => (float[2, 7, 3, 4] y) {
+        y = LRN<)" + attrs + R"(>(x)
+      })");
+    auto ex = exec::Executor::create(model);
+    ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+    auto ours = (*ex)->run({x});
+    ASSERT_TRUE(ours.isOk()) << ours.status().toString();
+    // w[c][k] = 1 for k in [c - floor((size - 1) / 2), c + ceil((size - 1) / 2)].
+    const int before = (c.size - 1) / 2, after = c.size - 1 - before;
+    std::string w;
+    for (int o = 0; o < 7; ++o)
+      for (int k = 0; k < 7; ++k)
+        w += std::string(w.empty() ? "" : ", ") + (k >= o - before && k <= o + after ? "1" : "0");
+    const std::string formula = R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[2, 7, 3, 4] x) => (float[2, 7, 3, 4] y)
+      <float[7, 7, 1, 1] w = {)" +
+                                w + R"(}, float k = {)" + std::to_string(c.alpha / c.size) +
+                                R"(}, float b = {)" + std::to_string(c.bias) + R"(}, float e = {)" +
+                                std::to_string(c.beta) + R"(}> {
+        sq = Mul(x, x)
+        sum = Conv(sq, w)
+        scaled = Mul(sum, k)
+        base = Add(scaled, b)
+        den = Pow(base, e)
+        y = Div(x, den)
+      })";
+    testing::TempDir dir;
+    ASSERT_TRUE(saveModel(testing::parseModelText(formula), dir / "f.onnx").isOk());
+    auto ort = testing::runOrt(dir / "f.onnx", {{"x", x}}, dir);
+    ASSERT_TRUE(ort.isOk()) << ort.status().toString();
+    expectCloseFloats(ours->front(), ort->front(), 1e-5);
+    if (c.size % 2 == 1) {  // odd sizes: ORT's own LRN too
+      testing::TempDir lrn_dir;
+      ASSERT_TRUE(saveModel(model, lrn_dir / "m.onnx").isOk());
+      auto ort_lrn = testing::runOrt(lrn_dir / "m.onnx", {{"x", x}}, lrn_dir);
+      ASSERT_TRUE(ort_lrn.isOk()) << ort_lrn.status().toString();
+      expectCloseFloats(ours->front(), ort_lrn->front(), 1e-5);
+    }
+  }
+}
+
+// A condition shorter than the axis drops the slices past its end; without an axis the input is
+// flattened first.
+TEST(ExecOrtOps, CompressShortConditionMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const Tensor x = randomInts({4, 6}, 64u, -50, 50);
+  const Tensor cond = tensorOf<uint8_t>(DType::kBool, {5}, {1, 0, 1, 1, 0});
+  for (const char* attrs : {"<axis = 1>", "<axis = -2>", "<axis = 0>", ""}) {
+    SCOPED_TRACE(attrs);
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 11]>
+      g (int64[4, 6] x, bool[5] c) => (int64 y) {
+        y = Compress)" + std::string(attrs) +
+                             R"((x, c)
+      })";
+    auto [ours, ort] = runBoth(text, {{"x", x}, {"c", cond}});
+    expectSameTensor(ours, ort);
+  }
+}
+
+// MaxPool's indices into a 5x5 (odd: the last row and column are in no window) input unpooled
+// back to it through output_shape, which the kernel and stride alone cannot recover (4x4).
+TEST(ExecOrtOps, MaxUnpoolWithOutputShapeMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const std::string text = R"(<ir_version: 8, opset_import: ["" : 11]>
+    g (float[2, 3, 5, 5] x) => (float y) <int64[4] shape = {2, 3, 5, 5}> {
+      p, i = MaxPool<kernel_shape = [2, 2], strides = [2, 2]>(x)
+      y = MaxUnpool<kernel_shape = [2, 2], strides = [2, 2]>(p, i, shape)
+    })";
+  auto [ours, ort] = runBoth(text, {{"x", testing::randomTensor({2, 3, 5, 5}, 65u)}});
+  expectSameTensor(ours, ort);
+  EXPECT_EQ(shapeToString(ours.shape()), "[2x3x5x5]");
+  const std::string inferred = R"(<ir_version: 8, opset_import: ["" : 11]>
+    g (float[1, 2, 7, 5] x) => (float y) {
+      p, i = MaxPool<kernel_shape = [3, 2], strides = [2, 1], pads = [1, 0, 1, 1]>(x)
+      y = MaxUnpool<kernel_shape = [3, 2], strides = [2, 1], pads = [1, 0, 1, 1]>(p, i)
+    })";
+  auto [ours2, ort2] = runBoth(inferred, {{"x", testing::randomTensor({1, 2, 7, 5}, 66u)}});
+  expectSameTensor(ours2, ort2);
+}
+
+// The epsilon of the function body goes to the standard deviation, not the variance: a channel
+// of small spread (variance ~1e-7) shows it.
+TEST(ExecOrtOps, MeanVarianceNormalizationMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  Tensor x = testing::randomTensor({2, 3, 4, 5}, 67u, -3.f, 3.f);
+  for (int64_t b = 0; b < 2; ++b)
+    for (int64_t i = 20; i < 40; ++i) x.mutableData<float>()[b * 60 + i] *= 1e-3f;  // channel 1
+  for (const char* attrs : {"", "<axes = [0, 2, 3]>", "<axes = [1, -1]>"}) {
+    SCOPED_TRACE(attrs);
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 13]>
+      g (float[2, 3, 4, 5] x) => (float[2, 3, 4, 5] y) {
+        y = MeanVarianceNormalization)" +
+                             std::string(attrs) + R"((x)
+      })";
+    auto [ours, ort] = runBoth(text, {{"x", x}});
+    expectCloseFloats(ours, ort, 1e-5);
+  }
+}
+
+TEST(ExecOrtOps, DetAndReverseSequenceMatchOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  auto [det, det_ort] = runBoth(R"(<ir_version: 8, opset_import: ["" : 11]>
+    g (float[2, 3, 4, 4] x) => (float y) { y = Det(x) })",
+                                {{"x", testing::randomTensor({2, 3, 4, 4}, 68u, -2.f, 2.f)}});
+  expectCloseFloats(det, det_ort, 1e-5);
+  EXPECT_EQ(shapeToString(det.shape()), "[2x3]");
+  const Tensor lens = tensorOf<int64_t>(DType::kInt64, {4}, {0, 5, 2, 1});
+  for (const char* axes : {"time_axis = 1, batch_axis = 0", "time_axis = 0, batch_axis = 1"}) {
+    SCOPED_TRACE(axes);
+    const bool time_first = axes[12] == '0';
+    const Shape shape = time_first ? Shape{5, 4, 3} : Shape{4, 5, 3};
+    const std::string dims = time_first ? "5, 4, 3" : "4, 5, 3";
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 10]>
+      g (float[)" + dims + R"(] x, int64[4] lens) => (float y) {
+        y = ReverseSequence<)" +
+                             std::string(axes) + R"(>(x, lens)
+      })";
+    auto [ours, ort] = runBoth(text, {{"x", testing::randomTensor(shape, 69u)}, {"lens", lens}});
+    expectSameTensor(ours, ort);
+  }
 }
 
 }  // namespace

@@ -99,6 +99,8 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerGridSampleKernels(r);
     registerEinsumKernels(r);
     registerSelectionKernels(r);
+    registerSequenceKernels(r);
+    registerLinalgKernels(r);
     return r;
   }();
   return registry;

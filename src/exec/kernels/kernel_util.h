@@ -79,6 +79,20 @@ void parallelFor(int64_t n, const RunContext& ctx, int64_t work_per_item, Fn&& f
   parallelRun(n, ctx, fn);
 }
 
+// Fails unless the version of `op` in effect at the model's `opset` is one the kernel implements:
+// the op exists from version `first`, and `unimplemented` (0: none) is the first later version
+// whose spec the kernel does not follow. A model without a default-domain import (opset <= 0)
+// gets the latest implemented version.
+inline Status requireOpVersion(const char* op, int64_t opset, int64_t first,
+                               int64_t unimplemented = 0) {
+  if (opset > 0 && opset < first)
+    return invalidModel(std::string(op) + " does not exist before opset " + std::to_string(first));
+  if (unimplemented > 0 && opset >= unimplemented)
+    return unsupported(std::string(op) + "-" + std::to_string(unimplemented) +
+                       " (opset >= " + std::to_string(unimplemented) + ") is not implemented");
+  return Status::ok();
+}
+
 // Normalises a possibly negative axis; fails when out of range.
 inline StatusOr<int> normaliseAxis(int64_t axis, int rank) {
   if (axis < -rank || axis >= rank)

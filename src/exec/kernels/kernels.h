@@ -9,9 +9,9 @@ namespace nnc::exec {
 
 void registerConvKernels(KernelRegistry& r);         // Conv, ConvTranspose
 void registerMatMulKernels(KernelRegistry& r);       // Gemm, MatMul
-void registerNormKernels(KernelRegistry& r);         // BatchNormalization
+void registerNormKernels(KernelRegistry& r);         // BatchNormalization, LRN, MVN, ...
 void registerElementwiseKernels(KernelRegistry& r);  // Add, Sub, Mul, Div, activations, Clip...
-void registerPoolKernels(KernelRegistry& r);         // MaxPool, AveragePool, Global*Pool
+void registerPoolKernels(KernelRegistry& r);         // MaxPool, AveragePool, Global*Pool, MaxUnpool
 void registerTensorKernels(KernelRegistry& r);       // Concat, Split, Slice, Pad, Reshape, ...
 void registerReduceKernels(KernelRegistry& r);       // ReduceMean, ..., Softmax
 void registerResizeKernels(KernelRegistry& r);       // Resize
@@ -21,6 +21,8 @@ void registerDetectionKernels(KernelRegistry& r);    // NonMaxSuppression
 void registerGridSampleKernels(KernelRegistry& r);   // GridSample
 void registerEinsumKernels(KernelRegistry& r);       // Einsum
 void registerSelectionKernels(KernelRegistry& r);    // TopK, NonZero, GatherND
+void registerSequenceKernels(KernelRegistry& r);     // CumSum, OneHot, Compress, ReverseSequence
+void registerLinalgKernels(KernelRegistry& r);       // Det
 
 // A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
 // the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.

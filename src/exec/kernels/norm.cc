@@ -3,8 +3,9 @@
 // InstanceNormalization: the same multiply-add with mean and variance taken per (n, c) over the
 // spatial axes (in double: one pass over large planes loses precision in float).
 // LayerNormalization and GroupNormalization: the same statistics over the last axes, or over
-// each group of channels and space.
+// each group of channels and space. LRN and MeanVarianceNormalization: see their kernels.
 
+#include <algorithm>
 #include <cmath>
 #include <span>
 #include <string>
@@ -185,6 +186,113 @@ StatusOr<KernelFn> makeGroupNorm(const KernelBuildContext& b) {
   });
 }
 
+// LRN (1, 13): y = x / (bias + alpha / size * square_sum) ^ beta, where square_sum runs over the
+// channels from c - floor((size - 1) / 2) to c + ceil((size - 1) / 2), clipped to [0, C).
+struct LrnAttrs {
+  int64_t size = 0;
+  float alpha = 1e-4f, beta = 0.75f, bias = 1.f;
+};
+
+Status lrn(std::span<const Tensor* const> in, std::span<Tensor> out, const LrnAttrs& a,
+           const RunContext& ctx) {
+  NNC_RETURN_IF_ERROR(requireInput(in, 0, "LRN X"));
+  const Tensor& x = *in[0];
+  NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, "LRN X"));
+  if (x.rank() < 2)
+    return shapeMismatch("LRN: X must be [N, C, ...], got " + shapeToString(x.shape()));
+  const int64_t c = x.dim(1), plane = x.numel() / std::max<int64_t>(1, x.dim(0) * c);
+  const int64_t before = (a.size - 1) / 2, after = a.size - 1 - before;
+  const float scale = a.alpha / static_cast<float>(a.size);
+  Tensor y = ctx.newTensor(DType::kFloat32, x.shape());
+  const float* xd = x.data<float>().data();
+  float* yd = y.mutableData<float>().data();
+  parallelFor(x.dim(0) * c, ctx, plane * a.size, [&](int64_t i) {
+    const int64_t n = i / c, ch = i % c;
+    const int64_t lo = std::max<int64_t>(0, ch - before), hi = std::min(c - 1, ch + after);
+    const float* src = xd + i * plane;
+    float* dst = yd + i * plane;
+    for (int64_t p = 0; p < plane; ++p) {
+      float sum = 0;
+      for (int64_t k = lo; k <= hi; ++k) {
+        const float v = xd[(n * c + k) * plane + p];
+        sum += v * v;
+      }
+      dst[p] = src[p] / std::pow(a.bias + scale * sum, a.beta);
+    }
+  });
+  out[0] = std::move(y);
+  return Status::ok();
+}
+
+StatusOr<KernelFn> makeLrn(const KernelBuildContext& b) {
+  NNC_RETURN_IF_ERROR(requireOpVersion("LRN", b.opset, 1));
+  LrnAttrs a;
+  a.size = b.node.intAttr("size", 0);
+  a.alpha = b.node.floatAttr("alpha", a.alpha);
+  a.beta = b.node.floatAttr("beta", a.beta);
+  a.bias = b.node.floatAttr("bias", a.bias);
+  if (a.size < 1) return invalidModel("LRN: size must be a positive integer");
+  return KernelFn([a](std::span<const Tensor* const> in, std::span<Tensor> out,
+                      const RunContext& ctx) { return lrn(in, out, a, ctx); });
+}
+
+// MeanVarianceNormalization (9, 13), as its ONNX function body computes it:
+//   y = (x - E[x]) / (sqrt(E[x^2] - E[x]^2) + 1e-9)
+// with the expectations over `axes` (default [0, 2, 3]). The variance is taken here as
+// E[(x - E[x])^2], the same value without the cancellation of the two-moment form.
+Status meanVarianceNorm(std::span<const Tensor* const> in, std::span<Tensor> out,
+                        const std::vector<int64_t>& axes_attr, const RunContext& ctx) {
+  NNC_RETURN_IF_ERROR(requireInput(in, 0, "MeanVarianceNormalization X"));
+  const Tensor& x = *in[0];
+  NNC_RETURN_IF_ERROR(requireDType(x, DType::kFloat32, "MeanVarianceNormalization X"));
+  std::vector<bool> reduced(x.rank(), false);
+  for (int64_t axis : axes_attr) {
+    NNC_ASSIGN_OR_RETURN(const int a, normaliseAxis(axis, x.rank()));
+    if (reduced[a]) return invalidModel("MeanVarianceNormalization: repeated axis");
+    reduced[a] = true;
+  }
+  // Group (index over the kept axes) of every element, by an odometer over x's shape.
+  std::vector<int64_t> group(x.numel());
+  std::vector<int64_t> coord(x.rank(), 0), kept_stride(x.rank(), 0);
+  int64_t groups = 1;
+  for (int d = x.rank() - 1; d >= 0; --d)
+    if (!reduced[d]) kept_stride[d] = groups, groups *= x.dim(d);
+  for (int64_t i = 0, g = 0; i < x.numel(); ++i) {
+    group[i] = g;
+    for (int d = x.rank() - 1; d >= 0; --d) {
+      g += kept_stride[d];
+      if (++coord[d] < x.dim(d)) break;
+      g -= kept_stride[d] * x.dim(d);
+      coord[d] = 0;
+    }
+  }
+  const int64_t per_group = groups ? x.numel() / groups : 0;
+  const float* xd = x.data<float>().data();
+  std::vector<double> mean(groups, 0.0), var(groups, 0.0);
+  for (int64_t i = 0; i < x.numel(); ++i) mean[group[i]] += xd[i];
+  for (double& m : mean) m /= std::max<int64_t>(per_group, 1);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const double d = xd[i] - mean[group[i]];
+    var[group[i]] += d * d;
+  }
+  std::vector<double> inv_std(groups);
+  for (int64_t g = 0; g < groups; ++g)
+    inv_std[g] = 1.0 / (std::sqrt(var[g] / std::max<int64_t>(per_group, 1)) + 1e-9);
+  Tensor y = ctx.newTensor(DType::kFloat32, x.shape());
+  float* yd = y.mutableData<float>().data();
+  for (int64_t i = 0; i < x.numel(); ++i)
+    yd[i] = static_cast<float>((xd[i] - mean[group[i]]) * inv_std[group[i]]);
+  out[0] = std::move(y);
+  return Status::ok();
+}
+
+StatusOr<KernelFn> makeMeanVarianceNorm(const KernelBuildContext& b) {
+  NNC_RETURN_IF_ERROR(requireOpVersion("MeanVarianceNormalization", b.opset, 9));
+  const std::vector<int64_t> axes = b.node.intsAttr("axes", {0, 2, 3});
+  return KernelFn([axes](std::span<const Tensor* const> in, std::span<Tensor> out,
+                         const RunContext& ctx) { return meanVarianceNorm(in, out, axes, ctx); });
+}
+
 }  // namespace
 
 void registerNormKernels(KernelRegistry& r) {
@@ -192,6 +300,8 @@ void registerNormKernels(KernelRegistry& r) {
   r.addFunction("InstanceNormalization", makeInstanceNorm);
   r.addFunction("LayerNormalization", makeLayerNorm);
   r.addFunction("GroupNormalization", makeGroupNorm);
+  r.addFunction("LRN", makeLrn);
+  r.addFunction("MeanVarianceNormalization", makeMeanVarianceNorm);
 }
 
 }  // namespace nnc::exec

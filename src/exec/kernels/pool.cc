@@ -9,11 +9,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "kernel_util.h"
 #include "kernels.h"
 #include "nncompress/ir/conv_geometry.h"
+#include "tensor_util.h"
 
 namespace nnc::exec {
 namespace {
@@ -423,6 +425,88 @@ StatusOr<KernelFn> makeGlobalPool(const KernelBuildContext& b, PoolKind kind) {
   });
 }
 
+// MaxUnpool (9, 11): the partial inverse of MaxPool, zero except output.flat[I[i]] = X[i], I
+// holding linear indices into the whole output (as MaxPool's Indices output does). The output
+// shape is output_shape when given (pads ignored), else [N, C, (in - 1) * stride + kernel -
+// pad_begin - pad_end per spatial axis].
+struct UnpoolAttrs {
+  std::vector<int64_t> kernel, strides, pads;
+};
+
+StatusOr<Shape> unpoolShape(const Tensor& x, const Tensor* output_shape, const UnpoolAttrs& a) {
+  const int64_t nsp = x.rank() - 2;
+  if (output_shape) {
+    Shape shape = readIndices(*output_shape);
+    if (output_shape->rank() != 1 || static_cast<int64_t>(shape.size()) != x.rank() ||
+        shape[0] != x.dim(0) || shape[1] != x.dim(1) ||
+        std::any_of(shape.begin(), shape.end(), [](int64_t d) { return d < 0; }))
+      return invalidModel("MaxUnpool: output_shape " + shapeToString(shape) + " for X " +
+                          shapeToString(x.shape()));
+    return shape;
+  }
+  if (static_cast<int64_t>(a.kernel.size()) != nsp)
+    return invalidModel("MaxUnpool: kernel_shape has " + std::to_string(a.kernel.size()) +
+                        " dims for X " + shapeToString(x.shape()));
+  Shape shape = {x.dim(0), x.dim(1)};
+  for (int64_t j = 0; j < nsp; ++j) {
+    const int64_t s = a.strides.empty() ? 1 : a.strides[j];
+    const int64_t pads = a.pads.empty() ? 0 : a.pads[j] + a.pads[j + nsp];
+    const int64_t dim = (x.dim(static_cast<int>(2 + j)) - 1) * s + a.kernel[j] - pads;
+    if (dim < 0) return invalidModel("MaxUnpool: negative output size");
+    shape.push_back(dim);
+  }
+  return shape;
+}
+
+Status maxUnpool(std::span<const Tensor* const> in, std::span<Tensor> out, const UnpoolAttrs& a) {
+  NNC_RETURN_IF_ERROR(requireInput(in, 0, "MaxUnpool X"));
+  NNC_RETURN_IF_ERROR(requireInput(in, 1, "MaxUnpool I"));
+  const Tensor &x = *in[0], &indices = *in[1];
+  if (x.dtype() != DType::kFloat32 && x.dtype() != DType::kFloat64 && x.dtype() != DType::kFloat16)
+    return unsupported(std::string("MaxUnpool on ") + dtypeName(x.dtype()) + " tensors");
+  if (x.rank() < 3) return invalidModel("MaxUnpool: X must be [N, C, D1, ...]");
+  if (indices.shape() != x.shape() || indices.dtype() != DType::kInt64)
+    return invalidModel("MaxUnpool: I must be int64 of X's shape " + shapeToString(x.shape()));
+  const Tensor* output_shape = in.size() > 2 ? in[2] : nullptr;
+  NNC_ASSIGN_OR_RETURN(Shape shape, unpoolShape(x, output_shape, a));
+  Tensor y(x.dtype(), shape);  // zero-filled
+  const size_t es = static_cast<size_t>(dtypeBits(x.dtype()) / 8);
+  const char* src = x.bytes().data();
+  char* dst = y.mutableBytes().data();
+  const auto idx = indices.data<int64_t>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    if (idx[i] < 0 || idx[i] >= y.numel())
+      return invalidModel("MaxUnpool: index " + std::to_string(idx[i]) + " outside an output of " +
+                          std::to_string(y.numel()) + " elements");
+    std::memcpy(dst + idx[i] * es, src + i * es, es);
+  }
+  out[0] = std::move(y);
+  return Status::ok();
+}
+
+StatusOr<KernelFn> makeMaxUnpool(const KernelBuildContext& b) {
+  // MaxUnpool-22 only widens the types, but this kernel follows versions 9 and 11.
+  NNC_RETURN_IF_ERROR(requireOpVersion("MaxUnpool", b.opset, 9, 22));
+  UnpoolAttrs a;
+  a.kernel = b.node.intsAttr("kernel_shape");
+  a.strides = b.node.intsAttr("strides");
+  a.pads = b.node.intsAttr("pads");
+  const size_t nsp = a.kernel.size();
+  if (nsp == 0) return invalidModel("MaxUnpool: kernel_shape is required");
+  if ((!a.strides.empty() && a.strides.size() != nsp) ||
+      (!a.pads.empty() && a.pads.size() != 2 * nsp))
+    return invalidModel("MaxUnpool: strides or pads do not match kernel_shape");
+  for (int64_t v : a.kernel)
+    if (v < 1) return invalidModel("MaxUnpool: kernel_shape must be positive");
+  for (int64_t v : a.strides)
+    if (v < 1) return invalidModel("MaxUnpool: strides must be positive");
+  for (int64_t v : a.pads)
+    if (v < 0) return invalidModel("MaxUnpool: pads must be non-negative");
+  return KernelFn([a](std::span<const Tensor* const> in, std::span<Tensor> out, const RunContext&) {
+    return maxUnpool(in, out, a);
+  });
+}
+
 }  // namespace
 
 void registerPoolKernels(KernelRegistry& r) {
@@ -435,6 +519,7 @@ void registerPoolKernels(KernelRegistry& r) {
                 [](const KernelBuildContext& b) { return makeGlobalPool(b, PoolKind::kAverage); });
   r.addFunction("GlobalLpPool",
                 [](const KernelBuildContext& b) { return makeGlobalPool(b, PoolKind::kLp); });
+  r.addFunction("MaxUnpool", makeMaxUnpool);
 }
 
 }  // namespace nnc::exec

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <type_traits>
 
 #include "kernel_util.h"
 #include "kernels.h"
@@ -709,7 +710,13 @@ template <typename T>
 Status rangeT(const Tensor& s, const Tensor& l, const Tensor& d, Tensor& y) {
   const T start = s.data<T>()[0], limit = l.data<T>()[0], delta = d.data<T>()[0];
   if (delta == T(0)) return invalidModel("Range: delta is 0");
-  const double n = std::ceil((double(limit) - double(start)) / double(delta));
+  // As ONNX Runtime counts: limit - start in T for floats (integers in double, which cannot
+  // overflow), then divided in double.
+  const double span =
+      std::is_floating_point_v<T> ? double(limit - start) : double(limit) - double(start);
+  const double n = std::ceil(span / double(delta));
+  if (n > double(int64_t{1} << 40))  // also an infinite span: no tensor that large
+    return invalidModel("Range: " + std::to_string(n) + " elements");
   const int64_t count = n > 0 ? static_cast<int64_t>(n) : 0;
   y = Tensor(s.dtype(), {count});
   T* yd = y.mutableData<T>().data();
@@ -913,7 +920,10 @@ void registerTensorKernels(KernelRegistry& r) {
   r.addFunction("Expand", stateless(expand));
   r.addFunction("Tile", stateless(tile));
   r.addFunction("ConstantOfShape", makeConstantOfShape);
-  r.addFunction("Range", stateless(range));
+  r.addFunction("Range", [](const KernelBuildContext& b) -> StatusOr<KernelFn> {
+    NNC_RETURN_IF_ERROR(requireOpVersion("Range", b.opset, 11));
+    return stateless(range)(b);
+  });
   r.addFunction("DepthToSpace", makeDepthToSpace);
   r.addFunction("SpaceToDepth", makeSpaceToDepth);
   r.addFunction("EyeLike", makeEyeLike);
