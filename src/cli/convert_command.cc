@@ -94,7 +94,8 @@ Status WrittenModel::write(Model& model, const LoadedModelInfo& input, const Mod
   return Status::ok();
 }
 
-StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info) {
+StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info,
+                               bool promote_float16) {
   LoadOptions options;
   options.strict = strict ? StrictLoad::kRefuse : StrictLoad::kWarn;
   auto model = loadModel(path, options, info);
@@ -108,6 +109,12 @@ StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModel
   if (!info->strict_finding.empty())
     spdlog::warn("{}: {} (loaded anyway: --no-strict)", path, info->strict_finding);
   if (!info->validation_note.empty()) spdlog::info("{}: {}", path, info->validation_note);
+  if (promote_float16) {
+    info->float16 = promoteFloat16(*model);
+    if (info->float16.promoted)
+      spdlog::info("{}: computes in float16; working on it in float32 ({} values promoted)", path,
+                   info->float16.values);
+  }
   completeUnknownShapes(*model, path);
   return model;
 }
@@ -127,6 +134,11 @@ void completeUnknownShapes(Model& model, const std::string& path) {
 Status writeOutputModel(Model& model, const std::string& path, const LoadedModelInfo& input,
                         const Model* reference, const SaveOptions& options,
                         std::function<StatusOr<Model>()> load_reference) {
+  bool demoted = false;
+  NNC_RETURN_IF_ERROR(writeBackFloat16(model, input.float16, &demoted).withContext(path));
+  if (input.float16.promoted)
+    spdlog::info("{}: written as {}", path,
+                 demoted ? "float16" : "float32 inside, float16 inputs and outputs kept by Casts");
   WriteGateOptions gate;
   gate.reference = reference;
   gate.load_reference = std::move(load_reference);
@@ -152,7 +164,9 @@ Status raiseOpsetTo(Model& model, int64_t needed, const std::string& why, int64_
 Status runConvert(const ConvertOptions& options) {
   NNC_RETURN_IF_ERROR(checkOutputIsNotInput(options.model_path, options.output_path));
   LoadedModelInfo info;
-  NNC_ASSIGN_OR_RETURN(Model model, loadInputModel(options.model_path, options.strict, &info));
+  // Converting keeps every element type as it is.
+  NNC_ASSIGN_OR_RETURN(Model model,
+                       loadInputModel(options.model_path, options.strict, &info, false));
   const int64_t opset_before = model.opsetVersion("");
   // The gate's reference: the model as loaded (a copy only when converting changes it).
   std::optional<Model> original;

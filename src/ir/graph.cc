@@ -152,6 +152,15 @@ StatusOr<Value*> Graph::createValue(const std::string& name) {
   return v;
 }
 
+Status Graph::renameValue(Value* value, const std::string& name) {
+  if (name.empty()) return invalidModel("a value must have a non-empty name");
+  if (values_by_name_.count(name)) return invalidModel("value name '" + name + "' is taken");
+  values_by_name_.erase(value->name_);
+  value->name_ = name;
+  values_by_name_.emplace(name, value);
+  return Status::ok();
+}
+
 Value* Graph::createUniqueValue(const std::string& base) {
   std::string name = base.empty() ? "v" : base;
   for (int suffix = 1; values_by_name_.count(name); ++suffix)

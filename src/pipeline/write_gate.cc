@@ -11,6 +11,7 @@
 #include "nncompress/analysis/channel_groups.h"
 #include "nncompress/exec/executor.h"
 #include "nncompress/exec/shape_probe.h"
+#include "nncompress/ir/float16.h"
 
 namespace nnc {
 
@@ -194,7 +195,15 @@ Status checkSampleOutput(const Value& v, const Tensor& got, size_t i, ReferenceR
   return Status::ok();
 }
 
-Status runSample(const Model& model, const ReferenceSource& reference, WriteGateReport& report) {
+Status runSample(const Model& written, const ReferenceSource& reference, WriteGateReport& report) {
+  // Our executor computes in float32: a float16 model is sampled as its float32 promotion, as
+  // the commands loaded its input (cli loadInputModel).
+  std::optional<Model> promoted;
+  if (hasFloat16Values(written)) {
+    promoted = written.clone();
+    promoteFloat16(*promoted);
+  }
+  const Model& model = promoted ? *promoted : written;
   std::string why_not;
   // Unfused: the fused plan folds BatchNorms into copies of the conv weights (peak memory).
   exec::ExecutorOptions options;

@@ -78,12 +78,17 @@ class WrittenModel {
 // per-channel parameters whose length is not their channel count, refuse the model, exit 3) or,
 // with --no-strict, a warning (LoadedModelInfo::strict_finding). Errors carry the path.
 // Shapes ONNX inference left unknown are completed by running the model (exec/shape_probe.h).
-StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info);
+// A model that computes in float16 is promoted to float32 (ir/float16.h, recorded in
+// info->float16) unless `promote_float16` is false; writeOutputModel writes it back.
+StatusOr<Model> loadInputModel(const std::string& path, bool strict, LoadedModelInfo* info,
+                               bool promote_float16 = true);
 
 // Completes shapes ONNX inference left unknown by running the model, logging what it did.
 void completeUnknownShapes(Model& model, const std::string& path);
 
 // Validates and writes a command's output (pipeline/write_gate.h): a gate failure is exit 5,
+// A float16 input (input.float16) is written back first: float16 again where it can be, else
+// float32 inside with its float16 inputs and outputs kept by Casts.
 // or exit 3 when the input already failed strict loading (--no-strict). Errors carry the path.
 // `reference`: the model the output was made from (see WriteGateOptions).
 // `load_reference`: when `reference` is null, loads it if the gate needs it.

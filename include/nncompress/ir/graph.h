@@ -216,6 +216,8 @@ class Graph {
   // node is erased. nullptr, and nothing changed, for any other node.
   Value* constantToInitializer(Node* constant);
   Value* findValue(std::string_view name) const;
+  // Gives `value` a new name; fails if the name is taken.
+  Status renameValue(Value* value, const std::string& name);
   const std::vector<std::unique_ptr<Value>>& values() const { return values_; }
   // Values holding initializers, in the order they were added.
   std::vector<Value*> initializers() const;

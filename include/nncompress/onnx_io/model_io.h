@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "nncompress/ir/float16.h"
 #include "nncompress/ir/graph.h"
 #include "nncompress/ir/model_format.h"
 #include "nncompress/ir/shape_inference.h"
@@ -34,6 +35,7 @@ struct LoadedModelInfo {
   std::string shape_inference_note;  // why inference was skipped or partial, if it was
   std::string strict_finding;        // with StrictLoad::kWarn: what kRefuse would refuse
   std::string validation_note;       // what the strict checks could not look at, if anything
+  Float16Promotion float16;          // set by loadInputModel: a float16 model works in float32
 };
 
 // Loads MODEL from a file. Errors name the problem (the caller adds the file name).
