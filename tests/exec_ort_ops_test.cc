@@ -20,12 +20,19 @@ namespace {
 
 using Inputs = std::vector<std::pair<std::string, Tensor>>;
 
-// Runs `text` in our executor and in ORT; returns {ours, ORT's} first output.
-std::pair<Tensor, Tensor> runBoth(const std::string& text, const Inputs& inputs) {
+// Runs `text` in our executor and `ort_text` (default: the same model) in ORT; returns {ours,
+// ORT's} outputs, in the models' output order.
+std::pair<std::vector<Tensor>, std::vector<Tensor>> runBothAll(const std::string& text,
+                                                               const Inputs& inputs,
+                                                               const std::string& ort_text = "") {
   testing::TempDir dir;
   Model model = testing::parseModelText(text);
   const auto path = dir / "m.onnx";
-  EXPECT_TRUE(saveModel(model, path).isOk());
+  if (ort_text.empty()) {
+    EXPECT_TRUE(saveModel(model, path).isOk());
+  } else {
+    EXPECT_TRUE(saveModel(testing::parseModelText(ort_text), path).isOk());
+  }
   auto ex = exec::Executor::create(model);
   EXPECT_TRUE(ex.isOk()) << ex.status().toString();
   if (!ex.isOk()) return {};
@@ -36,7 +43,14 @@ std::pair<Tensor, Tensor> runBoth(const std::string& text, const Inputs& inputs)
   auto ort = testing::runOrt(path, inputs, dir);
   EXPECT_TRUE(ort.isOk()) << ort.status().toString();
   if (!ours.isOk() || !ort.isOk()) return {};
-  return {ours->front(), ort->front()};
+  return {std::move(ours).value(), std::move(ort).value()};
+}
+
+// Runs `text` in our executor and in ORT; returns {ours, ORT's} first output.
+std::pair<Tensor, Tensor> runBoth(const std::string& text, const Inputs& inputs) {
+  auto [ours, ort] = runBothAll(text, inputs);
+  if (ours.empty() || ort.empty()) return {};
+  return {ours.front(), ort.front()};
 }
 
 void expectSameIndices(const Tensor& ours, const Tensor& ort) {
@@ -516,6 +530,179 @@ TEST(ExecOrtOps, DetAndReverseSequenceMatchOrt) {
     auto [ours, ort] = runBoth(text, {{"x", testing::randomTensor(shape, 69u)}, {"lens", lens}});
     expectSameTensor(ours, ort);
   }
+}
+
+// ---- RNN, GRU, LSTM ----
+
+constexpr int64_t kSteps = 5, kBatch = 4, kInput = 3, kHidden = 6;
+
+std::string dimsText(const Shape& s) {
+  std::string t;
+  for (int64_t d : s) t += (t.empty() ? "" : ", ") + std::to_string(d);
+  return t;
+}
+
+// Every input of `op` with `directions`: seeded random X (batch first when `batch_first`),
+// weights, biases, initial states and LSTM peepholes, and the lengths `lens`.
+Inputs recurrentInputs(const std::string& op, int64_t directions, const std::vector<int32_t>& lens,
+                       bool batch_first, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int64_t gates = op == "LSTM" ? 4 : op == "GRU" ? 3 : 1;
+  const Shape state =
+      batch_first ? Shape{kBatch, directions, kHidden} : Shape{directions, kBatch, kHidden};
+  Inputs in;
+  in.push_back(
+      {"x", testing::randomTensor(
+                batch_first ? Shape{kBatch, kSteps, kInput} : Shape{kSteps, kBatch, kInput}, rng)});
+  in.push_back({"w", testing::randomTensor({directions, gates * kHidden, kInput}, rng)});
+  in.push_back({"r", testing::randomTensor({directions, gates * kHidden, kHidden}, rng)});
+  in.push_back({"b", testing::randomTensor({directions, 2 * gates * kHidden}, rng)});
+  in.push_back({"lens", tensorOf<int32_t>(DType::kInt32, {kBatch}, lens)});
+  in.push_back({"h0", testing::randomTensor(state, rng)});
+  if (op == "LSTM") {
+    in.push_back({"c0", testing::randomTensor(state, rng)});
+    in.push_back({"p", testing::randomTensor({directions, 3 * kHidden}, rng)});
+  }
+  return in;
+}
+
+// A graph of one `op` node reading every input in `in`, with outputs y, yh (and yc for LSTM).
+// With `transposed` (for ORT, which has no layout 1), x, h0 and c0 come batch first and pass
+// through Transposes into a layout-0 node, and its outputs are transposed back to batch first.
+std::string recurrentText(const std::string& op, const std::string& attrs, int opset,
+                          const Inputs& in, bool transposed = false) {
+  const bool lstm = op == "LSTM";
+  std::string signature, args, body;
+  for (const auto& [name, t] : in) {
+    signature += (signature.empty() ? "" : ", ") +
+                 std::string(t.dtype() == DType::kInt32 ? "int32[" : "float[") +
+                 dimsText(t.shape()) + "] " + name;
+    const bool swap = transposed && (name == "x" || name == "h0" || name == "c0");
+    if (swap) body += name + "_t = Transpose<perm = [1, 0, 2]>(" + name + ")\n";
+    args += (args.empty() ? "" : ", ") + name + (swap ? "_t" : "");
+  }
+  const std::string outs = lstm ? "y, yh, yc" : "y, yh";
+  const std::string node_outs = transposed ? (lstm ? "y_t, yh_t, yc_t" : "y_t, yh_t") : outs;
+  body += node_outs + " = " + op + "<hidden_size = " + std::to_string(kHidden) + ", " + attrs +
+          ">(" + args + ")\n";
+  if (transposed) {
+    body += "y = Transpose<perm = [2, 0, 1, 3]>(y_t)\nyh = Transpose<perm = [1, 0, 2]>(yh_t)\n";
+    if (lstm) body += "yc = Transpose<perm = [1, 0, 2]>(yc_t)\n";
+  }
+  return R"(<ir_version: 8, opset_import: ["" : )" + std::to_string(opset) + "]>\ng (" + signature +
+         ") => (float y, float yh" + (lstm ? ", float yc" : "") + ") {\n" + body + "}";
+}
+
+// Every output (Y, Y_h, Y_c) against ORT's.
+void expectSameOutputs(const std::string& text, const Inputs& in,
+                       const std::string& ort_text = "") {
+  auto [ours, ort] = runBothAll(text, in, ort_text);
+  ASSERT_EQ(ours.size(), ort.size());
+  ASSERT_FALSE(ours.empty());
+  for (size_t i = 0; i < ours.size(); ++i) {
+    SCOPED_TRACE("output " + std::to_string(i));
+    expectSameTensor(ours[i], ort[i], 1e-5);
+  }
+}
+
+// Lengths of 5 (all steps), 3, 1 and 0: the reverse direction starts at each entry's own last
+// step, Y is zero past the length, Y_h and Y_c hold the last valid step (zero for length 0).
+const std::vector<int32_t> kLens = {5, 3, 1, 0};
+// ORT's RNN reads the step before the first for Y_h at length 0, so RNN tests leave 0 out.
+const std::vector<int32_t> kRnnLens = {5, 3, 1, 2};
+
+// Bidirectional with lengths, initial states and peepholes; reverse with input_forget and clip.
+TEST(ExecOrtOps, LstmMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  for (const char* attrs : {R"(direction = "bidirectional")",
+                            R"(direction = "reverse", input_forget = 1, clip = 0.8)"}) {
+    SCOPED_TRACE(attrs);
+    const int64_t dirs = std::string(attrs).find("bidi") != std::string::npos ? 2 : 1;
+    const Inputs in = recurrentInputs("LSTM", dirs, kLens, false, 71u);
+    expectSameOutputs(recurrentText("LSTM", attrs, 14, in), in);
+  }
+}
+
+// linear_before_reset 0 and 1 (where Rbh goes inside the reset product), both directions.
+TEST(ExecOrtOps, GruLinearBeforeResetMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  for (int lbr = 0; lbr <= 1; ++lbr) {
+    SCOPED_TRACE("linear_before_reset " + std::to_string(lbr));
+    const Inputs in = recurrentInputs("GRU", 2, kLens, false, 72u + lbr);
+    const std::string attrs =
+        R"(direction = "bidirectional", linear_before_reset = )" + std::to_string(lbr);
+    expectSameOutputs(recurrentText("GRU", attrs, 7, in), in);
+  }
+}
+
+// Reverse with clip (pre-activations reach about 4, so 0.5 bites), then other activations.
+TEST(ExecOrtOps, RnnReverseClipMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  for (const char* attrs :
+       {R"(direction = "reverse", clip = 0.5)",
+        R"(direction = "bidirectional", activations = ["LeakyRelu", "HardSigmoid"],
+           activation_alpha = [0.2, 0.3], activation_beta = [0.4])"}) {
+    SCOPED_TRACE(attrs);
+    const int64_t dirs = std::string(attrs).find("bidi") != std::string::npos ? 2 : 1;
+    const Inputs in = recurrentInputs("RNN", dirs, kRnnLens, false, 74u);
+    expectSameOutputs(recurrentText("RNN", attrs, 14, in), in);
+  }
+}
+
+// layout 1 (batch first) against ORT's layout 0 between Transposes.
+TEST(ExecOrtOps, RecurrentBatchFirstLayoutMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  for (const char* op : {"LSTM", "GRU", "RNN"}) {
+    SCOPED_TRACE(op);
+    const Inputs in =
+        recurrentInputs(op, 2, std::string(op) == "RNN" ? kRnnLens : kLens, true, 75u);
+    const std::string attrs = R"(direction = "bidirectional")";
+    expectSameOutputs(recurrentText(op, attrs + ", layout = 1", 14, in), in,
+                      recurrentText(op, attrs, 14, in, true));
+  }
+}
+
+// A forward RNN over X [2, 1, 3] of `type` with hidden size 4.
+Model smallRnn(int opset, const std::string& type, const std::string& attrs = "") {
+  const std::string& t = type;
+  return testing::parseModelText(R"(<ir_version: 8, opset_import: ["" : )" + std::to_string(opset) +
+                                 "]>\ng (" + t + "[2, 1, 3] x, " + t + "[1, 4, 3] w, " + t +
+                                 "[1, 4, 4] r) => (" + t + " y) {\ny = RNN<hidden_size = 4" +
+                                 attrs + ">(x, w, r)\n}");
+}
+
+// Versions, types and activations the kernels do not implement: an unsupported status when the
+// plan is made or run, never a crash.
+TEST(ExecOrtOps, RecurrentRefusesWhatItDoesNotImplement) {
+  struct Case {
+    int opset;
+    const char* type;
+    const char* attrs;
+  };
+  const Case cases[] = {{1, "float", ""},
+                        {6, "float", ""},
+                        {14, "double", ""},
+                        {14, "float", R"(, activations = ["Affine"])"},
+                        {14, "float", R"(, activations = ["Swish"])"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(std::to_string(c.opset) + " " + c.type + c.attrs);
+    Model model = smallRnn(c.opset, c.type, c.attrs);
+    auto ex = exec::Executor::create(model);
+    Status st = ex.status();
+    if (ex.isOk()) {
+      Tensor x(std::string(c.type) == "double" ? DType::kFloat64 : DType::kFloat32, {2, 1, 3});
+      Tensor w(x.dtype(), {1, 4, 3}), r(x.dtype(), {1, 4, 4});
+      st = (*ex)->run({x, w, r}).status();
+    }
+    EXPECT_EQ(st.code(), StatusCode::kUnsupported) << st.toString();
+  }
+  // Version 22 (bfloat16) is past what the loader reads; the kernel refuses it too.
+  Model model = smallRnn(14, "float");
+  const Node& node = *model.graph->nodes().front();
+  const exec::KernelFactory* factory = exec::KernelRegistry::builtin().find(node);
+  ASSERT_NE(factory, nullptr);
+  EXPECT_EQ((*factory)(exec::KernelBuildContext{node, 22}).status().code(),
+            StatusCode::kUnsupported);
 }
 
 }  // namespace

@@ -101,6 +101,7 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerSelectionKernels(r);
     registerSequenceKernels(r);
     registerLinalgKernels(r);
+    registerRecurrentKernels(r);
     return r;
   }();
   return registry;

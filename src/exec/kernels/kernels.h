@@ -23,6 +23,7 @@ void registerEinsumKernels(KernelRegistry& r);       // Einsum
 void registerSelectionKernels(KernelRegistry& r);    // TopK, NonZero, GatherND
 void registerSequenceKernels(KernelRegistry& r);     // CumSum, OneHot, Compress, ReverseSequence
 void registerLinalgKernels(KernelRegistry& r);       // Det
+void registerRecurrentKernels(KernelRegistry& r);    // RNN, GRU, LSTM
 
 // A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
 // the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.
