@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "nncompress/quant/balanced_rounding.h"
 #include "quantize_internal.h"
@@ -39,16 +40,20 @@ bool isRowTable(const Value& v, const QuantizeOptions& options) {
 }
 
 struct RowQuantized {
-  Tensor q;      // int8 [rows, length]
-  Tensor scale;  // float [rows, 1]
+  Tensor q;      // int8, the table's shape
+  Tensor scale;  // float, the table's shape with the last dim 1
   float scale_min = 0, scale_max = 0;
 };
 
 // Nearest rounding: a row is read as a vector on its own, so each element keeps its own error
 // within half a step (balanced rounding, made for the sums a layer's weights feed, may move one
 // element a whole step).
+// A row is the last axis: [rows, length] for a table, [directions, gates x hidden, inputs] for a
+// recurrent weight.
 RowQuantized quantizeRows(const Tensor& t) {
-  const int64_t rows = t.dim(0), length = t.dim(1);
+  const int64_t length = t.dim(t.rank() - 1), rows = t.numel() / length;
+  Shape scale_shape = t.shape();
+  scale_shape.back() = 1;
   const auto td = t.data<float>();
   constexpr int kQmax = 127;
   std::vector<float> scale(rows);
@@ -57,7 +62,7 @@ RowQuantized quantizeRows(const Tensor& t) {
     for (int64_t i = r * length; i < (r + 1) * length; ++i) amax = std::max(amax, std::abs(td[i]));
     scale[r] = amax > 0 ? amax / kQmax : 1.f;
   }
-  RowQuantized out{Tensor(DType::kInt8, t.shape()), Tensor::fromVector<float>({rows, 1}, scale)};
+  RowQuantized out{Tensor(DType::kInt8, t.shape()), Tensor::fromVector<float>(scale_shape, scale)};
   const std::vector<int> ints = roundWeights(
       td, scale, [&](int64_t i) { return i / length; }, kQmax, false);
   std::copy(ints.begin(), ints.end(), out.q.mutableData<int8_t>().begin());
@@ -90,7 +95,74 @@ QuantizedLayer rewriteGather(Graph& g, Node& gather, Value* q, Value* s, const R
           mul->output(0)->name()};
 }
 
+// Recurrent layers and the inputs holding their weights: W (1) and R (2), [directions, gates x
+// hidden, inputs or hidden] at every version.
+bool isRecurrentOp(const Node& n) { return n.isOp("LSTM") || n.isOp("GRU") || n.isOp("RNN"); }
+
+// A float32 rank-3 initializer of finite values read by recurrent layers only, as W or R.
+bool isRecurrentWeight(const Value& v, const QuantizeOptions& options) {
+  const Tensor* t = v.initializer();
+  if (t == nullptr || t->dtype() != DType::kFloat32 || t->rank() != 3 || v.isGraphInput() ||
+      v.isGraphOutput() || !v.hasUses() || t->numel() < kMinTableElements ||
+      t->dim(2) < kMinRowLength)
+    return false;
+  for (const Use& u : v.uses())
+    if (!isRecurrentOp(*u.node) || (u.input_index != 1 && u.input_index != 2) ||
+        excluded(*u.node, options))
+      return false;
+  const auto values = t->data<float>();
+  return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
+}
+
+// W -> Mul(Cast(q), scale): int8 in the file; runtimes fold the constant product once at load
+// (ONNX Runtime's constant folding), so the recurrence itself runs in float as before. Every
+// version of these ops and every runtime reads it, unlike DequantizeLinear per axis (opset 13+,
+// one axis: a bidirectional weight has rows along two).
+Value* dequantizedWeight(Graph& g, Value* w, const RowQuantized& r, const Node& first_reader) {
+  Value* q = g.addInitializer(w->name() + "_q", r.q);
+  Value* s = g.addInitializer(w->name() + "_s", r.scale);
+  Node* cast = g.insertNodeBefore(&first_reader, "Cast", {q}, {w->name() + "_i"});
+  cast->setAttribute(Attribute::makeInt("to", 1));  // FLOAT
+  setType(cast->output(0), DType::kFloat32, w);
+  Node* mul = g.insertNodeBefore(&first_reader, "Mul", {cast->output(0), s}, {w->name() + "_dq"});
+  mul->output(0)->setType(w->type());
+  return mul->output(0);
+}
+
+const Value* firstOutput(const Node& n) {
+  for (const Value* v : n.outputs())
+    if (v != nullptr) return v;
+  return nullptr;
+}
+
 }  // namespace
+
+std::vector<QuantizedLayer> quantizeRecurrentWeights(Graph& g, const QuantizeOptions& options) {
+  std::map<const Node*, QuantizedLayer> by_layer;
+  std::vector<const Node*> order;
+  for (Value* w : g.initializers()) {
+    if (!isRecurrentWeight(*w, options)) continue;
+    const RowQuantized r = quantizeRows(*w->initializer());
+    const std::vector<Use> uses = w->uses();
+    Value* dq = dequantizedWeight(g, w, r, *uses.front().node);
+    for (const Use& u : uses) {
+      u.node->setInput(static_cast<size_t>(u.input_index), dq);
+      auto [it, added] = by_layer.try_emplace(u.node);
+      QuantizedLayer& l = it->second;
+      if (added) {
+        order.push_back(u.node);
+        const Value* out = firstOutput(*u.node);
+        l = {displayName(*u.node),   u.node->opType(),      8, 0, r.scale_min, r.scale_max, 0,
+             out ? out->name() : "", out ? out->name() : ""};
+      }
+      l.weight_scale_min = std::min(l.weight_scale_min, r.scale_min);
+      l.weight_scale_max = std::max(l.weight_scale_max, r.scale_max);
+    }
+  }
+  std::vector<QuantizedLayer> layers;
+  for (const Node* n : order) layers.push_back(by_layer.at(n));
+  return layers;
+}
 
 std::vector<QuantizedLayer> quantizeGatherTables(Graph& g, const QuantizeOptions& options) {
   std::vector<QuantizedLayer> layers;

@@ -192,6 +192,7 @@ StatusOr<std::vector<QuantizedLayer>> quantizeModel(
   }
   if (quantize_acts && model.opsetVersion("") >= 13) guardFloatLayersFromOrtWeightQuantization(g);
   for (QuantizedLayer& table : quantizeGatherTables(g, options)) layers.push_back(table);
+  for (QuantizedLayer& layer : quantizeRecurrentWeights(g, options)) layers.push_back(layer);
   g.removeDeadNodes();
   NNC_RETURN_IF_ERROR(g.sortTopologically());
   return layers;

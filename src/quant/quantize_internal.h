@@ -62,6 +62,8 @@ WeightQuant quantizeWeightInt4(Graph& g, Node& layer, int64_t block_size, bool b
 // Gathers): int8 with one symmetric scale per row, each Gather rewritten to
 // Mul(Cast(Gather(q, ids)), Gather(scale, ids)). One entry (op "Gather") per rewritten Gather.
 std::vector<QuantizedLayer> quantizeGatherTables(Graph& g, const QuantizeOptions& options);
+// The W and R weights of LSTM, GRU and RNN layers as int8 rows (the layers compute in float).
+std::vector<QuantizedLayer> quantizeRecurrentWeights(Graph& g, const QuantizeOptions& options);
 
 // ---- activation_qdq.cc ----
 
