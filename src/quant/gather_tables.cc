@@ -25,16 +25,18 @@ bool excluded(const Node& n, const QuantizeOptions& options) {
          std::find(e.begin(), e.end(), n.output(0)->name()) != e.end();
 }
 
-// A float32 [rows, length] initializer of finite values (an inf row has no int8 grid), read only
-// as rows by Gathers nobody excluded.
-bool isRowTable(const Value& v, const QuantizeOptions& options) {
+// A float32 initializer of `rank` dims, large enough to be worth its scales, of finite values (an
+// inf row has no int8 grid), read only where `reads_rows` says (by layers nobody excluded).
+template <typename ReadsRows>
+bool isRowQuantizable(const Value& v, int rank, const QuantizeOptions& options,
+                      ReadsRows reads_rows) {
   const Tensor* t = v.initializer();
-  if (t == nullptr || t->dtype() != DType::kFloat32 || t->rank() != 2 || v.isGraphInput() ||
+  if (t == nullptr || t->dtype() != DType::kFloat32 || t->rank() != rank || v.isGraphInput() ||
       v.isGraphOutput() || !v.hasUses() || t->numel() < kMinTableElements ||
-      t->dim(1) < kMinRowLength)
+      t->dim(rank - 1) < kMinRowLength)
     return false;
   for (const Use& u : v.uses())
-    if (!readsRowsOf(u) || excluded(*u.node, options)) return false;
+    if (!reads_rows(u) || excluded(*u.node, options)) return false;
   const auto values = t->data<float>();
   return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
 }
@@ -99,19 +101,9 @@ QuantizedLayer rewriteGather(Graph& g, Node& gather, Value* q, Value* s, const R
 // hidden, inputs or hidden] at every version.
 bool isRecurrentOp(const Node& n) { return n.isOp("LSTM") || n.isOp("GRU") || n.isOp("RNN"); }
 
-// A float32 rank-3 initializer of finite values read by recurrent layers only, as W or R.
-bool isRecurrentWeight(const Value& v, const QuantizeOptions& options) {
-  const Tensor* t = v.initializer();
-  if (t == nullptr || t->dtype() != DType::kFloat32 || t->rank() != 3 || v.isGraphInput() ||
-      v.isGraphOutput() || !v.hasUses() || t->numel() < kMinTableElements ||
-      t->dim(2) < kMinRowLength)
-    return false;
-  for (const Use& u : v.uses())
-    if (!isRecurrentOp(*u.node) || (u.input_index != 1 && u.input_index != 2) ||
-        excluded(*u.node, options))
-      return false;
-  const auto values = t->data<float>();
-  return std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); });
+// W or R of recurrent layers: [directions, gates x hidden, inputs or hidden].
+bool readsRecurrentWeight(const Use& u) {
+  return isRecurrentOp(*u.node) && (u.input_index == 1 || u.input_index == 2);
 }
 
 // W -> Mul(Cast(q), scale): int8 in the file; runtimes fold the constant product once at load
@@ -141,7 +133,7 @@ std::vector<QuantizedLayer> quantizeRecurrentWeights(Graph& g, const QuantizeOpt
   std::map<const Node*, QuantizedLayer> by_layer;
   std::vector<const Node*> order;
   for (Value* w : g.initializers()) {
-    if (!isRecurrentWeight(*w, options)) continue;
+    if (!isRowQuantizable(*w, 3, options, readsRecurrentWeight)) continue;
     const RowQuantized r = quantizeRows(*w->initializer());
     const std::vector<Use> uses = w->uses();
     Value* dq = dequantizedWeight(g, w, r, *uses.front().node);
@@ -167,7 +159,7 @@ std::vector<QuantizedLayer> quantizeRecurrentWeights(Graph& g, const QuantizeOpt
 std::vector<QuantizedLayer> quantizeGatherTables(Graph& g, const QuantizeOptions& options) {
   std::vector<QuantizedLayer> layers;
   for (Value* table : g.initializers()) {
-    if (!isRowTable(*table, options)) continue;
+    if (!isRowQuantizable(*table, 2, options, readsRowsOf)) continue;
     RowQuantized r = quantizeRows(*table->initializer());
     Value* q = g.addInitializer(table->name() + "_q", std::move(r.q));
     Value* s = g.addInitializer(table->name() + "_s", std::move(r.scale));
