@@ -7,6 +7,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "graph_input.h"
 #include "nncompress/ir/float16.h"
 #include "nncompress/onnx_io/model_io.h"
 #include "ort_util.h"
@@ -76,6 +77,29 @@ TEST(Float16Model, PromotionRecordsTheInterfaceAndRoundTrips) {
   EXPECT_EQ(p.outputs, std::vector<std::string>{"logits"});
   EXPECT_EQ(countValuesOf(half, DType::kFloat16), 0);
   EXPECT_FALSE(promoteFloat16(half).promoted);  // float32 now: nothing to do
+}
+
+// float16 storage read through a Cast (quantize's compact biases) computes in float32: nothing
+// to promote, and the model is written as it is.
+TEST(Float16Model, Float16StorageCastToFloatIsNotPromoted) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* x = testing::addTypedInput(g, "x", DType::kFloat32, {Dim::known(4)});
+  Value* h =
+      g.addInitializer("h", convertFloatTensor(testing::randomTensor({4}, 3), DType::kFloat16));
+  Node* cast = g.addNode("Cast", {h}, {"hf"});
+  cast->setAttribute(Attribute::makeInt("to", 1));
+  g.addOutput(g.addNode("Add", {x, cast->output(0)}, {"y"})->output(0));
+  EXPECT_FALSE(computesInFloat16(m));
+  EXPECT_FALSE(promoteFloat16(m).promoted);
+  EXPECT_EQ(h->initializer()->dtype(), DType::kFloat16);
+  // Read by the Add directly, the same value computes in float16.
+  Value* x16 = testing::addTypedInput(g, "x16", DType::kFloat16, {Dim::known(4)});
+  g.addOutput(g.addNode("Add", {x16, h}, {"y16"})->output(0));
+  EXPECT_TRUE(computesInFloat16(m));
+  EXPECT_TRUE(promoteFloat16(m).promoted);
+  EXPECT_EQ(h->initializer()->dtype(), DType::kFloat32);
 }
 
 TEST(Float16Model, WrittenBackWithCastsWhenNotPure) {

@@ -103,6 +103,15 @@ int retypeFloats(Graph& g, DType from, DType to) {
   return changed;
 }
 
+// Subgraph attributes stay serialized: their float16 values would no longer agree with a
+// promoted main graph.
+bool hasSubgraphs(const Graph& g) {
+  for (const auto& n : g.nodes())
+    for (const Attribute& a : n->attributes())
+      if (a.kind == AttrKind::kGraph || a.kind == AttrKind::kGraphs) return true;
+  return false;
+}
+
 bool hasFloat32Values(const Graph& g) {
   for (const auto& v : g.values())
     if (v->dtype() == DType::kFloat32 ||
@@ -151,17 +160,23 @@ void castInput(Graph& g, Value* input) {
 
 }  // namespace
 
-bool hasFloat16Values(const Model& model) {
-  for (const auto& v : model.graph->values())
-    if (v->dtype() == DType::kFloat16 ||
-        (v->isInitializer() && v->initializer()->dtype() == DType::kFloat16))
-      return true;
+bool computesInFloat16(const Model& model) {
+  for (const auto& v : model.graph->values()) {
+    const bool half = v->dtype() == DType::kFloat16 ||
+                      (v->isInitializer() && v->initializer()->dtype() == DType::kFloat16);
+    if (!half) continue;
+    if (v->isGraphInput() || v->isGraphOutput()) return true;
+    // Values stored as float16 and only cast to float32 (quantize's compact storage) compute
+    // nothing in float16.
+    for (const Use& u : v->uses())
+      if (!u.node->isOp("Cast")) return true;
+  }
   return false;
 }
 
 Float16Promotion promoteFloat16(Model& model) {
   Float16Promotion p;
-  if (!hasFloat16Values(model)) return p;
+  if (!computesInFloat16(model) || hasSubgraphs(*model.graph)) return p;
   Graph& g = *model.graph;
   p.pure = !hasFloat32Values(g);
   for (const Value* v : g.inputs())

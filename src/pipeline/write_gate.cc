@@ -199,7 +199,7 @@ Status runSample(const Model& written, const ReferenceSource& reference, WriteGa
   // Our executor computes in float32: a float16 model is sampled as its float32 promotion, as
   // the commands loaded its input (cli loadInputModel).
   std::optional<Model> promoted;
-  if (hasFloat16Values(written)) {
+  if (computesInFloat16(written)) {
     promoted = written.clone();
     promoteFloat16(*promoted);
   }

@@ -21,7 +21,8 @@ struct Float16Promotion {
 };
 
 // Promotes every float16 value of the main graph to float32. A no-op (promoted false) for a model
-// without float16 values. Subgraph attributes stay as they are.
+// that does not compute in float16, and for one with subgraphs (If, Loop, Scan: they stay
+// serialized, so their float16 values could not follow).
 Float16Promotion promoteFloat16(Model& model);
 
 // Undoes promoteFloat16 for writing: the whole model back to float16 when the promotion was pure,
@@ -33,7 +34,8 @@ Status writeBackFloat16(Model& model, const Float16Promotion& promotion, bool* d
 // its range become infinities).
 Tensor convertFloatTensor(const Tensor& t, DType to);
 
-// Whether any value of the main graph is float16 (a model our executor cannot run as it is).
-bool hasFloat16Values(const Model& model);
+// Whether the main graph computes in float16: a float16 graph input or output, or a float16 value
+// read by anything but a Cast (float16 storage cast to float32 computes nothing in float16).
+bool computesInFloat16(const Model& model);
 
 }  // namespace nnc
