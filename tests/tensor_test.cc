@@ -1,5 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "nncompress/ir/float16.h"
 #include "nncompress/ir/tensor.h"
 #include "nncompress/ir/tensor_eigen.h"
 
@@ -94,6 +99,42 @@ TEST(TensorTest, HalfAndIntegerWidening) {
   EXPECT_EQ(h.elementAsDouble(1), -2.0);
   Tensor i = Tensor::fromVector<int32_t>({3}, {1, -2, 3});
   EXPECT_EQ(i.toInt64Vector(), (std::vector<int64_t>{1, -2, 3}));
+}
+
+// float -> float16 rounds to nearest even at every boundary: the largest half, past it to
+// infinity, subnormals, ties, signed zero and NaN.
+TEST(TensorTest, FloatToHalfRoundsToNearestEven) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<std::pair<float, uint16_t>> cases = {{65504.f, 0x7bff},
+                                                         {65519.f, 0x7bff},
+                                                         {65520.f, 0x7c00},
+                                                         {-70000.f, 0xfc00},
+                                                         {std::ldexp(1.f, -24), 0x0001},
+                                                         {std::ldexp(1.f, -25), 0x0000},
+                                                         {std::ldexp(3.f, -25), 0x0002},
+                                                         {std::ldexp(1.f, -14), 0x0400},
+                                                         {-0.f, 0x8000},
+                                                         {1.f + std::ldexp(1.f, -11), 0x3c00},
+                                                         {1.f + std::ldexp(3.f, -11), 0x3c02},
+                                                         {inf, 0x7c00},
+                                                         {nan, 0x7e00},
+                                                         {0.1f, 0x2e66}};
+  std::vector<float> values;
+  for (const auto& [v, bits] : cases) values.push_back(v);
+  const Tensor f = Tensor::fromVector<float>({static_cast<int64_t>(values.size())}, values);
+  const Tensor h = convertFloatTensor(f, DType::kFloat16);
+  ASSERT_EQ(h.dtype(), DType::kFloat16);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    uint16_t got;
+    std::memcpy(&got, h.bytes().data() + 2 * i, 2);
+    EXPECT_EQ(got, cases[i].second) << "value " << cases[i].first;
+  }
+  const Tensor back = convertFloatTensor(h, DType::kFloat32);
+  EXPECT_EQ(back.data<float>()[0], 65504.f);
+  EXPECT_EQ(back.data<float>()[4], std::ldexp(1.f, -24));
+  EXPECT_TRUE(std::signbit(back.data<float>()[8]));
+  EXPECT_TRUE(std::isnan(back.data<float>()[12]));
 }
 
 TEST(TensorTest, ShapeNumelRejectsNegativeAndOverflow) {

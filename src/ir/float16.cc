@@ -56,13 +56,14 @@ uint16_t floatToHalf(float f) {
 
 Tensor convertFloatTensor(const Tensor& t, DType to) {
   Tensor out(to, t.shape());
+  char* bytes = out.mutableBytes().data();
   for (int64_t i = 0; i < t.numel(); ++i) {
     const float v = static_cast<float>(t.elementAsDouble(i));
     if (to == DType::kFloat32) {
-      std::memcpy(out.mutableBytes().data() + 4 * i, &v, 4);
+      std::memcpy(bytes + 4 * i, &v, 4);
     } else {
       const uint16_t h = floatToHalf(v);
-      std::memcpy(out.mutableBytes().data() + 2 * i, &h, 2);
+      std::memcpy(bytes + 2 * i, &h, 2);
     }
   }
   return out;
