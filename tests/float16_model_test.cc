@@ -163,6 +163,23 @@ TEST(Float16Model, PruneWritesFloat16LikeTheFloat32Path) {
   EXPECT_GT(cosine(ortLogits(dir / "p16.onnx", dir), ortLogits(dir / "p32.onnx", dir)), 0.999);
 }
 
+// compress measures sizes against the float16 file the user has, not its float32 promotion.
+TEST(Float16Model, CompressTargetsAreRelativeToTheFloat16File) {
+  testing::TempDir dir;
+  ASSERT_TRUE(saveModel(resnetFloat16(), dir / "half.onnx").isOk());
+  auto r = runCli("compress " + quote(dir / "half.onnx") + " -o " + quote(dir / "c.onnx") +
+                  " --data" + kImages +
+                  " --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
+                  " --data-range 59500:60000 --calib-range 0:1000 --mean 0.2860 --std 0.3530"
+                  " --max-accuracy-drop 2 --target-size 2x --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const double file = double(std::filesystem::file_size(dir / "half.onnx"));
+  EXPECT_NEAR(j["before"]["file_bytes"].get<double>(), file, 0.02 * file);
+  EXPECT_NEAR(j["target_bytes"].get<double>(), file / 2, 0.02 * file);
+  EXPECT_LE(double(std::filesystem::file_size(dir / "c.onnx")), file / 2);
+}
+
 // eval reads a float16 model as it reads its float32 original.
 TEST(Float16Model, EvalMatchesTheFloat32Original) {
   testing::TempDir dir;

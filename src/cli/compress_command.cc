@@ -500,6 +500,19 @@ Status targetNotMet(const CompressCommandOptions& o, const CompressRun& run) {
           (run.written ? "; wrote it (--keep-best)" : "; nothing written (--keep-best writes it)"));
 }
 
+// The input's size as its user has it: a float16 model, worked on in float32, counts as the
+// float16 file it is written back to, so targets like 4x mean 4x of that file.
+StatusOr<int64_t> deployedBytes(const Model& model, const Float16Promotion& float16) {
+  if (!float16.promoted) {
+    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(model));
+    return static_cast<int64_t>(bytes.size());
+  }
+  Model written = model.clone();
+  NNC_RETURN_IF_ERROR(writeBackFloat16(written, float16));
+  NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(written));
+  return static_cast<int64_t>(bytes.size());
+}
+
 }  // namespace
 
 Status runCompress(const CompressCommandOptions& o) {
@@ -507,9 +520,7 @@ Status runCompress(const CompressCommandOptions& o) {
   CompressRun run;
   LoadedModelInfo info;
   NNC_ASSIGN_OR_RETURN(const Model original, loadCompressInput(o, info, run.converted_from));
-  NNC_ASSIGN_OR_RETURN(std::string original_bytes_text, serializeModel(original));
-  run.original_bytes = static_cast<int64_t>(original_bytes_text.size());
-  original_bytes_text.clear();
+  NNC_ASSIGN_OR_RETURN(run.original_bytes, deployedBytes(original, info.float16));
   NNC_ASSIGN_OR_RETURN(run.max_bytes, parseTargetSize(o.target_size, run.original_bytes));
 
   NNC_ASSIGN_OR_RETURN(auto eval_reader, openReader(o.data, original, "data"));
