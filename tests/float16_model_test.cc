@@ -178,6 +178,16 @@ TEST(Float16Model, CompressTargetsAreRelativeToTheFloat16File) {
   EXPECT_NEAR(j["before"]["file_bytes"].get<double>(), file, 0.02 * file);
   EXPECT_NEAR(j["target_bytes"].get<double>(), file / 2, 0.02 * file);
   EXPECT_LE(double(std::filesystem::file_size(dir / "c.onnx")), file / 2);
+  // Pruning alone writes float16: the sizes the search measured are the float16 file's too.
+  r = runCli("compress " + quote(dir / "half.onnx") + " -o " + quote(dir / "p.onnx") + " --data" +
+             kImages +
+             " --labels /usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
+             " --data-range 59500:60000 --calib-range 0:1000 --mean 0.2860 --std 0.3530"
+             " --max-accuracy-drop 2 --target-size 2x --no-quantize --keep-best --json");
+  ASSERT_TRUE(r.exit_code == 0 || r.exit_code == 1) << r.err;
+  const double written = double(std::filesystem::file_size(dir / "p.onnx"));
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["after"]["file_bytes"].get<double>(), written,
+              0.02 * written);
 }
 
 // eval reads a float16 model as it reads its float32 original.

@@ -300,8 +300,21 @@ StatusOr<Model> loadCompressInput(const CompressCommandOptions& o, LoadedModelIn
   return loaded;
 }
 
+// A model's size as its user gets it: a float16 model, worked on in float32, counts as the
+// float16 file it is written back to, so targets like 4x mean 4x of that file.
+StatusOr<int64_t> deployedBytes(const Model& model, const Float16Promotion& float16) {
+  std::optional<Model> written;
+  if (float16.promoted) {
+    written = model.clone();
+    NNC_RETURN_IF_ERROR(writeBackFloat16(*written, float16));
+  }
+  NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(written ? *written : model));
+  return static_cast<int64_t>(bytes.size());
+}
+
 // The options of the search and its actions (the readers and labels are the caller's).
-Status configureCompressSetup(const CompressCommandOptions& o, CompressSetup& setup) {
+Status configureCompressSetup(const CompressCommandOptions& o, const Float16Promotion& float16,
+                              CompressSetup& setup) {
   setup.eval_size = o.eval_size;
   setup.calib_size = o.calib_size;
   setup.batch = o.batch;
@@ -312,10 +325,7 @@ Status configureCompressSetup(const CompressCommandOptions& o, CompressSetup& se
   setup.exclude = o.exclude;
   setup.exact_only = o.exact_only;
   setup.keep_names = o.keep_names;
-  setup.serialized_size = [](const Model& m) -> StatusOr<int64_t> {
-    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(m));
-    return static_cast<int64_t>(bytes.size());
-  };
+  setup.serialized_size = [float16](const Model& m) { return deployedBytes(m, float16); };
   if (o.qat && o.finetune_epochs <= 0) return invalidArgument("--qat needs --finetune EPOCHS");
   setup.learned_rounding = o.rounding == "adaround";
   if (o.finetune_epochs < 0) return invalidArgument("--finetune must not be negative");
@@ -500,19 +510,6 @@ Status targetNotMet(const CompressCommandOptions& o, const CompressRun& run) {
           (run.written ? "; wrote it (--keep-best)" : "; nothing written (--keep-best writes it)"));
 }
 
-// The input's size as its user has it: a float16 model, worked on in float32, counts as the
-// float16 file it is written back to, so targets like 4x mean 4x of that file.
-StatusOr<int64_t> deployedBytes(const Model& model, const Float16Promotion& float16) {
-  if (!float16.promoted) {
-    NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(model));
-    return static_cast<int64_t>(bytes.size());
-  }
-  Model written = model.clone();
-  NNC_RETURN_IF_ERROR(writeBackFloat16(written, float16));
-  NNC_ASSIGN_OR_RETURN(std::string bytes, serializeModel(written));
-  return static_cast<int64_t>(bytes.size());
-}
-
 }  // namespace
 
 Status runCompress(const CompressCommandOptions& o) {
@@ -534,7 +531,7 @@ Status runCompress(const CompressCommandOptions& o) {
   setup.labels = labels ? &*labels : nullptr;
   setup.classes = classesOf(original);
   setup.calib_data = calib_reader.get();
-  NNC_RETURN_IF_ERROR(configureCompressSetup(o, setup));
+  NNC_RETURN_IF_ERROR(configureCompressSetup(o, info.float16, setup));
   if (setup.finetune) {  // before the search: the retrain step would fail only after it
     Status trainable = checkTrainable(original);
     if (!trainable.isOk()) return trainable.withContext(o.model_path + ": --finetune");
