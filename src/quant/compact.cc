@@ -8,6 +8,8 @@
 #include <set>
 #include <tuple>
 
+#include "nncompress/ir/float16.h"
+
 namespace nnc::quant {
 namespace {
 
@@ -89,21 +91,11 @@ int dropDefaultAttributes(Graph& g) {
   return dropped;
 }
 
-// float -> IEEE half, round to nearest even; nullopt when the value is not a normal half (or 0).
-std::optional<uint16_t> toHalf(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint16_t sign = uint16_t((x >> 16) & 0x8000);
-  const uint32_t mag = x & 0x7fffffff;
-  if (mag == 0) return sign;
-  const int32_t exp = int32_t(mag >> 23) - 127 + 15;
-  if (exp <= 0 || exp >= 31) return std::nullopt;  // subnormal, overflow, inf or nan
-  uint32_t mant = mag & 0x7fffff;
-  uint32_t h = (uint32_t(exp) << 10) | (mant >> 13);
-  const uint32_t rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) ++h;  // may carry into the exponent: fine
-  if (h >= 0x7c00) return std::nullopt;
-  return uint16_t(sign | h);
+// Whether float16 bits are a normal number or zero: subnormals lose the relative precision
+// the storage relies on, and infinities and NaN carry none.
+bool isNormalHalfOrZero(uint16_t h) {
+  const uint16_t exponent = (h >> 10) & 0x1f;
+  return (h & 0x7fff) == 0 || (exponent > 0 && exponent < 31);
 }
 
 // A float32 initializer of at least kMinHalfElements values read only as a bias (Conv/Gemm input
@@ -273,14 +265,9 @@ int halfPrecisionStorage(Graph& g) {
     bool ok = true;
     for (const Use& u : v->uses()) ok = ok && halfStorageUse(u);
     if (!ok) continue;
-    Tensor half(DType::kFloat16, t.shape());
-    const auto fd = t.data<float>();
-    for (int64_t i = 0; i < t.numel() && ok; ++i) {
-      const auto h = toHalf(fd[i]);
-      ok = h.has_value();
-      if (ok) std::memcpy(half.mutableBytes().data() + 2 * i, &*h, 2);
-    }
-    if (!ok) continue;
+    Tensor half = convertFloatTensor(t, DType::kFloat16);
+    const auto bits = half.data<uint16_t>();
+    if (!std::all_of(bits.begin(), bits.end(), isNormalHalfOrZero)) continue;
     Value* stored = g.addInitializer(v->name() + "_h", std::move(half));
     Node* cast = g.addNode("Cast", {stored}, {v->name() + "_f"});
     cast->setAttribute(Attribute::makeInt("to", 1));  // FLOAT
