@@ -8,6 +8,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include <onnx/defs/parser.h>
+
 #include "graph_input.h"
 #include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/data/npy.h"
@@ -23,16 +25,61 @@ Value* ints(Graph& g, const std::string& name, std::vector<int64_t> v) {
   return g.addInitializer(name, Tensor::fromVector<int64_t>({n}, v));
 }
 
+// As torchvision's detection exports: the selection runs inside an If that skips it when no
+// score passes (then_branch reads boxes and scores from the outer graph).
+Model withGuardedSelection(Model& m, Value* boxes, Value* scores) {
+  Graph& g = *m.graph;
+  Node* top = g.addNode("ReduceMax", {scores}, {"top"});
+  top->setAttribute(Attribute::makeInt("keepdims", 0));
+  Value* any =
+      g.addNode("Greater",
+                {top->output(0), g.addInitializer("zero", Tensor::fromVector<float>({}, {0.f}))},
+                {"any"})
+          ->output(0);
+  Node* guard = g.addNode("If", {any}, {"selected"});
+  guard->setName("guard");
+  const char* branches[2][2] = {{"then_branch", R"(select () => (int64[?, 3] sel) {
+      max = Constant<value = int64[1] {10}>()
+      iou = Constant<value = float[1] {0.5}>()
+      thr = Constant<value = float[1] {0.3}>()
+      sel = NonMaxSuppression(boxes, scores, max, iou, thr)
+    })"},
+                                {"else_branch", R"(none () => (int64[?, 3] empty) {
+      shape = Constant<value = int64[2] {0, 3}>()
+      empty = ConstantOfShape<value = int64[1] {0}>(shape)
+    })"}};
+  for (const auto& [name, text] : branches) {
+    onnx::GraphProto body;
+    onnx::OnnxParser parser(text);
+    EXPECT_TRUE(parser.Parse(body).IsOK()) << text;
+    Attribute a;
+    a.name = name;
+    a.kind = AttrKind::kGraph;
+    a.opaque = {body.SerializeAsString()};
+    guard->setAttribute(std::move(a));
+  }
+  guard->addImplicitInput(boxes);
+  guard->addImplicitInput(scores);
+  guard->output(0)->setType({DType::kInt64, std::vector<Dim>{Dim::symbol("K"), Dim::known(3)}});
+  g.addOutput(guard->output(0));
+  return std::move(m);
+}
+
 // x [N, 3, 8, 8] -> Conv 3x3 -> Relu -> {Conv 1x1 -> boxes [N, 64, 4],
 // Conv 1x1 -> Sigmoid -> scores [N, 2, 64]} -> NonMaxSuppression -> selected [K, 3] and the
 // same as float [K, 3].
-Model detector(bool with_nms) {
+Model detector(bool with_nms, bool unbatched = false) {
   Model m;
   m.opset_imports = {{"", 13}};
   Graph& g = *m.graph;
   g.setName("detector");
-  Value* x = testing::addTypedInput(
-      g, "x", DType::kFloat32, {Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)});
+  Value* x = unbatched ? testing::addTypedInput(g, "image", DType::kFloat32,
+                                                {Dim::known(3), Dim::known(8), Dim::known(8)})
+                       : testing::addTypedInput(
+                             g, "x", DType::kFloat32,
+                             {Dim::symbol("N"), Dim::known(3), Dim::known(8), Dim::known(8)});
+  if (unbatched)  // as torchvision's detection exports: one image, batched inside the model
+    x = g.addNode("Unsqueeze", {x, ints(g, "axis0", {0})}, {"x"})->output(0);
   auto conv = [&](Value* in, const std::string& name, Shape w, uint32_t seed) {
     Node* c =
         g.addNode("Conv",
@@ -58,6 +105,7 @@ Model detector(bool with_nms) {
     g.addOutput(scores);
     return m;
   }
+  if (unbatched) return withGuardedSelection(m, boxes->output(0), scores);
   Node* nms = g.addNode("NonMaxSuppression",
                         {boxes->output(0), scores, ints(g, "max", {10}),
                          g.addInitializer("iou", Tensor::fromVector<float>({1}, {0.5f})),
@@ -132,6 +180,48 @@ TEST(DetectorNms, SensitivityAllocationPrunesADetector) {
   auto ort = testing::runOrt(out, {{"x", testing::randomTensor({2, 3, 8, 8}, 10u, 0.f, 1.f)}}, dir);
   ASSERT_TRUE(ort.isOk()) << ort.status().toString();
   EXPECT_EQ(ort->front().dim(1), 3);
+}
+
+// A detector whose input has no batch axis ([3, H, W], as torchvision exports) and whose
+// selection sits in an If: quantize calibrates one image per run, through the If, and the file
+// runs in ONNX Runtime with the same selection; eval and prune take it the same way.
+TEST(DetectorNms, BatchlessDetectorWithGuardedSelection) {
+  ASSERT_TRUE(testing::ortAvailable());
+  testing::TempDir dir;
+  const auto model = dir / "det.onnx", out = dir / "det_q.onnx", pruned = dir / "det_p.onnx",
+             calib = dir / "x.npy";
+  ASSERT_TRUE(saveModel(detector(true, true), model).isOk());
+  ASSERT_TRUE(
+      data::writeNpy(calib.string(), testing::randomTensor({16, 3, 8, 8}, 9u, 0.f, 1.f)).isOk());
+  auto r = testing::runCli("quantize " + testing::quote(model) + " -o " + testing::quote(out) +
+                           " --calib " + testing::quote(calib) + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["layers"].size(), 3u) << r.out;
+  ASSERT_TRUE(j["output_sqnr_db"].is_number()) << r.out << r.err;
+  EXPECT_GT(j["output_sqnr_db"].get<double>(), 30.0) << r.out;
+  const Tensor image = testing::randomTensor({3, 8, 8}, 10u, 0.f, 1.f);
+  auto want = testing::runOrt(model, {{"image", image}}, dir);
+  auto got = testing::runOrt(out, {{"image", image}}, dir);
+  ASSERT_TRUE(want.isOk() && got.isOk()) << got.status().toString();
+  ASSERT_GE(want->front().dim(0), 5);
+  ASSERT_GE(got->front().dim(0), 5);
+  const auto a = got->front().toInt64Vector(), b = want->front().toInt64Vector();
+  // The five best boxes are the same (lower down, near-tied scores may trade places).
+  EXPECT_EQ(std::vector<int64_t>(a.begin(), a.begin() + 15),
+            std::vector<int64_t>(b.begin(), b.begin() + 15));
+
+  auto e = testing::runCli("eval " + testing::quote(out) + " --data " + testing::quote(calib) +
+                           " --reference " + testing::quote(model) + " --json");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const auto ej = nlohmann::json::parse(e.out);
+  EXPECT_EQ(ej["count"].get<int64_t>(), 16) << e.out;
+  EXPECT_GT(ej["sqnr_db"].get<double>(), 30.0) << e.out;  // of the boxes and scores
+  auto p = testing::runCli("prune " + testing::quote(model) + " -o " + testing::quote(pruned) +
+                           " --ratio 0.25 --method contribution --recover lsq --data " +
+                           testing::quote(calib) + " --json");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  ASSERT_TRUE(testing::runOrt(pruned, {{"image", image}}, dir).isOk());
 }
 
 }  // namespace

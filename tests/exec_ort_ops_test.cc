@@ -1,4 +1,4 @@
-// Kernels of ops that detectors and transformers end with (NonMaxSuppression, Einsum,
+// Kernels of ops that detectors and transformers end with (NonMaxSuppression, RoiAlign, Einsum,
 // GridSample) against ONNX Runtime on seeded random inputs chosen to reach the corner cases the
 // ONNX backend tests (exec_backend_test.cc) leave out: tied scores, a score equal to the
 // threshold, degenerate boxes, broadcasting and repeated labels, out-of-range sample points.
@@ -530,6 +530,182 @@ TEST(ExecOrtOps, DetAndReverseSequenceMatchOrt) {
     auto [ours, ort] = runBoth(text, {{"x", testing::randomTensor(shape, 69u)}, {"lens", lens}});
     expectSameTensor(ours, ort);
   }
+}
+
+// ---- RoiAlign ----
+
+// X [3, 2, 7, 9] and rois over it: inside, partly outside on either side, under one pixel (the
+// RoiAlign-10 clamp), the whole image, fully outside, thin, on the border; images 0, 1 and 2.
+Inputs roiAlignInputs() {
+  const Tensor rois = tensorOf<float>(DType::kFloat32, {8, 4},
+                                      {1.2f,  0.7f,  6.3f,  5.1f,    // inside
+                                       -2.5f, -1.8f, 3.4f,  2.9f,    // out at the top left
+                                       5.5f,  3.2f,  12.f,  9.5f,    // out at the bottom right
+                                       2.3f,  2.6f,  2.7f,  3.f,     // 0.4 x 0.4
+                                       0.f,   0.f,   9.f,   7.f,     // the image
+                                       -6.f,  -5.f,  -2.5f, -1.5f,   // outside
+                                       7.9f,  0.1f,  8.6f,  6.8f,    // thin
+                                       0.5f,  6.2f,  8.5f,  6.9f});  // the bottom border
+  const Tensor idx = tensorOf<int64_t>(DType::kInt64, {8}, {0, 2, 1, 2, 0, 1, 2, 0});
+  return {{"x", testing::randomTensor({3, 2, 7, 9}, 81u, -2.f, 2.f)}, {"rois", rois}, {"idx", idx}};
+}
+
+std::string roiAlignText(int opset, const std::string& attrs, int64_t rois = 8,
+                         const std::string& type = "float") {
+  return R"(<ir_version: 8, opset_import: ["" : )" + std::to_string(opset) + R"(]>
+    g ()" +
+         type + R"([3, 2, 7, 9] x, )" + type + "[" + std::to_string(rois) + R"(, 4] rois, int64[)" +
+         std::to_string(rois) + R"(] idx) => ()" + type + R"( y) {
+      y = RoiAlign<output_height = 3, output_width = 4)" +
+         (attrs.empty() ? "" : ", " + attrs) + R"(>(x, rois, idx)
+    })";
+}
+
+// avg and max, sampling_ratio 0 (adaptive) and fixed, half_pixel (16's default) and
+// output_half_pixel (explicit at 16, implied at 10), a spatial_scale.
+TEST(ExecOrtOps, RoiAlignMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  const std::pair<int, const char*> cases[] = {
+      {16, ""},
+      {16, "sampling_ratio = 2"},
+      {16, R"(mode = "max")"},
+      {16, R"(mode = "max", sampling_ratio = 2)"},
+      {16, R"(coordinate_transformation_mode = "output_half_pixel", sampling_ratio = 2)"},
+      {16, R"(coordinate_transformation_mode = "output_half_pixel", mode = "max")"},
+      {16, "spatial_scale = 0.625, sampling_ratio = 3"},
+      {10, ""},
+      {10, "sampling_ratio = 2"},
+      {10, R"(mode = "max")"},
+      {10, R"(mode = "max", sampling_ratio = 1, spatial_scale = 1.5)"},
+  };
+  const Inputs in = roiAlignInputs();
+  for (const auto& [opset, attrs] : cases) {
+    SCOPED_TRACE("opset " + std::to_string(opset) + " " + attrs);
+    auto [ours, ort] = runBoth(roiAlignText(opset, attrs), in);
+    expectSameTensor(ours, ort, 1e-5);
+    EXPECT_EQ(shapeToString(ours.shape()), "[8x2x3x4]");
+  }
+}
+
+// 64 random rois over X [2, 32, 24, 28], 7x7 bins: enough work for the parallel loop over rois.
+TEST(ExecOrtOps, RoiAlignManyRoisMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  std::mt19937 rng(82u);
+  std::uniform_real_distribution<float> corner(-4.f, 30.f), size(0.3f, 20.f);
+  Tensor rois(DType::kFloat32, {64, 4}), idx(DType::kInt64, {64});
+  auto r = rois.mutableData<float>();
+  for (int64_t i = 0; i < 64; ++i) {
+    r[4 * i] = corner(rng), r[4 * i + 1] = corner(rng);
+    r[4 * i + 2] = r[4 * i] + size(rng), r[4 * i + 3] = r[4 * i + 1] + size(rng);
+    idx.mutableData<int64_t>()[i] = static_cast<int64_t>(rng() % 2);
+  }
+  const Inputs in = {
+      {"x", testing::randomTensor({2, 32, 24, 28}, rng)}, {"rois", rois}, {"idx", idx}};
+  for (const char* attrs : {"", R"(mode = "max", sampling_ratio = 2)"}) {
+    SCOPED_TRACE(attrs);
+    const std::string text = R"(<ir_version: 8, opset_import: ["" : 16]>
+      g (float[2, 32, 24, 28] x, float[64, 4] rois, int64[64] idx) => (float y) {
+        y = RoiAlign<output_height = 7, output_width = 7, spatial_scale = 0.8)" +
+                             std::string(attrs).insert(0, attrs[0] ? ", " : "") +
+                             R"(>(x, rois, idx)
+      })";
+    auto [ours, ort] = runBoth(text, in);
+    expectSameTensor(ours, ort, 1e-5);
+  }
+}
+
+// X and rois in double, which ORT implements too.
+TEST(ExecOrtOps, RoiAlignDoubleMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  Inputs in = roiAlignInputs();
+  for (size_t i = 0; i < 2; ++i) {
+    Tensor d(DType::kFloat64, in[i].second.shape());
+    for (int64_t k = 0; k < d.numel(); ++k)
+      d.mutableData<double>()[k] = in[i].second.elementAsDouble(k);
+    in[i].second = d;
+  }
+  for (const auto& [opset, attrs] :
+       {std::pair<int, const char*>{16, ""}, {10, R"(mode = "max")"}}) {
+    SCOPED_TRACE("opset " + std::to_string(opset) + " " + attrs);
+    auto [ours, ort] = runBoth(roiAlignText(opset, attrs, 8, "double"), in);
+    expectSameTensor(ours, ort, 1e-12);
+  }
+}
+
+// No rois: an empty output of the full shape.
+TEST(ExecOrtOps, RoiAlignWithoutRoisMatchesOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  Inputs in = roiAlignInputs();
+  in[1].second = Tensor(DType::kFloat32, {0, 4});
+  in[2].second = Tensor(DType::kInt64, {0});
+  auto [ours, ort] = runBoth(roiAlignText(16, "", 0), in);
+  expectSameTensor(ours, ort);
+  EXPECT_EQ(shapeToString(ours.shape()), "[0x2x3x4]");
+}
+
+// Bad inputs and attributes: an error status when the plan is made or run, never a crash.
+TEST(ExecOrtOps, RoiAlignRejectsBadInputs) {
+  const Inputs good = roiAlignInputs();
+  auto runWith = [&](const std::string& text, int input, Tensor t) {
+    Model model = testing::parseModelText(text);
+    auto ex = exec::Executor::create(model);
+    if (!ex.isOk()) return ex.status();
+    std::vector<Tensor> feeds;
+    for (const auto& [name, v] : good) feeds.push_back(v);
+    if (input >= 0) feeds[input] = std::move(t);
+    return (*ex)->run(feeds).status();
+  };
+  for (int64_t bad : {3, -1}) {
+    Tensor idx = good[2].second;
+    idx.mutableData<int64_t>()[5] = bad;
+    const Status st = runWith(roiAlignText(16, ""), 2, idx);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.toString();
+    EXPECT_NE(st.message().find("batch_indices[5]"), std::string::npos) << st.toString();
+  }
+  Tensor huge = good[1].second;
+  // Adaptive sampling of a 1e30-pixel roi (ORT's float to int conversion overflows instead).
+  huge.mutableData<float>()[2] = 1e30f;
+  EXPECT_FALSE(runWith(roiAlignText(16, ""), 1, huge).isOk());
+  for (const char* attrs : {R"(mode = "sum")", R"(coordinate_transformation_mode = "asymmetric")",
+                            "sampling_ratio = -1"}) {
+    SCOPED_TRACE(attrs);
+    EXPECT_EQ(runWith(roiAlignText(16, attrs), -1, {}).code(), StatusCode::kInvalidModel);
+  }
+  std::string no_rows = roiAlignText(16, "");
+  no_rows.replace(no_rows.find("output_height = 3"), 17, "output_height = 0");
+  EXPECT_EQ(runWith(no_rows, -1, {}).code(), StatusCode::kInvalidModel);
+}
+
+// Reversed rois (x2 < x1 and y2 < y1): with half_pixel and sampling_ratio 0 the adaptive grid
+// is empty (0 or negative samples per axis, output 0); otherwise they sample backwards. Reversed
+// along one axis only, the grid count is negative: ORT fails, and so do we.
+TEST(ExecOrtOps, RoiAlignReversedRoisMatchOrt) {
+  ASSERT_TRUE(testing::ortAvailable());
+  Inputs in = roiAlignInputs();
+  in[1].second = tensorOf<float>(DType::kFloat32, {3, 4},
+                                 {6.3f, 5.1f, 1.2f, 0.7f,    // grid -1 x -1
+                                  3.f, 3.f, 2.5f, 2.5f,      // grid 0 x 0
+                                  8.4f, 6.3f, 1.1f, 0.2f});  // grid -2 x -1
+  in[2].second = tensorOf<int64_t>(DType::kInt64, {3}, {0, 1, 2});
+  const std::pair<int, const char*> cases[] = {
+      {16, ""}, {16, R"(mode = "max")"}, {16, "sampling_ratio = 2"}, {10, ""}};
+  for (const auto& [opset, attrs] : cases) {
+    SCOPED_TRACE("opset " + std::to_string(opset) + " " + attrs);
+    auto [ours, ort] = runBoth(roiAlignText(opset, attrs, 3), in);
+    expectSameTensor(ours, ort, 1e-5);
+  }
+  // Roi 0 becomes (6.3, 0.7, 1.2, 5.1): reversed along x only.
+  in[1].second.mutableData<float>()[1] = 0.7f, in[1].second.mutableData<float>()[3] = 5.1f;
+  testing::TempDir dir;
+  Model model = testing::parseModelText(roiAlignText(16, "", 3));
+  ASSERT_TRUE(saveModel(model, dir / "m.onnx").isOk());
+  auto ex = exec::Executor::create(model);
+  ASSERT_TRUE(ex.isOk()) << ex.status().toString();
+  std::vector<Tensor> feeds;
+  for (const auto& [name, t] : in) feeds.push_back(t);
+  const Status st = (*ex)->run(feeds).status();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.toString();
+  EXPECT_FALSE(testing::runOrt(dir / "m.onnx", in, dir).isOk());
 }
 
 // ---- RNN, GRU, LSTM ----

@@ -536,7 +536,7 @@ Status runCompress(const CompressCommandOptions& o) {
     Status trainable = checkTrainable(original);
     if (!trainable.isOk()) return trainable.withContext(o.model_path + ": --finetune");
   }
-  setup.batch = batchLimit(original, setup.batch);  // calibration; many exports fix batch 1
+  setup.batch = batchFor(original, *calib_reader, setup.batch);  // many exports fix batch 1
   NNC_RETURN_IF_ERROR(chooseQuality(setup, o.quality).withContext(o.model_path));
   run.quality_name = qualityName(setup);
   if (setup.fidelity && o.quality == "auto")

@@ -39,6 +39,20 @@ std::vector<data::FeedInput> feedInputsOf(const Model& model) {
   return inputs;
 }
 
+// The one float input when its declared shape has no batch axis: as many dims as a sample, each
+// known one equal to the sample's (a [3, H, W] image input of a torchvision detection export).
+const Value* unbatchedInput(const Model& model, const Shape& sample) {
+  const Value* in = nullptr;
+  for (const Value* v : model.graph->inputs())
+    if (!v->isInitializer()) in = in ? nullptr : v;
+  if (!in || in->dtype() != DType::kFloat32 || !in->type().shape) return nullptr;
+  const auto& dims = *in->type().shape;
+  if (dims.size() != sample.size() || dims.empty()) return nullptr;
+  for (size_t i = 0; i < dims.size(); ++i)
+    if (dims[i].isKnown() && dims[i].value != sample[i]) return nullptr;
+  return in;
+}
+
 std::string namesOf(const std::vector<data::FeedInput>& inputs) {
   std::string names;
   for (const auto& in : inputs) names += (names.empty() ? "" : ", ") + in.name;
@@ -132,6 +146,11 @@ StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, c
   std::unique_ptr<data::SampleReader> reader;
   if (inputs.size() == 1 && inputs[0].dtype == DType::kFloat32) {  // as before feeds existed
     NNC_ASSIGN_OR_RETURN(reader, openOne(o, specs->front(), pre));
+    if (const Value* in = unbatchedInput(model, reader->sampleShape())) {
+      spdlog::info("model input '{}' {} has no batch axis: one sample per run", in->name(),
+                   in->type().toString());
+      reader = data::unbatchedReader(std::move(reader));
+    }
   } else {
     std::vector<std::unique_ptr<data::SampleReader>> readers;
     for (const std::string& spec : *specs) {
@@ -144,6 +163,10 @@ StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& o, c
   }
   spdlog::info("{}: {}", role, reader->description());
   return reader;
+}
+
+int64_t batchFor(const Model& model, const data::SampleReader& reader, int64_t requested) {
+  return std::min(batchLimit(model, requested), std::max<int64_t>(1, reader.maxBatch()));
 }
 
 StatusOr<std::optional<std::vector<int64_t>>> openLabels(const DataOptions& o,

@@ -24,6 +24,10 @@ StatusOr<std::unique_ptr<data::SampleReader>> openReader(const DataOptions& opti
                                                          const char* role = "data");
 // The specs of options.data joined for messages.
 std::string dataText(const DataOptions& options);
+
+// `requested`, or less where the model fixes its batch (batchLimit) or the reader takes one
+// sample per run (a model input without a batch axis).
+int64_t batchFor(const Model& model, const data::SampleReader& reader, int64_t requested);
 // Labels from --labels (sliced to options.range like the data), else those that come with the
 // data (class subfolders), else nullopt.
 StatusOr<std::optional<std::vector<int64_t>>> openLabels(const DataOptions& options,

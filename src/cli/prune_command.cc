@@ -396,7 +396,7 @@ Status runPrune(const PruneOptions& o) {
   if (setup.has_data) {
     calibration.reader = reader.get();
     calibration.count = std::min(o.calib_size, reader->size());
-    calibration.batch = batchLimit(model, o.batch);  // many exports hard-code batch 1
+    calibration.batch = batchFor(model, *reader, o.batch);  // many exports hard-code batch 1
     calibration.num_threads = o.threads;
     NNC_ASSIGN_OR_RETURN(labels, openLabels(o.data, *reader));
   }

@@ -48,7 +48,7 @@ Status autoExclude(const QuantizeCommandOptions& o, double min_sqnr, const Model
   quant::AutoExcludeOptions ao;
   ao.min_sqnr_db = min_sqnr;
   ao.samples = std::min<int64_t>(64, o.calib_size < 0 ? reader.size() : o.calib_size);
-  ao.batch = batchLimit(model, 32);
+  ao.batch = batchFor(model, reader, 32);
   ao.threads = o.threads;
   ao.float16_storage = !o.fp32_storage && qo.format != quant::QuantFormat::kInteger;
   auto chosen = quant::chooseFloatLayers(model, qo, ranges, reader, ao);
@@ -163,7 +163,7 @@ Status equalizeActivationsForQuantization(const QuantizeCommandOptions& o, bool 
   if (!quantized_acts || o.per_tensor || reader == nullptr) return Status::ok();
   quant::ActEqualizeOptions ao;
   ao.samples = std::min<int64_t>(64, o.calib_size < 0 ? reader->size() : o.calib_size);
-  ao.batch = batchLimit(model, 32);
+  ao.batch = batchFor(model, *reader, 32);
   ao.threads = o.threads;
   auto eq = quant::equalizeActivationRanges(model, *reader, ao);
   if (!eq.isOk()) return eq.status().withContext("activation equalization of " + o.model_path);
@@ -242,7 +242,7 @@ StatusOr<std::map<std::string, quant::Range>> calibrateRanges(
   quant::CalibrationOptions co;
   co.calib_size = o.calib_size;
   co.threads = o.threads;
-  co.batch = batchLimit(model, co.batch);
+  co.batch = batchFor(model, reader, co.batch);
   auto hist = quant::collectHistograms(model, reader, names, co);
   if (!hist.isOk()) return hist.status().withContext("calibrating " + o.model_path);
   for (const auto& [name, h] : *hist) {
@@ -288,7 +288,7 @@ Status refineQuantizedWeights(const QuantizeCommandOptions& o, const Model& refe
   if (o.rounding == "adaround") {
     quant::AdaRoundOptions ao;
     ao.samples = std::min<int64_t>(256, o.calib_size < 0 ? reader->size() : o.calib_size);
-    ao.batch = batchLimit(model, 32);
+    ao.batch = batchFor(model, *reader, 32);
     ao.threads = o.threads;
     auto a = quant::adaRoundModel(reference, model, run.layers, *reader, ao);
     if (!a.isOk()) return a.status().withContext("AdaRound on " + o.model_path);
@@ -299,7 +299,7 @@ Status refineQuantizedWeights(const QuantizeCommandOptions& o, const Model& refe
   if (o.bias_correction) {
     auto c = quant::correctBiases(reference, model, run.layers, *reader,
                                   o.calib_size < 0 ? reader->size() : o.calib_size,
-                                  batchLimit(model, 32), o.threads);
+                                  batchFor(model, *reader, 32), o.threads);
     if (!c.isOk()) return c.status().withContext("bias correction of " + o.model_path);
     run.corrected = *c;
     spdlog::info("bias correction: corrected {} layers", run.corrected);
@@ -319,7 +319,7 @@ Status measureQuantizedSqnr(const QuantizeCommandOptions& o, const Model& refere
   if (outputsFollowSelection(*reference.graph))  // the boxes and scores an NMS selects from
     for (const std::string& tap : fidelityTaps(*reference.graph)) outputs.emplace_back(tap, tap);
   auto s = quant::measureSqnr(reference, model, *reader, outputs, o.sqnr_samples,
-                              batchLimit(model, 32), o.threads);
+                              batchFor(model, *reader, 32), o.threads);
   if (!s.isOk()) return s.status().withContext("measuring SQNR of " + o.output_path);
   run.sqnr = std::move(s).value();
   return Status::ok();

@@ -32,6 +32,7 @@ class SliceReader : public SampleReader {
     return std::vector<int64_t>(all->begin() + begin_, all->begin() + end_);
   }
   std::vector<std::string> classNames() const override { return inner_->classNames(); }
+  int64_t maxBatch() const override { return inner_->maxBatch(); }
   std::string description() const override {
     return inner_->description() + ", range " + std::to_string(begin_) + ":" +
            std::to_string(end_) + " (" + std::to_string(size()) + " samples)";

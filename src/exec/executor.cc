@@ -11,6 +11,7 @@
 #include "kernels/kernels.h"
 #include "kernels/thread_pool.h"
 #include "nncompress/ir/batch_norm.h"
+#include "nncompress/ir/subgraph.h"
 
 namespace nnc::exec {
 
@@ -41,14 +42,30 @@ StatusOr<Tensor> constantNodeValue(const Node& n) {
                      "' has no value the executor can read (sparse_value?)");
 }
 
-std::vector<std::string> unsupportedOps(const Model& model) {
-  std::set<std::string> missing;
+namespace {
+
+// Ops without a kernel in `model` and in the subgraphs of ops that have one (If branches).
+void collectUnsupported(const Model& model, std::set<std::string>& missing) {
   const KernelRegistry& registry = KernelRegistry::builtin();
   for (const auto& n : model.graph->nodes()) {
     if (n->isOp("Constant")) continue;
-    if (!registry.find(*n))
+    if (!registry.find(*n)) {
       missing.insert(n->isDefaultDomain() ? n->opType() : n->domain() + "." + n->opType());
+      continue;
+    }
+    for (const Attribute& a : n->attributes()) {
+      if (a.kind != AttrKind::kGraph || a.opaque.size() != 1) continue;
+      auto body = parseSubgraph(a.opaque[0], model);
+      if (body.isOk()) collectUnsupported(body.value(), missing);  // else the kernel says why
+    }
   }
+}
+
+}  // namespace
+
+std::vector<std::string> unsupportedOps(const Model& model) {
+  std::set<std::string> missing;
+  collectUnsupported(model, missing);
   return {missing.begin(), missing.end()};
 }
 
@@ -94,11 +111,12 @@ StatusOr<std::unique_ptr<Executor>> Executor::create(const Model& model,
     Step step;
     step.node = n;
     const int64_t opset = model.opsetVersion(n->domain());
-    auto kernel = (*registry.find(*n))(KernelBuildContext{*n, opset});
+    auto kernel = (*registry.find(*n))(KernelBuildContext{*n, opset, &model});
     if (!kernel.isOk())
       return kernel.status().withContext("node '" + n->name() + "' (" + n->opType() + ")");
     step.kernel = std::move(kernel).value();
     for (const Value* in : n->inputs()) step.input_slots.push_back(in ? slotFor(in) : -1);
+    for (const Value* in : n->implicitInputs()) step.input_slots.push_back(slotFor(in));
     for (const Value* out : n->outputs()) step.output_slots.push_back(out ? slotFor(out) : -1);
     ex->steps_.push_back(std::move(step));
   }

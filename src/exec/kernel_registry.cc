@@ -102,6 +102,7 @@ const KernelRegistry& KernelRegistry::builtin() {
     registerSequenceKernels(r);
     registerLinalgKernels(r);
     registerRecurrentKernels(r);
+    registerControlFlowKernels(r);
     return r;
   }();
   return registry;

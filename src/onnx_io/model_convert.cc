@@ -442,6 +442,21 @@ StatusOr<Model> modelFromProto(onnx::ModelProto& proto, const std::filesystem::p
   return model;
 }
 
+StatusOr<Model> subgraphModelFromProto(const std::string& serialized, const Model& parent) {
+  GraphProto gp;
+  if (!gp.ParseFromString(serialized)) return invalidModel("a subgraph does not parse");
+  std::vector<std::string> outer;
+  collectOuterReferences(gp, {}, outer);
+  std::unordered_set<std::string> added;
+  for (const std::string& name : outer)  // read from enclosing scopes: fed like inputs
+    if (added.insert(name).second) gp.add_input()->set_name(name);
+  Model model;
+  model.ir_version = parent.ir_version;
+  model.opset_imports = parent.opset_imports;
+  NNC_RETURN_IF_ERROR(graphFromProto(gp, {}, *model.graph, nullptr));
+  return model;
+}
+
 void modelToProto(Model& model, bool release, onnx::ModelProto* proto) {
   proto->set_ir_version(model.ir_version);
   for (const auto& op : model.opset_imports) {

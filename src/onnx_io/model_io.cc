@@ -15,6 +15,7 @@
 
 #include "nncompress/ir/option_error.h"
 #include "nncompress/ir/shape_fold.h"
+#include "nncompress/ir/subgraph.h"
 #include "nncompress/onnx_io/file_util.h"
 #include "proto_convert.h"
 
@@ -59,6 +60,7 @@ Status finishLoad(onnx::ModelProto& proto, const std::filesystem::path& base_dir
     info->strict_finding = finding;
     info->validation_note = note;
   }
+  setSubgraphParser(&subgraphModelFromProto);  // executors may need to run its bodies
   *out = std::move(model).value();
   return Status::ok();
 }

@@ -24,6 +24,8 @@ void valueTypeToProto(const ValueType& type, onnx::TypeProto* proto);
 
 StatusOr<Model> modelFromProto(onnx::ModelProto& proto, const std::filesystem::path& base_dir,
                                int64_t* external_bytes_read);
+// An If/Loop/Scan body as a Model (see ir/subgraph.h): outer-scope names become graph inputs.
+StatusOr<Model> subgraphModelFromProto(const std::string& serialized, const Model& parent);
 // With `release`, tensor bytes move out of `model` (which is then left without weights).
 void modelToProto(Model& model, bool release, onnx::ModelProto* proto);
 

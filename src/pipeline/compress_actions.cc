@@ -57,7 +57,7 @@ StatusOr<double> measureQuality(State& state, const Model& model, int64_t limit)
   options.classes = s.classes;
   options.require_classes = !s.fidelity;
   options.progress = s.eval_progress;
-  options.batch = effectiveBatch(*executor, s.batch);
+  options.batch = effectiveBatch(*executor, *s.eval_data, s.batch);
   NNC_ASSIGN_OR_RETURN(EvalResult r, evaluate(*executor, *s.eval_data, s.labels,
                                               s.labels ? nullptr : state.reference.get(), options));
   if (s.labels) return r.top1.value_or(0);
@@ -273,7 +273,7 @@ Status chooseQuality(CompressSetup& setup, const std::string& force) {
   if (setup.labels || force != "auto") return Status::ok();
   NNC_ASSIGN_OR_RETURN(auto executor, exec::Executor::create(*setup.original, {setup.threads}));
   EvalOptions options;
-  options.limit = effectiveBatch(*executor, 1);  // one sample, or the batch the model fixes
+  options.limit = effectiveBatch(*executor, *setup.eval_data, 1);  // one sample, or the fixed batch
   options.classes = setup.classes;
   NNC_ASSIGN_OR_RETURN(EvalResult r,
                        evaluate(*executor, *setup.eval_data, nullptr, nullptr, options));

@@ -123,7 +123,9 @@ std::vector<EvalOptions::Classes> classesOf(const Model& model) {
   return out;
 }
 
-int64_t effectiveBatch(const exec::Executor& executor, int64_t requested) {
+int64_t effectiveBatch(const exec::Executor& executor, const data::SampleReader& reader,
+                       int64_t requested) {
+  if (reader.maxBatch() == 1) return 1;
   const Value* in = executor.inputs().front();
   if (in->type().shape && !in->type().shape->empty() && (*in->type().shape)[0].isKnown())
     return (*in->type().shape)[0].value;
@@ -139,9 +141,10 @@ Status checkDataFitsModel(const exec::Executor& executor, const data::SampleRead
   const Shape sample = reader.sampleShape();
   if (in->type().shape) {
     const auto& dims = *in->type().shape;
-    bool fits = dims.size() == sample.size() + 1;
+    const size_t axis0 = reader.maxBatch() == 1 ? 0 : 1;  // unbatched: a sample is the input
+    bool fits = dims.size() == sample.size() + axis0;
     for (size_t i = 0; fits && i < sample.size(); ++i)
-      if (dims[i + 1].isKnown() && dims[i + 1].value != sample[i]) fits = false;
+      if (dims[i + axis0].isKnown() && dims[i + axis0].value != sample[i]) fits = false;
     if (!fits)
       return invalidArgument("samples of shape " + shapeToString(sample) +
                              " do not fit the model input '" + in->name() + "' " +
@@ -165,7 +168,7 @@ Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalO
                   const std::function<Status(int64_t, int64_t, std::vector<Tensor>&)>& sink) {
   NNC_RETURN_IF_ERROR(checkDataFitsModel(model, reader));
   const int64_t total = options.limit >= 0 ? std::min(options.limit, reader.size()) : reader.size();
-  const int64_t batch = effectiveBatch(model, options.batch);
+  const int64_t batch = effectiveBatch(model, reader, options.batch);
   int64_t index = 0;
   for (int64_t start = 0; start < total; start += batch, ++index) {
     const int64_t count = std::min(batch, total - start);

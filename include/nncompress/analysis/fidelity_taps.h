@@ -13,7 +13,8 @@
 namespace nnc {
 
 // Names of the values to compare, in graph order: graph outputs no selection feeds, then the
-// computed float inputs of each selection. The graph outputs alone when there is no selection.
+// computed float values read by a selection or by anything computed from one (the values that
+// flow into the selection-dependent part). The graph outputs alone when there is no selection.
 std::vector<std::string> fidelityTaps(const Graph& graph);
 
 // Whether any output depends on a data-dependent selection (the taps are not the outputs).

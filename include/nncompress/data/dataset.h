@@ -9,6 +9,7 @@
 // See docs/data-spec.md.
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,7 +45,14 @@ class SampleReader {
   // What a model run takes for samples start .. start+count-1: one tensor per model input, in
   // the model's input order. A reader of one dataset feeds one input: {readBatch(start, count)}.
   virtual StatusOr<std::vector<Tensor>> readFeeds(int64_t start, int64_t count);
+  // The most samples one model run takes from this reader: 1 for a model input without a batch
+  // axis (unbatchedReader), else no limit beyond the model's own.
+  virtual int64_t maxBatch() const { return std::numeric_limits<int64_t>::max(); }
 };
+
+// For a model whose input has no batch axis (torchvision detection exports take one [3, H, W]
+// image): batches of exactly one sample, read without the leading axis. maxBatch() is 1.
+std::unique_ptr<SampleReader> unbatchedReader(std::unique_ptr<SampleReader> inner);
 
 // A model input the data feeds: a graph input that is not an initializer.
 struct FeedInput {

@@ -53,17 +53,19 @@ struct RunContext {
 class Kernel {
  public:
   virtual ~Kernel() = default;
-  // `inputs` has one entry per node input (nullptr for an omitted optional input); `outputs`
+  // `inputs` has one entry per node input (nullptr for an omitted optional input), then one per
+  // implicit input (outer values a subgraph reads, in Node::implicitInputs() order); `outputs`
   // one per node output, to be assigned by the kernel (dtype and shape included).
   virtual Status run(std::span<const Tensor* const> inputs, std::span<Tensor> outputs,
                      const RunContext& ctx) = 0;
 };
 
-// What a factory sees: the node (attributes; constant inputs via input(i)->constantData())
-// and the opset of its domain.
+// What a factory sees: the node (attributes; constant inputs via input(i)->constantData()),
+// the opset of its domain and its model.
 struct KernelBuildContext {
   const Node& node;
   int64_t opset = 0;
+  const Model* model = nullptr;  // the node's model (opsets for subgraphs); may be null
 };
 
 using KernelFactory = std::function<StatusOr<std::unique_ptr<Kernel>>(const KernelBuildContext&)>;

@@ -59,9 +59,10 @@ struct EvalResult {
 // probabilities at every position, such as a recogniser's per-step characters), else kWholeSample.
 std::vector<EvalOptions::Classes> classesOf(const Model& model);
 
-// The batch size to use with this model: `requested`, unless the model's input fixes the batch
-// dimension (e.g. 1), which then wins.
-int64_t effectiveBatch(const exec::Executor& executor, int64_t requested);
+// The batch size to use with this model and data: `requested`, unless the model's input fixes
+// the batch dimension (e.g. 1), which then wins, or has none (reader.maxBatch() 1).
+int64_t effectiveBatch(const exec::Executor& executor, const data::SampleReader& reader,
+                       int64_t requested);
 
 // Checks that samples of `reader` fit the model's single float input (apart from the batch).
 Status checkDataFitsModel(const exec::Executor& executor, const data::SampleReader& reader);

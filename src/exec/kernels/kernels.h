@@ -17,13 +17,14 @@ void registerReduceKernels(KernelRegistry& r);       // ReduceMean, ..., Softmax
 void registerResizeKernels(KernelRegistry& r);       // Resize
 void registerQuantKernels(KernelRegistry& r);        // QuantizeLinear, QLinearConv, ...
 void registerScatterKernels(KernelRegistry& r);      // ScatterND
-void registerDetectionKernels(KernelRegistry& r);    // NonMaxSuppression
+void registerDetectionKernels(KernelRegistry& r);    // NonMaxSuppression, RoiAlign
 void registerGridSampleKernels(KernelRegistry& r);   // GridSample
 void registerEinsumKernels(KernelRegistry& r);       // Einsum
 void registerSelectionKernels(KernelRegistry& r);    // TopK, NonZero, GatherND
 void registerSequenceKernels(KernelRegistry& r);     // CumSum, OneHot, Compress, ReverseSequence
 void registerLinalgKernels(KernelRegistry& r);       // Det
 void registerRecurrentKernels(KernelRegistry& r);    // RNN, GRU, LSTM
+void registerControlFlowKernels(KernelRegistry& r);  // If
 
 // A Conv (node `conv`'s attributes) with given weight and bias (BatchNormalization folded in by
 // the planner; bias may be empty) and an activation in the GEMM epilogue. Takes only X.
