@@ -14,6 +14,7 @@
 #include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/data/npy.h"
 #include "nncompress/onnx_io/model_io.h"
+#include "nncompress/quant/quantize.h"
 #include "ort_util.h"
 #include "random_tensor.h"
 
@@ -180,6 +181,72 @@ TEST(DetectorNms, SensitivityAllocationPrunesADetector) {
   auto ort = testing::runOrt(out, {{"x", testing::randomTensor({2, 3, 8, 8}, 10u, 0.f, 1.f)}}, dir);
   ASSERT_TRUE(ort.isOk()) << ort.status().toString();
   EXPECT_EQ(ort->front().dim(1), 3);
+}
+
+// A two-stage shape: TopK keeps the best-scoring proposals, whose features a box head (Gemm)
+// reads. The taps are the scores and features before the TopK; the head, past the selection,
+// keeps float activations (its weights are still int8).
+TEST(DetectorNms, TopKIsASelectionAndTheHeadPastItKeepsFloatActivations) {
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  Value* feats =
+      testing::addTypedInput(g, "feats", DType::kFloat32, {Dim::known(16), Dim::known(8)});
+  auto gemm = [&](Value* in, const std::string& name, Shape w) {
+    Node* n = g.addNode("Gemm", {in, g.addInitializer(name + "_w", testing::randomTensor(w, 3u))},
+                        {name});
+    n->setName(name);
+    n->setAttribute(Attribute::makeInt("transB", 1));
+    return n->output(0);
+  };
+  Value* proposals = gemm(feats, "rpn", {8, 8});              // [16, 8]
+  Value* objectness = gemm(proposals, "objectness", {1, 8});  // [16, 1]
+  Value* flat = g.addNode("Flatten", {objectness}, {"flat"})->output(0);
+  Node* sq = g.addNode("Reshape", {flat, ints(g, "to1d", {-1})}, {"scores"});
+  Node* top = g.addNode("TopK", {sq->output(0), ints(g, "k", {4})}, {"best", "idx"});
+  Value* picked = g.addNode("Gather", {proposals, top->output(1)}, {"picked"})->output(0);
+  Value* head = gemm(picked, "box_head", {8, 8});
+  g.addOutput(gemm(head, "box_pred", {4, 8}));
+  EXPECT_TRUE(outputsFollowSelection(g));
+  EXPECT_EQ(fidelityTaps(g), (std::vector<std::string>{"scores", "rpn"}));
+  auto targets = quant::selectTargets(g, quant::QuantizeOptions{});
+  ASSERT_TRUE(targets.isOk()) << targets.status().toString();
+  std::map<std::string, bool> quantized_input;
+  for (const auto& t : *targets) quantized_input[t.name] = !t.activation_inputs.empty();
+  EXPECT_TRUE(quantized_input.at("objectness"));
+  EXPECT_FALSE(quantized_input.at("box_head"));  // past the TopK
+  EXPECT_EQ(targets->size(), 4u);                // every layer's weights still quantized
+}
+
+// A model with neither an input nor an output batch axis ([3, 8, 8] -> [4]): eval counts one
+// sample per run and reads the reference's input the same way (it used to take the output's
+// first axis, 4, for the number of samples).
+TEST(DetectorNms, UnbatchedModelIsEvaluatedOneSamplePerRun) {
+  testing::TempDir dir;
+  Model m;
+  m.opset_imports = {{"", 13}};
+  Graph& g = *m.graph;
+  g.setName("unbatched");
+  Value* x = testing::addTypedInput(g, "image", DType::kFloat32,
+                                    {Dim::known(3), Dim::known(8), Dim::known(8)});
+  Value* b = g.addNode("Unsqueeze", {x, ints(g, "axis0", {0})}, {"b"})->output(0);
+  Value* c =
+      g.addNode("Conv", {b, g.addInitializer("w", testing::randomTensor({4, 3, 3, 3}, 1u))}, {"c"})
+          ->output(0);
+  Value* p = g.addNode("GlobalAveragePool", {c}, {"p"})->output(0);
+  Node* y = g.addNode("Reshape", {p, ints(g, "flat", {-1})}, {"y"});
+  y->output(0)->setType({DType::kFloat32, std::vector<Dim>{Dim::known(4)}});
+  g.addOutput(y->output(0));
+  const auto model = dir / "m.onnx", data = dir / "x.npy";
+  ASSERT_TRUE(saveModel(m, model).isOk());
+  ASSERT_TRUE(
+      data::writeNpy(data.string(), testing::randomTensor({10, 3, 8, 8}, 9u, 0.f, 1.f)).isOk());
+  auto e = testing::runCli("eval " + testing::quote(model) + " --data " + testing::quote(data) +
+                           " --reference " + testing::quote(model) + " --json");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const auto j = nlohmann::json::parse(e.out);
+  EXPECT_EQ(j["count"].get<int64_t>(), 10) << e.out;
+  EXPECT_EQ(j["sqnr_db"], "inf") << e.out;
 }
 
 // A detector whose input has no batch axis ([3, H, W], as torchvision exports) and whose

@@ -8,9 +8,10 @@
 namespace nnc {
 namespace {
 
-// Ops whose outputs' length depends on the values they read (NonZero: the score thresholds
-// torchvision's SSD applies per class before its NMS).
-const std::set<std::string> kSelectionOps = {"NonMaxSuppression", "NonZero"};
+// Ops whose outputs' length or order depends on the values they read (NonZero: the score
+// thresholds torchvision's SSD applies per class before its NMS; TopK: the proposals a two-stage
+// detector keeps, whose order flips when two scores swap by a rounding step).
+const std::set<std::string> kSelectionOps = {"NonMaxSuppression", "NonZero", "TopK"};
 
 bool isSelection(const Node& n);
 
@@ -40,6 +41,8 @@ std::vector<const Value*> readsOf(const Node& n) {
   return reads;
 }
 
+}  // namespace
+
 // Values computed from a selection's output, directly or not.
 std::set<const Value*> afterSelections(const Graph& graph) {
   std::set<const Value*> after;
@@ -54,8 +57,6 @@ std::set<const Value*> afterSelections(const Graph& graph) {
   }
   return after;
 }
-
-}  // namespace
 
 std::vector<std::string> fidelityTaps(const Graph& graph) {
   const std::set<const Value*> after = afterSelections(graph);

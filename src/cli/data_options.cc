@@ -42,9 +42,10 @@ std::vector<data::FeedInput> feedInputsOf(const Model& model) {
 // The one float input when its declared shape has no batch axis: as many dims as a sample, each
 // known one equal to the sample's (a [3, H, W] image input of a torchvision detection export).
 const Value* unbatchedInput(const Model& model, const Shape& sample) {
-  const Value* in = nullptr;
+  std::vector<const Value*> fed;
   for (const Value* v : model.graph->inputs())
-    if (!v->isInitializer()) in = in ? nullptr : v;
+    if (!v->isInitializer()) fed.push_back(v);
+  const Value* in = fed.size() == 1 ? fed.front() : nullptr;
   if (!in || in->dtype() != DType::kFloat32 || !in->type().shape) return nullptr;
   const auto& dims = *in->type().shape;
   if (dims.size() != sample.size() || dims.empty()) return nullptr;

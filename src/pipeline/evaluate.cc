@@ -199,7 +199,7 @@ class Tally {
   // Checks that `outputs` hold what the measures need, then counts their samples (the first is
   // sample `start` of the data) against the labels and the reference's outputs, if any.
   Status add(const exec::Executor& model, const std::vector<Tensor>& outputs,
-             const std::vector<Tensor>* reference, int64_t start) {
+             const std::vector<Tensor>* reference, int64_t start, int64_t samples) {
     const Tensor& y = outputs.front();
     const std::vector<ClassRows> layout = classRowsOf(outputs, options_);
     class_scores_ =
@@ -212,7 +212,7 @@ class Tally {
       return unsupported("the labels give one class per sample, and the first output " +
                          shapeToString(y.shape()) + " does not hold one row of class scores");
     if (reference) addOutputErrors(outputs, *reference, output_errors_);
-    const int64_t n = y.dim(0), per_sample = n ? y.numel() / n : 0;
+    const int64_t n = samples, per_sample = n ? y.numel() / n : 0;
     for (int64_t i = 0; i < n; ++i) {
       const float* row = y.data<float>().data() + i * per_sample;
       if (labels_) addLabelled(row, layout.front().classes, (*labels_)[start + i]);
@@ -302,16 +302,19 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
         const Tensor& y = outputs.front();
         if (y.dtype() != DType::kFloat32 || y.rank() < 1)
           return unsupported("the first output is not a float tensor");
+        // Unbatched: one sample per run, whatever the outputs' first axis holds.
+        const int64_t samples = reader.maxBatch() == 1 ? 1 : y.dim(0);
         std::optional<std::vector<Tensor>> ref_out;
         if (reference) {
-          NNC_ASSIGN_OR_RETURN(std::vector<Tensor> in, reader.readFeeds(start, y.dim(0)));
+          NNC_ASSIGN_OR_RETURN(std::vector<Tensor> in, reader.readFeeds(start, samples));
           NNC_ASSIGN_OR_RETURN(ref_out, runCompared(*reference, std::move(in)));
           if (!sameShapes(*ref_out, outputs))
             return invalidArgument(
                 "the reference model's outputs (" + describeOutputs(*reference, *ref_out) +
                 ") differ from the model's (" + describeOutputs(model, outputs) + ")");
         }
-        NNC_RETURN_IF_ERROR(tally.add(model, outputs, ref_out ? &*ref_out : nullptr, start));
+        NNC_RETURN_IF_ERROR(
+            tally.add(model, outputs, ref_out ? &*ref_out : nullptr, start, samples));
         t0 = std::chrono::steady_clock::now();
         return Status::ok();
       });

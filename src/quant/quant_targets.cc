@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <set>
 
+#include "nncompress/analysis/fidelity_taps.h"
 #include "nncompress/ir/option_error.h"
 #include "quantize_internal.h"
 
@@ -23,6 +24,9 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
     }
     feeds_layer[*it] = any;
   }
+  // Layers past a data-dependent selection (a two-stage detector's box head) keep float
+  // activations like the last layers: the taps that judge quantization cannot see them.
+  const std::set<const Value*> after_selection = afterSelections(graph);
   std::vector<QuantTarget> targets;
   for (Node* n : order) {
     if (!isQuantizableOp(*n) || outputChannelAxis(*n) < 0) continue;
@@ -35,7 +39,7 @@ StatusOr<std::vector<QuantTarget>> selectTargets(const Graph& graph,
     // still stored as int8 (per-channel weight error is small next to activation error there).
     // Auto-exclude keeps chosen layers' inputs float the same way.
     const bool float_activations = (!feeds_layer[n] && !options.quantize_last) ||
-                                   float_input.count(name) ||
+                                   after_selection.count(n->output(0)) || float_input.count(name) ||
                                    float_input.count(n->output(0)->name());
     QuantTarget t{n, name, {}};
     if (!float_activations && n->input(0) && n->input(0)->dtype() != DType::kUInt8)
