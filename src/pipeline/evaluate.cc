@@ -154,14 +154,27 @@ Status checkDataFitsModel(const exec::Executor& executor, const data::SampleRead
   return Status::ok();
 }
 
-// The graph outputs, or past a NonMaxSuppression the boxes and scores it selects from
-// (fidelity_taps.h): the selected lists change length between two models and hold no sample axis.
+// The values to compare past a selection (fidelity_taps.h): `reference`'s taps when this graph
+// computes them all, so both models hand over the same values even where quantization rerouted
+// what the selection reads; else its own (a QOperator file no longer has the float values).
+std::vector<std::string> tapsOf(const Graph& graph, const Graph* reference) {
+  if (reference) {
+    std::vector<std::string> taps = fidelityTaps(*reference);
+    if (std::all_of(taps.begin(), taps.end(),
+                    [&](const std::string& t) { return graph.findValue(t) != nullptr; }))
+      return taps;
+  }
+  return fidelityTaps(graph);
+}
+
+// The graph outputs, or past a selection such as a NonMaxSuppression the values it selects from:
+// the selected lists change length between two models and hold no sample axis.
 StatusOr<std::vector<Tensor>> runCompared(exec::Executor& ex, std::vector<Tensor> inputs,
-                                          bool selection_inputs = true) {
+                                          bool selection_inputs, const Graph* reference) {
   const Graph* graph = ex.outputs().empty() ? nullptr : ex.outputs().front()->graph();
   if (!selection_inputs || !graph || !outputsFollowSelection(*graph))
     return ex.run(std::move(inputs));
-  return ex.runValues(std::move(inputs), fidelityTaps(*graph));
+  return ex.runValues(std::move(inputs), tapsOf(*graph, reference));
 }
 
 Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalOptions& options,
@@ -177,8 +190,9 @@ Status runBatches(exec::Executor& model, data::SampleReader& reader, const EvalO
       break;  // a fixed-batch model cannot take the short tail
     NNC_ASSIGN_OR_RETURN(std::vector<Tensor> inputs, reader.readFeeds(start, count));
     const auto run_start = std::chrono::steady_clock::now();
-    NNC_ASSIGN_OR_RETURN(std::vector<Tensor> outputs,
-                         runCompared(model, std::move(inputs), options.selection_inputs));
+    NNC_ASSIGN_OR_RETURN(
+        std::vector<Tensor> outputs,
+        runCompared(model, std::move(inputs), options.selection_inputs, options.taps_from));
     if (options.run_seconds && count == batch)
       options.run_seconds->push_back(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count());
@@ -293,6 +307,8 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
   EvalOptions run_options = options;
   run_options.run_seconds = &run_seconds;
   run_options.selection_inputs = true;
+  if (reference && !reference->outputs().empty())
+    run_options.taps_from = reference->outputs().front()->graph();
   auto t0 = std::chrono::steady_clock::now();
   Status st = runBatches(
       model, reader, run_options,
@@ -307,7 +323,8 @@ StatusOr<EvalResult> evaluate(exec::Executor& model, data::SampleReader& reader,
         std::optional<std::vector<Tensor>> ref_out;
         if (reference) {
           NNC_ASSIGN_OR_RETURN(std::vector<Tensor> in, reader.readFeeds(start, samples));
-          NNC_ASSIGN_OR_RETURN(ref_out, runCompared(*reference, std::move(in)));
+          NNC_ASSIGN_OR_RETURN(ref_out,
+                               runCompared(*reference, std::move(in), true, run_options.taps_from));
           if (!sameShapes(*ref_out, outputs))
             return invalidArgument(
                 "the reference model's outputs (" + describeOutputs(*reference, *ref_out) +

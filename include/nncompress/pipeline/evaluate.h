@@ -34,6 +34,9 @@ struct EvalOptions {
   // Past a NonMaxSuppression, hand over the boxes and scores it selects from instead of the
   // outputs (analysis/fidelity_taps.h): evaluate() compares those; `run` writes the outputs.
   bool selection_inputs = false;
+  // With selection_inputs: take this graph's taps where the model computes them all (evaluate:
+  // the reference's, so both models hand over the same values).
+  const Graph* taps_from = nullptr;
 };
 
 struct EvalResult {
